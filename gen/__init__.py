@@ -1,0 +1,15 @@
+"""tfl2rtl: quantized TensorFlow Lite models to bit-exact FPGA hardware.
+
+The Python API (the command line is a thin layer over it)::
+
+    import tfl2rtl
+    graph = tfl2rtl.load("model.tflite")            # parse, check, lower to the IR
+    info = tfl2rtl.inspect("model.tflite")          # scales, multipliers, shifts per layer
+    result = tfl2rtl.run(graph, [x])                # golden forward pass, every tensor
+    report = tfl2rtl.verify("model.tflite", 100)    # golden vs TFLite Micro, every tensor
+"""
+
+from .api import dump_tensors, inspect, load, run, verify
+from .errors import Tfl2RtlError
+
+__all__ = ["load", "inspect", "run", "verify", "dump_tensors", "Tfl2RtlError"]

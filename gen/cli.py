@@ -1,0 +1,124 @@
+"""The ``tfl2rtl`` command line: a thin layer over :mod:`tfl2rtl.api`.
+
+Exit status: 0 success, 1 a check found a difference, 2 bad input or usage.  Input
+problems print one ``tfl2rtl: error: ...`` line and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from . import api
+from .errors import Tfl2RtlError
+from .golden import PROFILES
+
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, status 2, like every other input error
+        self.print_usage(sys.stderr)
+        raise SystemExit(f"tfl2rtl: error: {message}")
+
+
+def _progress(label: str):
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done == total else ""
+        print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_inspect(args) -> int:
+    from .report import format_text
+
+    info = api.inspect(args.model)
+    print(json.dumps(info, indent=1) if args.json else format_text(info))
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from .verify import load_inputs
+
+    graph = api.load(args.model)
+    input_sets = load_inputs(graph, args.input)
+    if len(input_sets) != 1:
+        raise Tfl2RtlError(f"{args.input} holds {len(input_sets)} inputs; run takes one")
+    result = api.run(graph, input_sets[0], profile=args.profile)
+    if args.dump:
+        api.dump_tensors(result, graph, args.dump)
+    print(f"profile: {result.profile}")
+    for name, value in zip(graph.outputs, result.outputs, strict=True):
+        with np.printoptions(threshold=64, linewidth=100):
+            print(f"{name} {value.dtype} {list(value.shape)}: {value.reshape(-1)}")
+    if args.dump:
+        print(f"wrote {len(graph.nodes) + len(graph.inputs)} tensors to {args.dump}")
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    report = api.verify(args.model, samples=args.samples, profile=args.profile,
+                        inputs=args.input, seed=args.seed, progress=_progress("verify"))
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        status = "OK" if report.ok else "MISMATCH"
+        print(f"{status}: {report.model}, profile {report.profile}: {report.samples} inputs, "
+              f"{report.tensors_compared} tensors ({report.elements_compared:,} elements) "
+              f"compared, {len(report.mismatches)} mismatching")
+        for m in report.mismatches[:20]:
+            print(f"  input {m['sample']}: tensor {m['tensor']!r}: {m['elements']} elements "
+                  f"differ, by up to {m['max_abs_diff']:g}")
+    return EXIT_OK if report.ok else EXIT_MISMATCH
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tfl2rtl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    profiles = sorted(PROFILES)
+
+    p = sub.add_parser("inspect", help="quantization mode and integer parameters per layer")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("run", help="golden forward pass on one input")
+    p.add_argument("model")
+    p.add_argument("--input", required=True, metavar="X.npy")
+    p.add_argument("--profile", default="tflm", choices=profiles)
+    p.add_argument("--dump", metavar="DIR", help="write every intermediate tensor here")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("verify", help="golden model vs the profile's TFLite interpreter")
+    p.add_argument("model")
+    p.add_argument("--samples", type=int, default=100, help="random inputs (default 100)")
+    p.add_argument("--input", action="append", metavar="X.npy",
+                   help="also check these inputs (repeatable)")
+    p.add_argument("--profile", default="tflm", choices=profiles)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Tfl2RtlError as exc:
+        print(f"tfl2rtl: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("tfl2rtl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

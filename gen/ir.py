@@ -1,0 +1,353 @@
+"""The fixed-point intermediate representation.
+
+A :class:`Graph` is a list of :class:`Node` objects in execution order over named
+:class:`Tensor` values.  Every node declares its attributes as dataclass fields and holds
+only exact integer parameters (multipliers, shifts, offsets, clamp bounds, tables), plus
+the real scale each multiplier was derived from so that a rounding profile that works in
+floating point can recompute its own.  The IR knows nothing about how it is run or built:
+the golden model (:mod:`tfl2rtl.golden`) and the hardware generator read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+__all__ = [
+    "Tensor",
+    "Requant",
+    "Node",
+    "FullyConnected",
+    "Conv2D",
+    "DepthwiseConv2D",
+    "MaxPool2D",
+    "AveragePool2D",
+    "Add",
+    "Concatenation",
+    "Pad",
+    "Reshape",
+    "Softmax",
+    "Requantize",
+    "Quantize",
+    "Dequantize",
+    "Lut",
+    "Graph",
+]
+
+INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+
+
+@dataclass(eq=False)
+class Tensor:
+    """A value in the graph.
+
+    ``scale``/``zero_point`` are the affine quantization (``real = scale * (q - zero_point)``)
+    and are ``None``/0 for float tensors.  ``value_range`` is the proven integer range of
+    the tensor's elements (narrower than its dtype after a fused activation).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float | None = None
+    zero_point: int = 0
+    tflite_index: int | None = None
+    value_range: tuple[int, int] | None = None
+    data: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+
+@dataclass(eq=False)
+class Requant:
+    """Per-channel requantization: ``acc -> acc * real_scale`` in TFLite's integers.
+
+    ``multiplier`` (int32, q31) and ``shift`` (TFLite's signed exponent: > 0 shifts left)
+    have one entry per output channel, or one for the whole tensor.  ``real_scale`` is the
+    double each pair was quantized from.
+    """
+
+    multiplier: np.ndarray
+    shift: np.ndarray
+    real_scale: np.ndarray
+
+    @property
+    def per_channel(self) -> bool:
+        return self.multiplier.size > 1
+
+
+@dataclass(eq=False)
+class Node:
+    """Base class: every node has input and output tensor names and its TFLite origin."""
+
+    op: ClassVar[str] = "node"
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    tflite_op_index: int = field(default=-1, kw_only=True)
+    tflite_op: str = field(default="", kw_only=True)
+
+    @property
+    def input(self) -> str:
+        return self.inputs[0]
+
+    @property
+    def output(self) -> str:
+        return self.outputs[0]
+
+    def attributes(self) -> dict:
+        """The node's declared attributes, by name (inputs and outputs excluded)."""
+        skip = {"inputs", "outputs"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+
+    @property
+    def macs(self) -> int:
+        return 0
+
+    @property
+    def weight_bytes(self) -> int:
+        return 0
+
+
+@dataclass(eq=False, kw_only=True)
+class _Epilogue:
+    """Fields shared by the ops that end with TFLite's requantize epilogue."""
+
+    requant: Requant
+    output_offset: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(eq=False, kw_only=True)
+class FullyConnected(Node, _Epilogue):
+    """``out[b, o] = clamp(requant(sum_i (x[b, i] + input_offset) * w[o, i] + bias[o])
+    + output_offset)``.
+
+    ``weights`` is int8 ``[out_depth, accum_depth]``, ``bias`` int32 ``[out_depth]``.
+    ``folded_bias = bias + input_offset * sum_i w[o, i]`` lets hardware accumulate the raw
+    inputs; ``acc_bits`` bounds every partial sum of either form.
+    """
+
+    op: ClassVar[str] = "FULLY_CONNECTED"
+    weights: np.ndarray
+    bias: np.ndarray
+    input_offset: int
+    folded_bias: np.ndarray
+    acc_bits: int
+
+    @property
+    def macs(self) -> int:
+        return int(self.weights.size)
+
+    @property
+    def weight_bytes(self) -> int:
+        return int(self.weights.size + 4 * self.bias.size)
+
+
+@dataclass(eq=False, kw_only=True)
+class Conv2D(Node, _Epilogue):
+    """NHWC convolution; ``weights`` int8 ``[out_c, kh, kw, in_c]``.
+
+    ``padding`` is ``(top, left, bottom, right)``; a padded position contributes nothing,
+    which equals an input of ``-input_offset`` (the input zero point), so ``folded_bias``
+    stays exact when hardware pads with the zero point.
+    """
+
+    op: ClassVar[str] = "CONV_2D"
+    weights: np.ndarray
+    bias: np.ndarray
+    input_offset: int
+    folded_bias: np.ndarray
+    acc_bits: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    out_hw: tuple[int, int] = (0, 0)
+
+    @property
+    def macs(self) -> int:
+        return int(self.weights.size * self.out_hw[0] * self.out_hw[1])
+
+    @property
+    def weight_bytes(self) -> int:
+        return int(self.weights.size + 4 * self.bias.size)
+
+
+@dataclass(eq=False, kw_only=True)
+class DepthwiseConv2D(Node, _Epilogue):
+    """NHWC depthwise convolution; ``weights`` int8 ``[kh, kw, out_c]`` with
+    ``out_c = in_c * depth_multiplier`` and output channel ``ic * depth_multiplier + m``."""
+
+    op: ClassVar[str] = "DEPTHWISE_CONV_2D"
+    weights: np.ndarray
+    bias: np.ndarray
+    input_offset: int
+    folded_bias: np.ndarray
+    acc_bits: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    depth_multiplier: int
+    out_hw: tuple[int, int] = (0, 0)
+
+    @property
+    def macs(self) -> int:
+        return int(self.weights.size * self.out_hw[0] * self.out_hw[1])
+
+    @property
+    def weight_bytes(self) -> int:
+        return int(self.weights.size + 4 * self.bias.size)
+
+
+@dataclass(eq=False, kw_only=True)
+class MaxPool2D(Node):
+    op: ClassVar[str] = "MAX_POOL_2D"
+    filter: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    act_min: int
+    act_max: int
+
+
+@dataclass(eq=False, kw_only=True)
+class AveragePool2D(Node):
+    """Average over the in-bounds part of each window, rounded half away from zero
+    (``(sum +- count/2) / count`` in C division), then clamped."""
+
+    op: ClassVar[str] = "AVERAGE_POOL_2D"
+    filter: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    act_min: int
+    act_max: int
+
+
+@dataclass(eq=False, kw_only=True)
+class Add(Node):
+    """TFLite's int8 ADD: both inputs shifted left by ``left_shift``, rescaled to a common
+    scale, summed, rescaled to the output, offset and clamped.  Inputs broadcast."""
+
+    op: ClassVar[str] = "ADD"
+    input1_offset: int
+    input2_offset: int
+    left_shift: int
+    input1_requant: Requant
+    input2_requant: Requant
+    output_requant: Requant
+    output_offset: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(eq=False, kw_only=True)
+class Concatenation(Node):
+    """Concatenation along ``axis`` (non-negative).  TFLite Micro copies int8 values
+    unchanged, so the IR does too; the converter gives all inputs one scale."""
+
+    op: ClassVar[str] = "CONCATENATION"
+    axis: int
+
+
+@dataclass(eq=False, kw_only=True)
+class Pad(Node):
+    """Constant padding; ``paddings`` is ``((before, after), ...)`` per dimension."""
+
+    op: ClassVar[str] = "PAD"
+    paddings: tuple[tuple[int, int], ...]
+    pad_value: int
+
+
+@dataclass(eq=False, kw_only=True)
+class Reshape(Node):
+    op: ClassVar[str] = "RESHAPE"
+    shape: tuple[int, ...]
+
+
+@dataclass(eq=False, kw_only=True)
+class Softmax(Node):
+    """int8 softmax in gemmlowp fixed point (``input_multiplier``, ``input_left_shift`` and
+    ``diff_min`` as TFLite's ``PreprocessSoftmaxScaling``); output scale 1/256, zero point -128."""
+
+    op: ClassVar[str] = "SOFTMAX"
+    beta: float
+    input_scale: float
+    input_multiplier: int
+    input_left_shift: int
+    diff_min: int
+
+
+@dataclass(eq=False, kw_only=True)
+class Requantize(Node):
+    """Integer to integer QUANTIZE: ``clamp(mbqm(x - input_zero_point) + output_zero_point)``,
+    or a pure ``x ^ 0x80`` when it only moves between int8 and uint8 (``flip_sign``)."""
+
+    op: ClassVar[str] = "QUANTIZE"
+    input_zero_point: int
+    output_zero_point: int
+    requant: Requant
+    flip_sign: bool
+
+
+@dataclass(eq=False, kw_only=True)
+class Quantize(Node):
+    """float32 -> integer at the graph's input edge: ``round(x / scale) + zero_point``."""
+
+    op: ClassVar[str] = "QUANTIZE"
+    scale: float
+    zero_point: int
+
+
+@dataclass(eq=False, kw_only=True)
+class Dequantize(Node):
+    """integer -> float32 at the graph's output edge: ``scale * (q - zero_point)``."""
+
+    op: ClassVar[str] = "DEQUANTIZE"
+    scale: float
+    zero_point: int
+
+
+@dataclass(eq=False, kw_only=True)
+class Lut(Node):
+    """An elementwise int8/uint8 op as an exact 256-entry table indexed by ``q - qmin``."""
+
+    op: ClassVar[str] = "LUT"
+    function: str
+    table: np.ndarray
+
+
+@dataclass(eq=False)
+class Graph:
+    """A lowered model: tensors by name, nodes in execution order, graph edges."""
+
+    tensors: dict[str, Tensor]
+    nodes: list[Node]
+    inputs: list[str]
+    outputs: list[str]
+    mode: str = ""
+    source: str = ""
+
+    def tensor(self, name: str) -> Tensor:
+        return self.tensors[name]
+
+    def producer(self, name: str) -> Node | None:
+        for node in self.nodes:
+            if name in node.outputs:
+                return node
+        return None
+
+    @property
+    def macs(self) -> int:
+        return sum(node.macs for node in self.nodes)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(node.weight_bytes for node in self.nodes)

@@ -1,0 +1,457 @@
+"""Lower a TFLite model to the fixed-point IR.
+
+:func:`import_model` translates each TFLite operator into one IR node, computing the
+integer parameters exactly as TensorFlow Lite Micro's ``Prepare`` functions do (the
+``double``/``float`` casts matter: they decide the last bit of a multiplier).  A named
+:class:`Flow` of :class:`Pass` objects then refines the graph; :data:`FLOWS` lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ir
+from .errors import Tfl2RtlError
+from .fixedpoint import quantize_multiplier, signed_bits, tflite_round
+from .tflite_reader import Mode, TflModel, TflOperator, TflTensor, classify
+
+__all__ = ["import_model", "lower", "Pass", "Flow", "FLOWS", "SUPPORTED_OPS", "LUT_OPS",
+           "check_mode"]
+
+#: Elementwise int8 -> int8 ops that become an exact 256-entry table.
+LUT_OPS = ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "RELU_N1_TO_1")
+SUPPORTED_OPS = (
+    "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
+    "ADD", "CONCATENATION", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "SOFTMAX", "QUANTIZE",
+    "DEQUANTIZE",
+) + LUT_OPS
+
+_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
+_SAME, _VALID = 0, 1
+
+_CONVERT_HINT = (
+    "convert it as a full-integer int8 model: converter.optimizations=[tf.lite.Optimize.DEFAULT], "
+    "a converter.representative_dataset, converter.target_spec.supported_ops="
+    "[tf.lite.OpsSet.TFLITE_BUILTINS_INT8] and inference_input_type/inference_output_type="
+    "tf.int8 (or tf.uint8)"
+)
+_MODE_TEXT = {
+    Mode.FLOAT32: "a float32 model (no quantization)",
+    Mode.FLOAT16: "a float16-quantized model (float16 weights, float computation)",
+    Mode.DYNAMIC_RANGE: "a dynamic-range quantized model (int8 weights, float activations)",
+    Mode.INT16X8: "a 16x8 model (int16 activations, int8 weights)",
+    Mode.UINT8_LEGACY: "a legacy uint8-quantized model",
+}
+
+
+def check_mode(model: TflModel) -> str:
+    """Raise the one-line error for any model that is not full-integer int8."""
+    mode, _io = classify(model)
+    if mode != Mode.INT8:
+        raise Tfl2RtlError(f"{model.path} is {_MODE_TEXT[mode]}; tfl2rtl needs integers: "
+                           + _CONVERT_HINT)
+    return mode
+
+
+def _int_range(dtype: str) -> tuple[int, int]:
+    return ir.INT_RANGES[dtype]
+
+
+def _activation_range(activation: int, out: TflTensor) -> tuple[int, int]:
+    """TFLite's ``CalculateActivationRangeQuantized``: bounds quantized in float32."""
+    qmin, qmax = _int_range(out.dtype)
+    scale = np.float32(out.scale)
+    zp = out.zero_point
+
+    def quantize(f: float) -> int:
+        return zp + tflite_round(float(np.float32(f) / scale))
+
+    name = _ACTIVATIONS.get(activation)
+    if name == "NONE":
+        return qmin, qmax
+    if name == "RELU":
+        return max(qmin, quantize(0.0)), qmax
+    if name == "RELU6":
+        return max(qmin, quantize(0.0)), min(qmax, quantize(6.0))
+    if name == "RELU_N1_TO_1":
+        return max(qmin, quantize(-1.0)), min(qmax, quantize(1.0))
+    raise Tfl2RtlError(f"fused activation function {activation} is not supported")
+
+
+def _requant(real_scales) -> ir.Requant:
+    reals = np.asarray(real_scales, dtype=np.float64).reshape(-1)
+    pairs = [quantize_multiplier(float(r)) for r in reals]
+    return ir.Requant(
+        multiplier=np.array([m for m, _ in pairs], dtype=np.int64),
+        shift=np.array([s for _, s in pairs], dtype=np.int64),
+        real_scale=reals,
+    )
+
+
+def _conv_requant(inp: TflTensor, w: TflTensor, out: TflTensor, channels: int) -> ir.Requant:
+    """``PopulateConvolutionQuantizationParams``: per channel, in double from float32."""
+    scales = w.scales if w.scales.size > 1 else np.repeat(w.scales[:1], channels)
+    reals = [float(np.float64(inp.scale)) * float(np.float64(s)) / float(np.float64(out.scale))
+             for s in scales]
+    return _requant(reals)
+
+
+def _compute_padding(padding: int, in_size: int, filt: int, stride: int, dilation: int,
+                     out_size: int) -> tuple[int, int]:
+    """TFLite's ``ComputePaddingHeightWidth`` for one axis: ``(before, after)``."""
+    effective = (filt - 1) * dilation + 1
+    if padding == _VALID:
+        return 0, 0
+    total = max(0, (out_size - 1) * stride + effective - in_size)
+    return total // 2, total - total // 2
+
+
+@dataclass
+class _Importer:
+    model: TflModel
+    names: dict[int, str] = field(default_factory=dict)
+    tensors: dict[str, ir.Tensor] = field(default_factory=dict)
+
+    def name(self, index: int) -> str:
+        if index not in self.names:
+            t = self.model.tensors[index]
+            name = t.name
+            if name in self.tensors:
+                name = f"{name}#{index}"
+            self.names[index] = name
+            self.tensors[name] = ir.Tensor(
+                name=name, shape=t.shape, dtype=t.dtype,
+                scale=t.scale if t.quantized else None,
+                zero_point=t.zero_point, tflite_index=index,
+                data=t.data if t.is_constant else None,
+            )
+        return self.names[index]
+
+    def const(self, op: TflOperator, position: int, what: str) -> TflTensor | None:
+        if position >= len(op.inputs) or op.inputs[position] < 0:
+            return None
+        t = self.model.tensors[op.inputs[position]]
+        if not t.is_constant:
+            raise Tfl2RtlError(
+                f"operator {op.index} ({op.name}): its {what} is computed at run time; "
+                "tfl2rtl needs constant weights"
+            )
+        return t
+
+
+def _err(op: TflOperator, text: str) -> Tfl2RtlError:
+    return Tfl2RtlError(f"operator {op.index} ({op.name}): {text}")
+
+
+def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
+    model = imp.model
+    T = model.tensors
+    o = op.options
+    ins = [i for i in op.inputs]
+    inp = T[ins[0]]
+    out = T[op.outputs[0]]
+    common = dict(
+        inputs=(imp.name(ins[0]),), outputs=(imp.name(op.outputs[0]),),
+        tflite_op_index=op.index, tflite_op=op.name,
+    )
+    name = op.name
+    if name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
+        for t, what in ((inp, "input"), (out, "output")):
+            if t.dtype != "int8":
+                raise _err(op, f"{what} is {t.dtype}; only int8 is supported")
+        w = imp.const(op, 1, "weights")
+        if w.dtype != "int8":
+            raise _err(op, f"weights are {w.dtype}; only int8 weights are supported")
+        if np.any(w.zero_points != 0):
+            raise _err(op, "weights have a non-zero zero point; int8 weights must be symmetric")
+        b = imp.const(op, 2, "bias")
+        act_min, act_max = _activation_range(o.get("FusedActivationFunction", 0), out)
+        epilogue = dict(output_offset=out.zero_point, act_min=act_min, act_max=act_max,
+                        input_offset=-inp.zero_point, folded_bias=np.zeros(0, np.int64),
+                        acc_bits=0)
+        if name == "FULLY_CONNECTED":
+            if o.get("WeightsFormat", 0) != 0:
+                raise _err(op, "shuffled weights format is not supported")
+            weights = w.data.astype(np.int64)
+            out_depth = weights.shape[0]
+            bias = (b.data.astype(np.int64) if b is not None
+                    else np.zeros(out_depth, np.int64))
+            # Measured against the tflite-micro wheel: the per-tensor multiplier comes from
+            # the double product of the scales, like the per-channel one, not from the
+            # float32 product that GetQuantizedConvolutionMultipler's source shows.
+            requant = _conv_requant(inp, w, out, w.scales.size)
+            if _size(inp) % weights.shape[1]:
+                raise _err(op, f"input of {_size(inp)} elements is not a multiple of "
+                               f"the weights' depth {weights.shape[1]}")
+            return ir.FullyConnected(weights=weights, bias=bias, requant=requant,
+                                     **epilogue, **common)
+        if len(inp.shape) != 4:
+            raise _err(op, f"input has shape {inp.shape}; 4-D NHWC expected")
+        stride = (o["StrideH"], o["StrideW"])
+        dilation = (o.get("DilationHFactor", 1), o.get("DilationWFactor", 1))
+        weights = w.data.astype(np.int64)
+        out_h, out_w = out.shape[1], out.shape[2]
+        if name == "CONV_2D":
+            kh, kw = weights.shape[1], weights.shape[2]
+            channels = weights.shape[0]
+            if weights.shape[3] != inp.shape[3]:
+                raise _err(op, "grouped convolution is not supported")
+        else:
+            kh, kw = weights.shape[1], weights.shape[2]
+            channels = weights.shape[3]
+            weights = weights.reshape(kh, kw, channels)
+        pad_t, pad_b = _compute_padding(o["Padding"], inp.shape[1], kh, stride[0],
+                                        dilation[0], out_h)
+        pad_l, pad_r = _compute_padding(o["Padding"], inp.shape[2], kw, stride[1],
+                                        dilation[1], out_w)
+        bias = b.data.astype(np.int64) if b is not None else np.zeros(channels, np.int64)
+        requant = _conv_requant(inp, w, out, channels)
+        geometry = dict(stride=stride, dilation=dilation, out_hw=(out_h, out_w),
+                        padding=(pad_t, pad_l, pad_b, pad_r))
+        if name == "CONV_2D":
+            return ir.Conv2D(weights=weights, bias=bias, requant=requant, **geometry,
+                             **epilogue, **common)
+        multiplier = channels // inp.shape[3]
+        if multiplier * inp.shape[3] != channels:
+            raise _err(op, f"{channels} output channels is not a multiple of "
+                           f"{inp.shape[3]} input channels")
+        return ir.DepthwiseConv2D(weights=weights, bias=bias, requant=requant,
+                                  depth_multiplier=multiplier, **geometry, **epilogue,
+                                  **common)
+    if name in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+        if inp.dtype != "int8":
+            raise _err(op, f"input is {inp.dtype}; only int8 is supported")
+        filt = (o["FilterHeight"], o["FilterWidth"])
+        stride = (o["StrideH"], o["StrideW"])
+        pad_t, pad_b = _compute_padding(o["Padding"], inp.shape[1], filt[0], stride[0], 1,
+                                        out.shape[1])
+        pad_l, pad_r = _compute_padding(o["Padding"], inp.shape[2], filt[1], stride[1], 1,
+                                        out.shape[2])
+        act_min, act_max = _activation_range(o.get("FusedActivationFunction", 0), out)
+        cls = ir.MaxPool2D if name == "MAX_POOL_2D" else ir.AveragePool2D
+        return cls(filter=filt, stride=stride, padding=(pad_t, pad_l, pad_b, pad_r),
+                   act_min=act_min, act_max=act_max, **common)
+    if name == "ADD":
+        in2 = T[ins[1]]
+        for t in (inp, in2, out):
+            if t.dtype != "int8":
+                raise _err(op, f"tensor {t.name!r} is {t.dtype}; only int8 ADD is supported")
+        left_shift = 20
+        twice_max = 2 * float(np.float64(max(np.float32(inp.scale), np.float32(in2.scale))))
+        r1 = float(np.float64(inp.scale)) / twice_max
+        r2 = float(np.float64(in2.scale)) / twice_max
+        r_out = twice_max / ((1 << left_shift) * float(np.float64(out.scale)))
+        act_min, act_max = _activation_range(o.get("FusedActivationFunction", 0), out)
+        common["inputs"] = (imp.name(ins[0]), imp.name(ins[1]))
+        return ir.Add(input1_offset=-inp.zero_point, input2_offset=-in2.zero_point,
+                      left_shift=left_shift, input1_requant=_requant([r1]),
+                      input2_requant=_requant([r2]), output_requant=_requant([r_out]),
+                      output_offset=out.zero_point, act_min=act_min, act_max=act_max,
+                      **common)
+    if name == "CONCATENATION":
+        axis = o.get("Axis", 0)
+        axis = axis + len(out.shape) if axis < 0 else axis
+        parts = [T[i] for i in ins]
+        for t in parts:
+            if t.dtype != out.dtype:
+                raise _err(op, f"input {t.name!r} is {t.dtype} but the output is {out.dtype}")
+            if t.quantized and (t.scale != out.scale or t.zero_point != out.zero_point):
+                raise _err(op, f"input {t.name!r} has a different scale or zero point than "
+                               "the output; TFLite Micro rejects such int8 concatenations")
+        if o.get("FusedActivationFunction", 0) != 0:
+            raise _err(op, "a fused activation on CONCATENATION is not supported")
+        common["inputs"] = tuple(imp.name(i) for i in ins)
+        return ir.Concatenation(axis=axis, **common)
+    if name in ("PAD", "PADV2"):
+        paddings = imp.const(op, 1, "paddings").data.astype(np.int64)
+        pad_value = out.zero_point
+        if name == "PADV2" and len(ins) > 2 and ins[2] >= 0:
+            pad_value = int(imp.const(op, 2, "pad value").data.reshape(-1)[0])
+        return ir.Pad(paddings=tuple((int(a), int(b)) for a, b in paddings),
+                      pad_value=pad_value, **common)
+    if name in ("RESHAPE", "SQUEEZE"):
+        return ir.Reshape(shape=out.shape, **common)
+    if name == "SOFTMAX":
+        from .kernels.softmax import softmax_params
+
+        if inp.dtype != "int8" or out.dtype != "int8":
+            raise _err(op, f"{inp.dtype} -> {out.dtype} softmax; only int8 -> int8 is supported")
+        beta = float(o.get("Beta", 1.0))
+        multiplier, left_shift, diff_min = softmax_params(beta, float(np.float32(inp.scale)))
+        return ir.Softmax(beta=beta, input_scale=inp.scale, input_multiplier=multiplier,
+                          input_left_shift=left_shift, diff_min=diff_min, **common)
+    if name == "QUANTIZE":
+        if inp.dtype == "float32":
+            return ir.Quantize(scale=out.scale, zero_point=out.zero_point, **common)
+        if inp.dtype not in ("int8", "uint8") or out.dtype not in ("int8", "uint8"):
+            raise _err(op, f"{inp.dtype} -> {out.dtype} is not supported")
+        requant = _requant([float(np.float64(inp.scale)) / float(np.float64(out.scale))])
+        flip = (int(requant.multiplier[0]) == 1 << 30 and int(requant.shift[0]) == 1 and (
+            (inp.dtype, out.dtype, inp.zero_point - out.zero_point) in
+            (("int8", "uint8", -128), ("uint8", "int8", 128))))
+        return ir.Requantize(input_zero_point=inp.zero_point,
+                             output_zero_point=out.zero_point, requant=requant,
+                             flip_sign=flip, **common)
+    if name == "DEQUANTIZE":
+        if out.dtype != "float32" or inp.dtype not in ("int8", "uint8"):
+            raise _err(op, f"{inp.dtype} -> {out.dtype} is not supported")
+        return ir.Dequantize(scale=inp.scale, zero_point=inp.zero_point, **common)
+    if name in LUT_OPS:
+        from .kernels.elementwise import lut_table
+
+        if inp.dtype != out.dtype or inp.dtype not in ("int8", "uint8"):
+            raise _err(op, f"{inp.dtype} -> {out.dtype}; only int8/uint8 is supported")
+        options = {}
+        if name == "LEAKY_RELU":
+            options["alpha"] = float(o.get("Alpha", 0.0))
+        table = lut_table(name, inp.scale, inp.zero_point, out.scale, out.zero_point,
+                          dtype=inp.dtype, **options)
+        return ir.Lut(function=name, table=np.asarray(table), **common)
+    raise _err(op, "not supported")
+
+
+def _size(t: TflTensor) -> int:
+    return int(np.prod(t.shape, dtype=np.int64))
+
+
+def import_model(model: TflModel) -> ir.Graph:
+    """Translate a checked full-integer model, operator by operator, into the IR."""
+    imp = _Importer(model)
+    available = {i for i, t in enumerate(model.tensors) if t.is_constant} | set(model.inputs)
+    nodes = []
+    unsupported = [op for op in model.operators if op.name not in SUPPORTED_OPS]
+    if unsupported:
+        op = unsupported[0]
+        others = sorted({o.name for o in unsupported} - {op.name})
+        also = f" (also unsupported: {', '.join(others)})" if others else ""
+        raise Tfl2RtlError(
+            f"operator {op.index} ({op.name}) is not supported{also}; supported ops: "
+            + ", ".join(SUPPORTED_OPS)
+        )
+    for op in model.operators:
+        for i in op.inputs:
+            if i >= 0 and i not in available:
+                raise _err(op, f"reads tensor {i} ({model.tensors[i].name!r}) before any "
+                               "operator writes it (a cyclic or out-of-order graph)")
+        if not op.inputs or not op.outputs:
+            raise _err(op, "has no inputs or no outputs")
+        nodes.append(_lower_op(imp, op))
+        available.update(op.outputs)
+    inputs = [imp.name(i) for i in model.inputs]
+    outputs = [imp.name(i) for i in model.outputs]
+    mode, io = classify(model)
+    return ir.Graph(tensors=imp.tensors, nodes=nodes, inputs=inputs, outputs=outputs,
+                    mode=f"{mode} ({io} I/O)", source=model.path)
+
+
+class Pass:
+    """A graph transformation; ``run`` changes the graph in place."""
+
+    name = "pass"
+
+    def run(self, graph: ir.Graph) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class FoldInputOffset(Pass):
+    """Fold the input zero point into the bias: ``sum((x + off) * w) + b ==
+    sum(x * w) + (b + off * sum(w))``.  Exact for every weighted node, padding included,
+    because a padded position holds ``x = -off`` (the zero point) in the folded form."""
+
+    name = "fold-input-offset"
+
+    def run(self, graph: ir.Graph) -> None:
+        for node in graph.nodes:
+            if isinstance(node, ir.FullyConnected):
+                node.folded_bias = node.bias + node.input_offset * node.weights.sum(axis=1)
+            elif isinstance(node, ir.Conv2D):
+                node.folded_bias = node.bias + node.input_offset * node.weights.sum(
+                    axis=(1, 2, 3))
+            elif isinstance(node, ir.DepthwiseConv2D):
+                node.folded_bias = node.bias + node.input_offset * node.weights.sum(axis=(0, 1))
+
+
+class RangeAnalysis(Pass):
+    """Propagate each tensor's integer value range and size accumulators from it.
+
+    ``acc_bits`` covers every partial sum of both the reference form
+    ``b + sum((x + off) * w)`` and the folded form ``b' + sum(x * w)``, in any order."""
+
+    name = "range-analysis"
+
+    def run(self, graph: ir.Graph) -> None:
+        for name in graph.inputs:
+            t = graph.tensors[name]
+            if t.dtype in ir.INT_RANGES:
+                t.value_range = _int_range(t.dtype)
+        for node in graph.nodes:
+            out = graph.tensors[node.output]
+            ranges = [graph.tensors[n].value_range for n in node.inputs]
+            for n, r in zip(node.inputs, ranges, strict=True):
+                t = graph.tensors[n]
+                if r is None and t.dtype in ir.INT_RANGES:
+                    t.value_range = _int_range(t.dtype)  # a constant operand
+            ranges = [graph.tensors[n].value_range for n in node.inputs]
+            out.value_range = self._output_range(node, out, ranges)
+            if isinstance(node, (ir.FullyConnected, ir.Conv2D, ir.DepthwiseConv2D)):
+                node.acc_bits = self._acc_bits(node, ranges[0])
+
+    @staticmethod
+    def _output_range(node, out, ranges):
+        if out.dtype not in ir.INT_RANGES:
+            return None
+        if hasattr(node, "act_min"):
+            return node.act_min, node.act_max
+        if isinstance(node, (ir.Reshape, ir.Concatenation)):
+            return min(r[0] for r in ranges), max(r[1] for r in ranges)
+        if isinstance(node, ir.Pad):
+            lo, hi = ranges[0]
+            return min(lo, node.pad_value), max(hi, node.pad_value)
+        if isinstance(node, ir.Lut):
+            return int(node.table.min()), int(node.table.max())
+        return _int_range(out.dtype)
+
+    @staticmethod
+    def _acc_bits(node, in_range) -> int:
+        lo, hi = in_range
+        zp = -node.input_offset
+        if isinstance(node, ir.FullyConnected):
+            w = node.weights
+        elif isinstance(node, ir.Conv2D):
+            w = node.weights.reshape(node.weights.shape[0], -1)
+        else:
+            w = node.weights.reshape(-1, node.weights.shape[-1]).T
+        bits = 1
+        for x_lo, x_hi, b in ((lo + node.input_offset, hi + node.input_offset, node.bias),
+                              (min(lo, zp), max(hi, zp), node.folded_bias)):
+            t_lo = np.minimum(x_lo * w, x_hi * w)
+            t_hi = np.maximum(x_lo * w, x_hi * w)
+            low = np.minimum(0, b) + np.minimum(t_lo, 0).sum(axis=1)
+            high = np.maximum(0, b) + np.maximum(t_hi, 0).sum(axis=1)
+            bits = max(bits, signed_bits(int(low.min()), int(high.max())))
+        return bits
+
+
+@dataclass
+class Flow:
+    """A named, ordered list of passes."""
+
+    name: str
+    passes: list[Pass]
+
+    def run(self, graph: ir.Graph) -> ir.Graph:
+        for p in self.passes:
+            p.run(graph)
+        return graph
+
+
+FLOWS = {"default": Flow("default", [FoldInputOffset(), RangeAnalysis()])}
+
+
+def lower(model: TflModel, flow: str = "default") -> ir.Graph:
+    """Check the model's mode, import it and run the named flow over it."""
+    check_mode(model)
+    return FLOWS[flow].run(import_model(model))
+

@@ -1,0 +1,121 @@
+"""``tfl2rtl inspect``: what a person needs to write the forward pass by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ir
+
+__all__ = ["describe", "format_text"]
+
+
+def _range(values) -> int | list[int]:
+    values = np.asarray(values).reshape(-1)
+    lo, hi = int(values.min()), int(values.max())
+    return lo if lo == hi else [lo, hi]
+
+
+def _tensor(t: ir.Tensor) -> dict:
+    return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype,
+            "scale": None if t.scale is None else float(t.scale),
+            "zero_point": t.zero_point, "bytes": t.nbytes}
+
+
+def _requant(r: ir.Requant) -> dict:
+    return {"multiplier": _range(r.multiplier), "shift": _range(r.shift),
+            "real_scale": [float(r.real_scale.min()), float(r.real_scale.max())]
+            if r.per_channel else float(r.real_scale[0]),
+            "per_channel": r.per_channel}
+
+
+def describe(graph: ir.Graph) -> dict:
+    """A JSON-ready description of the lowered model, layer by layer."""
+    layers = []
+    for i, node in enumerate(graph.nodes):
+        layer = {
+            "index": i, "op": node.op, "tflite_op": node.tflite_op,
+            "tflite_op_index": node.tflite_op_index,
+            "inputs": [_tensor(graph.tensors[n]) for n in node.inputs],
+            "output": _tensor(graph.tensors[node.output]), "macs": node.macs,
+            "weight_bytes": node.weight_bytes,
+        }
+        for key in ("requant", "input1_requant", "input2_requant", "output_requant"):
+            if hasattr(node, key):
+                layer[key] = _requant(getattr(node, key))
+        for key in ("input_offset", "output_offset", "act_min", "act_max", "acc_bits",
+                    "stride", "dilation", "padding", "depth_multiplier", "filter",
+                    "input1_offset", "input2_offset", "left_shift", "axis", "pad_value",
+                    "input_multiplier", "input_left_shift", "diff_min", "beta",
+                    "input_zero_point", "output_zero_point", "flip_sign", "function"):
+            if hasattr(node, key):
+                value = getattr(node, key)
+                layer[key] = list(value) if isinstance(value, tuple) else value
+        if hasattr(node, "weights"):
+            layer["weights_shape"] = list(node.weights.shape)
+        out = graph.tensors[node.output]
+        if out.value_range is not None:
+            layer["output_range"] = list(out.value_range)
+        layers.append(layer)
+    return {
+        "model": graph.source, "mode": graph.mode,
+        "inputs": [_tensor(graph.tensors[n]) for n in graph.inputs],
+        "outputs": [_tensor(graph.tensors[n]) for n in graph.outputs],
+        "macs": graph.macs, "weight_bytes": graph.weight_bytes, "layers": layers,
+    }
+
+
+def _fmt(v) -> str:
+    if isinstance(v, list):
+        return "..".join(_fmt(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _q(t: dict) -> str:
+    if t["scale"] is None:
+        return t["dtype"]
+    return f"{t['dtype']} s={t['scale']:.6g} zp={t['zero_point']}"
+
+
+def format_text(info: dict) -> str:
+    """A readable multi-line rendering of :func:`describe`'s result."""
+    lines = [f"model: {info['model']}", f"mode:  {info['mode']}"]
+    for kind in ("inputs", "outputs"):
+        for t in info[kind]:
+            lines.append(f"{kind[:-1]:6} {t['name']}: shape {tuple(t['shape'])} {_q(t)}, "
+                         f"{t['bytes']} bytes")
+    lines.append(f"MACs {info['macs']:,}  weights {info['weight_bytes']:,} bytes")
+    for layer in info["layers"]:
+        out = layer["output"]
+        head = (f"[{layer['index']:>2}] {layer['op']:<17} -> {tuple(out['shape'])} {_q(out)}")
+        lines.append(head)
+        ins = ", ".join(f"{tuple(t['shape'])} {_q(t)}" for t in layer["inputs"])
+        lines.append(f"       in: {ins}")
+        details = []
+        for key in ("requant", "input1_requant", "input2_requant", "output_requant"):
+            if key in layer:
+                r = layer[key]
+                tag = "" if key == "requant" else key.replace("_requant", "") + " "
+                details.append(f"{tag}multiplier {_fmt(r['multiplier'])} shift "
+                               f"{_fmt(r['shift'])} (scale {_fmt(r['real_scale'])}"
+                               f"{', per channel' if r['per_channel'] else ''})")
+        for key in ("input_offset", "input1_offset", "input2_offset", "left_shift",
+                    "output_offset", "acc_bits", "stride", "dilation", "padding",
+                    "depth_multiplier", "filter", "axis", "pad_value", "input_multiplier",
+                    "input_left_shift", "diff_min", "input_zero_point", "output_zero_point",
+                    "flip_sign", "function"):
+            if key in layer:
+                value = layer[key]
+                if key in ("stride", "dilation", "filter"):
+                    value = "x".join(str(v) for v in value)
+                elif key == "padding":
+                    value = "top {} left {} bottom {} right {}".format(*value)
+                details.append(f"{key} {_fmt(value)}")
+        if "act_min" in layer:
+            details.append(f"clamp [{layer['act_min']}, {layer['act_max']}]")
+        if layer["macs"]:
+            details.append(f"MACs {layer['macs']:,} weights {layer['weight_bytes']:,} B")
+        for i in range(0, len(details), 4):
+            lines.append("       " + "; ".join(details[i:i + 4]))
+    return "\n".join(lines)

@@ -1,0 +1,31 @@
+"""Shared fixtures: the model zoo beside the checkout and the committed test models."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT.parent / "shared" / "models"
+TEST_MODELS = ROOT / "tests" / "models"
+
+ZOO_MODELS = sorted(ZOO.glob("*/*.tflite"))
+INT8_TEST_MODELS = [TEST_MODELS / f for f in (
+    "dense10_int8.tflite", "mlp_uint8.tflite", "conv_int8.tflite", "cnn_int8.tflite",
+    "conv_float_io.tflite", "activations_int8.tflite",
+)]
+ERROR_MODELS = {  # file -> the words its error must contain
+    "float32.tflite": "float32 model",
+    "float16.tflite": "float16",
+    "dynamic_range.tflite": "dynamic-range",
+    "int16x8.tflite": "16x8",
+}
+
+
+def model_id(path: Path) -> str:
+    return path.stem
+
+
+@pytest.fixture(scope="session")
+def zoo() -> Path:
+    assert ZOO.is_dir(), f"the model zoo is missing at {ZOO}"
+    return ZOO
