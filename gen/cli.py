@@ -22,7 +22,8 @@ EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2, like every other input error
         self.print_usage(sys.stderr)
-        raise SystemExit(f"tfl2rtl: error: {message}")
+        print(f"tfl2rtl: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
 
 
 def _progress(label: str):

@@ -28,8 +28,8 @@ from .fixedpoint import (
 )
 
 __all__ = ["Profile", "TflmProfile", "PROFILES", "get_profile", "GoldenResult", "run",
-           "run_node", "fully_connected", "conv_2d", "depthwise_conv_2d", "max_pool_2d",
-           "average_pool_2d", "add", "concatenation", "pad", "reshape", "softmax",
+           "run_node", "accumulate", "fully_connected", "conv_2d", "depthwise_conv_2d",
+           "max_pool_2d", "average_pool_2d", "add", "concatenation", "pad", "reshape", "softmax",
            "requantize", "quantize", "dequantize", "lut"]
 
 
@@ -97,18 +97,6 @@ def _epilogue(acc, node, profile: Profile, dtype=np.int8):
     return _clamp(scaled + node.output_offset, node.act_min, node.act_max, dtype)
 
 
-def fully_connected(node: ir.FullyConnected, x: np.ndarray, profile: Profile = None):
-    """``reference_integer_ops::FullyConnected``: x is reshaped to ``[batches, accum_depth]``."""
-    profile = profile or PROFILES["tflm"]
-    filter_data, bias_data = node.weights, node.bias
-    input_offset = node.input_offset
-    out_depth, accum_depth = filter_data.shape
-    input_data = x.reshape(-1, accum_depth).astype(np.float64) + input_offset
-    # acc[b, out_c] = sum over d of (input[b, d] + input_offset) * filter[out_c, d]
-    acc = (input_data @ filter_data.T.astype(np.float64)).astype(np.int64) + bias_data
-    return _epilogue(acc, node, profile)
-
-
 def _padded(x, padding, fill):
     top, left, bottom, right = padding
     return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=fill)
@@ -116,7 +104,8 @@ def _padded(x, padding, fill):
 
 def _windows(x, out_hw, filter_hw, stride, dilation):
     """Yield ``(filter_y, filter_x, patch)`` with ``patch[b, out_y, out_x, c] =
-    x[b, out_y * stride_h + filter_y * dilation_h, out_x * stride_w + filter_x * dilation_w, c]``."""
+    x[b, out_y * stride_h + filter_y * dilation_h, out_x * stride_w + filter_x * dilation_w,
+    c]``."""
     out_h, out_w = out_hw
     for filter_y in range(filter_hw[0]):
         for filter_x in range(filter_hw[1]):
@@ -127,34 +116,72 @@ def _windows(x, out_hw, filter_hw, stride, dilation):
             yield filter_y, filter_x, patch
 
 
-def conv_2d(node: ir.Conv2D, x: np.ndarray, profile: Profile = None):
-    """``reference_integer_ops::ConvPerChannel``.  Padded positions add nothing, which is
-    what an offset input of 0 (a raw input equal to the zero point) contributes."""
-    profile = profile or PROFILES["tflm"]
-    filter_data, bias_data = node.weights, node.bias
+def accumulate(node: ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D, x: np.ndarray,
+               folded: bool = False) -> np.ndarray:
+    """The int64 accumulators of a weighted node, before the epilogue.
+
+    ``folded=False`` is the reference form ``bias + sum((x + input_offset) * w)``;
+    ``folded=True`` is the hardware form ``folded_bias + sum(x * w)``.  Padded positions
+    hold the input zero point in both, so both give the same integers.
+    """
+    bias, offset = (node.folded_bias, 0) if folded else (node.bias, node.input_offset)
+    fill = -node.input_offset + offset
+    if isinstance(node, ir.FullyConnected):
+        return _fully_connected_acc(node, x, bias, offset)
+    if isinstance(node, ir.Conv2D):
+        return _conv_acc(node, x, bias, offset, fill)
+    return _depthwise_acc(node, x, bias, offset, fill)
+
+
+def _fully_connected_acc(node, x, bias_data, input_offset):
+    filter_data = node.weights
+    out_depth, accum_depth = filter_data.shape
+    input_data = x.reshape(-1, accum_depth).astype(np.float64) + input_offset
+    # acc[batch, out_c] = bias[out_c] + sum over d of (input[batch, d] + input_offset)
+    #                                                  * filter[out_c, d]
+    return (input_data @ filter_data.T.astype(np.float64)).astype(np.int64) + bias_data
+
+
+def _conv_acc(node, x, bias_data, input_offset, fill):
+    filter_data = node.weights
     out_channels, filter_h, filter_w, in_channels = filter_data.shape
-    input_data = _padded(x.astype(np.float64) + node.input_offset, node.padding, 0.0)
+    input_data = _padded(x.astype(np.float64) + input_offset, node.padding, fill)
     acc = np.zeros((x.shape[0], *node.out_hw, out_channels), np.float64)
     for filter_y, filter_x, patch in _windows(input_data, node.out_hw, (filter_h, filter_w),
                                               node.stride, node.dilation):
         # acc[..., out_c] += sum over in_c of patch[..., in_c] * filter[out_c, fy, fx, in_c]
         acc += patch @ filter_data[:, filter_y, filter_x, :].T.astype(np.float64)
-    return _epilogue(acc.astype(np.int64) + bias_data, node, profile)
+    return acc.astype(np.int64) + bias_data
+
+
+def _depthwise_acc(node, x, bias_data, input_offset, fill):
+    filter_data = node.weights
+    filter_h, filter_w, _ = filter_data.shape
+    input_data = _padded(x.astype(np.int64) + input_offset, node.padding, fill)
+    input_data = np.repeat(input_data, node.depth_multiplier, axis=3)
+    acc = np.zeros((x.shape[0], *node.out_hw, filter_data.shape[2]), np.int64)
+    for filter_y, filter_x, patch in _windows(input_data, node.out_hw, (filter_h, filter_w),
+                                              node.stride, node.dilation):
+        # acc[..., in_c * depth_multiplier + m] += patch[..., in_c] * filter[fy, fx, same]
+        acc += patch * filter_data[filter_y, filter_x, :]
+    return acc + bias_data
+
+
+def fully_connected(node: ir.FullyConnected, x: np.ndarray, profile: Profile = None):
+    """``reference_integer_ops::FullyConnected``: x is read as ``[batches, accum_depth]``."""
+    return _epilogue(accumulate(node, x), node, profile or PROFILES["tflm"])
+
+
+def conv_2d(node: ir.Conv2D, x: np.ndarray, profile: Profile = None):
+    """``reference_integer_ops::ConvPerChannel``.  Padded positions add nothing, which is
+    what an offset input of 0 (a raw input equal to the zero point) contributes."""
+    return _epilogue(accumulate(node, x), node, profile or PROFILES["tflm"])
 
 
 def depthwise_conv_2d(node: ir.DepthwiseConv2D, x: np.ndarray, profile: Profile = None):
     """``reference_integer_ops::DepthwiseConvPerChannel``: output channel
     ``in_channel * depth_multiplier + m`` reads input channel ``in_channel``."""
-    profile = profile or PROFILES["tflm"]
-    filter_data, bias_data = node.weights, node.bias
-    filter_h, filter_w, _ = filter_data.shape
-    input_data = _padded(x.astype(np.int64) + node.input_offset, node.padding, 0)
-    input_data = np.repeat(input_data, node.depth_multiplier, axis=3)
-    acc = np.zeros((x.shape[0], *node.out_hw, filter_data.shape[2]), np.int64)
-    for filter_y, filter_x, patch in _windows(input_data, node.out_hw, (filter_h, filter_w),
-                                              node.stride, node.dilation):
-        acc += patch * filter_data[filter_y, filter_x, :]
-    return _epilogue(acc + bias_data, node, profile)
+    return _epilogue(accumulate(node, x), node, profile or PROFILES["tflm"])
 
 
 def _out_hw(node, x):

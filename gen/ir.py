@@ -106,7 +106,8 @@ class Node:
     def attributes(self) -> dict:
         """The node's declared attributes, by name (inputs and outputs excluded)."""
         skip = {"inputs", "outputs"}
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in skip}
 
     @property
     def macs(self) -> int:

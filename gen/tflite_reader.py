@@ -215,7 +215,7 @@ def read_model(path: str | Path) -> TflModel:
     except Tfl2RtlError:
         raise
     except (struct.error, IndexError, ValueError, TypeError, OverflowError,
-            UnicodeDecodeError, AttributeError, MemoryError) as exc:
+            UnicodeDecodeError, AttributeError):
         # The flatbuffers runtime reports offsets outside the buffer with these.
         raise _corrupt(path, "the flatbuffer is truncated or corrupt") from None
 

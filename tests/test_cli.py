@@ -1,0 +1,129 @@
+"""The command line, run as a user runs it: a real process, real files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ERROR_MODELS, TEST_MODELS
+
+TFL2RTL = str(Path(sys.executable).parent / "tfl2rtl")
+
+
+def cli(*args, check_code=None):
+    proc = subprocess.run([TFL2RTL, *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+    if check_code is not None:
+        assert proc.returncode == check_code, proc.stderr
+    return proc
+
+
+def assert_one_line_error(proc, *words):
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("tfl2rtl: error:")]
+    assert len(lines) == 1, proc.stderr
+    for w in words:
+        assert w in lines[0]
+    assert proc.stdout == ""
+
+
+def test_inspect_text_and_json(zoo):
+    model = zoo / "tflite_micro" / "micro_speech_quantized.tflite"
+    text = cli("inspect", model, check_code=0).stdout
+    assert "DEPTHWISE_CONV_2D" in text and "multiplier" in text and "int8 (int8 I/O)" in text
+    info = json.loads(cli("inspect", model, "--json", check_code=0).stdout)
+    assert [layer["op"] for layer in info["layers"]] == [
+        "RESHAPE", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SOFTMAX"]
+
+
+def test_verify_json(zoo):
+    proc = cli("verify", zoo / "mlperf_tiny" / "ad01_int8.tflite", "--samples", 20, "--json",
+               check_code=0)
+    data = json.loads(proc.stdout)
+    assert {k: data[k] for k in ("profile", "samples", "tensors_compared", "mismatches")} == {
+        "profile": "tflm", "samples": 20, "tensors_compared": 220, "mismatches": 0}
+
+
+def test_verify_with_input_files(zoo, tmp_path):
+    x = tmp_path / "x.npy"
+    np.save(x, np.arange(-128, 128, dtype=np.int8).reshape(256, 1))
+    proc = cli("verify", zoo / "tflite_micro" / "hello_world_int8.tflite", "--samples", 0,
+               "--input", x, check_code=0)
+    assert proc.stdout.startswith("OK:") and "256 inputs" in proc.stdout
+
+
+def test_run_and_dump(zoo, tmp_path):
+    x = tmp_path / "x.npy"
+    np.save(x, np.array([[42]], np.int8))
+    dump = tmp_path / "dump"
+    proc = cli("run", zoo / "tflite_micro" / "hello_world_int8.tflite", "--input", x,
+               "--dump", dump, check_code=0)
+    assert "profile: tflm" in proc.stdout
+    files = sorted(p.name for p in dump.iterdir())
+    assert len(files) == 5 and "index.txt" in files
+    final = np.load(dump / files[-2])
+    assert final.dtype == np.int8 and final.shape == (1, 1)
+    assert f"{final.reshape(-1)}" in proc.stdout
+
+
+def test_failed_run_leaves_dump_folder_untouched(zoo, tmp_path):
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    (dump / "keep.txt").write_text("previous results")
+    x = tmp_path / "x.npy"
+    np.save(x, np.array([[1, 2]], np.int8))
+    proc = cli("run", zoo / "tflite_micro" / "hello_world_int8.tflite", "--input", x,
+               "--dump", dump)
+    assert_one_line_error(proc, "holds 2 inputs; run takes one")
+    assert [p.name for p in dump.iterdir()] == ["keep.txt"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("name", sorted(ERROR_MODELS))
+def test_non_integer_models(name):
+    assert_one_line_error(cli("verify", TEST_MODELS / name), ERROR_MODELS[name],
+                          "TFLITE_BUILTINS_INT8")
+
+
+def test_truncated_foreign_and_missing_files(zoo, tmp_path):
+    data = (zoo / "tflite_micro" / "person_detect.tflite").read_bytes()
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(data[: len(data) // 3])
+    assert_one_line_error(cli("inspect", cut), "truncated or corrupt")
+    foreign = tmp_path / "photo.tflite"
+    foreign.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    assert_one_line_error(cli("verify", foreign), "TFL3")
+    assert_one_line_error(cli("run", tmp_path / "none.tflite", "--input", foreign),
+                          "no such file")
+
+
+def test_unsupported_op(tmp_path, zoo):
+    # hello_world with its second operator's code patched to MUL (a real flatbuffer edit)
+    from tfl2rtl.tflite_reader import read_model
+
+    data = bytearray((zoo / "tflite_micro" / "hello_world_int8.tflite").read_bytes())
+    import tflite
+
+    model = tflite.Model.GetRootAsModel(bytes(data), 0)
+    code = model.OperatorCodes(0)
+    # the deprecated 8-bit code and the 32-bit code both name FULLY_CONNECTED (9)
+    for field, size, value in ((4, 1, 18), (10, 4, 18)):
+        offset = code._tab.Offset(field)
+        if offset:
+            pos = code._tab.Pos + offset
+            data[pos:pos + size] = value.to_bytes(size, "little", signed=True)
+    patched = tmp_path / "mul.tflite"
+    patched.write_bytes(bytes(data))
+    assert read_model(patched).op_names() == ["MUL", "MUL", "MUL"]
+    assert_one_line_error(cli("verify", patched), "operator 0 (MUL) is not supported")
+
+
+def test_usage_errors_are_one_line():
+    proc = cli("verify")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("tfl2rtl: error:")
+    proc = cli("verify", TEST_MODELS / "dense10_int8.tflite", "--profile", "nope")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr

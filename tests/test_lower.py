@@ -1,0 +1,88 @@
+"""Lowering: integer parameters, folded zero points, accumulator widths, clear errors."""
+
+import numpy as np
+import pytest
+from conftest import ERROR_MODELS, INT8_TEST_MODELS, TEST_MODELS, ZOO_MODELS, model_id
+from tfl2rtl import golden, ir
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.fixedpoint import quantize_multiplier
+from tfl2rtl.lower import FLOWS, FoldInputOffset, RangeAnalysis, import_model, lower
+from tfl2rtl.tflite_reader import read_model
+
+ALL_INT8 = ZOO_MODELS + INT8_TEST_MODELS
+WEIGHTED = (ir.FullyConnected, ir.Conv2D, ir.DepthwiseConv2D)
+
+
+def test_default_flow_is_explicit():
+    assert [type(p) for p in FLOWS["default"].passes] == [FoldInputOffset, RangeAnalysis]
+
+
+@pytest.mark.parametrize("path", ALL_INT8, ids=model_id)
+def test_lowers_every_op(path):
+    model = read_model(path)
+    graph = lower(model)
+    assert len(graph.nodes) == len(model.operators)
+    for node in graph.nodes:
+        assert graph.tensors[node.output].tflite_index == model.operators[
+            node.tflite_op_index].outputs[0]
+        if isinstance(node, WEIGHTED):
+            r = node.requant
+            assert r.multiplier.size in (1, node.bias.size)
+            for real, m, s in zip(r.real_scale, r.multiplier, r.shift, strict=True):
+                assert (int(m), int(s)) == quantize_multiplier(float(real))
+            assert node.act_min <= node.act_max
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_INT8 if "vww" not in p.name
+                                  and "person" not in p.name], ids=model_id)
+def test_folded_bias_is_exact_and_acc_bits_suffice(path):
+    graph = lower(read_model(path))
+    rng = np.random.default_rng(0)
+    for node in graph.nodes:
+        if not isinstance(node, WEIGHTED):
+            continue
+        t = graph.tensors[node.input]
+        lo, hi = t.value_range
+        shape = (2,) + t.shape[1:]
+        x = rng.integers(lo, hi + 1, size=shape)
+        if isinstance(node, ir.FullyConnected):
+            # inputs that drive every output channel to its extremes
+            w = node.weights
+            x = np.stack([np.where(w[0] > 0, hi, lo), np.where(w[0] > 0, lo, hi)])
+        reference = golden.accumulate(node, x)
+        folded = golden.accumulate(node, x, folded=True)
+        np.testing.assert_array_equal(reference, folded)
+        limit = 1 << (node.acc_bits - 1)
+        assert -limit <= reference.min() and reference.max() < limit
+
+
+@pytest.mark.parametrize("name,words", sorted(ERROR_MODELS.items()))
+def test_non_integer_models_get_one_line_with_the_fix(name, words):
+    with pytest.raises(Tfl2RtlError) as info:
+        lower(read_model(TEST_MODELS / name))
+    message = str(info.value)
+    assert words in message and "representative_dataset" in message
+    assert "TFLITE_BUILTINS_INT8" in message and "\n" not in message
+
+
+def test_unsupported_op_is_named_with_its_position(zoo):
+    model = read_model(zoo / "tflite_micro" / "hello_world_int8.tflite")
+    model.operators[1].name = "MUL"
+    with pytest.raises(Tfl2RtlError, match=r"operator 1 \(MUL\) is not supported"):
+        import_model(model)
+
+
+def test_out_of_order_graph_is_rejected(zoo):
+    model = read_model(zoo / "tflite_micro" / "hello_world_int8.tflite")
+    model.operators.reverse()
+    with pytest.raises(Tfl2RtlError, match="before any operator writes it"):
+        import_model(model)
+
+
+def test_activation_clamps_follow_float32_quantization(zoo):
+    graph = lower(read_model(zoo / "tflite_micro" / "person_detect.tflite"))
+    relu6 = [n for n in graph.nodes if isinstance(n, ir.Conv2D)][0]
+    out = graph.tensors[relu6.output]
+    six = np.float32(6.0) / np.float32(out.scale)
+    assert relu6.act_max == min(127, out.zero_point + int(np.floor(six + 0.5)))
+    assert relu6.act_min == max(-128, out.zero_point)
