@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import ERROR_MODELS, TEST_MODELS
 
 TFL2RTL = str(Path(sys.executable).parent / "tfl2rtl")

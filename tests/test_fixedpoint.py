@@ -5,6 +5,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+
 from tfl2rtl import fixedpoint as fp
 
 INT32 = [fp.INT32_MIN, fp.INT32_MIN + 1, -(1 << 30), -65536, -5, -1, 0, 1, 5, 65535,

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from conftest import ERROR_MODELS, INT8_TEST_MODELS, TEST_MODELS, ZOO_MODELS, model_id
 from tfl2rtl import golden, ir
 from tfl2rtl.errors import Tfl2RtlError

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.lower import lower
 from tfl2rtl.tflite_reader import read_model
