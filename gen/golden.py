@@ -29,7 +29,7 @@ from .fixedpoint import (
 
 __all__ = ["Profile", "TflmProfile", "PROFILES", "get_profile", "GoldenResult", "run",
            "run_node", "accumulate", "fully_connected", "conv_2d", "depthwise_conv_2d",
-           "max_pool_2d", "average_pool_2d", "add", "concatenation", "pad", "reshape", "softmax",
+           "max_pool_2d", "average_pool_2d", "add", "mean", "concatenation", "pad", "reshape", "softmax",
            "requantize", "quantize", "dequantize", "lut"]
 
 
@@ -228,6 +228,16 @@ def add(node: ir.Add, x1: np.ndarray, x2: np.ndarray, profile: Profile = None):
     return _clamp(raw_output, node.act_min, node.act_max, np.int8)
 
 
+def mean(node: ir.Mean, x: np.ndarray, profile: Profile = None):
+    """``reference_ops::QuantizedMeanOrSum`` (mean): the int32 sum over the axes less
+    ``zero_point * count``, scaled by the count-adjusted multiplier, offset, clamped."""
+    profile = profile or PROFILES["tflm"]
+    temp_sum = x.astype(np.int64).sum(axis=node.axes)
+    shifted_sum = temp_sum - node.input_zero_point * node.count
+    output = profile.requantize(shifted_sum, node.requant) + node.output_zero_point
+    return _clamp(output, -128, 127, np.int8)
+
+
 def concatenation(node: ir.Concatenation, *xs: np.ndarray, profile: Profile = None):
     return np.concatenate(xs, axis=node.axis)
 
@@ -290,6 +300,8 @@ def run_node(node: ir.Node, inputs: list[np.ndarray], out: ir.Tensor,
         result = fully_connected(node, x, profile)
     elif isinstance(node, ir.Add):
         result = add(node, x, inputs[1], profile)
+    elif isinstance(node, ir.Mean):
+        result = mean(node, x, profile)
     elif isinstance(node, ir.Concatenation):
         result = concatenation(node, *inputs)
     elif isinstance(node, ir.Pad):

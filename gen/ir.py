@@ -26,6 +26,7 @@ __all__ = [
     "MaxPool2D",
     "AveragePool2D",
     "Add",
+    "Mean",
     "Concatenation",
     "Pad",
     "Reshape",
@@ -247,6 +248,21 @@ class Add(Node):
     output_offset: int
     act_min: int
     act_max: int
+
+
+@dataclass(eq=False, kw_only=True)
+class Mean(Node):
+    """int8 MEAN over ``axes`` (Keras' global average pooling):
+    ``clamp(mbqm(sum(x) - input_zero_point * count, multiplier, shift) + output_zero_point)``
+    where ``multiplier``/``shift`` already include the division by ``count`` the way TFLite
+    folds it in (``(m << s) / count``, shift reduced by ``s``)."""
+
+    op: ClassVar[str] = "MEAN"
+    axes: tuple[int, ...]
+    count: int
+    requant: Requant
+    input_zero_point: int
+    output_zero_point: int
 
 
 @dataclass(eq=False, kw_only=True)

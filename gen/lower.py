@@ -21,10 +21,10 @@ __all__ = ["import_model", "lower", "Pass", "Flow", "FLOWS", "SUPPORTED_OPS", "L
            "check_mode"]
 
 #: Elementwise int8 -> int8 ops that become an exact 256-entry table.
-LUT_OPS = ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "RELU_N1_TO_1")
+LUT_OPS = ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "ELU", "ABS")
 SUPPORTED_OPS = (
     "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
-    "ADD", "CONCATENATION", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "SOFTMAX", "QUANTIZE",
+    "ADD", "MEAN", "CONCATENATION", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "SOFTMAX", "QUANTIZE",
     "DEQUANTIZE",
 ) + LUT_OPS
 
@@ -250,6 +250,22 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
                       input2_requant=_requant([r2]), output_requant=_requant([r_out]),
                       output_offset=out.zero_point, act_min=act_min, act_max=act_max,
                       **common)
+    if name == "MEAN":
+        if inp.dtype != "int8" or out.dtype != "int8":
+            raise _err(op, f"{inp.dtype} -> {out.dtype} MEAN; only int8 is supported")
+        axes = sorted({int(a) % len(inp.shape)
+                       for a in imp.const(op, 1, "axes").data.reshape(-1)})
+        count = int(np.prod([inp.shape[a] for a in axes], dtype=np.int64))
+        base = _requant([float(np.float64(inp.scale)) / float(np.float64(out.scale))])
+        multiplier, shift = int(base.multiplier[0]), int(base.shift[0])
+        # QuantizedMeanOrSum: fold the division by count into the multiplier
+        pot = min(count.bit_length() - 1, 32, 31 + shift)
+        requant = ir.Requant(multiplier=np.array([(multiplier << pot) // count], np.int64),
+                             shift=np.array([shift - pot], np.int64),
+                             real_scale=base.real_scale / count)
+        return ir.Mean(axes=tuple(axes), count=count, requant=requant,
+                       input_zero_point=inp.zero_point, output_zero_point=out.zero_point,
+                       **common)
     if name == "CONCATENATION":
         axis = o.get("Axis", 0)
         axis = axis + len(out.shape) if axis < 0 else axis
@@ -301,8 +317,8 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
     if name in LUT_OPS:
         from .kernels.elementwise import lut_table
 
-        if inp.dtype != out.dtype or inp.dtype not in ("int8", "uint8"):
-            raise _err(op, f"{inp.dtype} -> {out.dtype}; only int8/uint8 is supported")
+        if inp.dtype != "int8" or out.dtype != "int8":
+            raise _err(op, f"{inp.dtype} -> {out.dtype}; only int8 is supported")
         options = {}
         if name == "LEAKY_RELU":
             options["alpha"] = float(o.get("Alpha", 0.0))
@@ -337,7 +353,12 @@ def import_model(model: TflModel) -> ir.Graph:
                                "operator writes it (a cyclic or out-of-order graph)")
         if not op.inputs or not op.outputs:
             raise _err(op, "has no inputs or no outputs")
-        nodes.append(_lower_op(imp, op))
+        try:
+            nodes.append(_lower_op(imp, op))
+        except Tfl2RtlError as exc:
+            if str(exc).startswith(f"operator {op.index} "):
+                raise
+            raise _err(op, str(exc)) from None
         available.update(op.outputs)
     inputs = [imp.name(i) for i in model.inputs]
     outputs = [imp.name(i) for i in model.outputs]
