@@ -29,8 +29,8 @@ from .fixedpoint import (
 
 __all__ = ["Profile", "TflmProfile", "PROFILES", "get_profile", "GoldenResult", "run",
            "run_node", "accumulate", "fully_connected", "conv_2d", "depthwise_conv_2d",
-           "max_pool_2d", "average_pool_2d", "add", "mean", "concatenation", "pad", "reshape", "softmax",
-           "requantize", "quantize", "dequantize", "lut"]
+           "max_pool_2d", "average_pool_2d", "add", "mean", "concatenation", "pad", "reshape",
+           "softmax", "requantize", "quantize", "dequantize", "lut"]
 
 
 class Profile:
