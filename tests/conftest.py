@@ -1,11 +1,12 @@
 """Shared fixtures: the model zoo beside the checkout and the committed test models."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOO = ROOT.parent / "shared" / "models"
+ZOO = Path(os.environ.get("TFL2RTL_ZOO", ROOT.parent / "shared" / "models"))
 TEST_MODELS = ROOT / "tests" / "models"
 
 ZOO_MODELS = sorted(ZOO.glob("*/*.tflite"))
@@ -19,6 +20,15 @@ ERROR_MODELS = {  # file -> the words its error must contain
     "dynamic_range.tflite": "dynamic-range",
     "int16x8.tflite": "16x8",
 }
+
+
+def pytest_configure(config):
+    # Without the zoo the parametrized zoo tests would silently vanish: refuse to run.
+    if not ZOO_MODELS:
+        raise pytest.UsageError(
+            f"no models in {ZOO}: the suite needs ../shared/models beside the checkout "
+            "(or TFL2RTL_ZOO=/path/to/models)"
+        )
 
 
 def model_id(path: Path) -> str:
