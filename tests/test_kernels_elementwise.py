@@ -415,7 +415,6 @@ def run_preserving(path, images):
         yield lambda index, it=interpreter: it.GetTensor(index, 0)["tensor_data"]
 
 
-@pytest.mark.skipif(not ACTIVATIONS_MODEL.exists(), reason="activations_int8.tflite not built")
 def test_activations_model_matches_tables():
     """Each elementwise activation's TFLM output equals its table at the TFLM input."""
     ops = [op for op in model_ops(ACTIVATIONS_MODEL) if op[0] in ew.SUPPORTED_OPS]
