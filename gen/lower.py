@@ -145,7 +145,59 @@ def _err(op: TflOperator, text: str) -> Tfl2RtlError:
     return Tfl2RtlError(f"operator {op.index} ({op.name}): {text}")
 
 
+def _check_quantization(op: TflOperator, t: TflTensor) -> None:
+    """Scales finite and positive, zero points inside the dtype, counts consistent."""
+    if t.dtype not in ir.INT_RANGES:
+        return
+    if not t.quantized or t.zero_points.size not in (1, t.scales.size):
+        raise _err(op, f"tensor {t.name!r} ({t.dtype}) has no usable quantization parameters")
+    if not np.all(np.isfinite(t.scales)) or np.any(t.scales <= 0):
+        raise _err(op, f"tensor {t.name!r} has a scale that is not a positive number")
+    lo, hi = ir.INT_RANGES[t.dtype]
+    if np.any(t.zero_points < lo) or np.any(t.zero_points > hi):
+        raise _err(op, f"tensor {t.name!r} has a zero point outside {t.dtype}")
+    if t.scales.size > 1 and (not 0 <= t.quantized_dimension < len(t.shape)
+                              or t.shape[t.quantized_dimension] != t.scales.size):
+        raise _err(op, f"tensor {t.name!r} has {t.scales.size} scales along dimension "
+                       f"{t.quantized_dimension} of shape {t.shape}")
+
+
+def _pool_out(size: int, filt: int, stride: int, dilation: int, padding: int) -> int:
+    """TFLite's ``ComputeOutSize``."""
+    effective = (filt - 1) * dilation + 1
+    if padding == _SAME:
+        return (size + stride - 1) // stride
+    return (size + stride - effective) // stride
+
+
+def _check_window(op, inp, out, filt, stride, dilation, padding) -> None:
+    if len(inp.shape) != 4 or len(out.shape) != 4:
+        raise _err(op, f"input {inp.shape} and output {out.shape} must be 4-D NHWC")
+    if min(*filt, *stride, *dilation) < 1 or padding not in (_SAME, _VALID):
+        raise _err(op, f"invalid window: filter {filt}, stride {stride}, dilation {dilation}, "
+                       f"padding {padding}")
+    want = tuple(_pool_out(inp.shape[1 + a], filt[a], stride[a], dilation[a], padding)
+                 for a in (0, 1))
+    if want != tuple(out.shape[1:3]) or inp.shape[0] != out.shape[0] or min(want) < 1:
+        raise _err(op, f"output shape {out.shape} does not follow from input {inp.shape}, "
+                       f"filter {filt}, stride {stride}, dilation {dilation}")
+
+
+_REQUIRED_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "ADD": 2,
+                    "MEAN": 2, "PAD": 2, "PADV2": 2}
+_WINDOW = ("Padding", "StrideH", "StrideW")
+_REQUIRED_OPTIONS = {"CONV_2D": _WINDOW, "DEPTHWISE_CONV_2D": _WINDOW,
+                     "MAX_POOL_2D": _WINDOW + ("FilterHeight", "FilterWidth"),
+                     "AVERAGE_POOL_2D": _WINDOW + ("FilterHeight", "FilterWidth")}
+
+
 def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
+    required = _REQUIRED_INPUTS.get(op.name, 1)
+    if len(op.inputs) < required or any(i < 0 for i in op.inputs[:required]):
+        raise _err(op, f"needs {required} input tensors, has {len(op.inputs)}")
+    missing = [k for k in _REQUIRED_OPTIONS.get(op.name, ()) if k not in op.options]
+    if missing:
+        raise _err(op, f"has no {', '.join(missing)} in its options")
     model = imp.model
     T = model.tensors
     o = op.options
@@ -167,6 +219,8 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
         if np.any(w.zero_points != 0):
             raise _err(op, "weights have a non-zero zero point; int8 weights must be symmetric")
         b = imp.const(op, 2, "bias")
+        if b is not None and (b.dtype != "int32" or b.data.ndim != 1):
+            raise _err(op, f"bias is {b.dtype} {b.shape}; int32 [channels] expected")
         act_min, act_max = _activation_range(o.get("FusedActivationFunction", 0), out)
         epilogue = dict(output_offset=out.zero_point, act_min=act_min, act_max=act_max,
                         input_offset=-inp.zero_point, folded_bias=np.zeros(0, np.int64),
@@ -175,7 +229,13 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
             if o.get("WeightsFormat", 0) != 0:
                 raise _err(op, "shuffled weights format is not supported")
             weights = w.data.astype(np.int64)
+            if weights.ndim != 2 or weights.size == 0:
+                raise _err(op, f"weights have shape {w.shape}; 2-D expected")
             out_depth = weights.shape[0]
+            if _size(out) * weights.shape[1] != _size(inp) * out_depth or (
+                    b is not None and b.data.size != out_depth):
+                raise _err(op, f"shapes do not fit: input {inp.shape}, weights {w.shape}, "
+                               f"output {out.shape}")
             bias = (b.data.astype(np.int64) if b is not None
                     else np.zeros(out_depth, np.int64))
             # Measured against the tflite-micro wheel: the per-tensor multiplier comes from
@@ -187,11 +247,13 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
                                f"the weights' depth {weights.shape[1]}")
             return ir.FullyConnected(weights=weights, bias=bias, requant=requant,
                                      **epilogue, **common)
-        if len(inp.shape) != 4:
-            raise _err(op, f"input has shape {inp.shape}; 4-D NHWC expected")
         stride = (o["StrideH"], o["StrideW"])
         dilation = (o.get("DilationHFactor", 1), o.get("DilationWFactor", 1))
         weights = w.data.astype(np.int64)
+        if weights.ndim != 4 or len(inp.shape) != 4 or len(out.shape) != 4:
+            raise _err(op, f"input {inp.shape}, weights {w.shape} and output {out.shape} "
+                           "must be 4-D")
+        _check_window(op, inp, out, weights.shape[1:3], stride, dilation, o["Padding"])
         out_h, out_w = out.shape[1], out.shape[2]
         if name == "CONV_2D":
             kh, kw = weights.shape[1], weights.shape[2]
@@ -201,7 +263,11 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
         else:
             kh, kw = weights.shape[1], weights.shape[2]
             channels = weights.shape[3]
+            if weights.shape[0] != 1:
+                raise _err(op, f"depthwise weights have shape {w.shape}; [1, h, w, c] expected")
             weights = weights.reshape(kh, kw, channels)
+        if out.shape[3] != channels or (b is not None and b.data.size != channels):
+            raise _err(op, f"output {out.shape} or bias does not match {channels} channels")
         pad_t, pad_b = _compute_padding(o["Padding"], inp.shape[1], kh, stride[0],
                                         dilation[0], out_h)
         pad_l, pad_r = _compute_padding(o["Padding"], inp.shape[2], kw, stride[1],
@@ -225,6 +291,9 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
             raise _err(op, f"input is {inp.dtype}; only int8 is supported")
         filt = (o["FilterHeight"], o["FilterWidth"])
         stride = (o["StrideH"], o["StrideW"])
+        _check_window(op, inp, out, filt, stride, (1, 1), o["Padding"])
+        if inp.shape[3] != out.shape[3]:
+            raise _err(op, f"input {inp.shape} and output {out.shape} differ in channels")
         pad_t, pad_b = _compute_padding(o["Padding"], inp.shape[1], filt[0], stride[0], 1,
                                         out.shape[1])
         pad_l, pad_r = _compute_padding(o["Padding"], inp.shape[2], filt[1], stride[1], 1,
@@ -238,6 +307,13 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
         for t in (inp, in2, out):
             if t.dtype != "int8":
                 raise _err(op, f"tensor {t.name!r} is {t.dtype}; only int8 ADD is supported")
+        try:
+            broadcast = np.broadcast_shapes(inp.shape, in2.shape)
+        except ValueError:
+            broadcast = None
+        if broadcast != tuple(out.shape):
+            raise _err(op, f"inputs {inp.shape} and {in2.shape} do not broadcast to the "
+                           f"output {out.shape}")
         left_shift = 20
         twice_max = 2 * float(np.float64(max(np.float32(inp.scale), np.float32(in2.scale))))
         r1 = float(np.float64(inp.scale)) / twice_max
@@ -253,9 +329,14 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
     if name == "MEAN":
         if inp.dtype != "int8" or out.dtype != "int8":
             raise _err(op, f"{inp.dtype} -> {out.dtype} MEAN; only int8 is supported")
-        axes = sorted({int(a) % len(inp.shape)
-                       for a in imp.const(op, 1, "axes").data.reshape(-1)})
+        raw_axes = imp.const(op, 1, "axes").data.reshape(-1)
+        if not len(inp.shape) or np.any(np.abs(raw_axes) > len(inp.shape)):
+            raise _err(op, f"axes {raw_axes.tolist()} do not fit input {inp.shape}")
+        axes = sorted({int(a) % len(inp.shape) for a in raw_axes})
         count = int(np.prod([inp.shape[a] for a in axes], dtype=np.int64))
+        if count < 1 or _size(out) * count != _size(inp):
+            raise _err(op, f"output {out.shape} does not follow from reducing {inp.shape} "
+                           f"over axes {axes}")
         base = _requant([float(np.float64(inp.scale)) / float(np.float64(out.scale))])
         multiplier, shift = int(base.multiplier[0]), int(base.shift[0])
         # QuantizedMeanOrSum: fold the division by count into the multiplier
@@ -278,15 +359,26 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
                                "the output; TFLite Micro rejects such int8 concatenations")
         if o.get("FusedActivationFunction", 0) != 0:
             raise _err(op, "a fused activation on CONCATENATION is not supported")
+        if not 0 <= axis < len(out.shape) or any(
+                len(t.shape) != len(out.shape)
+                or t.shape[:axis] + t.shape[axis + 1:] != out.shape[:axis] + out.shape[axis + 1:]
+                for t in parts) or sum(t.shape[axis] for t in parts) != out.shape[axis]:
+            raise _err(op, f"inputs {[t.shape for t in parts]} do not concatenate to "
+                           f"{out.shape} along axis {axis}")
         common["inputs"] = tuple(imp.name(i) for i in ins)
         return ir.Concatenation(axis=axis, **common)
     if name in ("PAD", "PADV2"):
         paddings = imp.const(op, 1, "paddings").data.astype(np.int64)
+        if paddings.shape != (len(inp.shape), 2) or np.any(paddings < 0) or tuple(
+                np.array(inp.shape) + paddings.sum(axis=1)) != tuple(out.shape):
+            raise _err(op, f"paddings {paddings.tolist()} do not take {inp.shape} to {out.shape}")
         pad_value = out.zero_point
         if name == "PADV2" and len(ins) > 2 and ins[2] >= 0:
             pad_value = int(imp.const(op, 2, "pad value").data.reshape(-1)[0])
         return ir.Pad(paddings=tuple((int(a), int(b)) for a, b in paddings),
                       pad_value=pad_value, **common)
+    if _size(inp) != _size(out):
+        raise _err(op, f"input {inp.shape} and output {out.shape} differ in size")
     if name in ("RESHAPE", "SQUEEZE"):
         return ir.Reshape(shape=out.shape, **common)
     if name == "SOFTMAX":
@@ -351,8 +443,11 @@ def import_model(model: TflModel) -> ir.Graph:
             if i >= 0 and i not in available:
                 raise _err(op, f"reads tensor {i} ({model.tensors[i].name!r}) before any "
                                "operator writes it (a cyclic or out-of-order graph)")
-        if not op.inputs or not op.outputs:
+        if not op.inputs or not op.outputs or op.inputs[0] < 0:
             raise _err(op, "has no inputs or no outputs")
+        for i in (*op.inputs, *op.outputs):
+            if i >= 0 and model.tensors[i].dtype != "int32":
+                _check_quantization(op, model.tensors[i])
         try:
             nodes.append(_lower_op(imp, op))
         except Tfl2RtlError as exc:
