@@ -68,10 +68,12 @@ def c_div(a, b):
 
 
 def saturating_rounding_doubling_high_mul(a, b):
-    """gemmlowp ``SaturatingRoundingDoublingHighMul``: ``round(a * b / 2**31)``.
+    """gemmlowp ``SaturatingRoundingDoublingHighMul``: ``floor(a * b / 2**31 + 1/2)``.
 
-    Rounds half away from zero; the one overflowing case (``a == b == INT32_MIN``)
-    saturates to ``INT32_MAX``.
+    Halves round towards +infinity (the nudge is ``2**30`` for non-negative products and
+    ``1 - 2**30`` for negative ones, then C division truncates): ``-0.5 -> 0``,
+    ``-1.5 -> -1``.  The one overflowing case (``a == b == INT32_MIN``) saturates to
+    ``INT32_MAX``.
     """
     a = _i64(a)
     b = _i64(b)

@@ -25,15 +25,19 @@ def random_int32(n, seed):
                            np.array(INT32)])
 
 
-def test_srdhm_is_rounded_high_product():
+def test_srdhm_is_high_product_rounded_half_up():
     a = random_int32(3000, 1)
     b = random_int32(3000, 2)[: a.size]
+    # exact halves of both signs: +-k * 2**30 / 2**31 for odd k
+    a = np.concatenate([a, [-1, 1, -3, 3, -5, fp.INT32_MIN]])
+    b = np.concatenate([b, [1 << 30] * 5 + [fp.INT32_MIN]])
     got = fp.saturating_rounding_doubling_high_mul(a, b)
     for x, y, g in zip(a.tolist(), b.tolist(), got.tolist(), strict=True):
         if x == y == fp.INT32_MIN:
             assert g == fp.INT32_MAX
         else:
-            assert g == round_half_away(Fraction(x * y, 1 << 31))
+            assert g == math.floor(Fraction(x * y, 1 << 31) + Fraction(1, 2))
+    np.testing.assert_array_equal(got[-6:-1], [0, 1, -1, 2, -2])
 
 
 @pytest.mark.parametrize("exponent", [0, 1, 2, 7, 16, 30, 31])

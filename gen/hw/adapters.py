@@ -1,0 +1,165 @@
+"""Stream plumbing: lane-count conversion, accumulator splitting and typed FIFOs."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import accumulator_layout
+
+__all__ = ["LaneConverter", "AccumulatorSplitter", "StreamFIFO"]
+
+
+class LaneConverter(wiring.Component):
+    """Regroup a stream of ``in_lanes`` elements per beat into ``out_lanes`` per beat.
+
+    Elements keep their order (lane 0 first).  A shift register of
+    ``in_lanes + out_lanes + max(in_lanes, out_lanes) - 1`` elements sits between the two
+    sides; ``i.ready`` depends on its fill level only (no combinational path between the
+    streams), and that size lets the narrower side move a beat every cycle.
+
+    Members
+    -------
+    i : ``In(stream.Signature(data.ArrayLayout(shape, in_lanes)))``
+    o : ``Out(stream.Signature(data.ArrayLayout(shape, out_lanes)))``
+
+    Attributes
+    ----------
+    throughput
+        The slower side runs at one beat per cycle: ``out_lanes`` elements per cycle when
+        ``in_lanes >= out_lanes``, else ``in_lanes``.
+    """
+
+    def __init__(self, shape, in_lanes: int, out_lanes: int):
+        if in_lanes < 1 or out_lanes < 1:
+            raise ValueError(f"lane counts must be positive, not {in_lanes} and {out_lanes}")
+        self.shape = shape
+        self.in_lanes = in_lanes
+        self.out_lanes = out_lanes
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(shape, in_lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(shape, out_lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        capacity = self.in_lanes + self.out_lanes + max(self.in_lanes, self.out_lanes) - 1
+        buffer = Signal(data.ArrayLayout(self.shape, capacity))
+        count = Signal(range(capacity + 1))
+
+        m.d.comb += [
+            self.o.valid.eq(count >= self.out_lanes),
+            self.i.ready.eq(count <= capacity - self.in_lanes),
+        ]
+        for lane in range(self.out_lanes):
+            m.d.comb += self.o.payload[lane].eq(buffer[lane])
+
+        take_out = self.o.valid & self.o.ready
+        take_in = self.i.valid & self.i.ready
+        kept = Signal.like(count)  # elements left after this cycle's output beat
+        m.d.comb += kept.eq(count - Mux(take_out, self.out_lanes, 0))
+        for slot in range(capacity):
+            # Shift out the sent beat, then append the received one after what is kept.
+            if slot + self.out_lanes < capacity:
+                with m.If(take_out):
+                    m.d.sync += buffer[slot].eq(buffer[slot + self.out_lanes])
+            for lane in range(min(slot + 1, self.in_lanes)):
+                with m.If(take_in & (kept == slot - lane)):
+                    m.d.sync += buffer[slot].eq(self.i.payload[lane])
+        m.d.sync += count.eq(kept + Mux(take_in, self.in_lanes, 0))
+        return m
+
+
+class AccumulatorSplitter(wiring.Component):
+    """Split each beat of ``in_lanes`` accumulators into ``in_lanes / out_lanes`` beats.
+
+    A beat of group ``g`` becomes the beats of groups ``g * ratio + k`` (``ratio =
+    in_lanes / out_lanes``, ``k = 0 .. ratio - 1``), so ``acc[lane]`` stays channel
+    ``group * lanes + lane`` on both sides.  The incoming beat is copied into a holding
+    register in one cycle, so the producer is free again while its parts go out, one per
+    cycle.
+
+    Members
+    -------
+    i : ``In(stream.Signature(accumulator_layout(acc_width, in_lanes, groups)))``
+    o : ``Out(stream.Signature(accumulator_layout(acc_width, out_lanes,
+        groups * in_lanes // out_lanes)))``
+
+    Attributes
+    ----------
+    ratio : int
+        Output beats per input beat; a new input beat is taken at most every ``ratio``
+        cycles.
+    """
+
+    def __init__(self, acc_width: int, in_lanes: int, out_lanes: int, groups: int):
+        if out_lanes < 1 or in_lanes % out_lanes:
+            raise ValueError(f"{out_lanes} output lanes do not divide {in_lanes} input lanes")
+        self.ratio = in_lanes // out_lanes
+        self.out_lanes = out_lanes
+        super().__init__({
+            "i": In(stream.Signature(accumulator_layout(acc_width, in_lanes, groups))),
+            "o": Out(stream.Signature(
+                accumulator_layout(acc_width, out_lanes, groups * self.ratio))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        held = Signal.like(self.i.payload)
+        busy = Signal()
+        part = Signal(range(self.ratio))
+        last = part == self.ratio - 1
+
+        m.d.comb += [
+            self.o.valid.eq(busy),
+            self.o.payload.group.eq(held.group * self.ratio + part),
+            self.i.ready.eq(~busy | (self.o.ready & last)),
+        ]
+        with m.Switch(part):
+            for k in range(self.ratio):
+                with m.Case(k):
+                    for lane in range(self.out_lanes):
+                        m.d.comb += self.o.payload.acc[lane].eq(
+                            held.acc[k * self.out_lanes + lane])
+
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [held.eq(self.i.payload), busy.eq(1), part.eq(0)]
+        with m.Elif(self.o.valid & self.o.ready):
+            m.d.sync += part.eq(part + 1)
+            with m.If(last):
+                m.d.sync += busy.eq(0)
+        return m
+
+
+class StreamFIFO(wiring.Component):
+    """A first-in first-out queue of ``depth`` payloads of any shape
+    (:class:`amaranth.lib.fifo.SyncFIFOBuffered` with typed streams).
+
+    Members
+    -------
+    i : ``In(stream.Signature(shape))``
+    o : ``Out(stream.Signature(shape))``
+    """
+
+    def __init__(self, shape, depth: int):
+        self.shape = shape
+        self.depth = depth
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width = Shape.cast(self.shape).width
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=width, depth=self.depth)
+        m.d.comb += [
+            queue.w_data.eq(self.i.payload),
+            queue.w_en.eq(self.i.valid),
+            self.i.ready.eq(queue.w_rdy),
+            self.o.payload.eq(queue.r_data),
+            self.o.valid.eq(queue.r_rdy),
+            queue.r_en.eq(self.o.ready),
+        ]
+        return m

@@ -1,0 +1,96 @@
+"""A FULLY_CONNECTED layer: matrix-vector unit followed by requantization."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import ir
+from ..errors import Tfl2RtlError
+from .adapters import AccumulatorSplitter
+from .layouts import int8_lanes
+from .mvu import MatrixVectorUnit
+from .requant import Requantizer
+
+__all__ = ["FullyConnectedLayer"]
+
+
+class FullyConnectedLayer(wiring.Component):
+    """One :class:`tfl2rtl.ir.FullyConnected` node, folded to ``pe`` neurons by ``simd``
+    inputs per cycle.
+
+    A :class:`~tfl2rtl.hw.mvu.MatrixVectorUnit` with the node's weights and
+    ``folded_bias`` (so it accumulates the raw int8 inputs in ``acc_bits``-wide
+    accumulators) feeds a ``requant_lanes``-lane :class:`~tfl2rtl.hw.requant.Requantizer`
+    with the node's epilogue.  The results equal :func:`tfl2rtl.golden.fully_connected`
+    for every input within the range ``acc_bits`` was proven for.
+
+    Each requantizer lane costs a 32x32 multiplier (four 16x16 products), so
+    ``requant_lanes`` (default ``pe``, dividing ``pe``) trades them for time: an
+    :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` then hands the ``pe`` accumulators
+    of a neuron group to the requantizer in ``pe / requant_lanes`` beats.
+
+    Members
+    -------
+    i : ``In(stream.Signature(int8_lanes(simd)))``
+        ``in_depth / simd`` beats per input vector.
+    o : ``Out(stream.Signature(int8_lanes(requant_lanes)))``
+        ``out_depth / requant_lanes`` beats per output vector, lane ``p`` of beat ``g``
+        being output ``g * requant_lanes + p``.
+
+    Attributes
+    ----------
+    cycles_per_vector : int
+        Initiation interval: ``(out_depth / pe) * max(in_depth / simd, pe /
+        requant_lanes)`` cycles (a neuron group takes ``in_depth / simd`` cycles to
+        compute and ``pe / requant_lanes`` to requantize, and the two overlap).
+    latency : int
+        When a vector's last input beat is taken at clock edge ``n``, its first output
+        beat can leave at edge ``n + latency``: ``mvu.latency + requant.latency``, plus one
+        with a splitter.
+    """
+
+    def __init__(self, node: ir.FullyConnected, *, pe: int = 1, simd: int = 1,
+                 requant_lanes: int | None = None):
+        requant_lanes = pe if requant_lanes is None else requant_lanes
+        if requant_lanes < 1 or pe % requant_lanes:
+            raise Tfl2RtlError(
+                f"{requant_lanes} requantizer lanes do not divide PE={pe}"
+            )
+        self.node = node
+        self.out_depth, self.in_depth = node.weights.shape
+        self.pe = pe
+        self.simd = simd
+        self.requant_lanes = requant_lanes
+        self.mvu = MatrixVectorUnit(node.weights, node.folded_bias, acc_width=node.acc_bits,
+                                    pe=pe, simd=simd)
+        self.splitter = None
+        if requant_lanes != pe:
+            self.splitter = AccumulatorSplitter(node.acc_bits, pe, requant_lanes,
+                                                self.mvu.neuron_folds)
+        self.requant = Requantizer(node.requant, channels=self.out_depth,
+                                   output_offset=node.output_offset, act_min=node.act_min,
+                                   act_max=node.act_max, acc_width=node.acc_bits,
+                                   lanes=requant_lanes)
+        self.cycles_per_vector = self.mvu.neuron_folds * max(self.mvu.synapse_folds,
+                                                             pe // requant_lanes)
+        self.latency = self.mvu.latency + self.requant.latency + (self.splitter is not None)
+        super().__init__({
+            "i": In(stream.Signature(int8_lanes(simd))),
+            "o": Out(stream.Signature(int8_lanes(requant_lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mvu = self.mvu
+        m.submodules.requant = self.requant
+        wiring.connect(m, wiring.flipped(self.i), self.mvu.i)
+        if self.splitter is None:
+            wiring.connect(m, self.mvu.o, self.requant.i)
+        else:
+            m.submodules.splitter = self.splitter
+            wiring.connect(m, self.mvu.o, self.splitter.i)
+            wiring.connect(m, self.splitter.o, self.requant.i)
+        wiring.connect(m, self.requant.o, wiring.flipped(self.o))
+        return m

@@ -1,0 +1,225 @@
+"""A folded matrix-vector unit: the multiply-accumulate half of FULLY_CONNECTED."""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..errors import Tfl2RtlError
+from ..fixedpoint import signed_bits
+from .layouts import accumulator_layout, int8_lanes
+
+__all__ = ["MatrixVectorUnit"]
+
+
+def _tree_sum(values):
+    """Sum ``values`` in a balanced tree (log depth instead of a chain)."""
+    values = list(values)
+    while len(values) > 1:
+        pairs = [a + b for a, b in zip(values[0::2], values[1::2], strict=False)]
+        values = pairs + values[len(pairs) * 2:]
+    return values[0]
+
+
+class MatrixVectorUnit(wiring.Component):
+    """``acc[o] = bias[o] + sum_i x[i] * weights[o, i]``, ``pe`` neurons by ``simd`` inputs
+    per cycle.
+
+    The ``out_depth x in_depth`` matrix is folded into ``neuron_folds = out_depth / pe``
+    groups of ``pe`` neurons and ``synapse_folds = in_depth / simd`` slices of ``simd``
+    inputs.  Every cycle multiplies one slice of the input vector by the matching
+    ``pe x simd`` weights; after ``synapse_folds`` cycles the ``pe`` accumulators of one
+    neuron group are complete.  The weights sit in one on-chip :class:`Memory` of
+    ``neuron_folds * synapse_folds`` rows of ``pe * simd`` int8 with one read port
+    (inferred as block RAM, or replaced through a platform's ``get_memory`` hook, e.g. by
+    single-port RAM), the biases in another.
+
+    The first neuron group computes straight from the input stream while the vector is
+    written to an input buffer; the other groups replay it from there.  So the input is
+    taken only during the first ``synapse_folds`` cycles of a vector, and the next vector
+    can start as soon as the last group has been issued.
+
+    ``bias`` is TFLite's bias with the input offset folded in (``folded_bias`` in the IR),
+    so the raw int8 inputs are accumulated.  ``acc_width`` must hold every final sum (the
+    IR's ``acc_bits`` does); partial sums wrap harmlessly.
+
+    Members
+    -------
+    i : ``In(stream.Signature(int8_lanes(simd)))``
+        ``synapse_folds`` beats per vector; lane ``s`` of beat ``k`` is input ``k * simd + s``.
+    o : ``Out(stream.Signature(accumulator_layout(acc_width, pe, neuron_folds)))``
+        ``neuron_folds`` beats per vector; ``acc[p]`` of the beat with ``group = g`` is
+        output ``g * pe + p``.
+
+    Attributes
+    ----------
+    cycles_per_vector : int
+        Initiation interval, ``neuron_folds * synapse_folds``, when the input keeps up and
+        the output is not stalled.
+    latency : int
+        4: when a vector's last input beat is taken at clock edge ``n``, its first group
+        can leave on ``o`` at edge ``n + latency`` (memory read, operand, product and
+        accumulator registers).
+
+    Tested with ``pe`` and ``simd`` from 1 to the full depth, random stalls on ``i`` and
+    backpressure on ``o``.
+    """
+
+    latency = 4
+
+    def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1):
+        weights = np.asarray(weights)
+        bias = np.asarray(bias, dtype=np.int64).reshape(-1)
+        if weights.ndim != 2 or weights.shape[0] != bias.size:
+            raise Tfl2RtlError(
+                f"weights of shape {weights.shape} do not match {bias.size} biases"
+            )
+        if weights.size and (weights.min() < -128 or weights.max() > 127):
+            raise Tfl2RtlError("the weights are not int8")
+        out_depth, in_depth = weights.shape
+        if pe < 1 or out_depth % pe:
+            raise Tfl2RtlError(
+                f"PE={pe} does not divide the output depth {out_depth}; "
+                f"choose one of {_divisors(out_depth)}"
+            )
+        if simd < 1 or in_depth % simd:
+            raise Tfl2RtlError(
+                f"SIMD={simd} does not divide the input depth {in_depth}; "
+                f"choose one of {_divisors(in_depth)}"
+            )
+        lo, hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
+        if bias.min() < lo or bias.max() > hi:
+            raise Tfl2RtlError(f"a bias does not fit the {acc_width}-bit accumulator")
+
+        self.out_depth = out_depth
+        self.in_depth = in_depth
+        self.pe = pe
+        self.simd = simd
+        self.acc_width = acc_width
+        self.neuron_folds = out_depth // pe
+        self.synapse_folds = in_depth // simd
+        self.cycles_per_vector = self.neuron_folds * self.synapse_folds
+        self._weights = weights.astype(np.int64)
+        self._bias = bias
+        super().__init__({
+            "i": In(stream.Signature(int8_lanes(simd))),
+            "o": Out(stream.Signature(accumulator_layout(acc_width, pe, self.neuron_folds))),
+        })
+
+    def _weight_rows(self):
+        """Row ``nf * synapse_folds + sf``: ``[p][s] = weights[nf * pe + p, sf * simd + s]``."""
+        w = self._weights.reshape(self.neuron_folds, self.pe, self.synapse_folds, self.simd)
+        return w.transpose(0, 2, 1, 3).reshape(-1, self.pe, self.simd).tolist()
+
+    def elaborate(self, platform):
+        m = Module()
+        nf_count, sf_count = self.neuron_folds, self.synapse_folds
+
+        # One enable for the whole pipeline: it moves whenever the output register is
+        # empty or being emptied.
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+
+        # Issue: walk (nf, sf); the first neuron group waits for input beats.
+        nf = Signal(range(nf_count))
+        sf = Signal(range(sf_count))
+        row = Signal(range(nf_count * sf_count))
+        first_group = nf == 0
+        issue = Signal()
+        m.d.comb += [
+            issue.eq(advance & (~first_group | self.i.valid)),
+            self.i.ready.eq(advance & first_group),
+        ]
+        with m.If(issue):
+            m.d.sync += [
+                sf.eq(Mux(sf == sf_count - 1, 0, sf + 1)),
+                row.eq(Mux(row == nf_count * sf_count - 1, 0, row + 1)),
+            ]
+            with m.If(sf == sf_count - 1):
+                m.d.sync += nf.eq(Mux(nf == nf_count - 1, 0, nf + 1))
+
+        def register(value, name, shape=None):
+            reg = Signal(value.shape() if shape is None else shape, name=name)
+            with m.If(advance):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        # Stage 1: memory reads; the first group's input beat waits in a register.
+        weight_layout = data.ArrayLayout(int8_lanes(self.simd), self.pe)
+        m.submodules.weights = weights = Memory(
+            shape=weight_layout, depth=nf_count * sf_count, init=self._weight_rows())
+        weight_port = weights.read_port()
+        m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
+
+        valid_1 = register(issue, "valid_1")
+        first_1 = register(sf == 0, "first_1")
+        last_1 = register(sf == sf_count - 1, "last_1")
+        group_1 = register(nf, "group_1")
+        stream_x = register(self.i.payload, "stream_x", int8_lanes(self.simd))
+        if nf_count > 1:
+            m.submodules.input_buffer = buffer = Memory(
+                shape=int8_lanes(self.simd), depth=sf_count, init=[])
+            write = buffer.write_port()
+            m.d.comb += [
+                write.addr.eq(sf),
+                write.data.eq(self.i.payload),
+                write.en.eq(self.i.valid & self.i.ready),
+            ]
+            replay = buffer.read_port()
+            m.d.comb += [replay.addr.eq(sf), replay.en.eq(advance)]
+            from_stream_1 = register(first_group, "from_stream_1")
+            x_1 = Mux(from_stream_1, stream_x, replay.data)
+        else:
+            x_1 = stream_x
+
+        # Stage 2: the multiplier operands, registered.
+        x_2 = register(x_1, "x_2", int8_lanes(self.simd))
+        w_2 = register(weight_port.data, "w_2", weight_layout)
+        valid_2 = register(valid_1, "valid_2")
+        first_2 = register(first_1, "first_2")
+        last_2 = register(last_1, "last_2")
+        group_2 = register(group_1, "group_2")
+
+        # The bias of group_2's neurons, read during stage 2.
+        bias_layout = data.ArrayLayout(
+            signed(signed_bits(int(self._bias.min()), int(self._bias.max()))), self.pe)
+        m.submodules.bias = biases = Memory(
+            shape=bias_layout, depth=nf_count,
+            init=self._bias.reshape(nf_count, self.pe).tolist())
+        bias_port = biases.read_port()
+        m.d.comb += [bias_port.addr.eq(group_2), bias_port.en.eq(advance)]
+
+        # Stage 3: products.
+        products = [
+            [register(x_2[s] * w_2[p][s], f"product_{p}_{s}", signed(16))
+             for s in range(self.simd)]
+            for p in range(self.pe)
+        ]
+        valid_3 = register(valid_2, "valid_3")
+        first_3 = register(first_2, "first_3")
+        last_3 = register(last_2, "last_3")
+        group_3 = register(group_2, "group_3")
+
+        # Stage 4: accumulate; the accumulators are the output register.
+        out_valid = Signal()
+        out_group = Signal.like(self.o.payload.group)
+        with m.If(advance):
+            m.d.sync += out_valid.eq(valid_3 & last_3)
+            with m.If(valid_3):
+                m.d.sync += out_group.eq(group_3)
+                for p in range(self.pe):
+                    acc = self.o.payload.acc[p]
+                    start = Mux(first_3, bias_port.data[p], acc)
+                    m.d.sync += acc.eq(start + _tree_sum(products[p]))
+        m.d.comb += [
+            self.o.valid.eq(out_valid),
+            self.o.payload.group.eq(out_group),
+        ]
+        return m
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)

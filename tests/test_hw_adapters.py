@@ -1,0 +1,91 @@
+import math
+import random
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed
+
+from streams import STALL_MODES, get, put, simulate
+from tfl2rtl.hw.adapters import AccumulatorSplitter, LaneConverter, StreamFIFO
+
+
+def run_converter(dut, elements, mode, cycles=None):
+    in_timing, out_timing = STALL_MODES[mode](dut.in_lanes * 10 + dut.out_lanes)
+    results = []
+
+    async def producer(ctx):
+        beats = np.reshape(elements, (-1, dut.in_lanes)).tolist()
+        await put(ctx, dut.i, beats, in_timing)
+
+    async def consumer(ctx):
+        count = len(elements) // dut.out_lanes
+        for payload in await get(ctx, dut.o, count, out_timing, cycles=cycles):
+            results.extend(payload[lane] for lane in range(dut.out_lanes))
+
+    simulate(dut, producer, consumer)
+    return results
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("in_lanes, out_lanes", [(1, 4), (4, 1), (3, 2), (2, 3), (4, 4), (1, 1)])
+def test_lane_converter_keeps_order(in_lanes, out_lanes, mode):
+    rng = np.random.default_rng(in_lanes * out_lanes)
+    count = 12 * math.lcm(in_lanes, out_lanes)
+    elements = rng.integers(-128, 128, count).tolist()
+    dut = LaneConverter(signed(8), in_lanes, out_lanes)
+    np.testing.assert_array_equal(run_converter(dut, elements, mode), elements)
+
+
+@pytest.mark.parametrize("in_lanes, out_lanes",
+                         [(1, 4), (4, 1), (3, 2), (2, 3), (1, 1), (5, 3), (3, 5), (8, 1)])
+def test_lane_converter_throughput(in_lanes, out_lanes):
+    # The narrower side moves a beat every cycle once the converter is running.
+    elements = list(range(-120, 120))
+    dut = LaneConverter(signed(8), in_lanes, out_lanes)
+    cycles = []
+    run_converter(dut, elements, "streaming", cycles=cycles)
+    per_cycle = min(in_lanes, out_lanes)
+    elapsed = cycles[-1] - cycles[0]
+    assert elapsed <= len(elements) / per_cycle - out_lanes / per_cycle + 1
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("in_lanes, out_lanes", [(4, 1), (6, 2), (6, 3)])
+def test_accumulator_splitter(in_lanes, out_lanes, mode):
+    groups = 5
+    dut = AccumulatorSplitter(20, in_lanes, out_lanes, groups)
+    rng = np.random.default_rng(in_lanes + out_lanes)
+    beats = [(int(rng.integers(0, groups)), rng.integers(-2**19, 2**19, in_lanes).tolist())
+             for _ in range(30)]
+    in_timing, out_timing = STALL_MODES[mode](in_lanes)
+    got = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [{"acc": accs, "group": g} for g, accs in beats], in_timing)
+
+    async def consumer(ctx):
+        for payload in await get(ctx, dut.o, len(beats) * dut.ratio, out_timing):
+            got.append((payload.group, [payload.acc[j] for j in range(out_lanes)]))
+
+    simulate(dut, producer, consumer)
+    expected = [(g * dut.ratio + k, accs[k * out_lanes:(k + 1) * out_lanes])
+                for g, accs in beats for k in range(dut.ratio)]
+    assert got == expected
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_stream_fifo(mode):
+    dut = StreamFIFO(signed(8), depth=5)
+    rng = random.Random(0)
+    values = [rng.randint(-128, 127) for _ in range(40)]
+    in_timing, out_timing = STALL_MODES[mode](9)
+    got = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, values, in_timing)
+
+    async def consumer(ctx):
+        got.extend(await get(ctx, dut.o, len(values), out_timing))
+
+    simulate(dut, producer, consumer)
+    assert got == values

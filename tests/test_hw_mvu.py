@@ -1,0 +1,94 @@
+# amaranth: UnusedElaboratable=no
+# (Amaranth's own convention for tests of constructors that raise: the half-built
+# component would otherwise warn when it is garbage collected.)
+import numpy as np
+import pytest
+
+from streams import STALL_MODES, get, put, simulate
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.fixedpoint import signed_bits
+from tfl2rtl.hw.mvu import MatrixVectorUnit
+
+SHAPES = [  # out_depth, in_depth, pe, simd
+    (6, 10, 1, 1),
+    (6, 10, 2, 5),
+    (6, 10, 3, 2),
+    (6, 10, 6, 10),  # fully parallel: one cycle per vector
+    (16, 1, 4, 1),  # hello_world's first layer
+    (1, 16, 1, 4),  # and its last
+]
+
+
+def random_layer(out_depth, in_depth, rng):
+    weights = rng.integers(-128, 128, (out_depth, in_depth))
+    weights[0, :] = -128  # the extremes of the products
+    bias = rng.integers(-5000, 5000, out_depth)
+    return weights, bias
+
+
+def run_mvu(dut, vectors, mode, seed=0, cycles=None):
+    """Stream ``vectors`` through ``dut``; return the accumulators, one row per vector."""
+    in_timing, out_timing = STALL_MODES[mode](seed)
+    beats = vectors.reshape(-1, dut.simd).tolist()
+    results = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, beats, in_timing)
+
+    async def consumer(ctx):
+        count = len(vectors) * dut.neuron_folds
+        for payload in await get(ctx, dut.o, count, out_timing, cycles=cycles):
+            results.append((payload.group, [payload.acc[p] for p in range(dut.pe)]))
+
+    simulate(dut, producer, consumer)
+    groups = [group for group, _ in results]
+    assert groups == list(range(dut.neuron_folds)) * len(vectors)
+    return np.array([accs for _, accs in results]).reshape(len(vectors), dut.out_depth)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("out_depth, in_depth, pe, simd", SHAPES)
+def test_matrix_vector_products(out_depth, in_depth, pe, simd, mode):
+    rng = np.random.default_rng(out_depth * 100 + in_depth)
+    weights, bias = random_layer(out_depth, in_depth, rng)
+    vectors = rng.integers(-128, 128, (6, in_depth))
+    vectors[0, :] = -128
+    expected = vectors @ weights.T + bias
+    # The tightest accumulator that holds the results: partial sums may wrap.
+    acc_width = signed_bits(int(min(expected.min(), bias.min())),
+                            int(max(expected.max(), bias.max())))
+    dut = MatrixVectorUnit(weights, bias, acc_width=acc_width, pe=pe, simd=simd)
+    got = run_mvu(dut, vectors, mode, seed=pe * simd)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("out_depth, in_depth, pe, simd", SHAPES)
+def test_initiation_interval_and_latency(out_depth, in_depth, pe, simd):
+    rng = np.random.default_rng(7)
+    weights, bias = random_layer(out_depth, in_depth, rng)
+    dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=pe, simd=simd)
+    vectors = rng.integers(-128, 128, (3, in_depth))
+    cycles = []
+    run_mvu(dut, vectors, "streaming", cycles=cycles)
+    # Beat k of vector 0 is taken at edge k + 1, so its last one at edge synapse_folds;
+    # every group then takes synapse_folds cycles.
+    sf = dut.synapse_folds
+    expected = [sf + dut.latency + k * sf for k in range(len(cycles))]
+    assert cycles == expected
+    assert dut.cycles_per_vector == dut.neuron_folds * dut.synapse_folds
+
+
+@pytest.mark.parametrize("pe, simd, message", [
+    (4, 1, r"^PE=4 does not divide the output depth 6; choose one of 1, 2, 3, 6$"),
+    (1, 3, r"^SIMD=3 does not divide the input depth 10; choose one of 1, 2, 5, 10$"),
+    (0, 1, r"^PE=0 does not divide the output depth 6"),
+])
+def test_rejects_foldings_that_do_not_divide(pe, simd, message):
+    weights, bias = random_layer(6, 10, np.random.default_rng(0))
+    with pytest.raises(Tfl2RtlError, match=message):
+        MatrixVectorUnit(weights, bias, acc_width=24, pe=pe, simd=simd)
+
+
+def test_rejects_bias_wider_than_accumulator():
+    with pytest.raises(Tfl2RtlError, match=r"^a bias does not fit the 8-bit accumulator$"):
+        MatrixVectorUnit(np.ones((2, 2)), [1, 200], acc_width=8)

@@ -1,0 +1,206 @@
+# amaranth: UnusedElaboratable=no
+# (Amaranth's own convention for tests of constructors that raise: the half-built
+# component would otherwise warn when it is garbage collected.)
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from streams import STALL_MODES, Timing, get, put, simulate
+from tfl2rtl import fixedpoint as fp
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.requant import STAGES, Requantizer
+from tfl2rtl.ir import Requant
+
+EXTREME_MULTIPLIERS = [0, 1, 1 << 30, fp.INT32_MAX, fp.INT32_MIN, -1, 1_518_500_250, 12_345]
+EXTREME_SHIFTS = [-31, -30, -17, -1, 0, 1, 30, 31]
+
+
+def make_requant(multiplier, shift):
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    return Requant(multiplier=multiplier, shift=shift, real_scale=np.zeros(multiplier.shape))
+
+
+def reference(acc, channel, dut: Requantizer, requant: Requant):
+    """What TFLite computes, from :mod:`tfl2rtl.fixedpoint`."""
+    multiplier = np.broadcast_to(requant.multiplier, (dut.channels,))[channel]
+    shift = np.broadcast_to(requant.shift, (dut.channels,))[channel]
+    scaled = fp.multiply_by_quantized_multiplier(fp.wrap_int32(acc), multiplier, shift)
+    return np.clip(scaled + dut.output_offset, dut.act_min, dut.act_max)
+
+
+def interesting_accumulators(multiplier, shift, acc_width, rng: np.random.Generator, count):
+    """Accumulators for one channel: the ends of the range, values around zero, random
+    ones, and ones whose result lands near every int8 value and its negative half-way
+    points (found by dividing by the real multiplier)."""
+    lo, hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
+    accs = [lo, lo + 1, hi, hi - 1, 0, 1, -1, 2, -2, -3, 3, -5, 5]
+    accs += [int(a) for a in rng.integers(lo, hi, 4, endpoint=True)]
+    real = multiplier * 2.0 ** (shift - 31)
+    if real != 0:
+        targets = rng.integers(-140, 140, count) + rng.choice([0, 0.5, -0.5], count)
+        jitter = rng.integers(-2, 3, count)
+        accs += [int(round(t / real)) + int(d) for t, d in zip(targets, jitter, strict=True)]
+    return [min(max(acc, lo), hi) for acc in accs]
+
+
+def run_requantizer(dut, requant, beats, mode, seed=0):
+    """Send ``beats`` (``(group, [acc per lane])``), return outputs and expected outputs."""
+    in_timing, out_timing = STALL_MODES[mode](seed)
+    results = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [{"acc": accs, "group": group} for group, accs in beats],
+                  in_timing)
+
+    async def consumer(ctx):
+        payloads = await get(ctx, dut.o, len(beats), out_timing)
+        results.extend([payload[lane] for lane in range(dut.lanes)] for payload in payloads)
+
+    simulate(dut, producer, consumer)
+    expected = [
+        [reference(acc, group * dut.lanes + lane, dut, requant) for lane, acc in enumerate(accs)]
+        for group, accs in beats
+    ]
+    return np.array(results), np.array(expected)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_extreme_multipliers_and_shifts(mode):
+    pairs = list(itertools.product(EXTREME_MULTIPLIERS, EXTREME_SHIFTS))
+    requant = make_requant(*zip(*pairs, strict=True))
+    dut = Requantizer(requant, channels=len(pairs), output_offset=-3, act_min=-128,
+                      act_max=127, acc_width=32)
+    rng = np.random.default_rng(1)
+    beats = [
+        (channel, [int(acc)])
+        for channel, (multiplier, shift) in enumerate(pairs)
+        for acc in interesting_accumulators(multiplier, shift, 32, rng, 16)
+    ]
+    random.Random(2).shuffle(beats)
+    got, expected = run_requantizer(dut, requant, beats, mode)
+    np.testing.assert_array_equal(got, expected)
+    # The values must not all be clamped, or the rounding would go untested.
+    assert np.count_nonzero((expected > -128) & (expected < 127)) > len(beats) // 3
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_negative_half_way_cases(mode):
+    # mbqm(x, 2**30, -r) rounds twice: x / 2 half towards +inf, then / 2**r half away
+    # from zero.  Every x here hits a half-way point of one or both roundings.
+    shifts = [-1, -2, -5, -31]
+    requant = make_requant([1 << 30] * len(shifts), shifts)
+    dut = Requantizer(requant, channels=len(shifts), output_offset=0, act_min=-128,
+                      act_max=127, acc_width=32)
+    beats = []
+    for channel, shift in enumerate(shifts):
+        half = 1 << (-shift - 1)
+        for k in range(-6, 6):
+            for acc in (2 * (2 * k + 1) * half, 2 * (2 * k + 1) * half + 1,
+                        2 * (2 * k + 1) * half - 1, 2 * k + 1):
+                beats.append((channel, [acc]))
+    got, expected = run_requantizer(dut, requant, beats, mode)
+    np.testing.assert_array_equal(got, expected)
+    assert fp.multiply_by_quantized_multiplier(-5, 1 << 30, -1) == -1  # the asymmetry
+    assert [-1] in got.tolist() and [2] in got.tolist()
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("acc_width", [9, 20, 40])
+def test_per_channel_lanes(mode, acc_width):
+    # Realistic per-channel parameters, 4 lanes, a narrow activation range, and (for 40
+    # bits) accumulators that the int32 wrap must fold like the C code.
+    rng = np.random.default_rng(acc_width)
+    channels, lanes = 12, 4
+    pairs = [fp.quantize_multiplier(s) for s in rng.uniform(1e-5, 0.02, channels)]
+    pairs[5] = (pairs[5][0], 2)  # one left shift among them
+    requant = make_requant(*zip(*pairs, strict=True))
+    dut = Requantizer(requant, channels=channels, output_offset=17, act_min=-20, act_max=100,
+                      acc_width=acc_width, lanes=lanes)
+    lo, hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
+    beats = []
+    for _ in range(120):
+        group = int(rng.integers(0, channels // lanes))
+        accs = rng.integers(lo, hi, lanes, endpoint=True)
+        accs[rng.random(lanes) < 0.3] = rng.choice([lo, hi, 0, -1])
+        beats.append((group, [int(a) for a in accs]))
+    got, expected = run_requantizer(dut, requant, beats, mode, seed=acc_width)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("multiplier, shift", [
+    (1_300_000_000, -9),
+    (-3, 2),  # a narrow signed constant, sign-extended before it is split
+    (40_000, -1),  # an unsigned constant of 16 bits, no high half
+])
+def test_per_tensor_parameters(multiplier, shift, mode):
+    # One multiplier and shift for all channels: constants, no ROM.
+    requant = make_requant([multiplier], [shift])
+    dut = Requantizer(requant, channels=6, output_offset=-128, act_min=-128, act_max=127,
+                      acc_width=24, lanes=2)
+    rng = np.random.default_rng(3)
+    beats = [(int(rng.integers(0, 3)), [int(a) for a in rng.integers(-3000, 60000, 2)])
+             for _ in range(100)]
+    got, expected = run_requantizer(dut, requant, beats, mode)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_latency_and_throughput():
+    requant = make_requant([1 << 30, 1 << 30], [0, -3])
+    dut = Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
+                      acc_width=16)
+    count = 20
+    cycles = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [{"acc": [i], "group": i % 2} for i in range(count)])
+
+    async def consumer(ctx):
+        await get(ctx, dut.o, count, cycles=cycles)
+
+    simulate(dut, producer, consumer)
+    # Both testbenches start at cycle 0; the first beat transfers at the first edge.
+    assert cycles[0] == 1 + dut.latency
+    assert np.all(np.diff(cycles) == 1)  # one result per cycle
+    assert dut.latency == len(STAGES) and dut.throughput == 1
+
+
+def test_stall_holds_output():
+    # A result waiting on a stalled output must stay put until it is taken.
+    requant = make_requant([1 << 30], [0])
+    dut = Requantizer(requant, channels=1, output_offset=0, act_min=-128, act_max=127,
+                      acc_width=16)
+    seen = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [{"acc": [2 * i], "group": 0} for i in range(4)])
+
+    async def consumer(ctx):
+        for _ in range(dut.latency + 6):
+            await ctx.tick()
+        seen.extend(await get(ctx, dut.o, 4, Timing(random.Random(4), pause=0.9)))
+
+    simulate(dut, producer, consumer)
+    assert [payload[0] for payload in seen] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"channels": 6, "lanes": 4}, r"^cannot requantize 6 channels in groups of 4 lanes"),
+    ({"multiplier": [1, 2]}, r"^requantization has 2 multipliers and 2 shifts for 6 channels"),
+    ({"shift": [-32]}, r"^requantization shifts -32 \.\. -32 are outside -31 \.\. 31$"),
+    ({"multiplier": [1 << 31]}, r"^a requantization multiplier is outside int32$"),
+    ({"act_min": -129}, r"^activation range \[-129, 127\] is not an int8 range$"),
+    ({"act_min": 5, "act_max": 4}, r"^activation range \[5, 4\] is not an int8 range$"),
+])
+def test_rejects_bad_parameters(kwargs, message):
+    args = {"multiplier": [1 << 30], "shift": [0], "channels": 6, "lanes": 1,
+            "act_min": -128, "act_max": 127}
+    args.update(kwargs)
+    multiplier, shift = args.pop("multiplier"), args.pop("shift")
+    if len(shift) != len(multiplier):
+        shift = shift * len(multiplier)
+    with pytest.raises(Tfl2RtlError, match=message):
+        Requantizer(make_requant(multiplier, shift), output_offset=0, acc_width=32, **args)
