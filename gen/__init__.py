@@ -7,9 +7,12 @@ The Python API (the command line is a thin layer over it)::
     info = tfl2rtl.inspect("model.tflite")          # scales, multipliers, shifts per layer
     result = tfl2rtl.run(graph, [x])                # golden forward pass, every tensor
     report = tfl2rtl.verify("model.tflite", 100)    # golden vs TFLite Micro, every tensor
+    design = tfl2rtl.generate(graph, "out/")        # Verilog, memories, manifest.json
+    sim = tfl2rtl.simulate(graph, inputs=50)        # Verilator + cocotb vs golden
 """
 
-from .api import dump_tensors, inspect, load, run, verify
+from .api import SimReport, dump_tensors, generate, inspect, load, run, simulate, verify
 from .errors import Tfl2RtlError
 
-__all__ = ["load", "inspect", "run", "verify", "dump_tensors", "Tfl2RtlError"]
+__all__ = ["load", "inspect", "run", "verify", "dump_tensors", "generate", "simulate",
+           "SimReport", "Tfl2RtlError"]

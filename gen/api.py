@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,7 +19,11 @@ from .report import describe
 from .tflite_reader import read_model
 from .verify import VerifyReport, load_inputs, random_inputs, verify_graph
 
-__all__ = ["load", "inspect", "run", "verify", "dump_tensors"]
+if TYPE_CHECKING:
+    from .design import Design
+
+__all__ = ["load", "inspect", "run", "verify", "dump_tensors", "generate", "simulate",
+           "SimReport"]
 
 
 def load(path: str | os.PathLike, flow: str = "default") -> ir.Graph:
@@ -70,3 +78,86 @@ def dump_tensors(result: golden.GoldenResult, graph: ir.Graph, directory: str) -
             written.append(Path(directory) / fname)
         (tmp / "index.txt").write_text("\n".join(lines) + "\n")
     return written
+
+
+def _graph(path_or_graph) -> ir.Graph:
+    return path_or_graph if isinstance(path_or_graph, ir.Graph) else load(path_or_graph)
+
+
+def generate(path_or_graph, out_dir: str | os.PathLike | None = None, fold="auto",
+             max_multipliers: int | None = None) -> Design:
+    """Plan the hardware for a model (folding ``"auto"`` within ``max_multipliers``,
+    ``"full"``, a fold JSON file or a ``{node: Fold}`` dict) and, given ``out_dir``,
+    write its Verilog, memory images and ``manifest.json`` there (atomically)."""
+    from . import design as gen
+
+    design = gen.plan(_graph(path_or_graph), fold,
+                      max_multipliers or gen.DEFAULT_MAX_MULTIPLIERS)
+    if out_dir is not None:
+        gen.write(design, out_dir)
+    return design
+
+
+@dataclass
+class SimReport:
+    """What :func:`simulate` measured.  ``cycles_per_inference`` is the streaming run's
+    cycles divided by the inputs (back to back, no stalls), ``initiation_interval`` the
+    steady-state cycles between consecutive outputs, ``ideal_cycles`` MACs divided by
+    multipliers, ``mac_efficiency`` ideal cycles over the initiation interval."""
+
+    model: str
+    inputs: int
+    mismatches: int
+    cycles_per_inference: float
+    initiation_interval: int
+    first_latency: int
+    ideal_cycles: float
+    mac_efficiency: float
+    multipliers: int
+    folding: str
+    build_seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "inputs": self.inputs, "mismatches": self.mismatches,
+                "cycles_per_inference": round(self.cycles_per_inference, 2),
+                "initiation_interval": self.initiation_interval,
+                "first_latency": self.first_latency,
+                "ideal_cycles": round(self.ideal_cycles, 2),
+                "mac_efficiency": round(self.mac_efficiency, 4),
+                "multipliers": self.multipliers, "folding": self.folding,
+                "seconds": round(self.build_seconds, 1)}
+
+
+def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = None,
+             fold="auto", max_multipliers: int | None = None, seed: int = 0,
+             build_dir: str | os.PathLike | None = None) -> SimReport:
+    """Generate the design, build it with Verilator and stream ``inputs`` random inputs
+    (plus those in ``input_files``) through it under cocotb, comparing every output with
+    the golden model; once straight and once with random stalls and backpressure."""
+    from .sim.runner import golden_vectors, simulate_network
+
+    graph = _graph(path_or_graph)
+    design = generate(graph, fold=fold, max_multipliers=max_multipliers)
+    sets = random_inputs(graph, inputs, seed=seed)
+    for f in input_files or []:
+        sets += load_inputs(graph, f)
+    if not sets:
+        raise Tfl2RtlError("nothing to simulate: give --inputs above 0 or --input files")
+    vectors = np.stack([s[0].reshape(-1) for s in sets])
+    expected = golden_vectors(graph, vectors)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="tfl2rtl-sim-") as scratch:
+        runs = simulate_network(design.network(), vectors, expected,
+                                build_dir or scratch, seed=seed)
+    streaming = runs["streaming"]
+    intervals = sorted(streaming.intervals)
+    interval = intervals[len(intervals) // 2] if intervals else streaming.cycles
+    return SimReport(
+        model=graph.source, inputs=len(sets),
+        mismatches=sum(r.mismatches for r in runs.values()),
+        cycles_per_inference=streaming.cycles / len(sets), initiation_interval=interval,
+        first_latency=streaming.first_latency, ideal_cycles=design.ideal_cycles,
+        mac_efficiency=design.ideal_cycles / interval, multipliers=design.multipliers,
+        folding=design.fold_source, build_seconds=time.monotonic() - started,
+    )

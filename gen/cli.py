@@ -80,6 +80,42 @@ def cmd_verify(args) -> int:
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
+def _fold_options(p) -> None:
+    p.add_argument("--fold", default="auto", metavar="auto|full|FILE.json",
+                   help="folding: auto (balanced within --max-multipliers), full (one "
+                        "multiplier per layer) or a JSON file")
+    p.add_argument("--max-multipliers", type=int, default=None, metavar="N",
+                   help="multiplier budget for --fold auto (default 64)")
+
+
+def cmd_generate(args) -> int:
+    design = api.generate(args.model, args.output, fold=args.fold,
+                          max_multipliers=args.max_multipliers)
+    m = design.manifest()
+    print(f"wrote {args.output}: {m['top']}.v, manifest.json, {2 * len(m['layers'])} "
+          f"memory files; {m['multipliers']} multipliers, initiation interval "
+          f"{m['initiation_interval']} cycles (ideal {m['ideal_cycles']:g}, "
+          f"MAC efficiency {m['mac_efficiency']:.2f})")
+    return EXIT_OK
+
+
+def cmd_sim(args) -> int:
+    report = api.simulate(args.model, inputs=args.inputs, input_files=args.input,
+                          fold=args.fold, max_multipliers=args.max_multipliers,
+                          seed=args.seed, build_dir=args.build_dir)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        status = "OK" if report.mismatches == 0 else "MISMATCH"
+        print(f"{status}: {report.inputs} inputs through the RTL, {report.mismatches} "
+              f"mismatching; {report.cycles_per_inference:.1f} cycles per inference, "
+              f"initiation interval {report.initiation_interval} (ideal "
+              f"{report.ideal_cycles:.1f}, MAC efficiency {report.mac_efficiency:.2f}), "
+              f"{report.multipliers} multipliers, first output after "
+              f"{report.first_latency} cycles")
+    return EXIT_OK if report.mismatches == 0 else EXIT_MISMATCH
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tfl2rtl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -106,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("generate", help="Verilog, memory images and manifest.json")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    _fold_options(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("sim", help="generate, simulate in Verilator, compare with golden")
+    p.add_argument("model")
+    p.add_argument("--inputs", type=int, default=50, help="random inputs (default 50)")
+    p.add_argument("--input", action="append", metavar="X.npy")
+    _fold_options(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--build-dir", metavar="DIR",
+                   help="keep the Verilator build (and logs) here instead of a temp folder")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sim)
     return parser
 
 

@@ -1,0 +1,151 @@
+"""From a lowered graph to files: Verilog top, memory images and ``manifest.json``.
+
+:func:`plan` chooses the folding and checks the graph can be built; :func:`write`
+puts everything into an output folder atomically.  The same graph and options always
+give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import ir
+from .folding import Fold, auto_fold, folded_layers, full_fold, layer_cycles, load_fold
+from .output import staged_directory
+
+__all__ = ["Design", "plan", "write", "TOP", "DEFAULT_MAX_MULTIPLIERS"]
+
+TOP = "tfl2rtl_top"
+DEFAULT_MAX_MULTIPLIERS = 64
+VERSION = "0.1.0"
+
+
+@dataclass
+class Design:
+    """A checked plan for one model: the graph, the folding per foldable node, and the
+    hardware plan (:class:`tfl2rtl.hw.network.NetworkPlan`)."""
+
+    graph: ir.Graph
+    fold: dict[int, Fold]
+    network_plan: object
+    fold_source: str
+
+    @property
+    def multipliers(self) -> int:
+        return sum(f.multipliers for f in self.fold.values())
+
+    @property
+    def initiation_interval(self) -> int:
+        return self.network_plan.cycles_per_vector
+
+    @property
+    def ideal_cycles(self) -> float:
+        """MACs per inference divided by the multipliers: the cycles a design with every
+        multiplier busy every cycle would need."""
+        return self.graph.macs / self.multipliers
+
+    @property
+    def mac_efficiency(self) -> float:
+        return self.ideal_cycles / self.initiation_interval
+
+    def network(self):
+        from .hw.network import FullyConnectedNetwork
+
+        return FullyConnectedNetwork(self.network_plan)
+
+    def manifest(self) -> dict:
+        g = self.graph
+        layers = folded_layers(g)
+        t_in, t_out = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
+        return {
+            "tool": f"tfl2rtl {VERSION}",
+            "model": Path(g.source).name,
+            "model_sha256": _sha256(g.source),
+            "top": TOP,
+            "ports": {
+                "clk": 1, "rst": 1,
+                "s_axis_tdata": 8, "s_axis_tvalid": 1, "s_axis_tready": 1, "s_axis_tlast": 1,
+                "m_axis_tdata": 8, "m_axis_tvalid": 1, "m_axis_tready": 1, "m_axis_tlast": 1,
+            },
+            "input": {"shape": list(t_in.shape), "dtype": t_in.dtype, "scale": t_in.scale,
+                      "zero_point": t_in.zero_point, "elements": t_in.size},
+            "output": {"shape": list(t_out.shape), "dtype": t_out.dtype,
+                       "scale": t_out.scale, "zero_point": t_out.zero_point,
+                       "elements": t_out.size},
+            "folding": self.fold_source,
+            "layers": [
+                {"node": i, "op": n.op, "shape": list(n.weights.shape),
+                 "pe": self.fold[i].pe, "simd": self.fold[i].simd,
+                 "multipliers": self.fold[i].multipliers, "acc_bits": n.acc_bits,
+                 "cycles_per_vector": layer_cycles(n, self.fold[i]),
+                 "weights": f"mem/node{i:02d}_weights.hex",
+                 "bias": f"mem/node{i:02d}_bias.hex"}
+                for i, n in layers.items()
+            ],
+            "macs": g.macs,
+            "multipliers": self.multipliers,
+            "initiation_interval": self.initiation_interval,
+            "expected_cycles_per_inference": self.initiation_interval,
+            "ideal_cycles": round(self.ideal_cycles, 3),
+            "mac_efficiency": round(self.mac_efficiency, 4),
+        }
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
+         max_multipliers: int = DEFAULT_MAX_MULTIPLIERS) -> Design:
+    """Choose the folding (``"auto"`` within ``max_multipliers``, ``"full"`` for one
+    multiplier per layer, a JSON file, or a ``{node: Fold}`` dict) and check the graph."""
+    from .hw.network import plan_network
+
+    if isinstance(fold, dict):
+        chosen, source = dict(fold), "explicit"
+    elif fold in (None, "auto"):
+        chosen, source = auto_fold(graph, max_multipliers), f"auto ({max_multipliers} max)"
+    elif fold == "full":
+        chosen, source = full_fold(graph), "full"
+    else:
+        chosen, source = load_fold(graph, fold), str(fold)
+    foldings = [(chosen[i].pe, chosen[i].simd) for i in sorted(folded_layers(graph))]
+    return Design(graph=graph, fold=chosen, network_plan=plan_network(graph, foldings),
+                  fold_source=source)
+
+
+def _hex_lines(values: np.ndarray, bits: int) -> str:
+    mask = (1 << bits) - 1
+    digits = bits // 4
+    return "".join(f"{int(v) & mask:0{digits}x}\n" for v in values.reshape(-1))
+
+
+def write(design: Design, out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``<top>.v``, ``manifest.json`` and ``mem/`` (one int8 weight per line, row
+    by row, and one folded bias per line in two's complement of at least 32 bits, for each
+    layer: the same contents the
+    Verilog's memories are initialised with) into ``out_dir``, atomically."""
+    from .hw.network import to_verilog
+
+    verilog = to_verilog(design.network(), name=TOP)
+    manifest = design.manifest()
+    names = []
+    with staged_directory(out_dir) as tmp:
+        (tmp / f"{TOP}.v").write_text(verilog)
+        (tmp / "mem").mkdir()
+        for i, node in folded_layers(design.graph).items():
+            (tmp / "mem" / f"node{i:02d}_weights.hex").write_text(_hex_lines(node.weights, 8))
+            bias_bits = 4 * -(-max(32, node.acc_bits) // 4)
+            (tmp / "mem" / f"node{i:02d}_bias.hex").write_text(
+                _hex_lines(node.folded_bias, bias_bits))
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        names = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
+    return [Path(out_dir) / n for n in names]
+
