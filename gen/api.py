@@ -91,8 +91,8 @@ def generate(path_or_graph, out_dir: str | os.PathLike | None = None, fold="auto
     write its Verilog, memory images and ``manifest.json`` there (atomically)."""
     from . import design as gen
 
-    design = gen.plan(_graph(path_or_graph), fold,
-                      max_multipliers or gen.DEFAULT_MAX_MULTIPLIERS)
+    budget = gen.DEFAULT_MAX_MULTIPLIERS if max_multipliers is None else max_multipliers
+    design = gen.plan(_graph(path_or_graph), fold, budget)
     if out_dir is not None:
         gen.write(design, out_dir)
     return design

@@ -128,3 +128,23 @@ def test_usage_errors_are_one_line():
     assert proc.stderr.strip().splitlines()[-1].startswith("tfl2rtl: error:")
     proc = cli("verify", TEST_MODELS / "dense10_int8.tflite", "--profile", "nope")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_generate(zoo, tmp_path):
+    proc = cli("generate", zoo / "tflite_micro" / "hello_world_int8.tflite", "-o",
+               tmp_path / "out", "--fold", "full", check_code=0)
+    assert "multipliers" in proc.stdout
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["folding"] == "full" and manifest["multipliers"] == 3
+
+
+def test_generate_errors(tmp_path):
+    assert_one_line_error(cli("generate", TEST_MODELS / "cnn_int8.tflite", "-o",
+                              tmp_path / "out"), "has no hardware yet")
+    assert not (tmp_path / "out").exists()
+    bad = tmp_path / "fold.json"
+    bad.write_text('{"layers": {"1": {"pe": 3, "simd": 1}}}')
+    assert_one_line_error(cli("generate", TEST_MODELS / "dense10_int8.tflite", "-o",
+                              tmp_path / "out", "--fold", bad), "pe must divide 10")
+    assert_one_line_error(cli("generate", TEST_MODELS / "dense10_int8.tflite", "-o",
+                              tmp_path / "out", "--max-multipliers", "0"), "at least 1")

@@ -1,0 +1,65 @@
+"""generate: deterministic files, a manifest that matches the design, clean failures."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfl2rtl
+from conftest import TEST_MODELS
+from tfl2rtl.folding import Fold
+
+
+@pytest.fixture(scope="module")
+def hello(zoo):
+    return tfl2rtl.load(zoo / "tflite_micro" / "hello_world_int8.tflite")
+
+
+def test_files_and_manifest(hello, tmp_path):
+    design = tfl2rtl.generate(hello, tmp_path / "out", fold={0: Fold(1, 1), 1: Fold(4, 8),
+                                                               2: Fold(1, 16)})
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["multipliers"] == 1 + 32 + 16 == design.multipliers
+    assert [(layer["pe"], layer["simd"]) for layer in manifest["layers"]] == [
+        (1, 1), (4, 8), (1, 16)]
+    assert manifest["initiation_interval"] == design.initiation_interval == max(
+        layer["cycles_per_vector"] for layer in manifest["layers"])
+    assert manifest["ideal_cycles"] == round(hello.macs / design.multipliers, 3)
+    top = (tmp_path / "out" / "tfl2rtl_top.v").read_text()
+    for port in manifest["ports"]:
+        assert port in top
+    for layer, node in zip(manifest["layers"], hello.nodes, strict=True):
+        lines = (tmp_path / "out" / layer["weights"]).read_text().split()
+        weights = np.array([int(v, 16) for v in lines], np.uint8).view(np.int8)
+        np.testing.assert_array_equal(weights, node.weights.reshape(-1))
+        bias_lines = (tmp_path / "out" / layer["bias"]).read_text().split()
+        bits = 4 * len(bias_lines[0])
+        bias = [int(v, 16) - (1 << bits) * (int(v, 16) >> (bits - 1)) for v in bias_lines]
+        np.testing.assert_array_equal(bias, node.folded_bias)
+
+
+def test_byte_identical_in_two_processes(zoo, tmp_path):
+    model = zoo / "mlperf_tiny" / "ad01_int8.tflite"
+    script = ("import sys, tfl2rtl; tfl2rtl.generate(sys.argv[1], sys.argv[2], "
+              "max_multipliers=32)")
+    for out in ("a", "b"):
+        subprocess.run([sys.executable, "-c", script, str(model), str(tmp_path / out)],
+                       check=True)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*")
+                   if p.is_file())
+    assert len(files) == 2 + 2 * 10
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_unbuildable_model_leaves_output_untouched(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous")
+    graph = tfl2rtl.load(TEST_MODELS / "conv_int8.tflite")
+    with pytest.raises(tfl2rtl.Tfl2RtlError, match=r"CONV_2D\) has no hardware yet"):
+        tfl2rtl.generate(graph, out)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
