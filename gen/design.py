@@ -111,7 +111,11 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
     if isinstance(fold, dict):
         chosen, source = dict(fold), "explicit"
     elif fold in (None, "auto"):
-        chosen, source = auto_fold(graph, max_multipliers), f"auto ({max_multipliers} max)"
+        # The byte-per-beat stream edges move one element per cycle: no layer needs to
+        # be faster than the larger edge vector.
+        edge = max(graph.tensors[graph.inputs[0]].size, graph.tensors[graph.outputs[0]].size)
+        chosen = auto_fold(graph, max_multipliers, min_interval=edge)
+        source = f"auto ({max_multipliers} max)"
     elif fold == "full":
         chosen, source = full_fold(graph), "full"
     else:

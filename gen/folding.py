@@ -58,8 +58,11 @@ def full_fold(graph: ir.Graph) -> dict[int, Fold]:
     return {i: Fold(1, 1) for i in folded_layers(graph)}
 
 
-def auto_fold(graph: ir.Graph, max_multipliers: int) -> dict[int, Fold]:
+def auto_fold(graph: ir.Graph, max_multipliers: int, min_interval: int = 1) -> dict[int, Fold]:
     """The folding with the smallest initiation interval within ``max_multipliers``.
+
+    ``min_interval`` is a bound set elsewhere (the stream edges moving a few elements per
+    cycle): no layer is made faster than it, so no multiplier is spent for nothing.
 
     For a target interval ``T`` every layer takes its cheapest folding that needs at
     most ``T`` cycles; the cost of ``T`` only falls as ``T`` grows, so the smallest
@@ -85,8 +88,8 @@ def auto_fold(graph: ir.Graph, max_multipliers: int) -> dict[int, Fold]:
                 for i in layers}
 
     targets = sorted({layer_cycles(layers[i], f) for i in layers for f in options[i]})
-    targets = [t for t in targets if t >= max(
-        layer_cycles(n, options[i][-1]) for i, n in layers.items())]
+    fastest = max(layer_cycles(n, options[i][-1]) for i, n in layers.items())
+    targets = [t for t in targets if t >= max(fastest, min_interval)] or [max(targets)]
     for target in targets:
         fold = cheapest(target)
         if sum(f.multipliers for f in fold.values()) <= max_multipliers:

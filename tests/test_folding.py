@@ -56,6 +56,14 @@ def test_more_multipliers_never_slower(ad01):
     assert intervals == sorted(intervals, reverse=True) and intervals[-1] < intervals[0]
 
 
+def test_min_interval_saves_multipliers(ad01):
+    wide = auto_fold(ad01, 1000)
+    bounded = auto_fold(ad01, 1000, min_interval=640)
+    assert interval(ad01, bounded) <= 640 < interval(ad01, auto_fold(ad01, 100))
+    assert sum(f.multipliers for f in bounded.values()) < sum(
+        f.multipliers for f in wide.values())
+
+
 def test_budget_below_one_per_layer(ad01):
     with pytest.raises(Tfl2RtlError, match="at least 10"):
         auto_fold(ad01, 9)
