@@ -92,9 +92,10 @@ def _clamp(values, act_min, act_max, dtype):
 
 
 def _epilogue(acc, node, profile: Profile, dtype=np.int8):
-    """Bias already added: requantize, add the output offset, clamp."""
+    """Bias already added: requantize, add the output offset (an int32 addition that
+    wraps, as TFLM's does), clamp."""
     scaled = profile.requantize(acc, node.requant)
-    return _clamp(scaled + node.output_offset, node.act_min, node.act_max, dtype)
+    return _clamp(wrap_int32(scaled + node.output_offset), node.act_min, node.act_max, dtype)
 
 
 def _padded(x, padding, fill):

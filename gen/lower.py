@@ -66,7 +66,11 @@ def _activation_range(activation: int, out: TflTensor) -> tuple[int, int]:
     zp = out.zero_point
 
     def quantize(f: float) -> int:
-        return zp + tflite_round(float(np.float32(f) / scale))
+        q = tflite_round(float(np.float32(f) / scale))
+        if not -(1 << 31) <= q <= 1 << 31:  # TFLite's Quantize() refuses, in float32
+            raise Tfl2RtlError(f"the fused activation bound {f} does not fit int32 at output "
+                               f"scale {out.scale:.6g}; TFLite rejects this model")
+        return zp + q
 
     name = _ACTIVATIONS.get(activation)
     if name == "NONE":
@@ -151,7 +155,10 @@ def _check_quantization(op: TflOperator, t: TflTensor) -> None:
         return
     if not t.quantized or t.zero_points.size not in (1, t.scales.size):
         raise _err(op, f"tensor {t.name!r} ({t.dtype}) has no usable quantization parameters")
-    if not np.all(np.isfinite(t.scales)) or np.any(t.scales <= 0):
+    # A constant may have zero scales (an all-zero weight channel quantized with
+    # max|w| / 127 = 0): TFLM accepts them and its multiplier for them is 0.
+    if (not np.all(np.isfinite(t.scales)) or np.any(t.scales < 0)
+            or (not t.is_constant and np.any(t.scales == 0))):
         raise _err(op, f"tensor {t.name!r} has a scale that is not a positive number")
     lo, hi = ir.INT_RANGES[t.dtype]
     if np.any(t.zero_points < lo) or np.any(t.zero_points > hi):
@@ -283,6 +290,10 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
         if multiplier * inp.shape[3] != channels:
             raise _err(op, f"{channels} output channels is not a multiple of "
                            f"{inp.shape[3]} input channels")
+        if o.get("DepthMultiplier", multiplier) != multiplier:
+            # TFLM indexes channels with the option: its output would be undefined
+            raise _err(op, f"depth_multiplier option {o['DepthMultiplier']} disagrees with the "
+                           f"shapes ({inp.shape[3]} input, {channels} output channels)")
         return ir.DepthwiseConv2D(weights=weights, bias=bias, requant=requant,
                                   depth_multiplier=multiplier, **geometry, **epilogue,
                                   **common)
@@ -294,6 +305,10 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
         _check_window(op, inp, out, filt, stride, (1, 1), o["Padding"])
         if inp.shape[3] != out.shape[3]:
             raise _err(op, f"input {inp.shape} and output {out.shape} differ in channels")
+        if (float(abs(np.float32(inp.scale) - np.float32(out.scale))) > 1e-6
+                or inp.zero_point != out.zero_point):
+            raise _err(op, "input and output are quantized differently; TFLite Micro's "
+                           "pooling requires the same scale and zero point")
         pad_t, pad_b = _compute_padding(o["Padding"], inp.shape[1], filt[0], stride[0], 1,
                                         out.shape[1])
         pad_l, pad_r = _compute_padding(o["Padding"], inp.shape[2], filt[1], stride[1], 1,
@@ -319,6 +334,11 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
         r1 = float(np.float64(inp.scale)) / twice_max
         r2 = float(np.float64(in2.scale)) / twice_max
         r_out = twice_max / ((1 << left_shift) * float(np.float64(out.scale)))
+        if not (r_out < 1 and quantize_multiplier(r_out)[1] <= 0):
+            # QuantizeMultiplierSmallerThanOneExp CHECK-fails: TFLite Micro aborts
+            raise _err(op, f"output scale {out.scale:.6g} is too small for inputs of scale "
+                           f"{max(inp.scale, in2.scale):.6g} (the output multiplier is not "
+                           "below 1); TFLite rejects this model")
         act_min, act_max = _activation_range(o.get("FusedActivationFunction", 0), out)
         common["inputs"] = (imp.name(ins[0]), imp.name(ins[1]))
         return ir.Add(input1_offset=-inp.zero_point, input2_offset=-in2.zero_point,
@@ -351,6 +371,9 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
         axis = o.get("Axis", 0)
         axis = axis + len(out.shape) if axis < 0 else axis
         parts = [T[i] for i in ins]
+        if len(out.shape) > 6 or len(parts) > 10:
+            raise _err(op, f"{len(parts)} inputs of rank {len(out.shape)}; TFLite Micro "
+                           "concatenates at most 10 inputs of rank 6 or less")
         for t in parts:
             if t.dtype != out.dtype:
                 raise _err(op, f"input {t.name!r} is {t.dtype} but the output is {out.dtype}")
@@ -368,6 +391,8 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
         common["inputs"] = tuple(imp.name(i) for i in ins)
         return ir.Concatenation(axis=axis, **common)
     if name in ("PAD", "PADV2"):
+        if len(inp.shape) > 5:
+            raise _err(op, f"input of rank {len(inp.shape)}; TFLite Micro pads at most 5-D")
         paddings = imp.const(op, 1, "paddings").data.astype(np.int64)
         if paddings.shape != (len(inp.shape), 2) or np.any(paddings < 0) or tuple(
                 np.array(inp.shape) + paddings.sum(axis=1)) != tuple(out.shape):
@@ -386,12 +411,18 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
 
         if inp.dtype != "int8" or out.dtype != "int8":
             raise _err(op, f"{inp.dtype} -> {out.dtype} softmax; only int8 -> int8 is supported")
-        beta = float(o.get("Beta", 1.0))
+        if out.zero_point != -128 or np.float32(out.scale) != np.float32(1 / 256):
+            raise _err(op, f"output scale {out.scale:.6g} and zero point {out.zero_point}; "
+                           "TFLite Micro requires 1/256 and -128 for int8 softmax")
+        beta = float(o.get("Beta", 0.0))  # no options table: TFLM's beta is 0 (it aborts)
         multiplier, left_shift, diff_min = softmax_params(beta, float(np.float32(inp.scale)))
         return ir.Softmax(beta=beta, input_scale=inp.scale, input_multiplier=multiplier,
                           input_left_shift=left_shift, diff_min=diff_min, **common)
     if name == "QUANTIZE":
         if inp.dtype == "float32":
+            if out.dtype != "int8":  # TFLM's Eval fails on float32 -> uint8
+                raise _err(op, f"float32 -> {out.dtype}; TFLite Micro quantizes float32 "
+                               "to int8 only")
             return ir.Quantize(scale=out.scale, zero_point=out.zero_point, **common)
         if inp.dtype not in ("int8", "uint8") or out.dtype not in ("int8", "uint8"):
             raise _err(op, f"{inp.dtype} -> {out.dtype} is not supported")

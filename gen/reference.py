@@ -16,6 +16,28 @@ __all__ = ["ReferenceInterpreter", "REFERENCE_RUNTIMES"]
 REFERENCE_RUNTIMES = {"tflm": "TensorFlow Lite Micro (PyPI tflite-micro)"}
 
 
+def arena_size(model: bytes) -> int:
+    """A TFLM tensor arena that holds every tensor of the model at once.
+
+    TFLM's default, 10x the file size, is too small for a model whose activations
+    outweigh its weights once every tensor is preserved, and an arena that is too small
+    crashes the process instead of raising.  This is the default plus twice the bytes of
+    all tensors (each aligned to 16) plus 64 KiB for the interpreter's own structures.
+    """
+    from tflite import Model, TensorType
+
+    itemsize = {v: np.dtype(k.lower()).itemsize for k, v in vars(TensorType).items()
+                if k.lower() in ("float32", "float16", "int32", "uint8", "int64", "int16",
+                                 "int8", "float64", "bool")}
+    graph = Model.GetRootAsModel(model, 0).Subgraphs(0)
+    tensor_bytes = 0
+    for i in range(graph.TensorsLength()):
+        t = graph.Tensors(i)
+        elements = int(np.prod(t.ShapeAsNumpy(), dtype=np.int64)) if t.ShapeLength() else 1
+        tensor_bytes += elements * itemsize.get(t.Type(), 16) + 16
+    return 10 * len(model) + 2 * tensor_bytes + (1 << 16)
+
+
 class ReferenceInterpreter:
     """One interpreter instance for a model, reused across inputs.
 
@@ -29,8 +51,11 @@ class ReferenceInterpreter:
         from tflite_micro.python.tflite_micro import runtime
 
         self.profile = profile
+        with open(path, "rb") as f:
+            size = arena_size(f.read())
         self._interpreter = runtime.Interpreter.from_file(
-            path, intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors
+            path, arena_size=size,
+            intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors,
         )
 
     def invoke(self, inputs: list[np.ndarray], indices) -> dict[int, np.ndarray]:

@@ -1,8 +1,8 @@
 """The int8 elementwise tables against TensorFlow Lite Micro, and gemmlowp's logistic/tanh.
 
-Most tests build a one-operator int8 model in memory (:func:`single_op_model`, written
-with the ``tflite`` flatbuffer builders), run it in the TFLM interpreter on every one of
-the 256 input values and compare with :func:`lut_table`.  A second group runs the
+Most tests build a one-operator int8 model in memory (``tflite_writer.single_op_model``),
+run it in the TFLM interpreter on every one of the 256 input values and compare with
+:func:`lut_table`.  A second group runs the
 committed ``activations_int8.tflite`` with all intermediate tensors preserved and checks
 each activation's output against the table indexed by the op's actual input.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import flatbuffers
 import numpy as np
 import pytest
 import tflite
@@ -21,122 +20,13 @@ from conftest import TEST_MODELS
 from tfl2rtl import fixedpoint as fp
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.kernels import elementwise as ew
+from tflite_writer import single_op_model
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
 
 # --------------------------------------------------------------------------------------
 # A one-operator model and the TFLM interpreter
 # --------------------------------------------------------------------------------------
-
-
-def _vector(builder, start, values, prepend):
-    start(builder, len(values))
-    for value in reversed(values):
-        prepend(value)
-    return builder.EndVector()
-
-
-def _int8_tensor(builder, name, shape, buffer, scale, zero_point):
-    name_offset = builder.CreateString(name)
-    shape_offset = _vector(
-        builder, tflite.TensorStartShapeVector, list(shape), builder.PrependInt32
-    )
-    scales = _vector(
-        builder, tflite.QuantizationParametersStartScaleVector, [scale], builder.PrependFloat32
-    )
-    zero_points = _vector(
-        builder,
-        tflite.QuantizationParametersStartZeroPointVector,
-        [zero_point],
-        builder.PrependInt64,
-    )
-    tflite.QuantizationParametersStart(builder)
-    tflite.QuantizationParametersAddScale(builder, scales)
-    tflite.QuantizationParametersAddZeroPoint(builder, zero_points)
-    quantization = tflite.QuantizationParametersEnd(builder)
-    tflite.TensorStart(builder)
-    tflite.TensorAddShape(builder, shape_offset)
-    tflite.TensorAddType(builder, tflite.TensorType.INT8)
-    tflite.TensorAddBuffer(builder, buffer)
-    tflite.TensorAddName(builder, name_offset)
-    tflite.TensorAddQuantization(builder, quantization)
-    return tflite.TensorEnd(builder)
-
-
-def _builtin_options(builder, op, options):
-    """``(BuiltinOptions type, offset)`` for the ops that take options here."""
-    if op == "SOFTMAX":
-        tflite.SoftmaxOptionsStart(builder)
-        tflite.SoftmaxOptionsAddBeta(builder, options.get("beta", 1.0))
-        return tflite.BuiltinOptions.SoftmaxOptions, tflite.SoftmaxOptionsEnd(builder)
-    if op == "LEAKY_RELU":
-        tflite.LeakyReluOptionsStart(builder)
-        tflite.LeakyReluOptionsAddAlpha(builder, options["alpha"])
-        return tflite.BuiltinOptions.LeakyReluOptions, tflite.LeakyReluOptionsEnd(builder)
-    assert not options, f"no options for {op}"
-    return None, None
-
-
-def single_op_model(op, shape, input_quant, output_quant, **options) -> bytes:
-    """A .tflite flatbuffer with one int8 -> int8 ``op`` from input 0 to output 1.
-
-    ``input_quant`` and ``output_quant`` are ``(scale, zero_point)``; ``options`` are the
-    op's builtin options (``beta`` for SOFTMAX, ``alpha`` for LEAKY_RELU).
-    """
-    code = getattr(tflite.BuiltinOperator, op)
-    b = flatbuffers.Builder(1024)
-    options_type, options_offset = _builtin_options(b, op, options)
-    buffers = []
-    for _ in range(3):  # buffer 0 is the empty sentinel; one (empty) per tensor
-        tflite.BufferStart(b)
-        buffers.append(tflite.BufferEnd(b))
-    tensors = [
-        _int8_tensor(b, "input", shape, 1, *input_quant),
-        _int8_tensor(b, "output", shape, 2, *output_quant),
-    ]
-    op_inputs = _vector(b, tflite.OperatorStartInputsVector, [0], b.PrependInt32)
-    op_outputs = _vector(b, tflite.OperatorStartOutputsVector, [1], b.PrependInt32)
-    tflite.OperatorStart(b)
-    tflite.OperatorAddOpcodeIndex(b, 0)
-    tflite.OperatorAddInputs(b, op_inputs)
-    tflite.OperatorAddOutputs(b, op_outputs)
-    if options_offset is not None:
-        tflite.OperatorAddBuiltinOptionsType(b, options_type)
-        tflite.OperatorAddBuiltinOptions(b, options_offset)
-    operator = tflite.OperatorEnd(b)
-    tensor_vector = _vector(
-        b, tflite.SubGraphStartTensorsVector, tensors, b.PrependUOffsetTRelative
-    )
-    graph_inputs = _vector(b, tflite.SubGraphStartInputsVector, [0], b.PrependInt32)
-    graph_outputs = _vector(b, tflite.SubGraphStartOutputsVector, [1], b.PrependInt32)
-    operators = _vector(
-        b, tflite.SubGraphStartOperatorsVector, [operator], b.PrependUOffsetTRelative
-    )
-    graph_name = b.CreateString("main")
-    tflite.SubGraphStart(b)
-    tflite.SubGraphAddTensors(b, tensor_vector)
-    tflite.SubGraphAddInputs(b, graph_inputs)
-    tflite.SubGraphAddOutputs(b, graph_outputs)
-    tflite.SubGraphAddOperators(b, operators)
-    tflite.SubGraphAddName(b, graph_name)
-    subgraph = tflite.SubGraphEnd(b)
-    tflite.OperatorCodeStart(b)
-    tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
-    tflite.OperatorCodeAddBuiltinCode(b, code)
-    tflite.OperatorCodeAddVersion(b, 1)
-    opcode = tflite.OperatorCodeEnd(b)
-    opcodes = _vector(b, tflite.ModelStartOperatorCodesVector, [opcode], b.PrependUOffsetTRelative)
-    subgraphs = _vector(b, tflite.ModelStartSubgraphsVector, [subgraph], b.PrependUOffsetTRelative)
-    buffer_vector = _vector(b, tflite.ModelStartBuffersVector, buffers, b.PrependUOffsetTRelative)
-    description = b.CreateString("tfl2rtl kernel test")
-    tflite.ModelStart(b)
-    tflite.ModelAddVersion(b, 3)
-    tflite.ModelAddOperatorCodes(b, opcodes)
-    tflite.ModelAddSubgraphs(b, subgraphs)
-    tflite.ModelAddDescription(b, description)
-    tflite.ModelAddBuffers(b, buffer_vector)
-    b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
 
 
 def tflm_interpreter(model: bytes, elements: int):

@@ -3,7 +3,7 @@
 The softmax of real models is compared on the SOFTMAX op's own input and output, read
 from TFLM with every intermediate tensor preserved.  Because those inputs are whatever
 the model's last layer produces, a second group runs one-operator SOFTMAX models (built
-in memory, see ``test_kernels_elementwise.single_op_model``) over a sweep of input
+in memory with ``tflite_writer.single_op_model``) over a sweep of input
 scales, betas, row lengths and input patterns.
 """
 
@@ -21,13 +21,13 @@ from test_kernels_elementwise import (
     random_images,
     run_preserving,
     run_tflm,
-    single_op_model,
 )
 
 from conftest import ZOO_MODELS, model_id
 from tfl2rtl import fixedpoint as fp
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.kernels.softmax import preprocess_softmax_scaling, softmax_int8, softmax_params
+from tflite_writer import single_op_model
 
 # --------------------------------------------------------------------------------------
 # Real models

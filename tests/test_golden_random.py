@@ -1,0 +1,860 @@
+"""Random layers and small graphs against TensorFlow Lite Micro, tensor by tensor.
+
+Hypothesis draws the parameters of a layer (or of a short chain of layers),
+``tflite_writer`` writes the ``.tflite`` directly, and the model goes through the whole
+path a user's model takes: ``read_model``, ``lower``, then ``verify_graph`` compares every
+tensor of the golden model with TFLM, bit for bit, on three inputs (uniform, the dtype's
+extremes, values near the zero point; for float inputs also the rounding ties).  The draws
+reach for the corners: scales from 2**-14 to 2**4, effective multipliers from below 2**-31
+(a zero multiplier) to 2**16 (a left shift), zero points at the ends of their range,
+weights of -128 and 127, biases up to the int32 limits, every fused activation,
+per-channel and per-tensor weights, ranks 1 to 7.
+
+Some draws are models TFLM refuses cleanly (its Prepare or Eval fails): pooling that
+requantizes, other SOFTMAX or LOGISTIC output quantizations, HARD_SWISH scale ratios,
+activation bounds beyond int32, PAD above 5-D, CONCATENATION above 6-D or of more than 10
+inputs, float32 -> uint8 QUANTIZE.  tfl2rtl must refuse exactly those too.
+
+Other invalid models make TFLM abort or crash the whole process, so the generators stay
+clear of them:
+
+* SOFTMAX needs ``beta * input_scale * 2**26 > 1`` and rows of fewer than 512 values
+  (a sum of 512 or more exponentials fails a CHECK): input scales >= 2**-12,
+  beta >= 0.25, rows of at most 300.
+* ADD: ``QuantizeMultiplierSmallerThanOneExp`` CHECKs the output multiplier
+  ``2 * max(s1, s2) / (2**20 * s_out)`` is below 1: ``s_out >= max(s1, s2) * 2**-16``.
+* DEPTHWISE_CONV_2D without a bias is written with two inputs: an omitted bias written
+  as -1 makes TFLM's Prepare dereference a null pointer (segfault).  FULLY_CONNECTED
+  gets the -1, as the converter writes it.
+* RELU_N1_TO_1 exists only fused (TFLM has no kernel for it alone); CONCATENATION inputs
+  share the output's scale and zero point (TFLM rejects others for int8).
+
+The module prints what it checked (models, layers, samples, elements, seconds) when it
+ends; ``TFL2RTL_RANDOM_SCALE=10`` multiplies every example count for a long run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import strategies as st
+
+from tfl2rtl import golden, ir
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.lower import lower
+from tfl2rtl.reference import ReferenceInterpreter, arena_size
+from tfl2rtl.tflite_reader import read_model
+from tfl2rtl.verify import verify_graph
+from tflite_writer import GraphWriter, conv_out_size
+
+INT8_MIN, INT8_MAX = -128, 127
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+SAMPLES = 3
+
+#: What this module checked in one run: models, operators (layers), input samples and
+#: tensor elements compared, and the seconds spent.
+STATS = {"models": 0, "layers": 0, "samples": 0, "elements": 0, "seconds": 0.0,
+         "refused": 0}
+
+#: Scales every test's example count (TFL2RTL_RANDOM_SCALE=10 for a long run).
+SCALE = float(os.environ.get("TFL2RTL_RANDOM_SCALE", "1"))
+
+
+def examples(count: int):
+    """Hypothesis settings for ``count`` reproducible examples (derandomized)."""
+    return settings(max_examples=max(1, round(count * SCALE)), deadline=None,
+                    derandomize=True, database=None, print_blob=False,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                           HealthCheck.data_too_large])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_counts(request):
+    start = time.perf_counter()
+    yield
+    if STATS["models"]:
+        line = (f"test_golden_random: {STATS['models']} random models, {STATS['layers']} "
+                f"layers, {STATS['samples']} samples, {STATS['elements']} elements compared "
+                f"with TFLM ({STATS['seconds']:.1f} s of {time.perf_counter() - start:.1f} s); "
+                f"{STATS['refused']} models refused by both tfl2rtl and TFLM")
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(f"\n{line}")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return tmp_path_factory.mktemp("random") / "random.tflite"
+
+
+# --------------------------------------------------------------------------------------
+# Running one model
+# --------------------------------------------------------------------------------------
+
+
+def _float_input(graph, name, rng, k, shape):
+    """For a float input: uniform over what its QUANTIZE can represent (and a little
+    beyond), values on the rounding ties ``(q + 0.5) * scale``, and far out of range."""
+    node = next(n for n in graph.nodes if name in n.inputs and isinstance(n, ir.Quantize))
+    info = np.iinfo(np.dtype(graph.tensors[node.output].dtype))
+    lo = node.scale * (info.min - node.zero_point - 2)
+    hi = node.scale * (info.max - node.zero_point + 2)
+    if k % 3 == 0:
+        return rng.uniform(lo, hi, shape).astype(np.float32)
+    if k % 3 == 1:
+        q = rng.integers(info.min - node.zero_point - 1, info.max - node.zero_point + 1, shape)
+        return ((q + 0.5) * np.float32(node.scale)).astype(np.float32)
+    return rng.choice(np.array([0.0, -0.0, lo * 1e3, hi * 1e3, lo, hi], np.float32), shape)
+
+
+def input_sets(graph, rng, count=SAMPLES):
+    """Uniform values, the dtype's two extremes, and values within 2 of the zero point
+    (for float inputs, see :func:`_float_input`)."""
+    sets = []
+    for k in range(count):
+        one = []
+        for name in graph.inputs:
+            t = graph.tensors[name]
+            if t.dtype == "float32":
+                one.append(_float_input(graph, name, rng, k, t.shape))
+                continue
+            info = np.iinfo(np.dtype(t.dtype))
+            if k % 3 == 0:
+                x = rng.integers(info.min, info.max + 1, t.shape)
+            elif k % 3 == 1:
+                x = np.where(rng.random(t.shape) < 0.5, info.min, info.max)
+            else:
+                x = np.clip(t.zero_point + rng.integers(-2, 3, t.shape), info.min, info.max)
+            one.append(x.astype(t.dtype))
+        sets.append(one)
+    return sets
+
+
+def assert_tflm_refuses(path, inputs):
+    """TFLM fails to prepare the model or to run it on zeros (``inputs`` are
+    ``(shape, dtype)``)."""
+    with pytest.raises(RuntimeError):
+        ReferenceInterpreter(str(path)).invoke(
+            [np.zeros(shape, dtype) for shape, dtype in inputs], [])
+
+
+def check(g: GraphWriter, inputs, outputs, path, seed=0):
+    """Write, read, lower and verify the model against TFLM; count what was compared.
+
+    A model tfl2rtl refuses must be one TFLM refuses too (its Prepare or Eval fails)."""
+    start = time.perf_counter()
+    path.write_bytes(g.finish(inputs, outputs))
+    try:
+        graph = lower(read_model(path))
+    except Tfl2RtlError as exc:
+        note(f"tfl2rtl refuses: {exc}")
+        assert_tflm_refuses(path, [(g.shape(i), g.dtype(i)) for i in inputs])
+        STATS["refused"] += 1
+        return None
+    report = verify_graph(graph, input_sets(graph, np.random.default_rng(seed)))
+    STATS["models"] += 1
+    STATS["layers"] += len(graph.nodes)
+    STATS["samples"] += report.samples
+    STATS["elements"] += report.elements_compared
+    STATS["seconds"] += time.perf_counter() - start
+    assert report.tensors_compared > 0
+    assert not report.mismatches, report.mismatches[:5]
+    return graph
+
+
+# --------------------------------------------------------------------------------------
+# Strategies
+# --------------------------------------------------------------------------------------
+
+
+def f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+def log_uniform(lo: float, hi: float):
+    """A float32 ``2**e`` for a drawn ``e`` in ``[lo, hi]``."""
+    return st.floats(lo, hi).map(lambda e: f32(2.0**e))
+
+
+SPECIAL_SCALES = (1 / 256, 1 / 128, 0.0117, 0.1, 0.5, 1.0)
+
+
+def scales(lo=-14.0, hi=4.0):
+    """float32 scales in ``[2**lo, 2**hi]``: any power, the ends, and common values."""
+    special = [s for s in (*SPECIAL_SCALES, 2.0**lo, 2.0**hi) if lo <= np.log2(s) <= hi]
+    return st.one_of(log_uniform(lo, hi), st.sampled_from([f32(s) for s in special]))
+
+
+def zero_points(dtype="int8"):
+    lo, hi = (0, 255) if dtype == "uint8" else (INT8_MIN, INT8_MAX)
+    return st.one_of(st.sampled_from([lo, lo + 1, (lo + hi + 1) // 2, hi - 1, hi]),
+                     st.integers(lo, hi))
+
+
+@st.composite
+def quants(draw, lo=-14.0, hi=4.0, dtype="int8"):
+    return draw(scales(lo, hi)), draw(zero_points(dtype))
+
+
+def int8_values(rng, kind, shape):
+    """Weights of one of several kinds: uniform, the two extremes, sparse, small."""
+    if kind == "uniform":
+        return rng.integers(-127, 128, shape)
+    if kind == "extreme":
+        return rng.choice([INT8_MIN, -127, INT8_MAX], shape)
+    if kind == "sparse":
+        return np.where(rng.random(shape) < 0.2, rng.integers(-128, 128, shape), 0)
+    return rng.integers(-3, 4, shape)
+
+
+WEIGHT_KINDS = st.sampled_from(["uniform", "extreme", "sparse", "small"])
+
+
+def bias_values(rng, kind, channels):
+    if kind == "none":
+        return None
+    if kind == "extreme":
+        return rng.choice([INT32_MIN, INT32_MAX, -(1 << 30), 1 << 30, 0], channels)
+    bound = {"small": 1 << 10, "medium": 1 << 20, "large": 1 << 30}[kind]
+    return rng.integers(-bound, bound + 1, channels)
+
+
+BIAS_KINDS = st.sampled_from(["none", "small", "medium", "large", "extreme"])
+
+
+@st.composite
+def weight_quant(draw, channels):
+    """``(weight scales, output quant)`` for an int8 input of scale ``s_in`` (drawn
+    first): per-tensor or per-channel weight scales spread over up to 2**8, and an output
+    scale that puts the effective multiplier ``s_in * s_w / s_out`` anywhere in
+    ``[2**-34, 2**16]``; below 2**-31 it quantizes to 0, above 1 it needs a left shift."""
+    s_in = draw(scales(-10, 2), label="input scale")
+    base = draw(scales(-12, 0), label="weight scale")
+    per_channel = draw(st.booleans(), label="per channel") and channels > 1
+    if per_channel:
+        spread = draw(st.floats(0, 8), label="weight scale spread (log2)")
+        seed = draw(st.integers(0, 2**16), label="weight scale seed")
+        rng = np.random.default_rng(seed)
+        w_scales = [f32(base * 2.0 ** rng.uniform(-spread, 0)) for _ in range(channels)]
+        if draw(st.integers(0, 9), label="zero-scale channels") == 0:  # all-zero channels
+            w_scales = [0.0 if rng.random() < 0.3 else s for s in w_scales]
+    else:
+        w_scales = [base]
+    effective = draw(st.one_of(st.floats(-34, 8), st.floats(-14, -4), st.floats(8, 16)),
+                     label="log2 effective")
+    s_out = f32(s_in * base / 2.0**effective)
+    zp_out = draw(zero_points(), label="output zero point")
+    zp_in = draw(zero_points(), label="input zero point")
+    return (s_in, zp_in), w_scales if per_channel else w_scales[0], (s_out, zp_out)
+
+
+# --------------------------------------------------------------------------------------
+# Weighted layers
+# --------------------------------------------------------------------------------------
+
+
+@examples(1000)
+@given(data=st.data())
+def test_random_fully_connected(model_path, data):
+    draw = data.draw
+    batch = draw(st.integers(1, 3), label="batch")
+    accum = draw(st.integers(1, 48), label="accum depth")
+    out_depth = draw(st.integers(1, 24), label="output depth")
+    in_quant, w_scales, out_quant = draw(weight_quant(out_depth))
+    layout = draw(st.sampled_from(["2d", "keep_num_dims", "flatten"]), label="input layout")
+    seed = draw(st.integers(0, 2**16), label="seed")
+    rng = np.random.default_rng(seed)
+    weights = int8_values(rng, draw(WEIGHT_KINDS, label="weights"), (out_depth, accum))
+    bias = bias_values(rng, draw(BIAS_KINDS, label="bias"), out_depth)
+    g = GraphWriter()
+    if layout == "2d":
+        shape = (batch, accum)
+    elif layout == "keep_num_dims":
+        shape = (1, batch, accum)
+    else:  # a 4-D input read as [batches, accum]
+        shape = (batch, 1, 1, accum)
+    x = g.tensor(shape, "int8", *in_quant)
+    y = g.fully_connected(x, weights, w_scales, bias, out_quant,
+                          activation=draw(st.sampled_from(ACTIVATIONS), label="activation"),
+                          keep_num_dims=layout == "keep_num_dims")
+    check(g, [x], [y], model_path, seed)
+
+
+@st.composite
+def windows(draw, max_kernel=4, dilations=True):
+    """``(input hw, kernel, stride, dilation, padding)`` with at least one output."""
+    kernel = (draw(st.integers(1, max_kernel), label="kernel h"),
+              draw(st.integers(1, max_kernel), label="kernel w"))
+    stride = (draw(st.integers(1, 3), label="stride h"), draw(st.integers(1, 3), label="stride w"))
+    dilation = ((draw(st.integers(1, 3), label="dilation h"),
+                 draw(st.integers(1, 3), label="dilation w")) if dilations else (1, 1))
+    padding = draw(st.sampled_from(["SAME", "VALID"]), label="padding")
+    hw = (draw(st.integers(1, 10), label="height"), draw(st.integers(1, 10), label="width"))
+    for a in (0, 1):
+        assume(conv_out_size(hw[a], kernel[a], stride[a], dilation[a], padding) >= 1)
+    return hw, kernel, stride, dilation, padding
+
+
+@examples(1000)
+@given(data=st.data())
+def test_random_conv_2d(model_path, data):
+    draw = data.draw
+    hw, kernel, stride, dilation, padding = draw(windows())
+    batch = draw(st.integers(1, 2), label="batch")
+    in_ch = draw(st.integers(1, 6), label="input channels")
+    out_ch = draw(st.integers(1, 8), label="output channels")
+    in_quant, w_scales, out_quant = draw(weight_quant(out_ch))
+    seed = draw(st.integers(0, 2**16), label="seed")
+    rng = np.random.default_rng(seed)
+    weights = int8_values(rng, draw(WEIGHT_KINDS, label="weights"), (out_ch, *kernel, in_ch))
+    bias = bias_values(rng, draw(BIAS_KINDS, label="bias"), out_ch)
+    g = GraphWriter()
+    x = g.tensor((batch, *hw, in_ch), "int8", *in_quant)
+    y = g.conv_2d(x, weights, w_scales, bias, out_quant, stride=stride, padding=padding,
+                  dilation=dilation,
+                  activation=draw(st.sampled_from(ACTIVATIONS), label="activation"))
+    check(g, [x], [y], model_path, seed)
+
+
+@examples(1000)
+@given(data=st.data())
+def test_random_depthwise_conv_2d(model_path, data):
+    draw = data.draw
+    hw, kernel, stride, dilation, padding = draw(windows())
+    batch = draw(st.integers(1, 2), label="batch")
+    in_ch = draw(st.integers(1, 6), label="input channels")
+    multiplier = draw(st.integers(1, 3), label="depth multiplier")
+    channels = in_ch * multiplier
+    in_quant, w_scales, out_quant = draw(weight_quant(channels))
+    seed = draw(st.integers(0, 2**16), label="seed")
+    rng = np.random.default_rng(seed)
+    weights = int8_values(rng, draw(WEIGHT_KINDS, label="weights"), (1, *kernel, channels))
+    bias = bias_values(rng, draw(BIAS_KINDS, label="bias"), channels)
+    g = GraphWriter()
+    x = g.tensor((batch, *hw, in_ch), "int8", *in_quant)
+    y = g.depthwise_conv_2d(x, weights, w_scales, bias, out_quant, depth_multiplier=multiplier,
+                            stride=stride, padding=padding, dilation=dilation,
+                            activation=draw(st.sampled_from(ACTIVATIONS), label="activation"))
+    check(g, [x], [y], model_path, seed)
+
+
+# --------------------------------------------------------------------------------------
+# Pooling, MEAN, ADD, CONCATENATION, PAD, RESHAPE
+# --------------------------------------------------------------------------------------
+
+
+@examples(500)
+@given(data=st.data())
+def test_random_pooling(model_path, data):
+    draw = data.draw
+    hw, kernel, stride, _, padding = draw(windows(dilations=False))
+    op = draw(st.sampled_from(["MAX_POOL_2D", "AVERAGE_POOL_2D"]), label="op")
+    channels = draw(st.integers(1, 5), label="channels")
+    batch = draw(st.integers(1, 2), label="batch")
+    quant = draw(quants(), label="quant")
+    g = GraphWriter()
+    x = g.tensor((batch, *hw, channels), "int8", *quant)
+    y = g.pool_2d(op, x, kernel, stride=stride, padding=padding,
+                  activation=draw(st.sampled_from(ACTIVATIONS), label="activation"))
+    if draw(st.integers(0, 9), label="requantizing output") == 0:  # both refuse it
+        g.tensors[y].update(zero_points=np.array([(quant[1] + 1) % 128]))
+    check(g, [x], [y], model_path, draw(st.integers(0, 2**16), label="seed"))
+
+
+@examples(500)
+@given(data=st.data())
+def test_random_mean(model_path, data):
+    draw = data.draw
+    rank = draw(st.one_of(st.just(4), st.integers(1, 6)), label="rank")
+    shape = tuple(draw(st.lists(st.integers(1, 9 if rank <= 4 else 4), min_size=rank,
+                                max_size=rank), label="shape"))
+    axes = draw(st.one_of(st.sampled_from([[1, 2], [2, 1], [-3, -2], [1, 2, 1]]),
+                          st.lists(st.integers(-4, 3), min_size=1, max_size=3))
+                if rank == 4 else st.lists(st.integers(-rank, rank - 1), min_size=1,
+                                           max_size=rank), label="axes")
+    in_quant = draw(quants(), label="input quant")
+    ratio = draw(st.one_of(st.floats(-10, 10), st.floats(-32, 29)),
+                 label="log2 input/output scale")
+    out_quant = (f32(in_quant[0] / 2.0**ratio), draw(zero_points(), label="output zp"))
+    g = GraphWriter()
+    x = g.tensor(shape, "int8", *in_quant)
+    y = g.mean(x, axes, out_quant, keep_dims=draw(st.booleans(), label="keep dims"))
+    check(g, [x], [y], model_path, draw(st.integers(0, 2**16), label="seed"))
+
+
+@st.composite
+def broadcast_shapes(draw):
+    """Two shapes of rank <= 6 that broadcast, with size-1 axes and dropped leading axes."""
+    rank = draw(st.integers(1, 6), label="rank")
+    full = draw(st.lists(st.integers(1, 6 if rank <= 4 else 3), min_size=rank, max_size=rank),
+                label="shape")
+    shapes = []
+    for k in range(2):
+        ones = draw(st.lists(st.booleans(), min_size=rank, max_size=rank), label=f"ones {k}")
+        shape = [1 if one else d for one, d in zip(ones, full, strict=True)]
+        drop = draw(st.integers(0, rank - 1), label=f"dropped axes {k}")
+        shapes.append(tuple(shape[drop:]))
+    return shapes
+
+
+@examples(700)
+@given(data=st.data())
+def test_random_add(model_path, data):
+    draw = data.draw
+    shape1, shape2 = draw(broadcast_shapes())
+    q1 = draw(quants(), label="input 1 quant")
+    q2 = (f32(q1[0] * 2.0 ** draw(st.one_of(st.just(0.0), st.floats(-20, 20)),
+                                   label="log2 s2/s1")),
+          draw(zero_points(), label="input 2 zp"))
+    top = max(q1[0], q2[0])
+    out_scale = f32(top * 2.0 ** draw(st.floats(-16, 6), label="log2 s_out/max"))
+    g = GraphWriter()
+    x1 = g.tensor(shape1, "int8", *q1)
+    x2 = g.tensor(shape2, "int8", *q2)
+    y = g.add(x1, x2, (out_scale, draw(zero_points(), label="output zp")),
+              activation=draw(st.sampled_from(ACTIVATIONS), label="activation"))
+    check(g, [x1, x2], [y], model_path, draw(st.integers(0, 2**16), label="seed"))
+
+
+@examples(300)
+@given(data=st.data())
+def test_random_concatenation(model_path, data):
+    draw = data.draw
+    rank = draw(st.one_of(st.integers(1, 4), st.integers(1, 7)), label="rank")
+    shape = draw(st.lists(st.integers(1, 5 if rank <= 4 else 2), min_size=rank,
+                          max_size=rank), label="shape")
+    axis = draw(st.integers(-rank, rank - 1), label="axis")
+    sizes = draw(st.one_of(st.lists(st.integers(1, 4), min_size=1, max_size=5),
+                           st.lists(st.integers(1, 2), min_size=9, max_size=12)), label="sizes")
+    quant = draw(quants(), label="quant")
+    g = GraphWriter()
+    xs = []
+    for size in sizes:
+        s = list(shape)
+        s[axis] = size
+        xs.append(g.tensor(s, "int8", *quant))
+    y = g.concatenation(xs, axis)
+    check(g, xs, [y], model_path, draw(st.integers(0, 2**16), label="seed"))
+
+
+@examples(300)
+@given(data=st.data())
+def test_random_pad_and_reshape(model_path, data):
+    draw = data.draw
+    rank = draw(st.one_of(st.integers(1, 4), st.integers(1, 6)), label="rank")
+    shape = draw(st.lists(st.integers(1, 5 if rank <= 4 else 2), min_size=rank,
+                          max_size=rank), label="shape")
+    paddings = draw(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)),
+                             min_size=rank, max_size=rank), label="paddings")
+    in_quant = draw(quants(), label="input quant")
+    out_quant = draw(st.one_of(st.just(in_quant), quants()), label="output quant")
+    constant = draw(st.one_of(st.none(), st.integers(INT8_MIN, INT8_MAX)), label="PADV2 value")
+    g = GraphWriter()
+    x = g.tensor(shape, "int8", *in_quant)
+    y = g.pad(x, paddings, constant=constant, out_quant=out_quant)
+    size = int(np.prod(g.shape(y)))
+    how = draw(st.sampled_from(["flat", "split", "squeeze", "none"]), label="reshape")
+    if how == "flat":
+        y = g.reshape(y, (1, size))
+    elif how == "split":
+        first = draw(st.sampled_from([d for d in range(1, size + 1) if size % d == 0]),
+                     label="first dim")
+        y = g.reshape(y, (first, size // first))
+    elif how == "squeeze":
+        ones = [i for i, d in enumerate(g.shape(y)) if d == 1]
+        if ones and len(ones) < len(g.shape(y)):
+            y = g.squeeze(y, ones)
+    check(g, [x], [y], model_path, draw(st.integers(0, 2**16), label="seed"))
+
+
+# --------------------------------------------------------------------------------------
+# SOFTMAX, QUANTIZE and the table ops
+# --------------------------------------------------------------------------------------
+
+
+@examples(400)
+@given(data=st.data())
+def test_random_softmax(model_path, data):
+    draw = data.draw
+    depth = draw(st.one_of(st.integers(1, 16), st.integers(1, 300)), label="depth")
+    lead = draw(st.lists(st.integers(1, 4), min_size=0, max_size=3), label="leading dims")
+    beta = draw(st.one_of(st.just(1.0), st.floats(0.25, 4.0)), label="beta")
+    out_quant = (1 / 256, -128)
+    if draw(st.integers(0, 9), label="other output quant") == 0:  # both refuse it
+        out_quant = draw(quants(), label="output quant")
+    g = GraphWriter()
+    x = g.tensor((*lead, depth), "int8", *draw(quants(-12, 4), label="input quant"))
+    y = g.softmax(x, beta=f32(beta), out_quant=out_quant)
+    check(g, [x], [y], model_path, draw(st.integers(0, 2**16), label="seed"))
+
+
+@examples(500)
+@given(data=st.data())
+def test_random_quantize(model_path, data):
+    """int8 <-> uint8 edges (the same-scale +-128 shift, and a real requantization),
+    int8 -> int8 requantization with effective scales from 2**-32 to 2**29, and the
+    float32 edges (QUANTIZE from float, DEQUANTIZE to float)."""
+    draw = data.draw
+    shape = draw(st.lists(st.integers(1, 6), min_size=1, max_size=4), label="shape")
+    kind = draw(st.sampled_from(["u8->i8 shift", "i8->u8 shift", "u8->i8", "i8->u8",
+                                 "i8->i8", "f32->i8", "f32->u8", "i8->f32", "u8->f32"]),
+                label="kind")
+    names = {"u8": "uint8", "i8": "int8", "f32": "float32"}
+    in_dtype, out_dtype = (names[k.split()[0]] for k in kind.split("->"))
+    if "f32" in kind:  # the float edges: QUANTIZE in, DEQUANTIZE out
+        quant = draw(quants(dtype=out_dtype if in_dtype == "float32" else in_dtype),
+                     label="quant")
+        g = GraphWriter()
+        if in_dtype == "float32":
+            x = g.tensor(shape, "float32")
+            y = g.tensor(shape, out_dtype, *quant)
+            g.op("QUANTIZE", [x], [y])
+        else:
+            x = g.tensor(shape, in_dtype, *quant)
+            y = g.tensor(shape, "float32")
+            g.op("DEQUANTIZE", [x], [y])
+        check(g, [x], [y], model_path, draw(st.integers(0, 2**16), label="seed"))
+        return
+    scale, zp = draw(quants(dtype=in_dtype), label="input quant")
+    if kind.endswith("shift"):
+        out_quant = (scale, zp - 128 if in_dtype == "uint8" else zp + 128)
+    else:
+        ratio = draw(st.one_of(st.floats(-12, 12), st.floats(-32, 29)), label="log2 ratio")
+        out_quant = (f32(scale / 2.0**ratio),
+                     draw(zero_points(out_dtype), label="output zp"))
+    g = GraphWriter()
+    x = g.tensor(shape, in_dtype, scale, zp)
+    y = g.quantize(x, out_quant, out_dtype)
+    check(g, [x], [y], model_path, draw(st.integers(0, 2**16), label="seed"))
+
+
+LUT_OPS = ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "ELU", "ABS")
+
+
+@examples(500)
+@given(data=st.data())
+def test_random_lut_ops(model_path, data):
+    draw = data.draw
+    op = draw(st.sampled_from(LUT_OPS), label="op")
+    shape = draw(st.lists(st.integers(1, 6), min_size=1, max_size=4), label="shape")
+    in_quant = draw(quants(-12, 4), label="input quant")
+    out_quant = draw(quants(-12, 4), label="output quant")
+    # LOGISTIC and TANH assume 1/256 and 1/128; any other output scale is ignored, and
+    # a LOGISTIC zero point other than -128 is refused by both (as is HARD_SWISH with
+    # input_scale / output_scale >= 128).
+    if op in ("LOGISTIC", "TANH") and draw(st.integers(0, 4), label="usual output") > 0:
+        out_quant = (1 / 256, -128) if op == "LOGISTIC" else (1 / 128, 0)
+    options = {}
+    if op == "LEAKY_RELU":
+        options["alpha"] = f32(draw(st.floats(-3, 3), label="alpha"))
+    g = GraphWriter()
+    x = g.tensor(shape, "int8", *in_quant)
+    y = g.elementwise(op, x, out_quant, **options)
+    check(g, [x], [y], model_path, draw(st.integers(0, 2**16), label="seed"))
+
+
+# --------------------------------------------------------------------------------------
+# Small graphs
+# --------------------------------------------------------------------------------------
+
+
+@st.composite
+def layer_chain(draw):
+    """A random chain of 2-6 layers on a small image, with uint8 edges sometimes, and
+    residual ADDs or CONCATENATIONs back to earlier tensors."""
+    g = GraphWriter()
+    seed = draw(st.integers(0, 2**16), label="seed")
+    rng = np.random.default_rng(seed)
+    uint8_io = draw(st.booleans(), label="uint8 io")
+    hw = (draw(st.integers(2, 8), label="height"), draw(st.integers(2, 8), label="width"))
+    channels = draw(st.integers(1, 4), label="channels")
+    in_quant = draw(quants(-10, 2), label="input quant")
+    if uint8_io:
+        graph_in = g.tensor((1, *hw, channels), "uint8", in_quant[0], in_quant[1] + 128)
+        x = g.quantize(graph_in, in_quant, "int8")
+    else:
+        graph_in = x = g.tensor((1, *hw, channels), "int8", *in_quant)
+    kinds = draw(st.lists(st.sampled_from(["conv", "depthwise", "pool", "add", "concat",
+                                           "pad", "lut", "requantize"]),
+                          min_size=2, max_size=6), label="layers")
+    for kind in kinds:
+        _, h, w, c = g.shape(x)
+        scale, _ = g.quant(x)
+        out_quant = (f32(scale * 2.0 ** draw(st.floats(-3, 3), label="log2 scale step")),
+                     draw(zero_points(), label="zero point"))
+        activation = draw(st.sampled_from(ACTIVATIONS), label="activation")
+        if kind in ("conv", "depthwise"):
+            k = draw(st.integers(1, min(3, h, w)), label="kernel")
+            stride = draw(st.integers(1, 2), label="stride")
+            padding = draw(st.sampled_from(["SAME", "VALID"]), label="padding")
+            if kind == "conv":
+                out_ch = draw(st.integers(1, 6), label="out channels")
+                shape, axis_channels = (out_ch, k, k, c), out_ch
+            else:
+                multiplier = draw(st.integers(1, 2), label="multiplier")
+                shape, axis_channels = (1, k, k, c * multiplier), c * multiplier
+            fan_in = k * k * (c if kind == "conv" else 1)
+            w_scale = f32(out_quant[0] / (scale * 64 * np.sqrt(fan_in))
+                          * 2.0 ** draw(st.floats(-2, 2), label="log2 weight scale"))
+            per_channel = draw(st.booleans(), label="per channel")
+            w_scales = (w_scale * 2.0 ** rng.uniform(-2, 0, axis_channels) if per_channel
+                        else w_scale)
+            weights = rng.integers(-127, 128, shape)
+            bias = rng.integers(-2000, 2001, axis_channels)
+            if kind == "conv":
+                x = g.conv_2d(x, weights, w_scales, bias, out_quant, stride=(stride, stride),
+                              padding=padding, activation=activation)
+            else:
+                x = g.depthwise_conv_2d(x, weights, w_scales, bias, out_quant,
+                                        depth_multiplier=multiplier, stride=(stride, stride),
+                                        padding=padding, activation=activation)
+        elif kind == "pool":
+            op = draw(st.sampled_from(["MAX_POOL_2D", "AVERAGE_POOL_2D"]), label="pool")
+            k = draw(st.integers(1, min(3, h, w)), label="pool size")
+            x = g.pool_2d(op, x, (k, k), stride=(k, k), padding="VALID", activation=activation)
+        elif kind == "add":
+            other = draw(st.sampled_from([t for t in range(len(g.tensors))
+                                          if g.shape(t) == g.shape(x)
+                                          and g.dtype(t) == "int8"
+                                          and g.tensors[t]["data"] is None]),
+                         label="add with")
+            top = max(scale, g.quant(other)[0])
+            x = g.add(x, other, (max(out_quant[0], f32(top * 2.0**-14)), out_quant[1]),
+                      activation=activation)
+        elif kind == "concat":
+            same = g.quantize(x, g.quant(x), "int8") if draw(st.booleans(), label="copy") else x
+            x = g.concatenation([x, same], 3)
+        elif kind == "pad":
+            x = g.pad(x, [[0, 0], [1, 0], [0, 1], [0, 0]])
+        elif kind == "lut":
+            op = draw(st.sampled_from(["LOGISTIC", "TANH", "LEAKY_RELU", "RELU", "RELU6",
+                                       "ELU", "ABS"]), label="table op")
+            options = {"alpha": 0.2} if op == "LEAKY_RELU" else {}
+            if op == "LOGISTIC":
+                out_quant = (1 / 256, -128)
+            elif op == "TANH":
+                out_quant = (1 / 128, 0)
+            x = g.elementwise(op, x, out_quant, **options)
+        else:
+            x = g.quantize(x, out_quant, "int8")
+    head = draw(st.sampled_from(["none", "mean", "fc_softmax"]), label="head")
+    if head == "mean":
+        x = g.mean(x, [1, 2], g.quant(x))
+    elif head == "fc_softmax":
+        flat = g.reshape(x, (1, int(np.prod(g.shape(x)))))
+        depth = g.shape(flat)[1]
+        units = draw(st.integers(1, 10), label="units")
+        scale = g.quant(flat)[0]
+        w_scale = f32(0.1 / (scale * 64 * np.sqrt(depth)))
+        logits = g.fully_connected(flat, rng.integers(-127, 128, (units, depth)), w_scale,
+                                   rng.integers(-2000, 2001, units), (0.1, 0))
+        x = g.softmax(logits)
+    if uint8_io:
+        scale, zp = g.quant(x)
+        x = g.quantize(x, (scale, zp + 128), "uint8")
+    return g, graph_in, x, seed
+
+
+@examples(1000)
+@given(data=st.data())
+def test_random_graphs(model_path, data):
+    g, x, y, seed = data.draw(layer_chain())
+    note(f"ops: {[name for name, *_ in g.operators]}")
+    check(g, [x], [y], model_path, seed)
+
+
+# --------------------------------------------------------------------------------------
+# Regressions: the smallest cases of disagreements these tests found
+# --------------------------------------------------------------------------------------
+
+
+def _all_int8_inputs(graph):
+    """Every int8 value once, for a one-element input."""
+    return [[np.array([v], np.int8).reshape(graph.tensors[graph.inputs[0]].shape)]
+            for v in range(INT8_MIN, INT8_MAX + 1)]
+
+
+@pytest.mark.parametrize("op", ["FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"])
+def test_regression_output_offset_wraps_in_int32(model_path, op):
+    """Found by test_random_depthwise_conv_2d.  TFLM adds the output zero point to the
+    requantized accumulator in int32: when a bias near INT32_MAX wraps the accumulator to
+    just above INT32_MIN and the multiplier is just below 1 (2**31 - 28 here), the sum
+    ``MultiplyByQuantizedMultiplier(acc) - 128`` wraps again, to a large positive value
+    that clamps to 127.  The golden model added in int64 and gave -128."""
+    g = GraphWriter()
+    x = g.tensor((1, 1, 1, 1), "int8", f32(2**1.5), -128)
+    weights = np.array([35]).reshape({"FULLY_CONNECTED": (1, 1), "CONV_2D": (1, 1, 1, 1),
+                                      "DEPTHWISE_CONV_2D": (1, 1, 1, 1)}[op])
+    layer = {"FULLY_CONNECTED": g.fully_connected, "CONV_2D": g.conv_2d,
+             "DEPTHWISE_CONV_2D": g.depthwise_conv_2d}[op]
+    y = layer(x, weights, 0.2610684335231781, [INT32_MAX], (0.7384130358695984, -128))
+    model_path.write_bytes(g.finish([x], [y]))
+    graph = lower(read_model(model_path))
+    assert graph.nodes[0].requant.multiplier.tolist() == [(1 << 31) - 28]
+    assert graph.nodes[0].requant.shift.tolist() == [0]
+    report = verify_graph(graph, _all_int8_inputs(graph))
+    assert report.samples == 256 and not report.mismatches, report.mismatches
+    # x = -127 gives acc = INT32_MAX + 35 (wraps): TFLM's answer is 127, not -128
+    out = graph.tensors[graph.outputs[0]]
+    assert golden.run(graph, [np.full(out.shape, -127, np.int8)]).outputs[0].item() == 127
+
+
+def _tflm_aborts(path) -> bool:
+    """Whether creating a TFLM interpreter for ``path`` kills the process (run apart)."""
+    code = ("import sys; from tfl2rtl.reference import ReferenceInterpreter; "
+            "ReferenceInterpreter(sys.argv[1])")
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True)
+    return result.returncode < 0
+
+
+def _refused_by_both(path, words):
+    model = read_model(path)
+    with pytest.raises(Tfl2RtlError, match=words):
+        lower(model)
+    assert_tflm_refuses(path, [(model.tensors[i].shape, model.tensors[i].dtype)
+                               for i in model.inputs])
+
+
+def test_regression_activation_bound_overflow_is_refused(model_path):
+    """TFLite's ``Quantize`` refuses an activation bound ``round(6.0f / scale)`` beyond
+    int32 (output scale 1e-9 here); tfl2rtl computed a clamp from it and ran the model."""
+    g = GraphWriter()
+    x = g.tensor((1, 4), "int8", 0.1, 0)
+    y = g.fully_connected(x, np.ones((2, 4)), 1e-9, None, (1e-9, 0), activation="RELU6")
+    model_path.write_bytes(g.finish([x], [y]))
+    _refused_by_both(model_path, "activation bound 6.0")
+
+
+@pytest.mark.parametrize("op", ["MAX_POOL_2D", "AVERAGE_POOL_2D"])
+def test_regression_pooling_requantization_is_refused(model_path, op):
+    """TFLM's pooling requires the output quantized like the input; tfl2rtl ignored the
+    output's zero point and scale."""
+    g = GraphWriter()
+    x = g.tensor((1, 4, 4, 2), "int8", 0.1, 3)
+    y = g.tensor((1, 2, 2, 2), "int8", 0.1, 5)
+    g.op(op, [x], [y], padding="VALID", stride_h=2, stride_w=2, filter_height=2,
+         filter_width=2)
+    model_path.write_bytes(g.finish([x], [y]))
+    _refused_by_both(model_path, "quantized differently")
+
+
+def test_regression_softmax_output_quantization_is_refused(model_path):
+    """int8 SOFTMAX must write scale 1/256 and zero point -128; tfl2rtl ignored the
+    output's quantization."""
+    g = GraphWriter()
+    x = g.tensor((1, 10), "int8", 0.1, 3)
+    y = g.softmax(x, out_quant=(1 / 128, -128))
+    model_path.write_bytes(g.finish([x], [y]))
+    _refused_by_both(model_path, "1/256")
+
+
+def test_regression_depth_multiplier_option_must_match_the_shapes(model_path):
+    """TFLM's depthwise kernel loops over the depth_multiplier *option*: with option 1
+    for a multiplier of 2 it leaves half the output unwritten.  tfl2rtl took the
+    multiplier from the shapes and ran the model; now it refuses it."""
+    g = GraphWriter()
+    x = g.tensor((1, 3, 3, 2), "int8", 0.1, 0)
+    w = g.const(np.arange(1, 5).reshape(1, 1, 1, 4), "int8", 0.01, 0)
+    y = g.tensor((1, 3, 3, 4), "int8", 0.01, 0)
+    g.op("DEPTHWISE_CONV_2D", [x, w], [y], padding="SAME", stride_h=1, stride_w=1,
+         depth_multiplier=1)
+    model_path.write_bytes(g.finish([x], [y]))
+    with pytest.raises(Tfl2RtlError, match="depth_multiplier option 1"):
+        lower(read_model(model_path))
+
+
+def test_regression_add_output_multiplier_of_one_is_refused(model_path):
+    """ADD's output multiplier ``2 * max(s1, s2) / (2**20 * s_out)`` must be below 1:
+    TFLM's ``QuantizeMultiplierSmallerThanOneExp`` CHECK aborts the process otherwise.
+    tfl2rtl lowered it (with a left shift) and verify crashed inside TFLM."""
+    g = GraphWriter()
+    x1 = g.tensor((1, 4), "int8", 0.1, 3)
+    x2 = g.tensor((1, 4), "int8", 0.1, 3)
+    y = g.add(x1, x2, (f32(0.2 / 2**20), 0))
+    model_path.write_bytes(g.finish([x1, x2], [y]))
+    with pytest.raises(Tfl2RtlError, match="output multiplier is not below 1"):
+        lower(read_model(model_path))
+    assert _tflm_aborts(model_path)
+
+
+def test_regression_softmax_without_options_has_beta_zero(model_path):
+    """A SOFTMAX with no options table has beta 0 in TFLM, which aborts on it; tfl2rtl
+    assumed beta 1 and ran the model."""
+    g = GraphWriter()
+    x = g.tensor((1, 10), "int8", 0.1, 3)
+    y = g.tensor((1, 10), "int8", 1 / 256, -128)
+    g.op("SOFTMAX", [x], [y], options_table=False)
+    model_path.write_bytes(g.finish([x], [y]))
+    assert read_model(model_path).operators[0].options == {}
+    with pytest.raises(Tfl2RtlError, match="beta"):
+        lower(read_model(model_path))
+    assert _tflm_aborts(model_path)
+
+
+def test_regression_float_to_uint8_quantize_is_refused(model_path):
+    """TFLM prepares a float32 -> uint8 QUANTIZE but its Eval fails ("not supported");
+    tfl2rtl lowered and ran it."""
+    g = GraphWriter()
+    x = g.tensor((1, 4), "float32")
+    y = g.tensor((1, 4), "uint8", 1.0, 0)
+    g.op("QUANTIZE", [x], [y])
+    model_path.write_bytes(g.finish([x], [y]))
+    _refused_by_both(model_path, "float32 -> uint8")
+
+
+@pytest.mark.parametrize("op, rank, inputs", [("PAD", 6, 1), ("CONCATENATION", 7, 2),
+                                              ("CONCATENATION", 2, 11)])
+def test_regression_ranks_and_arity_tflm_refuses(model_path, op, rank, inputs):
+    """TFLM pads at most 5-D tensors and concatenates at most 10 inputs of rank <= 6;
+    tfl2rtl lowered larger ones."""
+    g = GraphWriter()
+    xs = [g.tensor((1,) * rank, "int8", 0.1, 0) for _ in range(inputs)]
+    y = g.pad(xs[0], [[1, 0]] * rank) if op == "PAD" else g.concatenation(xs, 0)
+    model_path.write_bytes(g.finish(xs, [y]))
+    _refused_by_both(model_path, "TFLite Micro")
+
+
+def test_grouped_conv_is_a_documented_limitation(model_path):
+    """TFLM runs a grouped CONV_2D (weights with fewer input channels than the input:
+    here 2 groups); tfl2rtl does not support it and says so."""
+    g = GraphWriter()
+    x = g.tensor((1, 4, 4, 4), "int8", 0.1, 0)
+    y = g.conv_2d(x, np.ones((4, 3, 3, 2)), 0.01, np.zeros(4), (0.05, 0))
+    model_path.write_bytes(g.finish([x], [y]))
+    with pytest.raises(Tfl2RtlError, match="grouped convolution is not supported"):
+        lower(read_model(model_path))
+    result = ReferenceInterpreter(str(model_path)).invoke([np.ones((1, 4, 4, 4), np.int8)], [y])
+    assert result[y].shape == (1, 4, 4, 4)
+
+
+@pytest.mark.parametrize("scales", [[0.01, 0.0, 0.02], 0.0])
+def test_regression_zero_weight_scale_is_accepted(model_path, scales):
+    """An all-zero weight channel may carry scale 0 (max|w| / 127); TFLM runs it (the
+    channel's multiplier is 0, its output the zero point).  tfl2rtl refused the model:
+    "a scale that is not a positive number"."""
+    g = GraphWriter()
+    x = g.tensor((1, 4), "int8", 0.1, 0)
+    y = g.fully_connected(x, np.ones((3, 4)), scales, [1, 2, 3], (0.05, 5))
+    check(g, [x], [y], model_path)
+    graph = lower(read_model(model_path))
+    assert 0 in graph.nodes[0].requant.multiplier.tolist()
+
+
+def test_regression_arena_holds_small_models_with_large_activations(model_path):
+    """TFLM's default arena is 10x the file size: this 1-op model of ~0.6 KB has 10 KB of
+    activations, and with the default the interpreter crashed the process (segfault
+    after "Failed to allocate tail memory").  ReferenceInterpreter sizes the arena from
+    the tensors."""
+    g = GraphWriter()
+    x = g.tensor((1, 32, 32, 8), "int8", 0.1, 0)
+    y = g.pool_2d("MAX_POOL_2D", x, (2, 2), stride=(2, 2))
+    model = g.finish([x], [y])
+    assert 10 * len(model) < 8 * 1024 < arena_size(model)
+    check(g, [x], [y], model_path)
