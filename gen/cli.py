@@ -86,11 +86,13 @@ def _fold_options(p) -> None:
                         "multiplier per layer) or a JSON file")
     p.add_argument("--max-multipliers", type=int, default=None, metavar="N",
                    help="multiplier budget for --fold auto (default 64)")
+    p.add_argument("--lanes", type=int, default=1, metavar="N",
+                   help="elements per AXI4-Stream beat (tdata is 8*N bits; default 1)")
 
 
 def cmd_generate(args) -> int:
     design = api.generate(args.model, args.output, fold=args.fold,
-                          max_multipliers=args.max_multipliers)
+                          max_multipliers=args.max_multipliers, lanes=args.lanes)
     m = design.manifest()
     print(f"wrote {args.output}: {m['top']}.v, manifest.json, {2 * len(m['layers'])} "
           f"memory files; {m['multipliers']} multipliers, initiation interval "
@@ -102,7 +104,7 @@ def cmd_generate(args) -> int:
 def cmd_sim(args) -> int:
     report = api.simulate(args.model, inputs=args.inputs, input_files=args.input,
                           fold=args.fold, max_multipliers=args.max_multipliers,
-                          seed=args.seed, build_dir=args.build_dir)
+                          lanes=args.lanes, seed=args.seed, build_dir=args.build_dir)
     if args.json:
         print(json.dumps(report.to_json()))
     else:

@@ -36,6 +36,11 @@ class Design:
     fold_source: str
 
     @property
+    def lanes(self) -> int:
+        """Elements per AXI4-Stream beat on both edges."""
+        return self.network_plan.lanes
+
+    @property
     def multipliers(self) -> int:
         return sum(f.multipliers for f in self.fold.values())
 
@@ -69,9 +74,11 @@ class Design:
             "top": TOP,
             "ports": {
                 "clk": 1, "rst": 1,
-                "s_axis_tdata": 8, "s_axis_tvalid": 1, "s_axis_tready": 1, "s_axis_tlast": 1,
-                "m_axis_tdata": 8, "m_axis_tvalid": 1, "m_axis_tready": 1, "m_axis_tlast": 1,
+                "s_axis_tdata": 8 * self.lanes, "s_axis_tvalid": 1, "s_axis_tready": 1,
+                "s_axis_tlast": 1, "m_axis_tdata": 8 * self.lanes, "m_axis_tvalid": 1,
+                "m_axis_tready": 1, "m_axis_tlast": 1,
             },
+            "lanes": self.lanes,
             "input": {"shape": list(t_in.shape), "dtype": t_in.dtype, "scale": t_in.scale,
                       "zero_point": t_in.zero_point, "elements": t_in.size},
             "output": {"shape": list(t_out.shape), "dtype": t_out.dtype,
@@ -103,17 +110,19 @@ def _sha256(path: str) -> str:
 
 
 def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
-         max_multipliers: int = DEFAULT_MAX_MULTIPLIERS) -> Design:
+         max_multipliers: int = DEFAULT_MAX_MULTIPLIERS, lanes: int = 1) -> Design:
     """Choose the folding (``"auto"`` within ``max_multipliers``, ``"full"`` for one
-    multiplier per layer, a JSON file, or a ``{node: Fold}`` dict) and check the graph."""
+    multiplier per layer, a JSON file, or a ``{node: Fold}`` dict) and check the graph;
+    ``lanes`` elements travel per AXI4-Stream beat."""
     from .hw.network import plan_network
 
     if isinstance(fold, dict):
         chosen, source = dict(fold), "explicit"
     elif fold in (None, "auto"):
-        # The byte-per-beat stream edges move one element per cycle: no layer needs to
-        # be faster than the larger edge vector.
-        edge = max(graph.tensors[graph.inputs[0]].size, graph.tensors[graph.outputs[0]].size)
+        # The stream edges move ``lanes`` elements per cycle: no layer needs to be faster
+        # than the larger edge vector takes.
+        edge = max(graph.tensors[graph.inputs[0]].size,
+                   graph.tensors[graph.outputs[0]].size) // max(lanes, 1)
         chosen = auto_fold(graph, max_multipliers, min_interval=edge)
         source = f"auto ({max_multipliers} max)"
     elif fold == "full":
@@ -121,8 +130,8 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
     else:
         chosen, source = load_fold(graph, fold), str(fold)
     foldings = [(chosen[i].pe, chosen[i].simd) for i in sorted(folded_layers(graph))]
-    return Design(graph=graph, fold=chosen, network_plan=plan_network(graph, foldings),
-                  fold_source=source)
+    network_plan = plan_network(graph, foldings).with_lanes(lanes)
+    return Design(graph=graph, fold=chosen, network_plan=network_plan, fold_source=source)
 
 
 def _hex_lines(values: np.ndarray, bits: int) -> str:

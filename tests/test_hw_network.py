@@ -1,27 +1,36 @@
 """Whole FULLY_CONNECTED models behind AXI4-Stream ports, in Amaranth's simulator."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Cat
+from amaranth.hdl import Cat, Fragment
 
 from conftest import TEST_MODELS, ZOO
 from streams import STALL_MODES, get, put, simulate
 from tfl2rtl import ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.network import FullyConnectedNetwork, plan_network
-from tfl2rtl.sim.runner import golden_vectors
+from tfl2rtl.hw.network import (
+    LINT_WAIVERS,
+    FullyConnectedNetwork,
+    lint_waivers,
+    plan_network,
+    to_verilog,
+)
+from tfl2rtl.sim.runner import HARNESS, TOP, golden_vectors, harness_source
+from tfl2rtl.toolchain import verilator_lint
 
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 DENSE10 = TEST_MODELS / "dense10_int8.tflite"
 MLP_UINT8 = TEST_MODELS / "mlp_uint8.tflite"
+AD01 = ZOO / "mlperf_tiny" / "ad01_int8.tflite"
 
 
 def axis(dut, side):
     """An AXI4-Stream port of ``dut`` as a stream for the helpers; the payload of
-    ``m_axis`` is ``tdata | tlast << 8``."""
+    ``m_axis`` is ``tdata | tlast << (8 * lanes)``."""
     payload = getattr(dut, f"{side}_tdata")
     if side == "m_axis":
         payload = Cat(payload, dut.m_axis_tlast)
@@ -33,17 +42,20 @@ def run_network(dut, graph, inputs, mode, seed=0, cycles=None):
     """Stream ``inputs`` (one row per vector, the model's input dtype) through ``dut``."""
     in_timing, out_timing = STALL_MODES[mode](seed)
     out_dtype = np.dtype(graph.tensors[graph.outputs[0]].dtype)
+    lanes = dut.lanes
     outputs, lasts = [], []
+    # Beats of ``lanes`` bytes, the first element in the lowest byte.
+    weights = 1 << (8 * np.arange(lanes, dtype=object))
+    beats = (inputs.view(np.uint8).reshape(-1, lanes).astype(object) * weights).sum(axis=1)
 
     async def producer(ctx):
-        await put(ctx, axis(dut, "s_axis"), inputs.view(np.uint8).reshape(-1).tolist(),
-                  in_timing)
+        await put(ctx, axis(dut, "s_axis"), beats.tolist(), in_timing)
 
     async def consumer(ctx):
-        count = inputs.shape[0] * dut.plan.out_size
+        count = inputs.shape[0] * dut.plan.out_size // lanes
         for payload in await get(ctx, axis(dut, "m_axis"), count, out_timing, cycles):
-            outputs.append(payload & 0xFF)
-            lasts.append(payload >> 8)
+            outputs.extend((payload >> (8 * lane)) & 0xFF for lane in range(lanes))
+            lasts.append(payload >> (8 * lanes))
 
     simulate(dut, producer, consumer)
     got = np.array(outputs, dtype=np.uint8).view(out_dtype).reshape(len(inputs), -1)
@@ -90,9 +102,55 @@ def test_reshape_and_per_channel_layer(mode):
     assert lasts == ([0] * 9 + [1]) * 2
 
 
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_softmax_uint8_edges_and_lanes(mode):
+    # mlp_uint8: QUANTIZE (uint8 -> int8), RESHAPE, three layers, SOFTMAX, QUANTIZE back;
+    # two elements per beat on both edges.
+    graph = load(MLP_UINT8)
+    inputs = np.random.default_rng(2).integers(0, 256, (2, 784)).astype(np.uint8)
+    plan = plan_network(graph, [(16, 56), (10, 32), (10, 10)])
+    dut = FullyConnectedNetwork(plan, lanes=2)
+    got, lasts = run_network(dut, graph, inputs, mode)
+    expected = golden_vectors(graph, inputs)
+    np.testing.assert_array_equal(got, expected)
+    assert lasts == ([0] * 4 + [1]) * 2
+    assert len(np.unique(expected)) > 3  # not all saturated
+    assert dut.plan.lanes == 2 and dut.cycles_per_vector == 32 * 14  # the first layer
+
+
+def with_node_after(graph, index, node_factory):
+    """``graph`` with a node from ``node_factory(input_name, output_name)`` spliced in
+    after node ``index`` (its output tensor copied)."""
+    nodes = list(graph.nodes)
+    before = nodes[index].output
+    spliced = f"{before}/spliced"
+    tensors = dict(graph.tensors)
+    tensors[spliced] = dataclasses.replace(graph.tensors[before], name=spliced)
+    following = [dataclasses.replace(n, inputs=(spliced, *n.inputs[1:]))
+                 if n.input == before else n for n in nodes[index + 1:]]
+    outputs = [spliced if name == before else name for name in graph.outputs]
+    return dataclasses.replace(graph, tensors=tensors, outputs=outputs, nodes=[
+        *nodes[:index + 1], node_factory(before, spliced), *following])
+
+
+def softmax_of(input_name, output_name):
+    return ir.Softmax(inputs=(input_name,), outputs=(output_name,), beta=1.0,
+                      input_scale=0.1, input_multiplier=1 << 30, input_left_shift=20,
+                      diff_min=-200)
+
+
 def test_rejects_unsupported_graphs():
-    with pytest.raises(Tfl2RtlError, match=r"^node 5 \(SOFTMAX\) has no hardware yet"):
-        plan_network(load(MLP_UINT8))
+    with pytest.raises(Tfl2RtlError, match=r"^node 0 \(CONV_2D\) has no hardware yet; "
+                                           r"hardware generation supports FULLY_CONNECTED, "
+                                           r"a final SOFTMAX"):
+        plan_network(load(TEST_MODELS / "conv_int8.tflite"))
+    with pytest.raises(Tfl2RtlError, match=r"^node 2 \(FULLY_CONNECTED\) follows the "
+                                           r"SOFTMAX; hardware generation supports SOFTMAX "
+                                           r"only as the last layer$"):
+        plan_network(with_node_after(load(HELLO_WORLD), 0, softmax_of))
+    with pytest.raises(Tfl2RtlError, match=r"^node 10 \(SOFTMAX\) has rows of 640 "
+                                           r"elements; the hardware takes at most 511$"):
+        plan_network(with_node_after(load(AD01), 9, softmax_of))
     graph = load(HELLO_WORLD)
     with pytest.raises(Tfl2RtlError, match=r"^layer 1: PE=3 does not divide its 16 outputs; "
                                            r"choose one of 1, 2, 4, 8, 16$"):
@@ -108,6 +166,24 @@ def test_rejects_unsupported_graphs():
         plan_network(graph, [(1, 1), (1, 1)])
 
 
+def test_lanes():
+    plan = plan_network(load(AD01))
+    assert (plan.lanes, plan.edge_cycles) == (1, 640)
+    wide = plan.with_lanes(64)
+    assert (wide.lanes, wide.edge_cycles, wide.cycles_per_vector) == (64, 10, 81920)
+    network = FullyConnectedNetwork(plan_network(load(DENSE10), [(10, 28)]), lanes=2)
+    Fragment.get(network, None)
+    assert network.plan.lanes == 2 and network.lanes == 2 and network.cycles_per_vector == 392
+    assert len(network.s_axis_tdata) == len(network.m_axis_tdata) == 16
+    mlp = plan_network(load(MLP_UINT8), [(512, 784), (100, 512), (10, 100)])
+    assert mlp.cycles_per_vector == 784  # the input edge
+    assert mlp.with_lanes(2).cycles_per_vector == 392
+    assert mlp.softmax.cycles_per_vector == 106
+    with pytest.raises(Tfl2RtlError, match=r"^4 lanes do not divide the input \(784\) and "
+                                           r"output \(10\) vectors; choose one of 1, 2$"):
+        mlp.with_lanes(4)
+
+
 def test_plan():
     plan = plan_network(load(HELLO_WORLD), [(16, 1), (4, 4), (1, 16)])
     assert [layer.cycles_per_vector for layer in plan.layers] == [1, 16, 1]
@@ -118,3 +194,43 @@ def test_plan():
     assert (plan.in_size, plan.out_size, plan.uint8_input, plan.uint8_output) == (
         1, 1, False, False)
     assert all(isinstance(layer.node, ir.FullyConnected) for layer in plan.layers)
+    assert plan.softmax is None
+    softmax = plan_network(load(MLP_UINT8)).softmax
+    assert (softmax.row, softmax.rows, softmax.cycles_per_vector) == (10, 1, 8 * 10 + 26)
+
+
+def lint_networks():
+    """Small networks that between them use every component: a requantizer with fewer
+    lanes than PEs (so an accumulator splitter), lane converters both ways on a two-lane
+    edge, per-channel parameter ROMs, and a softmax (spliced after hello_world)."""
+    with_softmax = with_node_after(load(HELLO_WORLD), 2, softmax_of)
+    return {
+        "hello_world": FullyConnectedNetwork(
+            plan_network(load(HELLO_WORLD), [(16, 1, 4), (4, 4), (1, 16)])),
+        "dense10": FullyConnectedNetwork(plan_network(load(DENSE10), [(2, 8)]), lanes=2),
+        "softmax": FullyConnectedNetwork(plan_network(with_softmax, [(4, 1), (2, 4), (1, 2)])),
+    }
+
+
+def test_verilog_passes_verilator_lint_wall(tmp_path):
+    """``verilator --lint-only -Wall`` finds nothing in the generated Verilog once the
+    style warnings of Amaranth's backend are waived for that file only, and nothing at all
+    in the simulation harness around it."""
+    used = set()
+    for name, network in lint_networks().items():
+        source = tmp_path / f"{name}.v"
+        source.write_text(to_verilog(network, name=TOP))
+        waivers = tmp_path / f"{name}.vlt"
+        waivers.write_text(lint_waivers(str(source)))
+        plan = network.plan
+        parameters = [f"-GLANES={plan.lanes}", f"-GIN_SIZE={plan.in_size}",
+                      f"-GOUT_SIZE={plan.out_size}", "-GVECTORS=3", "--timing"]
+        assert verilator_lint([waivers, source, harness_source()], HARNESS,
+                              parameters) == [], name
+        # Without the waivers: only the waived rules, so they hide nothing else.
+        for message in verilator_lint([source], TOP):
+            rule = message.split(":")[0].removeprefix("%Warning-")
+            if rule != "%Error":  # "%Error: Exiting due to N warning(s)"
+                assert rule in LINT_WAIVERS, message
+                used.add(rule)
+    assert used == set(LINT_WAIVERS)  # and each waiver is needed by one of them

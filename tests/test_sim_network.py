@@ -1,0 +1,98 @@
+"""Whole models as Verilog in Verilator (under cocotb, in the HDL harness), against the
+golden model: every output of at least 50 inputs, bit-exact, back to back and under
+random input stalls and output backpressure, at a fully folded and a wide folding.
+
+Each test records what it measured as user properties of its test item (written to the
+JUnit XML by ``--junitxml=FILE -o junit_family=xunit1``): Verilator build and simulation
+times, simulated cycles per second, cycles per inference, initiation interval and
+latency.
+"""
+
+import numpy as np
+import pytest
+
+from conftest import TEST_MODELS, ZOO
+from tfl2rtl import ir
+from tfl2rtl.api import load
+from tfl2rtl.folding import auto_fold
+from tfl2rtl.hw.network import FullyConnectedNetwork, plan_network
+from tfl2rtl.sim.runner import golden_vectors, simulate_network
+
+HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
+AD01 = ZOO / "mlperf_tiny" / "ad01_int8.tflite"
+DENSE10 = TEST_MODELS / "dense10_int8.tflite"
+MLP_UINT8 = TEST_MODELS / "mlp_uint8.tflite"
+DIGITS = TEST_MODELS / "digits_samples.npy"
+
+
+def auto(max_multipliers):
+    """:func:`tfl2rtl.folding.auto_fold` as ``plan_network``'s list in node order."""
+    def folding(graph):
+        return [(fold.pe, fold.simd) for _, fold in
+                sorted(auto_fold(graph, max_multipliers).items())]
+    return folding
+
+
+CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI edges
+    "hello_world-serial": (HELLO_WORLD, None, 1),
+    # 16 + 16 + 16 multipliers; the first layer's 16 results through 4 requantizer lanes.
+    "hello_world-wide": (HELLO_WORLD, lambda graph: [(16, 1, 4), (4, 4), (1, 16)], 1),
+    "dense10-serial": (DENSE10, None, 1),
+    "dense10-wide": (DENSE10, auto(64), 2),
+    "ad01-serial": (AD01, None, 1),
+    "ad01-wide": (AD01, auto(256), 8),
+    "mlp_uint8-serial": (MLP_UINT8, None, 1),  # ends in SOFTMAX
+    "mlp_uint8-wide": (MLP_UINT8, auto(256), 2),
+}
+
+
+def model_inputs(graph: ir.Graph, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` input vectors in the model's input dtype, one per row: the real digits
+    first for the 28x28 models (quantized like the converter does), then random ones
+    over the whole integer range."""
+    tensor = graph.tensors[graph.inputs[0]]
+    lo, hi = ir.INT_RANGES[tensor.dtype]
+    rows = []
+    if tensor.shape[1:] == (28, 28, 1):
+        digits = np.load(DIGITS).reshape(-1, tensor.size)[:count]
+        rows += list(np.clip(np.round(digits / tensor.scale) + tensor.zero_point, lo, hi))
+    rng = np.random.default_rng(seed)
+    rows += list(rng.integers(lo, hi + 1, (count - len(rows), tensor.size)))
+    return np.array(rows).astype(tensor.dtype)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_model_in_verilator(case, tmp_path, request):
+    path, folding, lanes = CASES[case]
+    graph = load(path)
+    plan = plan_network(graph, None if folding is None else folding(graph))
+    network = FullyConnectedNetwork(plan, lanes=lanes)
+    if path == HELLO_WORLD:  # every possible input
+        inputs = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
+    else:
+        inputs = model_inputs(graph, 50)
+    expected = golden_vectors(graph, inputs)
+    assert len(np.unique(expected)) > 2  # the outputs are not all saturated
+
+    runs = simulate_network(network, inputs, expected, tmp_path, seed=7,
+                            stall=0.3, backpressure=0.3)
+    streaming, stalled = runs["streaming"], runs["random_stalls"]
+    for run in runs.values():
+        np.testing.assert_array_equal(run.outputs, expected)
+        assert run.tlast_errors == 0
+    # Back to back, a vector leaves every cycles_per_vector cycles once the pipeline is
+    # full; with stalls the whole batch never takes less time.
+    assert streaming.initiation_interval == network.cycles_per_vector
+    assert set(streaming.intervals[len(inputs) // 2:]) == {network.cycles_per_vector}
+    assert stalled.cycles >= streaming.cycles
+
+    for name, value in [
+        ("build_seconds", round(streaming.build_seconds, 1)),
+        ("sim_seconds", round(streaming.wall_seconds + stalled.wall_seconds, 2)),
+        ("cycles_per_second", int(streaming.cycles_per_second)),
+        ("cycles_per_inference", round(streaming.cycles_per_inference, 1)),
+        ("initiation_interval", streaming.initiation_interval),
+        ("first_latency", streaming.first_latency),
+        ("stalled_cycles_per_inference", round(stalled.cycles_per_inference, 1)),
+    ]:
+        request.node.user_properties.append((name, value))

@@ -1,0 +1,95 @@
+"""The simulation runner's pieces that need no simulator, and the harness's own stalls."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+
+from conftest import ZOO
+from tfl2rtl.api import load
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.network import FullyConnectedNetwork, plan_network
+from tfl2rtl.sim import runner
+from tfl2rtl.sim.runner import SimRun, golden_vectors, memory_init_files, simulate_network
+
+HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
+
+YOSYS_MEMORY = """\
+module m(clk);
+  reg [15:0] weights [3:0];
+  initial begin
+    weights[0] = 16'h0102;
+    weights[1] = 16'hffff;
+    weights[3] = 16'h0000;
+  end
+  reg [7:0] other [1:0];
+  initial begin
+    other[0] = 8'h01;
+    weights[1] = 16'h0001;
+  end
+endmodule
+"""
+
+
+def test_memory_contents_move_to_readmemh_files(tmp_path):
+    verilog = memory_init_files(YOSYS_MEMORY, tmp_path)
+    path = tmp_path / "memory_0.hex"
+    assert f'  initial $readmemh("{path}", weights);\n' in verilog
+    # A gap in the addresses gets an @address line.
+    assert path.read_text() == "@0\n0102\nffff\n@3\n0000\n"
+    # A block that initialises two memories is left alone.
+    assert "other[0] = 8'h01;" in verilog and not (tmp_path / "memory_1.hex").exists()
+
+
+def test_beats_are_little_endian_lanes():
+    vectors = np.array([[1, 2, 3, 4], [-1, -2, 5, 6]], dtype=np.int8)
+    beats = runner._beats(vectors, 2)
+    assert [hex(b) for b in beats] == ["0x201", "0x403", "0xfeff", "0x605"]
+    np.testing.assert_array_equal(runner._unbeats(beats.tolist(), 2).view(np.int8),
+                                  vectors.reshape(-1))
+
+
+def test_sim_run_numbers():
+    run = SimRun(outputs=np.zeros((4, 1)), cycles=100, first_latency=10,
+                 intervals=[30, 20, 20], mismatches=0, cycles_simulated=1000,
+                 wall_seconds=0.5)
+    assert run.cycles_per_inference == 25
+    assert run.initiation_interval == 20
+    assert run.cycles_per_second == 2000
+
+
+def test_rejects_inputs_of_the_wrong_shape(tmp_path):
+    network = FullyConnectedNetwork(plan_network(load(HELLO_WORLD)))
+    with pytest.raises(Tfl2RtlError, match=r"^inputs of shape \(3, 2\) and dtype int8: "
+                                           r"expected 8-bit vectors of 1 elements"):
+        simulate_network(network, np.zeros((3, 2), np.int8), np.zeros((3, 1), np.int8),
+                         tmp_path)
+    with pytest.raises(Tfl2RtlError, match=r"^stall and backpressure are probabilities"):
+        simulate_network(network, np.zeros((3, 1), np.int8), np.zeros((3, 1), np.int8),
+                         tmp_path, stall=1.0)
+    Fragment.get(network, None)  # refused before its Verilog was made: use it up here
+
+
+def test_harness_stalls_and_backpressure(tmp_path):
+    # One vector per cycle (every layer fully parallel): only the harness's idle cycles
+    # and backpressure slow the stream down, each with probability one half.  The
+    # expected outputs have one wrong element, which both runs must report.
+    graph = load(HELLO_WORLD)
+    network = FullyConnectedNetwork(plan_network(graph, [(16, 1), (16, 16), (1, 16)]))
+    inputs = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
+    expected = golden_vectors(graph, inputs)
+    wrong = expected.copy()
+    wrong[5, 0] += 1
+    runs = simulate_network(network, inputs, wrong, tmp_path, seed=3, stall=0.5,
+                            backpressure=0.5, check=False)
+    streaming, stalled = runs["streaming"], runs["random_stalls"]
+    assert streaming.initiation_interval == 1
+    assert streaming.cycles == len(inputs) + streaming.first_latency
+    # Each side moves a beat in half of the cycles on average: about two per vector.
+    assert stalled.cycles > 1.8 * len(inputs) + streaming.first_latency
+    for run in runs.values():
+        np.testing.assert_array_equal(run.outputs, expected)
+        assert run.mismatches == 1
+    with pytest.raises(Tfl2RtlError, match=r"^streaming: 1 outputs differ from the golden "
+                                           r"model; the first is element 0 of vector 5: "
+                                           rf"{expected[5, 0]}, expected {wrong[5, 0]}$"):
+        runner._check("streaming", streaming, wrong)
