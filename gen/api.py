@@ -51,7 +51,6 @@ def verify(path: str | os.PathLike, samples: int = 100, profile: str = "tflm",
     if samples < 0:
         raise Tfl2RtlError("--samples must be zero or more")
     graph = load(path)
-    golden.get_profile(profile)
     input_sets = random_inputs(graph, samples, seed=seed)
     for f in inputs or []:
         input_sets += load_inputs(graph, f)

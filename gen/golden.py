@@ -286,41 +286,34 @@ def lut(node: ir.Lut, x: np.ndarray, profile: Profile = None):
     return node.table[x.astype(np.int64) - qmin].astype(x.dtype)
 
 
-_BATCHED = {ir.Conv2D: conv_2d, ir.DepthwiseConv2D: depthwise_conv_2d,
-            ir.MaxPool2D: max_pool_2d, ir.AveragePool2D: average_pool_2d}
+#: The kernel of each node type, called as ``kernel(node, inputs, out_dtype, profile)``.
+_KERNELS = {
+    ir.FullyConnected: lambda n, xs, dt, p: fully_connected(n, xs[0], p),
+    ir.Conv2D: lambda n, xs, dt, p: conv_2d(n, xs[0], p),
+    ir.DepthwiseConv2D: lambda n, xs, dt, p: depthwise_conv_2d(n, xs[0], p),
+    ir.MaxPool2D: lambda n, xs, dt, p: max_pool_2d(n, xs[0], p),
+    ir.AveragePool2D: lambda n, xs, dt, p: average_pool_2d(n, xs[0], p),
+    ir.Add: lambda n, xs, dt, p: add(n, xs[0], xs[1], p),
+    ir.Mean: lambda n, xs, dt, p: mean(n, xs[0], p),
+    ir.Concatenation: lambda n, xs, dt, p: concatenation(n, *xs),
+    ir.Pad: lambda n, xs, dt, p: pad(n, xs[0]),
+    ir.Reshape: lambda n, xs, dt, p: xs[0],
+    ir.Softmax: lambda n, xs, dt, p: softmax(n, xs[0], p),
+    ir.Requantize: lambda n, xs, dt, p: requantize(n, xs[0], dt, p),
+    ir.Quantize: lambda n, xs, dt, p: quantize(n, xs[0], dt, p),
+    ir.Dequantize: lambda n, xs, dt, p: dequantize(n, xs[0]),
+    ir.Lut: lambda n, xs, dt, p: lut(n, xs[0]),
+}
 
 
 def run_node(node: ir.Node, inputs: list[np.ndarray], out: ir.Tensor,
              profile: Profile) -> np.ndarray:
     """Compute one node; ``inputs`` are arrays shaped like the model's tensors."""
-    x = inputs[0]
-    out_dtype = np.dtype(out.dtype)
-    if type(node) in _BATCHED:
-        result = _BATCHED[type(node)](node, x, profile)
-    elif isinstance(node, ir.FullyConnected):
-        result = fully_connected(node, x, profile)
-    elif isinstance(node, ir.Add):
-        result = add(node, x, inputs[1], profile)
-    elif isinstance(node, ir.Mean):
-        result = mean(node, x, profile)
-    elif isinstance(node, ir.Concatenation):
-        result = concatenation(node, *inputs)
-    elif isinstance(node, ir.Pad):
-        result = pad(node, x)
-    elif isinstance(node, ir.Reshape):
-        result = x
-    elif isinstance(node, ir.Softmax):
-        result = softmax(node, x, profile)
-    elif isinstance(node, ir.Requantize):
-        result = requantize(node, x, out_dtype, profile)
-    elif isinstance(node, ir.Quantize):
-        result = quantize(node, x, out_dtype, profile)
-    elif isinstance(node, ir.Dequantize):
-        result = dequantize(node, x)
-    elif isinstance(node, ir.Lut):
-        result = lut(node, x)
-    else:
+    kernel = _KERNELS.get(type(node))
+    if kernel is None:
         raise Tfl2RtlError(f"the golden model has no kernel for {node.op}")
+    out_dtype = np.dtype(out.dtype)
+    result = kernel(node, inputs, out_dtype, profile)
     return np.asarray(result).reshape(out.shape).astype(out_dtype, copy=False)
 
 
