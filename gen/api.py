@@ -130,10 +130,14 @@ class SimReport:
 
 def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = None,
              fold="auto", max_multipliers: int | None = None, lanes: int = 1, seed: int = 0,
-             build_dir: str | os.PathLike | None = None) -> SimReport:
+             build_dir: str | os.PathLike | None = None,
+             waves: str | os.PathLike | None = None) -> SimReport:
     """Generate the design, build it with Verilator and stream ``inputs`` random inputs
     (plus those in ``input_files``) through it under cocotb, comparing every output with
-    the golden model; once straight and once with random stalls and backpressure."""
+    the golden model; once straight and once with random stalls and backpressure.
+
+    ``waves``: write a VCD waveform of both runs to this file (see
+    :func:`tfl2rtl.sim.runner.simulate_network`)."""
     from .sim.runner import golden_vectors, simulate_network
 
     graph = _graph(path_or_graph)
@@ -148,7 +152,7 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tfl2rtl-sim-") as scratch:
         runs = simulate_network(design.network(), vectors, expected,
-                                build_dir or scratch, seed=seed, check=False)
+                                build_dir or scratch, seed=seed, check=False, waves=waves)
     streaming = runs["streaming"]
     intervals = sorted(streaming.intervals)
     interval = intervals[len(intervals) // 2] if intervals else streaming.cycles

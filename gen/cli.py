@@ -104,7 +104,8 @@ def cmd_generate(args) -> int:
 def cmd_sim(args) -> int:
     report = api.simulate(args.model, inputs=args.inputs, input_files=args.input,
                           fold=args.fold, max_multipliers=args.max_multipliers,
-                          lanes=args.lanes, seed=args.seed, build_dir=args.build_dir)
+                          lanes=args.lanes, seed=args.seed, build_dir=args.build_dir,
+                          waves=args.waves)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -159,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--build-dir", metavar="DIR",
                    help="keep the Verilator build (and logs) here instead of a temp folder")
+    p.add_argument("--waves", metavar="FILE.vcd",
+                   help="write a VCD waveform of the harness and the design (both runs) "
+                        "here; use with a few --inputs: it grows with every cycle")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sim)
     return parser

@@ -149,8 +149,9 @@ def golden_vectors(graph: ir.Graph, inputs: np.ndarray) -> np.ndarray:
                      for x in inputs])
 
 
-def _runtime_cache(env: dict[str, str]) -> Path:
-    """Where :data:`RUNTIME_OBJECTS` for this Verilator, compiler and cocotb are kept.
+def _runtime_cache(env: dict[str, str], waves: bool = False) -> Path:
+    """Where :data:`RUNTIME_OBJECTS` for this Verilator, compiler and cocotb (and with or
+    without tracing, which compiles them differently) are kept.
 
     They take about 15 s to compile and never change between designs, so each build
     starts with copies (newer than their sources, so ``make`` keeps them)."""
@@ -162,6 +163,7 @@ def _runtime_cache(env: dict[str, str]) -> Path:
     key = hashlib.sha256("\n".join([
         str(root), (root / "include" / "verilated.mk").read_text(), compiler,
         cocotb.__version__, " ".join(VERILATOR_ARGS), env.get("MAKEFLAGS", ""),
+        f"trace={int(waves)}",
     ]).encode()).hexdigest()[:16]
     base = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "tfl2rtl" / f"verilator-runtime-{key}"
@@ -256,7 +258,8 @@ def _unbeats(beats: list[int], lanes: int) -> np.ndarray:
 def simulate_network(network: FullyConnectedNetwork, inputs: np.ndarray,
                      expected: np.ndarray, build_dir: str | os.PathLike, *, seed: int = 0,
                      stall: float = 0.2, backpressure: float = 0.2,
-                     check: bool = True) -> dict[str, SimRun]:
+                     check: bool = True,
+                     waves: str | os.PathLike | None = None) -> dict[str, SimRun]:
     """Run ``network`` in Verilator under cocotb on ``inputs`` (one vector per row, in the
     model's input dtype) and compare every output with ``expected`` exactly.
 
@@ -266,6 +269,12 @@ def simulate_network(network: FullyConnectedNetwork, inputs: np.ndarray,
     ``seed``).  With ``check`` (the default) raises :class:`Tfl2RtlError` when an output
     differs from ``expected`` or a ``tlast`` is misplaced; otherwise the differences are
     counted in each :class:`SimRun`.  Returns the runs by name.
+
+    With ``waves`` (a file name ending in ``.vcd``) the design is built with Verilator's
+    tracing and every signal of the harness and the design is written there as a VCD
+    waveform, both runs one after the other (the ``random_stalls`` run starts after the
+    reset pulse that follows the ``streaming`` one).  Tracing slows the simulation down
+    several times and the file grows with every cycle: use it with a few inputs.
     """
     from cocotb_tools.check_results import get_results
 
@@ -284,6 +293,11 @@ def simulate_network(network: FullyConnectedNetwork, inputs: np.ndarray,
     if not 0 <= stall < 1 or not 0 <= backpressure < 1:
         raise Tfl2RtlError("stall and backpressure are probabilities in [0, 1)")
     vectors, lanes = len(inputs), plan.lanes
+    if waves is not None:
+        waves = Path(waves).resolve()
+        if waves.suffix != ".vcd":
+            raise Tfl2RtlError(f"--waves {waves.name}: the waveform file must end in .vcd")
+        waves.parent.mkdir(parents=True, exist_ok=True)
 
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -319,13 +333,14 @@ def simulate_network(network: FullyConnectedNetwork, inputs: np.ndarray,
 
     env = tool_env()
     env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""), *MAKE_ARGS]))
-    cache = _runtime_cache(env)
+    cache = _runtime_cache(env, waves is not None)
     _restore_runtime(cache, build_dir)
     began = time.perf_counter()
     with _environment(env):
         runner = _runner()
         runner.build(sources=[waivers, source, harness], hdl_toplevel=HARNESS, build_dir=build_dir,
                      build_args=VERILATOR_ARGS, always=True, timescale=("1ns", "1ps"),
+                     waves=waves is not None,
                      parameters={"LANES": lanes, "IN_SIZE": plan.in_size,
                                  "OUT_SIZE": plan.out_size, "VECTORS": vectors},
                      log_file=build_dir / "build.log")
@@ -334,6 +349,8 @@ def simulate_network(network: FullyConnectedNetwork, inputs: np.ndarray,
         results_xml = runner.test(test_module="tfl2rtl.sim.network_tb", hdl_toplevel=HARNESS,
                                   build_dir=build_dir, test_dir=build_dir,
                                   plusargs=[f"+TFL2RTL_INPUTS={input_file}"],
+                                  waves=waves is not None,
+                                  test_args=[] if waves is None else ["--trace-file", str(waves)],
                                   extra_env={"TFL2RTL_SIM_CONFIG": str(config)},
                                   log_file=build_dir / "sim.log")
     total, failed = get_results(Path(results_xml))

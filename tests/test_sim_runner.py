@@ -93,3 +93,63 @@ def test_harness_stalls_and_backpressure(tmp_path):
                                            r"model; the first is element 0 of vector 5: "
                                            rf"{expected[5, 0]}, expected {wrong[5, 0]}$"):
         runner._check("streaming", streaming, wrong)
+
+
+def _vcd_transfers(path, scope: str, data: str, valid: str, ready: str, clock: str) -> list:
+    """The values of ``data`` at the rising edges of ``clock`` where ``valid`` and ``ready``
+    are both 1, read from the VCD file ``path`` (signals of the module instance
+    ``scope``)."""
+    codes, scopes, values, transfers = {}, [], {}, []
+    wanted = {data, valid, ready, clock}
+    with open(path) as vcd:
+        lines = iter(vcd)
+        for line in lines:
+            words = line.split()
+            if words[:1] == ["$scope"]:
+                scopes.append(words[2])
+            elif words[:1] == ["$upscope"]:
+                scopes.pop()
+            elif words[:1] == ["$var"] and scopes[-1:] == [scope] and words[4] in wanted:
+                codes.setdefault(words[3], words[4])
+            elif words[:1] == ["$enddefinitions"]:
+                break
+        for line in lines:
+            line = line.strip()
+            if not line or line[0] in "#$":
+                continue
+            if line[0] == "b":
+                value, code = line[1:].split()
+            else:
+                value, code = line[0], line[1:]
+            name = codes.get(code)
+            if name is None:
+                continue
+            if name == clock and value == "1" and values.get(valid) == values.get(ready) == 1:
+                transfers.append(values.get(data))
+            values[name] = int(value, 2)
+    return transfers
+
+
+def test_waves_record_the_designs_output_stream(tmp_path):
+    # The waveform holds the design's own m_axis: the beats taken at rising clock edges
+    # are the outputs, first of the streaming run and then of the stalled one.
+    graph = load(HELLO_WORLD)
+    network = FullyConnectedNetwork(plan_network(graph, [(16, 1), (4, 4), (1, 16)]))
+    inputs = np.array([[-128], [0], [77], [127]], dtype=np.int8)
+    expected = golden_vectors(graph, inputs)
+    waves = tmp_path / "waves" / "run.vcd"
+    simulate_network(network, inputs, expected, tmp_path / "build", waves=waves)
+    beats = _vcd_transfers(waves, "dut", "m_axis_tdata", "m_axis_tvalid", "m_axis_tready",
+                           "clk")
+    outputs = np.array(beats, dtype=np.uint8).view(np.int8).reshape(2, *expected.shape)
+    np.testing.assert_array_equal(outputs[0], expected)
+    np.testing.assert_array_equal(outputs[1], expected)
+
+
+def test_waves_need_a_vcd_file_name(tmp_path):
+    network = FullyConnectedNetwork(plan_network(load(HELLO_WORLD)))
+    with pytest.raises(Tfl2RtlError, match=r"^--waves run.fst: the waveform file must end "
+                                           r"in .vcd$"):
+        simulate_network(network, np.zeros((1, 1), np.int8), np.zeros((1, 1), np.int8),
+                         tmp_path, waves=tmp_path / "run.fst")
+    Fragment.get(network, None)
