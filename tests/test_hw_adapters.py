@@ -4,9 +4,10 @@ import random
 import numpy as np
 import pytest
 from amaranth.hdl import signed
+from amaranth.lib import data
 
-from streams import STALL_MODES, get, put, simulate
-from tfl2rtl.hw.adapters import AccumulatorSplitter, LaneConverter, StreamFIFO
+from streams import STALL_MODES, Timing, get, put, simulate
+from tfl2rtl.hw.adapters import AccumulatorSplitter, Broadcast, LaneConverter, StreamFIFO
 
 
 def run_converter(dut, elements, mode, cycles=None):
@@ -89,3 +90,60 @@ def test_stream_fifo(mode):
 
     simulate(dut, producer, consumer)
     assert got == values
+
+
+def run_broadcast(dut, values, timings, in_timing=None, cycles=None):
+    """Send ``values`` into ``dut`` and collect every output with its own timing; with
+    ``cycles``, the transfer cycles of each output too."""
+    got = [[] for _ in range(dut.count)]
+    cycles = [[] for _ in range(dut.count)] if cycles is None else cycles
+
+    async def producer(ctx):
+        await put(ctx, dut.i, values, in_timing)
+
+    def consumer(k):
+        async def testbench(ctx):
+            got[k].extend(await get(ctx, dut.o[k], len(values), timings[k], cycles[k]))
+        return testbench
+
+    simulate(dut, producer, *(consumer(k) for k in range(dut.count)))
+    return got
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_broadcast_independent_backpressure(count, mode):
+    dut = Broadcast(signed(8), count)
+    rng = random.Random(count)
+    values = [rng.randint(-128, 127) for _ in range(60)]
+    in_timing = STALL_MODES[mode](count)[0]
+    # Each output with its own random backpressure (heavier on the later ones).
+    timings = [Timing(random.Random(10 * count + k), pause=0.2 + 0.25 * k)
+               if mode == "stalls" else Timing() for k in range(count)]
+    got = run_broadcast(dut, values, timings, in_timing)
+    assert got == [values] * count
+
+
+def test_broadcast_outputs_take_beats_independently():
+    # Output 1 holds off for 12 cycles: output 0 still takes the first beat at once (its
+    # valid does not wait for output 1's ready), but not the second before output 1 has
+    # the first.  Without stalls every output gets a beat per cycle.
+    dut = Broadcast(data.ArrayLayout(signed(8), 2), 2)
+    values = [[k, -k] for k in range(10)]
+    cycles = [[], []]
+
+    class Late(Timing):
+        def __init__(self):
+            super().__init__()
+            self.first = True
+
+        def idle_cycles(self):
+            idle, self.first = (12 if self.first else 0), False
+            return idle
+
+    got = run_broadcast(dut, values, [Timing(), Late()], cycles=cycles)
+    assert got == [values, values]
+    assert cycles[0][0] == 1 and cycles[1][0] == 13
+    assert cycles[0][1] == cycles[1][0] + 1  # the second beat waited for output 1
+    assert np.all(np.diff(cycles[0][1:]) == 1) and np.all(np.diff(cycles[1]) == 1)
+    assert dut.latency == 0 and dut.throughput == 1

@@ -1,14 +1,14 @@
-"""Stream plumbing: lane-count conversion, accumulator splitting and typed FIFOs."""
+"""Stream plumbing: lane-count conversion, accumulator splitting, typed FIFOs and fan-out."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import accumulator_layout
 
-__all__ = ["LaneConverter", "AccumulatorSplitter", "StreamFIFO"]
+__all__ = ["LaneConverter", "AccumulatorSplitter", "StreamFIFO", "Broadcast"]
 
 
 class LaneConverter(wiring.Component):
@@ -162,4 +162,64 @@ class StreamFIFO(wiring.Component):
             self.o.valid.eq(queue.r_rdy),
             queue.r_en.eq(self.o.ready),
         ]
+        return m
+
+
+class Broadcast(wiring.Component):
+    """One stream to ``count`` consumers (a tensor read by several layers): every beat
+    goes to every output.
+
+    Each output has an "already delivered" flag: an output offers the input's beat until
+    it has taken it, independently of the others, and the input beat is consumed in the
+    cycle the last output that still lacks it takes it.  An output's ``valid`` depends on
+    the input's ``valid`` and its own flag only, never on any ``ready``; the input's
+    ``ready`` is combinational in the outputs' ``ready`` (no register in between, so no
+    added latency).  While one consumer stalls, the others can take the current beat but
+    not the next one.
+
+    Members
+    -------
+    i : ``In(stream.Signature(shape))``
+    o : ``Out(stream.Signature(shape)).array(count)``
+        The outputs ``o[0]`` .. ``o[count - 1]``, each carrying the whole input stream.
+
+    Attributes
+    ----------
+    latency : int
+        0: a beat offered on ``i`` is offered on every output in the same cycle.
+    throughput : int
+        Beats per cycle: 1 while every output takes its beat when offered.
+
+    Tested with 1 to 3 outputs under independent random backpressure on each.
+    """
+
+    def __init__(self, shape, count: int):
+        if count < 1:
+            raise ValueError(f"a broadcast needs at least one output, not {count}")
+        self.shape = shape
+        self.count = count
+        self.latency = 0
+        self.throughput = 1
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)).array(count),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        done = Signal(self.count)  # output k has taken the current input beat
+        have = []  # output k has it after this cycle
+        for k, port in enumerate(self.o):
+            m.d.comb += [
+                port.valid.eq(self.i.valid & ~done[k]),
+                port.payload.eq(self.i.payload),
+            ]
+            have.append(done[k] | port.ready)
+        m.d.comb += self.i.ready.eq(Cat(*have).all())
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += done.eq(0)
+        with m.Else():
+            for k, port in enumerate(self.o):
+                with m.If(port.valid & port.ready):
+                    m.d.sync += done[k].eq(1)
         return m

@@ -1,0 +1,469 @@
+"""Element-wise and data-movement layers on NHWC int8 streams: ADD, table lookups,
+CONCATENATION and PAD."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .. import ir
+from ..errors import Tfl2RtlError
+from ..fixedpoint import (
+    INT32_MAX,
+    INT32_MIN,
+    multiply_by_quantized_multiplier,
+    saturating_rounding_doubling_high_mul,
+    signed_bits,
+)
+from .layouts import int8_lanes
+from .requant import Requantizer
+
+__all__ = ["ADD_INPUT_STAGES", "AddLayer", "LutLayer", "ConcatLayer", "PadLayer"]
+
+#: The register stages of each ADD input's ``MultiplyByQuantizedMultiplier`` (with a
+#: constant multiplier and shift), before the output :class:`~.requant.Requantizer`.
+ADD_INPUT_STAGES = (
+    "offset",  # v = q + input_offset
+    "partial_products",  # v times the multiplier's low (unsigned) and high (signed) halves
+    "high",  # the doubling high multiply of v << left_shift, as (v * m + 2**(30-L)) >> (31-L)
+    "round",  # the rounding right shift: + its nudge (by the sign), then a wired shift
+)
+
+
+def _int8_stream(lanes):
+    return stream.Signature(int8_lanes(lanes))
+
+
+def _check_lanes(what: str, count: int, lanes: int, name: str):
+    if lanes < 1 or count % lanes:
+        raise Tfl2RtlError(f"{what}: {lanes} lanes do not divide the {count} {name}")
+
+
+def _scalar(requant: ir.Requant, what: str) -> tuple[int, int]:
+    multiplier = np.asarray(requant.multiplier).reshape(-1)
+    shift = np.asarray(requant.shift).reshape(-1)
+    if multiplier.size != 1 or shift.size != 1:
+        raise Tfl2RtlError(f"ADD {what} has {multiplier.size} multipliers; the hardware "
+                           "takes one per tensor")
+    multiplier, shift = int(multiplier[0]), int(shift[0])
+    if not INT32_MIN <= multiplier <= INT32_MAX or not -31 <= shift <= 31:
+        raise Tfl2RtlError(f"ADD {what} ({multiplier}, {shift}) is not an int32 multiplier "
+                           "with a shift in -31 .. 31")
+    return multiplier, shift
+
+
+class _ScaledInput:
+    """The constants and value ranges of one ADD input's
+    ``mbqm((q + offset) << left_shift, multiplier, shift)`` for any int8 ``q``."""
+
+    def __init__(self, node: ir.Add, which: int):
+        what = f"input{which} multiplier"
+        if not 0 <= node.left_shift <= 30:
+            raise Tfl2RtlError(f"ADD left shift {node.left_shift} is outside 0 .. 30")
+        self.offset = int(getattr(node, f"input{which}_offset"))
+        self.multiplier, shift = _scalar(getattr(node, f"input{which}_requant"), what)
+        # Every shift left comes before the high multiply, so they add up.
+        self.left = int(node.left_shift) + max(shift, 0)
+        self.right = max(-shift, 0)
+        self.v_range = (-128 + self.offset, 127 + self.offset)
+        ends = [v * (1 << self.left) for v in self.v_range]
+        if not (INT32_MIN < min(ends) and max(ends) <= INT32_MAX):
+            raise Tfl2RtlError(
+                f"ADD input{which}: (q {self.offset:+d}) << {self.left} overflows int32 for "
+                "some int8 q; the hardware supports only ADDs that do not wrap there")
+        self.left_shift = int(node.left_shift)
+        # Both mbqm steps are monotonic in v, so their ranges come from the two ends.
+        high = saturating_rounding_doubling_high_mul(ends, self.multiplier)
+        self.high_range = (int(high.min()), int(high.max()))
+        scaled = multiply_by_quantized_multiplier(
+            [v * (1 << node.left_shift) for v in self.v_range], self.multiplier, shift)
+        self.range = (int(scaled.min()), int(scaled.max()))
+
+    def stages(self, register, q, name):
+        """This input's pipeline for one lane (see :data:`ADD_INPUT_STAGES`); ``register``
+        adds a pipeline register."""
+        v = register(q + self.offset, f"{name}_v", signed(signed_bits(*self.v_range)))
+
+        # v * multiplier = p_hi * 2**16 + p_lo: two products of about 10 x 16 bits.
+        m_lo = self.multiplier & 0xFFFF
+        m_hi = self.multiplier >> 16
+        p_lo = register(v * Const(m_lo, 16), f"{name}_p_lo") if m_lo else Const(0)
+        p_hi = register(v * Const(m_hi, signed(16)), f"{name}_p_hi") if m_hi else Const(0)
+
+        # SaturatingRoundingDoublingHighMul(v << L, m) = floor((v * m * 2**L + 2**30) / 2**31)
+        # = floor((v * m + 2**(30 - L)) / 2**(31 - L)) for L <= 30; |v << L| < 2**31, so it
+        # never saturates.
+        product = (p_hi << 16) + p_lo + (1 << (30 - self.left))
+        high = register(product >> (31 - self.left), f"{name}_high",
+                        signed(signed_bits(*self.high_range)))
+
+        # RoundingDivideByPOT: halves away from zero, as floor(x + 2**(r-1) - (x < 0)) / 2**r.
+        if self.right:
+            half = 1 << (self.right - 1)
+            rounded = (high + Mux(high < 0, half - 1, half)) >> self.right
+        else:
+            rounded = high
+        return register(rounded, f"{name}_scaled", signed(signed_bits(*self.range)))
+
+
+class AddLayer(wiring.Component):
+    """TFLite Micro's int8 ADD of two equally shaped tensors, ``lanes`` elements a beat.
+
+    Per element, exactly as :func:`tfl2rtl.golden.add` (TFLM's ``AddElementwise``)::
+
+        scaled_k = MultiplyByQuantizedMultiplier((q_k + input_k_offset) << left_shift,
+                                                 input_k_multiplier, input_k_shift)
+        out = clamp(MultiplyByQuantizedMultiplier(scaled_1 + scaled_2, output_multiplier,
+                                                  output_shift) + output_offset)
+
+    Each input's multiply has a constant multiplier and shift and an operand of
+    ``(q + offset) << left_shift``, so it is a multiply of the 9 to 10 bits of
+    ``q + offset`` by the multiplier's two 16-bit halves (:data:`ADD_INPUT_STAGES`); the
+    sum of the two goes into a :class:`~.requant.Requantizer` for the output's
+    multiplier, offset and clamp.  The two inputs advance together: a beat is taken when
+    both ``a`` and ``b`` offer one.
+
+    Parameters
+    ----------
+    node : :class:`tfl2rtl.ir.Add`
+        Per-tensor requantizations.  Any int32 multipliers and shifts are taken as long
+        as ``(q + input_offset) << (left_shift + max(shift, 0))`` stays inside int32 for
+        every int8 ``q`` (TFLite's ADD has input multipliers below 1 with shifts
+        ``<= 0`` and a left shift of 20) and the output's requantization plus offset
+        cannot leave int32; anything else is refused.
+    shape : tuple of int
+        Shape of both inputs and of the output (NHWC for 4-D); or a pair of input shapes,
+        which must be equal (the hardware does not broadcast).
+    lanes : int
+        Elements per beat; divides the last dimension.
+
+    Members
+    -------
+    a, b : ``In(stream.Signature(int8_lanes(lanes)))``
+        The node's first and second input, in the same element order.
+    o : ``Out(stream.Signature(int8_lanes(lanes)))``
+
+    Attributes
+    ----------
+    latency : int
+        ``len(ADD_INPUT_STAGES) + Requantizer.latency`` (13): a beat pair taken at clock
+        edge ``n`` can leave on ``o`` at edge ``n + latency``.
+    cycles_per_vector : int
+        ``size / lanes``: one beat per cycle.
+
+    Tested on the three ADDs of the MLPerf Tiny ResNet, written ADDs (TFLite's left shift
+    20) with input shifts 0, -6, -13, -20 and -31 and a zero multiplier, and ADD nodes
+    with an identity output requantization (which shows each input's rescaled value as
+    it is) for left shifts 0 to 20, input shifts -27 to 1 and multipliers over all of
+    int32 (negative ones too); ``lanes`` 1, 2, 4, 8 and 16.
+    """
+
+    def __init__(self, node: ir.Add, shape, *, lanes: int = 1):
+        pair = len(shape) > 0 and isinstance(shape[0], (tuple, list, np.ndarray))
+        shapes = [tuple(s) for s in shape] if pair else [tuple(shape)] * 2
+        if len(shapes) != 2 or shapes[0] != shapes[1]:
+            raise Tfl2RtlError(f"ADD of shapes {' and '.join(map(str, shapes))}: the hardware "
+                               "adds equal shapes only (no broadcasting)")
+        self.shape = shapes[0]
+        size = math.prod(self.shape)
+        _check_lanes("ADD", self.shape[-1] if self.shape else 1, lanes, "channels")
+        self.node = node
+        self.lanes = lanes
+        self.inputs = (_ScaledInput(node, 1), _ScaledInput(node, 2))
+        lo = sum(x.range[0] for x in self.inputs)
+        hi = sum(x.range[1] for x in self.inputs)
+        out_multiplier, out_shift = _scalar(node.output_requant, "output multiplier")
+        operand = min(max(-lo, hi) << max(out_shift, 0), 1 << 31)
+        if ((operand * abs(out_multiplier)) >> 31) + 1 + abs(node.output_offset) > INT32_MAX:
+            raise Tfl2RtlError("ADD output requantization plus offset can leave int32; "
+                               "the hardware does not support that")
+        self._requantizer = Requantizer(
+            node.output_requant, channels=lanes, output_offset=node.output_offset,
+            act_min=node.act_min, act_max=node.act_max, acc_width=signed_bits(lo, hi),
+            lanes=lanes)
+        self.latency = len(ADD_INPUT_STAGES) + self._requantizer.latency
+        self.cycles_per_vector = size // lanes
+        super().__init__({
+            "a": In(_int8_stream(lanes)),
+            "b": In(_int8_stream(lanes)),
+            "o": Out(_int8_stream(lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.requantizer = requantizer = self._requantizer
+        wiring.connect(m, requantizer.o, wiring.flipped(self.o))
+
+        # The input stages move when their last one is empty or passing its beat on.
+        advance = Signal()
+        valid = self.a.valid & self.b.valid
+        m.d.comb += [
+            self.a.ready.eq(advance & self.b.valid),
+            self.b.ready.eq(advance & self.a.valid),
+        ]
+
+        def register(value, name, shape=None):
+            if isinstance(value, Const):
+                return value
+            reg = Signal(value.shape() if shape is None else shape, name=name)
+            with m.If(advance):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        for stage in ADD_INPUT_STAGES:
+            valid = register(valid, f"valid_{stage}")
+        m.d.comb += [
+            advance.eq(~valid | requantizer.i.ready),
+            requantizer.i.valid.eq(valid),
+        ]
+        for lane in range(self.lanes):
+            scaled = [x.stages(register, port.payload[lane], f"{name}{lane}")
+                      for x, port, name in zip(self.inputs, (self.a, self.b), "ab", strict=True)]
+            # The requantizer registers the sum in its first stage.
+            m.d.comb += requantizer.i.payload.acc[lane].eq(scaled[0] + scaled[1])
+        return m
+
+
+class LutLayer(wiring.Component):
+    """An element-wise int8 function as a 256-entry table (:class:`tfl2rtl.ir.Lut`), one
+    ROM per lane, looked up as :func:`tfl2rtl.golden.lut` does (``table[q + 128]``).
+
+    Parameters
+    ----------
+    node : :class:`tfl2rtl.ir.Lut`
+        A table of 256 int8 values for int8 inputs.
+    shape : tuple of int
+        The tensor's shape; ``lanes`` divides its last dimension.
+
+    Members
+    -------
+    i : ``In(stream.Signature(int8_lanes(lanes)))``
+    o : ``Out(stream.Signature(int8_lanes(lanes)))``
+
+    Attributes
+    ----------
+    latency : int
+        1: the ROMs' registered read.
+    cycles_per_vector : int
+        ``size / lanes``: one beat per cycle.
+
+    Tested with every LUT op of ``activations_int8.tflite`` (LOGISTIC, TANH, LEAKY_RELU,
+    HARD_SWISH), all 256 inputs, ``lanes`` 1, 4 and 32.
+    """
+
+    def __init__(self, node: ir.Lut, shape, *, lanes: int = 1):
+        table = np.asarray(node.table).reshape(-1)
+        if table.size != 256 or table.min() < -128 or table.max() > 127:
+            raise Tfl2RtlError(f"{node.function} table of {table.size} entries in "
+                               f"{table.min()} .. {table.max()}: expected 256 int8 values")
+        self.shape = tuple(shape)
+        _check_lanes(node.function, self.shape[-1] if self.shape else 1, lanes, "channels")
+        self.node = node
+        self.lanes = lanes
+        self.latency = 1
+        self.cycles_per_vector = math.prod(self.shape) // lanes
+        # Addressed by q's bits read as unsigned: u = q mod 256 holds table[(u + 128) % 256].
+        self._rom = np.roll(table.astype(np.int64), 128).tolist()
+        super().__init__({"i": In(_int8_stream(lanes)), "o": Out(_int8_stream(lanes))})
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = ~self.o.valid | self.o.ready
+        m.d.comb += self.i.ready.eq(advance)
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+        for lane in range(self.lanes):
+            rom = Memory(shape=signed(8), depth=256, init=self._rom)
+            m.submodules[f"rom{lane}"] = rom
+            port = rom.read_port()
+            m.d.comb += [
+                port.addr.eq(self.i.payload[lane].as_unsigned()),
+                port.en.eq(advance),
+                self.o.payload[lane].eq(port.data),
+            ]
+        return m
+
+
+def _counter(m, limit: int, name: str, step):
+    """A counter over ``0 .. limit - 1`` that moves on ``step``; returns it and its
+    ``last`` flag (a constant-zero counter when ``limit`` is 1)."""
+    if limit == 1:
+        return Const(0), Const(1)
+    count = Signal(range(limit), name=name)
+    last = count == limit - 1
+    with m.If(step):
+        m.d.sync += count.eq(Mux(last, 0, count + 1))
+    return count, last
+
+
+class ConcatLayer(wiring.Component):
+    """CONCATENATION along ``node.axis``: for each index over the dimensions before the
+    axis, ``prod(shape_k[axis:]) / lanes`` beats from input ``k``, for ``k`` in turn.
+    The values pass unchanged (TFLite Micro copies int8 values; the converter gives all
+    inputs the output's scale).
+
+    Parameters
+    ----------
+    node : :class:`tfl2rtl.ir.Concatenation`
+    in_shapes : list of tuple of int
+        The inputs' shapes, equal except along the axis.
+    lanes : int
+        Elements per beat; divides every input's ``prod(shape_k[axis:])``.
+
+    Members
+    -------
+    i : ``In(stream.Signature(int8_lanes(lanes))).array(len(in_shapes))``
+        The inputs, in the node's order: ``i[k]``.
+    o : ``Out(stream.Signature(int8_lanes(lanes)))``
+
+    Attributes
+    ----------
+    latency : int
+        1: the output is registered.
+    cycles_per_vector : int
+        ``size / lanes`` of the output: one beat per cycle when the input being read
+        keeps up (the others wait meanwhile).
+
+    Tested along each axis of 4-D tensors with 1 to 3 inputs and ``lanes`` 1 to 4.
+    """
+
+    def __init__(self, node: ir.Concatenation, in_shapes, *, lanes: int = 1):
+        shapes = [tuple(s) for s in in_shapes]
+        axis = node.axis
+        if not shapes or not 0 <= axis < len(shapes[0]) or any(
+                len(s) != len(shapes[0]) or s[:axis] != shapes[0][:axis]
+                or s[axis + 1:] != shapes[0][axis + 1:] for s in shapes):
+            raise Tfl2RtlError(f"CONCATENATION of {shapes} along axis {axis}: the shapes "
+                               "must be equal except along the axis")
+        self.in_shapes = shapes
+        self.blocks = []
+        for shape in shapes:
+            inner = math.prod(shape[axis:])
+            if lanes < 1 or inner % lanes:
+                raise Tfl2RtlError(f"CONCATENATION along axis {axis}: {lanes} lanes do not "
+                                   f"divide the {inner} elements of {shape} from that axis on")
+            self.blocks.append(inner // lanes)
+        self.node = node
+        self.lanes = lanes
+        self.out_shape = shapes[0][:axis] + (sum(s[axis] for s in shapes),) \
+            + shapes[0][axis + 1:]
+        self.latency = 1
+        self.cycles_per_vector = math.prod(self.out_shape) // lanes
+        super().__init__({
+            "i": In(_int8_stream(lanes)).array(len(shapes)),
+            "o": Out(_int8_stream(lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = ~self.o.valid | self.o.ready
+        count = len(self.blocks)
+        select = Signal(range(count))  # the input being read
+        beat = Signal(range(max(self.blocks)))  # and its beat within the current block
+        last_beat = Signal()
+        take = Signal()
+        with m.Switch(select):
+            for k, (port, blocks) in enumerate(zip(self.i, self.blocks, strict=True)):
+                with m.Case(k):
+                    m.d.comb += [
+                        port.ready.eq(advance),
+                        take.eq(advance & port.valid),
+                        last_beat.eq(beat == blocks - 1),
+                    ]
+                    with m.If(take):
+                        m.d.sync += self.o.payload.eq(port.payload)
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(take)
+        with m.If(take):
+            m.d.sync += beat.eq(Mux(last_beat, 0, beat + 1))
+            with m.If(last_beat):
+                m.d.sync += select.eq(Mux(select == count - 1, 0, select + 1))
+        return m
+
+
+class PadLayer(wiring.Component):
+    """PAD: the input surrounded by ``node.pad_value`` as ``node.paddings`` says, in the
+    output's element order, ``lanes`` elements a beat.
+
+    Parameters
+    ----------
+    node : :class:`tfl2rtl.ir.Pad`
+    in_shape : tuple of int
+        The input's shape (NHWC); ``lanes`` divides its last dimension and the last
+        dimension's paddings, so a beat is either all input or all padding.
+
+    Members
+    -------
+    i : ``In(stream.Signature(int8_lanes(lanes)))``
+    o : ``Out(stream.Signature(int8_lanes(lanes)))``
+
+    Attributes
+    ----------
+    latency : int
+        1: the output is registered.
+    cycles_per_vector : int
+        ``size / lanes`` of the output: one output beat per cycle (padding beats need no
+        input).
+
+    Tested on 4-D tensors, paddings of every dimension (batch too) from 0 to 3 and
+    ``lanes`` 1, 2 and 4.
+    """
+
+    def __init__(self, node: ir.Pad, in_shape, *, lanes: int = 1):
+        self.in_shape = tuple(in_shape)
+        paddings = [tuple(int(p) for p in pair) for pair in node.paddings]
+        if not self.in_shape or len(paddings) != len(self.in_shape) or any(
+                p < 0 for pair in paddings for p in pair):
+            raise Tfl2RtlError(f"PAD of {self.in_shape} by {paddings}: expected one pair of "
+                               "non-negative paddings per dimension")
+        if not -128 <= node.pad_value <= 127:
+            raise Tfl2RtlError(f"PAD value {node.pad_value} is not an int8")
+        channels = self.in_shape[-1]
+        _check_lanes("PAD", channels, lanes, "channels")
+        if any(p % lanes for p in paddings[-1]):
+            raise Tfl2RtlError(f"PAD: {lanes} lanes do not divide the channel paddings "
+                               f"{paddings[-1]}")
+        self.node = node
+        self.lanes = lanes
+        self.paddings = paddings
+        self.out_shape = tuple(d + a + b for d, (a, b) in zip(self.in_shape, paddings,
+                                                                strict=True))
+        self.latency = 1
+        self.cycles_per_vector = math.prod(self.out_shape) // lanes
+        super().__init__({"i": In(_int8_stream(lanes)), "o": Out(_int8_stream(lanes))})
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = ~self.o.valid | self.o.ready
+        step = Signal()  # an output beat is produced this cycle
+
+        # Output position: one counter per dimension, the last one in beats.  Counters
+        # carry into the previous dimension; ``inside`` is whether the beat is input.
+        sizes = list(self.out_shape[:-1]) + [self.out_shape[-1] // self.lanes]
+        ranges = [(before, before + d) for d, (before, _) in zip(self.in_shape, self.paddings,
+                                                                  strict=True)]
+        ranges[-1] = tuple(r // self.lanes for r in ranges[-1])
+        inside = Const(1)
+        carry = step
+        for dim in reversed(range(len(sizes))):
+            index, last = _counter(m, sizes[dim], f"index{dim}", carry)
+            carry = carry & last
+            lo, hi = ranges[dim]
+            if (lo, hi) != (0, sizes[dim]):
+                inside = inside & (index >= lo) & (index < hi)
+
+        m.d.comb += [
+            self.i.ready.eq(advance & inside),
+            step.eq(advance & (self.i.valid | ~inside)),
+        ]
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(step)
+            for lane in range(self.lanes):
+                m.d.sync += self.o.payload[lane].eq(
+                    Mux(inside, self.i.payload[lane], self.node.pad_value))
+        return m

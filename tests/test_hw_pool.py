@@ -1,0 +1,343 @@
+# amaranth: UnusedElaboratable=no
+# (Amaranth's own convention for tests of constructors that raise: the half-built
+# component would otherwise warn when it is garbage collected.)
+"""MAX_POOL_2D, AVERAGE_POOL_2D and MEAN of real and written models in hardware, against
+the golden model."""
+
+import numpy as np
+import pytest
+
+from conftest import TEST_MODELS, ZOO
+from streams import STALL_MODES, get, put, simulate
+from tfl2rtl import golden, ir
+from tfl2rtl.api import load
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.pool import MeanLayer, Pool2DLayer, PoolUnit, reciprocal_shift, window_counts
+from tfl2rtl.hw.window import window_beats
+from tflite_writer import GraphWriter
+
+KWS = ZOO / "mlperf_tiny" / "kws_ref_model.tflite"
+RESNET = ZOO / "mlperf_tiny" / "pretrainedResnet_quant.tflite"
+CNN = TEST_MODELS / "cnn_int8.tflite"
+CONV = TEST_MODELS / "conv_int8.tflite"
+
+_GRAPHS = {}
+
+
+def real_node(path, kind):
+    """The (only) node of type ``kind`` in a model."""
+    if path not in _GRAPHS:
+        _GRAPHS[path] = load(path)
+    (node,) = [n for n in _GRAPHS[path].nodes if isinstance(n, kind)]
+    return node
+
+
+def written_pool(tmp_path, op, in_hw, kernel, *, stride=(1, 1), padding="VALID",
+                 activation="NONE", quant=(0.05, -10)):
+    """A pooling node written with tflite_writer and loaded like a user's model."""
+    g = GraphWriter()
+    x = g.tensor((1, *in_hw, 1), "int8", *quant)
+    y = g.pool_2d(op, x, kernel, stride=stride, padding=padding, activation=activation)
+    path = tmp_path / "pool.tflite"
+    path.write_bytes(g.finish([x], [y]))
+    (node,) = load(path).nodes
+    return node
+
+
+def written_mean(tmp_path, shape, axes, in_quant, out_quant):
+    g = GraphWriter()
+    x = g.tensor((1, *shape), "int8", *in_quant)
+    y = g.mean(x, axes, out_quant, keep_dims=False)
+    path = tmp_path / "mean.tflite"
+    path.write_bytes(g.finish([x], [y]))
+    (node,) = load(path).nodes
+    return node
+
+
+def images(shape, rng, count=2):
+    """``count`` images: a random one, one of -128/127 only, then all -128, all 127."""
+    sets = [rng.integers(-128, 128, shape),
+            np.where(rng.random(shape) < 0.5, -128, 127),
+            np.full(shape, -128), np.full(shape, 127)]
+    return np.stack(sets[:count]).astype(np.int8)
+
+
+def run_stream(dut, beats, out_count, mode, seed=0, cycles=None):
+    """Send ``beats`` to ``dut.i`` and return the ``out_count`` beats of ``dut.o`` as an
+    ``(out_count, lanes)`` array."""
+    in_timing, out_timing = STALL_MODES[mode](seed)
+    results = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, beats, in_timing)
+
+    async def consumer(ctx):
+        results.extend(await get(ctx, dut.o, out_count, out_timing, cycles=cycles))
+
+    simulate(dut, producer, consumer)
+    return np.array([[p[lane] for lane in range(dut.pe)] for p in results], np.int8)
+
+
+def golden_pool(node, xs):
+    run = golden.max_pool_2d if isinstance(node, ir.MaxPool2D) else golden.average_pool_2d
+    return run(node, xs)
+
+
+def pool_unit(node, in_hw, pe):
+    kind = "max" if isinstance(node, ir.MaxPool2D) else "average"
+    counts = window_counts(in_hw, node.filter, node.stride, node.padding)
+    return PoolUnit(kind, window=node.filter[0] * node.filter[1], pe=pe,
+                    act_min=node.act_min, act_max=node.act_max, counts=counts)
+
+
+def window_stream(node, xs, pe):
+    """The window beats (order "depthwise", pad value 0) of the images, back to back."""
+    beats = []
+    for x in xs:
+        data, pad = window_beats(x, node.filter, node.stride, (1, 1), node.padding, 0, pe,
+                                 "depthwise")
+        beats += [{"data": d, "pad": int(p)} for d, p in zip(data.tolist(), pad, strict=True)]
+    return beats
+
+
+def check_pool_unit(node, xs, pe, mode, seed=0):
+    """PoolUnit fed with window_beats, against the golden pooling of ``xs``."""
+    dut = pool_unit(node, xs.shape[1:3], pe)
+    expected = golden_pool(node, xs)
+    got = run_stream(dut, window_stream(node, xs, pe), expected.size // pe, mode, seed)
+    np.testing.assert_array_equal(got.reshape(expected.shape), expected)
+    return expected
+
+
+# --------------------------------------------------------------------------------------
+# The division
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("counts", [range(1, 126), range(1, 65), [125], [64], [4, 6, 9]])
+def test_division_is_exact_for_every_count_and_sum(counts):
+    """``(|sum| + count // 2) * reciprocal >> shift == (|sum| + count // 2) // count`` for
+    every count and every sum of ``count`` int8 values, and the quotient fits the 8 bits
+    the unit keeps."""
+    dut = PoolUnit("average", window=max(counts), counts=counts)
+    for count in counts:
+        sums = np.arange(-128 * count, 127 * count + 1, dtype=np.int64)
+        magnitude = np.abs(sums) + count // 2
+        quotient = (magnitude * dut.reciprocals[count]) >> dut.shift
+        np.testing.assert_array_equal(quotient, magnitude // count, err_msg=f"count {count}")
+        assert quotient.max() == 128
+    assert dut.shift == reciprocal_shift(counts)
+
+
+def test_division_rounds_like_golden():
+    """The unit's arithmetic (sign of the sum times the quotient) against
+    golden.average_pool_2d for every sum of up to 24 values: a (1, count) filter over
+    channels whose values add up to each sum."""
+    dut = PoolUnit("average", window=24)
+    for count in range(1, 25):
+        sums = np.arange(-128 * count, 127 * count + 1)
+        whole, extra = np.divmod(sums, count)  # extra values of whole + 1
+        x = whole[None, :] + (np.arange(count)[:, None] < extra[None, :])
+        node = ir.AveragePool2D(inputs=("x",), outputs=("y",), filter=(1, count),
+                                stride=(1, 1), padding=(0, 0, 0, 0), act_min=-128,
+                                act_max=127)
+        expected = golden.average_pool_2d(node, x[None, None].astype(np.int8))
+        magnitude = np.abs(sums) + count // 2
+        quotient = (magnitude * dut.reciprocals[count]) >> dut.shift
+        got = np.where(sums < 0, -quotient, quotient)
+        np.testing.assert_array_equal(got, expected.reshape(-1), err_msg=f"count {count}")
+
+
+# --------------------------------------------------------------------------------------
+# PoolUnit on window_beats
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("path, kind, hw, channels, pe", [
+    (KWS, ir.AveragePool2D, (25, 5), 64, 16),  # the global 25x5 pool
+    (RESNET, ir.AveragePool2D, (8, 8), 64, 32),  # the global 8x8 pool
+    (CONV, ir.MaxPool2D, (5, 7), 12, 4),  # 2x2 stride 2 on odd sizes (cut from 26x26)
+    (CNN, ir.AveragePool2D, (5, 4), 16, 2),  # 2x2 stride 2 (cut from 15x15)
+])
+def test_real_nodes_on_window_beats(path, kind, hw, channels, pe, mode):
+    node = real_node(path, kind)
+    xs = images((*hw, channels), np.random.default_rng(pe))
+    check_pool_unit(node, xs, pe, mode, seed=pe)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("op", ["MAX_POOL_2D", "AVERAGE_POOL_2D"])
+@pytest.mark.parametrize("in_hw, kernel, stride, padding, activation, channels, pe, counts", [
+    ((5, 5), (5, 5), (1, 1), "SAME", "NONE", 2, 2, [9, 12, 15, 16, 20, 25]),
+    ((4, 5), (3, 3), (2, 2), "SAME", "RELU6", 4, 2, [4, 6, 9]),  # stride 2, odd width
+    ((3, 3), (2, 3), (2, 1), "SAME", "RELU_N1_TO_1", 3, 3, [2, 3, 4, 6]),
+    ((3, 5), (2, 2), (2, 2), "SAME", "NONE", 2, 2, [1, 2, 4]),  # stride 2 on odd sizes
+    ((5, 3), (1, 1), (2, 2), "VALID", "RELU", 4, 4, [1]),  # 1x1 filter, stride 2
+])
+def test_written_nodes_on_window_beats(tmp_path, op, in_hw, kernel, stride, padding,
+                                       activation, channels, pe, counts, mode):
+    node = written_pool(tmp_path, op, in_hw, kernel, stride=stride, padding=padding,
+                        activation=activation)
+    # The in-bounds counts the windows have (so the ROM and its border rows are used).
+    assert window_counts(in_hw, kernel, stride, node.padding) == counts
+    xs = images((*in_hw, channels), np.random.default_rng(channels), count=4)
+    expected = check_pool_unit(node, xs, pe, mode, seed=channels)
+    if activation != "NONE":
+        assert expected.min() == node.act_min > -128 or expected.max() == node.act_max < 127
+
+
+@pytest.mark.parametrize("kind, window", [("max", 4), ("average", 4), ("average", 1),
+                                          ("max", 1)])
+def test_pool_unit_timing(kind, window):
+    dut = PoolUnit(kind, window=window, pe=2)
+    rng = np.random.default_rng(window)
+    beats = [{"data": rng.integers(-128, 128, 2).tolist(), "pad": 0}
+             for _ in range(6 * window)]
+    cycles = []
+    run_stream(dut, beats, 6, "streaming", cycles=cycles)
+    # The last beat of the first window is taken at edge `window`.
+    assert cycles[0] == window + dut.latency
+    assert set(np.diff(cycles)) == {dut.cycles_per_window}
+
+
+# --------------------------------------------------------------------------------------
+# MEAN
+# --------------------------------------------------------------------------------------
+
+
+def check_mean(node, xs, pe, mode, seed=0, cycles=None):
+    dut = MeanLayer(node, xs.shape[1:], pe=pe)
+    expected = golden.mean(node, xs)
+    beats = xs.reshape(-1, pe).tolist()
+    got = run_stream(dut, beats, expected.size // pe, mode, seed, cycles=cycles)
+    np.testing.assert_array_equal(got.reshape(expected.shape), expected)
+    return dut, expected
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("pe", [1, 6, 24])
+def test_cnn_mean(pe, mode):
+    node = real_node(CNN, ir.Mean)
+    xs = images((4, 4, 24), np.random.default_rng(pe), count=3)
+    check_mean(node, xs, pe, mode, seed=pe)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("shape, in_quant, out_quant, pe", [
+    ((3, 5, 6), (0.1, 127), (0.2, 127), 2),  # zero points at their ends
+    ((3, 5, 6), (0.05, -128), (0.1, -128), 3),
+    ((2, 2, 4), (0.02, 5), (0.01, 0), 4),  # one channel block: a row read while written
+    ((1, 7, 2), (0.03, -7), (0.004, 12), 1),
+    ((1, 1, 4), (0.03, -7), (0.01, 12), 2),  # one pixel: first and last at once
+])
+def test_written_means(tmp_path, shape, in_quant, out_quant, pe, mode):
+    node = written_mean(tmp_path, shape, [1, 2], in_quant, out_quant)
+    xs = images(shape, np.random.default_rng(pe), count=4)
+    _, expected = check_mean(node, xs, pe, mode, seed=pe)
+    assert len(np.unique(expected)) > 2
+
+
+def test_mean_timing():
+    node = real_node(CNN, ir.Mean)
+    xs = images((4, 4, 24), np.random.default_rng(0), count=4)
+    cycles = []
+    dut, _ = check_mean(node, xs, 4, "streaming", cycles=cycles)
+    # Beat k is taken at edge k + 1; output beat 0 follows the first beat of the last pixel.
+    assert cycles[0] == (dut.pixels - 1) * dut.blocks + 1 + dut.latency
+    per_image = np.array(cycles).reshape(len(xs), dut.blocks)
+    assert set(np.diff(per_image, axis=1).ravel()) == {1}  # one beat per cycle
+    assert set(np.diff(per_image[:, 0])) == {dut.cycles_per_vector}  # no bubble
+
+
+def test_mean_rejects_other_axes(tmp_path):
+    node = written_mean(tmp_path, (3, 5, 6), [2], (0.1, 0), (0.1, 0))
+    with pytest.raises(Tfl2RtlError, match=r"^MEAN over axes \(2,\) of a 4-D tensor: only "
+                                           r"axes \(1, 2\) of an NHWC image are supported"):
+        MeanLayer(node, (3, 5, 6))
+
+
+def test_mean_rejects_pe_that_does_not_divide():
+    node = real_node(CNN, ir.Mean)
+    with pytest.raises(Tfl2RtlError, match=r"^PE=5 does not divide the 24 channels; "
+                                           r"choose one of 1, 2, 3, 4, 6, 8, 12, 24$"):
+        MeanLayer(node, (4, 4, 24), pe=5)
+
+
+def test_mean_rejects_scaled_sums_near_the_int32_limits(tmp_path):
+    # An input scale 2**26 times the output's: the scaled sums exceed int32, where the
+    # Requantizer's int32 offset addition would wrap but golden.mean does not.
+    node = written_mean(tmp_path, (2, 2, 4), [1, 2], (1.0, 0), (2.0**-26, 0))
+    with pytest.raises(Tfl2RtlError, match=r"^MEAN's scaled sums can reach the int32 limits"):
+        MeanLayer(node, (2, 2, 4))
+
+
+# --------------------------------------------------------------------------------------
+# Pool2DLayer: SlidingWindow and PoolUnit
+# --------------------------------------------------------------------------------------
+
+
+def check_layer(node, xs, pe, mode, seed=0, cycles=None):
+    dut = Pool2DLayer(node, xs.shape[1:], pe=pe)
+    expected = golden_pool(node, xs)
+    assert expected.shape[1:] == dut.out_shape
+    beats = xs.reshape(-1, pe).tolist()
+    got = run_stream(dut, beats, expected.size // pe, mode, seed, cycles=cycles)
+    np.testing.assert_array_equal(got.reshape(expected.shape), expected)
+    return dut, expected
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("path, kind, hw, channels, pe", [
+    (KWS, ir.AveragePool2D, (25, 5), 64, 64),
+    (KWS, ir.AveragePool2D, (25, 5), 3, 1),  # cut to 3 channels
+    (RESNET, ir.AveragePool2D, (8, 8), 64, 16),
+    (CONV, ir.MaxPool2D, (5, 7), 12, 4),
+    (CNN, ir.AveragePool2D, (5, 5), 16, 2),  # VALID leaves the last row and column out
+])
+def test_real_layers(path, kind, hw, channels, pe, mode):
+    node = real_node(path, kind)
+    xs = images((*hw, channels), np.random.default_rng(pe))
+    check_layer(node, xs, pe, mode, seed=pe)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("op, in_hw, kernel, stride, padding, activation, channels, pe", [
+    ("AVERAGE_POOL_2D", (5, 5), (5, 5), (1, 1), "SAME", "NONE", 2, 1),
+    ("MAX_POOL_2D", (4, 5), (3, 3), (2, 2), "SAME", "RELU6", 4, 2),
+    ("AVERAGE_POOL_2D", (3, 5), (2, 2), (2, 2), "SAME", "RELU_N1_TO_1", 2, 2),
+    ("AVERAGE_POOL_2D", (5, 3), (1, 1), (2, 2), "VALID", "RELU", 4, 4),
+])
+def test_written_layers(tmp_path, op, in_hw, kernel, stride, padding, activation, channels,
+                        pe, mode):
+    node = written_pool(tmp_path, op, in_hw, kernel, stride=stride, padding=padding,
+                        activation=activation)
+    xs = images((*in_hw, channels), np.random.default_rng(channels), count=3)
+    check_layer(node, xs, pe, mode, seed=channels)
+
+
+@pytest.mark.parametrize("op, in_hw, kernel, stride, padding, channels, pe", [
+    ("AVERAGE_POOL_2D", (5, 5), (3, 3), (1, 1), "SAME", 2, 1),  # the windows dominate
+    ("MAX_POOL_2D", (5, 3), (1, 1), (2, 2), "VALID", 4, 2),  # the input dominates
+    ("AVERAGE_POOL_2D", (4, 3), (4, 3), (4, 3), "VALID", 4, 4),  # global
+])
+def test_layer_timing(tmp_path, op, in_hw, kernel, stride, padding, channels, pe):
+    node = written_pool(tmp_path, op, in_hw, kernel, stride=stride, padding=padding)
+    xs = images((*in_hw, channels), np.random.default_rng(0), count=4)
+    cycles = []
+    dut, expected = check_layer(node, xs, pe, "streaming", cycles=cycles)
+    # Input beat k is taken at edge k + 1 while the window keeps up.
+    assert cycles[0] == dut.window.lead_beats + dut.latency
+    per_image = expected[0].size // pe
+    image_done = np.array(cycles[per_image - 1::per_image])
+    assert set(np.diff(image_done)) == {dut.cycles_per_vector}
+    h, w, c = dut.in_shape
+    out_h, out_w, _ = dut.out_shape
+    assert dut.cycles_per_vector == max(h * w, out_h * out_w * kernel[0] * kernel[1]) * c // pe
+
+
+def test_layer_rejects_pe_that_does_not_divide():
+    node = real_node(CONV, ir.MaxPool2D)
+    with pytest.raises(Tfl2RtlError, match=r"^PE=5 does not divide the 12 channels; "
+                                           r"choose one of 1, 2, 3, 4, 6, 12$"):
+        Pool2DLayer(node, (26, 26, 12), pe=5)
