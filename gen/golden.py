@@ -4,8 +4,11 @@ Each op function reads like TFLite's reference kernel: parameters unpacked by na
 the loops named after the math (``out_y, out_x, out_channel, filter_y, filter_x,
 in_channel``; here the inner ones become matrix products), then the one epilogue: bias,
 requantize, output offset, clamp.  The arithmetic that differs between TFLite runtimes
-(requantization rounding, ADD, softmax) is delegated to a :class:`Profile`, so a new
-profile never touches the loop structure.  Results always carry their profile's name.
+(requantization rounding, activation bounds, ADD, MEAN, softmax, the elementwise tables,
+QUANTIZE) is delegated to a :class:`Profile`, so a new profile never touches the loop
+structure.  Results always carry their profile's name.  :data:`PROFILES` holds three:
+``tflm`` (TensorFlow Lite Micro), ``litert`` (LiteRT's default interpreter: XNNPACK plus
+its optimized builtin kernels) and ``litert-ref`` (LiteRT's reference kernels).
 
 Overflow reasoning: products of int8 operands (after adding offsets, |v| <= 255) are
 below 2**16 in magnitude and the widest accumulator of any supported model sums fewer
@@ -27,27 +30,62 @@ from .fixedpoint import (
     wrap_int32,
 )
 
-__all__ = ["Profile", "TflmProfile", "PROFILES", "get_profile", "GoldenResult", "run",
+__all__ = ["Profile", "TflmProfile", "LitertProfile", "LitertRefProfile", "PROFILES",
+           "get_profile", "GoldenResult", "run",
            "run_node", "accumulate", "fully_connected", "conv_2d", "depthwise_conv_2d",
            "max_pool_2d", "average_pool_2d", "add", "mean", "concatenation", "pad", "reshape",
            "softmax", "requantize", "quantize", "dequantize", "lut"]
 
 
 class Profile:
-    """The arithmetic of one TFLite runtime.  Subclasses name themselves."""
+    """The arithmetic of one TFLite runtime.  Subclasses name themselves.
+
+    A profile that derives parameters from the model the way its runtime's ``Prepare``
+    step does (float32 scales, tables) returns a copy holding them from :meth:`prepare`;
+    :func:`run` always runs the prepared profile.
+    """
 
     name = "profile"
     description = ""
 
-    def requantize(self, acc: np.ndarray, requant: ir.Requant, channel_axis: int = -1):
+    def prepare(self, graph: ir.Graph) -> Profile:
+        """The profile that runs ``graph`` (``self`` when nothing is derived per model)."""
+        return self
+
+    def requantize(self, acc: np.ndarray, requant: ir.Requant) -> np.ndarray:
         """Scale int32 accumulators by ``requant`` (channels along the last axis)."""
         raise NotImplementedError
+
+    def scale_accumulators(self, acc: np.ndarray, node) -> np.ndarray:
+        """The epilogue's requantization of a FULLY_CONNECTED / CONV_2D /
+        DEPTHWISE_CONV_2D accumulator, before the output offset."""
+        return self.requantize(acc, node.requant)
+
+    def activation_range(self, node) -> tuple[int, int]:
+        """The clamp of a node's fused activation (``act_min``, ``act_max``)."""
+        return node.act_min, node.act_max
 
     def add(self, node: ir.Add, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def mean(self, node: ir.Mean, temp_sum: np.ndarray) -> np.ndarray:
+        """MEAN from the int sum of the raw values, before the int8 clamp."""
+        raise NotImplementedError
+
     def softmax(self, node: ir.Softmax, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def lut_table(self, node: ir.Lut) -> np.ndarray:
+        """The 256-entry table of an elementwise op."""
+        return node.table
+
+    def quantize(self, node: ir.Quantize, x: np.ndarray, out_dtype) -> np.ndarray:
+        """float32 -> integer QUANTIZE, before the clamp to ``out_dtype``."""
+        raise NotImplementedError
+
+    def describe(self, node: ir.Node) -> dict:
+        """What this profile's arithmetic uses for ``node``, JSON-ready (``inspect``)."""
+        return {}
 
 
 class TflmProfile(Profile):
@@ -69,22 +107,192 @@ class TflmProfile(Profile):
         raw_sum = scaled1 + scaled2
         return self.requantize(raw_sum, node.output_requant) + node.output_offset
 
+    def mean(self, node, temp_sum):
+        """``reference_ops::QuantizedMeanOrSum``: the sum less ``zero_point * count``,
+        scaled by the count-adjusted multiplier, plus the output zero point."""
+        shifted_sum = temp_sum - node.input_zero_point * node.count
+        return self.requantize(shifted_sum, node.requant) + node.output_zero_point
+
     def softmax(self, node, x):
         from .kernels.softmax import softmax_int8
 
         return softmax_int8(x, node.input_multiplier, node.input_left_shift, node.diff_min)
 
+    def describe(self, node):
+        if isinstance(node, (ir.FullyConnected, ir.Conv2D, ir.DepthwiseConv2D, ir.Mean,
+                             ir.Requantize)) and not getattr(node, "flip_sign", False):
+            return {"runtime": "TFLite Micro reference kernel",
+                    "requantization": "integer multiplier and shift, double rounding "
+                                      "(each step half away from zero)"}
+        if isinstance(node, ir.Add):
+            return {"runtime": "TFLite Micro reference kernel",
+                    "requantization": "inputs << 20, three integer multipliers, double "
+                                      "rounding"}
+        if isinstance(node, ir.Softmax):
+            return {"runtime": "TFLite Micro reference kernel",
+                    "softmax": "gemmlowp fixed point exp and reciprocal"}
+        return {"runtime": "TFLite Micro reference kernel"}
 
-PROFILES: dict[str, Profile] = {"tflm": TflmProfile()}
+    def quantize(self, node, x, out_dtype):
+        """``reference_ops::AffineQuantize``: ``round(x / scale)`` in float32, half away
+        from zero, plus the zero point."""
+        values = (np.asarray(x, np.float32) / np.float32(node.scale)).astype(np.float64)
+        magnitude = np.abs(values)
+        whole = np.floor(magnitude)
+        rounded = np.sign(values) * (whole + (magnitude - whole >= 0.5))
+        return rounded.astype(np.int64) + node.zero_point
 
 
-def get_profile(name: str) -> Profile:
+class LitertRefProfile(TflmProfile):
+    """LiteRT with ``OpResolverType.BUILTIN_REF``: TFLite's reference kernels.  They
+    compute what TFLite Micro computes except
+
+    * FULLY_CONNECTED, which requantizes in double: ``round(double(acc) * (double(s_in) *
+      double(s_w[c]) / double(s_out)))``, rounded half away from zero;
+    * the elementwise ops: LOGISTIC and TANH are tables of float32 functions; LEAKY_RELU,
+      HARD_SWISH, RELU, RELU6 and ABS take their multipliers from float32 scale ratios
+      (:mod:`tfl2rtl.kernels.litert_builtin`); there is no ELU kernel."""
+
+    name = "litert-ref"
+    description = ("LiteRT reference kernels (BUILTIN_REF): as tflm, but FULLY_CONNECTED "
+                   "requantizes in double and the elementwise tables follow LiteRT")
+
+    def __init__(self, tables: dict | None = None):
+        self._tables = tables
+
+    def prepare(self, graph):
+        from .litert_params import prepare_litert_ref
+
+        return LitertRefProfile(prepare_litert_ref(graph))
+
+    def lut_table(self, node):
+        if self._tables is None:
+            raise Tfl2RtlError("the litert-ref profile needs its model parameters: use "
+                               "golden.run() or PROFILES['litert-ref'].prepare(graph)")
+        return _prepared_for(self._tables, node, self.name)
+
+    def describe(self, node):
+        if isinstance(node, ir.Lut):
+            from .litert_params import BUILTIN, TABLE_DESCRIPTIONS
+
+            table = TABLE_DESCRIPTIONS[BUILTIN, node.function]
+            return {"runtime": "LiteRT reference kernel", "table": table}
+        if not isinstance(node, ir.FullyConnected):
+            return {**super().describe(node), "runtime": "LiteRT reference kernel"}
+        scale = node.requant.real_scale
+        return {"runtime": "LiteRT reference kernel",
+                "requantization": "double: round(double(acc) * scale), half away from zero",
+                "scale": _span(scale), "per_channel": bool(scale.size > 1)}
+
+    def scale_accumulators(self, acc, node):
+        if not isinstance(node, ir.FullyConnected):
+            return super().scale_accumulators(acc, node)
+        scaled = np.asarray(acc, np.float64) * node.requant.real_scale
+        magnitude = np.abs(scaled)
+        whole = np.floor(magnitude)  # C's round(): half away from zero, exactly
+        rounded = np.sign(scaled) * (whole + (magnitude - whole >= 0.5))
+        return np.clip(rounded, -(2.0**31), 2.0**31 - 1).astype(np.int64)
+
+
+class LitertProfile(Profile):
+    """LiteRT's default interpreter (``ai-edge-litert``, ``OpResolverType.AUTO``): the
+    XNNPACK delegate runs what it supports in its own arithmetic (float32 requantization
+    rounded half to even, see :mod:`tfl2rtl.kernels.xnnpack`); LiteRT's optimized builtin
+    kernels run the rest (:mod:`tfl2rtl.kernels.litert_builtin`).
+
+    :meth:`prepare` reads what the IR does not keep (the weights' float32 scales, the
+    fused activation, LEAKY_RELU's alpha) from the model file the graph came from, and
+    refuses a node LiteRT would hand to a kernel this profile does not model.
+    """
+
+    name = "litert"
+    description = ("LiteRT default interpreter: XNNPACK delegate (float32 requantization, "
+                   "round half to even) plus LiteRT's optimized builtin kernels")
+
+    def __init__(self, params: dict | None = None):
+        self._params = params
+
+    def prepare(self, graph):
+        from .litert_params import prepare_litert
+
+        return LitertProfile(prepare_litert(graph))
+
+    def params(self, node):
+        """What :meth:`prepare` derived for ``node`` (see :mod:`tfl2rtl.litert_params`)."""
+        if self._params is None:
+            raise Tfl2RtlError("the litert profile needs its model parameters: use "
+                               "golden.run() or PROFILES['litert'].prepare(graph)")
+        return _prepared_for(self._params, node, self.name)
+
+    def scale_accumulators(self, acc, node):
+        from .kernels.xnnpack import fp32_requantize
+
+        return fp32_requantize(wrap_int32(acc), self.params(node).scale)
+
+    def activation_range(self, node):
+        return self.params(node).activation_range
+
+    def add(self, node, x1, x2):
+        from .kernels.xnnpack import add_qs8
+
+        return add_qs8(x1, x2, self.params(node).add)
+
+    def mean(self, node, temp_sum):
+        from .kernels.xnnpack import mean_qs8
+
+        return mean_qs8(wrap_int32(temp_sum), self.params(node).mean)
+
+    def softmax(self, node, x):
+        from .kernels.litert_builtin import softmax_int8
+
+        p = self.params(node)
+        return softmax_int8(x, p.table, p.output_scale, p.output_zero_point)
+
+    def lut_table(self, node):
+        return self.params(node).table
+
+    def quantize(self, node, x, out_dtype):
+        from .kernels.xnnpack import f32_to_qs8
+
+        return f32_to_qs8(x, node.scale, node.zero_point)
+
+    def describe(self, node):
+        from .litert_params import describe_params
+
+        return describe_params(node, self.params(node))
+
+
+def _prepared_for(params: dict, node, name: str):
+    try:
+        return params[node]
+    except KeyError:
+        raise Tfl2RtlError(f"this {name} profile was prepared for another graph: "
+                           f"prepare it for the graph it runs") from None
+
+
+PROFILES: dict[str, Profile] = {
+    "tflm": TflmProfile(),
+    "litert": LitertProfile(),
+    "litert-ref": LitertRefProfile(),
+}
+
+
+def get_profile(name: str | Profile) -> Profile:
+    if isinstance(name, Profile):
+        return name
     try:
         return PROFILES[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise Tfl2RtlError(
             f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}"
         ) from None
+
+
+def _span(values):
+    """A float, or ``[min, max]`` of several (JSON-ready)."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    lo, hi = float(values.min()), float(values.max())
+    return lo if values.size == 1 else [lo, hi]
 
 
 def _clamp(values, act_min, act_max, dtype):
@@ -93,9 +301,10 @@ def _clamp(values, act_min, act_max, dtype):
 
 def _epilogue(acc, node, profile: Profile, dtype=np.int8):
     """Bias already added: requantize, add the output offset (an int32 addition that
-    wraps, as TFLM's does), clamp."""
-    scaled = profile.requantize(acc, node.requant)
-    return _clamp(wrap_int32(scaled + node.output_offset), node.act_min, node.act_max, dtype)
+    wraps, as TFLM's does), clamp to the fused activation's range."""
+    scaled = profile.scale_accumulators(acc, node)
+    act_min, act_max = profile.activation_range(node)
+    return _clamp(wrap_int32(scaled + node.output_offset), act_min, act_max, dtype)
 
 
 def _padded(x, padding, fill):
@@ -194,17 +403,20 @@ def _out_hw(node, x):
 
 def max_pool_2d(node: ir.MaxPool2D, x: np.ndarray, profile: Profile = None):
     """``reference_integer_ops::MaxPool``: the maximum over the in-bounds window, clamped."""
+    profile = profile or PROFILES["tflm"]
     lowest = np.iinfo(np.int64).min
     input_data = _padded(x.astype(np.int64), node.padding, lowest)
     out = np.full((x.shape[0], *_out_hw(node, x), x.shape[3]), lowest, np.int64)
     for _, _, patch in _windows(input_data, out.shape[1:3], node.filter, node.stride, (1, 1)):
         out = np.maximum(out, patch)
-    return _clamp(out, node.act_min, node.act_max, x.dtype)
+    act_min, act_max = profile.activation_range(node)
+    return _clamp(out, act_min, act_max, x.dtype)
 
 
 def average_pool_2d(node: ir.AveragePool2D, x: np.ndarray, profile: Profile = None):
     """``reference_integer_ops::AveragePool``: the sum over the in-bounds window divided by
     the number of in-bounds positions, rounded half away from zero in C division."""
+    profile = profile or PROFILES["tflm"]
     input_data = _padded(x.astype(np.int64), node.padding, 0)
     inside = _padded(np.ones((1, *x.shape[1:3], 1), np.int64), node.padding, 0)
     out_hw = _out_hw(node, x)
@@ -219,23 +431,25 @@ def average_pool_2d(node: ir.AveragePool2D, x: np.ndarray, profile: Profile = No
     half = filter_count // 2
     magnitude = (np.abs(acc) + half) // filter_count
     average = np.where(acc > 0, magnitude, -magnitude)
-    return _clamp(average, node.act_min, node.act_max, x.dtype)
+    act_min, act_max = profile.activation_range(node)
+    return _clamp(average, act_min, act_max, x.dtype)
 
 
 def add(node: ir.Add, x1: np.ndarray, x2: np.ndarray, profile: Profile = None):
     """``reference_integer_ops::Add`` with broadcasting; arithmetic from the profile."""
     profile = profile or PROFILES["tflm"]
     raw_output = profile.add(node, np.asarray(x1), np.asarray(x2))
-    return _clamp(raw_output, node.act_min, node.act_max, np.int8)
+    act_min, act_max = profile.activation_range(node)
+    return _clamp(raw_output, act_min, act_max, np.int8)
 
 
 def mean(node: ir.Mean, x: np.ndarray, profile: Profile = None):
-    """``reference_ops::QuantizedMeanOrSum`` (mean): the int32 sum over the axes less
-    ``zero_point * count``, scaled by the count-adjusted multiplier, offset, clamped."""
+    """``reference_ops::QuantizedMeanOrSum`` (mean): the int32 sum over the axes, turned
+    into the output by the profile (TFLM: less ``zero_point * count``, scaled by the
+    count-adjusted multiplier, offset), clamped."""
     profile = profile or PROFILES["tflm"]
     temp_sum = x.astype(np.int64).sum(axis=node.axes)
-    shifted_sum = temp_sum - node.input_zero_point * node.count
-    output = profile.requantize(shifted_sum, node.requant) + node.output_zero_point
+    output = profile.mean(node, temp_sum)
     return _clamp(output, -128, 127, np.int8)
 
 
@@ -267,13 +481,11 @@ def requantize(node: ir.Requantize, x: np.ndarray, out_dtype, profile: Profile =
 
 
 def quantize(node: ir.Quantize, x: np.ndarray, out_dtype, profile: Profile = None):
-    """``reference_ops::AffineQuantize``: ``round(x / scale)`` in float32, half away from zero."""
-    values = (np.asarray(x, np.float32) / np.float32(node.scale)).astype(np.float64)
-    magnitude = np.abs(values)
-    whole = np.floor(magnitude)
-    rounded = np.sign(values) * (whole + (magnitude - whole >= 0.5))
+    """float32 -> integer: ``round(x / scale) + zero_point`` as the profile rounds it,
+    clamped to ``out_dtype``."""
+    profile = profile or PROFILES["tflm"]
     info = np.iinfo(out_dtype)
-    return _clamp(rounded.astype(np.int64) + node.zero_point, info.min, info.max, out_dtype)
+    return _clamp(profile.quantize(node, x, out_dtype), info.min, info.max, out_dtype)
 
 
 def dequantize(node: ir.Dequantize, x: np.ndarray, profile: Profile = None):
@@ -282,8 +494,10 @@ def dequantize(node: ir.Dequantize, x: np.ndarray, profile: Profile = None):
 
 
 def lut(node: ir.Lut, x: np.ndarray, profile: Profile = None):
+    """An elementwise op as the profile's 256-entry table, indexed by ``q - qmin``."""
+    table = (profile or PROFILES["tflm"]).lut_table(node)
     qmin = np.iinfo(x.dtype).min
-    return node.table[x.astype(np.int64) - qmin].astype(x.dtype)
+    return table[x.astype(np.int64) - qmin].astype(x.dtype)
 
 
 #: The kernel of each node type, called as ``kernel(node, inputs, out_dtype, profile)``.
@@ -302,7 +516,7 @@ _KERNELS = {
     ir.Requantize: lambda n, xs, dt, p: requantize(n, xs[0], dt, p),
     ir.Quantize: lambda n, xs, dt, p: quantize(n, xs[0], dt, p),
     ir.Dequantize: lambda n, xs, dt, p: dequantize(n, xs[0]),
-    ir.Lut: lambda n, xs, dt, p: lut(n, xs[0]),
+    ir.Lut: lambda n, xs, dt, p: lut(n, xs[0], p),
 }
 
 
@@ -326,10 +540,16 @@ class GoldenResult:
     outputs: list[np.ndarray] = field(default_factory=list)
 
 
-def run(graph: ir.Graph, inputs, profile: str = "tflm") -> GoldenResult:
+def run(graph: ir.Graph, inputs, profile: str | Profile = "tflm") -> GoldenResult:
     """Run the graph on ``inputs`` (one array per graph input, shaped and typed as the
-    model's input tensors) and return every intermediate tensor."""
+    model's input tensors) and return every intermediate tensor.
+
+    ``profile`` is a name in :data:`PROFILES` or a profile already prepared for this graph
+    (``PROFILES[name].prepare(graph)``, which saves re-deriving its parameters when the
+    same graph runs many times)."""
     prof = get_profile(profile)
+    if isinstance(profile, str):
+        prof = prof.prepare(graph)
     if isinstance(inputs, np.ndarray):
         inputs = [inputs]
     if len(inputs) != len(graph.inputs):

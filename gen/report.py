@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ir
+from . import golden, ir
 
 __all__ = ["describe", "format_text"]
 
@@ -28,8 +28,14 @@ def _requant(r: ir.Requant) -> dict:
             "per_channel": r.per_channel}
 
 
-def describe(graph: ir.Graph) -> dict:
-    """A JSON-ready description of the lowered model, layer by layer."""
+def describe(graph: ir.Graph, profile: str = "tflm") -> dict:
+    """A JSON-ready description of the lowered model, layer by layer.
+
+    ``profile`` names the golden profile whose arithmetic each layer's ``arithmetic``
+    entry describes: the runtime that runs it and what its requantization uses (for
+    ``litert``, XNNPACK's float32 scales; for ``tflm`` the integer multiplier and shift
+    listed under ``requant``)."""
+    prepared = golden.get_profile(profile).prepare(graph)
     layers = []
     for i, node in enumerate(graph.nodes):
         layer = {
@@ -55,9 +61,11 @@ def describe(graph: ir.Graph) -> dict:
         out = graph.tensors[node.output]
         if out.value_range is not None:
             layer["output_range"] = list(out.value_range)
+        layer["arithmetic"] = prepared.describe(node)
         layers.append(layer)
     return {
-        "model": graph.source, "mode": graph.mode,
+        "model": graph.source, "mode": graph.mode, "profile": prepared.name,
+        "profile_description": prepared.description,
         "inputs": [_tensor(graph.tensors[n]) for n in graph.inputs],
         "outputs": [_tensor(graph.tensors[n]) for n in graph.outputs],
         "macs": graph.macs, "weight_bytes": graph.weight_bytes, "layers": layers,
@@ -81,6 +89,8 @@ def _q(t: dict) -> str:
 def format_text(info: dict) -> str:
     """A readable multi-line rendering of :func:`describe`'s result."""
     lines = [f"model: {info['model']}", f"mode:  {info['mode']}"]
+    if "profile" in info:
+        lines.append(f"profile: {info['profile']} ({info['profile_description']})")
     for kind in ("inputs", "outputs"):
         for t in info[kind]:
             lines.append(f"{kind[:-1]:6} {t['name']}: shape {tuple(t['shape'])} {_q(t)}, "
@@ -118,4 +128,9 @@ def format_text(info: dict) -> str:
             details.append(f"MACs {layer['macs']:,} weights {layer['weight_bytes']:,} B")
         for i in range(0, len(details), 4):
             lines.append("       " + "; ".join(details[i:i + 4]))
+        arithmetic = layer.get("arithmetic")
+        if arithmetic:
+            parts = [f"{k} {_fmt(v)}" for k, v in arithmetic.items() if k != "runtime"]
+            lines.append(f"       {info['profile']}: {arithmetic['runtime']}"
+                         + "".join(f"; {p}" for p in parts))
     return "\n".join(lines)

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import golden, ir
 from .errors import Tfl2RtlError
-from .reference import ReferenceInterpreter
+from .reference import reference_interpreter
 
 __all__ = ["VerifyReport", "verify_graph", "random_inputs", "load_inputs"]
 
@@ -18,7 +18,7 @@ __all__ = ["VerifyReport", "verify_graph", "random_inputs", "load_inputs"]
 class VerifyReport:
     """What :func:`verify_graph` compared.  ``mismatches`` lists one entry per
     (sample, tensor) pair that differed: tensor name, elements differing, largest
-    difference."""
+    difference.  ``notes`` says what the reference needed (a repaired model file)."""
 
     model: str
     profile: str
@@ -26,6 +26,7 @@ class VerifyReport:
     tensors_compared: int = 0
     elements_compared: int = 0
     mismatches: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -35,7 +36,7 @@ class VerifyReport:
         return {"model": self.model, "profile": self.profile, "samples": self.samples,
                 "tensors_compared": self.tensors_compared, "mismatches": len(self.mismatches),
                 "elements_compared": self.elements_compared,
-                "mismatch_details": self.mismatches[:50]}
+                "mismatch_details": self.mismatches[:50], "notes": self.notes}
 
 
 def _input_range(graph: ir.Graph, name: str) -> tuple[float, float]:
@@ -91,15 +92,25 @@ def load_inputs(graph: ir.Graph, path: str) -> list[list[np.ndarray]]:
 
 def verify_graph(graph: ir.Graph, input_sets, profile: str = "tflm",
                  progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-    """Run golden and reference on each input set; compare every non-constant tensor."""
-    golden.get_profile(profile)
-    report = VerifyReport(model=graph.source, profile=profile)
-    reference = ReferenceInterpreter(graph.source, profile)
+    """Run golden and reference on each input set; compare every non-constant tensor.
+
+    The reference is the interpreter the profile follows (:mod:`tfl2rtl.reference`):
+    TensorFlow Lite Micro for ``tflm``, LiteRT's default interpreter for ``litert``,
+    LiteRT's ``BUILTIN_REF`` resolver for ``litert-ref``."""
+    prepared = golden.get_profile(profile).prepare(graph)
+    report = VerifyReport(model=graph.source, profile=prepared.name)
+    reference = reference_interpreter(graph.source, prepared.name)
+    repaired = getattr(reference, "repaired", [])
+    if repaired:
+        report.notes.append(
+            f"LiteRT refuses the file as it is (quantized_dimension beyond the rank of "
+            f"{len(repaired)} tensors, e.g. 1-D biases); compared with a copy that has "
+            "quantized_dimension 0 there, which no kernel reads")
     compared = [n for n, t in graph.tensors.items()
                 if t.tflite_index is not None and t.data is None]
     indices = [graph.tensors[n].tflite_index for n in compared]
     for k, inputs in enumerate(input_sets):
-        ours = golden.run(graph, inputs, profile=profile)
+        ours = golden.run(graph, inputs, profile=prepared)
         theirs = reference.invoke(inputs, indices)
         for name in compared:
             want = theirs[graph.tensors[name].tflite_index].reshape(graph.tensors[name].shape)

@@ -61,3 +61,24 @@ def test_load_inspect_run_verify(zoo):
     assert report.ok and report.samples == 3
     with pytest.raises(tfl2rtl.Tfl2RtlError, match="nothing to verify"):
         tfl2rtl.verify(path, samples=0)
+
+
+def test_profiles_through_the_api(zoo):
+    from tfl2rtl import api
+
+    path = zoo / "tflite_micro" / "hello_world_int8.tflite"
+    x = [np.array([[-124]], np.int8)]
+    assert tfl2rtl.run(path, x, profile="litert").profile == "litert"
+    info = tfl2rtl.inspect(path, profile="litert")
+    assert info["profile"] == "litert"
+    assert info["layers"][1]["arithmetic"]["scale"] == float(np.float32(0.011363567))
+    report = tfl2rtl.verify(path, samples=3, profile="litert")
+    assert report.ok and report.profile == "litert"
+    diff = api.diff(path, [x, [np.array([[0]], np.int8)]])
+    assert diff.profiles == ("tflm", "litert") and diff.samples == 2
+    # the README's worked example: node 1 rounds differently and node 2 inherits it
+    assert [t.differing for t in diff.tensors] == [0, 0, 1, 1]
+    assert diff.first_difference.node == 1 and diff.first_difference.histogram == {1: 1}
+    assert "2 elements differ in 2 of 4 tensors" in api.diff_text(diff)
+    with pytest.raises(tfl2rtl.Tfl2RtlError, match="nothing to diff"):
+        api.diff(path, [])
