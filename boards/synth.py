@@ -27,7 +27,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.network import FullyConnectedNetwork, to_verilog
+from tfl2rtl.hw.network import DataflowNetwork, to_verilog
 
 __all__ = ["Family", "FAMILIES", "PinWrapper", "SynthReport", "synthesize"]
 
@@ -68,7 +68,7 @@ class PinWrapper(wiring.Component):
     the one registered output pin ``out``, so that no logic can be optimized away and the
     only pins are ``clk``, ``rst`` and ``out``."""
 
-    def __init__(self, network: FullyConnectedNetwork):
+    def __init__(self, network: DataflowNetwork):
         self.network = network
         super().__init__({"out": Out(1)})
 
@@ -129,7 +129,7 @@ def _run(command: list[str], log: Path) -> float:
     return time.perf_counter() - began
 
 
-def synthesize(network: FullyConnectedNetwork, build_dir, *, family: str = "ecp5-85k",
+def synthesize(network: DataflowNetwork, build_dir, *, family: str = "ecp5-85k",
                place: bool = True, frequency_mhz: float = 100) -> SynthReport:
     """Synthesize ``network`` inside a :class:`PinWrapper` for ``family`` (a key of
     :data:`FAMILIES`) with Yosys, then (with ``place``) place and route it with nextpnr

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ir
-from .folding import Fold, auto_fold, folded_layers, full_fold, layer_cycles, load_fold
+from .folding import Fold, auto_fold, full_fold, load_fold
 from .output import staged_directory
 
 __all__ = ["Design", "plan", "write", "TOP", "DEFAULT_MAX_MULTIPLIERS"]
@@ -28,7 +28,8 @@ VERSION = "0.1.0"
 @dataclass
 class Design:
     """A checked plan for one model: the graph, the folding per foldable node, and the
-    hardware plan (:class:`tfl2rtl.hw.network.NetworkPlan`)."""
+    hardware plan (:class:`tfl2rtl.hw.network.NetworkPlan`).  ``multipliers`` counts the
+    MAC multipliers of the stages (:meth:`tfl2rtl.hw.stages.Stage.multipliers`)."""
 
     graph: ir.Graph
     fold: dict[int, Fold]
@@ -42,7 +43,7 @@ class Design:
 
     @property
     def multipliers(self) -> int:
-        return sum(f.multipliers for f in self.fold.values())
+        return self.network_plan.multipliers
 
     @property
     def initiation_interval(self) -> int:
@@ -52,20 +53,42 @@ class Design:
     def ideal_cycles(self) -> float:
         """MACs per inference divided by the multipliers: the cycles a design with every
         multiplier busy every cycle would need."""
-        return self.graph.macs / self.multipliers
+        return self.graph.macs / self.multipliers if self.multipliers else 0.0
 
     @property
     def mac_efficiency(self) -> float:
         return self.ideal_cycles / self.initiation_interval
 
     def network(self):
-        from .hw.network import FullyConnectedNetwork
+        from .hw.network import DataflowNetwork
 
-        return FullyConnectedNetwork(self.network_plan)
+        return DataflowNetwork(self.network_plan)
+
+    def layers(self) -> list[dict]:
+        """One entry per stage: node, op, folding, multipliers, cycles per inference,
+        MACs and MAC efficiency (MACs over multipliers times the design's initiation
+        interval: the share of the interval its multipliers are busy)."""
+        entries = []
+        interval = self.initiation_interval
+        for s in self.network_plan.stages:
+            node = s.node
+            entry = {"node": s.index, "op": node.op,
+                     "output_shape": list(s.stage.out_shape),
+                     "pe": s.fold.pe, "simd": s.fold.simd,
+                     "multipliers": s.multipliers,
+                     "cycles_per_vector": s.cycles_per_vector,
+                     "macs": node.macs}
+            if s.multipliers:
+                entry["mac_efficiency"] = round(node.macs / (s.multipliers * interval), 4)
+            if _weighted(node):
+                entry.update(shape=list(node.weights.shape), acc_bits=node.acc_bits,
+                             weights=f"mem/node{s.index:02d}_weights.hex",
+                             bias=f"mem/node{s.index:02d}_bias.hex")
+            entries.append(entry)
+        return entries
 
     def manifest(self) -> dict:
         g = self.graph
-        layers = folded_layers(g)
         t_in, t_out = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
         return {
             "tool": f"tfl2rtl {VERSION}",
@@ -85,15 +108,7 @@ class Design:
                        "scale": t_out.scale, "zero_point": t_out.zero_point,
                        "elements": t_out.size},
             "folding": self.fold_source,
-            "layers": [
-                {"node": i, "op": n.op, "shape": list(n.weights.shape),
-                 "pe": self.fold[i].pe, "simd": self.fold[i].simd,
-                 "multipliers": self.fold[i].multipliers, "acc_bits": n.acc_bits,
-                 "cycles_per_vector": layer_cycles(n, self.fold[i]),
-                 "weights": f"mem/node{i:02d}_weights.hex",
-                 "bias": f"mem/node{i:02d}_bias.hex"}
-                for i, n in layers.items()
-            ],
+            "layers": self.layers(),
             "macs": g.macs,
             "multipliers": self.multipliers,
             "initiation_interval": self.initiation_interval,
@@ -101,6 +116,10 @@ class Design:
             "ideal_cycles": round(self.ideal_cycles, 3),
             "mac_efficiency": round(self.mac_efficiency, 4),
         }
+
+
+def _weighted(node: ir.Node) -> bool:
+    return isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D)
 
 
 def _sha256(path: str) -> str:
@@ -129,8 +148,7 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
         chosen, source = full_fold(graph), "full"
     else:
         chosen, source = load_fold(graph, fold), str(fold)
-    foldings = [(chosen[i].pe, chosen[i].simd) for i in sorted(folded_layers(graph))]
-    network_plan = plan_network(graph, foldings).with_lanes(lanes)
+    network_plan = plan_network(graph, chosen, lanes=lanes)
     return Design(graph=graph, fold=chosen, network_plan=network_plan, fold_source=source)
 
 
@@ -153,7 +171,9 @@ def write(design: Design, out_dir: str | os.PathLike) -> list[Path]:
     with staged_directory(out_dir) as tmp:
         (tmp / f"{TOP}.v").write_text(verilog)
         (tmp / "mem").mkdir()
-        for i, node in folded_layers(design.graph).items():
+        for i, node in enumerate(design.graph.nodes):
+            if not _weighted(node):
+                continue
             (tmp / "mem" / f"node{i:02d}_weights.hex").write_text(_hex_lines(node.weights, 8))
             bias_bits = 4 * -(-max(32, node.acc_bits) // 4)
             (tmp / "mem" / f"node{i:02d}_bias.hex").write_text(

@@ -1,14 +1,18 @@
-"""Folding: how many multipliers each layer gets (PE output neurons x SIMD input lanes).
+"""Folding: how much of each layer is computed per cycle.
 
-A fully connected layer with ``out_depth`` neurons over ``accum_depth`` inputs needs
-``(out_depth / pe) * (accum_depth / simd)`` cycles per input vector with ``pe * simd``
-multipliers.  In a streaming dataflow design the slowest layer sets the initiation
-interval, so :func:`auto_fold` balances the layers for the smallest interval the
-multiplier budget allows.
+Every node with hardware is a stage (:mod:`tfl2rtl.hw.stages`).  A fully connected layer
+with ``out_depth`` neurons over ``accum_depth`` inputs needs ``(out_depth / pe) *
+(accum_depth / simd)`` cycles per inference with ``pe * simd`` multipliers; a
+convolution needs that per output pixel; a depthwise convolution ``pe`` channels at a
+time; pools and elementwise ops move ``pe`` elements per beat at no multiplier cost.  In
+a streaming dataflow design the slowest stage sets the initiation interval, so
+:func:`auto_fold` balances all stages for the smallest interval the multiplier budget
+allows.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,94 +20,110 @@ from pathlib import Path
 from . import ir
 from .errors import Tfl2RtlError
 
-__all__ = ["Fold", "folded_layers", "layer_cycles", "auto_fold", "load_fold", "full_fold"]
+__all__ = ["Fold", "stages", "folded_layers", "layer_cycles", "auto_fold", "load_fold",
+           "full_fold"]
 
 
 @dataclass(frozen=True)
 class Fold:
+    """``pe`` parallel outputs (channels, neurons or elements) by ``simd`` parallel inputs
+    per cycle; what they mean for each op is in :mod:`tfl2rtl.hw.stages`."""
+
     pe: int
     simd: int
 
     @property
     def multipliers(self) -> int:
+        """``pe * simd``: the MAC multipliers of a fully connected or convolution layer
+        (see :meth:`tfl2rtl.hw.stages.Stage.multipliers` for the others)."""
         return self.pe * self.simd
 
 
-def folded_layers(graph: ir.Graph) -> dict[int, ir.FullyConnected]:
-    """The foldable layers, by their index in ``graph.nodes``."""
-    return {i: n for i, n in enumerate(graph.nodes) if isinstance(n, ir.FullyConnected)}
+def stages(graph: ir.Graph) -> dict:
+    """Every node with hardware, as a :class:`tfl2rtl.hw.stages.Stage`, by its index in
+    ``graph.nodes``."""
+    from .hw.stages import stage_for
+
+    found = {}
+    for i in range(len(graph.nodes)):
+        stage = stage_for(graph, i)
+        if stage is not None:
+            found[i] = stage
+    return found
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+def folded_layers(graph: ir.Graph) -> dict:
+    """The stages whose folding can be chosen, by node index."""
+    return {i: s for i, s in stages(graph).items() if s.foldable}
 
 
-def layer_cycles(node: ir.FullyConnected, fold: Fold) -> int:
-    out_depth, accum_depth = node.weights.shape
-    return (out_depth // fold.pe) * (accum_depth // fold.simd)
-
-
-def _check(node: ir.FullyConnected, fold: Fold, where: str) -> None:
-    out_depth, accum_depth = node.weights.shape
-    if fold.pe < 1 or out_depth % fold.pe or fold.simd < 1 or accum_depth % fold.simd:
-        raise Tfl2RtlError(
-            f"{where}: pe={fold.pe}, simd={fold.simd} does not divide the layer "
-            f"({out_depth} outputs x {accum_depth} inputs); pe must divide {out_depth} "
-            f"and simd must divide {accum_depth}"
-        )
+def layer_cycles(stage, fold: Fold) -> int:
+    """Cycles per inference of ``stage`` folded by ``fold``."""
+    return stage.cycles(fold)
 
 
 def full_fold(graph: ir.Graph) -> dict[int, Fold]:
-    """Every layer on one multiplier (the smallest design)."""
+    """Every stage at its smallest: one multiplier per layer (``depth_multiplier`` for a
+    depthwise convolution), one element per beat elsewhere."""
     return {i: Fold(1, 1) for i in folded_layers(graph)}
+
+
+def _cost(stage, fold: Fold) -> tuple:
+    """Cheapest first: fewest multipliers, then fewest lanes, then wider SIMD (fewer
+    neuron folds, so less replay of the input)."""
+    return stage.multipliers(fold), fold.pe * fold.simd, -fold.simd
 
 
 def auto_fold(graph: ir.Graph, max_multipliers: int, min_interval: int = 1) -> dict[int, Fold]:
     """The folding with the smallest initiation interval within ``max_multipliers``.
 
     ``min_interval`` is a bound set elsewhere (the stream edges moving a few elements per
-    cycle): no layer is made faster than it, so no multiplier is spent for nothing.
+    cycle): no stage is made faster than it, nor faster than a stage whose folding is
+    fixed (a softmax), so nothing is spent for nothing.
 
-    For a target interval ``T`` every layer takes its cheapest folding that needs at
-    most ``T`` cycles; the cost of ``T`` only falls as ``T`` grows, so the smallest
-    affordable ``T`` among the layers' possible cycle counts is the optimum.  Ties
-    prefer wider SIMD (fewer neuron folds, so less replay of the input vector).
+    For a target interval ``T`` every stage takes its cheapest folding that needs at most
+    ``T`` cycles.  That costs fewer multipliers the larger ``T`` is, so the smallest
+    affordable ``T`` among the stages' possible cycle counts (found by bisection) is the
+    optimum.
     """
-    layers = folded_layers(graph)
-    if max_multipliers < len(layers):
+    every = stages(graph)
+    layers = {i: s for i, s in every.items() if s.foldable}
+    options = {i: sorted(s.options(), key=lambda f, s=s: _cost(s, f))
+               for i, s in layers.items()}
+    least = sum(s.multipliers(options[i][0]) for i, s in layers.items())
+    if max_multipliers < least:
         raise Tfl2RtlError(
-            f"--max-multipliers {max_multipliers} is below one multiplier per layer "
-            f"({len(layers)} layers); give at least {len(layers)}"
+            f"--max-multipliers {max_multipliers} is below the smallest design's "
+            f"{least} multipliers (one per layer, depth_multiplier per depthwise layer); "
+            f"give at least {least}"
         )
-    options = {}
-    for i, node in layers.items():
-        out_depth, accum_depth = node.weights.shape
-        options[i] = sorted(
-            (Fold(pe, simd) for pe in _divisors(out_depth) for simd in _divisors(accum_depth)),
-            key=lambda f: (f.multipliers, -f.simd),
-        )
+    cycles = {i: {f: s.cycles(f) for f in options[i]} for i, s in layers.items()}
+    floor = max([min_interval]
+                + [min(c.values()) for c in cycles.values()]
+                + [s.cycles(s.options()[0]) for i, s in every.items() if i not in layers])
 
     def cheapest(target: int) -> dict[int, Fold]:
-        return {i: next(f for f in options[i] if layer_cycles(layers[i], f) <= target)
-                for i in layers}
+        return {i: next(f for f in options[i] if cycles[i][f] <= target) for i in layers}
 
-    targets = sorted({layer_cycles(layers[i], f) for i in layers for f in options[i]})
-    fastest = max(layer_cycles(n, options[i][-1]) for i, n in layers.items())
-    targets = [t for t in targets if t >= max(fastest, min_interval)] or [max(targets)]
-    for target in targets:
+    def affordable(target: int) -> bool:
         fold = cheapest(target)
-        if sum(f.multipliers for f in fold.values()) <= max_multipliers:
-            return fold
-    return full_fold(graph)  # unreachable: the largest target costs one per layer
+        return sum(layers[i].multipliers(f) for i, f in fold.items()) <= max_multipliers
+
+    targets = sorted({c for per in cycles.values() for c in per.values() if c >= floor}
+                     | {floor})
+    # ``affordable`` is monotone in the target and true for the largest one.
+    first = bisect.bisect_left(range(len(targets)), True,
+                               key=lambda k: affordable(targets[k]))
+    return cheapest(targets[min(first, len(targets) - 1)])
 
 
 def load_fold(graph: ir.Graph, path: str | Path) -> dict[int, Fold]:
-    """Read a folding file: ``{"layers": {"<node index>": {"pe": P, "simd": S}, ...}}``.
-    Layers it does not name get ``pe = simd = 1``."""
+    """Read a folding file: ``{"layers": {"<node index>": {"pe": P, "simd": S}, ...}}``
+    (``simd`` defaults to 1).  Stages it does not name get ``pe = simd = 1``."""
     try:
         spec = json.loads(Path(path).read_text())
         entries = spec["layers"]
-        given = {int(k): Fold(int(v["pe"]), int(v["simd"])) for k, v in entries.items()}
+        given = {int(k): Fold(int(v["pe"]), int(v.get("simd", 1))) for k, v in entries.items()}
     except FileNotFoundError:
         raise Tfl2RtlError(f"{path}: no such folding file") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -117,6 +137,9 @@ def load_fold(graph: ir.Graph, path: str | Path) -> dict[int, Fold]:
         if i not in layers:
             raise Tfl2RtlError(f"{path}: layer {i} is not a foldable layer; foldable layers: "
                                + ", ".join(str(k) for k in layers))
-        _check(layers[i], f, f"{path}: layer {i}")
+        try:
+            layers[i].check(f)
+        except Tfl2RtlError as exc:
+            raise Tfl2RtlError(f"{path}: {exc}") from None
         fold[i] = f
     return fold

@@ -58,7 +58,7 @@ import numpy as np
 
 from tfl2rtl import golden, ir
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.network import FullyConnectedNetwork, lint_waivers, to_verilog
+from tfl2rtl.hw.network import DataflowNetwork, lint_waivers, to_verilog
 from tfl2rtl.toolchain import tool_env, verilator_root
 
 __all__ = ["TOP", "HARNESS", "SimRun", "simulate_network", "golden_vectors",
@@ -255,7 +255,7 @@ def _unbeats(beats: list[int], lanes: int) -> np.ndarray:
                     dtype=np.uint8)
 
 
-def simulate_network(network: FullyConnectedNetwork, inputs: np.ndarray,
+def simulate_network(network: DataflowNetwork, inputs: np.ndarray,
                      expected: np.ndarray, build_dir: str | os.PathLike, *, seed: int = 0,
                      stall: float = 0.2, backpressure: float = 0.2,
                      check: bool = True,
@@ -338,21 +338,25 @@ def simulate_network(network: FullyConnectedNetwork, inputs: np.ndarray,
     began = time.perf_counter()
     with _environment(env):
         runner = _runner()
-        runner.build(sources=[waivers, source, harness], hdl_toplevel=HARNESS, build_dir=build_dir,
-                     build_args=VERILATOR_ARGS, always=True, timescale=("1ns", "1ps"),
-                     waves=waves is not None,
-                     parameters={"LANES": lanes, "IN_SIZE": plan.in_size,
-                                 "OUT_SIZE": plan.out_size, "VECTORS": vectors},
-                     log_file=build_dir / "build.log")
+        with _one_line_errors("the Verilator build", build_dir / "build.log"):
+            runner.build(sources=[waivers, source, harness], hdl_toplevel=HARNESS,
+                         build_dir=build_dir,
+                         build_args=VERILATOR_ARGS, always=True, timescale=("1ns", "1ps"),
+                         waves=waves is not None,
+                         parameters={"LANES": lanes, "IN_SIZE": plan.in_size,
+                                     "OUT_SIZE": plan.out_size, "VECTORS": vectors},
+                         log_file=build_dir / "build.log")
         build_seconds = time.perf_counter() - began
         _save_runtime(cache, build_dir)
-        results_xml = runner.test(test_module="tfl2rtl.sim.network_tb", hdl_toplevel=HARNESS,
-                                  build_dir=build_dir, test_dir=build_dir,
-                                  plusargs=[f"+TFL2RTL_INPUTS={input_file}"],
-                                  waves=waves is not None,
-                                  test_args=[] if waves is None else ["--trace-file", str(waves)],
-                                  extra_env={"TFL2RTL_SIM_CONFIG": str(config)},
-                                  log_file=build_dir / "sim.log")
+        with _one_line_errors("the simulation", build_dir / "sim.log"):
+            results_xml = runner.test(
+                test_module="tfl2rtl.sim.network_tb", hdl_toplevel=HARNESS,
+                build_dir=build_dir, test_dir=build_dir,
+                plusargs=[f"+TFL2RTL_INPUTS={input_file}"],
+                waves=waves is not None,
+                test_args=[] if waves is None else ["--trace-file", str(waves)],
+                extra_env={"TFL2RTL_SIM_CONFIG": str(config)},
+                log_file=build_dir / "sim.log")
     total, failed = get_results(Path(results_xml))
     if failed or total != len(TESTS):
         raise Tfl2RtlError(
@@ -365,6 +369,23 @@ def simulate_network(network: FullyConnectedNetwork, inputs: np.ndarray,
         for name, run in runs.items():
             _check(name, run, expected)
     return runs
+
+
+@contextmanager
+def _one_line_errors(step: str, log: Path):
+    """cocotb's runner raises ``RuntimeError`` (or exits) when a command fails: turn that
+    into the tool's one-line error naming the first error in ``log``."""
+    try:
+        yield
+    except (RuntimeError, SystemExit) as exc:
+        first = ""
+        if log.exists():
+            lines = log.read_text(errors="replace").splitlines()
+            first = next((line.strip() for line in lines
+                          if line.startswith(("%Error", "%Warning", "error:"))
+                          or ": error:" in line), "")
+        detail = f": {first}" if first else f" ({exc})"
+        raise Tfl2RtlError(f"{step} failed{detail}; see {log}") from None
 
 
 def _load_run(path: Path, expected: np.ndarray, lanes: int, build_seconds: float) -> SimRun:

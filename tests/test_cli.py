@@ -139,8 +139,8 @@ def test_generate(zoo, tmp_path):
 
 
 def test_generate_errors(tmp_path):
-    assert_one_line_error(cli("generate", TEST_MODELS / "cnn_int8.tflite", "-o",
-                              tmp_path / "out"), "has no hardware yet")
+    assert_one_line_error(cli("generate", TEST_MODELS / "conv_float_io.tflite", "-o",
+                              tmp_path / "out"), "makes the model's input float32")
     assert not (tmp_path / "out").exists()
     bad = tmp_path / "fold.json"
     bad.write_text('{"layers": {"1": {"pe": 3, "simd": 1}}}')
@@ -148,3 +148,74 @@ def test_generate_errors(tmp_path):
                               tmp_path / "out", "--fold", bad), "pe must divide 10")
     assert_one_line_error(cli("generate", TEST_MODELS / "dense10_int8.tflite", "-o",
                               tmp_path / "out", "--max-multipliers", "0"), "at least 1")
+
+
+def test_verify_and_run_with_the_litert_profiles(zoo, tmp_path):
+    model = zoo / "mlperf_tiny" / "kws_ref_model.tflite"
+    for profile in ("litert", "litert-ref"):
+        data = json.loads(cli("verify", model, "--samples", 5, "--profile", profile, "--json",
+                              check_code=0).stdout)
+        assert (data["profile"], data["samples"], data["mismatches"]) == (profile, 5, 0)
+    x = tmp_path / "x.npy"
+    np.save(x, np.array([[42]], np.int8))
+    proc = cli("run", zoo / "tflite_micro" / "hello_world_int8.tflite", "--input", x,
+               "--profile", "litert", check_code=0)
+    assert "profile: litert" in proc.stdout
+    proc = cli("verify", zoo / "tflite_micro" / "person_detect.tflite", "--samples", 1,
+               "--profile", "litert", check_code=0)
+    assert proc.stdout.startswith("OK:") and "note: LiteRT refuses the file" in proc.stdout
+
+
+def test_inspect_shows_the_profiles_arithmetic(zoo):
+    model = zoo / "tflite_micro" / "micro_speech_quantized.tflite"
+    text = cli("inspect", model, "--profile", "litert", check_code=0).stdout
+    assert "profile: litert" in text and "litert: XNNPACK; requantization float32" in text
+    assert "litert: LiteRT builtin; softmax float32 exp table" in text
+    info = json.loads(cli("inspect", model, "--profile", "litert", "--json",
+                          check_code=0).stdout)
+    dw = info["layers"][1]["arithmetic"]
+    assert info["profile"] == "litert" and dw["runtime"] == "XNNPACK" and dw["per_channel"]
+    assert dw["scale"][0] <= dw["scale"][1] < 256
+    assert "tflm: TFLite Micro reference kernel" in cli("inspect", model, check_code=0).stdout
+    proc = cli("inspect", model, "--profile", "nope")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_diff_lists_every_tensor(zoo, tmp_path):
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(0).integers(-128, 128, (3, 1, 49, 10, 1)).astype(np.int8))
+    model = zoo / "mlperf_tiny" / "kws_ref_model.tflite"
+    text = cli("diff", model, "--input", x, check_code=0).stdout
+    lines = text.splitlines()
+    assert lines[0] == f"diff tflm vs litert: {model}, 3 inputs"
+    assert len(lines) == 2 + 1 + 13 + 1  # header, columns, input + 13 nodes, summary
+    assert "CONV_2D" in lines[3] and lines[-1].endswith("(node 0, CONV_2D)")
+    data = json.loads(cli("diff", model, "--input", x, "--json", check_code=0).stdout)
+    assert data["profiles"] == ["tflm", "litert"] and data["samples"] == 3
+    conv = data["tensors"][1]
+    assert conv["elements"] == 3 * 25 * 5 * 64 and conv["differing"] > 0
+    assert sum(conv["histogram"].values()) == conv["differing"]
+    assert max(int(k) for k in conv["histogram"]) == conv["max_abs_diff"]
+    same = json.loads(cli("diff", zoo / "tflite_micro" / "person_detect.tflite", "--input",
+                          _zeros(tmp_path, (1, 96, 96, 1)), "--profiles", "tflm,litert-ref",
+                          "--json", check_code=0).stdout)
+    assert same["differing_elements"] == 0 and same["first_difference"] is None
+
+
+def _zeros(tmp_path, shape):
+    path = tmp_path / "zeros.npy"
+    np.save(path, np.zeros(shape, np.int8))
+    return path
+
+
+def test_diff_errors(tmp_path):
+    model = TEST_MODELS / "dense10_int8.tflite"
+    x = _zeros(tmp_path, (1, 28, 28, 1))
+    assert_one_line_error(cli("diff", model, "--input", x, "--profiles", "tflm,nope"),
+                          "unknown profile 'nope'", "tflm, litert, litert-ref")
+    assert_one_line_error(cli("diff", model, "--input", x, "--profiles", "tflm,tflm"),
+                          "two different profiles")
+    assert_one_line_error(cli("diff", model, "--input", x, "--profiles", "tflm"),
+                          "compares two profiles, 1 given")
+    proc = cli("diff", model)
+    assert proc.returncode == 2 and "--input" in proc.stderr

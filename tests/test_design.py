@@ -58,8 +58,11 @@ def test_unbuildable_model_leaves_output_untouched(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("previous")
-    graph = tfl2rtl.load(TEST_MODELS / "conv_int8.tflite")
-    with pytest.raises(tfl2rtl.Tfl2RtlError, match=r"CONV_2D\) has no hardware yet"):
+    graph = tfl2rtl.load(TEST_MODELS / "conv_float_io.tflite")
+    with pytest.raises(tfl2rtl.Tfl2RtlError, match=r"^node 0 \(QUANTIZE\) makes the model's "
+                                                   r"input float32; the hardware streams "
+                                                   r"integers: convert with "
+                                                   r"inference_input_type=tf.int8"):
         tfl2rtl.generate(graph, out)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert [p.name for p in out.iterdir()] == ["keep.txt"]

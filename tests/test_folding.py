@@ -30,8 +30,8 @@ def interval(graph, fold):
 def test_auto_fold_fits_and_divides(ad01, budget):
     fold = auto_fold(ad01, budget)
     assert sum(f.multipliers for f in fold.values()) <= budget
-    for i, node in folded_layers(ad01).items():
-        out_depth, accum_depth = node.weights.shape
+    for i, stage in folded_layers(ad01).items():
+        out_depth, accum_depth = stage.node.weights.shape
         assert out_depth % fold[i].pe == 0 and accum_depth % fold[i].simd == 0
 
 
@@ -39,8 +39,8 @@ def test_auto_fold_fits_and_divides(ad01, budget):
 def test_auto_fold_is_optimal_by_exhaustive_search(hello, budget):
     layers = folded_layers(hello)
     choices = []
-    for node in layers.values():
-        o, i = node.weights.shape
+    for stage in layers.values():
+        o, i = stage.node.weights.shape
         choices.append([Fold(p, s) for p in range(1, o + 1) if o % p == 0
                         for s in range(1, i + 1) if i % s == 0])
     best = min(
@@ -65,7 +65,8 @@ def test_min_interval_saves_multipliers(ad01):
 
 
 def test_budget_below_one_per_layer(ad01):
-    with pytest.raises(Tfl2RtlError, match="at least 10"):
+    with pytest.raises(Tfl2RtlError, match=r"below the smallest design's 10 multipliers .*"
+                                           r"give at least 10$"):
         auto_fold(ad01, 9)
 
 
@@ -74,10 +75,33 @@ def test_fold_file(hello, tmp_path):
     f.write_text(json.dumps({"layers": {"1": {"pe": 4, "simd": 8}}}))
     assert load_fold(hello, f) == {0: Fold(1, 1), 1: Fold(4, 8), 2: Fold(1, 1)}
     f.write_text(json.dumps({"layers": {"1": {"pe": 3, "simd": 1}}}))
-    with pytest.raises(Tfl2RtlError, match="pe must divide 16"):
+    with pytest.raises(Tfl2RtlError, match=r"fold.json: node 1 \(FULLY_CONNECTED\): .*pe must "
+                                           r"divide 16"):
         load_fold(hello, f)
     f.write_text("{not json")
     with pytest.raises(Tfl2RtlError, match="not a folding file"):
         load_fold(hello, f)
     with pytest.raises(Tfl2RtlError, match="no such folding file"):
         load_fold(hello, tmp_path / "none.json")
+
+
+def test_auto_fold_balances_convolution_networks(zoo):
+    # Every stage of a convolutional network gets a folding; within the budget, no stage
+    # is slower than the chosen interval, and one more multiplier's worth of budget cut
+    # makes the interval longer (the choice is tight).
+    graph = lower(read_model(zoo / "mlperf_tiny" / "kws_ref_model.tflite"))
+    layers = folded_layers(graph)
+    assert {type(s.node).__name__ for s in layers.values()} >= {
+        "Conv2D", "DepthwiseConv2D", "AveragePool2D", "FullyConnected"}
+    fold = auto_fold(graph, 128)
+    used = sum(layers[i].multipliers(f) for i, f in fold.items())
+    assert used <= 128
+    worst = interval(graph, fold)
+    smaller = auto_fold(graph, used - 1)
+    assert interval(graph, smaller) > worst
+    # Depthwise layers cost depth_multiplier per channel lane, pools nothing.
+    for i, stage in layers.items():
+        if type(stage.node).__name__ == "AveragePool2D":
+            assert stage.multipliers(fold[i]) == 0
+        if type(stage.node).__name__ == "DepthwiseConv2D":
+            assert stage.multipliers(fold[i]) == fold[i].pe * stage.node.depth_multiplier

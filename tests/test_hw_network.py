@@ -1,4 +1,5 @@
-"""Whole FULLY_CONNECTED models behind AXI4-Stream ports, in Amaranth's simulator."""
+"""Whole models behind AXI4-Stream ports: planning, and FULLY_CONNECTED networks in
+Amaranth's simulator (the convolution networks run in Verilator: test_sim_network.py)."""
 
 import dataclasses
 from types import SimpleNamespace
@@ -14,7 +15,8 @@ from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.network import (
     LINT_WAIVERS,
-    FullyConnectedNetwork,
+    DataflowNetwork,
+    branch_fifo_depths,
     lint_waivers,
     plan_network,
     to_verilog,
@@ -64,29 +66,30 @@ def run_network(dut, graph, inputs, mode, seed=0, cycles=None):
 
 @pytest.mark.parametrize("mode", STALL_MODES)
 @pytest.mark.parametrize("foldings", [
-    None, [(16, 1), (4, 4), (1, 16)], [(2, 1), (8, 2), (1, 1)], [(16, 1, 2), (4, 4, 1), (1, 16)],
+    None, {0: (16, 1), 1: (4, 4), 2: (1, 16)}, {0: (2, 1), 1: (8, 2), 2: (1, 1)},
+    {0: (16, 1, 2), 1: (4, 4, 1), 2: (1, 16)},
 ])
 def test_hello_world(foldings, mode):
     graph = load(HELLO_WORLD)
     inputs = np.random.default_rng(0).integers(-128, 128, (10, 1)).astype(np.int8)
-    dut = FullyConnectedNetwork(plan_network(graph, foldings))
+    dut = DataflowNetwork(plan_network(graph, foldings))
     got, lasts = run_network(dut, graph, inputs, mode, seed=3)
     np.testing.assert_array_equal(got, golden_vectors(graph, inputs))
     assert lasts == [1] * len(inputs)  # one output per vector, each the last
 
 
 @pytest.mark.parametrize("foldings", [
-    [(16, 1), (16, 16), (1, 16)],  # one vector per cycle
-    [(16, 1), (4, 4), (1, 16)],
-    [(4, 1), (2, 2), (1, 4)],
-    [(16, 1, 4), (8, 4, 2), (1, 16)],  # fewer requantizer lanes than PE
+    {0: (16, 1), 1: (16, 16), 2: (1, 16)},  # one vector per cycle
+    {0: (16, 1), 1: (4, 4), 2: (1, 16)},
+    {0: (4, 1), 1: (2, 2), 2: (1, 4)},
+    {0: (16, 1, 4), 1: (8, 4, 2), 2: (1, 16)},  # fewer requantizer lanes than PE
 ])
 def test_hello_world_initiation_interval(foldings):
     graph = load(HELLO_WORLD)
     plan = plan_network(graph, foldings)
     inputs = np.random.default_rng(0).integers(-128, 128, (40, 1)).astype(np.int8)
     cycles = []
-    got, _ = run_network(FullyConnectedNetwork(plan), graph, inputs, "streaming",
+    got, _ = run_network(DataflowNetwork(plan), graph, inputs, "streaming",
                          cycles=cycles)
     np.testing.assert_array_equal(got, golden_vectors(graph, inputs))
     assert set(np.diff(cycles[len(cycles) // 2:])) == {plan.cycles_per_vector}
@@ -96,7 +99,7 @@ def test_hello_world_initiation_interval(foldings):
 def test_reshape_and_per_channel_layer(mode):
     graph = load(DENSE10)
     inputs = np.random.default_rng(1).integers(-128, 128, (2, 784)).astype(np.int8)
-    dut = FullyConnectedNetwork(plan_network(graph, [(10, 28)]))
+    dut = DataflowNetwork(plan_network(graph, {1: (10, 28)}))
     got, lasts = run_network(dut, graph, inputs, mode)
     np.testing.assert_array_equal(got, golden_vectors(graph, inputs))
     assert lasts == ([0] * 9 + [1]) * 2
@@ -108,8 +111,8 @@ def test_softmax_uint8_edges_and_lanes(mode):
     # two elements per beat on both edges.
     graph = load(MLP_UINT8)
     inputs = np.random.default_rng(2).integers(0, 256, (2, 784)).astype(np.uint8)
-    plan = plan_network(graph, [(16, 56), (10, 32), (10, 10)])
-    dut = FullyConnectedNetwork(plan, lanes=2)
+    plan = plan_network(graph, {2: (16, 56), 3: (10, 32), 4: (10, 10)})
+    dut = DataflowNetwork(plan, lanes=2)
     got, lasts = run_network(dut, graph, inputs, mode)
     expected = golden_vectors(graph, inputs)
     np.testing.assert_array_equal(got, expected)
@@ -140,30 +143,35 @@ def softmax_of(input_name, output_name):
 
 
 def test_rejects_unsupported_graphs():
-    with pytest.raises(Tfl2RtlError, match=r"^node 0 \(CONV_2D\) has no hardware yet; "
-                                           r"hardware generation supports FULLY_CONNECTED, "
-                                           r"a final SOFTMAX"):
-        plan_network(load(TEST_MODELS / "conv_int8.tflite"))
-    with pytest.raises(Tfl2RtlError, match=r"^node 2 \(FULLY_CONNECTED\) follows the "
-                                           r"SOFTMAX; hardware generation supports SOFTMAX "
-                                           r"only as the last layer$"):
-        plan_network(with_node_after(load(HELLO_WORLD), 0, softmax_of))
-    with pytest.raises(Tfl2RtlError, match=r"^node 10 \(SOFTMAX\) has rows of 640 "
+    with pytest.raises(Tfl2RtlError, match=r"^node 10 \(SOFTMAX\): SOFTMAX over rows of 640 "
                                            r"elements; the hardware takes at most 511$"):
         plan_network(with_node_after(load(AD01), 9, softmax_of))
     graph = load(HELLO_WORLD)
-    with pytest.raises(Tfl2RtlError, match=r"^layer 1: PE=3 does not divide its 16 outputs; "
-                                           r"choose one of 1, 2, 4, 8, 16$"):
-        plan_network(graph, [(1, 1), (3, 1), (1, 1)])
-    with pytest.raises(Tfl2RtlError, match=r"^layer 2: SIMD=5 does not divide its 16 inputs"):
-        plan_network(graph, [(1, 1), (1, 1), (1, 5)])
-    with pytest.raises(Tfl2RtlError, match=r"^layer 0: 3 requantizer lanes do not divide PE=4; "
-                                           r"choose one of 1, 2, 4$"):
-        plan_network(graph, [(4, 1, 3), (1, 1), (1, 1)])
-    with pytest.raises(Tfl2RtlError, match=r"^layer 0: a folding is \(pe, simd\) or "):
-        plan_network(graph, [(4,), (1, 1), (1, 1)])
-    with pytest.raises(Tfl2RtlError, match=r"^2 foldings given for 3 FULLY_CONNECTED layers$"):
-        plan_network(graph, [(1, 1), (1, 1)])
+    with pytest.raises(Tfl2RtlError, match=r"^node 1 \(FULLY_CONNECTED\): pe=3, simd=1 does "
+                                           r"not divide the layer \(16 outputs x 16 inputs\); "
+                                           r"pe must divide 16 and simd must divide 16$"):
+        plan_network(graph, {1: (3, 1)})
+    with pytest.raises(Tfl2RtlError, match=r"^node 2 \(FULLY_CONNECTED\): pe=1, simd=5 does "):
+        plan_network(graph, {2: (1, 5)})
+    with pytest.raises(Tfl2RtlError, match=r"^node 0 \(FULLY_CONNECTED\): 3 requantizer lanes "
+                                           r"do not divide PE=4; choose one of 1, 2, 4$"):
+        plan_network(graph, {0: (4, 1, 3)})
+    with pytest.raises(Tfl2RtlError, match=r"^a folding is \(pe, simd\) or "):
+        plan_network(graph, {0: (4,)})
+    with pytest.raises(Tfl2RtlError, match=r"^foldings given for nodes \[7\], which have no "
+                                           r"foldable hardware$"):
+        plan_network(graph, {7: (1, 1)})
+    conv = load(TEST_MODELS / "conv_int8.tflite")
+    with pytest.raises(Tfl2RtlError, match=r"^node 0 \(CONV_2D\): pe=1, simd=2 does not divide "
+                                           r"the layer \(12 outputs x 1 input channels\)"):
+        plan_network(conv, {0: (1, 2)})
+    quantize = ir.Requantize(inputs=(graph.nodes[0].output,), outputs=("requantized",),
+                             input_zero_point=0, output_zero_point=1,
+                             requant=graph.nodes[0].requant, flip_sign=False)
+    with pytest.raises(Tfl2RtlError, match=r"^node 1 \(QUANTIZE\) has no hardware; supported: "
+                                           r"ABS, ADD, AVERAGE_POOL_2D, CONCATENATION, CONV_2D"):
+        plan_network(with_node_after(graph, 0, lambda i, o: dataclasses.replace(
+            quantize, inputs=(i,), outputs=(o,))))
 
 
 def test_lanes():
@@ -171,32 +179,52 @@ def test_lanes():
     assert (plan.lanes, plan.edge_cycles) == (1, 640)
     wide = plan.with_lanes(64)
     assert (wide.lanes, wide.edge_cycles, wide.cycles_per_vector) == (64, 10, 81920)
-    network = FullyConnectedNetwork(plan_network(load(DENSE10), [(10, 28)]), lanes=2)
+    network = DataflowNetwork(plan_network(load(DENSE10), {1: (10, 28)}), lanes=2)
     Fragment.get(network, None)
     assert network.plan.lanes == 2 and network.lanes == 2 and network.cycles_per_vector == 392
     assert len(network.s_axis_tdata) == len(network.m_axis_tdata) == 16
-    mlp = plan_network(load(MLP_UINT8), [(512, 784), (100, 512), (10, 100)])
+    mlp = plan_network(load(MLP_UINT8), {2: (512, 784), 3: (100, 512), 4: (10, 100)})
     assert mlp.cycles_per_vector == 784  # the input edge
     assert mlp.with_lanes(2).cycles_per_vector == 392
-    assert mlp.softmax.cycles_per_vector == 106
+    assert mlp.stages[-1].cycles_per_vector == 106  # the softmax
     with pytest.raises(Tfl2RtlError, match=r"^4 lanes do not divide the input \(784\) and "
                                            r"output \(10\) vectors; choose one of 1, 2$"):
         mlp.with_lanes(4)
 
 
 def test_plan():
-    plan = plan_network(load(HELLO_WORLD), [(16, 1), (4, 4), (1, 16)])
-    assert [layer.cycles_per_vector for layer in plan.layers] == [1, 16, 1]
+    plan = plan_network(load(HELLO_WORLD), {0: (16, 1), 1: (4, 4), 2: (1, 16)})
+    assert [stage.cycles_per_vector for stage in plan.stages] == [1, 16, 1]
     assert plan.cycles_per_vector == 16
     # 16 results of the first layer through 2 requantizer lanes: 8 cycles.
-    assert plan_network(load(HELLO_WORLD), [(16, 1, 2), (4, 4), (1, 16)]).layers[
+    assert plan_network(load(HELLO_WORLD), {0: (16, 1, 2), 1: (4, 4), 2: (1, 16)}).stages[
         0].cycles_per_vector == 8
     assert (plan.in_size, plan.out_size, plan.uint8_input, plan.uint8_output) == (
         1, 1, False, False)
-    assert all(isinstance(layer.node, ir.FullyConnected) for layer in plan.layers)
-    assert plan.softmax is None
-    softmax = plan_network(load(MLP_UINT8)).softmax
-    assert (softmax.row, softmax.rows, softmax.cycles_per_vector) == (10, 1, 8 * 10 + 26)
+    assert all(isinstance(stage.node, ir.FullyConnected) for stage in plan.stages)
+    assert plan.branch_fifo == ()
+    mlp = plan_network(load(MLP_UINT8))
+    assert (mlp.uint8_input, mlp.uint8_output) == (True, True)
+    assert isinstance(mlp.stages[-1].node, ir.Softmax)
+    assert mlp.stages[-1].cycles_per_vector == 8 * 10 + 26
+    # RESHAPE and the edge QUANTIZE ops move no data: the first layer reads the input.
+    assert mlp.sources[0] == (mlp.input,)
+
+
+def test_residual_branch_fifos_cover_the_longer_path():
+    # ResNet-8's first residual block: ADD(conv(conv(x)), x).  While the two convolutions
+    # take rows of x before their first output, the direct branch must hold those rows.
+    graph = load(ZOO / "mlperf_tiny" / "pretrainedResnet_quant.tflite")
+    plan = plan_network(graph)
+    depths = branch_fifo_depths(plan)
+    assert dict(plan.branch_fifo) == depths
+    first_add = next(k for k, s in enumerate(plan.stages) if isinstance(s.node, ir.Add))
+    x = next(t for t in plan.sources[first_add] if plan.readers(t) > 1)  # the split tensor
+    height, width, channels = graph.tensors[x].shape[1:]
+    direct = depths[(x, plan.readers(x) - 1)]  # the ADD reads x after the convolution
+    # Two 3x3 convolutions read at least two rows ahead, at most six with the allowance
+    # for whole-row windows; every branch gets the margin on top.
+    assert 2 * width * channels < direct <= 6 * width * channels + 64
 
 
 def lint_networks():
@@ -205,10 +233,10 @@ def lint_networks():
     edge, per-channel parameter ROMs, and a softmax (spliced after hello_world)."""
     with_softmax = with_node_after(load(HELLO_WORLD), 2, softmax_of)
     return {
-        "hello_world": FullyConnectedNetwork(
-            plan_network(load(HELLO_WORLD), [(16, 1, 4), (4, 4), (1, 16)])),
-        "dense10": FullyConnectedNetwork(plan_network(load(DENSE10), [(2, 8)]), lanes=2),
-        "softmax": FullyConnectedNetwork(plan_network(with_softmax, [(4, 1), (2, 4), (1, 2)])),
+        "hello_world": DataflowNetwork(
+            plan_network(load(HELLO_WORLD), {0: (16, 1, 4), 1: (4, 4), 2: (1, 16)})),
+        "dense10": DataflowNetwork(plan_network(load(DENSE10), {1: (2, 8)}), lanes=2),
+        "softmax": DataflowNetwork(plan_network(with_softmax, {0: (4, 1), 1: (2, 4), 2: (1, 2)})),
     }
 
 

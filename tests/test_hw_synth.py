@@ -7,14 +7,14 @@ from amaranth.lib.memory import Memory
 from conftest import TEST_MODELS
 from tfl2rtl.api import load
 from tfl2rtl.boards.synth import synthesize
-from tfl2rtl.hw.network import FullyConnectedNetwork, plan_network
+from tfl2rtl.hw.network import DataflowNetwork, plan_network
 
 DENSE10 = TEST_MODELS / "dense10_int8.tflite"
 
 
 def dense10(lanes=1):
     # 2 x 8 multipliers, two requantizer lanes of four 16x16 partial products each.
-    return FullyConnectedNetwork(plan_network(load(DENSE10), [(2, 8)]), lanes=lanes)
+    return DataflowNetwork(plan_network(load(DENSE10), {1: (2, 8)}), lanes=lanes)
 
 
 class MemoryRecorder:
@@ -33,7 +33,7 @@ def test_every_memory_goes_through_the_platform_hook():
     network = dense10()
     Fragment.get(network, platform)
     shapes = {(memory.depth, Shape.cast(memory.shape).width) for memory in platform.memories}
-    mvu = network.layers[0].mvu
+    mvu = network.stages[0].mvu
     assert (mvu.neuron_folds * mvu.synapse_folds, 8 * 2 * 8) in shapes  # the weights
     assert (mvu.synapse_folds, 8 * 8) in shapes  # the input buffer
     # weights, biases, input buffer, requantizer ROM, and two FIFOs

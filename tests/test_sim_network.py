@@ -1,6 +1,8 @@
 """Whole models as Verilog in Verilator (under cocotb, in the HDL harness), against the
-golden model: every output of at least 50 inputs, bit-exact, back to back and under
-random input stalls and output backpressure, at a fully folded and a wide folding.
+golden model: every output, bit-exact, back to back and under random input stalls and
+output backpressure.  The FULLY_CONNECTED models run 50 inputs or more at a fully folded
+and a wide folding; the convolutional ones (every model of the zoo and the CNN test
+models) a few inputs back to back at the automatic folding.
 
 Each test records what it measured as user properties of its test item (written to the
 JUnit XML by ``--junitxml=FILE -o junit_family=xunit1``): Verilator build and simulation
@@ -15,34 +17,49 @@ from conftest import TEST_MODELS, ZOO
 from tfl2rtl import ir
 from tfl2rtl.api import load
 from tfl2rtl.folding import auto_fold
-from tfl2rtl.hw.network import FullyConnectedNetwork, plan_network
+from tfl2rtl.hw.network import DataflowNetwork, plan_network
 from tfl2rtl.sim.runner import golden_vectors, simulate_network
 
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 AD01 = ZOO / "mlperf_tiny" / "ad01_int8.tflite"
+KWS = ZOO / "mlperf_tiny" / "kws_ref_model.tflite"
+RESNET8 = ZOO / "mlperf_tiny" / "pretrainedResnet_quant.tflite"
+VWW = ZOO / "mlperf_tiny" / "vww_96_int8.tflite"
+PERSON = ZOO / "tflite_micro" / "person_detect.tflite"
+MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
 DENSE10 = TEST_MODELS / "dense10_int8.tflite"
 MLP_UINT8 = TEST_MODELS / "mlp_uint8.tflite"
 DIGITS = TEST_MODELS / "digits_samples.npy"
 
 
 def auto(max_multipliers):
-    """:func:`tfl2rtl.folding.auto_fold` as ``plan_network``'s list in node order."""
+    """:func:`tfl2rtl.folding.auto_fold` within ``max_multipliers``."""
     def folding(graph):
-        return [(fold.pe, fold.simd) for _, fold in
-                sorted(auto_fold(graph, max_multipliers).items())]
+        return auto_fold(graph, max_multipliers)
     return folding
 
 
-CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI edges
-    "hello_world-serial": (HELLO_WORLD, None, 1),
+CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI edges, inputs
+    "hello_world-serial": (HELLO_WORLD, None, 1, 256),
     # 16 + 16 + 16 multipliers; the first layer's 16 results through 4 requantizer lanes.
-    "hello_world-wide": (HELLO_WORLD, lambda graph: [(16, 1, 4), (4, 4), (1, 16)], 1),
-    "dense10-serial": (DENSE10, None, 1),
-    "dense10-wide": (DENSE10, auto(64), 2),
-    "ad01-serial": (AD01, None, 1),
-    "ad01-wide": (AD01, auto(256), 8),
-    "mlp_uint8-serial": (MLP_UINT8, None, 1),  # ends in SOFTMAX
-    "mlp_uint8-wide": (MLP_UINT8, auto(256), 2),
+    "hello_world-wide": (HELLO_WORLD, lambda graph: {0: (16, 1, 4), 1: (4, 4), 2: (1, 16)}, 1,
+                         256),
+    "dense10-serial": (DENSE10, None, 1, 50),
+    "dense10-wide": (DENSE10, auto(64), 2, 50),
+    "ad01-serial": (AD01, None, 1, 50),
+    "ad01-wide": (AD01, auto(256), 8, 50),
+    "mlp_uint8-serial": (MLP_UINT8, None, 1, 50),  # ends in SOFTMAX
+    "mlp_uint8-wide": (MLP_UINT8, auto(256), 2, 50),
+    # Convolutional networks at the default budget of 64 multipliers (128 where 64 does not
+    # reach a MAC efficiency of 0.8), a few inferences back to back.
+    "conv_int8-auto": (TEST_MODELS / "conv_int8.tflite", auto(64), 1, 6),
+    "cnn_int8-auto": (TEST_MODELS / "cnn_int8.tflite", auto(64), 1, 4),  # PAD, concat, MEAN
+    "activations_int8-auto": (TEST_MODELS / "activations_int8.tflite", auto(64), 1, 6),
+    "micro_speech-auto": (MICRO_SPEECH, auto(64), 1, 4),
+    "kws-auto": (KWS, auto(64), 1, 3),
+    "resnet8-auto": (RESNET8, auto(64), 1, 3),
+    "vww-auto": (VWW, auto(64), 1, 3),
+    "person_detect-auto": (PERSON, auto(128), 1, 3),
 }
 
 
@@ -63,14 +80,14 @@ def model_inputs(graph: ir.Graph, count: int, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("case", CASES)
 def test_model_in_verilator(case, tmp_path, request):
-    path, folding, lanes = CASES[case]
+    path, folding, lanes, count = CASES[case]
     graph = load(path)
     plan = plan_network(graph, None if folding is None else folding(graph))
-    network = FullyConnectedNetwork(plan, lanes=lanes)
+    network = DataflowNetwork(plan, lanes=lanes)
     if path == HELLO_WORLD:  # every possible input
         inputs = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
     else:
-        inputs = model_inputs(graph, 50)
+        inputs = model_inputs(graph, count)
     expected = golden_vectors(graph, inputs)
     assert len(np.unique(expected)) > 2  # the outputs are not all saturated
 

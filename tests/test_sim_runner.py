@@ -7,7 +7,7 @@ from amaranth.hdl import Fragment
 from conftest import ZOO
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.network import FullyConnectedNetwork, plan_network
+from tfl2rtl.hw.network import DataflowNetwork, plan_network
 from tfl2rtl.sim import runner
 from tfl2rtl.sim.runner import SimRun, golden_vectors, memory_init_files, simulate_network
 
@@ -58,7 +58,7 @@ def test_sim_run_numbers():
 
 
 def test_rejects_inputs_of_the_wrong_shape(tmp_path):
-    network = FullyConnectedNetwork(plan_network(load(HELLO_WORLD)))
+    network = DataflowNetwork(plan_network(load(HELLO_WORLD)))
     with pytest.raises(Tfl2RtlError, match=r"^inputs of shape \(3, 2\) and dtype int8: "
                                            r"expected 8-bit vectors of 1 elements"):
         simulate_network(network, np.zeros((3, 2), np.int8), np.zeros((3, 1), np.int8),
@@ -74,7 +74,7 @@ def test_harness_stalls_and_backpressure(tmp_path):
     # and backpressure slow the stream down, each with probability one half.  The
     # expected outputs have one wrong element, which both runs must report.
     graph = load(HELLO_WORLD)
-    network = FullyConnectedNetwork(plan_network(graph, [(16, 1), (16, 16), (1, 16)]))
+    network = DataflowNetwork(plan_network(graph, {0: (16, 1), 1: (16, 16), 2: (1, 16)}))
     inputs = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
     expected = golden_vectors(graph, inputs)
     wrong = expected.copy()
@@ -134,7 +134,7 @@ def test_waves_record_the_designs_output_stream(tmp_path):
     # The waveform holds the design's own m_axis: the beats taken at rising clock edges
     # are the outputs, first of the streaming run and then of the stalled one.
     graph = load(HELLO_WORLD)
-    network = FullyConnectedNetwork(plan_network(graph, [(16, 1), (4, 4), (1, 16)]))
+    network = DataflowNetwork(plan_network(graph, {0: (16, 1), 1: (4, 4), 2: (1, 16)}))
     inputs = np.array([[-128], [0], [77], [127]], dtype=np.int8)
     expected = golden_vectors(graph, inputs)
     waves = tmp_path / "waves" / "run.vcd"
@@ -147,7 +147,7 @@ def test_waves_record_the_designs_output_stream(tmp_path):
 
 
 def test_waves_need_a_vcd_file_name(tmp_path):
-    network = FullyConnectedNetwork(plan_network(load(HELLO_WORLD)))
+    network = DataflowNetwork(plan_network(load(HELLO_WORLD)))
     with pytest.raises(Tfl2RtlError, match=r"^--waves run.fst: the waveform file must end "
                                            r"in .vcd$"):
         simulate_network(network, np.zeros((1, 1), np.int8), np.zeros((1, 1), np.int8),

@@ -1,5 +1,4 @@
-"""A chain of FULLY_CONNECTED layers (and a final SOFTMAX) as one component with
-AXI4-Stream ports."""
+"""A whole model as one streaming dataflow component with AXI4-Stream ports."""
 
 from __future__ import annotations
 
@@ -7,6 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from amaranth.back import verilog
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
@@ -14,13 +14,14 @@ from amaranth.lib.wiring import In, Out
 
 from .. import ir
 from ..errors import Tfl2RtlError
-from .adapters import LaneConverter, StreamFIFO
-from .dense import FullyConnectedLayer
+from ..folding import Fold
+from ..lower import LUT_OPS
+from .adapters import Broadcast, LaneConverter, StreamFIFO
 from .layouts import int8_lanes
-from .softmax import MAX_ROW, SoftmaxUnit
+from .stages import STAGE_KINDS, Stage, divisors, stage_for
 
-__all__ = ["LayerPlan", "SoftmaxPlan", "NetworkPlan", "plan_network", "FullyConnectedNetwork",
-           "to_verilog", "LINT_WAIVERS", "lint_waivers"]
+__all__ = ["StagePlan", "NetworkPlan", "plan_network", "branch_fifo_depths",
+           "DataflowNetwork", "to_verilog", "LINT_WAIVERS", "lint_waivers"]
 
 #: The Verilator warnings (``-Wall``) that the Verilog of :func:`to_verilog` raises by the
 #: style of Amaranth's and Yosys's Verilog backend rather than by anything in the design,
@@ -44,49 +45,67 @@ LINT_WAIVERS = {
 
 
 @dataclass(frozen=True)
-class LayerPlan:
-    """One FULLY_CONNECTED node and its folding: ``pe`` neurons by ``simd`` inputs per
-    cycle, ``requant_lanes`` results requantized per cycle (see
-    :class:`~tfl2rtl.hw.dense.FullyConnectedLayer`)."""
+class StagePlan:
+    """One stage (:class:`tfl2rtl.hw.stages.Stage`) and its folding; ``requant_lanes``
+    (results requantized per cycle, dividing ``pe``) applies to FULLY_CONNECTED and
+    CONV_2D and defaults to ``pe``."""
 
-    node: ir.FullyConnected
-    pe: int
-    simd: int
-    requant_lanes: int
+    stage: Stage
+    fold: Fold
+    requant_lanes: int | None = None
+
+    @property
+    def index(self) -> int:
+        return self.stage.index
+
+    @property
+    def node(self) -> ir.Node:
+        return self.stage.node
+
+    @property
+    def in_lanes(self) -> tuple[int, ...]:
+        return self.stage.in_lanes(self.fold, self.requant_lanes)
+
+    @property
+    def out_lanes(self) -> int:
+        return self.stage.out_lanes(self.fold, self.requant_lanes)
 
     @property
     def cycles_per_vector(self) -> int:
-        out_depth, in_depth = self.node.weights.shape
-        return (out_depth // self.pe) * max(in_depth // self.simd,
-                                            self.pe // self.requant_lanes)
-
-
-@dataclass(frozen=True)
-class SoftmaxPlan:
-    """A SOFTMAX node after the last layer, over ``rows`` rows of ``row`` elements (see
-    :class:`~tfl2rtl.hw.softmax.SoftmaxUnit`)."""
-
-    node: ir.Softmax
-    row: int
-    rows: int
+        return self.stage.cycles(self.fold, self.requant_lanes)
 
     @property
-    def cycles_per_vector(self) -> int:
-        return self.rows * SoftmaxUnit.cycles_for_row(self.row)
+    def multipliers(self) -> int:
+        return self.stage.multipliers(self.fold)
+
+    def build(self):
+        return self.stage.build(self.fold, self.requant_lanes)
 
 
 @dataclass(frozen=True)
 class NetworkPlan:
-    """What :class:`FullyConnectedNetwork` builds, checked: the layers in order, an
-    optional softmax after them, the vector sizes at the edges, and whether an edge moves
-    between uint8 and int8."""
+    """What :class:`DataflowNetwork` builds, checked: the stages in graph order, how their
+    streams connect, the vector sizes at the edges, and whether an edge moves between
+    uint8 and int8.
 
-    layers: tuple[LayerPlan, ...]
+    Tensors are named after the IR's, with RESHAPE and the edge QUANTIZE ops looked
+    through (they move no data).  ``sources[k]`` names the tensors stage ``k`` reads;
+    ``output`` is the tensor leaving on ``m_axis``, ``input`` the one arriving on
+    ``s_axis``.  A tensor read by several stages (or by a stage and ``m_axis``) goes
+    through a :class:`~tfl2rtl.hw.adapters.Broadcast`; ``branch_fifo[(tensor, k)]`` is
+    the depth in elements of the FIFO on the branch into the ``k``-th reader (in
+    stage order) where residual paths join (see :func:`branch_fifo_depths`).
+    """
+
+    stages: tuple[StagePlan, ...]
+    sources: tuple[tuple[str, ...], ...]
+    input: str
+    output: str
     in_size: int
     out_size: int
     uint8_input: bool
     uint8_output: bool
-    softmax: SoftmaxPlan | None = None
+    branch_fifo: tuple[tuple[tuple[str, int], int], ...] = ()
     #: Elements per beat on ``s_axis`` and ``m_axis`` (see :meth:`with_lanes`).
     lanes: int = 1
 
@@ -97,12 +116,18 @@ class NetworkPlan:
 
     @property
     def cycles_per_vector(self) -> int:
-        """The steady-state initiation interval: the slowest layer (or the softmax), or
-        an edge moving ``lanes`` elements per cycle."""
-        stages = [layer.cycles_per_vector for layer in self.layers]
-        if self.softmax is not None:
-            stages.append(self.softmax.cycles_per_vector)
-        return max(self.edge_cycles, *stages)
+        """The steady-state initiation interval: the slowest stage, or an edge moving
+        ``lanes`` elements per cycle."""
+        return max(self.edge_cycles, *(s.cycles_per_vector for s in self.stages))
+
+    @property
+    def multipliers(self) -> int:
+        return sum(s.multipliers for s in self.stages)
+
+    def readers(self, tensor: str) -> int:
+        """How many stages (and ``m_axis``) read ``tensor``."""
+        return sum(sources.count(tensor) for sources in self.sources) + (
+            tensor == self.output)
 
     def with_lanes(self, lanes: int) -> NetworkPlan:
         """This plan with ``lanes`` elements per AXI4-Stream beat; ``lanes`` must divide
@@ -111,111 +136,188 @@ class NetworkPlan:
         if lanes < 1 or common % lanes:
             raise Tfl2RtlError(
                 f"{lanes} lanes do not divide the input ({self.in_size}) and output "
-                f"({self.out_size}) vectors; choose one of {_divisors(common)}"
+                f"({self.out_size}) vectors; choose one of "
+                f"{', '.join(map(str, divisors(common)))}"
             )
         return dataclasses.replace(self, lanes=lanes)
 
 
-def _divisors(n: int) -> str:
-    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+def _as_fold(value) -> tuple[Fold, int | None]:
+    if isinstance(value, Fold):
+        return value, None
+    value = tuple(value)
+    if len(value) not in (2, 3):
+        raise Tfl2RtlError(
+            f"a folding is (pe, simd) or (pe, simd, requant_lanes), not {value!r}"
+        )
+    return Fold(*value[:2]), (value[2] if len(value) == 3 else None)
 
 
-def plan_network(graph: ir.Graph, foldings=None) -> NetworkPlan:
-    """Check that ``graph`` is a chain of FULLY_CONNECTED nodes, optionally ending in a
-    SOFTMAX (RESHAPE anywhere, int8/uint8 QUANTIZE at the edges), and that ``foldings``
-    (one ``(pe, simd)`` or ``(pe, simd, requant_lanes)`` per FULLY_CONNECTED node, default
-    ``(1, 1)``; ``requant_lanes`` defaults to ``pe``) divide the layers."""
+def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1) -> NetworkPlan:
+    """Check that every node of ``graph`` has hardware and ``fold`` (a folding per
+    foldable stage, by node index: a :class:`~tfl2rtl.folding.Fold` or ``(pe, simd)`` or
+    ``(pe, simd, requant_lanes)``; missing ones are ``(1, 1)``) is valid for it, and work
+    out how the streams connect."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise Tfl2RtlError(
             f"the model has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
             "hardware generation needs exactly one of each"
         )
-    nodes = list(graph.nodes)
-    current = graph.inputs[0]
+    if isinstance(fold, list | tuple):  # TRANSITIONAL: one per stage in node order
+        indices = [i for i in range(len(graph.nodes))
+                   if (st := stage_for(graph, i)) is not None and st.foldable]
+        fold = dict(zip(indices, fold, strict=True))
+    fold = dict(fold or {})
+    alias: dict[str, str] = {graph.inputs[0]: graph.inputs[0]}
     uint8_input = uint8_output = False
-    layers = []
-    softmax = None
-    for index, node in enumerate(nodes):
-        if node.input != current or len(node.outputs) != 1:
+    last = len(graph.nodes) - 1
+    plans, sources = [], []
+    for index, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            if name not in alias and graph.tensors[name].data is None:
+                raise Tfl2RtlError(f"node {index} ({node.op}) reads {name}, which no node "
+                                   "before it computes")
+        if isinstance(node, ir.Reshape):
+            alias[node.output] = alias[node.input]
+            continue
+        if isinstance(node, ir.Requantize) and node.flip_sign and index in (0, last):
+            if index == 0 and node.input == graph.inputs[0]:
+                uint8_input = True
+            elif index == last and node.output == graph.outputs[0]:
+                uint8_output = True
+            else:
+                raise Tfl2RtlError(f"node {index} (QUANTIZE) moves between uint8 and int8 "
+                                   "inside the graph; the hardware does so only at its edges")
+            alias[node.output] = alias[node.input]
+            continue
+        if isinstance(node, ir.Quantize | ir.Dequantize):
+            which = "input" if isinstance(node, ir.Quantize) else "output"
             raise Tfl2RtlError(
-                f"node {index} ({node.op}) does not continue a single chain of layers; "
-                "hardware generation handles chains only"
+                f"node {index} ({node.op}) makes the model's {which} float32; the hardware "
+                f"streams integers: convert with inference_{which}_type=tf.int8 (or tf.uint8)"
             )
-        if softmax is not None and not isinstance(node, ir.Reshape | ir.Requantize):
+        stage = stage_for(graph, index)
+        if stage is None:
             raise Tfl2RtlError(
-                f"node {index} ({node.op}) follows the SOFTMAX; hardware generation "
-                "supports SOFTMAX only as the last layer"
+                f"node {index} ({node.op}) has no hardware; supported: "
+                + ", ".join(sorted({kind.op for kind in STAGE_KINDS} - {"LUT"} | set(LUT_OPS)))
+                + ", RESHAPE, and int8/uint8 QUANTIZE at the edges"
             )
-        if isinstance(node, ir.Requantize) and node.flip_sign and index == 0:
-            uint8_input = True
-        elif isinstance(node, ir.Requantize) and node.flip_sign and index == len(nodes) - 1:
-            uint8_output = True
-        elif isinstance(node, ir.FullyConnected):
-            layers.append(node)
-        elif isinstance(node, ir.Softmax) and layers:
-            shape = graph.tensors[node.input].shape
-            row = shape[-1]
-            if row > MAX_ROW:
-                raise Tfl2RtlError(
-                    f"node {index} (SOFTMAX) has rows of {row} elements; the hardware "
-                    f"takes at most {MAX_ROW}"
-                )
-            softmax = SoftmaxPlan(node, row, graph.tensors[node.input].size // row)
-        elif not isinstance(node, ir.Reshape):
-            raise Tfl2RtlError(
-                f"node {index} ({node.op}) has no hardware yet; hardware generation supports "
-                "FULLY_CONNECTED, a final SOFTMAX, RESHAPE, and int8/uint8 QUANTIZE at the "
-                "edges"
-            )
-        current = node.output
-    if not layers:
-        raise Tfl2RtlError("the model has no FULLY_CONNECTED layer to build")
-
-    if foldings is None:
-        foldings = [(1, 1)] * len(layers)
-    foldings = list(foldings)
-    if len(foldings) != len(layers):
+        given = fold.pop(index, (1, 1))
+        if not stage.foldable and given not in ((1, 1), Fold(1, 1)):
+            raise Tfl2RtlError(f"{stage.name} has a fixed folding")
+        chosen, requant_lanes = _as_fold(given)
+        stage.check(chosen, requant_lanes)
+        plans.append(StagePlan(stage, chosen, requant_lanes))
+        sources.append(tuple(alias[name] for name in node.inputs))
+        alias[node.output] = node.output
+    if fold:
         raise Tfl2RtlError(
-            f"{len(foldings)} foldings given for {len(layers)} FULLY_CONNECTED layers"
+            f"foldings given for nodes {sorted(fold)}, which have no foldable hardware"
         )
-    plans = []
-    for index, (node, folding) in enumerate(zip(layers, foldings, strict=True)):
-        if len(folding) not in (2, 3):
-            raise Tfl2RtlError(
-                f"layer {index}: a folding is (pe, simd) or (pe, simd, requant_lanes), "
-                f"not {folding!r}"
-            )
-        pe, simd = folding[:2]
-        requant_lanes = folding[2] if len(folding) == 3 else pe
-        out_depth, in_depth = node.weights.shape
-        if pe < 1 or out_depth % pe:
-            raise Tfl2RtlError(
-                f"layer {index}: PE={pe} does not divide its {out_depth} outputs; "
-                f"choose one of {_divisors(out_depth)}"
-            )
-        if simd < 1 or in_depth % simd:
-            raise Tfl2RtlError(
-                f"layer {index}: SIMD={simd} does not divide its {in_depth} inputs; "
-                f"choose one of {_divisors(in_depth)}"
-            )
-        if requant_lanes < 1 or pe % requant_lanes:
-            raise Tfl2RtlError(
-                f"layer {index}: {requant_lanes} requantizer lanes do not divide PE={pe}; "
-                f"choose one of {_divisors(pe)}"
-            )
-        plans.append(LayerPlan(node, pe, simd, requant_lanes))
-    return NetworkPlan(
-        layers=tuple(plans),
+    if not plans:
+        raise Tfl2RtlError("the model has no layer to build")
+    plan = NetworkPlan(
+        stages=tuple(plans), sources=tuple(sources), input=graph.inputs[0],
+        output=alias[graph.outputs[0]],
         in_size=graph.tensors[graph.inputs[0]].size,
         out_size=graph.tensors[graph.outputs[0]].size,
-        uint8_input=uint8_input,
-        uint8_output=uint8_output,
-        softmax=softmax,
+        uint8_input=uint8_input, uint8_output=uint8_output,
     )
+    plan = dataclasses.replace(plan, branch_fifo=tuple(sorted(branch_fifo_depths(plan).items())))
+    return plan.with_lanes(lanes)
 
 
-class FullyConnectedNetwork(wiring.Component):
-    """The layers of a :class:`NetworkPlan` between two AXI4-Stream ports of ``lanes``
+def _producers(plan: NetworkPlan) -> dict[str, int]:
+    """The position in ``plan.stages`` of the stage computing each tensor."""
+    return {s.node.output: k for k, s in enumerate(plan.stages)}
+
+
+def branch_fifo_depths(plan: NetworkPlan) -> dict[tuple[str, int], int]:
+    """FIFO depths (in elements) for the branches of residual paths, so that the design
+    cannot deadlock.
+
+    Where a stage joins two streams that split from one tensor (ADD of a residual block),
+    each branch is a chain of stages.  A join takes element ``e`` of both inputs
+    together, and the chain on branch ``k`` must have taken
+    ``demand_k(e)`` elements of the split tensor before it can deliver element ``e``
+    (composed from :meth:`tfl2rtl.hw.stages.Stage.demand` along the chain).  While one
+    branch waits for its chain, the other must hold what the split keeps sending, so
+    branch ``k`` gets a FIFO of ``max_e(max_j upper_j(e) - lower_k(e))`` elements plus a
+    margin.  A CONCATENATION join, which takes its inputs one after the other, gets the
+    whole split tensor on every branch.  Joins of streams that do not split from one
+    tensor are refused.
+    """
+    producers = _producers(plan)
+    readers: dict[str, list[int]] = {}
+    for k, names in enumerate(plan.sources):
+        for name in names:
+            readers.setdefault(name, []).append(k)
+    depths: dict[tuple[str, int], int] = {}
+    for k, stage_plan in enumerate(plan.stages):
+        names = plan.sources[k]
+        if len(names) < 2:
+            continue
+        chains = []
+        for slot, name in enumerate(names):
+            chain, reader = [], (k, slot)
+            while (len(readers.get(name, ())) == 1 and name != plan.output
+                   and name in producers and len(plan.sources[producers[name]]) == 1):
+                reader = (producers[name], 0)
+                chain.append(plan.stages[producers[name]].stage)
+                name = plan.sources[producers[name]][0]
+            chains.append((name, reader, chain))
+        roots = {root for root, _, _ in chains}
+        if len(roots) != 1:
+            raise Tfl2RtlError(
+                f"{stage_plan.stage.name} joins streams that do not split from one tensor "
+                f"({', '.join(sorted(roots))}); the hardware joins only residual branches"
+            )
+        root = roots.pop()
+        size = plan.in_size if root == plan.input else plan.stages[producers[root]].stage.out_size
+        join = stage_plan.stage
+        if isinstance(join.node, ir.Concatenation):
+            needs = [size] * len(chains)
+        else:
+            elements = np.arange(_size(join.in_shapes[0]))
+            bounds = []
+            for _, _, chain in chains:
+                upper, lower = elements, elements
+                for stage in chain:
+                    upper, lower = stage.demand(upper, "upper"), stage.demand(lower, "lower")
+                bounds.append((upper, lower))
+            most = np.max([upper for upper, _ in bounds], axis=0)
+            needs = [int(np.max(most - lower)) for _, lower in bounds]
+        for (_, (reader, slot), _), need in zip(chains, needs, strict=True):
+            position = _reader_position(plan, root, reader, slot)
+            depths[(root, position)] = max(0, need) + _BRANCH_MARGIN
+    return depths
+
+
+#: Elements added to every residual branch FIFO: beats in flight in lane converters and
+#: the stream registers between the split and the FIFO.
+_BRANCH_MARGIN = 64
+
+
+def _reader_position(plan: NetworkPlan, tensor: str, stage: int, slot: int) -> int:
+    """Which reader of ``tensor`` (counting in stage order, then inputs) is input
+    ``slot`` of stage ``stage``."""
+    position = 0
+    for k, names in enumerate(plan.sources):
+        for s, name in enumerate(names):
+            if name == tensor:
+                if (k, s) == (stage, slot):
+                    return position
+                position += 1
+    raise AssertionError("not a reader")
+
+
+def _size(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+class DataflowNetwork(wiring.Component):
+    """The stages of a :class:`NetworkPlan` between two AXI4-Stream ports of ``lanes``
     elements per beat.
 
     ``s_axis_tdata`` and ``m_axis_tdata`` are ``8 * lanes`` bits wide, element ``k`` of a
@@ -223,15 +325,18 @@ class FullyConnectedNetwork(wiring.Component):
     is in the lowest byte of its first beat).  ``lanes`` must divide both vector sizes;
     the default, ``None``, keeps ``plan.lanes`` (1 unless the plan says otherwise).
 
-    Data path: ``s_axis`` (``xor 0x80`` per element for a uint8 input) -> lane converter
-    to the first layer's ``simd`` -> FIFO -> layer -> lane converter -> FIFO -> layer ...
-    -> FIFO -> (lane converter to one lane -> softmax ->) lane converter to ``lanes``
-    -> ``m_axis`` (``xor 0x80`` for a uint8 output).  Each FIFO holds one vector of the
-    layer after it (or of the last layer's output), at least 3 beats (a 2-deep
-    ``SyncFIFOBuffered`` moves a beat every other cycle only), so a layer takes its next
-    vector while the previous layer is still busy.  ``tlast`` on ``m_axis`` marks the last
-    beat of every output vector; ``s_axis_tlast`` is accepted and ignored (vectors are
-    counted).
+    Data path: ``s_axis`` (``xor 0x80`` per element for a uint8 input), then per stage in
+    graph order: for each input, the stream of the tensor it reads (a
+    :class:`~tfl2rtl.hw.adapters.Broadcast` output when several stages read it, with the
+    residual FIFO of :attr:`NetworkPlan.branch_fifo`), a lane converter to the stage's
+    input lanes and a FIFO; then the stage.  The output tensor goes through a FIFO and a
+    lane converter to ``lanes`` to ``m_axis`` (``xor 0x80`` for a uint8 output).  The FIFO
+    before a stage holds one vector of a FULLY_CONNECTED layer (so it takes the next
+    vector while the previous one is still busy) and two pixels before the others (their
+    window generators buffer rows themselves), at least 3 beats (a 2-deep
+    ``SyncFIFOBuffered`` moves a beat every other cycle only).  ``tlast`` on ``m_axis``
+    marks the last beat of every output vector; ``s_axis_tlast`` is accepted and ignored
+    (vectors are counted).
 
     Clock and synchronous active-high reset are the ``sync`` domain's ``clk`` and ``rst``.
 
@@ -244,8 +349,8 @@ class FullyConnectedNetwork(wiring.Component):
     ----------
     plan : NetworkPlan
         The plan as built, with its ``lanes``.
-    layers : list of FullyConnectedLayer
-    softmax : SoftmaxUnit or None
+    stages : list of wiring.Component
+        The stages' components, in plan order.
     cycles_per_vector : int
         Steady-state initiation interval (``plan.cycles_per_vector``).
     """
@@ -255,11 +360,7 @@ class FullyConnectedNetwork(wiring.Component):
             plan = plan.with_lanes(lanes)
         self.plan = plan
         self.lanes = plan.lanes
-        self.layers = [FullyConnectedLayer(layer.node, pe=layer.pe, simd=layer.simd,
-                                           requant_lanes=layer.requant_lanes)
-                       for layer in plan.layers]
-        self.softmax = (None if plan.softmax is None
-                        else SoftmaxUnit(plan.softmax.node, plan.softmax.row))
+        self.stages = [stage.build() for stage in plan.stages]
         self.cycles_per_vector = plan.cycles_per_vector
         super().__init__({
             "s_axis_tdata": In(8 * self.lanes),
@@ -274,53 +375,80 @@ class FullyConnectedNetwork(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        plan = self.plan
+        branch_fifo = dict(plan.branch_fifo)
 
         # uint8 <-> int8 at the edges: the sign bit of every element flips.
         flips = int("80" * self.lanes, 16)
         source = stream.Signature(int8_lanes(self.lanes)).create()
-        flip_in = flips if self.plan.uint8_input else 0
+        flip_in = flips if plan.uint8_input else 0
         m.d.comb += [
             source.payload.eq(self.s_axis_tdata ^ flip_in),
             source.valid.eq(self.s_axis_tvalid),
             self.s_axis_tready.eq(source.ready),
         ]
 
-        def lanes(upstream, count, name):
+        def lanes_of(upstream) -> int:
+            return len(upstream.payload.as_value()) // 8
+
+        def convert(upstream, count, name):
             """``upstream`` regrouped to ``count`` lanes per beat."""
-            if len(upstream.payload.as_value()) == 8 * count:
+            if lanes_of(upstream) == count:
                 return upstream
-            lanes_in = len(upstream.payload.as_value()) // 8
-            converter = LaneConverter(signed(8), lanes_in, count)
+            converter = LaneConverter(signed(8), lanes_of(upstream), count)
             m.submodules[name] = converter
             wiring.connect(m, upstream, converter.i)
             return converter.o
 
-        def fifo(upstream, count, depth, name):
-            queue = StreamFIFO(int8_lanes(count), depth=max(3, depth))
+        def fifo(upstream, beats, name):
+            queue = StreamFIFO(int8_lanes(lanes_of(upstream)), depth=max(3, beats))
             m.submodules[name] = queue
             wiring.connect(m, upstream, queue.i)
             return queue.o
 
-        upstream = source
-        for index, layer in enumerate(self.layers):
-            upstream = lanes(upstream, layer.simd, f"lanes_{index}")
-            upstream = fifo(upstream, layer.simd, layer.in_depth // layer.simd,
-                            f"fifo_{index}")
-            m.submodules[f"layer_{index}"] = layer
-            wiring.connect(m, upstream, layer.i)
-            upstream = layer.o
-        last = self.layers[-1]
-        upstream = fifo(upstream, last.requant_lanes, last.out_depth // last.requant_lanes,
-                        "fifo_out")
-        if self.softmax is not None:
-            upstream = lanes(upstream, 1, "lanes_softmax")
-            m.submodules.softmax = self.softmax
-            wiring.connect(m, upstream, self.softmax.i)
-            upstream = self.softmax.o
-        upstream = lanes(upstream, self.lanes, "lanes_out")
+        # The streams of each tensor, one per reader, in reading order.
+        streams: dict[str, list] = {}
+        taken: dict[str, int] = {}
 
-        flip_out = flips if self.plan.uint8_output else 0
-        out_beats = self.plan.out_size // self.lanes
+        def publish(tensor, upstream):
+            readers = plan.readers(tensor)
+            if readers == 1:
+                streams[tensor] = [upstream]
+                return
+            split = Broadcast(int8_lanes(lanes_of(upstream)), readers)
+            m.submodules[f"split_{_ident(tensor)}"] = split
+            wiring.connect(m, upstream, split.i)
+            streams[tensor] = list(split.o)
+
+        def take(tensor, name):
+            position = taken.get(tensor, 0)
+            taken[tensor] = position + 1
+            upstream = streams[tensor][position]
+            depth = branch_fifo.get((tensor, position))
+            if depth is not None:
+                upstream = fifo(upstream, -(-depth // lanes_of(upstream)), f"branch_{name}")
+            return upstream
+
+        publish(plan.input, source)
+        for k, (stage_plan, component) in enumerate(zip(plan.stages, self.stages,
+                                                        strict=True)):
+            m.submodules[f"stage_{k}"] = component
+            ports = _input_ports(component, len(plan.sources[k]))
+            for slot, (tensor, port, count) in enumerate(zip(
+                    plan.sources[k], ports, stage_plan.in_lanes, strict=True)):
+                name = f"{k}_{slot}"
+                upstream = convert(take(tensor, name), count, f"lanes_{name}")
+                upstream = fifo(upstream, _fifo_beats(stage_plan.stage, slot, count),
+                                f"fifo_{name}")
+                wiring.connect(m, upstream, port)
+            publish(stage_plan.node.output, component.o)
+
+        upstream = take(plan.output, "out")
+        upstream = fifo(upstream, plan.out_size // lanes_of(upstream), "fifo_out")
+        upstream = convert(upstream, self.lanes, "lanes_out")
+
+        flip_out = flips if plan.uint8_output else 0
+        out_beats = plan.out_size // self.lanes
         position = Signal(range(out_beats))
         m.d.comb += [
             self.m_axis_tdata.eq(upstream.payload.as_value() ^ flip_out),
@@ -333,6 +461,32 @@ class FullyConnectedNetwork(wiring.Component):
         return m
 
 
+def _ident(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)[:40]
+
+
+def _input_ports(component, count: int) -> list:
+    """The input streams of a stage's component: ``i``, ``a`` and ``b`` (ADD), or the
+    list ``i`` (CONCATENATION)."""
+    if count == 1:
+        return [component.i]
+    if hasattr(component, "a"):
+        return [component.a, component.b]
+    return list(component.i)
+
+
+def _fifo_beats(stage: Stage, slot: int, lanes: int) -> int:
+    """The FIFO before a stage: one input vector of a FULLY_CONNECTED layer, two pixels
+    of anything else (a whole vector when it has no pixels)."""
+    shape = stage.in_shapes[slot]
+    if isinstance(stage.node, ir.FullyConnected) or len(shape) < 3:
+        return _size(shape) // lanes
+    return 2 * shape[-1] // lanes
+
+
+FullyConnectedNetwork = DataflowNetwork  # TRANSITIONAL
+
+
 def lint_waivers(filename: str) -> str:
     """A Verilator configuration file (``.vlt``) that waives :data:`LINT_WAIVERS` for the
     Verilog file ``filename`` (its name, as passed to Verilator, or a ``*`` pattern)."""
@@ -342,7 +496,7 @@ def lint_waivers(filename: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_verilog(network: FullyConnectedNetwork, name: str = "tfl2rtl_top") -> str:
+def to_verilog(network: DataflowNetwork, name: str = "tfl2rtl_top") -> str:
     """Verilog for ``network`` as module ``name`` with ports ``clk``, ``rst``,
     ``s_axis_*`` and ``m_axis_*``."""
     return verilog.convert(network, name=name, emit_src=False)

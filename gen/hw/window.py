@@ -306,9 +306,9 @@ class SlidingWindow(wiring.Component):
         base = Signal(range(-top + sh, max(out_h * sh - top, 0) + 1), init=-top + sh)
         extent = self._extent
         next_need = Mux(base + extent - 1 > h - 1, h - 1, base + extent - 1)
-        # (``base < 0`` only where it can be: on an unsigned ``base`` Verilator's lint
-        # flags the constant comparison.)
-        above = Mux(base > h - 1, h - 1, base)
+        # (Each clamp only where ``base`` can cross it: Verilator's lint flags a
+        # comparison that is constant over the signal's range.)
+        above = Mux(base > h - 1, h - 1, base) if out_h * sh - top > h - 1 else base
         next_write_limit = (Mux(base < 0, 0, above) if -top + sh < 0 else above) + rows
 
         # Reader: the memory read is the output register.

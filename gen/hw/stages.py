@@ -1,0 +1,432 @@
+"""What each IR node becomes in the dataflow design: its foldings, lanes, cycles and cost.
+
+A :class:`Stage` describes one node of a :class:`tfl2rtl.ir.Graph` as hardware, before
+anything is built: which foldings are valid, how many elements per beat each of its
+streams carries for a folding, how many cycles one inference takes, how many MAC
+multipliers it uses, how far ahead in its input it must read before it can produce an
+output element (:meth:`Stage.demand`, used to size the FIFOs of residual branches), and
+which component it becomes (:meth:`Stage.build`).  :mod:`tfl2rtl.folding` chooses the
+foldings from these numbers and :mod:`tfl2rtl.hw.network` connects the components.
+
+A folding is a :class:`tfl2rtl.folding.Fold` ``(pe, simd)``:
+
+- FULLY_CONNECTED and CONV_2D: ``pe`` output channels by ``simd`` input channels per
+  cycle (``pe * simd`` multipliers);
+- DEPTHWISE_CONV_2D: ``pe`` input channels per cycle (``pe * depth_multiplier``
+  multipliers), ``simd = 1``;
+- pools, MEAN, ADD, the 256-entry tables, CONCATENATION and PAD: ``pe`` elements per
+  beat, ``simd = 1``, no multipliers;
+- SOFTMAX: one element at a time, only ``(1, 1)``.
+
+Streams carry tensors in NHWC order (batch 1).  For a 4-D tensor the lanes divide the
+channel count, so a beat never holds parts of two pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import ir
+from ..errors import Tfl2RtlError
+from ..folding import Fold
+
+__all__ = ["Stage", "stage_for", "STAGE_KINDS", "divisors"]
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _no_batch(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A tensor shape without its batch dimension of 1."""
+    if len(shape) > 1 and shape[0] == 1:
+        return tuple(shape[1:])
+    return tuple(shape)
+
+
+def _size(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+class Stage:
+    """One node as hardware.  ``in_shapes`` and ``out_shape`` are without the batch
+    dimension; ``index`` is the node's position in ``graph.nodes``."""
+
+    #: Whether :func:`tfl2rtl.folding.auto_fold` may choose this stage's folding.
+    foldable = True
+
+    def __init__(self, index: int, node: ir.Node, in_shapes, out_shape):
+        self.index = index
+        self.node = node
+        #: The input tensors' shapes as the IR has them (with the batch dimension).
+        self.tensor_shapes = tuple(tuple(s) for s in in_shapes)
+        self.in_shapes = tuple(_no_batch(s) for s in in_shapes)
+        self.out_shape = _no_batch(out_shape)
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return self.in_shapes[0]
+
+    @property
+    def in_size(self) -> int:
+        return _size(self.in_shape)
+
+    @property
+    def out_size(self) -> int:
+        return _size(self.out_shape)
+
+    @property
+    def macs(self) -> int:
+        return self.node.macs
+
+    @property
+    def name(self) -> str:
+        return f"node {self.index} ({self.node.op})"
+
+    # -- foldings ------------------------------------------------------------------------
+    def options(self) -> list[Fold]:
+        """Every valid folding."""
+        return [Fold(pe, 1) for pe in divisors(self._lane_dimension())]
+
+    def _lane_dimension(self) -> int:
+        """The count that ``pe`` lanes must divide."""
+        return math.gcd(*(_lanes_unit(s) for s in (*self.in_shapes, self.out_shape)))
+
+    def check(self, fold: Fold, requant_lanes: int | None = None) -> None:
+        """Raise a one-line :class:`Tfl2RtlError` unless ``fold`` is valid here."""
+        if fold not in self.options():
+            choices = ", ".join(f"pe={f.pe}" + (f", simd={f.simd}" if f.simd > 1 else "")
+                                for f in self.options()[:12])
+            raise Tfl2RtlError(
+                f"{self.name}: folding pe={fold.pe}, simd={fold.simd} does not divide the "
+                f"layer; valid: {choices}{', ...' if len(self.options()) > 12 else ''}"
+            )
+
+    def multipliers(self, fold: Fold) -> int:
+        return 0
+
+    def in_lanes(self, fold: Fold, requant_lanes: int | None = None) -> tuple[int, ...]:
+        return (fold.pe,) * len(self.in_shapes)
+
+    def out_lanes(self, fold: Fold, requant_lanes: int | None = None) -> int:
+        return fold.pe
+
+    def cycles(self, fold: Fold, requant_lanes: int | None = None) -> int:
+        """Cycles per inference when the inputs keep up and the output is not stalled."""
+        return max(self.out_size, *(_size(s) for s in self.in_shapes)) // fold.pe
+
+    # -- reading ahead -------------------------------------------------------------------
+    def demand(self, elements: np.ndarray, bound: str) -> np.ndarray:
+        """For each output element index in ``elements``, the index of the last element
+        of the (first) input that must have been taken before it can leave: an
+        ``"upper"`` bound (at least this much may be needed) or a ``"lower"`` bound (at
+        least this much is certainly taken).  Elementwise stages read one element ahead
+        at most; see :class:`WindowStage` for windows."""
+        return np.minimum(elements, self.in_size - 1)
+
+    def build(self, fold: Fold, requant_lanes: int | None = None):
+        raise NotImplementedError
+
+
+def _lanes_unit(shape: tuple[int, ...]) -> int:
+    """What lanes must divide for a tensor of ``shape``: its channels when it has pixels,
+    else its size."""
+    return shape[-1] if len(shape) >= 3 else _size(shape)
+
+
+class FullyConnectedStage(Stage):
+    def options(self):
+        out_depth, in_depth = self.node.weights.shape
+        return [Fold(pe, simd) for pe in divisors(out_depth) for simd in divisors(in_depth)]
+
+    def check(self, fold, requant_lanes=None):
+        _check_matrix(self, fold, requant_lanes)
+
+    def multipliers(self, fold):
+        return fold.pe * fold.simd
+
+    def in_lanes(self, fold, requant_lanes=None):
+        return (fold.simd,)
+
+    def out_lanes(self, fold, requant_lanes=None):
+        return requant_lanes or fold.pe
+
+    def cycles(self, fold, requant_lanes=None):
+        out_depth, in_depth = self.node.weights.shape
+        rl = requant_lanes or fold.pe
+        return (out_depth // fold.pe) * max(in_depth // fold.simd, fold.pe // rl)
+
+    def demand(self, elements, bound):
+        return np.full_like(elements, self.in_size - 1)
+
+    def build(self, fold, requant_lanes=None):
+        from .dense import FullyConnectedLayer
+
+        return FullyConnectedLayer(self.node, pe=fold.pe, simd=fold.simd,
+                                   requant_lanes=requant_lanes or fold.pe)
+
+
+def _check_matrix(stage, fold, requant_lanes):
+    """``pe`` must divide the outputs and ``simd`` the inputs (the input channels of a
+    convolution), ``requant_lanes`` must divide ``pe``."""
+    weights = stage.node.weights.shape
+    outputs, inputs = weights[0], weights[-1]
+    if fold.pe < 1 or outputs % fold.pe or fold.simd < 1 or inputs % fold.simd:
+        what = "inputs" if len(weights) == 2 else "input channels"
+        raise Tfl2RtlError(
+            f"{stage.name}: pe={fold.pe}, simd={fold.simd} does not divide the layer "
+            f"({outputs} outputs x {inputs} {what}); pe must divide {outputs} and simd "
+            f"must divide {inputs}"
+        )
+    if requant_lanes is not None and (requant_lanes < 1 or fold.pe % requant_lanes):
+        raise Tfl2RtlError(
+            f"{stage.name}: {requant_lanes} requantizer lanes do not divide PE={fold.pe}; "
+            f"choose one of {', '.join(map(str, divisors(fold.pe)))}"
+        )
+
+
+class WindowStage(Stage):
+    """A stage behind a sliding window over an NHWC input (convolutions, pools)."""
+
+    def _window(self):
+        node = self.node
+        kernel = getattr(node, "filter", None)
+        if kernel is None:
+            shape = node.weights.shape
+            kernel = shape[1:3] if isinstance(node, ir.Conv2D) else shape[0:2]
+        dilation = getattr(node, "dilation", (1, 1))
+        return tuple(kernel), tuple(node.stride), tuple(dilation), tuple(node.padding)
+
+    @property
+    def kernel_positions(self) -> int:
+        kernel, _, _, _ = self._window()
+        return kernel[0] * kernel[1]
+
+    @property
+    def out_pixels(self) -> int:
+        return self.out_shape[0] * self.out_shape[1]
+
+    def demand(self, elements, bound):
+        """Output pixel ``(oy, ox)`` reads input rows up to ``y = oy * stride - top +
+        (kh - 1) * dilation`` (and columns up to the matching ``x``).  The lower bound is
+        that exact pixel; the upper bound allows the window generator to wait for whole
+        rows and one more row besides."""
+        (kh, kw), (sh, sw), (dh, dw), (top, left, _, _) = self._window()
+        height, width, channels = self.in_shape
+        pixel = elements // self.out_shape[-1]
+        oy, ox = pixel // self.out_shape[1], pixel % self.out_shape[1]
+        y = np.clip(oy * sh - top + (kh - 1) * dh, 0, height - 1)
+        if bound == "upper":
+            return np.minimum((y + 2) * width * channels, self.in_size) - 1
+        x = np.clip(ox * sw - left + (kw - 1) * dw, 0, width - 1)
+        return (y * width + x) * channels + channels - 1
+
+
+class Conv2DStage(WindowStage):
+    def options(self):
+        out_c, _, _, in_c = self.node.weights.shape
+        return [Fold(pe, simd) for pe in divisors(out_c) for simd in divisors(in_c)]
+
+    def check(self, fold, requant_lanes=None):
+        _check_matrix(self, fold, requant_lanes)
+
+    def multipliers(self, fold):
+        return fold.pe * fold.simd
+
+    def in_lanes(self, fold, requant_lanes=None):
+        return (fold.simd,)
+
+    def out_lanes(self, fold, requant_lanes=None):
+        return requant_lanes or fold.pe
+
+    def cycles(self, fold, requant_lanes=None):
+        out_c, kh, kw, in_c = self.node.weights.shape
+        rl = requant_lanes or fold.pe
+        per_pixel = (out_c // fold.pe) * max(kh * kw * in_c // fold.simd, fold.pe // rl)
+        return max(self.in_size // fold.simd, self.out_pixels * per_pixel)
+
+    def build(self, fold, requant_lanes=None):
+        from .conv import Conv2DLayer
+
+        return Conv2DLayer(self.node, self.in_shape, pe=fold.pe, simd=fold.simd,
+                           requant_lanes=requant_lanes or fold.pe)
+
+
+class DepthwiseStage(WindowStage):
+    def options(self):
+        return [Fold(pe, 1) for pe in divisors(self.in_shape[-1])]
+
+    def multipliers(self, fold):
+        return fold.pe * self.node.depth_multiplier
+
+    def out_lanes(self, fold, requant_lanes=None):
+        return fold.pe * self.node.depth_multiplier
+
+    def cycles(self, fold, requant_lanes=None):
+        channels = self.in_shape[-1]
+        return max(self.in_size // fold.pe,
+                   self.out_pixels * (channels // fold.pe) * self.kernel_positions)
+
+    def build(self, fold, requant_lanes=None):
+        from .depthwise import DepthwiseConv2DLayer
+
+        return DepthwiseConv2DLayer(self.node, self.in_shape, pe=fold.pe)
+
+
+class PoolStage(WindowStage):
+    def options(self):
+        return [Fold(pe, 1) for pe in divisors(self.in_shape[-1])]
+
+    def cycles(self, fold, requant_lanes=None):
+        channels = self.in_shape[-1]
+        return max(self.in_size // fold.pe,
+                   self.out_pixels * (channels // fold.pe) * self.kernel_positions)
+
+    def build(self, fold, requant_lanes=None):
+        from .pool import Pool2DLayer
+
+        return Pool2DLayer(self.node, self.in_shape, pe=fold.pe)
+
+
+class MeanStage(Stage):
+    def options(self):
+        if len(self.in_shape) != 3 or tuple(self.node.axes) != (1, 2):
+            raise Tfl2RtlError(
+                f"{self.name}: MEAN over axes {tuple(self.node.axes)} of a "
+                f"{len(self.in_shape) + 1}-D tensor has no hardware; only the mean over "
+                "height and width (global average pooling) has"
+            )
+        return [Fold(pe, 1) for pe in divisors(self.in_shape[-1])]
+
+    def demand(self, elements, bound):
+        return np.full_like(elements, self.in_size - 1)
+
+    def build(self, fold, requant_lanes=None):
+        from .pool import MeanLayer
+
+        return MeanLayer(self.node, self.in_shape, pe=fold.pe)
+
+
+class AddStage(Stage):
+    def options(self):
+        if self.in_shapes[0] != self.in_shapes[1]:
+            raise Tfl2RtlError(
+                f"{self.name}: ADD of shapes {self.in_shapes[0]} and {self.in_shapes[1]} "
+                "broadcasts; the hardware adds tensors of one shape only"
+            )
+        return super().options()
+
+    def build(self, fold, requant_lanes=None):
+        from .elementwise import AddLayer
+
+        return AddLayer(self.node, self.out_shape, lanes=fold.pe)
+
+
+class LutStage(Stage):
+    def build(self, fold, requant_lanes=None):
+        from .elementwise import LutLayer
+
+        return LutLayer(self.node, self.out_shape, lanes=fold.pe)
+
+
+class ConcatStage(Stage):
+    def _lane_dimension(self):
+        axis = self.node.axis
+        inner = [_size(s[axis:]) for s in self.tensor_shapes]
+        return math.gcd(*inner, _lanes_unit(self.out_shape))
+
+    def demand(self, elements, bound):
+        # The first input's elements come out in turn with the others': output element e
+        # needs at most e elements of it, and at least those before e in its own part.
+        return np.minimum(elements, self.in_size - 1) if bound == "upper" else \
+            np.full_like(elements, -1)
+
+    def build(self, fold, requant_lanes=None):
+        from .elementwise import ConcatLayer
+
+        return ConcatLayer(self.node, self.tensor_shapes, lanes=fold.pe)
+
+
+class PadStage(Stage):
+    def _lane_dimension(self):
+        before, after = self.node.paddings[-1]
+        channels = self.in_shape[-1] if len(self.in_shape) >= 3 else self.in_size
+        return math.gcd(channels, before, after) if (before or after) else channels
+
+    def demand(self, elements, bound):
+        if bound == "upper":
+            return np.minimum(elements, self.in_size - 1)
+        return np.maximum(elements - (self.out_size - self.in_size), -1)
+
+    def build(self, fold, requant_lanes=None):
+        from .elementwise import PadLayer
+
+        return PadLayer(self.node, self.tensor_shapes[0], lanes=fold.pe)
+
+
+class SoftmaxStage(Stage):
+    foldable = False
+
+    @property
+    def row(self) -> int:
+        return self.in_shape[-1]
+
+    def options(self):
+        from .softmax import MAX_ROW
+
+        if self.row > MAX_ROW:
+            raise Tfl2RtlError(
+                f"{self.name}: SOFTMAX over rows of {self.row} elements; the hardware "
+                f"takes at most {MAX_ROW}"
+            )
+        return [Fold(1, 1)]
+
+    def cycles(self, fold, requant_lanes=None):
+        from .softmax import SoftmaxUnit
+
+        return (self.in_size // self.row) * SoftmaxUnit.cycles_for_row(self.row)
+
+    def demand(self, elements, bound):
+        row_end = (elements // self.row + 1) * self.row - 1
+        return row_end if bound == "upper" else elements
+
+    def build(self, fold, requant_lanes=None):
+        from .softmax import SoftmaxUnit
+
+        return SoftmaxUnit(self.node, self.row)
+
+
+#: The stage kind of each IR node type that has hardware.
+STAGE_KINDS: dict[type, type[Stage]] = {
+    ir.FullyConnected: FullyConnectedStage,
+    ir.Conv2D: Conv2DStage,
+    ir.DepthwiseConv2D: DepthwiseStage,
+    ir.MaxPool2D: PoolStage,
+    ir.AveragePool2D: PoolStage,
+    ir.Mean: MeanStage,
+    ir.Add: AddStage,
+    ir.Lut: LutStage,
+    ir.Concatenation: ConcatStage,
+    ir.Pad: PadStage,
+    ir.Softmax: SoftmaxStage,
+}
+
+
+def stage_for(graph: ir.Graph, index: int) -> Stage | None:
+    """The stage of ``graph.nodes[index]``, or ``None`` for a node that needs no hardware
+    of its own (RESHAPE, and int8/uint8 QUANTIZE at an edge, which
+    :func:`tfl2rtl.hw.network.plan_network` handles)."""
+    node = graph.nodes[index]
+    kind = STAGE_KINDS.get(type(node))
+    if kind is None:
+        return None
+    constants = [name for name in node.inputs if graph.tensors[name].data is not None]
+    if constants:
+        raise Tfl2RtlError(
+            f"node {index} ({node.op}) has a constant input ({constants[0]}); the hardware "
+            "takes activations only"
+        )
+    in_shapes = [graph.tensors[name].shape for name in node.inputs]
+    return kind(index, node, in_shapes, graph.tensors[node.output].shape)
