@@ -1,0 +1,315 @@
+"""DEPTHWISE_CONV_2D: sliding window, per-channel multiply-accumulate, requantization."""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .. import ir
+from ..errors import Tfl2RtlError
+from ..fixedpoint import signed_bits
+from .layouts import accumulator_layout, int8_lanes
+from .requant import Requantizer
+from .window import SlidingWindow, window_layout, window_out_hw
+
+__all__ = ["DepthwiseUnit", "DepthwiseConv2DLayer"]
+
+
+def _check_pe(node: ir.DepthwiseConv2D, pe: int) -> int:
+    """The node's input channel count, after checking that ``pe`` divides it."""
+    in_channels = node.weights.shape[2] // node.depth_multiplier
+    if pe < 1 or in_channels % pe:
+        divisors = ", ".join(str(d) for d in range(1, in_channels + 1) if in_channels % d == 0)
+        raise Tfl2RtlError(
+            f"PE={pe} does not divide the {in_channels} input channels; choose one of {divisors}"
+        )
+    return in_channels
+
+
+class DepthwiseUnit(wiring.Component):
+    """The multiply-accumulate half of a :class:`tfl2rtl.ir.DepthwiseConv2D` node, ``pe``
+    input channels (``pe * depth_multiplier`` output channels) per cycle.
+
+    It consumes a window stream in order ``"depthwise"``
+    (:func:`tfl2rtl.hw.window.window_beats`): for each output pixel, for each channel block
+    ``cb`` of ``pe`` input channels, the ``KH * KW`` window positions one beat each.  Beat
+    ``(cb, kh, kw)`` is multiplied by the weights ``weights[kh, kw, cb * pe * M : (cb + 1) *
+    pe * M]`` (``M`` the depth multiplier; output lane ``p * M + m`` reads input lane
+    ``p``), which sit in one :class:`Memory` row per ``(cb, kh, kw)``, read in the order the
+    beats come.  ``KH * KW`` beats after the block started from ``folded_bias`` (another
+    memory, one row per block), its ``pe * M`` accumulators leave as one beat.
+
+    ``pad`` is ignored: padded positions carry the input zero point (``-input_offset``),
+    which the folded bias already accounts for, so the sums equal
+    :func:`tfl2rtl.golden.accumulate` ``(node, x, folded=True)``.  ``acc_bits`` holds every
+    final sum; partial sums wrap harmlessly.
+
+    Pipeline (one enable, moving whenever the output register is empty or being emptied):
+    beat taken and memory read; multiplier operands registered; products registered;
+    accumulators, which are the output register.
+
+    Members
+    -------
+    i : ``In(stream.Signature(window_layout(pe)))``
+        ``out_h * out_w * (in_c / pe) * KH * KW`` beats per image.
+    o : ``Out(stream.Signature(accumulator_layout(acc_bits, pe * M, in_c / pe)))``
+        One beat per output pixel and channel block, ``group = cb``; ``acc[lane]`` is
+        output channel ``cb * pe * M + lane``, in NHWC order.
+
+    Attributes
+    ----------
+    pe : int
+        Input channels per beat.
+    multipliers : int
+        ``pe * depth_multiplier``, the multipliers (and accumulators) working side by side.
+    taps : int
+        ``KH * KW``, the beats per output beat.
+    latency : int
+        4: when a block's last beat is taken on ``i`` at clock edge ``n``, its accumulators
+        can leave on ``o`` at edge ``n + latency``.
+    throughput : int
+        1: a beat is taken every cycle the output is not stalled.
+
+    Tested with the same layers as :class:`DepthwiseConv2DLayer`, its accumulators (and
+    ``group``) compared with :func:`tfl2rtl.golden.accumulate` directly, and through a
+    requantizer.
+    """
+
+    latency = 4
+    throughput = 1
+
+    def __init__(self, node: ir.DepthwiseConv2D, *, pe: int = 1):
+        weights = np.asarray(node.weights)
+        kh, kw, out_channels = weights.shape
+        if weights.size and (weights.min() < -128 or weights.max() > 127):
+            raise Tfl2RtlError("the depthwise weights are not int8")
+        multiplier = node.depth_multiplier
+        if multiplier < 1 or out_channels % multiplier:
+            raise Tfl2RtlError(
+                f"depth multiplier {multiplier} does not divide {out_channels} output channels"
+            )
+        self.in_channels = _check_pe(node, pe)
+        bias = np.asarray(node.folded_bias, dtype=np.int64).reshape(-1)
+        if bias.size != out_channels:
+            raise Tfl2RtlError(f"{bias.size} biases for {out_channels} output channels")
+        lo, hi = -(1 << (node.acc_bits - 1)), (1 << (node.acc_bits - 1)) - 1
+        if bias.min() < lo or bias.max() > hi:
+            raise Tfl2RtlError(f"a bias does not fit the {node.acc_bits}-bit accumulator")
+
+        self.node = node
+        self.pe = pe
+        self.depth_multiplier = multiplier
+        self.multipliers = pe * multiplier
+        self.out_channels = out_channels
+        self.kernel = (kh, kw)
+        self.taps = kh * kw
+        self.blocks = self.in_channels // pe
+        self.acc_width = node.acc_bits
+        self._weights = weights.astype(np.int64)
+        self._bias = bias
+        super().__init__({
+            "i": In(stream.Signature(window_layout(pe))),
+            "o": Out(stream.Signature(
+                accumulator_layout(self.acc_width, self.multipliers, self.blocks))),
+        })
+
+    def _weight_rows(self) -> list[int]:
+        """Row ``cb * taps + kh * KW + kw``: ``weights[kh, kw, cb * lanes : (cb + 1) *
+        lanes]``, byte ``j`` for lane ``j``.  (Packed in numpy, as in the matrix-vector
+        unit: Amaranth converts nested initial rows slowly.)"""
+        lanes = self.multipliers
+        w = self._weights.reshape(self.taps, self.blocks, lanes).transpose(1, 0, 2)
+        rows = w.reshape(-1, lanes).astype(np.int8)
+        return [int.from_bytes(row.tobytes(), "little") for row in rows]
+
+    def _bias_rows(self, width: int) -> list[int]:
+        """Row ``cb``: the biases of channels ``cb * lanes ..``, ``width`` bits each."""
+        mask = (1 << width) - 1
+        rows = self._bias.reshape(self.blocks, self.multipliers).tolist()
+        return [sum((b & mask) << (width * j) for j, b in enumerate(row)) for row in rows]
+
+    def elaborate(self, platform):
+        m = Module()
+        taps, blocks, lanes = self.taps, self.blocks, self.multipliers
+
+        advance = Signal()
+        issue = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+            issue.eq(advance & self.i.valid),
+        ]
+
+        # Issue: walk (cb, tap) with the weight row alongside.
+        tap = Signal(range(taps))
+        block = Signal(range(blocks))
+        row = Signal(range(taps * blocks))
+        with m.If(issue):
+            m.d.sync += [
+                tap.eq(Mux(tap == taps - 1, 0, tap + 1)),
+                row.eq(Mux(row == taps * blocks - 1, 0, row + 1)),
+            ]
+            with m.If(tap == taps - 1):
+                m.d.sync += block.eq(Mux(block == blocks - 1, 0, block + 1))
+
+        def register(value, name, shape=None):
+            reg = Signal(value.shape() if shape is None else shape, name=name)
+            with m.If(advance):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        # Stage 1: the weight row is read while the beat waits in a register.
+        weight_layout = int8_lanes(lanes)
+        m.submodules.weights = weights = Memory(
+            shape=unsigned(weight_layout.size), depth=taps * blocks, init=self._weight_rows())
+        weight_port = weights.read_port()
+        m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
+        x_1 = register(self.i.payload.data, "x_1", int8_lanes(self.pe))
+        valid_1 = register(issue, "valid_1")
+        first_1 = register(tap == 0, "first_1")
+        last_1 = register(tap == taps - 1, "last_1")
+        group_1 = register(block, "group_1")
+
+        # Stage 2: the multiplier operands, registered; input lane p feeds output lanes
+        # p * M .. p * M + M - 1.
+        x_2 = register(x_1, "x_2", int8_lanes(self.pe))
+        w_2 = register(weight_layout(weight_port.data), "w_2", weight_layout)
+        valid_2 = register(valid_1, "valid_2")
+        first_2 = register(first_1, "first_2")
+        last_2 = register(last_1, "last_2")
+        group_2 = register(group_1, "group_2")
+
+        # The block's biases, read during stage 2.
+        bias_width = signed_bits(int(self._bias.min()), int(self._bias.max()))
+        bias_layout = data.ArrayLayout(signed(bias_width), lanes)
+        m.submodules.bias = biases = Memory(
+            shape=unsigned(bias_layout.size), depth=blocks, init=self._bias_rows(bias_width))
+        bias_port = biases.read_port()
+        m.d.comb += [bias_port.addr.eq(group_2), bias_port.en.eq(advance)]
+        bias_data = bias_layout(bias_port.data)
+
+        # Stage 3: products.
+        products = [
+            register(x_2[j // self.depth_multiplier] * w_2[j], f"product_{j}", signed(16))
+            for j in range(lanes)
+        ]
+        valid_3 = register(valid_2, "valid_3")
+        first_3 = register(first_2, "first_3")
+        last_3 = register(last_2, "last_3")
+        group_3 = register(group_2, "group_3")
+
+        # Stage 4: accumulate; the accumulators are the output register.
+        out_valid = Signal()
+        out_group = Signal.like(self.o.payload.group)
+        with m.If(advance):
+            m.d.sync += out_valid.eq(valid_3 & last_3)
+            with m.If(valid_3):
+                m.d.sync += out_group.eq(group_3)
+                for j in range(lanes):
+                    acc = self.o.payload.acc[j]
+                    m.d.sync += acc.eq(Mux(first_3, bias_data[j], acc) + products[j])
+        m.d.comb += [
+            self.o.valid.eq(out_valid),
+            self.o.payload.group.eq(out_group),
+        ]
+        return m
+
+
+class DepthwiseConv2DLayer(wiring.Component):
+    """One :class:`tfl2rtl.ir.DepthwiseConv2D` node on an ``(H, W, C)`` input, ``pe`` input
+    channels per cycle.
+
+    A :class:`~tfl2rtl.hw.window.SlidingWindow` (order ``"depthwise"``, ``pe`` lanes,
+    padding with the input zero point ``-input_offset``) feeds a :class:`DepthwiseUnit`,
+    whose accumulators a ``pe * depth_multiplier``-lane
+    :class:`~tfl2rtl.hw.requant.Requantizer` turns into the node's int8 outputs.  The
+    results equal :func:`tfl2rtl.golden.depthwise_conv_2d` for every input within the range
+    ``acc_bits`` was proven for.
+
+    Members
+    -------
+    i : ``In(stream.Signature(int8_lanes(pe)))``
+        The input image in NHWC order, ``H * W * C / pe`` beats.
+    o : ``Out(stream.Signature(int8_lanes(pe * depth_multiplier)))``
+        The output image in NHWC order, ``out_h * out_w * C / pe`` beats.
+
+    Attributes
+    ----------
+    in_shape, out_shape : tuple[int, int, int]
+        ``(H, W, C)`` and ``(out_h, out_w, C * depth_multiplier)``.
+    pe : int
+        Input channels per cycle.
+    multipliers : int
+        ``pe * depth_multiplier`` 8x8 multipliers (and as many requantizer lanes).
+    cycles_per_vector : int
+        Initiation interval per image when the input keeps up and the output is not
+        stalled: ``out_h * out_w * (C / pe) * KH * KW``, one window beat per cycle, unless
+        the window is slower to take the ``H * W * C / pe`` input beats (the window's
+        ``cycles_per_vector``, the larger of the two).
+    latency : int
+        When the input beat completing the rows of the first output row (beat
+        ``window.lead_beats`` of the image) is taken at clock edge ``n``, the first output
+        beat can leave at edge ``n + latency``: ``window.latency + KH * KW - 1 +
+        unit.latency + requant.latency`` (the window's first beat, the rest of the first
+        pixel's first channel block, the accumulation and the requantization).
+
+    Tested on the DEPTHWISE_CONV_2D layers of kws_ref_model (3x3, 64 channels),
+    micro_speech_quantized (10x8, stride 2, padding (4, 3, 5, 3), depth multiplier 8 from
+    one channel) and vww_96_int8 (3x3, stride 2, padding (0, 0, 1, 1)), cropped to small
+    images, and on written layers: depth multiplier 2 and 3, dilation 2 with RELU6, stride
+    2 SAME on odd sizes, one channel VALID, 1x1 kernels (one with stride 2, where the
+    input is the bottleneck); ``pe`` 1, 2, 3, 4, 8 and 64 (the full depth), two images back
+    to back (uniform over the input tensor's value range, and its two ends only), random
+    stalls on ``i`` and backpressure on ``o``; ``latency`` and ``cycles_per_vector``
+    measured.
+    """
+
+    def __init__(self, node: ir.DepthwiseConv2D, in_shape, *, pe: int = 1):
+        h, w, c = (int(d) for d in in_shape)
+        in_channels = _check_pe(node, pe)
+        if c != in_channels:
+            raise Tfl2RtlError(
+                f"the input has {c} channels, the depthwise weights expect {in_channels}"
+            )
+        kernel = node.weights.shape[:2]
+        out_hw = window_out_hw((h, w), kernel, node.stride, node.dilation, node.padding)
+        if tuple(node.out_hw) != out_hw:
+            raise Tfl2RtlError(
+                f"a {h}x{w} input gives a {out_hw[0]}x{out_hw[1]} output, the node says "
+                f"{node.out_hw[0]}x{node.out_hw[1]}"
+            )
+        self.node = node
+        self.pe = pe
+        self.in_shape = (h, w, c)
+        self.out_shape = (*out_hw, node.weights.shape[2])
+        self.window = SlidingWindow(
+            self.in_shape, kernel, node.stride, node.dilation, node.padding,
+            pad_value=-node.input_offset, simd=pe, order="depthwise")
+        self.unit = DepthwiseUnit(node, pe=pe)
+        self.multipliers = self.unit.multipliers
+        self.requant = Requantizer(node.requant, channels=self.out_shape[2],
+                                   output_offset=node.output_offset, act_min=node.act_min,
+                                   act_max=node.act_max, acc_width=node.acc_bits,
+                                   lanes=self.multipliers)
+        self.cycles_per_vector = max(self.window.cycles_per_vector,
+                                     out_hw[0] * out_hw[1] * self.unit.blocks * self.unit.taps)
+        self.latency = (self.window.latency + self.unit.taps - 1 + self.unit.latency
+                        + self.requant.latency)
+        super().__init__({
+            "i": In(stream.Signature(int8_lanes(pe))),
+            "o": Out(stream.Signature(int8_lanes(self.multipliers))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.window = self.window
+        m.submodules.unit = self.unit
+        m.submodules.requant = self.requant
+        wiring.connect(m, wiring.flipped(self.i), self.window.i)
+        wiring.connect(m, self.window.o, self.unit.i)
+        wiring.connect(m, self.unit.o, self.requant.i)
+        wiring.connect(m, self.requant.o, wiring.flipped(self.o))
+        return m

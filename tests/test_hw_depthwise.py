@@ -1,0 +1,262 @@
+# amaranth: UnusedElaboratable=no
+# (Amaranth's own convention for tests of constructors that raise: the half-built
+# component would otherwise warn when it is garbage collected.)
+"""DEPTHWISE_CONV_2D layers of real and written models in hardware, against the golden
+model."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+
+from conftest import ZOO
+from streams import STALL_MODES, get, put, simulate
+from tfl2rtl import golden, ir
+from tfl2rtl.api import load
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.depthwise import DepthwiseConv2DLayer, DepthwiseUnit
+from tfl2rtl.hw.requant import Requantizer
+from tfl2rtl.hw.window import window_beats, window_out_hw
+from tflite_writer import GraphWriter
+
+KWS = ZOO / "mlperf_tiny" / "kws_ref_model.tflite"
+VWW = ZOO / "mlperf_tiny" / "vww_96_int8.tflite"
+MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
+
+_GRAPHS = {}
+
+
+def real_node(path, index):
+    """The ``index``-th DEPTHWISE_CONV_2D node of a model and its input's value range."""
+    if path not in _GRAPHS:
+        _GRAPHS[path] = load(path)
+    graph = _GRAPHS[path]
+    node = [n for n in graph.nodes if isinstance(n, ir.DepthwiseConv2D)][index]
+    return node, graph.tensors[node.input].value_range
+
+
+def written_node(tmp_path, in_shape, *, kernel=(3, 3), multiplier=1, stride=(1, 1),
+                 dilation=(1, 1), padding="SAME", activation="NONE", seed=0):
+    """A DEPTHWISE_CONV_2D written with tflite_writer and loaded like a user's model."""
+    rng = np.random.default_rng(seed)
+    channels = in_shape[2] * multiplier
+    weights = rng.integers(-128, 128, (1, *kernel, channels))
+    weights[0, 0, 0, 0] = -128
+    bias = rng.integers(-3000, 3001, channels)
+    w_scales = 0.02 * 2.0 ** rng.uniform(-1, 0, channels)
+    g = GraphWriter()
+    x = g.tensor((1, *in_shape), "int8", 0.05, int(rng.integers(-20, 21)))
+    y = g.depthwise_conv_2d(x, weights, w_scales, bias, (0.25, int(rng.integers(-10, 11))),
+                            depth_multiplier=multiplier, stride=stride, padding=padding,
+                            dilation=dilation, activation=activation)
+    path = tmp_path / "depthwise.tflite"
+    path.write_bytes(g.finish([x], [y]))
+    graph = load(path)
+    (node,) = graph.nodes
+    return node, graph.tensors[node.input].value_range
+
+
+def cropped(node, hw):
+    """``node`` on an ``hw`` input: a copy with ``out_hw`` recomputed.  The padding is kept,
+    so the crop must be one on which TFLite would pad the same way."""
+    kernel = node.weights.shape[:2]
+    if any(node.padding):  # SAME: the total padding splits with the extra row at the end
+        same = []
+        for size, k, s, d in zip(hw, kernel, node.stride, node.dilation, strict=True):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            same.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = same
+        assert node.padding == (top, left, bottom, right), f"a {hw} crop pads differently"
+    out_hw = window_out_hw(hw, kernel, node.stride, node.dilation, node.padding)
+    return dataclasses.replace(node, out_hw=out_hw)
+
+
+def images(value_range, shape, rng):
+    """A uniform image and one of the range's two ends only."""
+    lo, hi = value_range
+    uniform = rng.integers(lo, hi, shape, endpoint=True)
+    ends = np.where(rng.random(shape) < 0.5, lo, hi)
+    return np.stack([uniform, ends]).astype(np.int8)
+
+
+def window_stream(node, xs, pe):
+    """The window beats (order "depthwise") of every image in ``xs``, back to back."""
+    beats = [window_beats(x, node.weights.shape[:2], node.stride, node.dilation,
+                          node.padding, -node.input_offset, pe, "depthwise")
+             for x in xs]
+    return [{"data": d.tolist(), "pad": int(p)}
+            for data, pad in beats for d, p in zip(data, pad, strict=True)]
+
+
+def run_unit(node, xs, pe, mode, seed=0, requantize=False, cycles=None):
+    """Window beats into a DepthwiseUnit (and a Requantizer after it): the outputs as
+    ``(images, out_h, out_w, out_c)``."""
+    unit = DepthwiseUnit(node, pe=pe)
+    out_c = node.weights.shape[2]
+    dut, out = unit, unit.o
+    if requantize:
+        requant = Requantizer(node.requant, channels=out_c, output_offset=node.output_offset,
+                              act_min=node.act_min, act_max=node.act_max,
+                              acc_width=node.acc_bits, lanes=unit.multipliers)
+        dut = Module()
+        dut.submodules.unit = unit
+        dut.submodules.requant = requant
+        dut.d.comb += [requant.i.payload.eq(unit.o.payload), requant.i.valid.eq(unit.o.valid),
+                       unit.o.ready.eq(requant.i.ready)]
+        out = requant.o
+    in_timing, out_timing = STALL_MODES[mode](seed)
+    beats = window_stream(node, xs, pe)
+    count = len(xs) * node.out_hw[0] * node.out_hw[1] * unit.blocks
+    results, groups = [], []
+
+    async def producer(ctx):
+        await put(ctx, unit.i, beats, in_timing)
+
+    async def consumer(ctx):
+        for payload in await get(ctx, out, count, out_timing, cycles=cycles):
+            if requantize:
+                results.extend(payload[j] for j in range(unit.multipliers))
+            else:
+                results.extend(payload.acc[j] for j in range(unit.multipliers))
+                groups.append(payload.group)
+
+    simulate(dut, producer, consumer)
+    if not requantize:
+        np.testing.assert_array_equal(groups, np.arange(count) % unit.blocks)
+    return unit, np.array(results, np.int64).reshape(len(xs), *node.out_hw, out_c)
+
+
+#: name: (node maker taking tmp_path, input (H, W, C), pe).  The real nodes are cropped to
+#: sizes on which TFLite's SAME padding is the node's own.
+CASES = {
+    "kws_pe8": (lambda _: real_node(KWS, 0), (3, 5, 64), 8),
+    "kws_pe64": (lambda _: real_node(KWS, 2), (4, 3, 64), 64),
+    # 16 channels, stride 2, padding (0, 0, 1, 1)
+    "vww_stride2_pe4": (lambda _: real_node(VWW, 1), (4, 6, 16), 4),
+    # 10x8, stride 2, padding (4, 3, 5, 3), depth multiplier 8 from one channel
+    "micro_speech": (lambda _: real_node(MICRO_SPEECH, 0), (11, 8, 1), 1),
+    "multiplier2_pe2": (lambda t: written_node(t, (4, 5, 4), multiplier=2), (4, 5, 4), 2),
+    "dilation2": (lambda t: written_node(t, (6, 5, 3), dilation=(2, 2), activation="RELU6"),
+                  (6, 5, 3), 3),
+    "stride2_same_odd": (lambda t: written_node(t, (5, 7, 2), stride=(2, 2), seed=1),
+                         (5, 7, 2), 1),
+    "one_channel_valid": (lambda t: written_node(t, (4, 5, 1), kernel=(2, 3),
+                                                 padding="VALID", seed=2), (4, 5, 1), 1),
+    "1x1_stride2": (lambda t: written_node(t, (5, 4, 2), kernel=(1, 1), stride=(2, 2),
+                                           padding="VALID", seed=4), (5, 4, 2), 2),
+    "1x1_multiplier3": (lambda t: written_node(t, (2, 3, 4), kernel=(1, 1), multiplier=3,
+                                               seed=3), (2, 3, 4), 2),
+}
+
+
+def case_node(case, tmp_path):
+    make, shape, pe = CASES[case]
+    node, value_range = make(tmp_path)
+    return cropped(node, shape[:2]), value_range, shape, pe
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("case", CASES)
+def test_unit_accumulators(tmp_path, case, mode):
+    node, value_range, shape, pe = case_node(case, tmp_path)
+    xs = images(value_range, shape, np.random.default_rng(len(case)))
+    _, got = run_unit(node, xs, pe, mode, seed=pe)
+    np.testing.assert_array_equal(got, golden.accumulate(node, xs, folded=True))
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("case", ["micro_speech", "multiplier2_pe2", "dilation2"])
+def test_unit_with_requantizer(tmp_path, case, mode):
+    node, value_range, shape, pe = case_node(case, tmp_path)
+    xs = images(value_range, shape, np.random.default_rng(len(case) + 1))
+    _, got = run_unit(node, xs, pe, mode, seed=pe + 1, requantize=True)
+    expected = golden.depthwise_conv_2d(node, xs)
+    np.testing.assert_array_equal(got, expected)
+    assert len(np.unique(expected)) > 3  # not all clamped
+
+
+@pytest.mark.parametrize("pe", [1, 2, 4])
+def test_unit_timing(tmp_path, pe):
+    node, value_range = written_node(tmp_path, (3, 4, 4), kernel=(2, 3), multiplier=2)
+    xs = images(value_range, (3, 4, 4), np.random.default_rng(0))
+    cycles = []
+    unit, _ = run_unit(node, xs, pe, "streaming", cycles=cycles)
+    # In streaming mode the k-th beat (counting from 1) is taken at edge k, so the first
+    # block's last one at edge taps; then one accumulator beat every taps cycles, across
+    # the image boundary too.
+    assert cycles[0] == unit.taps + unit.latency
+    assert set(np.diff(cycles)) == {unit.taps}
+
+
+def run_layer(dut, xs, mode, seed=0, cycles=None):
+    """Images ``xs`` (NHWC) through a DepthwiseConv2DLayer, back to back."""
+    in_timing, out_timing = STALL_MODES[mode](seed)
+    lanes = dut.multipliers
+    count = len(xs) * int(np.prod(dut.out_shape)) // lanes
+    results = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, xs.reshape(-1, dut.pe).tolist(), in_timing)
+
+    async def consumer(ctx):
+        for payload in await get(ctx, dut.o, count, out_timing, cycles=cycles):
+            results.extend(payload[j] for j in range(lanes))
+
+    simulate(dut, producer, consumer)
+    return np.array(results, np.int8).reshape(len(xs), *dut.out_shape)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("case", CASES)
+def test_layer(tmp_path, case, mode):
+    node, value_range, shape, pe = case_node(case, tmp_path)
+    xs = images(value_range, shape, np.random.default_rng(len(case) + 2))
+    dut = DepthwiseConv2DLayer(node, shape, pe=pe)
+    assert dut.in_shape == shape
+    assert dut.multipliers == pe * node.depth_multiplier
+    got = run_layer(dut, xs, mode, seed=pe + 2)
+    expected = golden.depthwise_conv_2d(node, xs)
+    np.testing.assert_array_equal(got, expected)
+    assert len(np.unique(expected)) > 3  # not all clamped
+
+
+@pytest.mark.parametrize("case", ["kws_pe8", "micro_speech", "vww_stride2_pe4", "dilation2",
+                                  "1x1_stride2"])
+def test_layer_timing(tmp_path, case):
+    node, value_range, shape, pe = case_node(case, tmp_path)
+    dut = DepthwiseConv2DLayer(node, shape, pe=pe)
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([images(value_range, shape, rng) for _ in range(2)])[:3]
+    cycles = []
+    run_layer(dut, xs, "streaming", cycles=cycles)
+    # In streaming mode the k-th input beat (counting from 1) is taken at edge k.
+    assert cycles[0] == dut.window.lead_beats + dut.latency
+    beats = int(np.prod(dut.out_shape)) // dut.multipliers
+    image_done = cycles[beats - 1::beats]
+    assert set(np.diff(image_done[1:])) == {dut.cycles_per_vector}
+    window_beats_per_image = (dut.out_shape[0] * dut.out_shape[1] * shape[2] // pe
+                              * node.weights.shape[0] * node.weights.shape[1])
+    input_beats = shape[0] * shape[1] * shape[2] // pe
+    assert dut.cycles_per_vector == max(window_beats_per_image, input_beats)
+
+
+def test_rejects_pe_that_does_not_divide_the_channels():
+    node, _ = real_node(VWW, 1)
+    with pytest.raises(Tfl2RtlError,
+                       match=r"^PE=3 does not divide the 16 input channels; choose one of "
+                             r"1, 2, 4, 8, 16$"):
+        DepthwiseUnit(node, pe=3)
+
+
+def test_layer_rejects_pe_that_does_not_divide_the_channels():
+    node, _ = real_node(KWS, 0)
+    with pytest.raises(Tfl2RtlError, match=r"^PE=3 does not divide the 64 input channels; "):
+        DepthwiseConv2DLayer(cropped(node, (3, 5)), (3, 5, 64), pe=3)
+
+
+def test_layer_rejects_an_input_the_node_was_not_built_for():
+    node, _ = real_node(KWS, 0)
+    with pytest.raises(Tfl2RtlError, match=r"^a 3x5 input gives a 3x5 output, the node says "
+                                           r"25x5$"):
+        DepthwiseConv2DLayer(node, (3, 5, 64), pe=8)
