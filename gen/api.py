@@ -15,6 +15,7 @@ import numpy as np
 from . import golden, ir
 from .errors import Tfl2RtlError
 from .lower import lower
+from .profile_diff import DiffReport, diff_graph
 from .report import describe
 from .tflite_reader import read_model
 from .verify import VerifyReport, load_inputs, random_inputs, verify_graph
@@ -22,8 +23,8 @@ from .verify import VerifyReport, load_inputs, random_inputs, verify_graph
 if TYPE_CHECKING:
     from .design import Design
 
-__all__ = ["load", "inspect", "run", "verify", "dump_tensors", "generate", "simulate",
-           "SimReport"]
+__all__ = ["load", "inspect", "run", "verify", "diff", "diff_text", "dump_tensors", "generate",
+           "simulate", "SimReport", "DiffReport"]
 
 
 def load(path: str | os.PathLike, flow: str = "default") -> ir.Graph:
@@ -32,9 +33,10 @@ def load(path: str | os.PathLike, flow: str = "default") -> ir.Graph:
     return lower(read_model(path), flow=flow)
 
 
-def inspect(path: str | os.PathLike) -> dict:
-    """Describe a model layer by layer (see :func:`tfl2rtl.report.describe`)."""
-    return describe(load(path))
+def inspect(path: str | os.PathLike, profile: str = "tflm") -> dict:
+    """Describe a model layer by layer (see :func:`tfl2rtl.report.describe`), with what
+    ``profile``'s arithmetic uses for each layer under ``"arithmetic"``."""
+    return describe(load(path), profile=profile)
 
 
 def run(path_or_graph, inputs, profile: str = "tflm") -> golden.GoldenResult:
@@ -57,6 +59,39 @@ def verify(path: str | os.PathLike, samples: int = 100, profile: str = "tflm",
     if not input_sets:
         raise Tfl2RtlError("nothing to verify: give --samples above 0 or --input files")
     return verify_graph(graph, input_sets, profile=profile, progress=progress)
+
+
+def diff(path_or_graph, inputs, profiles: tuple[str, str] = ("tflm", "litert")) -> DiffReport:
+    """Run the golden model under two profiles on the same inputs and count, tensor by
+    tensor, how many elements differ and by how much.
+
+    ``inputs`` is a ``.npy`` path (one input or a batch ``[N, ...]``), a list of them, or
+    input sets as :func:`run` takes them.  The report lists the tensors in execution
+    order with ``elements``, ``differing``, ``max_abs_diff`` and a histogram
+    ``{|difference|: count}``; ``first_difference`` is where the profiles part ways::
+
+        report = tfl2rtl.api.diff("model.tflite", "x.npy")        # tflm vs litert
+        print(tfl2rtl.api.diff_text(report))
+    """
+    graph = _graph(path_or_graph)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    input_sets = []
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)):
+            input_sets += load_inputs(graph, str(item))
+        else:
+            input_sets.append([item] if isinstance(item, np.ndarray) else list(item))
+    if not input_sets:
+        raise Tfl2RtlError("nothing to diff: give at least one input")
+    return diff_graph(graph, input_sets, profiles=tuple(profiles))
+
+
+def diff_text(report: DiffReport) -> str:
+    """:func:`diff`'s report as the table ``tfl2rtl diff`` prints."""
+    from .profile_diff import format_text
+
+    return format_text(report)
 
 
 def dump_tensors(result: golden.GoldenResult, graph: ir.Graph, directory: str) -> list[Path]:
@@ -102,7 +137,10 @@ class SimReport:
     """What :func:`simulate` measured.  ``cycles_per_inference`` is the streaming run's
     cycles divided by the inputs (back to back, no stalls), ``initiation_interval`` the
     steady-state cycles between consecutive outputs, ``ideal_cycles`` MACs divided by
-    multipliers, ``mac_efficiency`` ideal cycles over the initiation interval."""
+    multipliers, ``mac_efficiency`` ideal cycles over the initiation interval.
+    ``layers`` is :meth:`tfl2rtl.design.Design.layers` (folding, cycles, multipliers and
+    MAC efficiency per stage); ``verilator_seconds`` is the Verilator build,
+    ``sim_seconds`` the two simulation runs, ``build_seconds`` the whole call."""
 
     model: str
     inputs: int
@@ -115,6 +153,9 @@ class SimReport:
     multipliers: int
     folding: str
     build_seconds: float = 0.0
+    verilator_seconds: float = 0.0
+    sim_seconds: float = 0.0
+    layers: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -125,7 +166,10 @@ class SimReport:
                 "ideal_cycles": round(self.ideal_cycles, 2),
                 "mac_efficiency": round(self.mac_efficiency, 4),
                 "multipliers": self.multipliers, "folding": self.folding,
-                "seconds": round(self.build_seconds, 1)}
+                "seconds": round(self.build_seconds, 1),
+                "verilator_seconds": round(self.verilator_seconds, 1),
+                "sim_seconds": round(self.sim_seconds, 1),
+                "layers": self.layers}
 
 
 def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = None,
@@ -163,4 +207,109 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
         first_latency=streaming.first_latency, ideal_cycles=design.ideal_cycles,
         mac_efficiency=design.ideal_cycles / interval, multipliers=design.multipliers,
         folding=design.fold_source, build_seconds=time.monotonic() - started,
+        verilator_seconds=streaming.build_seconds,
+        sim_seconds=sum(r.wall_seconds for r in runs.values()), layers=design.layers(),
     )
+
+
+# --- boards: build a bitstream, talk to a board, benchmark -----------------------------
+
+
+def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
+          max_multipliers: int | None = None, lanes: int = 1, baud: int | None = None,
+          progress: Callable[[str], None] | None = None):
+    """Generate the design for a model, put it behind the UART host link on ``board``
+    (see :data:`tfl2rtl.boards.build.BOARDS`), synthesize, place, route and pack it,
+    and write the bitstream, ``report.json``, ``report.txt``, ``manifest.json`` and the
+    tools' logs into ``out_dir`` (atomically).  Without ``max_multipliers``, ``--fold
+    auto`` uses the board's own budget.  Returns the
+    :class:`tfl2rtl.boards.build.BuildReport`; a design that does not fit raises
+    :class:`tfl2rtl.boards.build.DoesNotFit` (a :class:`Tfl2RtlError`) naming the
+    resource and a folding that would fit."""
+    from .boards.build import DEFAULT_BAUD, board_named, build_board, check_memory
+
+    target = board_named(board)
+    graph = _graph(path_or_graph)
+    check_memory(graph, target)
+    budget = target.default_multipliers if max_multipliers is None else max_multipliers
+    design = generate(graph, fold=fold, max_multipliers=budget, lanes=lanes)
+    return build_board(design, board, out_dir, baud=baud or DEFAULT_BAUD,
+                       progress=progress)
+
+
+@dataclass
+class InferResult:
+    """One inference on a board: its ``output``, the golden model's (``golden``) and the
+    board's :class:`tfl2rtl.boards.protocol.Identity`."""
+
+    output: np.ndarray
+    golden: np.ndarray
+    identity: object
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.array_equal(self.output, self.golden))
+
+
+def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 115200,
+          timeout: float = 5.0, transport=None) -> InferResult:
+    """Send the input in ``input_file`` (``.npy``, one input) to a board over the serial
+    ``port`` (or any ``transport`` with ``write(bytes)`` and ``read(n)``), read the output
+    back and compute the golden model's beside it.  The board must run this model: its
+    identity (model SHA-256, shapes, dtypes) is checked first."""
+    import hashlib
+
+    from .boards.protocol import Client, SerialTransport
+
+    graph = _graph(path_or_graph)
+    input_sets = load_inputs(graph, input_file)
+    if len(input_sets) != 1:
+        raise Tfl2RtlError(f"{input_file} holds {len(input_sets)} inputs; infer takes one")
+    x = input_sets[0][0]
+    expected = golden.run(graph, [x]).outputs[0]
+    own = transport is None
+    if own:
+        if port is None:
+            raise Tfl2RtlError("give the board's serial --port")
+        transport = SerialTransport(port, baud, timeout)
+    try:
+        client = Client(transport)
+        identity = client.identity()
+        digest = hashlib.sha256(Path(graph.source).read_bytes()).hexdigest()
+        if identity.sha256 != digest:
+            raise Tfl2RtlError(
+                f"the board runs another model (SHA-256 {identity.sha256[:16]}...), not "
+                f"{Path(graph.source).name} ({digest[:16]}...): build and program it first")
+        output = client.infer(x)
+    finally:
+        if own:
+            transport.close()
+    return InferResult(output=output, golden=expected, identity=identity)
+
+
+def bench(models: list[str] | None = None, board: str | None = None,
+          max_multipliers: int | None = None, plot: str | os.PathLike | None = None,
+          progress: Callable[[str], None] | None = None) -> list:
+    """Benchmark ``models`` (default: the model zoo and the int8 test models): MACs,
+    weights, multipliers, cycles per inference, initiation interval, MAC efficiency,
+    compile time to Verilog and TFLite Micro's time per inference here; with ``board``
+    also Fmax, LUT/DSP/BRAM and inferences per second from a bitstream build.  Models
+    that cannot be built get a row with the reason.  With ``plot``, a PNG of throughput
+    against resources is written there.  Returns
+    :class:`tfl2rtl.boards.bench.BenchRow` objects."""
+    from .boards import bench as bench_module
+    from .boards.build import board_named
+
+    if max_multipliers is None:
+        from .design import DEFAULT_MAX_MULTIPLIERS
+
+        max_multipliers = (board_named(board).default_multipliers if board
+                           else DEFAULT_MAX_MULTIPLIERS)
+    rows = bench_module.bench(models, board=board, max_multipliers=max_multipliers,
+                              progress=progress)
+    if plot is not None:
+        bench_module.plot(rows, plot)
+    return rows
+
+
+__all__ += ["build", "infer", "InferResult", "bench"]

@@ -40,8 +40,15 @@ def _progress(label: str):
 def cmd_inspect(args) -> int:
     from .report import format_text
 
-    info = api.inspect(args.model)
+    info = api.inspect(args.model, profile=args.profile)
     print(json.dumps(info, indent=1) if args.json else format_text(info))
+    return EXIT_OK
+
+
+def cmd_diff(args) -> int:
+    profiles = tuple(p.strip() for p in args.profiles.split(","))
+    report = api.diff(args.model, args.input, profiles=profiles)
+    print(json.dumps(report.to_json()) if args.json else api.diff_text(report))
     return EXIT_OK
 
 
@@ -74,6 +81,8 @@ def cmd_verify(args) -> int:
         print(f"{status}: {report.model}, profile {report.profile}: {report.samples} inputs, "
               f"{report.tensors_compared} tensors ({report.elements_compared:,} elements) "
               f"compared, {len(report.mismatches)} mismatching")
+        for note in report.notes:
+            print(f"  note: {note}")
         for m in report.mismatches[:20]:
             print(f"  input {m['sample']}: tensor {m['tensor']!r}: {m['elements']} elements "
                   f"differ, by up to {m['max_abs_diff']:g}")
@@ -94,11 +103,30 @@ def cmd_generate(args) -> int:
     design = api.generate(args.model, args.output, fold=args.fold,
                           max_multipliers=args.max_multipliers, lanes=args.lanes)
     m = design.manifest()
-    print(f"wrote {args.output}: {m['top']}.v, manifest.json, {2 * len(m['layers'])} "
+    memories = 2 * sum("weights" in layer for layer in m["layers"])
+    print(f"wrote {args.output}: {m['top']}.v, manifest.json, {memories} "
           f"memory files; {m['multipliers']} multipliers, initiation interval "
           f"{m['initiation_interval']} cycles (ideal {m['ideal_cycles']:g}, "
           f"MAC efficiency {m['mac_efficiency']:.2f})")
     return EXIT_OK
+
+
+def format_layers(layers: list[dict]) -> str:
+    """The per-stage table of a design: node, op, output shape, folding, multipliers,
+    cycles per inference and MAC efficiency."""
+    rows = [("node", "op", "output", "pe x simd", "mult", "cycles", "MAC eff.")]
+    for layer in layers:
+        efficiency = layer.get("mac_efficiency")
+        rows.append((str(layer["node"]), layer["op"],
+                     "x".join(map(str, layer["output_shape"])),
+                     f"{layer['pe']} x {layer['simd']}", str(layer["multipliers"]),
+                     str(layer["cycles_per_vector"]),
+                     "" if efficiency is None else f"{efficiency:.2f}"))
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    return "\n".join("  " + "  ".join(cell.ljust(w) if k < 2 else cell.rjust(w)
+                                      for k, (cell, w) in enumerate(zip(row, widths,
+                                                                        strict=True)))
+                     for row in rows)
 
 
 def cmd_sim(args) -> int:
@@ -116,7 +144,90 @@ def cmd_sim(args) -> int:
               f"{report.ideal_cycles:.1f}, MAC efficiency {report.mac_efficiency:.2f}), "
               f"{report.multipliers} multipliers, first output after "
               f"{report.first_latency} cycles")
+        print(format_layers(report.layers))
+        print(f"Verilator build {report.verilator_seconds:.1f} s, simulation "
+              f"{report.sim_seconds:.1f} s, {report.build_seconds:.1f} s in all")
     return EXIT_OK if report.mismatches == 0 else EXIT_MISMATCH
+
+
+
+def _status(message: str) -> None:
+    """A progress line on stderr (long steps: synthesis, place and route)."""
+    print(f"tfl2rtl: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_build(args) -> int:
+    report = api.build(args.model, args.board, args.output, fold=args.fold,
+                       max_multipliers=args.max_multipliers, lanes=args.lanes,
+                       baud=args.baud, progress=None if args.json else _status)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(report.text(), end="")
+        print(f"wrote {args.output}: {report.bitstream}, report.json, report.txt, "
+              "manifest.json, logs/")
+    return EXIT_OK
+
+
+def cmd_infer(args) -> int:
+    result = api.infer(args.model, args.input, port=args.port, baud=args.baud,
+                       timeout=args.timeout)
+    with np.printoptions(threshold=64, linewidth=100):
+        print(f"board:  {result.output.reshape(-1)}")
+        print(f"golden: {result.golden.reshape(-1)}")
+    print("OK: the board's output equals the golden model's" if result.ok else
+          f"MISMATCH: {int(np.count_nonzero(result.output != result.golden))} elements differ")
+    return EXIT_OK if result.ok else EXIT_MISMATCH
+
+
+def cmd_bench(args) -> int:
+    from .boards.bench import format_table
+
+    rows = api.bench(args.models or None, board=args.board,
+                     max_multipliers=args.max_multipliers, plot=args.plot,
+                     progress=None if args.json else _status)
+    if args.json:
+        print(json.dumps([row.to_json() for row in rows]))
+    else:
+        print(format_table(rows), end="")
+        print(f"plot: {args.plot}")
+    return EXIT_OK
+
+
+def _board_commands(sub) -> None:
+    """The board verbs: build, infer, bench."""
+    from .boards.build import BOARDS
+
+    p = sub.add_parser("build", help="bitstream for a board, with a UART host link, and "
+                                     "a resource and speed report")
+    p.add_argument("model")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS))
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    _fold_options(p)
+    p.add_argument("--baud", type=int, default=None, help="UART baud rate (default 115200)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("infer", help="one inference on a board over its serial port, "
+                                     "printed next to the golden model's")
+    p.add_argument("model")
+    p.add_argument("--port", required=True, metavar="DEVICE")
+    p.add_argument("--input", required=True, metavar="X.npy")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("bench", help="MACs, multipliers, cycles, Fmax, resources and "
+                                     "throughput per model, against TFLite Micro")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="default: ../shared/models and the int8 test models")
+    p.add_argument("--board", choices=sorted(BOARDS),
+                   help="also build each model for this board (slow)")
+    p.add_argument("--max-multipliers", type=int, default=None, metavar="N")
+    p.add_argument("--plot", default="bench.png", metavar="FILE.png",
+                   help="throughput against resources (default bench.png)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,8 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="quantization mode and integer parameters per layer")
     p.add_argument("model")
+    p.add_argument("--profile", default="tflm", choices=profiles,
+                   help="also show what this profile's arithmetic uses per layer")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("diff", help="where two golden profiles differ, tensor by tensor")
+    p.add_argument("model")
+    p.add_argument("--input", required=True, action="append", metavar="X.npy",
+                   help="one input or a batch [N, ...] (repeatable)")
+    p.add_argument("--profiles", default="tflm,litert", metavar="A,B",
+                   help=f"the two profiles to compare (default tflm,litert; any two of "
+                        f"{', '.join(profiles)})")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("run", help="golden forward pass on one input")
     p.add_argument("model")
@@ -165,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "here; use with a few --inputs: it grows with every cycle")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sim)
+    _board_commands(sub)
     return parser
 
 

@@ -222,3 +222,102 @@ def test_rejects_bad_parameters(kwargs, message):
         shift = shift * len(multiplier)
     with pytest.raises(Tfl2RtlError, match=message):
         Requantizer(make_requant(multiplier, shift), acc_width=32, **args)
+
+
+# --- serial products: one shared 16x16 multiplier per lane (boards with few DSPs) -------
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_serial_products_extreme_multipliers_and_shifts(mode):
+    pairs = list(itertools.product(EXTREME_MULTIPLIERS, EXTREME_SHIFTS))
+    requant = make_requant(*zip(*pairs, strict=True))
+    dut = Requantizer(requant, channels=len(pairs), output_offset=-3, act_min=-128,
+                      act_max=127, acc_width=32, serial_products=True)
+    assert (dut.products, dut.interval, dut.multipliers) == (4, 5, 1)
+    rng = np.random.default_rng(5)
+    beats = [
+        (channel, [int(acc)])
+        for channel, (multiplier, shift) in enumerate(pairs)
+        for acc in interesting_accumulators(multiplier, shift, 32, rng, 6)
+    ]
+    random.Random(6).shuffle(beats)
+    got, expected = run_requantizer(dut, requant, beats, mode)
+    np.testing.assert_array_equal(got, expected)
+    assert np.count_nonzero((expected > -128) & (expected < 127)) > len(beats) // 3
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_serial_products_per_channel_lanes(mode):
+    # Four lanes of 40-bit accumulators, each lane with its own shared multiplier.
+    rng = np.random.default_rng(40)
+    channels, lanes = 12, 4
+    pairs = [fp.quantize_multiplier(s) for s in rng.uniform(1e-5, 0.02, channels)]
+    pairs[5] = (pairs[5][0], 2)
+    pairs[7] = (-pairs[7][0], -3)  # a negative multiplier: a signed high half
+    requant = make_requant(*zip(*pairs, strict=True))
+    dut = Requantizer(requant, channels=channels, output_offset=17, act_min=-20,
+                      act_max=100, acc_width=40, lanes=lanes, serial_products=True)
+    assert dut.multipliers == lanes
+    lo, hi = -(1 << 39), (1 << 39) - 1
+    beats = []
+    for _ in range(80):
+        accs = rng.integers(lo, hi, lanes, endpoint=True)
+        accs[rng.random(lanes) < 0.3] = rng.choice([lo, hi, 0, -1])
+        beats.append((int(rng.integers(0, channels // lanes)), [int(a) for a in accs]))
+    got, expected = run_requantizer(dut, requant, beats, mode, seed=9)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("multiplier, shift", [(40_000, -1), (-3, 2), (1_300_000_000, -9)])
+def test_serial_products_per_tensor(multiplier, shift):
+    # Constant multipliers; one of 16 unsigned bits needs two products only.
+    requant = make_requant([multiplier], [shift])
+    dut = Requantizer(requant, channels=6, output_offset=-128, act_min=-128, act_max=127,
+                      acc_width=24, lanes=2, serial_products=True)
+    assert dut.interval == (3 if multiplier == 40_000 else 5)
+    rng = np.random.default_rng(3)
+    beats = [(int(rng.integers(0, 3)), [int(a) for a in rng.integers(-3000, 60000, 2)])
+             for _ in range(60)]
+    got, expected = run_requantizer(dut, requant, beats, "stalls")
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_serial_products_interval_and_latency():
+    requant = make_requant([1 << 30, -(1 << 30)], [0, -3])
+    dut = Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
+                      acc_width=16, serial_products=True)
+    count = 12
+    cycles = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [{"acc": [i], "group": i % 2} for i in range(count)])
+
+    async def consumer(ctx):
+        await get(ctx, dut.o, count, cycles=cycles)
+
+    simulate(dut, producer, consumer)
+    assert dut.interval == 5 and dut.latency == 5 * (len(STAGES) - 1) + 1
+    assert np.all(np.diff(cycles) == dut.interval)  # one result per window
+    # The first beat waits for the end of the first window, then takes `latency`.
+    assert cycles[0] == dut.interval + dut.latency
+    assert Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
+                       acc_width=16).multipliers == 4
+
+
+class SerialPlatform:
+    requantizer_serial_products = True
+
+
+def test_platform_hook_selects_serial_products():
+    # The same component elaborated for a platform with the hook: one multiplier.
+    from amaranth.back import rtlil
+
+    requant = make_requant([1_300_000_000, -5], [-9, 1])
+
+    def multiplies(platform):
+        dut = Requantizer(requant, channels=2, output_offset=0, act_min=-128,
+                          act_max=127, acc_width=24)
+        return rtlil.convert(dut, platform=platform).count("cell $mul ")
+
+    assert multiplies(None) == 4
+    assert multiplies(SerialPlatform()) == 1

@@ -163,10 +163,6 @@ def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1) -
             f"the model has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
             "hardware generation needs exactly one of each"
         )
-    if isinstance(fold, list | tuple):  # TRANSITIONAL: one per stage in node order
-        indices = [i for i in range(len(graph.nodes))
-                   if (st := stage_for(graph, i)) is not None and st.foldable]
-        fold = dict(zip(indices, fold, strict=True))
     fold = dict(fold or {})
     alias: dict[str, str] = {graph.inputs[0]: graph.inputs[0]}
     uint8_input = uint8_output = False
@@ -482,9 +478,6 @@ def _fifo_beats(stage: Stage, slot: int, lanes: int) -> int:
     if isinstance(stage.node, ir.FullyConnected) or len(shape) < 3:
         return _size(shape) // lanes
     return 2 * shape[-1] // lanes
-
-
-FullyConnectedNetwork = DataflowNetwork  # TRANSITIONAL
 
 
 def lint_waivers(filename: str) -> str:

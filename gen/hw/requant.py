@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -12,7 +12,12 @@ from ..errors import Tfl2RtlError
 from ..fixedpoint import INT32_MAX, INT32_MIN, signed_bits
 from .layouts import accumulator_layout, int8_lanes
 
-__all__ = ["Requantizer"]
+__all__ = ["Requantizer", "SERIAL_PRODUCTS_HOOK"]
+
+#: The platform attribute that, when true, makes every :class:`Requantizer` elaborated
+#: for that platform compute its partial products on one shared multiplier per lane (as
+#: ``serial_products=True`` does): a vendor hook for devices with few DSP blocks.
+SERIAL_PRODUCTS_HOOK = "requantizer_serial_products"
 
 #: The pipeline's register stages, in order; each adds one cycle of latency.  Every stage
 #: has at most one carry chain of about 35 bits (or one 17x17 multiply) before its register.
@@ -74,15 +79,42 @@ class Requantizer(wiring.Component):
     latency : int
         ``len(STAGES)`` = 9: a beat taken on ``i`` at clock edge ``n`` can leave on ``o``
         at edge ``n + latency`` (its result is valid from edge ``n + latency - 1``).
+        With serial products ``(len(STAGES) - 1) * interval + 1``.
     throughput : int
-        Beats per cycle: 1 (a beat is accepted every cycle that ``o`` is not stalled).
+        Beats per cycle: 1 (a beat is accepted every cycle that ``o`` is not stalled);
+        ``1 / interval`` with serial products.
+    interval : int
+        Cycles between beats: 1, or :attr:`products` + 1 with serial products.
+    products : int
+        Partial products per lane: 4, or 2 when every multiplier fits 16 unsigned bits.
+    multipliers : int
+        16x16 multipliers in all lanes: ``lanes * products``, or ``lanes`` with serial
+        products.
 
     Tested for ``lanes`` 1, 2 and 4, ``acc_width`` 9 to 40, multipliers over all of int32
     (including 0, 2**30, 2**31 - 1 and ``INT32_MIN``), shifts -31 to 31.
+
+    Serial products
+    ---------------
+    Each lane normally has four 16x16 multipliers (two when every multiplier fits 16
+    unsigned bits), one per partial product of ``x * multiplier``: four ``SB_MAC16`` on
+    an iCE40.  With ``serial_products=True`` (or when elaborated for a platform whose
+    :data:`SERIAL_PRODUCTS_HOOK` attribute is true) one unsigned 16x16 multiplier per
+    lane computes them in turn into registers, the signs are put right by adding shifted
+    operands after those registers, and the whole pipeline moves one step every
+    :attr:`interval` cycles (the number of partial products, plus one): for layers whose
+    accumulators come no faster than that.  The results are the same, bit for bit.
+    (Nothing but a register follows the multiplier: with an adder after it, Yosys's
+    ``synth_ice40 -dsp`` merged the two into an ``SB_MAC16`` whose post-synthesis
+    simulation gave wrong results.)
+
+    ``interval``, ``latency`` and ``throughput`` describe the keyword's choice; a
+    platform hook makes the elaborated hardware that of ``serial_products=True``.
     """
 
     def __init__(self, requant, *, channels: int, output_offset: int, act_min: int,
-                 act_max: int, acc_width: int, lanes: int = 1):
+                 act_max: int, acc_width: int, lanes: int = 1,
+                 serial_products: bool = False):
         multiplier = np.asarray(requant.multiplier, dtype=np.int64).reshape(-1)
         shift = np.asarray(requant.shift, dtype=np.int64).reshape(-1)
         if lanes < 1 or channels < 1 or channels % lanes:
@@ -118,8 +150,17 @@ class Requantizer(wiring.Component):
         self.output_offset = int(output_offset)
         self.act_min = int(act_min)
         self.act_max = int(act_max)
-        self.latency = len(STAGES)
-        self.throughput = 1
+        self.serial_products = bool(serial_products)
+        #: Partial products per lane: two when every multiplier fits 16 unsigned bits.
+        self.products = 2 if multiplier.min() >= 0 and multiplier.max() < 1 << 16 else 4
+        #: Cycles between beats: 1, or :attr:`products` with ``serial_products``.
+        self.interval = self.products + 1 if self.serial_products else 1
+        #: 16x16 multipliers in all lanes.
+        self.multipliers = lanes * (1 if self.serial_products else self.products)
+        # A beat taken at a step passes the other stages at the next steps and can leave
+        # the cycle after its last (without waiting for a step).
+        self.latency = (len(STAGES) - 1) * self.interval + 1
+        self.throughput = 1 if self.interval == 1 else 1 / self.interval
 
         # Parameter tables, [group, lane] each.
         def table(values):
@@ -174,14 +215,23 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        serial = self.serial_products or bool(getattr(platform, SERIAL_PRODUCTS_HOOK, False))
+        interval = self.products + 1 if serial else 1
 
         # One enable for the whole pipeline: it moves whenever its last stage is empty or
         # being emptied, so a beat enters every cycle that the output is not stalled.
+        # With serial products it moves only in the last cycle of each window of
+        # ``interval`` cycles (``phase`` counts them), while the shared multipliers work
+        # through the partial products of the beat in the "left_shift" registers.
         advance = Signal()
-        m.d.comb += [
-            advance.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(advance),
-        ]
+        phase = None
+        if serial:
+            phase = Signal(range(interval))
+            m.d.sync += phase.eq(Mux(phase == interval - 1, 0, phase + 1))
+            m.d.comb += advance.eq((phase == interval - 1) & (~self.o.valid | self.o.ready))
+        else:
+            m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        m.d.comb += self.i.ready.eq(advance)
 
         def register(value, name, shape=None):
             """The pipeline register after ``value`` (a constant needs none)."""
@@ -196,15 +246,56 @@ class Requantizer(wiring.Component):
         for name in STAGES:
             valid = register(valid, f"valid_{name}")
         m.d.comb += self.o.valid.eq(valid)
+        if serial:  # a result taken between two steps must not be taken again
+            with m.If(self.o.valid & self.o.ready & ~advance):
+                m.d.sync += valid.eq(0)
 
         params = self._parameters(m, advance)
         for lane in range(self.lanes):
-            out = self._lane(register, self.i.payload.acc[lane], params[lane], lane)
+            products = None
+            if serial:
+                def products(operands, lane=lane):
+                    return self._serial_products(m, operands, phase, interval, lane)
+            out = self._lane(register, self.i.payload.acc[lane], params[lane], lane,
+                             products)
             m.d.comb += self.o.payload[lane].eq(out)
         return m
 
-    def _lane(self, register, acc, p, lane):
-        """One lane's pipeline, stage by stage (see :data:`STAGES`)."""
+    @staticmethod
+    def _serial_products(m, operands, phase, interval, lane):
+        """The products ``a * b`` of ``operands`` (``(a, a_signed, b, b_signed)``, each
+        operand 16 bits) from one unsigned 16x16 multiplier: in ``phase`` ``k`` of the
+        window the unsigned product of operand pair ``k`` goes into a register; the
+        sign corrections are added after the registers.  A signed operand ``a`` is
+        ``a_u - 2**16 * a[15]`` for its unsigned bits ``a_u``, so ``a * b = a_u * b_u -
+        2**16 * (a[15] * b_u + b[15] * a_u) + 2**32 * a[15] * b[15]`` (the terms of
+        unsigned operands left out).  The values are valid in the window's last
+        cycle, when the pipeline steps."""
+        operands = operands + [(Const(0, 16), False, Const(0, 16), False)] * (
+            interval - 1 - len(operands))
+        a = Array(operand[0] for operand in operands)[phase]
+        b = Array(operand[2] for operand in operands)[phase]
+        shared = Signal(32, name=f"serial_product_{lane}")  # the one multiplier
+        m.d.comb += shared.eq(a * b)
+        values = []
+        for k, (a_k, a_signed, b_k, b_signed) in enumerate(operands):
+            product = Signal(32, name=f"serial_product_{lane}_{k}")
+            with m.If(phase == k):
+                m.d.sync += product.eq(shared)
+            value = product + Const(0, signed(34))
+            if a_signed:
+                value = value - Mux(a_k[15], b_k << 16, 0)
+            if b_signed:
+                value = value - Mux(b_k[15], a_k << 16, 0)
+            if a_signed and b_signed:
+                value = value + Mux(a_k[15] & b_k[15], 1 << 32, 0)
+            values.append(value)
+        return values
+
+    def _lane(self, register, acc, p, lane, serial_products=None):
+        """One lane's pipeline, stage by stage (see :data:`STAGES`); with
+        ``serial_products`` (see :meth:`_serial_products`) the partial products come from
+        a shared multiplier."""
 
         def stage(value, name, shape=None):
             return register(value, f"{name}_{lane}", shape)
@@ -227,14 +318,33 @@ class Requantizer(wiring.Component):
         # the low halves unsigned; each product fits a 16x16 or 18x18 multiplier.
         x_lo, x_hi = scaled[:16], scaled[16:].as_signed()
         m_lo = mult[:16]
-        ll = stage(x_lo * m_lo, "ll")
-        hl = stage(x_hi * m_lo, "hl")
-        if len(mult) > 16:
-            m_hi = mult[16:].as_signed() if mult.shape().signed else mult[16:]
-            lh = stage(x_lo * m_hi, "lh")
-            hh = stage(x_hi * m_hi, "hh")
+        if serial_products is not None:
+            # The same four (or two) products, one at a time from unsigned bits.
+            x_bits = scaled[16:32]
+            operands = [(x_lo, False, m_lo, False), (x_bits, True, m_lo, False)]
+            if len(mult) > 16:
+                m_bits = mult[16:32] if mult.shape().signed else mult[16:].as_unsigned()
+                if len(m_bits) < 16:
+                    m_bits = m_bits.as_unsigned() | Const(0, 16)
+                operands += [(x_lo, False, m_bits, mult.shape().signed),
+                             (x_bits, True, m_bits, mult.shape().signed)]
+            values = serial_products(operands)
+            ll = stage(values[0], "ll", unsigned(32))
+            hl = stage(values[1], "hl", signed(33))
+            if len(mult) > 16:
+                lh = stage(values[2], "lh", signed(33))
+                hh = stage(values[3], "hh", signed(33))
+            else:
+                lh = hh = Const(0)
         else:
-            lh = hh = Const(0)
+            ll = stage(x_lo * m_lo, "ll")
+            hl = stage(x_hi * m_lo, "hl")
+            if len(mult) > 16:
+                m_hi = mult[16:].as_signed() if mult.shape().signed else mult[16:]
+                lh = stage(x_lo * m_hi, "lh")
+                hh = stage(x_hi * m_hi, "hh")
+            else:
+                lh = hh = Const(0)
         right = stage(right, "right_3")
 
         # "middle": x * multiplier = hh * 2**32 + middle * 2**16 + ll.

@@ -1,0 +1,223 @@
+"""One table of what each model costs and how fast it runs, hardware against TFLite Micro.
+
+:func:`bench` measures, per model: MACs, weights, multipliers, cycles per inference and
+initiation interval, MAC efficiency, the compile time from ``.tflite`` to Verilog, and
+the time one TFLite Micro inference takes on this machine; with a board, also the
+bitstream build's Fmax, LUT/DSP/BRAM and inferences per second.  A model that cannot be
+built gets a row that says why.  :func:`plot` draws throughput against resources.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tfl2rtl.errors import Tfl2RtlError
+
+__all__ = ["BenchRow", "bench", "format_table", "plot", "tflm_seconds", "default_models",
+           "NOMINAL_MHZ"]
+
+#: The clock inferences per second are quoted at without a board build.
+NOMINAL_MHZ = 100.0
+
+
+@dataclass
+class BenchRow:
+    """One model's figures; ``error`` says why the rest are missing."""
+
+    model: str
+    macs: int | None = None
+    weights: int | None = None
+    multipliers: int | None = None
+    cycles_per_inference: int | None = None
+    initiation_interval: int | None = None
+    mac_efficiency: float | None = None
+    compile_seconds: float | None = None
+    tflm_ms: float | None = None
+    board: str | None = None
+    fmax_mhz: float | None = None
+    resources: dict[str, tuple[int, int]] = field(default_factory=dict)
+    inferences_per_second: float | None = None
+    error: str | None = None
+
+    @property
+    def clock_mhz(self) -> float:
+        return self.fmax_mhz if self.fmax_mhz else NOMINAL_MHZ
+
+    def to_json(self) -> dict:
+        out = {k: v for k, v in vars(self).items() if k != "resources"}
+        out["resources"] = {k: {"used": u, "available": a}
+                            for k, (u, a) in self.resources.items()}
+        for key in ("mac_efficiency", "compile_seconds", "tflm_ms", "fmax_mhz",
+                    "inferences_per_second"):
+            if out[key] is not None:
+                out[key] = round(out[key], 4)
+        return out
+
+
+def default_models(zoo: str | os.PathLike | None = None) -> list[Path]:
+    """The models in ``../shared/models`` beside the checkout (or ``zoo``) and the int8
+    test models."""
+    root = Path(__file__).resolve().parents[1]
+    zoo = Path(zoo) if zoo else Path(os.environ.get("TFL2RTL_ZOO", root.parent / "shared"
+                                                    / "models"))
+    tests = root / "tests" / "models"
+    return sorted(zoo.glob("*/*.tflite")) + [
+        tests / name for name in ("dense10_int8.tflite", "mlp_uint8.tflite",
+                                  "conv_int8.tflite", "cnn_int8.tflite")
+        if (tests / name).exists()]
+
+
+def tflm_seconds(path: str | os.PathLike, graph, runs: int = 20) -> float:
+    """Mean seconds of one TFLite Micro inference (reference kernels) on this machine,
+    after one warm-up run."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    from tfl2rtl.reference import arena_size
+    from tfl2rtl.verify import random_inputs
+
+    data = Path(path).read_bytes()
+    interpreter = runtime.Interpreter.from_bytes(data, arena_size=arena_size(data))
+    x = random_inputs(graph, 1)[0][0]
+    interpreter.set_input(x, 0)
+    interpreter.invoke()
+    began = time.perf_counter()
+    for _ in range(runs):
+        interpreter.set_input(x, 0)
+        interpreter.invoke()
+    return (time.perf_counter() - began) / runs
+
+
+def _row(path: Path, board: str | None, max_multipliers: int,
+         progress: Callable[[str], None]) -> BenchRow:
+    from tfl2rtl import design as gen
+    from tfl2rtl.api import load
+    from tfl2rtl.hw.network import to_verilog
+
+    row = BenchRow(model=path.name, board=board)
+    try:
+        graph = load(path)
+    except Tfl2RtlError as exc:
+        row.error = str(exc)
+        return row
+    row.macs = int(graph.macs)
+    row.weights = int(sum(n.weights.size for n in graph.nodes
+                          if getattr(n, "weights", None) is not None))
+    try:
+        row.tflm_ms = 1e3 * tflm_seconds(path, graph)
+    except Exception as exc:  # the interpreter is not ours: report, keep benchmarking
+        row.error = f"TFLite Micro failed: {exc}"
+    try:
+        began = time.perf_counter()
+        design = gen.plan(graph, "auto", max_multipliers)
+        to_verilog(design.network())
+        row.compile_seconds = time.perf_counter() - began
+    except Tfl2RtlError as exc:
+        row.error = f"cannot build yet: {exc}"
+        return row
+    row.multipliers = design.multipliers
+    row.cycles_per_inference = row.initiation_interval = design.initiation_interval
+    row.mac_efficiency = design.mac_efficiency
+    if board is not None:
+        from .build import build_board
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="tfl2rtl-bench-") as scratch:
+                report = build_board(design, board, Path(scratch) / "out",
+                                     progress=lambda m: progress(f"{path.name}: {m}"))
+        except Tfl2RtlError as exc:
+            row.error = str(exc)
+            return row
+        row.fmax_mhz = report.fmax_mhz
+        row.resources = report.resources
+        row.cycles_per_inference = report.cycles_per_inference
+    row.inferences_per_second = row.clock_mhz * 1e6 / row.cycles_per_inference
+    return row
+
+
+def bench(models: list[str | os.PathLike] | None = None, board: str | None = None,
+          max_multipliers: int = 64,
+          progress: Callable[[str], None] | None = None) -> list[BenchRow]:
+    """A :class:`BenchRow` per model (default :func:`default_models`), planned with
+    ``--fold auto`` within ``max_multipliers``; with ``board``, each one also built
+    (synthesis, place and route) for that board."""
+    say = progress or (lambda message: None)
+    paths = [Path(m) for m in models] if models else default_models()
+    if not paths:
+        raise Tfl2RtlError("no models to benchmark")
+    rows = []
+    for path in paths:
+        say(f"{path.name} ...")
+        rows.append(_row(path, board, max_multipliers, say))
+    return rows
+
+
+def _cell(value, spec: str = "") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(rows: list[BenchRow]) -> str:
+    """The rows as a text table; rows with an error get it on a line of their own."""
+    header = ("model", "MACs", "weights", "mult", "cycles/inf", "II", "MAC eff", "Fmax",
+              "LUT", "DSP", "BRAM", "inf/s", "compile s", "TFLM ms")
+    lines = []
+    for r in rows:
+        res = {k: f"{u}/{a}" for k, (u, a) in r.resources.items()}
+        clock = f"{r.fmax_mhz:.1f}" if r.fmax_mhz else None
+        lines.append((r.model, _cell(r.macs, ","), _cell(r.weights, ","),
+                       _cell(r.multipliers), _cell(r.cycles_per_inference, ","),
+                       _cell(r.initiation_interval, ","), _cell(r.mac_efficiency, ".2f"),
+                       clock or "-", res.get("LUT", "-"), res.get("DSP", "-"),
+                       res.get("BRAM", "-"), _cell(r.inferences_per_second, ",.0f"),
+                       _cell(r.compile_seconds, ".2f"), _cell(r.tflm_ms, ".3f")))
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
+    out = ["  ".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}"
+                     for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
+    for r, line in zip(rows, lines, strict=True):
+        out.append("  ".join(f"{x:<{w}}" if i == 0 else f"{x:>{w}}"
+                             for i, (x, w) in enumerate(zip(line, widths, strict=True))))
+        if r.error:
+            out.append(f"    {r.model}: {r.error}")
+    if not any(r.fmax_mhz for r in rows):
+        out.append(f"inf/s at a nominal {NOMINAL_MHZ:g} MHz (no board build: give --board "
+                   "for Fmax and resources)")
+    return "\n".join(out) + "\n"
+
+
+def plot(rows: list[BenchRow], path: str | os.PathLike) -> Path:
+    """A PNG of inferences per second against resources (LUTs when built for a board,
+    else multipliers), one labelled point per model that has both."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    built = any(r.resources for r in rows)
+    points = [(r.resources["LUT"][0] if built else r.multipliers, r.inferences_per_second,
+               r.model.removesuffix(".tflite"))
+              for r in rows if r.inferences_per_second and (r.resources if built
+                                                            else r.multipliers)]
+    figure, axes = plt.subplots(figsize=(8, 5.5), dpi=110)
+    for x, y, name in points:
+        axes.scatter([x], [y])
+        axes.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("LUTs used" if built else "multipliers")
+    clock = "at Fmax" if built else f"at {NOMINAL_MHZ:g} MHz"
+    axes.set_ylabel(f"inferences per second ({clock})")
+    axes.set_title("tfl2rtl: throughput against resources")
+    axes.grid(True, which="both", alpha=0.3)
+    if not points:
+        axes.text(0.5, 0.5, "no model could be built", transform=axes.transAxes,
+                  ha="center")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

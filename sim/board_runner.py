@@ -1,0 +1,240 @@
+"""Simulate a whole board top (UART, host link, accelerator) in Verilator under cocotb,
+with the host driver's own protocol code on the other end of the serial line.
+
+:func:`simulate_board` builds ``rtl_templates/board_harness.sv`` (clock generator and
+pass-through of the serial lines) around the Verilog of a
+:class:`tfl2rtl.boards.link.BoardTop` named ``board_top`` and runs
+:mod:`tfl2rtl.sim.board_tb`, in which :class:`tfl2rtl.boards.protocol.Client` reads the
+identity, runs every input and sends bad frames, each followed by another inference.
+The toolchain environment, the Verilator runtime cache and the memory-image handling are
+those of :mod:`tfl2rtl.sim.runner`.
+
+Use a fast UART for simulation (``divisor`` 4 to 8 clock cycles per bit): a byte then
+takes 40-80 cycles, and Python wakes once per bit, not per cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tfl2rtl.boards.link import BoardTop
+from tfl2rtl.boards.protocol import ErrorCode, Identity
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.network import lint_waivers, to_verilog
+from tfl2rtl.toolchain import tool_env
+
+from . import runner
+
+__all__ = ["TOP", "HARNESS", "BoardRun", "simulate_board", "simulate_netlist",
+           "harness_source"]
+
+TOP = "board_top"
+HARNESS = "board_harness"
+#: The bad frames the testbench sends and the error each must get.
+BAD_FRAMES = ("BAD_CHECKSUM", "UNKNOWN_COMMAND", "WRONG_LENGTH", "TRUNCATED")
+
+
+def harness_source() -> Path:
+    """``rtl_templates/board_harness.sv`` in this checkout."""
+    path = Path(__file__).resolve().parent.parent / "rtl_templates" / f"{HARNESS}.sv"
+    if not path.exists():
+        raise Tfl2RtlError(f"the board harness {path} is missing from the installation")
+    return path
+
+
+@dataclass
+class BoardRun:
+    """What the host saw: the identity it read, the outputs (one row per input, in the
+    output dtype), and for each bad frame the error code it got back and the output of
+    the inference that followed (``None`` for a reply that was no error).
+    ``mismatches`` counts output elements that differ from the expected ones, the
+    inferences after bad frames included; ``sim_cycles`` is the simulated clock cycles
+    and ``wall_seconds`` the simulator's time."""
+
+    identity: Identity
+    outputs: np.ndarray
+    errors: dict[str, str | None] = field(default_factory=dict)
+    mismatches: int = 0
+    sim_cycles: int = 0
+    wall_seconds: float = 0.0
+    build_seconds: float = 0.0
+
+
+def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
+                   build_dir: str | os.PathLike, *, bad_frames: bool = True,
+                   check: bool = True) -> BoardRun:
+    """Run ``top`` in Verilator and let the host driver send each row of ``inputs`` (in
+    the model's input dtype) through the UART, then (with ``bad_frames``) one frame of
+    each kind in :data:`BAD_FRAMES`, each followed by an inference of ``inputs[0]``.
+
+    With ``check`` (the default) raises :class:`Tfl2RtlError` when the identity differs
+    from ``top.identity``, an output from ``expected`` or an error reply from the one
+    expected; otherwise the differences are counted in the :class:`BoardRun`."""
+    from cocotb_tools.check_results import get_results
+
+    ident = top.identity
+    inputs = np.asarray(inputs)
+    expected = np.asarray(expected)
+    if inputs.ndim != 2 or inputs.shape[1] != ident.input.size or not len(inputs):
+        raise Tfl2RtlError(f"inputs of shape {inputs.shape}: expected one or more vectors "
+                           f"of {ident.input.size} elements, one per row")
+    if expected.shape != (len(inputs), ident.output.size):
+        raise Tfl2RtlError(f"expected outputs of shape {expected.shape}: need "
+                           f"{(len(inputs), ident.output.size)}")
+
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    results_dir = build_dir / "results"
+    results_dir.mkdir(exist_ok=True)
+    for stale in results_dir.glob("*.json"):
+        stale.unlink()
+    source = build_dir / f"{TOP}.v"
+    source.write_text(runner.memory_init_files(to_verilog(top, name=TOP), build_dir))
+    harness = build_dir / f"{HARNESS}.sv"
+    shutil.copyfile(harness_source(), harness)
+    waivers = build_dir / "waivers.vlt"
+    waivers.write_text(lint_waivers(str(source)))
+
+    # A read waits for the slowest reply: the identity record or the output, each
+    # after a request timeout at worst, plus the accelerator's time (generously).
+    byte_cycles = 10 * top.divisor
+    reply_bytes = max(len(ident.pack()), ident.output.size) + 8
+    timeout = (2 * top.link.timeout_cycles + 4 * byte_cycles * reply_bytes
+               + 50 * (ident.input.size + ident.output.size) + 200_000)
+    config = build_dir / "config.json"
+    config.write_text(json.dumps({
+        "results_dir": str(results_dir),
+        "divisor": top.divisor,
+        "timeout_cycles": timeout,
+        "inputs": inputs.astype(np.int64).tolist(),
+        "bad_frames": bad_frames,
+    }))
+
+    env = tool_env()
+    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""), *runner.MAKE_ARGS]))
+    cache = runner._runtime_cache(env)
+    runner._restore_runtime(cache, build_dir)
+    began = time.perf_counter()
+    with runner._environment(env):
+        sim = runner._runner()
+        sim.build(sources=[waivers, source, harness], hdl_toplevel=HARNESS,
+                  build_dir=build_dir, build_args=runner.VERILATOR_ARGS, always=True,
+                  timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+        build_seconds = time.perf_counter() - began
+        runner._save_runtime(cache, build_dir)
+        results_xml = sim.test(test_module="tfl2rtl.sim.board_tb", hdl_toplevel=HARNESS,
+                               build_dir=build_dir, test_dir=build_dir,
+                               extra_env={"TFL2RTL_SIM_CONFIG": str(config)},
+                               log_file=build_dir / "sim.log")
+    total, failed = get_results(Path(results_xml))
+    if failed or total != 1:
+        raise Tfl2RtlError(f"the board testbench failed; see {build_dir / 'sim.log'}")
+
+    result = json.loads((results_dir / "board.json").read_text())
+    dtype = np.dtype(ident.output.dtype)
+    outputs = np.array(result["outputs"], dtype=np.int64).astype(dtype)
+    mismatches = int(np.count_nonzero(outputs != expected))
+    errors = {}
+    for name, seen in result["errors"].items():
+        errors[name] = seen["code"]
+        mismatches += int(np.count_nonzero(np.array(seen["after"]) != expected[0]))
+    run = BoardRun(identity=Identity.unpack(bytes.fromhex(result["identity"])),
+                   outputs=outputs, errors=errors, mismatches=mismatches,
+                   sim_cycles=result["sim_cycles"], wall_seconds=result["wall_seconds"],
+                   build_seconds=build_seconds)
+    if check:
+        _check(run, top.identity, expected, bad_frames)
+    return run
+
+
+def _check(run: BoardRun, identity: Identity, expected: np.ndarray, bad_frames: bool) -> None:
+    if run.identity != identity:
+        raise Tfl2RtlError(f"the board's identity {run.identity} differs from {identity}")
+    if run.mismatches:
+        differ = np.argwhere(run.outputs != expected)
+        where = (f"; the first is element {differ[0][1]} of vector {differ[0][0]}"
+                 if len(differ) else " (after a bad frame)")
+        raise Tfl2RtlError(f"{run.mismatches} outputs through the UART differ from the "
+                           f"golden model{where}")
+    if bad_frames:
+        wrong = {name: code for name, code in run.errors.items()
+                 if code != ErrorCode[name].name}
+        if wrong or set(run.errors) != set(BAD_FRAMES):
+            raise Tfl2RtlError(f"bad frames got the wrong replies: {wrong or run.errors}")
+
+
+#: Verilator options for a synthesized netlist with vendor cell models: the models are
+#: not lint-clean (and are not ours), so warnings do not stop the build.
+NETLIST_VERILATOR_ARGS = ["--timing", "--no-public-flat-rw", "-O3", "-Wno-fatal",
+                          "-Wno-lint", "-Wno-style", "-Wno-MULTIDRIVEN"]
+
+
+def simulate_netlist(netlist: str | os.PathLike, cell_models: str | os.PathLike, *,
+                     lanes: int, in_size: int, out_size: int, inputs: np.ndarray,
+                     expected: np.ndarray, build_dir: str | os.PathLike,
+                     interval: int, seed: int = 0) -> dict[str, runner.SimRun]:
+    """Run a synthesized accelerator (``netlist``, module ``tfl2rtl_top``, with the
+    vendor ``cell_models`` it instantiates) in the stream harness of
+    :mod:`tfl2rtl.sim.runner` under Verilator: the same two runs (``streaming`` and
+    ``random_stalls``) and checks as :func:`tfl2rtl.sim.runner.simulate_network`.
+    ``interval`` (cycles per vector, for the timeout) comes from the plan.  Raises
+    :class:`Tfl2RtlError` when an output differs from ``expected``."""
+    from cocotb_tools.check_results import get_results
+
+    inputs = np.asarray(inputs)
+    expected = np.asarray(expected)
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    results_dir = build_dir / "results"
+    results_dir.mkdir(exist_ok=True)
+    for stale in results_dir.glob("*.json"):
+        stale.unlink()
+    harness = build_dir / f"{runner.HARNESS}.sv"
+    shutil.copyfile(runner.harness_source(), harness)
+    input_file = build_dir / "inputs.hex"
+    input_file.write_text("".join(f"{beat:0{2 * lanes}x}\n"
+                                  for beat in runner._beats(inputs, lanes)))
+    vectors = len(inputs)
+    config = build_dir / "config.json"
+    config.write_text(json.dumps({
+        "results_dir": str(results_dir), "vectors": vectors,
+        "out_beats": vectors * out_size // lanes, "seed": seed, "stall": 0.2,
+        "backpressure": 0.2, "timeout_cycles": 8 * interval * (vectors + 8) + 100_000,
+    }))
+    models = Path(cell_models).resolve()
+    env = tool_env()
+    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""), *runner.MAKE_ARGS]))
+    began = time.perf_counter()
+    with runner._environment(env):
+        sim = runner._runner()
+        sim.build(sources=[models, Path(netlist).resolve(), harness],
+                  hdl_toplevel=runner.HARNESS, build_dir=build_dir,
+                  build_args=[*NETLIST_VERILATOR_ARGS, f"-I{models.parent}"], always=True,
+                  timescale=("1ns", "1ps"),
+                  parameters={"LANES": lanes, "IN_SIZE": in_size, "OUT_SIZE": out_size,
+                              "VECTORS": vectors},
+                  log_file=build_dir / "build.log")
+        build_seconds = time.perf_counter() - began
+        results_xml = sim.test(test_module="tfl2rtl.sim.network_tb",
+                               hdl_toplevel=runner.HARNESS, build_dir=build_dir,
+                               test_dir=build_dir,
+                               plusargs=[f"+TFL2RTL_INPUTS={input_file}"],
+                               extra_env={"TFL2RTL_SIM_CONFIG": str(config)},
+                               log_file=build_dir / "sim.log")
+    total, failed = get_results(Path(results_xml))
+    if failed or total != len(runner.TESTS):
+        raise Tfl2RtlError(f"{failed} of {total} cocotb runs of the netlist failed; see "
+                           f"{build_dir / 'sim.log'}")
+    runs = {name: runner._load_run(results_dir / f"{name}.json", expected, lanes,
+                                   build_seconds)
+            for name in runner.TESTS}
+    for name, run in runs.items():
+        runner._check(f"netlist, {name}", run, expected)
+    return runs

@@ -1,0 +1,113 @@
+"""Board builds with the real open toolchain, and the board verbs of the command line
+(build, infer, bench)."""
+
+import json
+
+import pytest
+
+from conftest import TEST_MODELS, ZOO
+from tfl2rtl.boards.build import BOARDS
+from tfl2rtl.cli import main
+
+HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
+VWW = ZOO / "mlperf_tiny" / "vww_96_int8.tflite"
+
+
+def test_icebreaker_bitstream_and_report(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out),
+                 "--fold", "full", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    resources = report["resources"]
+    assert resources["DSP"] == {"used": 6, "available": 8}  # 3 MACs, 3 serial requantizers
+    assert 0 < resources["LUT"]["used"] < resources["LUT"]["available"] == 5280
+    assert 0 < resources["BRAM"]["used"] <= 30
+    assert report["target_mhz"] == 12 and report["fmax_mhz"] > 12
+    assert report["cycles_per_inference"] == 256  # the 16x16 layer, one multiplier
+    assert report["inferences_per_second"] == pytest.approx(
+        report["fmax_mhz"] * 1e6 / 256, rel=1e-3)
+    bitstream = out / "tfl2rtl_icebreaker.bin"
+    assert bitstream.stat().st_size > 100_000  # an UP5K image is about 104 kB
+    assert json.loads((out / "report.json").read_text())["board"] == "icebreaker"
+    assert "Fmax" in (out / "report.txt").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["board"]["uart_divisor"] == 104
+    assert (out / "logs" / "yosys.log").exists()
+
+
+def test_a_design_that_does_not_fit_names_the_resource(tmp_path, capsys):
+    # 64 multipliers cannot fit 8 DSP blocks; the previous contents stay untouched.
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    status = main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out),
+                   "--max-multipliers", "64"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in lines if line.startswith("tfl2rtl: error:")]
+    assert status == 2
+    assert lines[-1] == err[0] and "Traceback" not in "".join(lines)
+    assert "synthesis (Yosys) ..." in lines[1]  # progress lines come before it
+    assert err[0].startswith("tfl2rtl: error: hello_world_int8.tflite does not fit "
+                             "icebreaker: DSP overflows (")
+    assert "--max-multipliers " in err[0] and "would fit" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_weights_beyond_block_ram_are_refused_before_synthesis(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["build", str(VWW), "--board", "icebreaker", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("tfl2rtl: error: vww_96_int8.tflite does not fit icebreaker: BRAM "
+                   "overflows: its 219,064 bytes of weights and biases need 428 blocks, the "
+                   "device has 30 (15,360 bytes); no folding reduces the weights: choose a "
+                   "board with more: ulx3s-85f")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_unknown_board_and_unreachable_port(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_status:
+        main(["build", str(HELLO_WORLD), "--board", "nexys", "-o", str(tmp_path / "o")])
+    assert exit_status.value.code == 2
+    capsys.readouterr()
+    x = tmp_path / "x.npy"
+    import numpy as np
+
+    np.save(x, np.zeros((1, 1), np.int8))
+    assert main(["infer", str(HELLO_WORLD), "--port", str(tmp_path / "ttyNONE"),
+                 "--input", str(x)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tfl2rtl: error: cannot open ") and len(err.splitlines()) == 1
+
+
+def test_bench_table_json_and_plot(tmp_path, capsys):
+    plot = tmp_path / "bench.png"
+    models = [str(HELLO_WORLD), str(TEST_MODELS / "dense10_int8.tflite"),
+              str(TEST_MODELS / "float32.tflite")]
+    assert main(["bench", *models, "--json", "--plot", str(plot)]) == 0
+    rows = {row["model"]: row for row in json.loads(capsys.readouterr().out)}
+    hello = rows["hello_world_int8.tflite"]
+    assert hello["macs"] == 288 and hello["weights"] == 288
+    assert hello["multipliers"] >= 3 and hello["cycles_per_inference"] >= 1
+    assert hello["tflm_ms"] > 0 and hello["compile_seconds"] > 0
+    assert hello["error"] is None and hello["fmax_mhz"] is None
+    assert "float32.tflite is a float32 model" in rows["float32.tflite"]["error"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["bench", str(HELLO_WORLD), "--plot", str(plot)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("model") and "hello_world_int8.tflite" in text
+
+
+def test_boards_know_their_devices():
+    assert BOARDS["icebreaker"].make_platform().default_clk_frequency == 12e6
+    platform = BOARDS["ulx3s-85f"].make_platform()
+    assert platform.default_clk_frequency == 25e6 and platform.device == "LFE5U-85F"
+    assert BOARDS["icebreaker"].make_platform().requantizer_serial_products
+    assert BOARDS["tangnano9k"].make_platform().default_clk_frequency == 27e6
+
+
+def test_himbaechel_arguments():
+    from tfl2rtl.boards.build import _himbaechel
+
+    assert _himbaechel(["--device", "D", "--family", "GW1N-9C", "--cst", "t.cst", "-q"]) == [
+        "--device", "D", "--vopt", "family=GW1N-9C", "--vopt", "cst=t.cst", "-q"]

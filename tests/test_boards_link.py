@@ -1,0 +1,165 @@
+# amaranth: UnusedElaboratable=no
+# (the lane check refuses a board top before its parts are elaborated)
+"""The host link's gateware at the byte level (no UART), against a small accelerator:
+lanes, every error reply, and the link working after each."""
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from tfl2rtl.boards import protocol
+from tfl2rtl.boards.link import BoardTop, HostLink
+from tfl2rtl.boards.protocol import ErrorCode, FrameDecoder, Identity, TensorInfo, encode
+
+
+class AddOne(wiring.Component):
+    """A stand-in accelerator with the AXI4-Stream ports: takes ``size`` elements and
+    returns each plus one, ``lanes`` per beat; ignores its input for ``deaf`` cycles
+    after reset (to provoke an overrun)."""
+
+    def __init__(self, size: int, lanes: int, deaf: int = 0):
+        self.size, self.lanes, self.deaf = size, lanes, deaf
+        super().__init__({
+            "s_axis_tdata": In(8 * lanes), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1), "m_axis_tdata": Out(8 * lanes), "m_axis_tvalid": Out(1),
+            "m_axis_tready": In(1), "m_axis_tlast": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beats = self.size // self.lanes
+        vector = [Signal(8 * self.lanes, name=f"beat{k}") for k in range(beats)]
+        count = Signal(range(beats + 1))
+        wait = Signal(range(self.deaf + 1), init=self.deaf)
+        full = Signal()
+        with m.If(wait != 0):
+            m.d.sync += wait.eq(wait - 1)
+        m.d.comb += self.s_axis_tready.eq(~full & (wait == 0))
+        with m.If(self.s_axis_tvalid & self.s_axis_tready):
+            m.d.sync += Cat(*vector).eq(Cat(*vector[1:], self.s_axis_tdata))
+            m.d.sync += count.eq(count + 1)
+            with m.If(count == beats - 1):
+                m.d.sync += [full.eq(1), count.eq(0)]
+        m.d.comb += [
+            self.m_axis_tvalid.eq(full),
+            self.m_axis_tdata.eq(Cat(*((vector[0].word_select(k, 8) + 1)[:8]
+                                       for k in range(self.lanes)))),
+            self.m_axis_tlast.eq(count == beats - 1),
+        ]
+        with m.If(self.m_axis_tvalid & self.m_axis_tready):
+            m.d.sync += Cat(*vector).eq(Cat(*vector[1:], vector[0]))
+            m.d.sync += count.eq(count + 1)
+            with m.If(count == beats - 1):
+                m.d.sync += [full.eq(0), count.eq(0)]
+        return m
+
+
+def run_link(identity, accelerator, requests, *, gap=6, fifo_depth=16, timeout=200):
+    """Send each request's bytes into the link, one every ``gap`` cycles (as a UART
+    would), waiting for the reply before the next; returns the reply frames."""
+    link = HostLink(identity, timeout_cycles=timeout, fifo_depth=fifo_depth)
+    m = Module()
+    m.submodules.link, m.submodules.accel = link, accelerator
+    m.d.comb += [
+        accelerator.s_axis_tdata.eq(link.to_accel.payload.data),
+        accelerator.s_axis_tlast.eq(link.to_accel.payload.last),
+        accelerator.s_axis_tvalid.eq(link.to_accel.valid),
+        link.to_accel.ready.eq(accelerator.s_axis_tready),
+        link.from_accel.payload.eq(accelerator.m_axis_tdata),
+        link.from_accel.valid.eq(accelerator.m_axis_tvalid),
+        accelerator.m_axis_tready.eq(link.from_accel.ready),
+    ]
+    replies = []
+    decoder = FrameDecoder()
+
+    async def host(ctx):
+        for request in requests:
+            wanted = len(replies) + 1
+            for byte in request:
+                ctx.set(link.rx.valid, 1)
+                ctx.set(link.rx.payload, byte)
+                await ctx.tick()
+                ctx.set(link.rx.valid, 0)
+                await ctx.tick().repeat(gap - 1)
+            for _ in range(20_000):
+                if len(replies) == wanted:
+                    break
+                await ctx.tick()
+            else:
+                raise AssertionError(f"no reply to {request.hex()}")
+
+    async def receiver(ctx):
+        ctx.set(link.tx.ready, 1)
+        async for _, _, valid, payload in ctx.tick().sample(link.tx.valid, link.tx.payload):
+            if valid:
+                replies.extend(decoder.feed(bytes([payload])))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host)
+    sim.add_testbench(receiver, background=True)
+    sim.run()
+    return replies
+
+
+def make_identity(size, lanes):
+    tensor = TensorInfo((1, size), "int8")
+    return Identity("00" * 32, tensor, tensor, lanes)
+
+
+def test_identity_and_inferences_with_lanes():
+    identity = make_identity(6, 2)
+    data = [bytes([1, 2, 3, 4, 5, 255]), bytes(range(100, 106))]
+    replies = run_link(identity, AddOne(6, 2), [encode(protocol.IDENTIFY)]
+                       + [encode(protocol.INFER, d) for d in data])
+    assert Identity.unpack(replies[0].payload) == identity
+    assert replies[0].command == protocol.IDENTIFY | protocol.REPLY
+    assert [r.payload for r in replies[1:]] == [bytes((b + 1) % 256 for b in d)
+                                                for d in data]
+
+
+def test_every_error_then_the_link_still_works():
+    identity = make_identity(4, 1)
+    good = encode(protocol.INFER, bytes([9, 8, 7, 6]))
+    corrupted = bytearray(good)
+    corrupted[5] ^= 0x10
+    requests = {
+        ErrorCode.BAD_CHECKSUM: bytes(corrupted),
+        ErrorCode.UNKNOWN_COMMAND: encode(0x33),
+        ErrorCode.WRONG_LENGTH: encode(protocol.INFER, bytes(5)),
+        ErrorCode.TRUNCATED: good[:6],
+    }
+    sequence = [b"\x00\x13" + good]  # noise before a frame is skipped
+    for request in requests.values():
+        sequence += [request, good]
+    sequence.append(encode(protocol.IDENTIFY, b"x"))  # IDENTIFY takes no payload
+    replies = run_link(identity, AddOne(4, 1), sequence)
+    expected_output = bytes([10, 9, 8, 7])
+    assert replies[0].payload == expected_output
+    for k, (code, request) in enumerate(requests.items()):
+        error, after = replies[1 + 2 * k], replies[2 + 2 * k]
+        assert error.is_error and error.error is code, request.hex()
+        assert error.payload[1] == request[1]  # the request's command byte
+        assert after.payload == expected_output
+    assert replies[-1].error is ErrorCode.WRONG_LENGTH
+
+
+def test_input_faster_than_the_accelerator_takes_it_is_an_overrun():
+    # A 2-byte FIFO and an accelerator deaf for 300 cycles: bytes are lost, zeros make
+    # up the vector, the reply is an error, and the next inference is right.
+    identity = make_identity(8, 1)
+    data = bytes(range(1, 9))
+    replies = run_link(identity, AddOne(8, 1, deaf=300),
+                       [encode(protocol.INFER, data)] * 2, fifo_depth=2)
+    assert replies[0].error is ErrorCode.OVERRUN
+    assert replies[1].payload == bytes(b + 1 for b in data)
+
+
+def test_board_top_checks_the_lanes():
+    import pytest
+
+    from tfl2rtl.errors import Tfl2RtlError
+
+    with pytest.raises(Tfl2RtlError, match="moves 2 elements per beat; the identity says 1"):
+        BoardTop(AddOne(4, 2), make_identity(4, 1), divisor=4)
