@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .design import Design
 
 __all__ = ["load", "inspect", "run", "verify", "diff", "diff_text", "dump_tensors", "generate",
-           "simulate", "SimReport", "DiffReport"]
+           "simulate", "SimReport", "DiffReport", "build", "infer", "InferResult", "bench"]
 
 
 def load(path: str | os.PathLike, flow: str = "default") -> ir.Graph:
@@ -312,4 +312,3 @@ def bench(models: list[str] | None = None, board: str | None = None,
     return rows
 
 
-__all__ += ["build", "infer", "InferResult", "bench"]
