@@ -478,8 +478,7 @@ def _report(design, board: Board, build: Path, identity: Identity, clock_hz: flo
     notes = []
     if board.serial_requantizer:
         notes.append("requantizers share one 16x16 multiplier per lane (one result per 3-5 "
-                     "cycles); the cycles per inference are the plan's, which does not "
-                     "count that yet")
+                     "cycles); the cycles per inference count 5")
     if board.family == "ice40":
         notes.append("nextpnr-ice40 has no DSP timing model: Fmax is an upper bound")
     return BuildReport(

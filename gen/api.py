@@ -119,14 +119,18 @@ def _graph(path_or_graph) -> ir.Graph:
 
 
 def generate(path_or_graph, out_dir: str | os.PathLike | None = None, fold="auto",
-             max_multipliers: int | None = None, lanes: int = 1) -> Design:
+             max_multipliers: int | None = None, lanes: int = 1,
+             requant_interval: int = 1) -> Design:
     """Plan the hardware for a model (folding ``"auto"`` within ``max_multipliers``,
     ``"full"``, a fold JSON file or a ``{node: Fold}`` dict) and, given ``out_dir``,
-    write its Verilog, memory images and ``manifest.json`` there (atomically)."""
+    write its Verilog, memory images and ``manifest.json`` there (atomically).
+    ``requant_interval``: cycles per requantizer beat on the target (5 where
+    :func:`build` shares the requantizers' multipliers, on iCE40)."""
     from . import design as gen
 
     budget = gen.DEFAULT_MAX_MULTIPLIERS if max_multipliers is None else max_multipliers
-    design = gen.plan(_graph(path_or_graph), fold, budget, lanes=lanes)
+    design = gen.plan(_graph(path_or_graph), fold, budget, lanes=lanes,
+                      requant_interval=requant_interval)
     if out_dir is not None:
         gen.write(design, out_dir)
     return design
@@ -227,12 +231,15 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     :class:`tfl2rtl.boards.build.DoesNotFit` (a :class:`Tfl2RtlError`) naming the
     resource and a folding that would fit."""
     from .boards.build import DEFAULT_BAUD, board_named, build_board, check_memory
+    from .hw.stages import SERIAL_REQUANT_INTERVAL
 
     target = board_named(board)
     graph = _graph(path_or_graph)
     check_memory(graph, target)
     budget = target.default_multipliers if max_multipliers is None else max_multipliers
-    design = generate(graph, fold=fold, max_multipliers=budget, lanes=lanes)
+    interval = SERIAL_REQUANT_INTERVAL if target.serial_requantizer else 1
+    design = generate(graph, fold=fold, max_multipliers=budget, lanes=lanes,
+                      requant_interval=interval)
     return build_board(design, board, out_dir, baud=baud or DEFAULT_BAUD,
                        progress=progress)
 

@@ -129,10 +129,12 @@ def _sha256(path: str) -> str:
 
 
 def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
-         max_multipliers: int = DEFAULT_MAX_MULTIPLIERS, lanes: int = 1) -> Design:
+         max_multipliers: int = DEFAULT_MAX_MULTIPLIERS, lanes: int = 1,
+         requant_interval: int = 1) -> Design:
     """Choose the folding (``"auto"`` within ``max_multipliers``, ``"full"`` for one
     multiplier per layer, a JSON file, or a ``{node: Fold}`` dict) and check the graph;
-    ``lanes`` elements travel per AXI4-Stream beat."""
+    ``lanes`` elements travel per AXI4-Stream beat; ``requant_interval`` is the cycles
+    per requantizer beat on the target (see :func:`tfl2rtl.hw.network.plan_network`)."""
     from .hw.network import plan_network
 
     if isinstance(fold, dict):
@@ -142,13 +144,14 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
         # than the larger edge vector takes.
         edge = max(graph.tensors[graph.inputs[0]].size,
                    graph.tensors[graph.outputs[0]].size) // max(lanes, 1)
-        chosen = auto_fold(graph, max_multipliers, min_interval=edge)
+        chosen = auto_fold(graph, max_multipliers, min_interval=edge,
+                           requant_interval=requant_interval)
         source = f"auto ({max_multipliers} max)"
     elif fold == "full":
         chosen, source = full_fold(graph), "full"
     else:
         chosen, source = load_fold(graph, fold), str(fold)
-    network_plan = plan_network(graph, chosen, lanes=lanes)
+    network_plan = plan_network(graph, chosen, lanes=lanes, requant_interval=requant_interval)
     return Design(graph=graph, fold=chosen, network_plan=network_plan, fold_source=source)
 
 

@@ -74,8 +74,10 @@ def _cost(stage, fold: Fold) -> tuple:
     return stage.multipliers(fold), fold.pe * fold.simd, -fold.simd
 
 
-def auto_fold(graph: ir.Graph, max_multipliers: int, min_interval: int = 1) -> dict[int, Fold]:
-    """The folding with the smallest initiation interval within ``max_multipliers``.
+def auto_fold(graph: ir.Graph, max_multipliers: int, min_interval: int = 1,
+              requant_interval: int = 1) -> dict[int, Fold]:
+    """The folding with the smallest initiation interval within ``max_multipliers``
+    (``requant_interval``: cycles per requantizer beat on the target).
 
     ``min_interval`` is a bound set elsewhere (the stream edges moving a few elements per
     cycle): no stage is made faster than it, nor faster than a stage whose folding is
@@ -97,10 +99,12 @@ def auto_fold(graph: ir.Graph, max_multipliers: int, min_interval: int = 1) -> d
             f"{least} multipliers (one per layer, depth_multiplier per depthwise layer); "
             f"give at least {least}"
         )
-    cycles = {i: {f: s.cycles(f) for f in options[i]} for i, s in layers.items()}
+    cycles = {i: {f: s.cycles(f, requant_interval=requant_interval) for f in options[i]}
+              for i, s in layers.items()}
     floor = max([min_interval]
                 + [min(c.values()) for c in cycles.values()]
-                + [s.cycles(s.options()[0]) for i, s in every.items() if i not in layers])
+                + [s.cycles(s.options()[0], requant_interval=requant_interval)
+                   for i, s in every.items() if i not in layers])
 
     def cheapest(target: int) -> dict[int, Fold]:
         return {i: next(f for f in options[i] if cycles[i][f] <= target) for i in layers}

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Cat, Fragment
+from amaranth.hdl import Cat, Elaboratable, Fragment
+from amaranth.lib.memory import Memory
 
 from conftest import TEST_MODELS, ZOO
 from streams import STALL_MODES, get, put, simulate
@@ -262,3 +263,53 @@ def test_verilog_passes_verilator_lint_wall(tmp_path):
                 assert rule in LINT_WAIVERS, message
                 used.add(rule)
     assert used == set(LINT_WAIVERS)  # and each waiver is needed by one of them
+
+
+class SerialRequantizerPlatform:
+    """A platform that asks for requantizers with serial products (as the iCE40 boards
+    do), with no other effect."""
+
+    requantizer_serial_products = True
+
+    def get_memory(self, memory):
+        return Memory.elaborate(memory, None)
+
+
+class OnPlatform(Elaboratable):
+    """``network`` elaborated for ``platform`` inside the simulator (which elaborates
+    its top level without one)."""
+
+    def __init__(self, network, platform):
+        self.network, self.platform = network, platform
+
+    def elaborate(self, platform):
+        return Fragment.get(self.network, self.platform)
+
+
+def test_serial_requantizers_are_counted_in_the_plan():
+    # Every requantizer beat takes 5 cycles on such a platform; the plan with
+    # requant_interval=5 predicts the interval the hardware then shows.
+    graph = load(HELLO_WORLD)
+    fold = {0: (16, 1, 1), 1: (16, 16), 2: (1, 16)}  # 16 results through one lane
+    plan = plan_network(graph, fold, requant_interval=5)
+    assert plan_network(graph, fold).cycles_per_vector == 16
+    assert plan.cycles_per_vector == 16 * 5
+    network = DataflowNetwork(plan)
+    inputs = np.random.default_rng(4).integers(-128, 128, (8, 1)).astype(np.int8)
+    cycles = []
+    in_timing, out_timing = STALL_MODES["streaming"](0)
+    outputs = []
+
+    async def producer(ctx):
+        await put(ctx, axis(network, "s_axis"), inputs.view(np.uint8).reshape(-1).tolist(),
+                  in_timing)
+
+    async def consumer(ctx):
+        for payload in await get(ctx, axis(network, "m_axis"), len(inputs), out_timing,
+                                 cycles):
+            outputs.append(payload & 0xFF)
+
+    simulate(OnPlatform(network, SerialRequantizerPlatform()), producer, consumer)
+    got = np.array(outputs, dtype=np.uint8).view(np.int8).reshape(len(inputs), 1)
+    np.testing.assert_array_equal(got, golden_vectors(graph, inputs))
+    assert set(np.diff(cycles[len(cycles) // 2:])) == {plan.cycles_per_vector}

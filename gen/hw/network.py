@@ -53,6 +53,9 @@ class StagePlan:
     stage: Stage
     fold: Fold
     requant_lanes: int | None = None
+    #: Cycles per requantizer beat (:data:`tfl2rtl.hw.stages.SERIAL_REQUANT_INTERVAL` on
+    #: platforms that build requantizers with serial products).
+    requant_interval: int = 1
 
     @property
     def index(self) -> int:
@@ -72,7 +75,7 @@ class StagePlan:
 
     @property
     def cycles_per_vector(self) -> int:
-        return self.stage.cycles(self.fold, self.requant_lanes)
+        return self.stage.cycles(self.fold, self.requant_lanes, self.requant_interval)
 
     @property
     def multipliers(self) -> int:
@@ -153,11 +156,14 @@ def _as_fold(value) -> tuple[Fold, int | None]:
     return Fold(*value[:2]), (value[2] if len(value) == 3 else None)
 
 
-def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1) -> NetworkPlan:
+def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
+                 requant_interval: int = 1) -> NetworkPlan:
     """Check that every node of ``graph`` has hardware and ``fold`` (a folding per
     foldable stage, by node index: a :class:`~tfl2rtl.folding.Fold` or ``(pe, simd)`` or
     ``(pe, simd, requant_lanes)``; missing ones are ``(1, 1)``) is valid for it, and work
-    out how the streams connect."""
+    out how the streams connect.  ``requant_interval`` is the cycles per requantizer beat
+    of the target (it changes the cycle counts, not the design: the platform hook
+    :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` does that)."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise Tfl2RtlError(
             f"the model has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
@@ -204,7 +210,7 @@ def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1) -
             raise Tfl2RtlError(f"{stage.name} has a fixed folding")
         chosen, requant_lanes = _as_fold(given)
         stage.check(chosen, requant_lanes)
-        plans.append(StagePlan(stage, chosen, requant_lanes))
+        plans.append(StagePlan(stage, chosen, requant_lanes, requant_interval))
         sources.append(tuple(alias[name] for name in node.inputs))
         alias[node.output] = node.output
     if fold:

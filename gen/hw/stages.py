@@ -32,7 +32,12 @@ from .. import ir
 from ..errors import Tfl2RtlError
 from ..folding import Fold
 
-__all__ = ["Stage", "stage_for", "STAGE_KINDS", "divisors"]
+__all__ = ["Stage", "stage_for", "STAGE_KINDS", "divisors", "SERIAL_REQUANT_INTERVAL"]
+
+#: Cycles per beat of a :class:`~tfl2rtl.hw.requant.Requantizer` with serial products
+#: (its ``interval``: four 16x16 partial products of a q31 multiplier, plus one), as the
+#: iCE40 boards build it.
+SERIAL_REQUANT_INTERVAL = 5
 
 
 def divisors(n: int) -> list[int]:
@@ -113,8 +118,12 @@ class Stage:
     def out_lanes(self, fold: Fold, requant_lanes: int | None = None) -> int:
         return fold.pe
 
-    def cycles(self, fold: Fold, requant_lanes: int | None = None) -> int:
-        """Cycles per inference when the inputs keep up and the output is not stalled."""
+    def cycles(self, fold: Fold, requant_lanes: int | None = None,
+               requant_interval: int = 1) -> int:
+        """Cycles per inference when the inputs keep up and the output is not stalled;
+        ``requant_interval`` is the cycles a requantizer takes per beat (1, or
+        :data:`SERIAL_REQUANT_INTERVAL` where a platform shares one multiplier between
+        its partial products)."""
         return max(self.out_size, *(_size(s) for s in self.in_shapes)) // fold.pe
 
     # -- reading ahead -------------------------------------------------------------------
@@ -153,10 +162,11 @@ class FullyConnectedStage(Stage):
     def out_lanes(self, fold, requant_lanes=None):
         return requant_lanes or fold.pe
 
-    def cycles(self, fold, requant_lanes=None):
+    def cycles(self, fold, requant_lanes=None, requant_interval=1):
         out_depth, in_depth = self.node.weights.shape
         rl = requant_lanes or fold.pe
-        return (out_depth // fold.pe) * max(in_depth // fold.simd, fold.pe // rl)
+        return (out_depth // fold.pe) * max(in_depth // fold.simd,
+                                            fold.pe // rl * requant_interval)
 
     def demand(self, elements, bound):
         return np.full_like(elements, self.in_size - 1)
@@ -241,10 +251,11 @@ class Conv2DStage(WindowStage):
     def out_lanes(self, fold, requant_lanes=None):
         return requant_lanes or fold.pe
 
-    def cycles(self, fold, requant_lanes=None):
+    def cycles(self, fold, requant_lanes=None, requant_interval=1):
         out_c, kh, kw, in_c = self.node.weights.shape
         rl = requant_lanes or fold.pe
-        per_pixel = (out_c // fold.pe) * max(kh * kw * in_c // fold.simd, fold.pe // rl)
+        per_pixel = (out_c // fold.pe) * max(kh * kw * in_c // fold.simd,
+                                             fold.pe // rl * requant_interval)
         return max(self.in_size // fold.simd, self.out_pixels * per_pixel)
 
     def build(self, fold, requant_lanes=None):
@@ -264,10 +275,10 @@ class DepthwiseStage(WindowStage):
     def out_lanes(self, fold, requant_lanes=None):
         return fold.pe * self.node.depth_multiplier
 
-    def cycles(self, fold, requant_lanes=None):
+    def cycles(self, fold, requant_lanes=None, requant_interval=1):
         channels = self.in_shape[-1]
-        return max(self.in_size // fold.pe,
-                   self.out_pixels * (channels // fold.pe) * self.kernel_positions)
+        return max(self.in_size // fold.pe, self.out_pixels * (channels // fold.pe)
+                   * max(self.kernel_positions, requant_interval))
 
     def build(self, fold, requant_lanes=None):
         from .depthwise import DepthwiseConv2DLayer
@@ -279,7 +290,7 @@ class PoolStage(WindowStage):
     def options(self):
         return [Fold(pe, 1) for pe in divisors(self.in_shape[-1])]
 
-    def cycles(self, fold, requant_lanes=None):
+    def cycles(self, fold, requant_lanes=None, requant_interval=1):
         channels = self.in_shape[-1]
         return max(self.in_size // fold.pe,
                    self.out_pixels * (channels // fold.pe) * self.kernel_positions)
@@ -300,6 +311,10 @@ class MeanStage(Stage):
             )
         return [Fold(pe, 1) for pe in divisors(self.in_shape[-1])]
 
+    def cycles(self, fold, requant_lanes=None, requant_interval=1):
+        channels = self.in_shape[-1]
+        return max(self.in_size // fold.pe, channels // fold.pe * requant_interval)
+
     def demand(self, elements, bound):
         return np.full_like(elements, self.in_size - 1)
 
@@ -317,6 +332,9 @@ class AddStage(Stage):
                 "broadcasts; the hardware adds tensors of one shape only"
             )
         return super().options()
+
+    def cycles(self, fold, requant_lanes=None, requant_interval=1):
+        return self.out_size // fold.pe * requant_interval
 
     def build(self, fold, requant_lanes=None):
         from .elementwise import AddLayer
@@ -383,7 +401,7 @@ class SoftmaxStage(Stage):
             )
         return [Fold(1, 1)]
 
-    def cycles(self, fold, requant_lanes=None):
+    def cycles(self, fold, requant_lanes=None, requant_interval=1):
         from .softmax import SoftmaxUnit
 
         return (self.in_size // self.row) * SoftmaxUnit.cycles_for_row(self.row)
