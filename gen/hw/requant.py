@@ -307,6 +307,10 @@ class Requantizer(wiring.Component):
         # "left_shift"
         scaled = stage((x << p["left"])[:32].as_signed(), "scaled", signed(32))
         mult = p["multiplier"]
+        if not mult.shape().signed and len(mult) < 16:
+            # A narrow constant (a lane whose multipliers are all 0): at least the 16
+            # bits of a low half, or the partial products come out too narrow.
+            mult = mult.as_unsigned() | Const(0, 16)
         if mult.shape().signed:  # sign-extended, so that its halves are right
             mult = (Const(mult.value, signed(32)) if isinstance(mult, Const)
                     else stage(mult, "multiplier", signed(32)))

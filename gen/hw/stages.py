@@ -139,6 +139,15 @@ class Stage:
         raise NotImplementedError
 
 
+def _group_cycles(compute: int, beats: int, requant_interval: int) -> int:
+    """Cycles per group of accumulators that take ``compute`` cycles to add up and leave
+    in ``beats`` requantizer beats.  With ``requant_interval`` above 1 the requantizer
+    takes a beat only in the last cycle of each window of that many cycles, counted
+    freely, and the accumulators wait for it: the compute time rounds up to whole
+    windows."""
+    return max(-(-compute // requant_interval), beats) * requant_interval
+
+
 def _lanes_unit(shape: tuple[int, ...]) -> int:
     """What lanes must divide for a tensor of ``shape``: its channels when it has pixels,
     else its size."""
@@ -164,9 +173,9 @@ class FullyConnectedStage(Stage):
 
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
         out_depth, in_depth = self.node.weights.shape
-        rl = requant_lanes or fold.pe
-        return (out_depth // fold.pe) * max(in_depth // fold.simd,
-                                            fold.pe // rl * requant_interval)
+        rows = self.in_size // in_depth  # a FULLY_CONNECTED reads its input as rows
+        return rows * (out_depth // fold.pe) * _group_cycles(
+            in_depth // fold.simd, fold.pe // (requant_lanes or fold.pe), requant_interval)
 
     def demand(self, elements, bound):
         return np.full_like(elements, self.in_size - 1)
@@ -253,9 +262,9 @@ class Conv2DStage(WindowStage):
 
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
         out_c, kh, kw, in_c = self.node.weights.shape
-        rl = requant_lanes or fold.pe
-        per_pixel = (out_c // fold.pe) * max(kh * kw * in_c // fold.simd,
-                                             fold.pe // rl * requant_interval)
+        per_pixel = (out_c // fold.pe) * _group_cycles(
+            kh * kw * in_c // fold.simd, fold.pe // (requant_lanes or fold.pe),
+            requant_interval)
         return max(self.in_size // fold.simd, self.out_pixels * per_pixel)
 
     def build(self, fold, requant_lanes=None):
@@ -278,7 +287,7 @@ class DepthwiseStage(WindowStage):
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
         channels = self.in_shape[-1]
         return max(self.in_size // fold.pe, self.out_pixels * (channels // fold.pe)
-                   * max(self.kernel_positions, requant_interval))
+                   * _group_cycles(self.kernel_positions, 1, requant_interval))
 
     def build(self, fold, requant_lanes=None):
         from .depthwise import DepthwiseConv2DLayer
