@@ -139,6 +139,19 @@ class Stage:
         raise NotImplementedError
 
 
+def _serial(requant: ir.Requant, requant_interval: int) -> int:
+    """The cycles per beat of a serial requantizer for these multipliers: one per partial
+    product plus one, and a q31 multiplier has four, but multipliers below ``2**16``
+    (zero, for a weight scale of 0) only two (:attr:`tfl2rtl.hw.requant.Requantizer.
+    products`)."""
+    if requant_interval == 1:
+        return 1
+    multiplier = np.asarray(requant.multiplier)
+    if multiplier.min() >= 0 and multiplier.max() < 1 << 16:
+        return 3
+    return requant_interval
+
+
 def _group_cycles(compute: int, beats: int, requant_interval: int) -> int:
     """Cycles per group of accumulators that take ``compute`` cycles to add up and leave
     in ``beats`` requantizer beats.  With ``requant_interval`` above 1 the requantizer
@@ -175,7 +188,8 @@ class FullyConnectedStage(Stage):
         out_depth, in_depth = self.node.weights.shape
         rows = self.in_size // in_depth  # a FULLY_CONNECTED reads its input as rows
         return rows * (out_depth // fold.pe) * _group_cycles(
-            in_depth // fold.simd, fold.pe // (requant_lanes or fold.pe), requant_interval)
+            in_depth // fold.simd, fold.pe // (requant_lanes or fold.pe),
+            _serial(self.node.requant, requant_interval))
 
     def demand(self, elements, bound):
         return np.full_like(elements, self.in_size - 1)
@@ -264,7 +278,7 @@ class Conv2DStage(WindowStage):
         out_c, kh, kw, in_c = self.node.weights.shape
         per_pixel = (out_c // fold.pe) * _group_cycles(
             kh * kw * in_c // fold.simd, fold.pe // (requant_lanes or fold.pe),
-            requant_interval)
+            _serial(self.node.requant, requant_interval))
         return max(self.in_size // fold.simd, self.out_pixels * per_pixel)
 
     def build(self, fold, requant_lanes=None):
@@ -287,7 +301,8 @@ class DepthwiseStage(WindowStage):
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
         channels = self.in_shape[-1]
         return max(self.in_size // fold.pe, self.out_pixels * (channels // fold.pe)
-                   * _group_cycles(self.kernel_positions, 1, requant_interval))
+                   * _group_cycles(self.kernel_positions, 1,
+                                   _serial(self.node.requant, requant_interval)))
 
     def build(self, fold, requant_lanes=None):
         from .depthwise import DepthwiseConv2DLayer
@@ -322,7 +337,8 @@ class MeanStage(Stage):
 
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
         channels = self.in_shape[-1]
-        return max(self.in_size // fold.pe, channels // fold.pe * requant_interval)
+        return max(self.in_size // fold.pe,
+                   channels // fold.pe * _serial(self.node.requant, requant_interval))
 
     def demand(self, elements, bound):
         return np.full_like(elements, self.in_size - 1)
@@ -343,7 +359,7 @@ class AddStage(Stage):
         return super().options()
 
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
-        return self.out_size // fold.pe * requant_interval
+        return self.out_size // fold.pe * _serial(self.node.output_requant, requant_interval)
 
     def build(self, fold, requant_lanes=None):
         from .elementwise import AddLayer
