@@ -35,6 +35,7 @@ from pathlib import Path
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import io
 
+from tfl2rtl import ir
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.output import staged_directory
@@ -311,19 +312,40 @@ def check_memory(graph, board: Board) -> None:
             f"reduces the weights: {hint}")
 
 
+def _requantizer_multipliers(design, board: Board) -> int:
+    """The DSP multipliers of the requantizers: one per lane with serial products, else
+    four (the 16x16 partial products of a q31 multiplier).  The lanes are the stages'
+    requantized outputs per beat (ADD's input scaling is left out: it does not change with
+    the multiplier budget)."""
+    lanes = 0
+    for stage in design.network_plan.stages:
+        if isinstance(stage.node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D
+                      | ir.Mean | ir.Add):
+            lanes += stage.out_lanes
+    return lanes * (1 if board.serial_requantizer else 4)
+
+
 def _suggest(design, board: Board, resource: str, used: int, available: int) -> str:
     """A folding that would fit ``resource`` (multipliers are what folding changes)."""
     from tfl2rtl import design as gen
 
-    others = used - design.multipliers if resource == "DSP" else 0
+    def scaled(d) -> int:  # what folding changes: MAC and requantizer multipliers
+        return d.multipliers + _requantizer_multipliers(d, board)
+
+    others = used - scaled(design) if resource == "DSP" else 0
     if resource not in ("DSP", "LUT", "FF"):
         return "no folding reduces it"
     fitting = None
     budget = design.multipliers - 1
+    interval = design.network_plan.stages[0].requant_interval
     while budget >= 1:
-        candidate = gen.plan(design.graph, "auto", budget, lanes=design.lanes)
+        try:
+            candidate = gen.plan(design.graph, "auto", budget, lanes=design.lanes,
+                                 requant_interval=interval)
+        except Tfl2RtlError:  # below one multiplier per layer
+            break
         if resource == "DSP":
-            fits = candidate.multipliers + others <= available
+            fits = scaled(candidate) + others <= available
         else:  # logic shrinks roughly with the multipliers
             fits = used * candidate.multipliers / max(design.multipliers, 1) <= 0.9 * available
         if fits:
@@ -333,7 +355,7 @@ def _suggest(design, board: Board, resource: str, used: int, available: int) -> 
     if fitting is None:
         return ("even fully folded it does not fit (the rest of the design needs "
                 f"{others} {resource}): choose a larger board")
-    return (f"--max-multipliers {budget} would fit (about {fitting.multipliers + others} "
+    return (f"--max-multipliers {budget} would fit (about {scaled(fitting) + others} "
             f"{resource}; initiation interval {fitting.initiation_interval} cycles instead "
             f"of {design.initiation_interval})")
 
