@@ -464,3 +464,27 @@ def test_regression_serial_requantizer_keeps_the_planned_interval(
     graph, runs = _build_one(tmp_path, g, x, y, {0: (1, 1, 1)}, serial=True)
     plan = plan_network(graph, {0: (1, 1, 1)}, requant_interval=SERIAL_REQUANT_INTERVAL)
     assert runs["streaming"].initiation_interval == plan.cycles_per_vector == interval
+
+
+@pytest.mark.parametrize("out_depth, in_depth, fold, interval", [
+    (2, 12, (2, 1, 1), 12), (14, 23, (2, 1, 1), 161), (4, 6, (4, 1, 2), 10)])
+def test_regression_serial_requantizer_behind_a_splitter_keeps_the_planned_interval(
+        tmp_path, out_depth, in_depth, fold, interval):
+    """Found by test_random_graph_in_verilator.  With fewer requantizer lanes than PE,
+    the accumulator splitter takes a group's accumulators into its own register at once,
+    so the matrix-vector unit does not wait for the serial requantizer's window and a
+    group takes ``max(compute, beats * 5)`` cycles.  The plan rounded the compute up to
+    whole windows there too: 15 cycles for 12 (2 neurons of 12 inputs through one lane),
+    175 for 161.  The requantizer-bound case (4 neurons of 6 inputs, 2 beats of 5)
+    stays at 10.  Serial results come at window ends, so single intervals jitter by up
+    to a window; their average is the plan's."""
+    rng = np.random.default_rng(2)
+    g = GraphWriter()
+    x = g.tensor((1, in_depth), "int8", 0.1, 0)
+    y = g.fully_connected(x, rng.integers(-127, 128, (out_depth, in_depth)), 0.002,
+                          rng.integers(-500, 500, out_depth), (0.05, 0))
+    graph, runs = _build_one(tmp_path, g, x, y, {0: fold}, serial=True)
+    plan = plan_network(graph, {0: fold}, requant_interval=SERIAL_REQUANT_INTERVAL)
+    assert plan.cycles_per_vector == interval
+    steady = runs["streaming"].intervals[len(runs["streaming"].intervals) // 2:]
+    assert abs(sum(steady) - len(steady) * interval) < SERIAL_REQUANT_INTERVAL, steady

@@ -156,9 +156,12 @@ def _group_cycles(compute: int, beats: int, requant_interval: int) -> int:
     """Cycles per group of accumulators that take ``compute`` cycles to add up and leave
     in ``beats`` requantizer beats.  With ``requant_interval`` above 1 the requantizer
     takes a beat only in the last cycle of each window of that many cycles, counted
-    freely, and the accumulators wait for it: the compute time rounds up to whole
-    windows."""
-    return max(-(-compute // requant_interval), beats) * requant_interval
+    freely.  Accumulators handed over directly wait for it, so the compute time rounds up
+    to whole windows; with several beats per group an accumulator splitter takes the
+    group at once, and compute and requantization overlap."""
+    if beats > 1:
+        return max(compute, beats * requant_interval)
+    return max(-(-compute // requant_interval), 1) * requant_interval
 
 
 def _lanes_unit(shape: tuple[int, ...]) -> int:
