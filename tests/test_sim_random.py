@@ -27,10 +27,10 @@ The graphs are seeded, one test per seed (``-k "in_verilator[7]"`` reruns one in
 seconds and prints the graph and its folding): Hypothesis's draws lean towards their
 simplest values, which suits a zero point but, for the structure of a graph, made most
 of them alike.  A Verilator build takes a few seconds, so there are ``GRAPHS`` of them
-(about 3 minutes on two cores); ``TFL2RTL_RANDOM_SCALE=10`` multiplies that, as for
-:mod:`test_golden_random`, and ``TFL2RTL_RANDOM_SEED`` draws another set.  The module
-prints what it checked when it ends: the counts, and how many graphs reached each
-feature of the space (:func:`features`).
+(3 to 4 minutes on two cores, mostly builds); ``TFL2RTL_RANDOM_SCALE=10`` multiplies
+that, as for :mod:`test_golden_random`, and ``TFL2RTL_RANDOM_SEED`` draws another set.
+The module prints what it checked when it ends: the counts, and how many graphs
+reached each feature of the space (:func:`features`).
 
 To add a layer kind (the convolutions, pools and ADDs :mod:`tfl2rtl.hw.stages`
 describes), give :data:`LAYER_KINDS` a function that appends the layer to the writer and
