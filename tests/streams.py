@@ -13,7 +13,7 @@ import random
 
 from amaranth.sim import Simulator
 
-__all__ = ["STALL_MODES", "Timing", "put", "get", "simulate"]
+__all__ = ["STALL_MODES", "Timing", "put", "get", "simulate", "load_beats"]
 
 
 class Timing:
@@ -78,6 +78,18 @@ async def get(ctx, stream, count: int, timing: Timing | None = None, cycles=None
         if cycles is not None:
             cycles.append(cycle)
     return payloads
+
+
+def load_beats(payloads) -> list[dict]:
+    """The beats of the weight load stream (:data:`tfl2rtl.hw.weights.LOAD_LAYOUT`) that
+    carry ``payloads`` (:func:`tfl2rtl.hw.weights.load_payloads`: memory, first row,
+    bytes), as dicts for ``put`` on an always-ready stream."""
+    beats = []
+    for payload in payloads:
+        memory, row = payload[0], int.from_bytes(payload[1:3], "little")
+        beats += [{"memory": memory, "row": row, "first": k == 0, "data": byte}
+                  for k, byte in enumerate(payload[3:])]
+    return beats
 
 
 def simulate(dut, *testbenches, deadline: int = 100_000, vcd: str | None = None):

@@ -10,6 +10,7 @@ from .. import ir
 from ..errors import Tfl2RtlError
 from .dense import FullyConnectedLayer
 from .layouts import int8_lanes
+from .weights import loading_members
 from .window import SlidingWindow, window_out_hw
 
 __all__ = ["Conv2DLayer"]
@@ -37,6 +38,8 @@ class Conv2DLayer(wiring.Component):
         ``H * W * C / simd`` beats per image, NHWC.
     o : ``Out(stream.Signature(int8_lanes(requant_lanes)))``
         ``out_h * out_w * out_c / requant_lanes`` beats per image, NHWC.
+    load, loaded : with ``memory_id``
+        The weights are loaded at run time: :class:`~tfl2rtl.hw.mvu.MatrixVectorUnit`.
 
     Attributes
     ----------
@@ -71,7 +74,7 @@ class Conv2DLayer(wiring.Component):
     """
 
     def __init__(self, node: ir.Conv2D, in_shape, *, pe: int = 1, simd: int = 1,
-                 requant_lanes: int | None = None):
+                 requant_lanes: int | None = None, memory_id: int | None = None):
         h, w, c = (int(v) for v in in_shape)
         out_c, kh, kw, in_c = node.weights.shape
         requant_lanes = pe if requant_lanes is None else requant_lanes
@@ -103,7 +106,8 @@ class Conv2DLayer(wiring.Component):
             bias=node.bias, input_offset=node.input_offset, folded_bias=node.folded_bias,
             acc_bits=node.acc_bits, requant=node.requant, output_offset=node.output_offset,
             act_min=node.act_min, act_max=node.act_max)
-        self.dense = FullyConnectedLayer(dense, pe=pe, simd=simd, requant_lanes=requant_lanes)
+        self.dense = FullyConnectedLayer(dense, pe=pe, simd=simd, requant_lanes=requant_lanes,
+                                         memory_id=memory_id)
         self.pe = pe
         self.simd = simd
         self.requant_lanes = self.dense.requant_lanes
@@ -117,12 +121,16 @@ class Conv2DLayer(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(int8_lanes(simd))),
             "o": Out(stream.Signature(int8_lanes(self.requant_lanes))),
+            **loading_members(memory_id),
         })
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.window = window = self.window
         m.submodules.dense = dense = self.dense
+        if "load" in self.signature.members:
+            wiring.connect(m, wiring.flipped(self.load), dense.load)
+            m.d.comb += self.loaded.eq(dense.loaded)
         wiring.connect(m, wiring.flipped(self.i), window.i)
         m.d.comb += [
             dense.i.valid.eq(window.o.valid),

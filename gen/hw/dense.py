@@ -12,6 +12,7 @@ from .adapters import AccumulatorSplitter
 from .layouts import int8_lanes
 from .mvu import MatrixVectorUnit
 from .requant import Requantizer
+from .weights import loading_members
 
 __all__ = ["FullyConnectedLayer"]
 
@@ -38,6 +39,8 @@ class FullyConnectedLayer(wiring.Component):
     o : ``Out(stream.Signature(int8_lanes(requant_lanes)))``
         ``out_depth / requant_lanes`` beats per output vector, lane ``p`` of beat ``g``
         being output ``g * requant_lanes + p``.
+    load, loaded : with ``memory_id``
+        The weights are loaded at run time: :class:`~tfl2rtl.hw.mvu.MatrixVectorUnit`.
 
     Attributes
     ----------
@@ -52,7 +55,7 @@ class FullyConnectedLayer(wiring.Component):
     """
 
     def __init__(self, node: ir.FullyConnected, *, pe: int = 1, simd: int = 1,
-                 requant_lanes: int | None = None):
+                 requant_lanes: int | None = None, memory_id: int | None = None):
         requant_lanes = pe if requant_lanes is None else requant_lanes
         if requant_lanes < 1 or pe % requant_lanes:
             raise Tfl2RtlError(
@@ -64,7 +67,7 @@ class FullyConnectedLayer(wiring.Component):
         self.simd = simd
         self.requant_lanes = requant_lanes
         self.mvu = MatrixVectorUnit(node.weights, node.folded_bias, acc_width=node.acc_bits,
-                                    pe=pe, simd=simd)
+                                    pe=pe, simd=simd, memory_id=memory_id)
         self.splitter = None
         if requant_lanes != pe:
             self.splitter = AccumulatorSplitter(node.acc_bits, pe, requant_lanes,
@@ -79,11 +82,15 @@ class FullyConnectedLayer(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(int8_lanes(simd))),
             "o": Out(stream.Signature(int8_lanes(requant_lanes))),
+            **loading_members(memory_id),
         })
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.mvu = self.mvu
+        if "load" in self.signature.members:
+            wiring.connect(m, wiring.flipped(self.load), self.mvu.load)
+            m.d.comb += self.loaded.eq(self.mvu.loaded)
         m.submodules.requant = self.requant
         wiring.connect(m, wiring.flipped(self.i), self.mvu.i)
         if self.splitter is None:

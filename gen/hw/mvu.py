@@ -11,8 +11,20 @@ from amaranth.lib.wiring import In, Out
 from ..errors import Tfl2RtlError
 from ..fixedpoint import signed_bits
 from .layouts import accumulator_layout, int8_lanes
+from .weights import LoadableMemory, loading_members
 
-__all__ = ["MatrixVectorUnit"]
+__all__ = ["MatrixVectorUnit", "weight_rows"]
+
+
+def weight_rows(weights, pe: int, simd: int) -> bytes:
+    """The weight memory's contents for ``weights`` (``out_depth x in_depth`` int8) at
+    ``pe x simd``, as bytes: row ``nf * synapse_folds + sf`` holds ``[p][s] =
+    weights[nf * pe + p, sf * simd + s]`` in byte ``p * simd + s``.  (What the host sends
+    to a loadable memory, and the initial rows of the others.)"""
+    weights = np.asarray(weights)
+    out_depth, in_depth = weights.shape
+    w = weights.reshape(out_depth // pe, pe, in_depth // simd, simd)
+    return w.transpose(0, 2, 1, 3).astype(np.int8).tobytes()
 
 
 def _tree_sum(values):
@@ -34,8 +46,9 @@ class MatrixVectorUnit(wiring.Component):
     ``pe x simd`` weights; after ``synapse_folds`` cycles the ``pe`` accumulators of one
     neuron group are complete.  The weights sit in one on-chip :class:`Memory` of
     ``neuron_folds * synapse_folds`` rows of ``pe * simd`` int8 with one read port
-    (inferred as block RAM, or replaced through a platform's ``get_memory`` hook, e.g. by
-    single-port RAM), the biases in another.
+    (inferred as block RAM), the biases in another.  With ``memory_id``, the weights are
+    a :class:`~tfl2rtl.hw.weights.LoadableMemory` of that number instead, empty until
+    the host loads them over ``load`` (:func:`weight_rows` gives its rows).
 
     The first neuron group computes straight from the input stream while the vector is
     written to an input buffer; the other groups replay it from there.  So the input is
@@ -53,6 +66,10 @@ class MatrixVectorUnit(wiring.Component):
     o : ``Out(stream.Signature(accumulator_layout(acc_width, pe, neuron_folds)))``
         ``neuron_folds`` beats per vector; ``acc[p]`` of the beat with ``group = g`` is
         output ``g * pe + p``.
+    load : ``In(stream.Signature(LOAD_LAYOUT, always_ready=True))``, with ``memory_id``
+        Weight bytes (see :mod:`tfl2rtl.hw.weights`); load only while the unit is idle.
+    loaded : ``Out(1)``, with ``memory_id``
+        High once every row of weights has been loaded.
 
     Attributes
     ----------
@@ -70,7 +87,8 @@ class MatrixVectorUnit(wiring.Component):
 
     latency = 4
 
-    def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1):
+    def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1,
+                 memory_id: int | None = None):
         weights = np.asarray(weights)
         bias = np.asarray(bias, dtype=np.int64).reshape(-1)
         if weights.ndim != 2 or weights.shape[0] != bias.size:
@@ -104,19 +122,21 @@ class MatrixVectorUnit(wiring.Component):
         self.cycles_per_vector = self.neuron_folds * self.synapse_folds
         self._weights = weights.astype(np.int64)
         self._bias = bias
+        self.memory_id = memory_id
         super().__init__({
             "i": In(stream.Signature(int8_lanes(simd))),
             "o": Out(stream.Signature(accumulator_layout(acc_width, pe, self.neuron_folds))),
+            **loading_members(memory_id),
         })
 
     def _weight_rows(self) -> list[int]:
-        """Row ``nf * synapse_folds + sf`` holds ``[p][s] = weights[nf * pe + p, sf * simd +
-        s]``, packed as :meth:`weight_layout` lays it out: byte ``p * simd + s``.  (Packed
-        here, in numpy: Amaranth converts a memory's initial rows of a nested layout one
-        field at a time, which takes minutes for a large model.)"""
-        w = self._weights.reshape(self.neuron_folds, self.pe, self.synapse_folds, self.simd)
-        rows = w.transpose(0, 2, 1, 3).reshape(-1, self.pe * self.simd).astype(np.int8)
-        return [int.from_bytes(row.tobytes(), "little") for row in rows]
+        """The weight memory's rows as integers, byte ``p * simd + s`` of row ``nf *
+        synapse_folds + sf`` being ``weights[nf * pe + p, sf * simd + s]``
+        (:func:`weight_rows`; packed in numpy: Amaranth converts a memory's initial rows of
+        a nested layout one field at a time, which takes minutes for a large model)."""
+        size = self.pe * self.simd
+        rows = weight_rows(self._weights, self.pe, self.simd)
+        return [int.from_bytes(rows[k:k + size], "little") for k in range(0, len(rows), size)]
 
     def _bias_rows(self, width: int) -> list[int]:
         """Row ``nf``: the biases of neurons ``nf * pe .. nf * pe + pe - 1``, ``width`` bits
@@ -160,10 +180,16 @@ class MatrixVectorUnit(wiring.Component):
 
         # Stage 1: memory reads; the first group's input beat waits in a register.
         weight_layout = data.ArrayLayout(int8_lanes(self.simd), self.pe)
-        m.submodules.weights = weights = Memory(
-            shape=unsigned(weight_layout.size), depth=nf_count * sf_count,
-            init=self._weight_rows())
-        weight_port = weights.read_port()
+        if self.memory_id is None:
+            m.submodules.weights = weights = Memory(
+                shape=unsigned(weight_layout.size), depth=nf_count * sf_count,
+                init=self._weight_rows())
+            weight_port = weights.read_port()
+        else:
+            m.submodules.weights = weight_port = LoadableMemory(
+                weight_layout.size, nf_count * sf_count, self.memory_id)
+            wiring.connect(m, wiring.flipped(self.load), weight_port.load)
+            m.d.comb += self.loaded.eq(weight_port.loaded)
         m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
         weight_data = weight_layout(weight_port.data)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from amaranth.back import verilog
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,6 +19,7 @@ from ..lower import LUT_OPS
 from .adapters import Broadcast, LaneConverter, StreamFIFO
 from .layouts import int8_lanes
 from .stages import STAGE_KINDS, Stage, divisors, stage_for
+from .weights import LOAD_LAYOUT
 
 __all__ = ["StagePlan", "NetworkPlan", "plan_network", "branch_fifo_depths",
            "DataflowNetwork", "to_verilog", "LINT_WAIVERS", "lint_waivers"]
@@ -81,8 +82,12 @@ class StagePlan:
     def multipliers(self) -> int:
         return self.stage.multipliers(self.fold)
 
-    def build(self):
-        return self.stage.build(self.fold, self.requant_lanes)
+    def build(self, memory_id: int | None = None):
+        """The stage's component; with ``memory_id``, its weights in that loadable
+        memory."""
+        if memory_id is None:
+            return self.stage.build(self.fold, self.requant_lanes)
+        return self.stage.build(self.fold, self.requant_lanes, memory_id=memory_id)
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,9 @@ class NetworkPlan:
     branch_fifo: tuple[tuple[tuple[str, int], int], ...] = ()
     #: Elements per beat on ``s_axis`` and ``m_axis`` (see :meth:`with_lanes`).
     lanes: int = 1
+    #: Node indices of the stages whose weights the host loads at run time (see
+    #: :meth:`with_loadable`); memory number ``k`` is ``loadable[k]``'s.
+    loadable: tuple[int, ...] = ()
 
     @property
     def edge_cycles(self) -> int:
@@ -143,6 +151,29 @@ class NetworkPlan:
                 f"{', '.join(map(str, divisors(common)))}"
             )
         return dataclasses.replace(self, lanes=lanes)
+
+    def with_loadable(self, nodes) -> NetworkPlan:
+        """This plan with the weights of the stages of ``nodes`` (node indices) in
+        :class:`~tfl2rtl.hw.weights.LoadableMemory` blocks, numbered in node order, that
+        the host fills at run time (:mod:`tfl2rtl.boards.protocol`'s ``LOAD``)."""
+        nodes = tuple(sorted(set(int(n) for n in nodes)))
+        by_index = {s.index: s for s in self.stages}
+        for n in nodes:
+            if n not in by_index or not by_index[n].stage.loadable:
+                raise Tfl2RtlError(f"node {n} has no weight memory that can be loaded")
+        if len(nodes) > 256:
+            raise Tfl2RtlError(f"{len(nodes)} loadable memories; the link numbers 256")
+        return dataclasses.replace(self, loadable=nodes)
+
+    def loadable_memories(self) -> list[tuple[StagePlan, int, int]]:
+        """Per loadable memory, in number order: its stage, rows and bytes per row."""
+        by_index = {s.index: s for s in self.stages}
+        out = []
+        for n in self.loadable:
+            stage = by_index[n]
+            rows, row_bytes = stage.stage.weight_rows(stage.fold)
+            out.append((stage, len(rows) // row_bytes, row_bytes))
+        return out
 
 
 def _as_fold(value) -> tuple[Fold, int | None]:
@@ -342,6 +373,11 @@ class DataflowNetwork(wiring.Component):
 
     Clock and synchronous active-high reset are the ``sync`` domain's ``clk`` and ``rst``.
 
+    With ``plan.loadable``, the network has two more ports: ``load`` (``In(stream.
+    Signature(LOAD_LAYOUT))``, always ready), the weight bytes for every
+    :class:`~tfl2rtl.hw.weights.LoadableMemory`, and ``loaded`` (``Out(1)``), high once
+    all of them are full.  Load only while no vector is under way.
+
     Target specifics: multipliers are ``*`` on registered operands and memories are
     :class:`amaranth.lib.memory.Memory`, so Yosys infers DSP blocks and block RAM, and an
     Amaranth platform's ``get_memory`` hook can replace any memory (see
@@ -362,9 +398,10 @@ class DataflowNetwork(wiring.Component):
             plan = plan.with_lanes(lanes)
         self.plan = plan
         self.lanes = plan.lanes
-        self.stages = [stage.build() for stage in plan.stages]
+        memory_ids = {node: k for k, node in enumerate(plan.loadable)}
+        self.stages = [stage.build(memory_ids.get(stage.index)) for stage in plan.stages]
         self.cycles_per_vector = plan.cycles_per_vector
-        super().__init__({
+        members = {
             "s_axis_tdata": In(8 * self.lanes),
             "s_axis_tvalid": In(1),
             "s_axis_tready": Out(1),
@@ -373,7 +410,10 @@ class DataflowNetwork(wiring.Component):
             "m_axis_tvalid": Out(1),
             "m_axis_tready": In(1),
             "m_axis_tlast": Out(1),
-        })
+        }
+        if plan.loadable:  # at the top level ``ready`` is a port (always high)
+            members.update(load=In(stream.Signature(LOAD_LAYOUT)), loaded=Out(1))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -430,6 +470,15 @@ class DataflowNetwork(wiring.Component):
             if depth is not None:
                 upstream = fifo(upstream, -(-depth // lanes_of(upstream)), f"branch_{name}")
             return upstream
+
+        loaded = []
+        for component in self.stages:
+            if "load" in component.signature.members:
+                m.d.comb += [component.load.valid.eq(self.load.valid),
+                             component.load.payload.eq(self.load.payload)]
+                loaded.append(component.loaded)
+        if loaded:
+            m.d.comb += [self.loaded.eq(Cat(*loaded).all()), self.load.ready.eq(1)]
 
         publish(plan.input, source)
         for k, (stage_plan, component) in enumerate(zip(plan.stages, self.stages,

@@ -135,6 +135,22 @@ class Stage:
         at most; see :class:`WindowStage` for windows."""
         return np.minimum(elements, self.in_size - 1)
 
+    #: Whether the stage's weights can live in a memory the host loads at run time
+    #: (:class:`tfl2rtl.hw.weights.LoadableMemory`): ``build`` then takes a
+    #: ``memory_id``, and :meth:`weight_matrix` gives the matrix whose rows
+    #: (:meth:`weight_rows`) the host sends.
+    loadable = False
+
+    def weight_matrix(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def weight_rows(self, fold: Fold) -> tuple[bytes, int]:
+        """A loadable stage's weight memory contents at ``fold``, and the bytes per row
+        (:func:`tfl2rtl.hw.mvu.weight_rows`)."""
+        from .mvu import weight_rows
+
+        return weight_rows(self.weight_matrix(), fold.pe, fold.simd), fold.pe * fold.simd
+
     def build(self, fold: Fold, requant_lanes: int | None = None):
         raise NotImplementedError
 
@@ -197,11 +213,17 @@ class FullyConnectedStage(Stage):
     def demand(self, elements, bound):
         return np.full_like(elements, self.in_size - 1)
 
-    def build(self, fold, requant_lanes=None):
+    loadable = True
+
+    def weight_matrix(self) -> np.ndarray:
+        return self.node.weights
+
+    def build(self, fold, requant_lanes=None, memory_id=None):
         from .dense import FullyConnectedLayer
 
         return FullyConnectedLayer(self.node, pe=fold.pe, simd=fold.simd,
-                                   requant_lanes=requant_lanes or fold.pe)
+                                   requant_lanes=requant_lanes or fold.pe,
+                                   memory_id=memory_id)
 
 
 def _check_matrix(stage, fold, requant_lanes):
@@ -284,11 +306,16 @@ class Conv2DStage(WindowStage):
             _serial(self.node.requant, requant_interval))
         return max(self.in_size // fold.simd, self.out_pixels * per_pixel)
 
-    def build(self, fold, requant_lanes=None):
+    loadable = True
+
+    def weight_matrix(self) -> np.ndarray:
+        return self.node.weights.reshape(self.node.weights.shape[0], -1)
+
+    def build(self, fold, requant_lanes=None, memory_id=None):
         from .conv import Conv2DLayer
 
         return Conv2DLayer(self.node, self.in_shape, pe=fold.pe, simd=fold.simd,
-                           requant_lanes=requant_lanes or fold.pe)
+                           requant_lanes=requant_lanes or fold.pe, memory_id=memory_id)
 
 
 class DepthwiseStage(WindowStage):

@@ -1,0 +1,168 @@
+"""Weight memories that the host fills at run time, for devices whose large RAM cannot
+be initialized by the bitstream (the iCE40 UP5K's SPRAM).
+
+A loadable memory starts empty.  Bytes arrive on a shared load stream
+(:data:`LOAD_LAYOUT`): each beat names the memory it is for (``memory``), and the first
+beat of a run (``first``) names the row it starts at (``row``); the bytes of a row come
+lowest byte first (the row's first weight), and consecutive rows follow without
+repeating the row number.  :func:`load_payloads` cuts a memory's rows into such
+runs for the host link.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..errors import Tfl2RtlError
+
+__all__ = ["LOAD_LAYOUT", "SPRAM_HOOK", "SPRAM_WIDTH", "SPRAM_DEPTH", "LoadableMemory",
+           "spram_tiles", "load_payloads", "loading_members"]
+
+#: One byte of weights on its way into a loadable memory.
+LOAD_LAYOUT = data.StructLayout({"memory": 8, "row": 16, "first": 1, "data": 8})
+
+#: Platform attribute: when true, :class:`LoadableMemory` is built from iCE40
+#: ``SB_SPRAM256KA`` blocks instead of an inferred memory.
+SPRAM_HOOK = "weight_memory_spram"
+#: An ``SB_SPRAM256KA`` holds 16384 words of 16 bits.
+SPRAM_WIDTH = 16
+SPRAM_DEPTH = 16384
+
+
+def loading_members(memory_id: int | None) -> dict:
+    """The ``load`` and ``loaded`` members of a component whose weights are loadable
+    memory ``memory_id`` (none when it is None)."""
+    if memory_id is None:
+        return {}
+    return {"load": In(stream.Signature(LOAD_LAYOUT, always_ready=True)),
+            "loaded": Out(1)}
+
+
+def spram_tiles(width: int, depth: int) -> int:
+    """``SB_SPRAM256KA`` blocks for a ``width``-bit, ``depth``-row memory (side by side;
+    raises when ``depth`` exceeds one block's)."""
+    if depth > SPRAM_DEPTH:
+        raise Tfl2RtlError(f"a weight memory of {depth} rows is deeper than an SPRAM block "
+                           f"({SPRAM_DEPTH} rows): fold it wider (more PE x SIMD)")
+    return -(-width // SPRAM_WIDTH)
+
+
+def load_payloads(memory: int, rows: bytes, row_bytes: int, chunk: int = 1024):
+    """The :data:`~tfl2rtl.boards.protocol.LOAD` payloads that put ``rows`` (``row_bytes``
+    each, in row order) into loadable memory ``memory``: ``memory`` (1 byte), the first
+    row (2, little endian), then whole rows, at most ``chunk`` bytes of them."""
+    if len(rows) % row_bytes:
+        raise Tfl2RtlError(f"{len(rows)} bytes are not whole rows of {row_bytes}")
+    per = max(1, chunk // row_bytes)
+    count = len(rows) // row_bytes
+    for row in range(0, count, per):
+        body = rows[row * row_bytes:min(count, row + per) * row_bytes]
+        yield bytes([memory]) + row.to_bytes(2, "little") + body
+
+
+class LoadableMemory(wiring.Component):
+    """``depth`` rows of ``width`` bits, read like an Amaranth memory's read port and
+    written from the load stream.
+
+    A beat on ``load`` for this memory (``load.payload.memory == memory_id``) shifts its
+    byte into a row register; after ``width / 8`` bytes the row is written, one cycle
+    later, at the run's row (``load.payload.row`` of the beat with ``first``, then one
+    more per row).  Rows at or beyond ``depth`` are dropped.  ``loaded`` goes high when
+    the last row has been written and stays high.
+
+    The read and write sides share one address, as a single-port RAM's do: while a row is
+    being written (one cycle per row) a read is not performed and ``data`` holds.  So
+    load only while the reader is idle (the host link does: a load frame is taken only
+    between inferences).
+
+    With the platform attribute :data:`SPRAM_HOOK` the rows are
+    ``ceil(width / 16)`` ``SB_SPRAM256KA`` blocks side by side (``depth`` at most 16384);
+    otherwise an :class:`~amaranth.lib.memory.Memory` without initial contents.
+
+    Members
+    -------
+    addr, en : ``In``
+        Read address and enable; ``data`` shows row ``addr`` one cycle after ``en``.
+    data : ``Out(width)``
+    load : ``In(stream.Signature(LOAD_LAYOUT, always_ready=True))``
+    loaded : ``Out(1)``
+
+    Attributes
+    ----------
+    latency : int
+        1: a read's data is there on the next cycle, as an Amaranth read port's.
+    """
+
+    latency = 1
+
+    def __init__(self, width: int, depth: int, memory_id: int):
+        if width % 8 or width < 8 or depth < 1:
+            raise Tfl2RtlError(f"a loadable memory of {depth} rows of {width} bits")
+        if not 0 <= memory_id < 256:
+            raise Tfl2RtlError(f"loadable memory number {memory_id} is not a byte")
+        self.width = width
+        self.depth = depth
+        self.memory_id = memory_id
+        self.row_bytes = width // 8
+        super().__init__({
+            "addr": In(range(depth)),
+            "en": In(1),
+            "data": Out(width),
+            "load": In(stream.Signature(LOAD_LAYOUT, always_ready=True)),
+            "loaded": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beat = self.load.payload
+        mine = self.load.valid & (beat.memory == self.memory_id)
+
+        word = Signal(self.width)
+        byte_index = Signal(range(self.row_bytes))
+        next_row = Signal(17)
+        write = Signal()
+        write_row = Signal(17)
+        m.d.sync += write.eq(0)
+        with m.If(mine):
+            row = Mux(beat.first, beat.row, next_row)
+            index = Mux(beat.first, 0, byte_index)
+            m.d.sync += word.eq(Cat(word[8:], beat.data) if self.row_bytes > 1 else beat.data)
+            with m.If(index == self.row_bytes - 1):
+                m.d.sync += [byte_index.eq(0), next_row.eq(row + 1),
+                             write.eq(row < self.depth), write_row.eq(row)]
+            with m.Else():
+                m.d.sync += [byte_index.eq(index + 1), next_row.eq(row)]
+        with m.If(write & (write_row == self.depth - 1)):
+            m.d.sync += self.loaded.eq(1)
+
+        address = Signal(range(self.depth))
+        m.d.comb += address.eq(Mux(write, write_row, self.addr))
+        read = self.en & ~write
+
+        if getattr(platform, SPRAM_HOOK, False):
+            tiles = spram_tiles(self.width, self.depth)
+            padded = Cat(word, Const(0, tiles * SPRAM_WIDTH - self.width))
+            out = Signal(tiles * SPRAM_WIDTH)
+            for t in range(tiles):
+                lanes = slice(t * SPRAM_WIDTH, (t + 1) * SPRAM_WIDTH)
+                m.submodules[f"spram_{t}"] = Instance(
+                    "SB_SPRAM256KA",
+                    i_ADDRESS=Cat(address, Const(0, 14 - len(address))),
+                    i_DATAIN=padded[lanes], i_MASKWREN=Const(0b1111, 4), i_WREN=write,
+                    i_CHIPSELECT=write | read, i_CLOCK=ClockSignal(), i_STANDBY=0,
+                    i_SLEEP=0, i_POWEROFF=1, o_DATAOUT=out[lanes])
+            m.d.comb += self.data.eq(out[:self.width])
+        else:
+            m.submodules.rows = rows = Memory(shape=self.width, depth=self.depth, init=[])
+            read_port = rows.read_port()
+            write_port = rows.write_port()
+            m.d.comb += [
+                read_port.addr.eq(address), read_port.en.eq(read),
+                write_port.addr.eq(address), write_port.data.eq(word),
+                write_port.en.eq(write),
+                self.data.eq(read_port.data),
+            ]
+        return m
