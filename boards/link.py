@@ -16,6 +16,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.weights import LOAD_LAYOUT
 
 from . import protocol
 from .protocol import ErrorCode, Identity
@@ -68,6 +69,12 @@ class HostLink(wiring.Component):
     ``TRUNCATED``); in both cases zero bytes make up the missing input, so the
     accelerator always sees whole vectors and the link keeps working.
 
+    When the identity lists loadable weight memories (:attr:`Identity.memories`), a
+    :data:`~tfl2rtl.boards.protocol.LOAD` frame's weight bytes go out on ``load`` as they
+    arrive (they are written before the frame's CRC is checked: a bad checksum gets its
+    error reply, and the host sends the frame again), and an ``INFER`` before every
+    memory is full (``loaded`` low) is answered with ``NOT_LOADED``.
+
     Members
     -------
     rx : ``In(stream.Signature(8))``
@@ -77,6 +84,11 @@ class HostLink(wiring.Component):
     from_accel : ``In(stream.Signature(8 * lanes))``
     busy : ``Out(1)``
         High from a frame's sync byte to the end of its reply.
+    load : ``Out(stream.Signature(LOAD_LAYOUT))``, with loadable memories
+        Weight bytes for the accelerator's loadable memories (its ``ready`` is ignored:
+        they take a byte every cycle).
+    loaded : ``In(1)``, with loadable memories
+        The accelerator's memories are all full.
     """
 
     def __init__(self, identity: Identity, *, timeout_cycles: int, fifo_depth: int = 16):
@@ -94,13 +106,17 @@ class HostLink(wiring.Component):
             raise Tfl2RtlError(f"timeout of {timeout_cycles} cycles")
         self.timeout_cycles = timeout_cycles
         self.fifo_depth = fifo_depth
-        super().__init__({
+        self.loadable = bool(identity.memories)
+        members = {
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "to_accel": Out(stream.Signature(_beat_layout(self.lanes))),
             "from_accel": In(stream.Signature(8 * self.lanes)),
             "busy": Out(1),
-        })
+        }
+        if self.loadable:
+            members.update(load=Out(stream.Signature(LOAD_LAYOUT)), loaded=In(1))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -144,6 +160,9 @@ class HostLink(wiring.Component):
         crc_low = Signal(8)
         code = Signal(8)  # ErrorCode, 0 for none
         infer = Signal()  # this frame's payload goes to the accelerator
+        loading = Signal()  # this frame's payload goes to the weight memories
+        load_memory = Signal(8)
+        load_row = Signal(16)
         reply_command = Signal(8)
         reply_length = Signal(16)
         kind = Signal(2)  # the reply payload: 0 error bytes, 1 identity, 2 the output
@@ -172,6 +191,10 @@ class HostLink(wiring.Component):
                 m.next = "send_sync"
             with m.Elif(infer):
                 m.next = "drain"
+            with m.Elif((final_code == 0) & loading):
+                m.d.sync += [reply_command.eq(protocol.LOAD | protocol.REPLY),
+                             reply_length.eq(0), kind.eq(1)]
+                m.next = "send_sync"
             with m.Elif(final_code == 0):
                 m.d.sync += [reply_command.eq(protocol.IDENTIFY | protocol.REPLY),
                              reply_length.eq(len(self.record)), kind.eq(1)]
@@ -210,7 +233,7 @@ class HostLink(wiring.Component):
             with m.State("idle"):
                 with m.If(got & (byte == protocol.SYNC_REQUEST)):
                     m.d.sync += [crc.eq(0xFFFF), code.eq(0), infer.eq(0),
-                                 payload_done.eq(0)]
+                                 loading.eq(0), payload_done.eq(0)]
                     m.next = "command"
             with m.State("command"):
                 request_state()
@@ -229,9 +252,15 @@ class HostLink(wiring.Component):
                     m.d.sync += [length.eq(full_length), count.eq(0)]
                     is_infer = command == protocol.INFER
                     is_identify = command == protocol.IDENTIFY
+                    is_load = Const(int(self.loadable)) & (command == protocol.LOAD)
                     with m.If(is_infer & (full_length == in_size)):
                         m.d.sync += [infer.eq(1), feeding.eq(1), fed.eq(0), lane.eq(0)]
-                    with m.Elif(~is_infer & ~is_identify):
+                        if self.loadable:
+                            with m.If(~self.loaded):
+                                m.d.sync += code.eq(ErrorCode.NOT_LOADED)
+                    with m.Elif(is_load & (full_length >= 4)):
+                        m.d.sync += loading.eq(1)
+                    with m.Elif(~is_infer & ~is_identify & ~is_load):
                         m.d.sync += code.eq(ErrorCode.UNKNOWN_COMMAND)
                     with m.Elif(is_identify & (full_length == 0)):
                         pass
@@ -249,6 +278,23 @@ class HostLink(wiring.Component):
                         m.d.comb += [queue.w_data.eq(byte), queue.w_en.eq(1)]
                         with m.If(~queue.w_rdy & (code == 0)):
                             m.d.sync += code.eq(ErrorCode.OVERRUN)
+                    if self.loadable:
+                        with m.If(loading):
+                            with m.Switch(count):
+                                with m.Case(0):
+                                    m.d.sync += load_memory.eq(byte)
+                                with m.Case(1):
+                                    m.d.sync += load_row[:8].eq(byte)
+                                with m.Case(2):
+                                    m.d.sync += load_row[8:].eq(byte)
+                                with m.Default():
+                                    m.d.comb += [
+                                        self.load.valid.eq(1),
+                                        self.load.payload.memory.eq(load_memory),
+                                        self.load.payload.row.eq(load_row),
+                                        self.load.payload.first.eq(count == 3),
+                                        self.load.payload.data.eq(byte),
+                                    ]
                 with m.If(count == length - 1):
                     receive("crc_low")
                 with m.Else():
@@ -282,7 +328,10 @@ class HostLink(wiring.Component):
             with m.State("send_length_low"):
                 send(reply_length[:8], "send_length_high")
             with m.State("send_length_high"):
-                send(reply_length[8:], "send_payload")
+                with m.If(reply_length == 0):
+                    send(reply_length[8:], "send_crc_low")
+                with m.Else():
+                    send(reply_length[8:], "send_payload")
             with m.State("send_payload"):
                 last = count == reply_length - 1
                 with m.Switch(kind):
@@ -350,6 +399,9 @@ class BoardTop(wiring.Component):
         if width != 8 * identity.lanes or len(accelerator.m_axis_tdata) != width:
             raise Tfl2RtlError(f"the accelerator moves {width // 8} elements per beat; the "
                                f"identity says {identity.lanes}")
+        if bool(identity.memories) != hasattr(accelerator, "load"):
+            raise Tfl2RtlError("the identity and the accelerator disagree on whether "
+                               "weights are loaded at run time")
         self.accelerator = accelerator
         self.identity = identity
         self.divisor = divisor
@@ -378,4 +430,10 @@ class BoardTop(wiring.Component):
             link.from_accel.valid.eq(accel.m_axis_tvalid),
             accel.m_axis_tready.eq(link.from_accel.ready),
         ]
+        if self.link.loadable:
+            m.d.comb += [
+                accel.load.valid.eq(link.load.valid),
+                accel.load.payload.eq(link.load.payload),
+                link.loaded.eq(accel.loaded),
+            ]
         return m

@@ -21,6 +21,11 @@ Commands and replies
   :class:`Identity` (model hash, input and output shapes and dtypes, lanes).
 - :data:`INFER` (payload: the input tensor, one byte per element in row-major order, in
   its dtype): the reply ``INFER | 0x80`` carries the output tensor the same way.
+- :data:`LOAD` (payload: memory number, first row (2 bytes, LE), then whole rows of
+  weights; :func:`tfl2rtl.hw.weights.load_payloads`): for designs whose weights live in
+  memories the bitstream cannot fill (the iCE40's SPRAM), listed in the identity's
+  ``memories``.  The reply ``LOAD | 0x80`` is empty.  Until every memory is full, an
+  ``INFER`` gets the error ``NOT_LOADED``; :meth:`Client.load_weights` fills them.
 - Anything wrong with a request frame gets an :data:`ERROR` reply whose payload is two
   bytes, the :class:`ErrorCode` and the request's command byte, after which the device
   waits for the next frame: a bad checksum (the payload still went through the
@@ -43,15 +48,16 @@ import numpy as np
 from tfl2rtl.errors import Tfl2RtlError
 
 __all__ = [
-    "SYNC_REQUEST", "SYNC_REPLY", "IDENTIFY", "INFER", "ERROR", "REPLY", "MAX_PAYLOAD",
+    "SYNC_REQUEST", "SYNC_REPLY", "IDENTIFY", "INFER", "LOAD", "ERROR", "REPLY", "MAX_PAYLOAD",
     "ErrorCode", "Frame", "crc16", "encode", "decode", "FrameDecoder", "TensorInfo",
-    "Identity", "LinkError", "Client", "SerialTransport",
+    "Identity", "MemoryInfo", "LinkError", "Client", "SerialTransport",
 ]
 
 SYNC_REQUEST = 0xA5
 SYNC_REPLY = 0x5A
 IDENTIFY = 0x01
 INFER = 0x02
+LOAD = 0x03
 ERROR = 0xFF
 #: A successful reply's command is the request's with this bit set.
 REPLY = 0x80
@@ -62,7 +68,7 @@ TRAILER = 2  # the CRC
 
 #: The identity record's first bytes and version.
 IDENTITY_MAGIC = b"T2R"
-IDENTITY_VERSION = 1
+IDENTITY_VERSION = 2
 DTYPES = {"int8": 0, "uint8": 1}
 
 
@@ -74,6 +80,7 @@ class ErrorCode(enum.IntEnum):
     WRONG_LENGTH = 3
     TRUNCATED = 4
     OVERRUN = 5
+    NOT_LOADED = 6
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
@@ -193,25 +200,46 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
+class MemoryInfo:
+    """A weight memory the host loads: the node whose weights it holds, the folding
+    that lays them out (``pe x simd`` bytes per row) and its rows."""
+
+    node: int
+    pe: int
+    simd: int
+    rows: int
+
+    @property
+    def row_bytes(self) -> int:
+        return self.pe * self.simd
+
+
+@dataclass(frozen=True)
 class Identity:
     """What a design says about itself: the model's SHA-256, the input and output
-    tensors, and the elements per beat of the accelerator's streams.
+    tensors, the elements per beat of the accelerator's streams, and the weight memories
+    the host must load (:class:`MemoryInfo`, in memory-number order; usually none).
 
     Packed (little endian): ``b"T2R"``, version (1 byte), lanes (2), SHA-256 (32), then
     per tensor (input, output): dtype code (0 int8, 1 uint8), rank, each dimension (4),
-    scale (float32) and zero point (int32)."""
+    scale (float32) and zero point (int32); then the number of memories (1) and per
+    memory its node, pe, simd (2 each) and rows (4)."""
 
     sha256: str
     input: TensorInfo
     output: TensorInfo
     lanes: int = 1
+    memories: tuple[MemoryInfo, ...] = ()
 
     def pack(self) -> bytes:
         digest = bytes.fromhex(self.sha256)
         if len(digest) != 32:
             raise ValueError("sha256 must be 64 hex digits")
         return (IDENTITY_MAGIC + struct.pack("<BH", IDENTITY_VERSION, self.lanes) + digest
-                + self.input.pack() + self.output.pack())
+                + self.input.pack() + self.output.pack()
+                + struct.pack("<B", len(self.memories))
+                + b"".join(struct.pack("<HHHI", m.node, m.pe, m.simd, m.rows)
+                           for m in self.memories))
 
     @classmethod
     def unpack(cls, data: bytes) -> Identity:
@@ -227,14 +255,29 @@ class Identity:
             digest = data[offset:offset + 32]
             tensor_in, offset = TensorInfo.unpack_from(data, offset + 32)
             tensor_out, offset = TensorInfo.unpack_from(data, offset)
+            (count,) = struct.unpack_from("<B", data, offset)
+            offset += 1
+            memories = []
+            for _ in range(count):
+                memories.append(MemoryInfo(*struct.unpack_from("<HHHI", data, offset)))
+                offset += 10
         except struct.error:
             raise LinkError(f"identity record of {len(data)} bytes is cut short") from None
         if offset != len(data):
             raise LinkError(f"identity record has {len(data) - offset} bytes too many")
-        return cls(digest.hex(), tensor_in, tensor_out, lanes)
+        return cls(digest.hex(), tensor_in, tensor_out, lanes, tuple(memories))
 
     @classmethod
-    def of_graph(cls, graph, lanes: int = 1) -> Identity:
+    def of_design(cls, design) -> Identity:
+        """The identity of ``design`` (a :class:`tfl2rtl.design.Design`): its graph's,
+        its lanes and its network plan's loadable memories."""
+        memories = tuple(MemoryInfo(stage.index, stage.fold.pe, stage.fold.simd, rows)
+                         for stage, rows, _ in design.network_plan.loadable_memories())
+        return cls.of_graph(design.graph, design.lanes, memories)
+
+    @classmethod
+    def of_graph(cls, graph, lanes: int = 1, memories: tuple[MemoryInfo, ...] = ()
+                 ) -> Identity:
         """The identity of a design built from ``graph`` (a :class:`tfl2rtl.ir.Graph`)."""
         import hashlib
         from pathlib import Path
@@ -248,7 +291,8 @@ class Identity:
                               float(t.scale or 0.0), int(t.zero_point))
 
         digest = hashlib.sha256(Path(graph.source).read_bytes()).hexdigest()
-        return cls(digest, info(graph.inputs[0]), info(graph.outputs[0]), lanes)
+        return cls(digest, info(graph.inputs[0]), info(graph.outputs[0]), lanes,
+                   tuple(memories))
 
 
 class LinkError(Tfl2RtlError):
@@ -304,6 +348,35 @@ class Client:
         if self._identity is None:
             self._identity = Identity.unpack(self._checked(IDENTIFY))
         return self._identity
+
+    def load_weights(self, graph, progress=None) -> int:
+        """Fill the design's loadable weight memories (its identity's ``memories``) with
+        the weights of ``graph`` (the model it was built from), in :data:`LOAD` frames;
+        returns the bytes of weights sent.  ``progress`` gets ``(sent, total)``."""
+        from tfl2rtl.folding import Fold
+        from tfl2rtl.hw.stages import stage_for
+        from tfl2rtl.hw.weights import load_payloads
+
+        plans = []
+        for number, memory in enumerate(self.identity().memories):
+            if not 0 <= memory.node < len(graph.nodes):
+                raise LinkError(f"the design loads node {memory.node}; the model has "
+                                f"{len(graph.nodes)} nodes")
+            stage = stage_for(graph, memory.node)
+            rows, row_bytes = stage.weight_rows(Fold(memory.pe, memory.simd))
+            if len(rows) != memory.rows * row_bytes:
+                raise LinkError(f"memory {number} has {memory.rows} rows; node "
+                                f"{memory.node}'s weights fill {len(rows) // row_bytes}")
+            plans.append((number, rows, row_bytes))
+        total = sum(len(rows) for _, rows, _ in plans)
+        sent = 0
+        for number, rows, row_bytes in plans:
+            for payload in load_payloads(number, rows, row_bytes):
+                self._checked(LOAD, payload)
+                sent += len(payload) - 3
+                if progress is not None:
+                    progress(sent, total)
+        return sent
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Run one inference: ``x`` in the input's dtype and shape (or size), the output

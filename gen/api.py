@@ -254,6 +254,8 @@ class InferResult:
     output: np.ndarray
     golden: np.ndarray
     identity: object
+    #: Bytes of weights sent first because the board asked for them (``NOT_LOADED``).
+    weights_loaded: int = 0
 
     @property
     def ok(self) -> bool:
@@ -261,14 +263,18 @@ class InferResult:
 
 
 def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 115200,
-          timeout: float = 5.0, transport=None) -> InferResult:
+          timeout: float = 5.0, transport=None,
+          progress: Callable[[str], None] | None = None) -> InferResult:
     """Send the input in ``input_file`` (``.npy``, one input) to a board over the serial
     ``port`` (or any ``transport`` with ``write(bytes)`` and ``read(n)``), read the output
     back and compute the golden model's beside it.  The board must run this model: its
-    identity (model SHA-256, shapes, dtypes) is checked first."""
+    identity (model SHA-256, shapes, dtypes) is checked first.  A board whose weights are
+    loaded at run time (SPRAM on the iCEBreaker) and answers ``NOT_LOADED`` gets them
+    (:meth:`~tfl2rtl.boards.protocol.Client.load_weights`, ``progress`` told), and the
+    inference is sent again."""
     import hashlib
 
-    from .boards.protocol import Client, SerialTransport
+    from .boards.protocol import Client, ErrorCode, LinkError, SerialTransport
 
     graph = _graph(path_or_graph)
     input_sets = load_inputs(graph, input_file)
@@ -289,11 +295,22 @@ def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 1
             raise Tfl2RtlError(
                 f"the board runs another model (SHA-256 {identity.sha256[:16]}...), not "
                 f"{Path(graph.source).name} ({digest[:16]}...): build and program it first")
-        output = client.infer(x)
+        loaded = 0
+        try:
+            output = client.infer(x)
+        except LinkError as exc:
+            if exc.code != ErrorCode.NOT_LOADED:
+                raise
+            say = progress or (lambda message: None)
+            say(f"loading {sum(m.rows * m.row_bytes for m in identity.memories):,} bytes "
+                "of weights into the board")
+            loaded = client.load_weights(graph)
+            output = client.infer(x)
     finally:
         if own:
             transport.close()
-    return InferResult(output=output, golden=expected, identity=identity)
+    return InferResult(output=output, golden=expected, identity=identity,
+                       weights_loaded=loaded)
 
 
 def bench(models: list[str] | None = None, board: str | None = None,

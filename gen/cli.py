@@ -171,7 +171,7 @@ def cmd_build(args) -> int:
 
 def cmd_infer(args) -> int:
     result = api.infer(args.model, args.input, port=args.port, baud=args.baud,
-                       timeout=args.timeout)
+                       timeout=args.timeout, progress=_status)
     with np.printoptions(threshold=64, linewidth=100):
         print(f"board:  {result.output.reshape(-1)}")
         print(f"golden: {result.golden.reshape(-1)}")

@@ -10,7 +10,15 @@ from amaranth.sim import Simulator
 
 from tfl2rtl.boards import protocol
 from tfl2rtl.boards.link import BoardTop, HostLink
-from tfl2rtl.boards.protocol import ErrorCode, FrameDecoder, Identity, TensorInfo, encode
+from tfl2rtl.boards.protocol import (
+    ErrorCode,
+    FrameDecoder,
+    Identity,
+    MemoryInfo,
+    TensorInfo,
+    encode,
+)
+from tfl2rtl.hw.weights import LoadableMemory, load_payloads
 
 
 class AddOne(wiring.Component):
@@ -55,12 +63,20 @@ class AddOne(wiring.Component):
         return m
 
 
-def run_link(identity, accelerator, requests, *, gap=6, fifo_depth=16, timeout=200):
+def run_link(identity, accelerator, requests, *, gap=6, fifo_depth=16, timeout=200,
+             weights=None, after=None):
     """Send each request's bytes into the link, one every ``gap`` cycles (as a UART
-    would), waiting for the reply before the next; returns the reply frames."""
+    would), waiting for the reply before the next; returns the reply frames.  With
+    ``weights`` (a :class:`LoadableMemory`), the link's ``load`` and ``loaded`` go to it;
+    ``after(ctx)`` runs when the last reply is in."""
     link = HostLink(identity, timeout_cycles=timeout, fifo_depth=fifo_depth)
     m = Module()
     m.submodules.link, m.submodules.accel = link, accelerator
+    if weights is not None:
+        m.submodules.weights = weights
+        m.d.comb += [weights.load.valid.eq(link.load.valid),
+                     weights.load.payload.eq(link.load.payload),
+                     link.loaded.eq(weights.loaded)]
     m.d.comb += [
         accelerator.s_axis_tdata.eq(link.to_accel.payload.data),
         accelerator.s_axis_tlast.eq(link.to_accel.payload.last),
@@ -88,6 +104,8 @@ def run_link(identity, accelerator, requests, *, gap=6, fifo_depth=16, timeout=2
                 await ctx.tick()
             else:
                 raise AssertionError(f"no reply to {request.hex()}")
+        if after is not None:
+            await after(ctx)
 
     async def receiver(ctx):
         ctx.set(link.tx.ready, 1)
@@ -163,3 +181,50 @@ def test_board_top_checks_the_lanes():
 
     with pytest.raises(Tfl2RtlError, match="moves 2 elements per beat; the identity says 1"):
         BoardTop(AddOne(4, 2), make_identity(4, 1), divisor=4)
+
+
+def test_weights_load_before_inferences():
+    """A design with a loadable memory: INFER is refused (NOT_LOADED, the output
+    drained) until LOAD frames have filled it; a LOAD too short for its header is the
+    wrong length; the rows land where the frames say."""
+    memory = MemoryInfo(node=0, pe=2, simd=1, rows=4)
+    identity = Identity("00" * 32, TensorInfo((1, 4), "int8"), TensorInfo((1, 4), "int8"),
+                        1, (memory,))
+    weights = LoadableMemory(16, 4, memory_id=0)
+    rows = bytes([1, 2, 3, 4, 5, 6, 7, 8])
+    infer = encode(protocol.INFER, bytes([9, 8, 7, 6]))
+    frames = [encode(protocol.LOAD, p) for p in load_payloads(0, rows, 2, chunk=4)]
+    read = []
+
+    async def read_back(ctx):
+        for row in range(4):
+            ctx.set(weights.addr, row)
+            ctx.set(weights.en, 1)
+            await ctx.tick()
+            read.append(ctx.get(weights.data))
+
+    replies = run_link(identity, AddOne(4, 1),
+                       [infer, encode(protocol.LOAD, bytes(3)), frames[1], infer, frames[0],
+                        infer, frames[1], infer, encode(protocol.IDENTIFY)],
+                       weights=weights, after=read_back)
+    assert replies[0].error is ErrorCode.NOT_LOADED
+    assert replies[1].error is ErrorCode.WRONG_LENGTH
+    assert replies[2].command == protocol.LOAD | protocol.REPLY and replies[2].payload == b""
+    assert replies[3].error is ErrorCode.NOT_LOADED  # rows 2 and 3 only
+    assert replies[4].command == protocol.LOAD | protocol.REPLY
+    assert replies[5].error is ErrorCode.NOT_LOADED  # rows 2 and 3 came before their turn
+    assert replies[6].command == protocol.LOAD | protocol.REPLY
+    assert replies[7].payload == bytes([10, 9, 8, 7])
+    assert Identity.unpack(replies[8].payload) == identity
+    assert read == [0x0201, 0x0403, 0x0605, 0x0807]
+
+
+def test_board_top_checks_loading_agrees():
+    import pytest
+
+    from tfl2rtl.errors import Tfl2RtlError
+
+    identity = Identity("00" * 32, TensorInfo((1, 4), "int8"), TensorInfo((1, 4), "int8"),
+                        1, (MemoryInfo(0, 1, 1, 4),))
+    with pytest.raises(Tfl2RtlError, match="disagree on whether weights are loaded"):
+        BoardTop(AddOne(4, 1), identity, divisor=4)

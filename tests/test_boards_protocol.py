@@ -13,12 +13,15 @@ from tfl2rtl.boards.protocol import (
     FrameDecoder,
     Identity,
     LinkError,
+    MemoryInfo,
     TensorInfo,
     crc16,
     decode,
     encode,
 )
 from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.folding import Fold
+from tfl2rtl.hw.stages import stage_for
 
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 
@@ -68,11 +71,41 @@ def test_identity_round_trip():
     assert identity.input == TensorInfo((1, 1), "int8", pytest.approx(0.02448, rel=1e-3),
                                         -128)
     packed = identity.pack()
-    assert packed.startswith(b"T2R\x01") and Identity.unpack(packed) == identity
+    assert packed.startswith(b"T2R\x02") and Identity.unpack(packed) == identity
     with pytest.raises(LinkError, match="cut short"):
         Identity.unpack(packed[:-1])
     with pytest.raises(LinkError, match="1 bytes too many"):
         Identity.unpack(packed + b"\x00")
+    loading = Identity.of_graph(graph, 1, (MemoryInfo(1, 4, 2, 32), MemoryInfo(2, 1, 16, 1)))
+    packed = loading.pack()
+    assert Identity.unpack(packed) == loading and len(packed) == len(identity.pack()) + 20
+    with pytest.raises(LinkError, match="cut short"):
+        Identity.unpack(packed[:-3])
+
+
+def test_client_loads_the_weights_the_identity_lists():
+    """``load_weights`` sends each listed memory's rows (the stage's own layout at the
+    listed folding) in LOAD frames that together cover every row once."""
+    graph = load(HELLO_WORLD)
+    memories = (MemoryInfo(1, 4, 2, 32), MemoryInfo(0, 16, 1, 1))
+    identity = Identity.of_graph(graph, 1, memories)
+    frames = [encode(0x81, identity.pack(), sync=0x5A)] + [encode(0x83, sync=0x5A)] * 2
+    transport = Scripted(b"".join(frames))
+    client = Client(transport)
+    progress = []
+    assert client.load_weights(graph, lambda sent, total: progress.append((sent, total))) \
+        == 64 * 4 + 16
+    assert progress == [(256, 272), (272, 272)]
+    sent = FrameDecoder(protocol.SYNC_REQUEST).feed(bytes(transport.written))
+    assert [f.command for f in sent] == [protocol.IDENTIFY, protocol.LOAD, protocol.LOAD]
+    for number, (memory, frame) in enumerate(zip(memories, sent[1:], strict=True)):
+        stage = stage_for(graph, memory.node)
+        rows, _ = stage.weight_rows(Fold(memory.pe, memory.simd))
+        assert frame.payload == bytes([number, 0, 0]) + rows
+    wrong = Identity.of_graph(graph, 1, (MemoryInfo(1, 4, 2, 31),))
+    client = Client(Scripted(encode(0x81, wrong.pack(), sync=0x5A)))
+    with pytest.raises(LinkError, match="memory 0 has 31 rows; node 1's weights fill 32"):
+        client.load_weights(graph)
 
 
 class Scripted:

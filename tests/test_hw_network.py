@@ -10,7 +10,7 @@ from amaranth.hdl import Cat, Elaboratable, Fragment
 from amaranth.lib.memory import Memory
 
 from conftest import TEST_MODELS, ZOO
-from streams import STALL_MODES, get, put, simulate
+from streams import STALL_MODES, get, load_beats, put, simulate
 from tfl2rtl import ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
@@ -22,6 +22,7 @@ from tfl2rtl.hw.network import (
     plan_network,
     to_verilog,
 )
+from tfl2rtl.hw.weights import load_payloads
 from tfl2rtl.sim.runner import HARNESS, TOP, golden_vectors, harness_source
 from tfl2rtl.toolchain import verilator_lint
 
@@ -313,3 +314,49 @@ def test_serial_requantizers_are_counted_in_the_plan():
     got = np.array(outputs, dtype=np.uint8).view(np.int8).reshape(len(inputs), 1)
     np.testing.assert_array_equal(got, golden_vectors(graph, inputs))
     assert set(np.diff(cycles[len(cycles) // 2:])) == {plan.cycles_per_vector}
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_loadable_weights_are_loaded_through_the_load_port(mode):
+    """Every weighted layer of hello_world in loadable memories: ``loaded`` stays low
+    until the host's bytes (:func:`load_payloads` of each stage's rows) have all arrived,
+    and the network then computes the golden outputs."""
+    graph = load(HELLO_WORLD)
+    plan = plan_network(graph, {0: (4, 1), 1: (4, 2), 2: (1, 4)})
+    plan = plan.with_loadable([s.index for s in plan.stages if s.stage.loadable])
+    assert plan.loadable == (0, 1, 2)
+    dut = DataflowNetwork(plan)
+    payloads = []
+    for number, (stage, _, row_bytes) in enumerate(plan.loadable_memories()):
+        rows, _ = stage.stage.weight_rows(stage.fold)
+        payloads += load_payloads(number, rows, row_bytes, chunk=24)
+    beats = load_beats(payloads)
+    inputs = np.random.default_rng(5).integers(-128, 128, (8, 1)).astype(np.int8)
+    in_timing, out_timing = STALL_MODES[mode](7)
+    outputs, flags = [], []
+
+    async def producer(ctx):
+        flags.append(ctx.get(dut.loaded))
+        await put(ctx, dut.load, beats[:-1], in_timing)
+        await ctx.tick().repeat(3)
+        flags.append(ctx.get(dut.loaded))  # one byte short
+        await put(ctx, dut.load, beats[-1:], in_timing)
+        await ctx.tick().repeat(3)
+        flags.append(ctx.get(dut.loaded))
+        await put(ctx, axis(dut, "s_axis"), inputs.view(np.uint8).ravel().tolist(),
+                  in_timing)
+
+    async def consumer(ctx):
+        for payload in await get(ctx, axis(dut, "m_axis"), len(inputs), out_timing):
+            outputs.append(payload & 0xFF)
+
+    simulate(dut, producer, consumer)
+    assert flags == [0, 0, 1]
+    got = np.array(outputs, dtype=np.uint8).view(np.int8).reshape(len(inputs), -1)
+    np.testing.assert_array_equal(got, golden_vectors(graph, inputs))
+
+
+def test_only_weighted_stages_are_loadable():
+    plan = plan_network(load(HELLO_WORLD))
+    with pytest.raises(Tfl2RtlError, match="node 7 has no weight memory"):
+        plan.with_loadable([7])

@@ -70,8 +70,9 @@ class LoadableMemory(wiring.Component):
     A beat on ``load`` for this memory (``load.payload.memory == memory_id``) shifts its
     byte into a row register; after ``width / 8`` bytes the row is written, one cycle
     later, at the run's row (``load.payload.row`` of the beat with ``first``, then one
-    more per row).  Rows at or beyond ``depth`` are dropped.  ``loaded`` goes high when
-    the last row has been written and stays high.
+    more per row).  Rows at or beyond ``depth`` are dropped.  ``loaded`` goes high once
+    rows ``0 .. depth - 1`` have been written in that order (a row written again, or
+    ahead of its turn, does not count: the host sends them in order) and stays high.
 
     The read and write sides share one address, as a single-port RAM's do: while a row is
     being written (one cycle per row) a read is not performed and ``data`` holds.  So
@@ -135,8 +136,11 @@ class LoadableMemory(wiring.Component):
                              write.eq(row < self.depth), write_row.eq(row)]
             with m.Else():
                 m.d.sync += [byte_index.eq(index + 1), next_row.eq(row)]
-        with m.If(write & (write_row == self.depth - 1)):
-            m.d.sync += self.loaded.eq(1)
+        # Rows 0 .. filled - 1 have all been written (counted as they arrive in order).
+        filled = Signal(range(self.depth + 1))
+        with m.If(write & (write_row == filled)):
+            m.d.sync += filled.eq(filled + 1)
+        m.d.comb += self.loaded.eq(filled == self.depth)
 
         address = Signal(range(self.depth))
         m.d.comb += address.eq(Mux(write, write_row, self.addr))
