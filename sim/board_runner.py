@@ -65,14 +65,26 @@ class BoardRun:
     sim_cycles: int = 0
     wall_seconds: float = 0.0
     build_seconds: float = 0.0
+    #: With loadable weights: the reply to an inference before loading (its error
+    #: code's name) and the bytes of weights the driver then loaded.
+    before_loading: str | None = None
+    weights_loaded: int = 0
 
 
 def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
                    build_dir: str | os.PathLike, *, bad_frames: bool = True,
-                   check: bool = True) -> BoardRun:
+                   check: bool = True, model: str | os.PathLike | None = None,
+                   family: str | None = None) -> BoardRun:
     """Run ``top`` in Verilator and let the host driver send each row of ``inputs`` (in
     the model's input dtype) through the UART, then (with ``bad_frames``) one frame of
     each kind in :data:`BAD_FRAMES`, each followed by an inference of ``inputs[0]``.
+    When the design's weights are loaded at run time (``top.identity.memories``), the
+    driver first tries an inference, which must be refused with ``NOT_LOADED``, and then
+    loads the weights of ``model`` (the ``.tflite`` file, required then).
+
+    With ``family`` (``"ice40"`` or ``"ecp5"``, see :mod:`tfl2rtl.boards.postsynth`),
+    the board top is first synthesized for that family with its platform hooks, and the
+    mapped netlist runs with Yosys' vendor cell models instead of the RTL.
 
     With ``check`` (the default) raises :class:`Tfl2RtlError` when the identity differs
     from ``top.identity``, an output from ``expected`` or an error reply from the one
@@ -89,18 +101,30 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         raise Tfl2RtlError(f"expected outputs of shape {expected.shape}: need "
                            f"{(len(inputs), ident.output.size)}")
 
+    if ident.memories and model is None:
+        raise Tfl2RtlError("the design loads its weights at run time: give the model")
+
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     results_dir = build_dir / "results"
     results_dir.mkdir(exist_ok=True)
     for stale in results_dir.glob("*.json"):
         stale.unlink()
-    source = build_dir / f"{TOP}.v"
-    source.write_text(runner.memory_init_files(to_verilog(top, name=TOP), build_dir))
     harness = build_dir / f"{HARNESS}.sv"
     shutil.copyfile(harness_source(), harness)
-    waivers = build_dir / "waivers.vlt"
-    waivers.write_text(lint_waivers(str(source)))
+    if family is None:
+        source = build_dir / f"{TOP}.v"
+        source.write_text(runner.memory_init_files(to_verilog(top, name=TOP), build_dir))
+        waivers = build_dir / "waivers.vlt"
+        waivers.write_text(lint_waivers(str(source)))
+        sources, build_args = [waivers, source, harness], runner.VERILATOR_ARGS
+    else:
+        from tfl2rtl.boards.postsynth import cell_models, synthesize_netlist
+
+        netlist = synthesize_netlist(top, family, build_dir / "synth", name=TOP)
+        models = cell_models(family)
+        sources = [models, netlist, harness]
+        build_args = [*NETLIST_VERILATOR_ARGS, f"-I{models.parent}"]
 
     # A read waits for the slowest reply: the identity record or the output, each
     # after a request timeout at worst, plus the accelerator's time (generously).
@@ -115,6 +139,7 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         "timeout_cycles": timeout,
         "inputs": inputs.astype(np.int64).tolist(),
         "bad_frames": bad_frames,
+        "model": None if model is None else str(Path(model).resolve()),
     }))
 
     env = tool_env()
@@ -124,8 +149,8 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     began = time.perf_counter()
     with runner._environment(env):
         sim = runner._runner()
-        sim.build(sources=[waivers, source, harness], hdl_toplevel=HARNESS,
-                  build_dir=build_dir, build_args=runner.VERILATOR_ARGS, always=True,
+        sim.build(sources=sources, hdl_toplevel=HARNESS,
+                  build_dir=build_dir, build_args=build_args, always=True,
                   timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
         build_seconds = time.perf_counter() - began
         runner._save_runtime(cache, build_dir)
@@ -148,7 +173,9 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     run = BoardRun(identity=Identity.unpack(bytes.fromhex(result["identity"])),
                    outputs=outputs, errors=errors, mismatches=mismatches,
                    sim_cycles=result["sim_cycles"], wall_seconds=result["wall_seconds"],
-                   build_seconds=build_seconds)
+                   build_seconds=build_seconds,
+                   before_loading=result.get("before_loading"),
+                   weights_loaded=result.get("weights_loaded", 0))
     if check:
         _check(run, top.identity, expected, bad_frames)
     return run
@@ -157,6 +184,9 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
 def _check(run: BoardRun, identity: Identity, expected: np.ndarray, bad_frames: bool) -> None:
     if run.identity != identity:
         raise Tfl2RtlError(f"the board's identity {run.identity} differs from {identity}")
+    if identity.memories and run.before_loading != ErrorCode.NOT_LOADED.name:
+        raise Tfl2RtlError(f"an inference before the weights were loaded got "
+                           f"{run.before_loading or 'an output'}, not NOT_LOADED")
     if run.mismatches:
         differ = np.argwhere(run.outputs != expected)
         where = (f"; the first is element {differ[0][1]} of vector {differ[0][0]}"

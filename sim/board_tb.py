@@ -95,12 +95,23 @@ def _bad_frames(in_size: int) -> dict:
 
 
 def host_session(transport: SimTransport, config: dict) -> dict:
-    """What a user of the link does, in plain blocking code: read the identity, run
-    every input, send each bad frame and run an input after it."""
+    """What a user of the link does, in plain blocking code: read the identity; for a
+    design with loadable weights, try an inference (which must be refused), then load
+    the model's weights; run every input, send each bad frame and run an input after
+    it."""
     client = Client(transport)
     result = {"identity": client.identity().pack().hex(), "outputs": [], "errors": {}}
     ident = client.identity()
     inputs = np.array(config["inputs"], dtype=np.int64).astype(ident.input.dtype)
+    if ident.memories:
+        from tfl2rtl.api import load
+
+        try:
+            client.infer(inputs[0].reshape(ident.input.shape))
+            result["before_loading"] = None
+        except protocol.LinkError as exc:
+            result["before_loading"] = exc.code.name if exc.code is not None else str(exc)
+        result["weights_loaded"] = client.load_weights(load(config["model"]))
     began = time.perf_counter()
     for x in inputs:
         result["outputs"].append(client.infer(x.reshape(ident.input.shape)).reshape(-1)

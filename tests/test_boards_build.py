@@ -6,13 +6,14 @@ import json
 import pytest
 
 from conftest import TEST_MODELS, ZOO
-from tfl2rtl.api import generate
+from tfl2rtl.api import generate, load
 from tfl2rtl.boards.build import BOARDS
 from tfl2rtl.cli import main
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
 
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 VWW = ZOO / "mlperf_tiny" / "vww_96_int8.tflite"
+MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
 
 
 def test_icebreaker_bitstream_and_report(tmp_path, capsys):
@@ -66,8 +67,8 @@ def test_weights_beyond_block_ram_are_refused_before_synthesis(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert err == ("tfl2rtl: error: vww_96_int8.tflite does not fit icebreaker: BRAM "
                    "overflows: its 219,064 bytes of weights and biases need 428 blocks, the "
-                   "device has 30 (15,360 bytes); no folding reduces the weights: choose a "
-                   "board with more: ulx3s-85f")
+                   "device has 30 (15,360 bytes) and 131,072 bytes of SPRAM; no folding "
+                   "reduces the weights: choose a board with more: ulx3s-85f")
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -117,3 +118,42 @@ def test_himbaechel_arguments():
 
     assert _himbaechel(["--device", "D", "--family", "GW1N-9C", "--cst", "t.cst", "-q"]) == [
         "--device", "D", "--vopt", "family=GW1N-9C", "--vopt", "cst=t.cst", "-q"]
+
+
+def test_weights_beyond_block_ram_move_to_spram_on_the_icebreaker():
+    """The largest weighted layers leave block RAM for loadable SPRAM memories while the
+    weights take more than half of it; small models keep everything in the bitstream."""
+    from tfl2rtl import design as gen
+    from tfl2rtl.boards.build import place_weights
+    from tfl2rtl.hw.weights import spram_tiles
+
+    board = BOARDS["icebreaker"]
+    for path, moved in [(MICRO_SPEECH, (2,)), (TEST_MODELS / "conv_int8.tflite", (3,)),
+                        (HELLO_WORLD, ())]:
+        graph = load(path)
+        placed = place_weights(gen.plan(graph, "auto", 9, requant_interval=5), board)
+        plan = placed.network_plan
+        assert plan.loadable == moved, path.name
+        tiles = sum(spram_tiles(8 * row_bytes, rows)
+                    for _, rows, row_bytes in plan.loadable_memories())
+        assert tiles <= board.available["SPRAM"]
+    # No SPRAM on the ULX3S: nothing moves.
+    graph = load(MICRO_SPEECH)
+    design = gen.plan(graph, "auto", 9)
+    assert place_weights(design, BOARDS["ulx3s-85f"]) is design
+
+
+def test_the_default_budget_fits_the_dsp_blocks():
+    from tfl2rtl import design as gen
+    from tfl2rtl.boards.build import dsp_estimate, fitting_budget
+
+    ulx3s = BOARDS["ulx3s-85f"]
+    graph = load(ZOO / "mlperf_tiny" / "kws_ref_model.tflite")
+    budget = fitting_budget(graph, ulx3s)
+    assert budget < ulx3s.default_multipliers  # 96 would need about 205 DSP blocks
+    assert dsp_estimate(gen.plan(graph, "auto", budget), ulx3s) <= ulx3s.available["DSP"]
+    assert dsp_estimate(gen.plan(graph, "auto", budget + 1), ulx3s) \
+        > ulx3s.available["DSP"] or budget + 1 > ulx3s.default_multipliers
+    # micro_speech's smallest design has 9 multipliers, more than the iCEBreaker's
+    # default budget of 4: the budget is raised to it (the build then reports the DSPs).
+    assert fitting_budget(load(MICRO_SPEECH), BOARDS["icebreaker"], requant_interval=5) == 9

@@ -1,6 +1,8 @@
 """The whole board top (UART, host link, accelerator) in Verilator, with the host
 driver's own protocol code on the serial line (tfl2rtl.sim.board_runner)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,28 @@ def test_a_wrong_expectation_is_reported(tmp_path):
                                            "golden model; the first is element 0 of "
                                            "vector 1"):
         board_runner._check(run, top.identity, wrong, bad_frames=False)
+
+
+@pytest.mark.parametrize("family", [None, "ice40"], ids=["rtl", "ice40_netlist"])
+def test_the_driver_loads_the_weights_of_a_design_that_asks_for_them(family, tmp_path):
+    """hello_world with every weight memory loadable: the first inference is refused,
+    ``Client.load_weights`` fills the memories over the UART, and then every output
+    equals the golden model's.  Once as RTL, once as the iCE40 netlist, in which the
+    memories are ``SB_SPRAM256KA`` blocks (Yosys' model) and the requantizers serial."""
+    graph = load(HELLO_WORLD)
+    plan = design.plan(graph, {0: (4, 1), 1: (4, 2), 2: (1, 4)})
+    plan = dataclasses.replace(plan, network_plan=plan.network_plan.with_loadable(
+        [s.index for s in plan.network_plan.stages if s.stage.loadable]))
+    identity = Identity.of_design(plan)
+    assert [m.node for m in identity.memories] == [0, 1, 2]
+    top = BoardTop(plan.network(), identity, divisor=4, timeout_bytes=8)
+    x = vectors(graph, 4)
+    expected = golden_vectors(graph, x)
+    run = simulate_board(top, x, expected, tmp_path, bad_frames=False, model=HELLO_WORLD,
+                         family=family)
+    np.testing.assert_array_equal(run.outputs, expected)
+    if family is not None:
+        netlist = (tmp_path / "synth" / "netlist.v").read_text()
+        assert netlist.count("SB_SPRAM256KA ") == 3  # one block per memory
+    assert run.before_loading == "NOT_LOADED"
+    assert run.weights_loaded == sum(m.rows * m.row_bytes for m in identity.memories) == 288

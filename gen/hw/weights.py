@@ -42,12 +42,9 @@ def loading_members(memory_id: int | None) -> dict:
 
 
 def spram_tiles(width: int, depth: int) -> int:
-    """``SB_SPRAM256KA`` blocks for a ``width``-bit, ``depth``-row memory (side by side;
-    raises when ``depth`` exceeds one block's)."""
-    if depth > SPRAM_DEPTH:
-        raise Tfl2RtlError(f"a weight memory of {depth} rows is deeper than an SPRAM block "
-                           f"({SPRAM_DEPTH} rows): fold it wider (more PE x SIMD)")
-    return -(-width // SPRAM_WIDTH)
+    """``SB_SPRAM256KA`` blocks for a ``width``-bit, ``depth``-row memory: ``ceil(width /
+    16)`` side by side in each of ``ceil(depth / 16384)`` banks."""
+    return -(-width // SPRAM_WIDTH) * -(-depth // SPRAM_DEPTH)
 
 
 def load_payloads(memory: int, rows: bytes, row_bytes: int, chunk: int = 1024):
@@ -79,9 +76,10 @@ class LoadableMemory(wiring.Component):
     load only while the reader is idle (the host link does: a load frame is taken only
     between inferences).
 
-    With the platform attribute :data:`SPRAM_HOOK` the rows are
-    ``ceil(width / 16)`` ``SB_SPRAM256KA`` blocks side by side (``depth`` at most 16384);
-    otherwise an :class:`~amaranth.lib.memory.Memory` without initial contents.
+    With the platform attribute :data:`SPRAM_HOOK` the rows are ``SB_SPRAM256KA``
+    blocks, ``ceil(width / 16)`` side by side in each bank of 16384 rows
+    (:func:`spram_tiles`); otherwise an :class:`~amaranth.lib.memory.Memory` without
+    initial contents.
 
     Members
     -------
@@ -147,18 +145,31 @@ class LoadableMemory(wiring.Component):
         read = self.en & ~write
 
         if getattr(platform, SPRAM_HOOK, False):
-            tiles = spram_tiles(self.width, self.depth)
-            padded = Cat(word, Const(0, tiles * SPRAM_WIDTH - self.width))
-            out = Signal(tiles * SPRAM_WIDTH)
-            for t in range(tiles):
-                lanes = slice(t * SPRAM_WIDTH, (t + 1) * SPRAM_WIDTH)
-                m.submodules[f"spram_{t}"] = Instance(
-                    "SB_SPRAM256KA",
-                    i_ADDRESS=Cat(address, Const(0, 14 - len(address))),
-                    i_DATAIN=padded[lanes], i_MASKWREN=Const(0b1111, 4), i_WREN=write,
-                    i_CHIPSELECT=write | read, i_CLOCK=ClockSignal(), i_STANDBY=0,
-                    i_SLEEP=0, i_POWEROFF=1, o_DATAOUT=out[lanes])
-            m.d.comb += self.data.eq(out[:self.width])
+            across = -(-self.width // SPRAM_WIDTH)
+            banks = -(-self.depth // SPRAM_DEPTH)
+            padded = Cat(word, Const(0, across * SPRAM_WIDTH - self.width))
+            low = Cat(address, Const(0, 14))[:14]
+            bank = address[14:] if banks > 1 else Const(0, 1)
+            read_bank = Signal.like(bank)  # the bank of the last read, for the output
+            with m.If(read):
+                m.d.sync += read_bank.eq(bank)
+            outputs = []
+            for b in range(banks):
+                out = Signal(across * SPRAM_WIDTH, name=f"bank_{b}")
+                here = bank == b
+                for t in range(across):
+                    lanes = slice(t * SPRAM_WIDTH, (t + 1) * SPRAM_WIDTH)
+                    m.submodules[f"spram_{b}_{t}"] = Instance(
+                        "SB_SPRAM256KA",
+                        i_ADDRESS=low, i_DATAIN=padded[lanes], i_MASKWREN=Const(0b1111, 4),
+                        i_WREN=write & here, i_CHIPSELECT=(write | read) & here,
+                        i_CLOCK=ClockSignal(), i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
+                        o_DATAOUT=out[lanes])
+                outputs.append(out)
+            chosen = outputs[0]
+            for b in range(1, banks):
+                chosen = Mux(read_bank == b, outputs[b], chosen)
+            m.d.comb += self.data.eq(chosen[:self.width])
         else:
             m.submodules.rows = rows = Memory(shape=self.width, depth=self.depth, init=[])
             read_port = rows.read_port()
