@@ -28,7 +28,8 @@ from tfl2rtl.hw.weights import SPRAM_HOOK
 from .build import _run
 from .synth import _tool
 
-__all__ = ["NetlistFamily", "NETLIST_FAMILIES", "cell_models", "synthesize_netlist"]
+__all__ = ["NetlistFamily", "NETLIST_FAMILIES", "cell_models", "family_hooks",
+           "synthesize_netlist"]
 
 TOP = "tfl2rtl_top"
 
@@ -67,6 +68,12 @@ def _family(name: str) -> NetlistFamily:
     except KeyError:
         raise Tfl2RtlError(f"unknown family {name!r}; choose one of: "
                            + ", ".join(NETLIST_FAMILIES)) from None
+
+
+def family_hooks(family: str):
+    """A stand-in platform with the hooks a family's boards set, for elaboration outside
+    a platform (Verilog conversion, simulation)."""
+    return _Hooks(_family(family))
 
 
 def cell_models(family: str) -> Path:

@@ -83,8 +83,10 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     loads the weights of ``model`` (the ``.tflite`` file, required then).
 
     With ``family`` (``"ice40"`` or ``"ecp5"``, see :mod:`tfl2rtl.boards.postsynth`),
-    the board top is first synthesized for that family with its platform hooks, and the
-    mapped netlist runs with Yosys' vendor cell models instead of the RTL.
+    the board top is elaborated with that family's platform hooks, and the vendor
+    primitives they instantiate (the iCE40's ``SB_SPRAM256KA``) run as Yosys' cell
+    models (a gate-level netlist of the whole board top simulates too slowly for the
+    UART's many cycles: :func:`simulate_netlist` covers synthesis).
 
     With ``check`` (the default) raises :class:`Tfl2RtlError` when the identity differs
     from ``top.identity``, an output from ``expected`` or an error reply from the one
@@ -112,18 +114,23 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         stale.unlink()
     harness = build_dir / f"{HARNESS}.sv"
     shutil.copyfile(harness_source(), harness)
+    source = build_dir / f"{TOP}.v"
+    waivers = build_dir / "waivers.vlt"
+    waivers.write_text(lint_waivers(str(source)))
     if family is None:
-        source = build_dir / f"{TOP}.v"
         source.write_text(runner.memory_init_files(to_verilog(top, name=TOP), build_dir))
-        waivers = build_dir / "waivers.vlt"
-        waivers.write_text(lint_waivers(str(source)))
         sources, build_args = [waivers, source, harness], runner.VERILATOR_ARGS
     else:
-        from tfl2rtl.boards.postsynth import cell_models, synthesize_netlist
+        from amaranth.back import verilog
 
-        netlist = synthesize_netlist(top, family, build_dir / "synth", name=TOP)
+        from tfl2rtl.boards.postsynth import cell_models, family_hooks
+
+        text = verilog.convert(top, name=TOP, emit_src=False, platform=family_hooks(family))
+        source.write_text(runner.memory_init_files(text, build_dir))
         models = cell_models(family)
-        sources = [models, netlist, harness]
+        # Last: the models set their own `timescale, which would carry over to the files
+        # after them.
+        sources = [waivers, source, harness, models]
         build_args = [*NETLIST_VERILATOR_ARGS, f"-I{models.parent}"]
 
     # A read waits for the slowest reply: the identity record or the output, each

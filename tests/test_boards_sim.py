@@ -61,12 +61,13 @@ def test_a_wrong_expectation_is_reported(tmp_path):
         board_runner._check(run, top.identity, wrong, bad_frames=False)
 
 
-@pytest.mark.parametrize("family", [None, "ice40"], ids=["rtl", "ice40_netlist"])
+@pytest.mark.parametrize("family", [None, "ice40"], ids=["rtl", "ice40_spram"])
 def test_the_driver_loads_the_weights_of_a_design_that_asks_for_them(family, tmp_path):
     """hello_world with every weight memory loadable: the first inference is refused,
     ``Client.load_weights`` fills the memories over the UART, and then every output
-    equals the golden model's.  Once as RTL, once as the iCE40 netlist, in which the
-    memories are ``SB_SPRAM256KA`` blocks (Yosys' model) and the requantizers serial."""
+    equals the golden model's.  Once with inferred memories, once elaborated for the
+    iCE40, where the memories are ``SB_SPRAM256KA`` blocks (Yosys' cell model) and the
+    requantizers serial."""
     graph = load(HELLO_WORLD)
     plan = design.plan(graph, {0: (4, 1), 1: (4, 2), 2: (1, 4)})
     plan = dataclasses.replace(plan, network_plan=plan.network_plan.with_loadable(
@@ -79,8 +80,7 @@ def test_the_driver_loads_the_weights_of_a_design_that_asks_for_them(family, tmp
     run = simulate_board(top, x, expected, tmp_path, bad_frames=False, model=HELLO_WORLD,
                          family=family)
     np.testing.assert_array_equal(run.outputs, expected)
-    if family is not None:
-        netlist = (tmp_path / "synth" / "netlist.v").read_text()
-        assert netlist.count("SB_SPRAM256KA ") == 3  # one block per memory
+    if family is not None:  # 32-, 64- and 32-bit rows: 2 + 4 + 2 blocks
+        assert (tmp_path / "board_top.v").read_text().count("SB_SPRAM256KA ") == 8
     assert run.before_loading == "NOT_LOADED"
     assert run.weights_loaded == sum(m.rows * m.row_bytes for m in identity.memories) == 288
