@@ -40,6 +40,7 @@ from amaranth.lib import io
 
 from tfl2rtl import ir
 from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.depthwise import LOGIC_PRODUCTS_HOOK
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.hw.weights import SPRAM_DEPTH, SPRAM_HOOK, SPRAM_WIDTH
 from tfl2rtl.output import staged_directory
@@ -67,10 +68,11 @@ class Board:
     report's resources are counted (``count``: resource -> Yosys cell types or
     nextpnr utilization entries).
 
-    ``serial_requantizer`` sets the platform hook
-    (:data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`); a board with ``SPRAM`` gets
-    :data:`tfl2rtl.hw.weights.SPRAM_HOOK` (loadable weight memories in SPRAM blocks);
-    ``reset`` names the platform resource of a reset button (or None)."""
+    ``serial_requantizer`` (for devices with few DSP blocks) sets the platform hooks
+    :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` and
+    :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK` (depthwise products in LUTs); a
+    board with ``SPRAM`` gets :data:`tfl2rtl.hw.weights.SPRAM_HOOK` (loadable weight
+    memories in SPRAM blocks); ``reset`` names the platform resource of a reset button (or None)."""
 
     name: str
     description: str
@@ -100,6 +102,7 @@ class Board:
         module, _, cls = self.platform.partition(":")
         base = getattr(importlib.import_module(module), cls)
         attributes = {SERIAL_PRODUCTS_HOOK: self.serial_requantizer,
+                      LOGIC_PRODUCTS_HOOK: self.serial_requantizer,
                       SPRAM_HOOK: "SPRAM" in self.available}
         if self.reset is not None:
             attributes["default_rst"] = self.reset
@@ -394,11 +397,14 @@ def _requantizer_multipliers(design, board: Board) -> int:
 
 
 def dsp_estimate(design, board: Board) -> int:
-    """The DSP blocks ``design`` needs on ``board``: one per MAC multiplier plus the
-    requantizers' (:func:`_requantizer_multipliers`).  Measured against Yosys on ECP5
+    """The DSP blocks ``design`` needs on ``board``: one per MAC multiplier (but none
+    for depthwise layers on boards that build those in logic) plus the requantizers'
+    (:func:`_requantizer_multipliers`).  Measured against Yosys on ECP5
     (the board top of kws): 133 estimated and 138 ``MULT18X18D`` used at 49 MAC
     multipliers, 205 and 210 at 89."""
-    return design.multipliers + _requantizer_multipliers(design, board)
+    macs = sum(s.multipliers for s in design.network_plan.stages
+               if not (board.serial_requantizer and isinstance(s.node, ir.DepthwiseConv2D)))
+    return macs + _requantizer_multipliers(design, board)
 
 
 def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int = 1) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.depthwise import LOGIC_PRODUCTS_HOOK
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.hw.weights import SPRAM_HOOK
 
@@ -59,6 +60,7 @@ class _Hooks:
 
     def __init__(self, family: NetlistFamily):
         setattr(self, SERIAL_PRODUCTS_HOOK, family.serial_requantizer)
+        setattr(self, LOGIC_PRODUCTS_HOOK, family.serial_requantizer)
         setattr(self, SPRAM_HOOK, family.spram)
 
 

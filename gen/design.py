@@ -7,6 +7,7 @@ give byte-identical files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ class Design:
                      "multipliers": s.multipliers,
                      "cycles_per_vector": s.cycles_per_vector,
                      "macs": node.macs}
+            if s.requant_lanes is not None:
+                entry["requant_lanes"] = s.requant_lanes
             if s.multipliers:
                 entry["mac_efficiency"] = round(node.macs / (s.multipliers * interval), 4)
             if _weighted(node):
@@ -152,7 +155,38 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
     else:
         chosen, source = load_fold(graph, fold), str(fold)
     network_plan = plan_network(graph, chosen, lanes=lanes, requant_interval=requant_interval)
+    if requant_interval > 1 and (fold in (None, "auto", "full")):
+        network_plan = share_requantizers(graph, network_plan)
     return Design(graph=graph, fold=chosen, network_plan=network_plan, fold_source=source)
+
+
+def share_requantizers(graph: ir.Graph, network_plan):
+    """``network_plan`` with each requantizing stage (FULLY_CONNECTED, CONV_2D,
+    DEPTHWISE_CONV_2D) given the fewest requantizer lanes that keep its cycles within
+    the plan's initiation interval: on targets whose requantizers take several cycles per
+    beat (and a DSP block per lane: the iCE40's serial requantizers), a layer with time
+    to spare shares them (an :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` hands
+    them the accumulators in turn).  The interval does not grow."""
+    from .hw.network import plan_network
+    from .hw.stages import divisors
+
+    target = network_plan.cycles_per_vector
+    interval = network_plan.stages[0].requant_interval if network_plan.stages else 1
+    folds = {}
+    for s in network_plan.stages:
+        if not s.stage.foldable:
+            continue
+        folds[s.index] = (s.fold.pe, s.fold.simd, s.requant_lanes) \
+            if s.requant_lanes is not None else s.fold
+        if not isinstance(s.node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D):
+            continue
+        for lanes in divisors(s.out_lanes):
+            if lanes < s.out_lanes and s.stage.cycles(s.fold, lanes, interval) <= target:
+                folds[s.index] = (s.fold.pe, s.fold.simd, lanes)
+                break
+    shared = plan_network(graph, folds, lanes=network_plan.lanes, requant_interval=interval)
+    shared = dataclasses.replace(shared, loadable=network_plan.loadable)
+    return shared if shared.cycles_per_vector <= target else network_plan
 
 
 def _hex_lines(values: np.ndarray, bits: int) -> str:

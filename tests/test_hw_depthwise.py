@@ -8,14 +8,21 @@ import dataclasses
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module
+from amaranth.back.rtlil import convert
+from amaranth.hdl import Fragment, Module, Signal, signed
+from amaranth.sim import Simulator
 
 from conftest import ZOO
 from streams import STALL_MODES, get, put, simulate
 from tfl2rtl import golden, ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.depthwise import DepthwiseConv2DLayer, DepthwiseUnit
+from tfl2rtl.hw.depthwise import (
+    LOGIC_PRODUCTS_HOOK,
+    DepthwiseConv2DLayer,
+    DepthwiseUnit,
+    logic_product,
+)
 from tfl2rtl.hw.requant import Requantizer
 from tfl2rtl.hw.window import window_beats, window_out_hw
 from tflite_writer import GraphWriter
@@ -189,10 +196,11 @@ def test_unit_timing(tmp_path, pe):
     assert set(np.diff(cycles)) == {unit.taps}
 
 
-def run_layer(dut, xs, mode, seed=0, cycles=None):
-    """Images ``xs`` (NHWC) through a DepthwiseConv2DLayer, back to back."""
+def run_layer(dut, xs, mode, seed=0, cycles=None, top=None):
+    """Images ``xs`` (NHWC) through a DepthwiseConv2DLayer, back to back (``top``: what
+    to simulate instead of ``dut``, e.g. its fragment for a platform)."""
     in_timing, out_timing = STALL_MODES[mode](seed)
-    lanes = dut.multipliers
+    lanes = dut.requant_lanes
     count = len(xs) * int(np.prod(dut.out_shape)) // lanes
     results = []
 
@@ -203,7 +211,7 @@ def run_layer(dut, xs, mode, seed=0, cycles=None):
         for payload in await get(ctx, dut.o, count, out_timing, cycles=cycles):
             results.extend(payload[j] for j in range(lanes))
 
-    simulate(dut, producer, consumer)
+    simulate(dut if top is None else top, producer, consumer)
     return np.array(results, np.int8).reshape(len(xs), *dut.out_shape)
 
 
@@ -241,6 +249,29 @@ def test_layer_timing(tmp_path, case):
     assert dut.cycles_per_vector == max(window_beats_per_image, input_beats)
 
 
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("case, requant_lanes", [
+    ("micro_speech", 1), ("micro_speech", 2), ("multiplier2_pe2", 1), ("kws_pe8", 4)])
+def test_layer_with_fewer_requantizer_lanes(tmp_path, case, requant_lanes, mode):
+    """An accumulator splitter hands each beat of ``pe * M`` accumulators to fewer
+    requantizer lanes; the outputs are the same, and when the splitting takes longer than
+    the window positions, it sets the interval (``cycles_per_vector``, measured)."""
+    node, value_range, shape, pe = case_node(case, tmp_path)
+    xs = images(value_range, shape, np.random.default_rng(len(case) + 2))
+    dut = DepthwiseConv2DLayer(node, shape, pe=pe, requant_lanes=requant_lanes)
+    assert dut.requant_lanes == requant_lanes and len(dut.o.payload.as_value()) == 8 * requant_lanes
+    cycles = []
+    got = run_layer(dut, np.concatenate([xs, xs[:1]]), mode, seed=pe + 5,
+                    cycles=cycles if mode == "streaming" else None)
+    np.testing.assert_array_equal(got[:len(xs)], golden.depthwise_conv_2d(node, xs))
+    if mode == "streaming":
+        beats = int(np.prod(dut.out_shape)) // requant_lanes
+        image_done = cycles[beats - 1::beats]
+        assert set(np.diff(image_done[1:])) == {dut.cycles_per_vector}
+    with pytest.raises(Tfl2RtlError, match="requantizer lanes do not divide"):
+        DepthwiseConv2DLayer(node, shape, pe=pe, requant_lanes=3 * pe * node.depth_multiplier)
+
+
 def test_rejects_pe_that_does_not_divide_the_channels():
     node, _ = real_node(VWW, 1)
     with pytest.raises(Tfl2RtlError,
@@ -260,3 +291,44 @@ def test_layer_rejects_an_input_the_node_was_not_built_for():
     with pytest.raises(Tfl2RtlError, match=r"^a 3x5 input gives a 3x5 output, the node says "
                                            r"25x5$"):
         DepthwiseConv2DLayer(node, (3, 5, 64), pe=8)
+
+
+def test_logic_product_is_exact_for_every_int8_pair():
+    a, b, y = Signal(signed(8)), Signal(signed(8)), Signal(signed(16))
+    m = Module()
+    m.d.comb += y.eq(logic_product(a, b))
+    wrong = []
+
+    async def bench(ctx):
+        for x in range(-128, 128):
+            ctx.set(a, x)
+            for w in range(-128, 128):
+                ctx.set(b, w)
+                if ctx.get(y) != x * w:
+                    wrong.append((x, w))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert wrong == []
+
+
+class LogicProducts:
+    """A stand-in platform with :data:`LOGIC_PRODUCTS_HOOK` set."""
+
+
+setattr(LogicProducts, LOGIC_PRODUCTS_HOOK, True)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_layer_with_products_in_logic(tmp_path, mode):
+    """Elaborated for a platform with the hook, the unit has no ``*`` left (so no DSP
+    block), and the layer still equals the golden model."""
+    node, value_range, shape, pe = case_node("micro_speech", tmp_path)
+    xs = images(value_range, shape, np.random.default_rng(9))
+    dut = DepthwiseConv2DLayer(node, shape, pe=pe, requant_lanes=2)
+    fragment = Fragment.get(dut, LogicProducts())
+    got = run_layer(dut, xs, mode, seed=3, top=fragment)
+    np.testing.assert_array_equal(got, golden.depthwise_conv_2d(node, xs))
+    rtlil = convert(DepthwiseUnit(node, pe=pe), platform=LogicProducts())
+    assert "$mul" not in rtlil and "$mul" in convert(DepthwiseUnit(node, pe=pe))

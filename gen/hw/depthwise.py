@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -11,11 +13,30 @@ from amaranth.lib.wiring import In, Out
 from .. import ir
 from ..errors import Tfl2RtlError
 from ..fixedpoint import signed_bits
+from .adapters import AccumulatorSplitter
 from .layouts import accumulator_layout, int8_lanes
 from .requant import Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
 
-__all__ = ["DepthwiseUnit", "DepthwiseConv2DLayer"]
+__all__ = ["DepthwiseUnit", "DepthwiseConv2DLayer", "LOGIC_PRODUCTS_HOOK", "logic_product"]
+
+#: The platform attribute that, when true, makes :class:`DepthwiseUnit` build its
+#: products from shifted adds in logic (:func:`logic_product`) instead of ``*``, which
+#: Yosys maps to DSP blocks: a vendor hook for devices with few of them (the iCE40 UP5K
+#: has 8, and a depthwise layer with depth multiplier 8 alone needs 8 multipliers).
+LOGIC_PRODUCTS_HOOK = "depthwise_products_in_logic"
+
+
+def logic_product(a, b):
+    """``a * b`` for signed ``a`` and ``b`` as a sum of ``a`` shifted by each bit of
+    ``b`` (the sign bit's term subtracted): additions only, so synthesis keeps it in
+    LUTs and carry chains."""
+    a = a.as_signed()
+    terms = [Mux(b[k], a << k, 0) for k in range(len(b) - 1)]
+    total = terms[0] if terms else 0
+    for term in terms[1:]:
+        total = total + term
+    return total - Mux(b[len(b) - 1], a << (len(b) - 1), 0)
 
 
 def _check_pe(node: ir.DepthwiseConv2D, pe: int) -> int:
@@ -191,9 +212,12 @@ class DepthwiseUnit(wiring.Component):
         m.d.comb += [bias_port.addr.eq(group_2), bias_port.en.eq(advance)]
         bias_data = bias_layout(bias_port.data)
 
-        # Stage 3: products.
+        # Stage 3: products (in logic where the platform keeps its DSP blocks for others).
+        multiply = (logic_product if getattr(platform, LOGIC_PRODUCTS_HOOK, False)
+                    else operator.mul)
         products = [
-            register(x_2[j // self.depth_multiplier] * w_2[j], f"product_{j}", signed(16))
+            register(multiply(x_2[j // self.depth_multiplier], w_2[j]), f"product_{j}",
+                     signed(16))
             for j in range(lanes)
         ]
         valid_3 = register(valid_2, "valid_3")
@@ -224,8 +248,10 @@ class DepthwiseConv2DLayer(wiring.Component):
 
     A :class:`~tfl2rtl.hw.window.SlidingWindow` (order ``"depthwise"``, ``pe`` lanes,
     padding with the input zero point ``-input_offset``) feeds a :class:`DepthwiseUnit`,
-    whose accumulators a ``pe * depth_multiplier``-lane
-    :class:`~tfl2rtl.hw.requant.Requantizer` turns into the node's int8 outputs.  The
+    whose accumulators a ``requant_lanes``-lane :class:`~tfl2rtl.hw.requant.Requantizer`
+    turns into the node's int8 outputs (by default ``pe * depth_multiplier`` lanes; fewer,
+    dividing that, through an :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter`, to save
+    the requantizers' multipliers).  The
     results equal :func:`tfl2rtl.golden.depthwise_conv_2d` for every input within the range
     ``acc_bits`` was proven for.
 
@@ -233,8 +259,9 @@ class DepthwiseConv2DLayer(wiring.Component):
     -------
     i : ``In(stream.Signature(int8_lanes(pe)))``
         The input image in NHWC order, ``H * W * C / pe`` beats.
-    o : ``Out(stream.Signature(int8_lanes(pe * depth_multiplier)))``
-        The output image in NHWC order, ``out_h * out_w * C / pe`` beats.
+    o : ``Out(stream.Signature(int8_lanes(requant_lanes)))``
+        The output image in NHWC order, ``out_h * out_w * C * depth_multiplier /
+        requant_lanes`` beats.
 
     Attributes
     ----------
@@ -243,18 +270,22 @@ class DepthwiseConv2DLayer(wiring.Component):
     pe : int
         Input channels per cycle.
     multipliers : int
-        ``pe * depth_multiplier`` 8x8 multipliers (and as many requantizer lanes).
+        ``pe * depth_multiplier`` 8x8 multipliers.
+    requant_lanes : int
+        Requantizer lanes.
     cycles_per_vector : int
         Initiation interval per image when the input keeps up and the output is not
-        stalled: ``out_h * out_w * (C / pe) * KH * KW``, one window beat per cycle, unless
-        the window is slower to take the ``H * W * C / pe`` input beats (the window's
-        ``cycles_per_vector``, the larger of the two).
+        stalled: ``out_h * out_w * (C / pe) * max(KH * KW, pe * depth_multiplier /
+        requant_lanes)``, one window beat per cycle, unless the window is slower to take
+        the ``H * W * C / pe`` input beats (the window's ``cycles_per_vector``, the larger
+        of the two).
     latency : int
         When the input beat completing the rows of the first output row (beat
         ``window.lead_beats`` of the image) is taken at clock edge ``n``, the first output
         beat can leave at edge ``n + latency``: ``window.latency + KH * KW - 1 +
         unit.latency + requant.latency`` (the window's first beat, the rest of the first
-        pixel's first channel block, the accumulation and the requantization).
+        pixel's first channel block, the accumulation and the requantization), plus one
+        with a splitter.
 
     Tested on the DEPTHWISE_CONV_2D layers of kws_ref_model (3x3, 64 channels),
     micro_speech_quantized (10x8, stride 2, padding (4, 3, 5, 3), depth multiplier 8 from
@@ -267,7 +298,8 @@ class DepthwiseConv2DLayer(wiring.Component):
     measured.
     """
 
-    def __init__(self, node: ir.DepthwiseConv2D, in_shape, *, pe: int = 1):
+    def __init__(self, node: ir.DepthwiseConv2D, in_shape, *, pe: int = 1,
+                 requant_lanes: int | None = None):
         h, w, c = (int(d) for d in in_shape)
         in_channels = _check_pe(node, pe)
         if c != in_channels:
@@ -281,6 +313,11 @@ class DepthwiseConv2DLayer(wiring.Component):
                 f"a {h}x{w} input gives a {out_hw[0]}x{out_hw[1]} output, the node says "
                 f"{node.out_hw[0]}x{node.out_hw[1]}"
             )
+        lanes = pe * node.depth_multiplier
+        requant_lanes = lanes if requant_lanes is None else requant_lanes
+        if requant_lanes < 1 or lanes % requant_lanes:
+            raise Tfl2RtlError(f"{requant_lanes} requantizer lanes do not divide the "
+                               f"{lanes} output lanes")
         self.node = node
         self.pe = pe
         self.in_shape = (h, w, c)
@@ -290,17 +327,24 @@ class DepthwiseConv2DLayer(wiring.Component):
             pad_value=-node.input_offset, simd=pe, order="depthwise")
         self.unit = DepthwiseUnit(node, pe=pe)
         self.multipliers = self.unit.multipliers
+        self.requant_lanes = requant_lanes
+        self.splitter = None
+        if requant_lanes != self.multipliers:
+            self.splitter = AccumulatorSplitter(node.acc_bits, self.multipliers,
+                                                requant_lanes, self.unit.blocks)
         self.requant = Requantizer(node.requant, channels=self.out_shape[2],
                                    output_offset=node.output_offset, act_min=node.act_min,
                                    act_max=node.act_max, acc_width=node.acc_bits,
-                                   lanes=self.multipliers)
-        self.cycles_per_vector = max(self.window.cycles_per_vector,
-                                     out_hw[0] * out_hw[1] * self.unit.blocks * self.unit.taps)
+                                   lanes=requant_lanes)
+        ratio = self.multipliers // requant_lanes
+        self.cycles_per_vector = max(
+            self.window.cycles_per_vector,
+            out_hw[0] * out_hw[1] * self.unit.blocks * max(self.unit.taps, ratio))
         self.latency = (self.window.latency + self.unit.taps - 1 + self.unit.latency
-                        + self.requant.latency)
+                        + self.requant.latency + (self.splitter is not None))
         super().__init__({
             "i": In(stream.Signature(int8_lanes(pe))),
-            "o": Out(stream.Signature(int8_lanes(self.multipliers))),
+            "o": Out(stream.Signature(int8_lanes(requant_lanes))),
         })
 
     def elaborate(self, platform):
@@ -310,6 +354,11 @@ class DepthwiseConv2DLayer(wiring.Component):
         m.submodules.requant = self.requant
         wiring.connect(m, wiring.flipped(self.i), self.window.i)
         wiring.connect(m, self.window.o, self.unit.i)
-        wiring.connect(m, self.unit.o, self.requant.i)
+        if self.splitter is None:
+            wiring.connect(m, self.unit.o, self.requant.i)
+        else:
+            m.submodules.splitter = self.splitter
+            wiring.connect(m, self.unit.o, self.splitter.i)
+            wiring.connect(m, self.splitter.o, self.requant.i)
         wiring.connect(m, self.requant.o, wiring.flipped(self.o))
         return m

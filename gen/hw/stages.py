@@ -322,22 +322,32 @@ class DepthwiseStage(WindowStage):
     def options(self):
         return [Fold(pe, 1) for pe in divisors(self.in_shape[-1])]
 
+    def check(self, fold, requant_lanes=None):
+        super().check(fold)
+        lanes = fold.pe * self.node.depth_multiplier
+        if requant_lanes is not None and (requant_lanes < 1 or lanes % requant_lanes):
+            raise Tfl2RtlError(
+                f"{self.name}: {requant_lanes} requantizer lanes do not divide the {lanes} "
+                f"output lanes; choose one of {', '.join(map(str, divisors(lanes)))}")
+
     def multipliers(self, fold):
         return fold.pe * self.node.depth_multiplier
 
     def out_lanes(self, fold, requant_lanes=None):
-        return fold.pe * self.node.depth_multiplier
+        return requant_lanes or fold.pe * self.node.depth_multiplier
 
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
         channels = self.in_shape[-1]
+        lanes = fold.pe * self.node.depth_multiplier
         return max(self.in_size // fold.pe, self.out_pixels * (channels // fold.pe)
-                   * _group_cycles(self.kernel_positions, 1,
+                   * _group_cycles(self.kernel_positions, lanes // (requant_lanes or lanes),
                                    _serial(self.node.requant, requant_interval)))
 
     def build(self, fold, requant_lanes=None):
         from .depthwise import DepthwiseConv2DLayer
 
-        return DepthwiseConv2DLayer(self.node, self.in_shape, pe=fold.pe)
+        return DepthwiseConv2DLayer(self.node, self.in_shape, pe=fold.pe,
+                                    requant_lanes=requant_lanes)
 
 
 class PoolStage(WindowStage):
