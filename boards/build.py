@@ -461,8 +461,12 @@ def _suggest(design, board: Board, resource: str, used: int, available: int) -> 
     if fitting is None:
         return ("even fully folded it does not fit (the rest of the design needs "
                 f"{others} {resource}): choose a larger board")
-    return (f"--max-multipliers {budget} would fit (about {scaled(fitting) + others} "
-            f"{resource}; initiation interval {fitting.initiation_interval} cycles instead "
+    if resource == "DSP":
+        return (f"--max-multipliers {budget} would fit (about {scaled(fitting) + others} "
+                f"{resource}; initiation interval {fitting.initiation_interval} cycles "
+                f"instead of {design.initiation_interval})")
+    return (f"--max-multipliers {budget} needs less (logic shrinks roughly with the "
+            f"multipliers; initiation interval {fitting.initiation_interval} cycles instead "
             f"of {design.initiation_interval})")
 
 
@@ -478,18 +482,20 @@ def _overflow(design, board: Board, cells: dict[str, int]) -> None:
                 + _suggest(design, board, resource, used, available))
 
 
-def _nextpnr_overflow(design, board: Board, log: Path) -> None:
+def _nextpnr_overflow(design, board: Board, *logs: Path) -> None:
     """nextpnr's own words for a resource that ran out, as :class:`DoesNotFit`."""
     import re
 
-    text = log.read_text(errors="replace") if log.exists() else ""
+    text = "".join(path.read_text(errors="replace") for path in logs if path.exists())
     found = re.search(r"Design uses (\d+) (\w+) cells?, but device only has (\d+)", text)
-    # nextpnr-ice40's placer names only what it could not spread over the device.
-    crowded = re.search(r"Failed to expand region .* of (\d+) (ICESTORM_LC)s", text)
+    # Otherwise the utilisation table nextpnr prints before placing ("ICESTORM_LC:
+    # 5804/ 5280 109%"): the first cell type over 100%.
+    crowded = [(int(u), cell, int(a)) for cell, u, a in
+               re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text) if int(u) > int(a)]
     if found is not None:
         used, cell, available = int(found[1]), found[2], int(found[3])
-    elif crowded is not None:
-        used, cell, available = int(crowded[1]), crowded[2], board.available["LUT"]
+    elif crowded:
+        used, cell, available = crowded[0]
     else:
         return
     resource = next((r for r, kinds in board.placed.items() if cell.startswith(kinds)), cell)
@@ -569,7 +575,7 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                 _run([tools[tool], *arguments], build, log)
             except Tfl2RtlError:
                 if tool.startswith("nextpnr"):
-                    _nextpnr_overflow(design, board, log)
+                    _nextpnr_overflow(design, board, log, build / f"{NAME}.tim")
                 raise
             seconds[tool.split("-")[0]] = elapsed = time.perf_counter() - began
             say(f"{label} done in {elapsed:.1f} s")
