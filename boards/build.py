@@ -459,8 +459,8 @@ def _suggest(design, board: Board, resource: str, used: int, available: int) -> 
             break
         budget = min(budget - 1, candidate.multipliers - 1)
     if fitting is None:
-        return ("even fully folded it does not fit (the rest of the design needs "
-                f"{others} {resource}): choose a larger board")
+        rest = f" (the rest of the design needs {others} {resource})" if others else ""
+        return f"even fully folded it does not fit{rest}: choose a larger board"
     if resource == "DSP":
         return (f"--max-multipliers {budget} would fit (about {scaled(fitting) + others} "
                 f"{resource}; initiation interval {fitting.initiation_interval} cycles "
