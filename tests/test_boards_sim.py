@@ -12,6 +12,7 @@ from tfl2rtl.api import load
 from tfl2rtl.boards.link import BoardTop
 from tfl2rtl.boards.protocol import Identity
 from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
 from tfl2rtl.sim import board_runner
 from tfl2rtl.sim.board_runner import BAD_FRAMES, simulate_board
 from tfl2rtl.sim.runner import golden_vectors
@@ -84,3 +85,29 @@ def test_the_driver_loads_the_weights_of_a_design_that_asks_for_them(family, tmp
         assert (tmp_path / "board_top.v").read_text().count("SB_SPRAM256KA ") == 8
     assert run.before_loading == "NOT_LOADED"
     assert run.weights_loaded == sum(m.rows * m.row_bytes for m in identity.memories) == 288
+
+
+def test_weights_in_two_spram_banks(tmp_path):
+    """conv_int8 folded to one multiplier per layer, as on the iCEBreaker: its
+    FULLY_CONNECTED weights are 20,280 one-byte rows, more than one SPRAM block holds, so
+    they span two banks of ``SB_SPRAM256KA`` (Yosys' model); the driver loads them over
+    the UART and the outputs equal the golden model's.  (A slower UART than the other
+    tests': the layer takes its input more slowly than 4 cycles per bit bring it.)"""
+    from tfl2rtl.hw.weights import spram_tiles
+
+    model = TEST_MODELS / "conv_int8.tflite"
+    graph = load(model)
+    plan = design.plan(graph, "full", requant_interval=SERIAL_REQUANT_INTERVAL)
+    plan = dataclasses.replace(plan, network_plan=plan.network_plan.with_loadable([3]))
+    identity = Identity.of_design(plan)
+    (memory,) = identity.memories
+    assert memory.rows == 20280 and spram_tiles(8 * memory.row_bytes, memory.rows) == 2
+    top = BoardTop(plan.network(), identity, divisor=32, timeout_bytes=8)
+    x = vectors(graph, 2)
+    expected = golden_vectors(graph, x)
+    run = simulate_board(top, x, expected, tmp_path, bad_frames=False, model=model,
+                         family="ice40")
+    np.testing.assert_array_equal(run.outputs, expected)
+    assert run.before_loading == "NOT_LOADED" and run.weights_loaded == 20280
+    verilog = (tmp_path / "board_top.v").read_text()
+    assert verilog.count("SB_SPRAM256KA ") == 2
