@@ -367,11 +367,11 @@ def place_weights(design, board: Board):
     for stage in candidates:
         if left <= bram // 2:
             break
-        rows, row_bytes = stage.stage.weight_rows(stage.fold)
-        need = spram_tiles(8 * row_bytes, len(rows) // row_bytes)
+        rows, row_bytes = stage.stage.weight_memory(stage.fold)
+        need = spram_tiles(8 * row_bytes, rows)
         if need <= tiles:
             tiles -= need
-            left -= len(rows)
+            left -= rows * row_bytes
             moved.append(stage.index)
     if left > bram:
         raise DoesNotFit(
@@ -407,6 +407,25 @@ def dsp_estimate(design, board: Board) -> int:
     return macs + _requantizer_multipliers(design, board)
 
 
+def _largest_budget(graph, budget: int, fits, *, lanes: int, requant_interval: int):
+    """The largest ``--max-multipliers`` at most ``budget`` whose ``--fold auto`` design
+    satisfies ``fits``, and that design; ``(None, None)`` when none down to the smallest
+    design does.  Budgets between two designs give the smaller one, so each step jumps
+    below the last design's multipliers."""
+    from tfl2rtl import design as gen
+
+    while budget >= 1:
+        try:
+            candidate = gen.plan(graph, "auto", budget, lanes=lanes,
+                                 requant_interval=requant_interval)
+        except Tfl2RtlError:  # below one multiplier per layer
+            break
+        if fits(candidate):
+            return budget, candidate
+        budget = min(budget - 1, candidate.multipliers - 1)
+    return None, None
+
+
 def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int = 1) -> int:
     """The ``--max-multipliers`` that ``--fold auto`` uses on ``board`` when none is
     given: the board's :attr:`Board.default_multipliers` (raised to the smallest
@@ -422,49 +441,36 @@ def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int
     if not board.dsp_fit:
         return budget
     available = board.available.get("DSP", 0)
-    while budget >= smallest:
-        candidate = gen.plan(graph, "auto", budget, lanes=lanes,
-                             requant_interval=requant_interval)
-        if dsp_estimate(candidate, board) <= available:
-            return budget
-        budget = min(budget - 1, candidate.multipliers - 1)
-    return smallest
+    budget, _ = _largest_budget(graph, budget,
+                                lambda d: dsp_estimate(d, board) <= available,
+                                lanes=lanes, requant_interval=requant_interval)
+    return smallest if budget is None else budget
 
 
 def _suggest(design, board: Board, resource: str, used: int, available: int) -> str:
     """A folding that would fit ``resource`` (multipliers are what folding changes)."""
-    from tfl2rtl import design as gen
-
-    def scaled(d) -> int:  # what folding changes: MAC and requantizer multipliers
-        return dsp_estimate(d, board)
-
-    others = used - scaled(design) if resource == "DSP" else 0
     if resource not in ("DSP", "LUT", "FF"):
         return "no folding reduces it"
-    fitting = None
-    budget = design.multipliers - 1
-    interval = design.network_plan.stages[0].requant_interval
-    while budget >= 1:
-        try:
-            candidate = gen.plan(design.graph, "auto", budget, lanes=design.lanes,
-                                 requant_interval=interval)
-        except Tfl2RtlError:  # below one multiplier per layer
-            break
+    # What folding does not change: DSP blocks outside the MAC and requantizer multipliers.
+    others = used - dsp_estimate(design, board) if resource == "DSP" else 0
+
+    def fits(candidate) -> bool:
         if resource == "DSP":
-            fits = scaled(candidate) + others <= available
-        else:  # logic shrinks roughly with the multipliers
-            fits = used * candidate.multipliers / max(design.multipliers, 1) <= 0.9 * available
-        if fits:
-            fitting = candidate
-            break
-        budget = min(budget - 1, candidate.multipliers - 1)
+            return dsp_estimate(candidate, board) + others <= available
+        # logic shrinks roughly with the multipliers
+        return used * candidate.multipliers / max(design.multipliers, 1) <= 0.9 * available
+
+    budget, fitting = _largest_budget(
+        design.graph, design.multipliers - 1, fits, lanes=design.lanes,
+        requant_interval=design.network_plan.stages[0].requant_interval)
     if fitting is None:
         rest = f" (the rest of the design needs {others} {resource})" if others else ""
         return f"even fully folded it does not fit{rest}: choose a larger board"
     if resource == "DSP":
-        return (f"--max-multipliers {budget} would fit (about {scaled(fitting) + others} "
-                f"{resource}; initiation interval {fitting.initiation_interval} cycles "
-                f"instead of {design.initiation_interval})")
+        return (f"--max-multipliers {budget} would fit (about "
+                f"{dsp_estimate(fitting, board) + others} {resource}; initiation interval "
+                f"{fitting.initiation_interval} cycles instead of "
+                f"{design.initiation_interval})")
     return (f"--max-multipliers {budget} needs less (logic shrinks roughly with the "
             f"multipliers; initiation interval {fitting.initiation_interval} cycles instead "
             f"of {design.initiation_interval})")

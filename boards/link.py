@@ -22,7 +22,7 @@ from . import protocol
 from .protocol import ErrorCode, Identity
 from .uart import UARTReceiver, UARTTransmitter
 
-__all__ = ["HostLink", "BoardTop", "crc16_step"]
+__all__ = ["HostLink", "BoardTop", "connect_accelerator", "crc16_step"]
 
 
 def _crc16_columns():
@@ -364,6 +364,20 @@ class HostLink(wiring.Component):
         return m
 
 
+def connect_accelerator(m: Module, link: HostLink, accelerator) -> None:
+    """Join ``link``'s ``to_accel`` and ``from_accel`` to the AXI4-Stream ports of
+    ``accelerator``."""
+    m.d.comb += [
+        accelerator.s_axis_tdata.eq(link.to_accel.payload.data),
+        accelerator.s_axis_tlast.eq(link.to_accel.payload.last),
+        accelerator.s_axis_tvalid.eq(link.to_accel.valid),
+        link.to_accel.ready.eq(accelerator.s_axis_tready),
+        link.from_accel.payload.eq(accelerator.m_axis_tdata),
+        link.from_accel.valid.eq(accelerator.m_axis_tvalid),
+        accelerator.m_axis_tready.eq(link.from_accel.ready),
+    ]
+
+
 class BoardTop(wiring.Component):
     """An accelerator behind a UART host link: the part of a board design that does
     not depend on the board.
@@ -422,15 +436,9 @@ class BoardTop(wiring.Component):
             receiver.rx.eq(self.rx),
             self.tx.eq(transmitter.tx),
             self.busy.eq(link.busy),
-            accel.s_axis_tdata.eq(link.to_accel.payload.data),
-            accel.s_axis_tlast.eq(link.to_accel.payload.last),
-            accel.s_axis_tvalid.eq(link.to_accel.valid),
-            link.to_accel.ready.eq(accel.s_axis_tready),
-            link.from_accel.payload.eq(accel.m_axis_tdata),
-            link.from_accel.valid.eq(accel.m_axis_tvalid),
-            accel.m_axis_tready.eq(link.from_accel.ready),
         ]
-        if self.link.loadable:
+        connect_accelerator(m, link, accel)
+        if link.loadable:
             m.d.comb += [
                 accel.load.valid.eq(link.load.valid),
                 accel.load.payload.eq(link.load.payload),

@@ -19,10 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.back import verilog
-
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.depthwise import LOGIC_PRODUCTS_HOOK
+from tfl2rtl.hw.network import to_verilog
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.hw.weights import SPRAM_HOOK
 
@@ -99,8 +98,7 @@ def synthesize_netlist(accelerator, family: str, build_dir: str | os.PathLike, *
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / "design.v"
-    source.write_text(verilog.convert(accelerator, name=name, emit_src=False,
-                                      platform=_Hooks(target)))
+    source.write_text(to_verilog(accelerator, name=name, platform=_Hooks(target)))
     netlist = build_dir / "netlist.v"
     script = (f"read_verilog {source.name}; {target.synth} -top {name}; "
               f"write_verilog -noattr {netlist.name}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,10 +42,7 @@ BAD_FRAMES = ("BAD_CHECKSUM", "UNKNOWN_COMMAND", "WRONG_LENGTH", "TRUNCATED")
 
 def harness_source() -> Path:
     """``rtl_templates/board_harness.sv`` in this checkout."""
-    path = Path(__file__).resolve().parent.parent / "rtl_templates" / f"{HARNESS}.sv"
-    if not path.exists():
-        raise Tfl2RtlError(f"the board harness {path} is missing from the installation")
-    return path
+    return runner.template_source(HARNESS)
 
 
 @dataclass
@@ -106,27 +102,22 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     if ident.memories and model is None:
         raise Tfl2RtlError("the design loads its weights at run time: give the model")
 
-    build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    results_dir = build_dir / "results"
-    results_dir.mkdir(exist_ok=True)
-    for stale in results_dir.glob("*.json"):
-        stale.unlink()
-    harness = build_dir / f"{HARNESS}.sv"
-    shutil.copyfile(harness_source(), harness)
+    build_dir, results_dir, harness = runner.prepare_build_dir(build_dir, HARNESS)
     source = build_dir / f"{TOP}.v"
     waivers = build_dir / "waivers.vlt"
     waivers.write_text(lint_waivers(str(source)))
+    platform = None
+    if family is not None:
+        from tfl2rtl.boards.postsynth import family_hooks
+
+        platform = family_hooks(family)
+    source.write_text(runner.memory_init_files(to_verilog(top, name=TOP, platform=platform),
+                                               build_dir))
     if family is None:
-        source.write_text(runner.memory_init_files(to_verilog(top, name=TOP), build_dir))
         sources, build_args = [waivers, source, harness], runner.VERILATOR_ARGS
     else:
-        from amaranth.back import verilog
+        from tfl2rtl.boards.postsynth import cell_models
 
-        from tfl2rtl.boards.postsynth import cell_models, family_hooks
-
-        text = verilog.convert(top, name=TOP, emit_src=False, platform=family_hooks(family))
-        source.write_text(runner.memory_init_files(text, build_dir))
         models = cell_models(family)
         # Last: the models set their own `timescale, which would carry over to the files
         # after them.
@@ -227,14 +218,7 @@ def simulate_netlist(netlist: str | os.PathLike, cell_models: str | os.PathLike,
 
     inputs = np.asarray(inputs)
     expected = np.asarray(expected)
-    build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    results_dir = build_dir / "results"
-    results_dir.mkdir(exist_ok=True)
-    for stale in results_dir.glob("*.json"):
-        stale.unlink()
-    harness = build_dir / f"{runner.HARNESS}.sv"
-    shutil.copyfile(runner.harness_source(), harness)
+    build_dir, results_dir, harness = runner.prepare_build_dir(build_dir, runner.HARNESS)
     input_file = build_dir / "inputs.hex"
     input_file.write_text("".join(f"{beat:0{2 * lanes}x}\n"
                                   for beat in runner._beats(inputs, lanes)))

@@ -85,12 +85,31 @@ RUNTIME_OBJECTS = ("verilated.o", "verilated_dpi.o", "verilated_vpi.o",
                    "verilated_threads.o", "verilated_timing.o")
 
 
-def harness_source() -> Path:
-    """``rtl_templates/axis_harness.sv`` in this checkout."""
-    path = Path(__file__).resolve().parent.parent / "rtl_templates" / f"{HARNESS}.sv"
+def template_source(name: str) -> Path:
+    """``rtl_templates/<name>.sv`` in this checkout."""
+    path = Path(__file__).resolve().parent.parent / "rtl_templates" / f"{name}.sv"
     if not path.exists():
         raise Tfl2RtlError(f"the simulation harness {path} is missing from the installation")
     return path
+
+
+def harness_source() -> Path:
+    """``rtl_templates/axis_harness.sv`` in this checkout."""
+    return template_source(HARNESS)
+
+
+def prepare_build_dir(build_dir: str | os.PathLike, harness: str) -> tuple[Path, Path, Path]:
+    """Create ``build_dir`` with an empty ``results/`` (stale results removed) and a copy
+    of the harness template ``harness``; returns the three paths (absolute)."""
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    results_dir = build_dir / "results"
+    results_dir.mkdir(exist_ok=True)
+    for stale in results_dir.glob("*.json"):
+        stale.unlink()
+    copy = build_dir / f"{harness}.sv"
+    shutil.copyfile(template_source(harness), copy)
+    return build_dir, results_dir, copy
 
 
 @dataclass
@@ -299,17 +318,9 @@ def simulate_network(network: DataflowNetwork, inputs: np.ndarray,
             raise Tfl2RtlError(f"--waves {waves.name}: the waveform file must end in .vcd")
         waves.parent.mkdir(parents=True, exist_ok=True)
 
-    build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    results_dir = build_dir / "results"
-    results_dir.mkdir(exist_ok=True)
-    for stale in results_dir.glob("*.json"):
-        stale.unlink()
-
+    build_dir, results_dir, harness = prepare_build_dir(build_dir, HARNESS)
     source = build_dir / f"{TOP}.v"
     source.write_text(memory_init_files(to_verilog(network, name=TOP), build_dir))
-    harness = build_dir / f"{HARNESS}.sv"
-    shutil.copyfile(harness_source(), harness)
     waivers = build_dir / "waivers.vlt"
     waivers.write_text(lint_waivers(str(source)))
     digits = 2 * lanes

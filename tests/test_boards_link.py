@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from tfl2rtl.boards import protocol
-from tfl2rtl.boards.link import BoardTop, HostLink
+from tfl2rtl.boards.link import BoardTop, HostLink, connect_accelerator
 from tfl2rtl.boards.protocol import (
     ErrorCode,
     FrameDecoder,
@@ -77,15 +77,7 @@ def run_link(identity, accelerator, requests, *, gap=6, fifo_depth=16, timeout=2
         m.d.comb += [weights.load.valid.eq(link.load.valid),
                      weights.load.payload.eq(link.load.payload),
                      link.loaded.eq(weights.loaded)]
-    m.d.comb += [
-        accelerator.s_axis_tdata.eq(link.to_accel.payload.data),
-        accelerator.s_axis_tlast.eq(link.to_accel.payload.last),
-        accelerator.s_axis_tvalid.eq(link.to_accel.valid),
-        link.to_accel.ready.eq(accelerator.s_axis_tready),
-        link.from_accel.payload.eq(accelerator.m_axis_tdata),
-        link.from_accel.valid.eq(accelerator.m_axis_tvalid),
-        accelerator.m_axis_tready.eq(link.from_accel.ready),
-    ]
+    connect_accelerator(m, link, accelerator)
     replies = []
     decoder = FrameDecoder()
 

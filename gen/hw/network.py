@@ -168,12 +168,8 @@ class NetworkPlan:
     def loadable_memories(self) -> list[tuple[StagePlan, int, int]]:
         """Per loadable memory, in number order: its stage, rows and bytes per row."""
         by_index = {s.index: s for s in self.stages}
-        out = []
-        for n in self.loadable:
-            stage = by_index[n]
-            rows, row_bytes = stage.stage.weight_rows(stage.fold)
-            out.append((stage, len(rows) // row_bytes, row_bytes))
-        return out
+        return [(by_index[n], *by_index[n].stage.weight_memory(by_index[n].fold))
+                for n in self.loadable]
 
 
 def _as_fold(value) -> tuple[Fold, int | None]:
@@ -544,7 +540,8 @@ def lint_waivers(filename: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_verilog(network: DataflowNetwork, name: str = "tfl2rtl_top") -> str:
+def to_verilog(network: DataflowNetwork, name: str = "tfl2rtl_top", platform=None) -> str:
     """Verilog for ``network`` as module ``name`` with ports ``clk``, ``rst``,
-    ``s_axis_*`` and ``m_axis_*``."""
-    return verilog.convert(network, name=name, emit_src=False)
+    ``s_axis_*`` and ``m_axis_*``, elaborated for ``platform`` (its hooks; None for
+    none)."""
+    return verilog.convert(network, name=name, emit_src=False, platform=platform)

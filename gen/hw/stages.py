@@ -144,6 +144,11 @@ class Stage:
     def weight_matrix(self) -> np.ndarray:
         raise NotImplementedError
 
+    def weight_memory(self, fold: Fold) -> tuple[int, int]:
+        """A loadable stage's weight memory at ``fold``: its rows and bytes per row."""
+        row_bytes = fold.pe * fold.simd
+        return self.weight_matrix().size // row_bytes, row_bytes
+
     def weight_rows(self, fold: Fold) -> tuple[bytes, int]:
         """A loadable stage's weight memory contents at ``fold``, and the bytes per row
         (:func:`tfl2rtl.hw.mvu.weight_rows`)."""
