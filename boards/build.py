@@ -216,7 +216,12 @@ class BoardDesign(Elaboratable):
 
 
 class DoesNotFit(Tfl2RtlError):
-    """The design needs more of a resource than the device has."""
+    """The design needs more of a resource than the device has: ``resource`` (``"LUT"``,
+    ``"DSP"``, ``"BRAM"``, ...)."""
+
+    def __init__(self, message: str, resource: str = ""):
+        super().__init__(message)
+        self.resource = resource
 
 
 @dataclass
@@ -485,7 +490,7 @@ def _overflow(design, board: Board, cells: dict[str, int]) -> None:
             raise DoesNotFit(
                 f"{Path(design.graph.source).name} does not fit {board.name}: {resource} "
                 f"overflows ({used} needed, {available} available); "
-                + _suggest(design, board, resource, used, available))
+                + _suggest(design, board, resource, used, available), resource)
 
 
 def _nextpnr_overflow(design, board: Board, *logs: Path) -> None:
@@ -508,7 +513,7 @@ def _nextpnr_overflow(design, board: Board, *logs: Path) -> None:
     raise DoesNotFit(
         f"{Path(design.graph.source).name} does not fit {board.name}: {resource} overflows "
         f"({used} {cell} needed, {available} available); "
-        + _suggest(design, board, resource, used, available))
+        + _suggest(design, board, resource, used, available), resource)
 
 
 def _run(command: list[str], cwd: Path, log: Path) -> None:
@@ -532,7 +537,8 @@ def _run(command: list[str], cwd: Path, log: Path) -> None:
 
 def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                 baud: int = DEFAULT_BAUD, progress: Callable[[str], None] | None = None,
-                keep_build: bool = False) -> BuildReport:
+                keep_build: bool = False, notes: list[str] | tuple[str, ...] = ()
+                ) -> BuildReport:
     """Build ``design`` (a :class:`tfl2rtl.design.Design`) for the board ``board_name``
     (a key of :data:`BOARDS`) with its UART at ``baud``, and write into ``out_dir``
     (atomically: all of it or nothing): the bitstream ``tfl2rtl_<board>.<ext>``,
@@ -540,8 +546,9 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     and the link) and the tools' logs in ``logs/`` (with ``keep_build``, the whole
     build folder in ``build/``).
 
-    ``progress`` gets a line before and after each long step.  Raises
-    :class:`DoesNotFit` when the design needs more of a resource than the device has."""
+    ``progress`` gets a line before and after each long step; ``notes`` go into the
+    report after its own.  Raises :class:`DoesNotFit` when the design needs more of a
+    resource than the device has."""
     board = board_named(board_name)
     say = progress or (lambda message: None)
     check_memory(design.graph, board)
@@ -589,6 +596,7 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                 stat = json.loads((build / f"{NAME}.cells.json").read_text())
                 _overflow(design, board, stat["design"]["num_cells_by_type"])
         report = _report(design, board, build, identity, clock_hz, baud, seconds)
+        report.notes += notes
 
         bitstream = build / f"{NAME}.{board.bitstream}"
         with staged_directory(out_dir) as tmp:

@@ -3,8 +3,8 @@
 Every node with hardware is a stage (:mod:`tfl2rtl.hw.stages`).  A fully connected layer
 with ``out_depth`` neurons over ``accum_depth`` inputs needs ``(out_depth / pe) *
 (accum_depth / simd)`` cycles per inference with ``pe * simd`` multipliers; a
-convolution needs that per output pixel; a depthwise convolution ``pe`` channels at a
-time; pools and elementwise ops move ``pe`` elements per beat at no multiplier cost.  In
+convolution needs that per output pixel; a depthwise convolution ``pe`` output channels at
+a time; pools and elementwise ops move ``pe`` elements per beat at no multiplier cost.  In
 a streaming dataflow design the slowest stage sets the initiation interval, so
 :func:`auto_fold` balances all stages for the smallest interval the multiplier budget
 allows.
@@ -63,8 +63,8 @@ def layer_cycles(stage, fold: Fold) -> int:
 
 
 def full_fold(graph: ir.Graph) -> dict[int, Fold]:
-    """Every stage at its smallest: one multiplier per layer (``depth_multiplier`` for a
-    depthwise convolution), one element per beat elsewhere."""
+    """Every stage at its smallest: one multiplier per layer, one element per beat
+    elsewhere."""
     return {i: Fold(1, 1) for i in folded_layers(graph)}
 
 
@@ -96,7 +96,7 @@ def auto_fold(graph: ir.Graph, max_multipliers: int, min_interval: int = 1,
     if max_multipliers < least:
         raise Tfl2RtlError(
             f"--max-multipliers {max_multipliers} is below the smallest design's "
-            f"{least} multipliers (one per layer, depth_multiplier per depthwise layer); "
+            f"{least} multipliers (one per layer); "
             f"give at least {least}"
         )
     cycles = {i: {f: s.cycles(f, requant_interval=requant_interval) for f in options[i]}

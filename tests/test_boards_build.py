@@ -61,6 +61,33 @@ def test_a_design_that_does_not_fit_names_the_resource(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_a_default_budget_whose_logic_overflows_is_lowered(tmp_path, capsys):
+    """Without --max-multipliers the board's budget is a guess: the Conv2D test model's
+    design at the iCEBreaker's default overflows its LUTs in nextpnr, and the build goes
+    on with the next smaller design, saying so."""
+    from tfl2rtl.boards.build import fitting_budget
+
+    conv = TEST_MODELS / "conv_int8.tflite"
+    icebreaker = BOARDS["icebreaker"]
+    first = generate(conv, requant_interval=SERIAL_REQUANT_INTERVAL,
+                     max_multipliers=fitting_budget(load(conv), icebreaker,
+                                                    requant_interval=SERIAL_REQUANT_INTERVAL))
+    lowered = generate(conv, max_multipliers=first.multipliers - 1,
+                       requant_interval=SERIAL_REQUANT_INTERVAL)
+    out = tmp_path / "out"
+    assert main(["build", str(conv), "--board", "icebreaker", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    assert (f"tfl2rtl: LUT overflows with {first.multipliers} multipliers; trying "
+            f"--max-multipliers {first.multipliers - 1}") in captured.err.splitlines()
+    assert report["multipliers"] == lowered.multipliers < first.multipliers
+    assert report["cycles_per_inference"] == lowered.initiation_interval
+    assert report["resources"]["LUT"]["used"] <= 5280
+    assert report["notes"][-1].startswith(
+        f"the logic did not fit with {first.multipliers} multipliers")
+    assert (out / "tfl2rtl_icebreaker.bin").exists()
+
+
 def test_weights_beyond_block_ram_are_refused_before_synthesis(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["build", str(VWW), "--board", "icebreaker", "-o", str(out)]) == 2
@@ -154,6 +181,12 @@ def test_the_default_budget_fits_the_dsp_blocks():
     assert dsp_estimate(gen.plan(graph, "auto", budget), ulx3s) <= ulx3s.available["DSP"]
     assert dsp_estimate(gen.plan(graph, "auto", budget + 1), ulx3s) \
         > ulx3s.available["DSP"] or budget + 1 > ulx3s.default_multipliers
-    # micro_speech's smallest design has 9 multipliers, more than the iCEBreaker's
-    # default budget of 4: the budget is raised to it (the build then reports the DSPs).
-    assert fitting_budget(load(MICRO_SPEECH), BOARDS["icebreaker"], requant_interval=5) == 9
+    # kws's smallest design (one multiplier per layer) needs more than the iCEBreaker's
+    # default budget: the budget is raised to it (the build then reports what overflows).
+    icebreaker = BOARDS["icebreaker"]
+    smallest = gen.plan(graph, "full", requant_interval=5).multipliers
+    assert smallest > icebreaker.default_multipliers
+    assert fitting_budget(graph, icebreaker, requant_interval=5) == smallest
+    # micro_speech's fits within the default (its depthwise layer at 2 products a cycle).
+    assert fitting_budget(load(MICRO_SPEECH), icebreaker, requant_interval=5) \
+        == icebreaker.default_multipliers

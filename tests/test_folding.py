@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.folding import Fold, auto_fold, folded_layers, layer_cycles, load_fold
+from tfl2rtl.folding import Fold, auto_fold, folded_layers, full_fold, layer_cycles, load_fold
 from tfl2rtl.lower import lower
 from tfl2rtl.tflite_reader import read_model
 
@@ -99,9 +99,25 @@ def test_auto_fold_balances_convolution_networks(zoo):
     worst = interval(graph, fold)
     smaller = auto_fold(graph, used - 1)
     assert interval(graph, smaller) > worst
-    # Depthwise layers cost depth_multiplier per channel lane, pools nothing.
+    # Depthwise layers cost one multiplier per output channel a cycle, pools nothing.
     for i, stage in layers.items():
         if type(stage.node).__name__ == "AveragePool2D":
             assert stage.multipliers(fold[i]) == 0
         if type(stage.node).__name__ == "DepthwiseConv2D":
-            assert stage.multipliers(fold[i]) == fold[i].pe * stage.node.depth_multiplier
+            assert stage.multipliers(fold[i]) == fold[i].pe
+
+
+def test_depthwise_layers_fold_below_their_depth_multiplier(zoo):
+    # micro_speech's depthwise layer makes 8 output channels from one input channel: it
+    # can take 1, 2, 4 or 8 multipliers (each halving doubles its cycles), and the
+    # smallest design gives it one.
+    graph = lower(read_model(zoo / "tflite_micro" / "micro_speech_quantized.tflite"))
+    ((index, stage),) = [(i, s) for i, s in folded_layers(graph).items()
+                         if type(s.node).__name__ == "DepthwiseConv2D"]
+    assert stage.node.depth_multiplier == 8
+    options = stage.options()
+    assert [f.pe for f in options] == [1, 2, 4, 8]
+    assert [stage.multipliers(f) for f in options] == [1, 2, 4, 8]
+    assert [stage.cycles(f) * f.pe for f in options] == [stage.cycles(options[0])] * 4
+    assert full_fold(graph)[index] == Fold(1, 1)
+    assert auto_fold(graph, 2)[index] == Fold(1, 1)

@@ -105,7 +105,7 @@ def run_unit(node, xs, pe, mode, seed=0, requantize=False, cycles=None):
     if requantize:
         requant = Requantizer(node.requant, channels=out_c, output_offset=node.output_offset,
                               act_min=node.act_min, act_max=node.act_max,
-                              acc_width=node.acc_bits, lanes=unit.multipliers)
+                              acc_width=node.acc_bits, lanes=unit.lanes)
         dut = Module()
         dut.submodules.unit = unit
         dut.submodules.requant = requant
@@ -113,7 +113,7 @@ def run_unit(node, xs, pe, mode, seed=0, requantize=False, cycles=None):
                        unit.o.ready.eq(requant.i.ready)]
         out = requant.o
     in_timing, out_timing = STALL_MODES[mode](seed)
-    beats = window_stream(node, xs, pe)
+    beats = window_stream(node, xs, unit.in_lanes)
     count = len(xs) * node.out_hw[0] * node.out_hw[1] * unit.blocks
     results, groups = [], []
 
@@ -123,9 +123,9 @@ def run_unit(node, xs, pe, mode, seed=0, requantize=False, cycles=None):
     async def consumer(ctx):
         for payload in await get(ctx, out, count, out_timing, cycles=cycles):
             if requantize:
-                results.extend(payload[j] for j in range(unit.multipliers))
+                results.extend(payload[j] for j in range(unit.lanes))
             else:
-                results.extend(payload.acc[j] for j in range(unit.multipliers))
+                results.extend(payload.acc[j] for j in range(unit.lanes))
                 groups.append(payload.group)
 
     simulate(dut, producer, consumer)
@@ -134,16 +134,19 @@ def run_unit(node, xs, pe, mode, seed=0, requantize=False, cycles=None):
     return unit, np.array(results, np.int64).reshape(len(xs), *node.out_hw, out_c)
 
 
-#: name: (node maker taking tmp_path, input (H, W, C), pe).  The real nodes are cropped to
-#: sizes on which TFLite's SAME padding is the node's own.
+#: name: (node maker taking tmp_path, input (H, W, C), pe: output channels per cycle).  The
+#: real nodes are cropped to sizes on which TFLite's SAME padding is the node's own.
 CASES = {
     "kws_pe8": (lambda _: real_node(KWS, 0), (3, 5, 64), 8),
     "kws_pe64": (lambda _: real_node(KWS, 2), (4, 3, 64), 64),
     # 16 channels, stride 2, padding (0, 0, 1, 1)
     "vww_stride2_pe4": (lambda _: real_node(VWW, 1), (4, 6, 16), 4),
     # 10x8, stride 2, padding (4, 3, 5, 3), depth multiplier 8 from one channel
-    "micro_speech": (lambda _: real_node(MICRO_SPEECH, 0), (11, 8, 1), 1),
-    "multiplier2_pe2": (lambda t: written_node(t, (4, 5, 4), multiplier=2), (4, 5, 4), 2),
+    "micro_speech": (lambda _: real_node(MICRO_SPEECH, 0), (11, 8, 1), 8),
+    # the same with 1 and 2 multipliers: each window beat held 8 and 4 cycles
+    "micro_speech_pe1": (lambda _: real_node(MICRO_SPEECH, 0), (11, 8, 1), 1),
+    "micro_speech_pe2": (lambda _: real_node(MICRO_SPEECH, 0), (11, 8, 1), 2),
+    "multiplier2_pe4": (lambda t: written_node(t, (4, 5, 4), multiplier=2), (4, 5, 4), 4),
     "dilation2": (lambda t: written_node(t, (6, 5, 3), dilation=(2, 2), activation="RELU6"),
                   (6, 5, 3), 3),
     "stride2_same_odd": (lambda t: written_node(t, (5, 7, 2), stride=(2, 2), seed=1),
@@ -153,7 +156,7 @@ CASES = {
     "1x1_stride2": (lambda t: written_node(t, (5, 4, 2), kernel=(1, 1), stride=(2, 2),
                                            padding="VALID", seed=4), (5, 4, 2), 2),
     "1x1_multiplier3": (lambda t: written_node(t, (2, 3, 4), kernel=(1, 1), multiplier=3,
-                                               seed=3), (2, 3, 4), 2),
+                                               seed=3), (2, 3, 4), 6),
 }
 
 
@@ -173,7 +176,8 @@ def test_unit_accumulators(tmp_path, case, mode):
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
-@pytest.mark.parametrize("case", ["micro_speech", "multiplier2_pe2", "dilation2"])
+@pytest.mark.parametrize("case", ["micro_speech", "micro_speech_pe2", "multiplier2_pe4",
+                                  "dilation2"])
 def test_unit_with_requantizer(tmp_path, case, mode):
     node, value_range, shape, pe = case_node(case, tmp_path)
     xs = images(value_range, shape, np.random.default_rng(len(case) + 1))
@@ -189,11 +193,13 @@ def test_unit_timing(tmp_path, pe):
     xs = images(value_range, (3, 4, 4), np.random.default_rng(0))
     cycles = []
     unit, _ = run_unit(node, xs, pe, "streaming", cycles=cycles)
-    # In streaming mode the k-th beat (counting from 1) is taken at edge k, so the first
-    # block's last one at edge taps; then one accumulator beat every taps cycles, across
+    # In streaming mode the k-th beat (counting from 1) is taken at edge k * steps (pe 1
+    # holds each beat 2 cycles for the depth multiplier 2), so the first block's last one
+    # at edge taps * steps; then one accumulator beat every taps * steps cycles, across
     # the image boundary too.
-    assert cycles[0] == unit.taps + unit.latency
-    assert set(np.diff(cycles)) == {unit.taps}
+    assert unit.steps == (2 if pe == 1 else 1) and unit.throughput == 1 / unit.steps
+    assert cycles[0] == unit.taps * unit.steps + unit.latency
+    assert set(np.diff(cycles)) == {unit.taps * unit.steps}
 
 
 def run_layer(dut, xs, mode, seed=0, cycles=None, top=None):
@@ -205,7 +211,7 @@ def run_layer(dut, xs, mode, seed=0, cycles=None, top=None):
     results = []
 
     async def producer(ctx):
-        await put(ctx, dut.i, xs.reshape(-1, dut.pe).tolist(), in_timing)
+        await put(ctx, dut.i, xs.reshape(-1, dut.in_lanes).tolist(), in_timing)
 
     async def consumer(ctx):
         for payload in await get(ctx, dut.o, count, out_timing, cycles=cycles):
@@ -222,15 +228,16 @@ def test_layer(tmp_path, case, mode):
     xs = images(value_range, shape, np.random.default_rng(len(case) + 2))
     dut = DepthwiseConv2DLayer(node, shape, pe=pe)
     assert dut.in_shape == shape
-    assert dut.multipliers == pe * node.depth_multiplier
+    assert dut.multipliers == pe
+    assert dut.in_lanes == max(pe // node.depth_multiplier, 1)
     got = run_layer(dut, xs, mode, seed=pe + 2)
     expected = golden.depthwise_conv_2d(node, xs)
     np.testing.assert_array_equal(got, expected)
     assert len(np.unique(expected)) > 3  # not all clamped
 
 
-@pytest.mark.parametrize("case", ["kws_pe8", "micro_speech", "vww_stride2_pe4", "dilation2",
-                                  "1x1_stride2"])
+@pytest.mark.parametrize("case", ["kws_pe8", "micro_speech", "micro_speech_pe2",
+                                  "vww_stride2_pe4", "dilation2", "1x1_stride2"])
 def test_layer_timing(tmp_path, case):
     node, value_range, shape, pe = case_node(case, tmp_path)
     dut = DepthwiseConv2DLayer(node, shape, pe=pe)
@@ -240,20 +247,21 @@ def test_layer_timing(tmp_path, case):
     run_layer(dut, xs, "streaming", cycles=cycles)
     # In streaming mode the k-th input beat (counting from 1) is taken at edge k.
     assert cycles[0] == dut.window.lead_beats + dut.latency
-    beats = int(np.prod(dut.out_shape)) // dut.multipliers
+    beats = int(np.prod(dut.out_shape)) // dut.requant_lanes
     image_done = cycles[beats - 1::beats]
     assert set(np.diff(image_done[1:])) == {dut.cycles_per_vector}
-    window_beats_per_image = (dut.out_shape[0] * dut.out_shape[1] * shape[2] // pe
-                              * node.weights.shape[0] * node.weights.shape[1])
-    input_beats = shape[0] * shape[1] * shape[2] // pe
-    assert dut.cycles_per_vector == max(window_beats_per_image, input_beats)
+    steps_per_image = (dut.out_shape[0] * dut.out_shape[1] * shape[2] // dut.in_lanes
+                       * node.weights.shape[0] * node.weights.shape[1] * dut.unit.steps)
+    input_beats = shape[0] * shape[1] * shape[2] // dut.in_lanes
+    assert dut.cycles_per_vector == max(steps_per_image, input_beats)
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
 @pytest.mark.parametrize("case, requant_lanes", [
-    ("micro_speech", 1), ("micro_speech", 2), ("multiplier2_pe2", 1), ("kws_pe8", 4)])
+    ("micro_speech", 1), ("micro_speech", 2), ("micro_speech_pe2", 1), ("multiplier2_pe4", 1),
+    ("kws_pe8", 4)])
 def test_layer_with_fewer_requantizer_lanes(tmp_path, case, requant_lanes, mode):
-    """An accumulator splitter hands each beat of ``pe * M`` accumulators to fewer
+    """An accumulator splitter hands each beat of the unit's accumulators to fewer
     requantizer lanes; the outputs are the same, and when the splitting takes longer than
     the window positions, it sets the interval (``cycles_per_vector``, measured)."""
     node, value_range, shape, pe = case_node(case, tmp_path)
@@ -269,20 +277,29 @@ def test_layer_with_fewer_requantizer_lanes(tmp_path, case, requant_lanes, mode)
         image_done = cycles[beats - 1::beats]
         assert set(np.diff(image_done[1:])) == {dut.cycles_per_vector}
     with pytest.raises(Tfl2RtlError, match="requantizer lanes do not divide"):
-        DepthwiseConv2DLayer(node, shape, pe=pe, requant_lanes=3 * pe * node.depth_multiplier)
+        DepthwiseConv2DLayer(node, shape, pe=pe, requant_lanes=3 * dut.unit.lanes)
 
 
-def test_rejects_pe_that_does_not_divide_the_channels():
+def test_rejects_pe_that_does_not_divide_the_channels(tmp_path):
     node, _ = real_node(VWW, 1)
     with pytest.raises(Tfl2RtlError,
-                       match=r"^PE=3 does not divide the 16 input channels; choose one of "
+                       match=r"^PE=3 does not divide the 16 output channels in whole input "
+                             r"channels or parts of one \(depth multiplier 1\); choose one of "
                              r"1, 2, 4, 8, 16$"):
         DepthwiseUnit(node, pe=3)
+    # micro_speech: 8 output channels from one input channel
+    with pytest.raises(Tfl2RtlError, match=r"\(depth multiplier 8\); choose one of 1, 2, 4, 8$"):
+        DepthwiseUnit(real_node(MICRO_SPEECH, 0)[0], pe=16)
+    # depth multiplier 3 on 4 channels: 2 divides the 12 output channels, but it is
+    # neither a multiple nor a divisor of 3
+    written, _ = written_node(tmp_path, (2, 3, 4), kernel=(1, 1), multiplier=3)
+    with pytest.raises(Tfl2RtlError, match=r"\(depth multiplier 3\); choose one of 1, 3, 6, 12$"):
+        DepthwiseUnit(written, pe=2)
 
 
 def test_layer_rejects_pe_that_does_not_divide_the_channels():
     node, _ = real_node(KWS, 0)
-    with pytest.raises(Tfl2RtlError, match=r"^PE=3 does not divide the 64 input channels; "):
+    with pytest.raises(Tfl2RtlError, match=r"^PE=3 does not divide the 64 output channels "):
         DepthwiseConv2DLayer(cropped(node, (3, 5)), (3, 5, 64), pe=3)
 
 
@@ -321,12 +338,13 @@ setattr(LogicProducts, LOGIC_PRODUCTS_HOOK, True)
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
-def test_layer_with_products_in_logic(tmp_path, mode):
+@pytest.mark.parametrize("case, requant_lanes", [("micro_speech", 2), ("micro_speech_pe1", 1)])
+def test_layer_with_products_in_logic(tmp_path, case, requant_lanes, mode):
     """Elaborated for a platform with the hook, the unit has no ``*`` left (so no DSP
     block), and the layer still equals the golden model."""
-    node, value_range, shape, pe = case_node("micro_speech", tmp_path)
+    node, value_range, shape, pe = case_node(case, tmp_path)
     xs = images(value_range, shape, np.random.default_rng(9))
-    dut = DepthwiseConv2DLayer(node, shape, pe=pe, requant_lanes=2)
+    dut = DepthwiseConv2DLayer(node, shape, pe=pe, requant_lanes=requant_lanes)
     fragment = Fragment.get(dut, LogicProducts())
     got = run_layer(dut, xs, mode, seed=3, top=fragment)
     np.testing.assert_array_equal(got, golden.depthwise_conv_2d(node, xs))

@@ -22,6 +22,7 @@ from tfl2rtl.hw.network import (
     plan_network,
     to_verilog,
 )
+from tfl2rtl.hw.softmax import SoftmaxUnit
 from tfl2rtl.hw.weights import load_payloads
 from tfl2rtl.sim.runner import HARNESS, TOP, golden_vectors, harness_source
 from tfl2rtl.toolchain import verilator_lint
@@ -188,7 +189,7 @@ def test_lanes():
     mlp = plan_network(load(MLP_UINT8), {2: (512, 784), 3: (100, 512), 4: (10, 100)})
     assert mlp.cycles_per_vector == 784  # the input edge
     assert mlp.with_lanes(2).cycles_per_vector == 392
-    assert mlp.stages[-1].cycles_per_vector == 106  # the softmax
+    assert mlp.stages[-1].cycles_per_vector == SoftmaxUnit.cycles_for_row(10)  # the softmax
     with pytest.raises(Tfl2RtlError, match=r"^4 lanes do not divide the input \(784\) and "
                                            r"output \(10\) vectors; choose one of 1, 2$"):
         mlp.with_lanes(4)
@@ -208,7 +209,7 @@ def test_plan():
     mlp = plan_network(load(MLP_UINT8))
     assert (mlp.uint8_input, mlp.uint8_output) == (True, True)
     assert isinstance(mlp.stages[-1].node, ir.Softmax)
-    assert mlp.stages[-1].cycles_per_vector == 8 * 10 + 26
+    assert mlp.stages[-1].cycles_per_vector == SoftmaxUnit.cycles_for_row(10)
     # RESHAPE and the edge QUANTIZE ops move no data: the first layer reads the input.
     assert mlp.sources[0] == (mlp.input,)
 

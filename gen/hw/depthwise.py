@@ -18,12 +18,13 @@ from .layouts import accumulator_layout, int8_lanes
 from .requant import Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
 
-__all__ = ["DepthwiseUnit", "DepthwiseConv2DLayer", "LOGIC_PRODUCTS_HOOK", "logic_product"]
+__all__ = ["DepthwiseUnit", "DepthwiseConv2DLayer", "LOGIC_PRODUCTS_HOOK", "logic_product",
+           "pe_choices"]
 
 #: The platform attribute that, when true, makes :class:`DepthwiseUnit` build its
 #: products from shifted adds in logic (:func:`logic_product`) instead of ``*``, which
 #: Yosys maps to DSP blocks: a vendor hook for devices with few of them (the iCE40 UP5K
-#: has 8, and a depthwise layer with depth multiplier 8 alone needs 8 multipliers).
+#: has 8, which the requantizers and other layers need).
 LOGIC_PRODUCTS_HOOK = "depthwise_products_in_logic"
 
 
@@ -40,28 +41,49 @@ def logic_product(a, b):
 
 
 def _check_pe(node: ir.DepthwiseConv2D, pe: int) -> int:
-    """The node's input channel count, after checking that ``pe`` divides it."""
-    in_channels = node.weights.shape[2] // node.depth_multiplier
-    if pe < 1 or in_channels % pe:
-        divisors = ", ".join(str(d) for d in range(1, in_channels + 1) if in_channels % d == 0)
-        raise Tfl2RtlError(
-            f"PE={pe} does not divide the {in_channels} input channels; choose one of {divisors}"
-        )
-    return in_channels
+    """The window lanes for ``pe`` output channels per cycle (``pe / depth_multiplier``
+    input channels, or 1 when ``pe`` divides the depth multiplier), after checking that
+    ``pe`` divides the output channels and is a multiple or a divisor of the depth
+    multiplier."""
+    multiplier = node.depth_multiplier
+    out_channels = node.weights.shape[2]
+    if pe >= 1 and out_channels % pe == 0 and (pe % multiplier == 0 or multiplier % pe == 0):
+        return max(pe // multiplier, 1)
+    choices = ", ".join(str(d) for d in pe_choices(node))
+    raise Tfl2RtlError(
+        f"PE={pe} does not divide the {out_channels} output channels in whole input "
+        f"channels or parts of one (depth multiplier {multiplier}); choose one of {choices}"
+    )
+
+
+def pe_choices(node: ir.DepthwiseConv2D) -> list[int]:
+    """Every valid ``pe`` (output channels per cycle) for ``node``."""
+    multiplier = node.depth_multiplier
+    out_channels = node.weights.shape[2]
+    return [d for d in range(1, out_channels + 1)
+            if out_channels % d == 0 and (d % multiplier == 0 or multiplier % d == 0)]
 
 
 class DepthwiseUnit(wiring.Component):
     """The multiply-accumulate half of a :class:`tfl2rtl.ir.DepthwiseConv2D` node, ``pe``
-    input channels (``pe * depth_multiplier`` output channels) per cycle.
+    output channels (``pe`` multipliers) per cycle.
+
+    With depth multiplier ``M``, input channel ``c`` gives output channels ``c * M .. c * M
+    + M - 1``.  ``pe`` is a multiple of ``M`` (``in_lanes = pe / M`` input channels per
+    window beat, every beat's ``lanes = pe`` products in one cycle) or a divisor of it (one
+    input channel per beat, whose ``lanes = M`` products take ``steps = M / pe`` cycles of
+    ``pe``).
 
     It consumes a window stream in order ``"depthwise"``
-    (:func:`tfl2rtl.hw.window.window_beats`): for each output pixel, for each channel block
-    ``cb`` of ``pe`` input channels, the ``KH * KW`` window positions one beat each.  Beat
-    ``(cb, kh, kw)`` is multiplied by the weights ``weights[kh, kw, cb * pe * M : (cb + 1) *
-    pe * M]`` (``M`` the depth multiplier; output lane ``p * M + m`` reads input lane
-    ``p``), which sit in one :class:`Memory` row per ``(cb, kh, kw)``, read in the order the
-    beats come.  ``KH * KW`` beats after the block started from ``folded_bias`` (another
-    memory, one row per block), its ``pe * M`` accumulators leave as one beat.
+    (:func:`tfl2rtl.hw.window.window_beats`) of ``in_lanes`` lanes: for each output pixel,
+    for each channel block ``cb`` of ``in_lanes`` input channels, the ``KH * KW`` window
+    positions one beat each.  Step ``s`` of beat ``(cb, kh, kw)`` multiplies output lanes
+    ``s * pe .. s * pe + pe - 1`` (lane ``j`` reads input lane ``j // M``) by the weights
+    ``weights[kh, kw, cb * lanes + s * pe ...]``, one :class:`Memory` row per ``(cb, kh,
+    kw, s)``, read in the order the steps come.  After the block's last step, its
+    ``lanes`` accumulators, started from ``folded_bias`` (another memory, one row per
+    ``(cb, s)``), leave as one beat.  With ``steps > 1`` the accumulators form a ring that
+    turns by ``pe`` every step, so ``pe`` adders serve all of them.
 
     ``pad`` is ignored: padded positions carry the input zero point (``-input_offset``),
     which the folded bias already accounts for, so the sums equal
@@ -69,38 +91,42 @@ class DepthwiseUnit(wiring.Component):
     final sum; partial sums wrap harmlessly.
 
     Pipeline (one enable, moving whenever the output register is empty or being emptied):
-    beat taken and memory read; multiplier operands registered; products registered;
+    step issued and memory read; multiplier operands registered; products registered;
     accumulators, which are the output register.
 
     Members
     -------
-    i : ``In(stream.Signature(window_layout(pe)))``
-        ``out_h * out_w * (in_c / pe) * KH * KW`` beats per image.
-    o : ``Out(stream.Signature(accumulator_layout(acc_bits, pe * M, in_c / pe)))``
+    i : ``In(stream.Signature(window_layout(in_lanes)))``
+        ``out_h * out_w * (in_c / in_lanes) * KH * KW`` beats per image.
+    o : ``Out(stream.Signature(accumulator_layout(acc_bits, lanes, in_c / in_lanes)))``
         One beat per output pixel and channel block, ``group = cb``; ``acc[lane]`` is
-        output channel ``cb * pe * M + lane``, in NHWC order.
+        output channel ``cb * lanes + lane``, in NHWC order.
 
     Attributes
     ----------
-    pe : int
-        Input channels per beat.
-    multipliers : int
-        ``pe * depth_multiplier``, the multipliers (and accumulators) working side by side.
+    pe, multipliers : int
+        Output channels per cycle: the multipliers working side by side.
+    in_lanes : int
+        Input channels per window beat.
+    lanes : int
+        Accumulators per output beat: ``in_lanes * depth_multiplier``.
+    steps : int
+        Cycles per window beat: ``lanes / pe``.
     taps : int
-        ``KH * KW``, the beats per output beat.
+        ``KH * KW``, the window beats per output beat.
     latency : int
-        4: when a block's last beat is taken on ``i`` at clock edge ``n``, its accumulators
-        can leave on ``o`` at edge ``n + latency``.
-    throughput : int
-        1: a beat is taken every cycle the output is not stalled.
+        4: when a block's last beat is taken on ``i`` at clock edge ``n`` (at its last
+        step), its accumulators can leave on ``o`` at edge ``n + latency``.
+    throughput : float
+        ``1 / steps``: a beat is taken every ``steps`` cycles the output is not stalled.
 
-    Tested with the same layers as :class:`DepthwiseConv2DLayer`, its accumulators (and
+    Tested with the same layers as :class:`DepthwiseConv2DLayer` (``steps`` 1; 2 on a
+    depth multiplier of 2; 4 and 8 on micro_speech's 8), its accumulators (and
     ``group``) compared with :func:`tfl2rtl.golden.accumulate` directly, and through a
     requantizer.
     """
 
     latency = 4
-    throughput = 1
 
     def __init__(self, node: ir.DepthwiseConv2D, *, pe: int = 1):
         weights = np.asarray(node.weights)
@@ -112,7 +138,7 @@ class DepthwiseUnit(wiring.Component):
             raise Tfl2RtlError(
                 f"depth multiplier {multiplier} does not divide {out_channels} output channels"
             )
-        self.in_channels = _check_pe(node, pe)
+        self.in_lanes = _check_pe(node, pe)
         bias = np.asarray(node.folded_bias, dtype=np.int64).reshape(-1)
         if bias.size != out_channels:
             raise Tfl2RtlError(f"{bias.size} biases for {out_channels} output channels")
@@ -121,60 +147,78 @@ class DepthwiseUnit(wiring.Component):
             raise Tfl2RtlError(f"a bias does not fit the {node.acc_bits}-bit accumulator")
 
         self.node = node
-        self.pe = pe
+        self.pe = self.multipliers = pe
         self.depth_multiplier = multiplier
-        self.multipliers = pe * multiplier
+        self.in_channels = out_channels // multiplier
+        self.lanes = self.in_lanes * multiplier
+        self.steps = self.lanes // pe
+        self.throughput = 1 / self.steps if self.steps > 1 else 1
         self.out_channels = out_channels
         self.kernel = (kh, kw)
         self.taps = kh * kw
-        self.blocks = self.in_channels // pe
+        self.blocks = self.in_channels // self.in_lanes
         self.acc_width = node.acc_bits
         self._weights = weights.astype(np.int64)
         self._bias = bias
         super().__init__({
-            "i": In(stream.Signature(window_layout(pe))),
+            "i": In(stream.Signature(window_layout(self.in_lanes))),
             "o": Out(stream.Signature(
-                accumulator_layout(self.acc_width, self.multipliers, self.blocks))),
+                accumulator_layout(self.acc_width, self.lanes, self.blocks))),
         })
 
     def _weight_rows(self) -> list[int]:
-        """Row ``cb * taps + kh * KW + kw``: ``weights[kh, kw, cb * lanes : (cb + 1) *
-        lanes]``, byte ``j`` for lane ``j``.  (Packed in numpy, as in the matrix-vector
-        unit: Amaranth converts nested initial rows slowly.)"""
-        lanes = self.multipliers
-        w = self._weights.reshape(self.taps, self.blocks, lanes).transpose(1, 0, 2)
-        rows = w.reshape(-1, lanes).astype(np.int8)
+        """Row ``((cb * taps + kh * KW + kw) * steps + s``: ``weights[kh, kw, cb * lanes +
+        s * pe ...]``, byte ``j`` for product ``j``.  (Packed in numpy, as in the
+        matrix-vector unit: Amaranth converts nested initial rows slowly.)"""
+        w = self._weights.reshape(self.taps, self.blocks, self.lanes).transpose(1, 0, 2)
+        rows = w.reshape(-1, self.pe).astype(np.int8)
         return [int.from_bytes(row.tobytes(), "little") for row in rows]
 
     def _bias_rows(self, width: int) -> list[int]:
-        """Row ``cb``: the biases of channels ``cb * lanes ..``, ``width`` bits each."""
+        """Row ``cb * steps + s``: the biases of channels ``cb * lanes + s * pe ..``,
+        ``width`` bits each."""
         mask = (1 << width) - 1
-        rows = self._bias.reshape(self.blocks, self.multipliers).tolist()
+        rows = self._bias.reshape(-1, self.pe).tolist()
         return [sum((b & mask) << (width * j) for j, b in enumerate(row)) for row in rows]
 
     def elaborate(self, platform):
         m = Module()
-        taps, blocks, lanes = self.taps, self.blocks, self.multipliers
+        taps, blocks, steps, pe = self.taps, self.blocks, self.steps, self.pe
 
         advance = Signal()
         issue = Signal()
+        step = Signal(range(steps))
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(advance),
+            self.i.ready.eq(advance & (step == steps - 1)),
             issue.eq(advance & self.i.valid),
         ]
 
-        # Issue: walk (cb, tap) with the weight row alongside.
+        # Issue: walk (cb, tap, step) with the weight row and the bias row (cb * steps +
+        # step, counted: no multiplier) alongside.
         tap = Signal(range(taps))
         block = Signal(range(blocks))
-        row = Signal(range(taps * blocks))
+        row = Signal(range(taps * blocks * steps))
+        bias_row = Signal(range(blocks * steps))
+        block_bias_row = Signal(range(blocks * steps))
         with m.If(issue):
             m.d.sync += [
-                tap.eq(Mux(tap == taps - 1, 0, tap + 1)),
-                row.eq(Mux(row == taps * blocks - 1, 0, row + 1)),
+                step.eq(Mux(step == steps - 1, 0, step + 1)),
+                row.eq(Mux(row == taps * blocks * steps - 1, 0, row + 1)),
+                bias_row.eq(bias_row + 1),
             ]
-            with m.If(tap == taps - 1):
-                m.d.sync += block.eq(Mux(block == blocks - 1, 0, block + 1))
+            with m.If(step == steps - 1):
+                m.d.sync += [
+                    tap.eq(Mux(tap == taps - 1, 0, tap + 1)),
+                    bias_row.eq(block_bias_row),
+                ]
+                with m.If(tap == taps - 1):
+                    next_block_row = Mux(block == blocks - 1, 0, block_bias_row + steps)
+                    m.d.sync += [
+                        block.eq(Mux(block == blocks - 1, 0, block + 1)),
+                        block_bias_row.eq(next_block_row),
+                        bias_row.eq(next_block_row),
+                    ]
 
         def register(value, name, shape=None):
             reg = Signal(value.shape() if shape is None else shape, name=name)
@@ -183,33 +227,37 @@ class DepthwiseUnit(wiring.Component):
             return reg
 
         # Stage 1: the weight row is read while the beat waits in a register.
-        weight_layout = int8_lanes(lanes)
+        weight_layout = int8_lanes(pe)
         m.submodules.weights = weights = Memory(
-            shape=unsigned(weight_layout.size), depth=taps * blocks, init=self._weight_rows())
+            shape=unsigned(weight_layout.size), depth=taps * blocks * steps,
+            init=self._weight_rows())
         weight_port = weights.read_port()
         m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
-        x_1 = register(self.i.payload.data, "x_1", int8_lanes(self.pe))
+        x_1 = register(self.i.payload.data, "x_1", int8_lanes(self.in_lanes))
         valid_1 = register(issue, "valid_1")
         first_1 = register(tap == 0, "first_1")
-        last_1 = register(tap == taps - 1, "last_1")
+        last_1 = register((tap == taps - 1) & (step == steps - 1), "last_1")
         group_1 = register(block, "group_1")
+        bias_row_1 = register(bias_row, "bias_row_1")
 
-        # Stage 2: the multiplier operands, registered; input lane p feeds output lanes
-        # p * M .. p * M + M - 1.
-        x_2 = register(x_1, "x_2", int8_lanes(self.pe))
+        # Stage 2: the multiplier operands, registered; product j reads input lane
+        # j // M (with steps > 1 there is one input lane).
+        x_2 = register(x_1, "x_2", int8_lanes(self.in_lanes))
         w_2 = register(weight_layout(weight_port.data), "w_2", weight_layout)
         valid_2 = register(valid_1, "valid_2")
         first_2 = register(first_1, "first_2")
         last_2 = register(last_1, "last_2")
         group_2 = register(group_1, "group_2")
+        bias_row_2 = register(bias_row_1, "bias_row_2")
 
-        # The block's biases, read during stage 2.
+        # The step's biases, read during stage 2.
         bias_width = signed_bits(int(self._bias.min()), int(self._bias.max()))
-        bias_layout = data.ArrayLayout(signed(bias_width), lanes)
+        bias_layout = data.ArrayLayout(signed(bias_width), pe)
         m.submodules.bias = biases = Memory(
-            shape=unsigned(bias_layout.size), depth=blocks, init=self._bias_rows(bias_width))
+            shape=unsigned(bias_layout.size), depth=blocks * steps,
+            init=self._bias_rows(bias_width))
         bias_port = biases.read_port()
-        m.d.comb += [bias_port.addr.eq(group_2), bias_port.en.eq(advance)]
+        m.d.comb += [bias_port.addr.eq(bias_row_2), bias_port.en.eq(advance)]
         bias_data = bias_layout(bias_port.data)
 
         # Stage 3: products (in logic where the platform keeps its DSP blocks for others).
@@ -218,23 +266,28 @@ class DepthwiseUnit(wiring.Component):
         products = [
             register(multiply(x_2[j // self.depth_multiplier], w_2[j]), f"product_{j}",
                      signed(16))
-            for j in range(lanes)
+            for j in range(pe)
         ]
         valid_3 = register(valid_2, "valid_3")
         first_3 = register(first_2, "first_3")
         last_3 = register(last_2, "last_3")
         group_3 = register(group_2, "group_3")
 
-        # Stage 4: accumulate; the accumulators are the output register.
+        # Stage 4: accumulate; the accumulators are the output register.  With several
+        # steps they turn as a ring: the head's pe sums are updated and go to the tail.
+        acc = self.o.payload.acc
         out_valid = Signal()
         out_group = Signal.like(self.o.payload.group)
         with m.If(advance):
             m.d.sync += out_valid.eq(valid_3 & last_3)
             with m.If(valid_3):
                 m.d.sync += out_group.eq(group_3)
-                for j in range(lanes):
-                    acc = self.o.payload.acc[j]
-                    m.d.sync += acc.eq(Mux(first_3, bias_data[j], acc) + products[j])
+                for j in range(self.lanes):
+                    if j < self.lanes - pe:
+                        m.d.sync += acc[j].eq(acc[j + pe])
+                    else:
+                        k = j - (self.lanes - pe)
+                        m.d.sync += acc[j].eq(Mux(first_3, bias_data[k], acc[k]) + products[k])
         m.d.comb += [
             self.o.valid.eq(out_valid),
             self.o.payload.group.eq(out_group),
@@ -243,22 +296,23 @@ class DepthwiseUnit(wiring.Component):
 
 
 class DepthwiseConv2DLayer(wiring.Component):
-    """One :class:`tfl2rtl.ir.DepthwiseConv2D` node on an ``(H, W, C)`` input, ``pe`` input
-    channels per cycle.
+    """One :class:`tfl2rtl.ir.DepthwiseConv2D` node on an ``(H, W, C)`` input, ``pe``
+    output channels per cycle (see :class:`DepthwiseUnit`: ``pe`` is a multiple or a
+    divisor of the depth multiplier).
 
-    A :class:`~tfl2rtl.hw.window.SlidingWindow` (order ``"depthwise"``, ``pe`` lanes,
-    padding with the input zero point ``-input_offset``) feeds a :class:`DepthwiseUnit`,
-    whose accumulators a ``requant_lanes``-lane :class:`~tfl2rtl.hw.requant.Requantizer`
-    turns into the node's int8 outputs (by default ``pe * depth_multiplier`` lanes; fewer,
-    dividing that, through an :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter`, to save
-    the requantizers' multipliers).  The
-    results equal :func:`tfl2rtl.golden.depthwise_conv_2d` for every input within the range
-    ``acc_bits`` was proven for.
+    A :class:`~tfl2rtl.hw.window.SlidingWindow` (order ``"depthwise"``, ``in_lanes``
+    lanes, padding with the input zero point ``-input_offset``) feeds a
+    :class:`DepthwiseUnit`, whose accumulators a ``requant_lanes``-lane
+    :class:`~tfl2rtl.hw.requant.Requantizer` turns into the node's int8 outputs (by
+    default ``pe`` lanes; the unit's ``lanes`` accumulators go to fewer lanes through an
+    :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter`, which saves the requantizers'
+    multipliers).  The results equal :func:`tfl2rtl.golden.depthwise_conv_2d` for every
+    input within the range ``acc_bits`` was proven for.
 
     Members
     -------
-    i : ``In(stream.Signature(int8_lanes(pe)))``
-        The input image in NHWC order, ``H * W * C / pe`` beats.
+    i : ``In(stream.Signature(int8_lanes(in_lanes)))``
+        The input image in NHWC order, ``H * W * C / in_lanes`` beats.
     o : ``Out(stream.Signature(int8_lanes(requant_lanes)))``
         The output image in NHWC order, ``out_h * out_w * C * depth_multiplier /
         requant_lanes`` beats.
@@ -267,41 +321,42 @@ class DepthwiseConv2DLayer(wiring.Component):
     ----------
     in_shape, out_shape : tuple[int, int, int]
         ``(H, W, C)`` and ``(out_h, out_w, C * depth_multiplier)``.
-    pe : int
-        Input channels per cycle.
-    multipliers : int
-        ``pe * depth_multiplier`` 8x8 multipliers.
+    pe, multipliers : int
+        Output channels per cycle: ``pe`` 8x8 multipliers.
+    in_lanes : int
+        Input channels per beat: ``pe / depth_multiplier``, at least 1.
     requant_lanes : int
-        Requantizer lanes.
+        Requantizer lanes; they divide the unit's ``lanes``.
     cycles_per_vector : int
         Initiation interval per image when the input keeps up and the output is not
-        stalled: ``out_h * out_w * (C / pe) * max(KH * KW, pe * depth_multiplier /
-        requant_lanes)``, one window beat per cycle, unless the window is slower to take
-        the ``H * W * C / pe`` input beats (the window's ``cycles_per_vector``, the larger
-        of the two).
+        stalled: ``out_h * out_w * (C / in_lanes) * max(KH * KW * steps, lanes /
+        requant_lanes)``, one step per cycle, unless the window is slower to take the
+        ``H * W * C / in_lanes`` input beats (the window's ``cycles_per_vector``, the
+        larger of the two).
     latency : int
         When the input beat completing the rows of the first output row (beat
         ``window.lead_beats`` of the image) is taken at clock edge ``n``, the first output
-        beat can leave at edge ``n + latency``: ``window.latency + KH * KW - 1 +
+        beat can leave at edge ``n + latency``: ``window.latency + KH * KW * steps - 1 +
         unit.latency + requant.latency`` (the window's first beat, the rest of the first
         pixel's first channel block, the accumulation and the requantization), plus one
         with a splitter.
 
     Tested on the DEPTHWISE_CONV_2D layers of kws_ref_model (3x3, 64 channels),
     micro_speech_quantized (10x8, stride 2, padding (4, 3, 5, 3), depth multiplier 8 from
-    one channel) and vww_96_int8 (3x3, stride 2, padding (0, 0, 1, 1)), cropped to small
-    images, and on written layers: depth multiplier 2 and 3, dilation 2 with RELU6, stride
-    2 SAME on odd sizes, one channel VALID, 1x1 kernels (one with stride 2, where the
-    input is the bottleneck); ``pe`` 1, 2, 3, 4, 8 and 64 (the full depth), two images back
-    to back (uniform over the input tensor's value range, and its two ends only), random
-    stalls on ``i`` and backpressure on ``o``; ``latency`` and ``cycles_per_vector``
-    measured.
+    one channel; ``pe`` 1, 2, 4 and 8) and vww_96_int8 (3x3, stride 2, padding (0, 0, 1,
+    1)), cropped to small images, and on written layers: depth multiplier 2 and 3,
+    dilation 2 with RELU6, stride 2 SAME on odd sizes, one channel VALID, 1x1 kernels
+    (one with stride 2, where the input is the bottleneck); ``in_lanes`` 1, 2, 3, 4, 8
+    and 64 (the full depth), two images back to back (uniform over the input tensor's
+    value range, and its two ends only), random stalls on ``i`` and backpressure on
+    ``o``; ``latency`` and ``cycles_per_vector`` measured.
     """
 
     def __init__(self, node: ir.DepthwiseConv2D, in_shape, *, pe: int = 1,
                  requant_lanes: int | None = None):
         h, w, c = (int(d) for d in in_shape)
-        in_channels = _check_pe(node, pe)
+        in_lanes = _check_pe(node, pe)
+        in_channels = node.weights.shape[2] // node.depth_multiplier
         if c != in_channels:
             raise Tfl2RtlError(
                 f"the input has {c} channels, the depthwise weights expect {in_channels}"
@@ -313,37 +368,37 @@ class DepthwiseConv2DLayer(wiring.Component):
                 f"a {h}x{w} input gives a {out_hw[0]}x{out_hw[1]} output, the node says "
                 f"{node.out_hw[0]}x{node.out_hw[1]}"
             )
-        lanes = pe * node.depth_multiplier
-        requant_lanes = lanes if requant_lanes is None else requant_lanes
+        lanes = in_lanes * node.depth_multiplier
+        requant_lanes = pe if requant_lanes is None else requant_lanes
         if requant_lanes < 1 or lanes % requant_lanes:
             raise Tfl2RtlError(f"{requant_lanes} requantizer lanes do not divide the "
                                f"{lanes} output lanes")
+        self.unit = DepthwiseUnit(node, pe=pe)
         self.node = node
-        self.pe = pe
+        self.pe = self.multipliers = pe
+        self.in_lanes = self.unit.in_lanes
         self.in_shape = (h, w, c)
         self.out_shape = (*out_hw, node.weights.shape[2])
         self.window = SlidingWindow(
             self.in_shape, kernel, node.stride, node.dilation, node.padding,
-            pad_value=-node.input_offset, simd=pe, order="depthwise")
-        self.unit = DepthwiseUnit(node, pe=pe)
-        self.multipliers = self.unit.multipliers
+            pad_value=-node.input_offset, simd=self.in_lanes, order="depthwise")
         self.requant_lanes = requant_lanes
         self.splitter = None
-        if requant_lanes != self.multipliers:
-            self.splitter = AccumulatorSplitter(node.acc_bits, self.multipliers,
-                                                requant_lanes, self.unit.blocks)
+        if requant_lanes != lanes:
+            self.splitter = AccumulatorSplitter(node.acc_bits, lanes, requant_lanes,
+                                                self.unit.blocks)
         self.requant = Requantizer(node.requant, channels=self.out_shape[2],
                                    output_offset=node.output_offset, act_min=node.act_min,
                                    act_max=node.act_max, acc_width=node.acc_bits,
                                    lanes=requant_lanes)
-        ratio = self.multipliers // requant_lanes
+        steps = self.unit.taps * self.unit.steps
         self.cycles_per_vector = max(
             self.window.cycles_per_vector,
-            out_hw[0] * out_hw[1] * self.unit.blocks * max(self.unit.taps, ratio))
-        self.latency = (self.window.latency + self.unit.taps - 1 + self.unit.latency
+            out_hw[0] * out_hw[1] * self.unit.blocks * max(steps, lanes // requant_lanes))
+        self.latency = (self.window.latency + steps - 1 + self.unit.latency
                         + self.requant.latency + (self.splitter is not None))
         super().__init__({
-            "i": In(stream.Signature(int8_lanes(pe))),
+            "i": In(stream.Signature(int8_lanes(self.in_lanes))),
             "o": Out(stream.Signature(int8_lanes(requant_lanes))),
         })
 

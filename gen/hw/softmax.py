@@ -41,6 +41,17 @@ def exp_table(node: ir.Softmax) -> np.ndarray:
     return np.where(diff >= node.diff_min, exp, 0)
 
 
+#: Cycles the unit spends normalizing the sum of exponentials.  Each is in Q12.19 and at
+#: most ``2**31 - 1`` in Q0.31, and the row maximum's is exactly that (``exp(0)``), so the
+#: sum lies in ``[2**19, MAX_ROW * 2**19]``, below ``2**28``: it has 4 to 12 leading zeros,
+#: and shifting it up one bit a cycle takes at most 8 cycles.
+NORMALIZE_CYCLES = 8
+
+#: The output exponent ``num_bits_over_unit + 31 - 8`` for a sum with 4 leading zeros;
+#: each shift of the normalization takes one off.
+_TOP_EXPONENT = ACCUMULATION_INTEGER_BITS + 31 - 8 - 4
+
+
 class SoftmaxUnit(wiring.Component):
     """Int8 softmax over rows of ``row`` elements, bit-exact with TFLite Micro
     (:func:`tfl2rtl.kernels.softmax.softmax_int8`), one element at a time.
@@ -51,7 +62,8 @@ class SoftmaxUnit(wiring.Component):
 
     1. ``load``: take the row into a buffer, tracking its maximum (``row`` cycles).
     2. ``sum``: add up the exponentials rescaled to Q12.19 (``row + 3`` cycles).
-    3. ``normalize``: count the leading zeros of the sum (``GetReciprocal``); 1 cycle.
+    3. ``normalize``: shift the sum up to its leading one, counting the shifts
+       (``GetReciprocal``); :data:`NORMALIZE_CYCLES` cycles, then 1 to halve it.
     4. ``newton``: ``1 / (1 + x)`` by gemmlowp's Newton-Raphson iteration: 7 saturating
        rounding doubling high multiplies of 3 cycles each, then 1 cycle to rescale.
     5. ``output``: per element, exponential times reciprocal, rounding shift by the
@@ -66,7 +78,7 @@ class SoftmaxUnit(wiring.Component):
     Attributes
     ----------
     cycles_per_row : int
-        ``8 * row + 26``: from the first element of a row taken to the first of the next
+        ``8 * row + 34``: from the first element of a row taken to the first of the next
         when the input keeps up and the output is not stalled (nothing overlaps).
     """
 
@@ -88,9 +100,9 @@ class SoftmaxUnit(wiring.Component):
     @staticmethod
     def cycles_for_row(row: int) -> int:
         """:attr:`cycles_per_row` of a unit for rows of ``row`` elements: ``row`` to load,
-        ``row + 3`` to sum, 1 to normalize, ``7 * 3 + 1`` for the reciprocal and 6 per
-        output."""
-        return 8 * row + 26
+        ``row + 3`` to sum, ``NORMALIZE_CYCLES + 1`` to normalize, ``7 * 3 + 1`` for the
+        reciprocal and 6 per output."""
+        return 8 * row + 25 + NORMALIZE_CYCLES + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -121,7 +133,9 @@ class SoftmaxUnit(wiring.Component):
         both_min = Signal()
         high = Signal(signed(32))
         nudged = product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))
-        truncated = Mux(nudged < 0, nudged + ((1 << 31) - 1), nudged) >> 31
+        # C's division by 2**31 truncates: the floor, plus one for a negative value with
+        # low bits (no 64-bit adder needed for that).
+        truncated = nudged[31:].as_signed() + (nudged[-1] & nudged[:31].any())
         multiply = Signal()  # product <= mul_a * mul_b this cycle
         m.d.sync += both_min.eq((mul_a == INT32_MIN) & (mul_b == INT32_MIN))
         with m.If(multiply):
@@ -144,8 +158,8 @@ class SoftmaxUnit(wiring.Component):
         x = Signal(signed(32))  # the Newton iterate, Q2.29
         u = Signal(signed(32))  # 1 - half_denominator * x, Q2.29
         scale = Signal(signed(32))  # 1 / (1 + f), Q0.31
-        exponent = Signal(range(32))  # of the output's rounding division
-        step = Signal(range(7))
+        shifts = Signal(range(NORMALIZE_CYCLES + 1))  # the sum's leading zeros, less 4
+        step = Signal(range(max(7, NORMALIZE_CYCLES)))
         result = Signal(signed(8))
         fetched = Signal()  # read.data holds the row element at count - 1
         looked_up = Signal()  # lookup.data holds its exponential
@@ -175,21 +189,24 @@ class SoftmaxUnit(wiring.Component):
                 with m.If(looked_up):  # + RoundingDivideByPOT(exp, 12): Q0.31 -> Q12.19
                     m.d.sync += total.eq(total + exp[12:] + (exp[:12] > (1 << 11) - 1))
                 with m.If(~issue & ~fetched & ~looked_up):
+                    m.d.sync += [shifts.eq(0), step.eq(0)]
                     m.next = "normalize"
 
             with m.State("normalize"):
-                # GetReciprocal: the sum shifted up to 1 + f (f in [0, 1)), its half, and
-                # the output exponent num_bits_over_unit + 31 - 8.
-                leading_zeros = Signal(range(33))
-                for bit in range(32):  # the highest set bit wins
-                    with m.If(total[bit]):
-                        m.d.comb += leading_zeros.eq(31 - bit)
-                normalized = (total << leading_zeros)[:32]
-                m.d.sync += [
-                    half_denominator.eq(normalized >> 1),  # RoundingHalfSum(f, 1), exact
-                    exponent.eq(ACCUMULATION_INTEGER_BITS + 31 - 8 - leading_zeros),
-                    step.eq(0),
-                ]
+                # GetReciprocal: the sum shifted up to 1 + f (f in [0, 1)).  The sum lies in
+                # [2**19, 2**28) (see NORMALIZE_CYCLES), so it has 4 + shifts leading zeros,
+                # shifts in 0 .. 8: shifted up one bit a cycle until bit 27 is set, over a
+                # fixed NORMALIZE_CYCLES cycles.
+                with m.If(~total[27]):
+                    m.d.sync += [total.eq(total << 1), shifts.eq(shifts + 1)]
+                m.d.sync += step.eq(step + 1)
+                with m.If(step == NORMALIZE_CYCLES - 1):
+                    m.next = "halve"
+
+            with m.State("halve"):
+                # Half of the sum shifted up by its 4 + shifts leading zeros
+                # (RoundingHalfSum(f, 1), exact).
+                m.d.sync += [half_denominator.eq((total << 4)[:32] >> 1), step.eq(0)]
                 m.next = "newton_multiply"
 
             # one_over_one_plus_x_for_x_in_0_1: x = 48/17 - 32/17 * d, then three times
@@ -243,11 +260,14 @@ class SoftmaxUnit(wiring.Component):
                 m.next = "output_shift"
 
             with m.State("output_shift"):
-                # RoundingDivideByPOT(high, exponent) - 128, clamped to int8; high >= 0.
-                mask = (Const(1, 33) << exponent) - 1
-                threshold = mask >> 1
-                quotient = (high >> exponent) + ((high & mask) > threshold)
-                shifted = quotient - 128
+                # RoundingDivideByPOT(high, exponent) - 128, clamped to int8, for the
+                # exponent _TOP_EXPONENT - shifts (23 .. 31).  As high >= 0 that is
+                # (high >> (exponent - 1) + 1) >> 1, and high >> (exponent - 1) is its
+                # bits from _TOP_EXPONENT - 1 - NORMALIZE_CYCLES up, shifted down by the
+                # NORMALIZE_CYCLES - shifts it is short of the most.
+                low_bit = _TOP_EXPONENT - 1 - NORMALIZE_CYCLES
+                top = high[low_bit:31] >> (Const(NORMALIZE_CYCLES, 4) - shifts)[:4]
+                shifted = (top >> 1) + top[0] - 128
                 m.d.sync += result.eq(Mux(shifted > 127, 127, shifted))
                 m.next = "output_send"
 

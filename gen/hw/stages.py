@@ -12,8 +12,10 @@ A folding is a :class:`tfl2rtl.folding.Fold` ``(pe, simd)``:
 
 - FULLY_CONNECTED and CONV_2D: ``pe`` output channels by ``simd`` input channels per
   cycle (``pe * simd`` multipliers);
-- DEPTHWISE_CONV_2D: ``pe`` input channels per cycle (``pe * depth_multiplier``
-  multipliers), ``simd = 1``;
+- DEPTHWISE_CONV_2D: ``pe`` output channels per cycle (``pe`` multipliers), a multiple
+  of the depth multiplier (``pe / depth_multiplier`` input channels per beat) or a
+  divisor of it (one input channel per beat, held ``depth_multiplier / pe`` cycles),
+  ``simd = 1``;
 - pools, MEAN, ADD, the 256-entry tables, CONCATENATION and PAD: ``pe`` elements per
   beat, ``simd = 1``, no multipliers;
 - SOFTMAX: one element at a time, only ``(1, 1)``.
@@ -325,27 +327,38 @@ class Conv2DStage(WindowStage):
 
 class DepthwiseStage(WindowStage):
     def options(self):
-        return [Fold(pe, 1) for pe in divisors(self.in_shape[-1])]
+        from .depthwise import pe_choices
+
+        return [Fold(pe, 1) for pe in pe_choices(self.node)]
 
     def check(self, fold, requant_lanes=None):
         super().check(fold)
-        lanes = fold.pe * self.node.depth_multiplier
+        lanes = self._unit_lanes(fold)
         if requant_lanes is not None and (requant_lanes < 1 or lanes % requant_lanes):
             raise Tfl2RtlError(
                 f"{self.name}: {requant_lanes} requantizer lanes do not divide the {lanes} "
                 f"output lanes; choose one of {', '.join(map(str, divisors(lanes)))}")
 
+    def _unit_lanes(self, fold):
+        """The accumulators per unit beat: ``pe``, or the depth multiplier when ``pe``
+        divides it (:attr:`tfl2rtl.hw.depthwise.DepthwiseUnit.lanes`)."""
+        return max(fold.pe, self.node.depth_multiplier)
+
     def multipliers(self, fold):
-        return fold.pe * self.node.depth_multiplier
+        return fold.pe
+
+    def in_lanes(self, fold, requant_lanes=None):
+        return (max(fold.pe // self.node.depth_multiplier, 1),)
 
     def out_lanes(self, fold, requant_lanes=None):
-        return requant_lanes or fold.pe * self.node.depth_multiplier
+        return requant_lanes or fold.pe
 
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
-        channels = self.in_shape[-1]
-        lanes = fold.pe * self.node.depth_multiplier
-        return max(self.in_size // fold.pe, self.out_pixels * (channels // fold.pe)
-                   * _group_cycles(self.kernel_positions, lanes // (requant_lanes or lanes),
+        (in_lanes,) = self.in_lanes(fold)
+        lanes = self._unit_lanes(fold)
+        steps = self.kernel_positions * (lanes // fold.pe)
+        return max(self.in_size // in_lanes, self.out_pixels * (self.in_shape[-1] // in_lanes)
+                   * _group_cycles(steps, lanes // (requant_lanes or fold.pe),
                                    _serial(self.node.requant, requant_interval)))
 
     def build(self, fold, requant_lanes=None):
