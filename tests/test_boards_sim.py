@@ -111,3 +111,32 @@ def test_weights_in_two_spram_banks(tmp_path):
     assert run.before_loading == "NOT_LOADED" and run.weights_loaded == 20280
     verilog = (tmp_path / "board_top.v").read_text()
     assert verilog.count("SB_SPRAM256KA ") == 2
+
+
+def test_micro_speech_as_the_icebreaker_build_plans_it(tmp_path):
+    """micro_speech planned as ``tfl2rtl build --board icebreaker`` plans it: the
+    default budget, serial requantizers, its depthwise layer on fewer multipliers than
+    its depth multiplier (products in logic), the FULLY_CONNECTED weights in SPRAM, and
+    the softmax.  Elaborated for the iCE40 with Yosys' cell models; the driver loads the
+    weights, and two inferences equal the golden model's.  (A UART slower than 4 cycles
+    a bit: the depthwise layer takes an input row more slowly than that brings one.)"""
+    from tfl2rtl.boards.build import BOARDS, fitting_budget, place_weights
+
+    model = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
+    graph = load(model)
+    icebreaker = BOARDS["icebreaker"]
+    budget = fitting_budget(graph, icebreaker, requant_interval=SERIAL_REQUANT_INTERVAL)
+    plan = place_weights(design.plan(graph, "auto", budget,
+                                     requant_interval=SERIAL_REQUANT_INTERVAL), icebreaker)
+    depthwise = plan.network_plan.stages[0]
+    assert depthwise.fold.pe < depthwise.node.depth_multiplier
+    identity = Identity.of_design(plan)
+    assert [m.node for m in identity.memories] == [2]
+    top = BoardTop(plan.network(), identity, divisor=16, timeout_bytes=8)
+    x = vectors(graph, 2)
+    expected = golden_vectors(graph, x)
+    run = simulate_board(top, x, expected, tmp_path, bad_frames=False, model=model,
+                         family="ice40")
+    np.testing.assert_array_equal(run.outputs, expected)
+    assert run.before_loading == "NOT_LOADED" and run.weights_loaded == 16000
+    assert (tmp_path / "board_top.v").read_text().count("SB_SPRAM256KA ") == 1
