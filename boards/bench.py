@@ -135,18 +135,21 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
     row.cycles_per_inference = row.initiation_interval = design.initiation_interval
     row.mac_efficiency = design.mac_efficiency
     if board is not None:
-        from .build import build_board
+        from tfl2rtl.api import build
 
-        try:
+        try:  # as `tfl2rtl build` does it (a default budget whose logic overflows lowered)
             with tempfile.TemporaryDirectory(prefix="tfl2rtl-bench-") as scratch:
-                report = build_board(design, board, Path(scratch) / "out",
-                                     progress=lambda m: progress(f"{path.name}: {m}"))
+                report = build(graph, board, Path(scratch) / "out",
+                               max_multipliers=max_multipliers,
+                               progress=lambda m: progress(f"{path.name}: {m}"))
         except Tfl2RtlError as exc:
             row.error = str(exc)
             return row
         row.fmax_mhz = report.fmax_mhz
         row.resources = report.resources
-        row.cycles_per_inference = report.cycles_per_inference
+        row.multipliers = report.multipliers
+        row.cycles_per_inference = row.initiation_interval = report.cycles_per_inference
+        row.mac_efficiency = graph.macs / (report.multipliers * report.cycles_per_inference)
     row.inferences_per_second = row.clock_mhz * 1e6 / row.cycles_per_inference
     return row
 
