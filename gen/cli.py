@@ -89,12 +89,12 @@ def cmd_verify(args) -> int:
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
-def _fold_options(p) -> None:
+def _fold_options(p, default_budget: str = "64") -> None:
     p.add_argument("--fold", default="auto", metavar="auto|full|FILE.json",
                    help="folding: auto (balanced within --max-multipliers), full (one "
                         "multiplier per layer) or a JSON file")
     p.add_argument("--max-multipliers", type=int, default=None, metavar="N",
-                   help="multiplier budget for --fold auto (default 64)")
+                   help=f"multiplier budget for --fold auto (default {default_budget})")
     p.add_argument("--lanes", type=int, default=1, metavar="N",
                    help="elements per AXI4-Stream beat (tdata is 8*N bits; default 1)")
 
@@ -203,7 +203,8 @@ def _board_commands(sub) -> None:
     p.add_argument("model")
     p.add_argument("--board", required=True, choices=sorted(BOARDS))
     p.add_argument("-o", "--output", required=True, metavar="OUT")
-    _fold_options(p)
+    _fold_options(p, default_budget="the board's, lowered until its DSP blocks and logic "
+                                    "fit")
     p.add_argument("--baud", type=int, default=None, help="UART baud rate (default 115200)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_build)
