@@ -12,7 +12,7 @@ from streams import STALL_MODES, get, put, simulate
 from tfl2rtl import ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.softmax import MAX_ROW, SoftmaxUnit, exp_table
+from tfl2rtl.hw.softmax import MAX_ROW, NORMALIZE_CYCLES, SoftmaxUnit, exp_table
 from tfl2rtl.kernels.softmax import softmax_int8, softmax_params
 
 
@@ -92,6 +92,23 @@ def test_longest_row():
     # 511 equal values sum to 511.0 in Q12.19: the largest sum, output exponent 31.
     node = softmax_node(1.0, 1e-4)
     rows = np.stack([np.zeros(MAX_ROW), np.resize([3, 2, 1, 0], MAX_ROW)]).astype(np.int8)
+    np.testing.assert_array_equal(run_softmax(SoftmaxUnit(node, MAX_ROW), rows, "streaming"),
+                                  golden(node, rows))
+
+
+def test_every_normalization_shift():
+    """Rows whose exponentials sum to exactly k (k copies of the maximum, the rest too far
+    below it to count) for k at both ends of every power-of-two range 1 .. 511: the sum is
+    normalized by each shift count 0 .. NORMALIZE_CYCLES, and by the output exponent
+    that goes with it."""
+    node = softmax_node(1.0, 0.5)  # differences below -64 do not count
+    counts = sorted({k for j in range(NORMALIZE_CYCLES + 1) for k in (2 ** j, 2 ** (j + 1) - 1)
+                     if k <= MAX_ROW})
+    assert {NORMALIZE_CYCLES - k.bit_length() + 1 for k in counts} == set(
+        range(NORMALIZE_CYCLES + 1))
+    rows = np.full((len(counts), MAX_ROW), -128, np.int8)
+    for row, k in zip(rows, counts, strict=True):
+        row[np.random.default_rng(k).permutation(MAX_ROW)[:k]] = 127
     np.testing.assert_array_equal(run_softmax(SoftmaxUnit(node, MAX_ROW), rows, "streaming"),
                                   golden(node, rows))
 
