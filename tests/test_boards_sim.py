@@ -62,6 +62,22 @@ def test_a_wrong_expectation_is_reported(tmp_path):
         board_runner._check(run, top.identity, wrong, bad_frames=False)
 
 
+def run_with_loading(plan, model, tmp_path, *, count, divisor, family):
+    """``plan``'s board top in Verilator (elaborated for ``family``'s hooks): the driver
+    is refused with NOT_LOADED, loads the weights, and ``count`` inferences equal the
+    golden model's.  Returns the run."""
+    graph = plan.graph
+    top = BoardTop(plan.network(), Identity.of_design(plan), divisor=divisor,
+                   timeout_bytes=8)
+    x = vectors(graph, count)
+    expected = golden_vectors(graph, x)
+    run = simulate_board(top, x, expected, tmp_path, bad_frames=False, model=model,
+                         family=family)
+    np.testing.assert_array_equal(run.outputs, expected)
+    assert run.before_loading == "NOT_LOADED"
+    return run
+
+
 @pytest.mark.parametrize("family", [None, "ice40"], ids=["rtl", "ice40_spram"])
 def test_the_driver_loads_the_weights_of_a_design_that_asks_for_them(family, tmp_path):
     """hello_world with every weight memory loadable: the first inference is refused,
@@ -75,15 +91,9 @@ def test_the_driver_loads_the_weights_of_a_design_that_asks_for_them(family, tmp
         [s.index for s in plan.network_plan.stages if s.stage.loadable]))
     identity = Identity.of_design(plan)
     assert [m.node for m in identity.memories] == [0, 1, 2]
-    top = BoardTop(plan.network(), identity, divisor=4, timeout_bytes=8)
-    x = vectors(graph, 4)
-    expected = golden_vectors(graph, x)
-    run = simulate_board(top, x, expected, tmp_path, bad_frames=False, model=HELLO_WORLD,
-                         family=family)
-    np.testing.assert_array_equal(run.outputs, expected)
+    run = run_with_loading(plan, HELLO_WORLD, tmp_path, count=4, divisor=4, family=family)
     if family is not None:  # 32-, 64- and 32-bit rows: 2 + 4 + 2 blocks
         assert (tmp_path / "board_top.v").read_text().count("SB_SPRAM256KA ") == 8
-    assert run.before_loading == "NOT_LOADED"
     assert run.weights_loaded == sum(m.rows * m.row_bytes for m in identity.memories) == 288
 
 
@@ -102,13 +112,8 @@ def test_weights_in_two_spram_banks(tmp_path):
     identity = Identity.of_design(plan)
     (memory,) = identity.memories
     assert memory.rows == 20280 and spram_tiles(8 * memory.row_bytes, memory.rows) == 2
-    top = BoardTop(plan.network(), identity, divisor=32, timeout_bytes=8)
-    x = vectors(graph, 2)
-    expected = golden_vectors(graph, x)
-    run = simulate_board(top, x, expected, tmp_path, bad_frames=False, model=model,
-                         family="ice40")
-    np.testing.assert_array_equal(run.outputs, expected)
-    assert run.before_loading == "NOT_LOADED" and run.weights_loaded == 20280
+    run = run_with_loading(plan, model, tmp_path, count=2, divisor=32, family="ice40")
+    assert run.weights_loaded == 20280
     verilog = (tmp_path / "board_top.v").read_text()
     assert verilog.count("SB_SPRAM256KA ") == 2
 
@@ -130,13 +135,7 @@ def test_micro_speech_as_the_icebreaker_build_plans_it(tmp_path):
                                      requant_interval=SERIAL_REQUANT_INTERVAL), icebreaker)
     depthwise = plan.network_plan.stages[0]
     assert depthwise.fold.pe < depthwise.node.depth_multiplier
-    identity = Identity.of_design(plan)
-    assert [m.node for m in identity.memories] == [2]
-    top = BoardTop(plan.network(), identity, divisor=16, timeout_bytes=8)
-    x = vectors(graph, 2)
-    expected = golden_vectors(graph, x)
-    run = simulate_board(top, x, expected, tmp_path, bad_frames=False, model=model,
-                         family="ice40")
-    np.testing.assert_array_equal(run.outputs, expected)
-    assert run.before_loading == "NOT_LOADED" and run.weights_loaded == 16000
+    assert [m.node for m in Identity.of_design(plan).memories] == [2]
+    run = run_with_loading(plan, model, tmp_path, count=2, divisor=16, family="ice40")
+    assert run.weights_loaded == 16000
     assert (tmp_path / "board_top.v").read_text().count("SB_SPRAM256KA ") == 1

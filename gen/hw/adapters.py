@@ -8,7 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import accumulator_layout
 
-__all__ = ["LaneConverter", "AccumulatorSplitter", "StreamFIFO", "Broadcast"]
+__all__ = ["LaneConverter", "AccumulatorSplitter", "connect_splitting", "StreamFIFO",
+           "Broadcast"]
 
 
 class LaneConverter(wiring.Component):
@@ -130,6 +131,17 @@ class AccumulatorSplitter(wiring.Component):
             with m.If(last):
                 m.d.sync += busy.eq(0)
         return m
+
+
+def connect_splitting(m: Module, source, splitter: AccumulatorSplitter | None, sink) -> None:
+    """Connect the accumulator stream ``source`` to ``sink`` (a requantizer's input),
+    through ``splitter`` when there is one (it becomes ``m``'s submodule ``splitter``)."""
+    if splitter is None:
+        wiring.connect(m, source, sink)
+        return
+    m.submodules.splitter = splitter
+    wiring.connect(m, source, splitter.i)
+    wiring.connect(m, splitter.o, sink)
 
 
 class StreamFIFO(wiring.Component):

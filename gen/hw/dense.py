@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import ir
 from ..errors import Tfl2RtlError
-from .adapters import AccumulatorSplitter
+from .adapters import AccumulatorSplitter, connect_splitting
 from .layouts import int8_lanes
 from .mvu import MatrixVectorUnit
 from .requant import Requantizer
@@ -93,11 +93,6 @@ class FullyConnectedLayer(wiring.Component):
             m.d.comb += self.loaded.eq(self.mvu.loaded)
         m.submodules.requant = self.requant
         wiring.connect(m, wiring.flipped(self.i), self.mvu.i)
-        if self.splitter is None:
-            wiring.connect(m, self.mvu.o, self.requant.i)
-        else:
-            m.submodules.splitter = self.splitter
-            wiring.connect(m, self.mvu.o, self.splitter.i)
-            wiring.connect(m, self.splitter.o, self.requant.i)
+        connect_splitting(m, self.mvu.o, self.splitter, self.requant.i)
         wiring.connect(m, self.requant.o, wiring.flipped(self.o))
         return m

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from .. import ir
 from ..errors import Tfl2RtlError
 from ..fixedpoint import signed_bits
-from .adapters import AccumulatorSplitter
+from .adapters import AccumulatorSplitter, connect_splitting
 from .layouts import accumulator_layout, int8_lanes
 from .requant import Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
@@ -45,14 +45,13 @@ def _check_pe(node: ir.DepthwiseConv2D, pe: int) -> int:
     input channels, or 1 when ``pe`` divides the depth multiplier), after checking that
     ``pe`` divides the output channels and is a multiple or a divisor of the depth
     multiplier."""
-    multiplier = node.depth_multiplier
-    out_channels = node.weights.shape[2]
-    if pe >= 1 and out_channels % pe == 0 and (pe % multiplier == 0 or multiplier % pe == 0):
-        return max(pe // multiplier, 1)
-    choices = ", ".join(str(d) for d in pe_choices(node))
+    choices = pe_choices(node)
+    if pe in choices:
+        return max(pe // node.depth_multiplier, 1)
     raise Tfl2RtlError(
-        f"PE={pe} does not divide the {out_channels} output channels in whole input "
-        f"channels or parts of one (depth multiplier {multiplier}); choose one of {choices}"
+        f"PE={pe} does not divide the {node.weights.shape[2]} output channels in whole "
+        f"input channels or parts of one (depth multiplier {node.depth_multiplier}); "
+        f"choose one of {', '.join(map(str, choices))}"
     )
 
 
@@ -409,11 +408,6 @@ class DepthwiseConv2DLayer(wiring.Component):
         m.submodules.requant = self.requant
         wiring.connect(m, wiring.flipped(self.i), self.window.i)
         wiring.connect(m, self.window.o, self.unit.i)
-        if self.splitter is None:
-            wiring.connect(m, self.unit.o, self.requant.i)
-        else:
-            m.submodules.splitter = self.splitter
-            wiring.connect(m, self.unit.o, self.splitter.i)
-            wiring.connect(m, self.splitter.o, self.requant.i)
+        connect_splitting(m, self.unit.o, self.splitter, self.requant.i)
         wiring.connect(m, self.requant.o, wiring.flipped(self.o))
         return m

@@ -41,10 +41,17 @@ def loading_members(memory_id: int | None) -> dict:
             "loaded": Out(1)}
 
 
+def _spram_grid(width: int, depth: int) -> tuple[int, int]:
+    """``SB_SPRAM256KA`` blocks side by side, and banks of them, for a ``width``-bit,
+    ``depth``-row memory."""
+    return -(-width // SPRAM_WIDTH), -(-depth // SPRAM_DEPTH)
+
+
 def spram_tiles(width: int, depth: int) -> int:
     """``SB_SPRAM256KA`` blocks for a ``width``-bit, ``depth``-row memory: ``ceil(width /
     16)`` side by side in each of ``ceil(depth / 16384)`` banks."""
-    return -(-width // SPRAM_WIDTH) * -(-depth // SPRAM_DEPTH)
+    across, banks = _spram_grid(width, depth)
+    return across * banks
 
 
 def load_payloads(memory: int, rows: bytes, row_bytes: int, chunk: int = 1024):
@@ -145,8 +152,7 @@ class LoadableMemory(wiring.Component):
         read = self.en & ~write
 
         if getattr(platform, SPRAM_HOOK, False):
-            across = -(-self.width // SPRAM_WIDTH)
-            banks = -(-self.depth // SPRAM_DEPTH)
+            across, banks = _spram_grid(self.width, self.depth)
             padded = Cat(word, Const(0, across * SPRAM_WIDTH - self.width))
             low = Cat(address, Const(0, 14))[:14]
             bank = address[14:] if banks > 1 else Const(0, 1)
