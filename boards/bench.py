@@ -60,12 +60,10 @@ class BenchRow:
 
 
 def default_models(zoo: str | os.PathLike | None = None) -> list[Path]:
-    """The models in ``../shared/models`` beside the checkout (or ``zoo``) and the int8
-    test models."""
-    root = Path(__file__).resolve().parents[1]
-    zoo = Path(zoo) if zoo else Path(os.environ.get("TFL2RTL_ZOO", root.parent / "shared"
-                                                    / "models"))
-    tests = root / "tests" / "models"
+    """The model zoo (``zoo``, else ``$TFL2RTL_ZOO``, else the copies committed in
+    ``tests/models/zoo``) and the int8 test models."""
+    tests = Path(__file__).resolve().parents[1] / "tests" / "models"
+    zoo = Path(zoo) if zoo else Path(os.environ.get("TFL2RTL_ZOO", tests / "zoo"))
     return sorted(zoo.glob("*/*.tflite")) + [
         tests / name for name in ("dense10_int8.tflite", "mlp_uint8.tflite",
                                   "conv_int8.tflite", "cnn_int8.tflite")

@@ -221,7 +221,8 @@ def _board_commands(sub) -> None:
     p = sub.add_parser("bench", help="MACs, multipliers, cycles, Fmax, resources and "
                                      "throughput per model, against TFLite Micro")
     p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="default: ../shared/models and the int8 test models")
+                   help="default: the model zoo (tests/models/zoo, or $TFL2RTL_ZOO) "
+                        "and the int8 test models")
     p.add_argument("--board", choices=sorted(BOARDS),
                    help="also build each model for this board (slow)")
     p.add_argument("--max-multipliers", type=int, default=None, metavar="N")

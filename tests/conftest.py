@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOO = Path(os.environ.get("TFL2RTL_ZOO", ROOT.parent / "shared" / "models"))
 TEST_MODELS = ROOT / "tests" / "models"
+#: The real models the suite runs: the copies committed in ``tests/models/zoo`` (so a plain
+#: clone passes), or another folder of ``*/*.tflite`` named by ``TFL2RTL_ZOO``.
+ZOO = Path(os.environ.get("TFL2RTL_ZOO", TEST_MODELS / "zoo"))
 
 ZOO_MODELS = sorted(ZOO.glob("*/*.tflite"))
 INT8_TEST_MODELS = [TEST_MODELS / f for f in (
@@ -26,8 +28,8 @@ def pytest_configure(config):
     # Without the zoo the parametrized zoo tests would silently vanish: refuse to run.
     if not ZOO_MODELS:
         raise pytest.UsageError(
-            f"no models in {ZOO}: the suite needs ../shared/models beside the checkout "
-            "(or TFL2RTL_ZOO=/path/to/models)"
+            f"no models in {ZOO}: TFL2RTL_ZOO must name a folder of */*.tflite models "
+            "(unset, the suite uses the committed tests/models/zoo)"
         )
 
 
