@@ -93,12 +93,13 @@ def tflm_seconds(path: str | os.PathLike, graph, runs: int = 20) -> float:
 def _row(path: Path, board: str | None, max_multipliers: int | None,
          progress: Callable[[str], None]) -> BenchRow:
     from tfl2rtl import design as gen
-    from tfl2rtl.api import load
     from tfl2rtl.hw.network import to_verilog
+    from tfl2rtl.lower import lower
+    from tfl2rtl.tflite_reader import read_model
 
     row = BenchRow(model=path.name, board=board)
     try:
-        graph = load(path)
+        graph = lower(read_model(path))
     except Tfl2RtlError as exc:
         row.error = str(exc)
         return row
@@ -133,13 +134,13 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
     row.cycles_per_inference = row.initiation_interval = design.initiation_interval
     row.mac_efficiency = design.mac_efficiency
     if board is not None:
-        from tfl2rtl.api import build
+        from .build import build_graph
 
         try:  # as `tfl2rtl build` does it (a default budget whose logic overflows lowered)
             with tempfile.TemporaryDirectory(prefix="tfl2rtl-bench-") as scratch:
-                report = build(graph, board, Path(scratch) / "out",
-                               max_multipliers=max_multipliers,
-                               progress=lambda m: progress(f"{path.name}: {m}"))
+                report = build_graph(graph, board, Path(scratch) / "out",
+                                     max_multipliers=max_multipliers,
+                                     progress=lambda m: progress(f"{path.name}: {m}"))
         except Tfl2RtlError as exc:
             row.error = str(exc)
             return row

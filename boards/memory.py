@@ -1,0 +1,86 @@
+"""Where a design's weights go on a board: :func:`check_memory` refuses a model whose
+weights alone exceed the device's block RAM and SPRAM, before any planning;
+:func:`place_weights` moves the largest weight memories into SPRAM on boards that have
+it (memories the host loads over the link, since the bitstream cannot fill SPRAM)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from tfl2rtl.hw.weights import SPRAM_DEPTH, SPRAM_WIDTH, spram_tiles
+
+from .board import BOARDS, Board, DoesNotFit
+
+__all__ = ["BLOCK_BITS", "SPRAM_BYTES", "check_memory", "place_weights"]
+
+
+#: Block RAM bits per block, by family (iCE40 EBR 4 kbit; ECP5 DP16KD and Gowin BSRAM
+#: 18 kbit, of which 16 kbit hold bytes).
+BLOCK_BITS = {"ice40": 4096, "ecp5": 16384, "gowin": 16384}
+
+
+#: Bytes of one SPRAM block (iCE40 ``SB_SPRAM256KA``: 16384 x 16 bits).
+SPRAM_BYTES = SPRAM_DEPTH * SPRAM_WIDTH // 8
+
+
+def _memory_bytes(board: Board) -> tuple[int, int]:
+    """The board's block RAM and SPRAM, in bytes of weights."""
+    return (board.available.get("BRAM", 0) * BLOCK_BITS[board.family] // 8,
+            board.available.get("SPRAM", 0) * SPRAM_BYTES)
+
+
+def check_memory(graph, board: Board) -> None:
+    """Raise :class:`DoesNotFit` when the weights of ``graph`` alone exceed the board's
+    block RAM and SPRAM (no folding changes how many weights there are): before any
+    planning or synthesis."""
+    blocks = board.available.get("BRAM", 0)
+    bram, spram = _memory_bytes(board)
+    needed = int(graph.weight_bytes)
+    blocks_needed = -(-8 * needed // BLOCK_BITS[board.family])
+    if needed > bram + spram:
+        others = [b.name for b in BOARDS.values() if sum(_memory_bytes(b)) >= needed]
+        hint = (f"choose a board with more: {', '.join(others)}" if others else
+                "no board tfl2rtl knows has that much")
+        has = f"the device has {blocks} ({bram:,} bytes)"
+        if spram:
+            has += f" and {spram:,} bytes of SPRAM"
+        raise DoesNotFit(
+            f"{Path(graph.source).name} does not fit {board.name}: BRAM overflows: "
+            f"its {needed:,} bytes of weights and biases need {blocks_needed} "
+            f"blocks, {has}; no folding reduces the weights: {hint}")
+
+
+def place_weights(design, board: Board):
+    """``design`` with its largest weight memories moved out of block RAM into memories
+    the host loads at run time (:class:`tfl2rtl.hw.weights.LoadableMemory`, SPRAM on the
+    iCE40), on boards with SPRAM, while the weights take more than half the block RAM
+    (the rest is left to line buffers, FIFOs and biases).  Memories are moved largest
+    first, each where the SPRAM blocks still free hold it
+    (:func:`tfl2rtl.hw.weights.spram_tiles`).  Raises :class:`DoesNotFit` when the
+    weights left still exceed the block RAM."""
+    tiles = board.available.get("SPRAM", 0)
+    bram, _ = _memory_bytes(board)
+    left = int(design.graph.weight_bytes)
+    if not tiles or left <= bram // 2:
+        return design
+    plan = design.network_plan
+    candidates = sorted((s for s in plan.stages if s.stage.loadable),
+                        key=lambda s: (-s.stage.weight_matrix().size, s.index))
+    moved = []
+    for stage in candidates:
+        if left <= bram // 2:
+            break
+        rows, row_bytes = stage.stage.weight_memory(stage.fold)
+        need = spram_tiles(8 * row_bytes, rows)
+        if need <= tiles:
+            tiles -= need
+            left -= rows * row_bytes
+            moved.append(stage.index)
+    if left > bram:
+        raise DoesNotFit(
+            f"{Path(design.graph.source).name} does not fit {board.name}: BRAM overflows: "
+            f"{left:,} bytes of weights stay in block RAM ({bram:,} bytes) after the "
+            f"SPRAM is used; a smaller --max-multipliers makes weight rows narrower "
+            f"(fewer SPRAM blocks per layer)")
+    return dataclasses.replace(design, network_plan=plan.with_loadable(moved))
