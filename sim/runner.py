@@ -98,6 +98,31 @@ def harness_source() -> Path:
     return template_source(HARNESS)
 
 
+def run_testbench(sources: list[str | os.PathLike], top: str,
+                  build_dir: str | os.PathLike, timeout: float = 300) -> str:
+    """Build the self-checking SystemVerilog testbench ``top`` from ``sources`` with
+    Verilator (``--binary --timing``) in ``build_dir``, run it and return what it
+    printed.  Raises :class:`Tfl2RtlError` with the first error line (Verilator's, or
+    the simulation's ``$fatal``) when the build or the run fails."""
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    env = tool_env()
+    command = ["verilator", "--binary", "--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+               "-Wno-ZERODLY", "--top-module", top, "-Mdir", str(build_dir / "obj"),
+               *map(str, sources)]
+    for step, argv in (("Verilator build", command),
+                       ("simulation", [str(build_dir / "obj" / f"V{top}")])):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                              timeout=timeout, cwd=build_dir)
+        if done.returncode:
+            lines = (done.stderr + done.stdout).splitlines()
+            first = next((line.strip() for line in lines
+                          if line.startswith(("%Error", "%Fatal", "[")) or "Fatal" in line),
+                         lines[0].strip() if lines else "no output")
+            raise Tfl2RtlError(f"{step} of {top} failed: {first}")
+    return done.stdout
+
+
 def prepare_build_dir(build_dir: str | os.PathLike, harness: str) -> tuple[Path, Path, Path]:
     """Create ``build_dir`` with an empty ``results/`` (stale results removed) and a copy
     of the harness template ``harness``; returns the three paths (absolute)."""
