@@ -20,7 +20,10 @@ def test_describe_micro_speech(zoo):
     assert dw["requant"]["multiplier"] == [int(node.requant.multiplier.min()),
                                            int(node.requant.multiplier.max())]
     fc = info["layers"][2]
-    assert fc["requant"]["multiplier"], fc["requant"]["shift"] == quantize_multiplier(
+    fc_node = graph.nodes[2]
+    assert not fc["requant"]["per_channel"]
+    assert (fc["requant"]["multiplier"], fc["requant"]["shift"]) == (
+        int(fc_node.requant.multiplier[0]), int(fc_node.requant.shift[0])) == quantize_multiplier(
         fc["requant"]["real_scale"])
     assert fc["acc_bits"] == graph.nodes[2].acc_bits
     assert fc["inputs"][0]["zero_point"] == -fc["input_offset"]
