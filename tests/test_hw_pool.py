@@ -129,23 +129,32 @@ def test_division_is_exact_for_every_count_and_sum(counts):
     assert dut.shift == reciprocal_shift(counts)
 
 
-def test_division_rounds_like_golden():
-    """The unit's arithmetic (sign of the sum times the quotient) against
-    golden.average_pool_2d for every sum of up to 24 values: a (1, count) filter over
-    channels whose values add up to each sum."""
-    dut = PoolUnit("average", window=24)
-    for count in range(1, 25):
+def test_unit_rounds_like_golden_at_every_quotient_step():
+    """The simulated unit (counts 1 to 24 from its reciprocal ROM, 64 lanes) against
+    golden.average_pool_2d on both sides of every rounding step of every count: each sum
+    of ``count`` int8 values whose ``|sum| + count // 2`` is a multiple of ``count`` or one
+    below (every sum for counts 1 and 2), as a (1, count) window whose values add up to
+    it, the rest of the 24-beat window padding."""
+    window, pe = 24, 64
+    dut = PoolUnit("average", window=window, pe=pe)
+    beats, expected = [], []
+    for count in range(1, window + 1):
         sums = np.arange(-128 * count, 127 * count + 1)
+        step = (np.abs(sums) + count // 2) % count
+        sums = sums[(step == 0) | (step == count - 1)]
         whole, extra = np.divmod(sums, count)  # extra values of whole + 1
         x = whole[None, :] + (np.arange(count)[:, None] < extra[None, :])
+        x = np.pad(x, ((0, 0), (0, -len(sums) % pe)))  # zero windows fill the last beat
         node = ir.AveragePool2D(inputs=("x",), outputs=("y",), filter=(1, count),
                                 stride=(1, 1), padding=(0, 0, 0, 0), act_min=-128,
                                 act_max=127)
-        expected = golden.average_pool_2d(node, x[None, None].astype(np.int8))
-        magnitude = np.abs(sums) + count // 2
-        quotient = (magnitude * dut.reciprocals[count]) >> dut.shift
-        got = np.where(sums < 0, -quotient, quotient)
-        np.testing.assert_array_equal(got, expected.reshape(-1), err_msg=f"count {count}")
+        expected.append(golden.average_pool_2d(node, x[None, None].astype(np.int8)))
+        for lanes in np.split(x, x.shape[1] // pe, axis=1):
+            beats += [{"data": lanes[b].tolist() if b < count else [0] * pe,
+                       "pad": int(b >= count)} for b in range(window)]
+    got = run_stream(dut, beats, len(beats) // window, "streaming")
+    np.testing.assert_array_equal(got.reshape(-1),
+                                  np.concatenate([e.reshape(-1) for e in expected]))
 
 
 # --------------------------------------------------------------------------------------
