@@ -95,3 +95,45 @@ def test_divisor():
     with pytest.raises(Tfl2RtlError, match="at least 4 clock cycles per bit, not 3"):
         UARTTransmitter(3)
     assert isinstance(UARTReceiver(4), wiring.Component)
+
+
+@pytest.mark.parametrize("clock_mhz", [24, 30, 99])
+@pytest.mark.parametrize("host_error", [-0.025, 0.0, 0.025])
+def test_receiver_at_3_mbaud_with_clock_error_on_both_sides(clock_mhz, host_error):
+    """The receiver at the PLL clocks the board builds choose for 3 Mbaud (the divisor
+    rounded to a whole number of cycles: the FPGA's side of the error), fed by a host
+    whose bit time is off by ``host_error`` as well, its edges falling wherever that
+    puts them between clock edges; every byte arrives and none is a framing error."""
+    baud = 3_000_000
+    divisor = divisor_for(clock_mhz * 1e6, baud)
+    bit_cycles = clock_mhz * 1e6 / baud * (1 + host_error)  # the host's bit, in cycles
+    dut = UARTReceiver(divisor)
+    data = [random.Random(clock_mhz).randrange(256) for _ in range(30)] + [0x00, 0xFF, 0x55]
+    got, framing = [], []
+
+    async def line(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(7)
+        now = 0.0  # the host's time, in cycles: each edge at the next whole cycle
+        cycle = 0
+        for byte in data:
+            for bit in [0, *((byte >> k) & 1 for k in range(8)), 1]:
+                ctx.set(dut.rx, bit)
+                now += bit_cycles
+                await ctx.tick().repeat(int(now) - cycle)
+                cycle = int(now)
+
+    async def sink(ctx):
+        ctx.set(dut.o.ready, 1)
+        async for _, _, valid, payload, error in ctx.tick().sample(
+                dut.o.valid, dut.o.payload, dut.framing_error):
+            if valid:
+                got.append(payload)
+            framing.append(error)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(line)
+    sim.add_testbench(sink, background=True)
+    sim.run_until(1e-6 * (len(data) * 10 * bit_cycles + 20 * divisor + 20))
+    assert got == data and not any(framing)
