@@ -1,12 +1,13 @@
 """Lowering: integer parameters, folded zero points, accumulator widths, clear errors."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 from conftest import ERROR_MODELS, INT8_TEST_MODELS, TEST_MODELS, ZOO_MODELS, model_id
 from tfl2rtl import golden, ir
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.fixedpoint import quantize_multiplier
 from tfl2rtl.lower import FLOWS, FoldInputOffset, RangeAnalysis, import_model, lower
 from tfl2rtl.tflite_reader import read_model
 
@@ -27,15 +28,33 @@ def test_lowers_every_op(path):
         assert graph.tensors[node.output].tflite_index == model.operators[
             node.tflite_op_index].outputs[0]
         if isinstance(node, WEIGHTED):
+            op = model.operators[node.tflite_op_index]
+            inp, w, out = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
             r = node.requant
             assert r.multiplier.size in (1, node.bias.size)
+            # PopulateConvolutionQuantizationParams: the file's float32 scales, in double
+            reals = np.float64(inp.scale) * w.scales.astype(np.float64) / np.float64(out.scale)
+            np.testing.assert_array_equal(r.real_scale,
+                                          np.broadcast_to(reals, r.real_scale.shape))
             for real, m, s in zip(r.real_scale, r.multiplier, r.shift, strict=True):
-                assert (int(m), int(s)) == quantize_multiplier(float(real))
+                assert_q31(float(real), int(m), int(s))
             assert node.act_min <= node.act_max
 
 
-@pytest.mark.parametrize("path", [p for p in ALL_INT8 if "vww" not in p.name
-                                  and "person" not in p.name], ids=model_id)
+def assert_q31(real: float, multiplier: int, shift: int):
+    """``(multiplier, shift)`` is ``real`` as TFLite's ``QuantizeMultiplier`` defines it:
+    ``multiplier * 2**(shift - 31)`` within half a unit of the multiplier's last bit, the
+    multiplier in ``[2**30, 2**31)``; ``(0, 0)`` for reals below ``2**-32``.  Exact
+    (rationals), so it does not repeat the float steps of the implementation."""
+    if multiplier == 0:
+        assert shift == 0 and real < 2.0**-32, (real, multiplier, shift)
+        return
+    assert (1 << 30) <= multiplier < (1 << 31), (real, multiplier, shift)
+    error = abs(Fraction(multiplier) * Fraction(2) ** (shift - 31) - Fraction(real))
+    assert error <= Fraction(2) ** (shift - 32), (real, multiplier, shift)
+
+
+@pytest.mark.parametrize("path", ALL_INT8, ids=model_id)
 def test_folded_bias_is_exact_and_acc_bits_suffice(path):
     graph = lower(read_model(path))
     rng = np.random.default_rng(0)
