@@ -194,8 +194,15 @@ def test_softmax_params_round_to_float32():
 
 
 def test_softmax_params_reject_tiny_beta_times_scale():
-    """``beta * scale * 2**26 <= 1`` fails TFLM's QuantizeMultiplierGreaterThanOne check."""
-    softmax_params(1.0, 2.0**-25)
+    """``beta * scale * 2**26 <= 1`` fails TFLM's QuantizeMultiplierGreaterThanOne check.
+    At ``2**-25``, just above it, the real multiplier ``beta * scale * 2**26`` is 2: q31
+    ``2**30`` with left shift 2, and ``diff_min`` is ``-CalculateInputRadius(5, 2)`` =
+    ``-floor(31 * 2**26 / 2**2)``; TFLM runs the model and agrees."""
+    assert softmax_params(1.0, 2.0**-25) == (1 << 30, 2, -((31 << 26) >> 2))
+    x = softmax_inputs(np.random.default_rng(4), 60, 10)
+    model = single_op_model("SOFTMAX", x.shape, (2.0**-25, 7), (1 / 256, -128))
+    np.testing.assert_array_equal(softmax_int8(x, *softmax_params(1.0, 2.0**-25)),
+                                  run_tflm(model, x))
     with pytest.raises(Tfl2RtlError, match="SOFTMAX"):
         softmax_params(1.0, 2.0**-26)
     with pytest.raises(Tfl2RtlError, match="SOFTMAX"):
