@@ -27,7 +27,8 @@ NOMINAL_MHZ = 100.0
 
 @dataclass
 class BenchRow:
-    """One model's figures; ``error`` says why the rest are missing."""
+    """One model's figures; ``error`` says why some are missing: the reason of every step
+    that failed, in order (:meth:`fail`)."""
 
     model: str
     macs: int | None = None
@@ -47,6 +48,10 @@ class BenchRow:
     #: What the board's UART carries (inputs in, outputs back), with a build.
     link_inferences_per_second: float | None = None
     error: str | None = None
+
+    def fail(self, reason: str) -> None:
+        """Record why a step failed, after the reasons already recorded."""
+        self.error = reason if self.error is None else f"{self.error}; {reason}"
 
     @property
     def clock_mhz(self) -> float:
@@ -107,15 +112,15 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
     try:
         graph = lower(read_model(path))
     except Tfl2RtlError as exc:
-        row.error = str(exc)
+        row.fail(str(exc))
         return row
     row.macs = int(graph.macs)
     row.weights = int(sum(n.weights.size for n in graph.nodes
                           if getattr(n, "weights", None) is not None))
     try:
         row.tflm_ms = 1e3 * tflm_seconds(path, graph)
-    except Exception as exc:  # the interpreter is not ours: report, keep benchmarking
-        row.error = f"TFLite Micro failed: {exc}"
+    except RuntimeError as exc:  # the interpreter's own failure: report, keep benchmarking
+        row.fail(f"TFLite Micro failed: {exc}")
     interval, budget = 1, max_multipliers
     if board is not None:  # the board's requantizers and, by default, its DSP budget
         from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
@@ -134,7 +139,7 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
         to_verilog(design.network())
         row.compile_seconds = time.perf_counter() - began
     except Tfl2RtlError as exc:
-        row.error = f"cannot build yet: {exc}"
+        row.fail(f"cannot build yet: {exc}")
         return row
     row.multipliers = design.multipliers
     row.cycles_per_inference = row.initiation_interval = design.initiation_interval
@@ -148,7 +153,7 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
                                      max_multipliers=max_multipliers,
                                      progress=lambda m: progress(f"{path.name}: {m}"))
         except Tfl2RtlError as exc:
-            row.error = str(exc)
+            row.fail(str(exc))
             return row
         row.fmax_mhz = report.fmax_mhz
         row.board_clock_mhz = report.clock_mhz
