@@ -210,11 +210,27 @@ def test_tanh_tables_need_the_c_library(tmp_path, monkeypatch, profile, scale, z
     two table entries: LiteRT agrees with the C function, not with the exact value."""
     graph = _graph(_tanh_model(tmp_path, scale, zero_point))
     every_value = [[np.arange(-128, 128, dtype=np.int8).reshape(1, 256)]]
-    assert libm.EXACT
     assert verify_graph(graph, every_value, profile=profile).mismatches == []
-    monkeypatch.setattr(libm, "_LIBM", None)
+    monkeypatch.setattr(libm, "tanhf", lambda x: np.tanh(np.asarray(x, np.float64)).astype(
+        np.float32))  # correctly rounded
     mismatches = verify_graph(graph, every_value, profile=profile).mismatches
     assert [m["elements"] for m in mismatches] == [2]
+
+
+@pytest.mark.parametrize("profile", ["litert", "litert-ref"])
+def test_without_the_c_library_the_litert_profiles_refuse(tmp_path, monkeypatch, profile):
+    """No loadable C math library: a table that needs it fails in one line instead of
+    being computed with other functions (which would not be bit-exact)."""
+    graph = _graph(_tanh_model(tmp_path, 0.018713049590587616, -40))
+    monkeypatch.setattr(libm, "_LIBM", None)
+    monkeypatch.setattr(libm, "_LOAD_ERROR", "libm.so.6: cannot open shared object file")
+    with pytest.raises(Tfl2RtlError) as info:
+        golden.run(graph, [np.zeros((1, 256), np.int8)], profile=profile)
+    assert str(info.value) == (
+        "the litert profiles compute tanhf with the C math library, as LiteRT does, and it "
+        "cannot be loaded (libm.so.6: cannot open shared object file): without it they are "
+        "not bit-exact (the tflm profile does not need it)")
+    assert golden.run(graph, [np.zeros((1, 256), np.int8)]).profile == "tflm"
 
 
 def test_leaky_relu_outside_xnnpack_range_runs_in_litert(tmp_path):

@@ -7,8 +7,9 @@ import ``exp``, ``expf``, ``expm1f`` and ``tanhf`` from glibc), and glibc's ``ex
 differs from the correctly rounded result in 1,128 and ``tanhf`` in 164,819 (by one unit
 in the last place).  A table built from numpy's functions would therefore differ from LiteRT's
 now and then, so the tables of the ``litert`` profiles call the same C functions through
-``ctypes``.  Without a loadable C math library the correctly rounded values are used and
-:data:`EXACT` is False.
+``ctypes``.  Without a loadable C math library (on which LiteRT itself depends) they
+cannot be bit-exact: a function called then raises
+:class:`~tfl2rtl.errors.Tfl2RtlError` instead of computing something else.
 
 Only tables of at most 256 entries are computed this way, so the per-element calls cost
 nothing that matters.
@@ -21,32 +22,35 @@ import ctypes.util
 
 import numpy as np
 
-__all__ = ["EXACT", "exp", "expf", "expm1f", "tanhf"]
+from ..errors import Tfl2RtlError
+
+__all__ = ["exp", "expf", "expm1f", "tanhf"]
 
 
 def _load():
+    """The C math library with the four functions typed, and ``None``; or ``None`` and
+    why it cannot be loaded."""
     name = ctypes.util.find_library("m") or "libm.so.6"
     try:
         lib = ctypes.CDLL(name)
-    except OSError:
-        return None
-    for fn, ctype in (("exp", ctypes.c_double), ("expf", ctypes.c_float),
-                      ("expm1f", ctypes.c_float), ("tanhf", ctypes.c_float)):
-        getattr(lib, fn).restype = ctype
-        getattr(lib, fn).argtypes = [ctype]
-    return lib
+        for fn, ctype in (("exp", ctypes.c_double), ("expf", ctypes.c_float),
+                          ("expm1f", ctypes.c_float), ("tanhf", ctypes.c_float)):
+            getattr(lib, fn).restype = ctype
+            getattr(lib, fn).argtypes = [ctype]
+    except (OSError, AttributeError) as exc:
+        return None, " ".join(f"{name}: {exc}".split())
+    return lib, None
 
 
-_LIBM = _load()
-#: True when the C library's functions are used (bit-exact with LiteRT on this machine).
-EXACT = _LIBM is not None
+_LIBM, _LOAD_ERROR = _load()
 
 
-def _apply(name: str, x, dtype, fallback):
-    x = np.asarray(x, dtype)
+def _apply(name: str, x, dtype):
     if _LIBM is None:
-        with np.errstate(over="ignore"):
-            return fallback(x.astype(np.float64)).astype(dtype)
+        raise Tfl2RtlError(f"the litert profiles compute {name} with the C math library, as "
+                           f"LiteRT does, and it cannot be loaded ({_LOAD_ERROR}): without it "
+                           "they are not bit-exact (the tflm profile does not need it)")
+    x = np.asarray(x, dtype)
     fn = getattr(_LIBM, name)
     flat = [fn(float(v)) for v in x.reshape(-1)]
     return np.array(flat, dtype).reshape(x.shape)
@@ -54,19 +58,19 @@ def _apply(name: str, x, dtype, fallback):
 
 def exp(x) -> np.ndarray:
     """C ``exp`` on float64 values."""
-    return _apply("exp", x, np.float64, np.exp)
+    return _apply("exp", x, np.float64)
 
 
 def expf(x) -> np.ndarray:
     """C ``expf`` on float32 values."""
-    return _apply("expf", x, np.float32, np.exp)
+    return _apply("expf", x, np.float32)
 
 
 def tanhf(x) -> np.ndarray:
     """C ``tanhf`` on float32 values."""
-    return _apply("tanhf", x, np.float32, np.tanh)
+    return _apply("tanhf", x, np.float32)
 
 
 def expm1f(x) -> np.ndarray:
     """C ``expm1f`` on float32 values."""
-    return _apply("expm1f", x, np.float32, np.expm1)
+    return _apply("expm1f", x, np.float32)
