@@ -153,7 +153,9 @@ class Requantizer(wiring.Component):
         self.serial_products = bool(serial_products)
         #: Partial products per lane: two when every multiplier fits 16 unsigned bits.
         self.products = 2 if multiplier.min() >= 0 and multiplier.max() < 1 << 16 else 4
-        #: Cycles between beats: 1, or :attr:`products` with ``serial_products``.
+        #: Cycles between beats: 1, or :attr:`products` + 1 with ``serial_products`` (a
+        #: cycle per partial product on the shared multiplier, then the step that takes
+        #: them all from their registers).
         self.interval = self.products + 1 if self.serial_products else 1
         #: 16x16 multipliers in all lanes.
         self.multipliers = lanes * (1 if self.serial_products else self.products)
