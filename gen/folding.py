@@ -4,10 +4,11 @@ Every node with hardware is a stage (:mod:`tfl2rtl.hw.stages`).  A fully connect
 with ``out_depth`` neurons over ``accum_depth`` inputs needs ``(out_depth / pe) *
 (accum_depth / simd)`` cycles per inference with ``pe * simd`` multipliers; a
 convolution needs that per output pixel; a depthwise convolution ``pe`` output channels at
-a time; pools and elementwise ops move ``pe`` elements per beat at no multiplier cost.  In
-a streaming dataflow design the slowest stage sets the initiation interval, so
-:func:`auto_fold` balances all stages for the smallest interval the multiplier budget
-allows.
+a time; pools and elementwise ops move ``pe`` elements per beat and count nothing against
+the multiplier budget, which holds the MAC multipliers only (average pooling, MEAN and ADD
+multiply too, outside it: :mod:`tfl2rtl.hw.stages`).  In a streaming dataflow design the
+slowest stage sets the initiation interval, so :func:`auto_fold` balances all stages for
+the smallest interval the multiplier budget allows.
 """
 
 from __future__ import annotations

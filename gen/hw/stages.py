@@ -17,7 +17,11 @@ A folding is a :class:`tfl2rtl.folding.Fold` ``(pe, simd)``:
   divisor of it (one input channel per beat, held ``depth_multiplier / pe`` cycles),
   ``simd = 1``;
 - pools, MEAN, ADD, the 256-entry tables, CONCATENATION and PAD: ``pe`` elements per
-  beat, ``simd = 1``, no multipliers;
+  beat, ``simd = 1``, no MAC multipliers (:meth:`Stage.multipliers` is 0, outside the
+  budget).  Average pooling, MEAN and ADD still multiply, in each of their ``pe`` lanes:
+  average pooling the window's sum by the count's reciprocal, MEAN in a requantizer, ADD
+  both inputs by the 16-bit halves of their multipliers and the sum in a requantizer
+  (:mod:`tfl2rtl.hw.pool`, :mod:`tfl2rtl.hw.elementwise`);
 - SOFTMAX: one element at a time, only ``(1, 1)``.
 
 Streams carry tensors in NHWC order (batch 1).  For a 4-D tensor the lanes divide the
