@@ -50,8 +50,9 @@ class Conv2DLayer(wiring.Component):
     pe, simd, requant_lanes : int
         The folding; ``requant_lanes`` (default ``pe``) divides ``pe``.
     multipliers : int
-        ``pe * simd`` int8 multipliers in the matrix-vector unit (the requantizer's
-        ``requant_lanes`` 32-bit multipliers not counted).
+        ``pe * simd`` int8 multipliers in the matrix-vector unit; the requantizer's are
+        not counted (``requant_lanes * products`` 16x16 ones, ``requant_lanes`` with
+        serial products: :attr:`~tfl2rtl.hw.requant.Requantizer.multipliers`).
     cycles_per_vector : int
         Initiation interval per image when the input delivers a beat every cycle and the
         output is always ready: ``out_h * out_w * (out_c / pe) * max(KH * KW * C / simd,
