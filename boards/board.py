@@ -3,11 +3,13 @@ with the tfl2rtl platform hooks, the yowasp tools that build for it, and what it
 device has.
 
 Vendor specifics live in :class:`Board` and in the platform, never in the hardware:
-``synth_ice40 -dsp`` so that multipliers become ``SB_MAC16``, the platform attribute
-:data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` on devices with few DSP blocks, which
-makes every requantizer share one 16x16 multiplier per lane, and
-:data:`tfl2rtl.hw.weights.SPRAM_HOOK` on the iCE40 UP5K (loadable weight memories in
-SPRAM, :mod:`tfl2rtl.boards.memory`).
+``synth_ice40 -dsp`` so that multipliers become ``SB_MAC16``, and the platform hooks
+(:func:`platform_hooks`): on devices with few DSP blocks
+:data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`, which makes every requantizer share
+one 16x16 multiplier per lane, and :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK`,
+which builds depthwise products in logic; on the iCE40 UP5K
+:data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`, which puts loadable weight memories in
+SPRAM (:mod:`tfl2rtl.boards.spram`; which memories: :mod:`tfl2rtl.boards.memory`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,26 @@ from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.depthwise import LOGIC_PRODUCTS_HOOK
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
-from tfl2rtl.hw.weights import SPRAM_HOOK
+from tfl2rtl.hw.weights import ROW_MEMORY_HOOK
 
+from .spram import SPRAMRows
 from .tools import tool
 
-__all__ = ["Board", "BOARDS", "DoesNotFit", "board_named", "toolchain_env", "count"]
+__all__ = ["Board", "BOARDS", "DoesNotFit", "board_named", "toolchain_env", "count",
+           "platform_hooks"]
+
+
+def platform_hooks(*, serial_requantizer: bool, depthwise_in_logic: bool,
+                   spram: bool) -> dict:
+    """The tfl2rtl platform attributes, by name: ``serial_requantizer`` sets
+    :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`, ``depthwise_in_logic``
+    :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK`, and ``spram`` supplies the rows of
+    loadable weight memories as SPRAM blocks (:data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`:
+    :class:`tfl2rtl.boards.spram.SPRAMRows`)."""
+    hooks = {SERIAL_PRODUCTS_HOOK: serial_requantizer, LOGIC_PRODUCTS_HOOK: depthwise_in_logic}
+    if spram:
+        hooks[ROW_MEMORY_HOOK] = SPRAMRows
+    return hooks
 
 
 @dataclass(frozen=True)
@@ -35,11 +52,12 @@ class Board:
     report's resources are counted (``count``: resource -> Yosys cell types or
     nextpnr utilization entries).
 
-    ``serial_requantizer`` (for devices with few DSP blocks) sets the platform hooks
-    :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` and
-    :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK` (depthwise products in LUTs); a
-    board with ``SPRAM`` gets :data:`tfl2rtl.hw.weights.SPRAM_HOOK` (loadable weight
-    memories in SPRAM blocks); ``reset`` names the platform resource of a reset button (or None)."""
+    The platform hooks (:func:`platform_hooks`): ``serial_requantizer`` (for devices
+    with few DSP blocks) sets :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`,
+    ``depthwise_in_logic`` :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK` (depthwise
+    products in LUTs), and a board with ``SPRAM`` gets its loadable weight memories in
+    SPRAM blocks (:data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`).  ``reset`` names the
+    platform resource of a reset button (or None)."""
 
     name: str
     description: str
@@ -53,6 +71,7 @@ class Board:
     bitstream: str
     reset: str | None = None
     serial_requantizer: bool = False
+    depthwise_in_logic: bool = False
     led: str | None = "led"
     #: The ``--max-multipliers`` of ``--fold auto`` when none is given: MAC multipliers
     #: that leave DSP blocks for the requantizers of a small model.
@@ -74,9 +93,9 @@ class Board:
         """The board's platform with the tfl2rtl hooks (a subclass made here)."""
         module, _, cls = self.platform.partition(":")
         base = getattr(importlib.import_module(module), cls)
-        attributes = {SERIAL_PRODUCTS_HOOK: self.serial_requantizer,
-                      LOGIC_PRODUCTS_HOOK: self.serial_requantizer,
-                      SPRAM_HOOK: "SPRAM" in self.available}
+        attributes = platform_hooks(serial_requantizer=self.serial_requantizer,
+                                    depthwise_in_logic=self.depthwise_in_logic,
+                                    spram="SPRAM" in self.available)
         if self.reset is not None:
             attributes["default_rst"] = self.reset
         return type(f"Tfl2Rtl{cls}", (base,), attributes)()
@@ -95,7 +114,8 @@ BOARDS = {
                "BRAM": ("SB_RAM40_4K",), "SPRAM": ("SB_SPRAM256KA",)},
         placed={"LUT": ("ICESTORM_LC",), "DSP": ("ICESTORM_DSP",), "BRAM": ("ICESTORM_RAM",),
                 "SPRAM": ("ICESTORM_SPRAM",)},
-        bitstream="bin", reset="button", serial_requantizer=True, default_multipliers=4),
+        bitstream="bin", reset="button", serial_requantizer=True, depthwise_in_logic=True,
+        default_multipliers=4),
     "ulx3s-85f": Board(
         name="ulx3s-85f", description="ULX3S 85F (Lattice ECP5 LFE5U-85F), 25 MHz",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",

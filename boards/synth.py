@@ -9,7 +9,9 @@ registered operands, which Yosys maps to DSP blocks (``MULT18X18D`` on ECP5 by d
 ``SB_MAC16`` on iCE40 with ``synth_ice40 -dsp``, which :data:`FAMILIES` passes), and its
 memories as :class:`amaranth.lib.memory.Memory`, which Yosys maps to block RAM
 (``DP16KD``, ``SB_RAM40_4K``) or which an Amaranth platform's ``get_memory`` hook
-replaces (e.g. by iCE40 SPRAM).  Nothing in :mod:`tfl2rtl.hw` depends on the target.
+replaces; the rows of loadable weight memories come from the platform where it has
+:data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK` (iCE40 SPRAM, :mod:`tfl2rtl.boards.spram`).
+Nothing in :mod:`tfl2rtl.hw` depends on the target.
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ def test_weights_beyond_block_ram_move_to_spram_on_the_icebreaker():
     weights take more than half of it; small models keep everything in the bitstream."""
     from tfl2rtl import design as gen
     from tfl2rtl.boards.build import place_weights
-    from tfl2rtl.hw.weights import spram_tiles
+    from tfl2rtl.boards.spram import spram_tiles
 
     board = BOARDS["icebreaker"]
     for path, moved in [(MICRO_SPEECH, (2,)), (TEST_MODELS / "conv_int8.tflite", (3,)),

@@ -103,7 +103,7 @@ def test_weights_in_two_spram_banks(tmp_path):
     they span two banks of ``SB_SPRAM256KA`` (Yosys' model); the driver loads them over
     the UART and the outputs equal the golden model's.  (A slower UART than the other
     tests': the layer takes its input more slowly than 4 cycles per bit bring it.)"""
-    from tfl2rtl.hw.weights import spram_tiles
+    from tfl2rtl.boards.spram import spram_tiles
 
     model = TEST_MODELS / "conv_int8.tflite"
     graph = load(model)

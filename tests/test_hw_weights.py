@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from streams import STALL_MODES, load_beats, put, simulate
+from tfl2rtl.boards.spram import spram_tiles
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.weights import LoadableMemory, load_payloads, spram_tiles
+from tfl2rtl.hw.weights import LoadableMemory, load_payloads
 
 
 def run(dut: LoadableMemory, beats, timing, reads):

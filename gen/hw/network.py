@@ -377,7 +377,9 @@ class DataflowNetwork(wiring.Component):
     Target specifics: multipliers are ``*`` on registered operands and memories are
     :class:`amaranth.lib.memory.Memory`, so Yosys infers DSP blocks and block RAM, and an
     Amaranth platform's ``get_memory`` hook can replace any memory (see
-    :mod:`tfl2rtl.boards.synth`).  Nothing depends on the target or on simulation.
+    :mod:`tfl2rtl.boards.synth`); the rows of loadable weight memories are the
+    platform's where it has :data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK` (iCE40 SPRAM:
+    :mod:`tfl2rtl.boards.spram`).  Nothing depends on the target or on simulation.
 
     Attributes
     ----------

@@ -7,29 +7,32 @@ beat of a run (``first``) names the row it starts at (``row``); the bytes of a r
 lowest byte first (the row's first weight), and consecutive rows follow without
 repeating the row number.  :func:`load_payloads` cuts a memory's rows into such
 runs for the host link.
+
+The rows themselves are a single-port memory (:func:`row_memory_signature`) that the
+platform may supply, as Amaranth's memories may be replaced through a platform's
+``get_memory``: a platform with the method named :data:`ROW_MEMORY_HOOK` builds them
+(iCE40 SPRAM blocks: :mod:`tfl2rtl.boards.spram`), otherwise :class:`RowMemory` does
+(an :class:`~amaranth.lib.memory.Memory` without initial contents).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..errors import Tfl2RtlError
 
-__all__ = ["LOAD_LAYOUT", "SPRAM_HOOK", "SPRAM_WIDTH", "SPRAM_DEPTH", "LoadableMemory",
-           "spram_tiles", "load_payloads", "loading_members"]
+__all__ = ["LOAD_LAYOUT", "ROW_MEMORY_HOOK", "LoadableMemory", "RowMemory",
+           "row_memory_signature", "load_payloads", "loading_members"]
 
 #: One byte of weights on its way into a loadable memory.
 LOAD_LAYOUT = data.StructLayout({"memory": 8, "row": 16, "first": 1, "data": 8})
 
-#: Platform attribute: when true, :class:`LoadableMemory` is built from iCE40
-#: ``SB_SPRAM256KA`` blocks instead of an inferred memory.
-SPRAM_HOOK = "weight_memory_spram"
-#: An ``SB_SPRAM256KA`` holds 16384 words of 16 bits.
-SPRAM_WIDTH = 16
-SPRAM_DEPTH = 16384
+#: Platform method ``(width, depth) -> component`` with :func:`row_memory_signature`: the
+#: rows of a :class:`LoadableMemory` (without it, a :class:`RowMemory`).
+ROW_MEMORY_HOOK = "get_row_memory"
 
 
 def loading_members(memory_id: int | None) -> dict:
@@ -41,17 +44,43 @@ def loading_members(memory_id: int | None) -> dict:
             "loaded": Out(1)}
 
 
-def _spram_grid(width: int, depth: int) -> tuple[int, int]:
-    """``SB_SPRAM256KA`` blocks side by side, and banks of them, for a ``width``-bit,
-    ``depth``-row memory."""
-    return -(-width // SPRAM_WIDTH), -(-depth // SPRAM_DEPTH)
+def row_memory_signature(width: int, depth: int) -> wiring.Signature:
+    """The rows of a :class:`LoadableMemory`: ``depth`` rows of ``width`` bits behind one
+    port.  A cycle with ``write`` writes ``write_data`` at ``addr``; one with ``read``
+    (never together with ``write``) shows row ``addr`` on ``read_data`` on the next
+    cycle; ``read_data`` holds otherwise (or is undefined after a write)."""
+    return wiring.Signature({
+        "addr": In(range(depth)),
+        "read": In(1),
+        "write": In(1),
+        "write_data": In(width),
+        "read_data": Out(width),
+    })
 
 
-def spram_tiles(width: int, depth: int) -> int:
-    """``SB_SPRAM256KA`` blocks for a ``width``-bit, ``depth``-row memory: ``ceil(width /
-    16)`` side by side in each of ``ceil(depth / 16384)`` banks."""
-    across, banks = _spram_grid(width, depth)
-    return across * banks
+class RowMemory(wiring.Component):
+    """The rows of a :class:`LoadableMemory` where the platform does not supply them: an
+    :class:`~amaranth.lib.memory.Memory` of ``depth`` rows of ``width`` bits without
+    initial contents, its read and write port on one address
+    (:func:`row_memory_signature`)."""
+
+    def __init__(self, width: int, depth: int):
+        self.width = width
+        self.depth = depth
+        super().__init__(row_memory_signature(width, depth))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.memory = memory = Memory(shape=self.width, depth=self.depth, init=[])
+        read_port = memory.read_port()
+        write_port = memory.write_port()
+        m.d.comb += [
+            read_port.addr.eq(self.addr), read_port.en.eq(self.read),
+            write_port.addr.eq(self.addr), write_port.data.eq(self.write_data),
+            write_port.en.eq(self.write),
+            self.read_data.eq(read_port.data),
+        ]
+        return m
 
 
 def load_payloads(memory: int, rows: bytes, row_bytes: int, chunk: int = 1024):
@@ -83,10 +112,8 @@ class LoadableMemory(wiring.Component):
     load only while the reader is idle (the host link does: a load frame is taken only
     between inferences).
 
-    With the platform attribute :data:`SPRAM_HOOK` the rows are ``SB_SPRAM256KA``
-    blocks, ``ceil(width / 16)`` side by side in each bank of 16384 rows
-    (:func:`spram_tiles`); otherwise an :class:`~amaranth.lib.memory.Memory` without
-    initial contents.
+    The rows are the platform's (its :data:`ROW_MEMORY_HOOK` method: ``SB_SPRAM256KA``
+    blocks on the iCE40) or else a :class:`RowMemory`.
 
     Members
     -------
@@ -147,43 +174,14 @@ class LoadableMemory(wiring.Component):
             m.d.sync += filled.eq(filled + 1)
         m.d.comb += self.loaded.eq(filled == self.depth)
 
-        address = Signal(range(self.depth))
-        m.d.comb += address.eq(Mux(write, write_row, self.addr))
-        read = self.en & ~write
-
-        if getattr(platform, SPRAM_HOOK, False):
-            across, banks = _spram_grid(self.width, self.depth)
-            padded = Cat(word, Const(0, across * SPRAM_WIDTH - self.width))
-            low = Cat(address, Const(0, 14))[:14]
-            bank = address[14:] if banks > 1 else Const(0, 1)
-            read_bank = Signal.like(bank)  # the bank of the last read, for the output
-            with m.If(read):
-                m.d.sync += read_bank.eq(bank)
-            outputs = []
-            for b in range(banks):
-                out = Signal(across * SPRAM_WIDTH, name=f"bank_{b}")
-                here = bank == b
-                for t in range(across):
-                    lanes = slice(t * SPRAM_WIDTH, (t + 1) * SPRAM_WIDTH)
-                    m.submodules[f"spram_{b}_{t}"] = Instance(
-                        "SB_SPRAM256KA",
-                        i_ADDRESS=low, i_DATAIN=padded[lanes], i_MASKWREN=Const(0b1111, 4),
-                        i_WREN=write & here, i_CHIPSELECT=(write | read) & here,
-                        i_CLOCK=ClockSignal(), i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
-                        o_DATAOUT=out[lanes])
-                outputs.append(out)
-            chosen = outputs[0]
-            for b in range(1, banks):
-                chosen = Mux(read_bank == b, outputs[b], chosen)
-            m.d.comb += self.data.eq(chosen[:self.width])
-        else:
-            m.submodules.rows = rows = Memory(shape=self.width, depth=self.depth, init=[])
-            read_port = rows.read_port()
-            write_port = rows.write_port()
-            m.d.comb += [
-                read_port.addr.eq(address), read_port.en.eq(read),
-                write_port.addr.eq(address), write_port.data.eq(word),
-                write_port.en.eq(write),
-                self.data.eq(read_port.data),
-            ]
+        hook = getattr(platform, ROW_MEMORY_HOOK, None)
+        rows = (RowMemory if hook is None else hook)(self.width, self.depth)
+        m.submodules.rows = rows
+        m.d.comb += [
+            rows.addr.eq(Mux(write, write_row, self.addr)),
+            rows.read.eq(self.en & ~write),
+            rows.write.eq(write),
+            rows.write_data.eq(word),
+            self.data.eq(rows.read_data),
+        ]
         return m
