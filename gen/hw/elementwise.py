@@ -4,6 +4,7 @@ CONCATENATION and PAD."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, signed
@@ -21,6 +22,7 @@ from ..fixedpoint import (
     signed_bits,
 )
 from .layouts import int8_lanes
+from .pipeline import register
 from .requant import Requantizer
 
 __all__ = ["ADD_INPUT_STAGES", "AddLayer", "LutLayer", "ConcatLayer", "PadLayer"]
@@ -59,7 +61,8 @@ def _scalar(requant: ir.Requant, what: str) -> tuple[int, int]:
 
 class _ScaledInput:
     """The constants and value ranges of one ADD input's
-    ``mbqm((q + offset) << left_shift, multiplier, shift)`` for any int8 ``q``."""
+    ``mbqm((q + offset) << left_shift, multiplier, shift)`` for any int8 ``q`` (built by
+    :class:`_InputScaler`)."""
 
     def __init__(self, node: ir.Add, which: int):
         what = f"input{which} multiplier"
@@ -84,31 +87,55 @@ class _ScaledInput:
             [v * (1 << node.left_shift) for v in self.v_range], self.multiplier, shift)
         self.range = (int(scaled.min()), int(scaled.max()))
 
-    def stages(self, register, q, name):
-        """This input's pipeline for one lane (see :data:`ADD_INPUT_STAGES`); ``register``
-        adds a pipeline register."""
-        v = register(q + self.offset, f"{name}_v", signed(signed_bits(*self.v_range)))
+
+
+class _InputScaler(wiring.Component):
+    """One lane of one ADD input: ``scaled`` is ``mbqm((q + offset) << left_shift,
+    multiplier, shift)`` of ``q`` (the constants of ``scaling``), through the register
+    stages of :data:`ADD_INPUT_STAGES`, which move on the cycles ``advance`` is high.
+
+    Members
+    -------
+    q : ``In(signed(8))``
+    advance : ``In(1)``
+    scaled : ``Out(signed(...))``
+        Wide enough for the scaled range of every int8 ``q``.
+    """
+
+    def __init__(self, scaling: _ScaledInput):
+        self.scaling = scaling
+        super().__init__({
+            "q": In(signed(8)),
+            "advance": In(1),
+            "scaled": Out(signed(signed_bits(*scaling.range))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        x = self.scaling
+        stage = partial(register, m, self.advance)
+        v = stage(self.q + x.offset, "v", signed(signed_bits(*x.v_range)))
 
         # v * multiplier = p_hi * 2**16 + p_lo: two products of about 10 x 16 bits.
-        m_lo = self.multiplier & 0xFFFF
-        m_hi = self.multiplier >> 16
-        p_lo = register(v * Const(m_lo, 16), f"{name}_p_lo") if m_lo else Const(0)
-        p_hi = register(v * Const(m_hi, signed(16)), f"{name}_p_hi") if m_hi else Const(0)
+        m_lo = x.multiplier & 0xFFFF
+        m_hi = x.multiplier >> 16
+        p_lo = stage(v * Const(m_lo, 16), "p_lo") if m_lo else Const(0)
+        p_hi = stage(v * Const(m_hi, signed(16)), "p_hi") if m_hi else Const(0)
 
         # SaturatingRoundingDoublingHighMul(v << L, m) = floor((v * m * 2**L + 2**30) / 2**31)
         # = floor((v * m + 2**(30 - L)) / 2**(31 - L)) for L <= 30; |v << L| < 2**31, so it
         # never saturates.
-        product = (p_hi << 16) + p_lo + (1 << (30 - self.left))
-        high = register(product >> (31 - self.left), f"{name}_high",
-                        signed(signed_bits(*self.high_range)))
+        product = (p_hi << 16) + p_lo + (1 << (30 - x.left))
+        high = stage(product >> (31 - x.left), "high", signed(signed_bits(*x.high_range)))
 
         # RoundingDivideByPOT: halves away from zero, as floor(x + 2**(r-1) - (x < 0)) / 2**r.
-        if self.right:
-            half = 1 << (self.right - 1)
-            rounded = (high + Mux(high < 0, half - 1, half)) >> self.right
+        if x.right:
+            half = 1 << (x.right - 1)
+            rounded = (high + Mux(high < 0, half - 1, half)) >> x.right
         else:
             rounded = high
-        return register(rounded, f"{name}_scaled", signed(signed_bits(*self.range)))
+        m.d.comb += self.scaled.eq(stage(rounded, "scaled", self.scaled.shape()))
+        return m
 
 
 class AddLayer(wiring.Component):
@@ -207,23 +234,18 @@ class AddLayer(wiring.Component):
             self.b.ready.eq(advance & self.a.valid),
         ]
 
-        def register(value, name, shape=None):
-            if isinstance(value, Const):
-                return value
-            reg = Signal(value.shape() if shape is None else shape, name=name)
-            with m.If(advance):
-                m.d.sync += reg.eq(value)
-            return reg
-
         for stage in ADD_INPUT_STAGES:
-            valid = register(valid, f"valid_{stage}")
+            valid = register(m, advance, valid, f"valid_{stage}")
         m.d.comb += [
             advance.eq(~valid | requantizer.i.ready),
             requantizer.i.valid.eq(valid),
         ]
         for lane in range(self.lanes):
-            scaled = [x.stages(register, port.payload[lane], f"{name}{lane}")
-                      for x, port, name in zip(self.inputs, (self.a, self.b), "ab", strict=True)]
+            scaled = []
+            for scaling, port, name in zip(self.inputs, (self.a, self.b), "ab", strict=True):
+                m.submodules[f"{name}{lane}"] = scaler = _InputScaler(scaling)
+                m.d.comb += [scaler.q.eq(port.payload[lane]), scaler.advance.eq(advance)]
+                scaled.append(scaler.scaled)
             # The requantizer registers the sum in its first stage.
             m.d.comb += requantizer.i.payload.acc[lane].eq(scaled[0] + scaled[1])
         return m
