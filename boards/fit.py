@@ -12,36 +12,49 @@ from tfl2rtl import design as gen
 from tfl2rtl import ir
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.folding import full_fold
+from tfl2rtl.hw.elementwise import add_input_factors
 
 from .board import Board, DoesNotFit, count
 
-__all__ = ["dsp_estimate", "fitting_budget", "check_cells", "check_placement"]
+__all__ = ["dsp_estimate", "stage_dsp_estimate", "fitting_budget", "check_cells",
+           "check_placement"]
 
 
-def _requantizer_multipliers(design, board: Board) -> int:
-    """The DSP multipliers of the requantizers: one per lane with serial products, else
-    four (the 16x16 partial products of a q31 multiplier).  The lanes are the stages'
-    requantized outputs per beat; ADD also scales each of its two inputs."""
-    lanes = 0
-    for stage in design.network_plan.stages:
-        if isinstance(stage.node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D
-                      | ir.Mean):
-            lanes += stage.out_lanes
-        elif isinstance(stage.node, ir.Add):
-            lanes += 3 * stage.out_lanes
-    return lanes * (1 if board.serial_requantizer else 4)
+def _add_scaling_multipliers(node: ir.Add) -> int:
+    """The DSP multipliers of one lane of ADD's input scaling: one per constant factor
+    (:func:`tfl2rtl.hw.elementwise.add_input_factors`) but for powers of two, which Yosys
+    turns into shifts."""
+    return sum(1 for f in add_input_factors(node) if f < 0 or f & (f - 1))
+
+
+def stage_dsp_estimate(stage, board: Board) -> int:
+    """The DSP blocks one planned stage (a :class:`tfl2rtl.hw.network.StagePlan`) needs
+    on ``board``: one per MAC multiplier (none for depthwise layers on boards that build
+    those in logic, :attr:`Board.depthwise_in_logic`), and per requantized output lane
+    one (with serial products) or four (the 16x16 partial products of a q31 multiplier);
+    ADD also scales its two inputs in each lane (:func:`_add_scaling_multipliers`).
+
+    Measured against Yosys on one ResNet ADD alone, per lane: 3 ``SB_MAC16`` (iCE40,
+    serial) and 6 ``MULT18X18D`` (ECP5) where one input multiplier is 2**30 (one
+    factor, a power of two), 5 and 8 with two general ones (and see
+    ``tests/test_hw_synth.py``)."""
+    node = stage.node
+    macs = 0 if board.depthwise_in_logic and isinstance(node, ir.DepthwiseConv2D) \
+        else stage.multipliers
+    per_lane = 1 if board.serial_requantizer else 4
+    if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D | ir.Mean):
+        return macs + stage.out_lanes * per_lane
+    if isinstance(node, ir.Add):
+        return macs + stage.out_lanes * (per_lane + _add_scaling_multipliers(node))
+    return macs
 
 
 def dsp_estimate(design, board: Board) -> int:
-    """The DSP blocks ``design`` needs on ``board``: one per MAC multiplier (but none
-    for depthwise layers on boards that build those in logic,
-    :attr:`Board.depthwise_in_logic`) plus the requantizers'
-    (:func:`_requantizer_multipliers`).  Measured against Yosys on ECP5
-    (the board top of kws): 133 estimated and 138 ``MULT18X18D`` used at 49 MAC
-    multipliers, 205 and 210 at 89."""
-    macs = sum(s.multipliers for s in design.network_plan.stages
-               if not (board.depthwise_in_logic and isinstance(s.node, ir.DepthwiseConv2D)))
-    return macs + _requantizer_multipliers(design, board)
+    """The DSP blocks ``design`` needs on ``board``: the sum of
+    :func:`stage_dsp_estimate` over its stages.  Measured against Yosys on ECP5 (the
+    board top of kws): 133 estimated and 138 ``MULT18X18D`` used at 49 MAC multipliers,
+    205 and 210 at 89."""
+    return sum(stage_dsp_estimate(s, board) for s in design.network_plan.stages)
 
 
 def _largest_budget(graph, budget: int, fits, *, lanes: int, requant_interval: int):

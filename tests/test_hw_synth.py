@@ -44,3 +44,22 @@ def test_ice40_multipliers_and_memories_map_to_dsp_and_block_ram(tmp_path):
     report = synthesize(dense10(lanes=2), tmp_path, family="ice40-up5k", place=False)
     assert report.cells["SB_MAC16"] == 2 * 8 + 2 * 4
     assert report.cells["SB_RAM40_4K"] > 0
+
+
+def test_the_dsp_estimate_of_an_add_is_what_yosys_maps(tmp_path):
+    """cnn_int8's ADD at two lanes, synthesized alone for the iCE40 (serial requantizer):
+    per lane two input factors on SB_MAC16 (the third, 2**14, becomes a shift) and the
+    requantizer's one, as :func:`tfl2rtl.boards.fit.stage_dsp_estimate` counts."""
+    from tfl2rtl import design, ir
+    from tfl2rtl.boards.board import BOARDS
+    from tfl2rtl.boards.fit import stage_dsp_estimate
+    from tfl2rtl.boards.postsynth import synthesize_netlist
+    from tfl2rtl.hw.elementwise import add_input_factors
+
+    graph = load(TEST_MODELS / "cnn_int8.tflite")
+    plan = design.plan(graph, {4: (2, 1)}, requant_interval=5)
+    (stage,) = [s for s in plan.network_plan.stages if isinstance(s.node, ir.Add)]
+    assert add_input_factors(stage.node) == [2521, 16541, 1 << 14]
+    netlist = synthesize_netlist(stage.build(), "ice40", tmp_path)
+    used = netlist.read_text().count("SB_MAC16 ")
+    assert used == stage_dsp_estimate(stage, BOARDS["icebreaker"]) == 2 * (2 + 1)

@@ -25,7 +25,8 @@ from .layouts import int8_lanes
 from .pipeline import register
 from .requant import Requantizer
 
-__all__ = ["ADD_INPUT_STAGES", "AddLayer", "LutLayer", "ConcatLayer", "PadLayer"]
+__all__ = ["ADD_INPUT_STAGES", "AddLayer", "LutLayer", "ConcatLayer", "PadLayer",
+           "add_input_factors"]
 
 #: The register stages of each ADD input's ``MultiplyByQuantizedMultiplier`` (with a
 #: constant multiplier and shift), before the output :class:`~.requant.Requantizer`.
@@ -80,6 +81,8 @@ class _ScaledInput:
                 f"ADD input{which}: (q {self.offset:+d}) << {self.left} overflows int32 for "
                 "some int8 q; the hardware supports only ADDs that do not wrap there")
         self.left_shift = int(node.left_shift)
+        #: The multiplier's low (unsigned) and high (signed) 16-bit halves.
+        self.halves = (self.multiplier & 0xFFFF, self.multiplier >> 16)
         # Both mbqm steps are monotonic in v, so their ranges come from the two ends.
         high = saturating_rounding_doubling_high_mul(ends, self.multiplier)
         self.high_range = (int(high.min()), int(high.max()))
@@ -117,8 +120,7 @@ class _InputScaler(wiring.Component):
         v = stage(self.q + x.offset, "v", signed(signed_bits(*x.v_range)))
 
         # v * multiplier = p_hi * 2**16 + p_lo: two products of about 10 x 16 bits.
-        m_lo = x.multiplier & 0xFFFF
-        m_hi = x.multiplier >> 16
+        m_lo, m_hi = x.halves
         p_lo = stage(v * Const(m_lo, 16), "p_lo") if m_lo else Const(0)
         p_hi = stage(v * Const(m_hi, signed(16)), "p_hi") if m_hi else Const(0)
 
@@ -136,6 +138,12 @@ class _InputScaler(wiring.Component):
             rounded = high
         m.d.comb += self.scaled.eq(stage(rounded, "scaled", self.scaled.shape()))
         return m
+
+
+def add_input_factors(node: ir.Add) -> list[int]:
+    """The constants one lane of :class:`AddLayer` multiplies its inputs by: the nonzero
+    16-bit halves of each input's multiplier (a zero half needs no product)."""
+    return [h for which in (1, 2) for h in _ScaledInput(node, which).halves if h]
 
 
 class AddLayer(wiring.Component):
