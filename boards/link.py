@@ -10,7 +10,7 @@ AXI4-Stream ports of :class:`tfl2rtl.hw.network.DataflowNetwork` (``s_axis_*``,
 """
 
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -22,7 +22,7 @@ from . import protocol
 from .protocol import ErrorCode, Identity
 from .uart import UARTReceiver, UARTTransmitter
 
-__all__ = ["HostLink", "BoardTop", "connect_accelerator", "crc16_step"]
+__all__ = ["HostLink", "BoardTop", "attach_accelerator", "crc16_step"]
 
 
 def _crc16_columns():
@@ -49,6 +49,11 @@ def crc16_step(crc, byte):
     return Cat(*(Cat(*(bits[k] for k in taps)).xor() for taps in _CRC16_TAPS))
 
 
+def _crc_matches(computed, received):
+    """The frame check: the CRC computed over a request against the one it carried."""
+    return computed == received
+
+
 def _beat_layout(lanes: int) -> data.StructLayout:
     return data.StructLayout({"data": 8 * lanes, "last": 1})
 
@@ -71,9 +76,15 @@ class HostLink(wiring.Component):
 
     When the identity lists loadable weight memories (:attr:`Identity.memories`), a
     :data:`~tfl2rtl.boards.protocol.LOAD` frame's weight bytes go out on ``load`` as they
-    arrive (they are written before the frame's CRC is checked: a bad checksum gets its
-    error reply, and the host sends the frame again), and an ``INFER`` before every
-    memory is full (``loaded`` low) is answered with ``NOT_LOADED``.
+    arrive, and an ``INFER`` before every memory is full (``loaded`` low) is answered
+    with ``NOT_LOADED``.  The bytes are written before the frame's CRC is checked, so a
+    LOAD frame that then fails (a bad checksum, or cut short) raises ``invalidate`` for
+    one cycle, which resets the accelerator (:func:`attach_accelerator`): its memories
+    count as empty, and INFER gets ``NOT_LOADED`` until the host has loaded them all
+    again.  Not one inference runs on weights from a frame that failed its check.
+
+    A reply's CRC continues from the CRC of the request it answers (as the device
+    received it), not from 0xFFFF: see :mod:`tfl2rtl.boards.protocol`.
 
     Members
     -------
@@ -89,6 +100,8 @@ class HostLink(wiring.Component):
         they take a byte every cycle).
     loaded : ``In(1)``, with loadable memories
         The accelerator's memories are all full.
+    invalidate : ``Out(1)``, with loadable memories
+        High for one cycle after a LOAD frame that failed its checks.
     """
 
     def __init__(self, identity: Identity, *, timeout_cycles: int, fifo_depth: int = 16):
@@ -115,7 +128,8 @@ class HostLink(wiring.Component):
             "busy": Out(1),
         }
         if self.loadable:
-            members.update(load=Out(stream.Signature(LOAD_LAYOUT)), loaded=In(1))
+            members.update(load=Out(stream.Signature(LOAD_LAYOUT)), loaded=In(1),
+                           invalidate=Out(1))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -185,6 +199,8 @@ class HostLink(wiring.Component):
         def finish_request(final_code):
             """After the request's last byte (or its timeout): reply or drain first."""
             m.d.sync += [code.eq(final_code), payload_done.eq(1), count.eq(0)]
+            if self.loadable:  # weights from a frame that failed its check: all void
+                m.d.comb += self.invalidate.eq(loading & (final_code != 0))
             with m.If(infer & (final_code == 0)):
                 m.d.sync += [reply_command.eq(protocol.INFER | protocol.REPLY),
                              reply_length.eq(self.out_size), kind.eq(2)]
@@ -307,7 +323,7 @@ class HostLink(wiring.Component):
             with m.State("crc_high"):
                 request_state()
                 with m.If(got):
-                    finish_request(Mux(crc == Cat(crc_low, byte), code,
+                    finish_request(Mux(_crc_matches(crc, Cat(crc_low, byte)), code,
                                        ErrorCode.BAD_CHECKSUM))
             with m.State("drain"):
                 m.d.comb += self.from_accel.ready.eq(1)
@@ -320,8 +336,9 @@ class HostLink(wiring.Component):
                              kind.eq(0)]
                 m.next = "send_sync"
             with m.State("send_sync"):
+                # The reply's CRC continues from the request's (crc holds it).
                 with m.If(sent):
-                    m.d.sync += [crc.eq(0xFFFF), count.eq(0), position.eq(0)]
+                    m.d.sync += [count.eq(0), position.eq(0)]
                 send(protocol.SYNC_REPLY, "send_command", checked=False)
             with m.State("send_command"):
                 send(reply_command, "send_length_low")
@@ -364,9 +381,22 @@ class HostLink(wiring.Component):
         return m
 
 
-def connect_accelerator(m: Module, link: HostLink, accelerator) -> None:
-    """Join ``link``'s ``to_accel`` and ``from_accel`` to the AXI4-Stream ports of
-    ``accelerator``."""
+def attach_accelerator(m: Module, link: HostLink, accelerator,
+                       name: str = "accelerator") -> None:
+    """Add ``accelerator`` to ``m`` (as submodule ``name``) behind ``link``: its
+    AXI4-Stream ports joined to ``to_accel`` and ``from_accel`` and, when the link loads
+    weights, its ``load`` and ``loaded`` to the link's, and its reset to the link's
+    ``invalidate`` as well as the domain's (after a LOAD frame that failed its check,
+    the accelerator starts over as from power-on: its memories count as empty)."""
+    if link.loadable:
+        m.submodules[name] = ResetInserter(link.invalidate)(accelerator)
+        m.d.comb += [
+            accelerator.load.valid.eq(link.load.valid),
+            accelerator.load.payload.eq(link.load.payload),
+            link.loaded.eq(accelerator.loaded),
+        ]
+    else:
+        m.submodules[name] = accelerator
     m.d.comb += [
         accelerator.s_axis_tdata.eq(link.to_accel.payload.data),
         accelerator.s_axis_tlast.eq(link.to_accel.payload.last),
@@ -429,7 +459,6 @@ class BoardTop(wiring.Component):
         m.submodules.receiver = receiver = self.receiver
         m.submodules.transmitter = transmitter = self.transmitter
         m.submodules.link = link = self.link
-        m.submodules.accelerator = accel = self.accelerator
         wiring.connect(m, receiver.o, link.rx)
         wiring.connect(m, link.tx, transmitter.i)
         m.d.comb += [
@@ -437,11 +466,5 @@ class BoardTop(wiring.Component):
             self.tx.eq(transmitter.tx),
             self.busy.eq(link.busy),
         ]
-        connect_accelerator(m, link, accel)
-        if link.loadable:
-            m.d.comb += [
-                accel.load.valid.eq(link.load.valid),
-                accel.load.payload.eq(link.load.payload),
-                link.loaded.eq(accel.loaded),
-            ]
+        attach_accelerator(m, link, self.accelerator)
         return m

@@ -2,7 +2,7 @@
 with the host driver's own protocol code on the other end of the serial line.
 
 :func:`simulate_board` builds ``rtl_templates/board_harness.sv`` (clock generator and
-pass-through of the serial lines) around the Verilog of a
+the host's side of the UART) around the Verilog of a
 :class:`tfl2rtl.boards.link.BoardTop` named ``board_top`` and runs
 :mod:`tfl2rtl.sim.board_tb`, in which :class:`tfl2rtl.boards.protocol.Client` reads the
 identity, runs every input and sends bad frames, each followed by another inference.
@@ -10,7 +10,8 @@ The toolchain environment, the Verilator runtime cache and the memory-image hand
 those of :mod:`tfl2rtl.sim.runner`.
 
 Use a fast UART for simulation (``divisor`` 4 to 8 clock cycles per bit): a byte then
-takes 40-80 cycles, and Python wakes once per bit, not per cycle.
+takes 40-80 cycles, and Python wakes once per byte, not per bit or cycle (the harness
+plays the host's UART).
 """
 
 from __future__ import annotations
@@ -65,12 +66,17 @@ class BoardRun:
     #: code's name) and the bytes of weights the driver then loaded.
     before_loading: str | None = None
     weights_loaded: int = 0
+    #: With ``faults``: what :func:`tfl2rtl.sim.faults.campaign` counted (``tally``:
+    #: rounds by kind and outcome), its ``wall_seconds`` and simulated ``sim_ms``, and
+    #: the negative control's tally (``control``).
+    faults: dict | None = None
 
 
 def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
                    build_dir: str | os.PathLike, *, bad_frames: bool = True,
                    check: bool = True, model: str | os.PathLike | None = None,
-                   family: str | None = None) -> BoardRun:
+                   family: str | None = None, faults: int = 0, fault_seed: int = 0,
+                   control: int = 0) -> BoardRun:
     """Run ``top`` in Verilator and let the host driver send each row of ``inputs`` (in
     the model's input dtype) through the UART, then (with ``bad_frames``) one frame of
     each kind in :data:`BAD_FRAMES`, each followed by an inference of ``inputs[0]``.
@@ -84,9 +90,16 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     models (a gate-level netlist of the whole board top simulates too slowly for the
     UART's many cycles: :func:`simulate_netlist` covers synthesis).
 
+    With ``faults``, the driver then runs that many rounds of fault injection
+    (:func:`tfl2rtl.sim.faults.campaign`, from ``fault_seed``; ``model`` required), and
+    with ``control`` that many more with its reply check broken on purpose (the
+    negative control, which must see wrong outputs).
+
     With ``check`` (the default) raises :class:`Tfl2RtlError` when the identity differs
-    from ``top.identity``, an output from ``expected`` or an error reply from the one
-    expected; otherwise the differences are counted in the :class:`BoardRun`."""
+    from ``top.identity``, an output from ``expected``, an error reply from the one
+    expected, or a fault round ended with a wrong output, a board that stopped
+    answering or a hang (or the control saw no wrong output); otherwise the differences
+    are counted in the :class:`BoardRun`."""
     from cocotb_tools.check_results import get_results
 
     ident = top.identity
@@ -99,8 +112,9 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         raise Tfl2RtlError(f"expected outputs of shape {expected.shape}: need "
                            f"{(len(inputs), ident.output.size)}")
 
-    if ident.memories and model is None:
-        raise Tfl2RtlError("the design loads its weights at run time: give the model")
+    if (ident.memories or faults) and model is None:
+        raise Tfl2RtlError("the design loads its weights at run time, or faults are "
+                           "injected: give the model")
 
     build_dir, results_dir, harness = runner.prepare_build_dir(build_dir, HARNESS)
     source = build_dir / f"{TOP}.v"
@@ -130,14 +144,23 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     reply_bytes = max(len(ident.pack()), ident.output.size) + 8
     timeout = (2 * top.link.timeout_cycles + 4 * byte_cycles * reply_bytes
                + 50 * (ident.input.size + ident.output.size) + 200_000)
+    # The fault rounds wait less, since many of them wait for a reply that never comes:
+    # a request timeout, the reply, and the accelerator's time from its plan.
+    plan = getattr(top.accelerator, "plan", None)
+    fault_timeout = timeout if plan is None else (
+        2 * top.link.timeout_cycles + 4 * byte_cycles * reply_bytes
+        + 8 * plan.cycles_per_vector + 2000)
     config = build_dir / "config.json"
     config.write_text(json.dumps({
         "results_dir": str(results_dir),
         "divisor": top.divisor,
         "timeout_cycles": timeout,
+        "fault_timeout_cycles": fault_timeout,
         "inputs": inputs.astype(np.int64).tolist(),
         "bad_frames": bad_frames,
         "model": None if model is None else str(Path(model).resolve()),
+        "expected": expected.astype(np.int64).tolist(),
+        "faults": faults, "fault_seed": fault_seed, "control": control,
     }))
 
     env = tool_env()
@@ -149,7 +172,8 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         sim = runner._runner()
         sim.build(sources=sources, hdl_toplevel=HARNESS,
                   build_dir=build_dir, build_args=build_args, always=True,
-                  timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+                  timescale=("1ns", "1ps"), parameters={"DIVISOR": top.divisor},
+                  log_file=build_dir / "build.log")
         build_seconds = time.perf_counter() - began
         runner._save_runtime(cache, build_dir)
         results_xml = sim.test(test_module="tfl2rtl.sim.board_tb", hdl_toplevel=HARNESS,
@@ -173,10 +197,19 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
                    sim_cycles=result["sim_cycles"], wall_seconds=result["wall_seconds"],
                    build_seconds=build_seconds,
                    before_loading=result.get("before_loading"),
-                   weights_loaded=result.get("weights_loaded", 0))
+                   weights_loaded=result.get("weights_loaded", 0),
+                   faults=result.get("faults"))
     if check:
         _check(run, top.identity, expected, bad_frames)
     return run
+
+
+def fault_totals(tally: dict) -> dict[str, int]:
+    """A fault tally's rounds by outcome, over every kind."""
+    from .faults import OUTCOMES
+
+    return {outcome: sum(counts[outcome] for counts in tally["counts"].values())
+            for outcome in OUTCOMES}
 
 
 def _check(run: BoardRun, identity: Identity, expected: np.ndarray, bad_frames: bool) -> None:
@@ -196,6 +229,15 @@ def _check(run: BoardRun, identity: Identity, expected: np.ndarray, bad_frames: 
                  if code != ErrorCode[name].name}
         if wrong or set(run.errors) != set(BAD_FRAMES):
             raise Tfl2RtlError(f"bad frames got the wrong replies: {wrong or run.errors}")
+    if run.faults is not None:
+        totals = fault_totals(run.faults["tally"])
+        bad = {k: totals[k] for k in ("wrong", "dead", "hang") if totals[k]}
+        if bad or run.faults["tally"]["problems"]:
+            raise Tfl2RtlError(f"injected faults: {bad}; the first: "
+                               f"{run.faults['tally']['problems'][:1]}")
+        if "control" in run.faults and not fault_totals(run.faults["control"])["wrong"]:
+            raise Tfl2RtlError("the negative control (reply check broken) saw no wrong "
+                               "output: the fault test cannot fail")
 
 
 #: Verilator options for a synthesized netlist with vendor cell models: the models are

@@ -7,9 +7,15 @@ configuration in ``TFL2RTL_SIM_CONFIG``.
 The host side is :class:`tfl2rtl.boards.protocol.Client`, the same code that drives a
 real board through pyserial.  It runs in a thread started with :func:`cocotb.task.bridge`,
 and its transport (:class:`SimTransport`) turns each ``write`` and ``read`` into
-simulation through :func:`cocotb.task.resume`: ``write`` drives the ``rx`` line bit by bit,
-and a background task samples ``tx`` into a receive buffer that ``read`` takes from
-(waiting up to a timeout in simulated time, as a serial port's read would).
+simulation through :func:`cocotb.task.resume`: ``write`` hands the harness's UART
+transmitter one byte at a time, and a background task takes each byte the harness's
+receiver got from ``tx`` into a receive buffer that ``read`` takes from (waiting up to a
+timeout in simulated time, as a serial port's read would).
+
+With ``faults`` in the configuration, the transport is also a faulty line
+(:mod:`tfl2rtl.sim.faults`): it corrupts the request or the reply a fault names, or
+pulses the board's reset in the middle of it, and :func:`tfl2rtl.sim.faults.campaign`
+runs that many rounds through the driver.
 
 Results go to ``<results_dir>/board.json``; :mod:`tfl2rtl.sim.board_runner` compares
 them with the golden model.
@@ -24,16 +30,18 @@ import cocotb
 import numpy as np
 from cocotb.simtime import get_sim_time
 from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles, Event, FallingEdge, First, Timer
+from cocotb.triggers import ClockCycles, Event, FallingEdge, First, Timer, ValueChange
 
 from tfl2rtl.boards import protocol
-from tfl2rtl.boards.protocol import Client, Identity
+from tfl2rtl.boards.protocol import Client, Identity, device_seed
+from tfl2rtl.sim import faults
 
 CLOCK_NS = 10  # the harness's 2 * HALF_PERIOD, in the build's 1 ns time unit
 
 
 class SimTransport:
-    """A serial port onto the simulated ``rx``/``tx`` pins, for code running in a
+    """A serial port onto the harness's UART (``host_byte``/``host_strobe`` out,
+    ``device_byte``/``device_count`` in), for code running in a
     :func:`cocotb.task.bridge` thread: ``write(bytes)`` and ``read(n)`` block that thread
     while the simulation runs."""
 
@@ -45,12 +53,71 @@ class SimTransport:
         self.arrived = Event()
         self.write = resume(self._write)
         self.read = resume(self._read)
+        self.now = resume(self._now)
+        self.fault = None  # armed: waiting for the frame it hits
+        self.reply_fault = None  # hitting the reply under way
+        self.reply_index = 0  # reply bytes since the last write
+        self.writes = 0  # frames written
+
+    def arm(self, fault: faults.Fault) -> None:
+        """Let ``fault`` hit the frame it names (:class:`tfl2rtl.sim.faults.Fault`)."""
+        self.fault = fault
+
+    def disarm(self) -> None:
+        self.fault = self.reply_fault = None
+
+    def reset_input_buffer(self) -> None:
+        self.received.clear()
+
+    async def _now(self) -> float:
+        return get_sim_time("ns")
+
+    async def _pulse_reset(self, delay_ns: float = 0) -> None:
+        if delay_ns:
+            await Timer(delay_ns, "ns")
+        self.dut.rst_in.value = 1
+        await ClockCycles(self.dut.clk, 3)
+        self.dut.rst_in.value = 0
 
     async def _write(self, data: bytes) -> None:
-        for byte in bytes(data):
-            for bit in [0, *((byte >> k) & 1 for k in range(8)), 1]:
-                self.dut.rx_in.value = bit
-                await Timer(self.bit_ns, "ns")
+        data, reset_bit, fault = bytes(data), None, self.fault
+        self.writes += 1
+        self.reply_fault, self.reply_index = None, 0
+        if fault is not None and fault.skip:
+            fault.skip -= 1
+        elif fault is not None:
+            self.fault = None
+            if fault.side == "request":
+                data = fault.request(data)
+            elif fault.side == "reply":
+                self.reply_fault = fault
+            else:
+                reset_bit = fault.reset_bit
+        await FallingEdge(self.dut.clk)  # away from the edge the harness samples on
+        for k, byte in enumerate(data):
+            if reset_bit is not None and k == reset_bit // 10:
+                fault.fired = True
+                cocotb.start_soon(self._pulse_reset(reset_bit % 10 * self.bit_ns))
+            self.dut.host_byte.value = byte
+            self.dut.host_strobe.value = 1 - int(self.dut.host_strobe.value)
+            await Timer(10 * self.bit_ns + CLOCK_NS, "ns")
+
+    def _deliver(self, byte: int) -> None:
+        """A byte from the board reaches the host (through the reply's fault, if any)."""
+        fault = self.reply_fault
+        if fault is None:
+            out = bytes([byte])
+        elif fault.kind in faults.RESETS:
+            if self.reply_index == fault.position and not fault.fired:
+                fault.fired = True
+                cocotb.start_soon(self._pulse_reset())
+            out = bytes([byte])
+        else:
+            out = fault.reply_byte(self.reply_index, byte)
+        self.reply_index += 1
+        if out:
+            self.received += out
+            self.arrived.set()
 
     async def _read(self, n: int) -> bytes:
         deadline = get_sim_time("ns") + self.timeout_ns
@@ -65,23 +132,13 @@ class SimTransport:
         return data
 
     async def listen(self) -> None:
-        """Sample ``tx`` in the middle of every bit, forever (a background task)."""
+        """Take every byte the harness's receiver gets, forever (a background task)."""
         while True:
-            await FallingEdge(self.dut.tx)
-            await Timer(self.bit_ns // 2, "ns")
-            if self.dut.tx.value:  # not a start bit
-                continue
-            value = 0
-            for k in range(8):
-                await Timer(self.bit_ns, "ns")
-                value |= int(self.dut.tx.value) << k
-            await Timer(self.bit_ns, "ns")
-            if self.dut.tx.value:  # the stop bit
-                self.received.append(value)
-                self.arrived.set()
+            await ValueChange(self.dut.device_count)
+            self._deliver(int(self.dut.device_byte.value))
 
 
-def _bad_frames(in_size: int) -> dict:
+def _bad_frames(in_size: int) -> dict[str, bytes]:
     """Request bytes that must each get an error reply, by the error they must get."""
     good = protocol.encode(protocol.INFER, bytes(in_size))
     corrupted = bytearray(good)
@@ -120,7 +177,7 @@ def host_session(transport: SimTransport, config: dict) -> dict:
     if config["bad_frames"]:
         for name, frame in _bad_frames(ident.input.size).items():
             transport.write(frame)
-            reply = client.receive()
+            reply = client.receive(device_seed(frame))
             result["errors"][name] = {
                 "command": reply.command,
                 "code": reply.error.name if reply.error is not None else None,
@@ -128,7 +185,45 @@ def host_session(transport: SimTransport, config: dict) -> dict:
                 "after": client.infer(inputs[0].reshape(ident.input.shape)).reshape(-1)
                 .astype(np.int64).tolist(),
             }
+    if config.get("faults"):
+        result["faults"] = fault_campaigns(client, transport, config, inputs)
     return result
+
+
+def fault_campaigns(client, transport, config: dict, inputs: np.ndarray) -> dict:
+    """``config["faults"]`` rounds of :func:`tfl2rtl.sim.faults.campaign`, then (with
+    ``config["control"]``) the negative control: that many rounds of reply bit flips
+    with the host's reply check broken on purpose, which must give wrong outputs."""
+    from tfl2rtl.api import load
+
+    ident = client.identity()
+    graph = load(config["model"])
+    expected = np.array(config["expected"], dtype=np.int64).astype(ident.output.dtype)
+    transport.timeout_ns = config["fault_timeout_cycles"] * CLOCK_NS
+    # The longest a round may take: its operation and the clean inference after it,
+    # each an inference, a reload of every LOAD frame and another inference, every
+    # exchange in every attempt ending in a timeout after the longest frames.
+    byte_ns = 10 * transport.bit_ns
+    frames = 1 + sum(-(-m.rows * m.row_bytes // 1024) + 1 for m in ident.memories)
+    longest = max(1030 if ident.memories else 0, ident.input.size) + ident.output.size + 64
+    exchange_ns = longest * byte_ns + transport.timeout_ns
+    bound = 2 * client.attempts * (2 + frames) * exchange_ns
+    began_wall, began_sim = time.perf_counter(), transport.now()
+    tally = faults.campaign(client, transport, graph, inputs, expected, config["faults"],
+                            config.get("fault_seed", 0), bound)
+    out = {"tally": tally.to_json(), "wall_seconds": time.perf_counter() - began_wall,
+           "sim_ms": (transport.now() - began_sim) / 1e6}
+    if config.get("control"):
+        real = protocol._crc_ok
+        protocol._crc_ok = lambda body, crc, seed: True  # broken on purpose
+        try:
+            control = faults.campaign(client, transport, graph, inputs, expected,
+                                      config["control"], 1, bound,
+                                      kinds=("reply_bit_flip",))
+        finally:
+            protocol._crc_ok = real
+        out["control"] = control.to_json()
+    return out
 
 
 @cocotb.test()
@@ -136,6 +231,7 @@ async def board(dut):
     """Identity, inferences and bad frames through the UART, by the host driver."""
     config = json.loads(Path(os.environ["TFL2RTL_SIM_CONFIG"]).read_text())
     dut.rx_in.value = 1
+    dut.host_strobe.value = 0
     dut.rst_in.value = 1
     await ClockCycles(dut.clk, 4)
     dut.rst_in.value = 0

@@ -1,41 +1,63 @@
 # amaranth: UnusedElaboratable=no
 # (the lane check refuses a board top before its parts are elaborated)
 """The host link's gateware at the byte level (no UART), against a small accelerator:
-lanes, every error reply, and the link working after each."""
+lanes, every error reply, and the link working after each; LOAD frames that fail their
+check void the weights; replies check only against their own request."""
 
-from amaranth.hdl import Cat, Module, Signal
+import random
+
+import pytest
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from tfl2rtl.boards import link as link_module
 from tfl2rtl.boards import protocol
-from tfl2rtl.boards.link import BoardTop, HostLink, connect_accelerator
+from tfl2rtl.boards.link import BoardTop, HostLink, attach_accelerator
 from tfl2rtl.boards.protocol import (
     ErrorCode,
     FrameDecoder,
     Identity,
+    LinkError,
     MemoryInfo,
     TensorInfo,
+    decode,
+    device_seed,
     encode,
+    reply_seed,
 )
-from tfl2rtl.hw.weights import LoadableMemory, load_payloads
+from tfl2rtl.hw.weights import LOAD_LAYOUT, LoadableMemory, load_payloads
 
 
 class AddOne(wiring.Component):
     """A stand-in accelerator with the AXI4-Stream ports: takes ``size`` elements and
     returns each plus one, ``lanes`` per beat; ignores its input for ``deaf`` cycles
-    after reset (to provoke an overrun)."""
+    after reset (to provoke an overrun).  With ``weights`` (a :class:`LoadableMemory`,
+    a submodule read by the testbench) it has the ``load`` and ``loaded`` members of a
+    design whose weights are loaded over the link."""
 
-    def __init__(self, size: int, lanes: int, deaf: int = 0):
-        self.size, self.lanes, self.deaf = size, lanes, deaf
-        super().__init__({
+    def __init__(self, size: int, lanes: int, deaf: int = 0,
+                 weights: LoadableMemory | None = None):
+        self.size, self.lanes, self.deaf, self.weights = size, lanes, deaf, weights
+        members = {
             "s_axis_tdata": In(8 * lanes), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
             "s_axis_tlast": In(1), "m_axis_tdata": Out(8 * lanes), "m_axis_tvalid": Out(1),
             "m_axis_tready": In(1), "m_axis_tlast": Out(1),
-        })
+        }
+        if weights is not None:
+            from amaranth.lib import stream
+
+            members.update(load=In(stream.Signature(LOAD_LAYOUT)), loaded=Out(1))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
+        if self.weights is not None:
+            m.submodules.weights = self.weights
+            m.d.comb += [self.weights.load.valid.eq(self.load.valid),
+                         self.weights.load.payload.eq(self.load.payload),
+                         self.loaded.eq(self.weights.loaded)]
         beats = self.size // self.lanes
         vector = [Signal(8 * self.lanes, name=f"beat{k}") for k in range(beats)]
         count = Signal(range(beats + 1))
@@ -64,32 +86,32 @@ class AddOne(wiring.Component):
 
 
 def run_link(identity, accelerator, requests, *, gap=6, fifo_depth=16, timeout=200,
-             weights=None, after=None):
+             after=None, rng=None, raw=None):
     """Send each request's bytes into the link, one every ``gap`` cycles (as a UART
-    would), waiting for the reply before the next; returns the reply frames.  With
-    ``weights`` (a :class:`LoadableMemory`), the link's ``load`` and ``loaded`` go to it;
-    ``after(ctx)`` runs when the last reply is in."""
+    would), waiting for the reply before the next; returns the reply frames, each
+    checked against the request it answers (``device_seed``).  The accelerator is
+    attached as on a board (:func:`attach_accelerator`); ``after(ctx)`` runs when the
+    last reply is in.  With ``rng`` (a :class:`random.Random`) the gaps between request
+    bytes are longer at random and the reply is taken with random backpressure.  The
+    reply bytes also go into ``raw`` (a bytearray) when given."""
     link = HostLink(identity, timeout_cycles=timeout, fifo_depth=fifo_depth)
     m = Module()
-    m.submodules.link, m.submodules.accel = link, accelerator
-    if weights is not None:
-        m.submodules.weights = weights
-        m.d.comb += [weights.load.valid.eq(link.load.valid),
-                     weights.load.payload.eq(link.load.payload),
-                     link.loaded.eq(weights.loaded)]
-    connect_accelerator(m, link, accelerator)
+    m.submodules.link = link
+    attach_accelerator(m, link, accelerator)
     replies = []
     decoder = FrameDecoder()
 
     async def host(ctx):
         for request in requests:
+            decoder.seed = device_seed(request)
             wanted = len(replies) + 1
             for byte in request:
                 ctx.set(link.rx.valid, 1)
                 ctx.set(link.rx.payload, byte)
                 await ctx.tick()
                 ctx.set(link.rx.valid, 0)
-                await ctx.tick().repeat(gap - 1)
+                extra = rng.choice([0, 0, 1, 5, timeout // 2]) if rng is not None else 0
+                await ctx.tick().repeat(gap - 1 + extra)
             for _ in range(20_000):
                 if len(replies) == wanted:
                     break
@@ -101,9 +123,14 @@ def run_link(identity, accelerator, requests, *, gap=6, fifo_depth=16, timeout=2
 
     async def receiver(ctx):
         ctx.set(link.tx.ready, 1)
-        async for _, _, valid, payload in ctx.tick().sample(link.tx.valid, link.tx.payload):
-            if valid:
+        async for _, _, ready, valid, payload in ctx.tick().sample(
+                link.tx.ready, link.tx.valid, link.tx.payload):
+            if valid and ready:
                 replies.extend(decoder.feed(bytes([payload])))
+                if raw is not None:
+                    raw.append(payload)
+            if rng is not None:
+                ctx.set(link.tx.ready, rng.random() < 0.6)
 
     sim = Simulator(m)
     sim.add_clock(1e-6)
@@ -129,7 +156,8 @@ def test_identity_and_inferences_with_lanes():
                                                 for d in data]
 
 
-def test_every_error_then_the_link_still_works():
+@pytest.mark.parametrize("stalls", [False, True], ids=["streaming", "stalls"])
+def test_every_error_then_the_link_still_works(stalls):
     identity = make_identity(4, 1)
     good = encode(protocol.INFER, bytes([9, 8, 7, 6]))
     corrupted = bytearray(good)
@@ -144,7 +172,8 @@ def test_every_error_then_the_link_still_works():
     for request in requests.values():
         sequence += [request, good]
     sequence.append(encode(protocol.IDENTIFY, b"x"))  # IDENTIFY takes no payload
-    replies = run_link(identity, AddOne(4, 1), sequence)
+    replies = run_link(identity, AddOne(4, 1), sequence,
+                       rng=random.Random(7) if stalls else None)
     expected_output = bytes([10, 9, 8, 7])
     assert replies[0].payload == expected_output
     for k, (code, request) in enumerate(requests.items()):
@@ -167,8 +196,6 @@ def test_input_faster_than_the_accelerator_takes_it_is_an_overrun():
 
 
 def test_board_top_checks_the_lanes():
-    import pytest
-
     from tfl2rtl.errors import Tfl2RtlError
 
     with pytest.raises(Tfl2RtlError, match="moves 2 elements per beat; the identity says 1"):
@@ -195,10 +222,10 @@ def test_weights_load_before_inferences():
             await ctx.tick()
             read.append(ctx.get(weights.data))
 
-    replies = run_link(identity, AddOne(4, 1),
+    replies = run_link(identity, AddOne(4, 1, weights=weights),
                        [infer, encode(protocol.LOAD, bytes(3)), frames[1], infer, frames[0],
                         infer, frames[1], infer, encode(protocol.IDENTIFY)],
-                       weights=weights, after=read_back)
+                       after=read_back)
     assert replies[0].error is ErrorCode.NOT_LOADED
     assert replies[1].error is ErrorCode.WRONG_LENGTH
     assert replies[2].command == protocol.LOAD | protocol.REPLY and replies[2].payload == b""
@@ -212,11 +239,105 @@ def test_weights_load_before_inferences():
 
 
 def test_board_top_checks_loading_agrees():
-    import pytest
-
     from tfl2rtl.errors import Tfl2RtlError
 
     identity = Identity("00" * 32, TensorInfo((1, 4), "int8"), TensorInfo((1, 4), "int8"),
                         1, (MemoryInfo(0, 1, 1, 4),))
     with pytest.raises(Tfl2RtlError, match="disagree on whether weights are loaded"):
         BoardTop(AddOne(4, 1), identity, divisor=4)
+
+
+LOADING = Identity("00" * 32, TensorInfo((1, 4), "int8"), TensorInfo((1, 4), "int8"), 1,
+                   (MemoryInfo(node=0, pe=2, simd=1, rows=4),))
+ROWS = bytes([1, 2, 3, 4, 5, 6, 7, 8])
+LOADS = [encode(protocol.LOAD, p) for p in load_payloads(0, ROWS, 2, chunk=4)]
+INFER = encode(protocol.INFER, bytes([9, 8, 7, 6]))
+OUTPUT = bytes([10, 9, 8, 7])
+
+
+def flipped(frame: bytes, index: int, bit: int = 0) -> bytes:
+    wrong = bytearray(frame)
+    wrong[index] ^= 1 << bit
+    return bytes(wrong)
+
+
+def load_faults():
+    """LOAD frames that fail their check after writing some weights, and the error each
+    gets: a weight flipped, the row flipped, cut short; and an INFER frame whose command
+    byte turned into LOAD (its payload goes to the memories as weights)."""
+    return [
+        (flipped(LOADS[1], 8, 3), ErrorCode.BAD_CHECKSUM),  # a weight byte
+        (flipped(LOADS[0], 5, 1), ErrorCode.BAD_CHECKSUM),  # the first row: 2, not 0
+        (LOADS[1][:-3], ErrorCode.TRUNCATED),
+        (flipped(INFER, 1, 0), ErrorCode.BAD_CHECKSUM),  # 0x02 -> 0x03, LOAD
+    ]
+
+
+def load_then_fault(fault: bytes, stalls: bool):
+    """Load every row, infer, send ``fault``, infer, read the rows back: the replies and
+    the rows."""
+    weights = LoadableMemory(16, 4, memory_id=0)
+    read = []
+
+    async def read_back(ctx):
+        for row in range(4):
+            ctx.set(weights.addr, row)
+            ctx.set(weights.en, 1)
+            await ctx.tick()
+            read.append(ctx.get(weights.data))
+
+    replies = run_link(LOADING, AddOne(4, 1, weights=weights),
+                       [*LOADS, INFER, fault, INFER], after=read_back,
+                       rng=random.Random(3) if stalls else None)
+    return replies, read
+
+
+@pytest.mark.parametrize("stalls", [False, True], ids=["streaming", "stalls"])
+@pytest.mark.parametrize("k", range(4), ids=["weight", "row", "cut_short", "infer_as_load"])
+def test_a_load_frame_that_fails_its_check_voids_the_weights(k, stalls):
+    """Weights written by a LOAD frame that then fails its check are never used: the
+    board answers NOT_LOADED until the host loads them all again."""
+    fault, code = load_faults()[k]
+    replies, read = load_then_fault(fault, stalls)
+    assert [r.command for r in replies[:2]] == [protocol.LOAD | protocol.REPLY] * 2
+    assert replies[2].payload == OUTPUT
+    assert replies[3].error is code
+    assert replies[4].error is ErrorCode.NOT_LOADED
+    if k == 0:
+        assert read[2] == 0x0605 ^ 0x0800  # the flipped weight is in the memory, unused
+    if stalls:
+        return
+    # Loaded again, the board answers as before.
+    replies = run_link(LOADING, AddOne(4, 1, weights=LoadableMemory(16, 4, memory_id=0)),
+                       [*LOADS, fault, INFER, *LOADS, INFER])
+    assert replies[3].error is ErrorCode.NOT_LOADED and replies[6].payload == OUTPUT
+
+
+def test_negative_control_a_link_without_the_check_computes_with_corrupted_weights(
+        monkeypatch):
+    """The test above can fail: with the device's CRC comparison broken, the corrupted
+    LOAD frame is taken (its reply, continuing from the CRC of the corrupted request,
+    fails the host's check) and the next inference runs on the flipped weight."""
+    monkeypatch.setattr(link_module, "_crc_matches", lambda computed, received: Const(1))
+    fault, _ = load_faults()[0]
+    replies, read = load_then_fault(fault, stalls=False)
+    assert replies[3].command == protocol.LOAD | protocol.REPLY  # taken
+    assert replies[4].payload == OUTPUT  # no NOT_LOADED: it computed
+    assert read[2] == 0x0605 ^ 0x0800
+    with pytest.raises(AssertionError):
+        assert replies[4].error is ErrorCode.NOT_LOADED
+
+
+def test_a_reply_checks_only_against_its_own_request():
+    """A reply's CRC continues from its request's: the reply to one input does not check
+    as the reply to another (a late reply cannot pass for the next one)."""
+    identity = make_identity(4, 1)
+    first, second = (encode(protocol.INFER, bytes(x)) for x in ([1, 2, 3, 4], [5, 6, 7, 8]))
+    raw = bytearray()
+    run_link(identity, AddOne(4, 1), [first], raw=raw)
+    reply = bytes(raw)
+    assert decode(reply, seed=reply_seed(first)).payload == bytes([2, 3, 4, 5])
+    with pytest.raises(LinkError, match="bad checksum"):
+        decode(reply, seed=reply_seed(second))
+    with pytest.raises(LinkError, match="bad checksum"):
+        decode(reply)  # nor from 0xFFFF
