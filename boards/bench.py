@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tfl2rtl.errors import Tfl2RtlError
 
-__all__ = ["BenchRow", "bench", "format_table", "plot", "tflm_seconds", "default_models",
-           "NOMINAL_MHZ"]
+__all__ = ["BenchRow", "bench", "format_table", "plot", "is_own_plot", "tflm_seconds",
+           "default_models", "NOMINAL_MHZ"]
 
 #: The clock inferences per second are quoted at without a board build.
 NOMINAL_MHZ = 100.0
@@ -251,6 +251,19 @@ def plot(rows: list[BenchRow], path: str | os.PathLike) -> Path:
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    figure.savefig(path, metadata={"Software": PLOT_SOFTWARE})
     plt.close(figure)
     return path
+
+
+#: The PNG ``Software`` text of :func:`plot`'s files, by which tfl2rtl knows them.
+PLOT_SOFTWARE = "tfl2rtl bench"
+
+
+def is_own_plot(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a plot :func:`plot` wrote (a PNG whose ``Software`` text is
+    :data:`PLOT_SOFTWARE`): the only file ``bench --plot`` replaces."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    return (head.startswith(b"\x89PNG\r\n\x1a\n")
+            and b"tEXtSoftware\x00" + PLOT_SOFTWARE.encode() in head)

@@ -94,14 +94,16 @@ def diff_text(report: DiffReport) -> str:
     return format_text(report)
 
 
-def dump_tensors(result: golden.GoldenResult, graph: ir.Graph, directory: str) -> list[Path]:
+def dump_tensors(result: golden.GoldenResult, graph: ir.Graph, directory: str | os.PathLike,
+                 force: bool = False) -> list[Path]:
     """Write every tensor of ``result`` as ``NNN_<name>.npy`` (in execution order) plus an
-    ``index.txt``; written to a temporary folder first and moved into place whole."""
+    ``index.txt``; written to a temporary folder first and moved into place whole, where
+    :mod:`tfl2rtl.output` allows (``force``: beside files that are not tfl2rtl's)."""
     from .output import staged_directory
 
     order = list(graph.inputs) + [n.output for n in graph.nodes]
     written = []
-    with staged_directory(directory) as tmp:
+    with staged_directory(directory, force=force, option="--dump") as tmp:
         lines = [f"profile {result.profile}"]
         for k, name in enumerate(order):
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
@@ -120,19 +122,24 @@ def _graph(path_or_graph) -> ir.Graph:
 
 def generate(path_or_graph, out_dir: str | os.PathLike | None = None, fold="auto",
              max_multipliers: int | None = None, lanes: int = 1,
-             requant_interval: int = 1) -> Design:
+             requant_interval: int = 1, force: bool = False) -> Design:
     """Plan the hardware for a model (folding ``"auto"`` within ``max_multipliers``,
     ``"full"``, a fold JSON file or a ``{node: Fold}`` dict) and, given ``out_dir``,
-    write its Verilog, memory images and ``manifest.json`` there (atomically).
-    ``requant_interval``: cycles per requantizer beat on the target (5 where
-    :func:`build` shares the requantizers' multipliers, on iCE40)."""
+    write its Verilog, memory images and ``manifest.json`` there (atomically, where
+    :mod:`tfl2rtl.output` allows: a new or empty folder, or one tfl2rtl wrote; with
+    ``force``, beside files that are not tfl2rtl's).  ``requant_interval``: cycles per
+    requantizer beat on the target (5 where :func:`build` shares the requantizers'
+    multipliers, on iCE40)."""
     from . import design as gen
+    from .output import Destination, check_folder
 
+    if out_dir is not None:  # refused before anything is planned
+        check_folder(out_dir, force=force)
     budget = gen.DEFAULT_MAX_MULTIPLIERS if max_multipliers is None else max_multipliers
     design = gen.plan(_graph(path_or_graph), fold, budget, lanes=lanes,
                       requant_interval=requant_interval)
     if out_dir is not None:
-        gen.write(design, out_dir)
+        gen.write(design, Destination(out_dir, force))
     return design
 
 
@@ -179,15 +186,26 @@ class SimReport:
 def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = None,
              fold="auto", max_multipliers: int | None = None, lanes: int = 1, seed: int = 0,
              build_dir: str | os.PathLike | None = None,
-             waves: str | os.PathLike | None = None) -> SimReport:
+             waves: str | os.PathLike | None = None, force: bool = False) -> SimReport:
     """Generate the design, build it with Verilator and stream ``inputs`` random inputs
     (plus those in ``input_files``) through it under cocotb, comparing every output with
     the golden model; once straight and once with random stalls and backpressure.
 
-    ``waves``: write a VCD waveform of both runs to this file (see
-    :func:`tfl2rtl.sim.runner.simulate_network`)."""
-    from .sim.runner import golden_vectors, simulate_network
+    ``build_dir``: keep the Verilator build there (a folder :mod:`tfl2rtl.output`
+    allows, with ``force`` beside other files; put in place when the run ends, also when
+    it fails).  ``waves``: write a VCD waveform of both runs to this file (see
+    :func:`tfl2rtl.sim.runner.simulate_network`; it replaces only a waveform tfl2rtl
+    wrote)."""
+    import contextlib
 
+    from .output import check_file, check_folder, staged_directory, staged_file
+    from .sim.runner import golden_vectors, is_own_waveform, simulate_network
+
+    # Refused before anything is built.
+    if build_dir is not None:
+        check_folder(build_dir, force=force, option="--build-dir")
+    if waves is not None:
+        check_file(waves, ours=is_own_waveform, option="--waves")
     graph = _graph(path_or_graph)
     design = generate(graph, fold=fold, max_multipliers=max_multipliers, lanes=lanes)
     sets = random_inputs(graph, inputs, seed=seed)
@@ -198,9 +216,16 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
     vectors = np.stack([s[0].reshape(-1) for s in sets])
     expected = golden_vectors(graph, vectors)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tfl2rtl-sim-") as scratch:
-        runs = simulate_network(design.network(), vectors, expected,
-                                build_dir or scratch, seed=seed, check=False, waves=waves)
+    with contextlib.ExitStack() as stack:
+        where = (stack.enter_context(tempfile.TemporaryDirectory(prefix="tfl2rtl-sim-"))
+                 if build_dir is None else
+                 stack.enter_context(staged_directory(build_dir, force=force,
+                                                      keep_on_error=True,
+                                                      option="--build-dir")))
+        trace = None if waves is None else stack.enter_context(
+            staged_file(waves, ours=is_own_waveform, option="--waves"))
+        runs = simulate_network(design.network(), vectors, expected, where, seed=seed,
+                                check=False, waves=trace)
     streaming = runs["streaming"]
     intervals = sorted(streaming.intervals)
     interval = intervals[len(intervals) // 2] if intervals else streaming.cycles
@@ -225,7 +250,8 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     """Generate the design for a model, put it behind the UART host link on ``board``
     (see :data:`tfl2rtl.boards.build.BOARDS`), synthesize, place, route and pack it,
     and write the bitstream, ``report.json``, ``report.txt``, ``manifest.json`` and the
-    tools' logs into ``out_dir`` (atomically).
+    tools' logs into ``out_dir`` (atomically, where :mod:`tfl2rtl.output` allows: checked
+    before any tool runs; a :class:`tfl2rtl.output.Destination` carries ``--force``).
 
     Without ``max_multipliers``, ``--fold auto`` uses the board's own budget, lowered
     until the DSP blocks suffice (:func:`tfl2rtl.boards.fit.fitting_budget`); when
@@ -236,7 +262,9 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     :class:`tfl2rtl.boards.build.DoesNotFit` (a :class:`Tfl2RtlError`) naming the
     resource and a folding that would fit."""
     from .boards.build import DEFAULT_BAUD, build_graph
+    from .output import check_folder
 
+    check_folder(out_dir)  # refused before any tool runs
     return build_graph(_graph(path_or_graph), board, out_dir, fold=fold,
                        max_multipliers=max_multipliers, lanes=lanes,
                        baud=baud or DEFAULT_BAUD, progress=progress)
@@ -317,14 +345,18 @@ def bench(models: list[str] | None = None, board: str | None = None,
     compile time to Verilog and TFLite Micro's time per inference here; with ``board``
     also Fmax, LUT/DSP/BRAM and inferences per second from a bitstream build.  Models
     that cannot be built get a row with the reason.  With ``plot``, a PNG of throughput
-    against resources is written there.  Returns
-    :class:`tfl2rtl.boards.bench.BenchRow` objects."""
+    against resources is written there (replacing only a plot tfl2rtl wrote: checked
+    before anything runs).  Returns :class:`tfl2rtl.boards.bench.BenchRow` objects."""
     from .boards import bench as bench_module
+    from .output import check_file, staged_file
 
+    if plot is not None:
+        check_file(plot, ours=bench_module.is_own_plot, option="--plot")
     rows = bench_module.bench(models, board=board, max_multipliers=max_multipliers,
                               progress=progress)
     if plot is not None:
-        bench_module.plot(rows, plot)
+        with staged_file(plot, ours=bench_module.is_own_plot, option="--plot") as tmp:
+            bench_module.plot(rows, tmp)
     return rows
 
 

@@ -53,15 +53,18 @@ def cmd_diff(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from .output import check_folder
     from .verify import load_inputs
 
+    if args.dump:  # refused before anything runs
+        check_folder(args.dump, force=args.force, option="--dump")
     graph = api.load(args.model)
     input_sets = load_inputs(graph, args.input)
     if len(input_sets) != 1:
         raise Tfl2RtlError(f"{args.input} holds {len(input_sets)} inputs; run takes one")
     result = api.run(graph, input_sets[0], profile=args.profile)
     if args.dump:
-        api.dump_tensors(result, graph, args.dump)
+        api.dump_tensors(result, graph, args.dump, force=args.force)
     print(f"profile: {result.profile}")
     for name, value in zip(graph.outputs, result.outputs, strict=True):
         with np.printoptions(threshold=64, linewidth=100):
@@ -99,9 +102,17 @@ def _fold_options(p, default_budget: str = "64") -> None:
                    help="elements per AXI4-Stream beat (tdata is 8*N bits; default 1)")
 
 
+def _force_option(p) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that holds other files too: tfl2rtl's own "
+                        "files there are replaced, never anyone else's (without it, only "
+                        "a new or empty folder, or one tfl2rtl wrote, is written)")
+
+
 def cmd_generate(args) -> int:
     design = api.generate(args.model, args.output, fold=args.fold,
-                          max_multipliers=args.max_multipliers, lanes=args.lanes)
+                          max_multipliers=args.max_multipliers, lanes=args.lanes,
+                          force=args.force)
     m = design.manifest()
     memories = 2 * sum("weights" in layer for layer in m["layers"])
     print(f"wrote {args.output}: {m['top']}.v, manifest.json, {memories} "
@@ -133,7 +144,7 @@ def cmd_sim(args) -> int:
     report = api.simulate(args.model, inputs=args.inputs, input_files=args.input,
                           fold=args.fold, max_multipliers=args.max_multipliers,
                           lanes=args.lanes, seed=args.seed, build_dir=args.build_dir,
-                          waves=args.waves)
+                          waves=args.waves, force=args.force)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -157,7 +168,10 @@ def _status(message: str) -> None:
 
 
 def cmd_build(args) -> int:
-    report = api.build(args.model, args.board, args.output, fold=args.fold,
+    from .output import Destination
+
+    out = Destination(args.output, args.force)  # --force goes with the path to the build
+    report = api.build(args.model, args.board, out, fold=args.fold,
                        max_multipliers=args.max_multipliers, lanes=args.lanes,
                        baud=args.baud, progress=None if args.json else _status)
     if args.json:
@@ -203,6 +217,7 @@ def _board_commands(sub) -> None:
     p.add_argument("model")
     p.add_argument("--board", required=True, choices=sorted(BOARDS))
     p.add_argument("-o", "--output", required=True, metavar="OUT")
+    _force_option(p)
     _fold_options(p, default_budget="the board's, lowered until its DSP blocks and logic "
                                     "fit")
     p.add_argument("--baud", type=int, default=None, help="UART baud rate (default 115200)")
@@ -259,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, metavar="X.npy")
     p.add_argument("--profile", default="tflm", choices=profiles)
     p.add_argument("--dump", metavar="DIR", help="write every intermediate tensor here")
+    _force_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("verify", help="golden model vs the profile's TFLite interpreter")
@@ -275,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     _fold_options(p)
+    _force_option(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("sim", help="generate, simulate in Verilator, compare with golden")
@@ -288,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--waves", metavar="FILE.vcd",
                    help="write a VCD waveform of the harness and the design (both runs) "
                         "here; use with a few --inputs: it grows with every cycle")
+    _force_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sim)
     _board_commands(sub)

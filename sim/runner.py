@@ -62,7 +62,7 @@ from tfl2rtl.hw.network import DataflowNetwork, lint_waivers, to_verilog
 from tfl2rtl.toolchain import tool_env, verilator_root
 
 __all__ = ["TOP", "HARNESS", "SimRun", "simulate_network", "golden_vectors",
-           "harness_source", "memory_init_files"]
+           "harness_source", "memory_init_files", "is_own_waveform"]
 
 #: The Verilog module name of the simulated design.
 TOP = "tfl2rtl_top"
@@ -121,6 +121,15 @@ def run_testbench(sources: list[str | os.PathLike], top: str,
                          lines[0].strip() if lines else "no output")
             raise Tfl2RtlError(f"{step} of {top} failed: {first}")
     return done.stdout
+
+
+def is_own_waveform(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a VCD file :func:`simulate_network` wrote (its scopes start at
+    the harness, ``axis_harness``): the only file ``sim --waves`` replaces."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    header = head.split(b"$enddefinitions", 1)[0]
+    return head.startswith(b"$") and f"$scope module {HARNESS} $end".encode() in header
 
 
 def prepare_build_dir(build_dir: str | os.PathLike, harness: str) -> tuple[Path, Path, Path]:

@@ -63,7 +63,7 @@ def test_run_and_dump(zoo, tmp_path):
     proc = cli("run", zoo / "tflite_micro" / "hello_world_int8.tflite", "--input", x,
                "--dump", dump, check_code=0)
     assert "profile: tflm" in proc.stdout
-    files = sorted(p.name for p in dump.iterdir())
+    files = sorted(p.name for p in dump.iterdir() if not p.name.startswith("."))
     assert len(files) == 5 and "index.txt" in files
     final = np.load(dump / files[-2])
     assert final.dtype == np.int8 and final.shape == (1, 1)
@@ -71,15 +71,18 @@ def test_run_and_dump(zoo, tmp_path):
 
 
 def test_failed_run_leaves_dump_folder_untouched(zoo, tmp_path):
+    from tfl2rtl.output import staged_directory
+
     dump = tmp_path / "dump"
-    dump.mkdir()
-    (dump / "keep.txt").write_text("previous results")
+    with staged_directory(dump) as tmp:  # an earlier dump: tfl2rtl's, which it may replace
+        (tmp / "keep.txt").write_text("previous results")
+    before = {p.name: p.read_bytes() for p in dump.iterdir()}
     x = tmp_path / "x.npy"
     np.save(x, np.array([[1, 2]], np.int8))
     proc = cli("run", zoo / "tflite_micro" / "hello_world_int8.tflite", "--input", x,
                "--dump", dump)
     assert_one_line_error(proc, "holds 2 inputs; run takes one")
-    assert [p.name for p in dump.iterdir()] == ["keep.txt"]
+    assert {p.name: p.read_bytes() for p in dump.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

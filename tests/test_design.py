@@ -49,15 +49,17 @@ def test_byte_identical_in_two_processes(zoo, tmp_path):
                        check=True)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*")
                    if p.is_file())
-    assert len(files) == 2 + 2 * 10
+    assert len(files) == 3 + 2 * 10  # the Verilog, the manifest, tfl2rtl's output marker
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
 
 def test_unbuildable_model_leaves_output_untouched(tmp_path):
+    from tfl2rtl.output import MARKER, staged_directory
+
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("previous")
+    with staged_directory(out) as tmp:  # an earlier output, which generate may replace
+        (tmp / "keep.txt").write_text("previous")
     graph = tfl2rtl.load(TEST_MODELS / "conv_float_io.tflite")
     with pytest.raises(tfl2rtl.Tfl2RtlError, match=r"^node 0 \(QUANTIZE\) makes the model's "
                                                    r"input float32; the hardware streams "
@@ -65,4 +67,5 @@ def test_unbuildable_model_leaves_output_untouched(tmp_path):
                                                    r"inference_input_type=tf.int8"):
         tfl2rtl.generate(graph, out)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "keep.txt"]
+    assert (out / "keep.txt").read_text() == "previous"
