@@ -7,9 +7,8 @@ The bitstream cannot fill SPRAM, so the host loads these memories over the link.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal
-from amaranth.lib import wiring
 
-from tfl2rtl.hw.weights import row_memory_signature
+from tfl2rtl.hw.weights import RowMemory
 
 __all__ = ["SPRAM_WIDTH", "SPRAM_DEPTH", "SPRAMRows", "spram_tiles"]
 
@@ -31,16 +30,11 @@ def spram_tiles(width: int, depth: int) -> int:
     return across * banks
 
 
-class SPRAMRows(wiring.Component):
-    """``depth`` rows of ``width`` bits in ``SB_SPRAM256KA`` blocks
-    (:func:`~tfl2rtl.hw.weights.row_memory_signature`): ``ceil(width / 16)`` side by side
-    in each bank of 16384 rows (:func:`spram_tiles`).  A write or read selects only the
-    bank of its row; ``read_data`` comes from the bank of the last read."""
-
-    def __init__(self, width: int, depth: int):
-        self.width = width
-        self.depth = depth
-        super().__init__(row_memory_signature(width, depth))
+class SPRAMRows(RowMemory):
+    """A :class:`~tfl2rtl.hw.weights.RowMemory` in ``SB_SPRAM256KA`` blocks:
+    ``ceil(width / 16)`` side by side in each bank of 16384 rows (:func:`spram_tiles`).
+    A write or read selects only the bank of its row; ``read_data`` comes from the bank
+    of the last read."""
 
     def elaborate(self, platform):
         m = Module()

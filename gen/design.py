@@ -167,8 +167,8 @@ def share_requantizers(graph: ir.Graph, network_plan):
     beat (and a DSP block per lane: the iCE40's serial requantizers), a layer with time
     to spare shares them (an :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` hands
     them the accumulators in turn).  The interval does not grow."""
+    from .fold import divisors
     from .hw.network import plan_network
-    from .hw.stages import divisors
 
     target = network_plan.cycles_per_vector
     interval = network_plan.stages[0].requant_interval if network_plan.stages else 1

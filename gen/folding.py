@@ -15,29 +15,14 @@ from __future__ import annotations
 
 import bisect
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import ir
 from .errors import Tfl2RtlError
+from .fold import Fold
 
 __all__ = ["Fold", "stages", "folded_layers", "layer_cycles", "auto_fold", "load_fold",
            "full_fold"]
-
-
-@dataclass(frozen=True)
-class Fold:
-    """``pe`` parallel outputs (channels, neurons or elements) by ``simd`` parallel inputs
-    per cycle; what they mean for each op is in :mod:`tfl2rtl.hw.stages`."""
-
-    pe: int
-    simd: int
-
-    @property
-    def multipliers(self) -> int:
-        """``pe * simd``: the MAC multipliers of a fully connected or convolution layer
-        (see :meth:`tfl2rtl.hw.stages.Stage.multipliers` for the others)."""
-        return self.pe * self.simd
 
 
 def stages(graph: ir.Graph) -> dict:

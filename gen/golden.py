@@ -172,9 +172,9 @@ class LitertRefProfile(TflmProfile):
         return _prepared_for(self._tables, node, self.name)
 
     def describe(self, node):
-        if isinstance(node, ir.Lut):
-            from .litert_params import BUILTIN, TABLE_DESCRIPTIONS
+        from .litert_params import BUILTIN, TABLE_DESCRIPTIONS, span
 
+        if isinstance(node, ir.Lut):
             table = TABLE_DESCRIPTIONS[BUILTIN, node.function]
             return {"runtime": "LiteRT reference kernel", "table": table}
         if not isinstance(node, ir.FullyConnected):
@@ -182,7 +182,7 @@ class LitertRefProfile(TflmProfile):
         scale = node.requant.real_scale
         return {"runtime": "LiteRT reference kernel",
                 "requantization": "double: round(double(acc) * scale), half away from zero",
-                "scale": _span(scale), "per_channel": bool(scale.size > 1)}
+                "scale": span(scale), "per_channel": bool(scale.size > 1)}
 
     def scale_accumulators(self, acc, node):
         if not isinstance(node, ir.FullyConnected):
@@ -286,13 +286,6 @@ def get_profile(name: str | Profile) -> Profile:
         raise Tfl2RtlError(
             f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}"
         ) from None
-
-
-def _span(values):
-    """A float, or ``[min, max]`` of several (JSON-ready)."""
-    values = np.asarray(values, np.float64).reshape(-1)
-    lo, hi = float(values.min()), float(values.max())
-    return lo if values.size == 1 else [lo, hi]
 
 
 def _clamp(values, act_min, act_max, dtype):

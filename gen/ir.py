@@ -36,9 +36,15 @@ __all__ = [
     "Dequantize",
     "Lut",
     "Graph",
+    "shape_size",
 ]
 
 INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+
+
+def shape_size(shape) -> int:
+    """The number of elements of a tensor of ``shape`` (1 for a scalar's ``()``)."""
+    return int(np.prod(shape, dtype=np.int64))
 
 
 @dataclass(eq=False)
@@ -61,7 +67,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return shape_size(self.shape)
 
     @property
     def nbytes(self) -> int:

@@ -20,7 +20,7 @@ from . import ir
 from .errors import Tfl2RtlError
 
 __all__ = ["LitertNodeParams", "prepare_litert", "prepare_litert_ref", "describe_params",
-           "XNNPACK", "BUILTIN"]
+           "span", "XNNPACK", "BUILTIN"]
 
 #: Who runs a node in LiteRT's default interpreter.
 XNNPACK = "XNNPACK"
@@ -199,7 +199,8 @@ TABLE_DESCRIPTIONS = {
 }
 
 
-def _span(values):
+def span(values):
+    """A float, or ``[min, max]`` of several (JSON-ready): how ``inspect`` shows scales."""
     values = np.asarray(values, np.float64).reshape(-1)
     lo, hi = float(values.min()), float(values.max())
     return lo if values.size == 1 else [lo, hi]
@@ -210,7 +211,7 @@ def describe_params(node: ir.Node, p: LitertNodeParams) -> dict:
     info: dict = {"runtime": p.runtime}
     if p.scale is not None:
         info.update(requantization="float32: lrintf(float(acc) * scale), half to even",
-                    scale=_span(p.scale), per_channel=bool(p.scale.size > 1))
+                    scale=span(p.scale), per_channel=bool(p.scale.size > 1))
     elif p.add is not None:
         a = p.add
         info.update(requantization="(bias + a * a_multiplier + b * b_multiplier) >> shift, "

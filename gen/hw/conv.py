@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import ir
 from ..errors import Tfl2RtlError
+from ..fold import divisors_text
 from .dense import FullyConnectedLayer
 from .layouts import int8_lanes
 from .weights import loading_members
@@ -84,10 +85,10 @@ class Conv2DLayer(wiring.Component):
                                "input channels")
         if simd < 1 or in_c % simd:
             raise Tfl2RtlError(f"SIMD={simd} does not divide the {in_c} input channels; "
-                               f"choose one of {_divisors(in_c)}")
+                               f"choose one of {divisors_text(in_c)}")
         if pe < 1 or out_c % pe:
             raise Tfl2RtlError(f"PE={pe} does not divide the {out_c} output channels; "
-                               f"choose one of {_divisors(out_c)}")
+                               f"choose one of {divisors_text(out_c)}")
         if requant_lanes < 1 or pe % requant_lanes:
             raise Tfl2RtlError(f"{requant_lanes} requantizer lanes do not divide PE={pe}")
         out_hw = window_out_hw((h, w), (kh, kw), node.stride, node.dilation, node.padding)
@@ -140,7 +141,3 @@ class Conv2DLayer(wiring.Component):
         ]
         wiring.connect(m, dense.o, wiring.flipped(self.o))
         return m
-
-
-def _divisors(n: int) -> str:
-    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from functools import partial
 
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -13,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 from .. import ir
 from ..errors import Tfl2RtlError
 from ..fixedpoint import signed_bits
+from . import pipeline
 from .adapters import AccumulatorSplitter, connect_splitting
 from .layouts import accumulator_layout, int8_lanes
 from .requant import Requantizer
@@ -219,11 +221,7 @@ class DepthwiseUnit(wiring.Component):
                         bias_row.eq(next_block_row),
                     ]
 
-        def register(value, name, shape=None):
-            reg = Signal(value.shape() if shape is None else shape, name=name)
-            with m.If(advance):
-                m.d.sync += reg.eq(value)
-            return reg
+        register = partial(pipeline.register, m, advance)
 
         # Stage 1: the weight row is read while the beat waits in a register.
         weight_layout = int8_lanes(pe)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -10,6 +12,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import Tfl2RtlError
 from ..fixedpoint import signed_bits
+from ..fold import divisors_text
+from . import pipeline
 from .layouts import accumulator_layout, int8_lanes
 from .weights import LoadableMemory, loading_members
 
@@ -101,12 +105,12 @@ class MatrixVectorUnit(wiring.Component):
         if pe < 1 or out_depth % pe:
             raise Tfl2RtlError(
                 f"PE={pe} does not divide the output depth {out_depth}; "
-                f"choose one of {_divisors(out_depth)}"
+                f"choose one of {divisors_text(out_depth)}"
             )
         if simd < 1 or in_depth % simd:
             raise Tfl2RtlError(
                 f"SIMD={simd} does not divide the input depth {in_depth}; "
-                f"choose one of {_divisors(in_depth)}"
+                f"choose one of {divisors_text(in_depth)}"
             )
         lo, hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
         if bias.min() < lo or bias.max() > hi:
@@ -172,11 +176,7 @@ class MatrixVectorUnit(wiring.Component):
             with m.If(sf == sf_count - 1):
                 m.d.sync += nf.eq(Mux(nf == nf_count - 1, 0, nf + 1))
 
-        def register(value, name, shape=None):
-            reg = Signal(value.shape() if shape is None else shape, name=name)
-            with m.If(advance):
-                m.d.sync += reg.eq(value)
-            return reg
+        register = partial(pipeline.register, m, advance)
 
         # Stage 1: memory reads; the first group's input beat waits in a register.
         weight_layout = data.ArrayLayout(int8_lanes(self.simd), self.pe)
@@ -259,7 +259,3 @@ class MatrixVectorUnit(wiring.Component):
             self.o.payload.group.eq(out_group),
         ]
         return m
-
-
-def _divisors(n: int) -> str:
-    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)

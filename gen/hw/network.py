@@ -14,11 +14,11 @@ from amaranth.lib.wiring import In, Out
 
 from .. import ir
 from ..errors import Tfl2RtlError
-from ..folding import Fold
+from ..fold import Fold, divisors_text
 from ..lower import LUT_OPS
 from .adapters import Broadcast, LaneConverter, StreamFIFO
 from .layouts import int8_lanes
-from .stages import STAGE_KINDS, Stage, divisors, stage_for
+from .stages import STAGE_KINDS, Stage, stage_for
 from .weights import LOAD_LAYOUT
 
 __all__ = ["StagePlan", "NetworkPlan", "plan_network", "branch_fifo_depths",
@@ -148,7 +148,7 @@ class NetworkPlan:
             raise Tfl2RtlError(
                 f"{lanes} lanes do not divide the input ({self.in_size}) and output "
                 f"({self.out_size}) vectors; choose one of "
-                f"{', '.join(map(str, divisors(common)))}"
+                f"{divisors_text(common)}"
             )
         return dataclasses.replace(self, lanes=lanes)
 
@@ -308,7 +308,7 @@ def branch_fifo_depths(plan: NetworkPlan) -> dict[tuple[str, int], int]:
         if isinstance(join.node, ir.Concatenation):
             needs = [size] * len(chains)
         else:
-            elements = np.arange(_size(join.in_shapes[0]))
+            elements = np.arange(ir.shape_size(join.in_shapes[0]))
             bounds = []
             for _, _, chain in chains:
                 upper, lower = elements, elements
@@ -339,10 +339,6 @@ def _reader_position(plan: NetworkPlan, tensor: str, stage: int, slot: int) -> i
                     return position
                 position += 1
     raise AssertionError("not a reader")
-
-
-def _size(shape) -> int:
-    return int(np.prod(shape, dtype=np.int64))
 
 
 class DataflowNetwork(wiring.Component):
@@ -529,7 +525,7 @@ def _fifo_beats(stage: Stage, slot: int, lanes: int) -> int:
     of anything else (a whole vector when it has no pixels)."""
     shape = stage.in_shapes[slot]
     if isinstance(stage.node, ir.FullyConnected) or len(shape) < 3:
-        return _size(shape) // lanes
+        return ir.shape_size(shape) // lanes
     return 2 * shape[-1] // lanes
 
 

@@ -1,4 +1,6 @@
-"""The pipeline register every stalling pipeline in :mod:`tfl2rtl.hw` is built of."""
+"""The register of the stalling pipelines in :mod:`tfl2rtl.hw` (the matrix-vector
+unit, the depthwise unit, pooling, the requantizer, ADD's input scaling): each stage
+moves only on the cycles its pipeline advances."""
 
 from __future__ import annotations
 

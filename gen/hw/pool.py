@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
@@ -13,6 +14,8 @@ from amaranth.lib.wiring import In, Out
 from .. import ir
 from ..errors import Tfl2RtlError
 from ..fixedpoint import INT32_MAX, signed_bits
+from ..fold import divisors_text
+from . import pipeline
 from .layouts import int8_lanes
 from .requant import Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
@@ -178,11 +181,7 @@ class PoolUnit(wiring.Component):
         ]
         take = self.i.valid & advance
 
-        def register(value, name, shape=None):
-            reg = Signal(value.shape() if shape is None else shape, name=name)
-            with m.If(advance):
-                m.d.sync += reg.eq(value)
-            return reg
+        register = partial(pipeline.register, m, advance)
 
         # Position within the window.
         position = Signal(range(self.window))
@@ -303,7 +302,7 @@ class Pool2DLayer(wiring.Component):
         h, w, c = (int(d) for d in in_shape)
         if pe < 1 or c % pe:
             raise Tfl2RtlError(
-                f"PE={pe} does not divide the {c} channels; choose one of {_divisors(c)}"
+                f"PE={pe} does not divide the {c} channels; choose one of {divisors_text(c)}"
             )
         kind = "max" if isinstance(node, ir.MaxPool2D) else "average"
         kh, kw = node.filter
@@ -386,7 +385,7 @@ class MeanLayer(wiring.Component):
         h, w, c = in_shape
         if pe < 1 or c % pe:
             raise Tfl2RtlError(
-                f"PE={pe} does not divide the {c} channels; choose one of {_divisors(c)}"
+                f"PE={pe} does not divide the {c} channels; choose one of {divisors_text(c)}"
             )
         if node.count != h * w:
             raise Tfl2RtlError(f"MEAN counts {node.count} values, not the {h}x{w} image")
@@ -437,11 +436,7 @@ class MeanLayer(wiring.Component):
             with m.If(last_block):
                 m.d.sync += pixel.eq(Mux(pixel == self.pixels - 1, 0, pixel + 1))
 
-        def register(value, name, shape=None):
-            reg = Signal(value.shape() if shape is None else shape, name=name)
-            with m.If(advance):
-                m.d.sync += reg.eq(value)
-            return reg
+        register = partial(pipeline.register, m, advance)
 
         row_layout = data.ArrayLayout(signed(self.acc_width), self.pe)
         m.submodules.sums = memory = Memory(shape=row_layout, depth=self.blocks, init=[])
@@ -473,7 +468,3 @@ class MeanLayer(wiring.Component):
             m.d.comb += sums.payload.group.eq(register(block_1, "block_2"))
         wiring.connect(m, requant.o, wiring.flipped(self.o))
         return m
-
-
-def _divisors(n: int) -> str:
-    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -10,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import Tfl2RtlError
 from ..fixedpoint import INT32_MAX, INT32_MIN, signed_bits
+from . import pipeline
 from .layouts import accumulator_layout, int8_lanes
 
 __all__ = ["Requantizer", "SERIAL_PRODUCTS_HOOK"]
@@ -235,14 +238,7 @@ class Requantizer(wiring.Component):
             m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         m.d.comb += self.i.ready.eq(advance)
 
-        def register(value, name, shape=None):
-            """The pipeline register after ``value`` (a constant needs none)."""
-            if isinstance(value, Const):
-                return value
-            reg = Signal(value.shape() if shape is None else shape, name=name)
-            with m.If(advance):
-                m.d.sync += reg.eq(value)
-            return reg
+        register = partial(pipeline.register, m, advance)
 
         valid = self.i.valid
         for name in STAGES:

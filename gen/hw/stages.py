@@ -8,7 +8,7 @@ output element (:meth:`Stage.demand`, used to size the FIFOs of residual branche
 which component it becomes (:meth:`Stage.build`).  :mod:`tfl2rtl.folding` chooses the
 foldings from these numbers and :mod:`tfl2rtl.hw.network` connects the components.
 
-A folding is a :class:`tfl2rtl.folding.Fold` ``(pe, simd)``:
+A folding is a :class:`tfl2rtl.fold.Fold` ``(pe, simd)``:
 
 - FULLY_CONNECTED and CONV_2D: ``pe`` output channels by ``simd`` input channels per
   cycle (``pe * simd`` multipliers);
@@ -36,9 +36,9 @@ import numpy as np
 
 from .. import ir
 from ..errors import Tfl2RtlError
-from ..folding import Fold
+from ..fold import Fold, divisors, divisors_text
 
-__all__ = ["Stage", "stage_for", "STAGE_KINDS", "divisors", "SERIAL_REQUANT_INTERVAL"]
+__all__ = ["Stage", "stage_for", "STAGE_KINDS", "SERIAL_REQUANT_INTERVAL"]
 
 #: Cycles per beat of a :class:`~tfl2rtl.hw.requant.Requantizer` with serial products
 #: (its ``interval``: four 16x16 partial products of a q31 multiplier, plus one), as the
@@ -46,19 +46,11 @@ __all__ = ["Stage", "stage_for", "STAGE_KINDS", "divisors", "SERIAL_REQUANT_INTE
 SERIAL_REQUANT_INTERVAL = 5
 
 
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 def _no_batch(shape: tuple[int, ...]) -> tuple[int, ...]:
     """A tensor shape without its batch dimension of 1."""
     if len(shape) > 1 and shape[0] == 1:
         return tuple(shape[1:])
     return tuple(shape)
-
-
-def _size(shape) -> int:
-    return int(np.prod(shape, dtype=np.int64))
 
 
 class Stage:
@@ -82,11 +74,11 @@ class Stage:
 
     @property
     def in_size(self) -> int:
-        return _size(self.in_shape)
+        return ir.shape_size(self.in_shape)
 
     @property
     def out_size(self) -> int:
-        return _size(self.out_shape)
+        return ir.shape_size(self.out_shape)
 
     @property
     def macs(self) -> int:
@@ -130,7 +122,7 @@ class Stage:
         ``requant_interval`` is the cycles a requantizer takes per beat (1, or
         :data:`SERIAL_REQUANT_INTERVAL` where a platform shares one multiplier between
         its partial products)."""
-        return max(self.out_size, *(_size(s) for s in self.in_shapes)) // fold.pe
+        return max(self.out_size, *(ir.shape_size(s) for s in self.in_shapes)) // fold.pe
 
     # -- reading ahead -------------------------------------------------------------------
     def demand(self, elements: np.ndarray, bound: str) -> np.ndarray:
@@ -194,7 +186,7 @@ def _group_cycles(compute: int, beats: int, requant_interval: int) -> int:
 def _lanes_unit(shape: tuple[int, ...]) -> int:
     """What lanes must divide for a tensor of ``shape``: its channels when it has pixels,
     else its size."""
-    return shape[-1] if len(shape) >= 3 else _size(shape)
+    return shape[-1] if len(shape) >= 3 else ir.shape_size(shape)
 
 
 class FullyConnectedStage(Stage):
@@ -252,7 +244,7 @@ def _check_matrix(stage, fold, requant_lanes):
     if requant_lanes is not None and (requant_lanes < 1 or fold.pe % requant_lanes):
         raise Tfl2RtlError(
             f"{stage.name}: {requant_lanes} requantizer lanes do not divide PE={fold.pe}; "
-            f"choose one of {', '.join(map(str, divisors(fold.pe)))}"
+            f"choose one of {divisors_text(fold.pe)}"
         )
 
 
@@ -341,7 +333,7 @@ class DepthwiseStage(WindowStage):
         if requant_lanes is not None and (requant_lanes < 1 or lanes % requant_lanes):
             raise Tfl2RtlError(
                 f"{self.name}: {requant_lanes} requantizer lanes do not divide the {lanes} "
-                f"output lanes; choose one of {', '.join(map(str, divisors(lanes)))}")
+                f"output lanes; choose one of {divisors_text(lanes)}")
 
     def _unit_lanes(self, fold):
         """The accumulators per unit beat: ``pe``, or the depth multiplier when ``pe``
@@ -439,7 +431,7 @@ class LutStage(Stage):
 class ConcatStage(Stage):
     def _lane_dimension(self):
         axis = self.node.axis
-        inner = [_size(s[axis:]) for s in self.tensor_shapes]
+        inner = [ir.shape_size(s[axis:]) for s in self.tensor_shapes]
         return math.gcd(*inner, _lanes_unit(self.out_shape))
 
     def demand(self, elements, bound):

@@ -59,10 +59,10 @@ def row_memory_signature(width: int, depth: int) -> wiring.Signature:
 
 
 class RowMemory(wiring.Component):
-    """The rows of a :class:`LoadableMemory` where the platform does not supply them: an
+    """The rows of a :class:`LoadableMemory` (:func:`row_memory_signature`): an
     :class:`~amaranth.lib.memory.Memory` of ``depth`` rows of ``width`` bits without
-    initial contents, its read and write port on one address
-    (:func:`row_memory_signature`)."""
+    initial contents, its read and write port on one address.  A platform's
+    :data:`ROW_MEMORY_HOOK` may supply a subclass built otherwise."""
 
     def __init__(self, width: int, depth: int):
         self.width = width

@@ -9,6 +9,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..errors import Tfl2RtlError
+from ..fold import divisors_text
 from .layouts import int8_lanes
 
 __all__ = ["ORDERS", "window_layout", "window_out_hw", "window_beats", "SlidingWindow"]
@@ -174,7 +175,7 @@ class SlidingWindow(wiring.Component):
         if simd < 1 or c % simd:
             raise Tfl2RtlError(
                 f"SIMD={simd} does not divide the {c} input channels; choose one of "
-                + ", ".join(str(d) for d in range(1, c + 1) if c % d == 0)
+                + divisors_text(c)
             )
         self.in_shape = (h, w, c)
         self.kernel = (kh, kw)
