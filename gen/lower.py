@@ -198,6 +198,352 @@ _REQUIRED_OPTIONS = {"CONV_2D": _WINDOW, "DEPTHWISE_CONV_2D": _WINDOW,
                      "AVERAGE_POOL_2D": _WINDOW + ("FilterHeight", "FilterWidth")}
 
 
+@dataclass
+class _Op:
+    """One operator being lowered: its first input and output tensor (``inp``, ``out``),
+    its options (``o``) and the node fields every op has (``common``)."""
+
+    imp: _Importer
+    op: TflOperator
+    inp: TflTensor
+    out: TflTensor
+    common: dict
+
+    @property
+    def o(self) -> dict:
+        return self.op.options
+
+    def tensor(self, position: int) -> TflTensor:
+        """The operator's input tensor at ``position``."""
+        return self.imp.model.tensors[self.op.inputs[position]]
+
+
+def _size(t: TflTensor) -> int:
+    return ir.shape_size(t.shape)
+
+
+def _weighted(c: _Op):
+    """What FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D check and share: int8 input
+    and output, symmetric int8 weights, an int32 bias; returns the weights and bias
+    tensors and the epilogue fields."""
+    op, inp, out = c.op, c.inp, c.out
+    for t, what in ((inp, "input"), (out, "output")):
+        if t.dtype != "int8":
+            raise _err(op, f"{what} is {t.dtype}; only int8 is supported")
+    w = c.imp.const(op, 1, "weights")
+    if w.dtype != "int8":
+        raise _err(op, f"weights are {w.dtype}; only int8 weights are supported")
+    if np.any(w.zero_points != 0):
+        raise _err(op, "weights have a non-zero zero point; int8 weights must be symmetric")
+    b = c.imp.const(op, 2, "bias")
+    if b is not None and (b.dtype != "int32" or b.data.ndim != 1):
+        raise _err(op, f"bias is {b.dtype} {b.shape}; int32 [channels] expected")
+    act_min, act_max = _activation_range(c.o.get("FusedActivationFunction", 0), out)
+    epilogue = dict(output_offset=out.zero_point, act_min=act_min, act_max=act_max,
+                    input_offset=-inp.zero_point, folded_bias=np.zeros(0, np.int64),
+                    acc_bits=0)
+    return w, b, epilogue
+
+
+def _fully_connected(c: _Op) -> ir.Node:
+    op, inp, out = c.op, c.inp, c.out
+    w, b, epilogue = _weighted(c)
+    if c.o.get("WeightsFormat", 0) != 0:
+        raise _err(op, "shuffled weights format is not supported")
+    weights = w.data.astype(np.int64)
+    if weights.ndim != 2 or weights.size == 0:
+        raise _err(op, f"weights have shape {w.shape}; 2-D expected")
+    out_depth = weights.shape[0]
+    if _size(out) * weights.shape[1] != _size(inp) * out_depth or (
+            b is not None and b.data.size != out_depth):
+        raise _err(op, f"shapes do not fit: input {inp.shape}, weights {w.shape}, "
+                       f"output {out.shape}")
+    bias = (b.data.astype(np.int64) if b is not None
+            else np.zeros(out_depth, np.int64))
+    # Measured against the tflite-micro wheel: the per-tensor multiplier comes from
+    # the double product of the scales, like the per-channel one, not from the
+    # float32 product that GetQuantizedConvolutionMultipler's source shows.
+    requant = _conv_requant(inp, w, out, w.scales.size)
+    if _size(inp) % weights.shape[1]:
+        raise _err(op, f"input of {_size(inp)} elements is not a multiple of "
+                       f"the weights' depth {weights.shape[1]}")
+    return ir.FullyConnected(weights=weights, bias=bias, requant=requant,
+                             **epilogue, **c.common)
+
+
+def _conv_window(c: _Op, w: TflTensor):
+    """The 4-D weights, stride and dilation of CONV_2D or DEPTHWISE_CONV_2D, its window
+    checked against the shapes."""
+    op, inp, out, o = c.op, c.inp, c.out, c.o
+    stride = (o["StrideH"], o["StrideW"])
+    dilation = (o.get("DilationHFactor", 1), o.get("DilationWFactor", 1))
+    weights = w.data.astype(np.int64)
+    if weights.ndim != 4 or len(inp.shape) != 4 or len(out.shape) != 4:
+        raise _err(op, f"input {inp.shape}, weights {w.shape} and output {out.shape} "
+                       "must be 4-D")
+    _check_window(op, inp, out, weights.shape[1:3], stride, dilation, o["Padding"])
+    return weights, stride, dilation
+
+
+def _conv_parameters(c: _Op, w: TflTensor, b: TflTensor | None, stride, dilation,
+                     kernel: tuple[int, int], channels: int):
+    """The bias, requantization and geometry fields of CONV_2D or DEPTHWISE_CONV_2D."""
+    op, inp, out, o = c.op, c.inp, c.out, c.o
+    kh, kw = kernel
+    out_h, out_w = out.shape[1], out.shape[2]
+    if out.shape[3] != channels or (b is not None and b.data.size != channels):
+        raise _err(op, f"output {out.shape} or bias does not match {channels} channels")
+    pad_t, pad_b = _compute_padding(o["Padding"], inp.shape[1], kh, stride[0],
+                                    dilation[0], out_h)
+    pad_l, pad_r = _compute_padding(o["Padding"], inp.shape[2], kw, stride[1],
+                                    dilation[1], out_w)
+    bias = b.data.astype(np.int64) if b is not None else np.zeros(channels, np.int64)
+    requant = _conv_requant(inp, w, out, channels)
+    geometry = dict(stride=stride, dilation=dilation, out_hw=(out_h, out_w),
+                    padding=(pad_t, pad_l, pad_b, pad_r))
+    return bias, requant, geometry
+
+
+def _conv_2d(c: _Op) -> ir.Node:
+    w, b, epilogue = _weighted(c)
+    weights, stride, dilation = _conv_window(c, w)
+    kh, kw = weights.shape[1], weights.shape[2]
+    channels = weights.shape[0]
+    if weights.shape[3] != c.inp.shape[3]:
+        raise _err(c.op, "grouped convolution is not supported")
+    bias, requant, geometry = _conv_parameters(c, w, b, stride, dilation, (kh, kw), channels)
+    return ir.Conv2D(weights=weights, bias=bias, requant=requant, **geometry,
+                     **epilogue, **c.common)
+
+
+def _depthwise_conv_2d(c: _Op) -> ir.Node:
+    op, inp = c.op, c.inp
+    w, b, epilogue = _weighted(c)
+    weights, stride, dilation = _conv_window(c, w)
+    kh, kw = weights.shape[1], weights.shape[2]
+    channels = weights.shape[3]
+    if weights.shape[0] != 1:
+        raise _err(op, f"depthwise weights have shape {w.shape}; [1, h, w, c] expected")
+    weights = weights.reshape(kh, kw, channels)
+    bias, requant, geometry = _conv_parameters(c, w, b, stride, dilation, (kh, kw), channels)
+    multiplier = channels // inp.shape[3]
+    if multiplier * inp.shape[3] != channels:
+        raise _err(op, f"{channels} output channels is not a multiple of "
+                       f"{inp.shape[3]} input channels")
+    if c.o.get("DepthMultiplier", multiplier) != multiplier:
+        # TFLM indexes channels with the option: its output would be undefined
+        raise _err(op, f"depth_multiplier option {c.o['DepthMultiplier']} disagrees with the "
+                       f"shapes ({inp.shape[3]} input, {channels} output channels)")
+    return ir.DepthwiseConv2D(weights=weights, bias=bias, requant=requant,
+                              depth_multiplier=multiplier, **geometry, **epilogue,
+                              **c.common)
+
+
+def _pool_2d(c: _Op) -> ir.Node:
+    op, inp, out, o = c.op, c.inp, c.out, c.o
+    if inp.dtype != "int8":
+        raise _err(op, f"input is {inp.dtype}; only int8 is supported")
+    filt = (o["FilterHeight"], o["FilterWidth"])
+    stride = (o["StrideH"], o["StrideW"])
+    _check_window(op, inp, out, filt, stride, (1, 1), o["Padding"])
+    if inp.shape[3] != out.shape[3]:
+        raise _err(op, f"input {inp.shape} and output {out.shape} differ in channels")
+    if (float(abs(np.float32(inp.scale) - np.float32(out.scale))) > 1e-6
+            or inp.zero_point != out.zero_point):
+        raise _err(op, "input and output are quantized differently; TFLite Micro's "
+                       "pooling requires the same scale and zero point")
+    pad_t, pad_b = _compute_padding(o["Padding"], inp.shape[1], filt[0], stride[0], 1,
+                                    out.shape[1])
+    pad_l, pad_r = _compute_padding(o["Padding"], inp.shape[2], filt[1], stride[1], 1,
+                                    out.shape[2])
+    act_min, act_max = _activation_range(o.get("FusedActivationFunction", 0), out)
+    cls = ir.MaxPool2D if op.name == "MAX_POOL_2D" else ir.AveragePool2D
+    return cls(filter=filt, stride=stride, padding=(pad_t, pad_l, pad_b, pad_r),
+               act_min=act_min, act_max=act_max, **c.common)
+
+
+def _add(c: _Op) -> ir.Node:
+    op, inp, out = c.op, c.inp, c.out
+    in2 = c.tensor(1)
+    for t in (inp, in2, out):
+        if t.dtype != "int8":
+            raise _err(op, f"tensor {t.name!r} is {t.dtype}; only int8 ADD is supported")
+    try:
+        broadcast = np.broadcast_shapes(inp.shape, in2.shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != tuple(out.shape):
+        raise _err(op, f"inputs {inp.shape} and {in2.shape} do not broadcast to the "
+                       f"output {out.shape}")
+    left_shift = 20
+    twice_max = 2 * float(np.float64(max(np.float32(inp.scale), np.float32(in2.scale))))
+    r1 = float(np.float64(inp.scale)) / twice_max
+    r2 = float(np.float64(in2.scale)) / twice_max
+    r_out = twice_max / ((1 << left_shift) * float(np.float64(out.scale)))
+    if not (r_out < 1 and quantize_multiplier(r_out)[1] <= 0):
+        # QuantizeMultiplierSmallerThanOneExp CHECK-fails: TFLite Micro aborts
+        raise _err(op, f"output scale {out.scale:.6g} is too small for inputs of scale "
+                       f"{max(inp.scale, in2.scale):.6g} (the output multiplier is not "
+                       "below 1); TFLite rejects this model")
+    act_min, act_max = _activation_range(c.o.get("FusedActivationFunction", 0), out)
+    common = dict(c.common, inputs=(c.imp.name(op.inputs[0]), c.imp.name(op.inputs[1])))
+    return ir.Add(input1_offset=-inp.zero_point, input2_offset=-in2.zero_point,
+                  left_shift=left_shift, input1_requant=_requant([r1]),
+                  input2_requant=_requant([r2]), output_requant=_requant([r_out]),
+                  output_offset=out.zero_point, act_min=act_min, act_max=act_max,
+                  **common)
+
+
+def _mean(c: _Op) -> ir.Node:
+    op, inp, out = c.op, c.inp, c.out
+    if inp.dtype != "int8" or out.dtype != "int8":
+        raise _err(op, f"{inp.dtype} -> {out.dtype} MEAN; only int8 is supported")
+    raw_axes = c.imp.const(op, 1, "axes").data.reshape(-1)
+    if not len(inp.shape) or np.any(np.abs(raw_axes) > len(inp.shape)):
+        raise _err(op, f"axes {raw_axes.tolist()} do not fit input {inp.shape}")
+    axes = sorted({int(a) % len(inp.shape) for a in raw_axes})
+    count = ir.shape_size([inp.shape[a] for a in axes])
+    if count < 1 or _size(out) * count != _size(inp):
+        raise _err(op, f"output {out.shape} does not follow from reducing {inp.shape} "
+                       f"over axes {axes}")
+    base = _requant([float(np.float64(inp.scale)) / float(np.float64(out.scale))])
+    multiplier, shift = int(base.multiplier[0]), int(base.shift[0])
+    # QuantizedMeanOrSum: fold the division by count into the multiplier
+    pot = min(count.bit_length() - 1, 32, 31 + shift)
+    requant = ir.Requant(multiplier=np.array([(multiplier << pot) // count], np.int64),
+                         shift=np.array([shift - pot], np.int64),
+                         real_scale=base.real_scale / count)
+    return ir.Mean(axes=tuple(axes), count=count, requant=requant,
+                   input_zero_point=inp.zero_point, output_zero_point=out.zero_point,
+                   **c.common)
+
+
+def _concatenation(c: _Op) -> ir.Node:
+    op, out, o = c.op, c.out, c.o
+    axis = o.get("Axis", 0)
+    axis = axis + len(out.shape) if axis < 0 else axis
+    parts = [c.tensor(k) for k in range(len(op.inputs))]
+    if len(out.shape) > 6 or len(parts) > 10:
+        raise _err(op, f"{len(parts)} inputs of rank {len(out.shape)}; TFLite Micro "
+                       "concatenates at most 10 inputs of rank 6 or less")
+    for t in parts:
+        if t.dtype != out.dtype:
+            raise _err(op, f"input {t.name!r} is {t.dtype} but the output is {out.dtype}")
+        if t.quantized and (t.scale != out.scale or t.zero_point != out.zero_point):
+            raise _err(op, f"input {t.name!r} has a different scale or zero point than "
+                           "the output; TFLite Micro rejects such int8 concatenations")
+    if o.get("FusedActivationFunction", 0) != 0:
+        raise _err(op, "a fused activation on CONCATENATION is not supported")
+    if not 0 <= axis < len(out.shape) or any(
+            len(t.shape) != len(out.shape)
+            or t.shape[:axis] + t.shape[axis + 1:] != out.shape[:axis] + out.shape[axis + 1:]
+            for t in parts) or sum(t.shape[axis] for t in parts) != out.shape[axis]:
+        raise _err(op, f"inputs {[t.shape for t in parts]} do not concatenate to "
+                       f"{out.shape} along axis {axis}")
+    common = dict(c.common, inputs=tuple(c.imp.name(i) for i in op.inputs))
+    return ir.Concatenation(axis=axis, **common)
+
+
+def _pad(c: _Op) -> ir.Node:
+    op, inp, out = c.op, c.inp, c.out
+    if len(inp.shape) > 5:
+        raise _err(op, f"input of rank {len(inp.shape)}; TFLite Micro pads at most 5-D")
+    paddings = c.imp.const(op, 1, "paddings").data.astype(np.int64)
+    if paddings.shape != (len(inp.shape), 2) or np.any(paddings < 0) or tuple(
+            np.array(inp.shape) + paddings.sum(axis=1)) != tuple(out.shape):
+        raise _err(op, f"paddings {paddings.tolist()} do not take {inp.shape} to {out.shape}")
+    pad_value = out.zero_point
+    if op.name == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        pad_value = int(c.imp.const(op, 2, "pad value").data.reshape(-1)[0])
+    return ir.Pad(paddings=tuple((int(a), int(b)) for a, b in paddings),
+                  pad_value=pad_value, **c.common)
+
+
+def _same_size(c: _Op) -> None:
+    """The ops below keep the number of elements."""
+    if _size(c.inp) != _size(c.out):
+        raise _err(c.op, f"input {c.inp.shape} and output {c.out.shape} differ in size")
+
+
+def _reshape(c: _Op) -> ir.Node:
+    _same_size(c)
+    return ir.Reshape(shape=c.out.shape, **c.common)
+
+
+def _softmax(c: _Op) -> ir.Node:
+    from .kernels.softmax import softmax_params
+
+    _same_size(c)
+    op, inp, out = c.op, c.inp, c.out
+    if inp.dtype != "int8" or out.dtype != "int8":
+        raise _err(op, f"{inp.dtype} -> {out.dtype} softmax; only int8 -> int8 is supported")
+    if out.zero_point != -128 or np.float32(out.scale) != np.float32(1 / 256):
+        raise _err(op, f"output scale {out.scale:.6g} and zero point {out.zero_point}; "
+                       "TFLite Micro requires 1/256 and -128 for int8 softmax")
+    beta = float(c.o.get("Beta", 0.0))  # no options table: TFLM's beta is 0 (it aborts)
+    multiplier, left_shift, diff_min = softmax_params(beta, float(np.float32(inp.scale)))
+    return ir.Softmax(beta=beta, input_scale=inp.scale, input_multiplier=multiplier,
+                      input_left_shift=left_shift, diff_min=diff_min, **c.common)
+
+
+def _quantize(c: _Op) -> ir.Node:
+    _same_size(c)
+    op, inp, out = c.op, c.inp, c.out
+    if inp.dtype == "float32":
+        if out.dtype != "int8":  # TFLM's Eval fails on float32 -> uint8
+            raise _err(op, f"float32 -> {out.dtype}; TFLite Micro quantizes float32 "
+                           "to int8 only")
+        return ir.Quantize(scale=out.scale, zero_point=out.zero_point, **c.common)
+    if inp.dtype not in ("int8", "uint8") or out.dtype not in ("int8", "uint8"):
+        raise _err(op, f"{inp.dtype} -> {out.dtype} is not supported")
+    requant = _requant([float(np.float64(inp.scale)) / float(np.float64(out.scale))])
+    flip = (int(requant.multiplier[0]) == 1 << 30 and int(requant.shift[0]) == 1 and (
+        (inp.dtype, out.dtype, inp.zero_point - out.zero_point) in
+        (("int8", "uint8", -128), ("uint8", "int8", 128))))
+    return ir.Requantize(input_zero_point=inp.zero_point,
+                         output_zero_point=out.zero_point, requant=requant,
+                         flip_sign=flip, **c.common)
+
+
+def _dequantize(c: _Op) -> ir.Node:
+    _same_size(c)
+    op, inp, out = c.op, c.inp, c.out
+    if out.dtype != "float32" or inp.dtype not in ("int8", "uint8"):
+        raise _err(op, f"{inp.dtype} -> {out.dtype} is not supported")
+    return ir.Dequantize(scale=inp.scale, zero_point=inp.zero_point, **c.common)
+
+
+def _lut(c: _Op) -> ir.Node:
+    from .kernels.elementwise import lut_table
+
+    _same_size(c)
+    op, inp, out = c.op, c.inp, c.out
+    if inp.dtype != "int8" or out.dtype != "int8":
+        raise _err(op, f"{inp.dtype} -> {out.dtype}; only int8 is supported")
+    options = {}
+    if op.name == "LEAKY_RELU":
+        options["alpha"] = float(c.o.get("Alpha", 0.0))
+    table = lut_table(op.name, inp.scale, inp.zero_point, out.scale, out.zero_point,
+                      dtype=inp.dtype, **options)
+    return ir.Lut(function=op.name, table=np.asarray(table), **c.common)
+
+
+def _unsupported(c: _Op) -> ir.Node:
+    _same_size(c)
+    raise _err(c.op, "not supported")
+
+
+#: The lowering of each supported op (as the golden model has a kernel per node kind).
+_LOWERINGS = {
+    "FULLY_CONNECTED": _fully_connected, "CONV_2D": _conv_2d,
+    "DEPTHWISE_CONV_2D": _depthwise_conv_2d, "MAX_POOL_2D": _pool_2d,
+    "AVERAGE_POOL_2D": _pool_2d, "ADD": _add, "MEAN": _mean,
+    "CONCATENATION": _concatenation, "PAD": _pad, "PADV2": _pad, "RESHAPE": _reshape,
+    "SQUEEZE": _reshape, "SOFTMAX": _softmax, "QUANTIZE": _quantize,
+    "DEQUANTIZE": _dequantize, **{name: _lut for name in LUT_OPS},
+}
+
+
 def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
     required = _REQUIRED_INPUTS.get(op.name, 1)
     if len(op.inputs) < required or any(i < 0 for i in op.inputs[:required]):
@@ -205,254 +551,13 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
     missing = [k for k in _REQUIRED_OPTIONS.get(op.name, ()) if k not in op.options]
     if missing:
         raise _err(op, f"has no {', '.join(missing)} in its options")
-    model = imp.model
-    T = model.tensors
-    o = op.options
-    ins = [i for i in op.inputs]
-    inp = T[ins[0]]
-    out = T[op.outputs[0]]
+    tensors = imp.model.tensors
     common = dict(
-        inputs=(imp.name(ins[0]),), outputs=(imp.name(op.outputs[0]),),
+        inputs=(imp.name(op.inputs[0]),), outputs=(imp.name(op.outputs[0]),),
         tflite_op_index=op.index, tflite_op=op.name,
     )
-    name = op.name
-    if name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
-        for t, what in ((inp, "input"), (out, "output")):
-            if t.dtype != "int8":
-                raise _err(op, f"{what} is {t.dtype}; only int8 is supported")
-        w = imp.const(op, 1, "weights")
-        if w.dtype != "int8":
-            raise _err(op, f"weights are {w.dtype}; only int8 weights are supported")
-        if np.any(w.zero_points != 0):
-            raise _err(op, "weights have a non-zero zero point; int8 weights must be symmetric")
-        b = imp.const(op, 2, "bias")
-        if b is not None and (b.dtype != "int32" or b.data.ndim != 1):
-            raise _err(op, f"bias is {b.dtype} {b.shape}; int32 [channels] expected")
-        act_min, act_max = _activation_range(o.get("FusedActivationFunction", 0), out)
-        epilogue = dict(output_offset=out.zero_point, act_min=act_min, act_max=act_max,
-                        input_offset=-inp.zero_point, folded_bias=np.zeros(0, np.int64),
-                        acc_bits=0)
-        if name == "FULLY_CONNECTED":
-            if o.get("WeightsFormat", 0) != 0:
-                raise _err(op, "shuffled weights format is not supported")
-            weights = w.data.astype(np.int64)
-            if weights.ndim != 2 or weights.size == 0:
-                raise _err(op, f"weights have shape {w.shape}; 2-D expected")
-            out_depth = weights.shape[0]
-            if _size(out) * weights.shape[1] != _size(inp) * out_depth or (
-                    b is not None and b.data.size != out_depth):
-                raise _err(op, f"shapes do not fit: input {inp.shape}, weights {w.shape}, "
-                               f"output {out.shape}")
-            bias = (b.data.astype(np.int64) if b is not None
-                    else np.zeros(out_depth, np.int64))
-            # Measured against the tflite-micro wheel: the per-tensor multiplier comes from
-            # the double product of the scales, like the per-channel one, not from the
-            # float32 product that GetQuantizedConvolutionMultipler's source shows.
-            requant = _conv_requant(inp, w, out, w.scales.size)
-            if _size(inp) % weights.shape[1]:
-                raise _err(op, f"input of {_size(inp)} elements is not a multiple of "
-                               f"the weights' depth {weights.shape[1]}")
-            return ir.FullyConnected(weights=weights, bias=bias, requant=requant,
-                                     **epilogue, **common)
-        stride = (o["StrideH"], o["StrideW"])
-        dilation = (o.get("DilationHFactor", 1), o.get("DilationWFactor", 1))
-        weights = w.data.astype(np.int64)
-        if weights.ndim != 4 or len(inp.shape) != 4 or len(out.shape) != 4:
-            raise _err(op, f"input {inp.shape}, weights {w.shape} and output {out.shape} "
-                           "must be 4-D")
-        _check_window(op, inp, out, weights.shape[1:3], stride, dilation, o["Padding"])
-        out_h, out_w = out.shape[1], out.shape[2]
-        if name == "CONV_2D":
-            kh, kw = weights.shape[1], weights.shape[2]
-            channels = weights.shape[0]
-            if weights.shape[3] != inp.shape[3]:
-                raise _err(op, "grouped convolution is not supported")
-        else:
-            kh, kw = weights.shape[1], weights.shape[2]
-            channels = weights.shape[3]
-            if weights.shape[0] != 1:
-                raise _err(op, f"depthwise weights have shape {w.shape}; [1, h, w, c] expected")
-            weights = weights.reshape(kh, kw, channels)
-        if out.shape[3] != channels or (b is not None and b.data.size != channels):
-            raise _err(op, f"output {out.shape} or bias does not match {channels} channels")
-        pad_t, pad_b = _compute_padding(o["Padding"], inp.shape[1], kh, stride[0],
-                                        dilation[0], out_h)
-        pad_l, pad_r = _compute_padding(o["Padding"], inp.shape[2], kw, stride[1],
-                                        dilation[1], out_w)
-        bias = b.data.astype(np.int64) if b is not None else np.zeros(channels, np.int64)
-        requant = _conv_requant(inp, w, out, channels)
-        geometry = dict(stride=stride, dilation=dilation, out_hw=(out_h, out_w),
-                        padding=(pad_t, pad_l, pad_b, pad_r))
-        if name == "CONV_2D":
-            return ir.Conv2D(weights=weights, bias=bias, requant=requant, **geometry,
-                             **epilogue, **common)
-        multiplier = channels // inp.shape[3]
-        if multiplier * inp.shape[3] != channels:
-            raise _err(op, f"{channels} output channels is not a multiple of "
-                           f"{inp.shape[3]} input channels")
-        if o.get("DepthMultiplier", multiplier) != multiplier:
-            # TFLM indexes channels with the option: its output would be undefined
-            raise _err(op, f"depth_multiplier option {o['DepthMultiplier']} disagrees with the "
-                           f"shapes ({inp.shape[3]} input, {channels} output channels)")
-        return ir.DepthwiseConv2D(weights=weights, bias=bias, requant=requant,
-                                  depth_multiplier=multiplier, **geometry, **epilogue,
-                                  **common)
-    if name in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-        if inp.dtype != "int8":
-            raise _err(op, f"input is {inp.dtype}; only int8 is supported")
-        filt = (o["FilterHeight"], o["FilterWidth"])
-        stride = (o["StrideH"], o["StrideW"])
-        _check_window(op, inp, out, filt, stride, (1, 1), o["Padding"])
-        if inp.shape[3] != out.shape[3]:
-            raise _err(op, f"input {inp.shape} and output {out.shape} differ in channels")
-        if (float(abs(np.float32(inp.scale) - np.float32(out.scale))) > 1e-6
-                or inp.zero_point != out.zero_point):
-            raise _err(op, "input and output are quantized differently; TFLite Micro's "
-                           "pooling requires the same scale and zero point")
-        pad_t, pad_b = _compute_padding(o["Padding"], inp.shape[1], filt[0], stride[0], 1,
-                                        out.shape[1])
-        pad_l, pad_r = _compute_padding(o["Padding"], inp.shape[2], filt[1], stride[1], 1,
-                                        out.shape[2])
-        act_min, act_max = _activation_range(o.get("FusedActivationFunction", 0), out)
-        cls = ir.MaxPool2D if name == "MAX_POOL_2D" else ir.AveragePool2D
-        return cls(filter=filt, stride=stride, padding=(pad_t, pad_l, pad_b, pad_r),
-                   act_min=act_min, act_max=act_max, **common)
-    if name == "ADD":
-        in2 = T[ins[1]]
-        for t in (inp, in2, out):
-            if t.dtype != "int8":
-                raise _err(op, f"tensor {t.name!r} is {t.dtype}; only int8 ADD is supported")
-        try:
-            broadcast = np.broadcast_shapes(inp.shape, in2.shape)
-        except ValueError:
-            broadcast = None
-        if broadcast != tuple(out.shape):
-            raise _err(op, f"inputs {inp.shape} and {in2.shape} do not broadcast to the "
-                           f"output {out.shape}")
-        left_shift = 20
-        twice_max = 2 * float(np.float64(max(np.float32(inp.scale), np.float32(in2.scale))))
-        r1 = float(np.float64(inp.scale)) / twice_max
-        r2 = float(np.float64(in2.scale)) / twice_max
-        r_out = twice_max / ((1 << left_shift) * float(np.float64(out.scale)))
-        if not (r_out < 1 and quantize_multiplier(r_out)[1] <= 0):
-            # QuantizeMultiplierSmallerThanOneExp CHECK-fails: TFLite Micro aborts
-            raise _err(op, f"output scale {out.scale:.6g} is too small for inputs of scale "
-                           f"{max(inp.scale, in2.scale):.6g} (the output multiplier is not "
-                           "below 1); TFLite rejects this model")
-        act_min, act_max = _activation_range(o.get("FusedActivationFunction", 0), out)
-        common["inputs"] = (imp.name(ins[0]), imp.name(ins[1]))
-        return ir.Add(input1_offset=-inp.zero_point, input2_offset=-in2.zero_point,
-                      left_shift=left_shift, input1_requant=_requant([r1]),
-                      input2_requant=_requant([r2]), output_requant=_requant([r_out]),
-                      output_offset=out.zero_point, act_min=act_min, act_max=act_max,
-                      **common)
-    if name == "MEAN":
-        if inp.dtype != "int8" or out.dtype != "int8":
-            raise _err(op, f"{inp.dtype} -> {out.dtype} MEAN; only int8 is supported")
-        raw_axes = imp.const(op, 1, "axes").data.reshape(-1)
-        if not len(inp.shape) or np.any(np.abs(raw_axes) > len(inp.shape)):
-            raise _err(op, f"axes {raw_axes.tolist()} do not fit input {inp.shape}")
-        axes = sorted({int(a) % len(inp.shape) for a in raw_axes})
-        count = int(np.prod([inp.shape[a] for a in axes], dtype=np.int64))
-        if count < 1 or _size(out) * count != _size(inp):
-            raise _err(op, f"output {out.shape} does not follow from reducing {inp.shape} "
-                           f"over axes {axes}")
-        base = _requant([float(np.float64(inp.scale)) / float(np.float64(out.scale))])
-        multiplier, shift = int(base.multiplier[0]), int(base.shift[0])
-        # QuantizedMeanOrSum: fold the division by count into the multiplier
-        pot = min(count.bit_length() - 1, 32, 31 + shift)
-        requant = ir.Requant(multiplier=np.array([(multiplier << pot) // count], np.int64),
-                             shift=np.array([shift - pot], np.int64),
-                             real_scale=base.real_scale / count)
-        return ir.Mean(axes=tuple(axes), count=count, requant=requant,
-                       input_zero_point=inp.zero_point, output_zero_point=out.zero_point,
-                       **common)
-    if name == "CONCATENATION":
-        axis = o.get("Axis", 0)
-        axis = axis + len(out.shape) if axis < 0 else axis
-        parts = [T[i] for i in ins]
-        if len(out.shape) > 6 or len(parts) > 10:
-            raise _err(op, f"{len(parts)} inputs of rank {len(out.shape)}; TFLite Micro "
-                           "concatenates at most 10 inputs of rank 6 or less")
-        for t in parts:
-            if t.dtype != out.dtype:
-                raise _err(op, f"input {t.name!r} is {t.dtype} but the output is {out.dtype}")
-            if t.quantized and (t.scale != out.scale or t.zero_point != out.zero_point):
-                raise _err(op, f"input {t.name!r} has a different scale or zero point than "
-                               "the output; TFLite Micro rejects such int8 concatenations")
-        if o.get("FusedActivationFunction", 0) != 0:
-            raise _err(op, "a fused activation on CONCATENATION is not supported")
-        if not 0 <= axis < len(out.shape) or any(
-                len(t.shape) != len(out.shape)
-                or t.shape[:axis] + t.shape[axis + 1:] != out.shape[:axis] + out.shape[axis + 1:]
-                for t in parts) or sum(t.shape[axis] for t in parts) != out.shape[axis]:
-            raise _err(op, f"inputs {[t.shape for t in parts]} do not concatenate to "
-                           f"{out.shape} along axis {axis}")
-        common["inputs"] = tuple(imp.name(i) for i in ins)
-        return ir.Concatenation(axis=axis, **common)
-    if name in ("PAD", "PADV2"):
-        if len(inp.shape) > 5:
-            raise _err(op, f"input of rank {len(inp.shape)}; TFLite Micro pads at most 5-D")
-        paddings = imp.const(op, 1, "paddings").data.astype(np.int64)
-        if paddings.shape != (len(inp.shape), 2) or np.any(paddings < 0) or tuple(
-                np.array(inp.shape) + paddings.sum(axis=1)) != tuple(out.shape):
-            raise _err(op, f"paddings {paddings.tolist()} do not take {inp.shape} to {out.shape}")
-        pad_value = out.zero_point
-        if name == "PADV2" and len(ins) > 2 and ins[2] >= 0:
-            pad_value = int(imp.const(op, 2, "pad value").data.reshape(-1)[0])
-        return ir.Pad(paddings=tuple((int(a), int(b)) for a, b in paddings),
-                      pad_value=pad_value, **common)
-    if _size(inp) != _size(out):
-        raise _err(op, f"input {inp.shape} and output {out.shape} differ in size")
-    if name in ("RESHAPE", "SQUEEZE"):
-        return ir.Reshape(shape=out.shape, **common)
-    if name == "SOFTMAX":
-        from .kernels.softmax import softmax_params
-
-        if inp.dtype != "int8" or out.dtype != "int8":
-            raise _err(op, f"{inp.dtype} -> {out.dtype} softmax; only int8 -> int8 is supported")
-        if out.zero_point != -128 or np.float32(out.scale) != np.float32(1 / 256):
-            raise _err(op, f"output scale {out.scale:.6g} and zero point {out.zero_point}; "
-                           "TFLite Micro requires 1/256 and -128 for int8 softmax")
-        beta = float(o.get("Beta", 0.0))  # no options table: TFLM's beta is 0 (it aborts)
-        multiplier, left_shift, diff_min = softmax_params(beta, float(np.float32(inp.scale)))
-        return ir.Softmax(beta=beta, input_scale=inp.scale, input_multiplier=multiplier,
-                          input_left_shift=left_shift, diff_min=diff_min, **common)
-    if name == "QUANTIZE":
-        if inp.dtype == "float32":
-            if out.dtype != "int8":  # TFLM's Eval fails on float32 -> uint8
-                raise _err(op, f"float32 -> {out.dtype}; TFLite Micro quantizes float32 "
-                               "to int8 only")
-            return ir.Quantize(scale=out.scale, zero_point=out.zero_point, **common)
-        if inp.dtype not in ("int8", "uint8") or out.dtype not in ("int8", "uint8"):
-            raise _err(op, f"{inp.dtype} -> {out.dtype} is not supported")
-        requant = _requant([float(np.float64(inp.scale)) / float(np.float64(out.scale))])
-        flip = (int(requant.multiplier[0]) == 1 << 30 and int(requant.shift[0]) == 1 and (
-            (inp.dtype, out.dtype, inp.zero_point - out.zero_point) in
-            (("int8", "uint8", -128), ("uint8", "int8", 128))))
-        return ir.Requantize(input_zero_point=inp.zero_point,
-                             output_zero_point=out.zero_point, requant=requant,
-                             flip_sign=flip, **common)
-    if name == "DEQUANTIZE":
-        if out.dtype != "float32" or inp.dtype not in ("int8", "uint8"):
-            raise _err(op, f"{inp.dtype} -> {out.dtype} is not supported")
-        return ir.Dequantize(scale=inp.scale, zero_point=inp.zero_point, **common)
-    if name in LUT_OPS:
-        from .kernels.elementwise import lut_table
-
-        if inp.dtype != "int8" or out.dtype != "int8":
-            raise _err(op, f"{inp.dtype} -> {out.dtype}; only int8 is supported")
-        options = {}
-        if name == "LEAKY_RELU":
-            options["alpha"] = float(o.get("Alpha", 0.0))
-        table = lut_table(name, inp.scale, inp.zero_point, out.scale, out.zero_point,
-                          dtype=inp.dtype, **options)
-        return ir.Lut(function=name, table=np.asarray(table), **common)
-    raise _err(op, "not supported")
-
-
-def _size(t: TflTensor) -> int:
-    return int(np.prod(t.shape, dtype=np.int64))
+    c = _Op(imp, op, tensors[op.inputs[0]], tensors[op.outputs[0]], common)
+    return _LOWERINGS.get(op.name, _unsupported)(c)
 
 
 def import_model(model: TflModel) -> ir.Graph:
