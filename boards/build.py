@@ -5,9 +5,11 @@ open toolchain from the ``yowasp-*`` wheels on an amaranth-boards platform.
 whose logic overflows); :func:`build_board` builds one planned design.  Each build
 elaborates :class:`BoardDesign` (a :class:`~tfl2rtl.boards.link.BoardTop` on the
 board's UART, its ``busy`` on an LED) for the board's platform
-(:meth:`tfl2rtl.boards.board.Board.make_platform`), which supplies the clock from the
-board's oscillator and a reset (the platform's power-on reset, and a button where
-:attr:`~tfl2rtl.boards.board.Board.reset` names one).  Then Yosys, nextpnr and the
+(:meth:`tfl2rtl.boards.board.Board.make_platform`), clocked by the FPGA's PLL from the
+board's oscillator (:mod:`tfl2rtl.boards.clocks`) and held in reset until the PLL locks
+and while the button :attr:`~tfl2rtl.boards.board.Board.reset` names is pressed.
+:func:`build_board_clocked` finds the clock: the fastest the routed design meets,
+building again below nextpnr's Fmax when a build misses its clock.  Then Yosys, nextpnr and the
 packer run one after the other (:func:`tfl2rtl.boards.tools.run`), each step reported
 through ``progress``, and :func:`build_board` writes the bitstream and a report
 (:mod:`tfl2rtl.boards.report`) into the output folder, atomically.
@@ -30,7 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from amaranth.hdl import Module
+from amaranth.hdl import ClockDomain, ClockSignal, Module
 from amaranth.lib import io, wiring
 
 from tfl2rtl import design as gen
@@ -38,6 +40,7 @@ from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.output import staged_directory
 
 from .board import BOARDS, Board, DoesNotFit, board_named, toolchain_env
+from .clocks import PLLClock, PLLSetting, choose_pll
 from .fit import check_cells, check_placement, dsp_estimate, fitting_budget
 from .link import BoardTop
 from .memory import check_memory, place_weights
@@ -47,25 +50,57 @@ from .tools import himbaechel_arguments, run, tool
 from .uart import divisor_for
 
 __all__ = ["Board", "BOARDS", "BoardDesign", "BuildReport", "DoesNotFit", "build_board",
-           "build_graph", "board_named", "check_memory", "place_weights", "dsp_estimate",
-           "fitting_budget", "toolchain_env", "DEFAULT_BAUD"]
+           "build_graph", "build_board_clocked", "board_clock", "board_named",
+           "check_memory", "place_weights", "dsp_estimate",
+           "fitting_budget", "toolchain_env", "DEFAULT_BAUD", "TimingMissed",
+           "MAX_CLOCK_ATTEMPTS", "CLOCK_MARGIN"]
 
-DEFAULT_BAUD = 115200
+#: The UART's rate when none is given: the boards' USB bridges (the iCEBreaker's FT2232H,
+#: the ULX3S's FT231X, the Tang Nano 9K's BL702) all carry 3 Mbaud.
+DEFAULT_BAUD = 3_000_000
 NAME = "tfl2rtl_board"
+#: Builds :func:`build_board_clocked` tries before it gives up on meeting a clock.
+MAX_CLOCK_ATTEMPTS = 4
+#: After a build misses its clock, the next one aims this far below the Fmax reached.
+CLOCK_MARGIN = 0.97
+
+
+class TimingMissed(Tfl2RtlError):
+    """The routed design's Fmax (``fmax_mhz``) is below the clock it was built to run at
+    (``clock_mhz``)."""
+
+    def __init__(self, message: str, fmax_mhz: float, clock_mhz: float):
+        super().__init__(message)
+        self.fmax_mhz = fmax_mhz
+        self.clock_mhz = clock_mhz
 
 
 class BoardDesign(wiring.Component):
     """``top`` on the platform's first UART (``rx``, ``tx``), ``busy`` on its LED
-    ``led`` (none when None).  Its ports are the platform's pins, requested in
+    ``led`` (none when None), clocked by the board's PLL at ``clock``
+    (:class:`~tfl2rtl.boards.clocks.PLLClock` on the platform's oscillator) and held in
+    reset until the PLL locks and while the button ``reset`` (a platform resource, or
+    None) is pressed.  Its ports are the platform's pins, requested in
     :meth:`elaborate`: the signature is empty."""
 
-    def __init__(self, top: BoardTop, led: str | None = "led"):
+    def __init__(self, top: BoardTop, clock: PLLSetting, led: str | None = "led",
+                 reset: str | None = None):
         self.top = top
+        self.clock = clock
         self.led = led
+        self.reset = reset
         super().__init__({})
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = ClockDomain("sync")
+        oscillator = platform.request(platform.default_clk, dir="-")
+        m.submodules.clock = clock = PLLClock(self.clock, oscillator)
+        m.d.comb += ClockSignal("sync").eq(clock.clk)
+        if self.reset is not None:
+            m.submodules.button = button = io.Buffer(
+                "i", platform.request(self.reset, 0, dir="-"))
+            m.d.comb += clock.reset.eq(button.i)
         m.submodules.top = top = self.top
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx = rx = io.Buffer("i", uart.rx)
@@ -79,10 +114,11 @@ class BoardDesign(wiring.Component):
 
 def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="auto",
                 max_multipliers: int | None = None, lanes: int = 1,
-                baud: int = DEFAULT_BAUD, progress: Callable[[str], None] | None = None
-                ) -> BuildReport:
+                baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
+                progress: Callable[[str], None] | None = None) -> BuildReport:
     """Plan ``graph`` for the board ``board_name`` (with its requantizers) and build it
-    with :func:`build_board`.
+    with :func:`build_board_clocked` (at ``clock_mhz``, or the fastest clock the routed
+    design meets).
 
     Without ``max_multipliers``, ``--fold auto`` uses the board's own budget, lowered
     until the DSP blocks suffice (:func:`fitting_budget`); when nextpnr then finds the
@@ -100,8 +136,8 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     notes = []
     while True:
         try:
-            return build_board(design, board_name, out_dir, baud=baud, progress=progress,
-                               notes=notes)
+            return build_board_clocked(design, board_name, out_dir, baud=baud,
+                                       clock_mhz=clock_mhz, progress=progress, notes=notes)
         except DoesNotFit as overflow:
             if not chosen or overflow.resource not in ("LUT", "FF"):
                 raise
@@ -120,37 +156,91 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                      f"{first.initiation_interval}"]
 
 
+def board_clock(board: Board, limit_mhz: float, baud: int) -> PLLSetting:
+    """The fastest clock ``board``'s PLL makes from its oscillator at or below
+    ``limit_mhz`` that carries ``baud`` (:func:`tfl2rtl.boards.clocks.choose_pll`)."""
+    oscillator = board.make_platform().default_clk_frequency
+    return choose_pll(board.family, oscillator, limit_mhz * 1e6, baud)
+
+
+def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
+                        baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
+                        progress: Callable[[str], None] | None = None,
+                        notes: list[str] | tuple[str, ...] = ()) -> BuildReport:
+    """Build ``design`` with :func:`build_board` at a clock the routed design meets.
+
+    With ``clock_mhz``: at the fastest PLL clock at or below it (:func:`board_clock`);
+    a design that misses it raises :class:`TimingMissed` naming the Fmax reached.
+    Without: the first build aims at the board's
+    :attr:`~tfl2rtl.boards.board.Board.clock_estimate_mhz`; when nextpnr's Fmax falls
+    short, the next aims at :data:`CLOCK_MARGIN` times that Fmax (``progress`` says
+    so), at most :data:`MAX_CLOCK_ATTEMPTS` builds in all."""
+    board = board_named(board_name)
+    say = progress or (lambda message: None)
+    if clock_mhz is not None:
+        setting = board_clock(board, clock_mhz, baud)
+        return build_board(design, board_name, out_dir, baud=baud, clock=setting,
+                           clock_reason=f"--clock-mhz {clock_mhz:g}", progress=progress,
+                           notes=notes)
+    limit = board.clock_estimate_mhz
+    reason = f"the first estimate for {board.family}, {limit:g} MHz, was met"
+    for attempt in range(1, MAX_CLOCK_ATTEMPTS + 1):
+        setting = board_clock(board, limit, baud)
+        try:
+            return build_board(design, board_name, out_dir, baud=baud, clock=setting,
+                               clock_reason=reason, progress=progress, notes=notes)
+        except TimingMissed as missed:
+            if attempt == MAX_CLOCK_ATTEMPTS:
+                raise
+            limit = min(missed.fmax_mhz * CLOCK_MARGIN, setting.output_mhz * CLOCK_MARGIN)
+            reason = (f"nextpnr reached {missed.fmax_mhz:.1f} MHz at "
+                      f"{setting.output_mhz:.4g} MHz: built again at most "
+                      f"{100 * CLOCK_MARGIN:g}% of that")
+            say(f"timing missed at {setting.output_mhz:.4g} MHz (Fmax "
+                f"{missed.fmax_mhz:.1f} MHz); building again for {limit:.4g} MHz or below")
+    raise AssertionError("unreachable")
+
+
 def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
-                baud: int = DEFAULT_BAUD, progress: Callable[[str], None] | None = None,
+                baud: int = DEFAULT_BAUD, clock: PLLSetting | None = None,
+                clock_reason: str = "", progress: Callable[[str], None] | None = None,
                 keep_build: bool = False, notes: list[str] | tuple[str, ...] = ()
                 ) -> BuildReport:
     """Build ``design`` (a :class:`tfl2rtl.design.Design`) for the board ``board_name``
-    (a key of :data:`BOARDS`) with its UART at ``baud``, and write into ``out_dir``
+    (a key of :data:`BOARDS`) to run at ``clock`` (a PLL setting; default: the fastest at
+    or below the board's :attr:`~tfl2rtl.boards.board.Board.clock_estimate_mhz`, see
+    :func:`board_clock`) with its UART at ``baud``, and write into ``out_dir``
     (atomically: all of it or nothing): the bitstream ``tfl2rtl_<board>.<ext>``,
-    ``report.json``, ``report.txt``, ``manifest.json`` (the design's, plus the board
-    and the link) and the tools' logs in ``logs/`` (with ``keep_build``, the whole
-    build folder in ``build/``).
+    ``report.json``, ``report.txt``, ``manifest.json`` (the design's, plus the board,
+    its clock and the link) and the tools' logs in ``logs/`` (with ``keep_build``, the
+    whole build folder in ``build/``).
 
-    ``progress`` gets a line before and after each long step; ``notes`` go into the
-    report after its own.  Raises :class:`DoesNotFit` when the design needs more of a
-    resource than the device has."""
+    ``progress`` gets a line before and after each long step; ``clock_reason`` (what set
+    the clock) and ``notes`` go into the report.  Raises :class:`DoesNotFit` when the
+    design needs more of a resource than the device has, and :class:`TimingMissed`
+    (writing nothing) when the routed design's Fmax is below the clock."""
     board = board_named(board_name)
     say = progress or (lambda message: None)
     check_memory(design.graph, board)
     design = place_weights(design, board)
     platform = board.make_platform()
-    clock_hz = platform.default_clk_frequency
+    if clock is None:
+        clock = board_clock(board, board.clock_estimate_mhz, baud)
+    clock_hz = float(clock.output_hz)
     identity = Identity.of_design(design)
     seconds = {}
 
     began = time.perf_counter()
-    say(f"elaborating {Path(design.graph.source).name} for {board.description}")
+    say(f"elaborating {Path(design.graph.source).name} for {board.description} at "
+        f"{clock.output_mhz:.4g} MHz")
     top = BoardTop(design.network(), identity, divisor=divisor_for(clock_hz, baud))
-    overrides = {k: v.format(name=NAME) for k, v in board.overrides.items()}
+    overrides = {k: v.format(name=NAME, clock_mhz=f"{clock.output_mhz:.6g}")
+                 for k, v in board.overrides.items()}
     overrides["script_after_synth"] = "\n".join(
         [*(command.format(name=NAME) for command in board.synth_after),
          f"tee -q -o {NAME}.cells.json stat -json"])
-    plan = platform.prepare(BoardDesign(top, board.led), name=NAME, **overrides)
+    plan = platform.prepare(BoardDesign(top, clock, board.led, board.reset), name=NAME,
+                            **overrides)
     seconds["elaborate"] = time.perf_counter() - began
 
     with tempfile.TemporaryDirectory(prefix="tfl2rtl-board-") as scratch:
@@ -179,8 +269,16 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
             if program == "yosys":
                 stat = json.loads((build / f"{NAME}.cells.json").read_text())
                 check_cells(design, board, stat["design"]["num_cells_by_type"])
-        report = build_report(design, board, build, NAME, identity, clock_hz, baud, seconds)
+        description = clock.describe() + (f"; {clock_reason}" if clock_reason else "")
+        report = build_report(design, board, build, NAME, identity, clock_hz, baud, seconds,
+                              clock=description)
         report.notes += notes
+        if not report.meets_timing:
+            raise TimingMissed(
+                f"{report.model} on {board.name} reaches {report.fmax_mhz:.1f} MHz, short "
+                f"of the {clock.output_mhz:.4g} MHz clock: choose --clock-mhz "
+                f"{int(report.fmax_mhz)} or lower, or leave it out to let the build "
+                f"find the clock", report.fmax_mhz, clock.output_mhz)
 
         bitstream = build / f"{NAME}.{board.bitstream}"
         with staged_directory(out_dir) as tmp:
@@ -191,7 +289,11 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
             (tmp / "report.txt").write_text(report.text())
             manifest = design.manifest()
             manifest["board"] = {"name": board.name, "description": board.description,
-                                 "clock_mhz": clock_hz / 1e6, "baud": baud,
+                                 "clock_mhz": clock_hz / 1e6,
+                                 "pll": {"primitive": clock.describe(),
+                                         **clock.parameters},
+                                 "oscillator_mhz": float(clock.input_hz) / 1e6,
+                                 "baud": baud,
                                  "uart_divisor": top.divisor,
                                  "identity": identity.pack().hex(),
                                  "loaded_weights": [m.node for m in identity.memories]}

@@ -8,9 +8,9 @@ with the parameters that make it, and :func:`choose_pll` picks the fastest one a
 a bound at which the UART's divisor stays within :data:`UART_TOLERANCE` of the baud rate.
 
 :class:`PLLClock` is the component a board top uses: it instantiates the family's
-primitive on the oscillator, drives the ``sync`` domain from its output and holds that
-domain in reset until the PLL has locked (and while the reset button is pressed), then
-releases it synchronously.  It is the only place that knows the primitives: the board's
+primitive on the oscillator, gives its output as the clock of the parent's domain and holds
+that domain in reset until the PLL has locked (and while the reset button is pressed),
+then releases it synchronously.  It is the only place that knows the primitives: the board's
 platform (its ``family``) selects the entry of :data:`PLL_FAMILIES`.
 
 The primitives have no simulation models in Yosys' cell libraries (only blackboxes);
@@ -20,14 +20,12 @@ any other), and generates the output frequency those parameters give from the in
 it measures.
 """
 
-from __future__ import annotations
-
 import itertools
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, Signal
+from amaranth.hdl import Instance, Module, Signal
 from amaranth.lib import cdc, io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -220,33 +218,40 @@ def pll_models() -> Path:
 
 
 class PLLClock(wiring.Component):
-    """The ``sync`` domain at ``setting``'s output frequency, from the board's oscillator.
+    """The clock ``clk`` at ``setting``'s output frequency from the board's oscillator, and
+    the reset of the clock domain ``domain`` (which the parent defines and clocks from
+    ``clk``).
 
     ``oscillator`` is the platform's clock pin (``platform.request(default_clk,
     dir="-")``); ``reset`` an optional active-high reset input (the board's button,
     already buffered).  The domain stays in reset while the PLL has not locked or
     ``reset`` is high, and leaves it synchronously (:class:`amaranth.lib.cdc.
-    ResetSynchronizer`).  ``locked`` is the PLL's lock output, for an LED or a test.
+    ResetSynchronizer`).  ``locked`` is the PLL's lock output.  On a platform, ``clk``
+    gets a clock constraint at the setting's frequency.
 
     Members
     -------
+    clk : ``Out(1)``
     reset : ``In(1)``
     locked : ``Out(1)``
     """
 
+    clk: Out(1)
     reset: In(1)
     locked: Out(1)
 
-    def __init__(self, setting: PLLSetting, oscillator):
+    def __init__(self, setting: PLLSetting, oscillator, domain: str = "sync"):
         self.setting = setting
         self.oscillator = oscillator
+        self.domain = domain
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
         setting = self.setting
-        m.domains.sync = ClockDomain("sync")
-        clock = ClockSignal("sync")
+        clock = self.clk
+        if platform is not None and hasattr(platform, "add_clock_constraint"):
+            platform.add_clock_constraint(clock, float(setting.output_hz))
         lock = Signal()
         p = setting.parameters
         if setting.family == "ice40":
@@ -261,8 +266,6 @@ class PLLClock(wiring.Component):
         else:
             m.submodules.osc = osc = io.Buffer("i", self.oscillator)
             if setting.family == "ecp5":
-                feedback = Signal()
-                m.d.comb += clock.eq(feedback)
                 m.submodules.pll = Instance(
                     "EHXPLLL",
                     a_FREQUENCY_PIN_CLKI=_mhz(setting.input_hz),
@@ -275,10 +278,10 @@ class PLLClock(wiring.Component):
                     p_FEEDBK_PATH="CLKOP", p_CLKI_DIV=p["CLKI_DIV"],
                     p_CLKFB_DIV=p["CLKFB_DIV"], p_CLKOP_DIV=p["CLKOP_DIV"],
                     p_CLKOP_CPHASE=p["CLKOP_CPHASE"], p_CLKOP_FPHASE=p["CLKOP_FPHASE"],
-                    i_CLKI=osc.i, i_CLKFB=feedback, i_RST=0, i_STDBY=0,
+                    i_CLKI=osc.i, i_CLKFB=clock, i_RST=0, i_STDBY=0,
                     i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
                     i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
-                    o_CLKOP=feedback, o_LOCK=lock)
+                    o_CLKOP=clock, o_LOCK=lock)
             elif setting.family == "gowin":
                 m.submodules.pll = Instance(
                     "rPLL",
@@ -293,5 +296,6 @@ class PLLClock(wiring.Component):
             else:
                 raise Tfl2RtlError(f"no PLL known for the {setting.family} family")
         m.d.comb += self.locked.eq(lock)
-        m.submodules.reset_sync = cdc.ResetSynchronizer(~lock | self.reset, domain="sync")
+        m.submodules.reset_sync = cdc.ResetSynchronizer(~lock | self.reset,
+                                                        domain=self.domain)
         return m

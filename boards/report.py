@@ -20,37 +20,35 @@ FRAME_BYTES = 2 * (4 + 2)
 @dataclass
 class BuildReport:
     """What a board build produced and measured.  ``resources``: name -> ``(used,
-    available)``; ``fmax_mhz`` the clock nextpnr reached, against ``target_mhz`` (the
-    board's oscillator); ``cycles_per_inference`` the design's initiation interval (one
-    inference per that many cycles when streaming), ``inferences_per_second`` that at
-    ``fmax_mhz`` (capped by the target clock the board runs at:
-    ``board_inferences_per_second``) and ``link_inferences_per_second`` what the UART
-    at ``baud`` can carry."""
+    available)``; ``clock_mhz`` the clock the bitstream runs at (the PLL's real output,
+    described by ``clock``: its parameters and what set it), ``fmax_mhz`` the clock
+    nextpnr's timing analysis reached for the routed design; ``cycles_per_inference`` the
+    design's initiation interval (one inference per that many cycles when streaming),
+    ``inferences_per_second`` that at ``clock_mhz``, and ``link_inferences_per_second``
+    what the UART at ``baud`` carries (inputs in, outputs back): every figure is at the
+    clock the bitstream runs."""
 
     board: str
     model: str
     bitstream: str
     resources: dict[str, tuple[int, int]]
     fmax_mhz: float
-    target_mhz: float
+    clock_mhz: float
     cycles_per_inference: int
     multipliers: int
     baud: int
     link_bytes: int
+    clock: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
     def meets_timing(self) -> bool:
-        return self.fmax_mhz >= self.target_mhz
+        return self.fmax_mhz >= self.clock_mhz
 
     @property
     def inferences_per_second(self) -> float:
-        return self.fmax_mhz * 1e6 / self.cycles_per_inference
-
-    @property
-    def board_inferences_per_second(self) -> float:
-        return min(self.fmax_mhz, self.target_mhz) * 1e6 / self.cycles_per_inference
+        return self.clock_mhz * 1e6 / self.cycles_per_inference
 
     @property
     def link_inferences_per_second(self) -> float:
@@ -61,12 +59,11 @@ class BuildReport:
             "board": self.board, "model": self.model, "bitstream": self.bitstream,
             "resources": {k: {"used": u, "available": a} for k, (u, a) in
                           self.resources.items()},
-            "fmax_mhz": round(self.fmax_mhz, 2), "target_mhz": self.target_mhz,
-            "meets_timing": self.meets_timing,
+            "clock_mhz": round(self.clock_mhz, 4), "clock": self.clock,
+            "fmax_mhz": round(self.fmax_mhz, 2), "meets_timing": self.meets_timing,
             "cycles_per_inference": self.cycles_per_inference,
             "multipliers": self.multipliers,
             "inferences_per_second": round(self.inferences_per_second, 1),
-            "board_inferences_per_second": round(self.board_inferences_per_second, 1),
             "baud": self.baud,
             "link_inferences_per_second": round(self.link_inferences_per_second, 1),
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
@@ -76,10 +73,11 @@ class BuildReport:
     def line(self) -> str:
         """The one-line summary."""
         used = ", ".join(f"{k} {u}/{a}" for k, (u, a) in self.resources.items())
-        return (f"{self.model} on {self.board}: {used}; Fmax {self.fmax_mhz:.1f} MHz "
-                f"(target {self.target_mhz:g} MHz{'' if self.meets_timing else ', MISSED'});"
-                f" {self.cycles_per_inference} cycles per inference, "
-                f"{self.inferences_per_second:,.0f} inferences/s at Fmax")
+        return (f"{self.model} on {self.board}: {used}; clock {self.clock_mhz:.4g} MHz "
+                f"(Fmax {self.fmax_mhz:.1f} MHz{'' if self.meets_timing else ', MISSED'}); "
+                f"{self.cycles_per_inference} cycles per inference, "
+                f"{self.inferences_per_second:,.0f} inferences/s; link "
+                f"{self.link_inferences_per_second:,.0f} inferences/s at {self.baud} baud")
 
     def text(self) -> str:
         lines = [self.line(), "", f"{'resource':<8} {'used':>8} {'available':>10} {'%':>6}"]
@@ -87,10 +85,11 @@ class BuildReport:
             lines.append(f"{k:<8} {u:>8} {a:>10} {100 * u / a if a else 0:>5.1f}%")
         lines += [
             "",
-            f"clock: Fmax {self.fmax_mhz:.2f} MHz against the board's {self.target_mhz:g} MHz",
+            f"clock: {self.clock_mhz:.6g} MHz ({self.clock}); nextpnr's Fmax "
+            f"{self.fmax_mhz:.2f} MHz",
             f"cycles per inference (initiation interval): {self.cycles_per_inference}",
-            f"inferences per second: {self.inferences_per_second:,.1f} at Fmax, "
-            f"{self.board_inferences_per_second:,.1f} at the board clock",
+            f"inferences per second at {self.clock_mhz:.6g} MHz: "
+            f"{self.inferences_per_second:,.1f}",
             f"UART link at {self.baud} baud: {self.link_bytes} bytes per inference, "
             f"{self.link_inferences_per_second:,.1f} inferences per second",
             "tool times: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()),
@@ -100,9 +99,10 @@ class BuildReport:
 
 
 def build_report(design, board: Board, build: Path, name: str, identity: Identity,
-                 clock_hz: float, baud: int, seconds: dict) -> BuildReport:
+                 clock_hz: float, baud: int, seconds: dict, clock: str = "") -> BuildReport:
     """The report of ``design`` built for ``board`` in the folder ``build`` (as module
-    ``name``): Yosys' cells (``<name>.cells.json``) and nextpnr's utilisation and Fmax
+    ``name``) to run at ``clock_hz`` (described by ``clock``): Yosys' cells
+    (``<name>.cells.json``) and nextpnr's utilisation and Fmax
     (``<name>.report.json``)."""
     cells = json.loads((build / f"{name}.cells.json").read_text())["design"]
     cells = cells["num_cells_by_type"]
@@ -120,7 +120,8 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
         notes.append("requantizers share one 16x16 multiplier per lane (one result per 3-5 "
                      "cycles); the cycles per inference count 5")
     if board.family == "ice40":
-        notes.append("nextpnr-ice40 has no DSP timing model: Fmax is an upper bound")
+        notes.append("nextpnr-ice40 has no DSP timing model: its Fmax is an upper bound "
+                     "where a path runs through an SB_MAC16")
     if identity.memories:
         loaded = sum(m.rows * m.row_bytes for m in identity.memories)
         nodes = ", ".join(str(m.node) for m in identity.memories)
@@ -130,7 +131,7 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
     return BuildReport(
         board=board.name, model=Path(design.graph.source).name, bitstream="",
         resources=resources, fmax_mhz=min(clocks) if clocks else 0.0,
-        target_mhz=clock_hz / 1e6, cycles_per_inference=design.initiation_interval,
+        clock_mhz=clock_hz / 1e6, clock=clock, cycles_per_inference=design.initiation_interval,
         multipliers=design.multipliers, baud=baud,
         link_bytes=identity.input.size + identity.output.size + FRAME_BYTES,
         seconds=seconds, notes=notes)

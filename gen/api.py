@@ -246,12 +246,18 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
 
 def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
           max_multipliers: int | None = None, lanes: int = 1, baud: int | None = None,
-          progress: Callable[[str], None] | None = None):
+          clock_mhz: float | None = None, progress: Callable[[str], None] | None = None):
     """Generate the design for a model, put it behind the UART host link on ``board``
     (see :data:`tfl2rtl.boards.build.BOARDS`), synthesize, place, route and pack it,
     and write the bitstream, ``report.json``, ``report.txt``, ``manifest.json`` and the
     tools' logs into ``out_dir`` (atomically, where :mod:`tfl2rtl.output` allows: checked
     before any tool runs; a :class:`tfl2rtl.output.Destination` carries ``--force``).
+
+    The design runs on the FPGA's PLL clock: at ``clock_mhz`` (the fastest PLL clock at
+    or below it; a design that misses it raises
+    :class:`tfl2rtl.boards.build.TimingMissed`), or by default at the fastest clock the
+    routed design meets (:func:`tfl2rtl.boards.build.build_board_clocked`).  ``baud``
+    defaults to :data:`tfl2rtl.boards.build.DEFAULT_BAUD` (3 Mbaud).
 
     Without ``max_multipliers``, ``--fold auto`` uses the board's own budget, lowered
     until the DSP blocks suffice (:func:`tfl2rtl.boards.fit.fitting_budget`); when
@@ -267,7 +273,7 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     check_folder(out_dir)  # refused before any tool runs
     return build_graph(_graph(path_or_graph), board, out_dir, fold=fold,
                        max_multipliers=max_multipliers, lanes=lanes,
-                       baud=baud or DEFAULT_BAUD, progress=progress)
+                       baud=baud or DEFAULT_BAUD, clock_mhz=clock_mhz, progress=progress)
 
 
 @dataclass
@@ -286,7 +292,7 @@ class InferResult:
         return bool(np.array_equal(self.output, self.golden))
 
 
-def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 115200,
+def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 3_000_000,
           timeout: float = 5.0, transport=None,
           progress: Callable[[str], None] | None = None) -> InferResult:
     """Send the input in ``input_file`` (``.npy``, one input) to a board over the serial

@@ -173,7 +173,8 @@ def cmd_build(args) -> int:
     out = Destination(args.output, args.force)  # --force goes with the path to the build
     report = api.build(args.model, args.board, out, fold=args.fold,
                        max_multipliers=args.max_multipliers, lanes=args.lanes,
-                       baud=args.baud, progress=None if args.json else _status)
+                       baud=args.baud, clock_mhz=args.clock_mhz,
+                       progress=None if args.json else _status)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -220,7 +221,11 @@ def _board_commands(sub) -> None:
     _force_option(p)
     _fold_options(p, default_budget="the board's, lowered until its DSP blocks and logic "
                                     "fit")
-    p.add_argument("--baud", type=int, default=None, help="UART baud rate (default 115200)")
+    p.add_argument("--baud", type=int, default=None,
+                   help="UART baud rate (default 3000000)")
+    p.add_argument("--clock-mhz", type=float, default=None, metavar="F",
+                   help="run at the fastest PLL clock at or below F MHz (default: the "
+                        "fastest clock the routed design meets)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_build)
 
@@ -229,7 +234,8 @@ def _board_commands(sub) -> None:
     p.add_argument("model")
     p.add_argument("--port", required=True, metavar="DEVICE")
     p.add_argument("--input", required=True, metavar="X.npy")
-    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--baud", type=int, default=3_000_000,
+                   help="the rate the board was built for (default 3000000)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply")
     p.set_defaults(func=cmd_infer)
 

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import TEST_MODELS, ZOO
 from tfl2rtl.api import generate, load
-from tfl2rtl.boards.build import BOARDS
+from tfl2rtl.boards.build import BOARDS, DEFAULT_BAUD, board_clock
 from tfl2rtl.cli import main
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
 
@@ -19,27 +19,66 @@ MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
 def test_icebreaker_bitstream_and_report(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out),
-                 "--fold", "full", "--json"]) == 0
+                 "--fold", "full", "--clock-mhz", "24.5", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     resources = report["resources"]
     assert resources["DSP"] == {"used": 6, "available": 8}  # 3 MACs, 3 serial requantizers
     assert 0 < resources["LUT"]["used"] < resources["LUT"]["available"] == 5280
     assert 0 < resources["BRAM"]["used"] <= 30
-    assert report["target_mhz"] == 12 and report["fmax_mhz"] > 12
+    # The fastest PLL clock at or below 24.5 MHz that carries 3 Mbaud: 12 MHz * 64 / 32.
+    expected = board_clock(BOARDS["icebreaker"], 24.5, DEFAULT_BAUD)
+    assert expected.parameters == {"DIVR": 0, "DIVF": 63, "DIVQ": 5, "FILTER_RANGE": 1}
+    assert report["clock_mhz"] == 24 and report["fmax_mhz"] > 24 and report["meets_timing"]
+    assert report["clock"].startswith(expected.describe() + "; --clock-mhz 24.5")
     # The 16x16 layer on one multiplier, each neuron's 16 cycles rounded up to whole
     # windows of the serial requantizer (the plan the board flow makes, which
     # tests/test_sim_random.py checks against the hardware).
     plan = generate(HELLO_WORLD, fold="full", requant_interval=SERIAL_REQUANT_INTERVAL)
     assert report["cycles_per_inference"] == plan.initiation_interval > 256
     assert report["inferences_per_second"] == pytest.approx(
-        report["fmax_mhz"] * 1e6 / plan.initiation_interval, rel=1e-3)
+        24e6 / plan.initiation_interval, rel=1e-3)
+    assert report["baud"] == 3_000_000
     bitstream = out / "tfl2rtl_icebreaker.bin"
     assert bitstream.stat().st_size > 100_000  # an UP5K image is about 104 kB
     assert json.loads((out / "report.json").read_text())["board"] == "icebreaker"
     assert "Fmax" in (out / "report.txt").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["board"]["uart_divisor"] == 104
+    assert manifest["board"]["uart_divisor"] == 8  # 24 MHz / 3 Mbaud
+    assert manifest["board"]["pll"]["DIVF"] == 63 and manifest["board"]["clock_mhz"] == 24
     assert (out / "logs" / "yosys.log").exists()
+
+
+def test_the_build_finds_the_clock_the_routed_design_meets(tmp_path, capsys):
+    """Without --clock-mhz the first build aims at the board's estimate (40 MHz on the
+    iCEBreaker, above what hello_world's design reaches), misses, and builds again below
+    the Fmax nextpnr reported; the bitstream runs at a PLL clock it meets."""
+    import re
+
+    out = tmp_path / "out"
+    assert main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    missed = [re.fullmatch(r"tfl2rtl: timing missed at ([\d.]+) MHz \(Fmax ([\d.]+) MHz\); "
+                           r"building again for ([\d.]+) MHz or below", line) for line in err]
+    missed = [m for m in missed if m]
+    assert missed, err
+    aimed, fmax, limit = (float(x) for x in missed[-1].groups())
+    assert fmax < aimed <= BOARDS["icebreaker"].clock_estimate_mhz
+    report = json.loads((out / "report.json").read_text())
+    chosen = board_clock(BOARDS["icebreaker"], limit, DEFAULT_BAUD)
+    assert report["clock_mhz"] == pytest.approx(chosen.output_mhz, abs=1e-4)
+    assert report["meets_timing"] and report["fmax_mhz"] >= report["clock_mhz"]
+    assert report["clock"].startswith(chosen.describe() + "; nextpnr reached")
+
+
+def test_a_clock_the_design_cannot_meet_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out),
+                 "--clock-mhz", "100"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("tfl2rtl: error: hello_world_int8.tflite on icebreaker "
+                                "reaches ")
+    assert "short of the 99 MHz clock: choose --clock-mhz " in lines[-1]
+    assert "Traceback" not in "".join(lines) and not out.exists()
 
 
 def test_a_design_that_does_not_fit_names_the_resource(tmp_path, capsys):
