@@ -51,6 +51,11 @@ NORMALIZE_CYCLES = 8
 #: each shift of the normalization takes one off.
 _TOP_EXPONENT = ACCUMULATION_INTEGER_BITS + 31 - 8 - 4
 
+#: Cycles from the operands of a saturating rounding doubling high multiply (given in
+#: one cycle) to its result: registered operands, four registered 16x16 partial products
+#: (one DSP block each), their registered 64-bit sum, and the registered rounding.
+MULTIPLY_CYCLES = 4
+
 
 class SoftmaxUnit(wiring.Component):
     """Int8 softmax over rows of ``row`` elements, bit-exact with TFLite Micro
@@ -58,16 +63,20 @@ class SoftmaxUnit(wiring.Component):
 
     Every difference from the row maximum is one of 256 values, so its exponential
     comes from a 256-entry ROM (:func:`exp_table`); the rest is TFLite's integer
-    arithmetic, sequenced by a state machine around one 32x32 multiplier:
+    arithmetic, sequenced by a state machine around one pipelined 32x32 multiplier
+    (:data:`MULTIPLY_CYCLES` from operands to the rounded high half, no path longer than
+    one 16x16 product or one 64-bit addition):
 
     1. ``load``: take the row into a buffer, tracking its maximum (``row`` cycles).
     2. ``sum``: add up the exponentials rescaled to Q12.19 (``row + 3`` cycles).
     3. ``normalize``: shift the sum up to its leading one, counting the shifts
        (``GetReciprocal``); :data:`NORMALIZE_CYCLES` cycles, then 1 to halve it.
     4. ``newton``: ``1 / (1 + x)`` by gemmlowp's Newton-Raphson iteration: 7 saturating
-       rounding doubling high multiplies of 3 cycles each, then 1 cycle to rescale.
+       rounding doubling high multiplies of ``MULTIPLY_CYCLES + 1`` cycles each, then 1
+       cycle to rescale.
     5. ``output``: per element, exponential times reciprocal, rounding shift by the
-       exponent, minus 128, clamped (6 cycles each, plus any wait for ``o.ready``).
+       exponent, minus 128, clamped (``MULTIPLY_CYCLES + 4`` cycles each, plus any wait
+       for ``o.ready``).
 
     Members
     -------
@@ -78,7 +87,7 @@ class SoftmaxUnit(wiring.Component):
     Attributes
     ----------
     cycles_per_row : int
-        ``8 * row + 34``: from the first element of a row taken to the first of the next
+        ``10 * row + 48``: from the first element of a row taken to the first of the next
         when the input keeps up and the output is not stalled (nothing overlaps).
     """
 
@@ -100,9 +109,11 @@ class SoftmaxUnit(wiring.Component):
     @staticmethod
     def cycles_for_row(row: int) -> int:
         """:attr:`cycles_per_row` of a unit for rows of ``row`` elements: ``row`` to load,
-        ``row + 3`` to sum, ``NORMALIZE_CYCLES + 1`` to normalize, ``7 * 3 + 1`` for the
-        reciprocal and 6 per output."""
-        return 8 * row + 25 + NORMALIZE_CYCLES + 1
+        ``row + 3`` to sum, ``NORMALIZE_CYCLES + 1`` to normalize,
+        ``7 * (MULTIPLY_CYCLES + 1) + 1`` for the reciprocal and ``MULTIPLY_CYCLES + 4``
+        per output."""
+        return (row + row + 3 + NORMALIZE_CYCLES + 1 + 7 * (MULTIPLY_CYCLES + 1) + 1
+                + (MULTIPLY_CYCLES + 4) * row)
 
     def elaborate(self, platform):
         m = Module()
@@ -125,24 +136,35 @@ class SoftmaxUnit(wiring.Component):
             lookup.addr.eq((maximum - read.data)[:8]),
         ]
 
-        # Saturating rounding doubling high multiply, two register stages: the product,
-        # then gemmlowp's nudge and C's truncating division by 2**31.
+        # Saturating rounding doubling high multiply, a pipeline of MULTIPLY_CYCLES
+        # register stages that moves every cycle: the operands; the four 16x16 partial
+        # products (low halves unsigned, high halves signed); their sum; then gemmlowp's
+        # nudge and C's truncating division by 2**31.  ``high`` holds srdhm(mul_a, mul_b)
+        # of the operands given MULTIPLY_CYCLES cycles earlier.
         mul_a = Signal(signed(32))
         mul_b = Signal(signed(32))
+        op_a = Signal(signed(32))
+        op_b = Signal(signed(32))
+        m.d.sync += [op_a.eq(mul_a), op_b.eq(mul_b)]
+        a_low, a_high = op_a[:16], op_a[16:].as_signed()
+        b_low, b_high = op_b[:16], op_b[16:].as_signed()
+        low_low = Signal(unsigned(32))
+        cross = [Signal(signed(33), name=f"cross_{k}") for k in range(2)]
+        high_high = Signal(signed(32))
+        m.d.sync += [low_low.eq(a_low * b_low), cross[0].eq(a_low * b_high),
+                     cross[1].eq(a_high * b_low), high_high.eq(a_high * b_high)]
         product = Signal(signed(64))
-        both_min = Signal()
+        m.d.sync += product.eq((high_high << 32) + ((cross[0] + cross[1]) << 16) + low_low)
+        both_min = [Signal(name=f"both_min_{k}") for k in range(3)]
+        m.d.sync += [both_min[0].eq((mul_a == INT32_MIN) & (mul_b == INT32_MIN)),
+                     both_min[1].eq(both_min[0]), both_min[2].eq(both_min[1])]
         high = Signal(signed(32))
         nudged = product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))
         # C's division by 2**31 truncates: the floor, plus one for a negative value with
         # low bits (no 64-bit adder needed for that).
         truncated = nudged[31:].as_signed() + (nudged[-1] & nudged[:31].any())
-        multiply = Signal()  # product <= mul_a * mul_b this cycle
-        m.d.sync += both_min.eq((mul_a == INT32_MIN) & (mul_b == INT32_MIN))
-        with m.If(multiply):
-            m.d.sync += product.eq(mul_a * mul_b)
-        round_high = Signal()  # high <= srdhm(mul_a, mul_b) this cycle
-        with m.If(round_high):
-            m.d.sync += high.eq(Mux(both_min, INT32_MAX, truncated[:32].as_signed()))
+        m.d.sync += high.eq(Mux(both_min[2], INT32_MAX, truncated[:32].as_signed()))
+        wait = Signal(range(MULTIPLY_CYCLES))  # cycles still to wait for ``high``
 
         def wrap(value):
             return value[:32].as_signed()
@@ -218,12 +240,13 @@ class SoftmaxUnit(wiring.Component):
                     m.d.comb += [mul_a.eq(half_denominator), mul_b.eq(x)]
                 with m.Else():
                     m.d.comb += [mul_a.eq(x), mul_b.eq(u)]
-                m.d.comb += multiply.eq(1)
-                m.next = "newton_round"
+                m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
+                m.next = "newton_wait"
 
-            with m.State("newton_round"):
-                m.d.comb += round_high.eq(1)
-                m.next = "newton_update"
+            with m.State("newton_wait"):
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 1):
+                    m.next = "newton_update"
 
             with m.State("newton_update"):
                 with m.If(step == 0):
@@ -252,12 +275,14 @@ class SoftmaxUnit(wiring.Component):
                 m.next = "output_multiply"
 
             with m.State("output_multiply"):
-                m.d.comb += [mul_a.eq(scale), mul_b.eq(lookup.data), multiply.eq(1)]
-                m.next = "output_round"
+                m.d.comb += [mul_a.eq(scale), mul_b.eq(lookup.data)]
+                m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
+                m.next = "output_wait"
 
-            with m.State("output_round"):
-                m.d.comb += round_high.eq(1)
-                m.next = "output_shift"
+            with m.State("output_wait"):
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 1):
+                    m.next = "output_shift"
 
             with m.State("output_shift"):
                 # RoundingDivideByPOT(high, exponent) - 128, clamped to int8, for the
