@@ -10,6 +10,12 @@
 // high appears on device_byte as device_count goes up by one (sampled in the middle of
 // each bit).
 //
+// For a board top on the FPGA's PLL (tfl2rtl.boards.build.BoardDesign, simulated with
+// rtl_templates/pll_models.v), clk is the board's oscillator (HALF_PERIOD in ns, a real
+// number) and rst its reset button; the design's own clock comes out of the PLL model, so
+// the host's UART here (DIVISOR oscillator cycles a bit) and the board's run on unrelated
+// clocks, as they do on a desk.
+//
 // rst_in and the rx line are registered before they reach the design (the simulator
 // re-evaluates all logic that depends on a top-level input in every time step; behind a
 // register nothing does).
@@ -17,7 +23,7 @@
 `default_nettype none
 
 module board_harness #(
-    parameter int HALF_PERIOD = 5,  // clock half period in time units
+    parameter real HALF_PERIOD = 5.0,  // clock half period in time units
     parameter int DIVISOR = 4       // clock cycles per UART bit
 ) (
     input  wire       rst_in      /*verilator public_flat_rw*/,

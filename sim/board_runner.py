@@ -72,11 +72,43 @@ class BoardRun:
     faults: dict | None = None
 
 
+class _SimPins:
+    """A stand-in platform for a :class:`tfl2rtl.boards.build.BoardDesign` outside a
+    board: each resource it requests is a top-level port named as the board harness
+    expects (``clk`` the oscillator, ``rst`` the reset button, ``rx``/``tx`` the UART,
+    ``busy`` the LED), and the family's platform hooks are ``hooks``' attributes."""
+
+    default_clk = "clk"
+    _names = {"clk": "clk", "button": "rst", "led": "busy"}
+
+    def __init__(self, hooks=None):
+        self._hooks = hooks
+
+    def __getattr__(self, name):
+        if name.startswith("_") or self._hooks is None:
+            raise AttributeError(name)
+        return getattr(self._hooks, name)
+
+    def request(self, name, number=0, *, dir="-"):
+        from types import SimpleNamespace
+
+        from amaranth.hdl import IOPort
+        from amaranth.lib import io
+
+        def port(pin, direction):
+            return io.SingleEndedPort(IOPort(1, name=pin), direction=direction)
+
+        if name == "uart":
+            return SimpleNamespace(rx=port("rx", "i"), tx=port("tx", "o"))
+        return port(self._names[name], "o" if name == "led" else "i")
+
+
 def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
                    build_dir: str | os.PathLike, *, bad_frames: bool = True,
                    check: bool = True, model: str | os.PathLike | None = None,
                    family: str | None = None, faults: int = 0, fault_seed: int = 0,
-                   control: int = 0) -> BoardRun:
+                   control: int = 0, clock=None, host_divisor: int | None = None
+                   ) -> BoardRun:
     """Run ``top`` in Verilator and let the host driver send each row of ``inputs`` (in
     the model's input dtype) through the UART, then (with ``bad_frames``) one frame of
     each kind in :data:`BAD_FRAMES`, each followed by an inference of ``inputs[0]``.
@@ -89,6 +121,14 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     primitives they instantiate (the iCE40's ``SB_SPRAM256KA``) run as Yosys' cell
     models (a gate-level netlist of the whole board top simulates too slowly for the
     UART's many cycles: :func:`simulate_netlist` covers synthesis).
+
+    With ``clock`` (a :class:`tfl2rtl.boards.clocks.PLLSetting`, of any family), the
+    whole board design runs as a build makes it (:class:`tfl2rtl.boards.build.
+    BoardDesign`: the PLL on the oscillator, the lock-gated reset and the reset button,
+    the UART at ``top.divisor`` cycles of the PLL's clock a bit), with the PLL's
+    simulation model (:func:`tfl2rtl.boards.clocks.pll_models`); the harness's clock is
+    the oscillator, and the host's UART runs on it at ``host_divisor`` oscillator cycles
+    a bit.
 
     With ``faults``, the driver then runs that many rounds of fault injection
     (:func:`tfl2rtl.sim.faults.campaign`, from ``fault_seed``; ``model`` required), and
@@ -125,9 +165,23 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         from tfl2rtl.boards.postsynth import family_hooks
 
         platform = family_hooks(family)
-    source.write_text(runner.memory_init_files(to_verilog(top, name=TOP, platform=platform),
-                                               build_dir))
-    if family is None:
+    design, divisor, clock_ns = top, top.divisor, 10.0
+    if clock is not None:
+        from tfl2rtl.boards.build import BoardDesign
+
+        if host_divisor is None:
+            raise Tfl2RtlError("a board top on a PLL needs the host's divisor")
+        design = BoardDesign(top, clock, led="led", reset="button")
+        platform = _SimPins(platform)
+        divisor, clock_ns = host_divisor, 1e9 / float(clock.input_hz)
+    source.write_text(runner.memory_init_files(
+        to_verilog(design, name=TOP, platform=platform), build_dir))
+    if clock is not None:
+        from tfl2rtl.boards.clocks import pll_models
+
+        # Last: the models set their own `timescale.
+        sources, build_args = [waivers, source, harness, pll_models()], NETLIST_VERILATOR_ARGS
+    elif family is None:
         sources, build_args = [waivers, source, harness], runner.VERILATOR_ARGS
     else:
         from tfl2rtl.boards.postsynth import cell_models
@@ -140,7 +194,7 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
 
     # A read waits for the slowest reply: the identity record or the output, each
     # after a request timeout at worst, plus the accelerator's time (generously).
-    byte_cycles = 10 * top.divisor
+    byte_cycles = 10 * divisor
     reply_bytes = max(len(ident.pack()), ident.output.size) + 8
     timeout = (2 * top.link.timeout_cycles + 4 * byte_cycles * reply_bytes
                + 50 * (ident.input.size + ident.output.size) + 200_000)
@@ -153,7 +207,11 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     config = build_dir / "config.json"
     config.write_text(json.dumps({
         "results_dir": str(results_dir),
-        "divisor": top.divisor,
+        "divisor": divisor,
+        "clock_ns": clock_ns,
+        # Long enough for the PLL model to lock (16 of its cycles after two of the
+        # oscillator's) and the reset synchronizer to let go.
+        "settle_cycles": 4 if clock is None else 64,
         "timeout_cycles": timeout,
         "fault_timeout_cycles": fault_timeout,
         "inputs": inputs.astype(np.int64).tolist(),
@@ -172,7 +230,8 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         sim = runner._runner()
         sim.build(sources=sources, hdl_toplevel=HARNESS,
                   build_dir=build_dir, build_args=build_args, always=True,
-                  timescale=("1ns", "1ps"), parameters={"DIVISOR": top.divisor},
+                  timescale=("1ns", "1ps"),
+                  parameters={"DIVISOR": divisor, "HALF_PERIOD": clock_ns / 2},
                   log_file=build_dir / "build.log")
         build_seconds = time.perf_counter() - began
         runner._save_runtime(cache, build_dir)

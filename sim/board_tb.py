@@ -36,7 +36,14 @@ from tfl2rtl.boards import protocol
 from tfl2rtl.boards.protocol import Client, Identity, device_seed
 from tfl2rtl.sim import faults
 
-CLOCK_NS = 10  # the harness's 2 * HALF_PERIOD, in the build's 1 ns time unit
+#: The harness's clock period (2 * HALF_PERIOD) in the build's 1 ns time unit, unless the
+#: configuration's ``clock_ns`` says otherwise (a board top on a PLL: the oscillator's).
+CLOCK_NS = 10
+
+
+def _ps(ns: float) -> int:
+    """``ns`` in whole picoseconds, the build's precision (a Timer must be exact)."""
+    return round(ns * 1000)
 
 
 class SimTransport:
@@ -45,9 +52,10 @@ class SimTransport:
     :func:`cocotb.task.bridge` thread: ``write(bytes)`` and ``read(n)`` block that thread
     while the simulation runs."""
 
-    def __init__(self, dut, divisor: int, timeout_ns: float):
+    def __init__(self, dut, divisor: int, timeout_ns: float, clock_ns: float = CLOCK_NS):
         self.dut = dut
-        self.bit_ns = divisor * CLOCK_NS
+        self.clock_ns = clock_ns
+        self.bit_ns = divisor * clock_ns
         self.timeout_ns = timeout_ns
         self.received = bytearray()
         self.arrived = Event()
@@ -74,7 +82,7 @@ class SimTransport:
 
     async def _pulse_reset(self, delay_ns: float = 0) -> None:
         if delay_ns:
-            await Timer(delay_ns, "ns")
+            await Timer(_ps(delay_ns), "ps")
         self.dut.rst_in.value = 1
         await ClockCycles(self.dut.clk, 3)
         self.dut.rst_in.value = 0
@@ -100,7 +108,7 @@ class SimTransport:
                 cocotb.start_soon(self._pulse_reset(reset_bit % 10 * self.bit_ns))
             self.dut.host_byte.value = byte
             self.dut.host_strobe.value = 1 - int(self.dut.host_strobe.value)
-            await Timer(10 * self.bit_ns + CLOCK_NS, "ns")
+            await Timer(_ps(10 * self.bit_ns + self.clock_ns), "ps")
 
     def _deliver(self, byte: int) -> None:
         """A byte from the board reaches the host (through the reply's fault, if any)."""
@@ -126,7 +134,7 @@ class SimTransport:
             if remaining <= 0:
                 break
             self.arrived.clear()
-            await First(self.arrived.wait(), Timer(remaining, "ns"))
+            await First(self.arrived.wait(), Timer(_ps(remaining), "ps"))
         data = bytes(self.received[:n])
         del self.received[:n]
         return data
@@ -199,7 +207,7 @@ def fault_campaigns(client, transport, config: dict, inputs: np.ndarray) -> dict
     ident = client.identity()
     graph = load(config["model"])
     expected = np.array(config["expected"], dtype=np.int64).astype(ident.output.dtype)
-    transport.timeout_ns = config["fault_timeout_cycles"] * CLOCK_NS
+    transport.timeout_ns = config["fault_timeout_cycles"] * transport.clock_ns
     # The longest a round may take: its operation and the clean inference after it,
     # each an inference, a reload of every LOAD frame and another inference, every
     # exchange in every attempt ending in a timeout after the longest frames.
@@ -235,13 +243,16 @@ async def board(dut):
     dut.rst_in.value = 1
     await ClockCycles(dut.clk, 4)
     dut.rst_in.value = 0
-    await ClockCycles(dut.clk, 4)
+    # A board top on a PLL stays in reset until the PLL locks: settle_cycles waits for it.
+    await ClockCycles(dut.clk, config.get("settle_cycles", 4))
 
-    transport = SimTransport(dut, config["divisor"], config["timeout_cycles"] * CLOCK_NS)
+    clock_ns = config.get("clock_ns", CLOCK_NS)
+    transport = SimTransport(dut, config["divisor"], config["timeout_cycles"] * clock_ns,
+                             clock_ns)
     cocotb.start_soon(transport.listen())
     began = time.perf_counter()
     result = await bridge(host_session)(transport, config)
     result["wall_seconds"] = time.perf_counter() - began
-    result["sim_cycles"] = int(get_sim_time("ns") // CLOCK_NS)
+    result["sim_cycles"] = int(get_sim_time("ns") // clock_ns)
     Identity.unpack(bytes.fromhex(result["identity"]))  # it must at least parse
     (Path(config["results_dir"]) / "board.json").write_text(json.dumps(result))

@@ -139,3 +139,33 @@ def test_micro_speech_as_the_icebreaker_build_plans_it(tmp_path):
     run = run_with_loading(plan, model, tmp_path, count=2, divisor=16, family="ice40")
     assert run.weights_loaded == 16000
     assert (tmp_path / "board_top.v").read_text().count("SB_SPRAM256KA ") == 1
+
+
+#: Per family: the oscillator, a baud rate it divides exactly (the host's UART runs on
+#: it) and the PLL clock the board's UART divides within tolerance.
+PLL_BOARDS = {"ice40": (12e6, 3_000_000, 30e6), "ecp5": (25e6, 3_125_000, 50e6),
+              "gowin": (27e6, 3_000_000, 60e6)}
+
+
+@pytest.mark.parametrize("family", sorted(PLL_BOARDS))
+def test_the_board_design_on_its_pll_model(family, tmp_path):
+    """The board design as a build makes it (PLL on the oscillator, lock-gated reset, the
+    UART divisor at the PLL's clock) with our model of the family's PLL primitive, and
+    the host's UART on the oscillator: the driver's inferences equal the golden model's
+    and bad frames get their errors."""
+    from tfl2rtl.boards.clocks import choose_pll
+    from tfl2rtl.boards.uart import divisor_for
+
+    oscillator, baud, limit = PLL_BOARDS[family]
+    clock = choose_pll(family, oscillator, limit, baud)
+    assert clock.output_hz == limit  # each an exact multiple of its baud rate
+    graph = load(HELLO_WORLD)
+    plan = design.plan(graph, "auto")
+    top = BoardTop(plan.network(), Identity.of_graph(graph, 1),
+                   divisor=divisor_for(float(clock.output_hz), baud), timeout_bytes=8)
+    x = vectors(graph, 4)
+    expected = golden_vectors(graph, x)
+    run = simulate_board(top, x, expected, tmp_path, clock=clock,
+                         host_divisor=round(oscillator / baud))
+    np.testing.assert_array_equal(run.outputs, expected)
+    assert run.errors == {name: name for name in BAD_FRAMES} and run.mismatches == 0
