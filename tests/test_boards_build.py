@@ -82,12 +82,13 @@ def test_a_clock_the_design_cannot_meet_is_refused(tmp_path, capsys):
 
 
 def test_a_design_that_does_not_fit_names_the_resource(tmp_path, capsys):
-    # 64 multipliers cannot fit 8 DSP blocks; the previous contents stay untouched.
+    # 64 multipliers cannot fit 8 DSP blocks; the previous contents stay untouched
+    # (a folder with other files is written into only with --force).
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old")
     status = main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out),
-                   "--max-multipliers", "64"])
+                   "--max-multipliers", "64", "--force"])
     lines = capsys.readouterr().err.strip().splitlines()
     err = [line for line in lines if line.startswith("tfl2rtl: error:")]
     assert status == 2
