@@ -16,6 +16,8 @@ SHAPES = [  # out_depth, in_depth, pe, simd
     (6, 10, 6, 10),  # fully parallel: one cycle per vector
     (16, 1, 4, 1),  # hello_world's first layer
     (1, 16, 1, 4),  # and its last
+    (4, 64, 2, 32),  # three adder-tree stages (tree_stages(32) == 3)
+    (3, 17, 3, 17),  # an odd tree: 17 products, 5 levels
 ]
 
 

@@ -31,13 +31,26 @@ def weight_rows(weights, pe: int, simd: int) -> bytes:
     return w.transpose(0, 2, 1, 3).astype(np.int8).tobytes()
 
 
-def _tree_sum(values):
-    """Sum ``values`` in a balanced tree (log depth instead of a chain)."""
+#: Adder-tree levels between two pipeline registers in the matrix-vector unit: the
+#: ``simd`` products of a neuron are summed in a balanced tree with a register after
+#: every this many levels, so that no path adds more than this many numbers in a row
+#: (the accumulation itself is one more level, in the last stage).
+TREE_LEVELS_PER_STAGE = 2
+
+
+def tree_stages(simd: int) -> int:
+    """The register stages of the adder tree over ``simd`` products:
+    ``ceil(ceil(log2(simd)) / TREE_LEVELS_PER_STAGE)`` (0 for one product)."""
+    levels = (simd - 1).bit_length()
+    return -(-levels // TREE_LEVELS_PER_STAGE)
+
+
+def _tree_level(values):
+    """One level of a balanced adder tree: neighbours summed in pairs (an odd one out
+    passes through)."""
     values = list(values)
-    while len(values) > 1:
-        pairs = [a + b for a, b in zip(values[0::2], values[1::2], strict=False)]
-        values = pairs + values[len(pairs) * 2:]
-    return values[0]
+    pairs = [a + b for a, b in zip(values[0::2], values[1::2], strict=False)]
+    return pairs + values[len(pairs) * 2:]
 
 
 class MatrixVectorUnit(wiring.Component):
@@ -81,15 +94,13 @@ class MatrixVectorUnit(wiring.Component):
         Initiation interval, ``neuron_folds * synapse_folds``, when the input keeps up and
         the output is not stalled.
     latency : int
-        4: when a vector's last input beat is taken at clock edge ``n``, its first group
-        can leave on ``o`` at edge ``n + latency`` (memory read, operand, product and
-        accumulator registers).
+        ``4 + tree_stages(simd)``: when a vector's last input beat is taken at clock edge
+        ``n``, its first group can leave on ``o`` at edge ``n + latency`` (memory read,
+        operand, product, adder-tree and accumulator registers).
 
     Tested with ``pe`` and ``simd`` from 1 to the full depth, random stalls on ``i`` and
     backpressure on ``o``.
     """
-
-    latency = 4
 
     def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1,
                  memory_id: int | None = None):
@@ -124,6 +135,7 @@ class MatrixVectorUnit(wiring.Component):
         self.neuron_folds = out_depth // pe
         self.synapse_folds = in_depth // simd
         self.cycles_per_vector = self.neuron_folds * self.synapse_folds
+        self.latency = 4 + tree_stages(simd)
         self._weights = weights.astype(np.int64)
         self._bias = bias
         self.memory_id = memory_id
@@ -222,38 +234,52 @@ class MatrixVectorUnit(wiring.Component):
         last_2 = register(last_1, "last_2")
         group_2 = register(group_1, "group_2")
 
-        # The bias of group_2's neurons, read during stage 2.
+        # The bias of the neurons of the group that enters the accumulator next, read
+        # one stage before (below).
         bias_width = signed_bits(int(self._bias.min()), int(self._bias.max()))
         bias_layout = data.ArrayLayout(signed(bias_width), self.pe)
         m.submodules.bias = biases = Memory(
             shape=unsigned(bias_layout.size), depth=nf_count,
             init=self._bias_rows(bias_width))
         bias_port = biases.read_port()
-        m.d.comb += [bias_port.addr.eq(group_2), bias_port.en.eq(advance)]
         bias_data = bias_layout(bias_port.data)
 
         # Stage 3: products.
-        products = [
+        sums = [
             [register(x_2[s] * w_2[p][s], f"product_{p}_{s}", signed(16))
              for s in range(self.simd)]
             for p in range(self.pe)
         ]
-        valid_3 = register(valid_2, "valid_3")
-        first_3 = register(first_2, "first_3")
-        last_3 = register(last_2, "last_3")
-        group_3 = register(group_2, "group_3")
+        control = [register(c, f"{name}_3") for c, name in
+                   ((valid_2, "valid"), (first_2, "first"), (last_2, "last"),
+                    (group_2, "group"))]
+        before = group_2  # the group in the stage before the newest registers
 
-        # Stage 4: accumulate; the accumulators are the output register.
+        # Stages 4 .. 3 + tree_stages: the adder tree, a register every
+        # TREE_LEVELS_PER_STAGE levels.
+        for stage in range(tree_stages(self.simd)):
+            for _ in range(TREE_LEVELS_PER_STAGE):
+                sums = [_tree_level(values) for values in sums]
+            sums = [[register(v, f"sum_{stage}_{p}_{k}") for k, v in enumerate(values)]
+                    for p, values in enumerate(sums)]
+            before = control[3]
+            control = [register(c, f"{name}_{4 + stage}") for c, name in
+                       zip(control, ("valid", "first", "last", "group"), strict=True)]
+        assert all(len(values) == 1 for values in sums)
+        valid_t, first_t, last_t, group_t = control
+        m.d.comb += [bias_port.addr.eq(before), bias_port.en.eq(advance)]
+
+        # The last stage: accumulate; the accumulators are the output register.
         out_valid = Signal()
         out_group = Signal.like(self.o.payload.group)
         with m.If(advance):
-            m.d.sync += out_valid.eq(valid_3 & last_3)
-            with m.If(valid_3):
-                m.d.sync += out_group.eq(group_3)
+            m.d.sync += out_valid.eq(valid_t & last_t)
+            with m.If(valid_t):
+                m.d.sync += out_group.eq(group_t)
                 for p in range(self.pe):
                     acc = self.o.payload.acc[p]
-                    start = Mux(first_3, bias_data[p], acc)
-                    m.d.sync += acc.eq(start + _tree_sum(products[p]))
+                    start = Mux(first_t, bias_data[p], acc)
+                    m.d.sync += acc.eq(start + sums[p][0])
         m.d.comb += [
             self.o.valid.eq(out_valid),
             self.o.payload.group.eq(out_group),
