@@ -24,10 +24,12 @@ from tfl2rtl.hw.network import to_verilog
 from .board import platform_hooks
 from .tools import run, tool
 
-__all__ = ["NetlistFamily", "NETLIST_FAMILIES", "cell_models", "family_hooks",
+__all__ = ["ECP5_MULT18X18D", "NetlistFamily", "NETLIST_FAMILIES", "cell_models", "family_hooks",
            "synthesize_netlist"]
 
 TOP = "tfl2rtl_top"
+#: tfl2rtl's simulation model of the ECP5 MULT18X18D, for the configuration Yosys maps.
+ECP5_MULT18X18D = Path(__file__).resolve().parent.parent / "rtl_templates" / "ecp5_mult18x18d.v"
 
 
 @dataclass(frozen=True)
