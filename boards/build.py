@@ -80,13 +80,15 @@ class BoardDesign(wiring.Component):
     ``led`` (none when None), clocked by the board's PLL at ``clock``
     (:class:`~tfl2rtl.boards.clocks.PLLClock` on the platform's oscillator) and held in
     reset until the PLL locks and while the button ``reset`` (a platform resource, or
-    None) is pressed.  Its ports are the platform's pins, requested in
+    None) is pressed; place and route aims at ``constraint_mhz`` when given (above the
+    clock: :func:`build_board_clocked`).  Its ports are the platform's pins, requested in
     :meth:`elaborate`: the signature is empty."""
 
     def __init__(self, top: BoardTop, clock: PLLSetting, led: str | None = "led",
-                 reset: str | None = None):
+                 reset: str | None = None, constraint_mhz: float | None = None):
         self.top = top
         self.clock = clock
+        self.constraint_mhz = constraint_mhz
         self.led = led
         self.reset = reset
         super().__init__({})
@@ -95,7 +97,9 @@ class BoardDesign(wiring.Component):
         m = Module()
         m.domains.sync = ClockDomain("sync")
         oscillator = platform.request(platform.default_clk, dir="-")
-        m.submodules.clock = clock = PLLClock(self.clock, oscillator)
+        m.submodules.clock = clock = PLLClock(
+            self.clock, oscillator,
+            constraint_hz=None if self.constraint_mhz is None else self.constraint_mhz * 1e6)
         m.d.comb += ClockSignal("sync").eq(clock.clk)
         if self.reset is not None:
             m.submodules.button = button = io.Buffer(
@@ -171,10 +175,12 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
 
     With ``clock_mhz``: at the fastest PLL clock at or below it (:func:`board_clock`);
     a design that misses it raises :class:`TimingMissed` naming the Fmax reached.
-    Without: the first build aims at the board's
+    Without: the first build runs at the board's
     :attr:`~tfl2rtl.boards.board.Board.clock_estimate_mhz`; when nextpnr's Fmax falls
-    short, the next aims at :data:`CLOCK_MARGIN` times that Fmax (``progress`` says
-    so), at most :data:`MAX_CLOCK_ATTEMPTS` builds in all."""
+    short, the next runs at most at :data:`CLOCK_MARGIN` times that Fmax (``progress``
+    says so), at most :data:`MAX_CLOCK_ATTEMPTS` builds in all.  Place and route keeps
+    aiming at the first estimate (nextpnr works less hard for a lower target, and its
+    Fmax follows the target down), so the next build usually meets its clock."""
     board = board_named(board_name)
     say = progress or (lambda message: None)
     if clock_mhz is not None:
@@ -188,7 +194,8 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
         setting = board_clock(board, limit, baud)
         try:
             return build_board(design, board_name, out_dir, baud=baud, clock=setting,
-                               clock_reason=reason, progress=progress, notes=notes)
+                               clock_reason=reason, constraint_mhz=board.clock_estimate_mhz,
+                               progress=progress, notes=notes)
         except TimingMissed as missed:
             if attempt == MAX_CLOCK_ATTEMPTS:
                 raise
@@ -203,7 +210,8 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
 
 def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                 baud: int = DEFAULT_BAUD, clock: PLLSetting | None = None,
-                clock_reason: str = "", progress: Callable[[str], None] | None = None,
+                clock_reason: str = "", constraint_mhz: float | None = None,
+                progress: Callable[[str], None] | None = None,
                 keep_build: bool = False, notes: list[str] | tuple[str, ...] = ()
                 ) -> BuildReport:
     """Build ``design`` (a :class:`tfl2rtl.design.Design`) for the board ``board_name``
@@ -216,7 +224,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     whole build folder in ``build/``).
 
     ``progress`` gets a line before and after each long step; ``clock_reason`` (what set
-    the clock) and ``notes`` go into the report.  Raises :class:`DoesNotFit` when the
+    the clock) and ``notes`` go into the report.  ``constraint_mhz`` (at least the clock)
+    is the frequency place and route aims at.  Raises :class:`DoesNotFit` when the
     design needs more of a resource than the device has, and :class:`TimingMissed`
     (writing nothing) when the routed design's Fmax is below the clock."""
     board = board_named(board_name)
@@ -234,13 +243,14 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     say(f"elaborating {Path(design.graph.source).name} for {board.description} at "
         f"{clock.output_mhz:.4g} MHz")
     top = BoardTop(design.network(), identity, divisor=divisor_for(clock_hz, baud))
-    overrides = {k: v.format(name=NAME, clock_mhz=f"{clock.output_mhz:.6g}")
+    aim = max(clock.output_mhz, constraint_mhz or 0.0)
+    overrides = {k: v.format(name=NAME, clock_mhz=f"{aim:.6g}")
                  for k, v in board.overrides.items()}
     overrides["script_after_synth"] = "\n".join(
         [*(command.format(name=NAME) for command in board.synth_after),
          f"tee -q -o {NAME}.cells.json stat -json"])
-    plan = platform.prepare(BoardDesign(top, clock, board.led, board.reset), name=NAME,
-                            **overrides)
+    plan = platform.prepare(BoardDesign(top, clock, board.led, board.reset,
+                                        constraint_mhz=aim), name=NAME, **overrides)
     seconds["elaborate"] = time.perf_counter() - began
 
     with tempfile.TemporaryDirectory(prefix="tfl2rtl-board-") as scratch:

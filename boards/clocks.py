@@ -227,7 +227,8 @@ class PLLClock(wiring.Component):
     already buffered).  The domain stays in reset while the PLL has not locked or
     ``reset`` is high, and leaves it synchronously (:class:`amaranth.lib.cdc.
     ResetSynchronizer`).  ``locked`` is the PLL's lock output.  On a platform, ``clk``
-    gets a clock constraint at the setting's frequency.
+    gets a clock constraint at ``constraint_hz`` (default: the setting's frequency; a
+    higher one makes place and route aim above the clock the design will run at).
 
     Members
     -------
@@ -240,10 +241,13 @@ class PLLClock(wiring.Component):
     reset: In(1)
     locked: Out(1)
 
-    def __init__(self, setting: PLLSetting, oscillator, domain: str = "sync"):
+    def __init__(self, setting: PLLSetting, oscillator, domain: str = "sync",
+                 constraint_hz: float | None = None):
         self.setting = setting
         self.oscillator = oscillator
         self.domain = domain
+        self.constraint_hz = (float(setting.output_hz) if constraint_hz is None
+                              else max(float(constraint_hz), float(setting.output_hz)))
         super().__init__()
 
     def elaborate(self, platform):
@@ -251,7 +255,7 @@ class PLLClock(wiring.Component):
         setting = self.setting
         clock = self.clk
         if platform is not None and hasattr(platform, "add_clock_constraint"):
-            platform.add_clock_constraint(clock, float(setting.output_hz))
+            platform.add_clock_constraint(clock, self.constraint_hz)
         lock = Signal()
         p = setting.parameters
         if setting.family == "ice40":
