@@ -12,6 +12,7 @@ from streams import STALL_MODES, get, put, simulate
 from tfl2rtl import golden, ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.adapters import SkidBuffer
 from tfl2rtl.hw.dense import FullyConnectedLayer
 
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
@@ -105,7 +106,7 @@ def test_layer_timing(layer, pe, simd, requant_lanes):
     beats = dut.out_depth // dut.requant_lanes
     vector_done = cycles[beats - 1::beats]
     assert set(np.diff(vector_done[2:])) == {dut.cycles_per_vector}
-    assert dut.latency == (dut.mvu.latency + dut.requant.latency
+    assert dut.latency == (dut.mvu.latency + SkidBuffer.latency + dut.requant.latency
                            + (dut.requant_lanes != dut.pe))
 
 

@@ -1,4 +1,5 @@
-"""Stream plumbing: lane-count conversion, accumulator splitting, typed FIFOs and fan-out."""
+"""Stream plumbing: lane-count conversion, accumulator splitting, register slices, typed
+FIFOs and fan-out."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import accumulator_layout
 
-__all__ = ["LaneConverter", "AccumulatorSplitter", "connect_splitting", "StreamFIFO",
-           "Broadcast"]
+__all__ = ["LaneConverter", "AccumulatorSplitter", "connect_splitting", "SkidBuffer",
+           "StreamFIFO", "Broadcast"]
 
 
 class LaneConverter(wiring.Component):
@@ -133,14 +134,69 @@ class AccumulatorSplitter(wiring.Component):
         return m
 
 
+class SkidBuffer(wiring.Component):
+    """A register slice: the beats of ``i`` on ``o`` one cycle later, with ``i.ready`` a
+    register, so that no combinational path runs from ``o.ready`` back to ``i.ready``
+    (where a stalling pipeline's enable would otherwise reach through to the next one's
+    and fan out to both).  A second register catches the beat that arrives in the cycle
+    ``o`` stalls.
+
+    Members
+    -------
+    i : ``In(stream.Signature(shape))``
+    o : ``Out(stream.Signature(shape))``
+
+    Attributes
+    ----------
+    latency : int
+        1: a beat taken on ``i`` at clock edge ``n`` is offered on ``o`` from edge ``n``
+        on (and can leave at edge ``n + 1``) when ``o`` is not stalled.
+    throughput : int
+        1 beat per cycle when ``o`` is not stalled.
+
+    Tested with random stalls on ``i`` and backpressure on ``o``.
+    """
+
+    latency = 1
+    throughput = 1
+
+    def __init__(self, shape):
+        self.shape = shape
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        spare = Signal.like(self.i.payload)
+        spare_valid = Signal()
+        m.d.comb += self.i.ready.eq(~spare_valid)
+        with m.If(self.o.ready | ~self.o.valid):  # the output register takes a beat
+            with m.If(spare_valid):
+                m.d.sync += [self.o.payload.eq(spare), self.o.valid.eq(1),
+                             spare_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(self.i.payload),
+                             self.o.valid.eq(self.i.valid)]
+        with m.Elif(self.i.valid & ~spare_valid):  # stalled: the beat waits beside it
+            m.d.sync += [spare.eq(self.i.payload), spare_valid.eq(1)]
+        return m
+
+
 def connect_splitting(m: Module, source, splitter: AccumulatorSplitter | None, sink) -> None:
-    """Connect the accumulator stream ``source`` to ``sink`` (a requantizer's input),
-    through ``splitter`` when there is one (it becomes ``m``'s submodule ``splitter``)."""
+    """Connect the accumulator stream ``source`` to ``sink`` (a requantizer's input)
+    through a :class:`SkidBuffer` (``m``'s submodule ``skid``, so that the requantizer's
+    stalls do not reach into the accumulating unit combinationally), and through
+    ``splitter`` when there is one (``m``'s submodule ``splitter``).  Adds
+    ``SkidBuffer.latency`` (plus one with a splitter) to the path."""
+    m.submodules.skid = skid = SkidBuffer(source.payload.shape())
+    wiring.connect(m, source, skid.i)
     if splitter is None:
-        wiring.connect(m, source, sink)
+        wiring.connect(m, skid.o, sink)
         return
     m.submodules.splitter = splitter
-    wiring.connect(m, source, splitter.i)
+    wiring.connect(m, skid.o, splitter.i)
     wiring.connect(m, splitter.o, sink)
 
 

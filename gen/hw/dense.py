@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import ir
 from ..errors import Tfl2RtlError
-from .adapters import AccumulatorSplitter, connect_splitting
+from .adapters import AccumulatorSplitter, SkidBuffer, connect_splitting
 from .layouts import int8_lanes
 from .mvu import MatrixVectorUnit
 from .requant import Requantizer
@@ -50,8 +50,8 @@ class FullyConnectedLayer(wiring.Component):
         compute and ``pe / requant_lanes`` to requantize, and the two overlap).
     latency : int
         When a vector's last input beat is taken at clock edge ``n``, its first output
-        beat can leave at edge ``n + latency``: ``mvu.latency + requant.latency``, plus one
-        with a splitter.
+        beat can leave at edge ``n + latency``: ``mvu.latency + SkidBuffer.latency +
+        requant.latency``, plus one with a splitter.
     """
 
     def __init__(self, node: ir.FullyConnected, *, pe: int = 1, simd: int = 1,
@@ -78,7 +78,8 @@ class FullyConnectedLayer(wiring.Component):
                                    lanes=requant_lanes)
         self.cycles_per_vector = self.mvu.neuron_folds * max(self.mvu.synapse_folds,
                                                              pe // requant_lanes)
-        self.latency = self.mvu.latency + self.requant.latency + (self.splitter is not None)
+        self.latency = (self.mvu.latency + SkidBuffer.latency + self.requant.latency
+                        + (self.splitter is not None))
         super().__init__({
             "i": In(stream.Signature(int8_lanes(simd))),
             "o": Out(stream.Signature(int8_lanes(requant_lanes))),

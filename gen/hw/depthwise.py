@@ -15,7 +15,7 @@ from .. import ir
 from ..errors import Tfl2RtlError
 from ..fixedpoint import signed_bits
 from . import pipeline
-from .adapters import AccumulatorSplitter, connect_splitting
+from .adapters import AccumulatorSplitter, SkidBuffer, connect_splitting
 from .layouts import accumulator_layout, int8_lanes
 from .requant import Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
@@ -334,9 +334,9 @@ class DepthwiseConv2DLayer(wiring.Component):
         When the input beat completing the rows of the first output row (beat
         ``window.lead_beats`` of the image) is taken at clock edge ``n``, the first output
         beat can leave at edge ``n + latency``: ``window.latency + KH * KW * steps - 1 +
-        unit.latency + requant.latency`` (the window's first beat, the rest of the first
-        pixel's first channel block, the accumulation and the requantization), plus one
-        with a splitter.
+        unit.latency + SkidBuffer.latency + requant.latency`` (the window's first beat,
+        the rest of the first pixel's first channel block, the accumulation, the register
+        slice and the requantization), plus one with a splitter.
 
     Tested on the DEPTHWISE_CONV_2D layers of kws_ref_model (3x3, 64 channels),
     micro_speech_quantized (10x8, stride 2, padding (4, 3, 5, 3), depth multiplier 8 from
@@ -393,7 +393,8 @@ class DepthwiseConv2DLayer(wiring.Component):
             self.window.cycles_per_vector,
             out_hw[0] * out_hw[1] * self.unit.blocks * max(steps, lanes // requant_lanes))
         self.latency = (self.window.latency + steps - 1 + self.unit.latency
-                        + self.requant.latency + (self.splitter is not None))
+                        + SkidBuffer.latency + self.requant.latency
+                        + (self.splitter is not None))
         super().__init__({
             "i": In(stream.Signature(int8_lanes(self.in_lanes))),
             "o": Out(stream.Signature(int8_lanes(requant_lanes))),

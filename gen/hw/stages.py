@@ -173,14 +173,13 @@ def _serial(requant: ir.Requant, requant_interval: int) -> int:
 
 def _group_cycles(compute: int, beats: int, requant_interval: int) -> int:
     """Cycles per group of accumulators that take ``compute`` cycles to add up and leave
-    in ``beats`` requantizer beats.  With ``requant_interval`` above 1 the requantizer
-    takes a beat only in the last cycle of each window of that many cycles, counted
-    freely.  Accumulators handed over directly wait for it, so the compute time rounds up
-    to whole windows; with several beats per group an accumulator splitter takes the
-    group at once, and compute and requantization overlap."""
-    if beats > 1:
-        return max(compute, beats * requant_interval)
-    return max(-(-compute // requant_interval), 1) * requant_interval
+    in ``beats`` requantizer beats, each taking ``requant_interval`` cycles (with a serial
+    requantizer, a beat only in the last cycle of each free-running window of that many
+    cycles).  The accumulators reach the requantizer through a register slice
+    (:class:`tfl2rtl.hw.adapters.SkidBuffer`, which holds a group while the requantizer
+    waits for its window) and, with several beats per group, an accumulator splitter, so
+    compute and requantization overlap: the slower of the two sets the pace."""
+    return max(compute, beats * requant_interval)
 
 
 def _lanes_unit(shape: tuple[int, ...]) -> int:
