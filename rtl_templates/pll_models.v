@@ -7,15 +7,72 @@
 // secondary outputs are not modelled.  It measures the period of its input clock between
 // two rising edges, checks the phase detector, VCO and output frequencies against the
 // documented limits, and then generates the output clock with the period the dividers
-// give (rounded to the simulator's time precision), starting low.  The limits are checked
-// on the measured input to within 0.01% (the simulator's rounding of its period).  LOCK rises after
-// LOCK_CYCLES output cycles; the real PLLs lock within microseconds, which a board's reset
-// logic waits for the same way.
+// give (rounded to the simulator's time precision), starting low (tfl2rtl_pll_core, which
+// the three share).  The limits are checked on the measured input to within 0.01% (the
+// simulator's rounding of its period).  LOCK rises after LOCK_CYCLES output cycles; the
+// real PLLs lock within microseconds, which a board's reset logic waits for the same way.
 //
 // The limits here are the ones tfl2rtl.boards.clocks.PLL_FAMILIES states.
 
 `timescale 1ns / 1ps
 `default_nettype none
+
+// The behaviour the three share: f_pfd = f_in / IN_DIV, f_vco = f_pfd * MUL, f_out =
+// f_vco / OUT_DIV, each checked against its documented limits (MHz) on the measured input.
+module tfl2rtl_pll_core #(
+    parameter NAME = "PLL",
+    parameter integer IN_DIV = 1,
+    parameter integer MUL = 1,
+    parameter integer OUT_DIV = 1,
+    parameter real PFD_MIN = 0.0, PFD_MAX = 0.0,
+    parameter real VCO_MIN = 0.0, VCO_MAX = 0.0,
+    parameter real OUT_MIN = 0.0, OUT_MAX = 0.0,
+    parameter integer LOCK_CYCLES = 16
+) (
+    input  wire clk_in,
+    input  wire run,     // low: the PLL held in reset (its output runs, LOCK does not rise)
+    output reg  clk_out,
+    output reg  lock
+);
+    // The input period is measured at the simulator's time precision: limits hold to
+    // within that.
+    localparam real LO = 0.9999, HI = 1.0001;
+    real last, period, pfd, vco, half;
+    integer cycles;
+
+    initial begin
+        clk_out = 1'b0;
+        lock = 1'b0;
+        last = -1.0;
+        period = 0.0;
+        cycles = 0;
+    end
+
+    always @(posedge clk_in) begin
+        if (last >= 0.0 && period == 0.0) begin
+            period = $realtime - last;  // ns
+            pfd = 1000.0 / period / IN_DIV;  // MHz
+            vco = pfd * MUL;
+            if (pfd < PFD_MIN * LO || pfd > PFD_MAX * HI || vco < VCO_MIN * LO
+                    || vco > VCO_MAX * HI || vco / OUT_DIV < OUT_MIN * LO
+                    || vco / OUT_DIV > OUT_MAX * HI)
+                $fatal(1, "%s model: f_pfd %f MHz, f_vco %f MHz, f_out %f MHz outside the documented limits", NAME, pfd, vco, vco / OUT_DIV);
+            half = period * IN_DIV * OUT_DIV / MUL / 2.0;
+        end
+        last = $realtime;
+    end
+
+    initial begin
+        wait (period > 0.0);
+        forever begin
+            #(half) clk_out = ~clk_out;
+            if (clk_out && run) begin
+                cycles = cycles + 1;
+                if (cycles >= LOCK_CYCLES) lock = 1'b1;
+            end
+        end
+    end
+endmodule
 
 // Lattice iCE40 SB_PLL40_PAD, FEEDBACK_PATH "SIMPLE" (TN1251):
 // f_out = f_in * (DIVF + 1) / ((DIVR + 1) * 2**DIVQ), f_pfd = f_in / (DIVR + 1) in
@@ -26,7 +83,7 @@ module SB_PLL40_PAD (
     output wire       PLLOUTGLOBAL,
     input  wire       EXTFEEDBACK,
     input  wire [7:0] DYNAMICDELAY,
-    output reg        LOCK,
+    output wire       LOCK,
     input  wire       BYPASS,
     input  wire       RESETB,
     input  wire       LATCHINPUTVALUE,
@@ -48,52 +105,21 @@ module SB_PLL40_PAD (
     parameter ENABLE_ICEGATE = 1'b0;
     parameter TEST_MODE = 1'b0;
     parameter EXTERNAL_DIVIDE_FACTOR = 1;
-    parameter integer LOCK_CYCLES = 16;
-    // The input period is measured at the simulator's time precision: limits hold to
-    // within that.
-    localparam real LO = 0.9999, HI = 1.0001;
 
-    reg out;
-    real last, period, pfd, vco, half;
-    integer cycles;
-    assign PLLOUTCORE = out;
-    assign PLLOUTGLOBAL = out;
-    assign SDO = 1'b0;
-
-    initial begin
+    initial
         if (FEEDBACK_PATH != "SIMPLE" || PLLOUT_SELECT != "GENCLK" || ENABLE_ICEGATE != 0
                 || TEST_MODE != 0 || DIVQ < 1 || DIVQ > 6)
             $fatal(1, "SB_PLL40_PAD model: only FEEDBACK_PATH SIMPLE, PLLOUT_SELECT GENCLK, DIVQ 1..6 are modelled");
-        out = 1'b0;
-        LOCK = 1'b0;
-        last = -1.0;
-        period = 0.0;
-        cycles = 0;
-    end
 
-    always @(posedge PACKAGEPIN) begin
-        if (last >= 0.0 && period == 0.0) begin
-            period = $realtime - last;  // ns
-            pfd = 1000.0 / period / (DIVR + 1);  // MHz
-            vco = pfd * (DIVF + 1);
-            if (pfd < 10.0 * LO || pfd > 133.0 * HI || vco < 533.0 * LO || vco > 1066.0 * HI
-                    || vco / (1 << DIVQ) < 16.0 * LO || vco / (1 << DIVQ) > 275.0 * HI)
-                $fatal(1, "SB_PLL40_PAD model: f_pfd %f MHz, f_vco %f MHz outside the documented limits", pfd, vco);
-            half = period * (DIVR + 1) * (1 << DIVQ) / (DIVF + 1) / 2.0;
-        end
-        last = $realtime;
-    end
-
-    initial begin
-        wait (period > 0.0);
-        forever begin
-            #(half) out = ~out;
-            if (out && RESETB && !BYPASS) begin
-                cycles = cycles + 1;
-                if (cycles >= LOCK_CYCLES) LOCK = 1'b1;
-            end
-        end
-    end
+    wire out;
+    assign PLLOUTCORE = out;
+    assign PLLOUTGLOBAL = out;
+    assign SDO = 1'b0;
+    tfl2rtl_pll_core #(
+        .NAME("SB_PLL40_PAD"), .IN_DIV(DIVR + 1), .MUL(DIVF + 1), .OUT_DIV(1 << DIVQ),
+        .PFD_MIN(10.0), .PFD_MAX(133.0), .VCO_MIN(533.0), .VCO_MAX(1066.0),
+        .OUT_MIN(16.0), .OUT_MAX(275.0)
+    ) core (.clk_in(PACKAGEPIN), .run(RESETB && !BYPASS), .clk_out(out), .lock(LOCK));
 endmodule
 
 // Lattice ECP5 EHXPLLL with FEEDBK_PATH "CLKOP" (CLKFB wired to CLKOP; TN1263):
@@ -106,7 +132,7 @@ module EHXPLLL (
     input  wire STDBY, PLLWAKESYNC,
     input  wire RST, ENCLKOP, ENCLKOS, ENCLKOS2, ENCLKOS3,
     output wire CLKOP, CLKOS, CLKOS2, CLKOS3,
-    output reg  LOCK,
+    output wire LOCK,
     output wire INTLOCK, REFCLK, CLKINTFB
 );
     parameter CLKI_DIV = 1;
@@ -145,18 +171,8 @@ module EHXPLLL (
     parameter DPHASE_SOURCE = "DISABLED";
     parameter PLLRST_ENA = "DISABLED";
     parameter INTFB_WAKE = "DISABLED";
-    parameter integer LOCK_CYCLES = 16;
-    // The input period is measured at the simulator's time precision: limits hold to
-    // within that.
-    localparam real LO = 0.9999, HI = 1.0001;
 
-    reg out;
-    real last, period, pfd, f_out, half;
-    integer cycles;
-    assign CLKOP = out;
-    assign {CLKOS, CLKOS2, CLKOS3, INTLOCK, REFCLK, CLKINTFB} = 6'b0;
-
-    initial begin
+    initial
         if (FEEDBK_PATH != "CLKOP" || CLKOP_ENABLE != "ENABLED" || CLKOS_ENABLE != "DISABLED"
                 || CLKOS2_ENABLE != "DISABLED" || CLKOS3_ENABLE != "DISABLED"
                 || CLKOP_CPHASE != CLKOP_DIV - 1 || CLKOP_FPHASE != 0
@@ -165,36 +181,13 @@ module EHXPLLL (
                 || CLKI_DIV < 1 || CLKI_DIV > 128 || CLKFB_DIV < 1 || CLKFB_DIV > 80
                 || CLKOP_DIV < 1 || CLKOP_DIV > 128)
             $fatal(1, "EHXPLLL model: only CLKOP fed back, without phase shift, with dividers in range, is modelled");
-        out = 1'b0;
-        LOCK = 1'b0;
-        last = -1.0;
-        period = 0.0;
-        cycles = 0;
-    end
 
-    always @(posedge CLKI) begin
-        if (last >= 0.0 && period == 0.0) begin
-            period = $realtime - last;
-            pfd = 1000.0 / period / CLKI_DIV;
-            f_out = pfd * CLKFB_DIV;
-            if (pfd < 3.125 * LO || pfd > 400.0 * HI || f_out < 3.125 * LO || f_out > 400.0 * HI
-                    || f_out * CLKOP_DIV < 400.0 * LO || f_out * CLKOP_DIV > 800.0 * HI)
-                $fatal(1, "EHXPLLL model: f_pfd %f MHz, f_out %f MHz, f_vco %f MHz outside the documented limits", pfd, f_out, f_out * CLKOP_DIV);
-            half = period * CLKI_DIV / CLKFB_DIV / 2.0;
-        end
-        last = $realtime;
-    end
-
-    initial begin
-        wait (period > 0.0);
-        forever begin
-            #(half) out = ~out;
-            if (out && !RST) begin
-                cycles = cycles + 1;
-                if (cycles >= LOCK_CYCLES) LOCK = 1'b1;
-            end
-        end
-    end
+    assign {CLKOS, CLKOS2, CLKOS3, INTLOCK, REFCLK, CLKINTFB} = 6'b0;
+    tfl2rtl_pll_core #(
+        .NAME("EHXPLLL"), .IN_DIV(CLKI_DIV), .MUL(CLKFB_DIV * CLKOP_DIV), .OUT_DIV(CLKOP_DIV),
+        .PFD_MIN(3.125), .PFD_MAX(400.0), .VCO_MIN(400.0), .VCO_MAX(800.0),
+        .OUT_MIN(3.125), .OUT_MAX(400.0)
+    ) core (.clk_in(CLKI), .run(!RST), .clk_out(CLKOP), .lock(LOCK));
 endmodule
 
 // Gowin rPLL with internal feedback and static dividers (UG286; DS117):
@@ -207,7 +200,7 @@ module rPLL (CLKOUT, CLKOUTP, CLKOUTD, CLKOUTD3, LOCK, CLKIN, CLKFB, FBDSEL, IDS
     input  wire [5:0] FBDSEL, IDSEL, ODSEL;
     input  wire [3:0] PSDA, FDLY, DUTYDA;
     output wire CLKOUT, CLKOUTP, CLKOUTD, CLKOUTD3;
-    output reg  LOCK;
+    output wire LOCK;
 
     parameter FCLKIN = "100.0";
     parameter DYN_IDIV_SEL = "false";
@@ -231,18 +224,8 @@ module rPLL (CLKOUT, CLKOUTP, CLKOUTD, CLKOUTD3, LOCK, CLKIN, CLKFB, FBDSEL, IDS
     parameter CLKOUTD_SRC = "CLKOUT";
     parameter CLKOUTD3_SRC = "CLKOUT";
     parameter DEVICE = "GW1N-1";
-    parameter integer LOCK_CYCLES = 16;
-    // The input period is measured at the simulator's time precision: limits hold to
-    // within that.
-    localparam real LO = 0.9999, HI = 1.0001;
 
-    reg out;
-    real last, period, pfd, f_out, half;
-    integer cycles;
-    assign CLKOUT = out;
-    assign {CLKOUTP, CLKOUTD, CLKOUTD3} = 3'b0;
-
-    initial begin
+    initial
         if (DYN_IDIV_SEL != "false" || DYN_FBDIV_SEL != "false" || DYN_ODIV_SEL != "false"
                 || CLKFB_SEL != "internal" || CLKOUT_BYPASS != "false" || DYN_DA_EN != "false"
                 || IDIV_SEL < 0 || IDIV_SEL > 63 || FBDIV_SEL < 0 || FBDIV_SEL > 63
@@ -250,36 +233,13 @@ module rPLL (CLKOUT, CLKOUTP, CLKOUTD, CLKOUTD3, LOCK, CLKIN, CLKFB, FBDSEL, IDS
                      || ODIV_SEL == 32 || ODIV_SEL == 48 || ODIV_SEL == 64 || ODIV_SEL == 80
                      || ODIV_SEL == 96 || ODIV_SEL == 112 || ODIV_SEL == 128))
             $fatal(1, "rPLL model: only static dividers with internal feedback are modelled");
-        out = 1'b0;
-        LOCK = 1'b0;
-        last = -1.0;
-        period = 0.0;
-        cycles = 0;
-    end
 
-    always @(posedge CLKIN) begin
-        if (last >= 0.0 && period == 0.0) begin
-            period = $realtime - last;
-            pfd = 1000.0 / period / (IDIV_SEL + 1);
-            f_out = pfd * (FBDIV_SEL + 1);
-            if (pfd < 3.0 * LO || pfd > 400.0 * HI || f_out < 3.125 * LO || f_out > 500.0 * HI
-                    || f_out * ODIV_SEL < 400.0 * LO || f_out * ODIV_SEL > 1000.0 * HI)
-                $fatal(1, "rPLL model: f_pfd %f MHz, f_out %f MHz, f_vco %f MHz outside the documented limits", pfd, f_out, f_out * ODIV_SEL);
-            half = period * (IDIV_SEL + 1) / (FBDIV_SEL + 1) / 2.0;
-        end
-        last = $realtime;
-    end
-
-    initial begin
-        wait (period > 0.0);
-        forever begin
-            #(half) out = ~out;
-            if (out && !RESET && !RESET_P) begin
-                cycles = cycles + 1;
-                if (cycles >= LOCK_CYCLES) LOCK = 1'b1;
-            end
-        end
-    end
+    assign {CLKOUTP, CLKOUTD, CLKOUTD3} = 3'b0;
+    tfl2rtl_pll_core #(
+        .NAME("rPLL"), .IN_DIV(IDIV_SEL + 1), .MUL((FBDIV_SEL + 1) * ODIV_SEL),
+        .OUT_DIV(ODIV_SEL), .PFD_MIN(3.0), .PFD_MAX(400.0), .VCO_MIN(400.0),
+        .VCO_MAX(1000.0), .OUT_MIN(3.125), .OUT_MAX(500.0)
+    ) core (.clk_in(CLKIN), .run(!RESET && !RESET_P), .clk_out(CLKOUT), .lock(LOCK));
 endmodule
 
 `default_nettype wire

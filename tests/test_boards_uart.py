@@ -44,6 +44,19 @@ def test_transmitter_into_receiver(divisor):
     assert got == data and not any(overruns)
 
 
+def receiver_sink(dut, got, framing):
+    """A background testbench that keeps ``dut.o`` ready and records each byte in
+    ``got`` and the framing-error flag of every cycle in ``framing``."""
+    async def sink(ctx):
+        ctx.set(dut.o.ready, 1)
+        async for _, _, valid, payload, error in ctx.tick().sample(
+                dut.o.valid, dut.o.payload, dut.framing_error):
+            if valid:
+                got.append(payload)
+            framing.append(error)
+    return sink
+
+
 def test_receiver_samples_mid_bit_and_ignores_glitches():
     divisor = 8
     dut = UARTReceiver(divisor)
@@ -68,13 +81,7 @@ def test_receiver_samples_mid_bit_and_ignores_glitches():
             ctx.set(dut.rx, 1)
             await ctx.tick().repeat(3 * divisor)
 
-    async def sink(ctx):
-        ctx.set(dut.o.ready, 1)
-        async for _, _, valid, payload, error in ctx.tick().sample(
-                dut.o.valid, dut.o.payload, dut.framing_error):
-            if valid:
-                got.append(payload)
-            framing.append(error)
+    sink = receiver_sink(dut, got, framing)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -123,13 +130,7 @@ def test_receiver_at_3_mbaud_with_clock_error_on_both_sides(clock_mhz, host_erro
                 await ctx.tick().repeat(int(now) - cycle)
                 cycle = int(now)
 
-    async def sink(ctx):
-        ctx.set(dut.o.ready, 1)
-        async for _, _, valid, payload, error in ctx.tick().sample(
-                dut.o.valid, dut.o.payload, dut.framing_error):
-            if valid:
-                got.append(payload)
-            framing.append(error)
+    sink = receiver_sink(dut, got, framing)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)

@@ -166,6 +166,14 @@ class SoftmaxUnit(wiring.Component):
         m.d.sync += high.eq(Mux(both_min[2], INT32_MAX, truncated[:32].as_signed()))
         wait = Signal(range(MULTIPLY_CYCLES))  # cycles still to wait for ``high``
 
+        def wait_for_high(state, then):
+            """A state that waits out the multiply pipeline (``wait``, set when the
+            operands were given) and goes on to ``then``, where ``high`` is ready."""
+            with m.State(state):
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 1):
+                    m.next = then
+
         def wrap(value):
             return value[:32].as_signed()
 
@@ -243,10 +251,7 @@ class SoftmaxUnit(wiring.Component):
                 m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
                 m.next = "newton_wait"
 
-            with m.State("newton_wait"):
-                m.d.sync += wait.eq(wait - 1)
-                with m.If(wait == 1):
-                    m.next = "newton_update"
+            wait_for_high("newton_wait", "newton_update")
 
             with m.State("newton_update"):
                 with m.If(step == 0):
@@ -279,10 +284,7 @@ class SoftmaxUnit(wiring.Component):
                 m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
                 m.next = "output_wait"
 
-            with m.State("output_wait"):
-                m.d.sync += wait.eq(wait - 1)
-                with m.If(wait == 1):
-                    m.next = "output_shift"
+            wait_for_high("output_wait", "output_shift")
 
             with m.State("output_shift"):
                 # RoundingDivideByPOT(high, exponent) - 128, clamped to int8, for the
