@@ -33,6 +33,36 @@ def pytest_configure(config):
         )
 
 
+#: The count lines modules report (:func:`summary`), shown at the end of the run.
+SUMMARIES = pytest.StashKey[list]()
+
+
+@pytest.fixture(scope="session")
+def summary(request):
+    """``summary(line)`` adds a line of counts (what a module checked) to the end of the
+    run's report, after the test results; under ``pytest-xdist`` each worker's lines reach
+    the controller (:func:`pytest_testnodedown`), so they are shown there too."""
+    return request.config.stash.setdefault(SUMMARIES, []).append
+
+
+def pytest_sessionfinish(session):
+    # An xdist worker sends ``workeroutput`` to the controller after this hook.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["tfl2rtl_summaries"] = session.config.stash.get(SUMMARIES, [])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    lines = getattr(node, "workeroutput", {}).get("tfl2rtl_summaries", [])
+    node.config.stash.setdefault(SUMMARIES, []).extend(lines)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    for line in sorted(config.stash.get(SUMMARIES, [])):
+        terminalreporter.write_line(line)
+
+
 def model_id(path: Path) -> str:
     return path.stem
 
