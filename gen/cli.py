@@ -1,4 +1,4 @@
-"""The ``tfl2rtl`` command line: a thin layer over :mod:`tfl2rtl.api`.
+"""The ``tfl2rtl`` command line; every verb calls one function of ``tfl2rtl.api``.
 
 Exit status: 0 success, 1 a check found a difference, 2 bad input or usage.  Input
 problems print one ``tfl2rtl: error: ...`` line and no traceback.
@@ -20,6 +20,8 @@ EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
+    commands: tuple[str, ...] = ()  # the verbs, on the top-level parser
+
     def error(self, message):  # one line, status 2, like every other input error
         self.print_usage(sys.stderr)
         print(f"tfl2rtl: error: {message}", file=sys.stderr)
@@ -253,9 +255,29 @@ def _board_commands(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+#: What ``tfl2rtl --help`` opens with.
+DESCRIPTION = ("Turn a quantized TensorFlow Lite model (full-integer int8) into FPGA hardware "
+               "that computes exactly what TFLite computes, checked in simulation.")
+EPILOG = ("Exit status: 0 success, 1 verify or sim found a difference, 2 bad input or usage. "
+          "'tfl2rtl COMMAND --help' shows a command's options.")
+
+
+def version() -> str:
+    """The installed package's version (``tfl2rtl --version``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("tfl2rtl")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tfl2rtl", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(prog="tfl2rtl", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"tfl2rtl {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                                parser_class=_Parser)
     profiles = sorted(PROFILES)
 
     p = sub.add_parser("inspect", help="quantization mode and integer parameters per layer")
@@ -315,11 +337,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sim)
     _board_commands(sub)
+    parser.commands = tuple(sub.choices)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # no verb: the list of verbs, then the one error line
+        parser.print_help(sys.stderr)
+        print(f"tfl2rtl: error: choose a command: {', '.join(parser.commands)}",
+              file=sys.stderr)
+        return EXIT_ERROR
     try:
         return args.func(args)
     except Tfl2RtlError as exc:

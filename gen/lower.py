@@ -42,16 +42,27 @@ _MODE_TEXT = {
     Mode.FLOAT16: "a float16-quantized model (float16 weights, float computation)",
     Mode.DYNAMIC_RANGE: "a dynamic-range quantized model (int8 weights, float activations)",
     Mode.INT16X8: "a 16x8 model (int16 activations, int8 weights)",
-    Mode.UINT8_LEGACY: "a legacy uint8-quantized model",
+    Mode.UINT8_LEGACY: "a legacy uint8-quantized model (uint8 activations and weights)",
 }
+_MODE_NAME = {Mode.INT16X8: "16x8 quantization", Mode.UINT8_LEGACY: "legacy uint8 quantization"}
+#: Modes that compute in floats: tfl2rtl needs integers.  The integer modes it lacks
+#: (16x8, legacy uint8) are named as modes not supported yet.
+_FLOAT_MODES = (Mode.FLOAT32, Mode.FLOAT16, Mode.DYNAMIC_RANGE)
 
 
 def check_mode(model: TflModel) -> str:
-    """Raise the one-line error for any model that is not full-integer int8."""
+    """Raise the one-line error for any model that is not full-integer int8: a model that
+    computes in floats is told tfl2rtl needs integers, an integer model of another mode
+    (16x8, legacy uint8) that its mode is not supported yet; both get the converter
+    settings for an int8 model."""
     mode, _io = classify(model)
-    if mode != Mode.INT8:
+    if mode in _FLOAT_MODES:
         raise Tfl2RtlError(f"{model.path} is {_MODE_TEXT[mode]}; tfl2rtl needs integers: "
                            + _CONVERT_HINT)
+    if mode != Mode.INT8:
+        raise Tfl2RtlError(f"{model.path} is {_MODE_TEXT[mode]}; {_MODE_NAME[mode]} is not "
+                           "supported yet, tfl2rtl computes int8 models (with int8, uint8 or "
+                           "float32 edges): " + _CONVERT_HINT)
     return mode
 
 
@@ -570,8 +581,12 @@ def import_model(model: TflModel) -> ir.Graph:
         op = unsupported[0]
         others = sorted({o.name for o in unsupported} - {op.name})
         also = f" (also unsupported: {', '.join(others)})" if others else ""
+        int16 = sorted({t.name for t in (model.tensors[i] for i in (*op.inputs, *op.outputs)
+                                          if i >= 0) if t.dtype == "int16"})
+        state = (f" (an integer op with int16 tensors: {', '.join(int16)})" if int16
+                 else "")
         raise Tfl2RtlError(
-            f"operator {op.index} ({op.name}) is not supported{also}; supported ops: "
+            f"operator {op.index} ({op.name}) is not supported{state}{also}; supported ops: "
             + ", ".join(SUPPORTED_OPS)
         )
     for op in model.operators:

@@ -92,6 +92,42 @@ def test_non_integer_models(name):
                           "TFLITE_BUILTINS_INT8")
 
 
+@pytest.mark.parametrize("name,position,op", [
+    ("lstm_int8.tflite", 1, "UNIDIRECTIONAL_SEQUENCE_LSTM"), ("svdf_int8.tflite", 0, "SVDF")])
+def test_int16_state_ops_are_refused_by_name(name, position, op):
+    for verb in ("inspect", "verify"):
+        proc = cli(verb, TEST_MODELS / name)
+        assert_one_line_error(proc, f"operator {position} ({op}) is not supported",
+                              "int16 tensors")
+        assert "16x8" not in proc.stderr and "needs integers" not in proc.stderr
+
+
+@pytest.mark.parametrize("name,words", [
+    ("int16x8.tflite", ("a 16x8 model", "16x8 quantization is not supported yet")),
+    ("uint8_legacy.tflite", ("legacy uint8", "legacy uint8 quantization is not supported yet"))])
+def test_integer_modes_not_supported_yet(name, words):
+    proc = cli("verify", TEST_MODELS / name)
+    assert_one_line_error(proc, *words, "TFLITE_BUILTINS_INT8")
+    assert "needs integers" not in proc.stderr
+
+
+def test_version_help_and_no_command():
+    from importlib.metadata import version
+
+    proc = cli("--version", check_code=0)
+    assert proc.stdout.strip() == f"tfl2rtl {version('tfl2rtl')}"
+    text = cli("--help", check_code=0).stdout
+    assert text.splitlines()[2].startswith("Turn a quantized TensorFlow Lite model")
+    assert ":mod:" not in text and "``" not in text
+    verbs = ("inspect", "diff", "run", "verify", "generate", "sim", "build", "infer", "bench")
+    assert all(f"    {verb} " in text for verb in verbs)
+    proc = cli()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stdout == ""
+    assert all(f"    {verb} " in proc.stderr for verb in verbs)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("tfl2rtl: error:")]
+    assert lines == ["tfl2rtl: error: choose a command: " + ", ".join(verbs)]
+
+
 def test_truncated_foreign_and_missing_files(zoo, tmp_path):
     data = (zoo / "tflite_micro" / "person_detect.tflite").read_bytes()
     cut = tmp_path / "cut.tflite"

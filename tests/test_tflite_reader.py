@@ -47,6 +47,28 @@ def test_classifies_non_integer_models(name, mode):
     assert classify(read_model(TEST_MODELS / name))[0] == mode
 
 
+def test_classifies_int16_state_and_legacy_uint8():
+    # int8 models whose LSTM or SVDF keeps int16 state are int8 models, not 16x8 ones
+    for name in ("lstm_int8.tflite", "svdf_int8.tflite"):
+        model = read_model(TEST_MODELS / name)
+        assert any(t.dtype == "int16" for t in model.tensors)
+        assert classify(model) == (Mode.INT8, "int8")
+    assert classify(read_model(TEST_MODELS / "uint8_legacy.tflite")) == (Mode.UINT8_LEGACY,
+                                                                          "uint8")
+
+
+def test_writer_models_are_what_their_script_writes(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_writer_models",
+                                                  TEST_MODELS / "make_writer_models.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--out", str(tmp_path)]) == 0
+    for name in script.MODELS:
+        assert (tmp_path / name).read_bytes() == (TEST_MODELS / name).read_bytes(), name
+
+
 def test_classifies_io_types():
     assert classify(read_model(TEST_MODELS / "mlp_uint8.tflite")) == (Mode.INT8, "uint8")
     assert classify(read_model(TEST_MODELS / "conv_float_io.tflite")) == (Mode.INT8, "float32")

@@ -43,7 +43,8 @@ OPTIONS = {
     "RESHAPE": "ReshapeOptions", "SQUEEZE": "SqueezeOptions", "SOFTMAX": "SoftmaxOptions",
     "QUANTIZE": "QuantizeOptions", "DEQUANTIZE": "DequantizeOptions",
     "LEAKY_RELU": "LeakyReluOptions", "HARD_SWISH": "HardSwishOptions",
-    "ABS": "AbsOptions",
+    "ABS": "AbsOptions", "TRANSPOSE": "TransposeOptions", "SVDF": "SVDFOptions",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTMOptions",
 }
 
 #: Options whose value may be given by enum name.
@@ -103,9 +104,10 @@ class GraphWriter:
 
     def tensor(self, shape, dtype: str = "int8", scale=None, zero_point=0, *,
                quantized_dimension: int = 0, name: str | None = None,
-               data: np.ndarray | None = None) -> int:
+               data: np.ndarray | None = None, variable: bool = False) -> int:
         """A tensor; ``scale`` (a float, or one per channel along ``quantized_dimension``)
-        and ``zero_point`` (an int or one per scale) make it quantized."""
+        and ``zero_point`` (an int or one per scale) make it quantized.  ``variable``
+        marks a state tensor (``is_variable``: an LSTM's or SVDF's state)."""
         scales = None if scale is None else np.atleast_1d(np.asarray(scale, np.float64))
         zero_points = None
         if scales is not None:
@@ -114,7 +116,7 @@ class GraphWriter:
         self.tensors.append(dict(
             shape=tuple(int(d) for d in shape), dtype=dtype, scales=scales,
             zero_points=zero_points, quantized_dimension=quantized_dimension,
-            name=name or f"t{index}", data=data,
+            name=name or f"t{index}", data=data, variable=variable,
         ))
         return index
 
@@ -296,6 +298,21 @@ class GraphWriter:
         self.op("QUANTIZE", [x], [y])
         return y
 
+    def dequantize(self, x) -> int:
+        """DEQUANTIZE to float32 (an unquantized tensor of the same shape)."""
+        y = self.tensor(self.shape(x), "float32")
+        self.op("DEQUANTIZE", [x], [y])
+        return y
+
+    def transpose(self, x, perm) -> int:
+        """TRANSPOSE by ``perm`` (an int32 constant input, as the converter writes it);
+        the output keeps the input's dtype and quantization."""
+        shape = [self.shape(x)[p] for p in perm]
+        y = self.like(x, shape) if self.tensors[x]["scales"] is not None else self.tensor(
+            shape, self.dtype(x))
+        self.op("TRANSPOSE", [x, self.const(np.array(perm, np.int32))], [y])
+        return y
+
     def elementwise(self, op, x, out_quant, **options) -> int:
         """A one-input op keeping the shape: LOGISTIC, TANH, RELU, LEAKY_RELU..."""
         y = self.like(x, quant=out_quant)
@@ -379,6 +396,8 @@ class GraphWriter:
         tflite.TensorAddType(b, TENSOR_TYPES[t["dtype"]])
         tflite.TensorAddBuffer(b, buffer)
         tflite.TensorAddName(b, name)
+        if t.get("variable"):
+            tflite.TensorAddIsVariable(b, True)
         if quantization is not None:
             tflite.TensorAddQuantization(b, quantization)
         return tflite.TensorEnd(b)
