@@ -458,6 +458,12 @@ def reshape(node: ir.Reshape, x: np.ndarray, profile: Profile = None):
     return x.reshape(node.shape)
 
 
+def transpose(node: ir.Transpose, x: np.ndarray, profile: Profile = None):
+    """``reference_ops::Transpose``: output axis ``i`` is input axis ``perm[i]``, the values
+    copied unchanged."""
+    return np.transpose(x, node.perm)
+
+
 def softmax(node: ir.Softmax, x: np.ndarray, profile: Profile = None):
     profile = profile or PROFILES["tflm"]
     return profile.softmax(node, x).astype(np.int8)
@@ -505,6 +511,7 @@ _KERNELS = {
     ir.Concatenation: lambda n, xs, dt, p: concatenation(n, *xs),
     ir.Pad: lambda n, xs, dt, p: pad(n, xs[0]),
     ir.Reshape: lambda n, xs, dt, p: xs[0],
+    ir.Transpose: lambda n, xs, dt, p: transpose(n, xs[0]),
     ir.Softmax: lambda n, xs, dt, p: softmax(n, xs[0], p),
     ir.Requantize: lambda n, xs, dt, p: requantize(n, xs[0], dt, p),
     ir.Quantize: lambda n, xs, dt, p: quantize(n, xs[0], dt, p),

@@ -296,6 +296,15 @@ class Reshape(Node):
 
 
 @dataclass(eq=False, kw_only=True)
+class Transpose(Node):
+    """A permutation of the axes: output axis ``i`` is input axis ``perm[i]``.  TFLite
+    Micro and LiteRT copy the values unchanged, so the IR does too."""
+
+    op: ClassVar[str] = "TRANSPOSE"
+    perm: tuple[int, ...]
+
+
+@dataclass(eq=False, kw_only=True)
 class Softmax(Node):
     """int8 softmax in gemmlowp fixed point (``input_multiplier``, ``input_left_shift`` and
     ``diff_min`` as TFLite's ``PreprocessSoftmaxScaling``); output scale 1/256, zero point -128."""

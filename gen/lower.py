@@ -24,8 +24,8 @@ __all__ = ["import_model", "lower", "Pass", "Flow", "FLOWS", "SUPPORTED_OPS", "L
 LUT_OPS = ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "ELU", "ABS")
 SUPPORTED_OPS = (
     "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
-    "ADD", "MEAN", "CONCATENATION", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "SOFTMAX", "QUANTIZE",
-    "DEQUANTIZE",
+    "ADD", "MEAN", "CONCATENATION", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "TRANSPOSE",
+    "SOFTMAX", "QUANTIZE", "DEQUANTIZE",
 ) + LUT_OPS
 
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
@@ -202,7 +202,7 @@ def _check_window(op, inp, out, filt, stride, dilation, padding) -> None:
 
 
 _REQUIRED_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "ADD": 2,
-                    "MEAN": 2, "PAD": 2, "PADV2": 2}
+                    "MEAN": 2, "PAD": 2, "PADV2": 2, "TRANSPOSE": 2}
 _WINDOW = ("Padding", "StrideH", "StrideW")
 _REQUIRED_OPTIONS = {"CONV_2D": _WINDOW, "DEPTHWISE_CONV_2D": _WINDOW,
                      "MAX_POOL_2D": _WINDOW + ("FilterHeight", "FilterWidth"),
@@ -481,6 +481,29 @@ def _reshape(c: _Op) -> ir.Node:
     return ir.Reshape(shape=c.out.shape, **c.common)
 
 
+#: The largest rank TFLite Micro transposes (LiteRT takes up to 6).
+MAX_TRANSPOSE_RANK = 5
+
+
+def _transpose(c: _Op) -> ir.Node:
+    op, inp, out = c.op, c.inp, c.out
+    perm = c.imp.const(op, 1, "permutation").data.reshape(-1).astype(np.int64)
+    rank = len(inp.shape)
+    if rank > MAX_TRANSPOSE_RANK:  # TFLM's Prepare checks this before Eval the type
+        raise _err(op, f"input of rank {rank}; TFLite Micro transposes at most "
+                       f"{MAX_TRANSPOSE_RANK}-D")
+    if inp.dtype != "int8" or out.dtype != "int8":  # TFLM's Eval fails on uint8
+        raise _err(op, f"{inp.dtype} -> {out.dtype}; TFLite Micro transposes int8 "
+                       "(not uint8) integers only")
+    if sorted(perm.tolist()) != list(range(rank)):
+        raise _err(op, f"permutation {perm.tolist()} is not a permutation of the "
+                       f"{rank} axes of {inp.shape}")
+    if tuple(inp.shape[p] for p in perm) != tuple(out.shape):
+        raise _err(op, f"permutation {perm.tolist()} does not take {inp.shape} to "
+                       f"{out.shape}")
+    return ir.Transpose(perm=tuple(int(p) for p in perm), **c.common)
+
+
 def _softmax(c: _Op) -> ir.Node:
     from .kernels.softmax import softmax_params
 
@@ -550,7 +573,7 @@ _LOWERINGS = {
     "DEPTHWISE_CONV_2D": _depthwise_conv_2d, "MAX_POOL_2D": _pool_2d,
     "AVERAGE_POOL_2D": _pool_2d, "ADD": _add, "MEAN": _mean,
     "CONCATENATION": _concatenation, "PAD": _pad, "PADV2": _pad, "RESHAPE": _reshape,
-    "SQUEEZE": _reshape, "SOFTMAX": _softmax, "QUANTIZE": _quantize,
+    "SQUEEZE": _reshape, "TRANSPOSE": _transpose, "SOFTMAX": _softmax, "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize, **{name: _lut for name in LUT_OPS},
 }
 
@@ -671,7 +694,7 @@ class RangeAnalysis(Pass):
             return None
         if hasattr(node, "act_min"):
             return node.act_min, node.act_max
-        if isinstance(node, (ir.Reshape, ir.Concatenation)):
+        if isinstance(node, (ir.Reshape, ir.Transpose, ir.Concatenation)):
             return min(r[0] for r in ranges), max(r[1] for r in ranges)
         if isinstance(node, ir.Pad):
             lo, hi = ranges[0]

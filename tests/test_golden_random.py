@@ -109,6 +109,12 @@ REFUSALS = {
     "activation bound beyond int32": (
         r"the fused activation bound -?[\d.]+ does not fit int32",
         r"kernel_util\.cc:\d+ no_integer_overflow_from_quantization was not true"),
+    "TRANSPOSE beyond 5-D": (
+        r"TFLite Micro transposes at most 5-D",
+        r"transpose_common\.cc:?\d* Transpose op only supports 1D-5D input arrays"),
+    "uint8 TRANSPOSE": (
+        r"TFLite Micro transposes int8 \(not uint8\) integers only",
+        r"Type UINT8 is currently not supported by Transpose"),
     "float32 -> uint8 QUANTIZE": (
         r"float32 -> uint8; TFLite Micro quantizes float32 to int8 only",
         r"Input FLOAT32, output UINT8 not supported"),
@@ -598,6 +604,41 @@ def test_random_pad_and_reshape(model_path, data):
         if ones and len(ones) < len(g.shape(y)):
             y = g.squeeze(y, ones)
     check(g, [x], [y], model_path, draw(st.integers(0, 2**16), label="seed"))
+
+
+@accepting({"TRANSPOSE": 0.5})
+@examples(300)
+@given(data=st.data())
+def test_random_transpose(model_path, data):
+    """Any permutation of 1 to 5 axes (6 now and then: TFLM refuses it, so must tfl2rtl),
+    int8, then a transpose of its output by another permutation (now and then of uint8
+    before a QUANTIZE to int8: TFLM refuses it, so must tfl2rtl); checked against TFLM
+    and against LiteRT (default and reference kernels), every tensor."""
+    draw = data.draw
+    rank = 6 if draw(st.integers(0, 9), label="6-D") == 0 else draw(st.integers(1, 5),
+                                                                    label="rank")
+    shape = draw(st.lists(st.integers(1, 5 if rank <= 4 else 3), min_size=rank,
+                          max_size=rank), label="shape")
+    perm = draw(st.permutations(range(rank)), label="permutation")
+    quant = draw(quants(), label="quant")
+    g = GraphWriter()
+    if draw(st.integers(0, 9), label="uint8 input") == 0:
+        x = g.tensor(shape, "uint8", quant[0], quant[1] + 128)
+        y = g.transpose(x, perm)
+        y = g.quantize(y, quant, "int8")
+    else:
+        x = g.tensor(shape, "int8", *quant)
+        y = g.transpose(x, perm)
+    y = g.transpose(y, draw(st.permutations(range(rank)), label="second permutation"))
+    seed = draw(st.integers(0, 2**16), label="seed")
+    graph = check(g, [x], [y], model_path, seed, kind="TRANSPOSE")
+    if graph is None:
+        return
+    inputs = input_sets(graph, np.random.default_rng(seed))
+    for profile in ("litert", "litert-ref"):
+        report = verify_graph(graph, inputs, profile=profile)
+        assert report.tensors_compared == len(inputs) * (len(graph.nodes) + 1)
+        assert not report.mismatches, (profile, report.mismatches[:5])
 
 
 # --------------------------------------------------------------------------------------
