@@ -72,12 +72,15 @@ class BenchRow:
 
 def default_models(zoo: str | os.PathLike | None = None) -> list[Path]:
     """The model zoo (``zoo``, else ``$TFL2RTL_ZOO``, else the copies committed in
-    ``tests/models/zoo``) and the int8 test models."""
+    ``tests/models/zoo``) and the full-integer test models (int8 and uint8 edges, and
+    float32 edges, which the host quantizes and dequantizes around the hardware)."""
     tests = Path(__file__).resolve().parents[1] / "tests" / "models"
     zoo = Path(zoo) if zoo else Path(os.environ.get("TFL2RTL_ZOO", tests / "zoo"))
     return sorted(zoo.glob("*/*.tflite")) + [
         tests / name for name in ("dense10_int8.tflite", "mlp_uint8.tflite",
-                                  "conv_int8.tflite", "cnn_int8.tflite")
+                                  "conv_int8.tflite", "cnn_int8.tflite",
+                                  "conv_float_io.tflite", "cnn_float_io.tflite",
+                                  "mlp_float_io.tflite")
         if (tests / name).exists()]
 
 

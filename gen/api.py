@@ -151,7 +151,10 @@ class SimReport:
     multipliers, ``mac_efficiency`` ideal cycles over the initiation interval.
     ``layers`` is :meth:`tfl2rtl.design.Design.layers` (folding, cycles, multipliers and
     MAC efficiency per stage); ``verilator_seconds`` is the Verilator build,
-    ``sim_seconds`` the two simulation runs, ``build_seconds`` the whole call."""
+    ``sim_seconds`` the two simulation runs, ``build_seconds`` the whole call.  For a
+    model with float32 edges, ``extra`` holds ``host_edges`` (what the host computes:
+    :meth:`tfl2rtl.edges.HostEdges.manifest`) and ``float_outputs_compared``; the
+    JSON form carries ``extra``'s keys too."""
 
     model: str
     inputs: int
@@ -180,7 +183,7 @@ class SimReport:
                 "seconds": round(self.build_seconds, 1),
                 "verilator_seconds": round(self.verilator_seconds, 1),
                 "sim_seconds": round(self.sim_seconds, 1),
-                "layers": self.layers}
+                "layers": self.layers, **self.extra}
 
 
 def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = None,
@@ -190,6 +193,11 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
     """Generate the design, build it with Verilator and stream ``inputs`` random inputs
     (plus those in ``input_files``) through it under cocotb, comparing every output with
     the golden model; once straight and once with random stalls and backpressure.
+
+    A model with float32 edges takes float32 inputs and gives float32 outputs: the
+    hardware streams the integer tensors, and its outputs, dequantized as the model's
+    DEQUANTIZE does (:class:`tfl2rtl.edges.HostEdges`), are compared with the golden
+    model's float32 outputs bit for bit (``extra["float_outputs_compared"]``).
 
     ``build_dir``: keep the Verilator build there (a folder :mod:`tfl2rtl.output`
     allows, with ``force`` beside other files; put in place when the run ends, also when
@@ -213,8 +221,10 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
         sets += load_inputs(graph, f)
     if not sets:
         raise Tfl2RtlError("nothing to simulate: give --inputs above 0 or --input files")
-    vectors = np.stack([s[0].reshape(-1) for s in sets])
-    expected = golden_vectors(graph, vectors)
+    edges = design.edges
+    model_inputs = np.stack([s[0].reshape(-1) for s in sets])
+    vectors = edges.to_hardware(model_inputs)
+    expected = golden_vectors(design.graph, vectors)
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         where = (stack.enter_context(tempfile.TemporaryDirectory(prefix="tfl2rtl-sim-"))
@@ -229,15 +239,26 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
     streaming = runs["streaming"]
     intervals = sorted(streaming.intervals)
     interval = intervals[len(intervals) // 2] if intervals else streaming.cycles
+    mismatches = {name: r.mismatches for name, r in runs.items()}
+    extra = {}
+    if edges.dequantize is not None:  # the model's outputs: float32, bit for bit
+        want = golden_vectors(graph, model_inputs).view(np.uint32)
+        for name, r in runs.items():
+            got = edges.from_hardware(r.outputs)
+            mismatches[name] = int(np.count_nonzero(got.view(np.uint32) != want))
+        extra["float_outputs_compared"] = len(runs) * int(want.size)
+    if edges.any:
+        extra["host_edges"] = edges.manifest()
     return SimReport(
         model=graph.source, inputs=len(sets),
-        mismatches=sum(r.mismatches + r.tlast_errors for r in runs.values()),
+        mismatches=sum(mismatches.values()) + sum(r.tlast_errors for r in runs.values()),
         cycles_per_inference=streaming.cycles / len(sets), initiation_interval=interval,
         first_latency=streaming.first_latency, ideal_cycles=design.ideal_cycles,
         mac_efficiency=design.ideal_cycles / interval, multipliers=design.multipliers,
         folding=design.fold_source, build_seconds=time.monotonic() - started,
         verilator_seconds=streaming.build_seconds,
         sim_seconds=sum(r.wall_seconds for r in runs.values()), layers=design.layers(),
+        extra=extra,
     )
 
 
@@ -279,7 +300,8 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
 @dataclass
 class InferResult:
     """One inference on a board: its ``output``, the golden model's (``golden``) and the
-    board's :class:`tfl2rtl.boards.protocol.Identity`."""
+    board's :class:`tfl2rtl.boards.protocol.Identity`.  For a model with a float32
+    output both are float32, and ``ok`` compares their bit patterns."""
 
     output: np.ndarray
     golden: np.ndarray
@@ -289,7 +311,15 @@ class InferResult:
 
     @property
     def ok(self) -> bool:
-        return bool(np.array_equal(self.output, self.golden))
+        return self.output.dtype == self.golden.dtype and bool(np.array_equal(
+            _bit_patterns(self.output), _bit_patterns(self.golden)))
+
+
+def _bit_patterns(values: np.ndarray) -> np.ndarray:
+    """Integers as they are, floats as the unsigned integers of their bits."""
+    if values.dtype.kind == "f":
+        return values.view(f"u{values.dtype.itemsize}")
+    return values
 
 
 def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 3_000_000,
@@ -301,12 +331,18 @@ def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 3
     identity (model SHA-256, shapes, dtypes) is checked first.  A board whose weights are
     loaded at run time (SPRAM on the iCEBreaker) and answers ``NOT_LOADED`` gets them
     (:meth:`~tfl2rtl.boards.protocol.Client.load_weights`, ``progress`` told), and the
-    inference is sent again."""
+    inference is sent again.
+
+    A model with float32 edges takes a float32 input and gives a float32 output: the
+    host quantizes the input and dequantizes the board's output with the model's own
+    edge nodes (:class:`tfl2rtl.edges.HostEdges`); the board streams the integers."""
     import hashlib
 
-    from .boards.protocol import Client, ErrorCode, LinkError, SerialTransport
+    from .boards.protocol import Client, SerialTransport
+    from .edges import host_edges
 
     graph = _graph(path_or_graph)
+    edges = host_edges(graph)
     input_sets = load_inputs(graph, input_file)
     if len(input_sets) != 1:
         raise Tfl2RtlError(f"{input_file} holds {len(input_sets)} inputs; infer takes one")
@@ -325,17 +361,7 @@ def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 3
             raise Tfl2RtlError(
                 f"the board runs another model (SHA-256 {identity.sha256[:16]}...), not "
                 f"{Path(graph.source).name} ({digest[:16]}...): build and program it first")
-        loaded = 0
-        try:
-            output = client.infer(x)
-        except LinkError as exc:
-            if exc.code != ErrorCode.NOT_LOADED:
-                raise
-            say = progress or (lambda message: None)
-            say(f"loading {sum(m.rows * m.row_bytes for m in identity.memories):,} bytes "
-                "of weights into the board")
-            loaded = client.load_weights(graph)
-            output = client.infer(x)
+        output, loaded = edges.infer(client, x, progress=progress)
     finally:
         if own:
             transport.close()
@@ -346,7 +372,7 @@ def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 3
 def bench(models: list[str] | None = None, board: str | None = None,
           max_multipliers: int | None = None, plot: str | os.PathLike | None = None,
           progress: Callable[[str], None] | None = None) -> list:
-    """Benchmark ``models`` (default: the model zoo and the int8 test models): MACs,
+    """Benchmark ``models`` (default: the model zoo and the full-integer test models): MACs,
     weights, multipliers, cycles per inference, initiation interval, MAC efficiency,
     compile time to Verilog and TFLite Micro's time per inference here; with ``board``
     also Fmax, LUT/DSP/BRAM and inferences per second from a bitstream build.  Models

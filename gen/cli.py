@@ -151,8 +151,12 @@ def cmd_sim(args) -> int:
         print(json.dumps(report.to_json()))
     else:
         status = "OK" if report.mismatches == 0 else "MISMATCH"
+        floats = report.extra.get("float_outputs_compared")
+        compared = (f" ({floats} float32 outputs compared bit for bit, dequantized on the "
+                    "host)" if floats else "")
         print(f"{status}: {report.inputs} inputs through the RTL, {report.mismatches} "
-              f"mismatching; {report.cycles_per_inference:.1f} cycles per inference, "
+              f"mismatching{compared}; {report.cycles_per_inference:.1f} cycles per "
+              "inference, "
               f"initiation interval {report.initiation_interval} (ideal "
               f"{report.ideal_cycles:.1f}, MAC efficiency {report.mac_efficiency:.2f}), "
               f"{report.multipliers} multipliers, first output after "
@@ -245,7 +249,7 @@ def _board_commands(sub) -> None:
                                      "throughput per model, against TFLite Micro")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="default: the model zoo (tests/models/zoo, or $TFL2RTL_ZOO) "
-                        "and the int8 test models")
+                        "and the full-integer test models")
     p.add_argument("--board", choices=sorted(BOARDS),
                    help="also build each model for this board (slow)")
     p.add_argument("--max-multipliers", type=int, default=None, metavar="N")

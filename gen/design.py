@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ir
+from .edges import HostEdges, host_edges
 from .folding import Fold, auto_fold, full_fold, load_fold
 from .output import staged_directory
 
@@ -28,14 +29,18 @@ VERSION = "0.1.0"
 
 @dataclass
 class Design:
-    """A checked plan for one model: the graph, the folding per foldable node, and the
-    hardware plan (:class:`tfl2rtl.hw.network.NetworkPlan`).  ``multipliers`` counts the
-    MAC multipliers of the stages (:meth:`tfl2rtl.hw.stages.Stage.multipliers`)."""
+    """A checked plan for one model: the graph the hardware computes, the folding per
+    foldable node, and the hardware plan (:class:`tfl2rtl.hw.network.NetworkPlan`).
+    ``multipliers`` counts the MAC multipliers of the stages
+    (:meth:`tfl2rtl.hw.stages.Stage.multipliers`).  ``edges`` are the model's float
+    edges the host computes (:class:`tfl2rtl.edges.HostEdges`): ``graph`` is then the
+    model's graph with those edges passed through (its ports carry the integers)."""
 
     graph: ir.Graph
     fold: dict[int, Fold]
     network_plan: object
     fold_source: str
+    edges: HostEdges | None = None
 
     @property
     def lanes(self) -> int:
@@ -110,6 +115,8 @@ class Design:
             "output": {"shape": list(t_out.shape), "dtype": t_out.dtype,
                        "scale": t_out.scale, "zero_point": t_out.zero_point,
                        "elements": t_out.size},
+            **({"host_edges": self.edges.manifest()}
+               if self.edges is not None and self.edges.any else {}),
             "folding": self.fold_source,
             "layers": self.layers(),
             "macs": g.macs,
@@ -137,9 +144,15 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
     """Choose the folding (``"auto"`` within ``max_multipliers``, ``"full"`` for one
     multiplier per layer, a JSON file, or a ``{node: Fold}`` dict) and check the graph;
     ``lanes`` elements travel per AXI4-Stream beat; ``requant_interval`` is the cycles
-    per requantizer beat on the target (see :func:`tfl2rtl.hw.network.plan_network`)."""
+    per requantizer beat on the target (see :func:`tfl2rtl.hw.network.plan_network`).
+
+    A model with float32 edges (QUANTIZE from its input, DEQUANTIZE to its output) is
+    planned without them: the hardware streams the integer tensors and the host applies
+    the edges (:func:`tfl2rtl.edges.host_edges`; the design's ``edges``)."""
     from .hw.network import plan_network
 
+    edges = host_edges(graph)
+    graph = edges.hardware
     if isinstance(fold, dict):
         chosen, source = dict(fold), "explicit"
     elif fold in (None, "auto"):
@@ -157,7 +170,8 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
     network_plan = plan_network(graph, chosen, lanes=lanes, requant_interval=requant_interval)
     if requant_interval > 1 and (fold in (None, "auto", "full")):
         network_plan = share_requantizers(graph, network_plan)
-    return Design(graph=graph, fold=chosen, network_plan=network_plan, fold_source=source)
+    return Design(graph=graph, fold=chosen, network_plan=network_plan, fold_source=source,
+                  edges=edges)
 
 
 def share_requantizers(graph: ir.Graph, network_plan):

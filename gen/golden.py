@@ -512,6 +512,7 @@ _KERNELS = {
     ir.Pad: lambda n, xs, dt, p: pad(n, xs[0]),
     ir.Reshape: lambda n, xs, dt, p: xs[0],
     ir.Transpose: lambda n, xs, dt, p: transpose(n, xs[0]),
+    ir.HostEdge: lambda n, xs, dt, p: xs[0],
     ir.Softmax: lambda n, xs, dt, p: softmax(n, xs[0], p),
     ir.Requantize: lambda n, xs, dt, p: requantize(n, xs[0], dt, p),
     ir.Quantize: lambda n, xs, dt, p: quantize(n, xs[0], dt, p),

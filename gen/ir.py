@@ -305,6 +305,17 @@ class Transpose(Node):
 
 
 @dataclass(eq=False, kw_only=True)
+class HostEdge(Reshape):
+    """Only in a hardware graph (:func:`tfl2rtl.edges.host_edges`): an edge QUANTIZE or
+    DEQUANTIZE (``edge``, the model's node) that the host computes.  It reads and writes
+    the integer tensor at the edge (``inputs == outputs``), so the hardware passes it
+    through as it does a RESHAPE."""
+
+    op: ClassVar[str] = "HOST_EDGE"
+    edge: Node
+
+
+@dataclass(eq=False, kw_only=True)
 class Softmax(Node):
     """int8 softmax in gemmlowp fixed point (``input_multiplier``, ``input_left_shift`` and
     ``diff_min`` as TFLite's ``PreprocessSoftmaxScaling``); output scale 1/256, zero point -128."""

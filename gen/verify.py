@@ -90,9 +90,17 @@ def load_inputs(graph: ir.Graph, path: str) -> list[list[np.ndarray]]:
                        "(give one input or a batch [N, ...] of them)")
 
 
+def _bits(values: np.ndarray) -> np.ndarray:
+    """Integers as they are; floats as their bit patterns (``-0.0`` is not ``0.0``)."""
+    if values.dtype.kind == "f":
+        return values.view(f"u{values.dtype.itemsize}")
+    return values
+
+
 def verify_graph(graph: ir.Graph, input_sets, profile: str = "tflm",
                  progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-    """Run golden and reference on each input set; compare every non-constant tensor.
+    """Run golden and reference on each input set; compare every non-constant tensor
+    exactly (float32 tensors by their bit patterns).
 
     The reference is the interpreter the profile follows (:mod:`tfl2rtl.reference`):
     TensorFlow Lite Micro for ``tflm``, LiteRT's default interpreter for ``litert``,
@@ -117,7 +125,7 @@ def verify_graph(graph: ir.Graph, input_sets, profile: str = "tflm",
             got = ours.tensors[name]
             report.tensors_compared += 1
             report.elements_compared += got.size
-            if got.dtype != want.dtype or not np.array_equal(got, want):
+            if got.dtype != want.dtype or not np.array_equal(_bits(got), _bits(want)):
                 diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
                 report.mismatches.append({
                     "sample": k, "tensor": name, "elements": int((diff != 0).sum()),

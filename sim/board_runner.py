@@ -130,6 +130,11 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     the oscillator, and the host's UART runs on it at ``host_divisor`` oscillator cycles
     a bit.
 
+    A model with float32 edges (``inputs`` float32; ``model`` required): the host
+    quantizes each input and dequantizes each output with the model's own edge nodes
+    (:class:`tfl2rtl.edges.HostEdges`) around the driver, and the float32 outputs are
+    compared with ``expected`` (float32) bit for bit; no fault injection then.
+
     With ``faults``, the driver then runs that many rounds of fault injection
     (:func:`tfl2rtl.sim.faults.campaign`, from ``fault_seed``; ``model`` required), and
     with ``control`` that many more with its reply check broken on purpose (the
@@ -155,6 +160,10 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     if (ident.memories or faults) and model is None:
         raise Tfl2RtlError("the design loads its weights at run time, or faults are "
                            "injected: give the model")
+    floats = inputs.dtype == np.float32
+    if floats and (model is None or faults or control):
+        raise Tfl2RtlError("float32 inputs go through the model's float edges: give the "
+                           "model, and no faults")
 
     build_dir, results_dir, harness = runner.prepare_build_dir(build_dir, HARNESS)
     source = build_dir / f"{TOP}.v"
@@ -214,10 +223,11 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         "settle_cycles": 4 if clock is None else 64,
         "timeout_cycles": timeout,
         "fault_timeout_cycles": fault_timeout,
-        "inputs": inputs.astype(np.int64).tolist(),
+        "inputs": _as_integers(inputs).tolist(),
+        "float_edges": bool(floats),
         "bad_frames": bad_frames,
         "model": None if model is None else str(Path(model).resolve()),
-        "expected": expected.astype(np.int64).tolist(),
+        "expected": _as_integers(expected).tolist(),
         "faults": faults, "fault_seed": fault_seed, "control": control,
     }))
 
@@ -244,13 +254,14 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         raise Tfl2RtlError(f"the board testbench failed; see {build_dir / 'sim.log'}")
 
     result = json.loads((results_dir / "board.json").read_text())
-    dtype = np.dtype(ident.output.dtype)
-    outputs = np.array(result["outputs"], dtype=np.int64).astype(dtype)
-    mismatches = int(np.count_nonzero(outputs != expected))
+    outputs = _from_integers(result["outputs"], expected.dtype if floats
+                             else np.dtype(ident.output.dtype))
+    mismatches = int(np.count_nonzero(_bits(outputs) != _bits(expected)))
     errors = {}
     for name, seen in result["errors"].items():
         errors[name] = seen["code"]
-        mismatches += int(np.count_nonzero(np.array(seen["after"]) != expected[0]))
+        mismatches += int(np.count_nonzero(np.array(seen["after"])
+                                           != _as_integers(expected[0])))
     run = BoardRun(identity=Identity.unpack(bytes.fromhex(result["identity"])),
                    outputs=outputs, errors=errors, mismatches=mismatches,
                    sim_cycles=result["sim_cycles"], wall_seconds=result["wall_seconds"],
@@ -261,6 +272,25 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     if check:
         _check(run, top.identity, expected, bad_frames)
     return run
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    """Integers as they are, float32 as their bit patterns (compared exactly)."""
+    values = np.asarray(values)
+    return values.view(np.uint32) if values.dtype == np.float32 else values
+
+
+def _as_integers(values: np.ndarray) -> np.ndarray:
+    """``values`` as int64 for the JSON config: float32 as its bit patterns."""
+    return _bits(values).astype(np.int64)
+
+
+def _from_integers(values, dtype: np.dtype) -> np.ndarray:
+    """The inverse of :func:`_as_integers` for ``dtype``."""
+    values = np.array(values, dtype=np.int64)
+    if np.dtype(dtype) == np.float32:
+        return values.astype(np.uint32).view(np.float32)
+    return values.astype(dtype)
 
 
 def fault_totals(tally: dict) -> dict[str, int]:
@@ -278,7 +308,7 @@ def _check(run: BoardRun, identity: Identity, expected: np.ndarray, bad_frames: 
         raise Tfl2RtlError(f"an inference before the weights were loaded got "
                            f"{run.before_loading or 'an output'}, not NOT_LOADED")
     if run.mismatches:
-        differ = np.argwhere(run.outputs != expected)
+        differ = np.argwhere(_bits(run.outputs) != _bits(expected))
         where = (f"; the first is element {differ[0][1]} of vector {differ[0][0]}"
                  if len(differ) else " (after a bad frame)")
         raise Tfl2RtlError(f"{run.mismatches} outputs through the UART differ from the "

@@ -163,11 +163,32 @@ def host_session(transport: SimTransport, config: dict) -> dict:
     """What a user of the link does, in plain blocking code: read the identity; for a
     design with loadable weights, try an inference (which must be refused), then load
     the model's weights; run every input, send each bad frame and run an input after
-    it."""
+    it.  With ``config["float_edges"]`` the inputs are the model's float32 (as bit
+    patterns): each is quantized and each output dequantized by the model's own edge
+    nodes around the driver (:class:`tfl2rtl.edges.HostEdges`), and the float32 outputs
+    are recorded as bit patterns."""
     client = Client(transport)
     result = {"identity": client.identity().pack().hex(), "outputs": [], "errors": {}}
     ident = client.identity()
-    inputs = np.array(config["inputs"], dtype=np.int64).astype(ident.input.dtype)
+    model_inputs = inputs = np.array(config["inputs"], dtype=np.int64)
+    edges = None
+    if config.get("float_edges"):
+        from tfl2rtl.api import load
+        from tfl2rtl.edges import host_edges
+
+        edges = host_edges(load(config["model"]))
+        model_inputs = inputs.astype(np.uint32).view(np.float32)
+        inputs = edges.to_hardware(model_inputs)
+    inputs = inputs.astype(ident.input.dtype)
+
+    def infer(k):
+        """Input ``k`` through the driver, as ``tfl2rtl infer`` sends it."""
+        if edges is not None:  # the float32 input through the model's edges
+            y = edges.infer(client, model_inputs[k])[0].reshape(-1).view(np.uint32)
+        else:
+            y = client.infer(inputs[k].reshape(ident.input.shape)).reshape(-1)
+        return y.astype(np.int64).tolist()
+
     if ident.memories:
         from tfl2rtl.api import load
 
@@ -178,9 +199,8 @@ def host_session(transport: SimTransport, config: dict) -> dict:
             result["before_loading"] = exc.code.name if exc.code is not None else str(exc)
         result["weights_loaded"] = client.load_weights(load(config["model"]))
     began = time.perf_counter()
-    for x in inputs:
-        result["outputs"].append(client.infer(x.reshape(ident.input.shape)).reshape(-1)
-                                 .astype(np.int64).tolist())
+    for k in range(len(inputs)):
+        result["outputs"].append(infer(k))
     result["infer_wall_seconds"] = time.perf_counter() - began
     if config["bad_frames"]:
         for name, frame in _bad_frames(ident.input.size).items():
@@ -190,8 +210,7 @@ def host_session(transport: SimTransport, config: dict) -> dict:
                 "command": reply.command,
                 "code": reply.error.name if reply.error is not None else None,
                 # The link must keep working: the first input again.
-                "after": client.infer(inputs[0].reshape(ident.input.shape)).reshape(-1)
-                .astype(np.int64).tolist(),
+                "after": infer(0),
             }
     if config.get("faults"):
         result["faults"] = fault_campaigns(client, transport, config, inputs)

@@ -82,3 +82,55 @@ def test_profiles_through_the_api(zoo):
     assert "2 elements differ in 2 of 4 tensors" in api.diff_text(diff)
     with pytest.raises(tfl2rtl.Tfl2RtlError, match="nothing to diff"):
         api.diff(path, [])
+
+
+@pytest.mark.parametrize("name", ["cnn_float_io.tflite", "mlp_float_io.tflite",
+                                  "conv_float_io.tflite"])
+def test_host_edges_are_the_models_own_nodes(name):
+    """The hardware graph of a float32-edged model: the same nodes at the same indices,
+    the edge QUANTIZE and DEQUANTIZE passed through (tfl2rtl.ir.HostEdge), integer ports;
+    the host's edges give the golden model's own tensors (float32 by bit pattern), and
+    the model graph comes back from the hardware graph."""
+    from tfl2rtl import golden, ir
+    from tfl2rtl.edges import host_edges, model_graph
+    from tfl2rtl.verify import random_inputs
+
+    graph = tfl2rtl.load(TEST_MODELS / name)
+    edges = host_edges(graph)
+    hw = edges.hardware
+    assert (edges.quantize_index, edges.dequantize_index) == (0, len(graph.nodes) - 1)
+    assert len(hw.nodes) == len(graph.nodes)
+    assert [type(n) for n in hw.nodes[1:-1]] == [type(n) for n in graph.nodes[1:-1]]
+    assert all(isinstance(hw.nodes[k], ir.HostEdge) for k in (0, -1))
+    assert hw.tensors[hw.inputs[0]].dtype == hw.tensors[hw.outputs[0]].dtype == "int8"
+    back = model_graph(hw)
+    assert (back.nodes, back.inputs, back.outputs) == (graph.nodes, graph.inputs,
+                                                      graph.outputs)
+    assert host_edges(hw).quantize is edges.quantize
+    for x in random_inputs(graph, 10, seed=3):
+        ours = golden.run(graph, x)
+        q = edges.to_hardware(x[0])
+        np.testing.assert_array_equal(q, ours.tensors[hw.inputs[0]])
+        inside = golden.run(hw, [q]).outputs[0]
+        np.testing.assert_array_equal(inside, ours.tensors[hw.outputs[0]])
+        out = edges.from_hardware(inside)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out.view(np.uint32), ours.outputs[0].view(np.uint32))
+    manifest = edges.manifest()
+    assert manifest["input"]["scale"] == edges.quantize.scale
+    assert manifest["output"]["zero_point"] == edges.dequantize.zero_point
+    assert (manifest["input"]["model_dtype"], manifest["input"]["port_dtype"]) == (
+        "float32", "int8")
+    with pytest.raises(tfl2rtl.Tfl2RtlError, match="must be float32, got int8"):
+        edges.to_hardware(np.zeros(graph.tensors[graph.inputs[0]].shape, np.int8))
+
+
+def test_integer_models_have_no_host_edges():
+    from tfl2rtl.edges import host_edges
+
+    for name in ("mlp_uint8.tflite", "cnn_int8.tflite"):
+        graph = tfl2rtl.load(TEST_MODELS / name)
+        edges = host_edges(graph)
+        assert edges.hardware is graph and not edges.any
+        x = np.zeros(graph.tensors[graph.inputs[0]].shape, graph.tensors[graph.inputs[0]].dtype)
+        assert edges.to_hardware(x) is not None and edges.manifest()["input"]["host"] is None

@@ -169,3 +169,30 @@ def test_the_board_design_on_its_pll_model(family, tmp_path):
                          host_divisor=round(oscillator / baud))
     np.testing.assert_array_equal(run.outputs, expected)
     assert run.errors == {name: name for name in BAD_FRAMES} and run.mismatches == 0
+
+
+@pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite"])
+def test_float_edges_through_the_host_driver(name, tmp_path):
+    """A model with float32 edges: the board streams int8 (its identity says so), and
+    the host driver path `tfl2rtl infer` takes (tfl2rtl.edges.HostEdges.infer: the
+    model's own QUANTIZE, the driver, its DEQUANTIZE) gives the golden model's float32
+    outputs bit for bit, also after each bad frame; an output one float32 step off is a
+    mismatch."""
+    path = TEST_MODELS / name
+    graph = load(path)
+    plan = design.plan(graph, "auto")
+    top = BoardTop(plan.network(), Identity.of_design(plan), divisor=4, timeout_bytes=8)
+    assert (top.identity.input.dtype, top.identity.output.dtype) == ("int8", "int8")
+    x = vectors(graph, 3)
+    assert x.dtype == np.float32
+    expected = golden_vectors(graph, x)
+    assert expected.dtype == np.float32
+    run = simulate_board(top, x, expected, tmp_path, model=path)
+    assert run.outputs.dtype == np.float32
+    np.testing.assert_array_equal(run.outputs.view(np.uint32), expected.view(np.uint32))
+    assert run.errors == {name: name for name in BAD_FRAMES} and run.mismatches == 0
+    wrong = expected.copy()
+    wrong[2, 1] = np.nextafter(wrong[2, 1], np.float32(np.inf))
+    with pytest.raises(Tfl2RtlError, match="1 outputs through the UART differ"):
+        board_runner._check(dataclasses.replace(run, mismatches=1), top.identity, wrong,
+                            bad_frames=True)

@@ -178,8 +178,8 @@ def test_generate(zoo, tmp_path):
 
 
 def test_generate_errors(tmp_path):
-    assert_one_line_error(cli("generate", TEST_MODELS / "conv_float_io.tflite", "-o",
-                              tmp_path / "out"), "makes the model's input float32")
+    assert_one_line_error(cli("generate", TEST_MODELS / "uint8_legacy.tflite", "-o",
+                              tmp_path / "out"), "legacy uint8 quantization")
     assert not (tmp_path / "out").exists()
     bad = tmp_path / "fold.json"
     bad.write_text('{"layers": {"1": {"pe": 3, "simd": 1}}}')
@@ -258,3 +258,26 @@ def test_diff_errors(tmp_path):
                           "compares two profiles, 1 given")
     proc = cli("diff", model)
     assert proc.returncode == 2 and "--input" in proc.stderr
+
+
+def test_float_edges_generate_and_sim(tmp_path):
+    """A model with float32 edges builds: the manifest says the ports carry int8 and
+    which scale and zero point the host's QUANTIZE and DEQUANTIZE use; sim takes float32
+    inputs and compares float32 outputs bit for bit."""
+    model = TEST_MODELS / "mlp_float_io.tflite"
+    cli("generate", model, "-o", tmp_path / "out", check_code=0)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["input"]["dtype"] == manifest["output"]["dtype"] == "int8"
+    edges = manifest["host_edges"]
+    assert (edges["input"]["host"], edges["input"]["model_dtype"]) == ("QUANTIZE", "float32")
+    assert (edges["input"]["scale"], edges["input"]["zero_point"]) == (
+        manifest["input"]["scale"], manifest["input"]["zero_point"])
+    assert (edges["output"]["host"], edges["output"]["node"]) == ("DEQUANTIZE", 4)
+    x = tmp_path / "x.npy"
+    np.save(x, np.linspace(-3, 3, 2 * 16, dtype=np.float32).reshape(2, 1, 16))
+    proc = cli("sim", model, "--inputs", 3, "--input", x, check_code=0)
+    assert proc.stdout.startswith("OK: 5 inputs through the RTL, 0 mismatching (40 float32 "
+                                  "outputs compared bit for bit")
+    np.save(x, np.zeros((1, 16), np.int8))
+    assert_one_line_error(cli("sim", model, "--input", x), "holds int8 but the model input "
+                          "is float32")

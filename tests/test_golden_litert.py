@@ -421,3 +421,26 @@ def test_a_profile_prepared_for_another_graph_says_so(zoo):
     prepared = golden.PROFILES["litert"].prepare(hello)
     with pytest.raises(Tfl2RtlError, match="prepared for another graph"):
         golden.run(other, [np.array([[1]], np.int8)], profile=prepared)
+
+
+@pytest.mark.parametrize("name", ["cnn_float_io.tflite", "mlp_float_io.tflite"])
+def test_float_edge_models_on_every_tensor(name):
+    """The converter's default full-integer layout (float32 QUANTIZE in, DEQUANTIZE out),
+    written by tests/models/make_writer_models.py: golden == TFLM, LiteRT and LiteRT's
+    reference kernels on every tensor (float32 ones by bit pattern), on random inputs
+    and on inputs exactly halfway between two quantization steps (where TFLM rounds away
+    from zero and XNNPACK to even)."""
+    graph = _graph(TEST_MODELS / name)
+    quantize = graph.nodes[0]
+    assert isinstance(quantize, ir.Quantize) and isinstance(graph.nodes[-1], ir.Dequantize)
+    shape = graph.tensors[graph.inputs[0]].shape
+    rng = np.random.default_rng(7)
+    ties = [[((rng.integers(-130, 130, shape) + 0.5) * np.float32(quantize.scale))
+             .astype(np.float32)] for _ in range(10)]
+    sets = random_inputs(graph, 40, seed=5) + ties
+    for profile in ("tflm", "litert", "litert-ref"):
+        report = verify_graph(graph, sets, profile=profile)
+        assert report.tensors_compared == len(sets) * _non_constant(graph)
+        assert report.mismatches == [], (profile, report.mismatches[:3])
+    out = golden.run(graph, sets[0]).outputs[0]
+    assert out.dtype == np.float32 and len(np.unique(out)) > 1

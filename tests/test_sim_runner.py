@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
-from conftest import ZOO
+from conftest import TEST_MODELS, ZOO
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.network import DataflowNetwork, plan_network
@@ -153,3 +153,24 @@ def test_waves_need_a_vcd_file_name(tmp_path):
         simulate_network(network, np.zeros((1, 1), np.int8), np.zeros((1, 1), np.int8),
                          tmp_path, waves=tmp_path / "run.fst")
     Fragment.get(network, None)
+
+
+@pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite"])
+def test_simulate_a_model_with_float_edges(name, tmp_path):
+    """simulate() on float32 inputs: the RTL streams int8, the host's DEQUANTIZE of its
+    outputs equals the golden model's float32 outputs bit for bit, in both runs."""
+    import json
+
+    from tfl2rtl.api import simulate
+
+    graph = load(TEST_MODELS / name)
+    shape = graph.tensors[graph.inputs[0]].shape
+    x = np.random.default_rng(4).uniform(-2, 2, (5, *shape)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    report = simulate(graph, inputs=10, input_files=[tmp_path / "x.npy"])
+    assert report.inputs == 15 and report.mismatches == 0
+    outputs = graph.tensors[graph.outputs[0]].size
+    assert report.extra["float_outputs_compared"] == 2 * 15 * outputs
+    edges = report.extra["host_edges"]
+    assert edges["input"]["host"] == "QUANTIZE" and edges["output"]["host"] == "DEQUANTIZE"
+    assert json.loads(json.dumps(report.to_json()))["float_outputs_compared"] == 2 * 15 * outputs

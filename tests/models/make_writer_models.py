@@ -16,6 +16,13 @@ writes.  The weights are random (fixed seeds); each model is there for one path:
   FULLY_CONNECTED, SOFTMAX.  Refused as the LSTM; TFLite Micro and LiteRT run it.
 - ``uint8_legacy.tflite``: one FULLY_CONNECTED with uint8 activations and uint8 weights
   (zero point 128).  Refused as legacy uint8 quantization, a mode not supported yet.
+- ``cnn_float_io.tflite`` and ``mlp_float_io.tflite``: full-integer int8 inside,
+  float32 at both edges (QUANTIZE in, DEQUANTIZE out), as the converter writes a model
+  without ``inference_input_type``: the float edges the host computes around the
+  hardware.  Weight scales keep each layer's outputs spread over int8.
+- ``nchw_float_io.tflite``: a PyTorch-style export (NCHW float32 input, TRANSPOSE to
+  NHWC after the QUANTIZE, then PAD, CONV_2D, DEPTHWISE_CONV_2D, ADD, MEAN,
+  FULLY_CONNECTED, DEQUANTIZE): TRANSPOSE in the golden model, at the input edge.
 """
 
 from __future__ import annotations
@@ -102,11 +109,90 @@ def uint8_legacy() -> bytes:
     return g.finish([x], [y])
 
 
+def _layer_scale(rng, in_scale, out_scale, fan_in):
+    """A weight scale that keeps a layer's int8 outputs spread over their range."""
+    return float(np.float32(out_scale / (in_scale * 48 * np.sqrt(fan_in))
+                            * 2.0 ** rng.uniform(-0.5, 0.5)))
+
+
+def cnn_float_io() -> bytes:
+    """The converter's default full-integer CNN: float32 (1, 12, 12, 2) in, QUANTIZE to
+    int8, CONV_2D (3x3, 6 channels, RELU6), DEPTHWISE_CONV_2D (3x3, stride 2, RELU),
+    a residual ADD of a 1x1 CONV_2D, AVERAGE_POOL_2D (2x2), RESHAPE, FULLY_CONNECTED (5),
+    DEQUANTIZE to float32."""
+    rng = np.random.default_rng(SEED + 3)
+    g = GraphWriter("tfl2rtl test model: float32 I/O CNN")
+    x = g.tensor((1, 12, 12, 2), "float32", name="input")
+    q = g.quantize(x, (1 / 64, -3))
+    s_in = g.quant(q)[0]
+    h = g.conv_2d(q, _weights(rng, (6, 3, 3, 2)),
+                  _layer_scale(rng, s_in, 0.05, 18) * 2.0 ** rng.uniform(-1, 0, 6),
+                  rng.integers(-300, 300, 6), (0.05, -128), activation="RELU6")
+    d = g.depthwise_conv_2d(h, _weights(rng, (1, 3, 3, 6)),
+                            _layer_scale(rng, 0.05, 0.06, 9) * 2.0 ** rng.uniform(-1, 0, 6),
+                            rng.integers(-300, 300, 6), (0.06, -128), stride=(2, 2),
+                            activation="RELU")
+    p = g.conv_2d(d, _weights(rng, (6, 1, 1, 6)), _layer_scale(rng, 0.06, 0.08, 6),
+                  rng.integers(-300, 300, 6), (0.08, 5))
+    r = g.add(d, p, (0.1, -20))
+    pooled = g.pool_2d("AVERAGE_POOL_2D", r, (2, 2), stride=(2, 2))
+    flat = g.reshape(pooled, (1, int(np.prod(g.shape(pooled)))))
+    depth = g.shape(flat)[1]
+    logits = g.fully_connected(flat, _weights(rng, (5, depth)),
+                               _layer_scale(rng, 0.1, 0.2, depth),
+                               rng.integers(-500, 500, 5), (0.2, 10))
+    return g.finish([x], [g.dequantize(logits)])
+
+
+def mlp_float_io() -> bytes:
+    """The converter's default full-integer MLP: float32 (1, 16) in, QUANTIZE to int8,
+    FULLY_CONNECTED (24, RELU), FULLY_CONNECTED (4), SOFTMAX, DEQUANTIZE to float32."""
+    rng = np.random.default_rng(SEED + 4)
+    g = GraphWriter("tfl2rtl test model: float32 I/O MLP")
+    x = g.tensor((1, 16), "float32", name="input")
+    q = g.quantize(x, (1 / 40, 7))
+    h = g.fully_connected(q, _weights(rng, (24, 16)),
+                          _layer_scale(rng, 1 / 40, 0.04, 16) * 2.0 ** rng.uniform(-1, 0, 24),
+                          rng.integers(-400, 400, 24), (0.04, -128), activation="RELU")
+    logits = g.fully_connected(h, _weights(rng, (4, 24)), _layer_scale(rng, 0.04, 0.1, 24),
+                               rng.integers(-400, 400, 4), (0.1, -6))
+    return g.finish([x], [g.dequantize(g.softmax(logits))])
+
+
+def nchw_float_io() -> bytes:
+    """A PyTorch-style export: float32 NCHW input (1, 3, 10, 10), QUANTIZE, TRANSPOSE to
+    NHWC, PAD, CONV_2D (3x3, stride 2, RELU6), DEPTHWISE_CONV_2D (3x3, RELU6), a residual
+    ADD of a 1x1 CONV_2D, MEAN over height and width, FULLY_CONNECTED (4), DEQUANTIZE."""
+    rng = np.random.default_rng(SEED + 5)
+    g = GraphWriter("tfl2rtl test model: PyTorch-style NCHW input")
+    x = g.tensor((1, 3, 10, 10), "float32", name="input")
+    q = g.quantize(x, (1 / 50, 2))
+    nhwc = g.transpose(q, (0, 2, 3, 1))
+    padded = g.pad(nhwc, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    h = g.conv_2d(padded, _weights(rng, (8, 3, 3, 3)),
+                  _layer_scale(rng, 1 / 50, 0.05, 27) * 2.0 ** rng.uniform(-1, 0, 8),
+                  rng.integers(-300, 300, 8), (0.05, -128), stride=(2, 2), padding="VALID",
+                  activation="RELU6")
+    d = g.depthwise_conv_2d(h, _weights(rng, (1, 3, 3, 8)),
+                            _layer_scale(rng, 0.05, 0.05, 9) * 2.0 ** rng.uniform(-1, 0, 8),
+                            rng.integers(-300, 300, 8), (0.05, -128), activation="RELU6")
+    p = g.conv_2d(d, _weights(rng, (8, 1, 1, 8)), _layer_scale(rng, 0.05, 0.07, 8),
+                  rng.integers(-300, 300, 8), (0.07, 3))
+    r = g.add(h, p, (0.09, -10))
+    m = g.mean(r, [1, 2], (0.04, -5), keep_dims=False)
+    logits = g.fully_connected(m, _weights(rng, (4, 8)), _layer_scale(rng, 0.04, 0.1, 8),
+                               rng.integers(-300, 300, 4), (0.1, 0))
+    return g.finish([x], [g.dequantize(logits)])
+
+
 #: file name -> the function writing it
 MODELS = {
     "lstm_int8.tflite": lstm_int8,
     "svdf_int8.tflite": svdf_int8,
     "uint8_legacy.tflite": uint8_legacy,
+    "cnn_float_io.tflite": cnn_float_io,
+    "mlp_float_io.tflite": mlp_float_io,
+    "nchw_float_io.tflite": nchw_float_io,
 }
 
 
