@@ -98,7 +98,7 @@ def test_host_edges_are_the_models_own_nodes(name):
     graph = tfl2rtl.load(TEST_MODELS / name)
     edges = host_edges(graph)
     hw = edges.hardware
-    assert (edges.quantize_index, edges.dequantize_index) == (0, len(graph.nodes) - 1)
+    assert [i for i, _ in edges.before + edges.after] == [0, len(graph.nodes) - 1]
     assert len(hw.nodes) == len(graph.nodes)
     assert [type(n) for n in hw.nodes[1:-1]] == [type(n) for n in graph.nodes[1:-1]]
     assert all(isinstance(hw.nodes[k], ir.HostEdge) for k in (0, -1))
@@ -133,4 +133,35 @@ def test_integer_models_have_no_host_edges():
         edges = host_edges(graph)
         assert edges.hardware is graph and not edges.any
         x = np.zeros(graph.tensors[graph.inputs[0]].shape, graph.tensors[graph.inputs[0]].dtype)
-        assert edges.to_hardware(x) is not None and edges.manifest()["input"]["host"] is None
+        assert edges.to_hardware(x) is x and edges.manifest()["input"]["host"] == []
+
+
+def test_an_nchw_input_transposes_on_the_host():
+    """A PyTorch-style model: QUANTIZE then TRANSPOSE at the input both run on the host
+    (nodes 0 and 1 pass through in the hardware graph, whose port is the NHWC int8
+    tensor); the host's tensor is the golden model's, and generate records the
+    permutation."""
+    from tfl2rtl import golden, ir
+    from tfl2rtl.edges import host_edges, model_graph
+    from tfl2rtl.verify import random_inputs
+
+    graph = tfl2rtl.load(TEST_MODELS / "nchw_float_io.tflite")
+    edges = host_edges(graph)
+    assert [i for i, _ in edges.before] == [0, 1] and edges.transpose.perm == (0, 2, 3, 1)
+    hw = edges.hardware
+    assert hw.inputs == [graph.nodes[1].output]
+    assert hw.tensors[hw.inputs[0]].shape == (1, 10, 10, 3)
+    assert isinstance(hw.nodes[1], ir.HostEdge) and not isinstance(hw.nodes[2], ir.HostEdge)
+    assert model_graph(hw).inputs == graph.inputs
+    sets = random_inputs(graph, 4, seed=9)
+    rows = edges.to_hardware(np.stack([s[0].reshape(-1) for s in sets]))
+    assert rows.shape == (4, 300) and rows.dtype == np.int8
+    for x, row in zip(sets, rows, strict=True):
+        ours = golden.run(graph, x)
+        np.testing.assert_array_equal(row, ours.tensors[hw.inputs[0]].reshape(-1))
+        out = edges.from_hardware(golden.run(hw, [row.reshape(1, 10, 10, 3)]).outputs[0])
+        np.testing.assert_array_equal(out.view(np.uint32), ours.outputs[0].view(np.uint32))
+    manifest = tfl2rtl.generate(graph).manifest()
+    assert manifest["input"]["shape"] == [1, 10, 10, 3]
+    assert manifest["host_edges"]["input"]["permutation"] == [0, 2, 3, 1]
+    assert manifest["host_edges"]["input"]["model_shape"] == [1, 3, 10, 10]

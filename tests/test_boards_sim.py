@@ -171,13 +171,14 @@ def test_the_board_design_on_its_pll_model(family, tmp_path):
     assert run.errors == {name: name for name in BAD_FRAMES} and run.mismatches == 0
 
 
-@pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite"])
+@pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite",
+                                  "nchw_float_io.tflite"])
 def test_float_edges_through_the_host_driver(name, tmp_path):
     """A model with float32 edges: the board streams int8 (its identity says so), and
     the host driver path `tfl2rtl infer` takes (tfl2rtl.edges.HostEdges.infer: the
-    model's own QUANTIZE, the driver, its DEQUANTIZE) gives the golden model's float32
-    outputs bit for bit, also after each bad frame; an output one float32 step off is a
-    mismatch."""
+    model's own QUANTIZE and, for the NCHW model, TRANSPOSE, the driver, its DEQUANTIZE)
+    gives the golden model's float32 outputs bit for bit, also after each bad frame;
+    an output one float32 step off is a mismatch."""
     path = TEST_MODELS / name
     graph = load(path)
     plan = design.plan(graph, "auto")

@@ -269,10 +269,10 @@ def test_float_edges_generate_and_sim(tmp_path):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["input"]["dtype"] == manifest["output"]["dtype"] == "int8"
     edges = manifest["host_edges"]
-    assert (edges["input"]["host"], edges["input"]["model_dtype"]) == ("QUANTIZE", "float32")
+    assert (edges["input"]["host"], edges["input"]["model_dtype"]) == (["QUANTIZE"], "float32")
     assert (edges["input"]["scale"], edges["input"]["zero_point"]) == (
         manifest["input"]["scale"], manifest["input"]["zero_point"])
-    assert (edges["output"]["host"], edges["output"]["node"]) == ("DEQUANTIZE", 4)
+    assert (edges["output"]["host"], edges["output"]["nodes"]) == (["DEQUANTIZE"], [4])
     x = tmp_path / "x.npy"
     np.save(x, np.linspace(-3, 3, 2 * 16, dtype=np.float32).reshape(2, 1, 16))
     proc = cli("sim", model, "--inputs", 3, "--input", x, check_code=0)

@@ -155,10 +155,12 @@ def test_waves_need_a_vcd_file_name(tmp_path):
     Fragment.get(network, None)
 
 
-@pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite"])
+@pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite",
+                                  "nchw_float_io.tflite"])
 def test_simulate_a_model_with_float_edges(name, tmp_path):
-    """simulate() on float32 inputs: the RTL streams int8, the host's DEQUANTIZE of its
-    outputs equals the golden model's float32 outputs bit for bit, in both runs."""
+    """simulate() on float32 inputs: the RTL streams int8 (NHWC: the NCHW model's
+    QUANTIZE and TRANSPOSE run on the host), the host's DEQUANTIZE of its outputs equals
+    the golden model's float32 outputs bit for bit, in both runs."""
     import json
 
     from tfl2rtl.api import simulate
@@ -172,5 +174,5 @@ def test_simulate_a_model_with_float_edges(name, tmp_path):
     outputs = graph.tensors[graph.outputs[0]].size
     assert report.extra["float_outputs_compared"] == 2 * 15 * outputs
     edges = report.extra["host_edges"]
-    assert edges["input"]["host"] == "QUANTIZE" and edges["output"]["host"] == "DEQUANTIZE"
+    assert edges["input"]["host"][0] == "QUANTIZE" and edges["output"]["host"] == ["DEQUANTIZE"]
     assert json.loads(json.dumps(report.to_json()))["float_outputs_compared"] == 2 * 15 * outputs
