@@ -444,3 +444,21 @@ def test_float_edge_models_on_every_tensor(name):
         assert report.mismatches == [], (profile, report.mismatches[:3])
     out = golden.run(graph, sets[0]).outputs[0]
     assert out.dtype == np.float32 and len(np.unique(out)) > 1
+
+
+def test_pytorch_mobilenet_v2():
+    """The TFLite Micro repository's pytorch_to_tflite MobileNet-V2 (an NCHW int8 input,
+    TRANSPOSE first): golden == TFLM, LiteRT and LiteRT's reference kernels on every
+    tensor, and its TRANSPOSE is a host edge (the hardware's port is NHWC)."""
+    from tfl2rtl.edges import host_edges
+
+    graph = _graph(TEST_MODELS / "pytorch_to_tflite" / "mobilenet_v2_quantized_1x3x224x224.tflite")
+    ops = [node.op for node in graph.nodes]
+    assert ops[:3] == ["TRANSPOSE", "PAD", "CONV_2D"] and len(ops) == 84
+    edges = host_edges(graph)
+    assert [i for i, _ in edges.before] == [0] and edges.transpose.perm == (0, 2, 3, 1)
+    assert edges.hardware.tensors[edges.hardware.inputs[0]].shape == (1, 224, 224, 3)
+    for profile, seed in (("tflm", 1), ("litert", 2), ("litert-ref", 3)):
+        report = verify_graph(graph, random_inputs(graph, 1, seed=seed), profile=profile)
+        assert report.tensors_compared == _non_constant(graph)
+        assert report.mismatches == [], (profile, report.mismatches[:3])
