@@ -11,8 +11,21 @@ a final SOFTMAX over rows of the last layer's output.  It is written as a ``.tfl
 :func:`test_golden_random.check` proves the golden model equal to TFLite Micro on every
 tensor.
 
-Then a random folding (:func:`foldings`): per layer any valid PE and SIMD, a requantizer
-lane count dividing the PE, and AXI lanes dividing both edge vectors; one graph in four
+The convolutional graphs (:func:`random_conv_graph`) are small NHWC images (up to 8 x 8
+x 8, 256 elements a tensor) through one to three steps of :data:`CONV_LAYER_KINDS`:
+CONV_2D (1x1 and k x k windows, square or not, strides 1 and 2, dilation 2, SAME and
+VALID), DEPTHWISE_CONV_2D (depth multipliers 1 to 3), MAX and AVERAGE pools, the 256-entry
+table ops, PAD and PADV2, RESHAPEs to another image, residual ADDs of two branches from
+one tensor (chains of 0 to 2 layers, mostly of different lengths, so the plan's branch
+FIFO must cover the difference in latency) and CONCATENATIONs of two or three branches
+along the channels, rows or columns; then maybe a MEAN over height and width, a
+FULLY_CONNECTED over the image, a SOFTMAX; uint8 edges sometimes.
+
+Then a random folding (:func:`foldings`): per layer any of its valid foldings
+(:meth:`tfl2rtl.hw.stages.Stage.options`: PE and SIMD, a depthwise PE a multiple or a
+divisor of the depth multiplier, lanes of pools, tables, ADDs, PADs and
+CONCATENATIONs), a requantizer lane count (:func:`requant_lane_choices`), and AXI lanes
+dividing both edge vectors; one graph in four
 with requantizers of serial products (as the iCE40 boards build them).  The Verilog runs
 in Verilator under cocotb (:func:`tfl2rtl.sim.runner.simulate_network`) on a dozen
 inputs: uniform over the input dtype, mixed extremes, values next to the zero point, all
@@ -23,19 +36,27 @@ planned initiation interval (on average, with serial requantizers, whose free-ru
 windows shift single results by a few cycles).  TFLM checks the golden model on those
 very inputs, too.
 
-The graphs are seeded, one test per seed (``-k "in_verilator[7]"`` reruns one in a few
-seconds and prints the graph and its folding): Hypothesis's draws lean towards their
-simplest values, which suits a zero point but, for the structure of a graph, made most
-of them alike.  A Verilator build takes a few seconds, so there are ``GRAPHS`` of them
-(3 to 4 minutes on two cores, mostly builds); ``TFL2RTL_RANDOM_SCALE=10`` multiplies
-that, as for :mod:`test_golden_random`, and ``TFL2RTL_RANDOM_SEED`` draws another set.
-The module prints what it checked when it ends: the counts, and how many graphs
-reached each feature of the space (:func:`features`).
+The graphs are seeded, one test per seed (``-k "random_graph_in_verilator[7]"`` or
+``-k "conv_graph_in_verilator[7]"`` reruns one in
+a few seconds and prints the graph and its folding): Hypothesis's draws lean towards
+their simplest values, which suits a zero point but, for the structure of a graph, made
+most of them alike.  A Verilator build takes a few seconds, so there are ``GRAPHS`` dense
+and ``CONV_GRAPHS`` convolutional ones (3 to 4 minutes each on two cores, mostly
+builds); ``TFL2RTL_RANDOM_SCALE=10`` multiplies that, as for :mod:`test_golden_random`,
+and ``TFL2RTL_RANDOM_SEED`` draws another set.  A long run of convolutional graphs
+alone, on another seed (about 12 s a graph)::
 
-To add a layer kind (the convolutions, pools and ADDs :mod:`tfl2rtl.hw.stages`
-describes), give :data:`LAYER_KINDS` a function that appends the layer to the writer and
-pass its name to :func:`random_graph`; :func:`foldings` draws from every stage's own
-valid foldings (:meth:`tfl2rtl.hw.stages.Stage.options`) already.
+    TFL2RTL_RANDOM_SEED=1 TFL2RTL_RANDOM_SCALE=17 \
+        .venv/bin/python -m pytest tests/test_sim_random.py -k conv_graph -q
+
+The module prints what it checked when it ends: the counts, and how many dense and how
+many convolutional graphs reached each feature of the space (:func:`features`).
+
+To add a layer kind to the chains, give :data:`LAYER_KINDS` a function that appends the
+layer to the writer and pass its name to :func:`random_graph`; to the convolutional
+graphs, give it to :data:`CONV_LAYER_KINDS` and a weight in :data:`CONV_LAYER_WEIGHTS`.
+:func:`foldings` draws from every stage's own valid foldings already, and
+:func:`features` names what the new layer reaches.
 """
 
 from __future__ import annotations
@@ -67,10 +88,14 @@ from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
 from tfl2rtl.sim.runner import golden_vectors, simulate_network
 from tfl2rtl.verify import verify_graph
-from tflite_writer import GraphWriter
+from tflite_writer import GraphWriter, conv_out_size
 
-#: Random graphs per run (times ``TFL2RTL_RANDOM_SCALE``), and the seed of the set.
+#: Random graphs per run (times ``TFL2RTL_RANDOM_SCALE``): dense chains and
+#: convolutional graphs; and the seed of the set.  The convolutional graphs draw from
+#: their own streams (``[SEED, CONV_STREAM, number]``, the dense ones ``[SEED, number]``).
 GRAPHS = 30
+CONV_GRAPHS = 30
+CONV_STREAM = 2
 SEED = int(os.environ.get("TFL2RTL_RANDOM_SEED", "0"))
 #: Input vectors per graph: ``input_sets``'s kinds in turn, then all-minimum and
 #: all-maximum vectors.
@@ -85,10 +110,12 @@ MAX_WIDTH = 16
 MAX_LAYER_MULTIPLIERS = 16
 
 #: What this module checked in one run.
-STATS = {"graphs": 0, "random": 0, "nodes": 0, "layers": 0, "vectors": 0, "elements": 0,
-         "cycles": 0, "build_seconds": 0.0, "live": 0, "live_layers": 0}
-#: How many of those graphs had each of :func:`features`.
+STATS = {"graphs": 0, "random": 0, "random conv": 0, "nodes": 0, "layers": 0, "vectors": 0,
+         "elements": 0, "cycles": 0, "build_seconds": 0.0, "live": 0, "live_layers": 0}
+#: How many of those graphs had each of :func:`features`: the dense ones (and the
+#: regressions), and the convolutional ones.
 FEATURES: Counter = Counter()
+CONV_FEATURES: Counter = Counter()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -97,13 +124,18 @@ def report_counts(request):
     yield
     if STATS["graphs"]:
         line = (f"test_sim_random: {STATS['graphs']} graphs in Verilator ({STATS['random']} "
-                f"random; {STATS['nodes']} nodes, {STATS['layers']} layers; outputs varying "
+                f"random dense, {STATS['random conv']} random convolutional; "
+                f"{STATS['nodes']} nodes, {STATS['layers']} layers; outputs varying "
                 f"over the inputs in {STATS['live_layers']} layers and {STATS['live']} graphs), "
                 f"{STATS['vectors']} input vectors, {STATS['elements']} output elements equal "
                 f"to the golden model's, {STATS['cycles']} simulated cycles, "
                 f"{time.perf_counter() - start:.1f} s ({STATS['build_seconds']:.1f} s of "
                 "Verilator builds)")
-        line += "; graphs with " + ", ".join(f"{k}: {v}" for k, v in sorted(FEATURES.items()))
+        for what, counter in (("dense graphs", FEATURES),
+                              ("convolutional graphs", CONV_FEATURES)):
+            if counter:
+                line += f"; {what} with " + ", ".join(f"{k}: {v}"
+                                                      for k, v in sorted(counter.items()))
         capture = request.config.pluginmanager.get_plugin("capturemanager")
         with capture.global_and_fixture_disabled():
             print(f"\n{line}")
@@ -160,31 +192,58 @@ def effective_multiplier(rng, weights) -> float:
     return np.log2(64 / (80 * norm)) + rng.uniform(-2, 2)
 
 
+#: The output quantization the converter gives a fused RELU6 and RELU_N1_TO_1: their
+#: range over all of int8.
+CONVERTER_QUANTS = {"RELU6": (f32(6 / 255), -128), "RELU_N1_TO_1": (f32(2 / 255), 0)}
+
+
+def layer_epilogue(g: GraphWriter, x: int, rng, rows, out_quant=None, *,
+                   converter: bool = False):
+    """``(weight scales, bias, output quantization, activation)`` of a weighted layer on
+    ``x`` whose weights, one row per output channel, are ``rows``: mostly biases that
+    leave the outputs varying (large and extreme ones saturate them), any fused
+    activation (half of them with the output zero point at -128, as the converter has it:
+    a random one often leaves a RELU's output a constant) unless ``out_quant`` is given,
+    an effective
+    multiplier from :func:`effective_multiplier`, per-tensor or per-channel scales
+    (sometimes with all-zero channels of scale 0).
+
+    With ``converter`` (the convolutional graphs, whose layers see narrower inputs than
+    the dense ones' first), four in five biases are small or none, and four in five
+    fused activations take the converter's output quantization (RELU6 and RELU_N1_TO_1
+    :data:`CONVERTER_QUANTS`: a random scale often narrows their range to a few
+    values)."""
+    channels = len(rows)
+    mild = 0.8 if converter else 0.6
+    bias = bias_values(rng, pick(rng, ("none", "small") if chance(rng, mild) else BIAS_KINDS),
+                       channels)
+    activation = pick(rng, ACTIVATIONS)
+    if out_quant is None:
+        out_quant = quant(rng)
+        if activation != "NONE" and chance(rng, mild - 0.3):  # as the converter has it
+            out_quant = (out_quant[0], -128)
+            if converter:
+                out_quant = CONVERTER_QUANTS.get(activation, out_quant)
+    w_scale = f32(2.0 ** effective_multiplier(rng, rows) * out_quant[0] / g.quant(x)[0])
+    w_scales = w_scale
+    if channels > 1 and chance(rng, 0.5):
+        spread = rng.uniform(0, 8)
+        w_scales = [f32(w_scale * 2.0 ** rng.uniform(-spread, 0)) for _ in range(channels)]
+        if chance(rng, 0.1):
+            w_scales = [0.0 if chance(rng, 0.3) else s for s in w_scales]
+    return w_scales, bias, out_quant, activation
+
+
 def fully_connected(g: GraphWriter, x: int, rng) -> int:
     """A FULLY_CONNECTED over all of ``x`` (one row) or, one time in four, over rows of a
     divisor of its size (TFLite reads ``x`` as ``[size / accum, accum]``); weights of
-    :func:`test_golden_random.int8_values`' kinds, mostly biases that leave the outputs
-    varying (large and extreme ones saturate them), per-tensor or per-channel scales
-    (sometimes with all-zero channels of scale 0), any fused activation (half of them
-    with the output zero point at -128, as the converter has it: a random one often
-    leaves a RELU's output a constant)."""
+    :func:`test_golden_random.int8_values`' kinds and the rest from
+    :func:`layer_epilogue`."""
     total = size(g, x)
     accum = pick(rng, divisors(total)) if chance(rng, 0.25) else total
     out_depth = int(rng.integers(1, MAX_WIDTH + 1))
     weights = int8_values(rng, pick(rng, WEIGHT_KINDS), (out_depth, accum))
-    bias = bias_values(rng, pick(rng, ("none", "small") if chance(rng, 0.6) else BIAS_KINDS),
-                       out_depth)
-    activation = pick(rng, ACTIVATIONS)
-    out_quant = quant(rng)
-    if activation != "NONE" and chance(rng, 0.5):  # as the converter quantizes a RELU
-        out_quant = (out_quant[0], -128)
-    w_scale = f32(2.0 ** effective_multiplier(rng, weights) * out_quant[0] / g.quant(x)[0])
-    w_scales = w_scale
-    if out_depth > 1 and chance(rng, 0.5):
-        spread = rng.uniform(0, 8)
-        w_scales = [f32(w_scale * 2.0 ** rng.uniform(-spread, 0)) for _ in range(out_depth)]
-        if chance(rng, 0.1):
-            w_scales = [0.0 if chance(rng, 0.3) else s for s in w_scales]
+    w_scales, bias, out_quant, activation = layer_epilogue(g, x, rng, weights)
     return g.fully_connected(x, weights, w_scales, bias, out_quant, activation=activation)
 
 
@@ -232,65 +291,419 @@ def random_graph(rng, kinds=("fully_connected",), max_layers: int = 4):
 
 
 # --------------------------------------------------------------------------------------
+# Convolutional graphs
+# --------------------------------------------------------------------------------------
+
+#: Convolutional graphs keep their tensors within these: height and width, channels,
+#: elements, and multiply-accumulates per layer (a fully folded layer takes that many
+#: cycles per inference).
+MAX_HW = 8
+MAX_CHANNELS = 8
+MAX_ELEMENTS = 256
+MAX_LAYER_MACS = 3072
+#: The table ops (:data:`tfl2rtl.lower.LUT_OPS`), and those that may keep their input's
+#: quantization (LOGISTIC and TANH have fixed output quantizations).
+TABLE_OPS = ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "ELU", "ABS")
+QUANT_FREE_TABLE_OPS = ("HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "ELU", "ABS")
+
+
+def window(rng, h: int, w: int, *, keep_shape: bool = False, dilations: bool = True):
+    """``(kernel, stride, dilation, padding)`` of a window over an ``h x w`` input with at
+    least one output: kernels of 1 to 3 (square or not), strides of 1 or 2, dilation 2
+    sometimes, SAME or VALID; with ``keep_shape``, stride 1 and SAME (the output keeps
+    ``h x w``)."""
+    square = chance(rng, 0.6)
+    kh = pick(rng, (1, 1, 2, 3, 3))
+    kernel = (kh, kh if square else pick(rng, (1, 2, 3)))
+    stride = (1, 1) if keep_shape or chance(rng, 0.5) else tuple(
+        pick(rng, (1, 2)) for _ in range(2))
+    dilation = (1, 1)
+    if dilations and chance(rng, 0.25):
+        dilation = tuple(pick(rng, (1, 2)) for _ in range(2))
+    padding = "SAME" if keep_shape or chance(rng, 0.5) else "VALID"
+    for a, extent in enumerate((h, w)):
+        if conv_out_size(extent, kernel[a], stride[a], dilation[a], padding) < 1:
+            # VALID needs the dilated kernel within the input: shrink it until it fits
+            k = kernel[a]
+            while (k - 1) * dilation[a] + 1 > extent:
+                k -= 1
+            kernel = tuple(k if i == a else kernel[i] for i in range(2))
+    return kernel, stride, dilation, padding
+
+
+def out_hw(g: GraphWriter, x: int, kernel, stride, dilation, padding) -> tuple[int, int]:
+    _, h, w, _ = g.shape(x)
+    return (conv_out_size(h, kernel[0], stride[0], dilation[0], padding),
+            conv_out_size(w, kernel[1], stride[1], dilation[1], padding))
+
+
+def conv_2d(g: GraphWriter, x: int, rng, *, keep_shape=False, channels=None,
+            out_quant=None) -> int:
+    """A CONV_2D over a random :func:`window` with up to :data:`MAX_CHANNELS` outputs
+    (``channels`` if given) within :data:`MAX_ELEMENTS` and :data:`MAX_LAYER_MACS`,
+    weights of :func:`test_golden_random.int8_values`' kinds, the rest from
+    :func:`layer_epilogue`."""
+    _, h, w, c = g.shape(x)
+    kernel, stride, dilation, padding = window(rng, h, w, keep_shape=keep_shape)
+    oh, ow = out_hw(g, x, kernel, stride, dilation, padding)
+    room = min(MAX_CHANNELS, MAX_ELEMENTS // (oh * ow),
+               MAX_LAYER_MACS // (oh * ow * kernel[0] * kernel[1] * c))
+    out_c = channels or int(rng.integers(1, max(1, room) + 1))
+    if oh * ow * out_c * kernel[0] * kernel[1] * c > MAX_LAYER_MACS:
+        kernel = dilation = (1, 1)  # only where ``channels`` is given
+    weights = int8_values(rng, pick(rng, WEIGHT_KINDS), (out_c, *kernel, c))
+    w_scales, bias, out_quant, activation = layer_epilogue(
+        g, x, rng, weights.reshape(out_c, -1), out_quant, converter=True)
+    return g.conv_2d(x, weights, w_scales, bias, out_quant, stride=stride, padding=padding,
+                     dilation=dilation, activation=activation)
+
+
+def depthwise_conv_2d(g: GraphWriter, x: int, rng, *, keep_shape=False, multiplier=None,
+                      out_quant=None) -> int:
+    """A DEPTHWISE_CONV_2D over a random :func:`window` with a depth multiplier of 1 to 3
+    (``multiplier`` if given) within :data:`MAX_CHANNELS` and :data:`MAX_ELEMENTS`."""
+    _, h, w, c = g.shape(x)
+    kernel, stride, dilation, padding = window(rng, h, w, keep_shape=keep_shape)
+    oh, ow = out_hw(g, x, kernel, stride, dilation, padding)
+    if multiplier is None:
+        room = max(1, min(3, MAX_CHANNELS // c, MAX_ELEMENTS // (oh * ow * c)))
+        multiplier = int(rng.integers(1, room + 1))
+    channels = c * multiplier
+    weights = int8_values(rng, pick(rng, WEIGHT_KINDS), (1, *kernel, channels))
+    w_scales, bias, out_quant, activation = layer_epilogue(
+        g, x, rng, weights.reshape(-1, channels).T, out_quant, converter=True)
+    return g.depthwise_conv_2d(x, weights, w_scales, bias, out_quant,
+                               depth_multiplier=multiplier, stride=stride, padding=padding,
+                               dilation=dilation, activation=activation)
+
+
+def pool_2d(g: GraphWriter, x: int, rng, *, keep_shape=False) -> int:
+    """MAX_POOL_2D or AVERAGE_POOL_2D over a random :func:`window` (no dilation), any
+    fused activation; the output keeps the input's quantization (TFLM's pooling does
+    not requantize)."""
+    _, h, w, _ = g.shape(x)
+    kernel, stride, _, padding = window(rng, h, w, keep_shape=keep_shape, dilations=False)
+    if not keep_shape and chance(rng, 0.3):  # the usual non-overlapping pooling
+        kernel = stride = (min(2, h), min(2, w))
+        padding = "VALID"
+    return g.pool_2d(pick(rng, ("MAX_POOL_2D", "AVERAGE_POOL_2D")), x, kernel,
+                     stride=stride, padding=padding, activation=pick(rng, ACTIVATIONS))
+
+
+def table_op(g: GraphWriter, x: int, rng, *, keep_quant=False) -> int:
+    """One of the 256-entry table ops (:data:`TABLE_OPS`), with its output quantization:
+    LOGISTIC and TANH fixed (1/256, -128 and 1/128, 0), HARD_SWISH an output scale above
+    ``input_scale / 128`` (TFLM refuses others), the rest random near the input's; with
+    ``keep_quant``, one of :data:`QUANT_FREE_TABLE_OPS` keeping the input's."""
+    op = pick(rng, QUANT_FREE_TABLE_OPS if keep_quant else TABLE_OPS)
+    scale, _ = g.quant(x)
+    out_quant = (f32(scale * 2.0 ** rng.uniform(-3, 3)), quant(rng)[1])
+    if op == "LOGISTIC":
+        out_quant = (1 / 256, -128)
+    elif op == "TANH":
+        out_quant = (1 / 128, 0)
+    elif op == "HARD_SWISH":
+        out_quant = (f32(scale * 2.0 ** rng.uniform(-5, 3)), out_quant[1])
+    if keep_quant:
+        out_quant = g.quant(x)
+    options = {"alpha": f32(rng.uniform(-3, 3))} if op == "LEAKY_RELU" else {}
+    return g.elementwise(op, x, out_quant, **options)
+
+
+def pad(g: GraphWriter, x: int, rng) -> int:
+    """PAD of up to 2 rows and columns on each side (and, one time in four, channels),
+    within :data:`MAX_HW`, :data:`MAX_CHANNELS` and :data:`MAX_ELEMENTS`; one time in
+    four PADV2 with a random int8 value."""
+    shape = list(g.shape(x))
+    paddings = [[0, 0]]
+    limits = (MAX_HW, MAX_HW, MAX_CHANNELS if chance(rng, 0.25) else 0)
+    for extent, limit in zip(shape[1:], limits, strict=True):
+        before, after = (int(rng.integers(0, 3)) for _ in range(2))
+        while extent + before + after > max(limit, extent):
+            before, after = max(0, before - 1), max(0, after - 1)
+        paddings.append([before, after])
+    grown = [d + sum(p) for d, p in zip(shape, paddings, strict=True)]
+    if int(np.prod(grown)) > MAX_ELEMENTS or grown == shape:
+        paddings = [[0, 0], [1, 0], [0, 1], [0, 0]]
+        if int(np.prod([d + sum(p) for d, p in zip(shape, paddings, strict=True)])) \
+                > MAX_ELEMENTS:
+            return x
+    constant = int(rng.integers(-128, 128)) if chance(rng, 0.25) else None
+    return g.pad(x, paddings, constant=constant)
+
+
+def reshape_image(g: GraphWriter, x: int, rng) -> int:
+    """A RESHAPE of an image to another ``(1, h, w, c)`` of the same size within
+    :data:`MAX_HW` and :data:`MAX_CHANNELS` (the hardware reads the same stream as
+    another image)."""
+    total = size(g, x)
+    shapes = [(1, a, b, total // (a * b)) for a in divisors(total) if a <= MAX_HW
+              for b in divisors(total // a) if b <= MAX_HW
+              and total // (a * b) <= MAX_CHANNELS]
+    return g.reshape(x, pick(rng, shapes)) if shapes else x
+
+
+#: The layers a branch of a residual ADD or a CONCATENATION may hold: they keep the
+#: height and width (and, with ``keep_channels``, the channels).
+def branch_layer(g: GraphWriter, x: int, rng, *, keep_channels: bool, keep_quant: bool):
+    kind = pick(rng, ("conv", "conv", "depthwise", "pool", "table"))
+    target = g.quant(x) if keep_quant else None
+    if kind == "conv":
+        return conv_2d(g, x, rng, keep_shape=True,
+                       channels=g.shape(x)[3] if keep_channels else None, out_quant=target)
+    if kind == "depthwise":
+        return depthwise_conv_2d(g, x, rng, keep_shape=True,
+                                 multiplier=1 if keep_channels else None, out_quant=target)
+    if kind == "pool":
+        return pool_2d(g, x, rng, keep_shape=True)
+    return table_op(g, x, rng, keep_quant=keep_quant)
+
+
+def branch(g: GraphWriter, x: int, rng, *, keep_channels: bool, keep_quant: bool,
+           layers: int) -> int:
+    for _ in range(layers):
+        x = branch_layer(g, x, rng, keep_channels=keep_channels, keep_quant=keep_quant)
+    return x
+
+
+def residual_add(g: GraphWriter, x: int, rng) -> int:
+    """ADD of two branches from ``x``: each a chain of 0 to 2 layers keeping the shape
+    (:func:`branch_layer`), mostly of different lengths (so of unequal latency: the plan
+    sizes a FIFO for the shorter one), any fused activation, an output scale within
+    ``2**-3 .. 2`` of the larger input scale (TFLM needs it above ``2**-16`` of it; a
+    larger one leaves most sums a constant)."""
+    lengths = [int(rng.integers(0, 3)) for _ in range(2)]
+    if lengths == [0, 0] and chance(rng, 0.8):
+        lengths[int(rng.integers(2))] = 1
+    a, b = (branch(g, x, rng, keep_channels=True, keep_quant=False, layers=n)
+            for n in lengths)
+    top = max(g.quant(a)[0], g.quant(b)[0])
+    out_quant = (f32(top * 2.0 ** rng.uniform(-3, 1)), quant(rng)[1])
+    return g.add(a, b, out_quant, activation=pick(rng, ACTIVATIONS))
+
+
+def concatenation(g: GraphWriter, x: int, rng) -> int:
+    """CONCATENATION of two or three branches from ``x`` (chains of 0 to 2 layers of
+    :func:`branch_layer` keeping ``x``'s quantization, as TFLM requires) along the
+    channels (their counts may differ) or, one time in four, along the height or width;
+    within :data:`MAX_HW`, :data:`MAX_CHANNELS` and :data:`MAX_ELEMENTS` (else ``x``)."""
+    axis = 3 if chance(rng, 0.75) else pick(rng, (1, 2))
+    count = 3 if chance(rng, 0.25) else 2
+    _, h, w, c = g.shape(x)
+    limit = {1: MAX_HW // h, 2: MAX_HW // w, 3: MAX_CHANNELS // c}[axis]
+    if count > min(limit, MAX_ELEMENTS // size(g, x)):
+        count = 2
+        if count > min(limit, MAX_ELEMENTS // size(g, x)):
+            return x
+    ends = []
+    for _ in range(count):
+        operators, tensors = len(g.operators), len(g.tensors)
+        end = branch(g, x, rng, keep_channels=axis != 3 or chance(rng, 0.3), keep_quant=True,
+                     layers=int(rng.integers(0, 3)))
+        extent = sum(g.shape(e)[axis] for e in ends) + g.shape(end)[axis]
+        if extent > (MAX_CHANNELS if axis == 3 else MAX_HW) or size(g, end) + sum(
+                size(g, e) for e in ends) > MAX_ELEMENTS:
+            del g.operators[operators:], g.tensors[tensors:]  # too large: an empty branch
+            end = x
+        ends.append(end)
+    return g.concatenation(ends, axis)
+
+
+#: The steps :func:`random_conv_graph` chains, by name: ``(writer, x, rng) -> y``.
+CONV_LAYER_KINDS = {
+    "conv_2d": conv_2d, "depthwise_conv_2d": depthwise_conv_2d, "pool_2d": pool_2d,
+    "table_op": table_op, "pad": pad, "residual_add": residual_add,
+    "concatenation": concatenation, "reshape_image": reshape_image,
+}
+#: At most this many AXI lanes for a convolutional graph (of up to 256 elements at an
+#: edge): a lane converter's multiplexers grow with the product of its lanes, and one of
+#: 96 lanes to 4 kept Verilator busy for more than 7 minutes.
+MAX_AXI_LANES = 16
+#: How often :func:`random_conv_graph` draws each of :data:`CONV_LAYER_KINDS`.
+CONV_LAYER_WEIGHTS = {"conv_2d": 4, "depthwise_conv_2d": 3, "pool_2d": 2, "table_op": 2,
+                      "pad": 1, "residual_add": 3, "concatenation": 2, "reshape_image": 1}
+
+
+def random_conv_graph(rng, max_steps: int = 3):
+    """``(writer, graph input, graph output)`` for a small NHWC graph: an image of up to
+    :data:`MAX_HW` x :data:`MAX_HW` x 4, ``1 .. max_steps`` steps of
+    :data:`CONV_LAYER_KINDS` (residual ADDs and CONCATENATIONs are one step each), then
+    maybe a head (MEAN over height and width, a FULLY_CONNECTED, a SOFTMAX over the
+    channels or the FULLY_CONNECTED's outputs), maybe uint8 edges."""
+    g = GraphWriter()
+    shape = (1, int(rng.integers(1, MAX_HW + 1)), int(rng.integers(1, MAX_HW + 1)),
+             int(rng.integers(1, 5)))
+    in_quant = quant(rng)
+    if chance(rng, 0.4):
+        graph_in = g.tensor(shape, "uint8", in_quant[0], in_quant[1] + 128)
+        x = g.quantize(graph_in, in_quant, "int8")
+    else:
+        graph_in = x = g.tensor(shape, "int8", *in_quant)
+    names = list(CONV_LAYER_WEIGHTS)
+    weights = np.array([CONV_LAYER_WEIGHTS[n] for n in names], float)
+    for _ in range(rng.integers(1, max_steps + 1)):
+        x = CONV_LAYER_KINDS[names[rng.choice(len(names), p=weights / weights.sum())]](
+            g, x, rng)
+    if all(op in ("RESHAPE", "QUANTIZE") for op, *_ in g.operators):
+        x = conv_2d(g, x, rng)  # no layer yet (steps that found no room, or RESHAPEs)
+    head = pick(rng, ("none", "none", "mean", "fully_connected", "softmax"))
+    if head == "mean":
+        scale, _ = g.quant(x)
+        ratio = rng.uniform(-2, 2) if chance(rng, 0.8) else rng.uniform(-10, 10)
+        x = g.mean(x, [1, 2], (f32(scale * 2.0**ratio), quant(rng)[1]),
+                   keep_dims=chance(rng, 0.5))
+    elif head == "fully_connected":
+        if chance(rng, 0.5):
+            x = g.reshape(x, (1, size(g, x)))
+        x = fully_connected(g, x, rng)
+    if head == "softmax" or (head != "none" and chance(rng, 0.3)):
+        x = g.softmax(x, beta=1.0 if chance(rng, 0.5) else f32(rng.uniform(0.25, 4.0)))
+    if chance(rng, 0.4):
+        scale, zero_point = g.quant(x)
+        x = g.quantize(x, (scale, zero_point + 128), "uint8")
+    return g, graph_in, x
+
+
+
+# --------------------------------------------------------------------------------------
 # Foldings and inputs
 # --------------------------------------------------------------------------------------
 
 
-def takes_requant_lanes(stage) -> bool:
-    """Whether ``stage`` has a requantizer whose lanes can be fewer than its PE."""
-    return isinstance(stage.node, ir.FullyConnected | ir.Conv2D)
+def requant_lane_choices(stage, fold) -> list[int]:
+    """The requantizer lane counts ``stage`` takes at ``fold`` (none for stages without a
+    requantizer of their own): divisors of ``pe`` for FULLY_CONNECTED and CONV_2D, of the
+    depthwise unit's lanes (``pe``, or the depth multiplier when ``pe`` divides it) for
+    DEPTHWISE_CONV_2D."""
+    if isinstance(stage.node, ir.FullyConnected | ir.Conv2D):
+        return divisors(fold.pe)
+    if isinstance(stage.node, ir.DepthwiseConv2D):
+        return divisors(max(fold.pe, stage.node.depth_multiplier))
+    return []
 
 
-def foldings(graph: ir.Graph, rng):
+def foldings(graph: ir.Graph, rng, max_lanes: int | None = None):
     """A folding for every foldable stage, by node index: any of the stage's valid
-    ``(pe, simd)`` with at most :data:`MAX_LAYER_MULTIPLIERS` multipliers and, where it
-    has one, a requantizer lane count dividing ``pe``; and the AXI lanes, dividing both
-    edge vectors."""
+    foldings (:meth:`tfl2rtl.hw.stages.Stage.options`) with at most
+    :data:`MAX_LAYER_MULTIPLIERS` multipliers and, where it has one, a requantizer lane
+    count (:func:`requant_lane_choices`); and the AXI lanes, dividing both edge vectors
+    (at most ``max_lanes``)."""
     folds = {}
     for index, stage in folded_layers(graph).items():
         options = [f for f in stage.options() if stage.multipliers(f) <= MAX_LAYER_MULTIPLIERS]
         fold = pick(rng, options)
         folds[index] = (fold.pe, fold.simd)
-        if takes_requant_lanes(stage):
-            folds[index] += (pick(rng, divisors(fold.pe)),)
+        if requant_lane_choices(stage, fold):
+            folds[index] += (pick(rng, requant_lane_choices(stage, fold)),)
     edges = math.gcd(graph.tensors[graph.inputs[0]].size, graph.tensors[graph.outputs[0]].size)
-    return folds, pick(rng, divisors(edges))
+    return folds, pick(rng, [d for d in divisors(edges) if d <= (max_lanes or edges)])
 
 
 def describe(graph: ir.Graph, folds) -> str:
     """One line per node: op, shapes, folding."""
     lines = []
     for index, node in enumerate(graph.nodes):
-        shapes = " -> ".join(str(graph.tensors[t].shape) for t in (node.input, node.output))
+        shapes = " -> ".join(" + ".join(str(graph.tensors[t].shape) for t in names)
+                             for names in (node.inputs, node.outputs))
         weights = f" weights {node.weights.shape}" if hasattr(node, "weights") else ""
         fold = f" fold {folds[index]}" if index in folds else ""
         lines.append(f"  {index}: {node.op} {shapes}{weights}{fold}")
     return "\n".join(lines)
 
 
+def branch_ops(graph: ir.Graph, node: ir.Node) -> list[tuple[str, ...]]:
+    """For each input of a join (ADD, CONCATENATION), the ops of the chain that computes
+    it from where the branches split (RESHAPEs left out)."""
+    producers = {n.output: n for n in graph.nodes}
+    readers = Counter(name for n in graph.nodes for name in n.inputs)
+    chains = []
+    for name in node.inputs:
+        ops = []
+        while name in producers and readers[name] == 1 and len(producers[name].inputs) == 1:
+            if not isinstance(producers[name], ir.Reshape):
+                ops.append(producers[name].op)
+            name = producers[name].input
+        chains.append(tuple(reversed(ops)))
+    return chains
+
+
 def features(graph: ir.Graph, folds, lanes: int) -> set[str]:
-    """What of the space :func:`random_graph` and :func:`foldings` aim at a graph
-    reaches, for the module's summary."""
+    """What of the space :func:`random_graph`, :func:`random_conv_graph` and
+    :func:`foldings` aim at a graph reaches, for the module's summary.  Windows count as
+    padded when the padding is not zero (a 1x1 SAME window is not padded)."""
     found = {"lanes > 1"} if lanes > 1 else set()
     for index, node in enumerate(graph.nodes):
-        if isinstance(node, ir.FullyConnected):
+        if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D):
             pe, simd, requant_lanes = folds[index]
             found.add("per-channel scales" if node.requant.per_channel
                       else "per-tensor scales")
             found |= {name for name, present in [
                 ("a left shift", (node.requant.shift > 0).any()),
                 ("a zero multiplier", (node.requant.multiplier == 0).any()),
-                ("several rows", graph.tensors[node.input].size > node.weights.shape[1]),
                 ("a fused clamp", node.act_min > -128 or node.act_max < 127),
-                ("pe and simd > 1", pe > 1 and simd > 1),
                 ("requant lanes < pe", requant_lanes < pe),
             ] if present}
-        elif isinstance(node, ir.Softmax):
-            found.add("SOFTMAX")
-        elif isinstance(node, ir.Reshape):
-            found.add("RESHAPE")
-        elif isinstance(node, ir.Requantize) and node.flip_sign:
+        if isinstance(node, ir.FullyConnected):
+            pe, simd, _ = folds[index]
+            found |= {name for name, present in [
+                ("several rows", graph.tensors[node.input].size > node.weights.shape[1]),
+                ("pe and simd > 1", pe > 1 and simd > 1),
+            ] if present}
+            if len(graph.tensors[node.input].shape) == 4:
+                found.add("FULLY_CONNECTED of an image")
+        if isinstance(node, ir.Conv2D | ir.DepthwiseConv2D | ir.MaxPool2D | ir.AveragePool2D):
+            what = {"CONV_2D": "CONV_2D", "DEPTHWISE_CONV_2D": "DEPTHWISE",
+                    "MAX_POOL_2D": "pool", "AVERAGE_POOL_2D": "pool"}[node.op]
+            kernel = (node.filter if hasattr(node, "filter") else node.weights.shape[1:3]
+                      if isinstance(node, ir.Conv2D) else node.weights.shape[0:2])
+            found |= {f"{what} {name}" for name, present in [
+                ("1x1", tuple(kernel) == (1, 1)),
+                ("kxk", tuple(kernel) != (1, 1)),
+                ("non-square", kernel[0] != kernel[1]),
+                ("stride > 1", max(node.stride) > 1),
+                ("dilation > 1", max(getattr(node, "dilation", (1,))) > 1),
+                ("padded", any(node.padding)),
+                ("unpadded", not any(node.padding)),
+            ] if present}
+            found.add(node.op)
+        if isinstance(node, ir.Conv2D) and min(folds[index][:2]) > 1:
+            found.add("CONV_2D pe and simd > 1")
+        if isinstance(node, ir.DepthwiseConv2D):
+            pe, _, requant_lanes = folds[index]
+            multiplier = node.depth_multiplier
+            found |= {f"DEPTHWISE {name}" for name, present in [
+                ("depth multiplier > 1", multiplier > 1),
+                ("pe < depth multiplier", pe < multiplier),
+                ("pe > depth multiplier", pe > multiplier),
+                ("requant lanes < its lanes", requant_lanes < max(pe, multiplier)),
+            ] if present}
+        if isinstance(node, ir.Mean | ir.Add | ir.Concatenation | ir.Pad) or (
+                isinstance(node, ir.Softmax | ir.Reshape | ir.Lut)):
+            found.add(node.function if isinstance(node, ir.Lut) else node.op)
+        if isinstance(node, ir.Add | ir.Concatenation):
+            chains = branch_ops(graph, node)
+            if any(not chain for chain in chains):
+                found.add(f"{node.op} of an identity branch")
+            if len(set(chains)) > 1:
+                found.add(f"{node.op} of unequal branches")
+            if len(node.inputs) > 2:
+                found.add("CONCATENATION of 3")
+        if isinstance(node, ir.Concatenation):
+            axis = node.axis % len(graph.tensors[node.output].shape)
+            found.add("CONCATENATION of channels" if axis == 3 else "CONCATENATION of rows "
+                      "or columns")
+        if isinstance(node, ir.Pad):
+            if any(node.paddings[-1]):
+                found.add("PAD of channels")
+            if node.pad_value != graph.tensors[node.output].zero_point:
+                found.add("PAD value not the zero point")
+        if isinstance(node, ir.Mean) and len(graph.tensors[node.output].shape) == 4:
+            found.add("MEAN keeping dims")
+        if isinstance(node, ir.Requantize) and node.flip_sign:
             found.add("uint8 input" if index == 0 else "uint8 output")
+        if folds.get(index, (1,))[0] > 1 and not isinstance(
+                node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D):
+            found.add("pe > 1 elsewhere")
     return found
 
 
@@ -327,11 +740,11 @@ class SerialRequantizerNetwork(DataflowNetwork):
 
 def build_and_simulate(graph: ir.Graph, folds, lanes: int, inputs: np.ndarray, directory,
                        *, seed: int = 0, stall: float = 0.3, backpressure: float = 0.3,
-                       serial: bool = False):
+                       serial: bool = False, counter: Counter = FEATURES):
     """Build ``graph`` at ``folds`` and ``lanes`` (with serial requantizer products if
     ``serial``), run ``inputs`` through it back to back and under random stalls and
     backpressure, and check every output against the golden model (and TFLM on the same
-    inputs); returns the runs."""
+    inputs); the graph's :func:`features` count in ``counter``; returns the runs."""
     report = verify_graph(graph, [[x.reshape(graph.tensors[graph.inputs[0]].shape)]
                                   for x in inputs])
     assert report.samples == len(inputs) and not report.mismatches, report.mismatches[:5]
@@ -370,27 +783,43 @@ def build_and_simulate(graph: ir.Graph, folds, lanes: int, inputs: np.ndarray, d
         len(np.unique([t[stage.node.output] for t in tensors], axis=0)) > 1
         for stage in folded_layers(graph).values())
     STATS["build_seconds"] += streaming.build_seconds
-    FEATURES.update(features(graph, folds, lanes) | ({"serial requantizers"} if serial else set()))
+    counter.update(features(graph, folds, lanes) | ({"serial requantizers"} if serial else set()))
     return runs
 
 
-@pytest.mark.parametrize("number", range(max(1, round(GRAPHS * SCALE))))
-def test_random_graph_in_verilator(number, tmp_path, build_dir):
-    rng = np.random.default_rng([SEED, number])
-    g, x, y = random_graph(rng)
+def check_random_graph(rng, g, x, y, tmp_path, build_dir, counter: Counter,
+                       max_lanes: int | None = None):
+    """Write and check one random graph, draw its folding (AXI lanes up to
+    ``max_lanes``), stalls and requantizers, build and simulate it
+    (:func:`build_and_simulate`); its features count in ``counter``."""
     path = tmp_path / "random.tflite"
     path.write_bytes(g.finish([x], [y]))
     graph = load(path)  # tfl2rtl accepts it, and the golden model equals TFLM:
     assert check(g, [x], [y], path, int(rng.integers(2**16))) is not None
-    folds, lanes = foldings(graph, rng)
+    folds, lanes = foldings(graph, rng, max_lanes)
     stall, backpressure = rng.uniform(0.05, 0.9, 2)
     serial = chance(rng, 0.25)
     print(f"{path}\n{describe(graph, folds)}\nlanes {lanes}, stall {stall:.2f}, "
           f"backpressure {backpressure:.2f}, serial requantizers {serial}")
     build_and_simulate(graph, folds, lanes, hardware_inputs(graph, rng), build_dir,
                        seed=int(rng.integers(2**16)), stall=stall, backpressure=backpressure,
-                       serial=serial)
+                       serial=serial, counter=counter)
+
+
+@pytest.mark.parametrize("number", range(max(1, round(GRAPHS * SCALE))))
+def test_random_graph_in_verilator(number, tmp_path, build_dir):
+    rng = np.random.default_rng([SEED, number])
+    g, x, y = random_graph(rng)
+    check_random_graph(rng, g, x, y, tmp_path, build_dir, FEATURES)
     STATS["random"] += 1
+
+
+@pytest.mark.parametrize("number", range(max(1, round(CONV_GRAPHS * SCALE))))
+def test_random_conv_graph_in_verilator(number, tmp_path, build_dir):
+    rng = np.random.default_rng([SEED, CONV_STREAM, number])
+    g, x, y = random_conv_graph(rng)
+    check_random_graph(rng, g, x, y, tmp_path, build_dir, CONV_FEATURES, MAX_AXI_LANES)
+    STATS["random conv"] += 1
 
 
 # --------------------------------------------------------------------------------------
