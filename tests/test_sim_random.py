@@ -220,7 +220,7 @@ def layer_epilogue(g: GraphWriter, x: int, rng, rows, out_quant=None, *,
     activation = pick(rng, ACTIVATIONS)
     if out_quant is None:
         out_quant = quant(rng)
-        if activation != "NONE" and chance(rng, mild - 0.3):  # as the converter has it
+        if activation != "NONE" and chance(rng, 0.8 if converter else 0.5):  # as converted
             out_quant = (out_quant[0], -128)
             if converter:
                 out_quant = CONVERTER_QUANTS.get(activation, out_quant)
