@@ -63,16 +63,22 @@ NAME = "tfl2rtl_board"
 MAX_CLOCK_ATTEMPTS = 4
 #: After a build misses its clock, the next one aims this far below the Fmax reached.
 CLOCK_MARGIN = 0.97
+#: What a :attr:`BuildReport.fmax_limit <tfl2rtl.boards.report.BuildReport.fmax_limit>`
+#: names, in words.
+FMAX_SOURCES = {"nextpnr": "nextpnr's Fmax",
+                "datasheet": "the hard blocks' datasheet timing"}
 
 
 class TimingMissed(Tfl2RtlError):
-    """The routed design's Fmax (``fmax_mhz``) is below the clock it was built to run at
-    (``clock_mhz``)."""
+    """The routed design's Fmax (``fmax_mhz``, set by ``limit``, a key of
+    :data:`FMAX_SOURCES`) is below the clock it was built to run at (``clock_mhz``)."""
 
-    def __init__(self, message: str, fmax_mhz: float, clock_mhz: float):
+    def __init__(self, message: str, fmax_mhz: float, clock_mhz: float,
+                 limit: str = "nextpnr"):
         super().__init__(message)
         self.fmax_mhz = fmax_mhz
         self.clock_mhz = clock_mhz
+        self.limit = limit
 
 
 class BoardDesign(wiring.Component):
@@ -200,10 +206,10 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
             if attempt == MAX_CLOCK_ATTEMPTS:
                 raise
             limit = min(missed.fmax_mhz * CLOCK_MARGIN, setting.output_mhz * CLOCK_MARGIN)
-            reason = (f"nextpnr reached {missed.fmax_mhz:.1f} MHz at "
+            reason = (f"{FMAX_SOURCES[missed.limit]} reached {missed.fmax_mhz:.1f} MHz at "
                       f"{setting.output_mhz:.4g} MHz: built again at most "
                       f"{100 * CLOCK_MARGIN:g}% of that")
-            say(f"timing missed at {setting.output_mhz:.4g} MHz (Fmax "
+            say(f"timing missed at {setting.output_mhz:.4g} MHz ({FMAX_SOURCES[missed.limit]} "
                 f"{missed.fmax_mhz:.1f} MHz); building again for {limit:.4g} MHz or below")
     raise AssertionError("unreachable")
 
@@ -285,10 +291,11 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
         report.notes += notes
         if not report.meets_timing:
             raise TimingMissed(
-                f"{report.model} on {board.name} reaches {report.fmax_mhz:.1f} MHz, short "
+                f"{report.model} on {board.name} reaches {report.fmax_mhz:.1f} MHz "
+                f"({FMAX_SOURCES[report.fmax_limit]}), short "
                 f"of the {clock.output_mhz:.4g} MHz clock: choose --clock-mhz "
                 f"{int(report.fmax_mhz)} or lower, or leave it out to let the build "
-                f"find the clock", report.fmax_mhz, clock.output_mhz)
+                f"find the clock", report.fmax_mhz, clock.output_mhz, report.fmax_limit)
 
         bitstream = build / f"{NAME}.{board.bitstream}"
         with staged_directory(out_dir) as tmp:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .board import Board, count
 from .protocol import Identity
+from .timing import TimingBound, clocked_mac_margin, ice40_bound
 
 __all__ = ["BuildReport", "build_report", "FRAME_BYTES"]
 
@@ -21,8 +22,11 @@ FRAME_BYTES = 2 * (4 + 2)
 class BuildReport:
     """What a board build produced and measured.  ``resources``: name -> ``(used,
     available)``; ``clock_mhz`` the clock the bitstream runs at (the PLL's real output,
-    described by ``clock``: its parameters and what set it), ``fmax_mhz`` the clock
-    nextpnr's timing analysis reached for the routed design; ``cycles_per_inference`` the
+    described by ``clock``: its parameters and what set it), ``fmax_mhz`` the highest
+    clock the routed design meets: nextpnr's Fmax (``nextpnr_fmax_mhz``) or, where it is
+    lower, the bound of the hard blocks' own timing that nextpnr does not model
+    (``bound``, on the iCE40: :func:`tfl2rtl.boards.timing.ice40_bound`);
+    ``cycles_per_inference`` the
     design's initiation interval (one inference per that many cycles when streaming),
     ``inferences_per_second`` that at ``clock_mhz``, and ``link_inferences_per_second``
     what the UART at ``baud`` carries (inputs in, outputs back): every figure is at the
@@ -41,6 +45,18 @@ class BuildReport:
     clock: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    nextpnr_fmax_mhz: float | None = None
+    bound: TimingBound | None = None
+
+    def __post_init__(self):
+        if self.nextpnr_fmax_mhz is None:
+            self.nextpnr_fmax_mhz = self.fmax_mhz
+
+    @property
+    def fmax_limit(self) -> str:
+        """What sets :attr:`fmax_mhz`: ``"nextpnr"`` or ``"datasheet"`` (the bound)."""
+        return "datasheet" if self.bound and self.bound.mhz < self.nextpnr_fmax_mhz \
+            else "nextpnr"
 
     @property
     def meets_timing(self) -> bool:
@@ -61,6 +77,10 @@ class BuildReport:
                           self.resources.items()},
             "clock_mhz": round(self.clock_mhz, 4), "clock": self.clock,
             "fmax_mhz": round(self.fmax_mhz, 2), "meets_timing": self.meets_timing,
+            "nextpnr_fmax_mhz": round(self.nextpnr_fmax_mhz, 2),
+            "datasheet_fmax_mhz": round(self.bound.mhz, 2) if self.bound else None,
+            "datasheet_bound": self.bound.reason if self.bound else None,
+            "fmax_set_by": self.fmax_limit,
             "cycles_per_inference": self.cycles_per_inference,
             "multipliers": self.multipliers,
             "inferences_per_second": round(self.inferences_per_second, 1),
@@ -74,7 +94,9 @@ class BuildReport:
         """The one-line summary."""
         used = ", ".join(f"{k} {u}/{a}" for k, (u, a) in self.resources.items())
         return (f"{self.model} on {self.board}: {used}; clock {self.clock_mhz:.4g} MHz "
-                f"(Fmax {self.fmax_mhz:.1f} MHz{'' if self.meets_timing else ', MISSED'}); "
+                f"(Fmax {self.fmax_mhz:.1f} MHz"
+                f"{', the datasheet bound' if self.fmax_limit == 'datasheet' else ''}"
+                f"{'' if self.meets_timing else ', MISSED'}); "
                 f"{self.cycles_per_inference} cycles per inference, "
                 f"{self.inferences_per_second:,.0f} inferences/s; link "
                 f"{self.link_inferences_per_second:,.0f} inferences/s at {self.baud} baud")
@@ -86,7 +108,11 @@ class BuildReport:
         lines += [
             "",
             f"clock: {self.clock_mhz:.6g} MHz ({self.clock}); nextpnr's Fmax "
-            f"{self.fmax_mhz:.2f} MHz",
+            f"{self.nextpnr_fmax_mhz:.2f} MHz" + (
+                f"; the hard blocks' datasheet timing allows {self.bound.mhz:.2f} MHz "
+                f"({self.bound.reason}); the "
+                f"{'datasheet bound' if self.fmax_limit == 'datasheet' else 'nextpnr Fmax'}"
+                " sets the limit" if self.bound else ""),
             f"cycles per inference (initiation interval): {self.cycles_per_inference}",
             f"inferences per second at {self.clock_mhz:.6g} MHz: "
             f"{self.inferences_per_second:,.1f}",
@@ -119,9 +145,11 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
     if board.serial_requantizer:
         notes.append("requantizers share one 16x16 multiplier per lane (one result per 3-5 "
                      "cycles); the cycles per inference count 5")
+    nextpnr_fmax = min(clocks) if clocks else 0.0
+    bound = None
     if board.family == "ice40":
-        notes.append("nextpnr-ice40 has no DSP timing model: its Fmax is an upper bound "
-                     "where a path runs through an SB_MAC16")
+        netlist = json.loads((build / f"{name}.json").read_text())
+        bound = ice40_bound(placed, cells, clocked=clocked_mac_margin(netlist))
     if identity.memories:
         loaded = sum(m.rows * m.row_bytes for m in identity.memories)
         nodes = ", ".join(str(m.node) for m in identity.memories)
@@ -130,7 +158,8 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
                      "configuration (tfl2rtl infer does it when the board asks)")
     return BuildReport(
         board=board.name, model=Path(design.graph.source).name, bitstream="",
-        resources=resources, fmax_mhz=min(clocks) if clocks else 0.0,
+        resources=resources, fmax_mhz=min(nextpnr_fmax, bound.mhz) if bound else nextpnr_fmax,
+        nextpnr_fmax_mhz=nextpnr_fmax, bound=bound,
         clock_mhz=clock_hz / 1e6, clock=clock, cycles_per_inference=design.initiation_interval,
         multipliers=design.multipliers, baud=baud,
         link_bytes=identity.input.size + identity.output.size + FRAME_BYTES,

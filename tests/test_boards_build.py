@@ -7,7 +7,7 @@ import pytest
 
 from conftest import TEST_MODELS, ZOO
 from tfl2rtl.api import generate, load
-from tfl2rtl.boards.build import BOARDS, DEFAULT_BAUD, board_clock
+from tfl2rtl.boards.build import BOARDS, DEFAULT_BAUD, FMAX_SOURCES, board_clock
 from tfl2rtl.cli import main
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
 
@@ -51,23 +51,31 @@ def test_icebreaker_bitstream_and_report(tmp_path, capsys):
 def test_the_build_finds_the_clock_the_routed_design_meets(tmp_path, capsys):
     """Without --clock-mhz the first build aims at the board's estimate (40 MHz on the
     iCEBreaker, above what hello_world's design reaches), misses, and builds again below
-    the Fmax nextpnr reported; the bitstream runs at a PLL clock it meets."""
+    the Fmax reached (nextpnr's, or the lower bound of the SB_MAC16 and block RAM timing);
+    the bitstream runs at a PLL clock it meets."""
     import re
 
     out = tmp_path / "out"
     assert main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out)]) == 0
     err = capsys.readouterr().err.splitlines()
-    missed = [re.fullmatch(r"tfl2rtl: timing missed at ([\d.]+) MHz \(Fmax ([\d.]+) MHz\); "
-                           r"building again for ([\d.]+) MHz or below", line) for line in err]
+    sources = "|".join(re.escape(words) for words in FMAX_SOURCES.values())
+    missed = [re.fullmatch(rf"tfl2rtl: timing missed at ([\d.]+) MHz \(({sources}) ([\d.]+) "
+                           r"MHz\); building again for ([\d.]+) MHz or below", line)
+              for line in err]
     missed = [m for m in missed if m]
     assert missed, err
-    aimed, fmax, limit = (float(x) for x in missed[-1].groups())
+    aimed, source, fmax, limit = missed[-1].groups()
+    aimed, fmax, limit = float(aimed), float(fmax), float(limit)
     assert fmax < aimed <= BOARDS["icebreaker"].clock_estimate_mhz
     report = json.loads((out / "report.json").read_text())
     chosen = board_clock(BOARDS["icebreaker"], limit, DEFAULT_BAUD)
     assert report["clock_mhz"] == pytest.approx(chosen.output_mhz, abs=1e-4)
     assert report["meets_timing"] and report["fmax_mhz"] >= report["clock_mhz"]
-    assert report["clock"].startswith(chosen.describe() + "; nextpnr reached")
+    assert report["clock"].startswith(f"{chosen.describe()}; {source} reached")
+    # The iCE40's hard blocks bound the clock too, and the report says which bound won.
+    assert report["fmax_mhz"] == min(report["nextpnr_fmax_mhz"], report["datasheet_fmax_mhz"])
+    assert report["fmax_set_by"] == ("datasheet" if report["datasheet_fmax_mhz"]
+                                     < report["nextpnr_fmax_mhz"] else "nextpnr")
 
 
 def test_a_clock_the_design_cannot_meet_is_refused(tmp_path, capsys):
