@@ -16,6 +16,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.adapters import SkidBuffer
 from tfl2rtl.hw.weights import LOAD_LAYOUT
 
 from . import protocol
@@ -384,7 +385,8 @@ class HostLink(wiring.Component):
 def attach_accelerator(m: Module, link: HostLink, accelerator,
                        name: str = "accelerator") -> None:
     """Add ``accelerator`` to ``m`` (as submodule ``name``) behind ``link``: its
-    AXI4-Stream ports joined to ``to_accel`` and ``from_accel`` and, when the link loads
+    AXI4-Stream ports joined to ``to_accel`` and ``from_accel`` through a register slice
+    each (:class:`~tfl2rtl.hw.adapters.SkidBuffer`, one cycle) and, when the link loads
     weights, its ``load`` and ``loaded`` to the link's, and its reset to the link's
     ``invalidate`` as well as the domain's (after a LOAD frame that failed its check,
     the accelerator starts over as from power-on: its memories count as empty)."""
@@ -397,14 +399,24 @@ def attach_accelerator(m: Module, link: HostLink, accelerator,
         ]
     else:
         m.submodules[name] = accelerator
+    # Register slices on both streams: the link's byte and frame logic (counters,
+    # comparisons, the UART's ready) and the accelerator's FIFOs and first stage meet
+    # only through registers, not in one combinational path.
+    into = SkidBuffer(link.to_accel.payload.shape())
+    out_of = SkidBuffer(link.from_accel.payload.shape())
+    for suffix, part in (("in_slice", into), ("out_slice", out_of)):  # reset with it
+        m.submodules[f"{name}_{suffix}"] = (ResetInserter(link.invalidate)(part)
+                                            if link.loadable else part)
+    wiring.connect(m, link.to_accel, into.i)
+    wiring.connect(m, out_of.o, link.from_accel)
     m.d.comb += [
-        accelerator.s_axis_tdata.eq(link.to_accel.payload.data),
-        accelerator.s_axis_tlast.eq(link.to_accel.payload.last),
-        accelerator.s_axis_tvalid.eq(link.to_accel.valid),
-        link.to_accel.ready.eq(accelerator.s_axis_tready),
-        link.from_accel.payload.eq(accelerator.m_axis_tdata),
-        link.from_accel.valid.eq(accelerator.m_axis_tvalid),
-        accelerator.m_axis_tready.eq(link.from_accel.ready),
+        accelerator.s_axis_tdata.eq(into.o.payload.data),
+        accelerator.s_axis_tlast.eq(into.o.payload.last),
+        accelerator.s_axis_tvalid.eq(into.o.valid),
+        into.o.ready.eq(accelerator.s_axis_tready),
+        out_of.i.payload.eq(accelerator.m_axis_tdata),
+        out_of.i.valid.eq(accelerator.m_axis_tvalid),
+        accelerator.m_axis_tready.eq(out_of.i.ready),
     ]
 
 
