@@ -281,3 +281,28 @@ def test_float_edges_generate_and_sim(tmp_path):
     np.save(x, np.zeros((1, 16), np.int8))
     assert_one_line_error(cli("sim", model, "--input", x), "holds int8 but the model input "
                           "is float32")
+
+
+def test_transpose_verifies_and_builds_at_the_input_edge_only(tmp_path):
+    """A PyTorch-style NCHW model verifies and generates (its input TRANSPOSE on the
+    host); a TRANSPOSE inside the graph verifies but has no hardware: one line."""
+    from tflite_writer import GraphWriter
+
+    model = TEST_MODELS / "nchw_float_io.tflite"
+    proc = cli("verify", model, "--samples", 5, check_code=0)
+    assert proc.stdout.startswith("OK:") and "0 mismatching" in proc.stdout
+    cli("generate", model, "-o", tmp_path / "nchw", check_code=0)
+    edges = json.loads((tmp_path / "nchw" / "manifest.json").read_text())["host_edges"]
+    assert edges["input"]["host"] == ["QUANTIZE", "TRANSPOSE"]
+    assert edges["input"]["permutation"] == [0, 2, 3, 1]
+    rng = np.random.default_rng(0)
+    g = GraphWriter()
+    x = g.tensor((1, 4, 4, 2), "int8", 0.05, 1)
+    h = g.conv_2d(x, rng.integers(-127, 128, (3, 1, 1, 2)), 0.01, None, (0.05, -2))
+    y = g.transpose(h, (0, 3, 1, 2))
+    inside = tmp_path / "inside.tflite"
+    inside.write_bytes(g.finish([x], [y]))
+    cli("verify", inside, "--samples", 3, check_code=0)
+    assert_one_line_error(cli("generate", inside, "-o", tmp_path / "out"),
+                          "node 1 (TRANSPOSE) has no hardware")
+    assert not (tmp_path / "out").exists()
