@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import tfl2rtl
-from conftest import TEST_MODELS
 from tfl2rtl.folding import Fold
 
 
@@ -60,12 +59,16 @@ def test_unbuildable_model_leaves_output_untouched(tmp_path):
     out = tmp_path / "out"
     with staged_directory(out) as tmp:  # an earlier output, which generate may replace
         (tmp / "keep.txt").write_text("previous")
-    graph = tfl2rtl.load(TEST_MODELS / "conv_float_io.tflite")
-    with pytest.raises(tfl2rtl.Tfl2RtlError, match=r"^node 0 \(QUANTIZE\) makes the model's "
-                                                   r"input float32; the hardware streams "
-                                                   r"integers: convert with "
-                                                   r"inference_input_type=tf.int8"):
+    from tflite_writer import GraphWriter
+
+    g = GraphWriter()  # a TRANSPOSE after a convolution: verified, but no hardware
+    x = g.tensor((1, 4, 4, 2), "int8", 0.05, 1)
+    h = g.conv_2d(x, np.arange(-3, 3).reshape(3, 1, 1, 2), 0.01, None, (0.05, -2))
+    model = tmp_path / "transpose.tflite"
+    model.write_bytes(g.finish([x], [g.transpose(h, (0, 3, 1, 2))]))
+    graph = tfl2rtl.load(model)
+    with pytest.raises(tfl2rtl.Tfl2RtlError, match=r"^node 1 \(TRANSPOSE\) has no hardware"):
         tfl2rtl.generate(graph, out)
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "transpose.tflite"]
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "keep.txt"]
     assert (out / "keep.txt").read_text() == "previous"
