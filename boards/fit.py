@@ -27,12 +27,19 @@ def _add_scaling_multipliers(node: ir.Add) -> int:
     return sum(1 for f in add_input_factors(node) if f < 0 or f & (f - 1))
 
 
+#: The DSP blocks of a SOFTMAX stage: its one 32x32 multiplier as four partial products
+#: (measured: 4 ``SB_MAC16`` on the iCE40 and 4 ``MULT18X18D`` on the ECP5 beside an
+#: MLP whose estimate was otherwise exact).
+SOFTMAX_DSPS = 4
+
+
 def stage_dsp_estimate(stage, board: Board) -> int:
     """The DSP blocks one planned stage (a :class:`tfl2rtl.hw.network.StagePlan`) needs
     on ``board``: one per MAC multiplier (none for depthwise layers on boards that build
     those in logic, :attr:`Board.depthwise_in_logic`), and per requantized output lane
     one (with serial products) or four (the 16x16 partial products of a q31 multiplier);
-    ADD also scales its two inputs in each lane (:func:`_add_scaling_multipliers`).
+    ADD also scales its two inputs in each lane (:func:`_add_scaling_multipliers`);
+    SOFTMAX has :data:`SOFTMAX_DSPS`.
 
     Measured against Yosys on one ResNet ADD alone, per lane: 3 ``SB_MAC16`` (iCE40,
     serial) and 6 ``MULT18X18D`` (ECP5) where one input multiplier is 2**30 (one
@@ -46,6 +53,8 @@ def stage_dsp_estimate(stage, board: Board) -> int:
         return macs + stage.out_lanes * per_lane
     if isinstance(node, ir.Add):
         return macs + stage.out_lanes * (per_lane + _add_scaling_multipliers(node))
+    if isinstance(node, ir.Softmax):
+        return macs + SOFTMAX_DSPS
     return macs
 
 

@@ -63,3 +63,19 @@ def test_the_dsp_estimate_of_an_add_is_what_yosys_maps(tmp_path):
     netlist = synthesize_netlist(stage.build(), "ice40", tmp_path)
     used = netlist.read_text().count("SB_MAC16 ")
     assert used == stage_dsp_estimate(stage, BOARDS["icebreaker"]) == 2 * (2 + 1)
+
+
+def test_the_dsp_estimate_of_a_softmax_is_what_yosys_maps(tmp_path):
+    """mlp_float_io's SOFTMAX synthesized alone for the iCE40: its one 32x32 multiplier
+    takes :data:`tfl2rtl.boards.fit.SOFTMAX_DSPS` SB_MAC16 (the default build of that
+    model overflowed the iCEBreaker's DSPs when the estimate counted none)."""
+    from tfl2rtl import design, ir
+    from tfl2rtl.boards.board import BOARDS
+    from tfl2rtl.boards.fit import stage_dsp_estimate
+    from tfl2rtl.boards.postsynth import synthesize_netlist
+
+    plan = design.plan(load(TEST_MODELS / "mlp_float_io.tflite"), "auto", requant_interval=5)
+    (stage,) = [s for s in plan.network_plan.stages if isinstance(s.node, ir.Softmax)]
+    netlist = synthesize_netlist(stage.build(), "ice40", tmp_path)
+    used = netlist.read_text().count("SB_MAC16 ")
+    assert used == stage_dsp_estimate(stage, BOARDS["icebreaker"]) > 0
