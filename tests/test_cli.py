@@ -283,9 +283,11 @@ def test_float_edges_generate_and_sim(tmp_path):
                           "is float32")
 
 
-def test_transpose_verifies_and_builds_at_the_input_edge_only(tmp_path):
+def test_transpose_at_the_input_edge_and_inside_the_graph(tmp_path):
     """A PyTorch-style NCHW model verifies and generates (its input TRANSPOSE on the
-    host); a TRANSPOSE inside the graph verifies but has no hardware: one line."""
+    host); a TRANSPOSE inside the graph verifies and generates too (a hardware stage),
+    but a folding file that gives it two elements a beat, where its permutation moves
+    the innermost axis, is refused in one line."""
     from tflite_writer import GraphWriter
 
     model = TEST_MODELS / "nchw_float_io.tflite"
@@ -303,6 +305,15 @@ def test_transpose_verifies_and_builds_at_the_input_edge_only(tmp_path):
     inside = tmp_path / "inside.tflite"
     inside.write_bytes(g.finish([x], [y]))
     cli("verify", inside, "--samples", 3, check_code=0)
-    assert_one_line_error(cli("generate", inside, "-o", tmp_path / "out"),
-                          "node 1 (TRANSPOSE) has no hardware")
+    cli("generate", inside, "-o", tmp_path / "inside", check_code=0)
+    manifest = json.loads((tmp_path / "inside" / "manifest.json").read_text())
+    assert "host_edges" not in manifest  # in hardware, not on the host
+    assert [(layer["op"], layer["output_shape"], layer["cycles_per_vector"])
+            for layer in manifest["layers"]][1] == ("TRANSPOSE", [3, 4, 4], 48)
+    fold = tmp_path / "fold.json"
+    fold.write_text('{"layers": {"1": {"pe": 2}}}')
+    assert_one_line_error(cli("generate", inside, "-o", tmp_path / "out", "--fold", fold),
+                          "node 1 (TRANSPOSE): pe=2, but the permutation (0, 3, 1, 2) moves "
+                          "the innermost axis, so the hardware transposes one element per "
+                          "beat (pe=1)")
     assert not (tmp_path / "out").exists()

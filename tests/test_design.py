@@ -61,14 +61,15 @@ def test_unbuildable_model_leaves_output_untouched(tmp_path):
         (tmp / "keep.txt").write_text("previous")
     from tflite_writer import GraphWriter
 
-    g = GraphWriter()  # a TRANSPOSE after a convolution: verified, but no hardware
+    g = GraphWriter()  # a MEAN over the channels after a convolution: no hardware
     x = g.tensor((1, 4, 4, 2), "int8", 0.05, 1)
     h = g.conv_2d(x, np.arange(-3, 3).reshape(3, 1, 1, 2), 0.01, None, (0.05, -2))
-    model = tmp_path / "transpose.tflite"
-    model.write_bytes(g.finish([x], [g.transpose(h, (0, 3, 1, 2))]))
+    model = tmp_path / "mean.tflite"
+    model.write_bytes(g.finish([x], [g.mean(h, (3,), (0.05, -2))]))
     graph = tfl2rtl.load(model)
-    with pytest.raises(tfl2rtl.Tfl2RtlError, match=r"^node 1 \(TRANSPOSE\) has no hardware"):
+    with pytest.raises(tfl2rtl.Tfl2RtlError, match=r"^node 1 \(MEAN\): MEAN over axes "
+                       r"\(3,\) of a 4-D tensor has no hardware"):
         tfl2rtl.generate(graph, out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "transpose.tflite"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mean.tflite", "out"]
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "keep.txt"]
     assert (out / "keep.txt").read_text() == "previous"

@@ -22,7 +22,9 @@ A folding is a :class:`tfl2rtl.fold.Fold` ``(pe, simd)``:
   average pooling the window's sum by the count's reciprocal, MEAN in a requantizer, ADD
   both inputs by the 16-bit halves of their multipliers and the sum in a requantizer
   (:mod:`tfl2rtl.hw.pool`, :mod:`tfl2rtl.hw.elementwise`);
-- SOFTMAX: one element at a time, only ``(1, 1)``.
+- SOFTMAX: one element at a time, only ``(1, 1)``;
+- TRANSPOSE: ``pe`` elements per beat, ``simd = 1``, ``pe`` above 1 only where the
+  permutation keeps the innermost axis innermost.
 
 Streams carry tensors in NHWC order (batch 1).  For a 4-D tensor the lanes divide the
 channel count, so a beat never holds parts of two pixels.
@@ -462,6 +464,34 @@ class PadStage(Stage):
         return PadLayer(self.node, self.tensor_shapes[0], lanes=fold.pe)
 
 
+class TransposeStage(Stage):
+    """TRANSPOSE: the whole tensor buffered in a ping-pong memory and streamed out
+    permuted (:class:`tfl2rtl.hw.transpose.TransposeLayer`), ``pe`` elements per beat
+    only where the permutation keeps the innermost axis innermost."""
+
+    def _lane_dimension(self):
+        from .transpose import lane_limit
+
+        return math.gcd(super()._lane_dimension(),
+                        lane_limit(self.tensor_shapes[0], self.node.perm))
+
+    def check(self, fold, requant_lanes=None):
+        if fold.pe > 1 and self._lane_dimension() == 1:
+            raise Tfl2RtlError(
+                f"{self.name}: pe={fold.pe}, but the permutation {tuple(self.node.perm)} "
+                "moves the innermost axis, so the hardware transposes one element per "
+                "beat (pe=1)")
+        super().check(fold)
+
+    def demand(self, elements, bound):
+        return np.full_like(elements, self.in_size - 1)
+
+    def build(self, fold, requant_lanes=None):
+        from .transpose import TransposeLayer
+
+        return TransposeLayer(self.node, self.tensor_shapes[0], lanes=fold.pe)
+
+
 class SoftmaxStage(Stage):
     foldable = False
 
@@ -507,6 +537,7 @@ STAGE_KINDS: dict[type, type[Stage]] = {
     ir.Concatenation: ConcatStage,
     ir.Pad: PadStage,
     ir.Softmax: SoftmaxStage,
+    ir.Transpose: TransposeStage,
 }
 
 
