@@ -210,8 +210,8 @@ def host_edges(graph: ir.Graph) -> HostEdges:
     """Split ``graph`` into the hardware's graph and the host's edges (see the module's
     description).  A graph without such edges is its own hardware graph; a hardware
     graph gives the same split as its model's graph (:func:`model_graph`).  Any other
-    float32 tensor or TRANSPOSE stays in the graph (and the hardware planner refuses
-    it)."""
+    float32 tensor stays in the graph (and the hardware planner refuses it), and any
+    other TRANSPOSE too (a hardware stage: :mod:`tfl2rtl.hw.transpose`)."""
     graph = model_graph(graph)
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         return HostEdges(graph=graph, hardware=graph)
