@@ -144,3 +144,24 @@ def test_a_wrong_permutation_is_caught():
     dut = TransposeLayer(transpose_node((2, 0, 1)), shape)
     got = run(dut, xs, "streaming")
     assert not np.array_equal(got, expected(transpose_node((2, 1, 0)), xs))
+
+
+def test_the_buffer_is_block_ram_and_no_dsp(tmp_path):
+    """Synthesized alone for the iCE40 (Yosys): the ping-pong memory of a 16x16x8 tensor
+    (2 x 2048 bytes) is 8 SB_RAM40_4K of 512 bytes, and there is no SB_MAC16, as
+    :func:`tfl2rtl.boards.fit.stage_dsp_estimate` counts (the address steps are
+    additions of constants)."""
+    from tfl2rtl.boards.board import BOARDS
+    from tfl2rtl.boards.fit import stage_dsp_estimate
+    from tfl2rtl.boards.postsynth import synthesize_netlist
+    from tfl2rtl.fold import Fold
+    from tfl2rtl.hw.network import StagePlan
+    from tfl2rtl.hw.stages import TransposeStage
+
+    node = transpose_node((0, 3, 1, 2))
+    stage = StagePlan(TransposeStage(1, node, [(1, 16, 16, 8)], (1, 8, 16, 16)), Fold(1, 1))
+    component = stage.build()
+    assert component.memory_bytes == 4096
+    netlist = synthesize_netlist(component, "ice40", tmp_path).read_text()
+    assert netlist.count("SB_RAM40_4K ") == 4096 * 8 // 4096
+    assert netlist.count("SB_MAC16 ") == stage_dsp_estimate(stage, BOARDS["icebreaker"]) == 0
