@@ -252,15 +252,16 @@ class Requantizer(wiring.Component):
         for lane in range(self.lanes):
             products = None
             if serial:
-                def products(operands, lane=lane):
-                    return self._serial_products(m, operands, phase, interval, lane)
+                def products(operands, first, lane=lane):
+                    return self._serial_products(m, operands, first, phase, advance,
+                                                 interval, lane)
             out = self._lane(register, self.i.payload.acc[lane], params[lane], lane,
                              products)
             m.d.comb += self.o.payload[lane].eq(out)
         return m
 
     @staticmethod
-    def _serial_products(m, operands, phase, interval, lane):
+    def _serial_products(m, operands, first, phase, advance, interval, lane):
         """The products ``a * b`` of ``operands`` (``(a, a_signed, b, b_signed)``, each
         operand 16 bits) from one unsigned 16x16 multiplier: in ``phase`` ``k`` of the
         window the unsigned product of operand pair ``k`` goes into a register; the
@@ -268,11 +269,23 @@ class Requantizer(wiring.Component):
         ``a_u - 2**16 * a[15]`` for its unsigned bits ``a_u``, so ``a * b = a_u * b_u -
         2**16 * (a[15] * b_u + b[15] * a_u) + 2**32 * a[15] * b[15]`` (the terms of
         unsigned operands left out).  The values are valid in the window's last
-        cycle, when the pipeline steps."""
+        cycle, when the pipeline steps.
+
+        The multiplier's operands come from registers (so that its inputs are register
+        outputs, not a multiplexer selected by ``phase``): loaded in each phase with the
+        next phase's pair and, on the edge where the pipeline steps (``advance``), with
+        ``first``, the pair ``(a, b)`` of phase 0 as it enters the operand registers."""
         operands = operands + [(Const(0, 16), False, Const(0, 16), False)] * (
             interval - 1 - len(operands))
-        a = Array(operand[0] for operand in operands)[phase]
-        b = Array(operand[2] for operand in operands)[phase]
+        following = Mux(phase == interval - 1, 0, phase + 1)
+        a = Signal(16, name=f"serial_a_{lane}")
+        b = Signal(16, name=f"serial_b_{lane}")
+        m.d.sync += [
+            a.eq(Mux(advance, first[0], Array([*(o[0] for o in operands),
+                                                operands[0][0]])[following])),
+            b.eq(Mux(advance, first[1], Array([*(o[2] for o in operands),
+                                                operands[0][2]])[following])),
+        ]
         shared = Signal(32, name=f"serial_product_{lane}")  # the one multiplier
         m.d.comb += shared.eq(a * b)
         values = []
@@ -303,12 +316,14 @@ class Requantizer(wiring.Component):
         x = stage(acc[:32].as_signed() if self.acc_width > 32 else acc, "x", signed(32))
 
         # "left_shift"
-        scaled = stage((x << p["left"])[:32].as_signed(), "scaled", signed(32))
+        entering = (x << p["left"])[:32].as_signed()  # what "scaled" takes next
+        scaled = stage(entering, "scaled", signed(32))
         mult = p["multiplier"]
         if not mult.shape().signed and len(mult) < 16:
             # A narrow constant (a lane whose multipliers are all 0): at least the 16
             # bits of a low half, or the partial products come out too narrow.
             mult = mult.as_unsigned() | Const(0, 16)
+        m_entering = mult[:16]
         if mult.shape().signed:  # sign-extended, so that its halves are right
             mult = (Const(mult.value, signed(32)) if isinstance(mult, Const)
                     else stage(mult, "multiplier", signed(32)))
@@ -330,7 +345,7 @@ class Requantizer(wiring.Component):
                     m_bits = m_bits.as_unsigned() | Const(0, 16)
                 operands += [(x_lo, False, m_bits, mult.shape().signed),
                              (x_bits, True, m_bits, mult.shape().signed)]
-            values = serial_products(operands)
+            values = serial_products(operands, (entering[:16], m_entering))
             ll = stage(values[0], "ll", unsigned(32))
             hl = stage(values[1], "hl", signed(33))
             if len(mult) > 16:
