@@ -520,13 +520,31 @@ def _input_ports(component, count: int) -> list:
     return list(component.i)
 
 
+def _padding_run(node: ir.Pad, in_shape) -> int:
+    """An upper bound of the longest run of padding elements a PAD of ``in_shape``
+    writes without reading (the end of one vector and the start of the next included):
+    its leading dimensions' paddings as whole slices of the output, each dimension's
+    slices between two of the next, down to the channels around a pixel."""
+    out = [int(n) + int(a) + int(b) for n, (a, b) in zip(in_shape, node.paddings,
+                                                          strict=True)]
+    run = 0
+    for axis, (before, after) in enumerate(node.paddings):
+        run += (int(before) + int(after)) * ir.shape_size(out[axis + 1:])
+    return run
+
+
 def _fifo_beats(stage: Stage, slot: int, lanes: int) -> int:
     """The FIFO before a stage: one input vector of a FULLY_CONNECTED layer, two pixels
-    of anything else (a whole vector when it has no pixels)."""
+    of anything else (a whole vector when it has no pixels); before a PAD, also what
+    arrives while it writes its longest run of padding (:func:`_padding_run`: it reads
+    nothing meanwhile, and the stage before it must not stall for it)."""
     shape = stage.in_shapes[slot]
     if isinstance(stage.node, ir.FullyConnected) or len(shape) < 3:
         return ir.shape_size(shape) // lanes
-    return 2 * shape[-1] // lanes
+    beats = 2 * shape[-1] // lanes
+    if isinstance(stage.node, ir.Pad):
+        beats += -(-_padding_run(stage.node, stage.tensor_shapes[0]) // lanes)
+    return beats
 
 
 def lint_waivers(filename: str) -> str:
