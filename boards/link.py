@@ -181,12 +181,22 @@ class HostLink(wiring.Component):
         reply_command = Signal(8)
         reply_length = Signal(16)
         kind = Signal(2)  # the reply payload: 0 error bytes, 1 identity, 2 the output
+        empty = Signal()  # the reply has no payload
+        # Payload bytes left in the request and in the reply, counted down, so that the
+        # last one is a comparison with a constant (no adder before the state machine).
+        left_in = Signal(16)
+        left_out = Signal(16)
         quiet = Signal(range(self.timeout_cycles + 1))
         position = Signal(range(lanes))  # the output byte's lane in its beat
 
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.record),
                                         init=list(self.record))
-        rom_port = rom.read_port()
+        # The identity byte at ``count`` comes from one of two reads a cycle old: at
+        # ``count`` and at ``count + 1`` (``stepped``: count moved on at the last
+        # edge), so that the read address never waits for this cycle's transfer.
+        here, ahead = rom.read_port(), rom.read_port()
+        stepped = Signal()
+        m.d.sync += stepped.eq(0)
 
         byte = self.rx.payload
         got = self.rx.valid  # rx is always ready
@@ -236,8 +246,8 @@ class HostLink(wiring.Component):
         # The reply's bytes, one transfer at a time.
         tx_byte = Signal(8)
         sent = self.tx.valid & self.tx.ready
-        m.d.comb += [self.tx.payload.eq(tx_byte), rom_port.en.eq(1),
-                     rom_port.addr.eq(count)]
+        m.d.comb += [self.tx.payload.eq(tx_byte), here.addr.eq(count),
+                     ahead.addr.eq(count + 1)]
 
         def send(value, next_state, checked=True):
             m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(value)]
@@ -266,7 +276,8 @@ class HostLink(wiring.Component):
                 request_state()
                 full_length = Cat(length[:8], byte)
                 with m.If(got):
-                    m.d.sync += [length.eq(full_length), count.eq(0)]
+                    m.d.sync += [length.eq(full_length), count.eq(0),
+                                 left_in.eq(full_length)]
                     is_infer = command == protocol.INFER
                     is_identify = command == protocol.IDENTIFY
                     is_load = Const(int(self.loadable)) & (command == protocol.LOAD)
@@ -312,7 +323,9 @@ class HostLink(wiring.Component):
                                         self.load.payload.first.eq(count == 3),
                                         self.load.payload.data.eq(byte),
                                     ]
-                with m.If(count == length - 1):
+                with m.If(got):
+                    m.d.sync += left_in.eq(left_in - 1)
+                with m.If(left_in == 1):
                     receive("crc_low")
                 with m.Else():
                     receive("payload")
@@ -345,19 +358,21 @@ class HostLink(wiring.Component):
                 send(reply_command, "send_length_low")
             with m.State("send_length_low"):
                 send(reply_length[:8], "send_length_high")
+                # Registered ahead of their use, so that no path runs from the reply's
+                # length through a comparison into the state machine.
+                m.d.sync += [empty.eq(reply_length == 0), left_out.eq(reply_length)]
             with m.State("send_length_high"):
-                with m.If(reply_length == 0):
+                with m.If(empty):
                     send(reply_length[8:], "send_crc_low")
                 with m.Else():
                     send(reply_length[8:], "send_payload")
             with m.State("send_payload"):
-                last = count == reply_length - 1
+                last = left_out == 1
                 with m.Switch(kind):
                     with m.Case(0):
                         send(Mux(count == 0, code, command), "send_payload")
                     with m.Case(1):
-                        send(rom_port.data, "send_payload")
-                        m.d.comb += rom_port.addr.eq(Mux(sent, count + 1, count))
+                        send(Mux(stepped, ahead.data, here.data), "send_payload")
                     with m.Case(2):  # lane by lane from the accelerator's beats
                         send(self.from_accel.payload.word_select(position, 8),
                              "send_payload")
@@ -369,7 +384,8 @@ class HostLink(wiring.Component):
                             m.d.sync += position.eq(Mux(position == lanes - 1, 0,
                                                         position + 1))
                 with m.If(sent):
-                    m.d.sync += count.eq(count + 1)
+                    m.d.sync += [count.eq(count + 1), stepped.eq(1),
+                                 left_out.eq(left_out - 1)]
                     with m.If(last):
                         m.next = "send_crc_low"
             with m.State("send_crc_low"):
