@@ -5,8 +5,8 @@ round ends in the golden model's exact output or a one-line error, never a wrong
 output or a hang, and the board answers afterwards.
 
 The suite runs ``TFL2RTL_FAULTS`` rounds (default 336, 24 of each kind); the long run
-is ``TFL2RTL_FAULTS=10000 .venv/bin/python -m pytest tests/test_boards_faults.py -s``
-(the counts by kind are printed with ``-s``)."""
+is ``TFL2RTL_FAULTS=10000 .venv/bin/python -m pytest tests/test_boards_faults.py``
+(the counts by kind end the report, through the ``summary`` fixture)."""
 
 import dataclasses
 import os
@@ -38,7 +38,7 @@ def table(tally: dict) -> str:
     return "\n".join(rows)
 
 
-def test_injected_faults_give_the_golden_output_or_an_error(tmp_path):
+def test_injected_faults_give_the_golden_output_or_an_error(tmp_path, summary):
     """hello_world with every weight memory loaded over the link (so that LOAD frames
     can be hit too): FAULTS rounds, each kind in turn, then the negative control, whose
     reply check is broken on purpose and must let wrong outputs through."""
@@ -54,9 +54,10 @@ def test_injected_faults_give_the_golden_output_or_an_error(tmp_path):
     np.testing.assert_array_equal(run.outputs, expected)
     tally, control = run.faults["tally"], run.faults["control"]
     totals = fault_totals(tally)
-    print(f"\n{FAULTS} rounds (seed {SEED}) in {run.faults['wall_seconds']:.1f} s, "
-          f"{run.faults['sim_ms']:.0f} ms simulated\n{table(tally)}\n"
-          f"negative control: {fault_totals(control)}")
+    summary(f"test_boards_faults: {FAULTS} rounds (seed {SEED}) in "
+            f"{run.faults['wall_seconds']:.1f} s, "
+            f"{run.faults['sim_ms']:.0f} ms simulated\n{table(tally)}\n"
+            f"negative control: {fault_totals(control)}")
     assert totals["wrong"] == totals["dead"] == totals["hang"] == 0
     assert sum(totals.values()) + sum(tally["unfired"].values()) == FAULTS
     for kind, counts in tally["counts"].items():  # every kind really happened

@@ -130,7 +130,7 @@ def examples(count: int):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report_counts(request):
+def report_counts(summary):
     start = time.perf_counter()
     yield
     if STATS["models"]:
@@ -138,9 +138,7 @@ def report_counts(request):
                 f"layers, {STATS['samples']} samples, {STATS['elements']} elements compared "
                 f"with TFLM ({STATS['seconds']:.1f} s of {time.perf_counter() - start:.1f} s); "
                 f"{STATS['refused']} models refused by both tfl2rtl and TFLM")
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled():
-            print(f"\n{line}")
+        summary(line)
 
 
 @pytest.fixture(scope="module")

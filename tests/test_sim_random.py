@@ -126,7 +126,7 @@ CONV_FEATURES: Counter = Counter()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report_counts(request):
+def report_counts(summary):
     start = time.perf_counter()
     yield
     if STATS["graphs"]:
@@ -143,9 +143,7 @@ def report_counts(request):
             if counter:
                 line += f"; {what} with " + ", ".join(f"{k}: {v}"
                                                       for k, v in sorted(counter.items()))
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled():
-            print(f"\n{line}")
+        summary(line)
 
 
 @pytest.fixture(scope="module")
