@@ -169,7 +169,7 @@ class HostLink(wiring.Component):
 
         # --- the frame parser and responder -----------------------------------------
         command = Signal(8)
-        length = Signal(16)
+        length_low = Signal(8)  # the request length's first byte
         count = Signal(16)
         crc = Signal(16, init=0xFFFF)
         crc_low = Signal(8)
@@ -270,13 +270,13 @@ class HostLink(wiring.Component):
             with m.State("length_low"):
                 request_state()
                 with m.If(got):
-                    m.d.sync += length[:8].eq(byte)
+                    m.d.sync += length_low.eq(byte)
                 receive("length_high")
             with m.State("length_high"):
                 request_state()
-                full_length = Cat(length[:8], byte)
+                full_length = Cat(length_low, byte)
                 with m.If(got):
-                    m.d.sync += [length.eq(full_length), count.eq(0),
+                    m.d.sync += [count.eq(0),
                                  left_in.eq(full_length)]
                     is_infer = command == protocol.INFER
                     is_identify = command == protocol.IDENTIFY

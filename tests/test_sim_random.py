@@ -265,6 +265,18 @@ def reshape(g: GraphWriter, x: int, rng) -> int:
 LAYER_KINDS = {"fully_connected": fully_connected}
 
 
+def graph_input(g: GraphWriter, shape, rng, *, uint8: float):
+    """``(graph input, int8 tensor)`` of ``shape`` with a random quantization: with
+    chance ``uint8`` a uint8 input and a QUANTIZE that flips its sign bit (as the
+    converter writes uint8 edges), else an int8 input that is both."""
+    in_quant = quant(rng)
+    if chance(rng, uint8):
+        graph_in = g.tensor(shape, "uint8", in_quant[0], in_quant[1] + 128)
+        return graph_in, g.quantize(graph_in, in_quant, "int8")
+    graph_in = g.tensor(shape, "int8", *in_quant)
+    return graph_in, graph_in
+
+
 def random_graph(rng, kinds=("fully_connected",), max_layers: int = 4):
     """``(writer, graph input, graph output)`` for a chain of ``1 .. max_layers`` layers
     of ``kinds``, maybe RESHAPEs between them, maybe a final SOFTMAX, maybe uint8 edges
@@ -273,12 +285,7 @@ def random_graph(rng, kinds=("fully_connected",), max_layers: int = 4):
     width = int(rng.integers(1, 2 * MAX_WIDTH + 1))
     a = pick(rng, divisors(width))
     shape = pick(rng, [(1, width), (1, a, width // a), (1, 1, a, width // a)])
-    in_quant = quant(rng)
-    if chance(rng, 0.5):
-        graph_in = g.tensor(shape, "uint8", in_quant[0], in_quant[1] + 128)
-        x = g.quantize(graph_in, in_quant, "int8")
-    else:
-        graph_in = x = g.tensor(shape, "int8", *in_quant)
+    graph_in, x = graph_input(g, shape, rng, uint8=0.5)
     for _ in range(rng.integers(1, max_layers + 1)):
         if chance(rng, 0.25):
             x = reshape(g, x, rng)
@@ -550,12 +557,7 @@ def random_conv_graph(rng, max_steps: int = 3):
     g = GraphWriter()
     shape = (1, int(rng.integers(1, MAX_HW + 1)), int(rng.integers(1, MAX_HW + 1)),
              int(rng.integers(1, 5)))
-    in_quant = quant(rng)
-    if chance(rng, 0.4):
-        graph_in = g.tensor(shape, "uint8", in_quant[0], in_quant[1] + 128)
-        x = g.quantize(graph_in, in_quant, "int8")
-    else:
-        graph_in = x = g.tensor(shape, "int8", *in_quant)
+    graph_in, x = graph_input(g, shape, rng, uint8=0.4)
     names = list(CONV_LAYER_WEIGHTS)
     weights = np.array([CONV_LAYER_WEIGHTS[n] for n in names], float)
     for _ in range(rng.integers(1, max_steps + 1)):
