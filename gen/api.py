@@ -27,32 +27,47 @@ __all__ = ["load", "inspect", "run", "verify", "diff", "diff_text", "dump_tensor
            "simulate", "SimReport", "DiffReport", "build", "infer", "InferResult", "bench"]
 
 
+#: The quantization modes the hardware generator builds (``generate``, ``simulate``,
+#: ``build``); the golden model, ``inspect`` and ``verify`` take every integer mode.
+HARDWARE_MODES = ("int8",)
+_MODE_NAMES = {"uint8-legacy": "legacy uint8 (uint8 activations and weights)",
+               "int16x8": "16x8 (int16 activations, int8 weights)"}
+
+
 def load(path: str | os.PathLike, flow: str = "default") -> ir.Graph:
-    """Read a ``.tflite`` file, check it is a full-integer int8 model and lower it to the
-    fixed-point IR.  Raises :class:`Tfl2RtlError` with a one-line reason otherwise."""
+    """Read a ``.tflite`` file, check it is a full-integer model (int8, legacy uint8 or
+    16x8) and lower it to the fixed-point IR.  Raises :class:`Tfl2RtlError` with a
+    one-line reason otherwise."""
     return lower(read_model(path), flow=flow)
 
 
-def inspect(path: str | os.PathLike, profile: str = "tflm") -> dict:
+def inspect(path: str | os.PathLike, profile: str | None = None) -> dict:
     """Describe a model layer by layer (see :func:`tfl2rtl.report.describe`), with what
-    ``profile``'s arithmetic uses for each layer under ``"arithmetic"``."""
+    ``profile``'s arithmetic uses for each layer under ``"arithmetic"`` (default:
+    :func:`tfl2rtl.golden.default_profile`, ``tflm`` unless the model is legacy uint8)."""
     return describe(load(path), profile=profile)
 
 
-def run(path_or_graph, inputs, profile: str = "tflm") -> golden.GoldenResult:
-    """Run the golden model on one input set and return every tensor it computed."""
+def run(path_or_graph, inputs, profile: str | None = None) -> golden.GoldenResult:
+    """Run the golden model on one input set and return every tensor it computed
+    (``profile`` defaults as in :func:`inspect`)."""
     graph = path_or_graph if isinstance(path_or_graph, ir.Graph) else load(path_or_graph)
     return golden.run(graph, inputs, profile=profile)
 
 
-def verify(path: str | os.PathLike, samples: int = 100, profile: str = "tflm",
+def verify(path: str | os.PathLike, samples: int = 100, profile: str | None = None,
            inputs: list[str] | None = None, seed: int = 0,
            progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Compare the golden model with the profile's interpreter on ``samples`` random inputs
-    (plus every input in the ``.npy`` files ``inputs``), every tensor, exactly."""
+    (plus every input in the ``.npy`` files ``inputs``), every tensor, exactly.
+
+    ``profile`` defaults to ``tflm``, or ``litert-ref`` for a legacy uint8 model; a
+    profile whose runtime has no kernels for the model's mode (``tflm`` for uint8) is
+    refused in one line naming the profiles that apply."""
     if samples < 0:
         raise Tfl2RtlError("--samples must be zero or more")
     graph = load(path)
+    golden.get_profile(profile or golden.default_profile(graph)).check_applies(graph)
     input_sets = random_inputs(graph, samples, seed=seed)
     for f in inputs or []:
         input_sets += load_inputs(graph, f)
@@ -120,6 +135,18 @@ def _graph(path_or_graph) -> ir.Graph:
     return path_or_graph if isinstance(path_or_graph, ir.Graph) else load(path_or_graph)
 
 
+def _hardware_graph(path_or_graph) -> ir.Graph:
+    """The graph, if the hardware generator builds its quantization mode (see
+    :data:`HARDWARE_MODES`); otherwise the one-line refusal."""
+    graph = _graph(path_or_graph)
+    mode = getattr(graph, "quantization", "int8")
+    if mode not in HARDWARE_MODES:
+        raise Tfl2RtlError(
+            f"{graph.source or 'this model'} is a {_MODE_NAMES.get(mode, mode)} model: the "
+            "hardware for this mode is not built yet (inspect, run and verify take it)")
+    return graph
+
+
 def generate(path_or_graph, out_dir: str | os.PathLike | None = None, fold="auto",
              max_multipliers: int | None = None, lanes: int = 1,
              requant_interval: int = 1, force: bool = False) -> Design:
@@ -136,7 +163,7 @@ def generate(path_or_graph, out_dir: str | os.PathLike | None = None, fold="auto
     if out_dir is not None:  # refused before anything is planned
         check_folder(out_dir, force=force)
     budget = gen.DEFAULT_MAX_MULTIPLIERS if max_multipliers is None else max_multipliers
-    design = gen.plan(_graph(path_or_graph), fold, budget, lanes=lanes,
+    design = gen.plan(_hardware_graph(path_or_graph), fold, budget, lanes=lanes,
                       requant_interval=requant_interval)
     if out_dir is not None:
         gen.write(design, Destination(out_dir, force))
@@ -214,7 +241,7 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
         check_folder(build_dir, force=force, option="--build-dir")
     if waves is not None:
         check_file(waves, ours=is_own_waveform, option="--waves")
-    graph = _graph(path_or_graph)
+    graph = _hardware_graph(path_or_graph)
     design = generate(graph, fold=fold, max_multipliers=max_multipliers, lanes=lanes)
     sets = random_inputs(graph, inputs, seed=seed)
     for f in input_files or []:
@@ -292,7 +319,7 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     from .output import check_folder
 
     check_folder(out_dir)  # refused before any tool runs
-    return build_graph(_graph(path_or_graph), board, out_dir, fold=fold,
+    return build_graph(_hardware_graph(path_or_graph), board, out_dir, fold=fold,
                        max_multipliers=max_multipliers, lanes=lanes,
                        baud=baud or DEFAULT_BAUD, clock_mhz=clock_mhz, progress=progress)
 

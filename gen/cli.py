@@ -17,6 +17,7 @@ from .errors import Tfl2RtlError
 from .golden import PROFILES
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+PROFILE_DEFAULT = "default tflm; litert-ref for a legacy uint8 model"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -286,8 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="quantization mode and integer parameters per layer")
     p.add_argument("model")
-    p.add_argument("--profile", default="tflm", choices=profiles,
-                   help="also show what this profile's arithmetic uses per layer")
+    p.add_argument("--profile", default=None, choices=profiles,
+                   help="also show what this profile's arithmetic uses per layer "
+                        f"({PROFILE_DEFAULT})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 
@@ -304,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="golden forward pass on one input")
     p.add_argument("model")
     p.add_argument("--input", required=True, metavar="X.npy")
-    p.add_argument("--profile", default="tflm", choices=profiles)
+    p.add_argument("--profile", default=None, choices=profiles, help=PROFILE_DEFAULT)
     p.add_argument("--dump", metavar="DIR", help="write every intermediate tensor here")
     _force_option(p)
     p.set_defaults(func=cmd_run)
@@ -314,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=100, help="random inputs (default 100)")
     p.add_argument("--input", action="append", metavar="X.npy",
                    help="also check these inputs (repeatable)")
-    p.add_argument("--profile", default="tflm", choices=profiles)
+    p.add_argument("--profile", default=None, choices=profiles,
+                   help=f"{PROFILE_DEFAULT}; TFLite Micro (tflm) runs no uint8 model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)

@@ -29,6 +29,7 @@ __all__ = [
     "saturating_rounding_multiply_by_pot",
     "multiply_by_quantized_multiplier",
     "multiply_by_quantized_multiplier_greater_than_one",
+    "multiply_by_quantized_multiplier_int64",
     "quantize_multiplier",
     "tflite_round",
     "signed_bits",
@@ -123,6 +124,26 @@ def multiply_by_quantized_multiplier(x, quantized_multiplier, shift):
     return rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(scaled, quantized_multiplier), right_shift
     )
+
+
+def multiply_by_quantized_multiplier_int64(x, quantized_multiplier, shift):
+    """TFLite's ``MultiplyByQuantizedMultiplier(int64_t x, int32_t multiplier, int shift)``,
+    the requantization of the 16x8 kernels' int64 accumulators: a single rounding.
+
+    The q31 multiplier is first reduced to 16 bits, ``(m + 2**15) >> 16`` (``0x7FFF`` from
+    ``0x7FFF0000`` on); then ``(x * reduced + 2**(total_shift - 1)) >> total_shift`` with
+    ``total_shift = 15 - shift``: an arithmetic shift, so halves round up (towards
+    +infinity), unlike the int32 path's double rounding.  The result is cast to int32
+    (wrapping; the kernel only DCHECKs it fits).  The kernel assumes ``|x| < 2**47``, so
+    ``x * reduced`` stays below 2**62 and int64 holds it.
+    """
+    x = _i64(x)
+    quantized_multiplier = _i64(quantized_multiplier)
+    reduced_multiplier = np.where(quantized_multiplier < 0x7FFF0000,
+                                  (quantized_multiplier + (1 << 15)) >> 16, 0x7FFF)
+    total_shift = 15 - _i64(shift)
+    rounding = np.int64(1) << (total_shift - 1)
+    return wrap_int32((x * reduced_multiplier + rounding) >> total_shift)
 
 
 def multiply_by_quantized_multiplier_greater_than_one(x, quantized_multiplier, left_shift):

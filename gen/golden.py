@@ -10,11 +10,18 @@ structure.  Results always carry their profile's name.  :data:`PROFILES` holds t
 ``tflm`` (TensorFlow Lite Micro), ``litert`` (LiteRT's default interpreter: XNNPACK plus
 its optimized builtin kernels) and ``litert-ref`` (LiteRT's reference kernels).
 
-Overflow reasoning: products of int8 operands (after adding offsets, |v| <= 255) are
-below 2**16 in magnitude and the widest accumulator of any supported model sums fewer
-than 2**20 of them, so every partial sum is an integer below 2**36.  float64 represents
-such integers exactly, which lets the convolutions use float64 matrix products (BLAS)
-and convert back to int64 without loss.
+Three integer modes run here (``graph.quantization``): int8; legacy uint8, whose weights
+carry a zero point (``filter_offset``) and which only LiteRT runs (TFLite Micro has no
+uint8 kernels: :meth:`Profile.prepare` refuses a profile that does not apply to the
+model's mode); and 16x8, whose int16 layers accumulate in int64 and requantize with
+TFLite's int64 ``MultiplyByQuantizedMultiplier`` (one rounding, halves up).
+
+Overflow reasoning: products of 8-bit operands (after adding offsets, |v| <= 255) are
+below 2**16 in magnitude, products of an int16 input and an int8 weight below 2**22, and
+the widest accumulator of any supported model sums fewer than 2**20 of them, so every
+partial sum is an integer below 2**42.  float64 represents such integers exactly, which
+lets the convolutions use float64 matrix products (BLAS) and convert back to int64
+without loss.  The biases are added in int64 afterwards.
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ from . import ir
 from .errors import Tfl2RtlError
 from .fixedpoint import (
     multiply_by_quantized_multiplier,
+    multiply_by_quantized_multiplier_int64,
     wrap_int32,
 )
 
 __all__ = ["Profile", "TflmProfile", "LitertProfile", "LitertRefProfile", "PROFILES",
-           "get_profile", "GoldenResult", "run",
+           "get_profile", "profiles_for", "default_profile", "GoldenResult", "run",
            "run_node", "accumulate", "fully_connected", "conv_2d", "depthwise_conv_2d",
            "max_pool_2d", "average_pool_2d", "add", "mean", "concatenation", "pad", "reshape",
            "softmax", "requantize", "quantize", "dequantize", "lut"]
@@ -47,10 +55,26 @@ class Profile:
 
     name = "profile"
     description = ""
+    #: The quantization modes (``graph.quantization``) whose kernels the runtime has.
+    modes: tuple[str, ...] = ("int8",)
 
     def prepare(self, graph: ir.Graph) -> Profile:
-        """The profile that runs ``graph`` (``self`` when nothing is derived per model)."""
+        """The profile that runs ``graph`` (``self`` when nothing is derived per model).
+        Raises :class:`Tfl2RtlError` when the runtime has no kernels for the graph's
+        quantization mode (TFLite Micro and a legacy uint8 model)."""
+        self.check_applies(graph)
         return self
+
+    def check_applies(self, graph: ir.Graph) -> None:
+        """Refuse, in one line naming the profiles that apply, a graph of a mode this
+        profile's runtime does not run."""
+        mode = getattr(graph, "quantization", "int8")
+        if mode not in self.modes:
+            kind = _MODE_KINDS.get(mode, mode)
+            raise Tfl2RtlError(
+                f"the {self.name} profile does not apply to {graph.source or 'this model'}, "
+                f"a {kind} model: {_RUNTIME_NAMES.get(self.name, self.name)} has no "
+                f"{kind} kernels; use --profile {' or '.join(profiles_for(graph))}")
 
     def requantize(self, acc: np.ndarray, requant: ir.Requant) -> np.ndarray:
         """Scale int32 accumulators by ``requant`` (channels along the last axis)."""
@@ -94,10 +118,20 @@ class TflmProfile(Profile):
 
     name = "tflm"
     description = "TensorFlow Lite Micro reference kernels (integer double rounding)"
+    modes = ("int8", "int16x8")
 
     def requantize(self, acc, requant):
         return multiply_by_quantized_multiplier(wrap_int32(acc), requant.multiplier,
                                                 requant.shift)
+
+    def scale_accumulators(self, acc, node):
+        """int32 accumulators: double rounding; a 16x8 layer's int64 accumulator:
+        ``MultiplyByQuantizedMultiplier(int64_t, ...)`` (16-bit multiplier, one rounding,
+        halves up)."""
+        if node.accumulator == "int64":
+            r = node.requant
+            return multiply_by_quantized_multiplier_int64(acc, r.multiplier, r.shift)
+        return self.requantize(acc, node.requant)
 
     def add(self, node, x1, x2):
         shifted1 = (x1.astype(np.int64) + node.input1_offset) * (1 << node.left_shift)
@@ -114,11 +148,19 @@ class TflmProfile(Profile):
         return self.requantize(shifted_sum, node.requant) + node.output_zero_point
 
     def softmax(self, node, x):
-        from .kernels.softmax import softmax_int8
+        from .kernels.softmax import softmax_int8, softmax_int16
 
-        return softmax_int8(x, node.input_multiplier, node.input_left_shift, node.diff_min)
+        if np.asarray(x).dtype == np.int16:
+            return softmax_int16(x, node.input_multiplier, node.input_left_shift)
+        return softmax_int8(x, node.input_multiplier, node.input_left_shift, node.diff_min,
+                            out_dtype=np.asarray(x).dtype)
 
     def describe(self, node):
+        if getattr(node, "accumulator", "int32") == "int64":
+            return {"runtime": "TFLite Micro reference kernel",
+                    "requantization": "int64 accumulator: (acc * ((multiplier + 2^15) >> 16) "
+                                      "+ 2^(14 - shift)) >> (15 - shift), one rounding, "
+                                      "halves up"}
         if isinstance(node, (ir.FullyConnected, ir.Conv2D, ir.DepthwiseConv2D, ir.Mean,
                              ir.Requantize)) and not getattr(node, "flip_sign", False):
             return {"runtime": "TFLite Micro reference kernel",
@@ -148,7 +190,10 @@ class LitertRefProfile(TflmProfile):
     compute what TFLite Micro computes except
 
     * FULLY_CONNECTED, which requantizes in double: ``round(double(acc) * (double(s_in) *
-      double(s_w[c]) / double(s_out)))``, rounded half away from zero;
+      double(s_w[c]) / double(s_out)))``, rounded half away from zero (int8, legacy uint8
+      and 16x8 alike: measured; TFLM's 16x8 layer uses the int64
+      ``MultiplyByQuantizedMultiplier`` instead); beyond int32 the result saturates, in a
+      16x8 layer it becomes INT32_MIN (x86's double -> int32 conversion);
     * the elementwise ops: LOGISTIC and TANH are tables of float32 functions; LEAKY_RELU,
       HARD_SWISH, RELU, RELU6 and ABS take their multipliers from float32 scale ratios
       (:mod:`tfl2rtl.kernels.litert_builtin`); there is no ELU kernel."""
@@ -156,6 +201,7 @@ class LitertRefProfile(TflmProfile):
     name = "litert-ref"
     description = ("LiteRT reference kernels (BUILTIN_REF): as tflm, but FULLY_CONNECTED "
                    "requantizes in double and the elementwise tables follow LiteRT")
+    modes = ("int8", "uint8-legacy", "int16x8")
 
     def __init__(self, tables: dict | None = None):
         self._tables = tables
@@ -163,6 +209,7 @@ class LitertRefProfile(TflmProfile):
     def prepare(self, graph):
         from .litert_params import prepare_litert_ref
 
+        self.check_applies(graph)
         return LitertRefProfile(prepare_litert_ref(graph))
 
     def lut_table(self, node):
@@ -187,11 +234,8 @@ class LitertRefProfile(TflmProfile):
     def scale_accumulators(self, acc, node):
         if not isinstance(node, ir.FullyConnected):
             return super().scale_accumulators(acc, node)
-        scaled = np.asarray(acc, np.float64) * node.requant.real_scale
-        magnitude = np.abs(scaled)
-        whole = np.floor(magnitude)  # C's round(): half away from zero, exactly
-        rounded = np.sign(scaled) * (whole + (magnitude - whole >= 0.5))
-        return np.clip(rounded, -(2.0**31), 2.0**31 - 1).astype(np.int64)
+        beyond_int32 = "int32_min" if node.accumulator == "int64" else "saturate"
+        return _double_requantize(acc, node.requant.real_scale, beyond_int32)
 
 
 class LitertProfile(Profile):
@@ -208,6 +252,7 @@ class LitertProfile(Profile):
     name = "litert"
     description = ("LiteRT default interpreter: XNNPACK delegate (float32 requantization, "
                    "round half to even) plus LiteRT's optimized builtin kernels")
+    modes = ("int8", "uint8-legacy", "int16x8")
 
     def __init__(self, params: dict | None = None):
         self._params = params
@@ -215,6 +260,7 @@ class LitertProfile(Profile):
     def prepare(self, graph):
         from .litert_params import prepare_litert
 
+        self.check_applies(graph)
         return LitertProfile(prepare_litert(graph))
 
     def params(self, node):
@@ -224,10 +270,21 @@ class LitertProfile(Profile):
                                "golden.run() or PROFILES['litert'].prepare(graph)")
         return _prepared_for(self._params, node, self.name)
 
+    def requantize(self, acc, requant):
+        """A QUANTIZE between integers: only the int16 -> int16 one of a 16x8 model gets
+        here (:meth:`prepare` refuses the int8 ones it does not model), and LiteRT's
+        builtin kernel computes it as the reference does."""
+        return PROFILES["tflm"].requantize(acc, requant)
+
     def scale_accumulators(self, acc, node):
         from .kernels.xnnpack import fp32_requantize
 
-        return fp32_requantize(wrap_int32(acc), self.params(node).scale)
+        p = self.params(node)
+        if p.reference and isinstance(node, ir.FullyConnected):
+            return _double_requantize(acc, node.requant.real_scale, "int32_min")
+        if p.reference:
+            return PROFILES["tflm"].scale_accumulators(acc, node)
+        return fp32_requantize(wrap_int32(acc), p.scale)
 
     def activation_range(self, node):
         return self.params(node).activation_range
@@ -235,31 +292,61 @@ class LitertProfile(Profile):
     def add(self, node, x1, x2):
         from .kernels.xnnpack import add_qs8
 
-        return add_qs8(x1, x2, self.params(node).add)
+        p = self.params(node)
+        if p.reference:
+            return PROFILES["tflm"].add(node, x1, x2)
+        return add_qs8(x1, x2, p.add)
 
     def mean(self, node, temp_sum):
         from .kernels.xnnpack import mean_qs8
 
-        return mean_qs8(wrap_int32(temp_sum), self.params(node).mean)
+        p = self.params(node)
+        if p.reference:
+            return PROFILES["tflm"].mean(node, temp_sum)
+        return mean_qs8(wrap_int32(temp_sum), p.mean)
 
     def softmax(self, node, x):
         from .kernels.litert_builtin import softmax_int8
 
         p = self.params(node)
+        if p.reference:
+            return PROFILES["tflm"].softmax(node, x)
         return softmax_int8(x, p.table, p.output_scale, p.output_zero_point)
 
     def lut_table(self, node):
-        return self.params(node).table
+        p = self.params(node)
+        return node.table if p.reference else p.table
 
     def quantize(self, node, x, out_dtype):
+        from .kernels.litert_builtin import quantize_int16
         from .kernels.xnnpack import f32_to_qs8
 
+        if self.params(node).reference:
+            return quantize_int16(x, node.scale, node.zero_point)
         return f32_to_qs8(x, node.scale, node.zero_point)
 
     def describe(self, node):
         from .litert_params import describe_params
 
-        return describe_params(node, self.params(node))
+        p = self.params(node)
+        if p.reference:
+            return {**PROFILES["tflm"].describe(node), "runtime": "LiteRT builtin kernel "
+                    "(the reference arithmetic)"}
+        return describe_params(node, p)
+
+
+def _double_requantize(acc, real_scale, beyond_int32: str = "saturate") -> np.ndarray:
+    """``round(double(acc) * real_scale)``, half away from zero, as LiteRT's fully
+    connected kernels requantize.  A result beyond int32 saturates (int8 and uint8) or,
+    with ``beyond_int32="int32_min"``, becomes INT32_MIN, what x86's double -> int32
+    conversion gives (LiteRT's 16x8 kernels, reference and optimized: measured)."""
+    scaled = np.asarray(acc, np.float64) * real_scale
+    magnitude = np.abs(scaled)
+    whole = np.floor(magnitude)  # C's round(): half away from zero, exactly
+    rounded = np.sign(scaled) * (whole + (magnitude - whole >= 0.5))
+    if beyond_int32 == "int32_min":
+        rounded = np.where(np.abs(rounded + 0.5) > 2.0**31, -(2.0**31), rounded)
+    return np.clip(rounded, -(2.0**31), 2.0**31 - 1).astype(np.int64)
 
 
 def _prepared_for(params: dict, node, name: str):
@@ -275,6 +362,23 @@ PROFILES: dict[str, Profile] = {
     "litert": LitertProfile(),
     "litert-ref": LitertRefProfile(),
 }
+
+_RUNTIME_NAMES = {"tflm": "TensorFlow Lite Micro", "litert": "LiteRT",
+                  "litert-ref": "LiteRT's BUILTIN_REF resolver"}
+_MODE_KINDS = {"uint8-legacy": "legacy uint8", "int16x8": "16x8"}
+
+
+def profiles_for(graph: ir.Graph) -> list[str]:
+    """The names of the profiles whose runtime runs ``graph``'s quantization mode."""
+    mode = getattr(graph, "quantization", "int8")
+    return [name for name, p in PROFILES.items() if mode in p.modes]
+
+
+def default_profile(graph: ir.Graph) -> str:
+    """``tflm`` where it applies; ``litert-ref`` (LiteRT's reference kernels, the same
+    integer rounding) for a legacy uint8 model, which TFLite Micro cannot run."""
+    names = profiles_for(graph)
+    return "tflm" if "tflm" in names else "litert-ref"
 
 
 def get_profile(name: str | Profile) -> Profile:
@@ -294,7 +398,8 @@ def _clamp(values, act_min, act_max, dtype):
 
 def _epilogue(acc, node, profile: Profile, dtype=np.int8):
     """Bias already added: requantize, add the output offset (an int32 addition that
-    wraps, as TFLM's does), clamp to the fused activation's range."""
+    wraps, as TFLM's does), clamp to the fused activation's range, store as ``dtype``
+    (the output's: int8, uint8 or int16)."""
     scaled = profile.scale_accumulators(acc, node)
     act_min, act_max = profile.activation_range(node)
     return _clamp(wrap_int32(scaled + node.output_offset), act_min, act_max, dtype)
@@ -324,7 +429,8 @@ def accumulate(node: ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D, x: np.n
     """The int64 accumulators of a weighted node, before the epilogue.
 
     ``folded=False`` is the reference form ``bias + sum((x + input_offset) * w)``;
-    ``folded=True`` is the hardware form ``folded_bias + sum(x * w)``.  Padded positions
+    ``folded=True`` is the hardware form ``folded_bias + sum(x * w)``; ``w`` is
+    ``weights + filter_offset`` in both.  Padded positions
     hold the input zero point in both, so both give the same integers.
     """
     bias, offset = (node.folded_bias, 0) if folded else (node.bias, node.input_offset)
@@ -337,7 +443,7 @@ def accumulate(node: ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D, x: np.n
 
 
 def _fully_connected_acc(node, x, bias_data, input_offset):
-    filter_data = node.weights
+    filter_data = node.offset_weights
     out_depth, accum_depth = filter_data.shape
     input_data = x.reshape(-1, accum_depth).astype(np.float64) + input_offset
     # acc[batch, out_c] = bias[out_c] + sum over d of (input[batch, d] + input_offset)
@@ -346,7 +452,7 @@ def _fully_connected_acc(node, x, bias_data, input_offset):
 
 
 def _conv_acc(node, x, bias_data, input_offset, fill):
-    filter_data = node.weights
+    filter_data = node.offset_weights
     out_channels, filter_h, filter_w, in_channels = filter_data.shape
     input_data = _padded(x.astype(np.float64) + input_offset, node.padding, fill)
     acc = np.zeros((x.shape[0], *node.out_hw, out_channels), np.float64)
@@ -358,7 +464,7 @@ def _conv_acc(node, x, bias_data, input_offset, fill):
 
 
 def _depthwise_acc(node, x, bias_data, input_offset, fill):
-    filter_data = node.weights
+    filter_data = node.offset_weights
     filter_h, filter_w, _ = filter_data.shape
     input_data = _padded(x.astype(np.int64) + input_offset, node.padding, fill)
     input_data = np.repeat(input_data, node.depth_multiplier, axis=3)
@@ -371,20 +477,24 @@ def _depthwise_acc(node, x, bias_data, input_offset, fill):
 
 
 def fully_connected(node: ir.FullyConnected, x: np.ndarray, profile: Profile = None):
-    """``reference_integer_ops::FullyConnected``: x is read as ``[batches, accum_depth]``."""
-    return _epilogue(accumulate(node, x), node, profile or PROFILES["tflm"])
+    """``reference_integer_ops::FullyConnected`` (int16 input: its ``AccumScalar`` int64
+    template; legacy uint8: ``reference_ops::FullyConnected`` with the weights' offset):
+    x is read as ``[batches, accum_depth]``; the output keeps x's dtype."""
+    return _epilogue(accumulate(node, x), node, profile or PROFILES["tflm"], x.dtype)
 
 
 def conv_2d(node: ir.Conv2D, x: np.ndarray, profile: Profile = None):
-    """``reference_integer_ops::ConvPerChannel``.  Padded positions add nothing, which is
-    what an offset input of 0 (a raw input equal to the zero point) contributes."""
-    return _epilogue(accumulate(node, x), node, profile or PROFILES["tflm"])
+    """``reference_integer_ops::ConvPerChannel`` (int16: the int64 ``AccumScalar``
+    variant; legacy uint8: ``reference_ops::Conv``).  Padded positions add nothing, which
+    is what an offset input of 0 (a raw input equal to the zero point) contributes."""
+    return _epilogue(accumulate(node, x), node, profile or PROFILES["tflm"], x.dtype)
 
 
 def depthwise_conv_2d(node: ir.DepthwiseConv2D, x: np.ndarray, profile: Profile = None):
-    """``reference_integer_ops::DepthwiseConvPerChannel``: output channel
-    ``in_channel * depth_multiplier + m`` reads input channel ``in_channel``."""
-    return _epilogue(accumulate(node, x), node, profile or PROFILES["tflm"])
+    """``reference_integer_ops::DepthwiseConvPerChannel`` (int16 and uint8 as conv_2d):
+    output channel ``in_channel * depth_multiplier + m`` reads input channel
+    ``in_channel``."""
+    return _epilogue(accumulate(node, x), node, profile or PROFILES["tflm"], x.dtype)
 
 
 def _out_hw(node, x):
@@ -429,11 +539,14 @@ def average_pool_2d(node: ir.AveragePool2D, x: np.ndarray, profile: Profile = No
 
 
 def add(node: ir.Add, x1: np.ndarray, x2: np.ndarray, profile: Profile = None):
-    """``reference_integer_ops::Add`` with broadcasting; arithmetic from the profile."""
+    """``reference_integer_ops::Add`` with broadcasting (int16: ``reference_ops::Add``'s
+    general-scale path, the same steps with ``left_shift`` 15); arithmetic from the
+    profile; the output keeps x1's dtype."""
     profile = profile or PROFILES["tflm"]
-    raw_output = profile.add(node, np.asarray(x1), np.asarray(x2))
+    x1 = np.asarray(x1)
+    raw_output = profile.add(node, x1, np.asarray(x2))
     act_min, act_max = profile.activation_range(node)
-    return _clamp(raw_output, act_min, act_max, np.int8)
+    return _clamp(raw_output, act_min, act_max, x1.dtype)
 
 
 def mean(node: ir.Mean, x: np.ndarray, profile: Profile = None):
@@ -466,7 +579,7 @@ def transpose(node: ir.Transpose, x: np.ndarray, profile: Profile = None):
 
 def softmax(node: ir.Softmax, x: np.ndarray, profile: Profile = None):
     profile = profile or PROFILES["tflm"]
-    return profile.softmax(node, x).astype(np.int8)
+    return profile.softmax(node, x).astype(x.dtype)
 
 
 def requantize(node: ir.Requantize, x: np.ndarray, out_dtype, profile: Profile = None):
@@ -541,13 +654,15 @@ class GoldenResult:
     outputs: list[np.ndarray] = field(default_factory=list)
 
 
-def run(graph: ir.Graph, inputs, profile: str | Profile = "tflm") -> GoldenResult:
+def run(graph: ir.Graph, inputs, profile: str | Profile | None = None) -> GoldenResult:
     """Run the graph on ``inputs`` (one array per graph input, shaped and typed as the
     model's input tensors) and return every intermediate tensor.
 
-    ``profile`` is a name in :data:`PROFILES` or a profile already prepared for this graph
-    (``PROFILES[name].prepare(graph)``, which saves re-deriving its parameters when the
-    same graph runs many times)."""
+    ``profile`` is a name in :data:`PROFILES` (default :func:`default_profile`: ``tflm``,
+    or ``litert-ref`` for a legacy uint8 model) or a profile already prepared for this
+    graph (``PROFILES[name].prepare(graph)``, which saves re-deriving its parameters when
+    the same graph runs many times)."""
+    profile = profile or default_profile(graph)
     prof = get_profile(profile)
     if isinstance(profile, str):
         prof = prof.prepare(graph)

@@ -136,13 +136,43 @@ class _Epilogue:
 
 
 @dataclass(eq=False, kw_only=True)
-class FullyConnected(Node, _Epilogue):
+class _Weighted:
+    """Fields shared by FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D beyond int8.
+
+    ``filter_offset`` is ``-zero_point`` of the weights: 0 for int8 weights (symmetric),
+    and the legacy uint8 weights' own zero point negated, so every product is
+    ``(x + input_offset) * (w + filter_offset)`` as in TFLite's uint8 kernels.
+    ``accumulator`` is ``"int32"``, or ``"int64"`` in a 16x8 layer (int16 inputs, int64
+    bias), whose requantization is TFLite's int64 ``MultiplyByQuantizedMultiplier``.
+    ``weight_scales`` are the weights' float32 scales (one, or one per output channel),
+    kept for ``inspect``: ``requant.real_scale = s_in * weight_scales / s_out``.
+    """
+
+    filter_offset: int = 0
+    accumulator: str = "int32"
+    weight_scales: np.ndarray | None = None
+
+    @property
+    def bias_bytes(self) -> int:
+        """Bytes per bias in the model: 4 (int32), 8 in a 16x8 layer (int64)."""
+        return 8 if self.accumulator == "int64" else 4
+
+    @property
+    def offset_weights(self) -> np.ndarray:
+        """``weights + filter_offset``: the integers the products use."""
+        return self.weights + self.filter_offset if self.filter_offset else self.weights
+
+
+@dataclass(eq=False, kw_only=True)
+class FullyConnected(Node, _Epilogue, _Weighted):
     """``out[b, o] = clamp(requant(sum_i (x[b, i] + input_offset) * w[o, i] + bias[o])
     + output_offset)``.
 
-    ``weights`` is int8 ``[out_depth, accum_depth]``, ``bias`` int32 ``[out_depth]``.
+    ``weights`` is int8 (uint8 in a legacy uint8 model) ``[out_depth, accum_depth]``,
+    ``bias`` int32 (int64 in a 16x8 model) ``[out_depth]``.
     ``folded_bias = bias + input_offset * sum_i w[o, i]`` lets hardware accumulate the raw
-    inputs; ``acc_bits`` bounds every partial sum of either form.
+    inputs; ``acc_bits`` bounds every partial sum of either form.  In every weighted node
+    ``w`` stands for ``weights + filter_offset`` (see :class:`_Weighted`).
     """
 
     op: ClassVar[str] = "FULLY_CONNECTED"
@@ -158,12 +188,12 @@ class FullyConnected(Node, _Epilogue):
 
     @property
     def weight_bytes(self) -> int:
-        return int(self.weights.size + 4 * self.bias.size)
+        return int(self.weights.size + self.bias_bytes * self.bias.size)
 
 
 @dataclass(eq=False, kw_only=True)
-class Conv2D(Node, _Epilogue):
-    """NHWC convolution; ``weights`` int8 ``[out_c, kh, kw, in_c]``.
+class Conv2D(Node, _Epilogue, _Weighted):
+    """NHWC convolution; ``weights`` ``[out_c, kh, kw, in_c]`` (dtypes as FULLY_CONNECTED's).
 
     ``padding`` is ``(top, left, bottom, right)``; a padded position contributes nothing,
     which equals an input of ``-input_offset`` (the input zero point), so ``folded_bias``
@@ -187,12 +217,12 @@ class Conv2D(Node, _Epilogue):
 
     @property
     def weight_bytes(self) -> int:
-        return int(self.weights.size + 4 * self.bias.size)
+        return int(self.weights.size + self.bias_bytes * self.bias.size)
 
 
 @dataclass(eq=False, kw_only=True)
-class DepthwiseConv2D(Node, _Epilogue):
-    """NHWC depthwise convolution; ``weights`` int8 ``[kh, kw, out_c]`` with
+class DepthwiseConv2D(Node, _Epilogue, _Weighted):
+    """NHWC depthwise convolution; ``weights`` ``[kh, kw, out_c]`` with
     ``out_c = in_c * depth_multiplier`` and output channel ``ic * depth_multiplier + m``."""
 
     op: ClassVar[str] = "DEPTHWISE_CONV_2D"
@@ -213,7 +243,7 @@ class DepthwiseConv2D(Node, _Epilogue):
 
     @property
     def weight_bytes(self) -> int:
-        return int(self.weights.size + 4 * self.bias.size)
+        return int(self.weights.size + self.bias_bytes * self.bias.size)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -242,7 +272,9 @@ class AveragePool2D(Node):
 @dataclass(eq=False, kw_only=True)
 class Add(Node):
     """TFLite's int8 ADD: both inputs shifted left by ``left_shift``, rescaled to a common
-    scale, summed, rescaled to the output, offset and clamped.  Inputs broadcast."""
+    scale, summed, rescaled to the output, offset and clamped.  Inputs broadcast.  The
+    same for legacy uint8 (``left_shift`` 20) and int16 (``left_shift`` 15, zero points
+    0: the general-scale path of ``reference_ops::Add``)."""
 
     op: ClassVar[str] = "ADD"
     input1_offset: int
@@ -360,7 +392,8 @@ class Dequantize(Node):
 
 @dataclass(eq=False, kw_only=True)
 class Lut(Node):
-    """An elementwise int8/uint8 op as an exact 256-entry table indexed by ``q - qmin``."""
+    """An elementwise int8 (or legacy uint8) op as an exact 256-entry table indexed by
+    ``q - qmin``."""
 
     op: ClassVar[str] = "LUT"
     function: str
@@ -377,6 +410,9 @@ class Graph:
     outputs: list[str]
     mode: str = ""
     source: str = ""
+    #: The quantization mode (:class:`tfl2rtl.tflite_reader.Mode`): ``"int8"``,
+    #: ``"uint8-legacy"`` or ``"int16x8"``; ``mode`` adds the I/O dtype for people.
+    quantization: str = "int8"
 
     def tensor(self, name: str) -> Tensor:
         return self.tensors[name]

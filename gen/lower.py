@@ -4,6 +4,11 @@
 integer parameters exactly as TensorFlow Lite Micro's ``Prepare`` functions do (the
 ``double``/``float`` casts matter: they decide the last bit of a multiplier).  A named
 :class:`Flow` of :class:`Pass` objects then refines the graph; :data:`FLOWS` lists them.
+
+Three integer modes are lowered (:data:`INTEGER_MODES`): full-integer int8; legacy uint8
+(uint8 activations and per-tensor uint8 weights with their own zero point, the TF1
+quantization-aware models, whose parameters LiteRT's ``Prepare`` computes as TFLM's int8
+ones); and 16x8 (int16 activations with zero points 0, int8 weights, int64 biases).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from .fixedpoint import quantize_multiplier, signed_bits, tflite_round
 from .tflite_reader import Mode, TflModel, TflOperator, TflTensor, classify
 
 __all__ = ["import_model", "lower", "Pass", "Flow", "FLOWS", "SUPPORTED_OPS", "LUT_OPS",
-           "check_mode"]
+           "check_mode", "INTEGER_MODES", "ACTIVATION_DTYPES"]
 
 #: Elementwise int8 -> int8 ops that become an exact 256-entry table.
 LUT_OPS = ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "ELU", "ABS")
@@ -44,25 +49,22 @@ _MODE_TEXT = {
     Mode.INT16X8: "a 16x8 model (int16 activations, int8 weights)",
     Mode.UINT8_LEGACY: "a legacy uint8-quantized model (uint8 activations and weights)",
 }
-_MODE_NAME = {Mode.INT16X8: "16x8 quantization", Mode.UINT8_LEGACY: "legacy uint8 quantization"}
-#: Modes that compute in floats: tfl2rtl needs integers.  The integer modes it lacks
-#: (16x8, legacy uint8) are named as modes not supported yet.
+#: Modes that compute in floats: tfl2rtl needs integers.
 _FLOAT_MODES = (Mode.FLOAT32, Mode.FLOAT16, Mode.DYNAMIC_RANGE)
+#: The integer modes tfl2rtl lowers.
+INTEGER_MODES = (Mode.INT8, Mode.UINT8_LEGACY, Mode.INT16X8)
+#: The dtype of the activations inside a model of each integer mode.
+ACTIVATION_DTYPES = {Mode.INT8: "int8", Mode.UINT8_LEGACY: "uint8", Mode.INT16X8: "int16"}
 
 
 def check_mode(model: TflModel) -> str:
-    """Raise the one-line error for any model that is not full-integer int8: a model that
-    computes in floats is told tfl2rtl needs integers, an integer model of another mode
-    (16x8, legacy uint8) that its mode is not supported yet; both get the converter
-    settings for an int8 model."""
+    """Return the model's integer mode (one of :data:`INTEGER_MODES`); raise the one-line
+    error for a model that computes in floats (tfl2rtl needs integers), with the
+    converter settings for a full-integer int8 model."""
     mode, _io = classify(model)
-    if mode in _FLOAT_MODES:
+    if mode in _FLOAT_MODES or mode not in INTEGER_MODES:
         raise Tfl2RtlError(f"{model.path} is {_MODE_TEXT[mode]}; tfl2rtl needs integers: "
                            + _CONVERT_HINT)
-    if mode != Mode.INT8:
-        raise Tfl2RtlError(f"{model.path} is {_MODE_TEXT[mode]}; {_MODE_NAME[mode]} is not "
-                           "supported yet, tfl2rtl computes int8 models (with int8, uint8 or "
-                           "float32 edges): " + _CONVERT_HINT)
     return mode
 
 
@@ -126,6 +128,7 @@ def _compute_padding(padding: int, in_size: int, filt: int, stride: int, dilatio
 @dataclass
 class _Importer:
     model: TflModel
+    mode: str = Mode.INT8
     names: dict[int, str] = field(default_factory=dict)
     tensors: dict[str, ir.Tensor] = field(default_factory=dict)
 
@@ -160,8 +163,9 @@ def _err(op: TflOperator, text: str) -> Tfl2RtlError:
     return Tfl2RtlError(f"operator {op.index} ({op.name}): {text}")
 
 
-def _check_quantization(op: TflOperator, t: TflTensor) -> None:
-    """Scales finite and positive, zero points inside the dtype, counts consistent."""
+def _check_quantization(op: TflOperator, t: TflTensor, mode: str = Mode.INT8) -> None:
+    """Scales finite and positive, zero points inside the dtype, counts consistent; in a
+    16x8 model every int16 tensor symmetric (TFLite's int16 kernels check zero point 0)."""
     if t.dtype not in ir.INT_RANGES:
         return
     if not t.quantized or t.zero_points.size not in (1, t.scales.size):
@@ -174,6 +178,9 @@ def _check_quantization(op: TflOperator, t: TflTensor) -> None:
     lo, hi = ir.INT_RANGES[t.dtype]
     if np.any(t.zero_points < lo) or np.any(t.zero_points > hi):
         raise _err(op, f"tensor {t.name!r} has a zero point outside {t.dtype}")
+    if mode == Mode.INT16X8 and t.dtype == "int16" and np.any(t.zero_points != 0):
+        raise _err(op, f"int16 tensor {t.name!r} has zero point {t.zero_point}; TFLite's "
+                       "16x8 kernels need zero point 0")
     if t.scales.size > 1 and (not 0 <= t.quantized_dimension < len(t.shape)
                               or t.shape[t.quantized_dimension] != t.scales.size):
         raise _err(op, f"tensor {t.name!r} has {t.scales.size} scales along dimension "
@@ -233,26 +240,54 @@ def _size(t: TflTensor) -> int:
     return ir.shape_size(t.shape)
 
 
+#: The dtypes of a weighted layer in each mode: activations, weights, bias.
+_WEIGHTED_DTYPES = {Mode.INT8: ("int8", "int8", "int32"),
+                    Mode.UINT8_LEGACY: ("uint8", "uint8", "int32"),
+                    Mode.INT16X8: ("int16", "int8", "int64")}
+
+
+def _in_mode(mode: str) -> str:
+    """`` in a uint8-legacy model`` (nothing for int8): where a dtype error applies."""
+    return "" if mode == Mode.INT8 else f" in a {mode} model"
+
+
+def _activations(c: _Op, *tensors: TflTensor) -> None:
+    """The op's activation tensors carry the mode's dtype (int8, uint8 or int16)."""
+    dtype = ACTIVATION_DTYPES[c.imp.mode]
+    for t in tensors or (c.inp, c.out):
+        if t.dtype != dtype:
+            raise _err(c.op, f"tensor {t.name!r} is {t.dtype}; only {dtype} is supported"
+                             + _in_mode(c.imp.mode))
+
+
 def _weighted(c: _Op):
-    """What FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D check and share: int8 input
-    and output, symmetric int8 weights, an int32 bias; returns the weights and bias
-    tensors and the epilogue fields."""
+    """What FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D check and share: input and
+    output of the mode's dtype; weights int8 and symmetric (uint8 per tensor with any zero
+    point in a legacy uint8 model); an int32 bias (int64 in a 16x8 model).  Returns the
+    weights and bias tensors and the epilogue fields."""
     op, inp, out = c.op, c.inp, c.out
+    act_dtype, w_dtype, b_dtype = _WEIGHTED_DTYPES[c.imp.mode]
     for t, what in ((inp, "input"), (out, "output")):
-        if t.dtype != "int8":
-            raise _err(op, f"{what} is {t.dtype}; only int8 is supported")
+        if t.dtype != act_dtype:
+            raise _err(op, f"{what} is {t.dtype}; only {act_dtype} is supported"
+                           + _in_mode(c.imp.mode))
     w = c.imp.const(op, 1, "weights")
-    if w.dtype != "int8":
-        raise _err(op, f"weights are {w.dtype}; only int8 weights are supported")
-    if np.any(w.zero_points != 0):
+    if w.dtype != w_dtype:
+        raise _err(op, f"weights are {w.dtype}; only {w_dtype} weights are supported"
+                       + _in_mode(c.imp.mode))
+    if w_dtype == "int8" and np.any(w.zero_points != 0):
         raise _err(op, "weights have a non-zero zero point; int8 weights must be symmetric")
+    if w_dtype == "uint8" and w.scales.size != 1:
+        raise _err(op, "uint8 weights have per-channel scales; legacy uint8 kernels take "
+                       "one scale and zero point per tensor")
     b = c.imp.const(op, 2, "bias")
-    if b is not None and (b.dtype != "int32" or b.data.ndim != 1):
-        raise _err(op, f"bias is {b.dtype} {b.shape}; int32 [channels] expected")
+    if b is not None and (b.dtype != b_dtype or b.data.ndim != 1):
+        raise _err(op, f"bias is {b.dtype} {b.shape}; {b_dtype} [channels] expected")
     act_min, act_max = _activation_range(c.o.get("FusedActivationFunction", 0), out)
     epilogue = dict(output_offset=out.zero_point, act_min=act_min, act_max=act_max,
                     input_offset=-inp.zero_point, folded_bias=np.zeros(0, np.int64),
-                    acc_bits=0)
+                    acc_bits=0, filter_offset=-w.zero_point, weight_scales=w.scales.copy(),
+                    accumulator="int64" if c.imp.mode == Mode.INT16X8 else "int32")
     return w, b, epilogue
 
 
@@ -352,8 +387,7 @@ def _depthwise_conv_2d(c: _Op) -> ir.Node:
 
 def _pool_2d(c: _Op) -> ir.Node:
     op, inp, out, o = c.op, c.inp, c.out, c.o
-    if inp.dtype != "int8":
-        raise _err(op, f"input is {inp.dtype}; only int8 is supported")
+    _activations(c)
     filt = (o["FilterHeight"], o["FilterWidth"])
     stride = (o["StrideH"], o["StrideW"])
     _check_window(op, inp, out, filt, stride, (1, 1), o["Padding"])
@@ -376,9 +410,7 @@ def _pool_2d(c: _Op) -> ir.Node:
 def _add(c: _Op) -> ir.Node:
     op, inp, out = c.op, c.inp, c.out
     in2 = c.tensor(1)
-    for t in (inp, in2, out):
-        if t.dtype != "int8":
-            raise _err(op, f"tensor {t.name!r} is {t.dtype}; only int8 ADD is supported")
+    _activations(c, inp, in2, out)
     try:
         broadcast = np.broadcast_shapes(inp.shape, in2.shape)
     except ValueError:
@@ -386,7 +418,7 @@ def _add(c: _Op) -> ir.Node:
     if broadcast != tuple(out.shape):
         raise _err(op, f"inputs {inp.shape} and {in2.shape} do not broadcast to the "
                        f"output {out.shape}")
-    left_shift = 20
+    left_shift = 15 if out.dtype == "int16" else 20  # CalculateOpDataAdd
     twice_max = 2 * float(np.float64(max(np.float32(inp.scale), np.float32(in2.scale))))
     r1 = float(np.float64(inp.scale)) / twice_max
     r2 = float(np.float64(in2.scale)) / twice_max
@@ -509,26 +541,48 @@ def _softmax(c: _Op) -> ir.Node:
 
     _same_size(c)
     op, inp, out = c.op, c.inp, c.out
-    if inp.dtype != "int8" or out.dtype != "int8":
-        raise _err(op, f"{inp.dtype} -> {out.dtype} softmax; only int8 -> int8 is supported")
-    if out.zero_point != -128 or np.float32(out.scale) != np.float32(1 / 256):
+    if inp.dtype == out.dtype == "int16":
+        return _softmax_int16(c)
+    if inp.dtype != out.dtype or inp.dtype not in ("int8", "uint8"):
+        raise _err(op, f"{inp.dtype} -> {out.dtype} softmax; only int8 -> int8 (uint8 -> "
+                       "uint8, int16 -> int16 in the other modes) is supported")
+    zero_point = ir.INT_RANGES[out.dtype][0]
+    runtime = "TFLite Micro" if out.dtype == "int8" else "LiteRT"
+    if out.zero_point != zero_point or np.float32(out.scale) != np.float32(1 / 256):
         raise _err(op, f"output scale {out.scale:.6g} and zero point {out.zero_point}; "
-                       "TFLite Micro requires 1/256 and -128 for int8 softmax")
+                       f"{runtime} requires 1/256 and {zero_point} for {out.dtype} softmax")
     beta = float(c.o.get("Beta", 0.0))  # no options table: TFLM's beta is 0 (it aborts)
     multiplier, left_shift, diff_min = softmax_params(beta, float(np.float32(inp.scale)))
     return ir.Softmax(beta=beta, input_scale=inp.scale, input_multiplier=multiplier,
                       input_left_shift=left_shift, diff_min=diff_min, **c.common)
 
 
+def _softmax_int16(c: _Op) -> ir.Node:
+    """int16 SOFTMAX (``SoftmaxInt16``): output scale 1/32768 (TFLM allows 0.1% off) and
+    zero point 0; the multiplier maps input differences onto the exp table's [-10, 0]."""
+    from .kernels.softmax import softmax_int16_params
+
+    op, inp, out = c.op, c.inp, c.out
+    if out.zero_point != 0 or abs(float(out.scale) - 1 / 32768) > 0.001 / 32768:
+        raise _err(op, f"output scale {out.scale:.6g} and zero point {out.zero_point}; "
+                       "TFLite requires 1/32768 and 0 for int16 softmax")
+    beta = float(c.o.get("Beta", 0.0))
+    multiplier, left_shift = softmax_int16_params(beta, inp.scale)
+    return ir.Softmax(beta=beta, input_scale=inp.scale, input_multiplier=multiplier,
+                      input_left_shift=left_shift, diff_min=0, **c.common)
+
+
 def _quantize(c: _Op) -> ir.Node:
     _same_size(c)
     op, inp, out = c.op, c.inp, c.out
     if inp.dtype == "float32":
-        if out.dtype != "int8":  # TFLM's Eval fails on float32 -> uint8
+        edge = "int16" if c.imp.mode == Mode.INT16X8 else "int8"
+        if out.dtype != edge:  # TFLM's Eval fails on float32 -> uint8
             raise _err(op, f"float32 -> {out.dtype}; TFLite Micro quantizes float32 "
-                           "to int8 only")
+                           f"to {edge} only" + (" in a 16x8 model" if edge == "int16" else ""))
         return ir.Quantize(scale=out.scale, zero_point=out.zero_point, **c.common)
-    if inp.dtype not in ("int8", "uint8") or out.dtype not in ("int8", "uint8"):
+    if (inp.dtype, out.dtype) != ("int16", "int16") and (
+            inp.dtype not in ("int8", "uint8") or out.dtype not in ("int8", "uint8")):
         raise _err(op, f"{inp.dtype} -> {out.dtype} is not supported")
     requant = _requant([float(np.float64(inp.scale)) / float(np.float64(out.scale))])
     flip = (int(requant.multiplier[0]) == 1 << 30 and int(requant.shift[0]) == 1 and (
@@ -542,7 +596,7 @@ def _quantize(c: _Op) -> ir.Node:
 def _dequantize(c: _Op) -> ir.Node:
     _same_size(c)
     op, inp, out = c.op, c.inp, c.out
-    if out.dtype != "float32" or inp.dtype not in ("int8", "uint8"):
+    if out.dtype != "float32" or inp.dtype not in ("int8", "uint8", "int16"):
         raise _err(op, f"{inp.dtype} -> {out.dtype} is not supported")
     return ir.Dequantize(scale=inp.scale, zero_point=inp.zero_point, **c.common)
 
@@ -552,6 +606,8 @@ def _lut(c: _Op) -> ir.Node:
 
     _same_size(c)
     op, inp, out = c.op, c.inp, c.out
+    if inp.dtype == out.dtype == "uint8" and c.imp.mode == Mode.UINT8_LEGACY:
+        return _lut_uint8(c)
     if inp.dtype != "int8" or out.dtype != "int8":
         raise _err(op, f"{inp.dtype} -> {out.dtype}; only int8 is supported")
     options = {}
@@ -560,6 +616,29 @@ def _lut(c: _Op) -> ir.Node:
     table = lut_table(op.name, inp.scale, inp.zero_point, out.scale, out.zero_point,
                       dtype=inp.dtype, **options)
     return ir.Lut(function=op.name, table=np.asarray(table), **c.common)
+
+
+#: The elementwise ops of a legacy uint8 model: LiteRT's uint8 kernels are tables of a
+#: float function (``PopulateLookupTable<uint8_t>``), which the IR keeps (the reference
+#: kernels' table; the ``litert`` profile makes XNNPACK's own).
+UINT8_LUT_OPS = ("LOGISTIC", "TANH")
+
+
+def _lut_uint8(c: _Op) -> ir.Node:
+    from .kernels import litert_builtin
+
+    op, inp, out = c.op, c.inp, c.out
+    if op.name not in UINT8_LUT_OPS:
+        raise _err(op, f"uint8 {op.name} is not supported; the uint8 elementwise ops are "
+                       + ", ".join(UINT8_LUT_OPS))
+    want = (1 / 256, 0) if op.name == "LOGISTIC" else (1 / 128, 128)
+    if np.float32(out.scale) != np.float32(want[0]) or out.zero_point != want[1]:
+        raise _err(op, f"output scale {out.scale:.6g} and zero point {out.zero_point}; "
+                       f"LiteRT requires {want[0]} and {want[1]} for uint8 {op.name}")
+    make = (litert_builtin.logistic_table if op.name == "LOGISTIC"
+            else litert_builtin.tanh_table)
+    table = make(inp.scale, inp.zero_point, out.scale, out.zero_point, dtype="uint8")
+    return ir.Lut(function=op.name, table=table, **c.common)
 
 
 def _unsupported(c: _Op) -> ir.Node:
@@ -596,7 +675,8 @@ def _lower_op(imp: _Importer, op: TflOperator) -> ir.Node:
 
 def import_model(model: TflModel) -> ir.Graph:
     """Translate a checked full-integer model, operator by operator, into the IR."""
-    imp = _Importer(model)
+    mode, io = classify(model)
+    imp = _Importer(model, mode)
     available = {i for i, t in enumerate(model.tensors) if t.is_constant} | set(model.inputs)
     nodes = []
     unsupported = [op for op in model.operators if op.name not in SUPPORTED_OPS]
@@ -621,7 +701,7 @@ def import_model(model: TflModel) -> ir.Graph:
             raise _err(op, "has no inputs or no outputs")
         for i in (*op.inputs, *op.outputs):
             if i >= 0 and model.tensors[i].dtype != "int32":
-                _check_quantization(op, model.tensors[i])
+                _check_quantization(op, model.tensors[i], mode)
         try:
             nodes.append(_lower_op(imp, op))
         except Tfl2RtlError as exc:
@@ -631,9 +711,8 @@ def import_model(model: TflModel) -> ir.Graph:
         available.update(op.outputs)
     inputs = [imp.name(i) for i in model.inputs]
     outputs = [imp.name(i) for i in model.outputs]
-    mode, io = classify(model)
     return ir.Graph(tensors=imp.tensors, nodes=nodes, inputs=inputs, outputs=outputs,
-                    mode=f"{mode} ({io} I/O)", source=model.path)
+                    mode=f"{mode} ({io} I/O)", source=model.path, quantization=mode)
 
 
 class Pass:
@@ -655,12 +734,14 @@ class FoldInputOffset(Pass):
     def run(self, graph: ir.Graph) -> None:
         for node in graph.nodes:
             if isinstance(node, ir.FullyConnected):
-                node.folded_bias = node.bias + node.input_offset * node.weights.sum(axis=1)
+                w = node.offset_weights
+                node.folded_bias = node.bias + node.input_offset * w.sum(axis=1)
             elif isinstance(node, ir.Conv2D):
-                node.folded_bias = node.bias + node.input_offset * node.weights.sum(
-                    axis=(1, 2, 3))
+                w = node.offset_weights
+                node.folded_bias = node.bias + node.input_offset * w.sum(axis=(1, 2, 3))
             elif isinstance(node, ir.DepthwiseConv2D):
-                node.folded_bias = node.bias + node.input_offset * node.weights.sum(axis=(0, 1))
+                w = node.offset_weights
+                node.folded_bias = node.bias + node.input_offset * w.sum(axis=(0, 1))
 
 
 class RangeAnalysis(Pass):
@@ -708,11 +789,11 @@ class RangeAnalysis(Pass):
         lo, hi = in_range
         zp = -node.input_offset
         if isinstance(node, ir.FullyConnected):
-            w = node.weights
+            w = node.offset_weights
         elif isinstance(node, ir.Conv2D):
-            w = node.weights.reshape(node.weights.shape[0], -1)
+            w = node.offset_weights.reshape(node.weights.shape[0], -1)
         else:
-            w = node.weights.reshape(-1, node.weights.shape[-1]).T
+            w = node.offset_weights.reshape(-1, node.weights.shape[-1]).T
         bits = 1
         for x_lo, x_hi, b in ((lo + node.input_offset, hi + node.input_offset, node.bias),
                               (min(lo, zp), max(hi, zp), node.folded_bias)):

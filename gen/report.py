@@ -28,14 +28,34 @@ def _requant(r: ir.Requant) -> dict:
             "per_channel": r.per_channel}
 
 
-def describe(graph: ir.Graph, profile: str = "tflm") -> dict:
+def _scales(values) -> float | list[float]:
+    values = np.asarray(values, np.float64).reshape(-1)
+    lo, hi = float(values.min()), float(values.max())
+    return lo if lo == hi else [lo, hi]
+
+
+def _weighted_quantization(graph: ir.Graph, node) -> dict:
+    """A weighted layer's numbers in the notation of the quantization paper (Jacob et al.
+    2018, TFLite's): ``real = S * (q - Z)`` with 1 the input, 2 the weights, 3 the output;
+    ``M = S1 * S2 / S3`` is ``multiplier * 2**(shift - 31)`` (a range when per channel),
+    and ``acc = sum((q1 - Z1) * (q2 - Z2)) + bias`` is what is scaled by ``M``."""
+    inp, out = graph.tensors[node.input], graph.tensors[node.output]
+    s2 = node.weight_scales if node.weight_scales is not None else np.zeros(1)
+    return {"S1": float(inp.scale), "S2": _scales(s2), "S3": float(out.scale),
+            "Z1": inp.zero_point, "Z2": -node.filter_offset, "Z3": out.zero_point,
+            "M": _scales(node.requant.real_scale),
+            "multiplier": _range(node.requant.multiplier), "shift": _range(node.requant.shift),
+            "accumulator": node.accumulator}
+
+
+def describe(graph: ir.Graph, profile: str | None = None) -> dict:
     """A JSON-ready description of the lowered model, layer by layer.
 
     ``profile`` names the golden profile whose arithmetic each layer's ``arithmetic``
     entry describes: the runtime that runs it and what its requantization uses (for
     ``litert``, XNNPACK's float32 scales; for ``tflm`` the integer multiplier and shift
-    listed under ``requant``)."""
-    prepared = golden.get_profile(profile).prepare(graph)
+    listed under ``requant``).  It defaults to :func:`tfl2rtl.golden.default_profile`."""
+    prepared = golden.get_profile(profile or golden.default_profile(graph)).prepare(graph)
     layers = []
     for i, node in enumerate(graph.nodes):
         layer = {
@@ -58,6 +78,7 @@ def describe(graph: ir.Graph, profile: str = "tflm") -> dict:
                 layer[key] = list(value) if isinstance(value, tuple) else value
         if hasattr(node, "weights"):
             layer["weights_shape"] = list(node.weights.shape)
+            layer["quantization"] = _weighted_quantization(graph, node)
         out = graph.tensors[node.output]
         if out.value_range is not None:
             layer["output_range"] = list(out.value_range)
@@ -128,6 +149,13 @@ def format_text(info: dict) -> str:
             details.append(f"MACs {layer['macs']:,} weights {layer['weight_bytes']:,} B")
         for i in range(0, len(details), 4):
             lines.append("       " + "; ".join(details[i:i + 4]))
+        if "quantization" in layer:
+            q = layer["quantization"]
+            lines.append(
+                f"       S1 {_fmt(q['S1'])} S2 {_fmt(q['S2'])} S3 {_fmt(q['S3'])}; "
+                f"Z1 {q['Z1']} Z2 {q['Z2']} Z3 {q['Z3']}; M = S1*S2/S3 {_fmt(q['M'])} = "
+                f"{_fmt(q['multiplier'])} * 2^({_fmt(q['shift'])} - 31); "
+                f"{q['accumulator']} acc = sum((q1 - Z1) * (q2 - Z2)) + bias")
         arithmetic = layer.get("arithmetic")
         if arithmetic:
             parts = [f"{k} {_fmt(v)}" for k, v in arithmetic.items() if k != "runtime"]

@@ -294,9 +294,11 @@ def classify(model: TflModel) -> tuple[str, str]:
     if any(t.dtype == "float16" for t in tensors):
         return Mode.FLOAT16, io
     activation_types = set()
+    edge_types = set()
     float_compute_with_int_weights = False
     for op in model.operators:
         if op.name in _EDGE_OPS:
+            edge_types |= {tensors[i].dtype for i in (*op.inputs, *op.outputs) if i >= 0}
             continue
         ins = [tensors[i] for i in op.inputs if i >= 0]
         acts = [t for t in ins if not t.is_constant] + [tensors[i] for i in op.outputs]
@@ -312,6 +314,9 @@ def classify(model: TflModel) -> tuple[str, str]:
     # state (UNIDIRECTIONAL_SEQUENCE_LSTM's cell state, SVDF's activation state) has int8
     # activations as well: it is an int8 model, refused later by that op's name.
     if "int16" in activation_types and "int8" not in activation_types:
+        return Mode.INT16X8, io
+    # A model of edges only (QUANTIZE from float32 to int16, or int16 -> int16) is 16x8.
+    if not activation_types and "int16" in edge_types and "int8" not in edge_types:
         return Mode.INT16X8, io
     if "uint8" in activation_types and "int8" not in activation_types:
         return Mode.UINT8_LEGACY, io

@@ -97,15 +97,17 @@ def _bits(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def verify_graph(graph: ir.Graph, input_sets, profile: str = "tflm",
+def verify_graph(graph: ir.Graph, input_sets, profile: str | None = None,
                  progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Run golden and reference on each input set; compare every non-constant tensor
     exactly (float32 tensors by their bit patterns).
 
     The reference is the interpreter the profile follows (:mod:`tfl2rtl.reference`):
     TensorFlow Lite Micro for ``tflm``, LiteRT's default interpreter for ``litert``,
-    LiteRT's ``BUILTIN_REF`` resolver for ``litert-ref``."""
-    prepared = golden.get_profile(profile).prepare(graph)
+    LiteRT's ``BUILTIN_REF`` resolver for ``litert-ref``.  ``profile`` defaults to
+    :func:`tfl2rtl.golden.default_profile` (``tflm``; ``litert-ref`` for legacy uint8);
+    one whose runtime lacks the model's mode is refused before anything runs."""
+    prepared = golden.get_profile(profile or golden.default_profile(graph)).prepare(graph)
     report = VerifyReport(model=graph.source, profile=prepared.name)
     reference = reference_interpreter(graph.source, prepared.name)
     repaired = getattr(reference, "repaired", [])

@@ -11,6 +11,10 @@ import pytest
 from conftest import ERROR_MODELS, TEST_MODELS
 
 TFL2RTL = str(Path(sys.executable).parent / "tfl2rtl")
+#: conftest's error models that compute in floats (its int16x8.tflite is a 16x8 model,
+#: which inspect and verify take now).
+FLOAT_MODELS = {name: words for name, words in ERROR_MODELS.items()
+                if name != "int16x8.tflite"}
 
 
 def cli(*args, check_code=None):
@@ -86,9 +90,9 @@ def test_failed_run_leaves_dump_folder_untouched(zoo, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("name", sorted(ERROR_MODELS))
+@pytest.mark.parametrize("name", sorted(FLOAT_MODELS))
 def test_non_integer_models(name):
-    assert_one_line_error(cli("verify", TEST_MODELS / name), ERROR_MODELS[name],
+    assert_one_line_error(cli("verify", TEST_MODELS / name), FLOAT_MODELS[name],
                           "TFLITE_BUILTINS_INT8")
 
 
@@ -102,13 +106,84 @@ def test_int16_state_ops_are_refused_by_name(name, position, op):
         assert "16x8" not in proc.stderr and "needs integers" not in proc.stderr
 
 
+@pytest.mark.parametrize("name,profiles", [
+    ("int16x8.tflite", ("tflm", "litert-ref", "litert")),
+    ("uint8_legacy.tflite", ("litert-ref", "litert"))])
+def test_legacy_uint8_and_16x8_verify_under_each_profile_that_applies(name, profiles):
+    model = TEST_MODELS / name
+    default = cli("verify", model, "--samples", 3, "--json", check_code=0)
+    assert json.loads(default.stdout)["profile"] == profiles[0]
+    for profile in profiles:
+        report = json.loads(cli("verify", model, "--samples", 3, "--profile", profile,
+                                "--json", check_code=0).stdout)
+        assert report["profile"] == profile and report["mismatches"] == 0
+        assert report["tensors_compared"] > 0
+
+
+def test_tflm_is_refused_for_a_legacy_uint8_model():
+    for verb in ("verify", "inspect"):
+        proc = cli(verb, TEST_MODELS / "uint8_legacy.tflite", "--profile", "tflm")
+        assert_one_line_error(proc, "the tflm profile does not apply", "legacy uint8",
+                              "TensorFlow Lite Micro has no legacy uint8 kernels",
+                              "use --profile litert or litert-ref")
+
+
 @pytest.mark.parametrize("name,words", [
-    ("int16x8.tflite", ("a 16x8 model", "16x8 quantization is not supported yet")),
-    ("uint8_legacy.tflite", ("legacy uint8", "legacy uint8 quantization is not supported yet"))])
-def test_integer_modes_not_supported_yet(name, words):
-    proc = cli("verify", TEST_MODELS / name)
-    assert_one_line_error(proc, *words, "TFLITE_BUILTINS_INT8")
-    assert "needs integers" not in proc.stderr
+    ("int16x8.tflite", "16x8 (int16 activations, int8 weights)"),
+    ("uint8_legacy.tflite", "legacy uint8 (uint8 activations and weights)")])
+def test_hardware_for_the_other_modes_is_refused_in_one_line(name, words, tmp_path):
+    for verb, *args in (("generate", "-o", tmp_path / "out"), ("sim", "--inputs", 1),
+                        ("build", "--board", "icebreaker", "-o", tmp_path / "bit")):
+        proc = cli(verb, TEST_MODELS / name, *args)
+        assert_one_line_error(proc, words, "the hardware for this mode is not built yet")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "bit").exists()
+
+
+def _inspect_line(text: str, layer: int, start: str) -> str:
+    """The line of ``layer``'s block in inspect's text that starts with ``start``."""
+    block = text.split(f"[{layer:>2}] ")[1].split("\n[")[0]
+    return next(line.strip() for line in block.splitlines() if line.strip().startswith(start))
+
+
+def test_inspect_shows_s1_to_z3_m_and_the_shift_of_the_uint8_mlp():
+    """The seed's question, "what is S3": for each layer of the legacy uint8 MLP,
+    inspect prints the input, weight and output scales (S1, S2, S3), the zero points (Z1,
+    Z2, Z3), M = S1 * S2 / S3 and its integer multiplier and shift; read back from the
+    text and the JSON, and checked against the file's own tensors."""
+    import re
+
+    from tfl2rtl.fixedpoint import quantize_multiplier
+    from tfl2rtl.tflite_reader import read_model
+
+    model_path = TEST_MODELS / "uint8_legacy.tflite"
+    model = read_model(model_path)
+    text = cli("inspect", model_path, check_code=0).stdout
+    info = json.loads(cli("inspect", model_path, "--json", check_code=0).stdout)
+    assert info["mode"] == "uint8-legacy (uint8 I/O)" and info["profile"] == "litert-ref"
+    layers = [layer for layer in info["layers"] if layer["op"] == "FULLY_CONNECTED"]
+    assert len(layers) == 3
+    number = r"(-?[\d.e+-]+)"
+    for layer in layers:
+        op = model.operators[layer["tflite_op_index"]]
+        inp, w, out = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+        line = _inspect_line(text, layer["index"], "S1 ")
+        found = re.fullmatch(
+            rf"S1 {number} S2 {number} S3 {number}; Z1 {number} Z2 {number} Z3 {number}; "
+            rf"M = S1\*S2/S3 {number} = {number} \* 2\^\({number} - 31\); "
+            r"int32 acc = sum\(\(q1 - Z1\) \* \(q2 - Z2\)\) \+ bias", line)
+        assert found, line
+        s1, s2, s3, z1, z2, z3, m_real, multiplier, shift = found.groups()
+        q = layer["quantization"]
+        for key, shown in zip(("S1", "S2", "S3", "M"), (s1, s2, s3, m_real), strict=True):
+            assert float(shown) == pytest.approx(q[key], rel=1e-5)
+        assert (q["S1"], q["S2"], q["S3"]) == (inp.scale, w.scale, out.scale)
+        assert (int(z1), int(z2), int(z3)) == (q["Z1"], q["Z2"], q["Z3"]) == (
+            inp.zero_point, w.zero_point, out.zero_point)
+        assert w.zero_point != 0
+        real = float(np.float64(inp.scale) * np.float64(w.scale) / np.float64(out.scale))
+        assert q["M"] == real
+        assert (int(multiplier), int(shift)) == (q["multiplier"], q["shift"]) == (
+            quantize_multiplier(real))
 
 
 def test_version_help_and_no_command():
@@ -179,7 +254,8 @@ def test_generate(zoo, tmp_path):
 
 def test_generate_errors(tmp_path):
     assert_one_line_error(cli("generate", TEST_MODELS / "uint8_legacy.tflite", "-o",
-                              tmp_path / "out"), "legacy uint8 quantization")
+                              tmp_path / "out"), "legacy uint8",
+                          "the hardware for this mode is not built yet")
     assert not (tmp_path / "out").exists()
     bad = tmp_path / "fold.json"
     bad.write_text('{"layers": {"1": {"pe": 3, "simd": 1}}}')

@@ -88,3 +88,22 @@ def test_signed_bits():
     assert fp.signed_bits(-129, 0) == 9
     assert fp.signed_bits(0, 128) == 9
     assert fp.signed_bits(0, 0) == 1
+
+
+def test_int64_mbqm_rounds_once_half_up_with_a_16_bit_multiplier():
+    mbqm64 = fp.multiply_by_quantized_multiplier_int64
+    # multiplier 2**30 (one half) reduces to 2**14: x / 2 rounded, halves towards +inf
+    half = 1 << 30
+    np.testing.assert_array_equal(mbqm64(np.array([5, -5, 3, -3, 4]), half, 0),
+                                  [3, -2, 2, -1, 2])
+    # 5 / 4 = 1.25: one rounding gives 1, the int32 path's double rounding 2
+    assert int(mbqm64(5, half, -1)) == 1
+    assert int(fp.multiply_by_quantized_multiplier(5, half, -1)) == 2
+    # the reduction (m + 2**15) >> 16 drops the low 16 bits, saturating at 0x7FFF
+    assert int(mbqm64(1 << 20, half + (1 << 15) - 1, -1)) == (1 << 20) // 4
+    assert int(mbqm64(1 << 20, half + (1 << 15), -1)) == (1 << 20) // 4 + 16
+    assert int(mbqm64(1 << 16, 0x7FFF0000, 0)) == int(mbqm64(1 << 16, (1 << 31) - 1, 0))
+    assert int(mbqm64(1 << 16, 0x7FFF0000, 0)) == 0x7FFF * 2
+    # a left shift (shift > 0); a result beyond int32 wraps, as the C cast does
+    assert int(mbqm64(3 << 20, half, 2)) == 3 << 21
+    assert int(mbqm64(3 << 30, half, 1)) == (3 << 30) - (1 << 32)

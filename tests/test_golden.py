@@ -80,3 +80,84 @@ def test_fused_activation_clamps_bind_and_match_tflite_micro():
             assert n.act_min in values and n.act_max in values, (path.name, n.op, n.output)
         clamped += len(nodes)
     assert clamped >= 1
+
+
+#: The models of the other integer modes (writer-made ones from make_writer_models.py,
+#: converter-made ones from make_models.py) and the profiles whose runtime runs them:
+#: TFLite Micro has no uint8 kernels.
+UINT8_PROFILES, INT16X8_PROFILES = ("litert-ref", "litert"), ("tflm", "litert-ref", "litert")
+MODE_MODELS = {
+    "uint8_legacy.tflite": UINT8_PROFILES,
+    "ops_uint8_legacy.tflite": UINT8_PROFILES,
+    "mlp_uint8_legacy.tflite": UINT8_PROFILES,
+    "cnn_uint8_legacy.tflite": UINT8_PROFILES,
+    "ops_int16x8.tflite": INT16X8_PROFILES,
+    "int16x8.tflite": INT16X8_PROFILES,
+    "mlp_int16x8.tflite": INT16X8_PROFILES,
+    "cnn_int16x8.tflite": INT16X8_PROFILES,
+}
+MODE_SAMPLES = 20
+
+
+@pytest.mark.parametrize("name,profile", [(n, p) for n, ps in MODE_MODELS.items()
+                                          for p in ps])
+def test_legacy_uint8_and_16x8_on_every_tensor(name, profile, summary):
+    from conftest import TEST_MODELS
+
+    graph = lower(read_model(TEST_MODELS / name))
+    assert golden.profiles_for(graph) == sorted(MODE_MODELS[name],
+                                                key=list(golden.PROFILES).index)
+    report = verify_graph(graph, random_inputs(graph, MODE_SAMPLES, seed=2), profile=profile)
+    assert report.tensors_compared == MODE_SAMPLES * sum(
+        1 for t in graph.tensors.values() if t.data is None)
+    assert report.mismatches == []
+    summary(f"test_golden: {name} under {profile}: {report.tensors_compared} tensors, "
+            f"{report.elements_compared} elements, 0 mismatches")
+
+
+def test_tflm_is_refused_for_a_legacy_uint8_model_in_one_line():
+    from conftest import TEST_MODELS
+
+    graph = lower(read_model(TEST_MODELS / "uint8_legacy.tflite"))
+    assert graph.quantization == "uint8-legacy"
+    assert golden.default_profile(graph) == "litert-ref"
+    with pytest.raises(Tfl2RtlError, match=r"TensorFlow Lite Micro has no legacy uint8 "
+                                           r"kernels; use --profile litert or litert-ref$"):
+        golden.run(graph, random_inputs(graph, 1)[0], profile="tflm")
+    assert golden.run(graph, random_inputs(graph, 1)[0]).profile == "litert-ref"
+
+
+def test_weight_zero_point_enters_every_product(tmp_path):
+    """Legacy uint8: ``acc = sum((x - zx) * (w - zw)) + bias``, by hand for one output, and
+    the folded form (``folded_bias + sum(x * (w - zw))``) gives the same integers."""
+    from conftest import TEST_MODELS
+
+    graph = lower(read_model(TEST_MODELS / "uint8_legacy.tflite"))
+    node = graph.nodes[0]
+    x = random_inputs(graph, 1, seed=5)[0][0]
+    zx, zw = graph.tensors[node.input].zero_point, -node.filter_offset
+    assert zw != 0 and node.weights.dtype != np.int8 and node.weights.max() > 127
+    by_hand = [int(((x.astype(np.int64).reshape(-1) - zx) * (node.weights[o] - zw)).sum()
+                   + node.bias[o]) for o in range(node.weights.shape[0])]
+    np.testing.assert_array_equal(golden.accumulate(node, x).reshape(-1), by_hand)
+    np.testing.assert_array_equal(golden.accumulate(node, x, folded=True).reshape(-1),
+                                  by_hand)
+
+
+def test_16x8_layers_accumulate_in_int64_and_round_once():
+    """A 16x8 layer's int64 accumulator goes through the int64
+    ``MultiplyByQuantizedMultiplier`` (16-bit multiplier, halves up), not the int32
+    double rounding; both are checked against the definition on the model's own numbers."""
+    from conftest import TEST_MODELS
+    from tfl2rtl.fixedpoint import multiply_by_quantized_multiplier_int64
+
+    graph = lower(read_model(TEST_MODELS / "ops_int16x8.tflite"))
+    convs = [n for n in graph.nodes if isinstance(n, ir.Conv2D)]
+    assert convs and all(n.accumulator == "int64" for n in convs)
+    node = convs[0]
+    acc = np.array([-(1 << 40) - 12345, -7, 0, 5, 1 << 33], np.int64)
+    m, s = int(node.requant.multiplier[0]), int(node.requant.shift[0])
+    reduced = (m + (1 << 15)) >> 16
+    want = [(a * reduced + (1 << (14 - s))) >> (15 - s) for a in acc.tolist()]
+    want = [((v + (1 << 31)) % (1 << 32)) - (1 << 31) for v in want]  # the int32 cast
+    np.testing.assert_array_equal(multiply_by_quantized_multiplier_int64(acc, m, s), want)

@@ -13,6 +13,13 @@ from tfl2rtl.tflite_reader import read_model
 
 ALL_INT8 = ZOO_MODELS + INT8_TEST_MODELS
 WEIGHTED = (ir.FullyConnected, ir.Conv2D, ir.DepthwiseConv2D)
+#: conftest's error models that compute in floats (int16x8.tflite, listed there too, is
+#: a 16x8 model, which lowers now).
+FLOAT_MODELS = {name: words for name, words in ERROR_MODELS.items()
+                if name != "int16x8.tflite"}
+#: Writer-made models of the other integer modes, by mode.
+MODE_MODELS = {"uint8_legacy.tflite": "uint8-legacy", "ops_uint8_legacy.tflite": "uint8-legacy",
+               "ops_int16x8.tflite": "int16x8", "int16x8.tflite": "int16x8"}
 
 
 def test_default_flow_is_explicit():
@@ -76,7 +83,7 @@ def test_folded_bias_is_exact_and_acc_bits_suffice(path):
         assert -limit <= reference.min() and reference.max() < limit
 
 
-@pytest.mark.parametrize("name,words", sorted(ERROR_MODELS.items()))
+@pytest.mark.parametrize("name,words", sorted(FLOAT_MODELS.items()))
 def test_non_integer_models_get_one_line_with_the_fix(name, words):
     with pytest.raises(Tfl2RtlError) as info:
         lower(read_model(TEST_MODELS / name))
@@ -106,3 +113,50 @@ def test_activation_clamps_follow_float32_quantization(zoo):
     six = np.float32(6.0) / np.float32(out.scale)
     assert relu6.act_max == min(127, out.zero_point + int(np.floor(six + 0.5)))
     assert relu6.act_min == max(-128, out.zero_point)
+
+
+@pytest.mark.parametrize("name", sorted(MODE_MODELS))
+def test_legacy_uint8_and_16x8_lower_with_their_own_dtypes(name):
+    """uint8 weights keep their zero point (``filter_offset``), 16x8 layers accumulate in
+    int64 with int64 biases; the folded form stays exact and ``acc_bits`` covers it."""
+    model = read_model(TEST_MODELS / name)
+    graph = lower(model)
+    assert graph.quantization == MODE_MODELS[name]
+    assert graph.mode.startswith(MODE_MODELS[name])
+    rng = np.random.default_rng(1)
+    for node in graph.nodes:
+        if not isinstance(node, WEIGHTED):
+            continue
+        w = model.tensors[model.operators[node.tflite_op_index].inputs[1]]
+        assert node.filter_offset == -w.zero_point
+        np.testing.assert_array_equal(node.weight_scales, w.scales)
+        if graph.quantization == "uint8-legacy":
+            assert w.dtype == "uint8" and node.accumulator == "int32"
+        else:
+            assert node.filter_offset == 0 and node.accumulator == "int64"
+            assert graph.tensors[node.input].dtype == "int16"
+        t = graph.tensors[node.input]
+        lo, hi = t.value_range
+        x = rng.integers(lo, hi + 1, size=(2,) + t.shape[1:])
+        reference = golden.accumulate(node, x)
+        np.testing.assert_array_equal(reference, golden.accumulate(node, x, folded=True))
+        limit = 1 << (node.acc_bits - 1)
+        assert -limit <= reference.min() and reference.max() < limit
+
+
+def test_16x8_refuses_an_int16_tensor_with_a_zero_point(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(TEST_MODELS.parent))
+    from tflite_writer import GraphWriter
+
+    g = GraphWriter()
+    x = g.tensor((1, 4), "int16", 0.01, 3, name="input")
+    y = g.tensor((1, 4), "int16", 0.01, 0)
+    g.op("RESHAPE", [x, g.const(np.array([1, 4], np.int32))], [y], new_shape=[1, 4])
+    path = tmp_path / "zp.tflite"
+    path.write_bytes(g.finish([x], [y]))
+    with pytest.raises(Tfl2RtlError, match=r"operator 0 \(RESHAPE\): int16 tensor 'input' "
+                                           r"has zero point 3; TFLite's 16x8 kernels need "
+                                           r"zero point 0"):
+        lower(read_model(path))

@@ -50,12 +50,14 @@ INT8_MAX = 127
 _F32 = np.float32
 
 
-def qs8_quantize(value: float, scale: float, zero_point: int) -> int:
+def qs8_quantize(value: float, scale: float, zero_point: int, dtype: str = "int8") -> int:
     """``xnn_qs8_quantize``: ``lrintf(clamp(value / scale + zero_point, -128, 127))``, all
-    in float32; ``lrintf`` rounds half to even.  ``value`` may be +-inf."""
+    in float32; ``lrintf`` rounds half to even.  ``value`` may be +-inf.  ``dtype``
+    ``"uint8"`` is ``xnn_qu8_quantize``, the same over [0, 255]."""
+    info = np.iinfo(dtype)
     with np.errstate(over="ignore"):
         q = _F32(value) / _F32(scale) + _F32(zero_point)
-    q = min(max(q, _F32(INT8_MIN)), _F32(INT8_MAX))
+    q = min(max(q, _F32(info.min)), _F32(info.max))
     return int(np.rint(q))
 
 
@@ -70,17 +72,17 @@ _ACTIVATION_FLOAT_RANGE = {
 
 
 def activation_range(activation: str, output_scale: float,
-                     output_zero_point: int) -> tuple[int, int]:
-    """The int8 clamp of a fused activation: its float bounds quantized by
-    :func:`qs8_quantize` (TFLite instead rounds ``bound / scale`` half away from zero and
-    adds the zero point as an integer)."""
+                     output_zero_point: int, dtype: str = "int8") -> tuple[int, int]:
+    """The int8 (or, for a ``qu8`` operator, uint8) clamp of a fused activation: its float
+    bounds quantized by :func:`qs8_quantize` (TFLite instead rounds ``bound / scale`` half
+    away from zero and adds the zero point as an integer)."""
     try:
         low, high = _ACTIVATION_FLOAT_RANGE[activation]
     except KeyError:
         raise Tfl2RtlError(f"the XNNPACK delegate does not take the fused activation "
                            f"{activation}") from None
-    return (qs8_quantize(low, output_scale, output_zero_point),
-            qs8_quantize(high, output_scale, output_zero_point))
+    return (qs8_quantize(low, output_scale, output_zero_point, dtype),
+            qs8_quantize(high, output_scale, output_zero_point, dtype))
 
 
 def requantization_scale(input_scale: float, weight_scales, output_scale: float) -> np.ndarray:
@@ -106,18 +108,22 @@ def fp32_requantize(acc, scale) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AddParams:
-    """``xnn_qs8_add_minmax_params``: 21-bit multipliers, a common shift, one bias."""
+    """``xnn_qs8_add_minmax_params``: 21-bit multipliers, a common shift, one bias; the
+    output saturates to ``[output_min, output_max]`` (int8, or uint8 for ``qu8``)."""
 
     a_multiplier: int
     b_multiplier: int
     shift: int
     bias: int
     output_zero_point: int
+    output_min: int = INT8_MIN
+    output_max: int = INT8_MAX
 
 
 def add_params(a_scale: float, a_zero_point: int, b_scale: float, b_zero_point: int,
-               output_scale: float, output_zero_point: int) -> AddParams:
-    """``xnn_init_qs8_add_minmax_scalar_params``.
+               output_scale: float, output_zero_point: int, dtype: str = "int8") -> AddParams:
+    """``xnn_init_qs8_add_minmax_scalar_params`` (``qu8``'s for ``dtype="uint8"``: the
+    same multipliers, shift and bias, a uint8 output range).
 
     The input-to-output scale ratios are float32 divisions.  The shift puts the larger
     ratio's multiplier in [2**20, 2**21): ``shift = 20 - exponent(max ratio)``.  Each
@@ -136,16 +142,20 @@ def add_params(a_scale: float, a_zero_point: int, b_scale: float, b_zero_point: 
     b_multiplier = int(np.rint(np.ldexp(b_output_scale, shift)))
     rounding = 1 << (shift - 1)
     bias = rounding - a_multiplier * int(a_zero_point) - b_multiplier * int(b_zero_point)
-    return AddParams(a_multiplier, b_multiplier, shift, bias, int(output_zero_point))
+    info = np.iinfo(dtype)
+    return AddParams(a_multiplier, b_multiplier, shift, bias, int(output_zero_point),
+                     int(info.min), int(info.max))
 
 
 def add_qs8(a, b, params: AddParams) -> np.ndarray:
     """``xnn_qs8_vadd_minmax_ukernel``: ``(bias + a * a_multiplier + b * b_multiplier)``
     shifted right arithmetically (so halves round up), plus the output zero point,
-    saturated to int8.  Broadcasting follows numpy's (XNNPACK's strides are the same)."""
+    saturated to the output range.  Broadcasting follows numpy's (XNNPACK's strides are
+    the same)."""
     acc = (params.bias + np.asarray(a, np.int64) * params.a_multiplier
            + np.asarray(b, np.int64) * params.b_multiplier)
-    return np.clip((acc >> params.shift) + params.output_zero_point, INT8_MIN, INT8_MAX)
+    return np.clip((acc >> params.shift) + params.output_zero_point, params.output_min,
+                   params.output_max)
 
 
 @dataclass(frozen=True)
@@ -187,16 +197,18 @@ def f32_to_qs8(x, output_scale: float, output_zero_point: int) -> np.ndarray:
 
 
 def _reference_table(function, input_scale: float, input_zero_point: int,
-                     output_scale: float, output_zero_point: int) -> np.ndarray:
+                     output_scale: float, output_zero_point: int,
+                     dtype: str = "int8") -> np.ndarray:
     """``init_lut_op_with_config``: XNNPACK runs its float reference kernel once on every
-    int8 value and keeps the 256 results as a table (indexed here by ``q + 128``).
-    ``dequantize``: ``(float(q) - zero_point) * scale``; ``quantize``:
-    ``nearbyint(y * (1.0f / output_scale) + zero_point)`` saturated to int8."""
-    q = np.arange(INT8_MIN, INT8_MAX + 1)
+    int8 (``qu8``: uint8) value and keeps the 256 results as a table (indexed here by
+    ``q - min``).  ``dequantize``: ``(float(q) - zero_point) * scale``; ``quantize``:
+    ``nearbyint(y * (1.0f / output_scale) + zero_point)`` saturated to the dtype."""
+    info = np.iinfo(dtype)
+    q = np.arange(info.min, info.max + 1)
     x = (q.astype(_F32) - _F32(input_zero_point)) * _F32(input_scale)
     y = np.asarray(function(x), dtype=_F32)
     value = y * (_F32(1.0) / _F32(output_scale)) + _F32(output_zero_point)
-    return np.clip(np.rint(value), INT8_MIN, INT8_MAX).astype(np.int8)
+    return np.clip(np.rint(value), info.min, info.max).astype(dtype)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -207,10 +219,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x > 100, _F32(1), np.where(x < -100, _F32(0), y))
 
 
-def sigmoid_table(input_scale, input_zero_point, output_scale, output_zero_point):
+def sigmoid_table(input_scale, input_zero_point, output_scale, output_zero_point,
+                  dtype="int8"):
     """LOGISTIC: a table from the float reference sigmoid."""
     return _reference_table(_sigmoid, input_scale, input_zero_point, output_scale,
-                            output_zero_point)
+                            output_zero_point, dtype)
 
 
 def _tanh(x: np.ndarray) -> np.ndarray:
@@ -218,10 +231,11 @@ def _tanh(x: np.ndarray) -> np.ndarray:
     return libm.tanhf(x)
 
 
-def tanh_table(input_scale, input_zero_point, output_scale, output_zero_point):
+def tanh_table(input_scale, input_zero_point, output_scale, output_zero_point,
+               dtype="int8"):
     """TANH: a table from the float reference tanh."""
     return _reference_table(_tanh, input_scale, input_zero_point, output_scale,
-                            output_zero_point)
+                            output_zero_point, dtype)
 
 
 def elu_table(input_scale, input_zero_point, output_scale, output_zero_point):

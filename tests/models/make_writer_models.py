@@ -14,8 +14,17 @@ writes.  The weights are random (fixed seeds); each model is there for one path:
   intermediate tensors, which the writer does not write).
 - ``svdf_int8.tflite``: SVDF (int8 feature weights, int16 time weights and state),
   FULLY_CONNECTED, SOFTMAX.  Refused as the LSTM; TFLite Micro and LiteRT run it.
-- ``uint8_legacy.tflite``: one FULLY_CONNECTED with uint8 activations and uint8 weights
-  (zero point 128).  Refused as legacy uint8 quantization, a mode not supported yet.
+- ``uint8_legacy.tflite``: a legacy uint8 MLP (uint8 activations and uint8 weights, each
+  weight tensor with its own zero point): FULLY_CONNECTED (RELU), FULLY_CONNECTED (RELU),
+  FULLY_CONNECTED, SOFTMAX.  The model ``inspect`` shows S1, S2, S3, Z1, Z2, Z3, M and the
+  shift of; LiteRT runs it (TFLite Micro has no uint8 kernels).
+- ``ops_uint8_legacy.tflite``: every legacy uint8 op in one graph (CONV_2D, DEPTHWISE_CONV_2D,
+  a residual ADD, MAX_POOL_2D, AVERAGE_POOL_2D, LOGISTIC, CONCATENATION, PAD, RESHAPE,
+  FULLY_CONNECTED, TANH, SOFTMAX), written with :class:`ModeLayers`.
+- ``ops_int16x8.tflite``: the same for 16x8 (int16 activations with zero point 0, int8
+  weights, int64 biases): float32 in, QUANTIZE to int16, CONV_2D, DEPTHWISE_CONV_2D, ADD,
+  MAX_POOL_2D, AVERAGE_POOL_2D, an int16 -> int16 QUANTIZE, CONCATENATION, PAD, RESHAPE,
+  FULLY_CONNECTED, SOFTMAX, DEQUANTIZE to float32.
 - ``cnn_float_io.tflite`` and ``mlp_float_io.tflite``: full-integer int8 inside,
   float32 at both edges (QUANTIZE in, DEQUANTIZE out), as the converter writes a model
   without ``inference_input_type``: the float edges the host computes around the
@@ -36,7 +45,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tflite_writer import GraphWriter  # noqa: E402
+from tflite_writer import GraphWriter, conv_out_size  # noqa: E402
 
 SEED = 17
 
@@ -96,17 +105,200 @@ def svdf_int8() -> bytes:
     return g.finish([x], [g.softmax(logits)])
 
 
+class ModeLayers:
+    """The layer methods of :class:`GraphWriter` for the other integer modes: legacy uint8
+    (``"uint8"``: uint8 activations and per-tensor uint8 weights with a zero point, int32
+    biases) and 16x8 (``"int16"``: int16 activations with zero point 0, int8 weights with
+    per-channel scales, int64 biases).  Biases get the scale ``input_scale *
+    weight_scale``, as the converters write them."""
+
+    def __init__(self, g: GraphWriter, mode: str):
+        assert mode in ("uint8", "int16")
+        self.g, self.mode = g, mode
+
+    def _weights(self, x, data, scales, zero_point, axis):
+        """uint8 weights are ``data`` (0..255) with ``zero_point``; int8 ones ``data``
+        with zero point 0 and one scale per channel along ``axis``."""
+        g = self.g
+        scales = np.atleast_1d(np.asarray(scales, np.float64))
+        if self.mode == "uint8":
+            return g.const(data, "uint8", float(scales[0]), zero_point), scales[:1]
+        return g.const(data, "int8", scales, 0,
+                       quantized_dimension=axis if scales.size > 1 else 0), scales
+
+    def _bias(self, x, w_scales, bias):
+        s_in = np.float64(np.float32(self.g.quant(x)[0]))
+        scales = s_in * np.asarray(w_scales, np.float32).astype(np.float64)
+        dtype = "int32" if self.mode == "uint8" else "int64"
+        return self.g.const(np.asarray(bias), dtype, scales if scales.size > 1
+                            else float(scales[0]), 0)
+
+    def fully_connected(self, x, weights, weight_scales, bias, out_quant, *,
+                        weight_zero_point=0, activation="NONE") -> int:
+        g = self.g
+        out_depth, accum_depth = np.shape(weights)
+        w, w_scales = self._weights(x, weights, weight_scales, weight_zero_point, 0)
+        b = self._bias(x, w_scales, bias)
+        y = g.tensor((int(np.prod(g.shape(x))) // accum_depth, out_depth), self.mode,
+                     *out_quant)
+        g.op("FULLY_CONNECTED", [x, w, b], [y], fused_activation_function=activation)
+        return y
+
+    def conv_2d(self, x, weights, weight_scales, bias, out_quant, *, weight_zero_point=0,
+                stride=(1, 1), padding="SAME", activation="NONE", depthwise=False,
+                depth_multiplier=1) -> int:
+        """CONV_2D (``weights [out_c, kh, kw, in_c]``) or, with ``depthwise``,
+        DEPTHWISE_CONV_2D (``weights [1, kh, kw, in_c * depth_multiplier]``)."""
+        g = self.g
+        channels = np.shape(weights)[3] if depthwise else np.shape(weights)[0]
+        kh, kw = np.shape(weights)[1:3]
+        w, w_scales = self._weights(x, weights, weight_scales, weight_zero_point,
+                                    3 if depthwise else 0)
+        b = self._bias(x, w_scales, bias)
+        batch, h, wd, _ = g.shape(x)
+        shape = (batch, conv_out_size(h, kh, stride[0], 1, padding),
+                 conv_out_size(wd, kw, stride[1], 1, padding), channels)
+        y = g.tensor(shape, self.mode, *out_quant)
+        options = dict(padding=padding, stride_h=stride[0], stride_w=stride[1],
+                       fused_activation_function=activation)
+        if depthwise:
+            options["depth_multiplier"] = depth_multiplier
+        g.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, w, b], [y], **options)
+        return y
+
+    def pool_2d(self, op, x, filter_hw, *, stride=(1, 1), padding="VALID",
+                activation="NONE") -> int:
+        g = self.g
+        batch, h, w, c = g.shape(x)
+        y = g.like(x, (batch, conv_out_size(h, filter_hw[0], stride[0], 1, padding),
+                       conv_out_size(w, filter_hw[1], stride[1], 1, padding), c))
+        g.op(op, [x], [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
+             filter_height=filter_hw[0], filter_width=filter_hw[1],
+             fused_activation_function=activation)
+        return y
+
+    def add(self, x1, x2, out_quant, *, activation="NONE") -> int:
+        """ADD; a 16x8 one with ``pot_scale_int16=False`` as the converter writes it (the
+        schema's default True asks LiteRT for power-of-two scales)."""
+        g = self.g
+        y = g.tensor(np.broadcast_shapes(g.shape(x1), g.shape(x2)), self.mode, *out_quant)
+        options = dict(fused_activation_function=activation)
+        if self.mode == "int16":
+            options["pot_scale_int16"] = False
+        g.op("ADD", [x1, x2], [y], **options)
+        return y
+
+    def elementwise(self, op, x, out_quant, **options) -> int:
+        return self.g.elementwise(op, x, out_quant, **options)
+
+    def softmax(self, x, *, beta=1.0) -> int:
+        out_quant = (1 / 256, 0) if self.mode == "uint8" else (1 / 32768, 0)
+        return self.g.softmax(x, beta=beta, out_quant=out_quant)
+
+    def requantize(self, x, out_quant) -> int:
+        """An integer QUANTIZE to another scale (int16 -> int16 in a 16x8 model)."""
+        return self.g.quantize(x, out_quant, dtype=self.mode)
+
+
+def _uint8_weights(rng, shape):
+    """uint8 weights and a zero point, as TF1's fake quantization leaves them."""
+    return rng.integers(0, 256, shape), int(rng.integers(90, 170))
+
+
 def uint8_legacy() -> bytes:
-    """A legacy (TF1 quantization-aware training) uint8 model: uint8 activations and uint8
-    weights with a non-zero weight zero point, one FULLY_CONNECTED."""
+    """A legacy (TF1 quantization-aware training) uint8 MLP: uint8 activations and uint8
+    weights with their own zero points; 16 -> 12 (RELU) -> 8 (RELU) -> 4 -> SOFTMAX."""
     rng = np.random.default_rng(SEED + 2)
-    g = GraphWriter("tfl2rtl refusal test: legacy uint8 quantization")
-    x = g.tensor((1, 16), "uint8", 1 / 255, 0, name="input")
-    w = g.const(rng.integers(0, 256, (4, 16)), "uint8", 0.02, 128)
-    b = g.const(rng.integers(-500, 500, 4), "int32", 0.02 / 255)
-    y = g.tensor((1, 4), "uint8", 0.1, 120, name="output")
-    g.op("FULLY_CONNECTED", [x, w, b], [y], fused_activation_function="NONE")
-    return g.finish([x], [y])
+    g = GraphWriter("tfl2rtl test model: legacy uint8 MLP")
+    layers = ModeLayers(g, "uint8")
+    h = x = g.tensor((1, 16), "uint8", 1 / 255, 0, name="input")
+    for width, out_quant, activation in ((12, (0.05, 0), "RELU"), (8, (0.06, 0), "RELU"),
+                                         (4, (0.12, 131), "NONE")):
+        depth = g.shape(h)[1]
+        weights, zero_point = _uint8_weights(rng, (width, depth))
+        s_in = g.quant(h)[0]
+        # inputs of one sign add up: a quarter of the int8 models' weight scale
+        h = layers.fully_connected(h, weights,
+                                   _layer_scale(rng, s_in, out_quant[0], depth) / 4,
+                                   rng.integers(-500, 500, width), out_quant,
+                                   weight_zero_point=zero_point, activation=activation)
+    return g.finish([x], [layers.softmax(h)])
+
+
+def ops_uint8_legacy() -> bytes:
+    """Every legacy uint8 op: (1, 10, 10, 3) uint8 in, CONV_2D (3x3, 6, RELU6),
+    DEPTHWISE_CONV_2D (3x3, stride 2), a residual ADD of a 1x1 CONV_2D, MAX_POOL_2D and
+    LOGISTIC on one branch, AVERAGE_POOL_2D on the other, CONCATENATION, PAD, RESHAPE,
+    FULLY_CONNECTED, TANH, FULLY_CONNECTED, SOFTMAX."""
+    rng = np.random.default_rng(SEED + 6)
+    g = GraphWriter("tfl2rtl test model: every legacy uint8 op")
+    layers = ModeLayers(g, "uint8")
+    x = g.tensor((1, 10, 10, 3), "uint8", 1 / 128, 100, name="input")
+    w, zw = _uint8_weights(rng, (6, 3, 3, 3))
+    h = layers.conv_2d(x, w, _layer_scale(rng, 1 / 128, 0.05, 27), rng.integers(-300, 300, 6),
+                       (0.05, 0), weight_zero_point=zw, activation="RELU6")
+    w, zw = _uint8_weights(rng, (1, 3, 3, 6))
+    d = layers.conv_2d(h, w, _layer_scale(rng, 0.05, 0.06, 9), rng.integers(-300, 300, 6),
+                       (0.06, 120), weight_zero_point=zw, stride=(2, 2), depthwise=True)
+    w, zw = _uint8_weights(rng, (6, 1, 1, 6))
+    p = layers.conv_2d(d, w, _layer_scale(rng, 0.06, 0.07, 6), rng.integers(-300, 300, 6),
+                       (0.07, 125), weight_zero_point=zw)
+    r = layers.add(d, p, (0.1, 128))
+    m = layers.elementwise("LOGISTIC", layers.pool_2d("MAX_POOL_2D", r, (2, 2)),
+                           (1 / 256, 0))
+    a = layers.elementwise("LOGISTIC", layers.pool_2d("AVERAGE_POOL_2D", r, (2, 2)),
+                           (1 / 256, 0))
+    c = g.concatenation([m, a], axis=3)
+    padded = g.pad(c, [[0, 0], [1, 0], [0, 1], [0, 0]])
+    flat = g.reshape(padded, (1, int(np.prod(g.shape(padded)))))
+    depth = g.shape(flat)[1]
+    w, zw = _uint8_weights(rng, (8, depth))
+    f = layers.fully_connected(flat, w, _layer_scale(rng, 1 / 256, 0.05, depth) / 8,
+                               rng.integers(-300, 300, 8), (0.05, 128), weight_zero_point=zw)
+    t = layers.elementwise("TANH", f, (1 / 128, 128))
+    w, zw = _uint8_weights(rng, (5, 8))
+    logits = layers.fully_connected(t, w, _layer_scale(rng, 1 / 128, 0.1, 8) / 4,
+                                    rng.integers(-300, 300, 5), (0.1, 120),
+                                    weight_zero_point=zw)
+    return g.finish([x], [layers.softmax(logits)])
+
+
+def ops_int16x8() -> bytes:
+    """Every 16x8 op: float32 (1, 10, 10, 3) in, QUANTIZE to int16, CONV_2D (3x3, 6,
+    RELU), DEPTHWISE_CONV_2D (3x3, stride 2, multiplier 2), a residual ADD of a 1x1
+    CONV_2D, MAX_POOL_2D on one branch, AVERAGE_POOL_2D and an int16 requantizing
+    QUANTIZE on the other, CONCATENATION, PAD, RESHAPE, FULLY_CONNECTED, SOFTMAX,
+    DEQUANTIZE."""
+    rng = np.random.default_rng(SEED + 7)
+    g = GraphWriter("tfl2rtl test model: every 16x8 op")
+    layers = ModeLayers(g, "int16")
+    x = g.tensor((1, 10, 10, 3), "float32", name="input")
+    q = g.quantize(x, (1 / 16384, 0), dtype="int16")
+
+    def int8_weights(shape, s_in, s_out, fan_in, channels):
+        spread = 2.0 ** rng.uniform(-1, 0, channels)
+        return _weights(rng, shape), _layer_scale(rng, s_in, s_out, fan_in) * spread
+
+    w, s = int8_weights((6, 3, 3, 3), 1 / 16384, 1 / 8192, 27, 6)
+    h = layers.conv_2d(q, w, s, rng.integers(-3000, 3000, 6), (1 / 8192, 0), activation="RELU")
+    w, s = int8_weights((1, 3, 3, 12), 1 / 8192, 1 / 6000, 9, 12)
+    d = layers.conv_2d(h, w, s, rng.integers(-3000, 3000, 12), (1 / 6000, 0), stride=(2, 2),
+                       depthwise=True, depth_multiplier=2)
+    w, s = int8_weights((12, 1, 1, 12), 1 / 6000, 1 / 5000, 12, 12)
+    p = layers.conv_2d(d, w, s, rng.integers(-3000, 3000, 12), (1 / 5000, 0))
+    r = layers.add(d, p, (1 / 4000, 0))
+    m = layers.pool_2d("MAX_POOL_2D", r, (2, 2), stride=(1, 1))
+    a = layers.requantize(layers.pool_2d("AVERAGE_POOL_2D", r, (2, 2), stride=(1, 1)),
+                          (1 / 4000 * 1.5, 0))
+    a = layers.requantize(a, (1 / 4000, 0))
+    c = g.concatenation([m, a], axis=3)
+    padded = g.pad(c, [[0, 0], [0, 1], [1, 0], [0, 0]])
+    flat = g.reshape(padded, (1, int(np.prod(g.shape(padded)))))
+    depth = g.shape(flat)[1]
+    w, s = int8_weights((5, depth), 1 / 4000, 1 / 1000, depth, 5)
+    logits = layers.fully_connected(flat, w, s / 4, rng.integers(-3000, 3000, 5),
+                                    (1 / 1000, 0))
+    return g.finish([x], [g.dequantize(layers.softmax(logits))])
 
 
 def _layer_scale(rng, in_scale, out_scale, fan_in):
@@ -190,6 +382,8 @@ MODELS = {
     "lstm_int8.tflite": lstm_int8,
     "svdf_int8.tflite": svdf_int8,
     "uint8_legacy.tflite": uint8_legacy,
+    "ops_uint8_legacy.tflite": ops_uint8_legacy,
+    "ops_int16x8.tflite": ops_int16x8,
     "cnn_float_io.tflite": cnn_float_io,
     "mlp_float_io.tflite": mlp_float_io,
     "nchw_float_io.tflite": nchw_float_io,
