@@ -9,7 +9,9 @@ Vendor specifics live in :class:`Board` and in the platform, never in the hardwa
 one 16x16 multiplier per lane, and :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK`,
 which builds depthwise products in logic; on the iCE40 UP5K
 :data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`, which puts loadable weight memories in
-SPRAM (:mod:`tfl2rtl.boards.spram`; which memories: :mod:`tfl2rtl.boards.memory`).
+SPRAM (:mod:`tfl2rtl.boards.spram`; which memories: :mod:`tfl2rtl.boards.memory`); on
+the ECP5 :data:`tfl2rtl.hw.pipeline.PRODUCT_HOOK`, which puts the registers of the
+pipelined products inside the ``MULT18X18D`` blocks (:mod:`tfl2rtl.boards.ecp5`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from dataclasses import dataclass
 
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.depthwise import LOGIC_PRODUCTS_HOOK
+from tfl2rtl.hw.pipeline import PRODUCT_HOOK
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
 from tfl2rtl.hw.weights import ROW_MEMORY_HOOK
 
+from .ecp5 import registered_product
 from .spram import SPRAMRows
 from .tools import tool
 
@@ -32,15 +36,19 @@ __all__ = ["Board", "BOARDS", "DoesNotFit", "board_named", "toolchain_env", "cou
 
 
 def platform_hooks(*, serial_requantizer: bool, depthwise_in_logic: bool,
-                   spram: bool) -> dict:
+                   spram: bool, ecp5_products: bool = False) -> dict:
     """The tfl2rtl platform attributes, by name: ``serial_requantizer`` sets
     :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`, ``depthwise_in_logic``
-    :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK`, and ``spram`` supplies the rows of
+    :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK`, ``spram`` supplies the rows of
     loadable weight memories as SPRAM blocks (:data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`:
-    :class:`tfl2rtl.boards.spram.SPRAMRows`)."""
+    :class:`tfl2rtl.boards.spram.SPRAMRows`), and ``ecp5_products`` builds pipelined
+    products in registered ``MULT18X18D`` blocks (:data:`tfl2rtl.hw.pipeline.PRODUCT_HOOK`:
+    :func:`tfl2rtl.boards.ecp5.registered_product`)."""
     hooks = {SERIAL_PRODUCTS_HOOK: serial_requantizer, LOGIC_PRODUCTS_HOOK: depthwise_in_logic}
     if spram:
         hooks[ROW_MEMORY_HOOK] = SPRAMRows
+    if ecp5_products:
+        hooks[PRODUCT_HOOK] = staticmethod(registered_product)
     return hooks
 
 
@@ -99,7 +107,8 @@ class Board:
         base = getattr(importlib.import_module(module), cls)
         attributes = platform_hooks(serial_requantizer=self.serial_requantizer,
                                     depthwise_in_logic=self.depthwise_in_logic,
-                                    spram="SPRAM" in self.available)
+                                    spram="SPRAM" in self.available,
+                                    ecp5_products=self.family == "ecp5")
         if self.reset is not None:
             attributes["default_rst"] = self.reset
         return type(f"Tfl2Rtl{cls}", (base,), attributes)()

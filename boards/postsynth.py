@@ -53,6 +53,7 @@ class NetlistFamily:
     serial_requantizer: bool = False
     depthwise_in_logic: bool = False
     spram: bool = False
+    ecp5_products: bool = False
 
 
 NETLIST_FAMILIES = {
@@ -66,7 +67,8 @@ NETLIST_FAMILIES = {
     "ecp5": NetlistFamily("synth_ecp5 -run :map_luts; "
                           "techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean; "
                           "synth_ecp5 -run map_cells:", "ecp5/cells_sim.v",
-                          own_models=(ECP5_MULT18X18D, ECP5_DP16KD), blackboxes=("DP16KD",)),
+                          own_models=(ECP5_MULT18X18D, ECP5_DP16KD), blackboxes=("DP16KD",),
+                          ecp5_products=True),
 }
 
 
@@ -74,7 +76,8 @@ def _hooks(family: NetlistFamily):
     """A stand-in platform with the hooks of a family's boards, for elaboration outside
     a platform."""
     hooks = platform_hooks(serial_requantizer=family.serial_requantizer,
-                           depthwise_in_logic=family.depthwise_in_logic, spram=family.spram)
+                           depthwise_in_logic=family.depthwise_in_logic, spram=family.spram,
+                           ecp5_products=family.ecp5_products)
     return type("FamilyHooks", (), hooks)()
 
 

@@ -9,25 +9,34 @@
 // port and parameter names are those of Yosys' blackbox, so that it binds to Yosys'
 // netlists.
 //
-// What it models (a combinational multiplier):
+// What it models:
 //   P[35:0] = A[17:0] * B[17:0], exact (an 18x18 product always fits in 36 bits),
 //   where SIGNEDA = 1 reads A as two's complement and SIGNEDA = 0 as unsigned, and
 //   SIGNEDB likewise for B, each operand on its own, so all four sign modes work.
-//   SIGNEDA and SIGNEDB are sampled as ports (Yosys ties them to constants).
+//   SIGNEDA and SIGNEDB are sampled as ports (Yosys and tfl2rtl tie them to constants).
 //
-// The configuration it covers, and the only one it accepts: every parameter at the
-// value Yosys' mapping leaves it (its defaults): no registers anywhere
-// (REG_INPUTA/B/C_CLK, REG_PIPELINE_CLK, REG_OUTPUT_CLK = "NONE", their _CE = "CE0" and
-// _RST = "RST0"), CLK0..3_DIV = "ENABLED", HIGHSPEED_CLK = "NONE", GSR = "ENABLED",
-// CAS_MATCH_REG = "FALSE", SOURCEB_MODE = "B_SHIFT", MULT_BYPASS = "DISABLED",
-// RESETMODE = "SYNC"; and the operands from the A and B ports (SOURCEA = SOURCEB = 0,
-// no cascade from SRIA/SRIB).  Any other parameter value stops the simulation with
-// $fatal at its start, and SOURCEA or SOURCEB other than 0 stops it when it happens.
+// Two configurations, and only these:
+//   - unregistered, the one Yosys' mapping leaves (every parameter at its default):
+//     P follows A and B combinationally;
+//   - the one tfl2rtl instantiates on ECP5 boards (tfl2rtl.boards.ecp5): the A and B
+//     input registers and the output register on, REG_INPUTA_CLK = REG_INPUTB_CLK =
+//     REG_OUTPUT_CLK = "CLK0" with their _CE = "CE0" and _RST = "RST0".  On each rising
+//     edge of CLK0 where CE0 is high, the input registers take A and B and the output
+//     register takes the product of the input registers' old values: P is the product
+//     of the operands taken two enabled edges before (TN1267's multiplier with input
+//     and output registers and no pipeline register).  The registers start at 0.  RST0
+//     must stay low: a reset is not modelled, and RST0 = 1 stops the simulation.
+//     The A and B input registers are both on or both off.
+// Every other parameter must keep its default: no pipeline register, no C register,
+// CLK0..3_DIV = "ENABLED", HIGHSPEED_CLK = "NONE", GSR = "ENABLED", CAS_MATCH_REG =
+// "FALSE", SOURCEB_MODE = "B_SHIFT", MULT_BYPASS = "DISABLED", RESETMODE = "SYNC"; and
+// the operands come from the A and B ports (SOURCEA = SOURCEB = 0, no cascade from
+// SRIA/SRIB).  Any other parameter value stops the simulation with $fatal at its
+// start, and SOURCEA or SOURCEB other than 0 stops it when it happens.
 //
-// Not modelled: the registers and their clocks, enables and resets (CLK0..3, CE0..3,
-// RST0..3 are ignored), the C operand, and the outputs ROA, ROB, ROC, SROA, SROB and
-// SIGNEDP that feed an ALU54B or a cascade; they are driven with X.  Yosys' mapping
-// leaves all of them unconnected (C tied to 0).
+// Not modelled: clocks other than CLK0, CE1..3, RST1..3, the C operand, and the
+// outputs ROA, ROB, ROC, SROA, SROB and SIGNEDP that feed an ALU54B or a cascade; they
+// are driven with X.  Neither Yosys' mapping nor tfl2rtl connects them (C tied to 0).
 `timescale 1ns / 1ps
 
 module MULT18X18D (
@@ -84,14 +93,16 @@ module MULT18X18D (
     // Refuse, at the start of the simulation, any parameter other than the value the
     // mapping leaves it: the first one found is named.
 `define TFL2RTL_MULT18X18D_ONLY(name, value) \
-        if (name != value) \
-            $fatal(1, "MULT18X18D %m: %s = \"%0s\" is not modelled (only \"%0s\"): this model covers the unregistered, uncascaded multiplier Yosys maps", \
+        if ((name) != (value)) \
+            $fatal(1, "MULT18X18D %m: %s = \"%0s\" is not modelled (only \"%0s\"): this model covers the unregistered multiplier Yosys maps and the one with input and output registers on CLK0 tfl2rtl instantiates", \
                    `"name`", name, value);
+    localparam REGISTERED = REG_INPUTA_CLK == "CLK0";
     initial begin
-        `TFL2RTL_MULT18X18D_ONLY(REG_INPUTA_CLK, "NONE")
+        if (REG_INPUTA_CLK != "NONE")
+            `TFL2RTL_MULT18X18D_ONLY(REG_INPUTA_CLK, "CLK0")
         `TFL2RTL_MULT18X18D_ONLY(REG_INPUTA_CE, "CE0")
         `TFL2RTL_MULT18X18D_ONLY(REG_INPUTA_RST, "RST0")
-        `TFL2RTL_MULT18X18D_ONLY(REG_INPUTB_CLK, "NONE")
+        `TFL2RTL_MULT18X18D_ONLY(REG_INPUTB_CLK, REGISTERED ? "CLK0" : "NONE")
         `TFL2RTL_MULT18X18D_ONLY(REG_INPUTB_CE, "CE0")
         `TFL2RTL_MULT18X18D_ONLY(REG_INPUTB_RST, "RST0")
         `TFL2RTL_MULT18X18D_ONLY(REG_INPUTC_CLK, "NONE")
@@ -100,7 +111,7 @@ module MULT18X18D (
         `TFL2RTL_MULT18X18D_ONLY(REG_PIPELINE_CLK, "NONE")
         `TFL2RTL_MULT18X18D_ONLY(REG_PIPELINE_CE, "CE0")
         `TFL2RTL_MULT18X18D_ONLY(REG_PIPELINE_RST, "RST0")
-        `TFL2RTL_MULT18X18D_ONLY(REG_OUTPUT_CLK, "NONE")
+        `TFL2RTL_MULT18X18D_ONLY(REG_OUTPUT_CLK, REGISTERED ? "CLK0" : "NONE")
         `TFL2RTL_MULT18X18D_ONLY(REG_OUTPUT_CE, "CE0")
         `TFL2RTL_MULT18X18D_ONLY(REG_OUTPUT_RST, "RST0")
         `TFL2RTL_MULT18X18D_ONLY(CLK0_DIV, "ENABLED")
@@ -135,9 +146,26 @@ module MULT18X18D (
     wire signed [18:0] b_ext = {SIGNEDB & b[17], b};
     wire signed [37:0] product = a_ext * b_ext;
 
+    // The registered configuration: input registers, then the output register.
+    reg [17:0] a_reg = 18'd0, b_reg = 18'd0;
+    reg [35:0] p_reg = 36'd0;
+    wire signed [18:0] a_reg_ext = {SIGNEDA & a_reg[17], a_reg};
+    wire signed [18:0] b_reg_ext = {SIGNEDB & b_reg[17], b_reg};
+    wire signed [37:0] reg_product = a_reg_ext * b_reg_ext;
+    always @(posedge CLK0) if (REGISTERED) begin
+        if (RST0 !== 1'b0)
+            $fatal(1, "MULT18X18D %m: RST0=%b: a reset of the registers is not modelled", RST0);
+        if (CE0 === 1'b1) begin
+            a_reg <= a;
+            b_reg <= b;
+            p_reg <= reg_product[35:0];
+        end else if (CE0 !== 1'b0)
+            $fatal(1, "MULT18X18D %m: CE0=%b at a clock edge", CE0);
+    end
+
     assign {P35, P34, P33, P32, P31, P30, P29, P28, P27, P26, P25, P24, P23, P22, P21, P20,
             P19, P18, P17, P16, P15, P14, P13, P12, P11, P10, P9, P8, P7, P6, P5, P4, P3,
-            P2, P1, P0} = product[35:0];
+            P2, P1, P0} = REGISTERED ? p_reg : product[35:0];
 
     assign {SROA17, SROA16, SROA15, SROA14, SROA13, SROA12, SROA11, SROA10, SROA9, SROA8,
             SROA7, SROA6, SROA5, SROA4, SROA3, SROA2, SROA1, SROA0} = {18{1'bx}};

@@ -193,13 +193,14 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     elif family is None:
         sources, build_args = [waivers, source, harness], runner.VERILATOR_ARGS
     else:
-        from tfl2rtl.boards.postsynth import cell_models
+        from tfl2rtl.boards.postsynth import netlist_models
 
-        models = cell_models(family)
-        # Last: the models set their own `timescale, which would carry over to the files
-        # after them.
-        sources = [waivers, source, harness, models]
-        build_args = [*NETLIST_VERILATOR_ARGS, f"-I{models.parent}"]
+        # The family's cell models (Yosys' and tfl2rtl's own: the hooks instantiate
+        # vendor cells).  Last: the models set their own `timescale, which would carry
+        # over to the files after them.
+        models = netlist_models(family, build_dir / "models")
+        sources = [waivers, source, harness, *models]
+        build_args = [*NETLIST_VERILATOR_ARGS, f"-I{models[0].parent}"]
 
     # A read waits for the slowest reply: the identity record or the output, each
     # after a request timeout at worst, plus the accelerator's time (generously).

@@ -11,9 +11,24 @@ from __future__ import annotations
 
 import random
 
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
-__all__ = ["STALL_MODES", "Timing", "put", "get", "simulate", "load_beats"]
+from tfl2rtl.hw.pipeline import fabric_product
+
+__all__ = ["STALL_MODES", "Timing", "put", "get", "simulate", "load_beats", "DSP_PLATFORM"]
+
+
+class _RegisteredProducts:
+    """A stand-in platform whose pipelined products come from its
+    :data:`tfl2rtl.hw.pipeline.PRODUCT_HOOK` (built in the fabric, as a DSP block with
+    its own registers computes them): runs a component's hook path in simulation."""
+
+    get_registered_product = staticmethod(fabric_product)
+
+
+#: Pass as ``platform`` to :func:`simulate` to run the components' product-hook path.
+DSP_PLATFORM = _RegisteredProducts()
 
 
 class Timing:
@@ -92,12 +107,14 @@ def load_beats(payloads) -> list[dict]:
     return beats
 
 
-def simulate(dut, *testbenches, deadline: int = 100_000, vcd: str | None = None):
-    """Run ``testbenches`` against ``dut`` on a 1 MHz ``sync`` clock until they all return.
+def simulate(dut, *testbenches, deadline: int = 100_000, vcd: str | None = None,
+             platform=None):
+    """Run ``testbenches`` against ``dut`` (elaborated for ``platform``, when given) on a
+    1 MHz ``sync`` clock until they all return.
 
     Fails after ``deadline`` cycles (a lost or stuck beat would otherwise hang the test).
     """
-    sim = Simulator(dut)
+    sim = Simulator(dut if platform is None else Fragment.get(dut, platform))
     sim.add_clock(1e-6)
     for testbench in testbenches:
         sim.add_testbench(testbench)

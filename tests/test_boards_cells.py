@@ -29,6 +29,10 @@ CORNERS = sorted({*range(4), *range(0x1FFFC, 0x20004), *range(0x3FFFC, 0x40000),
 #: Random operand pairs per sign mode.
 RANDOM_PER_MODE = 250_000
 MODES = ((0, 0), (0, 1), (1, 0), (1, 1))  # (SIGNEDA, SIGNEDB)
+#: The parameters tfl2rtl's ECP5 platform hook gives the MULT18X18D it instantiates
+#: (tfl2rtl.boards.ecp5): input registers and output register on CLK0, CE0, RST0.
+REGISTERED = ('#(.REG_INPUTA_CLK("CLK0"), .REG_INPUTB_CLK("CLK0"), '
+              '.REG_OUTPUT_CLK("CLK0"))')
 
 
 def _value(bits: int, signed: int) -> int:
@@ -139,8 +143,13 @@ def test_a_wrong_sign_mode_fails(vectors, tmp_path):
 
 
 @pytest.mark.parametrize("parameters, refused", [
-    ('#(.REG_INPUTA_CLK("CLK0"))', 'REG_INPUTA_CLK = "CLK0"'),
+    ('#(.REG_INPUTA_CLK("CLK1"))', 'REG_INPUTA_CLK = "CLK1"'),
+    ('#(.REG_INPUTA_CLK("CLK0"))', 'REG_INPUTB_CLK = "NONE"'),
+    ('#(.REG_INPUTB_CLK("CLK0"))', 'REG_INPUTB_CLK = "CLK0"'),
     ('#(.REG_OUTPUT_CLK("CLK1"))', 'REG_OUTPUT_CLK = "CLK1"'),
+    ('#(.REG_INPUTA_CLK("CLK0"), .REG_INPUTB_CLK("CLK0"))', 'REG_OUTPUT_CLK = "NONE"'),
+    (REGISTERED[:-1] + ', .REG_PIPELINE_CLK("CLK0"))', 'REG_PIPELINE_CLK = "CLK0"'),
+    (REGISTERED[:-1] + ', .REG_INPUTA_CE("CE1"))', 'REG_INPUTA_CE = "CE1"'),
     ('#(.CAS_MATCH_REG("TRUE"))', 'CAS_MATCH_REG = "TRUE"'),
 ])
 def test_mult18x18d_refuses_unmodelled_parameters(parameters, refused, tmp_path):
@@ -155,6 +164,108 @@ def test_mult18x18d_refuses_a_cascade_input(tmp_path):
     tb.write_text(_testbench(source_a="1'b1"))
     with pytest.raises(Tfl2RtlError, match="SOURCEA=1 SOURCEB=0: the shift-register "
                                            "cascade inputs are not modelled"):
+        run_testbench([ECP5_MULT18X18D, tb], "mult_tb", tmp_path)
+
+
+# --- MULT18X18D with its input and output registers ----------------------------------
+
+#: Clock cycles per sign mode in the registered test (each with a random CE).
+REGISTERED_CYCLES = 20_000
+
+
+def _registered_testbench(rst: str = "1'b0") -> str:
+    """A self-checking testbench of the registered MULT18X18D: reads ``SIGNEDA SIGNEDB
+    CE A B P`` lines (hex) from ``vectors.hex``, one per clock cycle: applies the inputs
+    before a rising edge, compares P after it; prints how many cycles it checked."""
+    return f"""`timescale 1ns / 1ps
+module mult_tb;
+    logic [17:0] a = 0, b = 0;
+    logic sa = 0, sb = 0, ce = 0, clk = 0;
+    wire [35:0] p;
+    MULT18X18D {REGISTERED} dut ({_bus("A", 18, "a")}, {_bus("B", 18, "b")},
+        .SIGNEDA(sa), .SIGNEDB(sb), .SOURCEA(1'b0), .SOURCEB(1'b0), .CLK0(clk), .CE0(ce),
+        .RST0({rst}), {_bus("P", 36, "p")});
+    initial begin
+        int fd, cycles;
+        logic [3:0] ma, mb, mce;
+        logic [17:0] va, vb;
+        logic [35:0] want;
+        cycles = 0;
+        #1;
+        fd = $fopen("vectors.hex", "r");
+        if (fd == 0) $fatal(1, "no vectors.hex");
+        while ($fscanf(fd, "%h %h %h %h %h %h\\n", ma, mb, mce, va, vb, want) == 6) begin
+            sa = ma[0]; sb = mb[0]; ce = mce[0]; a = va; b = vb;
+            #1 clk = 1;
+            #1 clk = 0;
+            if (p !== want)
+                $fatal(1, "cycle %0d: SIGNEDA=%0d SIGNEDB=%0d: P=%h, expected %h",
+                       cycles, sa, sb, p, want);
+            cycles++;
+        end
+        $display("checked %0d", cycles);
+        $finish;
+    end
+endmodule
+"""
+
+
+def _registered_vectors(seed: int = 18) -> tuple[str, int]:
+    """One line per clock cycle: in each sign mode every pair of corners in turn and
+    then ``REGISTERED_CYCLES`` random operands, each cycle's CE random (high 3 times in
+    4), and the P expected after its edge from a Python model of the two register
+    stages (the output register takes the product of the input registers' values, in
+    the sign mode of that cycle)."""
+    rng = np.random.default_rng(seed)
+    a_reg = b_reg = p_reg = 0
+    lines = []
+    for sa, sb in MODES:
+        pairs = list(itertools.product(CORNERS[::3], CORNERS[::5]))
+        pairs += zip(rng.integers(0, 1 << 18, REGISTERED_CYCLES).tolist(),
+                     rng.integers(0, 1 << 18, REGISTERED_CYCLES).tolist(), strict=True)
+        enables = (rng.random(len(pairs)) < 0.75).tolist()
+        for (a, b), ce in zip(pairs, enables, strict=True):
+            if ce:
+                p_reg = (_value(a_reg, sa) * _value(b_reg, sb)) & MASK36
+                a_reg, b_reg = a, b
+            lines.append(f"{sa} {sb} {int(ce)} {a:05x} {b:05x} {p_reg:09x}\n")
+    return "".join(lines), len(lines)
+
+
+def test_registered_mult18x18d_equals_python_integers(tmp_path, summary):
+    """The registered configuration, cycle by cycle with a random clock enable, in all
+    four sign modes: P is the product of the operands of two enabled edges before."""
+    text, cycles = _registered_vectors()
+    (tmp_path / "vectors.hex").write_text(text)
+    tb = tmp_path / "mult_tb.sv"
+    tb.write_text(_registered_testbench())
+    out = run_testbench([ECP5_MULT18X18D, tb], "mult_tb", tmp_path)
+    checked = re.search(r"checked (\d+)", out)
+    assert checked and int(checked.group(1)) == cycles, out
+    summary(f"registered MULT18X18D: {cycles} cycles equal to the Python model")
+
+
+def test_a_registered_model_without_its_input_register_fails(tmp_path):
+    """The negative control: a model whose output register takes the product of the
+    ports (one stage, not two) fails at once."""
+    model = ECP5_MULT18X18D.read_text()
+    wrong = model.replace("p_reg <= reg_product[35:0];", "p_reg <= product[35:0];")
+    assert wrong != model
+    path = tmp_path / "wrong_mult18x18d.v"
+    path.write_text(wrong)
+    text, _ = _registered_vectors()
+    (tmp_path / "vectors.hex").write_text(text)
+    tb = tmp_path / "mult_tb.sv"
+    tb.write_text(_registered_testbench())
+    with pytest.raises(Tfl2RtlError, match=r"cycle \d+: SIGNEDA=0 SIGNEDB=0: P="):
+        run_testbench([path, tb], "mult_tb", tmp_path)
+
+
+def test_registered_mult18x18d_refuses_a_reset(tmp_path):
+    tb = tmp_path / "mult_tb.sv"
+    tb.write_text(_registered_testbench(rst="1'b1"))
+    (tmp_path / "vectors.hex").write_text("0 0 1 00001 00001 000000000\n")
+    with pytest.raises(Tfl2RtlError, match="RST0=1: a reset of the registers is not modelled"):
         run_testbench([ECP5_MULT18X18D, tb], "mult_tb", tmp_path)
 
 

@@ -78,13 +78,15 @@ def run_with_loading(plan, model, tmp_path, *, count, divisor, family):
     return run
 
 
-@pytest.mark.parametrize("family", [None, "ice40"], ids=["rtl", "ice40_spram"])
+@pytest.mark.parametrize("family", [None, "ice40", "ecp5"],
+                         ids=["rtl", "ice40_spram", "ecp5_registered_dsp"])
 def test_the_driver_loads_the_weights_of_a_design_that_asks_for_them(family, tmp_path):
     """hello_world with every weight memory loadable: the first inference is refused,
     ``Client.load_weights`` fills the memories over the UART, and then every output
     equals the golden model's.  Once with inferred memories, once elaborated for the
     iCE40, where the memories are ``SB_SPRAM256KA`` blocks (Yosys' cell model) and the
-    requantizers serial."""
+    requantizers serial, once for the ECP5, where every pipelined product is a
+    ``MULT18X18D`` with its own registers (tfl2rtl's cell model)."""
     graph = load(HELLO_WORLD)
     plan = design.plan(graph, {0: (4, 1), 1: (4, 2), 2: (1, 4)})
     plan = dataclasses.replace(plan, network_plan=plan.network_plan.with_loadable(
@@ -92,8 +94,12 @@ def test_the_driver_loads_the_weights_of_a_design_that_asks_for_them(family, tmp
     identity = Identity.of_design(plan)
     assert [m.node for m in identity.memories] == [0, 1, 2]
     run = run_with_loading(plan, HELLO_WORLD, tmp_path, count=4, divisor=4, family=family)
-    if family is not None:  # 32-, 64- and 32-bit rows: 2 + 4 + 2 blocks
-        assert (tmp_path / "board_top.v").read_text().count("SB_SPRAM256KA ") == 8
+    source = (tmp_path / "board_top.v").read_text()
+    if family == "ice40":  # 32-, 64- and 32-bit rows: 2 + 4 + 2 blocks
+        assert source.count("SB_SPRAM256KA ") == 8
+    if family == "ecp5":  # the 16 MAC products, and the requantizers' partial products
+        assert source.count("MULT18X18D ") > 16
+        assert source.count("MULT18X18D ") == source.count('.REG_OUTPUT_CLK("CLK0")')
     assert run.weights_loaded == sum(m.rows * m.row_bytes for m in identity.memories) == 288
 
 

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from streams import STALL_MODES, get, put, simulate
+from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.fixedpoint import signed_bits
 from tfl2rtl.hw.mvu import MatrixVectorUnit
@@ -28,8 +28,9 @@ def random_layer(out_depth, in_depth, rng):
     return weights, bias
 
 
-def run_mvu(dut, vectors, mode, seed=0, cycles=None):
-    """Stream ``vectors`` through ``dut``; return the accumulators, one row per vector."""
+def run_mvu(dut, vectors, mode, seed=0, cycles=None, platform=None):
+    """Stream ``vectors`` through ``dut`` (elaborated for ``platform``); return the
+    accumulators, one row per vector."""
     in_timing, out_timing = STALL_MODES[mode](seed)
     beats = vectors.reshape(-1, dut.simd).tolist()
     results = []
@@ -42,7 +43,7 @@ def run_mvu(dut, vectors, mode, seed=0, cycles=None):
         for payload in await get(ctx, dut.o, count, out_timing, cycles=cycles):
             results.append((payload.group, [payload.acc[p] for p in range(dut.pe)]))
 
-    simulate(dut, producer, consumer)
+    simulate(dut, producer, consumer, platform=platform)
     groups = [group for group, _ in results]
     assert groups == list(range(dut.neuron_folds)) * len(vectors)
     return np.array([accs for _, accs in results]).reshape(len(vectors), dut.out_depth)
@@ -78,6 +79,23 @@ def test_initiation_interval_and_latency(out_depth, in_depth, pe, simd):
     expected = [sf + dut.latency + k * sf for k in range(len(cycles))]
     assert cycles == expected
     assert dut.cycles_per_vector == dut.neuron_folds * dut.synapse_folds
+
+
+@pytest.mark.parametrize("out_depth, in_depth, pe, simd", SHAPES)
+def test_products_from_the_platform_hook(out_depth, in_depth, pe, simd):
+    """With a platform's product hook (a DSP block holding the operand and product
+    registers), the same accumulators under stalls and backpressure, at the same
+    documented latency and interval."""
+    rng = np.random.default_rng(out_depth * 100 + in_depth)
+    weights, bias = random_layer(out_depth, in_depth, rng)
+    vectors = rng.integers(-128, 128, (6, in_depth))
+    dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=pe, simd=simd)
+    got = run_mvu(dut, vectors, "stalls", seed=pe + simd, platform=DSP_PLATFORM)
+    np.testing.assert_array_equal(got, vectors @ weights.T + bias)
+    cycles = []
+    run_mvu(dut, vectors[:3], "streaming", cycles=cycles, platform=DSP_PLATFORM)
+    sf = dut.synapse_folds
+    assert cycles == [sf + dut.latency + k * sf for k in range(len(cycles))]
 
 
 @pytest.mark.parametrize("pe, simd, message", [

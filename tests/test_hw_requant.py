@@ -7,9 +7,10 @@ import random
 import numpy as np
 import pytest
 
-from streams import STALL_MODES, Timing, get, put, simulate
+from streams import DSP_PLATFORM, STALL_MODES, Timing, get, put, simulate
 from tfl2rtl import fixedpoint as fp
 from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.pipeline import fabric_product
 from tfl2rtl.hw.requant import STAGES, Requantizer
 from tfl2rtl.ir import Requant
 
@@ -46,8 +47,9 @@ def interesting_accumulators(multiplier, shift, acc_width, rng: np.random.Genera
     return [min(max(acc, lo), hi) for acc in accs]
 
 
-def run_requantizer(dut, requant, beats, mode, seed=0):
-    """Send ``beats`` (``(group, [acc per lane])``), return outputs and expected outputs."""
+def run_requantizer(dut, requant, beats, mode, seed=0, platform=None):
+    """Send ``beats`` (``(group, [acc per lane])``) to ``dut`` elaborated for
+    ``platform``; return outputs and expected outputs."""
     in_timing, out_timing = STALL_MODES[mode](seed)
     results = []
 
@@ -59,7 +61,7 @@ def run_requantizer(dut, requant, beats, mode, seed=0):
         payloads = await get(ctx, dut.o, len(beats), out_timing)
         results.extend([payload[lane] for lane in range(dut.lanes)] for payload in payloads)
 
-    simulate(dut, producer, consumer)
+    simulate(dut, producer, consumer, platform=platform)
     expected = [
         [reference(acc, group * dut.lanes + lane, dut, requant) for lane, acc in enumerate(accs)]
         for group, accs in beats
@@ -68,7 +70,8 @@ def run_requantizer(dut, requant, beats, mode, seed=0):
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
-def test_extreme_multipliers_and_shifts(mode):
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_extreme_multipliers_and_shifts(mode, platform):
     pairs = list(itertools.product(EXTREME_MULTIPLIERS, EXTREME_SHIFTS))
     requant = make_requant(*zip(*pairs, strict=True))
     dut = Requantizer(requant, channels=len(pairs), output_offset=-3, act_min=-128,
@@ -80,7 +83,7 @@ def test_extreme_multipliers_and_shifts(mode):
         for acc in interesting_accumulators(multiplier, shift, 32, rng, 16)
     ]
     random.Random(2).shuffle(beats)
-    got, expected = run_requantizer(dut, requant, beats, mode)
+    got, expected = run_requantizer(dut, requant, beats, mode, platform=platform)
     np.testing.assert_array_equal(got, expected)
     # The values must not all be clamped, or the rounding would go untested.
     assert np.count_nonzero((expected > -128) & (expected < 127)) > len(beats) // 3
@@ -126,7 +129,8 @@ def test_output_offset_wraps_like_int32(offset):
 
 @pytest.mark.parametrize("mode", STALL_MODES)
 @pytest.mark.parametrize("acc_width", [9, 20, 40])
-def test_per_channel_lanes(mode, acc_width):
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_per_channel_lanes(mode, acc_width, platform):
     # Realistic per-channel parameters, 4 lanes, a narrow activation range, and (for 40
     # bits) accumulators that the int32 wrap must fold like the C code.
     rng = np.random.default_rng(acc_width)
@@ -143,7 +147,8 @@ def test_per_channel_lanes(mode, acc_width):
         accs = rng.integers(lo, hi, lanes, endpoint=True)
         accs[rng.random(lanes) < 0.3] = rng.choice([lo, hi, 0, -1])
         beats.append((group, [int(a) for a in accs]))
-    got, expected = run_requantizer(dut, requant, beats, mode, seed=acc_width)
+    got, expected = run_requantizer(dut, requant, beats, mode, seed=acc_width,
+                                     platform=platform)
     np.testing.assert_array_equal(got, expected)
 
 
@@ -153,7 +158,8 @@ def test_per_channel_lanes(mode, acc_width):
     (-3, 2),  # a narrow signed constant, sign-extended before it is split
     (40_000, -1),  # an unsigned constant of 16 bits, no high half
 ])
-def test_per_tensor_parameters(multiplier, shift, mode):
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_per_tensor_parameters(multiplier, shift, mode, platform):
     # One multiplier and shift for all channels: constants, no ROM.
     requant = make_requant([multiplier], [shift])
     dut = Requantizer(requant, channels=6, output_offset=-128, act_min=-128, act_max=127,
@@ -161,11 +167,12 @@ def test_per_tensor_parameters(multiplier, shift, mode):
     rng = np.random.default_rng(3)
     beats = [(int(rng.integers(0, 3)), [int(a) for a in rng.integers(-3000, 60000, 2)])
              for _ in range(100)]
-    got, expected = run_requantizer(dut, requant, beats, mode)
+    got, expected = run_requantizer(dut, requant, beats, mode, platform=platform)
     np.testing.assert_array_equal(got, expected)
 
 
-def test_latency_and_throughput():
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_latency_and_throughput(platform):
     requant = make_requant([1 << 30, 1 << 30], [0, -3])
     dut = Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
                       acc_width=16)
@@ -178,7 +185,7 @@ def test_latency_and_throughput():
     async def consumer(ctx):
         await get(ctx, dut.o, count, cycles=cycles)
 
-    simulate(dut, producer, consumer)
+    simulate(dut, producer, consumer, platform=platform)
     # Both testbenches start at cycle 0; the first beat transfers at the first edge.
     assert cycles[0] == 1 + dut.latency
     assert np.all(np.diff(cycles) == 1)  # one result per cycle
@@ -302,6 +309,44 @@ def test_serial_products_interval_and_latency():
     assert cycles[0] == dut.interval + dut.latency
     assert Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
                        acc_width=16).multipliers == 4
+
+
+class CountingProducts:
+    """The product hook in the fabric, counting the products it is asked for."""
+
+    def __init__(self):
+        self.products = []
+
+    def get_registered_product(self, m, enable, a, b, name):
+        self.products.append(name)
+        return fabric_product(m, enable, a, b, name)
+
+
+@pytest.mark.parametrize("multipliers, shifts, acc_width, per_lane", [
+    # signed 32-bit multipliers, different in each channel: four partial products
+    ([1_300_000_000, -5, -7, 1_000_000_001], [-9, 1, 0, -3], 24, 4),
+    # accumulators of 16 bits shifted left by 1: x's high half is only its sign, and a
+    # product by it a negation (no DSP block; Yosys finds the same)
+    ([1_300_000_000, -5, -7, 1_000_000_001], [-9, 1, 0, -3], 16, 2),
+    ([1_300_000_000, -5, -7, 1_000_000_001], [-9, 2, 0, -3], 16, 4),
+    ([40_000, 12_345, 3, 65_535], [-9, 1, 0, -3], 24, 2),  # unsigned 16 bits: no high half
+    ([1 << 30], [-3], 24, 0),  # one constant: halves 0 and 2**14, wiring, no DSP blocks
+])
+def test_every_partial_product_comes_from_the_hook(multipliers, shifts, acc_width, per_lane):
+    from amaranth.hdl import Fragment
+
+    requant = make_requant(multipliers, shifts)
+    dut = Requantizer(requant, channels=4, output_offset=0, act_min=-128, act_max=127,
+                      acc_width=acc_width, lanes=2)
+    platform = CountingProducts()
+    Fragment.get(dut, platform)
+    assert len(platform.products) == dut.lanes * per_lane
+    # Serial products share one multiplier per lane: no hook.
+    serial = Requantizer(requant, channels=4, output_offset=0, act_min=-128, act_max=127,
+                         acc_width=acc_width, lanes=2, serial_products=True)
+    platform = CountingProducts()
+    Fragment.get(serial, platform)
+    assert platform.products == []
 
 
 class SerialPlatform:

@@ -222,17 +222,32 @@ class MatrixVectorUnit(wiring.Component):
             replay = buffer.read_port()
             m.d.comb += [replay.addr.eq(sf), replay.en.eq(advance)]
             from_stream_1 = register(first_group, "from_stream_1")
-            x_1 = Mux(from_stream_1, stream_x, replay.data)
+            x_1 = int8_lanes(self.simd)(Mux(from_stream_1, stream_x, replay.data))
         else:
             x_1 = stream_x
 
-        # Stage 2: the multiplier operands, registered.
-        x_2 = register(x_1, "x_2", int8_lanes(self.simd))
-        w_2 = register(weight_data, "w_2", weight_layout)
+        # Stage 2: the multiplier operands, registered; stage 3: products.  A platform
+        # with a DSP block that has its own registers (pipeline.PRODUCT_HOOK) holds both
+        # stages there.
         valid_2 = register(valid_1, "valid_2")
         first_2 = register(first_1, "first_2")
         last_2 = register(last_1, "last_2")
         group_2 = register(group_1, "group_2")
+        # (Every product has the same int8 operands: the hook takes all or none.)
+        first = pipeline.platform_product(m, platform, advance, x_1[0], weight_data[0][0],
+                                          "product_0_0")
+        if first is not None:
+            sums = [[first if (p, s) == (0, 0) else pipeline.platform_product(
+                        m, platform, advance, x_1[s], weight_data[p][s], f"product_{p}_{s}")
+                     for s in range(self.simd)] for p in range(self.pe)]
+        else:
+            x_2 = register(x_1, "x_2", int8_lanes(self.simd))
+            w_2 = register(weight_data, "w_2", weight_layout)
+            sums = [
+                [register(x_2[s] * w_2[p][s], f"product_{p}_{s}", signed(16))
+                 for s in range(self.simd)]
+                for p in range(self.pe)
+            ]
 
         # The bias of the neurons of the group that enters the accumulator next, read
         # one stage before (below).
@@ -244,12 +259,6 @@ class MatrixVectorUnit(wiring.Component):
         bias_port = biases.read_port()
         bias_data = bias_layout(bias_port.data)
 
-        # Stage 3: products.
-        sums = [
-            [register(x_2[s] * w_2[p][s], f"product_{p}_{s}", signed(16))
-             for s in range(self.simd)]
-            for p in range(self.pe)
-        ]
         control = [register(c, f"{name}_3") for c, name in
                    ((valid_2, "valid"), (first_2, "first"), (last_2, "last"),
                     (group_2, "group"))]

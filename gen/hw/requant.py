@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -35,6 +35,20 @@ STAGES = (
     "right_shift",  # arithmetic shift right
     "clamp",  # + output_offset, clamp to [act_min, act_max]
 )
+
+
+def _bits(value, start: int, stop: int, *, two_complement: bool):
+    """Bits ``start`` to ``stop`` of ``value``, read as two's complement or unsigned: a
+    :class:`Const` when ``value`` is one (so that a product by it is seen to be
+    constant)."""
+    width = stop - start
+    if isinstance(value, Const):
+        bits = (value.value >> start) & ((1 << width) - 1)
+        if two_complement and bits >> (width - 1):
+            bits -= 1 << width
+        return Const(bits, signed(width) if two_complement else unsigned(width))
+    part = value[start:stop]
+    return part.as_signed() if two_complement else part
 
 
 class Requantizer(wiring.Component):
@@ -255,8 +269,10 @@ class Requantizer(wiring.Component):
                 def products(operands, first, lane=lane):
                     return self._serial_products(m, operands, first, phase, advance,
                                                  interval, lane)
+            def dsp(a, b, name):
+                return pipeline.platform_product(m, platform, advance, a, b, name)
             out = self._lane(register, self.i.payload.acc[lane], params[lane], lane,
-                             products)
+                             products, None if serial else dsp)
             m.d.comb += self.o.payload[lane].eq(out)
         return m
 
@@ -303,10 +319,13 @@ class Requantizer(wiring.Component):
             values.append(value)
         return values
 
-    def _lane(self, register, acc, p, lane, serial_products=None):
+    def _lane(self, register, acc, p, lane, serial_products=None, dsp=None):
         """One lane's pipeline, stage by stage (see :data:`STAGES`); with
         ``serial_products`` (see :meth:`_serial_products`) the partial products come from
-        a shared multiplier."""
+        a shared multiplier, and with ``dsp`` (``dsp(a, b, name)``: the platform's
+        :data:`tfl2rtl.hw.pipeline.PRODUCT_HOOK`) each partial product it takes comes
+        from a DSP block holding both the operand registers ("left_shift") and the
+        product register ("partial_products"), from the operands entering them."""
 
         def stage(value, name, shape=None):
             return register(value, f"{name}_{lane}", shape)
@@ -324,11 +343,19 @@ class Requantizer(wiring.Component):
             # bits of a low half, or the partial products come out too narrow.
             mult = mult.as_unsigned() | Const(0, 16)
         m_entering = mult[:16]
-        if mult.shape().signed:  # sign-extended, so that its halves are right
+        # What the multiplier register takes: signed multipliers sign-extended to 32
+        # bits, so that their halves are right.
+        if mult.shape().signed and not isinstance(mult, Const):
+            mult_entering = (Cat(mult, mult[-1].replicate(32 - len(mult))).as_signed()
+                             if len(mult) < 32 else mult)
+        if mult.shape().signed:
             mult = (Const(mult.value, signed(32)) if isinstance(mult, Const)
                     else stage(mult, "multiplier", signed(32)))
         else:
+            mult_entering = mult
             mult = stage(mult, "multiplier")
+        if isinstance(mult, Const):
+            mult_entering = mult
         right = stage(p["right"], "right_2")
 
         # "partial_products": x = x_hi * 2**16 + x_lo, multiplier = m_hi * 2**16 + m_lo,
@@ -354,12 +381,29 @@ class Requantizer(wiring.Component):
             else:
                 lh = hh = Const(0)
         else:
-            ll = stage(x_lo * m_lo, "ll")
-            hl = stage(x_hi * m_lo, "hl")
+            # x's bits after the left shift: up to 17, bits 16 to 31 (x_hi) are all x's
+            # sign, and a product by it is a negation, not a multiplier (Yosys finds
+            # that too).
+            x_bits = min(32, min(self.acc_width, 32) + int(self._tables["left"].max()))
+
+            def product(a, b, a_entering, b_entering, name):
+                # From a DSP block with both registers when the platform has one, else
+                # from the registered operands.
+                value = None
+                if dsp is not None and not (a is x_hi and x_bits <= 17):
+                    value = dsp(a_entering, b_entering, f"{name}_{lane}")
+                return stage(a * b, name) if value is None else value
+
+            x_lo_e, x_hi_e = entering[:16], entering[16:].as_signed()
+            m_lo_e = _bits(mult_entering, 0, 16, two_complement=False)
+            ll = product(x_lo, m_lo, x_lo_e, m_lo_e, "ll")
+            hl = product(x_hi, m_lo, x_hi_e, m_lo_e, "hl")
             if len(mult) > 16:
                 m_hi = mult[16:].as_signed() if mult.shape().signed else mult[16:]
-                lh = stage(x_lo * m_hi, "lh")
-                hh = stage(x_hi * m_hi, "hh")
+                m_hi_e = _bits(mult_entering, 16, len(mult_entering),
+                               two_complement=mult.shape().signed)
+                lh = product(x_lo, m_hi, x_lo_e, m_hi_e, "lh")
+                hh = product(x_hi, m_hi, x_hi_e, m_hi_e, "hh")
             else:
                 lh = hh = Const(0)
         right = stage(right, "right_3")
