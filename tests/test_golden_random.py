@@ -34,6 +34,12 @@ clear of them:
 * RELU_N1_TO_1 exists only fused (TFLM has no kernel for it alone); CONCATENATION inputs
   share the output's scale and zero point (TFLM rejects others for int8).
 
+The other integer modes get random one-layer models of every op they support
+(:func:`test_random_legacy_uint8_and_16x8_layers`, 25 per op and mode, written with
+``ModeLayers`` from ``tests/models/make_writer_models.py``): legacy uint8 against LiteRT's
+default interpreter and its reference kernels (TFLite Micro has no uint8 kernels), 16x8
+against TFLM and both LiteRT resolvers; their draws stay in what every runtime accepts.
+
 The module prints what it checked (models, layers, samples, elements, seconds) when it
 ends; ``TFL2RTL_RANDOM_SCALE=10`` multiplies every example count for a long run.
 """
@@ -1064,3 +1070,209 @@ def test_regression_arena_holds_small_models_with_large_activations(model_path):
     model = g.finish([x], [y])
     assert 10 * len(model) < 8 * 1024 < arena_size(model)
     assert check(g, [x], [y], model_path) is not None
+
+
+# --------------------------------------------------------------------------------------
+# The other integer modes: legacy uint8 (LiteRT only) and 16x8 (TFLM and LiteRT)
+# --------------------------------------------------------------------------------------
+
+
+def _mode_layers():
+    """:class:`ModeLayers` from ``tests/models/make_writer_models.py`` (the layer methods
+    of the writer for uint8 and int16 models)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "models" / "make_writer_models.py"
+    spec = importlib.util.spec_from_file_location("make_writer_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ModeLayers
+
+
+ModeLayers = _mode_layers()
+#: The profiles whose runtime runs each mode, the dtype of its activations.
+MODE_PROFILES = {"uint8": ("litert-ref", "litert"), "int16": ("tflm", "litert-ref", "litert")}
+MODE_OPS = {
+    "uint8": ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D",
+              "AVERAGE_POOL_2D", "ADD", "CONCATENATION", "PAD", "RESHAPE", "SOFTMAX",
+              "LOGISTIC", "TANH"),
+    "int16": ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D",
+              "AVERAGE_POOL_2D", "ADD", "CONCATENATION", "PAD", "RESHAPE", "SOFTMAX",
+              "QUANTIZE", "DEQUANTIZE"),
+}
+#: What the mode tests checked: models, and per profile the tensors and mismatches.
+MODE_STATS: Counter = Counter()
+
+
+def mode_quants(mode: str, lo=-12.0, hi=2.0):
+    """An activation's ``(scale, zero point)``: any uint8 zero point, int16's is 0."""
+    zero_point = zero_points("uint8") if mode == "uint8" else st.just(0)
+    return st.tuples(scales(lo, hi), zero_point)
+
+
+@st.composite
+def mode_weights(draw, mode, shape, channels, axis, s_in, fan_in):
+    """``(weights, scales, zero point, output quant)`` of a weighted layer: uint8 weights
+    with any zero point (per tensor), or int8 weights per tensor or per channel; the
+    output scale puts the effective multiplier within 2**3 of what keeps the outputs
+    spread, at most 2**6 (LiteRT's XNNPACK leaves uint8 scales of 256 and more to a
+    kernel the profile does not model; int16 ones are large: 2**15 output steps)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16), label="weight seed"))
+    kind = draw(st.sampled_from(["uniform", "extreme", "small"]), label="weights")
+    if mode == "uint8":
+        zero_point = draw(zero_points("uint8"), label="weight zero point")
+        values = {"uniform": rng.integers(0, 256, shape),
+                  "extreme": rng.choice([0, 255, zero_point], shape),
+                  "small": np.clip(zero_point + rng.integers(-3, 4, shape), 0, 255)}[kind]
+    else:
+        zero_point = 0
+        values = int8_values(rng, kind, shape)
+    base = draw(scales(-10, -2), label="weight scale")
+    if mode == "int16" and draw(st.booleans(), label="per channel") and channels > 1:
+        w_scales = [f32(base * 2.0 ** rng.uniform(-3, 0)) for _ in range(channels)]
+    else:
+        w_scales = [base]
+    spread = 128 if mode == "uint8" else 32768
+    natural = s_in * base * 60 * np.sqrt(fan_in) / spread
+    s_out = f32(natural * 2.0 ** draw(st.floats(-3, 3), label="log2 output scale"))
+    effective = s_in * base / s_out
+    assume(effective < 64)
+    out_zp = draw(zero_points("uint8"), label="output zp") if mode == "uint8" else 0
+    return values, w_scales, zero_point, (s_out, out_zp)
+
+
+@st.composite
+def mode_layer(draw, mode, op):
+    """One random ``op`` layer of ``mode`` (``"uint8"`` or ``"int16"``): ``(writer,
+    inputs, outputs)``."""
+    g = GraphWriter(f"tfl2rtl random {mode} layer")
+    layers = ModeLayers(g, mode)
+    act = mode
+    activation = draw(st.sampled_from(ACTIVATIONS[:3]), label="activation")
+    in_quant = draw(mode_quants(mode), label="input quant")
+    bias_bound = draw(st.sampled_from([1 << 8, 1 << 16, 1 << 24]), label="bias bound")
+    seed = draw(st.integers(0, 2**16), label="seed")
+    rng = np.random.default_rng(seed)
+    if op == "FULLY_CONNECTED":
+        accum = draw(st.integers(1, 40), label="accum depth")
+        out_depth = draw(st.integers(1, 12), label="output depth")
+        x = g.tensor((draw(st.integers(1, 3), label="batch"), accum), act, *in_quant)
+        w, s, zw, out_quant = draw(mode_weights(mode, (out_depth, accum), out_depth, 0,
+                                                in_quant[0], accum))
+        y = layers.fully_connected(x, w, s, rng.integers(-bias_bound, bias_bound, out_depth),
+                                   out_quant, weight_zero_point=zw, activation=activation)
+        return g, [x], [y]
+    if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"):
+        h, w_ = draw(st.integers(1, 7), label="height"), draw(st.integers(1, 7), label="width")
+        channels = draw(st.integers(1, 4), label="channels")
+        kernel = (draw(st.integers(1, min(3, h)), label="kernel h"),
+                  draw(st.integers(1, min(3, w_)), label="kernel w"))
+        stride = (draw(st.integers(1, 2), label="stride h"),
+                  draw(st.integers(1, 2), label="stride w"))
+        padding = draw(st.sampled_from(["SAME", "VALID"]), label="padding")
+        x = g.tensor((1, h, w_, channels), act, *in_quant)
+        if op.endswith("POOL_2D"):
+            y = layers.pool_2d(op, x, kernel, stride=stride, padding=padding,
+                               activation=activation)
+            return g, [x], [y]
+        depthwise = op == "DEPTHWISE_CONV_2D"
+        multiplier = draw(st.integers(1, 2), label="depth multiplier") if depthwise else 1
+        out_c = channels * multiplier if depthwise else draw(st.integers(1, 5), label="out c")
+        shape = (1, *kernel, out_c) if depthwise else (out_c, *kernel, channels)
+        fan_in = kernel[0] * kernel[1] * (1 if depthwise else channels)
+        w, s, zw, out_quant = draw(mode_weights(mode, shape, out_c, 3 if depthwise else 0,
+                                                in_quant[0], fan_in))
+        y = layers.conv_2d(x, w, s, rng.integers(-bias_bound, bias_bound, out_c), out_quant,
+                           weight_zero_point=zw, stride=stride, padding=padding,
+                           activation=activation, depthwise=depthwise,
+                           depth_multiplier=multiplier)
+        return g, [x], [y]
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=4), label="shape"))
+    if op == "ADD":
+        other = shape if draw(st.booleans(), label="same shape") else (1,) * (
+            len(shape) - 1) + shape[-1:]
+        # scales within 2**4 of each other and of the output: XNNPACK's uint8 ADD takes
+        # input/output ratios in [1/1024, 256) only
+        q2 = (f32(in_quant[0] * 2.0 ** draw(st.floats(-4, 4), label="log2 scale 2")),
+              draw(mode_quants(mode), label="input 2 quant")[1])
+        # TFLite's ADD needs 2 * max(s1, s2) / (2**left_shift * s_out) below 1
+        out_quant = (f32(max(in_quant[0], q2[0]) * 2.0 ** draw(st.floats(-4, 4),
+                                                                  label="log2 out scale")),
+                     draw(mode_quants(mode), label="output quant")[1])
+        x1, x2 = g.tensor(shape, act, *in_quant), g.tensor(other, act, *q2)
+        return g, [x1, x2], [layers.add(x1, x2, out_quant, activation=activation)]
+    x = g.tensor(shape, act, *in_quant)
+    if op == "CONCATENATION":
+        axis = draw(st.integers(0, len(shape) - 1), label="axis")
+        parts = [x]
+        for _ in range(draw(st.integers(1, 2), label="more inputs")):
+            part = list(shape)
+            part[axis] = draw(st.integers(1, 4), label="part size")
+            parts.append(g.tensor(part, act, *in_quant))
+        return g, parts, [g.concatenation(parts, axis)]
+    if op == "PAD":
+        paddings = [[draw(st.integers(0, 2), label="pad"), draw(st.integers(0, 2), label="pad")]
+                    for _ in shape]
+        return g, [x], [g.pad(x, paddings)]
+    if op == "RESHAPE":
+        return g, [x], [g.reshape(x, (int(np.prod(shape)),))]
+    if op == "SOFTMAX":
+        beta = f32(draw(st.one_of(st.just(1.0), st.floats(0.25, 4.0)), label="beta"))
+        return g, [x], [layers.softmax(x, beta=beta)]
+    if op in ("LOGISTIC", "TANH"):  # LiteRT's uint8 output quantization for them
+        out_quant = (1 / 256, 0) if op == "LOGISTIC" else (1 / 128, 128)
+        return g, [x], [layers.elementwise(op, x, out_quant)]
+    if op == "QUANTIZE":  # int16 -> int16 requantization, or the float32 input edge
+        if draw(st.booleans(), label="from float32"):
+            f = g.tensor(shape, "float32")
+            return g, [f], [g.quantize(f, in_quant, dtype="int16")]
+        ratio = draw(st.floats(-8, 8), label="log2 ratio")
+        return g, [x], [layers.requantize(x, (f32(in_quant[0] * 2.0**ratio), 0))]
+    return g, [x], [g.dequantize(x)]  # DEQUANTIZE: the float32 output edge
+
+
+def check_mode_layer(g, inputs, outputs, path, mode, seed=0):
+    """Write and lower a random layer of ``mode``; verify it under every profile whose
+    runtime runs the mode, every tensor on three inputs."""
+    from tfl2rtl.golden import profiles_for
+
+    path.write_bytes(g.finish(inputs, outputs))
+    graph = lower(read_model(path))
+    assert sorted(profiles_for(graph)) == sorted(MODE_PROFILES[mode])
+    sets = input_sets(graph, np.random.default_rng(seed))
+    for profile in MODE_PROFILES[mode]:
+        report = verify_graph(graph, sets, profile=profile)
+        MODE_STATS[mode, profile, "tensors"] += report.tensors_compared
+        MODE_STATS[mode, profile, "mismatches"] += len(report.mismatches)
+        assert report.tensors_compared > 0
+        assert not report.mismatches, (profile, report.mismatches[:5])
+    MODE_STATS[mode, "models"] += 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_mode_counts(summary):
+    yield
+    for mode, profiles in MODE_PROFILES.items():
+        if MODE_STATS[mode, "models"]:
+            counts = ", ".join(f"{p}: {MODE_STATS[mode, p, 'tensors']} tensors, "
+                               f"{MODE_STATS[mode, p, 'mismatches']} mismatches"
+                               for p in profiles)
+            summary(f"test_golden_random: {MODE_STATS[mode, 'models']} random one-layer "
+                    f"{'legacy uint8' if mode == 'uint8' else '16x8'} models; {counts}")
+
+
+@pytest.mark.parametrize("mode,op", [(m, op) for m, ops in MODE_OPS.items() for op in ops])
+def test_random_legacy_uint8_and_16x8_layers(model_path, mode, op):
+    """Every op of each mode, one random layer at a time, against every runtime that runs
+    the mode (LiteRT and its reference kernels for uint8; TFLM too for 16x8)."""
+
+    @examples(25)
+    @given(data=st.data())
+    def one_layer(data):
+        g, inputs, outputs = data.draw(mode_layer(mode, op))
+        note(f"{g.operators}")
+        check_mode_layer(g, inputs, outputs, model_path, mode,
+                         data.draw(st.integers(0, 2**16), label="input seed"))
+
+    one_layer()
