@@ -13,7 +13,7 @@ from amaranth.hdl import Fragment, Module, Signal, signed
 from amaranth.sim import Simulator
 
 from conftest import ZOO
-from streams import STALL_MODES, get, put, simulate
+from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl import golden, ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
@@ -96,9 +96,9 @@ def window_stream(node, xs, pe):
             for data, pad in beats for d, p in zip(data, pad, strict=True)]
 
 
-def run_unit(node, xs, pe, mode, seed=0, requantize=False, cycles=None):
-    """Window beats into a DepthwiseUnit (and a Requantizer after it): the outputs as
-    ``(images, out_h, out_w, out_c)``."""
+def run_unit(node, xs, pe, mode, seed=0, requantize=False, cycles=None, platform=None):
+    """Window beats into a DepthwiseUnit (and a Requantizer after it), elaborated for
+    ``platform``: the outputs as ``(images, out_h, out_w, out_c)``."""
     unit = DepthwiseUnit(node, pe=pe)
     out_c = node.weights.shape[2]
     dut, out = unit, unit.o
@@ -128,7 +128,7 @@ def run_unit(node, xs, pe, mode, seed=0, requantize=False, cycles=None):
                 results.extend(payload.acc[j] for j in range(unit.lanes))
                 groups.append(payload.group)
 
-    simulate(dut, producer, consumer)
+    simulate(dut, producer, consumer, platform=platform)
     if not requantize:
         np.testing.assert_array_equal(groups, np.arange(count) % unit.blocks)
     return unit, np.array(results, np.int64).reshape(len(xs), *node.out_hw, out_c)
@@ -185,6 +185,25 @@ def test_unit_with_requantizer(tmp_path, case, mode):
     expected = golden.depthwise_conv_2d(node, xs)
     np.testing.assert_array_equal(got, expected)
     assert len(np.unique(expected)) > 3  # not all clamped
+
+
+@pytest.mark.parametrize("case", ["kws_pe8", "micro_speech", "micro_speech_pe2",
+                                  "multiplier2_pe4", "1x1_multiplier3"])
+def test_unit_with_the_product_hook(tmp_path, case):
+    """Products from the platform's hook (a DSP block holding the operand and product
+    registers), requantized through it too: the golden outputs under stalls, and the
+    same timing as without."""
+    node, value_range, shape, pe = case_node(case, tmp_path)
+    xs = images(value_range, shape, np.random.default_rng(len(case) + 1))
+    _, got = run_unit(node, xs, pe, "stalls", seed=pe + 1, requantize=True,
+                      platform=DSP_PLATFORM)
+    np.testing.assert_array_equal(got, golden.depthwise_conv_2d(node, xs))
+    timings = []
+    for platform in (None, DSP_PLATFORM):
+        cycles = []
+        run_unit(node, xs[:1], pe, "streaming", cycles=cycles, platform=platform)
+        timings.append(cycles)
+    assert timings[0] == timings[1]
 
 
 @pytest.mark.parametrize("pe", [1, 2, 4])

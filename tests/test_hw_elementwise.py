@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import TEST_MODELS, ZOO
-from streams import STALL_MODES, get, put, simulate
+from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl import golden, ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
@@ -40,9 +40,10 @@ def beats(tensors, lanes):
     return np.concatenate([np.reshape(t, -1) for t in tensors]).reshape(-1, lanes).tolist()
 
 
-def run(dut, inputs, out_elements, mode, seed=0, cycles=None):
+def run(dut, inputs, out_elements, mode, seed=0, cycles=None, platform=None):
     """Stream ``inputs`` (``[(port, beats)]``, each port with its own random stalls) into
-    ``dut`` and return the ``out_elements`` elements it sends on ``o``."""
+    ``dut`` (elaborated for ``platform``) and return the ``out_elements`` elements it
+    sends on ``o``."""
     lanes = dut.lanes
     results = []
     producers = []
@@ -59,7 +60,7 @@ def run(dut, inputs, out_elements, mode, seed=0, cycles=None):
         for payload in await get(ctx, dut.o, out_elements // lanes, out_timing, cycles=cycles):
             results.extend(payload[lane] for lane in range(lanes))
 
-    simulate(dut, *producers, consumer)
+    simulate(dut, *producers, consumer, platform=platform)
     return np.array(results, dtype=np.int64)
 
 
@@ -161,7 +162,8 @@ def test_written_adds(case, mode, tmp_path):
     (20, 1_400_000_000, -24),
     (20, 1_518_500_250, -27),
 ])
-def test_add_input_rescaling_seen_directly(left_shift, multiplier, shift):
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_add_input_rescaling_seen_directly(left_shift, multiplier, shift, platform):
     # With an identity output requantization (multiplier 2**30, shift 1: out = raw sum),
     # a zero second multiplier and a small left shift, the output is the first input's
     # rescaled value itself, so every rounding of it shows.  TFLite's ADD (left shift 20,
@@ -180,13 +182,14 @@ def test_add_input_rescaling_seen_directly(left_shift, multiplier, shift):
           rng.integers(-128, 128, shape).astype(np.int8)]
     dut = AddLayer(node, shape, lanes=4)
     got = run(dut, [(dut.a, beats(xs[0], 4)), (dut.b, beats(xs[1], 4))], 256, "stalls",
-              seed=left_shift)
+              seed=left_shift, platform=platform)
     expected = golden.add(node, *xs)
     np.testing.assert_array_equal(got.reshape(shape), expected)
     assert len(np.unique(expected)) >= 3
 
 
-def test_add_latency_and_throughput():
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_add_latency_and_throughput(platform):
     graph = load(RESNET)
     node = nodes_of(graph, ir.Add)[1]
     shape, lanes = (1, 1, 3, 32), 8
@@ -195,7 +198,7 @@ def test_add_latency_and_throughput():
     xs = rng.integers(-128, 128, (2, 3, *shape)).astype(np.int8)
     cycles = []
     got = run(dut, [(dut.a, beats(xs[0], lanes)), (dut.b, beats(xs[1], lanes))],
-              xs[0].size, "streaming", cycles=cycles)
+              xs[0].size, "streaming", cycles=cycles, platform=platform)
     np.testing.assert_array_equal(got, golden.add(node, xs[0], xs[1]).reshape(-1))
     assert cycles[0] == 1 + dut.latency
     assert np.all(np.diff(cycles) == 1)

@@ -238,14 +238,35 @@ class DepthwiseUnit(wiring.Component):
         bias_row_1 = register(bias_row, "bias_row_1")
 
         # Stage 2: the multiplier operands, registered; product j reads input lane
-        # j // M (with steps > 1 there is one input lane).
-        x_2 = register(x_1, "x_2", int8_lanes(self.in_lanes))
-        w_2 = register(weight_layout(weight_port.data), "w_2", weight_layout)
+        # j // M (with steps > 1 there is one input lane).  Stage 3: products (in logic
+        # where the platform keeps its DSP blocks for others).  A platform with a DSP
+        # block that has its own registers (pipeline.PRODUCT_HOOK) holds both stages.
         valid_2 = register(valid_1, "valid_2")
         first_2 = register(first_1, "first_2")
         last_2 = register(last_1, "last_2")
         group_2 = register(group_1, "group_2")
         bias_row_2 = register(bias_row_1, "bias_row_2")
+        w_1 = weight_layout(weight_port.data)
+        in_logic = getattr(platform, LOGIC_PRODUCTS_HOOK, False)
+        products = None
+        if not in_logic:  # (the same int8 operands everywhere: the hook takes all or none)
+            first = pipeline.platform_product(m, platform, advance, x_1[0], w_1[0],
+                                              "product_0")
+            if first is not None:
+                products = [first] + [
+                    pipeline.platform_product(m, platform, advance,
+                                              x_1[j // self.depth_multiplier], w_1[j],
+                                              f"product_{j}")
+                    for j in range(1, pe)]
+        if products is None:
+            x_2 = register(x_1, "x_2", int8_lanes(self.in_lanes))
+            w_2 = register(w_1, "w_2", weight_layout)
+            multiply = logic_product if in_logic else operator.mul
+            products = [
+                register(multiply(x_2[j // self.depth_multiplier], w_2[j]), f"product_{j}",
+                         signed(16))
+                for j in range(pe)
+            ]
 
         # The step's biases, read during stage 2.
         bias_width = signed_bits(int(self._bias.min()), int(self._bias.max()))
@@ -257,14 +278,6 @@ class DepthwiseUnit(wiring.Component):
         m.d.comb += [bias_port.addr.eq(bias_row_2), bias_port.en.eq(advance)]
         bias_data = bias_layout(bias_port.data)
 
-        # Stage 3: products (in logic where the platform keeps its DSP blocks for others).
-        multiply = (logic_product if getattr(platform, LOGIC_PRODUCTS_HOOK, False)
-                    else operator.mul)
-        products = [
-            register(multiply(x_2[j // self.depth_multiplier], w_2[j]), f"product_{j}",
-                     signed(16))
-            for j in range(pe)
-        ]
         valid_3 = register(valid_2, "valid_3")
         first_3 = register(first_2, "first_3")
         last_3 = register(last_2, "last_3")

@@ -21,6 +21,7 @@ from ..fixedpoint import (
     saturating_rounding_doubling_high_mul,
     signed_bits,
 )
+from . import pipeline
 from .layouts import int8_lanes
 from .pipeline import register
 from .requant import Requantizer
@@ -117,12 +118,21 @@ class _InputScaler(wiring.Component):
         m = Module()
         x = self.scaling
         stage = partial(register, m, self.advance)
-        v = stage(self.q + x.offset, "v", signed(signed_bits(*x.v_range)))
+        v_entering = Signal(signed(signed_bits(*x.v_range)))
+        m.d.comb += v_entering.eq(self.q + x.offset)
+        v = stage(v_entering, "v")
 
-        # v * multiplier = p_hi * 2**16 + p_lo: two products of about 10 x 16 bits.
+        # v * multiplier = p_hi * 2**16 + p_lo: two products of about 10 x 16 bits, from
+        # a DSP block holding the v and product registers where the platform has one
+        # (pipeline.PRODUCT_HOOK), else from the register v.
+        def product(factor, name):
+            value = pipeline.platform_product(m, platform, self.advance, v_entering, factor,
+                                              name)
+            return stage(v * factor, name) if value is None else value
+
         m_lo, m_hi = x.halves
-        p_lo = stage(v * Const(m_lo, 16), "p_lo") if m_lo else Const(0)
-        p_hi = stage(v * Const(m_hi, signed(16)), "p_hi") if m_hi else Const(0)
+        p_lo = product(Const(m_lo, 16), "p_lo") if m_lo else Const(0)
+        p_hi = product(Const(m_hi, signed(16)), "p_hi") if m_hi else Const(0)
 
         # SaturatingRoundingDoublingHighMul(v << L, m) = floor((v * m * 2**L + 2**30) / 2**31)
         # = floor((v * m + 2**(30 - L)) / 2**(31 - L)) for L <= 30; |v << L| < 2**31, so it
