@@ -329,9 +329,15 @@ class LitertProfile(Profile):
         from .litert_params import describe_params
 
         p = self.params(node)
+        runtime = "LiteRT builtin kernel"
+        if p.reference and isinstance(node, ir.FullyConnected):
+            return {"runtime": runtime, "requantization": "double: round(double(acc) * "
+                    "scale), half away from zero; beyond int32: INT32_MIN"}
+        if p.reference and isinstance(node, ir.Quantize):
+            return {"runtime": runtime, "requantization": "blocks of 8: float32 x * (1 / "
+                    "scale), half to even; the rest: double x / scale, half away from zero"}
         if p.reference:
-            return {**PROFILES["tflm"].describe(node), "runtime": "LiteRT builtin kernel "
-                    "(the reference arithmetic)"}
+            return {**PROFILES["tflm"].describe(node), "runtime": runtime}
         return describe_params(node, p)
 
 

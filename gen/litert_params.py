@@ -80,8 +80,9 @@ def prepare_litert(graph: ir.Graph) -> dict[ir.Node, LitertNodeParams]:
         if hasattr(node, "act_min"):
             p.activation_range = (node.act_min, node.act_max)
         if graph.quantization == "int16x8":
-            # XNNPACK takes no int16 operator; LiteRT's builtin int16 kernels are the
-            # reference ones (measured: every tensor equal to TFLM's on every 16x8 model)
+            # XNNPACK takes no int16 operator; LiteRT's builtin int16 kernels compute what
+            # the reference ones do, except FULLY_CONNECTED and the float32 QUANTIZE (see
+            # LitertProfile); measured on every tensor of the 16x8 test models
             p.runtime, p.reference = BUILTIN, True
         elif isinstance(node, (ir.FullyConnected, ir.Conv2D, ir.DepthwiseConv2D)):
             # one scale per output channel, or one for the layer (broadcast)

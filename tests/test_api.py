@@ -165,3 +165,28 @@ def test_an_nchw_input_transposes_on_the_host():
     assert manifest["input"]["shape"] == [1, 10, 10, 3]
     assert manifest["host_edges"]["input"]["permutation"] == [0, 2, 3, 1]
     assert manifest["host_edges"]["input"]["model_shape"] == [1, 3, 10, 10]
+
+
+def test_legacy_uint8_and_16x8_through_the_api(tmp_path):
+    """Each mode's default profile, the refusal of a profile whose runtime lacks the mode
+    (before anything runs), inspect's S1..Z3, and generate's one-line refusal."""
+    from conftest import TEST_MODELS
+
+    uint8 = TEST_MODELS / "uint8_legacy.tflite"
+    graph = tfl2rtl.load(uint8)
+    assert graph.quantization == "uint8-legacy"
+    x = [np.full(graph.tensors[graph.inputs[0]].shape, 200, np.uint8)]
+    assert tfl2rtl.run(graph, x).profile == "litert-ref"
+    report = tfl2rtl.verify(uint8, samples=2)
+    assert report.ok and report.profile == "litert-ref"
+    with pytest.raises(tfl2rtl.Tfl2RtlError, match="use --profile litert or litert-ref"):
+        tfl2rtl.verify(uint8, samples=2, profile="tflm")
+    q = tfl2rtl.inspect(uint8)["layers"][0]["quantization"]
+    assert q["Z2"] != 0 and q["S3"] == float(graph.tensors[graph.nodes[0].output].scale)
+    int16 = TEST_MODELS / "ops_int16x8.tflite"
+    report = tfl2rtl.verify(int16, samples=2)
+    assert report.ok and report.profile == "tflm"
+    for path in (uint8, int16):
+        with pytest.raises(tfl2rtl.Tfl2RtlError, match="hardware for this mode is not built"):
+            tfl2rtl.generate(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -98,3 +98,33 @@ def test_rejects_every_truncation(zoo, tmp_path):
     for cut in list(range(8, 200, 7)) + list(range(200, len(data), max(1, len(data) // 60))):
         f.write_bytes(data[:cut])
         _expect_corrupt(f)
+
+
+def test_classifies_the_other_integer_modes():
+    """Writer-made 16x8 and uint8 models; a model of edges only (float32 -> int16
+    QUANTIZE) is 16x8 too, one with int8 or uint8 edges stays int8."""
+    import sys
+
+    sys.path.insert(0, str(TEST_MODELS.parent))
+    from tflite_writer import GraphWriter
+
+    assert classify(read_model(TEST_MODELS / "ops_int16x8.tflite")) == (Mode.INT16X8,
+                                                                        "float32")
+    assert classify(read_model(TEST_MODELS / "ops_uint8_legacy.tflite")) == (
+        Mode.UINT8_LEGACY, "uint8")
+    for dtype, mode in (("int16", Mode.INT16X8), ("int8", Mode.INT8), ("uint8", Mode.INT8)):
+        g = GraphWriter()
+        x = g.tensor((1, 4), "float32")
+        y = g.quantize(x, (0.01, 0), dtype=dtype)
+        model = read_model_bytes(g.finish([x], [y]))
+        assert classify(model) == (mode, "float32"), dtype
+
+
+def read_model_bytes(data: bytes):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.tflite"
+        path.write_bytes(data)
+        return read_model(path)
