@@ -315,7 +315,7 @@ class LitertProfile(Profile):
 
     def lut_table(self, node):
         p = self.params(node)
-        return node.table if p.reference else p.table
+        return p.table if p.table is not None else node.table
 
     def quantize(self, node, x, out_dtype):
         from .kernels.litert_builtin import quantize_int16

@@ -393,7 +393,7 @@ class Dequantize(Node):
 @dataclass(eq=False, kw_only=True)
 class Lut(Node):
     """An elementwise int8 (or legacy uint8) op as an exact 256-entry table indexed by
-    ``q - qmin``."""
+    ``q - qmin``; a 16x8 model's int16 op as a 65536-entry one."""
 
     op: ClassVar[str] = "LUT"
     function: str

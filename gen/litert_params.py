@@ -82,8 +82,11 @@ def prepare_litert(graph: ir.Graph) -> dict[ir.Node, LitertNodeParams]:
         if graph.quantization == "int16x8":
             # XNNPACK takes no int16 operator; LiteRT's builtin int16 kernels compute what
             # the reference ones do, except FULLY_CONNECTED and the float32 QUANTIZE (see
-            # LitertProfile); measured on every tensor of the 16x8 test models
+            # LitertProfile) and LEAKY_RELU's float32 ratios; measured on every tensor of
+            # the 16x8 test models
             p.runtime, p.reference = BUILTIN, True
+            if isinstance(node, ir.Lut):
+                p.table = _lut_table(node, op, inp, out, "ref")[0]
         elif isinstance(node, (ir.FullyConnected, ir.Conv2D, ir.DepthwiseConv2D)):
             # one scale per output channel, or one for the layer (broadcast)
             p.scale = xnnpack.requantization_scale(inp.scale, tensors[op.inputs[1]].scales,
@@ -158,6 +161,10 @@ def _lut_table(node, op, inp, out, resolver: str) -> tuple[np.ndarray, str]:
     args = (inp.scale, inp.zero_point, out.scale, out.zero_point)
     values = np.arange(-128, 128)
     xnnpack_takes = resolver == "auto"
+    if inp.dtype == "int16":  # a 16x8 LEAKY_RELU (see lower.INT16_LUT_OPS)
+        alpha = float(np.float32(op.options.get("Alpha", 0.0)))
+        params = litert_builtin.leaky_relu_params(*args, alpha)
+        return leaky_relu_int8(np.arange(-32768, 32768), params, dtype="int16"), BUILTIN
     if inp.dtype == "uint8":  # a legacy uint8 LOGISTIC or TANH (see lower.UINT8_LUT_OPS)
         kernels = {"LOGISTIC": (xnnpack.sigmoid_table, litert_builtin.logistic_table),
                    "TANH": (xnnpack.tanh_table, litert_builtin.tanh_table)}[node.function]

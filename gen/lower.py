@@ -608,6 +608,8 @@ def _lut(c: _Op) -> ir.Node:
     op, inp, out = c.op, c.inp, c.out
     if inp.dtype == out.dtype == "uint8" and c.imp.mode == Mode.UINT8_LEGACY:
         return _lut_uint8(c)
+    if inp.dtype == out.dtype == "int16" and c.imp.mode == Mode.INT16X8:
+        return _lut_int16(c)
     if inp.dtype != "int8" or out.dtype != "int8":
         raise _err(op, f"{inp.dtype} -> {out.dtype}; only int8 is supported")
     options = {}
@@ -638,6 +640,23 @@ def _lut_uint8(c: _Op) -> ir.Node:
     make = (litert_builtin.logistic_table if op.name == "LOGISTIC"
             else litert_builtin.tanh_table)
     table = make(inp.scale, inp.zero_point, out.scale, out.zero_point, dtype="uint8")
+    return ir.Lut(function=op.name, table=table, **c.common)
+
+
+#: The elementwise ops of a 16x8 model that become a 65536-entry table of TFLM's kernel.
+INT16_LUT_OPS = ("LEAKY_RELU",)
+
+
+def _lut_int16(c: _Op) -> ir.Node:
+    from .kernels.elementwise import leaky_relu_int8, leaky_relu_params
+
+    op, inp, out = c.op, c.inp, c.out
+    if op.name not in INT16_LUT_OPS:
+        raise _err(op, f"int16 {op.name} is not supported; the int16 elementwise ops are "
+                       + ", ".join(INT16_LUT_OPS))
+    params = leaky_relu_params(inp.scale, inp.zero_point, out.scale, out.zero_point,
+                               float(c.o.get("Alpha", 0.0)))
+    table = leaky_relu_int8(np.arange(-32768, 32768), params, dtype="int16")
     return ir.Lut(function=op.name, table=table, **c.common)
 
 

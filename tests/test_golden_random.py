@@ -35,7 +35,8 @@ clear of them:
   share the output's scale and zero point (TFLM rejects others for int8).
 
 The other integer modes get random one-layer models of every op they support
-(:func:`test_random_legacy_uint8_and_16x8_layers`, 25 per op and mode, written with
+(:func:`test_random_legacy_uint8_and_16x8_layers`, 25 per op and mode (16x8 LEAKY_RELU
+included), written with
 ``ModeLayers`` from ``tests/models/make_writer_models.py``): legacy uint8 against LiteRT's
 default interpreter and its reference kernels (TFLite Micro has no uint8 kernels), 16x8
 against TFLM and both LiteRT resolvers; their draws stay in what every runtime accepts.
@@ -1099,7 +1100,7 @@ MODE_OPS = {
               "LOGISTIC", "TANH"),
     "int16": ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D",
               "AVERAGE_POOL_2D", "ADD", "CONCATENATION", "PAD", "RESHAPE", "SOFTMAX",
-              "QUANTIZE", "DEQUANTIZE"),
+              "LEAKY_RELU", "QUANTIZE", "DEQUANTIZE"),
 }
 #: What the mode tests checked: models, and per profile the tensors and mismatches.
 MODE_STATS: Counter = Counter()
@@ -1220,6 +1221,10 @@ def mode_layer(draw, mode, op):
     if op == "SOFTMAX":
         beta = f32(draw(st.one_of(st.just(1.0), st.floats(0.25, 4.0)), label="beta"))
         return g, [x], [layers.softmax(x, beta=beta)]
+    if op == "LEAKY_RELU":
+        alpha = f32(draw(st.floats(-3, 3), label="alpha"))
+        out_quant = (f32(in_quant[0] * 2.0 ** draw(st.floats(-4, 4), label="log2 ratio")), 0)
+        return g, [x], [layers.elementwise(op, x, out_quant, alpha=alpha)]
     if op in ("LOGISTIC", "TANH"):  # LiteRT's uint8 output quantization for them
         out_quant = (1 / 256, 0) if op == "LOGISTIC" else (1 / 128, 128)
         return g, [x], [layers.elementwise(op, x, out_quant)]

@@ -325,9 +325,10 @@ def leaky_relu_params(
     )
 
 
-def leaky_relu_int8(x, params: LeakyReluParams) -> np.ndarray:
+def leaky_relu_int8(x, params: LeakyReluParams, dtype: str = "int8") -> np.ndarray:
     """``reference_ops::QuantizeLeakyRelu``: the identity multiplier for ``x >= zero`` and
-    the alpha multiplier below, a negative alpha applied as a negated product."""
+    the alpha multiplier below, a negative alpha applied as a negated product; clamped to
+    ``dtype`` (``"int16"``: the same template in a 16x8 model)."""
     input_value = np.asarray(x, dtype=np.int64) - params.input_offset
     is_alpha_negative = params.output_multiplier_alpha < 0
     safe_alpha_multiplier = int(wrap_int32(abs(params.output_multiplier_alpha)))
@@ -342,7 +343,8 @@ def leaky_relu_int8(x, params: LeakyReluParams) -> np.ndarray:
     unclamped_output = params.output_offset + np.where(
         input_value >= 0, identity, scaled_alpha_value
     )
-    return _clamp_int8(unclamped_output).astype(np.int8)
+    info = np.iinfo(dtype)
+    return np.clip(unclamped_output, info.min, info.max).astype(dtype)
 
 
 # --- RELU -------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ writes.  The weights are random (fixed seeds); each model is there for one path:
   FULLY_CONNECTED, TANH, SOFTMAX), written with :class:`ModeLayers`.
 - ``ops_int16x8.tflite``: the same for 16x8 (int16 activations with zero point 0, int8
   weights, int64 biases): float32 in, QUANTIZE to int16, CONV_2D, DEPTHWISE_CONV_2D, ADD,
-  MAX_POOL_2D, AVERAGE_POOL_2D, an int16 -> int16 QUANTIZE, CONCATENATION, PAD, RESHAPE,
+  LEAKY_RELU, MAX_POOL_2D, AVERAGE_POOL_2D, an int16 -> int16 QUANTIZE, CONCATENATION, PAD, RESHAPE,
   FULLY_CONNECTED, SOFTMAX, DEQUANTIZE to float32.
 - ``cnn_float_io.tflite`` and ``mlp_float_io.tflite``: full-integer int8 inside,
   float32 at both edges (QUANTIZE in, DEQUANTIZE out), as the converter writes a model
@@ -266,7 +266,7 @@ def ops_uint8_legacy() -> bytes:
 def ops_int16x8() -> bytes:
     """Every 16x8 op: float32 (1, 10, 10, 3) in, QUANTIZE to int16, CONV_2D (3x3, 6,
     RELU), DEPTHWISE_CONV_2D (3x3, stride 2, multiplier 2), a residual ADD of a 1x1
-    CONV_2D, MAX_POOL_2D on one branch, AVERAGE_POOL_2D and an int16 requantizing
+    CONV_2D, LEAKY_RELU, MAX_POOL_2D on one branch, AVERAGE_POOL_2D and an int16 requantizing
     QUANTIZE on the other, CONCATENATION, PAD, RESHAPE, FULLY_CONNECTED, SOFTMAX,
     DEQUANTIZE."""
     rng = np.random.default_rng(SEED + 7)
@@ -286,7 +286,8 @@ def ops_int16x8() -> bytes:
                        depthwise=True, depth_multiplier=2)
     w, s = int8_weights((12, 1, 1, 12), 1 / 6000, 1 / 5000, 12, 12)
     p = layers.conv_2d(d, w, s, rng.integers(-3000, 3000, 12), (1 / 5000, 0))
-    r = layers.add(d, p, (1 / 4000, 0))
+    r = layers.elementwise("LEAKY_RELU", layers.add(d, p, (1 / 4000, 0)), (1 / 4000, 0),
+                           alpha=0.2)
     m = layers.pool_2d("MAX_POOL_2D", r, (2, 2), stride=(1, 1))
     a = layers.requantize(layers.pool_2d("AVERAGE_POOL_2D", r, (2, 2), stride=(1, 1)),
                           (1 / 4000 * 1.5, 0))
