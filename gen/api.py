@@ -76,9 +76,10 @@ def verify(path: str | os.PathLike, samples: int = 100, profile: str | None = No
     return verify_graph(graph, input_sets, profile=profile, progress=progress)
 
 
-def diff(path_or_graph, inputs, profiles: tuple[str, str] = ("tflm", "litert")) -> DiffReport:
+def diff(path_or_graph, inputs, profiles: tuple[str, str] | None = None) -> DiffReport:
     """Run the golden model under two profiles on the same inputs and count, tensor by
-    tensor, how many elements differ and by how much.
+    tensor, how many elements differ and by how much.  ``profiles`` defaults to ``tflm``
+    and ``litert`` (``litert-ref`` and ``litert`` for a legacy uint8 model).
 
     ``inputs`` is a ``.npy`` path (one input or a batch ``[N, ...]``), a list of them, or
     input sets as :func:`run` takes them.  The report lists the tensors in execution
@@ -99,6 +100,8 @@ def diff(path_or_graph, inputs, profiles: tuple[str, str] = ("tflm", "litert")) 
             input_sets.append([item] if isinstance(item, np.ndarray) else list(item))
     if not input_sets:
         raise Tfl2RtlError("nothing to diff: give at least one input")
+    if profiles is None:
+        profiles = (golden.default_profile(graph), "litert")
     return diff_graph(graph, input_sets, profiles=tuple(profiles))
 
 

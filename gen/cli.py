@@ -49,7 +49,8 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    profiles = tuple(p.strip() for p in args.profiles.split(","))
+    profiles = (tuple(p.strip() for p in args.profiles.split(",")) if args.profiles
+                else None)
     report = api.diff(args.model, args.input, profiles=profiles)
     print(json.dumps(report.to_json()) if args.json else api.diff_text(report))
     return EXIT_OK
@@ -297,9 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--input", required=True, action="append", metavar="X.npy",
                    help="one input or a batch [N, ...] (repeatable)")
-    p.add_argument("--profiles", default="tflm,litert", metavar="A,B",
-                   help=f"the two profiles to compare (default tflm,litert; any two of "
-                        f"{', '.join(profiles)})")
+    p.add_argument("--profiles", default=None, metavar="A,B",
+                   help=f"the two profiles to compare (default tflm,litert; litert-ref,"
+                        f"litert for a legacy uint8 model; any two of {', '.join(profiles)})")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_diff)
 

@@ -1,7 +1,8 @@
 """Host edges: what the host computes around the hardware.
 
 The converter's default full-integer model takes float32 and gives float32: a QUANTIZE
-turns the input into int8 and a DEQUANTIZE turns the int8 result back.  A PyTorch export
+turns the input into int8 (int16 in a 16x8 model) and a DEQUANTIZE turns the integer
+result back.  A PyTorch export
 also starts with a TRANSPOSE from NCHW to NHWC.  The hardware streams the integer
 tensors in NHWC order; the host applies the model's own edge nodes with the golden
 model's kernels (:func:`tfl2rtl.golden.quantize`, :func:`tfl2rtl.golden.transpose` and

@@ -84,11 +84,14 @@ def test_profiles_through_the_api(zoo):
         api.diff(path, [])
 
 
-@pytest.mark.parametrize("name", ["cnn_float_io.tflite", "mlp_float_io.tflite",
-                                  "conv_float_io.tflite"])
-def test_host_edges_are_the_models_own_nodes(name):
+@pytest.mark.parametrize("name,port", [
+    ("cnn_float_io.tflite", "int8"), ("mlp_float_io.tflite", "int8"),
+    ("conv_float_io.tflite", "int8"), ("ops_int16x8.tflite", "int16"),
+    ("int16x8.tflite", "int16")])
+def test_host_edges_are_the_models_own_nodes(name, port):
     """The hardware graph of a float32-edged model: the same nodes at the same indices,
-    the edge QUANTIZE and DEQUANTIZE passed through (tfl2rtl.ir.HostEdge), integer ports;
+    the edge QUANTIZE and DEQUANTIZE passed through (tfl2rtl.ir.HostEdge), integer ports
+    (int16 for a 16x8 model);
     the host's edges give the golden model's own tensors (float32 by bit pattern), and
     the model graph comes back from the hardware graph."""
     from tfl2rtl import golden, ir
@@ -102,7 +105,7 @@ def test_host_edges_are_the_models_own_nodes(name):
     assert len(hw.nodes) == len(graph.nodes)
     assert [type(n) for n in hw.nodes[1:-1]] == [type(n) for n in graph.nodes[1:-1]]
     assert all(isinstance(hw.nodes[k], ir.HostEdge) for k in (0, -1))
-    assert hw.tensors[hw.inputs[0]].dtype == hw.tensors[hw.outputs[0]].dtype == "int8"
+    assert hw.tensors[hw.inputs[0]].dtype == hw.tensors[hw.outputs[0]].dtype == port
     back = model_graph(hw)
     assert (back.nodes, back.inputs, back.outputs) == (graph.nodes, graph.inputs,
                                                       graph.outputs)
@@ -120,7 +123,7 @@ def test_host_edges_are_the_models_own_nodes(name):
     assert manifest["input"]["scale"] == edges.quantize.scale
     assert manifest["output"]["zero_point"] == edges.dequantize.zero_point
     assert (manifest["input"]["model_dtype"], manifest["input"]["port_dtype"]) == (
-        "float32", "int8")
+        "float32", port)
     with pytest.raises(tfl2rtl.Tfl2RtlError, match="must be float32, got int8"):
         edges.to_hardware(np.zeros(graph.tensors[graph.inputs[0]].shape, np.int8))
 

@@ -393,3 +393,13 @@ def test_transpose_at_the_input_edge_and_inside_the_graph(tmp_path):
                           "the innermost axis, so the hardware transposes one element per "
                           "beat (pe=1)")
     assert not (tmp_path / "out").exists()
+
+
+def test_diff_of_a_legacy_uint8_model_compares_the_litert_profiles(tmp_path):
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(1).integers(0, 256, (2, 1, 16)).astype(np.uint8))
+    model = TEST_MODELS / "uint8_legacy.tflite"
+    text = cli("diff", model, "--input", x, check_code=0).stdout
+    assert text.splitlines()[0] == f"diff litert-ref vs litert: {model}, 2 inputs"
+    assert_one_line_error(cli("diff", model, "--input", x, "--profiles", "tflm,litert"),
+                          "the tflm profile does not apply")
