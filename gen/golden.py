@@ -227,8 +227,10 @@ class LitertRefProfile(TflmProfile):
         if not isinstance(node, ir.FullyConnected):
             return {**super().describe(node), "runtime": "LiteRT reference kernel"}
         scale = node.requant.real_scale
+        beyond = "INT32_MIN" if node.accumulator == "int64" else "saturates"
         return {"runtime": "LiteRT reference kernel",
-                "requantization": "double: round(double(acc) * scale), half away from zero",
+                "requantization": "double: round(double(acc) * scale), half away from zero; "
+                                  f"beyond int32: {beyond}",
                 "scale": span(scale), "per_channel": bool(scale.size > 1)}
 
     def scale_accumulators(self, acc, node):
