@@ -145,8 +145,10 @@ def _inspect_line(text: str, layer: int, start: str) -> str:
     return next(line.strip() for line in block.splitlines() if line.strip().startswith(start))
 
 
-def test_inspect_shows_s1_to_z3_m_and_the_shift_of_the_uint8_mlp():
-    """The seed's question, "what is S3": for each layer of the legacy uint8 MLP,
+@pytest.mark.parametrize("name", ["uint8_legacy.tflite", "mlp_uint8_legacy.tflite"])
+def test_inspect_shows_s1_to_z3_m_and_the_shift_of_the_uint8_mlp(name):
+    """The seed's question, "what is S3": for each layer of a legacy uint8 MLP (the
+    writer's small one and the converter's 784-512-100-10),
     inspect prints the input, weight and output scales (S1, S2, S3), the zero points (Z1,
     Z2, Z3), M = S1 * S2 / S3 and its integer multiplier and shift; read back from the
     text and the JSON, and checked against the file's own tensors."""
@@ -155,7 +157,7 @@ def test_inspect_shows_s1_to_z3_m_and_the_shift_of_the_uint8_mlp():
     from tfl2rtl.fixedpoint import quantize_multiplier
     from tfl2rtl.tflite_reader import read_model
 
-    model_path = TEST_MODELS / "uint8_legacy.tflite"
+    model_path = TEST_MODELS / name
     model = read_model(model_path)
     text = cli("inspect", model_path, check_code=0).stdout
     info = json.loads(cli("inspect", model_path, "--json", check_code=0).stdout)
