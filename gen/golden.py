@@ -325,7 +325,7 @@ class LitertProfile(Profile):
 
         if self.params(node).reference:
             return quantize_int16(x, node.scale, node.zero_point)
-        return f32_to_qs8(x, node.scale, node.zero_point)
+        return f32_to_qs8(x, node.scale, node.zero_point, dtype=np.dtype(out_dtype).name)
 
     def describe(self, node):
         from .litert_params import describe_params

@@ -576,7 +576,7 @@ def _quantize(c: _Op) -> ir.Node:
     _same_size(c)
     op, inp, out = c.op, c.inp, c.out
     if inp.dtype == "float32":
-        edge = "int16" if c.imp.mode == Mode.INT16X8 else "int8"
+        edge = {Mode.INT16X8: "int16", Mode.UINT8_LEGACY: "uint8"}.get(c.imp.mode, "int8")
         if out.dtype != edge:  # TFLM's Eval fails on float32 -> uint8
             raise _err(op, f"float32 -> {out.dtype}; TFLite Micro quantizes float32 "
                            f"to {edge} only" + (" in a 16x8 model" if edge == "int16" else ""))

@@ -1097,7 +1097,7 @@ MODE_PROFILES = {"uint8": ("litert-ref", "litert"), "int16": ("tflm", "litert-re
 MODE_OPS = {
     "uint8": ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D",
               "AVERAGE_POOL_2D", "ADD", "CONCATENATION", "PAD", "RESHAPE", "SOFTMAX",
-              "LOGISTIC", "TANH"),
+              "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE"),
     "int16": ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D",
               "AVERAGE_POOL_2D", "ADD", "CONCATENATION", "PAD", "RESHAPE", "SOFTMAX",
               "LEAKY_RELU", "QUANTIZE", "DEQUANTIZE"),
@@ -1228,6 +1228,12 @@ def mode_layer(draw, mode, op):
     if op in ("LOGISTIC", "TANH"):  # LiteRT's uint8 output quantization for them
         out_quant = (1 / 256, 0) if op == "LOGISTIC" else (1 / 128, 128)
         return g, [x], [layers.elementwise(op, x, out_quant)]
+    flat = (int(np.prod(shape)),)
+    if op == "QUANTIZE" and mode == "uint8":  # the float32 input edge, then a RESHAPE
+        f = g.tensor(shape, "float32")  # (a model of edges only is an int8 model)
+        return g, [f], [g.reshape(g.quantize(f, in_quant, dtype="uint8"), flat)]
+    if op == "DEQUANTIZE" and mode == "uint8":
+        return g, [x], [g.dequantize(g.reshape(x, flat))]
     if op == "QUANTIZE":  # int16 -> int16 requantization, or the float32 input edge
         if draw(st.booleans(), label="from float32"):
             f = g.tensor(shape, "float32")

@@ -184,16 +184,19 @@ def mean_qs8(total, params: MeanParams) -> np.ndarray:
     return np.clip(np.rint(value), INT8_MIN, INT8_MAX).astype(np.int64)
 
 
-def f32_to_qs8(x, output_scale: float, output_zero_point: int) -> np.ndarray:
+def f32_to_qs8(x, output_scale: float, output_zero_point: int,
+               dtype="int8") -> np.ndarray:
     """``xnn_f32_qs8_vcvt_ukernel`` (QUANTIZE float32 -> int8): ``x * (1.0f / scale)``
     in float32, rounded half to even, plus the zero point, saturated; NaN gives -128
-    (``cvtps2dq`` turns it into INT32_MIN)."""
+    (``cvtps2dq`` turns it into INT32_MIN).  ``dtype="uint8"`` is the ``qu8`` kernel,
+    saturated to [0, 255] (measured on a legacy uint8 model's float32 input)."""
+    info = np.iinfo(dtype)
     inv_scale = _F32(1.0) / _F32(output_scale)
     with np.errstate(over="ignore", invalid="ignore"):
         scaled = np.asarray(x, dtype=_F32) * inv_scale
         scaled = np.where(np.isnan(scaled), -(2.0**31), np.clip(scaled, -(2.0**31), 32767))
     return np.clip(np.rint(scaled).astype(np.int64) + int(output_zero_point),
-                   INT8_MIN, INT8_MAX)
+                   info.min, info.max)
 
 
 def _reference_table(function, input_scale: float, input_zero_point: int,
