@@ -1,10 +1,12 @@
 """TFLite's integer arithmetic, vectorised in numpy.
 
 Every function takes and returns ``np.int64`` arrays (or anything ``np.asarray`` accepts)
-holding int32 values, and reproduces the C++ integer semantics of TFLite's reference
-kernels exactly, including C's truncating division and the asymmetric double rounding of
-``MultiplyByQuantizedMultiplier``.  int64 is wide enough for every intermediate: the
-largest is the product of two int32 values plus a nudge, below 2**62 in magnitude.
+holding int32 values (the int64 accumulators of a 16x8 layer for
+:func:`multiply_by_quantized_multiplier_int64`), and reproduces the C++ integer semantics
+of TFLite's reference kernels exactly, including C's truncating division and the
+asymmetric double rounding of ``MultiplyByQuantizedMultiplier``.  int64 is wide enough
+for every intermediate: the largest is the product of two int32 values plus a nudge, or
+an int64 accumulator below 2**47 times a 16-bit multiplier, below 2**62 in magnitude.
 
 The names follow ``tensorflow/lite/kernels/internal/common.h`` and gemmlowp's
 ``fixedpoint.h`` so a reader can put the two side by side.

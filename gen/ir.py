@@ -350,7 +350,10 @@ class HostEdge(Reshape):
 @dataclass(eq=False, kw_only=True)
 class Softmax(Node):
     """int8 softmax in gemmlowp fixed point (``input_multiplier``, ``input_left_shift`` and
-    ``diff_min`` as TFLite's ``PreprocessSoftmaxScaling``); output scale 1/256, zero point -128."""
+    ``diff_min`` as TFLite's ``PreprocessSoftmaxScaling``); output scale 1/256, zero point
+    -128 (legacy uint8: the same kernel, zero point 0).  int16 (16x8): ``SoftmaxInt16``'s
+    table kernel, ``input_multiplier`` and ``input_left_shift`` mapping differences onto
+    its exp table, ``diff_min`` unused (0); output scale 1/32768, zero point 0."""
 
     op: ClassVar[str] = "SOFTMAX"
     beta: float

@@ -15,7 +15,10 @@ edges is the same ``x ^ 0x80``) the TFLM code is reused; the two that differ are
 * RELU and RELU6 (``QuantizedReluX``): a requantization, unlike TFLite Micro's RELU6,
   with a float32 scale ratio and bounds rounded with ``roundf``; ABS with a float32 ratio.
 * LOGISTIC and TANH, which LiteRT's own kernels (not XNNPACK) compute as a table of a
-  float32 function: used by the ``litert-ref`` profile.
+  float32 function: used by the ``litert-ref`` profile (and, over 0..255, for a legacy
+  uint8 model).
+* QUANTIZE float32 -> int16 at a 16x8 model's input (XNNPACK takes no int16 operator):
+  :func:`quantize_int16`, whose vector and scalar paths round differently.
 """
 
 from __future__ import annotations
