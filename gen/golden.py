@@ -564,7 +564,8 @@ def mean(node: ir.Mean, x: np.ndarray, profile: Profile = None):
     profile = profile or PROFILES["tflm"]
     temp_sum = x.astype(np.int64).sum(axis=node.axes)
     output = profile.mean(node, temp_sum)
-    return _clamp(output, -128, 127, np.int8)
+    info = np.iinfo(x.dtype)  # int8, or int16 in a 16x8 model
+    return _clamp(output, info.min, info.max, x.dtype)
 
 
 def concatenation(node: ir.Concatenation, *xs: np.ndarray, profile: Profile = None):

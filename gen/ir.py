@@ -290,7 +290,7 @@ class Add(Node):
 
 @dataclass(eq=False, kw_only=True)
 class Mean(Node):
-    """int8 MEAN over ``axes`` (Keras' global average pooling):
+    """int8 MEAN over ``axes`` (Keras' global average pooling; int16 in a 16x8 model):
     ``clamp(mbqm(sum(x) - input_zero_point * count, multiplier, shift) + output_zero_point)``
     where ``multiplier``/``shift`` already include the division by ``count`` the way TFLite
     folds it in (``(m << s) / count``, shift reduced by ``s``)."""

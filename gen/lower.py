@@ -439,8 +439,10 @@ def _add(c: _Op) -> ir.Node:
 
 def _mean(c: _Op) -> ir.Node:
     op, inp, out = c.op, c.inp, c.out
-    if inp.dtype != "int8" or out.dtype != "int8":
-        raise _err(op, f"{inp.dtype} -> {out.dtype} MEAN; only int8 is supported")
+    dtype = "int16" if c.imp.mode == Mode.INT16X8 else "int8"
+    if inp.dtype != dtype or out.dtype != dtype:
+        raise _err(op, f"{inp.dtype} -> {out.dtype} MEAN; only int8 (int16 in a 16x8 "
+                       "model) is supported")
     raw_axes = c.imp.const(op, 1, "axes").data.reshape(-1)
     if not len(inp.shape) or np.any(np.abs(raw_axes) > len(inp.shape)):
         raise _err(op, f"axes {raw_axes.tolist()} do not fit input {inp.shape}")

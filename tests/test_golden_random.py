@@ -1100,7 +1100,7 @@ MODE_OPS = {
               "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE"),
     "int16": ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D",
               "AVERAGE_POOL_2D", "ADD", "CONCATENATION", "PAD", "RESHAPE", "SOFTMAX",
-              "LEAKY_RELU", "QUANTIZE", "DEQUANTIZE"),
+              "LEAKY_RELU", "MEAN", "QUANTIZE", "DEQUANTIZE"),
 }
 #: What the mode tests checked: models, and per profile the tensors and mismatches.
 MODE_STATS: Counter = Counter()
@@ -1221,6 +1221,12 @@ def mode_layer(draw, mode, op):
     if op == "SOFTMAX":
         beta = f32(draw(st.one_of(st.just(1.0), st.floats(0.25, 4.0)), label="beta"))
         return g, [x], [layers.softmax(x, beta=beta)]
+    if op == "MEAN":
+        axes = draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, unique=True),
+                    label="axes")
+        out_quant = (f32(in_quant[0] * 2.0 ** draw(st.floats(-3, 3), label="log2 ratio")), 0)
+        keep_dims = draw(st.booleans(), label="keep dims")
+        return g, [x], [layers.mean(x, axes, out_quant, keep_dims=keep_dims)]
     if op == "LEAKY_RELU":
         alpha = f32(draw(st.floats(-3, 3), label="alpha"))
         out_quant = (f32(in_quant[0] * 2.0 ** draw(st.floats(-4, 4), label="log2 ratio")), 0)

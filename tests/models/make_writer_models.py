@@ -23,8 +23,9 @@ writes.  The weights are random (fixed seeds); each model is there for one path:
   FULLY_CONNECTED, TANH, SOFTMAX), written with :class:`ModeLayers`.
 - ``ops_int16x8.tflite``: the same for 16x8 (int16 activations with zero point 0, int8
   weights, int64 biases): float32 in, QUANTIZE to int16, CONV_2D, DEPTHWISE_CONV_2D, ADD,
-  LEAKY_RELU, MAX_POOL_2D, AVERAGE_POOL_2D, an int16 -> int16 QUANTIZE, CONCATENATION, PAD, RESHAPE,
-  FULLY_CONNECTED, SOFTMAX, DEQUANTIZE to float32.
+  LEAKY_RELU, MAX_POOL_2D, AVERAGE_POOL_2D, an int16 -> int16 QUANTIZE, CONCATENATION,
+  PAD, RESHAPE, FULLY_CONNECTED, SOFTMAX, DEQUANTIZE to float32 (MEAN: in the random
+  tests).
 - ``cnn_float_io.tflite`` and ``mlp_float_io.tflite``: full-integer int8 inside,
   float32 at both edges (QUANTIZE in, DEQUANTIZE out), as the converter writes a model
   without ``inference_input_type``: the float edges the host computes around the
@@ -194,6 +195,16 @@ class ModeLayers:
     def softmax(self, x, *, beta=1.0) -> int:
         out_quant = (1 / 256, 0) if self.mode == "uint8" else (1 / 32768, 0)
         return self.g.softmax(x, beta=beta, out_quant=out_quant)
+
+    def mean(self, x, axes, out_quant, *, keep_dims=True) -> int:
+        g = self.g
+        rank = len(g.shape(x))
+        reduced = {a % rank for a in axes}
+        shape = [1 if i in reduced else d for i, d in enumerate(g.shape(x))
+                 if keep_dims or i not in reduced]
+        y = g.tensor(shape, self.mode, *out_quant)
+        g.op("MEAN", [x, g.const(np.array(axes, np.int32))], [y], keep_dims=keep_dims)
+        return y
 
     def requantize(self, x, out_quant) -> int:
         """An integer QUANTIZE to another scale (int16 -> int16 in a 16x8 model)."""
