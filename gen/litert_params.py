@@ -97,11 +97,10 @@ def prepare_litert(graph: ir.Graph) -> dict[ir.Node, LitertNodeParams]:
             p.activation_range = xnnpack.activation_range(activation, out.scale,
                                                           out.zero_point, dtype)
         elif isinstance(node, ir.MaxPool2D):
-            if out.dtype == "uint8" and any(s > f for s, f in zip(node.stride, node.filter,
-                                                                  strict=True)):
+            if any(s > f for s, f in zip(node.stride, node.filter, strict=True)):
                 # XNNPACK declines a stride larger than the filter (measured on every
-                # filter and stride of 1 to 3; int8 too, which this profile does not model
-                # yet): LiteRT's builtin kernel runs it, with TFLite's clamp
+                # filter and stride of 1 to 3, int8 and uint8): LiteRT's builtin kernel
+                # runs it, with TFLite's clamp
                 p.runtime = BUILTIN
             else:
                 p.activation_range = xnnpack.activation_range(activation, out.scale,

@@ -348,9 +348,12 @@ def _random_layer(kind: str, rng) -> tuple[bytes, tuple | None]:
                    keep_dims=bool(rng.integers(2)))
         return g.finish([x], [y]), None
     if kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-        x = g.tensor((1, *rng.integers(2, 9, 2), int(rng.integers(1, 5))), "int8", scale(),
+        x = g.tensor((1, *rng.integers(3, 9, 2), int(rng.integers(1, 5))), "int8", scale(),
                      zp())
-        y = g.pool_2d(kind, x, (2, 2), stride=(2, 2), activation=act(),
+        # Filters and strides of 1 to 3: XNNPACK declines a stride larger than the filter
+        # and leaves it to LiteRT's builtin kernel.
+        y = g.pool_2d(kind, x, tuple(int(v) for v in rng.integers(1, 4, 2)),
+                      stride=tuple(int(v) for v in rng.integers(1, 4, 2)), activation=act(),
                       padding=str(rng.choice(["SAME", "VALID"])))
         return g.finish([x], [y]), None
     if kind == "QUANTIZE":
@@ -381,6 +384,25 @@ def _random_layer(kind: str, rng) -> tuple[bytes, tuple | None]:
                                 rng.integers(-5000, 5000, out), (s_out, zp()),
                                 depth_multiplier=out // channels, **common)
     return g.finish([x], [y]), None
+
+
+def test_an_int8_max_pool_with_a_stride_beyond_its_filter_runs_in_the_builtin_kernel(
+        tmp_path):
+    """XNNPACK declines a MAX_POOL_2D whose stride exceeds its filter, in int8 as in
+    uint8: LiteRT runs its builtin kernel, whose clamp is TFLite's (here a RELU6 bound
+    XNNPACK would place one step away), and the litert profile says so."""
+    g = GraphWriter()
+    x = g.tensor((1, 6, 6, 3), "int8", 4.0, -27)
+    y = g.pool_2d("MAX_POOL_2D", x, (1, 1), stride=(2, 2), activation="RELU6",
+                  padding="VALID")
+    path = tmp_path / "pool.tflite"
+    path.write_bytes(g.finish([x], [y]))
+    graph = _graph(path)
+    assert prepare_litert(graph)[graph.nodes[0]].runtime == BUILTIN
+    every = np.resize(np.arange(-128, 128), 108).astype(np.int8).reshape(1, 6, 6, 3)
+    report = verify_graph(graph, [[every]] + random_inputs(graph, 2, seed=1),
+                          profile="litert")
+    assert report.mismatches == []
 
 
 @pytest.mark.parametrize("profile", ["litert", "litert-ref"])
