@@ -190,7 +190,7 @@ class SoftmaxUnit(wiring.Component):
         scale = Signal(signed(32))  # 1 / (1 + f), Q0.31
         shifts = Signal(range(NORMALIZE_CYCLES + 1))  # the sum's leading zeros, less 4
         step = Signal(range(max(7, NORMALIZE_CYCLES)))
-        result = Signal(signed(8))
+        top = Signal(31 - (_TOP_EXPONENT - 1 - NORMALIZE_CYCLES))  # high >> (exponent - 1)
         fetched = Signal()  # read.data holds the row element at count - 1
         looked_up = Signal()  # lookup.data holds its exponential
 
@@ -292,14 +292,16 @@ class SoftmaxUnit(wiring.Component):
                 # (high >> (exponent - 1) + 1) >> 1, and high >> (exponent - 1) is its
                 # bits from _TOP_EXPONENT - 1 - NORMALIZE_CYCLES up, shifted down by the
                 # NORMALIZE_CYCLES - shifts it is short of the most.
+                # The shift here, the rounding and clamp from its register while the
+                # result is sent (no path from the shifter through the adder).
                 low_bit = _TOP_EXPONENT - 1 - NORMALIZE_CYCLES
-                top = high[low_bit:31] >> (Const(NORMALIZE_CYCLES, 4) - shifts)[:4]
-                shifted = (top >> 1) + top[0] - 128
-                m.d.sync += result.eq(Mux(shifted > 127, 127, shifted))
+                m.d.sync += top.eq(high[low_bit:31] >> (Const(NORMALIZE_CYCLES, 4) - shifts)[:4])
                 m.next = "output_send"
 
             with m.State("output_send"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload[0].eq(result)]
+                shifted = (top >> 1) + top[0] - 128
+                m.d.comb += [self.o.valid.eq(1),
+                             self.o.payload[0].eq(Mux(shifted > 127, 127, shifted))]
                 with m.If(self.o.ready):
                     with m.If(count == row - 1):
                         m.d.sync += count.eq(0)
