@@ -151,6 +151,10 @@ class _Weighted:
     filter_offset: int = 0
     accumulator: str = "int32"
     weight_scales: np.ndarray | None = None
+    #: The signed width of the integers the products take (``offset_weights``): 8 for
+    #: int8 weights; 9 in the hardware form of a legacy uint8 layer
+    #: (:class:`tfl2rtl.lower.Uint8AsInt8`: ``w - zw`` in -255..255).
+    weight_bits: int = 8
 
     @property
     def bias_bytes(self) -> int:

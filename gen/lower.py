@@ -22,8 +22,8 @@ from .errors import Tfl2RtlError
 from .fixedpoint import quantize_multiplier, signed_bits, tflite_round
 from .tflite_reader import Mode, TflModel, TflOperator, TflTensor, classify
 
-__all__ = ["import_model", "lower", "Pass", "Flow", "FLOWS", "SUPPORTED_OPS", "LUT_OPS",
-           "check_mode", "INTEGER_MODES", "ACTIVATION_DTYPES"]
+__all__ = ["import_model", "lower", "Pass", "Flow", "FLOWS", "Uint8AsInt8", "hardware_form",
+           "SUPPORTED_OPS", "LUT_OPS", "check_mode", "INTEGER_MODES", "ACTIVATION_DTYPES"]
 
 #: Elementwise int8 -> int8 ops that become an exact 256-entry table.
 LUT_OPS = ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "ELU", "ABS")
@@ -826,6 +826,83 @@ class RangeAnalysis(Pass):
         return bits
 
 
+class Uint8AsInt8(Pass):
+    """Rewrite a legacy uint8 graph into its hardware form, which streams int8.
+
+    A uint8 value ``x`` with zero point ``z`` is the int8 value ``x - 128`` with zero
+    point ``z - 128``: every uint8 tensor becomes int8, and every zero point, output
+    offset, clamp, padding value and table shifts by -128 while the arithmetic stays
+    as it is (the ADD's and the weighted layers' input offsets ``-z`` grow by 128).  The
+    weights' zero point goes into the weights: ``w - zw`` (-255..255 for uint8 weights,
+    ``weight_bits`` 9, or 8 when they fit int8) with ``filter_offset`` 0, so every
+    product ``(x + input_offset) * (w - zw)`` is the reference's and the biases stay;
+    run :class:`FoldInputOffset` and :class:`RangeAnalysis` after it (the flow
+    ``"uint8-hardware"``).  AVERAGE_POOL_2D is refused: its sums round halves up in
+    uint8 and away from zero in int8, which differ on a negative int8 sum.  The golden
+    model runs the uint8 graph: this form is for the hardware generator only."""
+
+    name = "uint8-as-int8"
+    _SHIFTED = (ir.MaxPool2D, ir.Concatenation, ir.Pad, ir.Reshape, ir.Softmax, ir.Add,
+                ir.Lut, ir.FullyConnected, ir.Conv2D, ir.DepthwiseConv2D, ir.Requantize)
+
+    def run(self, graph: ir.Graph) -> None:
+        if graph.quantization != Mode.UINT8_LEGACY:
+            return
+        uint8 = {name for name, t in graph.tensors.items()
+                 if t.dtype == "uint8" and t.data is None}
+        for index, node in enumerate(graph.nodes):
+            if isinstance(node, ir.HostEdge):
+                continue
+            if not isinstance(node, self._SHIFTED) or getattr(node, "flip_sign", False):
+                raise Tfl2RtlError(
+                    f"node {index} ({node.op}) of a legacy uint8 model has no int8 hardware "
+                    "form" + (" (its rounding of halves differs in int8)"
+                              if isinstance(node, ir.AveragePool2D) else ""))
+            shift_in = any(name in uint8 for name in node.inputs)
+            shift_out = node.output in uint8
+            self._rewrite(node, shift_in, shift_out)
+        for name in uint8:
+            t = graph.tensors[name]
+            t.dtype, t.zero_point = "int8", t.zero_point - 128
+            if t.value_range is not None:
+                t.value_range = (t.value_range[0] - 128, t.value_range[1] - 128)
+        graph.quantization = Mode.INT8
+
+    @staticmethod
+    def _rewrite(node: ir.Node, shift_in: bool, shift_out: bool) -> None:
+        down = -128 if shift_out else 0
+        if hasattr(node, "act_min"):
+            node.act_min, node.act_max = node.act_min + down, node.act_max + down
+        if isinstance(node, (ir.FullyConnected, ir.Conv2D, ir.DepthwiseConv2D)):
+            w = node.offset_weights
+            node.weights = w
+            node.filter_offset = 0
+            node.weight_bits = max(8, signed_bits(int(w.min()), int(w.max())))
+            node.input_offset += 128 if shift_in else 0
+            node.output_offset += down
+        elif isinstance(node, ir.Add):
+            node.input1_offset += 128 if shift_in else 0
+            node.input2_offset += 128 if shift_in else 0
+            node.output_offset += down
+        elif isinstance(node, ir.Pad):
+            node.pad_value += down
+        elif isinstance(node, ir.Lut):
+            node.table = (node.table.astype(np.int64) + down).astype(np.int8)
+        elif isinstance(node, ir.Requantize):
+            node.input_zero_point -= 128 if shift_in else 0
+            node.output_zero_point += down
+
+
+def hardware_form(graph: ir.Graph) -> ir.Graph:
+    """The graph the hardware generator builds: ``graph`` itself, or for a legacy uint8
+    graph a copy run through the flow ``"uint8-hardware"`` (:class:`Uint8AsInt8`)."""
+    import copy
+
+    if graph.quantization != Mode.UINT8_LEGACY:
+        return graph
+    return FLOWS["uint8-hardware"].run(copy.deepcopy(graph))
+
+
 @dataclass
 class Flow:
     """A named, ordered list of passes."""
@@ -839,7 +916,9 @@ class Flow:
         return graph
 
 
-FLOWS = {"default": Flow("default", [FoldInputOffset(), RangeAnalysis()])}
+FLOWS = {"default": Flow("default", [FoldInputOffset(), RangeAnalysis()]),
+         "uint8-hardware": Flow("uint8-hardware",
+                                [Uint8AsInt8(), FoldInputOffset(), RangeAnalysis()])}
 
 
 def lower(model: TflModel, flow: str = "default") -> ir.Graph:

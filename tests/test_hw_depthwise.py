@@ -12,7 +12,7 @@ from amaranth.back.rtlil import convert
 from amaranth.hdl import Fragment, Module, Signal, signed
 from amaranth.sim import Simulator
 
-from conftest import ZOO
+from conftest import TEST_MODELS, ZOO
 from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl import golden, ir
 from tfl2rtl.api import load
@@ -25,6 +25,7 @@ from tfl2rtl.hw.depthwise import (
 )
 from tfl2rtl.hw.requant import Requantizer
 from tfl2rtl.hw.window import window_beats, window_out_hw
+from tfl2rtl.lower import hardware_form
 from tflite_writer import GraphWriter
 
 KWS = ZOO / "mlperf_tiny" / "kws_ref_model.tflite"
@@ -369,3 +370,56 @@ def test_layer_with_products_in_logic(tmp_path, case, requant_lanes, mode):
     np.testing.assert_array_equal(got, golden.depthwise_conv_2d(node, xs))
     rtlil = convert(DepthwiseUnit(node, pe=pe), platform=LogicProducts())
     assert "$mul" not in rtlil and "$mul" in convert(DepthwiseUnit(node, pe=pe))
+
+
+def test_logic_product_is_exact_for_every_int8_by_nine_bit_pair():
+    """The 9-bit weights of a legacy uint8 model's hardware form (``w - zw``) too: every
+    int8 activation by every 9-bit weight."""
+    a, b, y = Signal(signed(8)), Signal(signed(9)), Signal(signed(17))
+    m = Module()
+    m.d.comb += y.eq(logic_product(a, b))
+    wrong = []
+
+    async def bench(ctx):
+        for w in range(-256, 256):
+            ctx.set(b, w)
+            for x in range(-128, 128):
+                ctx.set(a, x)
+                if ctx.get(y) != x * w:
+                    wrong.append((x, w))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert wrong == []
+
+
+UINT8_CNN = TEST_MODELS / "cnn_uint8_legacy.tflite"
+
+
+def uint8_depthwise(hw):
+    """The legacy uint8 CNN's DEPTHWISE_CONV_2D (3x3 SAME, 8 channels) and its hardware
+    form (9-bit weights ``w - zw``, int8 stream), both cropped to ``hw``."""
+    graph = load(UINT8_CNN)
+    index = next(i for i, n in enumerate(graph.nodes) if isinstance(n, ir.DepthwiseConv2D))
+    form = hardware_form(graph)
+    return cropped(graph.nodes[index], hw), cropped(form.nodes[index], hw)
+
+
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM, LogicProducts()],
+                         ids=["fabric", "hook", "logic"])
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_layer_with_nine_bit_weights(platform, mode):
+    """A legacy uint8 layer's hardware form, products in the fabric, through the
+    platform's product hook and in logic: the int8 outputs are the golden model's uint8
+    ones (on the uint8 node and the uint8 images) less 128."""
+    node, hw_node = uint8_depthwise((4, 5))
+    assert hw_node.weight_bits == 9 and np.abs(hw_node.weights).max() > 128
+    shape = (4, 5, 8)
+    xs = images((-128, 127), shape, np.random.default_rng(5))
+    dut = DepthwiseConv2DLayer(hw_node, shape, pe=4, requant_lanes=2)
+    top = None if platform is None else Fragment.get(dut, platform)
+    got = run_layer(dut, xs, mode, seed=6, top=top)
+    reference = golden.depthwise_conv_2d(node, (xs.astype(np.int16) + 128).astype(np.uint8))
+    np.testing.assert_array_equal(got.astype(np.int16), reference.astype(np.int16) - 128)
+    assert len(np.unique(reference)) > 3  # not all clamped

@@ -98,6 +98,39 @@ def test_products_from_the_platform_hook(out_depth, in_depth, pe, simd):
     assert cycles == [sf + dut.latency + k * sf for k in range(len(cycles))]
 
 
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "hook"])
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("out_depth, in_depth, pe, simd", [(6, 10, 2, 5), (3, 17, 3, 17)])
+def test_nine_bit_weights(out_depth, in_depth, pe, simd, mode, platform):
+    """9-bit weights (a legacy uint8 layer's ``w - zw``): exact products at both ends of
+    both operands, under stalls, in the fabric and through the product hook, at the
+    same latency."""
+    rng = np.random.default_rng(out_depth * 100 + in_depth)
+    weights = rng.integers(-256, 256, (out_depth, in_depth))
+    weights[0, :], weights[-1, 0] = -256, 255
+    bias = rng.integers(-5000, 5000, out_depth)
+    vectors = rng.integers(-128, 128, (6, in_depth))
+    vectors[0, :] = -128
+    vectors[1, 0] = 127
+    expected = vectors @ weights.T + bias
+    dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=pe, simd=simd, weight_bits=9)
+    got = run_mvu(dut, vectors, mode, seed=pe * simd, platform=platform)
+    np.testing.assert_array_equal(got, expected)
+    cycles = []
+    run_mvu(dut, vectors[:3], "streaming", cycles=cycles, platform=platform)
+    sf = dut.synapse_folds
+    assert cycles == [sf + dut.latency + k * sf for k in range(len(cycles))]
+
+
+def test_rejects_weights_wider_than_weight_bits_and_loading_nine_bits():
+    with pytest.raises(Tfl2RtlError, match=r"^the weights are not 8-bit signed integers$"):
+        MatrixVectorUnit(np.full((2, 2), 128), [0, 0], acc_width=24)
+    with pytest.raises(Tfl2RtlError, match=r"^the weights are not 9-bit signed integers$"):
+        MatrixVectorUnit(np.full((2, 2), -257), [0, 0], acc_width=24, weight_bits=9)
+    with pytest.raises(Tfl2RtlError, match=r"^9-bit weights cannot be loaded at run time"):
+        MatrixVectorUnit(np.ones((2, 2)), [0, 0], acc_width=24, weight_bits=9, memory_id=0)
+
+
 @pytest.mark.parametrize("pe, simd, message", [
     (4, 1, r"^PE=4 does not divide the output depth 6; choose one of 1, 2, 3, 6$"),
     (1, 3, r"^SIMD=3 does not divide the input depth 10; choose one of 1, 2, 5, 10$"),

@@ -8,7 +8,15 @@ import pytest
 from conftest import ERROR_MODELS, INT8_TEST_MODELS, TEST_MODELS, ZOO_MODELS, model_id
 from tfl2rtl import golden, ir
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.lower import FLOWS, FoldInputOffset, RangeAnalysis, import_model, lower
+from tfl2rtl.lower import (
+    FLOWS,
+    FoldInputOffset,
+    RangeAnalysis,
+    Uint8AsInt8,
+    hardware_form,
+    import_model,
+    lower,
+)
 from tfl2rtl.tflite_reader import read_model
 
 ALL_INT8 = ZOO_MODELS + INT8_TEST_MODELS
@@ -160,3 +168,51 @@ def test_16x8_refuses_an_int16_tensor_with_a_zero_point(tmp_path):
                                            r"has zero point 3; TFLite's 16x8 kernels need "
                                            r"zero point 0"):
         lower(read_model(path))
+
+
+UINT8_HARDWARE_MODELS = ["uint8_legacy.tflite", "mlp_uint8_legacy.tflite",
+                         "cnn_uint8_legacy.tflite"]
+
+
+@pytest.mark.parametrize("name", UINT8_HARDWARE_MODELS)
+def test_uint8_hardware_form_is_the_uint8_graph_less_128(name):
+    """The flow ``uint8-hardware`` (:class:`Uint8AsInt8`): the int8 graph whose every
+    tensor is the legacy uint8 graph's less 128 under the same profile (LiteRT's
+    reference kernels), with the weights' zero point in 9-bit weights and filter offset 0;
+    the model's graph is left as it was, and an int8 graph is its own hardware form."""
+    graph = lower(read_model(TEST_MODELS / name))
+    weights = [n.weights.copy() for n in graph.nodes if hasattr(n, "filter_offset")]
+    form = hardware_form(graph)
+    assert form.quantization == "int8" and graph.quantization == "uint8-legacy"
+    assert [type(p) for p in FLOWS["uint8-hardware"].passes] == [
+        Uint8AsInt8, FoldInputOffset, RangeAnalysis]
+    weighted = [(n, h) for n, h in zip(graph.nodes, form.nodes, strict=True)
+                if hasattr(n, "filter_offset")]
+    for (node, hw), w in zip(weighted, weights, strict=True):
+        np.testing.assert_array_equal(node.weights, w)
+        np.testing.assert_array_equal(hw.weights, w + node.filter_offset)
+        assert hw.filter_offset == 0 and hw.weight_bits == 9
+        assert hw.input_offset == node.input_offset + 128
+        assert hw.acc_bits <= 32
+    assert any(np.abs(hw.weights).max() > 128 for _, hw in weighted)
+    rng = np.random.default_rng(len(name))
+    t_in = graph.tensors[graph.inputs[0]]
+    for _ in range(3):
+        x = rng.integers(0, 256, t_in.shape).astype(np.uint8)
+        want = golden.run(graph, [x], profile="litert-ref").tensors
+        got = golden.run(form, [(x.astype(np.int16) - 128).astype(np.int8)],
+                         profile="litert-ref").tensors
+        for tensor, value in want.items():
+            assert value.dtype == np.uint8 and got[tensor].dtype == np.int8
+            np.testing.assert_array_equal(got[tensor].astype(np.int16),
+                                          value.astype(np.int16) - 128)
+    int8 = lower(read_model(INT8_TEST_MODELS[0]))
+    assert hardware_form(int8) is int8
+
+
+def test_uint8_hardware_form_refuses_average_pooling():
+    graph = lower(read_model(TEST_MODELS / "ops_uint8_legacy.tflite"))
+    with pytest.raises(Tfl2RtlError, match=r"^node \d+ \(AVERAGE_POOL_2D\) of a legacy uint8 "
+                                           r"model has no int8 hardware form \(its rounding "
+                                           r"of halves differs in int8\)$"):
+        hardware_form(graph)

@@ -107,7 +107,7 @@ class Conv2DLayer(wiring.Component):
             node.inputs, node.outputs, weights=node.weights.reshape(out_c, -1),
             bias=node.bias, input_offset=node.input_offset, folded_bias=node.folded_bias,
             acc_bits=node.acc_bits, requant=node.requant, output_offset=node.output_offset,
-            act_min=node.act_min, act_max=node.act_max)
+            act_min=node.act_min, act_max=node.act_max, weight_bits=node.weight_bits)
         self.dense = FullyConnectedLayer(dense, pe=pe, simd=simd, requant_lanes=requant_lanes,
                                          memory_id=memory_id)
         self.pe = pe

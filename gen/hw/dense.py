@@ -67,7 +67,8 @@ class FullyConnectedLayer(wiring.Component):
         self.simd = simd
         self.requant_lanes = requant_lanes
         self.mvu = MatrixVectorUnit(node.weights, node.folded_bias, acc_width=node.acc_bits,
-                                    pe=pe, simd=simd, memory_id=memory_id)
+                                    pe=pe, simd=simd, memory_id=memory_id,
+                                    weight_bits=node.weight_bits)
         self.splitter = None
         if requant_lanes != pe:
             self.splitter = AccumulatorSplitter(node.acc_bits, pe, requant_lanes,

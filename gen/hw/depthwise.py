@@ -16,7 +16,7 @@ from ..errors import Tfl2RtlError
 from ..fixedpoint import signed_bits
 from . import pipeline
 from .adapters import AccumulatorSplitter, SkidBuffer, connect_splitting
-from .layouts import accumulator_layout, int8_lanes
+from .layouts import accumulator_layout, int8_lanes, pack_lanes, signed_lanes
 from .requant import Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
 
@@ -31,9 +31,10 @@ LOGIC_PRODUCTS_HOOK = "depthwise_products_in_logic"
 
 
 def logic_product(a, b):
-    """``a * b`` for signed ``a`` and ``b`` as a sum of ``a`` shifted by each bit of
-    ``b`` (the sign bit's term subtracted): additions only, so synthesis keeps it in
-    LUTs and carry chains."""
+    """``a * b`` for signed ``a`` and ``b`` of any widths (int8 by int8 or by 9 bits in
+    the units) as a sum of ``a`` shifted by each bit of ``b`` (the sign bit's term
+    subtracted): additions only, so synthesis keeps it in LUTs and carry chains; a
+    9-bit ``b`` adds one term."""
     a = a.as_signed()
     terms = [Mux(b[k], a << k, 0) for k in range(len(b) - 1)]
     total = terms[0] if terms else 0
@@ -132,8 +133,10 @@ class DepthwiseUnit(wiring.Component):
     def __init__(self, node: ir.DepthwiseConv2D, *, pe: int = 1):
         weights = np.asarray(node.weights)
         kh, kw, out_channels = weights.shape
-        if weights.size and (weights.min() < -128 or weights.max() > 127):
-            raise Tfl2RtlError("the depthwise weights are not int8")
+        bits = node.weight_bits
+        if weights.size and (weights.min() < -(1 << (bits - 1))
+                             or weights.max() >= 1 << (bits - 1)):
+            raise Tfl2RtlError(f"the depthwise weights are not {bits}-bit signed integers")
         multiplier = node.depth_multiplier
         if multiplier < 1 or out_channels % multiplier:
             raise Tfl2RtlError(
@@ -159,6 +162,7 @@ class DepthwiseUnit(wiring.Component):
         self.taps = kh * kw
         self.blocks = self.in_channels // self.in_lanes
         self.acc_width = node.acc_bits
+        self.weight_bits = bits
         self._weights = weights.astype(np.int64)
         self._bias = bias
         super().__init__({
@@ -169,11 +173,10 @@ class DepthwiseUnit(wiring.Component):
 
     def _weight_rows(self) -> list[int]:
         """Row ``((cb * taps + kh * KW + kw) * steps + s``: ``weights[kh, kw, cb * lanes +
-        s * pe ...]``, byte ``j`` for product ``j``.  (Packed in numpy, as in the
-        matrix-vector unit: Amaranth converts nested initial rows slowly.)"""
+        s * pe ...]``, lane ``j`` (``weight_bits`` wide) for product ``j``
+        (:func:`~tfl2rtl.hw.layouts.pack_lanes`)."""
         w = self._weights.reshape(self.taps, self.blocks, self.lanes).transpose(1, 0, 2)
-        rows = w.reshape(-1, self.pe).astype(np.int8)
-        return [int.from_bytes(row.tobytes(), "little") for row in rows]
+        return pack_lanes(w.reshape(-1, self.pe), self.weight_bits)
 
     def _bias_rows(self, width: int) -> list[int]:
         """Row ``cb * steps + s``: the biases of channels ``cb * lanes + s * pe ..``,
@@ -224,7 +227,7 @@ class DepthwiseUnit(wiring.Component):
         register = partial(pipeline.register, m, advance)
 
         # Stage 1: the weight row is read while the beat waits in a register.
-        weight_layout = int8_lanes(pe)
+        weight_layout = signed_lanes(self.weight_bits, pe)
         m.submodules.weights = weights = Memory(
             shape=unsigned(weight_layout.size), depth=taps * blocks * steps,
             init=self._weight_rows())
@@ -249,7 +252,7 @@ class DepthwiseUnit(wiring.Component):
         w_1 = weight_layout(weight_port.data)
         in_logic = getattr(platform, LOGIC_PRODUCTS_HOOK, False)
         products = None
-        if not in_logic:  # (the same int8 operands everywhere: the hook takes all or none)
+        if not in_logic:  # (the same operands everywhere: the hook takes all or none)
             first = pipeline.platform_product(m, platform, advance, x_1[0], w_1[0],
                                               "product_0")
             if first is not None:
@@ -264,7 +267,7 @@ class DepthwiseUnit(wiring.Component):
             multiply = logic_product if in_logic else operator.mul
             products = [
                 register(multiply(x_2[j // self.depth_multiplier], w_2[j]), f"product_{j}",
-                         signed(16))
+                         signed(8 + self.weight_bits))
                 for j in range(pe)
             ]
 
@@ -332,7 +335,8 @@ class DepthwiseConv2DLayer(wiring.Component):
     in_shape, out_shape : tuple[int, int, int]
         ``(H, W, C)`` and ``(out_h, out_w, C * depth_multiplier)``.
     pe, multipliers : int
-        Output channels per cycle: ``pe`` 8x8 multipliers.
+        Output channels per cycle: ``pe`` multipliers, int8 by the node's
+        ``weight_bits`` (8, or 9 in a legacy uint8 model's hardware form).
     in_lanes : int
         Input channels per beat: ``pe / depth_multiplier``, at least 1.
     requant_lanes : int

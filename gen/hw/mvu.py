@@ -14,7 +14,7 @@ from ..errors import Tfl2RtlError
 from ..fixedpoint import signed_bits
 from ..fold import divisors_text
 from . import pipeline
-from .layouts import accumulator_layout, int8_lanes
+from .layouts import accumulator_layout, int8_lanes, pack_lanes, signed_lanes
 from .weights import LoadableMemory, loading_members
 
 __all__ = ["MatrixVectorUnit", "weight_rows"]
@@ -62,9 +62,12 @@ class MatrixVectorUnit(wiring.Component):
     inputs.  Every cycle multiplies one slice of the input vector by the matching
     ``pe x simd`` weights; after ``synapse_folds`` cycles the ``pe`` accumulators of one
     neuron group are complete.  The weights sit in one on-chip :class:`Memory` of
-    ``neuron_folds * synapse_folds`` rows of ``pe * simd`` int8 with one read port
-    (inferred as block RAM), the biases in another.  With ``memory_id``, the weights are
-    a :class:`~tfl2rtl.hw.weights.LoadableMemory` of that number instead, empty until
+    ``neuron_folds * synapse_folds`` rows of ``pe * simd`` signed ``weight_bits``-bit
+    weights (8: int8; 9: a legacy uint8 layer's ``w - zw``, see
+    :class:`tfl2rtl.lower.Uint8AsInt8`) with one read port (inferred as block RAM), the
+    biases in another; each product, int8 by ``weight_bits``, is exact (``8 +
+    weight_bits`` bits: one DSP block either way).  With ``memory_id``, the int8 weights
+    are a :class:`~tfl2rtl.hw.weights.LoadableMemory` of that number instead, empty until
     the host loads them over ``load`` (:func:`weight_rows` gives its rows).
 
     The first neuron group computes straight from the input stream while the vector is
@@ -99,19 +102,24 @@ class MatrixVectorUnit(wiring.Component):
         operand, product, adder-tree and accumulator registers).
 
     Tested with ``pe`` and ``simd`` from 1 to the full depth, random stalls on ``i`` and
-    backpressure on ``o``.
+    backpressure on ``o``, int8 and 9-bit weights (at -256, 255 and random), in the
+    fabric and through the platform's product hook.
     """
 
     def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1,
-                 memory_id: int | None = None):
+                 memory_id: int | None = None, weight_bits: int = 8):
         weights = np.asarray(weights)
         bias = np.asarray(bias, dtype=np.int64).reshape(-1)
         if weights.ndim != 2 or weights.shape[0] != bias.size:
             raise Tfl2RtlError(
                 f"weights of shape {weights.shape} do not match {bias.size} biases"
             )
-        if weights.size and (weights.min() < -128 or weights.max() > 127):
-            raise Tfl2RtlError("the weights are not int8")
+        if weights.size and (weights.min() < -(1 << (weight_bits - 1))
+                             or weights.max() >= 1 << (weight_bits - 1)):
+            raise Tfl2RtlError(f"the weights are not {weight_bits}-bit signed integers")
+        if memory_id is not None and weight_bits != 8:
+            raise Tfl2RtlError(f"{weight_bits}-bit weights cannot be loaded at run time "
+                               "(the host link loads int8 bytes)")
         out_depth, in_depth = weights.shape
         if pe < 1 or out_depth % pe:
             raise Tfl2RtlError(
@@ -132,6 +140,7 @@ class MatrixVectorUnit(wiring.Component):
         self.pe = pe
         self.simd = simd
         self.acc_width = acc_width
+        self.weight_bits = weight_bits
         self.neuron_folds = out_depth // pe
         self.synapse_folds = in_depth // simd
         self.cycles_per_vector = self.neuron_folds * self.synapse_folds
@@ -146,13 +155,13 @@ class MatrixVectorUnit(wiring.Component):
         })
 
     def _weight_rows(self) -> list[int]:
-        """The weight memory's rows as integers, byte ``p * simd + s`` of row ``nf *
-        synapse_folds + sf`` being ``weights[nf * pe + p, sf * simd + s]``
-        (:func:`weight_rows`; packed in numpy: Amaranth converts a memory's initial rows of
-        a nested layout one field at a time, which takes minutes for a large model)."""
-        size = self.pe * self.simd
-        rows = weight_rows(self._weights, self.pe, self.simd)
-        return [int.from_bytes(rows[k:k + size], "little") for k in range(0, len(rows), size)]
+        """The weight memory's rows as integers, lane ``p * simd + s`` (``weight_bits``
+        wide) of row ``nf * synapse_folds + sf`` being ``weights[nf * pe + p, sf * simd +
+        s]`` (for int8, the bytes of :func:`weight_rows`; see
+        :func:`~tfl2rtl.hw.layouts.pack_lanes`)."""
+        w = self._weights.reshape(self.neuron_folds, self.pe, self.synapse_folds, self.simd)
+        rows = w.transpose(0, 2, 1, 3).reshape(-1, self.pe * self.simd)
+        return pack_lanes(rows, self.weight_bits)
 
     def _bias_rows(self, width: int) -> list[int]:
         """Row ``nf``: the biases of neurons ``nf * pe .. nf * pe + pe - 1``, ``width`` bits
@@ -191,7 +200,7 @@ class MatrixVectorUnit(wiring.Component):
         register = partial(pipeline.register, m, advance)
 
         # Stage 1: memory reads; the first group's input beat waits in a register.
-        weight_layout = data.ArrayLayout(int8_lanes(self.simd), self.pe)
+        weight_layout = data.ArrayLayout(signed_lanes(self.weight_bits, self.simd), self.pe)
         if self.memory_id is None:
             m.submodules.weights = weights = Memory(
                 shape=unsigned(weight_layout.size), depth=nf_count * sf_count,
@@ -233,7 +242,8 @@ class MatrixVectorUnit(wiring.Component):
         first_2 = register(first_1, "first_2")
         last_2 = register(last_1, "last_2")
         group_2 = register(group_1, "group_2")
-        # (Every product has the same int8 operands: the hook takes all or none.)
+        # (Every product has the same operands, int8 by weight_bits: the hook takes all
+        # or none.)
         first = pipeline.platform_product(m, platform, advance, x_1[0], weight_data[0][0],
                                           "product_0_0")
         if first is not None:
@@ -244,7 +254,8 @@ class MatrixVectorUnit(wiring.Component):
             x_2 = register(x_1, "x_2", int8_lanes(self.simd))
             w_2 = register(weight_data, "w_2", weight_layout)
             sums = [
-                [register(x_2[s] * w_2[p][s], f"product_{p}_{s}", signed(16))
+                [register(x_2[s] * w_2[p][s], f"product_{p}_{s}",
+                          signed(8 + self.weight_bits))
                  for s in range(self.simd)]
                 for p in range(self.pe)
             ]

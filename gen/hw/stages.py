@@ -217,7 +217,9 @@ class FullyConnectedStage(Stage):
     def demand(self, elements, bound):
         return np.full_like(elements, self.in_size - 1)
 
-    loadable = True
+    @property
+    def loadable(self) -> bool:
+        return self.node.weight_bits == 8  # the host link loads int8 bytes
 
     def weight_matrix(self) -> np.ndarray:
         return self.node.weights
@@ -310,7 +312,9 @@ class Conv2DStage(WindowStage):
             _serial(self.node.requant, requant_interval))
         return max(self.in_size // fold.simd, self.out_pixels * per_pixel)
 
-    loadable = True
+    @property
+    def loadable(self) -> bool:
+        return self.node.weight_bits == 8  # the host link loads int8 bytes
 
     def weight_matrix(self) -> np.ndarray:
         return self.node.weights.reshape(self.node.weights.shape[0], -1)
