@@ -47,6 +47,11 @@ class BenchRow:
     inferences_per_second: float | None = None
     #: What the board's UART carries (inputs in, outputs back), with a build.
     link_inferences_per_second: float | None = None
+    #: With a build: the share of the DSP blocks used that multiply activations by
+    #: weights, and MACs per second over the chip's DSP MAC ceiling (every DSP block one
+    #: MAC a cycle at the bitstream's clock).
+    mac_dsp_share: float | None = None
+    dsp_ceiling_share: float | None = None
     error: str | None = None
 
     def fail(self, reason: str) -> None:
@@ -64,7 +69,8 @@ class BenchRow:
         out["resources"] = {k: {"used": u, "available": a}
                             for k, (u, a) in self.resources.items()}
         for key in ("mac_efficiency", "compile_seconds", "tflm_ms", "fmax_mhz",
-                    "board_clock_mhz", "inferences_per_second", "link_inferences_per_second"):
+                    "board_clock_mhz", "inferences_per_second", "link_inferences_per_second",
+                    "mac_dsp_share", "dsp_ceiling_share"):
             if out[key] is not None:
                 out[key] = round(out[key], 4)
         return out
@@ -161,6 +167,8 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
         row.fmax_mhz = report.fmax_mhz
         row.board_clock_mhz = report.clock_mhz
         row.link_inferences_per_second = report.link_inferences_per_second
+        row.mac_dsp_share = report.mac_dsp_share
+        row.dsp_ceiling_share = report.dsp_ceiling_share
         row.resources = report.resources
         row.multipliers = report.multipliers
         row.cycles_per_inference = row.initiation_interval = report.cycles_per_inference
@@ -195,7 +203,8 @@ def _cell(value, spec: str = "") -> str:
 def format_table(rows: list[BenchRow]) -> str:
     """The rows as a text table; rows with an error get it on a line of their own."""
     header = ("model", "MACs", "weights", "mult", "cycles/inf", "II", "MAC eff", "Fmax",
-              "clock", "LUT", "DSP", "BRAM", "inf/s", "link inf/s", "compile s", "TFLM ms")
+              "clock", "LUT", "DSP", "MAC DSP", "DSP ceil", "BRAM", "inf/s", "link inf/s",
+              "compile s", "TFLM ms")
     lines = []
     for r in rows:
         res = {k: f"{u}/{a}" for k, (u, a) in r.resources.items()}
@@ -204,6 +213,7 @@ def format_table(rows: list[BenchRow]) -> str:
                        _cell(r.initiation_interval, ","), _cell(r.mac_efficiency, ".2f"),
                        _cell(r.fmax_mhz, ".1f"), _cell(r.board_clock_mhz, ".4g"),
                        res.get("LUT", "-"), res.get("DSP", "-"),
+                       _cell(r.mac_dsp_share, ".0%"), _cell(r.dsp_ceiling_share, ".1%"),
                        res.get("BRAM", "-"), _cell(r.inferences_per_second, ",.0f"),
                        _cell(r.link_inferences_per_second, ",.0f"),
                        _cell(r.compile_seconds, ".2f"), _cell(r.tflm_ms, ".3f")))
@@ -220,7 +230,9 @@ def format_table(rows: list[BenchRow]) -> str:
                    "for the clock, Fmax and resources)")
     else:
         out.append("inf/s at the clock each bitstream runs at (its PLL's); link inf/s: "
-                   "what the UART carries")
+                   "what the UART carries; MAC DSP: the DSP blocks used that multiply "
+                   "activations by weights; DSP ceil: MACs/s over every DSP block of the "
+                   "chip doing one MAC a cycle at that clock")
     return "\n".join(out) + "\n"
 
 

@@ -16,8 +16,8 @@ from tfl2rtl.hw.elementwise import add_input_factors
 
 from .board import Board, DoesNotFit, count
 
-__all__ = ["dsp_estimate", "stage_dsp_estimate", "fitting_budget", "check_cells",
-           "check_placement"]
+__all__ = ["dsp_estimate", "stage_dsp_estimate", "mac_dsps", "stage_mac_dsps",
+           "fitting_budget", "check_cells", "check_placement"]
 
 
 def _add_scaling_multipliers(node: ir.Add) -> int:
@@ -33,6 +33,22 @@ def _add_scaling_multipliers(node: ir.Add) -> int:
 SOFTMAX_DSPS = 4
 
 
+def stage_mac_dsps(stage, board: Board) -> int:
+    """The DSP blocks of one planned stage that multiply activations by weights: one per
+    MAC multiplier, none for depthwise layers on boards that build those in logic
+    (:attr:`Board.depthwise_in_logic`)."""
+    if board.depthwise_in_logic and isinstance(stage.node, ir.DepthwiseConv2D):
+        return 0
+    return stage.multipliers
+
+
+def mac_dsps(design, board: Board) -> int:
+    """The DSP blocks of ``design`` on ``board`` that multiply activations by weights
+    (:func:`stage_mac_dsps` summed): the rest of :func:`dsp_estimate` requantizes and
+    scales."""
+    return sum(stage_mac_dsps(s, board) for s in design.network_plan.stages)
+
+
 def stage_dsp_estimate(stage, board: Board) -> int:
     """The DSP blocks one planned stage (a :class:`tfl2rtl.hw.network.StagePlan`) needs
     on ``board``: one per MAC multiplier (none for depthwise layers on boards that build
@@ -46,8 +62,7 @@ def stage_dsp_estimate(stage, board: Board) -> int:
     factor, a power of two), 5 and 8 with two general ones (and see
     ``tests/test_hw_synth.py``)."""
     node = stage.node
-    macs = 0 if board.depthwise_in_logic and isinstance(node, ir.DepthwiseConv2D) \
-        else stage.multipliers
+    macs = stage_mac_dsps(stage, board)
     per_lane = 1 if board.serial_requantizer else 4
     if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D | ir.Mean):
         return macs + stage.out_lanes * per_lane

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .board import Board, count
+from .fit import mac_dsps
 from .protocol import Identity
 from .timing import TimingBound, clocked_mac_margin, ice40_bound
 
@@ -47,6 +48,10 @@ class BuildReport:
     notes: list[str] = field(default_factory=list)
     nextpnr_fmax_mhz: float | None = None
     bound: TimingBound | None = None
+    #: MACs per inference, and the DSP blocks that multiply activations by weights
+    #: (:func:`tfl2rtl.boards.fit.mac_dsps`).
+    macs: int = 0
+    mac_dsps: int = 0
 
     def __post_init__(self):
         if self.nextpnr_fmax_mhz is None:
@@ -67,6 +72,22 @@ class BuildReport:
         return self.clock_mhz * 1e6 / self.cycles_per_inference
 
     @property
+    def mac_dsp_share(self) -> float | None:
+        """The share of the DSP blocks used that multiply activations by weights (the
+        others requantize and scale); None without DSP blocks."""
+        used = self.resources.get("DSP", (0, 0))[0]
+        return self.mac_dsps / used if used else None
+
+    @property
+    def dsp_ceiling_share(self) -> float | None:
+        """MACs per second over the chip's DSP MAC ceiling (every DSP block doing one MAC
+        a cycle at this clock); None without DSP blocks."""
+        available = self.resources.get("DSP", (0, 0))[1]
+        if not available:
+            return None
+        return self.macs * self.inferences_per_second / (available * self.clock_mhz * 1e6)
+
+    @property
     def link_inferences_per_second(self) -> float:
         return self.baud / (10 * self.link_bytes)
 
@@ -84,6 +105,9 @@ class BuildReport:
             "cycles_per_inference": self.cycles_per_inference,
             "multipliers": self.multipliers,
             "inferences_per_second": round(self.inferences_per_second, 1),
+            "macs": self.macs, "mac_dsps": self.mac_dsps,
+            "mac_dsp_share": _rounded(self.mac_dsp_share),
+            "dsp_ceiling_share": _rounded(self.dsp_ceiling_share),
             "baud": self.baud,
             "link_inferences_per_second": round(self.link_inferences_per_second, 1),
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
@@ -118,10 +142,23 @@ class BuildReport:
             f"{self.inferences_per_second:,.1f}",
             f"UART link at {self.baud} baud: {self.link_bytes} bytes per inference, "
             f"{self.link_inferences_per_second:,.1f} inferences per second",
+        ]
+        if self.mac_dsp_share is not None:
+            used, available = self.resources["DSP"]
+            lines.append(
+                f"DSP blocks multiplying activations by weights: {self.mac_dsps} of {used} "
+                f"used ({100 * self.mac_dsp_share:.0f}%); {self.macs:,} MACs per inference "
+                f"are {100 * self.dsp_ceiling_share:.1f}% of the chip's DSP MAC ceiling "
+                f"({available} DSP blocks x {self.clock_mhz:.4g} MHz)")
+        lines += [
             "tool times: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()),
         ]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def build_report(design, board: Board, build: Path, name: str, identity: Identity,
@@ -162,5 +199,6 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
         nextpnr_fmax_mhz=nextpnr_fmax, bound=bound,
         clock_mhz=clock_hz / 1e6, clock=clock, cycles_per_inference=design.initiation_interval,
         multipliers=design.multipliers, baud=baud,
+        macs=int(design.graph.macs), mac_dsps=mac_dsps(design, board),
         link_bytes=identity.input.size + identity.output.size + FRAME_BYTES,
         seconds=seconds, notes=notes)

@@ -1,6 +1,7 @@
 """Board builds with the real open toolchain, and the board verbs of the command line
 (build, infer, bench)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -38,10 +39,19 @@ def test_icebreaker_bitstream_and_report(tmp_path, capsys):
     assert report["inferences_per_second"] == pytest.approx(
         24e6 / plan.initiation_interval, rel=1e-3)
     assert report["baud"] == 3_000_000
+    # Of the 6 DSP blocks, the 3 MAC multipliers multiply activations by weights; the
+    # ceiling is every one of the 8 doing a MAC each cycle.
+    graph = load(HELLO_WORLD)
+    assert (report["macs"], report["mac_dsps"]) == (graph.macs, 3)
+    assert report["mac_dsp_share"] == pytest.approx(3 / 6, abs=1e-4)
+    assert report["dsp_ceiling_share"] == pytest.approx(
+        graph.macs * report["inferences_per_second"] / (8 * 24e6), rel=1e-3)
     bitstream = out / "tfl2rtl_icebreaker.bin"
     assert bitstream.stat().st_size > 100_000  # an UP5K image is about 104 kB
     assert json.loads((out / "report.json").read_text())["board"] == "icebreaker"
     assert "Fmax" in (out / "report.txt").read_text()
+    assert "DSP blocks multiplying activations by weights: 3 of 6 used (50%)" in (
+        out / "report.txt").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["board"]["uart_divisor"] == 8  # 24 MHz / 3 Mbaud
     assert manifest["board"]["pll"]["DIVF"] == 63 and manifest["board"]["clock_mhz"] == 24
@@ -242,10 +252,12 @@ def test_the_default_budget_fits_the_dsp_blocks():
     from tfl2rtl import design as gen
     from tfl2rtl.boards.build import dsp_estimate, fitting_budget
 
-    ulx3s = BOARDS["ulx3s-85f"]
+    # A default above what the DSP blocks hold: the budget is lowered until the estimate
+    # fits.
+    ulx3s = dataclasses.replace(BOARDS["ulx3s-85f"], default_multipliers=200)
     graph = load(ZOO / "mlperf_tiny" / "kws_ref_model.tflite")
     budget = fitting_budget(graph, ulx3s)
-    assert budget < ulx3s.default_multipliers  # 96 would need about 205 DSP blocks
+    assert budget < ulx3s.default_multipliers
     assert dsp_estimate(gen.plan(graph, "auto", budget), ulx3s) <= ulx3s.available["DSP"]
     assert dsp_estimate(gen.plan(graph, "auto", budget + 1), ulx3s) \
         > ulx3s.available["DSP"] or budget + 1 > ulx3s.default_multipliers
