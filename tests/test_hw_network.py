@@ -361,3 +361,10 @@ def test_only_weighted_stages_are_loadable():
     plan = plan_network(load(HELLO_WORLD))
     with pytest.raises(Tfl2RtlError, match="node 7 has no weight memory"):
         plan.with_loadable([7])
+
+
+def test_legacy_uint8_fully_connected_is_refused_for_now():
+    graph = load(TEST_MODELS / "mlp_uint8_legacy.tflite")
+    with pytest.raises(Tfl2RtlError, match=r"^node 1 \(FULLY_CONNECTED\) of a legacy uint8 "
+                                           r"model: LiteRT requantizes it in double"):
+        plan_network(graph)

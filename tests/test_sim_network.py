@@ -10,6 +10,8 @@ times, simulated cycles per second, cycles per inference, initiation interval an
 latency.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,30 @@ def test_model_in_verilator(case, tmp_path, request):
         ("stalled_cycles_per_inference", round(stalled.cycles_per_inference, 1)),
     ]:
         request.node.user_properties.append((name, value))
+
+
+def test_legacy_uint8_convolutions_in_verilator(tmp_path, request):
+    """The legacy uint8 CNN's convolutional part (CONV_2D, DEPTHWISE_CONV_2D, CONV_2D,
+    the residual ADD, MAX_POOL_2D, CONV_2D: everything before its FULLY_CONNECTED) in its
+    int8 hardware form with 9-bit weights and uint8 ports: every output equals the golden
+    model's on the uint8 graph (LiteRT's reference kernels), back to back and under
+    stalls."""
+    graph = load(TEST_MODELS / "cnn_uint8_legacy.tflite")
+    last = next(i for i, n in enumerate(graph.nodes) if isinstance(n, ir.Reshape))
+    graph = dataclasses.replace(graph, nodes=graph.nodes[:last],
+                                outputs=[graph.nodes[last - 1].output])
+    network = DataflowNetwork(plan_network(graph, auto_fold(graph, 64)))
+    assert network.plan.uint8_input and network.plan.uint8_output
+    inputs = model_inputs(graph, 4)
+    assert inputs.dtype == np.uint8
+    expected = golden_vectors(graph, inputs)
+    assert len(np.unique(expected)) > 2
+    runs = simulate_network(network, inputs, expected, tmp_path, seed=3, stall=0.3,
+                            backpressure=0.3)
+    for run in runs.values():
+        np.testing.assert_array_equal(run.outputs, expected)
+        assert run.tlast_errors == 0
+    streaming = runs["streaming"]
+    assert streaming.initiation_interval == network.cycles_per_vector
+    request.node.user_properties.append(("cycles_per_inference",
+                                         round(streaming.cycles_per_inference, 1)))

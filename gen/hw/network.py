@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from .. import ir
 from ..errors import Tfl2RtlError
 from ..fold import Fold, divisors_text
-from ..lower import LUT_OPS
+from ..lower import LUT_OPS, hardware_form
 from .adapters import Broadcast, LaneConverter, StreamFIFO
 from .layouts import int8_lanes
 from .stages import STAGE_KINDS, Stage, stage_for
@@ -197,8 +197,12 @@ def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
             "hardware generation needs exactly one of each"
         )
     fold = dict(fold or {})
+    # A legacy uint8 graph is built in its int8 hardware form (uint8 ports flipped).
+    ports = graph
+    graph = _uint8_hardware_form(graph)
     alias: dict[str, str] = {graph.inputs[0]: graph.inputs[0]}
-    uint8_input = uint8_output = False
+    uint8_input = ports is not graph and ports.tensors[ports.inputs[0]].dtype == "uint8"
+    uint8_output = ports is not graph and ports.tensors[ports.outputs[0]].dtype == "uint8"
     last = len(graph.nodes) - 1
     plans, sources = [], []
     for index, node in enumerate(graph.nodes):
@@ -255,6 +259,23 @@ def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
     )
     plan = dataclasses.replace(plan, branch_fifo=tuple(sorted(branch_fifo_depths(plan).items())))
     return plan.with_lanes(lanes)
+
+
+def _uint8_hardware_form(graph: ir.Graph) -> ir.Graph:
+    """``graph``, or a legacy uint8 graph's int8 hardware form
+    (:func:`tfl2rtl.lower.hardware_form`: the same integers less 128, 9-bit weights).
+    Its FULLY_CONNECTED is refused: LiteRT requantizes it in double (``round(double(acc)
+    * scale)``, the golden model's ``litert-ref``), which the requantizer's integer
+    ``MultiplyByQuantizedMultiplier`` misses by one near halves."""
+    if graph.quantization != "uint8-legacy":
+        return graph
+    for index, node in enumerate(graph.nodes):
+        if isinstance(node, ir.FullyConnected):
+            raise Tfl2RtlError(
+                f"node {index} (FULLY_CONNECTED) of a legacy uint8 model: LiteRT requantizes "
+                "it in double (round(double(acc) * scale)), which the requantizer's integer "
+                "multiplier misses by one near halves; its hardware is not built yet")
+    return hardware_form(graph)
 
 
 def _producers(plan: NetworkPlan) -> dict[str, int]:
