@@ -185,6 +185,12 @@ class FullyConnected(Node, _Epilogue, _Weighted):
     input_offset: int
     folded_bias: np.ndarray
     acc_bits: int
+    #: How the hardware requantizes: ``"integer"`` (TFLite Micro's
+    #: ``MultiplyByQuantizedMultiplier``), or ``"double"`` in a legacy uint8 layer's
+    #: hardware form (:class:`tfl2rtl.lower.Uint8AsInt8`): one rounding of ``acc *
+    #: real_scale``, as LiteRT's reference kernel (:class:`tfl2rtl.hw.requant.
+    #: RoundingRequantizer`).  The golden model's profiles decide for themselves.
+    requantization: str = "integer"
 
     @property
     def macs(self) -> int:

@@ -835,7 +835,9 @@ class Uint8AsInt8(Pass):
     as it is (the ADD's and the weighted layers' input offsets ``-z`` grow by 128).  The
     weights' zero point goes into the weights: ``w - zw`` (-255..255 for uint8 weights,
     ``weight_bits`` 9, or 8 when they fit int8) with ``filter_offset`` 0, so every
-    product ``(x + input_offset) * (w - zw)`` is the reference's and the biases stay;
+    product ``(x + input_offset) * (w - zw)`` is the reference's and the biases stay; a
+    FULLY_CONNECTED is marked ``requantization="double"`` (LiteRT's reference kernel
+    requantizes it so: the profile of a uint8 model);
     run :class:`FoldInputOffset` and :class:`RangeAnalysis` after it (the flow
     ``"uint8-hardware"``).  AVERAGE_POOL_2D is refused: its sums round halves up in
     uint8 and away from zero in int8, which differ on a negative int8 sum.  The golden
@@ -880,6 +882,8 @@ class Uint8AsInt8(Pass):
             node.weight_bits = max(8, signed_bits(int(w.min()), int(w.max())))
             node.input_offset += 128 if shift_in else 0
             node.output_offset += down
+            if isinstance(node, ir.FullyConnected):
+                node.requantization = "double"
         elif isinstance(node, ir.Add):
             node.input1_offset += 128 if shift_in else 0
             node.input2_offset += 128 if shift_in else 0

@@ -363,8 +363,20 @@ def test_only_weighted_stages_are_loadable():
         plan.with_loadable([7])
 
 
-def test_legacy_uint8_fully_connected_is_refused_for_now():
-    graph = load(TEST_MODELS / "mlp_uint8_legacy.tflite")
-    with pytest.raises(Tfl2RtlError, match=r"^node 1 \(FULLY_CONNECTED\) of a legacy uint8 "
+def test_legacy_uint8_fully_connected_requantizes_once(monkeypatch):
+    """A legacy uint8 FULLY_CONNECTED is built in its hardware form with a
+    RoundingRequantizer (LiteRT's double requantization), and refused in one line when
+    the planner's check of every accumulator fails (here made to)."""
+    from tfl2rtl.hw import requant
+    from tfl2rtl.hw.requant import RoundingRequantizer
+
+    graph = load(TEST_MODELS / "uint8_legacy.tflite")
+    plan = plan_network(graph)
+    assert plan.uint8_input and plan.uint8_output
+    stage = plan.stages[0]
+    assert stage.node.requantization == "double" and stage.node.weight_bits == 9
+    assert isinstance(stage.build().requant, RoundingRequantizer)
+    monkeypatch.setattr(requant, "matches_double_rounding", lambda *a, **k: False)
+    with pytest.raises(Tfl2RtlError, match=r"^node 0 \(FULLY_CONNECTED\) of a legacy uint8 "
                                            r"model: LiteRT requantizes it in double"):
         plan_network(graph)

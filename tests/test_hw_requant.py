@@ -7,12 +7,16 @@ import random
 import numpy as np
 import pytest
 
+from conftest import TEST_MODELS
 from streams import DSP_PLATFORM, STALL_MODES, Timing, get, put, simulate
 from tfl2rtl import fixedpoint as fp
+from tfl2rtl import golden
+from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.pipeline import fabric_product
-from tfl2rtl.hw.requant import STAGES, Requantizer
+from tfl2rtl.hw.requant import STAGES, Requantizer, RoundingRequantizer, matches_double_rounding
 from tfl2rtl.ir import Requant
+from tfl2rtl.lower import hardware_form
 
 EXTREME_MULTIPLIERS = [0, 1, 1 << 30, fp.INT32_MAX, fp.INT32_MIN, -1, 1_518_500_250, 12_345]
 EXTREME_SHIFTS = [-31, -30, -17, -1, 0, 1, 30, 31]
@@ -366,3 +370,90 @@ def test_platform_hook_selects_serial_products():
 
     assert multiplies(None) == 4
     assert multiplies(SerialPlatform()) == 1
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("multiplier, shift, lanes", [
+    (1 << 30, -3, 1),  # acc / 32: every other accumulator ends in a half
+    (1_518_500_250, -9, 2),
+    (2_002_112_233, 0, 2),
+    ((1 << 31) - 1, -12, 1),
+])
+def test_rounding_requantizer_rounds_once_halves_away_from_zero(multiplier, shift, lanes,
+                                                               mode):
+    """LiteRT's double FULLY_CONNECTED requantization, ``round(double(acc) * scale)``
+    (the golden model's), for a scale of 31 bits and 20-bit accumulators, whose products
+    a double holds exactly: halves of both signs, the accumulator's ends, random ones;
+    under stalls."""
+    acc_width, channels = 20, 4
+    scale = multiplier * 2.0 ** (shift - 31)
+    rng = np.random.default_rng(multiplier % 1000 + lanes)
+    accs = interesting_accumulators(multiplier, shift, acc_width, rng, 60)
+    accs += [int(round((k + 0.5) / scale)) for k in range(-140, 140, 7)]
+    accs = [min(max(a, -(1 << 19)), (1 << 19) - 1) for a in accs]
+    accs += [0] * (-len(accs) % lanes)
+    dut = RoundingRequantizer(make_requant([multiplier], [shift]), channels=channels,
+                              output_offset=-3, act_min=-128, act_max=120,
+                              acc_width=acc_width, lanes=lanes)
+    beats = [(k % (channels // lanes), accs[k * lanes:(k + 1) * lanes])
+             for k in range(len(accs) // lanes)]
+    in_timing, out_timing = STALL_MODES[mode](lanes)
+    results = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [{"acc": a, "group": g} for g, a in beats], in_timing)
+
+    async def consumer(ctx):
+        for payload in await get(ctx, dut.o, len(beats), out_timing):
+            results.extend(payload[j] for j in range(lanes))
+
+    simulate(dut, producer, consumer)
+    want = np.clip(golden._double_requantize(np.array(accs), scale) - 3, -128, 120)
+    np.testing.assert_array_equal(results, want)
+    assert len(np.unique(want)) > 20
+
+
+def test_rounding_requantizer_latency():
+    dut = RoundingRequantizer(make_requant([1 << 30], [-3]), channels=1, output_offset=0,
+                              act_min=-128, act_max=127, acc_width=12)
+    cycles = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [{"acc": [8 * k], "group": 0} for k in range(4)],
+                  STALL_MODES["streaming"](0)[0])
+
+    async def consumer(ctx):
+        got = await get(ctx, dut.o, 4, STALL_MODES["streaming"](0)[1], cycles=cycles)
+        assert [p[0] for p in got] == [0, 1, 1, 2]  # 0, 0.5, 1, 1.5 halves away from zero
+
+    simulate(dut, producer, consumer)
+    assert cycles == [1 + dut.latency + k for k in range(4)]
+
+
+def test_double_rounding_check_reads_every_accumulator():
+    """The planner's check: true for the legacy uint8 MLP's layers with their own
+    multipliers, false with a multiplier 1/4096 off (a negative control) and with the
+    integer requantizer's rounding twice over their whole range (what the check is for)."""
+    graph = hardware_form(load(TEST_MODELS / "uint8_legacy.tflite"))
+    node = graph.nodes[0]
+    r = node.requant
+    epilogue = dict(output_offset=node.output_offset, act_min=node.act_min,
+                    act_max=node.act_max)
+    span = (-(1 << 18), 1 << 18)
+    args = (int(r.multiplier[0]), int(r.shift[0]), float(r.real_scale[0]))
+    assert matches_double_rounding(*args, span, **epilogue)
+    assert not matches_double_rounding(args[0] + (args[0] >> 12), *args[1:], span,
+                                       **epilogue)
+    acc = np.arange(*span)
+    twice = np.clip(fp.multiply_by_quantized_multiplier(acc, *args[:2]) + node.output_offset,
+                    node.act_min, node.act_max)
+    once = np.clip(golden._double_requantize(acc, args[2]) + node.output_offset,
+                   node.act_min, node.act_max)
+    assert np.count_nonzero(twice != once) > 0
+
+
+def test_rounding_requantizer_refuses_per_channel_parameters():
+    with pytest.raises(Tfl2RtlError, match=r"^the rounding requantizer takes one multiplier "
+                                           r"and shift for all channels, not 2$"):
+        RoundingRequantizer(make_requant([1, 2], [0, 0]), channels=2, output_offset=0,
+                            act_min=-128, act_max=127, acc_width=12)

@@ -10,8 +10,6 @@ times, simulated cycles per second, cycles per inference, initiation interval an
 latency.
 """
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -52,10 +50,17 @@ CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI e
     "ad01-wide": (AD01, auto(256), 8, 50),
     "mlp_uint8-serial": (MLP_UINT8, None, 1, 50),  # ends in SOFTMAX
     "mlp_uint8-wide": (MLP_UINT8, auto(256), 2, 50),
+    # Legacy uint8 models (uint8 weights with a zero point): their int8 hardware form,
+    # 9-bit weights, FULLY_CONNECTED requantized once as LiteRT does, against the golden
+    # model's litert-ref.
+    "uint8_legacy-serial": (TEST_MODELS / "uint8_legacy.tflite", None, 1, 50),
+    "mlp_uint8_legacy-wide": (TEST_MODELS / "mlp_uint8_legacy.tflite", auto(256), 2, 20),
     # Convolutional networks at the default budget of 64 multipliers (128 where 64 does not
     # reach a MAC efficiency of 0.8), a few inferences back to back.
     "conv_int8-auto": (TEST_MODELS / "conv_int8.tflite", auto(64), 1, 6),
     "cnn_int8-auto": (TEST_MODELS / "cnn_int8.tflite", auto(64), 1, 4),  # PAD, concat, MEAN
+    # conv, depthwise (9-bit weights), residual ADD, max pool, FULLY_CONNECTED, SOFTMAX
+    "cnn_uint8_legacy-auto": (TEST_MODELS / "cnn_uint8_legacy.tflite", auto(64), 1, 6),
     "activations_int8-auto": (TEST_MODELS / "activations_int8.tflite", auto(64), 1, 6),
     "micro_speech-auto": (MICRO_SPEECH, auto(64), 1, 4),
     "kws-auto": (KWS, auto(64), 1, 3),
@@ -116,29 +121,3 @@ def test_model_in_verilator(case, tmp_path, request):
     ]:
         request.node.user_properties.append((name, value))
 
-
-def test_legacy_uint8_convolutions_in_verilator(tmp_path, request):
-    """The legacy uint8 CNN's convolutional part (CONV_2D, DEPTHWISE_CONV_2D, CONV_2D,
-    the residual ADD, MAX_POOL_2D, CONV_2D: everything before its FULLY_CONNECTED) in its
-    int8 hardware form with 9-bit weights and uint8 ports: every output equals the golden
-    model's on the uint8 graph (LiteRT's reference kernels), back to back and under
-    stalls."""
-    graph = load(TEST_MODELS / "cnn_uint8_legacy.tflite")
-    last = next(i for i, n in enumerate(graph.nodes) if isinstance(n, ir.Reshape))
-    graph = dataclasses.replace(graph, nodes=graph.nodes[:last],
-                                outputs=[graph.nodes[last - 1].output])
-    network = DataflowNetwork(plan_network(graph, auto_fold(graph, 64)))
-    assert network.plan.uint8_input and network.plan.uint8_output
-    inputs = model_inputs(graph, 4)
-    assert inputs.dtype == np.uint8
-    expected = golden_vectors(graph, inputs)
-    assert len(np.unique(expected)) > 2
-    runs = simulate_network(network, inputs, expected, tmp_path, seed=3, stall=0.3,
-                            backpressure=0.3)
-    for run in runs.values():
-        np.testing.assert_array_equal(run.outputs, expected)
-        assert run.tlast_errors == 0
-    streaming = runs["streaming"]
-    assert streaming.initiation_interval == network.cycles_per_vector
-    request.node.user_properties.append(("cycles_per_inference",
-                                         round(streaming.cycles_per_inference, 1)))

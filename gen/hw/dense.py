@@ -11,7 +11,7 @@ from ..errors import Tfl2RtlError
 from .adapters import AccumulatorSplitter, SkidBuffer, connect_splitting
 from .layouts import int8_lanes
 from .mvu import MatrixVectorUnit
-from .requant import Requantizer
+from .requant import Requantizer, RoundingRequantizer
 from .weights import loading_members
 
 __all__ = ["FullyConnectedLayer"]
@@ -24,8 +24,10 @@ class FullyConnectedLayer(wiring.Component):
     A :class:`~tfl2rtl.hw.mvu.MatrixVectorUnit` with the node's weights and
     ``folded_bias`` (so it accumulates the raw int8 inputs in ``acc_bits``-wide
     accumulators) feeds a ``requant_lanes``-lane :class:`~tfl2rtl.hw.requant.Requantizer`
-    with the node's epilogue.  The results equal :func:`tfl2rtl.golden.fully_connected`
-    for every input within the range ``acc_bits`` was proven for.
+    with the node's epilogue (a :class:`~tfl2rtl.hw.requant.RoundingRequantizer` for a
+    node with ``requantization="double"``: a legacy uint8 layer, as LiteRT computes it).
+    The results equal :func:`tfl2rtl.golden.fully_connected` for every input within the
+    range ``acc_bits`` was proven for.
 
     Each requantizer lane costs a 32x32 multiplier (four 16x16 products), so
     ``requant_lanes`` (default ``pe``, dividing ``pe``) trades them for time: an
@@ -73,7 +75,9 @@ class FullyConnectedLayer(wiring.Component):
         if requant_lanes != pe:
             self.splitter = AccumulatorSplitter(node.acc_bits, pe, requant_lanes,
                                                 self.mvu.neuron_folds)
-        self.requant = Requantizer(node.requant, channels=self.out_depth,
+        rounding = node.requantization == "double"
+        self.requant = (RoundingRequantizer if rounding else Requantizer)(
+                                   node.requant, channels=self.out_depth,
                                    output_offset=node.output_offset, act_min=node.act_min,
                                    act_max=node.act_max, acc_width=node.acc_bits,
                                    lanes=requant_lanes)

@@ -264,18 +264,33 @@ def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
 def _uint8_hardware_form(graph: ir.Graph) -> ir.Graph:
     """``graph``, or a legacy uint8 graph's int8 hardware form
     (:func:`tfl2rtl.lower.hardware_form`: the same integers less 128, 9-bit weights).
-    Its FULLY_CONNECTED is refused: LiteRT requantizes it in double (``round(double(acc)
-    * scale)``, the golden model's ``litert-ref``), which the requantizer's integer
-    ``MultiplyByQuantizedMultiplier`` misses by one near halves."""
+    Its FULLY_CONNECTED layers requantize as LiteRT does, in double (``round(double(acc)
+    * scale)``, the golden model's ``litert-ref``), where the integer requantizer misses
+    by one near halves: a :class:`~tfl2rtl.hw.requant.RoundingRequantizer`, checked on
+    every accumulator the layer can produce (refused in one line if one differed)."""
+    from .requant import matches_double_rounding
+
     if graph.quantization != "uint8-legacy":
         return graph
-    for index, node in enumerate(graph.nodes):
-        if isinstance(node, ir.FullyConnected):
+    form = hardware_form(graph)
+    for index, node in enumerate(form.nodes):
+        if not isinstance(node, ir.FullyConnected):
+            continue
+        r = node.requant
+        lo, hi = form.tensors[node.input].value_range
+        x_lo, x_hi = lo + node.input_offset, hi + node.input_offset
+        w = node.weights
+        low = node.bias + np.minimum(np.minimum(x_lo * w, x_hi * w), 0).sum(axis=1)
+        high = node.bias + np.maximum(np.maximum(x_lo * w, x_hi * w), 0).sum(axis=1)
+        if r.per_channel or not matches_double_rounding(
+                int(r.multiplier[0]), int(r.shift[0]), float(r.real_scale[0]),
+                (int(low.min()), int(high.max())), output_offset=node.output_offset,
+                act_min=node.act_min, act_max=node.act_max):
             raise Tfl2RtlError(
                 f"node {index} (FULLY_CONNECTED) of a legacy uint8 model: LiteRT requantizes "
-                "it in double (round(double(acc) * scale)), which the requantizer's integer "
-                "multiplier misses by one near halves; its hardware is not built yet")
-    return hardware_form(graph)
+                "it in double, and one rounding of the accumulator by its multiplier does "
+                "not give the same result for every accumulator; not built")
+    return form
 
 
 def _producers(plan: NetworkPlan) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 
 import numpy as np
@@ -15,7 +16,8 @@ from ..fixedpoint import INT32_MAX, INT32_MIN, signed_bits
 from . import pipeline
 from .layouts import accumulator_layout, int8_lanes
 
-__all__ = ["Requantizer", "SERIAL_PRODUCTS_HOOK"]
+__all__ = ["Requantizer", "RoundingRequantizer", "matches_double_rounding",
+           "SERIAL_PRODUCTS_HOOK"]
 
 #: The platform attribute that, when true, makes every :class:`Requantizer` elaborated
 #: for that platform compute its partial products on one shared multiplier per lane (as
@@ -457,3 +459,114 @@ class Requantizer(wiring.Component):
         elif offset < 0:
             clamped = Mux(q < INT32_MIN - offset, self.act_max, clamped)
         return stage(clamped, "out", signed(8))
+
+
+class RoundingRequantizer(wiring.Component):
+    """``clamp(round(acc * multiplier * 2**(shift - 31)) + output_offset)`` with one
+    rounding, halves away from zero: LiteRT's FULLY_CONNECTED of a legacy uint8 model,
+    which requantizes in double (``round(double(acc) * scale)``: the golden model's
+    ``litert-ref``), where :class:`Requantizer`'s two roundings miss by one near halves.
+    With the layer's own q31 ``multiplier`` and ``shift`` (one of each: uint8 weights are
+    per tensor) the two agree on every accumulator the layer can produce when
+    :func:`matches_double_rounding` says so (it checks them all).
+
+    Pipeline (one enable, moving whenever the output register is empty or being emptied):
+    ``|acc|`` and its sign; the unsigned product ``|acc| * multiplier`` (``acc_width + 31``
+    bits: four 18x18 or 16x16 DSP blocks for a 24-bit accumulator, as the integer
+    requantizer's partial products); ``(product + 2**(30 - shift)) >> (31 - shift)``, the
+    sign, ``+ output_offset`` and the clamp into the output register.
+
+    Members
+    -------
+    i : ``In(stream.Signature(accumulator_layout(acc_width, lanes, channels // lanes)))``
+    o : ``Out(stream.Signature(int8_lanes(lanes)))``
+
+    Attributes
+    ----------
+    latency : int
+        3: a beat taken on ``i`` at clock edge ``n`` can leave on ``o`` at edge ``n + 3``.
+    throughput, interval : int
+        1: a beat every cycle ``o`` is not stalled.
+    multipliers : int
+        ``lanes``.
+    """
+
+    latency = 3
+    throughput = interval = 1
+
+    def __init__(self, requant, *, channels: int, output_offset: int, act_min: int,
+                 act_max: int, acc_width: int, lanes: int = 1):
+        multiplier = np.asarray(requant.multiplier, dtype=np.int64).reshape(-1)
+        shift = np.asarray(requant.shift, dtype=np.int64).reshape(-1)
+        if multiplier.size != 1 or shift.size != 1:
+            raise Tfl2RtlError("the rounding requantizer takes one multiplier and shift "
+                               f"for all channels, not {multiplier.size}")
+        if lanes < 1 or channels < 1 or channels % lanes:
+            raise Tfl2RtlError(
+                f"cannot requantize {channels} channels in groups of {lanes} lanes: "
+                "the lane count must divide the channel count"
+            )
+        if not 0 <= multiplier[0] <= INT32_MAX or not -31 <= shift[0] <= 30:
+            raise Tfl2RtlError(f"multiplier {multiplier[0]} and shift {shift[0]}: the "
+                               "rounding requantizer takes 0 .. 2**31 - 1 and -31 .. 30")
+        if not -128 <= act_min <= act_max <= 127:
+            raise Tfl2RtlError(f"activation range [{act_min}, {act_max}] is not an int8 range")
+        self.multiplier = int(multiplier[0])
+        self.right = 31 - int(shift[0])
+        self.channels, self.lanes, self.groups = channels, lanes, channels // lanes
+        self.acc_width = acc_width
+        self.output_offset, self.act_min, self.act_max = output_offset, act_min, act_max
+        self.multipliers = lanes
+        super().__init__({
+            "i": In(stream.Signature(accumulator_layout(acc_width, lanes, self.groups))),
+            "o": Out(stream.Signature(int8_lanes(lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        register = partial(pipeline.register, m, advance)
+        valid_1 = register(self.i.valid, "valid_1")
+        valid_2 = register(valid_1, "valid_2")
+        out_valid = register(valid_2, "out_valid")
+        m.d.comb += self.o.valid.eq(out_valid)
+        product_shape = unsigned(self.acc_width + 31)
+        for lane in range(self.lanes):
+            acc = self.i.payload.acc[lane]
+            negative_1 = register(acc < 0, f"negative_1_{lane}")
+            magnitude_1 = register(Mux(acc < 0, -acc, acc), f"magnitude_1_{lane}",
+                                   unsigned(self.acc_width))
+            negative_2 = register(negative_1, f"negative_2_{lane}")
+            product_2 = register(magnitude_1 * self.multiplier, f"product_2_{lane}",
+                                 product_shape)
+            rounded = (product_2 + (1 << (self.right - 1))) >> self.right
+            scaled = Mux(negative_2, -rounded, rounded) + self.output_offset
+            clamped = Mux(scaled < self.act_min, self.act_min,
+                          Mux(scaled > self.act_max, self.act_max, scaled))
+            with m.If(advance):
+                m.d.sync += self.o.payload[lane].eq(clamped)
+        return m
+
+
+@functools.lru_cache(maxsize=64)
+def matches_double_rounding(multiplier: int, shift: int, real_scale: float,
+                            acc_range: tuple[int, int], *, output_offset: int, act_min: int,
+                            act_max: int) -> bool:
+    """Whether :class:`RoundingRequantizer` with ``multiplier`` and ``shift`` gives the
+    golden model's double requantization (``round(double(acc) * real_scale)``, then the
+    offset and the clamp) for every accumulator in ``acc_range``: all of them are
+    computed (a few million for a 784-input layer: about a second; remembered)."""
+    from ..golden import _double_requantize
+
+    right = 31 - shift
+    lo, hi = acc_range
+    for start in range(lo, hi + 1, 1 << 22):
+        acc = np.arange(start, min(start + (1 << 22), hi + 1), dtype=np.int64)
+        want = np.clip(_double_requantize(acc, real_scale) + output_offset, act_min, act_max)
+        magnitude = (np.abs(acc) * multiplier + (1 << (right - 1))) >> right
+        got = np.clip(np.where(acc < 0, -magnitude, magnitude) + output_offset,
+                      act_min, act_max)
+        if np.any(got != want):
+            return False
+    return True
