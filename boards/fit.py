@@ -53,8 +53,11 @@ def stage_dsp_estimate(stage, board: Board) -> int:
     """The DSP blocks one planned stage (a :class:`tfl2rtl.hw.network.StagePlan`) needs
     on ``board``: one per MAC multiplier (none for depthwise layers on boards that build
     those in logic, :attr:`Board.depthwise_in_logic`), and per requantized output lane
-    one (with serial products) or four (the 16x16 partial products of a q31 multiplier);
-    ADD also scales its two inputs in each lane (:func:`_add_scaling_multipliers`);
+    one (with serial products) or four (the 16x16 partial products of a q31 multiplier;
+    four also for a legacy uint8 FULLY_CONNECTED's
+    :class:`~tfl2rtl.hw.requant.RoundingRequantizer`, never serial: measured on the
+    uint8 CNN's); ADD also scales its
+    two inputs in each lane (:func:`_add_scaling_multipliers`);
     SOFTMAX has :data:`SOFTMAX_DSPS`.
 
     Measured against Yosys on one ResNet ADD alone, per lane: 3 ``SB_MAC16`` (iCE40,
@@ -64,6 +67,8 @@ def stage_dsp_estimate(stage, board: Board) -> int:
     node = stage.node
     macs = stage_mac_dsps(stage, board)
     per_lane = 1 if board.serial_requantizer else 4
+    if getattr(node, "requantization", "integer") == "double":
+        per_lane = 4  # a RoundingRequantizer: |acc| x 31 bits, never serial
     if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D | ir.Mean):
         return macs + stage.out_lanes * per_lane
     if isinstance(node, ir.Add):

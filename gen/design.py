@@ -205,7 +205,7 @@ def share_requantizers(graph: ir.Graph, network_plan):
 
 def _hex_lines(values: np.ndarray, bits: int) -> str:
     mask = (1 << bits) - 1
-    digits = bits // 4
+    digits = -(-bits // 4)
     return "".join(f"{int(v) & mask:0{digits}x}\n" for v in values.reshape(-1))
 
 
@@ -213,8 +213,12 @@ def write(design: Design, out_dir: str | os.PathLike) -> list[Path]:
     """Write ``<top>.v``, ``manifest.json`` and ``mem/`` (one int8 weight per line, row
     by row, and one folded bias per line in two's complement of at least 32 bits, for each
     layer: the same contents the
-    Verilog's memories are initialised with) into ``out_dir``, atomically."""
+    Verilog's memories are initialised with) into ``out_dir``, atomically.  A legacy
+    uint8 model's layers are written in their hardware form
+    (:func:`tfl2rtl.lower.hardware_form`): 9-bit weights ``w - zw`` in three hex digits,
+    and the biases folded for its int8 stream."""
     from .hw.network import to_verilog
+    from .lower import hardware_form
 
     verilog = to_verilog(design.network(), name=TOP)
     manifest = design.manifest()
@@ -222,10 +226,11 @@ def write(design: Design, out_dir: str | os.PathLike) -> list[Path]:
     with staged_directory(out_dir) as tmp:
         (tmp / f"{TOP}.v").write_text(verilog)
         (tmp / "mem").mkdir()
-        for i, node in enumerate(design.graph.nodes):
+        for i, node in enumerate(hardware_form(design.graph).nodes):
             if not _weighted(node):
                 continue
-            (tmp / "mem" / f"node{i:02d}_weights.hex").write_text(_hex_lines(node.weights, 8))
+            (tmp / "mem" / f"node{i:02d}_weights.hex").write_text(
+                _hex_lines(node.weights, node.weight_bits))
             bias_bits = 4 * -(-max(32, node.acc_bits) // 4)
             (tmp / "mem" / f"node{i:02d}_bias.hex").write_text(
                 _hex_lines(node.folded_bias, bias_bits))

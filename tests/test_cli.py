@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ERROR_MODELS, TEST_MODELS
+from tfl2rtl.api import load
 
 TFL2RTL = str(Path(sys.executable).parent / "tfl2rtl")
 #: conftest's error models that compute in floats (its int16x8.tflite is a 16x8 model,
@@ -129,8 +130,7 @@ def test_tflm_is_refused_for_a_legacy_uint8_model():
 
 
 @pytest.mark.parametrize("name,words", [
-    ("int16x8.tflite", "16x8 (int16 activations, int8 weights)"),
-    ("uint8_legacy.tflite", "legacy uint8 (uint8 activations and weights)")])
+    ("int16x8.tflite", "16x8 (int16 activations, int8 weights)")])
 def test_hardware_for_the_other_modes_is_refused_in_one_line(name, words, tmp_path):
     for verb, *args in (("generate", "-o", tmp_path / "out"), ("sim", "--inputs", 1),
                         ("build", "--board", "icebreaker", "-o", tmp_path / "bit")):
@@ -254,9 +254,26 @@ def test_generate(zoo, tmp_path):
     assert manifest["folding"] == "full" and manifest["multipliers"] == 3
 
 
+def test_generate_and_sim_a_legacy_uint8_model(tmp_path):
+    """``generate`` writes a legacy uint8 model's hardware form: uint8 ports, 9-bit
+    weights ``w - zw`` in three hex digits; ``sim`` gives the golden model's outputs."""
+    path = TEST_MODELS / "uint8_legacy.tflite"
+    cli("generate", path, "-o", tmp_path / "out", check_code=0)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["input"]["dtype"] == manifest["output"]["dtype"] == "uint8"
+    node = load(path).nodes[0]
+    lines = (tmp_path / "out" / "mem" / "node00_weights.hex").read_text().split()
+    values = np.array([int(v, 16) for v in lines])
+    np.testing.assert_array_equal(np.where(values >= 256, values - 512, values),
+                                  node.offset_weights.reshape(-1))
+    assert {len(v) for v in lines} == {3}
+    report = json.loads(cli("sim", path, "--inputs", "8", "--json", check_code=0).stdout)
+    assert report["inputs"] == 8 and report["mismatches"] == 0
+
+
 def test_generate_errors(tmp_path):
-    assert_one_line_error(cli("generate", TEST_MODELS / "uint8_legacy.tflite", "-o",
-                              tmp_path / "out"), "legacy uint8",
+    assert_one_line_error(cli("generate", TEST_MODELS / "int16x8.tflite", "-o",
+                              tmp_path / "out"), "16x8",
                           "the hardware for this mode is not built yet")
     assert not (tmp_path / "out").exists()
     bad = tmp_path / "fold.json"

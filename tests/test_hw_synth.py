@@ -79,3 +79,21 @@ def test_the_dsp_estimate_of_a_softmax_is_what_yosys_maps(tmp_path):
     netlist = synthesize_netlist(stage.build(), "ice40", tmp_path)
     used = netlist.read_text().count("SB_MAC16 ")
     assert used == stage_dsp_estimate(stage, BOARDS["icebreaker"]) > 0
+
+
+def test_the_dsp_estimate_of_a_legacy_uint8_fully_connected_is_what_yosys_maps(tmp_path):
+    """cnn_uint8_legacy's FULLY_CONNECTED (9-bit weights, a RoundingRequantizer)
+    synthesized alone for the iCE40: one SB_MAC16 per MAC multiplier and four for its
+    |acc| x 31-bit product, which is never serial, as
+    :func:`tfl2rtl.boards.fit.stage_dsp_estimate` counts."""
+    from tfl2rtl import design, ir
+    from tfl2rtl.boards.board import BOARDS
+    from tfl2rtl.boards.fit import stage_dsp_estimate
+    from tfl2rtl.boards.postsynth import synthesize_netlist
+
+    plan = design.plan(load(TEST_MODELS / "cnn_uint8_legacy.tflite"), "auto",
+                       requant_interval=5)
+    (stage,) = [s for s in plan.network_plan.stages if isinstance(s.node, ir.FullyConnected)]
+    netlist = synthesize_netlist(stage.build(), "ice40", tmp_path)
+    used = netlist.read_text().count("SB_MAC16 ")
+    assert used == stage_dsp_estimate(stage, BOARDS["icebreaker"]) == stage.multipliers + 4

@@ -210,9 +210,11 @@ class FullyConnectedStage(Stage):
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
         out_depth, in_depth = self.node.weights.shape
         rows = self.in_size // in_depth  # a FULLY_CONNECTED reads its input as rows
+        # A RoundingRequantizer (a legacy uint8 layer) takes a beat every cycle.
+        interval = 1 if self.node.requantization == "double" else requant_interval
         return rows * (out_depth // fold.pe) * _group_cycles(
             in_depth // fold.simd, fold.pe // (requant_lanes or fold.pe),
-            _serial(self.node.requant, requant_interval))
+            _serial(self.node.requant, interval))
 
     def demand(self, elements, bound):
         return np.full_like(elements, self.in_size - 1)
