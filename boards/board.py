@@ -150,7 +150,7 @@ BOARDS = {
         placed={"LUT": ("TRELLIS_COMB",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
                 "BRAM": ("DP16KD",)},
         bitstream="bit", reset="button_pwr", default_multipliers=96,
-        clock_estimate_mhz=60.0),
+        clock_estimate_mhz=72.0),
     # Amaranth's Apicula flow calls the legacy nextpnr-gowin; the yowasp wheel is the
     # himbaechel one, whose arguments :func:`tfl2rtl.boards.tools.himbaechel_arguments`
     # translates.  No clock constraint reaches it through the .cst file: --freq gives

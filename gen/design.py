@@ -145,6 +145,8 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
     multiplier per layer, a JSON file, or a ``{node: Fold}`` dict) and check the graph;
     ``lanes`` elements travel per AXI4-Stream beat; ``requant_interval`` is the cycles
     per requantizer beat on the target (see :func:`tfl2rtl.hw.network.plan_network`).
+    With ``auto`` and ``full`` folding, each layer then gets only the requantizer lanes
+    it has time for (:func:`share_requantizers`).
 
     A model with float32 edges (QUANTIZE from its input, DEQUANTIZE to its output) is
     planned without them: the hardware streams the integer tensors and the host applies
@@ -168,7 +170,7 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
     else:
         chosen, source = load_fold(graph, fold), str(fold)
     network_plan = plan_network(graph, chosen, lanes=lanes, requant_interval=requant_interval)
-    if requant_interval > 1 and (fold in (None, "auto", "full")):
+    if fold in (None, "auto", "full"):
         network_plan = share_requantizers(graph, network_plan)
     return Design(graph=graph, fold=chosen, network_plan=network_plan, fold_source=source,
                   edges=edges)
@@ -177,10 +179,12 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
 def share_requantizers(graph: ir.Graph, network_plan):
     """``network_plan`` with each requantizing stage (FULLY_CONNECTED, CONV_2D,
     DEPTHWISE_CONV_2D) given the fewest requantizer lanes that keep its cycles within
-    the plan's initiation interval: on targets whose requantizers take several cycles per
-    beat (and a DSP block per lane: the iCE40's serial requantizers), a layer with time
-    to spare shares them (an :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` hands
-    them the accumulators in turn).  The interval does not grow."""
+    the plan's initiation interval: a layer with time to spare shares them (an
+    :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` hands them the accumulators in
+    turn), so that its requantizers are sized to the rate it produces outputs (each
+    lane is four DSP blocks for its 32x32 product, or one on targets whose requantizers
+    take several cycles per beat: the iCE40's serial requantizers).  The interval does
+    not grow."""
     from .fold import divisors
     from .hw.network import plan_network
 
