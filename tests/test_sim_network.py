@@ -54,7 +54,7 @@ CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI e
     # 9-bit weights, FULLY_CONNECTED requantized once as LiteRT does, against the golden
     # model's litert-ref.
     "uint8_legacy-serial": (TEST_MODELS / "uint8_legacy.tflite", None, 1, 50),
-    "mlp_uint8_legacy-wide": (TEST_MODELS / "mlp_uint8_legacy.tflite", auto(256), 2, 20),
+    "mlp_uint8_legacy-auto": (TEST_MODELS / "mlp_uint8_legacy.tflite", auto(64), 1, 20),
     # Convolutional networks at the default budget of 64 multipliers (128 where 64 does not
     # reach a MAC efficiency of 0.8), a few inferences back to back.
     "conv_int8-auto": (TEST_MODELS / "conv_int8.tflite", auto(64), 1, 6),
