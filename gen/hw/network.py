@@ -190,7 +190,9 @@ def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
     ``(pe, simd, requant_lanes)``; missing ones are ``(1, 1)``) is valid for it, and work
     out how the streams connect.  ``requant_interval`` is the cycles per requantizer beat
     of the target (it changes the cycle counts, not the design: the platform hook
-    :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` does that)."""
+    :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` does that).  A legacy uint8 graph is
+    planned in its int8 hardware form, its stages built from that form's nodes
+    (:func:`_uint8_hardware_form`)."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise Tfl2RtlError(
             f"the model has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
