@@ -194,3 +194,31 @@ def test_legacy_uint8_and_16x8_through_the_api(tmp_path):
         tfl2rtl.generate(int16, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert tfl2rtl.generate(uint8).multipliers > 0  # HARDWARE_MODES has legacy uint8
+
+
+def test_simulate_a_legacy_uint8_model_with_float32_edges(tmp_path):
+    """float32 -> uint8 QUANTIZE, two uint8 FULLY_CONNECTED, DEQUANTIZE: the host applies
+    the edges, the hardware streams the uint8 tensors (int8 inside, 9-bit weights), and
+    its float32 outputs are the golden model's bit for bit."""
+    import importlib.util
+
+    from tflite_writer import GraphWriter
+
+    path = TEST_MODELS / "make_writer_models.py"
+    spec = importlib.util.spec_from_file_location("make_writer_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(3)
+    g = GraphWriter("legacy uint8 with float32 edges")
+    layers = module.ModeLayers(g, "uint8")
+    x = g.tensor((1, 16), "float32")
+    h = g.quantize(x, (1 / 64, 120), dtype="uint8")
+    for depth, out_quant, activation in ((8, (0.05, 130), "RELU"), (4, (0.1, 125), "NONE")):
+        w = rng.integers(0, 256, (depth, g.shape(h)[1]))
+        h = layers.fully_connected(h, w, np.array([0.01]), rng.integers(-300, 300, depth),
+                                   out_quant, weight_zero_point=110, activation=activation)
+    model = tmp_path / "uint8_float_edges.tflite"
+    model.write_bytes(g.finish([x], [g.dequantize(h)]))
+    report = tfl2rtl.simulate(model, inputs=30)
+    assert report.mismatches == 0 and report.extra["float_outputs_compared"] == 2 * 30 * 4
+    assert report.extra["host_edges"]
