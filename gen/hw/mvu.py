@@ -97,9 +97,10 @@ class MatrixVectorUnit(wiring.Component):
         Initiation interval, ``neuron_folds * synapse_folds``, when the input keeps up and
         the output is not stalled.
     latency : int
-        ``4 + tree_stages(simd)``: when a vector's last input beat is taken at clock edge
-        ``n``, its first group can leave on ``o`` at edge ``n + latency`` (memory read,
-        operand, product, adder-tree and accumulator registers).
+        ``5 + tree_stages(simd)``: when a vector's last input beat is taken at clock edge
+        ``n``, its first group can leave on ``o`` at edge ``n + latency`` (input and
+        memory read, input again, operand, product, adder-tree and accumulator
+        registers).
 
     Tested with ``pe`` and ``simd`` from 1 to the full depth, random stalls on ``i`` and
     backpressure on ``o``, int8 and 9-bit weights (at -256, 255 and random), in the
@@ -144,7 +145,7 @@ class MatrixVectorUnit(wiring.Component):
         self.neuron_folds = out_depth // pe
         self.synapse_folds = in_depth // simd
         self.cycles_per_vector = self.neuron_folds * self.synapse_folds
-        self.latency = 4 + tree_stages(simd)
+        self.latency = 5 + tree_stages(simd)
         self._weights = weights.astype(np.int64)
         self._bias = bias
         self.memory_id = memory_id
@@ -211,7 +212,9 @@ class MatrixVectorUnit(wiring.Component):
                 weight_layout.size, nf_count * sf_count, self.memory_id)
             wiring.connect(m, wiring.flipped(self.load), weight_port.load)
             m.d.comb += self.loaded.eq(weight_port.loaded)
-        m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
+        # The row is read a stage late (stage 1b), beside the input lanes' second register.
+        row_1 = register(row, "row_1")
+        m.d.comb += [weight_port.addr.eq(row_1), weight_port.en.eq(advance)]
         weight_data = weight_layout(weight_port.data)
 
         valid_1 = register(issue, "valid_1")
@@ -234,6 +237,15 @@ class MatrixVectorUnit(wiring.Component):
             x_1 = int8_lanes(self.simd)(Mux(from_stream_1, stream_x, replay.data))
         else:
             x_1 = stream_x
+
+        # Stage 1b: the input lanes registered again (the replay multiplexer's select and
+        # the input buffer sit far from the multipliers they feed; on the ECP5 this was
+        # ad01's critical path, 12.4 ns of routing), beside the weight row read now.
+        x_1 = register(x_1, "x_1b", int8_lanes(self.simd))
+        valid_1 = register(valid_1, "valid_1b")
+        first_1 = register(first_1, "first_1b")
+        last_1 = register(last_1, "last_1b")
+        group_1 = register(group_1, "group_1b")
 
         # Stage 2: the multiplier operands, registered; stage 3: products.  A platform
         # with a DSP block that has its own registers (pipeline.PRODUCT_HOOK) holds both
