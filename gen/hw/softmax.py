@@ -87,7 +87,7 @@ class SoftmaxUnit(wiring.Component):
     Attributes
     ----------
     cycles_per_row : int
-        ``10 * row + 48``: from the first element of a row taken to the first of the next
+        ``10 * row + 49``: from the first element of a row taken to the first of the next
         when the input keeps up and the output is not stalled (nothing overlaps).
     """
 
@@ -109,10 +109,10 @@ class SoftmaxUnit(wiring.Component):
     @staticmethod
     def cycles_for_row(row: int) -> int:
         """:attr:`cycles_per_row` of a unit for rows of ``row`` elements: ``row`` to load,
-        ``row + 3`` to sum, ``NORMALIZE_CYCLES + 1`` to normalize,
+        ``row + 4`` to sum, ``NORMALIZE_CYCLES + 1`` to normalize,
         ``7 * (MULTIPLY_CYCLES + 1) + 1`` for the reciprocal and ``MULTIPLY_CYCLES + 4``
         per output."""
-        return (row + row + 3 + NORMALIZE_CYCLES + 1 + 7 * (MULTIPLY_CYCLES + 1) + 1
+        return (row + row + 4 + NORMALIZE_CYCLES + 1 + 7 * (MULTIPLY_CYCLES + 1) + 1
                 + (MULTIPLY_CYCLES + 4) * row)
 
     def elaborate(self, platform):
@@ -193,6 +193,8 @@ class SoftmaxUnit(wiring.Component):
         top = Signal(31 - (_TOP_EXPONENT - 1 - NORMALIZE_CYCLES))  # high >> (exponent - 1)
         fetched = Signal()  # read.data holds the row element at count - 1
         looked_up = Signal()  # lookup.data holds its exponential
+        exp = Signal.like(lookup.data)  # the exponential, registered
+        taken = Signal()  # exp holds an element's exponential
 
         with m.FSM():
             with m.State("load"):
@@ -203,22 +205,23 @@ class SoftmaxUnit(wiring.Component):
                                                value, maximum))
                     with m.If(count == row - 1):
                         m.d.sync += [count.eq(0), total.eq(0), fetched.eq(0),
-                                     looked_up.eq(0)]
+                                     looked_up.eq(0), taken.eq(0)]
                         m.next = "sum"
                     with m.Else():
                         m.d.sync += count.eq(count + 1)
 
             with m.State("sum"):
-                # A three-step pipeline: read the element, look up its exponential, add.
+                # A four-step pipeline: read the element, look up its exponential, take it
+                # into a register (the block RAM's output is slow), add.
                 issue = count < row
                 m.d.comb += [read.en.eq(1), lookup.en.eq(1)]
-                m.d.sync += [fetched.eq(issue), looked_up.eq(fetched)]
+                m.d.sync += [fetched.eq(issue), looked_up.eq(fetched), taken.eq(looked_up),
+                             exp.eq(lookup.data)]
                 with m.If(issue):
                     m.d.sync += count.eq(count + 1)
-                exp = lookup.data
-                with m.If(looked_up):  # + RoundingDivideByPOT(exp, 12): Q0.31 -> Q12.19
+                with m.If(taken):  # + RoundingDivideByPOT(exp, 12): Q0.31 -> Q12.19
                     m.d.sync += total.eq(total + exp[12:] + (exp[:12] > (1 << 11) - 1))
-                with m.If(~issue & ~fetched & ~looked_up):
+                with m.If(~issue & ~fetched & ~looked_up & ~taken):
                     m.d.sync += [shifts.eq(0), step.eq(0)]
                     m.next = "normalize"
 
