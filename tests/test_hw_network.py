@@ -375,7 +375,9 @@ def test_legacy_uint8_fully_connected_requantizes_once(monkeypatch):
     assert plan.uint8_input and plan.uint8_output
     stage = plan.stages[0]
     assert stage.node.requantization == "double" and stage.node.weight_bits == 9
-    assert isinstance(stage.build().requant, RoundingRequantizer)
+    layer = stage.build()
+    assert isinstance(layer.requant, RoundingRequantizer)
+    Fragment.get(layer, None)  # elaborated (its parts would warn as unused otherwise)
     monkeypatch.setattr(requant, "matches_double_rounding", lambda *a, **k: False)
     with pytest.raises(Tfl2RtlError, match=r"^node 0 \(FULLY_CONNECTED\) of a legacy uint8 "
                                            r"model: LiteRT requantizes it in double"):
