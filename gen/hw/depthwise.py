@@ -248,7 +248,6 @@ class DepthwiseUnit(wiring.Component):
         first_2 = register(first_1, "first_2")
         last_2 = register(last_1, "last_2")
         group_2 = register(group_1, "group_2")
-        bias_row_2 = register(bias_row_1, "bias_row_2")
         w_1 = weight_layout(weight_port.data)
         in_logic = getattr(platform, LOGIC_PRODUCTS_HOOK, False)
         products = None
@@ -271,15 +270,17 @@ class DepthwiseUnit(wiring.Component):
                 for j in range(pe)
             ]
 
-        # The step's biases, read during stage 2.
+        # The step's biases, read during stage 1, registered for stage 3.
         bias_width = signed_bits(int(self._bias.min()), int(self._bias.max()))
         bias_layout = data.ArrayLayout(signed(bias_width), pe)
         m.submodules.bias = biases = Memory(
             shape=unsigned(bias_layout.size), depth=blocks * steps,
             init=self._bias_rows(bias_width))
         bias_port = biases.read_port()
-        m.d.comb += [bias_port.addr.eq(bias_row_2), bias_port.en.eq(advance)]
-        bias_data = bias_layout(bias_port.data)
+        # (read a stage earlier and registered, so that the block RAM's slow output does
+        # not feed the accumulator's adder directly)
+        m.d.comb += [bias_port.addr.eq(bias_row_1), bias_port.en.eq(advance)]
+        bias_data = register(bias_layout(bias_port.data), "bias_r", bias_layout)
 
         valid_3 = register(valid_2, "valid_3")
         first_3 = register(first_2, "first_3")

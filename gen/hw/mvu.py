@@ -272,20 +272,20 @@ class MatrixVectorUnit(wiring.Component):
                 for p in range(self.pe)
             ]
 
-        # The bias of the neurons of the group that enters the accumulator next, read
-        # one stage before (below).
+        # The bias of the neurons of the group that enters the accumulator next: read two
+        # stages before and registered (below), so that the block RAM's slow output
+        # does not feed the accumulator's adder directly.
         bias_width = signed_bits(int(self._bias.min()), int(self._bias.max()))
         bias_layout = data.ArrayLayout(signed(bias_width), self.pe)
         m.submodules.bias = biases = Memory(
             shape=unsigned(bias_layout.size), depth=nf_count,
             init=self._bias_rows(bias_width))
         bias_port = biases.read_port()
-        bias_data = bias_layout(bias_port.data)
 
         control = [register(c, f"{name}_3") for c, name in
                    ((valid_2, "valid"), (first_2, "first"), (last_2, "last"),
                     (group_2, "group"))]
-        before = group_2  # the group in the stage before the newest registers
+        groups = [group_1, group_2, control[3]]  # the group in each stage, oldest first
 
         # Stages 4 .. 3 + tree_stages: the adder tree, a register every
         # TREE_LEVELS_PER_STAGE levels.
@@ -294,12 +294,13 @@ class MatrixVectorUnit(wiring.Component):
                 sums = [_tree_level(values) for values in sums]
             sums = [[register(v, f"sum_{stage}_{p}_{k}") for k, v in enumerate(values)]
                     for p, values in enumerate(sums)]
-            before = control[3]
             control = [register(c, f"{name}_{4 + stage}") for c, name in
                        zip(control, ("valid", "first", "last", "group"), strict=True)]
+            groups.append(control[3])
         assert all(len(values) == 1 for values in sums)
         valid_t, first_t, last_t, group_t = control
-        m.d.comb += [bias_port.addr.eq(before), bias_port.en.eq(advance)]
+        m.d.comb += [bias_port.addr.eq(groups[-3]), bias_port.en.eq(advance)]
+        bias_data = register(bias_layout(bias_port.data), "bias_r", bias_layout)
 
         # The last stage: accumulate; the accumulators are the output register.
         out_valid = Signal()
