@@ -518,12 +518,9 @@ def quantize_input(x, detail):
     return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
 
 
-def accuracy_tflite(blob, x, y):
-    """Accuracy with TFLite's reference kernels; also returns the raw outputs."""
-    it = tf.lite.Interpreter(
-        model_content=blob,
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF,
-    )
+def run_interpreter(it, x, y):
+    """Accuracy of a TFLite-API interpreter on ``x`` (one image at a time), its raw
+    outputs and its input details."""
     it.allocate_tensors()
     din, dout = it.get_input_details()[0], it.get_output_details()[0]
     outs = []
@@ -535,6 +532,15 @@ def accuracy_tflite(blob, x, y):
     return float(np.mean(np.argmax(outs, -1) == y)), outs, din
 
 
+def accuracy_tflite(blob, x, y):
+    """Accuracy with TFLite's reference kernels; also returns the raw outputs."""
+    it = tf.lite.Interpreter(
+        model_content=blob,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF,
+    )
+    return run_interpreter(it, x, y)
+
+
 def accuracy_litert(blob, x, y, ref):
     """Accuracy with LiteRT (ai_edge_litert): default kernels, or the reference kernels."""
     from ai_edge_litert import interpreter as litert
@@ -543,15 +549,8 @@ def accuracy_litert(blob, x, y, ref):
     if ref:
         kw["experimental_op_resolver_type"] = litert.OpResolverType.BUILTIN_REF
     it = litert.Interpreter(model_content=blob, **kw)
-    it.allocate_tensors()
-    din, dout = it.get_input_details()[0], it.get_output_details()[0]
-    outs = []
-    for i in range(len(x)):
-        it.set_tensor(din["index"], quantize_input(x[i : i + 1], din))
-        it.invoke()
-        outs.append(it.get_tensor(dout["index"]).copy())
-    outs = np.concatenate(outs)
-    return float(np.mean(np.argmax(outs, -1) == y)), outs
+    accuracy, outs, _ = run_interpreter(it, x, y)
+    return accuracy, outs
 
 
 def n_diff(a, b):
