@@ -184,9 +184,13 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     Without: the first build runs at the board's
     :attr:`~tfl2rtl.boards.board.Board.clock_estimate_mhz`; when nextpnr's Fmax falls
     short, the next runs at most at :data:`CLOCK_MARGIN` times that Fmax (``progress``
-    says so), at most :data:`MAX_CLOCK_ATTEMPTS` builds in all.  Place and route keeps
+    says so).  When a build meets its clock with an Fmax that clears a faster PLL clock
+    than any met so far, the next build tries that clock (a bitstream at the slower clock
+    stays written: a faster build that misses leaves it in place).  Place and route keeps
     aiming at the first estimate (nextpnr works less hard for a lower target, and its
-    Fmax follows the target down), so the next build usually meets its clock."""
+    Fmax follows the target down), and every build after the first runs nextpnr with its
+    own ``--seed`` (the attempt's number), so a clock tried again is placed afresh.  At
+    most :data:`MAX_CLOCK_ATTEMPTS` builds in all; the result is the fastest met."""
     board = board_named(board_name)
     say = progress or (lambda message: None)
     if clock_mhz is not None:
@@ -194,15 +198,23 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
         return build_board(design, board_name, out_dir, baud=baud, clock=setting,
                            clock_reason=f"--clock-mhz {clock_mhz:g}", progress=progress,
                            notes=notes)
-    limit = board.clock_estimate_mhz
-    reason = f"the first estimate for {board.family}, {limit:g} MHz, was met"
+    setting = board_clock(board, board.clock_estimate_mhz, baud)
+    reason = f"the first estimate for {board.family}, {board.clock_estimate_mhz:g} MHz, was met"
+    best: BuildReport | None = None
     for attempt in range(1, MAX_CLOCK_ATTEMPTS + 1):
-        setting = board_clock(board, limit, baud)
+        seed = None if attempt == 1 else attempt
+        if seed is not None:
+            reason += f" (nextpnr --seed {seed})"
         try:
-            return build_board(design, board_name, out_dir, baud=baud, clock=setting,
-                               clock_reason=reason, constraint_mhz=board.clock_estimate_mhz,
-                               progress=progress, notes=notes)
+            report = build_board(design, board_name, out_dir, baud=baud, clock=setting,
+                                 clock_reason=reason, constraint_mhz=board.clock_estimate_mhz,
+                                 progress=progress, notes=notes, seed=seed)
         except TimingMissed as missed:
+            if best is not None:
+                say(f"timing missed at {setting.output_mhz:.4g} MHz "
+                    f"({FMAX_SOURCES[missed.limit]} {missed.fmax_mhz:.1f} MHz); keeping the "
+                    f"bitstream at {best.clock_mhz:.4g} MHz")
+                return best
             if attempt == MAX_CLOCK_ATTEMPTS:
                 raise
             limit = min(missed.fmax_mhz * CLOCK_MARGIN, setting.output_mhz * CLOCK_MARGIN)
@@ -211,6 +223,17 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
                       f"{100 * CLOCK_MARGIN:g}% of that")
             say(f"timing missed at {setting.output_mhz:.4g} MHz ({FMAX_SOURCES[missed.limit]} "
                 f"{missed.fmax_mhz:.1f} MHz); building again for {limit:.4g} MHz or below")
+            setting = board_clock(board, limit, baud)
+            continue
+        best = report
+        faster = board_clock(board, report.fmax_mhz, baud)
+        if attempt == MAX_CLOCK_ATTEMPTS or faster.output_hz <= setting.output_hz:
+            return best
+        say(f"timing met at {setting.output_mhz:.4g} MHz with {FMAX_SOURCES[report.fmax_limit]} "
+            f"{report.fmax_mhz:.1f} MHz; building again for {faster.output_mhz:.4g} MHz")
+        reason = (f"{FMAX_SOURCES[report.fmax_limit]} reached {report.fmax_mhz:.1f} MHz at "
+                  f"{setting.output_mhz:.4g} MHz: built again at that Fmax")
+        setting = faster
     raise AssertionError("unreachable")
 
 
@@ -218,8 +241,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                 baud: int = DEFAULT_BAUD, clock: PLLSetting | None = None,
                 clock_reason: str = "", constraint_mhz: float | None = None,
                 progress: Callable[[str], None] | None = None,
-                keep_build: bool = False, notes: list[str] | tuple[str, ...] = ()
-                ) -> BuildReport:
+                keep_build: bool = False, notes: list[str] | tuple[str, ...] = (),
+                seed: int | None = None) -> BuildReport:
     """Build ``design`` (a :class:`tfl2rtl.design.Design`) for the board ``board_name``
     (a key of :data:`BOARDS`) to run at ``clock`` (a PLL setting; default: the fastest at
     or below the board's :attr:`~tfl2rtl.boards.board.Board.clock_estimate_mhz`, see
@@ -231,7 +254,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
 
     ``progress`` gets a line before and after each long step; ``clock_reason`` (what set
     the clock) and ``notes`` go into the report.  ``constraint_mhz`` (at least the clock)
-    is the frequency place and route aims at.  Raises :class:`DoesNotFit` when the
+    is the frequency place and route aims at; ``seed`` (when given) is nextpnr's
+    ``--seed``.  Raises :class:`DoesNotFit` when the
     design needs more of a resource than the device has, and :class:`TimingMissed`
     (writing nothing) when the routed design's Fmax is below the clock."""
     board = board_named(board_name)
@@ -274,6 +298,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
             arguments = command[1:]
             if board.tools[program].startswith("yowasp-nextpnr-himbaechel"):
                 arguments = himbaechel_arguments(arguments)
+            if program.startswith("nextpnr") and seed is not None:
+                arguments = [*arguments, "--seed", str(seed)]
             try:
                 elapsed = run([tools[program], *arguments], build, log)
             except Tfl2RtlError:

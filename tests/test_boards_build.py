@@ -88,6 +88,54 @@ def test_the_build_finds_the_clock_the_routed_design_meets(tmp_path, capsys):
                                      < report["nextpnr_fmax_mhz"] else "nextpnr")
 
 
+def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
+    """The search policy of build_board_clocked over a stand-in for one board build
+    whose Fmax depends on the clock and the seed, as nextpnr's does (the real builds
+    run in the test above): a miss lowers the clock, a met build whose Fmax clears a
+    faster PLL clock is built again there with a new seed, and a faster build that
+    misses leaves the slower bitstream as the result."""
+    from tfl2rtl.boards import build as board_build
+    from tfl2rtl.boards.report import BuildReport
+
+    board = BOARDS["ulx3s-85f"]
+    first = board_clock(board, board.clock_estimate_mhz, DEFAULT_BAUD).output_mhz
+    # seed None (the first build) reaches 57 MHz at any clock; seed 2 reaches 72.8 MHz;
+    # seed 3 reaches 60 MHz.
+    reached = {None: 57.1, 2: 72.8, 3: 60.0}
+    calls = []
+
+    def one_build(design, board_name, out_dir, *, clock, seed, clock_reason, **kwargs):
+        calls.append((clock.output_mhz, seed))
+        fmax = reached[seed]
+        if fmax < clock.output_mhz:
+            raise board_build.TimingMissed("missed", fmax, clock.output_mhz, "nextpnr")
+        return BuildReport(board=board_name, model="m", bitstream="b", resources={},
+                           fmax_mhz=fmax, clock_mhz=clock.output_mhz,
+                           cycles_per_inference=1, multipliers=1, baud=DEFAULT_BAUD,
+                           link_bytes=1, clock=clock_reason)
+
+    monkeypatch.setattr(board_build, "build_board", one_build)
+    lines = []
+    report = board_build.build_board_clocked(None, "ulx3s-85f", tmp_path, progress=lines.append)
+    lowered = board_clock(board, 57.1 * board_build.CLOCK_MARGIN, DEFAULT_BAUD).output_mhz
+    faster = board_clock(board, 72.8, DEFAULT_BAUD).output_mhz
+    assert lowered < faster and faster == first
+    assert calls == [(first, None), (lowered, 2), (faster, 3)]
+    assert report.clock_mhz == lowered and "(nextpnr --seed 2)" in report.clock
+    assert lines[1] == (f"timing met at {lowered:.4g} MHz with nextpnr's Fmax 72.8 MHz; "
+                        f"building again for {faster:.4g} MHz")
+    assert lines[2].endswith(f"keeping the bitstream at {lowered:.4g} MHz")
+
+    # When the faster build meets its clock, it is the result, and the search goes on
+    # up while the Fmax clears a faster clock and builds remain.
+    reached.update({3: 75.0, 4: 74.0})
+    calls.clear()
+    report = board_build.build_board_clocked(None, "ulx3s-85f", tmp_path)
+    higher = board_clock(board, 75.0, DEFAULT_BAUD).output_mhz
+    assert higher > faster and len(calls) == board_build.MAX_CLOCK_ATTEMPTS
+    assert calls[2:] == [(faster, 3), (higher, 4)] and report.clock_mhz == faster
+
+
 def test_a_clock_the_design_cannot_meet_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out),
