@@ -66,7 +66,7 @@ def stage_dsp_estimate(stage, board: Board) -> int:
     ``tests/test_hw_synth.py``)."""
     node = stage.node
     macs = stage_mac_dsps(stage, board)
-    per_lane = 1 if board.serial_requantizer else 4
+    per_lane = 1 if board.serial_requantizer or stage.serial_requantizer else 4
     if getattr(node, "requantization", "integer") == "double":
         per_lane = 4  # a RoundingRequantizer: |acc| x 31 bits, never serial
     if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D | ir.Mean):
@@ -136,7 +136,7 @@ def _suggest(design, board: Board, resource: str, used: int, available: int) -> 
 
     budget, fitting = _largest_budget(
         design.graph, design.multipliers - 1, fits, lanes=design.lanes,
-        requant_interval=design.network_plan.stages[0].requant_interval)
+        requant_interval=design.network_plan.requant_interval)
     if fitting is None:
         rest = f" (the rest of the design needs {others} {resource})" if others else ""
         return f"even fully folded it does not fit{rest}: choose a larger board"

@@ -86,6 +86,8 @@ class Design:
                      "macs": node.macs}
             if s.requant_lanes is not None:
                 entry["requant_lanes"] = s.requant_lanes
+            if s.serial_requantizer:
+                entry["serial_requantizer"] = True
             if s.multipliers:
                 entry["mac_efficiency"] = round(node.macs / (s.multipliers * interval), 4)
             if _weighted(node):
@@ -178,19 +180,27 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
 
 def share_requantizers(graph: ir.Graph, network_plan):
     """``network_plan`` with each requantizing stage (FULLY_CONNECTED, CONV_2D,
-    DEPTHWISE_CONV_2D) given the fewest requantizer lanes that keep its cycles within
-    the plan's initiation interval: a layer with time to spare shares them (an
-    :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` hands them the accumulators in
-    turn), so that its requantizers are sized to the rate it produces outputs (each
-    lane is four DSP blocks for its 32x32 product, or one on targets whose requantizers
-    take several cycles per beat: the iCE40's serial requantizers).  The interval does
-    not grow."""
+    DEPTHWISE_CONV_2D) given the requantizer that costs the fewest multipliers while
+    keeping its cycles within the plan's initiation interval: a layer with time to spare
+    shares fewer lanes (an :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` hands them
+    the accumulators in turn), so that its requantizers are sized to the rate it
+    produces outputs.  A lane is four 16x16 multipliers (DSP blocks) for its 32x32
+    product (two when every multiplier fits 16 unsigned bits), or one with serial
+    products (:class:`~tfl2rtl.hw.requant.Requantizer`'s ``serial_products``: a beat every
+    :data:`~tfl2rtl.hw.stages.SERIAL_REQUANT_INTERVAL` cycles), which targets whose
+    requantizers are all serial (the iCE40's) have already, and which a layer on any other
+    target gets when it has the time: for the same cost, the parallel form (fewer LUTs,
+    a shorter latency) is kept.  A legacy uint8 FULLY_CONNECTED's
+    :class:`~tfl2rtl.hw.requant.RoundingRequantizer` is never serial.  The interval
+    does not grow."""
     from .fold import divisors
     from .hw.network import plan_network
+    from .hw.requant import partial_products
+    from .hw.stages import SERIAL_REQUANT_INTERVAL
 
     target = network_plan.cycles_per_vector
-    interval = network_plan.stages[0].requant_interval if network_plan.stages else 1
-    folds = {}
+    interval = network_plan.requant_interval
+    folds, serial = {}, set()
     for s in network_plan.stages:
         if not s.stage.foldable:
             continue
@@ -198,11 +208,25 @@ def share_requantizers(graph: ir.Graph, network_plan):
             if s.requant_lanes is not None else s.fold
         if not isinstance(s.node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D):
             continue
-        for lanes in divisors(s.out_lanes):
-            if lanes < s.out_lanes and s.stage.cycles(s.fold, lanes, interval) <= target:
-                folds[s.index] = (s.fold.pe, s.fold.simd, lanes)
+        may_serialize = (interval == 1
+                         and getattr(s.node, "requantization", "integer") != "double")
+        products = partial_products(s.node.requant.multiplier)
+        forms = [(lanes * (1 if interval > 1 else products), 0, lanes, interval)
+                 for lanes in divisors(s.out_lanes)]
+        if may_serialize:
+            forms += [(lanes, 1, lanes, SERIAL_REQUANT_INTERVAL)
+                      for lanes in divisors(s.out_lanes)]
+        current = s.out_lanes * (1 if interval > 1 else products)
+        for cost, serialized, lanes, cycles_per_beat in sorted(forms):
+            if cost >= current:
                 break
-    shared = plan_network(graph, folds, lanes=network_plan.lanes, requant_interval=interval)
+            if s.stage.cycles(s.fold, lanes, cycles_per_beat) <= target:
+                folds[s.index] = (s.fold.pe, s.fold.simd, lanes)
+                if serialized:
+                    serial.add(s.index)
+                break
+    shared = plan_network(graph, folds, lanes=network_plan.lanes, requant_interval=interval,
+                          serial_requantizers=serial)
     shared = dataclasses.replace(shared, loadable=network_plan.loadable)
     return shared if shared.cycles_per_vector <= target else network_plan
 

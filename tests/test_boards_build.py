@@ -79,6 +79,17 @@ def test_the_build_finds_the_clock_the_routed_design_meets(tmp_path, capsys):
     assert fmax < aimed <= BOARDS["icebreaker"].clock_estimate_mhz
     report = json.loads((out / "report.json").read_text())
     chosen = board_clock(BOARDS["icebreaker"], limit, DEFAULT_BAUD)
+    # A build that met its clock with an Fmax clearing a faster PLL clock was built again
+    # there (the search's policy: test_the_clock_search_steps_back_up_with_a_new_seed);
+    # the bitstream is the faster one unless that one missed.
+    up = [re.fullmatch(rf"tfl2rtl: timing met at ([\d.]+) MHz with ({sources}) ([\d.]+) "
+                       r"MHz; building again for ([\d.]+) MHz", line) for line in err]
+    up = [m for m in up if m]
+    kept = any("keeping the bitstream at" in line for line in err)
+    if up and not kept:
+        assert float(up[-1].group(1)) == pytest.approx(chosen.output_mhz, abs=1e-3)
+        chosen = board_clock(BOARDS["icebreaker"], float(up[-1].group(3)), DEFAULT_BAUD)
+        source = up[-1].group(2)
     assert report["clock_mhz"] == pytest.approx(chosen.output_mhz, abs=1e-4)
     assert report["meets_timing"] and report["fmax_mhz"] >= report["clock_mhz"]
     assert report["clock"].startswith(f"{chosen.describe()}; {source} reached")

@@ -18,6 +18,7 @@ from tfl2rtl.boards.postsynth import (
     synthesize_netlist,
 )
 from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.folding import full_fold
 from tfl2rtl.sim.board_runner import simulate_netlist
 from tfl2rtl.sim.runner import golden_vectors
 from tfl2rtl.verify import random_inputs
@@ -39,20 +40,27 @@ def _yosys_stat(log: str, cell: str) -> int:
 @pytest.mark.parametrize("family, model, fold, vectors, cells", [
     # The serial requantizers on DSPs.
     ("ice40", HELLO_WORLD, "full", 32, {"SB_MAC16": 6, "SB_RAM40_4K": None, "SB_LUT4": None}),
-    # One MULT18X18D per multiplier of the fully unfolded model (simulated with
+    # One MULT18X18D per multiplier of the fully folded model, its requantizers
+    # unshared (four products each, in the DSP blocks' own registers: simulated with
     # tfl2rtl's model); its memories are small enough for LUT RAM.
-    ("ecp5", HELLO_WORLD, "full", 32,
+    ("ecp5", HELLO_WORLD, "full, unshared", 32,
      {"MULT18X18D": 13, "TRELLIS_DPR16X4": None, "LUT4": None, "CCU2C": None,
       "TRELLIS_FF": None}),
     # Its weights, line buffer, FIFOs and exponential ROM in DP16KD block RAM (1-, 4-,
-    # 9-, 18- and 36-bit ports, ROMs among them, simulated with tfl2rtl's model).
+    # 9-, 18- and 36-bit ports, ROMs among them, simulated with tfl2rtl's model); the
+    # planner gives both its layers serial requantizers (one MULT18X18D per lane, with
+    # its own registers).
     ("ecp5", MICRO_SPEECH, "auto", 2,
      {"MULT18X18D": None, "DP16KD": None, "TRELLIS_DPR16X4": None, "LUT4": None}),
 ], ids=["ice40-hello_world", "ecp5-hello_world", "ecp5-micro_speech"])
 def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tmp_path,
                                          summary):
     graph = load(model)
-    plan = design.plan(graph, fold)
+    # An explicit folding keeps every layer's requantizer lanes as they are (unshared).
+    plan = design.plan(graph, full_fold(graph) if fold == "full, unshared" else fold)
+    if model == MICRO_SPEECH:
+        assert all(s.serial_requantizer for s in plan.network_plan.stages
+                   if s.node.op != "SOFTMAX")
     netlist = synthesize_netlist(plan.network(), family, tmp_path)
     text = netlist.read_text()
     log = (tmp_path / "yosys.log").read_text()

@@ -238,8 +238,9 @@ def test_rejects_bad_parameters(kwargs, message):
 # --- serial products: one shared 16x16 multiplier per lane (boards with few DSPs) -------
 
 
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
 @pytest.mark.parametrize("mode", STALL_MODES)
-def test_serial_products_extreme_multipliers_and_shifts(mode):
+def test_serial_products_extreme_multipliers_and_shifts(mode, platform):
     pairs = list(itertools.product(EXTREME_MULTIPLIERS, EXTREME_SHIFTS))
     requant = make_requant(*zip(*pairs, strict=True))
     dut = Requantizer(requant, channels=len(pairs), output_offset=-3, act_min=-128,
@@ -252,13 +253,14 @@ def test_serial_products_extreme_multipliers_and_shifts(mode):
         for acc in interesting_accumulators(multiplier, shift, 32, rng, 6)
     ]
     random.Random(6).shuffle(beats)
-    got, expected = run_requantizer(dut, requant, beats, mode)
+    got, expected = run_requantizer(dut, requant, beats, mode, platform=platform)
     np.testing.assert_array_equal(got, expected)
     assert np.count_nonzero((expected > -128) & (expected < 127)) > len(beats) // 3
 
 
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
 @pytest.mark.parametrize("mode", STALL_MODES)
-def test_serial_products_per_channel_lanes(mode):
+def test_serial_products_per_channel_lanes(mode, platform):
     # Four lanes of 40-bit accumulators, each lane with its own shared multiplier.
     rng = np.random.default_rng(40)
     channels, lanes = 12, 4
@@ -275,12 +277,13 @@ def test_serial_products_per_channel_lanes(mode):
         accs = rng.integers(lo, hi, lanes, endpoint=True)
         accs[rng.random(lanes) < 0.3] = rng.choice([lo, hi, 0, -1])
         beats.append((int(rng.integers(0, channels // lanes)), [int(a) for a in accs]))
-    got, expected = run_requantizer(dut, requant, beats, mode, seed=9)
+    got, expected = run_requantizer(dut, requant, beats, mode, seed=9, platform=platform)
     np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("multiplier, shift", [(40_000, -1), (-3, 2), (1_300_000_000, -9)])
-def test_serial_products_per_tensor(multiplier, shift):
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_serial_products_per_tensor(multiplier, shift, platform):
     # Constant multipliers; one of 16 unsigned bits needs two products only.
     requant = make_requant([multiplier], [shift])
     dut = Requantizer(requant, channels=6, output_offset=-128, act_min=-128, act_max=127,
@@ -289,11 +292,12 @@ def test_serial_products_per_tensor(multiplier, shift):
     rng = np.random.default_rng(3)
     beats = [(int(rng.integers(0, 3)), [int(a) for a in rng.integers(-3000, 60000, 2)])
              for _ in range(60)]
-    got, expected = run_requantizer(dut, requant, beats, "stalls")
+    got, expected = run_requantizer(dut, requant, beats, "stalls", platform=platform)
     np.testing.assert_array_equal(got, expected)
 
 
-def test_serial_products_interval_and_latency():
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_serial_products_interval_and_latency(platform):
     requant = make_requant([1 << 30, -(1 << 30)], [0, -3])
     dut = Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
                       acc_width=16, serial_products=True)
@@ -306,7 +310,7 @@ def test_serial_products_interval_and_latency():
     async def consumer(ctx):
         await get(ctx, dut.o, count, cycles=cycles)
 
-    simulate(dut, producer, consumer)
+    simulate(dut, producer, consumer, platform=platform)
     assert dut.interval == 5 and dut.latency == 5 * (len(STAGES) - 1) + 1
     assert np.all(np.diff(cycles) == dut.interval)  # one result per window
     # The first beat waits for the end of the first window, then takes `latency`.
@@ -345,12 +349,12 @@ def test_every_partial_product_comes_from_the_hook(multipliers, shifts, acc_widt
     platform = CountingProducts()
     Fragment.get(dut, platform)
     assert len(platform.products) == dut.lanes * per_lane
-    # Serial products share one multiplier per lane: no hook.
+    # Serial products share one multiplier per lane: the hook's, enabled on every edge.
     serial = Requantizer(requant, channels=4, output_offset=0, act_min=-128, act_max=127,
                          acc_width=acc_width, lanes=2, serial_products=True)
     platform = CountingProducts()
     Fragment.get(serial, platform)
-    assert platform.products == []
+    assert platform.products == ["serial_product_0", "serial_product_1"]
 
 
 class SerialPlatform:

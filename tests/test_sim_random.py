@@ -26,7 +26,9 @@ Then a random folding (:func:`foldings`): per layer any of its valid foldings
 divisor of the depth multiplier, lanes of pools, tables, ADDs, PADs and
 CONCATENATIONs), a requantizer lane count (:func:`requant_lane_choices`), and AXI lanes
 dividing both edge vectors; one graph in four
-with requantizers of serial products (as the iCE40 boards build them).  The Verilog runs
+with requantizers of serial products (as the iCE40 boards build them), and one in four
+with serial products in some of its requantizing layers only, each chosen by a coin (as
+:func:`tfl2rtl.design.share_requantizers` plans layers with time to spare).  The Verilog runs
 in Verilator under cocotb (:func:`tfl2rtl.sim.runner.simulate_network`) on a dozen
 inputs: uniform over the input dtype, mixed extremes, values next to the zero point, all
 at the minimum and all at the maximum; once back to back, once with random input stalls
@@ -759,11 +761,13 @@ class SerialRequantizerNetwork(DataflowNetwork):
 
 def build_and_simulate(graph: ir.Graph, folds, lanes: int, inputs: np.ndarray, directory,
                        *, seed: int = 0, stall: float = 0.3, backpressure: float = 0.3,
-                       serial: bool = False, counter: Counter = FEATURES):
+                       serial: bool = False, serial_layers=(),
+                       counter: Counter = FEATURES):
     """Build ``graph`` at ``folds`` and ``lanes`` (with serial requantizer products if
-    ``serial``), run ``inputs`` through it back to back and under random stalls and
-    backpressure, and check every output against the golden model (and TFLM on the same
-    inputs); the graph's :func:`features` count in ``counter``; returns the runs."""
+    ``serial``, or in the layers of the node indices ``serial_layers``), run ``inputs``
+    through it back to back and under random stalls and backpressure, and check every
+    output against the golden model (and TFLM on the same inputs); the graph's
+    :func:`features` count in ``counter``; returns the runs."""
     report = verify_graph(graph, [[x.reshape(graph.tensors[graph.inputs[0]].shape)]
                                   for x in inputs])
     assert report.samples == len(inputs) and not report.mismatches, report.mismatches[:5]
@@ -771,7 +775,10 @@ def build_and_simulate(graph: ir.Graph, folds, lanes: int, inputs: np.ndarray, d
         network = SerialRequantizerNetwork(plan_network(
             graph, folds, lanes=lanes, requant_interval=SERIAL_REQUANT_INTERVAL))
     else:
-        network = DataflowNetwork(plan_network(graph, folds, lanes=lanes))
+        network = DataflowNetwork(plan_network(graph, folds, lanes=lanes,
+                                               serial_requantizers=serial_layers))
+        assert {s.index for s in network.plan.stages if s.serial_requantizer} \
+            == set(serial_layers)
     expected = golden_vectors(graph, inputs)
     runs = simulate_network(network, inputs, expected, directory, seed=seed, stall=stall,
                             backpressure=backpressure)
@@ -784,7 +791,7 @@ def build_and_simulate(graph: ir.Graph, folds, lanes: int, inputs: np.ndarray, d
     # serial requantizer steps at the end of each free-running window of its own, which
     # delays a result by up to a window less a cycle but never adds up.
     steady = streaming.intervals[len(streaming.intervals) // 2:]
-    if serial:
+    if serial or serial_layers:
         assert abs(sum(steady) - len(steady) * network.cycles_per_vector) \
             < SERIAL_REQUANT_INTERVAL, steady
     else:
@@ -802,7 +809,9 @@ def build_and_simulate(graph: ir.Graph, folds, lanes: int, inputs: np.ndarray, d
         len(np.unique([t[stage.node.output] for t in tensors], axis=0)) > 1
         for stage in folded_layers(graph).values())
     STATS["build_seconds"] += streaming.build_seconds
-    counter.update(features(graph, folds, lanes) | ({"serial requantizers"} if serial else set()))
+    counter.update(features(graph, folds, lanes)
+                   | ({"serial requantizers"} if serial else set())
+                   | ({"serial requantizers in some layers"} if serial_layers else set()))
     return runs
 
 
@@ -819,12 +828,19 @@ def check_random_graph(rng, g, x, y, tmp_path, build_dir, counter: Counter,
     folds, lanes = foldings(graph, rng, max_lanes)
     stall, backpressure = rng.uniform(0.05, 0.9, 2)
     serial = chance(rng, 0.25)
+    serial_layers = ()
+    if not serial and chance(rng, 1 / 3):
+        serial_layers = tuple(
+            index for index, node in enumerate(graph.nodes)
+            if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D)
+            and chance(rng, 0.5))
     print(f"{path}\n{describe(graph, folds)}\nlanes {lanes}, stall {stall:.2f}, "
-          f"backpressure {backpressure:.2f}, serial requantizers {serial}")
+          f"backpressure {backpressure:.2f}, serial requantizers "
+          f"{serial or list(serial_layers)}")
     build_and_simulate(graph, folds, lanes, np.tile(hardware_inputs(graph, rng), (repeats, 1)),
                        build_dir,
                        seed=int(rng.integers(2**16)), stall=stall, backpressure=backpressure,
-                       serial=serial, counter=counter)
+                       serial=serial, serial_layers=serial_layers, counter=counter)
 
 
 @pytest.mark.parametrize("number", range(max(1, round(GRAPHS * SCALE))))

@@ -50,6 +50,9 @@ class Conv2DLayer(wiring.Component):
         ``(H, W, C)`` and ``(out_h, out_w, out_c)``.
     pe, simd, requant_lanes : int
         The folding; ``requant_lanes`` (default ``pe``) divides ``pe``.
+    serial_requantizer : bool
+        Whether the requantizer lanes share one multiplier between their partial
+        products (:class:`~tfl2rtl.hw.dense.FullyConnectedLayer`).
     multipliers : int
         ``pe * simd`` int8 multipliers in the matrix-vector unit; the requantizer's are
         not counted (``requant_lanes * products`` 16x16 ones, ``requant_lanes`` with
@@ -57,9 +60,9 @@ class Conv2DLayer(wiring.Component):
     cycles_per_vector : int
         Initiation interval per image when the input delivers a beat every cycle and the
         output is always ready: ``out_h * out_w * (out_c / pe) * max(KH * KW * C / simd,
-        pe / requant_lanes)`` (the matrix-vector unit's time; the window keeps up with it),
-        or the input's ``H * W * C / simd`` beats if that is more (a stride larger than
-        the kernel).  Measured for every tested layer.
+        pe / requant_lanes * requant.interval)`` (the matrix-vector unit's time; the
+        window keeps up with it), or the input's ``H * W * C / simd`` beats if that is
+        more (a stride larger than the kernel).  Measured for every tested layer.
     lead_beats : int
         Input beats of an image that must have been taken before its first window can
         start (:attr:`SlidingWindow.lead_beats`).
@@ -76,7 +79,8 @@ class Conv2DLayer(wiring.Component):
     """
 
     def __init__(self, node: ir.Conv2D, in_shape, *, pe: int = 1, simd: int = 1,
-                 requant_lanes: int | None = None, memory_id: int | None = None):
+                 requant_lanes: int | None = None, memory_id: int | None = None,
+                 serial_requantizer: bool = False):
         h, w, c = (int(v) for v in in_shape)
         out_c, kh, kw, in_c = node.weights.shape
         requant_lanes = pe if requant_lanes is None else requant_lanes
@@ -109,7 +113,8 @@ class Conv2DLayer(wiring.Component):
             acc_bits=node.acc_bits, requant=node.requant, output_offset=node.output_offset,
             act_min=node.act_min, act_max=node.act_max, weight_bits=node.weight_bits)
         self.dense = FullyConnectedLayer(dense, pe=pe, simd=simd, requant_lanes=requant_lanes,
-                                         memory_id=memory_id)
+                                         memory_id=memory_id,
+                                         serial_requantizer=serial_requantizer)
         self.pe = pe
         self.simd = simd
         self.requant_lanes = self.dense.requant_lanes

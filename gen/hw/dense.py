@@ -32,7 +32,9 @@ class FullyConnectedLayer(wiring.Component):
     Each requantizer lane costs a 32x32 multiplier (four 16x16 products), so
     ``requant_lanes`` (default ``pe``, dividing ``pe``) trades them for time: an
     :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` then hands the ``pe`` accumulators
-    of a neuron group to the requantizer in ``pe / requant_lanes`` beats.
+    of a neuron group to the requantizer in ``pe / requant_lanes`` beats.  With
+    ``serial_requantizer`` each lane has one 16x16 multiplier and takes a beat every
+    :attr:`~tfl2rtl.hw.requant.Requantizer.interval` cycles (its serial products).
 
     Members
     -------
@@ -48,8 +50,9 @@ class FullyConnectedLayer(wiring.Component):
     ----------
     cycles_per_vector : int
         Initiation interval: ``(out_depth / pe) * max(in_depth / simd, pe /
-        requant_lanes)`` cycles (a neuron group takes ``in_depth / simd`` cycles to
-        compute and ``pe / requant_lanes`` to requantize, and the two overlap).
+        requant_lanes * requant.interval)`` cycles (a neuron group takes ``in_depth /
+        simd`` cycles to compute and ``pe / requant_lanes`` requantizer beats, and the
+        two overlap).
     latency : int
         When a vector's last input beat is taken at clock edge ``n``, its first output
         beat can leave at edge ``n + latency``: ``mvu.latency + SkidBuffer.latency +
@@ -57,7 +60,8 @@ class FullyConnectedLayer(wiring.Component):
     """
 
     def __init__(self, node: ir.FullyConnected, *, pe: int = 1, simd: int = 1,
-                 requant_lanes: int | None = None, memory_id: int | None = None):
+                 requant_lanes: int | None = None, memory_id: int | None = None,
+                 serial_requantizer: bool = False):
         requant_lanes = pe if requant_lanes is None else requant_lanes
         if requant_lanes < 1 or pe % requant_lanes:
             raise Tfl2RtlError(
@@ -76,13 +80,18 @@ class FullyConnectedLayer(wiring.Component):
             self.splitter = AccumulatorSplitter(node.acc_bits, pe, requant_lanes,
                                                 self.mvu.neuron_folds)
         rounding = node.requantization == "double"
+        if rounding and serial_requantizer:
+            raise Tfl2RtlError("a legacy uint8 FULLY_CONNECTED rounds once in a "
+                               "RoundingRequantizer, which has no serial products")
+        serial = {} if rounding else {"serial_products": serial_requantizer}
         self.requant = (RoundingRequantizer if rounding else Requantizer)(
                                    node.requant, channels=self.out_depth,
                                    output_offset=node.output_offset, act_min=node.act_min,
                                    act_max=node.act_max, acc_width=node.acc_bits,
-                                   lanes=requant_lanes)
-        self.cycles_per_vector = self.mvu.neuron_folds * max(self.mvu.synapse_folds,
-                                                             pe // requant_lanes)
+                                   lanes=requant_lanes, **serial)
+        self.cycles_per_vector = self.mvu.neuron_folds * max(
+            self.mvu.synapse_folds,
+            pe // requant_lanes * self.requant.interval)
         self.latency = (self.mvu.latency + SkidBuffer.latency + self.requant.latency
                         + (self.splitter is not None))
         super().__init__({

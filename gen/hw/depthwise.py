@@ -341,13 +341,15 @@ class DepthwiseConv2DLayer(wiring.Component):
     in_lanes : int
         Input channels per beat: ``pe / depth_multiplier``, at least 1.
     requant_lanes : int
-        Requantizer lanes; they divide the unit's ``lanes``.
+        Requantizer lanes; they divide the unit's ``lanes``.  With
+        ``serial_requantizer`` they share one multiplier between their partial products
+        (:class:`~tfl2rtl.hw.requant.Requantizer`'s ``serial_products``).
     cycles_per_vector : int
         Initiation interval per image when the input keeps up and the output is not
         stalled: ``out_h * out_w * (C / in_lanes) * max(KH * KW * steps, lanes /
-        requant_lanes)``, one step per cycle, unless the window is slower to take the
-        ``H * W * C / in_lanes`` input beats (the window's ``cycles_per_vector``, the
-        larger of the two).
+        requant_lanes * requant.interval)``, one step per cycle, unless the window is
+        slower to take the ``H * W * C / in_lanes`` input beats (the window's
+        ``cycles_per_vector``, the larger of the two).
     latency : int
         When the input beat completing the rows of the first output row (beat
         ``window.lead_beats`` of the image) is taken at clock edge ``n``, the first output
@@ -368,7 +370,7 @@ class DepthwiseConv2DLayer(wiring.Component):
     """
 
     def __init__(self, node: ir.DepthwiseConv2D, in_shape, *, pe: int = 1,
-                 requant_lanes: int | None = None):
+                 requant_lanes: int | None = None, serial_requantizer: bool = False):
         h, w, c = (int(d) for d in in_shape)
         in_lanes = _check_pe(node, pe)
         in_channels = node.weights.shape[2] // node.depth_multiplier
@@ -405,11 +407,12 @@ class DepthwiseConv2DLayer(wiring.Component):
         self.requant = Requantizer(node.requant, channels=self.out_shape[2],
                                    output_offset=node.output_offset, act_min=node.act_min,
                                    act_max=node.act_max, acc_width=node.acc_bits,
-                                   lanes=requant_lanes)
+                                   lanes=requant_lanes, serial_products=serial_requantizer)
         steps = self.unit.taps * self.unit.steps
         self.cycles_per_vector = max(
             self.window.cycles_per_vector,
-            out_hw[0] * out_hw[1] * self.unit.blocks * max(steps, lanes // requant_lanes))
+            out_hw[0] * out_hw[1] * self.unit.blocks
+            * max(steps, lanes // requant_lanes * self.requant.interval))
         self.latency = (self.window.latency + steps - 1 + self.unit.latency
                         + SkidBuffer.latency + self.requant.latency
                         + (self.splitter is not None))

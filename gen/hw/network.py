@@ -18,7 +18,7 @@ from ..fold import Fold, divisors_text
 from ..lower import LUT_OPS, hardware_form
 from .adapters import Broadcast, LaneConverter, StreamFIFO
 from .layouts import int8_lanes
-from .stages import STAGE_KINDS, Stage, stage_for
+from .stages import SERIAL_REQUANT_INTERVAL, STAGE_KINDS, Stage, stage_for
 from .weights import LOAD_LAYOUT
 
 __all__ = ["StagePlan", "NetworkPlan", "plan_network", "branch_fifo_depths",
@@ -82,12 +82,21 @@ class StagePlan:
     def multipliers(self) -> int:
         return self.stage.multipliers(self.fold)
 
+    @property
+    def serial_requantizer(self) -> bool:
+        """Whether the stage's requantizer lanes share one multiplier between their
+        partial products (a requantizing stage whose :attr:`requant_interval` is more
+        than one cycle)."""
+        return (self.stage.serial_requantizer and self.requant_interval > 1
+                and getattr(self.node, "requantization", "integer") != "double")
+
     def build(self, memory_id: int | None = None):
         """The stage's component; with ``memory_id``, its weights in that loadable
         memory."""
+        serial = {"serial_requantizer": True} if self.serial_requantizer else {}
         if memory_id is None:
-            return self.stage.build(self.fold, self.requant_lanes)
-        return self.stage.build(self.fold, self.requant_lanes, memory_id=memory_id)
+            return self.stage.build(self.fold, self.requant_lanes, **serial)
+        return self.stage.build(self.fold, self.requant_lanes, memory_id=memory_id, **serial)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,10 @@ class NetworkPlan:
     #: Node indices of the stages whose weights the host loads at run time (see
     #: :meth:`with_loadable`); memory number ``k`` is ``loadable[k]``'s.
     loadable: tuple[int, ...] = ()
+    #: The target's cycles per requantizer beat (``plan_network``'s
+    #: ``requant_interval``); a stage with serial products of its own has more
+    #: (:attr:`StagePlan.requant_interval`).
+    requant_interval: int = 1
 
     @property
     def edge_cycles(self) -> int:
@@ -184,13 +197,15 @@ def _as_fold(value) -> tuple[Fold, int | None]:
 
 
 def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
-                 requant_interval: int = 1) -> NetworkPlan:
+                 requant_interval: int = 1, serial_requantizers=()) -> NetworkPlan:
     """Check that every node of ``graph`` has hardware and ``fold`` (a folding per
     foldable stage, by node index: a :class:`~tfl2rtl.folding.Fold` or ``(pe, simd)`` or
     ``(pe, simd, requant_lanes)``; missing ones are ``(1, 1)``) is valid for it, and work
     out how the streams connect.  ``requant_interval`` is the cycles per requantizer beat
     of the target (it changes the cycle counts, not the design: the platform hook
-    :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` does that).  A legacy uint8 graph is
+    :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` does that); the requantizing stages
+    of the nodes in ``serial_requantizers`` get serial products whatever the target
+    (:data:`~tfl2rtl.hw.stages.SERIAL_REQUANT_INTERVAL` cycles per beat).  A legacy uint8 graph is
     planned in its int8 hardware form, its stages built from that form's nodes
     (:func:`_uint8_hardware_form`)."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
@@ -243,7 +258,10 @@ def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
             raise Tfl2RtlError(f"{stage.name} has a fixed folding")
         chosen, requant_lanes = _as_fold(given)
         stage.check(chosen, requant_lanes)
-        plans.append(StagePlan(stage, chosen, requant_lanes, requant_interval))
+        serial = index in serial_requantizers and stage.serial_requantizer
+        plans.append(StagePlan(stage, chosen, requant_lanes,
+                               max(requant_interval, SERIAL_REQUANT_INTERVAL) if serial
+                               else requant_interval))
         sources.append(tuple(alias[name] for name in node.inputs))
         alias[node.output] = node.output
     if fold:
@@ -258,6 +276,7 @@ def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
         in_size=graph.tensors[graph.inputs[0]].size,
         out_size=graph.tensors[graph.outputs[0]].size,
         uint8_input=uint8_input, uint8_output=uint8_output,
+        requant_interval=requant_interval,
     )
     plan = dataclasses.replace(plan, branch_fifo=tuple(sorted(branch_fifo_depths(plan).items())))
     return plan.with_lanes(lanes)

@@ -53,6 +53,14 @@ def _bits(value, start: int, stop: int, *, two_complement: bool):
     return part.as_signed() if two_complement else part
 
 
+def partial_products(multiplier) -> int:
+    """The 16x16 partial products of a :class:`Requantizer` lane for these multipliers
+    (int32, one per channel or one for all): four, or two when every one fits 16
+    unsigned bits (its :attr:`~Requantizer.products`)."""
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    return 2 if multiplier.min() >= 0 and multiplier.max() < 1 << 16 else 4
+
+
 class Requantizer(wiring.Component):
     """``clamp(MultiplyByQuantizedMultiplier(acc, multiplier[c], shift[c]) + output_offset)``.
 
@@ -171,7 +179,7 @@ class Requantizer(wiring.Component):
         self.act_max = int(act_max)
         self.serial_products = bool(serial_products)
         #: Partial products per lane: two when every multiplier fits 16 unsigned bits.
-        self.products = 2 if multiplier.min() >= 0 and multiplier.max() < 1 << 16 else 4
+        self.products = partial_products(multiplier)
         #: Cycles between beats: 1, or :attr:`products` + 1 with ``serial_products`` (a
         #: cycle per partial product on the shared multiplier, then the step that takes
         #: them all from their registers).
@@ -270,7 +278,7 @@ class Requantizer(wiring.Component):
             if serial:
                 def products(operands, first, lane=lane):
                     return self._serial_products(m, operands, first, phase, advance,
-                                                 interval, lane)
+                                                 interval, lane, platform)
             def dsp(a, b, name):
                 return pipeline.platform_product(m, platform, advance, a, b, name)
             out = self._lane(register, self.i.payload.acc[lane], params[lane], lane,
@@ -279,7 +287,7 @@ class Requantizer(wiring.Component):
         return m
 
     @staticmethod
-    def _serial_products(m, operands, first, phase, advance, interval, lane):
+    def _serial_products(m, operands, first, phase, advance, interval, lane, platform=None):
         """The products ``a * b`` of ``operands`` (``(a, a_signed, b, b_signed)``, each
         operand 16 bits) from one unsigned 16x16 multiplier: in ``phase`` ``k`` of the
         window the unsigned product of operand pair ``k`` goes into a register; the
@@ -292,25 +300,40 @@ class Requantizer(wiring.Component):
         The multiplier's operands come from registers (so that its inputs are register
         outputs, not a multiplexer selected by ``phase``): loaded in each phase with the
         next phase's pair and, on the edge where the pipeline steps (``advance``), with
-        ``first``, the pair ``(a, b)`` of phase 0 as it enters the operand registers."""
+        ``first``, the pair ``(a, b)`` of phase 0 as it enters the operand registers.
+
+        On a platform with the :data:`~tfl2rtl.hw.pipeline.PRODUCT_HOOK` (the ECP5) the
+        multiplier is the hook's DSP block, enabled on every edge: its own registers
+        hold the operands, and its product register puts out the product of pair ``k``
+        a cycle later, in phase ``k + 1``, where a register takes it; the last pair's
+        comes out in the window's last phase and goes on from the DSP block itself."""
         operands = operands + [(Const(0, 16), False, Const(0, 16), False)] * (
             interval - 1 - len(operands))
         following = Mux(phase == interval - 1, 0, phase + 1)
+        a_next = Mux(advance, first[0], Array([*(o[0] for o in operands),
+                                               operands[0][0]])[following])
+        b_next = Mux(advance, first[1], Array([*(o[2] for o in operands),
+                                               operands[0][2]])[following])
         a = Signal(16, name=f"serial_a_{lane}")
         b = Signal(16, name=f"serial_b_{lane}")
-        m.d.sync += [
-            a.eq(Mux(advance, first[0], Array([*(o[0] for o in operands),
-                                                operands[0][0]])[following])),
-            b.eq(Mux(advance, first[1], Array([*(o[2] for o in operands),
-                                                operands[0][2]])[following])),
-        ]
-        shared = Signal(32, name=f"serial_product_{lane}")  # the one multiplier
-        m.d.comb += shared.eq(a * b)
+        m.d.comb += [a.eq(a_next), b.eq(b_next)]
+        shared = pipeline.platform_product(m, platform, Const(1), a, b,
+                                           f"serial_product_{lane}")
+        delay = 1  # the hook's product comes a cycle after the fabric multiplier's
+        if shared is None:
+            a_reg = pipeline.register(m, Const(1), a, f"serial_a_reg_{lane}")
+            b_reg = pipeline.register(m, Const(1), b, f"serial_b_reg_{lane}")
+            shared = Signal(32, name=f"serial_product_{lane}")  # the one multiplier
+            m.d.comb += shared.eq(a_reg * b_reg)
+            delay = 0
         values = []
         for k, (a_k, a_signed, b_k, b_signed) in enumerate(operands):
-            product = Signal(32, name=f"serial_product_{lane}_{k}")
-            with m.If(phase == k):
-                m.d.sync += product.eq(shared)
+            if k + delay == interval - 1:
+                product = shared  # the window's last phase: straight on
+            else:
+                product = Signal(32, name=f"serial_product_{lane}_{k}")
+                with m.If(phase == k + delay):
+                    m.d.sync += product.eq(shared)
             value = product + Const(0, signed(34))
             if a_signed:
                 value = value - Mux(a_k[15], b_k << 16, 0)

@@ -156,6 +156,11 @@ class Stage:
 
         return weight_rows(self.weight_matrix(), fold.pe, fold.simd), fold.pe * fold.simd
 
+    #: Whether :meth:`build` takes ``serial_requantizer`` (requantizer lanes that share
+    #: one multiplier between their partial products: FULLY_CONNECTED, CONV_2D and
+    #: DEPTHWISE_CONV_2D).
+    serial_requantizer = False
+
     def build(self, fold: Fold, requant_lanes: int | None = None):
         raise NotImplementedError
 
@@ -191,6 +196,8 @@ def _lanes_unit(shape: tuple[int, ...]) -> int:
 
 
 class FullyConnectedStage(Stage):
+    serial_requantizer = True
+
     def options(self):
         out_depth, in_depth = self.node.weights.shape
         return [Fold(pe, simd) for pe in divisors(out_depth) for simd in divisors(in_depth)]
@@ -226,12 +233,13 @@ class FullyConnectedStage(Stage):
     def weight_matrix(self) -> np.ndarray:
         return self.node.weights
 
-    def build(self, fold, requant_lanes=None, memory_id=None):
+    def build(self, fold, requant_lanes=None, memory_id=None, serial_requantizer=False):
         from .dense import FullyConnectedLayer
 
         return FullyConnectedLayer(self.node, pe=fold.pe, simd=fold.simd,
                                    requant_lanes=requant_lanes or fold.pe,
-                                   memory_id=memory_id)
+                                   memory_id=memory_id,
+                                   serial_requantizer=serial_requantizer)
 
 
 def _check_matrix(stage, fold, requant_lanes):
@@ -291,6 +299,8 @@ class WindowStage(Stage):
 
 
 class Conv2DStage(WindowStage):
+    serial_requantizer = True
+
     def options(self):
         out_c, _, _, in_c = self.node.weights.shape
         return [Fold(pe, simd) for pe in divisors(out_c) for simd in divisors(in_c)]
@@ -321,14 +331,17 @@ class Conv2DStage(WindowStage):
     def weight_matrix(self) -> np.ndarray:
         return self.node.weights.reshape(self.node.weights.shape[0], -1)
 
-    def build(self, fold, requant_lanes=None, memory_id=None):
+    def build(self, fold, requant_lanes=None, memory_id=None, serial_requantizer=False):
         from .conv import Conv2DLayer
 
         return Conv2DLayer(self.node, self.in_shape, pe=fold.pe, simd=fold.simd,
-                           requant_lanes=requant_lanes or fold.pe, memory_id=memory_id)
+                           requant_lanes=requant_lanes or fold.pe, memory_id=memory_id,
+                           serial_requantizer=serial_requantizer)
 
 
 class DepthwiseStage(WindowStage):
+    serial_requantizer = True
+
     def options(self):
         from .depthwise import pe_choices
 
@@ -364,11 +377,12 @@ class DepthwiseStage(WindowStage):
                    * _group_cycles(steps, lanes // (requant_lanes or fold.pe),
                                    _serial(self.node.requant, requant_interval)))
 
-    def build(self, fold, requant_lanes=None):
+    def build(self, fold, requant_lanes=None, serial_requantizer=False):
         from .depthwise import DepthwiseConv2DLayer
 
         return DepthwiseConv2DLayer(self.node, self.in_shape, pe=fold.pe,
-                                    requant_lanes=requant_lanes)
+                                    requant_lanes=requant_lanes,
+                                    serial_requantizer=serial_requantizer)
 
 
 class PoolStage(WindowStage):
