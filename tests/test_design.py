@@ -73,3 +73,39 @@ def test_unbuildable_model_leaves_output_untouched(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mean.tflite", "out"]
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "keep.txt"]
     assert (out / "keep.txt").read_text() == "previous"
+
+
+def test_layers_with_time_to_spare_get_serial_requantizers():
+    """share_requantizers gives each requantizing layer the form with the fewest
+    requantizer multipliers that keeps the interval: on ad01 (ten FULLY_CONNECTED
+    layers) at the ULX3S's budget some layers take serial products, the interval is
+    the unshared plan's, and the DSP estimate is lower by what the forms save (its
+    multipliers are all q31: four partial products a parallel lane)."""
+    from conftest import ZOO
+    from tfl2rtl import design
+    from tfl2rtl.api import load
+    from tfl2rtl.boards.board import board_named
+    from tfl2rtl.boards.fit import dsp_estimate, mac_dsps
+    from tfl2rtl.hw.requant import partial_products
+
+    graph = load(ZOO / "mlperf_tiny" / "ad01_int8.tflite")
+    shared = design.plan(graph, "auto", 96)
+    unshared = design.plan(graph, dict(shared.fold))  # explicit: lanes as folded
+    assert shared.initiation_interval == unshared.initiation_interval
+    serial = [s for s in shared.network_plan.stages if s.serial_requantizer]
+    assert serial and not any(s.serial_requantizer for s in unshared.network_plan.stages)
+    layers = {entry["node"]: entry for entry in shared.layers()}
+    assert {k for k, entry in layers.items() if entry.get("serial_requantizer")} \
+        == {s.index for s in serial}
+    saved = 0
+    for s, u in zip(shared.network_plan.stages, unshared.network_plan.stages, strict=True):
+        built = s.build()
+        requant = getattr(built, "dense", built).requant
+        assert requant.serial_products == s.serial_requantizer
+        assert built.cycles_per_vector == s.cycles_per_vector <= shared.initiation_interval
+        products = partial_products(s.node.requant.multiplier)
+        assert requant.multipliers == s.out_lanes * (1 if s.serial_requantizer else products)
+        saved += u.out_lanes * products - requant.multipliers
+    board = board_named("ulx3s-85f")
+    assert mac_dsps(shared, board) == mac_dsps(unshared, board)
+    assert dsp_estimate(unshared, board) - dsp_estimate(shared, board) == saved > 0
