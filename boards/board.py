@@ -81,8 +81,10 @@ class Board:
     serial_requantizer: bool = False
     depthwise_in_logic: bool = False
     led: str | None = "led"
-    #: The ``--max-multipliers`` of ``--fold auto`` when none is given: MAC multipliers
-    #: that leave DSP blocks for the requantizers of a small model.
+    #: The ``--max-multipliers`` of ``--fold auto`` when none is given (lowered until
+    #: the DSP estimate fits, :func:`tfl2rtl.boards.fit.fitting_budget`): on the ECP5,
+    #: its DSP block count (layers with time to spare requantize with one DSP block a
+    #: lane, :func:`tfl2rtl.design.share_requantizers`).
     default_multipliers: int = 64
     #: Yosys commands run after the platform's synthesis command (its ``synth_opts`` may
     #: stop that command early, with ``-run``, for these to finish the job).
@@ -149,7 +151,7 @@ BOARDS = {
                "BRAM": ("DP16KD",)},
         placed={"LUT": ("TRELLIS_COMB",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
                 "BRAM": ("DP16KD",)},
-        bitstream="bit", reset="button_pwr", default_multipliers=96,
+        bitstream="bit", reset="button_pwr", default_multipliers=156,
         clock_estimate_mhz=72.0),
     # Amaranth's Apicula flow calls the legacy nextpnr-gowin; the yowasp wheel is the
     # himbaechel one, whose arguments :func:`tfl2rtl.boards.tools.himbaechel_arguments`

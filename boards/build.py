@@ -131,9 +131,10 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     design meets).
 
     Without ``max_multipliers``, ``--fold auto`` uses the board's own budget, lowered
-    until the DSP blocks suffice (:func:`fitting_budget`); when nextpnr then finds the
-    logic (LUTs or flip-flops) too large, the next smaller design is built instead,
-    down to one multiplier per layer (``progress`` and the report's notes say so)."""
+    until the DSP estimate fits (:func:`fitting_budget`); when Yosys then maps more DSP
+    blocks than the device has, or nextpnr finds the logic (LUTs or flip-flops) too
+    large, the next smaller design is built instead, down to one multiplier per layer
+    (``progress`` and the report's notes say so)."""
     target = board_named(board_name)
     check_memory(graph, target)
     say = progress or (lambda message: None)
@@ -149,7 +150,7 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
             return build_board_clocked(design, board_name, out_dir, baud=baud,
                                        clock_mhz=clock_mhz, progress=progress, notes=notes)
         except DoesNotFit as overflow:
-            if not chosen or overflow.resource not in ("LUT", "FF"):
+            if not chosen or overflow.resource not in ("LUT", "FF", "DSP"):
                 raise
             try:  # the largest design with fewer multipliers
                 smaller = gen.plan(graph, "auto", design.multipliers - 1, lanes=lanes,
@@ -159,7 +160,7 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
             say(f"{overflow.resource} overflows with {design.multipliers} multipliers; "
                 f"trying --max-multipliers {design.multipliers - 1}")
             design = smaller
-            notes = [f"the logic did not fit with {first.multipliers} multipliers "
+            notes = [f"the design did not fit with {first.multipliers} multipliers "
                      f"(--max-multipliers {budget}, {overflow.resource} overflowed): built "
                      f"with {design.multipliers}, initiation interval "
                      f"{design.initiation_interval} cycles instead of "

@@ -203,7 +203,7 @@ def test_a_default_budget_whose_logic_overflows_is_lowered(tmp_path, capsys):
     assert report["cycles_per_inference"] == lowered.initiation_interval
     assert report["resources"]["LUT"]["used"] <= 5280
     assert report["notes"][-1].startswith(
-        f"the logic did not fit with {first.multipliers} multipliers")
+        f"the design did not fit with {first.multipliers} multipliers")
     assert (out / "tfl2rtl_icebreaker.bin").exists()
 
 
