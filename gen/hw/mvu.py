@@ -100,7 +100,8 @@ class MatrixVectorUnit(wiring.Component):
         ``5 + tree_stages(simd)``: when a vector's last input beat is taken at clock edge
         ``n``, its first group can leave on ``o`` at edge ``n + latency`` (input and
         memory read, input again, operand, product, adder-tree and accumulator
-        registers).
+        registers; with the platform's product hook the weights are read with the first
+        input register and registered with the second).
 
     Tested with ``pe`` and ``simd`` from 1 to the full depth, random stalls on ``i`` and
     backpressure on ``o``, int8 and 9-bit weights (at -256, 255 and random), in the
@@ -212,9 +213,19 @@ class MatrixVectorUnit(wiring.Component):
                 weight_layout.size, nf_count * sf_count, self.memory_id)
             wiring.connect(m, wiring.flipped(self.load), weight_port.load)
             m.d.comb += self.loaded.eq(weight_port.loaded)
-        # The row is read a stage late (stage 1b), beside the input lanes' second register.
-        row_1 = register(row, "row_1")
-        m.d.comb += [weight_port.addr.eq(row_1), weight_port.en.eq(advance)]
+        # With a platform's DSP blocks (pipeline.PRODUCT_HOOK), the row is read at once and
+        # registered in the fabric at stage 1b (so that the block RAM's slow output and
+        # the route across the chip to the DSP block are two paths: on the ECP5 the
+        # DP16KD's 5.6 ns clock-to-output and 8 ns of routing into the MULT18X18D were
+        # ad01's critical path); otherwise it is read a stage late (stage 1b) and the
+        # operand register of stage 2 takes it.  Either way it sits beside the input
+        # lanes' second register.
+        hooked = getattr(platform, pipeline.PRODUCT_HOOK, None) is not None
+        if hooked:
+            m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
+        else:
+            row_1 = register(row, "row_1")
+            m.d.comb += [weight_port.addr.eq(row_1), weight_port.en.eq(advance)]
         weight_data = weight_layout(weight_port.data)
 
         valid_1 = register(issue, "valid_1")
@@ -242,6 +253,8 @@ class MatrixVectorUnit(wiring.Component):
         # the input buffer sit far from the multipliers they feed; on the ECP5 this was
         # ad01's critical path, 12.4 ns of routing), beside the weight row read now.
         x_1 = register(x_1, "x_1b", int8_lanes(self.simd))
+        if hooked:
+            weight_data = register(weight_data, "w_1b", weight_layout)
         valid_1 = register(valid_1, "valid_1b")
         first_1 = register(first_1, "first_1b")
         last_1 = register(last_1, "last_1b")
