@@ -72,17 +72,28 @@ class BuildReport:
         return self.clock_mhz * 1e6 / self.cycles_per_inference
 
     @property
+    def dsp_blocks(self) -> tuple[int, int]:
+        """The hard multipliers used, and the most int8 products the chip's have a cycle:
+        ``DSP`` blocks, and on the Gowin GW1NR-9 also its 9x9 ones (``DSP9``: each
+        18x18 multiplier is two of them, so the chip does at most 40 int8 products a
+        cycle, in 20 18x18 or 40 9x9 multipliers)."""
+        used = sum(self.resources.get(k, (0, 0))[0] for k in ("DSP", "DSP9"))
+        available = max(self.resources.get(k, (0, 0))[1] for k in ("DSP", "DSP9"))
+        return used, available
+
+    @property
     def mac_dsp_share(self) -> float | None:
-        """The share of the DSP blocks used that multiply activations by weights (the
-        others requantize and scale); None without DSP blocks."""
-        used = self.resources.get("DSP", (0, 0))[0]
+        """The share of the DSP blocks used (:attr:`dsp_blocks`) that multiply
+        activations by weights (the others requantize and scale); None without DSP
+        blocks."""
+        used = self.dsp_blocks[0]
         return self.mac_dsps / used if used else None
 
     @property
     def dsp_ceiling_share(self) -> float | None:
         """MACs per second over the chip's DSP MAC ceiling (every DSP block doing one MAC
-        a cycle at this clock); None without DSP blocks."""
-        available = self.resources.get("DSP", (0, 0))[1]
+        a cycle at this clock, :attr:`dsp_blocks`); None without DSP blocks."""
+        available = self.dsp_blocks[1]
         if not available:
             return None
         return self.macs * self.inferences_per_second / (available * self.clock_mhz * 1e6)
@@ -144,7 +155,7 @@ class BuildReport:
             f"{self.link_inferences_per_second:,.1f} inferences per second",
         ]
         if self.mac_dsp_share is not None:
-            used, available = self.resources["DSP"]
+            used, available = self.dsp_blocks
             lines.append(
                 f"DSP blocks multiplying activations by weights: {self.mac_dsps} of {used} "
                 f"used ({100 * self.mac_dsp_share:.0f}%); {self.macs:,} MACs per inference "

@@ -329,3 +329,20 @@ def test_the_default_budget_fits_the_dsp_blocks():
     # micro_speech's fits within the default (its depthwise layer at 2 products a cycle).
     assert fitting_budget(load(MICRO_SPEECH), icebreaker, requant_interval=5) \
         == icebreaker.default_multipliers
+
+
+def test_dsp_shares_count_the_gowin_nine_bit_multipliers():
+    """On the Tang Nano 9K Yosys maps int8 products to MULT9X9 (``DSP9``) and wider
+    ones to MULT18X18 (``DSP``), two 9x9 halves of the same blocks: the shares count
+    both kinds used, and the ceiling is 40 int8 products a cycle (hello_world's build:
+    10 MULT9X9 multiply weights, 5 MULT18X18 requantize)."""
+    from tfl2rtl.boards.report import BuildReport
+
+    report = BuildReport(board="tangnano9k", model="m", bitstream="b",
+                         resources={"DSP": (5, 20), "DSP9": (10, 40)}, fmax_mhz=90.0,
+                         clock_mhz=72.0, cycles_per_inference=32, multipliers=10,
+                         baud=DEFAULT_BAUD, link_bytes=14, macs=288, mac_dsps=10)
+    assert report.dsp_blocks == (15, 40)
+    assert report.mac_dsp_share == pytest.approx(10 / 15)
+    assert report.dsp_ceiling_share == pytest.approx(288 * 72e6 / 32 / (40 * 72e6))
+    assert "10 of 15 used (67%)" in report.text()
