@@ -71,14 +71,17 @@ FMAX_SOURCES = {"nextpnr": "nextpnr's Fmax",
 
 class TimingMissed(Tfl2RtlError):
     """The routed design's Fmax (``fmax_mhz``, set by ``limit``, a key of
-    :data:`FMAX_SOURCES`) is below the clock it was built to run at (``clock_mhz``)."""
+    :data:`FMAX_SOURCES`) is below the clock it was built to run at (``clock_mhz``);
+    ``logs`` has nextpnr's log and timing report of that build (file name -> contents),
+    its critical paths among them."""
 
     def __init__(self, message: str, fmax_mhz: float, clock_mhz: float,
-                 limit: str = "nextpnr"):
+                 limit: str = "nextpnr", logs: dict[str, bytes] | None = None):
         super().__init__(message)
         self.fmax_mhz = fmax_mhz
         self.clock_mhz = clock_mhz
         self.limit = limit
+        self.logs = dict(logs or {})
 
 
 class BoardDesign(wiring.Component):
@@ -191,7 +194,9 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     aiming at the first estimate (nextpnr works less hard for a lower target, and its
     Fmax follows the target down), and every build after the first runs nextpnr with its
     own ``--seed`` (the attempt's number), so a clock tried again is placed afresh.  At
-    most :data:`MAX_CLOCK_ATTEMPTS` builds in all; the result is the fastest met."""
+    most :data:`MAX_CLOCK_ATTEMPTS` builds in all; the result is the fastest met, and
+    its ``logs/`` also hold nextpnr's log (critical paths included) of each build
+    before it that missed, as ``missed-<clock>MHz-<file>``."""
     board = board_named(board_name)
     say = progress or (lambda message: None)
     if clock_mhz is not None:
@@ -202,6 +207,7 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     setting = board_clock(board, board.clock_estimate_mhz, baud)
     reason = f"the first estimate for {board.family}, {board.clock_estimate_mhz:g} MHz, was met"
     best: BuildReport | None = None
+    missed_logs: dict[str, bytes] = {}
     for attempt in range(1, MAX_CLOCK_ATTEMPTS + 1):
         seed = None if attempt == 1 else attempt
         if seed is not None:
@@ -209,8 +215,11 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
         try:
             report = build_board(design, board_name, out_dir, baud=baud, clock=setting,
                                  clock_reason=reason, constraint_mhz=board.clock_estimate_mhz,
-                                 progress=progress, notes=notes, seed=seed)
+                                 progress=progress, notes=notes, seed=seed,
+                                 earlier_logs=missed_logs)
         except TimingMissed as missed:
+            missed_logs.update({f"missed-{setting.output_mhz:.4g}MHz-{name}": contents
+                                for name, contents in missed.logs.items()})
             if best is not None:
                 say(f"timing missed at {setting.output_mhz:.4g} MHz "
                     f"({FMAX_SOURCES[missed.limit]} {missed.fmax_mhz:.1f} MHz); keeping the "
@@ -243,7 +252,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                 clock_reason: str = "", constraint_mhz: float | None = None,
                 progress: Callable[[str], None] | None = None,
                 keep_build: bool = False, notes: list[str] | tuple[str, ...] = (),
-                seed: int | None = None) -> BuildReport:
+                seed: int | None = None, earlier_logs: dict[str, bytes] | None = None
+                ) -> BuildReport:
     """Build ``design`` (a :class:`tfl2rtl.design.Design`) for the board ``board_name``
     (a key of :data:`BOARDS`) to run at ``clock`` (a PLL setting; default: the fastest at
     or below the board's :attr:`~tfl2rtl.boards.board.Board.clock_estimate_mhz`, see
@@ -256,11 +266,14 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     ``progress`` gets a line before and after each long step; ``clock_reason`` (what set
     the clock) and ``notes`` go into the report.  ``constraint_mhz`` (at least the clock)
     is the frequency place and route aims at; ``seed`` (when given) is nextpnr's
-    ``--seed``.  Raises :class:`DoesNotFit` when the
-    design needs more of a resource than the device has, and :class:`TimingMissed`
-    (writing nothing) when the routed design's Fmax is below the clock."""
+    ``--seed``; ``earlier_logs`` (file name -> contents: the logs of builds that missed
+    their clock, :attr:`TimingMissed.logs`) go into ``logs/`` beside this build's.
+    Raises :class:`DoesNotFit` when the design needs more of a resource than the device
+    has, and :class:`TimingMissed` (writing nothing) when the routed design's Fmax is
+    below the clock."""
     board = board_named(board_name)
     say = progress or (lambda message: None)
+    earlier_logs = earlier_logs or {}
     check_memory(design.graph, board)
     design = place_weights(design, board)
     platform = board.make_platform()
@@ -322,7 +335,9 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                 f"({FMAX_SOURCES[report.fmax_limit]}), short "
                 f"of the {clock.output_mhz:.4g} MHz clock: choose --clock-mhz "
                 f"{int(report.fmax_mhz)} or lower, or leave it out to let the build "
-                f"find the clock", report.fmax_mhz, clock.output_mhz, report.fmax_limit)
+                f"find the clock", report.fmax_mhz, clock.output_mhz, report.fmax_limit,
+                logs={log.name: log.read_bytes() for log in
+                      [*build.glob("*.tim"), *build.glob("*.report.json")]})
 
         bitstream = build / f"{NAME}.{board.bitstream}"
         with staged_directory(out_dir) as tmp:
@@ -346,6 +361,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
             for log in [*build.glob("*.log"), *build.glob("*.rpt"), *build.glob("*.tim"),
                         *build.glob("*.report.json")]:
                 shutil.copyfile(log, tmp / "logs" / log.name)
+            for name, contents in earlier_logs.items():
+                (tmp / "logs" / name).write_bytes(contents)
             if keep_build:
                 shutil.copytree(build, tmp / "build")
     return report

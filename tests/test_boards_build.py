@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TEST_MODELS, ZOO
 from tfl2rtl.api import generate, load
-from tfl2rtl.boards.build import BOARDS, DEFAULT_BAUD, FMAX_SOURCES, board_clock
+from tfl2rtl.boards.build import BOARDS, DEFAULT_BAUD, FMAX_SOURCES, NAME, board_clock
 from tfl2rtl.cli import main
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
 
@@ -93,6 +93,8 @@ def test_the_build_finds_the_clock_the_routed_design_meets(tmp_path, capsys):
     assert report["clock_mhz"] == pytest.approx(chosen.output_mhz, abs=1e-4)
     assert report["meets_timing"] and report["fmax_mhz"] >= report["clock_mhz"]
     assert report["clock"].startswith(f"{chosen.describe()}; {source} reached")
+    # nextpnr's log of the build that missed (its critical paths) is kept.
+    assert "Critical path" in (out / "logs" / f"missed-{aimed:.4g}MHz-{NAME}.tim").read_text()
     # The iCE40's hard blocks bound the clock too, and the report says which bound won.
     assert report["fmax_mhz"] == min(report["nextpnr_fmax_mhz"], report["datasheet_fmax_mhz"])
     assert report["fmax_set_by"] == ("datasheet" if report["datasheet_fmax_mhz"]
@@ -113,13 +115,16 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     # seed None (the first build) reaches 57 MHz at any clock; seed 2 reaches 72.8 MHz;
     # seed 3 reaches 60 MHz.
     reached = {None: 57.1, 2: 72.8, 3: 60.0}
-    calls = []
+    calls, given_logs = [], []
 
-    def one_build(design, board_name, out_dir, *, clock, seed, clock_reason, **kwargs):
+    def one_build(design, board_name, out_dir, *, clock, seed, clock_reason,
+                  earlier_logs, **kwargs):
         calls.append((clock.output_mhz, seed))
+        given_logs.append(sorted(earlier_logs))
         fmax = reached[seed]
         if fmax < clock.output_mhz:
-            raise board_build.TimingMissed("missed", fmax, clock.output_mhz, "nextpnr")
+            raise board_build.TimingMissed("missed", fmax, clock.output_mhz, "nextpnr",
+                                           logs={"tfl2rtl_board.tim": b"paths"})
         return BuildReport(board=board_name, model="m", bitstream="b", resources={},
                            fmax_mhz=fmax, clock_mhz=clock.output_mhz,
                            cycles_per_inference=1, multipliers=1, baud=DEFAULT_BAUD,
@@ -132,6 +137,9 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     faster = board_clock(board, 72.8, DEFAULT_BAUD).output_mhz
     assert lowered < faster and faster == first
     assert calls == [(first, None), (lowered, 2), (faster, 3)]
+    # The builds after a miss keep its nextpnr log beside their own.
+    missed_log = f"missed-{first:.4g}MHz-tfl2rtl_board.tim"
+    assert given_logs == [[], [missed_log], [missed_log]]
     assert report.clock_mhz == lowered and "(nextpnr --seed 2)" in report.clock
     assert lines[1] == (f"timing met at {lowered:.4g} MHz with nextpnr's Fmax 72.8 MHz; "
                         f"building again for {faster:.4g} MHz")
