@@ -188,6 +188,8 @@ class HostLink(wiring.Component):
         left_out = Signal(16)
         quiet = Signal(range(self.timeout_cycles + 1))
         position = Signal(range(lanes))  # the output byte's lane in its beat
+        beat = Signal.like(self.from_accel.payload)  # the output beat being sent
+        beat_held = Signal()
 
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.record),
                                         init=list(self.record))
@@ -374,15 +376,23 @@ class HostLink(wiring.Component):
                     with m.Case(1):
                         send(Mux(stepped, ahead.data, here.data), "send_payload")
                     with m.Case(2):  # lane by lane from the accelerator's beats
-                        send(self.from_accel.payload.word_select(position, 8),
-                             "send_payload")
-                        m.d.comb += [
-                            self.tx.valid.eq(self.from_accel.valid),
-                            self.from_accel.ready.eq(sent & (position == lanes - 1)),
-                        ]
+                        # Each beat is taken into a register first and sent from there,
+                        # so that the accelerator's ready comes from that register and
+                        # the state, not through the UART's handshake (on the iCE40 the
+                        # path from the state through the transfer into the output
+                        # slice's enable was the critical one: six LUTs, 27 ns).
+                        with m.If(~beat_held):
+                            m.d.comb += self.from_accel.ready.eq(1)
+                            with m.If(self.from_accel.valid):
+                                m.d.sync += [beat.eq(self.from_accel.payload),
+                                             beat_held.eq(1)]
+                        send(beat.word_select(position, 8), "send_payload")
+                        m.d.comb += self.tx.valid.eq(beat_held)
                         with m.If(sent):
                             m.d.sync += position.eq(Mux(position == lanes - 1, 0,
                                                         position + 1))
+                            with m.If(position == lanes - 1):
+                                m.d.sync += beat_held.eq(0)
                 with m.If(sent):
                     m.d.sync += [count.eq(count + 1), stepped.eq(1),
                                  left_out.eq(left_out - 1)]
