@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import operator
 from functools import partial
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -250,14 +251,16 @@ class Requantizer(wiring.Component):
         # One enable for the whole pipeline: it moves whenever its last stage is empty or
         # being emptied, so a beat enters every cycle that the output is not stalled.
         # With serial products it moves only in the last cycle of each window of
-        # ``interval`` cycles (``phase`` counts them), while the shared multipliers work
+        # ``interval`` cycles (``phase`` marks them), while the shared multipliers work
         # through the partial products of the beat in the "left_shift" registers.
         advance = Signal()
         phase = None
         if serial:
-            phase = Signal(range(interval))
-            m.d.sync += phase.eq(Mux(phase == interval - 1, 0, phase + 1))
-            m.d.comb += advance.eq((phase == interval - 1) & (~self.o.valid | self.o.ready))
+            # One-hot: bit k is set in phase k (no counter, adder or comparison before
+            # the operand multiplexers: on the iCE40 that path was the critical one).
+            phase = Signal(interval, init=1)
+            m.d.sync += phase.eq(phase.rotate_left(1))
+            m.d.comb += advance.eq(phase[interval - 1] & (~self.o.valid | self.o.ready))
         else:
             m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         m.d.comb += self.i.ready.eq(advance)
@@ -289,7 +292,7 @@ class Requantizer(wiring.Component):
     @staticmethod
     def _serial_products(m, operands, first, phase, advance, interval, lane, platform=None):
         """The products ``a * b`` of ``operands`` (``(a, a_signed, b, b_signed)``, each
-        operand 16 bits) from one unsigned 16x16 multiplier: in ``phase`` ``k`` of the
+        operand 16 bits) from one unsigned 16x16 multiplier: in phase ``k`` of the
         window the unsigned product of operand pair ``k`` goes into a register; the
         sign corrections are added after the registers.  A signed operand ``a`` is
         ``a_u - 2**16 * a[15]`` for its unsigned bits ``a_u``, so ``a * b = a_u * b_u -
@@ -298,7 +301,7 @@ class Requantizer(wiring.Component):
         cycle, when the pipeline steps.
 
         The multiplier's operands come from registers (so that its inputs are register
-        outputs, not a multiplexer selected by ``phase``): loaded in each phase with the
+        outputs, not a multiplexer selected by the phase): loaded in each phase with the
         next phase's pair and, on the edge where the pipeline steps (``advance``), with
         ``first``, the pair ``(a, b)`` of phase 0 as it enters the operand registers.
 
@@ -306,14 +309,20 @@ class Requantizer(wiring.Component):
         multiplier is the hook's DSP block, enabled on every edge: its own registers
         hold the operands, and its product register puts out the product of pair ``k``
         a cycle later, in phase ``k + 1``, where a register takes it; the last pair's
-        comes out in the window's last phase and goes on from the DSP block itself."""
+        comes out in the window's last phase and goes on from the DSP block itself.
+        ``phase`` has a bit a phase of the window, the current one's set."""
         operands = operands + [(Const(0, 16), False, Const(0, 16), False)] * (
             interval - 1 - len(operands))
-        following = Mux(phase == interval - 1, 0, phase + 1)
-        a_next = Mux(advance, first[0], Array([*(o[0] for o in operands),
-                                               operands[0][0]])[following])
-        b_next = Mux(advance, first[1], Array([*(o[2] for o in operands),
-                                               operands[0][2]])[following])
+        # The pair of the following phase: phase k + 1's in phase k, the first pair again
+        # in the window's last phase; an AND-OR over the one-hot ``phase``.
+        pairs = [*operands[1:], operands[0], operands[0]]
+
+        def following(field):
+            return functools.reduce(operator.or_, [
+                Mux(phase[k], pair[field], 0) for k, pair in enumerate(pairs)])
+
+        a_next = Mux(advance, first[0], following(0))
+        b_next = Mux(advance, first[1], following(2))
         a = Signal(16, name=f"serial_a_{lane}")
         b = Signal(16, name=f"serial_b_{lane}")
         m.d.comb += [a.eq(a_next), b.eq(b_next)]
@@ -332,7 +341,7 @@ class Requantizer(wiring.Component):
                 product = shared  # the window's last phase: straight on
             else:
                 product = Signal(32, name=f"serial_product_{lane}_{k}")
-                with m.If(phase == k + delay):
+                with m.If(phase[k + delay]):
                     m.d.sync += product.eq(shared)
             value = product + Const(0, signed(34))
             if a_signed:
