@@ -12,10 +12,6 @@ from conftest import ERROR_MODELS, TEST_MODELS
 from tfl2rtl.api import load
 
 TFL2RTL = str(Path(sys.executable).parent / "tfl2rtl")
-#: conftest's error models that compute in floats (its int16x8.tflite is a 16x8 model,
-#: which inspect and verify take now).
-FLOAT_MODELS = {name: words for name, words in ERROR_MODELS.items()
-                if name != "int16x8.tflite"}
 
 
 def cli(*args, check_code=None):
@@ -91,9 +87,9 @@ def test_failed_run_leaves_dump_folder_untouched(zoo, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("name", sorted(FLOAT_MODELS))
+@pytest.mark.parametrize("name", sorted(ERROR_MODELS))
 def test_non_integer_models(name):
-    assert_one_line_error(cli("verify", TEST_MODELS / name), FLOAT_MODELS[name],
+    assert_one_line_error(cli("verify", TEST_MODELS / name), ERROR_MODELS[name],
                           "TFLITE_BUILTINS_INT8")
 
 

@@ -21,10 +21,6 @@ from tfl2rtl.tflite_reader import read_model
 
 ALL_INT8 = ZOO_MODELS + INT8_TEST_MODELS
 WEIGHTED = (ir.FullyConnected, ir.Conv2D, ir.DepthwiseConv2D)
-#: conftest's error models that compute in floats (int16x8.tflite, listed there too, is
-#: a 16x8 model, which lowers now).
-FLOAT_MODELS = {name: words for name, words in ERROR_MODELS.items()
-                if name != "int16x8.tflite"}
 #: Writer-made models of the other integer modes, by mode.
 MODE_MODELS = {"uint8_legacy.tflite": "uint8-legacy", "ops_uint8_legacy.tflite": "uint8-legacy",
                "ops_int16x8.tflite": "int16x8", "int16x8.tflite": "int16x8"}
@@ -91,7 +87,7 @@ def test_folded_bias_is_exact_and_acc_bits_suffice(path):
         assert -limit <= reference.min() and reference.max() < limit
 
 
-@pytest.mark.parametrize("name,words", sorted(FLOAT_MODELS.items()))
+@pytest.mark.parametrize("name,words", sorted(ERROR_MODELS.items()))
 def test_non_integer_models_get_one_line_with_the_fix(name, words):
     with pytest.raises(Tfl2RtlError) as info:
         lower(read_model(TEST_MODELS / name))
