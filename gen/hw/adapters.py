@@ -18,8 +18,9 @@ class LaneConverter(wiring.Component):
 
     Elements keep their order (lane 0 first).  A shift register of
     ``in_lanes + out_lanes + max(in_lanes, out_lanes) - 1`` elements sits between the two
-    sides; ``i.ready`` depends on its fill level only (no combinational path between the
-    streams), and that size lets the narrower side move a beat every cycle.
+    sides; ``i.ready`` and ``o.valid`` are registers set from its fill level (no
+    combinational path between the streams), and that size lets the narrower side move a
+    beat every cycle.
 
     Members
     -------
@@ -48,28 +49,35 @@ class LaneConverter(wiring.Component):
         m = Module()
         capacity = self.in_lanes + self.out_lanes + max(self.in_lanes, self.out_lanes) - 1
         buffer = Signal(data.ArrayLayout(self.shape, capacity))
-        count = Signal(range(capacity + 1))
-
-        m.d.comb += [
-            self.o.valid.eq(count >= self.out_lanes),
-            self.i.ready.eq(count <= capacity - self.in_lanes),
-        ]
+        # The fill level, one-hot (bit ``c`` set when ``c`` elements are held), and the
+        # two handshake outputs, registered from the next level: no adder or comparison
+        # lies between a handshake and the buffer's enables (on the ECP5 the comparison
+        # and the route to a wide converter's enables were ad01's critical path).
+        level = Signal(capacity + 1, init=1)
+        valid = Signal()
+        ready = Signal(init=1)
+        m.d.comb += [self.o.valid.eq(valid), self.i.ready.eq(ready)]
         for lane in range(self.out_lanes):
             m.d.comb += self.o.payload[lane].eq(buffer[lane])
 
         take_out = self.o.valid & self.o.ready
         take_in = self.i.valid & self.i.ready
-        kept = Signal.like(count)  # elements left after this cycle's output beat
-        m.d.comb += kept.eq(count - Mux(take_out, self.out_lanes, 0))
+        # The level after this cycle's output beat, and after its input beat too.
+        kept = Mux(take_out, level >> self.out_lanes, level)
+        following = Mux(take_in, (kept << self.in_lanes)[:capacity + 1], kept)
         for slot in range(capacity):
             # Shift out the sent beat, then append the received one after what is kept.
             if slot + self.out_lanes < capacity:
                 with m.If(take_out):
                     m.d.sync += buffer[slot].eq(buffer[slot + self.out_lanes])
             for lane in range(min(slot + 1, self.in_lanes)):
-                with m.If(take_in & (kept == slot - lane)):
+                with m.If(take_in & kept[slot - lane]):
                     m.d.sync += buffer[slot].eq(self.i.payload[lane])
-        m.d.sync += count.eq(kept + Mux(take_in, self.in_lanes, 0))
+        m.d.sync += [
+            level.eq(following),
+            valid.eq(following[self.out_lanes:].any()),
+            ready.eq(following[:capacity - self.in_lanes + 1].any()),
+        ]
         return m
 
 
