@@ -81,6 +81,8 @@ def test_layers_with_time_to_spare_get_serial_requantizers():
     layers) at the ULX3S's budget some layers take serial products, the interval is
     the unshared plan's, and the DSP estimate is lower by what the forms save (its
     multipliers are all q31: four partial products a parallel lane)."""
+    from amaranth.hdl import Fragment
+
     from conftest import ZOO
     from tfl2rtl import design
     from tfl2rtl.api import load
@@ -100,6 +102,9 @@ def test_layers_with_time_to_spare_get_serial_requantizers():
     saved = 0
     for s, u in zip(shared.network_plan.stages, unshared.network_plan.stages, strict=True):
         built = s.build()
+        # Elaborated, so that its parts do not warn as unused when garbage collected (in
+        # whichever test runs then).
+        Fragment.get(built, None)
         requant = getattr(built, "dense", built).requant
         assert requant.serial_products == s.serial_requantizer
         assert built.cycles_per_vector == s.cycles_per_vector <= shared.initiation_interval
