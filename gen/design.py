@@ -210,13 +210,12 @@ def share_requantizers(graph: ir.Graph, network_plan):
             continue
         may_serialize = (interval == 1
                          and getattr(s.node, "requantization", "integer") != "double")
-        products = partial_products(s.node.requant.multiplier)
-        forms = [(lanes * (1 if interval > 1 else products), 0, lanes, interval)
-                 for lanes in divisors(s.out_lanes)]
+        per_lane = 1 if interval > 1 else partial_products(s.node.requant.multiplier)
+        forms = [(lanes * per_lane, 0, lanes, interval) for lanes in divisors(s.out_lanes)]
         if may_serialize:
             forms += [(lanes, 1, lanes, SERIAL_REQUANT_INTERVAL)
                       for lanes in divisors(s.out_lanes)]
-        current = s.out_lanes * (1 if interval > 1 else products)
+        current = s.out_lanes * per_lane
         for cost, serialized, lanes, cycles_per_beat in sorted(forms):
             if cost >= current:
                 break

@@ -170,12 +170,11 @@ def _serial(requant: ir.Requant, requant_interval: int) -> int:
     product plus one, and a q31 multiplier has four, but multipliers below ``2**16``
     (zero, for a weight scale of 0) only two (:attr:`tfl2rtl.hw.requant.Requantizer.
     products`)."""
+    from .requant import partial_products
+
     if requant_interval == 1:
         return 1
-    multiplier = np.asarray(requant.multiplier)
-    if multiplier.min() >= 0 and multiplier.max() < 1 << 16:
-        return 3
-    return requant_interval
+    return partial_products(requant.multiplier) + 1
 
 
 def _group_cycles(compute: int, beats: int, requant_interval: int) -> int:
