@@ -97,11 +97,13 @@ class MatrixVectorUnit(wiring.Component):
         Initiation interval, ``neuron_folds * synapse_folds``, when the input keeps up and
         the output is not stalled.
     latency : int
-        ``5 + tree_stages(simd)``: when a vector's last input beat is taken at clock edge
-        ``n``, its first group can leave on ``o`` at edge ``n + latency`` (input and
-        memory read, input again, operand, product, adder-tree and accumulator
-        registers; with the platform's product hook the weights are read with the first
-        input register and registered with the second).
+        ``6 + tree_stages(simd)``: when a vector's last input beat is taken at clock edge
+        ``n``, its first group can leave on ``o`` at edge ``n + latency``.  In the
+        fabric: input, input again (the address), input a third time beside the memory
+        read, operand, product, adder-tree and accumulator registers.  With the
+        platform's product hook: input and memory read, input and weights again, the DSP
+        block's operand and product registers, the product again in the fabric, then the
+        adder tree and the accumulators.
 
     Tested with ``pe`` and ``simd`` from 1 to the full depth, random stalls on ``i`` and
     backpressure on ``o``, int8 and 9-bit weights (at -256, 255 and random), in the
@@ -146,7 +148,7 @@ class MatrixVectorUnit(wiring.Component):
         self.neuron_folds = out_depth // pe
         self.synapse_folds = in_depth // simd
         self.cycles_per_vector = self.neuron_folds * self.synapse_folds
-        self.latency = 5 + tree_stages(simd)
+        self.latency = 6 + tree_stages(simd)
         self._weights = weights.astype(np.int64)
         self._bias = bias
         self.memory_id = memory_id
@@ -217,15 +219,15 @@ class MatrixVectorUnit(wiring.Component):
         # registered in the fabric at stage 1b (so that the block RAM's slow output and
         # the route across the chip to the DSP block are two paths: on the ECP5 the
         # DP16KD's 5.6 ns clock-to-output and 8 ns of routing into the MULT18X18D were
-        # ad01's critical path); otherwise it is read a stage late (stage 1b) and the
-        # operand register of stage 2 takes it.  Either way it sits beside the input
-        # lanes' second register.
+        # ad01's critical path), beside the input lanes' second register; otherwise it
+        # is read two stages late (stage 1c), beside their third, and the operand
+        # register of stage 2 takes it.
         hooked = getattr(platform, pipeline.PRODUCT_HOOK, None) is not None
         if hooked:
             m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
         else:
-            row_1 = register(row, "row_1")
-            m.d.comb += [weight_port.addr.eq(row_1), weight_port.en.eq(advance)]
+            row_1b = register(register(row, "row_1"), "row_1b")
+            m.d.comb += [weight_port.addr.eq(row_1b), weight_port.en.eq(advance)]
         weight_data = weight_layout(weight_port.data)
 
         valid_1 = register(issue, "valid_1")
@@ -255,10 +257,15 @@ class MatrixVectorUnit(wiring.Component):
         x_1 = register(x_1, "x_1b", int8_lanes(self.simd))
         if hooked:
             weight_data = register(weight_data, "w_1b", weight_layout)
-        valid_1 = register(valid_1, "valid_1b")
-        first_1 = register(first_1, "first_1b")
-        last_1 = register(last_1, "last_1b")
-        group_1 = register(group_1, "group_1b")
+        else:
+            # Stage 1c, in the fabric only: the input lanes wait a stage more for the
+            # weight row, read a stage later, so that both paths have one latency (the
+            # hook's path spends this stage after the DSP blocks, below).
+            x_1 = register(x_1, "x_1c", int8_lanes(self.simd))
+        valid_1 = register(register(valid_1, "valid_1b"), "valid_1c")
+        first_1 = register(register(first_1, "first_1b"), "first_1c")
+        last_1 = register(register(last_1, "last_1b"), "last_1c")
+        group_1 = register(register(group_1, "group_1b"), "group_1c")
 
         # Stage 2: the multiplier operands, registered; stage 3: products.  A platform
         # with a DSP block that has its own registers (pipeline.PRODUCT_HOOK) holds both
@@ -272,8 +279,13 @@ class MatrixVectorUnit(wiring.Component):
         first = pipeline.platform_product(m, platform, advance, x_1[0], weight_data[0][0],
                                           "product_0_0")
         if first is not None:
-            sums = [[first if (p, s) == (0, 0) else pipeline.platform_product(
-                        m, platform, advance, x_1[s], weight_data[p][s], f"product_{p}_{s}")
+            # Each DSP block's product is registered once more in the fabric, beside the
+            # block, before the adder tree gathers the products of a neuron from across
+            # the chip (on the ECP5 the route from a MULT18X18D to the tree's first
+            # level was ad01's critical path: 10.3 ns of its 14.2).
+            sums = [[register(first if (p, s) == (0, 0) else pipeline.platform_product(
+                        m, platform, advance, x_1[s], weight_data[p][s], f"product_{p}_{s}"),
+                              f"product_r_{p}_{s}")
                      for s in range(self.simd)] for p in range(self.pe)]
         else:
             x_2 = register(x_1, "x_2", int8_lanes(self.simd))

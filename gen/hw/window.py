@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import Tfl2RtlError
 from ..fold import divisors_text
+from .adapters import SkidBuffer
 from .layouts import int8_lanes
 
 __all__ = ["ORDERS", "window_layout", "window_out_hw", "window_beats", "SlidingWindow"]
@@ -138,9 +139,15 @@ class SlidingWindow(wiring.Component):
         Input beats of an image that must have been taken before its first window can
         start: the rows up to ``need(0)``.
     latency : int
-        2: when the input beat completing the rows of an output row is taken at clock
+        3: when the input beat completing the rows of an output row is taken at clock
         edge ``n`` (for the first window, beat :attr:`lead_beats` of the image), that
-        row's first beat can leave at edge ``n + latency``.
+        row's first beat can leave at edge ``n + latency``.  (The input passes a
+        :class:`~tfl2rtl.hw.adapters.SkidBuffer` first, so that ``i.ready`` is a register
+        and the writer's row count, compared with its limit, does not reach the
+        upstream stage's ``valid`` and come back: on the ECP5 that round trip, 5.1 ns of
+        routing, was kws's critical path.)  When the first output row lies wholly in
+        the padding (:attr:`lead_beats` 0), the first beat waits for no input and can
+        leave at edge ``latency - SkidBuffer.latency``.
     cycles_per_vector : int
         ``max(beats_in, beats_out)``: the initiation interval per image when the input
         delivers a beat every cycle and ``o`` is always ready, with the default
@@ -153,7 +160,7 @@ class SlidingWindow(wiring.Component):
     W of 1, C from 1 to 16 and ``simd`` from 1 to C, both orders.
     """
 
-    latency = 2
+    latency = 2 + SkidBuffer.latency
 
     def __init__(self, in_shape, kernel, stride=(1, 1), dilation=(1, 1),
                  padding=(0, 0, 0, 0), pad_value=0, simd=1, order="conv", *,
@@ -372,15 +379,18 @@ class SlidingWindow(wiring.Component):
             m.d.sync += [need.eq(self._need0), write_limit.eq(self._lo0 + rows),
                          base.eq(-top + sh)]
 
-        # Writer: rows go into the buffer in order, slot after slot.
+        # Writer: rows go into the buffer in order, slot after slot, from the skid
+        # buffer.
+        m.submodules.skid = skid = SkidBuffer(int8_lanes(self.simd))
+        wiring.connect(m, wiring.flipped(self.i), skid.i)
         waddr = Signal(range(depth))
         wpos = Signal(range(row_beats))
         take = Signal()
         m.d.comb += [
-            self.i.ready.eq(written < write_limit),
-            take.eq(self.i.valid & self.i.ready),
+            skid.o.ready.eq(written < write_limit),
+            take.eq(skid.o.valid & skid.o.ready),
             write.addr.eq(waddr),
-            write.data.eq(self.i.payload),
+            write.data.eq(skid.o.payload),
             write.en.eq(take),
         ]
         with m.If(take):
