@@ -245,17 +245,33 @@ class HostLink(wiring.Component):
             with m.If(timed_out):
                 finish_request(Const(ErrorCode.TRUNCATED, 8))
 
-        # The reply's bytes, one transfer at a time.
-        tx_byte = Signal(8)
+        # The reply's bytes go out through a register (``out_byte``, offered while
+        # ``out_pending``): the state machine hands each byte over when the register is
+        # free, and the CRC takes a checked byte from the register when the UART takes
+        # it, so no path runs from the byte's selection through the CRC (on the iCE40,
+        # count -> reply byte -> CRC was the critical path, 25.5 ns).  The UART takes a
+        # byte only after the previous one's stop bit, so the byte is always waiting
+        # there in time and the line stays as busy as before.  A byte is handed over
+        # only to a free register, so when a CRC byte is, every byte before it has
+        # been sent and folded in.
+        out_byte = Signal(8)
+        out_pending = Signal()
+        out_checked = Signal()
         sent = self.tx.valid & self.tx.ready
-        m.d.comb += [self.tx.payload.eq(tx_byte), here.addr.eq(count),
-                     ahead.addr.eq(count + 1)]
+        handed = Signal()  # the state machine hands a byte over at this edge
+        m.d.comb += [self.tx.payload.eq(out_byte), self.tx.valid.eq(out_pending),
+                     here.addr.eq(count), ahead.addr.eq(count + 1)]
+        with m.If(sent):
+            m.d.sync += out_pending.eq(0)
+            with m.If(out_checked):
+                m.d.sync += crc.eq(crc16_step(crc, out_byte))
 
-        def send(value, next_state, checked=True):
-            m.d.comb += [self.tx.valid.eq(1), tx_byte.eq(value)]
-            with m.If(sent):
-                if checked:
-                    m.d.sync += crc.eq(crc16_step(crc, value))
+        def send(value, next_state, checked=True, ready=None):
+            """Hand ``value`` over when the output register is free (and ``ready``)."""
+            m.d.comb += handed.eq(~out_pending if ready is None else ~out_pending & ready)
+            with m.If(handed):
+                m.d.sync += [out_byte.eq(value), out_pending.eq(1),
+                             out_checked.eq(checked)]
                 m.next = next_state
 
         with m.FSM() as fsm:
@@ -353,7 +369,7 @@ class HostLink(wiring.Component):
                 m.next = "send_sync"
             with m.State("send_sync"):
                 # The reply's CRC continues from the request's (crc holds it).
-                with m.If(sent):
+                with m.If(handed):
                     m.d.sync += [count.eq(0), position.eq(0)]
                 send(protocol.SYNC_REPLY, "send_command", checked=False)
             with m.State("send_command"):
@@ -386,14 +402,14 @@ class HostLink(wiring.Component):
                             with m.If(self.from_accel.valid):
                                 m.d.sync += [beat.eq(self.from_accel.payload),
                                              beat_held.eq(1)]
-                        send(beat.word_select(position, 8), "send_payload")
-                        m.d.comb += self.tx.valid.eq(beat_held)
-                        with m.If(sent):
+                        send(beat.word_select(position, 8), "send_payload",
+                             ready=beat_held)
+                        with m.If(handed):
                             m.d.sync += position.eq(Mux(position == lanes - 1, 0,
                                                         position + 1))
                             with m.If(position == lanes - 1):
                                 m.d.sync += beat_held.eq(0)
-                with m.If(sent):
+                with m.If(handed):
                     m.d.sync += [count.eq(count + 1), stepped.eq(1),
                                  left_out.eq(left_out - 1)]
                     with m.If(last):
