@@ -170,7 +170,13 @@ class HostLink(wiring.Component):
         # --- the frame parser and responder -----------------------------------------
         command = Signal(8)
         length_low = Signal(8)  # the request length's first byte
-        count = Signal(16)
+        # Bytes counted: of the request's payload (``rx_count``), of the reply's
+        # (``tx_count``) and of the output beats drained after a failed INFER
+        # (``drained``): each with few conditions on its enable (one counter for all
+        # three was the iCE40's critical path, its enable gathering every state's).
+        rx_count = Signal(16)
+        tx_count = Signal(16)
+        drained = Signal(range(max(out_beats, 2)))
         crc = Signal(16, init=0xFFFF)
         crc_low = Signal(8)
         code = Signal(8)  # ErrorCode, 0 for none
@@ -193,8 +199,8 @@ class HostLink(wiring.Component):
 
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.record),
                                         init=list(self.record))
-        # The identity byte at ``count`` comes from one of two reads a cycle old: at
-        # ``count`` and at ``count + 1`` (``stepped``: count moved on at the last
+        # The identity byte at ``tx_count`` comes from one of two reads a cycle old: at
+        # ``tx_count`` and at ``tx_count + 1`` (``stepped``: it moved on at the last
         # edge), so that the read address never waits for this cycle's transfer.
         here, ahead = rom.read_port(), rom.read_port()
         stepped = Signal()
@@ -211,7 +217,7 @@ class HostLink(wiring.Component):
 
         def finish_request(final_code):
             """After the request's last byte (or its timeout): reply or drain first."""
-            m.d.sync += [code.eq(final_code), payload_done.eq(1), count.eq(0)]
+            m.d.sync += [code.eq(final_code), payload_done.eq(1), drained.eq(0)]
             if self.loadable:  # weights from a frame that failed its check: all void
                 m.d.comb += self.invalidate.eq(loading & (final_code != 0))
             with m.If(infer & (final_code == 0)):
@@ -260,7 +266,7 @@ class HostLink(wiring.Component):
         sent = self.tx.valid & self.tx.ready
         handed = Signal()  # the state machine hands a byte over at this edge
         m.d.comb += [self.tx.payload.eq(out_byte), self.tx.valid.eq(out_pending),
-                     here.addr.eq(count), ahead.addr.eq(count + 1)]
+                     here.addr.eq(tx_count), ahead.addr.eq(tx_count + 1)]
         with m.If(sent):
             m.d.sync += out_pending.eq(0)
             with m.If(out_checked):
@@ -294,7 +300,7 @@ class HostLink(wiring.Component):
                 request_state()
                 full_length = Cat(length_low, byte)
                 with m.If(got):
-                    m.d.sync += [count.eq(0),
+                    m.d.sync += [rx_count.eq(0),
                                  left_in.eq(full_length)]
                     is_infer = command == protocol.INFER
                     is_identify = command == protocol.IDENTIFY
@@ -319,14 +325,14 @@ class HostLink(wiring.Component):
             with m.State("payload"):
                 request_state()
                 with m.If(got):
-                    m.d.sync += count.eq(count + 1)
+                    m.d.sync += rx_count.eq(rx_count + 1)
                     with m.If(infer):
                         m.d.comb += [queue.w_data.eq(byte), queue.w_en.eq(1)]
                         with m.If(~queue.w_rdy & (code == 0)):
                             m.d.sync += code.eq(ErrorCode.OVERRUN)
                     if self.loadable:
                         with m.If(loading):
-                            with m.Switch(count):
+                            with m.Switch(rx_count):
                                 with m.Case(0):
                                     m.d.sync += load_memory.eq(byte)
                                 with m.Case(1):
@@ -338,7 +344,7 @@ class HostLink(wiring.Component):
                                         self.load.valid.eq(1),
                                         self.load.payload.memory.eq(load_memory),
                                         self.load.payload.row.eq(load_row),
-                                        self.load.payload.first.eq(count == 3),
+                                        self.load.payload.first.eq(rx_count == 3),
                                         self.load.payload.data.eq(byte),
                                     ]
                 with m.If(got):
@@ -360,8 +366,8 @@ class HostLink(wiring.Component):
             with m.State("drain"):
                 m.d.comb += self.from_accel.ready.eq(1)
                 with m.If(self.from_accel.valid):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == out_beats - 1):
+                    m.d.sync += drained.eq(drained + 1)
+                    with m.If(drained == out_beats - 1):
                         m.next = "send_error"
             with m.State("send_error"):
                 m.d.sync += [reply_command.eq(protocol.ERROR), reply_length.eq(2),
@@ -370,7 +376,7 @@ class HostLink(wiring.Component):
             with m.State("send_sync"):
                 # The reply's CRC continues from the request's (crc holds it).
                 with m.If(handed):
-                    m.d.sync += [count.eq(0), position.eq(0)]
+                    m.d.sync += [tx_count.eq(0), position.eq(0)]
                 send(protocol.SYNC_REPLY, "send_command", checked=False)
             with m.State("send_command"):
                 send(reply_command, "send_length_low")
@@ -388,7 +394,7 @@ class HostLink(wiring.Component):
                 last = left_out == 1
                 with m.Switch(kind):
                     with m.Case(0):
-                        send(Mux(count == 0, code, command), "send_payload")
+                        send(Mux(tx_count == 0, code, command), "send_payload")
                     with m.Case(1):
                         send(Mux(stepped, ahead.data, here.data), "send_payload")
                     with m.Case(2):  # lane by lane from the accelerator's beats
@@ -410,7 +416,7 @@ class HostLink(wiring.Component):
                             with m.If(position == lanes - 1):
                                 m.d.sync += beat_held.eq(0)
                 with m.If(handed):
-                    m.d.sync += [count.eq(count + 1), stepped.eq(1),
+                    m.d.sync += [tx_count.eq(tx_count + 1), stepped.eq(1),
                                  left_out.eq(left_out - 1)]
                     with m.If(last):
                         m.next = "send_crc_low"
