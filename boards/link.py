@@ -188,10 +188,15 @@ class HostLink(wiring.Component):
         reply_length = Signal(16)
         kind = Signal(2)  # the reply payload: 0 error bytes, 1 identity, 2 the output
         empty = Signal()  # the reply has no payload
-        # Payload bytes left in the request and in the reply, counted down, so that the
-        # last one is a comparison with a constant (no adder before the state machine).
+        # Payload bytes left in the request and in the reply, counted down, and whether
+        # one is left (``last_in``, ``last_out``), registered beside them so that no
+        # comparison of the counts lies before the state machine (on the iCE40 the
+        # request's count through its comparison into the next state was a critical
+        # path, 27.3 ns).
         left_in = Signal(16)
         left_out = Signal(16)
+        last_in = Signal()
+        last_out = Signal()
         quiet = Signal(range(self.timeout_cycles + 1))
         position = Signal(range(lanes))  # the output byte's lane in its beat
         beat = Signal.like(self.from_accel.payload)  # the output beat being sent
@@ -310,8 +315,8 @@ class HostLink(wiring.Component):
                 request_state()
                 full_length = Cat(length_low, byte)
                 with m.If(got):
-                    m.d.sync += [rx_count.eq(0),
-                                 left_in.eq(full_length)]
+                    m.d.sync += [rx_count.eq(0), left_in.eq(full_length),
+                                 last_in.eq(full_length == 1)]
                     is_infer = command == protocol.INFER
                     is_identify = command == protocol.IDENTIFY
                     is_load = Const(int(self.loadable)) & (command == protocol.LOAD)
@@ -358,8 +363,8 @@ class HostLink(wiring.Component):
                                         self.load.payload.data.eq(byte),
                                     ]
                 with m.If(got):
-                    m.d.sync += left_in.eq(left_in - 1)
-                with m.If(left_in == 1):
+                    m.d.sync += [left_in.eq(left_in - 1), last_in.eq(left_in == 2)]
+                with m.If(last_in):
                     receive("crc_low")
                 with m.Else():
                     receive("payload")
@@ -396,14 +401,14 @@ class HostLink(wiring.Component):
                 send(reply_length[:8], "send_length_high")
                 # Registered ahead of their use, so that no path runs from the reply's
                 # length through a comparison into the state machine.
-                m.d.sync += [empty.eq(reply_length == 0), left_out.eq(reply_length)]
+                m.d.sync += [empty.eq(reply_length == 0), left_out.eq(reply_length),
+                             last_out.eq(reply_length == 1)]
             with m.State("send_length_high"):
                 with m.If(empty):
                     send(reply_length[8:], "send_crc_low")
                 with m.Else():
                     send(reply_length[8:], "send_payload")
             with m.State("send_payload"):
-                last = left_out == 1
                 with m.Switch(kind):
                     with m.Case(0):
                         send(Mux(tx_count == 0, code, command), "send_payload")
@@ -429,8 +434,8 @@ class HostLink(wiring.Component):
                                 m.d.sync += beat_held.eq(0)
                 with m.If(handed):
                     m.d.sync += [tx_count.eq(tx_count + 1), stepped.eq(1),
-                                 left_out.eq(left_out - 1)]
-                    with m.If(last):
+                                 left_out.eq(left_out - 1), last_out.eq(left_out == 2)]
+                    with m.If(last_out):
                         m.next = "send_crc_low"
             with m.State("send_crc_low"):
                 send(crc[:8], "send_crc_high", checked=False)
