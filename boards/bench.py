@@ -34,6 +34,8 @@ class BenchRow:
     macs: int | None = None
     weights: int | None = None
     multipliers: int | None = None
+    #: Of :attr:`multipliers`, those built in LUTs.
+    logic_multipliers: int | None = None
     cycles_per_inference: int | None = None
     initiation_interval: int | None = None
     mac_efficiency: float | None = None
@@ -134,23 +136,24 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
     if board is not None:  # the board's requantizers and, by default, its DSP budget
         from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
 
-        from .build import board_named, fitting_budget
+        from .build import board_named, fitting_design
 
         target = board_named(board)
         interval = SERIAL_REQUANT_INTERVAL if target.serial_requantizer else 1
-        if budget is None:
-            budget = fitting_budget(graph, target, requant_interval=interval)
-    if budget is None:
-        budget = gen.DEFAULT_MAX_MULTIPLIERS
     try:
         began = time.perf_counter()
-        design = gen.plan(graph, "auto", budget, requant_interval=interval)
+        if board is not None and budget is None:  # as a default build plans it
+            design = fitting_design(graph, target, requant_interval=interval)
+        else:
+            design = gen.plan(graph, "auto", gen.DEFAULT_MAX_MULTIPLIERS if budget is None
+                              else budget, requant_interval=interval)
         to_verilog(design.network())
         row.compile_seconds = time.perf_counter() - began
     except Tfl2RtlError as exc:
         row.fail(f"cannot build yet: {exc}")
         return row
     row.multipliers = design.multipliers
+    row.logic_multipliers = design.network_plan.logic_multipliers
     row.cycles_per_inference = row.initiation_interval = design.initiation_interval
     row.mac_efficiency = design.mac_efficiency
     if board is not None:
@@ -171,6 +174,7 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
         row.dsp_ceiling_share = report.dsp_ceiling_share
         row.resources = report.resources
         row.multipliers = report.multipliers
+        row.logic_multipliers = report.logic_multipliers
         row.cycles_per_inference = row.initiation_interval = report.cycles_per_inference
         row.mac_efficiency = graph.macs / (report.multipliers * report.cycles_per_inference)
     row.inferences_per_second = row.clock_mhz * 1e6 / row.cycles_per_inference
@@ -181,8 +185,8 @@ def bench(models: list[str | os.PathLike] | None = None, board: str | None = Non
           max_multipliers: int | None = None,
           progress: Callable[[str], None] | None = None) -> list[BenchRow]:
     """A :class:`BenchRow` per model (default :func:`default_models`), planned with
-    ``--fold auto`` within ``max_multipliers`` (by default 64, or with ``board`` the
-    budget a build for that board uses: :func:`tfl2rtl.boards.build.fitting_budget`);
+    ``--fold auto`` within ``max_multipliers`` (by default 64, or with ``board`` as a
+    build for that board plans it: :func:`tfl2rtl.boards.fit.fitting_design`);
     with ``board``, each one also built (synthesis, place and route) for that board,
     with the board's requantizers."""
     say = progress or (lambda message: None)
@@ -202,14 +206,15 @@ def _cell(value, spec: str = "") -> str:
 
 def format_table(rows: list[BenchRow]) -> str:
     """The rows as a text table; rows with an error get it on a line of their own."""
-    header = ("model", "MACs", "weights", "mult", "cycles/inf", "II", "MAC eff", "Fmax",
+    header = ("model", "MACs", "weights", "mult", "in logic", "cycles/inf", "II", "MAC eff", "Fmax",
               "clock", "LUT", "DSP", "MAC DSP", "DSP ceil", "BRAM", "inf/s", "link inf/s",
               "compile s", "TFLM ms")
     lines = []
     for r in rows:
         res = {k: f"{u}/{a}" for k, (u, a) in r.resources.items()}
         lines.append((r.model, _cell(r.macs, ","), _cell(r.weights, ","),
-                       _cell(r.multipliers), _cell(r.cycles_per_inference, ","),
+                       _cell(r.multipliers), _cell(r.logic_multipliers),
+                       _cell(r.cycles_per_inference, ","),
                        _cell(r.initiation_interval, ","), _cell(r.mac_efficiency, ".2f"),
                        _cell(r.fmax_mhz, ".1f"), _cell(r.board_clock_mhz, ".4g"),
                        res.get("LUT", "-"), res.get("DSP", "-"),

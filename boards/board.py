@@ -92,6 +92,11 @@ class Board:
     #: Whether :func:`fitting_budget` lowers the default budget to the DSP blocks (where
     #: Yosys maps every multiplier to them).
     dsp_fit: bool = True
+    #: MAC multipliers a default build may put in LUTs beyond the DSP blocks
+    #: (:func:`tfl2rtl.boards.fit.fitting_design`: whole FULLY_CONNECTED and CONV_2D
+    #: layers whose products are built in logic, about
+    #: :data:`tfl2rtl.boards.fit.LOGIC_PRODUCT_LUTS` LUTs each); 0 for none.
+    logic_multipliers: int = 0
     #: The clock the first build of a design aims at when no ``--clock-mhz`` is given
     #: (MHz): a little above what this family's routed designs reached, so that the
     #: first build's Fmax sets the clock (:func:`tfl2rtl.boards.build.build_graph`).
@@ -152,7 +157,7 @@ BOARDS = {
         placed={"LUT": ("TRELLIS_COMB",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
                 "BRAM": ("DP16KD",)},
         bitstream="bit", reset="button_pwr", default_multipliers=156,
-        clock_estimate_mhz=72.0),
+        logic_multipliers=160, clock_estimate_mhz=72.0),
     # Amaranth's Apicula flow calls the legacy nextpnr-gowin; the yowasp wheel is the
     # himbaechel one, whose arguments :func:`tfl2rtl.boards.tools.himbaechel_arguments`
     # translates.  No clock constraint reaches it through the .cst file: --freq gives

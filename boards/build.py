@@ -41,7 +41,7 @@ from tfl2rtl.output import staged_directory
 
 from .board import BOARDS, Board, DoesNotFit, board_named, toolchain_env
 from .clocks import PLLClock, PLLSetting, choose_pll
-from .fit import check_cells, check_placement, dsp_estimate, fitting_budget
+from .fit import check_cells, check_placement, dsp_estimate, fitting_budget, fitting_design
 from .link import BoardTop
 from .memory import check_memory, place_weights
 from .protocol import Identity
@@ -52,7 +52,7 @@ from .uart import divisor_for
 __all__ = ["Board", "BOARDS", "BoardDesign", "BuildReport", "DoesNotFit", "build_board",
            "build_graph", "build_board_clocked", "board_clock", "board_named",
            "check_memory", "place_weights", "dsp_estimate",
-           "fitting_budget", "toolchain_env", "DEFAULT_BAUD", "TimingMissed",
+           "fitting_budget", "fitting_design", "toolchain_env", "DEFAULT_BAUD", "TimingMissed",
            "MAX_CLOCK_ATTEMPTS", "CLOCK_MARGIN"]
 
 #: The UART's rate when none is given: the boards' USB bridges (the iCEBreaker's FT2232H,
@@ -133,19 +133,27 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     with :func:`build_board_clocked` (at ``clock_mhz``, or the fastest clock the routed
     design meets).
 
-    Without ``max_multipliers``, ``--fold auto`` uses the board's own budget, lowered
-    until the DSP estimate fits (:func:`fitting_budget`); when Yosys then maps more DSP
-    blocks than the device has, or nextpnr finds the logic (LUTs or flip-flops) too
-    large, the next smaller design is built instead, down to one multiplier per layer
-    (``progress`` and the report's notes say so)."""
+    Without ``max_multipliers``, ``--fold auto`` builds the fastest design whose DSP
+    estimate fits, some layers' products in logic where the board allows
+    (:func:`fitting_design`); when Yosys then maps more DSP blocks than the device has,
+    or nextpnr finds the logic (LUTs or flip-flops) too large, the next smaller design
+    is built instead, down to one multiplier per layer (``progress`` and the report's
+    notes say so).  With ``max_multipliers`` (or a fold file) every product is a
+    multiplier."""
     target = board_named(board_name)
     check_memory(graph, target)
     say = progress or (lambda message: None)
     interval = target.requant_interval
     chosen = max_multipliers is None and fold in (None, "auto")
-    budget = (fitting_budget(graph, target, lanes=lanes, requant_interval=interval)
-              if max_multipliers is None else max_multipliers)
-    design = gen.plan(graph, fold, budget, lanes=lanes, requant_interval=interval)
+    if chosen:
+        design = fitting_design(graph, target, lanes=lanes, requant_interval=interval)
+        if design.network_plan.logic_multipliers:
+            say(f"{design.multipliers} multipliers, {design.network_plan.logic_multipliers}"
+                " of them in logic (the DSP blocks do the rest)")
+    else:
+        budget = (fitting_budget(graph, target, lanes=lanes, requant_interval=interval)
+                  if max_multipliers is None else max_multipliers)
+        design = gen.plan(graph, fold, budget, lanes=lanes, requant_interval=interval)
     first = design
     notes = []
     while True:
@@ -155,16 +163,18 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
         except DoesNotFit as overflow:
             if not chosen or overflow.resource not in ("LUT", "FF", "DSP"):
                 raise
-            try:  # the largest design with fewer multipliers
-                smaller = gen.plan(graph, "auto", design.multipliers - 1, lanes=lanes,
-                                   requant_interval=interval)
-            except Tfl2RtlError:  # already one multiplier per layer
+            # the fastest design with fewer multipliers
+            smaller = fitting_design(graph, target, lanes=lanes, requant_interval=interval,
+                                     below=design.multipliers)
+            if smaller is None:  # already one multiplier per layer
                 raise overflow from None
+            in_logic = smaller.network_plan.logic_multipliers
             say(f"{overflow.resource} overflows with {design.multipliers} multipliers; "
-                f"trying --max-multipliers {design.multipliers - 1}")
+                f"trying {smaller.multipliers}"
+                + (f" ({in_logic} in logic)" if in_logic else ""))
             design = smaller
             notes = [f"the design did not fit with {first.multipliers} multipliers "
-                     f"(--max-multipliers {budget}, {overflow.resource} overflowed): built "
+                     f"({overflow.resource} overflowed): built "
                      f"with {design.multipliers}, initiation interval "
                      f"{design.initiation_interval} cycles instead of "
                      f"{first.initiation_interval}"]

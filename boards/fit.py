@@ -17,7 +17,8 @@ from tfl2rtl.hw.elementwise import add_input_factors
 from .board import Board, DoesNotFit, count
 
 __all__ = ["dsp_estimate", "stage_dsp_estimate", "mac_dsps", "stage_mac_dsps",
-           "fitting_budget", "check_cells", "check_placement"]
+           "fitting_budget", "fitting_design", "LOGIC_PRODUCT_LUTS", "check_cells",
+           "check_placement"]
 
 
 def _add_scaling_multipliers(node: ir.Add) -> int:
@@ -33,10 +34,20 @@ def _add_scaling_multipliers(node: ir.Add) -> int:
 SOFTMAX_DSPS = 4
 
 
+#: ECP5 LUTs (``TRELLIS_COMB``: LUT4s and carry halves) of one int8 MAC product built in
+#: logic (:func:`tfl2rtl.hw.pipeline.logic_product`), measured with the board's Yosys
+#: flow on a 128x640 matrix-vector unit at pe=4, simd=8: 32 products in logic took 4,887
+#: LUT4s and 800 carry cells (1,600 halves) more than in MULT18X18D blocks.
+LOGIC_PRODUCT_LUTS = 203
+
+
 def stage_mac_dsps(stage, board: Board) -> int:
     """The DSP blocks of one planned stage that multiply activations by weights: one per
-    MAC multiplier, none for depthwise layers on boards that build those in logic
-    (:attr:`Board.depthwise_in_logic`)."""
+    MAC multiplier, none for a stage whose products are built in logic
+    (:attr:`tfl2rtl.hw.network.StagePlan.products_in_logic`) nor for depthwise layers
+    on boards that build those in logic (:attr:`Board.depthwise_in_logic`)."""
+    if stage.products_in_logic:
+        return 0
     if board.depthwise_in_logic and isinstance(stage.node, ir.DepthwiseConv2D):
         return 0
     return stage.multipliers
@@ -119,6 +130,65 @@ def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int
                                 lambda d: dsp_estimate(d, board) <= available,
                                 lanes=lanes, requant_interval=requant_interval)
     return smallest if budget is None else budget
+
+
+def _dsps_fitted(design, board: Board):
+    """``design`` when its DSP estimate fits ``board`` (or the board's DSP use is not
+    counted); else with the products of the fewest MAC multipliers moved to logic that
+    make it fit within :attr:`Board.logic_multipliers` (whole FULLY_CONNECTED and
+    CONV_2D layers; the first such set in node order among the smallest); else None."""
+    available = board.available.get("DSP", 0)
+    excess = dsp_estimate(design, board) - available
+    if not board.dsp_fit or excess <= 0:
+        return design
+    cap = board.logic_multipliers
+    # The smallest sum of layers' multipliers that covers the excess: subset sums,
+    # each reached first by the layers earliest in node order.
+    reach = {0: ()}
+    for s in design.network_plan.stages:
+        if not s.stage.products_in_logic or not s.multipliers or stage_mac_dsps(s, board) == 0:
+            continue
+        for total, chosen in sorted(reach.items()):
+            new = total + s.multipliers
+            if new <= cap and new not in reach:
+                reach[new] = (*chosen, s.index)
+    covering = [total for total in reach if total >= excess]
+    if not covering:
+        return None
+    return gen.products_in_logic(design, reach[min(covering)])
+
+
+def fitting_design(graph, board: Board, *, lanes: int = 1, requant_interval: int = 1,
+                   below: int | None = None):
+    """The design a default build (``--fold auto`` without ``--max-multipliers``) makes
+    for ``board``: the one with the most multipliers, and so the shortest initiation
+    interval, whose DSP estimate fits, where some layers' MAC products may be built in
+    LUTs (:func:`tfl2rtl.design.products_in_logic`, at most
+    :attr:`Board.logic_multipliers` of them, the fewest that make the DSP blocks
+    suffice).  Without logic multipliers it is the design of :func:`fitting_budget`.
+    With ``below``, the same search among designs with fewer than ``below``
+    multipliers (a build's next try after an overflow); None when there is none."""
+    dsp_budget = fitting_budget(graph, board, lanes=lanes, requant_interval=requant_interval)
+    top = dsp_budget + (board.logic_multipliers if board.dsp_fit else 0)
+    if below is not None:
+        top = min(top, below - 1)
+    total = top
+    while total >= 1:
+        try:
+            candidate = gen.plan(graph, "auto", total, lanes=lanes,
+                                 requant_interval=requant_interval)
+        except Tfl2RtlError:  # below one multiplier per layer
+            break
+        if below is not None and candidate.multipliers >= below:
+            break
+        fitted = _dsps_fitted(candidate, board)
+        if fitted is not None:
+            return fitted
+        total = min(total - 1, candidate.multipliers - 1)
+    if below is not None:
+        return None
+    # Nothing fits: the smallest design (the build reports the overflow).
+    return gen.plan(graph, "auto", dsp_budget, lanes=lanes, requant_interval=requant_interval)
 
 
 def _suggest(design, board: Board, resource: str, used: int, available: int) -> str:

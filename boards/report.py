@@ -52,6 +52,9 @@ class BuildReport:
     #: (:func:`tfl2rtl.boards.fit.mac_dsps`).
     macs: int = 0
     mac_dsps: int = 0
+    #: MAC multipliers built in LUTs rather than DSP blocks
+    #: (:func:`tfl2rtl.boards.fit.fitting_design`).
+    logic_multipliers: int = 0
 
     def __post_init__(self):
         if self.nextpnr_fmax_mhz is None:
@@ -115,6 +118,7 @@ class BuildReport:
             "fmax_set_by": self.fmax_limit,
             "cycles_per_inference": self.cycles_per_inference,
             "multipliers": self.multipliers,
+            "logic_multipliers": self.logic_multipliers,
             "inferences_per_second": round(self.inferences_per_second, 1),
             "macs": self.macs, "mac_dsps": self.mac_dsps,
             "mac_dsp_share": _rounded(self.mac_dsp_share),
@@ -161,6 +165,9 @@ class BuildReport:
                 f"used ({100 * self.mac_dsp_share:.0f}%); {self.macs:,} MACs per inference "
                 f"are {100 * self.dsp_ceiling_share:.1f}% of the chip's DSP MAC ceiling "
                 f"({available} DSP blocks x {self.clock_mhz:.4g} MHz)")
+        if self.logic_multipliers:
+            lines.append(f"MAC multipliers in logic (LUTs): {self.logic_multipliers} of "
+                         f"{self.multipliers}")
         lines += [
             "tool times: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()),
         ]
@@ -211,5 +218,6 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
         clock_mhz=clock_hz / 1e6, clock=clock, cycles_per_inference=design.initiation_interval,
         multipliers=design.multipliers, baud=baud,
         macs=int(design.graph.macs), mac_dsps=mac_dsps(design, board),
+        logic_multipliers=design.network_plan.logic_multipliers,
         link_bytes=identity.input.size + identity.output.size + FRAME_BYTES,
         seconds=seconds, notes=notes)

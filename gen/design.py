@@ -20,7 +20,7 @@ from .edges import HostEdges, host_edges
 from .folding import Fold, auto_fold, full_fold, load_fold
 from .output import staged_directory
 
-__all__ = ["Design", "plan", "write", "TOP", "DEFAULT_MAX_MULTIPLIERS"]
+__all__ = ["Design", "plan", "products_in_logic", "write", "TOP", "DEFAULT_MAX_MULTIPLIERS"]
 
 TOP = "tfl2rtl_top"
 DEFAULT_MAX_MULTIPLIERS = 64
@@ -88,6 +88,8 @@ class Design:
                 entry["requant_lanes"] = s.requant_lanes
             if s.serial_requantizer:
                 entry["serial_requantizer"] = True
+            if s.products_in_logic:
+                entry["products_in_logic"] = True
             if s.multipliers:
                 entry["mac_efficiency"] = round(node.macs / (s.multipliers * interval), 4)
             if _weighted(node):
@@ -123,6 +125,8 @@ class Design:
             "layers": self.layers(),
             "macs": g.macs,
             "multipliers": self.multipliers,
+            **({"logic_multipliers": self.network_plan.logic_multipliers}
+               if self.network_plan.logic_multipliers else {}),
             "initiation_interval": self.initiation_interval,
             "expected_cycles_per_inference": self.initiation_interval,
             "ideal_cycles": round(self.ideal_cycles, 3),
@@ -228,6 +232,16 @@ def share_requantizers(graph: ir.Graph, network_plan):
                           serial_requantizers=serial)
     shared = dataclasses.replace(shared, loadable=network_plan.loadable)
     return shared if shared.cycles_per_vector <= target else network_plan
+
+
+def products_in_logic(design: Design, nodes) -> Design:
+    """``design`` with the MAC products of the layers of ``nodes`` (node indices of
+    FULLY_CONNECTED and CONV_2D stages) built in LUTs rather than DSP blocks
+    (:meth:`tfl2rtl.hw.network.NetworkPlan.with_products_in_logic`): the same folding,
+    cycles and results.  A board build chooses them when its DSP blocks run out
+    (:func:`tfl2rtl.boards.fit.fitting_design`)."""
+    return dataclasses.replace(
+        design, network_plan=design.network_plan.with_products_in_logic(nodes))
 
 
 def _hex_lines(values: np.ndarray, bits: int) -> str:

@@ -3,6 +3,7 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -10,6 +11,7 @@ from conftest import TEST_MODELS, ZOO
 from tfl2rtl.api import generate, load
 from tfl2rtl.boards.build import BOARDS, DEFAULT_BAUD, FMAX_SOURCES, NAME, board_clock
 from tfl2rtl.cli import main
+from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
 
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
@@ -205,9 +207,13 @@ def test_a_default_budget_whose_logic_overflows_is_lowered(tmp_path, capsys):
     assert built < first.multipliers
     lowered = generate(conv, max_multipliers=built, requant_interval=SERIAL_REQUANT_INTERVAL)
     # Each design that overflowed was dropped for the next smaller one, saying so.
-    for tried in range(built + 1, first.multipliers + 1):
-        assert (f"tfl2rtl: LUT overflows with {tried} multipliers; trying "
-                f"--max-multipliers {tried - 1}") in captured.err.splitlines()
+    steps = [tuple(map(int, found)) for found in re.findall(
+        r"^tfl2rtl: LUT overflows with (\d+) multipliers; trying (\d+)$", captured.err, re.M)]
+    assert steps and steps[0][0] == first.multipliers and steps[-1][1] == built
+    for tried, smaller in steps:
+        assert smaller == generate(conv, max_multipliers=tried - 1,
+                                   requant_interval=SERIAL_REQUANT_INTERVAL).multipliers
+    assert all(a[1] == b[0] for a, b in zip(steps, steps[1:], strict=False))
     assert report["cycles_per_inference"] == lowered.initiation_interval
     assert report["resources"]["LUT"]["used"] <= 5280
     assert report["notes"][-1].startswith(
@@ -337,6 +343,53 @@ def test_the_default_budget_fits_the_dsp_blocks():
     # micro_speech's fits within the default (its depthwise layer at 2 products a cycle).
     assert fitting_budget(load(MICRO_SPEECH), icebreaker, requant_interval=5) \
         == icebreaker.default_multipliers
+
+
+def test_the_default_design_builds_products_in_logic_when_the_dsp_blocks_run_out():
+    """On the ULX3S a default build takes more multipliers than the DSP blocks hold,
+    the fewest of them in logic (whole layers) that make the DSP estimate fit, within
+    the board's logic_multipliers: a shorter initiation interval than the design whose
+    products are all in DSP blocks.  Without logic multipliers (the iCEBreaker, or a
+    cap of 0) it is that design."""
+    from tfl2rtl import design as gen
+    from tfl2rtl.boards.build import dsp_estimate, fitting_budget, fitting_design
+
+    ulx3s = BOARDS["ulx3s-85f"]
+    available = ulx3s.available["DSP"]
+    graph = load(ZOO / "mlperf_tiny" / "ad01_int8.tflite")
+    in_dsps = gen.plan(graph, "auto", fitting_budget(graph, ulx3s))
+    chosen = fitting_design(graph, ulx3s)
+    logic = [s for s in chosen.network_plan.stages if s.products_in_logic]
+    assert 0 < chosen.network_plan.logic_multipliers == sum(s.multipliers for s in logic) \
+        <= ulx3s.logic_multipliers
+    assert dsp_estimate(chosen, ulx3s) <= available
+    assert chosen.initiation_interval < in_dsps.initiation_interval
+    assert all(s.node.op in ("FULLY_CONNECTED", "CONV_2D") for s in logic)
+    # The fewest: without any one of those layers in logic, the DSP blocks do not suffice.
+    for s in logic:
+        fewer = gen.products_in_logic(chosen, {t.index for t in logic} - {s.index})
+        assert dsp_estimate(fewer, ulx3s) > available
+    assert all(e.get("products_in_logic", False) == (e["node"] in {s.index for s in logic})
+               for e in chosen.manifest()["layers"])
+    assert chosen.manifest()["logic_multipliers"] == chosen.network_plan.logic_multipliers
+    # After an overflow, the next try has fewer multipliers.
+    smaller = fitting_design(graph, ulx3s, below=chosen.multipliers)
+    assert smaller.multipliers < chosen.multipliers
+    assert dsp_estimate(smaller, ulx3s) <= available
+    # No logic multipliers: the design of the DSP budget.
+    plain = fitting_design(graph, dataclasses.replace(ulx3s, logic_multipliers=0))
+    assert plain.network_plan.logic_multipliers == 0
+    assert plain.multipliers == in_dsps.multipliers
+    icebreaker = BOARDS["icebreaker"]
+    assert icebreaker.logic_multipliers == 0
+    assert fitting_design(load(MICRO_SPEECH), icebreaker, requant_interval=5) \
+        .network_plan.logic_multipliers == 0
+    # A layer without a matrix-vector unit (kws's depthwise ones) is not moved.
+    kws = gen.plan(load(ZOO / "mlperf_tiny" / "kws_ref_model.tflite"), "auto", 64)
+    depthwise = next(s for s in kws.network_plan.stages if s.node.op == "DEPTHWISE_CONV_2D")
+    with pytest.raises(Tfl2RtlError, match=rf"^node {depthwise.index} has no products "
+                                           "that can be built in logic$"):
+        gen.products_in_logic(kws, {depthwise.index})
 
 
 def test_dsp_shares_count_the_gowin_nine_bit_multipliers():

@@ -46,18 +46,25 @@ def _yosys_stat(log: str, cell: str) -> int:
     ("ecp5", HELLO_WORLD, "full, unshared", 32,
      {"MULT18X18D": 13, "TRELLIS_DPR16X4": None, "LUT4": None, "CCU2C": None,
       "TRELLIS_FF": None}),
+    # The same with the MAC products of every layer in logic (as a board build plans
+    # layers beyond the DSP blocks): 3 MULT18X18D fewer, the requantizers' 10 remain.
+    ("ecp5", HELLO_WORLD, "full, unshared, products in logic", 32,
+     {"MULT18X18D": 10, "LUT4": None, "CCU2C": None, "TRELLIS_FF": None}),
     # Its weights, line buffer, FIFOs and exponential ROM in DP16KD block RAM (1-, 4-,
     # 9-, 18- and 36-bit ports, ROMs among them, simulated with tfl2rtl's model); the
     # planner gives both its layers serial requantizers (one MULT18X18D per lane, with
     # its own registers).
     ("ecp5", MICRO_SPEECH, "auto", 2,
      {"MULT18X18D": None, "DP16KD": None, "TRELLIS_DPR16X4": None, "LUT4": None}),
-], ids=["ice40-hello_world", "ecp5-hello_world", "ecp5-micro_speech"])
+], ids=["ice40-hello_world", "ecp5-hello_world", "ecp5-hello_world-logic",
+        "ecp5-micro_speech"])
 def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tmp_path,
                                          summary):
     graph = load(model)
     # An explicit folding keeps every layer's requantizer lanes as they are (unshared).
-    plan = design.plan(graph, full_fold(graph) if fold == "full, unshared" else fold)
+    plan = design.plan(graph, full_fold(graph) if fold.startswith("full, unshared") else fold)
+    if fold.endswith("products in logic"):
+        plan = design.products_in_logic(plan, [s.index for s in plan.network_plan.stages])
     if model == MICRO_SPEECH:
         assert all(s.serial_requantizer for s in plan.network_plan.stages
                    if s.node.op != "SOFTMAX")

@@ -98,13 +98,33 @@ def test_products_from_the_platform_hook(out_depth, in_depth, pe, simd):
     assert cycles == [sf + dut.latency + k * sf for k in range(len(cycles))]
 
 
-@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "hook"])
+@pytest.mark.parametrize("out_depth, in_depth, pe, simd", SHAPES)
+def test_products_in_logic(out_depth, in_depth, pe, simd):
+    """With products in logic, the same accumulators under stalls and backpressure, at
+    the same documented latency and interval, on a platform with a product hook too
+    (which the unit then does not use)."""
+    rng = np.random.default_rng(out_depth * 100 + in_depth + 1)
+    weights, bias = random_layer(out_depth, in_depth, rng)
+    vectors = rng.integers(-128, 128, (6, in_depth))
+    vectors[1, :] = 127
+    dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=pe, simd=simd,
+                           products_in_logic=True)
+    got = run_mvu(dut, vectors, "stalls", seed=pe + simd, platform=DSP_PLATFORM)
+    np.testing.assert_array_equal(got, vectors @ weights.T + bias)
+    cycles = []
+    run_mvu(dut, vectors[:3], "streaming", cycles=cycles)
+    sf = dut.synapse_folds
+    assert cycles == [sf + dut.latency + k * sf for k in range(len(cycles))]
+
+
+@pytest.mark.parametrize("platform, logic", [(None, False), (DSP_PLATFORM, False),
+                                             (None, True)], ids=["fabric", "hook", "logic"])
 @pytest.mark.parametrize("mode", STALL_MODES)
 @pytest.mark.parametrize("out_depth, in_depth, pe, simd", [(6, 10, 2, 5), (3, 17, 3, 17)])
-def test_nine_bit_weights(out_depth, in_depth, pe, simd, mode, platform):
+def test_nine_bit_weights(out_depth, in_depth, pe, simd, mode, platform, logic):
     """9-bit weights (a legacy uint8 layer's ``w - zw``): exact products at both ends of
-    both operands, under stalls, in the fabric and through the product hook, at the
-    same latency."""
+    both operands, under stalls, in the fabric, through the product hook and in logic,
+    at the same latency."""
     rng = np.random.default_rng(out_depth * 100 + in_depth)
     weights = rng.integers(-256, 256, (out_depth, in_depth))
     weights[0, :], weights[-1, 0] = -256, 255
@@ -113,7 +133,8 @@ def test_nine_bit_weights(out_depth, in_depth, pe, simd, mode, platform):
     vectors[0, :] = -128
     vectors[1, 0] = 127
     expected = vectors @ weights.T + bias
-    dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=pe, simd=simd, weight_bits=9)
+    dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=pe, simd=simd, weight_bits=9,
+                           products_in_logic=logic)
     got = run_mvu(dut, vectors, mode, seed=pe * simd, platform=platform)
     np.testing.assert_array_equal(got, expected)
     cycles = []

@@ -28,7 +28,10 @@ CONCATENATIONs), a requantizer lane count (:func:`requant_lane_choices`), and AX
 dividing both edge vectors; one graph in four
 with requantizers of serial products (as the iCE40 boards build them), and one in four
 with serial products in some of its requantizing layers only, each chosen by a coin (as
-:func:`tfl2rtl.design.share_requantizers` plans layers with time to spare).  The Verilog runs
+:func:`tfl2rtl.design.share_requantizers` plans layers with time to spare); and one in
+four with the MAC products of some of its FULLY_CONNECTED and CONV_2D layers in logic,
+each chosen by a coin (as :func:`tfl2rtl.boards.fit.fitting_design` plans layers beyond a
+board's DSP blocks).  The Verilog runs
 in Verilator under cocotb (:func:`tfl2rtl.sim.runner.simulate_network`) on a dozen
 inputs: uniform over the input dtype, mixed extremes, values next to the zero point, all
 at the minimum and all at the maximum; once back to back, once with random input stalls
@@ -761,10 +764,11 @@ class SerialRequantizerNetwork(DataflowNetwork):
 
 def build_and_simulate(graph: ir.Graph, folds, lanes: int, inputs: np.ndarray, directory,
                        *, seed: int = 0, stall: float = 0.3, backpressure: float = 0.3,
-                       serial: bool = False, serial_layers=(),
+                       serial: bool = False, serial_layers=(), logic_layers=(),
                        counter: Counter = FEATURES):
     """Build ``graph`` at ``folds`` and ``lanes`` (with serial requantizer products if
-    ``serial``, or in the layers of the node indices ``serial_layers``), run ``inputs``
+    ``serial``, or in the layers of the node indices ``serial_layers``; MAC products in
+    logic in the layers of ``logic_layers``), run ``inputs``
     through it back to back and under random stalls and backpressure, and check every
     output against the golden model (and TFLM on the same inputs); the graph's
     :func:`features` count in ``counter``; returns the runs."""
@@ -772,13 +776,13 @@ def build_and_simulate(graph: ir.Graph, folds, lanes: int, inputs: np.ndarray, d
                                   for x in inputs])
     assert report.samples == len(inputs) and not report.mismatches, report.mismatches[:5]
     if serial:
-        network = SerialRequantizerNetwork(plan_network(
-            graph, folds, lanes=lanes, requant_interval=SERIAL_REQUANT_INTERVAL))
+        plan = plan_network(graph, folds, lanes=lanes,
+                            requant_interval=SERIAL_REQUANT_INTERVAL)
     else:
-        network = DataflowNetwork(plan_network(graph, folds, lanes=lanes,
-                                               serial_requantizers=serial_layers))
-        assert {s.index for s in network.plan.stages if s.serial_requantizer} \
-            == set(serial_layers)
+        plan = plan_network(graph, folds, lanes=lanes, serial_requantizers=serial_layers)
+        assert {s.index for s in plan.stages if s.serial_requantizer} == set(serial_layers)
+    plan = plan.with_products_in_logic(logic_layers)
+    network = (SerialRequantizerNetwork if serial else DataflowNetwork)(plan)
     expected = golden_vectors(graph, inputs)
     runs = simulate_network(network, inputs, expected, directory, seed=seed, stall=stall,
                             backpressure=backpressure)
@@ -811,7 +815,8 @@ def build_and_simulate(graph: ir.Graph, folds, lanes: int, inputs: np.ndarray, d
     STATS["build_seconds"] += streaming.build_seconds
     counter.update(features(graph, folds, lanes)
                    | ({"serial requantizers"} if serial else set())
-                   | ({"serial requantizers in some layers"} if serial_layers else set()))
+                   | ({"serial requantizers in some layers"} if serial_layers else set())
+                   | ({"products in logic in some layers"} if logic_layers else set()))
     return runs
 
 
@@ -834,13 +839,21 @@ def check_random_graph(rng, g, x, y, tmp_path, build_dir, counter: Counter,
             index for index, node in enumerate(graph.nodes)
             if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D)
             and chance(rng, 0.5))
+    inputs = np.tile(hardware_inputs(graph, rng), (repeats, 1))
+    seed = int(rng.integers(2**16))
+    # (Drawn last, so that the draws before are those of the graphs without them.)
+    logic_layers = ()
+    if chance(rng, 0.25):
+        logic_layers = tuple(index for index, node in enumerate(graph.nodes)
+                             if isinstance(node, ir.FullyConnected | ir.Conv2D)
+                             and chance(rng, 0.5))
     print(f"{path}\n{describe(graph, folds)}\nlanes {lanes}, stall {stall:.2f}, "
           f"backpressure {backpressure:.2f}, serial requantizers "
-          f"{serial or list(serial_layers)}")
-    build_and_simulate(graph, folds, lanes, np.tile(hardware_inputs(graph, rng), (repeats, 1)),
-                       build_dir,
-                       seed=int(rng.integers(2**16)), stall=stall, backpressure=backpressure,
-                       serial=serial, serial_layers=serial_layers, counter=counter)
+          f"{serial or list(serial_layers)}, products in logic {list(logic_layers)}")
+    build_and_simulate(graph, folds, lanes, inputs, build_dir,
+                       seed=seed, stall=stall, backpressure=backpressure,
+                       serial=serial, serial_layers=serial_layers,
+                       logic_layers=logic_layers, counter=counter)
 
 
 @pytest.mark.parametrize("number", range(max(1, round(GRAPHS * SCALE))))

@@ -53,6 +53,9 @@ class Conv2DLayer(wiring.Component):
     serial_requantizer : bool
         Whether the requantizer lanes share one multiplier between their partial
         products (:class:`~tfl2rtl.hw.dense.FullyConnectedLayer`).
+    products_in_logic : bool
+        Whether the matrix-vector unit's products are built in LUTs
+        (:class:`~tfl2rtl.hw.mvu.MatrixVectorUnit`).
     multipliers : int
         ``pe * simd`` int8 multipliers in the matrix-vector unit; the requantizer's are
         not counted (``requant_lanes * products`` 16x16 ones, ``requant_lanes`` with
@@ -80,7 +83,7 @@ class Conv2DLayer(wiring.Component):
 
     def __init__(self, node: ir.Conv2D, in_shape, *, pe: int = 1, simd: int = 1,
                  requant_lanes: int | None = None, memory_id: int | None = None,
-                 serial_requantizer: bool = False):
+                 serial_requantizer: bool = False, products_in_logic: bool = False):
         h, w, c = (int(v) for v in in_shape)
         out_c, kh, kw, in_c = node.weights.shape
         requant_lanes = pe if requant_lanes is None else requant_lanes
@@ -114,10 +117,12 @@ class Conv2DLayer(wiring.Component):
             act_min=node.act_min, act_max=node.act_max, weight_bits=node.weight_bits)
         self.dense = FullyConnectedLayer(dense, pe=pe, simd=simd, requant_lanes=requant_lanes,
                                          memory_id=memory_id,
-                                         serial_requantizer=serial_requantizer)
+                                         serial_requantizer=serial_requantizer,
+                                         products_in_logic=products_in_logic)
         self.pe = pe
         self.simd = simd
         self.requant_lanes = self.dense.requant_lanes
+        self.products_in_logic = products_in_logic
         self.multipliers = pe * simd
         pixels = out_hw[0] * out_hw[1]
         self.cycles_per_vector = max(pixels * self.dense.cycles_per_vector,

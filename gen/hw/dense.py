@@ -35,6 +35,8 @@ class FullyConnectedLayer(wiring.Component):
     of a neuron group to the requantizer in ``pe / requant_lanes`` beats.  With
     ``serial_requantizer`` each lane has one 16x16 multiplier and takes a beat every
     :attr:`~tfl2rtl.hw.requant.Requantizer.interval` cycles (its serial products).
+    With ``products_in_logic`` the matrix-vector unit's products are built in LUTs
+    (:class:`~tfl2rtl.hw.mvu.MatrixVectorUnit`).
 
     Members
     -------
@@ -61,7 +63,7 @@ class FullyConnectedLayer(wiring.Component):
 
     def __init__(self, node: ir.FullyConnected, *, pe: int = 1, simd: int = 1,
                  requant_lanes: int | None = None, memory_id: int | None = None,
-                 serial_requantizer: bool = False):
+                 serial_requantizer: bool = False, products_in_logic: bool = False):
         requant_lanes = pe if requant_lanes is None else requant_lanes
         if requant_lanes < 1 or pe % requant_lanes:
             raise Tfl2RtlError(
@@ -74,7 +76,8 @@ class FullyConnectedLayer(wiring.Component):
         self.requant_lanes = requant_lanes
         self.mvu = MatrixVectorUnit(node.weights, node.folded_bias, acc_width=node.acc_bits,
                                     pe=pe, simd=simd, memory_id=memory_id,
-                                    weight_bits=node.weight_bits)
+                                    weight_bits=node.weight_bits,
+                                    products_in_logic=products_in_logic)
         self.splitter = None
         if requant_lanes != pe:
             self.splitter = AccumulatorSplitter(node.acc_bits, pe, requant_lanes,

@@ -32,15 +32,14 @@ LOGIC_PRODUCTS_HOOK = "depthwise_products_in_logic"
 
 def logic_product(a, b):
     """``a * b`` for signed ``a`` and ``b`` of any widths (int8 by int8 or by 9 bits in
-    the units) as a sum of ``a`` shifted by each bit of ``b`` (the sign bit's term
-    subtracted): additions only, so synthesis keeps it in LUTs and carry chains; a
-    9-bit ``b`` adds one term."""
-    a = a.as_signed()
-    terms = [Mux(b[k], a << k, 0) for k in range(len(b) - 1)]
-    total = terms[0] if terms else 0
+    the units) as the sum of :func:`tfl2rtl.hw.pipeline.logic_terms`, in one stage:
+    additions only, so synthesis keeps it in LUTs and carry chains; a 9-bit ``b`` adds
+    one term."""
+    terms = pipeline.logic_terms(a, b)
+    total = terms[0]
     for term in terms[1:]:
         total = total + term
-    return total - Mux(b[len(b) - 1], a << (len(b) - 1), 0)
+    return total
 
 
 def _check_pe(node: ir.DepthwiseConv2D, pe: int) -> int:

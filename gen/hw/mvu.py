@@ -14,6 +14,7 @@ from ..errors import Tfl2RtlError
 from ..fixedpoint import signed_bits
 from ..fold import divisors_text
 from . import pipeline
+from .adapters import SkidBuffer
 from .layouts import accumulator_layout, int8_lanes, pack_lanes, signed_lanes
 from .weights import LoadableMemory, loading_members
 
@@ -75,6 +76,10 @@ class MatrixVectorUnit(wiring.Component):
     taken only during the first ``synapse_folds`` cycles of a vector, and the next vector
     can start as soon as the last group has been issued.
 
+    With ``products_in_logic`` the products are built in LUTs and carry chains
+    (:func:`~tfl2rtl.hw.pipeline.logic_product`) instead of multipliers, whatever the
+    platform: the planner's choice for layers beyond the board's DSP blocks.
+
     ``bias`` is TFLite's bias with the input offset folded in (``folded_bias`` in the IR),
     so the raw int8 inputs are accumulated.  ``acc_width`` must hold every final sum (the
     IR's ``acc_bits`` does); partial sums wrap harmlessly.
@@ -97,21 +102,25 @@ class MatrixVectorUnit(wiring.Component):
         Initiation interval, ``neuron_folds * synapse_folds``, when the input keeps up and
         the output is not stalled.
     latency : int
-        ``6 + tree_stages(simd)``: when a vector's last input beat is taken at clock edge
-        ``n``, its first group can leave on ``o`` at edge ``n + latency``.  In the
+        ``7 + tree_stages(simd)``: when a vector's last input beat is taken at clock edge
+        ``n``, its first group can leave on ``o`` at edge ``n + latency``.  The input's
+        skid buffer (:class:`~tfl2rtl.hw.adapters.SkidBuffer`), then in the
         fabric: input, input again (the address), input a third time beside the memory
         read, operand, product, adder-tree and accumulator registers.  With the
         platform's product hook: input and memory read, input and weights again, the DSP
         block's operand and product registers, the product again in the fabric, then the
-        adder tree and the accumulators.
+        adder tree and the accumulators.  With products in logic: as with the hook, the
+        logic product's operand, half-sum and product registers in place of the DSP
+        block's and the product's.
 
     Tested with ``pe`` and ``simd`` from 1 to the full depth, random stalls on ``i`` and
     backpressure on ``o``, int8 and 9-bit weights (at -256, 255 and random), in the
-    fabric and through the platform's product hook.
+    fabric, through the platform's product hook and with products in logic.
     """
 
     def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1,
-                 memory_id: int | None = None, weight_bits: int = 8):
+                 memory_id: int | None = None, weight_bits: int = 8,
+                 products_in_logic: bool = False):
         weights = np.asarray(weights)
         bias = np.asarray(bias, dtype=np.int64).reshape(-1)
         if weights.ndim != 2 or weights.shape[0] != bias.size:
@@ -148,10 +157,11 @@ class MatrixVectorUnit(wiring.Component):
         self.neuron_folds = out_depth // pe
         self.synapse_folds = in_depth // simd
         self.cycles_per_vector = self.neuron_folds * self.synapse_folds
-        self.latency = 6 + tree_stages(simd)
+        self.latency = 6 + SkidBuffer.latency + tree_stages(simd)
         self._weights = weights.astype(np.int64)
         self._bias = bias
         self.memory_id = memory_id
+        self.products_in_logic = products_in_logic
         super().__init__({
             "i": In(stream.Signature(int8_lanes(simd))),
             "o": Out(stream.Signature(accumulator_layout(acc_width, pe, self.neuron_folds))),
@@ -178,6 +188,15 @@ class MatrixVectorUnit(wiring.Component):
         m = Module()
         nf_count, sf_count = self.neuron_folds, self.synapse_folds
 
+        # The input arrives through a skid buffer, so that its ready is a register: the
+        # pipeline's enable (below), which reaches every stage, does not also reach
+        # back into the stage before (on the ECP5 the enable through the input FIFO's
+        # read into its data register was ad01's critical path, 13.9 ns, 12.6 of them
+        # routing).
+        m.submodules.skid = skid = SkidBuffer(int8_lanes(self.simd))
+        wiring.connect(m, wiring.flipped(self.i), skid.i)
+        source = skid.o
+
         # One enable for the whole pipeline: it moves whenever the output register is
         # empty or being emptied.
         advance = Signal()
@@ -190,8 +209,8 @@ class MatrixVectorUnit(wiring.Component):
         first_group = nf == 0
         issue = Signal()
         m.d.comb += [
-            issue.eq(advance & (~first_group | self.i.valid)),
-            self.i.ready.eq(advance & first_group),
+            issue.eq(advance & (~first_group | source.valid)),
+            source.ready.eq(advance & first_group),
         ]
         with m.If(issue):
             m.d.sync += [
@@ -222,8 +241,9 @@ class MatrixVectorUnit(wiring.Component):
         # ad01's critical path), beside the input lanes' second register; otherwise it
         # is read two stages late (stage 1c), beside their third, and the operand
         # register of stage 2 takes it.
-        hooked = getattr(platform, pipeline.PRODUCT_HOOK, None) is not None
-        if hooked:
+        in_logic = self.products_in_logic
+        hooked = not in_logic and getattr(platform, pipeline.PRODUCT_HOOK, None) is not None
+        if hooked or in_logic:
             m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
         else:
             row_1b = register(register(row, "row_1"), "row_1b")
@@ -234,15 +254,15 @@ class MatrixVectorUnit(wiring.Component):
         first_1 = register(sf == 0, "first_1")
         last_1 = register(sf == sf_count - 1, "last_1")
         group_1 = register(nf, "group_1")
-        stream_x = register(self.i.payload, "stream_x", int8_lanes(self.simd))
+        stream_x = register(source.payload, "stream_x", int8_lanes(self.simd))
         if nf_count > 1:
             m.submodules.input_buffer = buffer = Memory(
                 shape=int8_lanes(self.simd), depth=sf_count, init=[])
             write = buffer.write_port()
             m.d.comb += [
                 write.addr.eq(sf),
-                write.data.eq(self.i.payload),
-                write.en.eq(self.i.valid & self.i.ready),
+                write.data.eq(source.payload),
+                write.en.eq(source.valid & source.ready),
             ]
             replay = buffer.read_port()
             m.d.comb += [replay.addr.eq(sf), replay.en.eq(advance)]
@@ -255,7 +275,7 @@ class MatrixVectorUnit(wiring.Component):
         # the input buffer sit far from the multipliers they feed; on the ECP5 this was
         # ad01's critical path, 12.4 ns of routing), beside the weight row read now.
         x_1 = register(x_1, "x_1b", int8_lanes(self.simd))
-        if hooked:
+        if hooked or in_logic:
             weight_data = register(weight_data, "w_1b", weight_layout)
         else:
             # Stage 1c, in the fabric only: the input lanes wait a stage more for the
@@ -276,9 +296,17 @@ class MatrixVectorUnit(wiring.Component):
         group_2 = register(group_1, "group_2")
         # (Every product has the same operands, int8 by weight_bits: the hook takes all
         # or none.)
-        first = pipeline.platform_product(m, platform, advance, x_1[0], weight_data[0][0],
-                                          "product_0_0")
-        if first is not None:
+        first = None if in_logic else pipeline.platform_product(
+            m, platform, advance, x_1[0], weight_data[0][0], "product_0_0")
+        if in_logic:
+            # Products in LUTs (pipeline.logic_product): operand registers, then two
+            # stages of shifted-term sums, so the same three stages as the hook's path.
+            x_2 = register(x_1, "x_2", int8_lanes(self.simd))
+            w_2 = register(weight_data, "w_2", weight_layout)
+            sums = [[pipeline.logic_product(m, advance, x_2[s], w_2[p][s],
+                                            f"product_{p}_{s}")
+                     for s in range(self.simd)] for p in range(self.pe)]
+        elif first is not None:
             # Each DSP block's product is registered once more in the fabric, beside the
             # block, before the adder tree gathers the products of a neuron from across
             # the chip (on the ECP5 the route from a MULT18X18D to the tree's first

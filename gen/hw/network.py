@@ -57,6 +57,10 @@ class StagePlan:
     #: Cycles per requantizer beat (:data:`tfl2rtl.hw.stages.SERIAL_REQUANT_INTERVAL` on
     #: platforms that build requantizers with serial products).
     requant_interval: int = 1
+    #: The MAC products in LUTs rather than DSP blocks (stages whose
+    #: :attr:`~tfl2rtl.hw.stages.Stage.products_in_logic` allows it;
+    #: :func:`tfl2rtl.design.products_in_logic` chooses).
+    products_in_logic: bool = False
 
     @property
     def index(self) -> int:
@@ -93,10 +97,13 @@ class StagePlan:
     def build(self, memory_id: int | None = None):
         """The stage's component; with ``memory_id``, its weights in that loadable
         memory."""
-        serial = {"serial_requantizer": True} if self.serial_requantizer else {}
+        options = {"serial_requantizer": True} if self.serial_requantizer else {}
+        if self.products_in_logic:
+            options["products_in_logic"] = True
         if memory_id is None:
-            return self.stage.build(self.fold, self.requant_lanes, **serial)
-        return self.stage.build(self.fold, self.requant_lanes, memory_id=memory_id, **serial)
+            return self.stage.build(self.fold, self.requant_lanes, **options)
+        return self.stage.build(self.fold, self.requant_lanes, memory_id=memory_id,
+                                **options)
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,24 @@ class NetworkPlan:
     @property
     def multipliers(self) -> int:
         return sum(s.multipliers for s in self.stages)
+
+    @property
+    def logic_multipliers(self) -> int:
+        """The MAC multipliers built in LUTs (of stages with
+        :attr:`StagePlan.products_in_logic`)."""
+        return sum(s.multipliers for s in self.stages if s.products_in_logic)
+
+    def with_products_in_logic(self, nodes) -> NetworkPlan:
+        """This plan with the MAC products of the stages of ``nodes`` (node indices)
+        built in LUTs (:attr:`StagePlan.products_in_logic`) and every other stage's
+        by multipliers."""
+        nodes = set(int(n) for n in nodes)
+        by_index = {s.index: s for s in self.stages}
+        for n in sorted(nodes):
+            if n not in by_index or not by_index[n].stage.products_in_logic:
+                raise Tfl2RtlError(f"node {n} has no products that can be built in logic")
+        return dataclasses.replace(self, stages=tuple(
+            dataclasses.replace(s, products_in_logic=s.index in nodes) for s in self.stages))
 
     def readers(self, tensor: str) -> int:
         """How many stages (and ``m_axis``) read ``tensor``."""

@@ -5,9 +5,10 @@ pipelined products (:data:`PRODUCT_HOOK`)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal, Value
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
 
-__all__ = ["PRODUCT_HOOK", "register", "platform_product", "fabric_product"]
+__all__ = ["PRODUCT_HOOK", "register", "platform_product", "fabric_product",
+           "logic_terms", "logic_product"]
 
 #: The platform method that builds a pipelined product in a vendor's DSP block with its
 #: own registers: ``platform.get_registered_product(m, enable, a, b, name)`` returns
@@ -53,3 +54,36 @@ def fabric_product(m: Module, enable: Value, a: Value, b: Value, name: str):
     a_reg = register(m, enable, a, f"{name}_a")
     b_reg = register(m, enable, b, f"{name}_b")
     return register(m, enable, a_reg * b_reg, name)
+
+
+def logic_terms(a: Value, b: Value) -> list[Value]:
+    """The terms whose sum is ``a * b`` for signed ``a`` and ``b`` of any widths: ``a``
+    shifted by each bit ``k`` of ``b`` where that bit is set, the sign bit's term
+    negated.  Summed, they are a multiplier in LUTs and carry chains (additions only,
+    which synthesis never maps to a DSP block)."""
+    a = a.as_signed()
+    top = len(b) - 1
+    return ([Mux(b[k], a << k, 0) for k in range(top)]
+            + [Mux(b[top], -(a << top), 0)])
+
+
+def _balanced_sum(values: list) -> Value:
+    while len(values) > 1:
+        pairs = [x + y for x, y in zip(values[0::2], values[1::2], strict=False)]
+        values = pairs + values[len(pairs) * 2:]
+    return values[0]
+
+
+def logic_product(m: Module, enable: Value, a: Value, b: Value, name: str) -> Value:
+    """``a * b`` in LUTs and carry chains (:func:`logic_terms`), two enabled edges after
+    ``a`` and ``b``: each half of the terms summed in a balanced tree and registered,
+    then the two halves added and registered, as a signed ``len(a) + len(b)``-bit value
+    (every product of the operands fits).  ``a`` and ``b`` should come from registers:
+    the first half-sum is the only logic before the first register.  ``b`` has at least
+    two bits."""
+    terms = logic_terms(a, b)
+    assert len(terms) >= 2, "logic_product needs a b of two bits or more"
+    half = len(terms) // 2
+    low = register(m, enable, _balanced_sum(terms[:half]), f"{name}_low")
+    high = register(m, enable, _balanced_sum(terms[half:]), f"{name}_high")
+    return register(m, enable, low + high, name, signed(len(a) + len(b)))

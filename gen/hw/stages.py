@@ -160,6 +160,9 @@ class Stage:
     #: one multiplier between their partial products: FULLY_CONNECTED, CONV_2D and
     #: DEPTHWISE_CONV_2D).
     serial_requantizer = False
+    #: Whether :meth:`build` takes ``products_in_logic`` (a matrix-vector unit whose
+    #: products are built in LUTs: FULLY_CONNECTED and CONV_2D).
+    products_in_logic = False
 
     def build(self, fold: Fold, requant_lanes: int | None = None):
         raise NotImplementedError
@@ -196,6 +199,7 @@ def _lanes_unit(shape: tuple[int, ...]) -> int:
 
 class FullyConnectedStage(Stage):
     serial_requantizer = True
+    products_in_logic = True
 
     def options(self):
         out_depth, in_depth = self.node.weights.shape
@@ -232,13 +236,15 @@ class FullyConnectedStage(Stage):
     def weight_matrix(self) -> np.ndarray:
         return self.node.weights
 
-    def build(self, fold, requant_lanes=None, memory_id=None, serial_requantizer=False):
+    def build(self, fold, requant_lanes=None, memory_id=None, serial_requantizer=False,
+              products_in_logic=False):
         from .dense import FullyConnectedLayer
 
         return FullyConnectedLayer(self.node, pe=fold.pe, simd=fold.simd,
                                    requant_lanes=requant_lanes or fold.pe,
                                    memory_id=memory_id,
-                                   serial_requantizer=serial_requantizer)
+                                   serial_requantizer=serial_requantizer,
+                                   products_in_logic=products_in_logic)
 
 
 def _check_matrix(stage, fold, requant_lanes):
@@ -299,6 +305,7 @@ class WindowStage(Stage):
 
 class Conv2DStage(WindowStage):
     serial_requantizer = True
+    products_in_logic = True
 
     def options(self):
         out_c, _, _, in_c = self.node.weights.shape
@@ -330,12 +337,14 @@ class Conv2DStage(WindowStage):
     def weight_matrix(self) -> np.ndarray:
         return self.node.weights.reshape(self.node.weights.shape[0], -1)
 
-    def build(self, fold, requant_lanes=None, memory_id=None, serial_requantizer=False):
+    def build(self, fold, requant_lanes=None, memory_id=None, serial_requantizer=False,
+              products_in_logic=False):
         from .conv import Conv2DLayer
 
         return Conv2DLayer(self.node, self.in_shape, pe=fold.pe, simd=fold.simd,
                            requant_lanes=requant_lanes or fold.pe, memory_id=memory_id,
-                           serial_requantizer=serial_requantizer)
+                           serial_requantizer=serial_requantizer,
+                           products_in_logic=products_in_logic)
 
 
 class DepthwiseStage(WindowStage):
