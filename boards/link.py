@@ -173,9 +173,12 @@ class HostLink(wiring.Component):
         # Bytes counted: of the request's payload (``rx_count``), of the reply's
         # (``tx_count``) and of the output beats drained after a failed INFER
         # (``drained``): each with few conditions on its enable (one counter for all
-        # three was the iCE40's critical path, its enable gathering every state's).
-        rx_count = Signal(16)
-        tx_count = Signal(16)
+        # three was the iCE40's critical path, its enable gathering every state's), and
+        # each as narrow as its use: ``rx_count`` tells a LOAD frame's 3 header bytes
+        # and its first data byte from the rest (4), ``tx_count`` addresses the
+        # identity record (and wraps, unused, in an output reply).
+        rx_count = Signal(range(5))
+        tx_count = Signal(range(len(self.record) + 1))
         drained = Signal(range(max(out_beats, 2)))
         crc = Signal(16, init=0xFFFF)
         crc_low = Signal(8)
@@ -204,12 +207,10 @@ class HostLink(wiring.Component):
 
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.record),
                                         init=list(self.record))
-        # The identity byte at ``tx_count`` comes from one of two reads a cycle old: at
-        # ``tx_count`` and at ``tx_count + 1`` (``stepped``: it moved on at the last
-        # edge), so that the read address never waits for this cycle's transfer.
-        here, ahead = rom.read_port(), rom.read_port()
-        stepped = Signal()
-        m.d.sync += stepped.eq(0)
+        # The identity byte at ``tx_count``, read a cycle old: a byte is handed over
+        # only to a free output register (below), never in two cycles running, so the
+        # read has caught up with ``tx_count`` by the next hand-over.
+        here = rom.read_port()
 
         byte = self.rx.payload
         got = self.rx.valid  # rx is always ready
@@ -281,7 +282,7 @@ class HostLink(wiring.Component):
         sent = self.tx.valid & self.tx.ready
         handed = Signal()  # the state machine hands a byte over at this edge
         m.d.comb += [self.tx.payload.eq(out_byte), self.tx.valid.eq(out_pending),
-                     here.addr.eq(tx_count), ahead.addr.eq(tx_count + 1)]
+                     here.addr.eq(tx_count)]
         with m.If(sent):
             m.d.sync += out_pending.eq(0)
             with m.If(out_checked):
@@ -340,7 +341,7 @@ class HostLink(wiring.Component):
             with m.State("payload"):
                 request_state()
                 with m.If(got):
-                    m.d.sync += rx_count.eq(rx_count + 1)
+                    m.d.sync += rx_count.eq(Mux(rx_count == 4, 4, rx_count + 1))
                     with m.If(infer):
                         m.d.comb += [queue.w_data.eq(byte), queue.w_en.eq(1)]
                         with m.If(~queue.w_rdy & (code == 0)):
@@ -413,7 +414,7 @@ class HostLink(wiring.Component):
                     with m.Case(0):
                         send(Mux(tx_count == 0, code, command), "send_payload")
                     with m.Case(1):
-                        send(Mux(stepped, ahead.data, here.data), "send_payload")
+                        send(here.data, "send_payload")
                     with m.Case(2):  # lane by lane from the accelerator's beats
                         # Each beat is taken into a register first and sent from there,
                         # so that the accelerator's ready comes from that register and
@@ -433,8 +434,8 @@ class HostLink(wiring.Component):
                             with m.If(position == lanes - 1):
                                 m.d.sync += beat_held.eq(0)
                 with m.If(handed):
-                    m.d.sync += [tx_count.eq(tx_count + 1), stepped.eq(1),
-                                 left_out.eq(left_out - 1), last_out.eq(left_out == 2)]
+                    m.d.sync += [tx_count.eq(tx_count + 1), left_out.eq(left_out - 1),
+                                 last_out.eq(left_out == 2)]
                     with m.If(last_out):
                         m.next = "send_crc_low"
             with m.State("send_crc_low"):
