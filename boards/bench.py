@@ -207,7 +207,7 @@ def _cell(value, spec: str = "") -> str:
 def format_table(rows: list[BenchRow]) -> str:
     """The rows as a text table; rows with an error get it on a line of their own."""
     header = ("model", "MACs", "weights", "mult", "in logic", "cycles/inf", "II", "MAC eff", "Fmax",
-              "clock", "LUT", "DSP", "MAC DSP", "DSP ceil", "BRAM", "inf/s", "link inf/s",
+              "clock", "LUT", "FF", "DSP", "MAC DSP", "DSP ceil", "BRAM", "inf/s", "link inf/s",
               "compile s", "TFLM ms")
     lines = []
     for r in rows:
@@ -217,7 +217,7 @@ def format_table(rows: list[BenchRow]) -> str:
                        _cell(r.cycles_per_inference, ","),
                        _cell(r.initiation_interval, ","), _cell(r.mac_efficiency, ".2f"),
                        _cell(r.fmax_mhz, ".1f"), _cell(r.board_clock_mhz, ".4g"),
-                       res.get("LUT", "-"), res.get("DSP", "-"),
+                       res.get("LUT", "-"), res.get("FF", "-"), res.get("DSP", "-"),
                        _cell(r.mac_dsp_share, ".0%"), _cell(r.dsp_ceiling_share, ".1%"),
                        res.get("BRAM", "-"), _cell(r.inferences_per_second, ",.0f"),
                        _cell(r.link_inferences_per_second, ",.0f"),
