@@ -12,7 +12,6 @@ from streams import STALL_MODES, get, put, simulate
 from tfl2rtl import golden, ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.adapters import SkidBuffer
 from tfl2rtl.hw.window import SlidingWindow, window_beats
 from tflite_writer import GraphWriter
 
@@ -121,6 +120,8 @@ SHAPES = {
     "global 25x5": ((25, 5, 1), (25, 5), (1, 1), (1, 1), (0, 0, 0, 0), 1, "depthwise"),
     "height 1": ((1, 6, 2), (1, 3), (1, 1), (1, 1), (0, 1, 0, 1), 1, "conv"),
     "width 1": ((6, 1, 2), (3, 1), (1, 1), (1, 1), (1, 0, 1, 0), 2, "conv"),
+    # One beat a row, read as soon as it is taken: in the cycle it is written.
+    "1x1 width 1": ((5, 1, 2), (1, 1), (1, 1), (1, 1), (0, 0, 0, 0), 2, "conv"),
     "pixel 1x1": ((1, 1, 4), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 4, "depthwise"),
     "asymmetric padding": ((5, 5, 1), (3, 3), (1, 1), (1, 1), (3, 0, 4, 2), 1, "conv"),
     "16 channels": ((3, 3, 16), (2, 2), (1, 1), (1, 1), (0, 0, 1, 1), 4, "depthwise"),
@@ -165,10 +166,8 @@ def test_sliding_window(name, mode):
     if mode == "streaming":
         # The first window starts once its rows are in (input beat lead_beats, taken at
         # edge lead_beats); back-to-back images then follow at the initiation interval.
-        # (With no lead beats, the first window waits for no input, nor for the skid
-        # buffer in front of the writer.)
-        first = (dut.lead_beats + dut.latency if dut.lead_beats
-                 else dut.latency - SkidBuffer.latency)
+        # (With no lead beats, the first window waits for no input.)
+        first = dut.lead_beats + dut.latency if dut.lead_beats else dut.padding_latency
         assert cycles[0] == first
         image_done = cycles[dut.beats_out - 1::dut.beats_out]
         assert list(np.diff(image_done)) == [dut.cycles_per_vector] * 2

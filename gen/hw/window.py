@@ -145,9 +145,11 @@ class SlidingWindow(wiring.Component):
         :class:`~tfl2rtl.hw.adapters.SkidBuffer` first, so that ``i.ready`` is a register
         and the writer's row count, compared with its limit, does not reach the
         upstream stage's ``valid`` and come back: on the ECP5 that round trip, 5.1 ns of
-        routing, was kws's critical path.)  When the first output row lies wholly in
-        the padding (:attr:`lead_beats` 0), the first beat waits for no input and can
-        leave at edge ``latency - SkidBuffer.latency``.
+        routing, was kws's critical path; and the memory write is registered.)  When the
+        first output row lies wholly in the padding (:attr:`lead_beats` 0), the first
+        beat waits for no input and can leave at edge :attr:`padding_latency`.
+    padding_latency : int
+        2: the memory read and the output register.
     cycles_per_vector : int
         ``max(beats_in, beats_out)``: the initiation interval per image when the input
         delivers a beat every cycle and ``o`` is always ready, with the default
@@ -161,6 +163,7 @@ class SlidingWindow(wiring.Component):
     """
 
     latency = 2 + SkidBuffer.latency
+    padding_latency = 2
 
     def __init__(self, in_shape, kernel, stride=(1, 1), dilation=(1, 1),
                  padding=(0, 0, 0, 0), pad_value=0, simd=1, order="conv", *,
@@ -234,7 +237,11 @@ class SlidingWindow(wiring.Component):
 
         m.submodules.lines = lines = Memory(shape=int8_lanes(self.simd), depth=depth, init=[])
         write = lines.write_port()
-        read = lines.read_port()
+        # Transparent: a beat is written a cycle after it is taken (the write is
+        # registered, see the writer), so the reader, which may start on a row from the
+        # cycle after its last beat was taken, can read that beat in the cycle it is
+        # written.
+        read = lines.read_port(transparent_for=(write,))
 
         # The reader's loop nest, outermost first (the image loop around it is implicit).
         # ``last`` flags are registers, kept alongside their counters.
@@ -381,14 +388,18 @@ class SlidingWindow(wiring.Component):
 
         # Writer: rows go into the buffer in order, slot after slot, from the skid
         # buffer.
+        # The write itself is registered (address, data and enable), so that the limit
+        # comparison deciding ``take`` does not also drive the memory's write enable
+        # across the chip (on the ECP5 that was kws's critical path: 6.4 ns of routing
+        # from ``take`` to a line buffer in distributed RAM).
         m.submodules.skid = skid = SkidBuffer(int8_lanes(self.simd))
         wiring.connect(m, wiring.flipped(self.i), skid.i)
         waddr = Signal(range(depth))
         wpos = Signal(range(row_beats))
         take = Signal()
-        m.d.comb += [
-            skid.o.ready.eq(written < write_limit),
-            take.eq(skid.o.valid & skid.o.ready),
+        m.d.comb += skid.o.ready.eq(written < write_limit)
+        m.d.comb += take.eq(skid.o.valid & skid.o.ready)
+        m.d.sync += [
             write.addr.eq(waddr),
             write.data.eq(skid.o.payload),
             write.en.eq(take),
