@@ -1,5 +1,6 @@
 """How many DSP blocks a design needs on a board (:func:`dsp_estimate`), the multiplier
-budget that fits them (:func:`fitting_budget`, ``--fold auto``'s default on a board),
+budget that fits them (:func:`fitting_budget`), the design a default build makes, with
+products in logic beyond the DSP blocks where the board allows (:func:`fitting_design`),
 and the one-line advice when a build overflows a resource (:func:`check_cells` from
 Yosys' cells, :func:`check_placement` from nextpnr's logs)."""
 

@@ -310,11 +310,12 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     routed design meets (:func:`tfl2rtl.boards.build.build_board_clocked`).  ``baud``
     defaults to :data:`tfl2rtl.boards.build.DEFAULT_BAUD` (3 Mbaud).
 
-    Without ``max_multipliers``, ``--fold auto`` uses the board's own budget, lowered
-    until the DSP blocks suffice (:func:`tfl2rtl.boards.fit.fitting_budget`); when
-    nextpnr then finds the logic (LUTs or flip-flops) too large, the next smaller design
-    is built instead, down to one multiplier per layer (``progress`` and the report's
-    notes say so: :func:`tfl2rtl.boards.build.build_graph`).  Returns the
+    Without ``max_multipliers``, ``--fold auto`` builds the fastest design whose DSP
+    blocks suffice, with the products of some layers in logic where the board allows
+    (:func:`tfl2rtl.boards.fit.fitting_design`); when Yosys or nextpnr then finds the
+    DSP blocks or the logic (LUTs or flip-flops) too few, the next smaller design is
+    built instead, down to one multiplier per layer (``progress`` and the report's notes
+    say so: :func:`tfl2rtl.boards.build.build_graph`).  Returns the
     :class:`tfl2rtl.boards.build.BuildReport`; a design that does not fit raises
     :class:`tfl2rtl.boards.build.DoesNotFit` (a :class:`Tfl2RtlError`) naming the
     resource and a folding that would fit."""

@@ -227,8 +227,9 @@ def _board_commands(sub) -> None:
     p.add_argument("--board", required=True, choices=sorted(BOARDS))
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     _force_option(p)
-    _fold_options(p, default_budget="the board's, lowered until its DSP blocks and logic "
-                                    "fit")
+    _fold_options(p, default_budget="the fastest design whose DSP blocks and logic "
+                                    "fit, some layers' products in LUTs where the board "
+                                    "allows")
     p.add_argument("--baud", type=int, default=None,
                    help="UART baud rate (default 3000000)")
     p.add_argument("--clock-mhz", type=float, default=None, metavar="F",

@@ -1,7 +1,8 @@
 """The register of the stalling pipelines in :mod:`tfl2rtl.hw` (the matrix-vector
 unit, the depthwise unit, pooling, the requantizer, ADD's input scaling): each stage
-moves only on the cycles its pipeline advances; and the platform hook for their
-pipelined products (:data:`PRODUCT_HOOK`)."""
+moves only on the cycles its pipeline advances; the platform hook for their
+pipelined products (:data:`PRODUCT_HOOK`); and products built in LUTs
+(:func:`logic_product`)."""
 
 from __future__ import annotations
 
