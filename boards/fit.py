@@ -173,19 +173,16 @@ def fitting_design(graph, board: Board, *, lanes: int = 1, requant_interval: int
     top = dsp_budget + (board.logic_multipliers if board.dsp_fit else 0)
     if below is not None:
         top = min(top, below - 1)
-    total = top
-    while total >= 1:
-        try:
-            candidate = gen.plan(graph, "auto", total, lanes=lanes,
-                                 requant_interval=requant_interval)
-        except Tfl2RtlError:  # below one multiplier per layer
-            break
-        if below is not None and candidate.multipliers >= below:
-            break
-        fitted = _dsps_fitted(candidate, board)
-        if fitted is not None:
-            return fitted
-        total = min(total - 1, candidate.multipliers - 1)
+    fitted = {}
+
+    def fits(candidate) -> bool:
+        fitted["design"] = _dsps_fitted(candidate, board)
+        return fitted["design"] is not None
+
+    _, candidate = _largest_budget(graph, top, fits, lanes=lanes,
+                                   requant_interval=requant_interval)
+    if candidate is not None:
+        return fitted["design"]
     if below is not None:
         return None
     # Nothing fits: the smallest design (the build reports the overflow).
