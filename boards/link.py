@@ -200,7 +200,7 @@ class HostLink(wiring.Component):
         left_out = Signal(16)
         last_in = Signal()
         last_out = Signal()
-        quiet = Signal(range(self.timeout_cycles + 1))
+        quiet = Signal(range(self.timeout_cycles))
         position = Signal(range(lanes))  # the output byte's lane in its beat
         beat = Signal.like(self.from_accel.payload)  # the output beat being sent
         beat_held = Signal()
@@ -231,35 +231,46 @@ class HostLink(wiring.Component):
             m.d.sync += final.eq(final_code)
             m.next = "finish"
 
+        # The reply is sent by a state machine of its own (below): the request's, when
+        # its frame is over, fills in the reply's command, length and kind and raises
+        # ``reply_start`` for a cycle, and waits in "reply" until the other raises
+        # ``reply_done`` (one state machine for both was the iCE40's critical path: its
+        # state register's enable gathered every state's conditions, nine LUTs, 26 ns).
+        reply_start = Signal()
+        reply_done = Signal()
+        m.d.sync += [reply_start.eq(0), reply_done.eq(0)]
+
+        def start_reply(command, length, reply_kind):
+            m.d.sync += [reply_command.eq(command), reply_length.eq(length),
+                         kind.eq(reply_kind), reply_start.eq(1)]
+            m.next = "reply"
+
         def finish_request(final_code):
             """After the request's last byte (or its timeout): reply or drain first."""
             m.d.sync += [code.eq(final_code), payload_done.eq(1), drained.eq(0)]
             if self.loadable:  # weights from a frame that failed its check: all void
                 m.d.comb += self.invalidate.eq(loading & (final_code != 0))
             with m.If(infer & (final_code == 0)):
-                m.d.sync += [reply_command.eq(protocol.INFER | protocol.REPLY),
-                             reply_length.eq(self.out_size), kind.eq(2)]
-                m.next = "send_sync"
+                start_reply(protocol.INFER | protocol.REPLY, self.out_size, 2)
             with m.Elif(infer):
                 m.next = "drain"
             with m.Elif((final_code == 0) & loading):
-                m.d.sync += [reply_command.eq(protocol.LOAD | protocol.REPLY),
-                             reply_length.eq(0), kind.eq(1)]
-                m.next = "send_sync"
+                start_reply(protocol.LOAD | protocol.REPLY, 0, 1)
             with m.Elif(final_code == 0):
-                m.d.sync += [reply_command.eq(protocol.IDENTIFY | protocol.REPLY),
-                             reply_length.eq(len(self.record)), kind.eq(1)]
-                m.next = "send_sync"
+                start_reply(protocol.IDENTIFY | protocol.REPLY, len(self.record), 1)
             with m.Else():
-                m.next = "send_error"
+                start_reply(protocol.ERROR, 2, 0)
 
-        # Frames that stop arriving end after timeout_cycles without a byte.
+        # Frames that stop arriving end after timeout_cycles without a byte.  Whether the
+        # count has run out is registered beside it (``expired``), so that no comparison
+        # of the count lies before the state machine.
         in_request = Signal()
+        expired = Signal()
         with m.If(~in_request | got):
-            m.d.sync += quiet.eq(0)
-        with m.Elif(quiet != self.timeout_cycles):
-            m.d.sync += quiet.eq(quiet + 1)
-        timed_out = in_request & ~got & (quiet == self.timeout_cycles)
+            m.d.sync += [quiet.eq(0), expired.eq(0)]
+        with m.Elif(~expired):
+            m.d.sync += [quiet.eq(quiet + 1), expired.eq(quiet == self.timeout_cycles - 1)]
+        timed_out = in_request & ~got & expired
 
         def request_state():
             """A state that receives part of a request (and gives up on a timeout)."""
@@ -386,11 +397,15 @@ class HostLink(wiring.Component):
                 with m.If(self.from_accel.valid):
                     m.d.sync += drained.eq(drained + 1)
                     with m.If(drained == out_beats - 1):
-                        m.next = "send_error"
-            with m.State("send_error"):
-                m.d.sync += [reply_command.eq(protocol.ERROR), reply_length.eq(2),
-                             kind.eq(0)]
-                m.next = "send_sync"
+                        start_reply(protocol.ERROR, 2, 0)
+            with m.State("reply"):
+                with m.If(reply_done):
+                    m.next = "idle"
+
+        with m.FSM(name="reply_fsm"):
+            with m.State("idle"):
+                with m.If(reply_start):
+                    m.next = "send_sync"
             with m.State("send_sync"):
                 # The reply's CRC continues from the request's (crc holds it).
                 with m.If(handed):
@@ -442,6 +457,8 @@ class HostLink(wiring.Component):
                 send(crc[:8], "send_crc_high", checked=False)
             with m.State("send_crc_high"):
                 send(crc[8:], "idle", checked=False)
+                with m.If(handed):
+                    m.d.sync += reply_done.eq(1)
 
 
         m.d.comb += self.busy.eq(~fsm.ongoing("idle"))

@@ -86,14 +86,16 @@ class AddOne(wiring.Component):
 
 
 def run_link(identity, accelerator, requests, *, gap=6, fifo_depth=16, timeout=200,
-             after=None, rng=None, raw=None):
+             after=None, rng=None, raw=None, received=None):
     """Send each request's bytes into the link, one every ``gap`` cycles (as a UART
     would), waiting for the reply before the next; returns the reply frames, each
     checked against the request it answers (``device_seed``).  The accelerator is
     attached as on a board (:func:`attach_accelerator`); ``after(ctx)`` runs when the
     last reply is in.  With ``rng`` (a :class:`random.Random`) the gaps between request
     bytes are longer at random and the reply is taken with random backpressure.  The
-    reply bytes also go into ``raw`` (a bytearray) when given."""
+    reply bytes also go into ``raw`` (a bytearray) when given.  ``received`` (a list, one
+    per request) gives what the device takes of each request into its check when that
+    is less than the whole request (a frame it cuts short)."""
     link = HostLink(identity, timeout_cycles=timeout, fifo_depth=fifo_depth)
     m = Module()
     m.submodules.link = link
@@ -102,8 +104,8 @@ def run_link(identity, accelerator, requests, *, gap=6, fifo_depth=16, timeout=2
     decoder = FrameDecoder()
 
     async def host(ctx):
-        for request in requests:
-            decoder.seed = device_seed(request)
+        for k, request in enumerate(requests):
+            decoder.seed = device_seed(request if received is None else received[k])
             wanted = len(replies) + 1
             for byte in request:
                 ctx.set(link.rx.valid, 1)
@@ -182,6 +184,19 @@ def test_every_error_then_the_link_still_works(stalls):
         assert error.payload[1] == request[1]  # the request's command byte
         assert after.payload == expected_output
     assert replies[-1].error is ErrorCode.WRONG_LENGTH
+
+
+@pytest.mark.parametrize("timeout", [1, 2, 40])
+def test_a_frame_ends_after_timeout_cycles_without_a_byte(timeout):
+    # Bytes ``timeout`` cycles apart (``gap - 1`` cycles without one) keep a frame
+    # going; one cycle more ends it with TRUNCATED.
+    identity = make_identity(4, 1)
+    good = encode(protocol.INFER, bytes([9, 8, 7, 6]))
+    kept = run_link(identity, AddOne(4, 1), [good], gap=timeout + 1, timeout=timeout)
+    assert kept[0].payload == bytes([10, 9, 8, 7])
+    cut = run_link(identity, AddOne(4, 1), [good], gap=timeout + 2, timeout=timeout,
+                   received=[good[:1]])  # the frame ends after its sync byte
+    assert cut[0].error is ErrorCode.TRUNCATED
 
 
 def test_input_faster_than_the_accelerator_takes_it_is_an_overrun():
