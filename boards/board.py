@@ -101,6 +101,19 @@ class Board:
     #: (MHz): a little above what this family's routed designs reached, so that the
     #: first build's Fmax sets the clock (:func:`tfl2rtl.boards.build.build_graph`).
     clock_estimate_mhz: float = 50.0
+    #: The same for a design with MAC products in logic (their adder trees of LUTs and
+    #: carry chains spread the design and lower the clock it closes at); None: as
+    #: :attr:`clock_estimate_mhz`.
+    logic_clock_estimate_mhz: float | None = None
+
+    def first_clock_mhz(self, design) -> float:
+        """The clock the first build of ``design`` (a :class:`tfl2rtl.design.Design`)
+        aims at: :attr:`logic_clock_estimate_mhz` when some of its products are in
+        logic and the board has one, otherwise :attr:`clock_estimate_mhz`."""
+        if self.logic_clock_estimate_mhz is not None and \
+                design.network_plan.logic_multipliers:
+            return self.logic_clock_estimate_mhz
+        return self.clock_estimate_mhz
 
     @property
     def requant_interval(self) -> int:
@@ -157,7 +170,7 @@ BOARDS = {
         placed={"LUT": ("TRELLIS_COMB",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
                 "BRAM": ("DP16KD",)},
         bitstream="bit", reset="button_pwr", default_multipliers=156,
-        logic_multipliers=160, clock_estimate_mhz=72.0),
+        logic_multipliers=160, clock_estimate_mhz=72.0, logic_clock_estimate_mhz=54.0),
     # Amaranth's Apicula flow calls the legacy nextpnr-gowin; the yowasp wheel is the
     # himbaechel one, whose arguments :func:`tfl2rtl.boards.tools.himbaechel_arguments`
     # translates.  No clock constraint reaches it through the .cst file: --freq gives

@@ -195,8 +195,8 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
 
     With ``clock_mhz``: at the fastest PLL clock at or below it (:func:`board_clock`);
     a design that misses it raises :class:`TimingMissed` naming the Fmax reached.
-    Without: the first build runs at the board's
-    :attr:`~tfl2rtl.boards.board.Board.clock_estimate_mhz`; when nextpnr's Fmax falls
+    Without: the first build runs at the board's estimate for the design
+    (:meth:`~tfl2rtl.boards.board.Board.first_clock_mhz`); when nextpnr's Fmax falls
     short, the next runs at most at :data:`CLOCK_MARGIN` times that Fmax (``progress``
     says so).  When a build meets its clock with an Fmax that clears a faster PLL clock
     than any met so far, the next build tries that clock (a bitstream at the slower clock
@@ -214,8 +214,10 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
         return build_board(design, board_name, out_dir, baud=baud, clock=setting,
                            clock_reason=f"--clock-mhz {clock_mhz:g}", progress=progress,
                            notes=notes)
-    setting = board_clock(board, board.clock_estimate_mhz, baud)
-    reason = f"the first estimate for {board.family}, {board.clock_estimate_mhz:g} MHz, was met"
+    estimate = board.first_clock_mhz(design)
+    setting = board_clock(board, estimate, baud)
+    kind = (" with products in logic" if estimate != board.clock_estimate_mhz else "")
+    reason = f"the first estimate for {board.family}{kind}, {estimate:g} MHz, was met"
     best: BuildReport | None = None
     missed_logs: dict[str, bytes] = {}
     for attempt in range(1, MAX_CLOCK_ATTEMPTS + 1):
@@ -224,7 +226,7 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
             reason += f" (nextpnr --seed {seed})"
         try:
             report = build_board(design, board_name, out_dir, baud=baud, clock=setting,
-                                 clock_reason=reason, constraint_mhz=board.clock_estimate_mhz,
+                                 clock_reason=reason, constraint_mhz=estimate,
                                  progress=progress, notes=notes, seed=seed,
                                  earlier_logs=missed_logs)
         except TimingMissed as missed:

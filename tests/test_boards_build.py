@@ -4,6 +4,7 @@
 import dataclasses
 import json
 import re
+import types
 
 import pytest
 
@@ -137,7 +138,10 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
 
     monkeypatch.setattr(board_build, "build_board", one_build)
     lines = []
-    report = board_build.build_board_clocked(None, "ulx3s-85f", tmp_path, progress=lines.append)
+    # (a design with every product in a DSP block: the board's first estimate)
+    design = types.SimpleNamespace(network_plan=types.SimpleNamespace(logic_multipliers=0))
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path,
+                                             progress=lines.append)
     lowered = board_clock(board, 57.1 * board_build.CLOCK_MARGIN, DEFAULT_BAUD).output_mhz
     faster = board_clock(board, 72.8, DEFAULT_BAUD).output_mhz
     assert lowered < faster and faster == first
@@ -154,7 +158,7 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     # up while the Fmax clears a faster clock and builds remain.
     reached.update({3: 75.0, 4: 74.0})
     calls.clear()
-    report = board_build.build_board_clocked(None, "ulx3s-85f", tmp_path)
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path)
     higher = board_clock(board, 75.0, DEFAULT_BAUD).output_mhz
     assert higher > faster and len(calls) == board_build.MAX_CLOCK_ATTEMPTS
     assert calls[2:] == [(faster, 3), (higher, 4)] and report.clock_mhz == faster
@@ -383,6 +387,9 @@ def test_the_default_design_builds_products_in_logic_when_the_dsp_blocks_run_out
     plain = fitting_design(graph, dataclasses.replace(ulx3s, logic_multipliers=0))
     assert plain.network_plan.logic_multipliers == 0
     assert plain.multipliers == in_dsps.multipliers
+    # The clock search starts lower for the design with products in logic.
+    assert ulx3s.first_clock_mhz(chosen) == ulx3s.logic_clock_estimate_mhz \
+        < ulx3s.first_clock_mhz(plain) == ulx3s.clock_estimate_mhz
     icebreaker = BOARDS["icebreaker"]
     assert icebreaker.logic_multipliers == 0
     assert fitting_design(load(MICRO_SPEECH), icebreaker, requant_interval=5) \
