@@ -198,9 +198,20 @@ class MatrixVectorUnit(wiring.Component):
         source = skid.o
 
         # One enable for the whole pipeline: it moves whenever the output register is
-        # empty or being emptied.
+        # empty or being emptied.  The registers of each neuron's products, adder tree
+        # and accumulator take a copy of it (``advances[p]``), made from a copy of the
+        # output's valid bit of their own, so that no single net carries the enable to
+        # every DSP block and register of the unit (on the ECP5 that net, from one LUT
+        # to a MULT18X18D's clock enable across the chip, was ad01's critical path with
+        # products in logic: 9.9 ns of routing of 16.0).  Each copy's register holds the
+        # same bit (it is loaded under its own copy of the enable), so Yosys does not
+        # merge them.
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        valid_copies = [Signal(name=f"out_valid_{p}") for p in range(self.pe)]
+        advances = [Signal(name=f"advance_{p}") for p in range(self.pe)]
+        for valid_p, advance_p in zip(valid_copies, advances, strict=True):
+            m.d.comb += advance_p.eq(~valid_p | self.o.ready)
 
         # Issue: walk (nf, sf); the first neuron group waits for input beats.
         nf = Signal(range(nf_count))
@@ -297,13 +308,19 @@ class MatrixVectorUnit(wiring.Component):
         # (Every product has the same operands, int8 by weight_bits: the hook takes all
         # or none.)
         first = None if in_logic else pipeline.platform_product(
-            m, platform, advance, x_1[0], weight_data[0][0], "product_0_0")
+            m, platform, advances[0], x_1[0], weight_data[0][0], "product_0_0")
+
+        def neuron_weights():
+            """Each neuron's weights of the slice in an operand register of its own."""
+            return [pipeline.register(m, advances[p], weight_data[p], f"w_2_{p}")
+                    for p in range(self.pe)]
+
         if in_logic:
             # Products in LUTs (pipeline.logic_product): operand registers, then two
             # stages of shifted-term sums, so the same three stages as the hook's path.
             x_2 = register(x_1, "x_2", int8_lanes(self.simd))
-            w_2 = register(weight_data, "w_2", weight_layout)
-            sums = [[pipeline.logic_product(m, advance, x_2[s], w_2[p][s],
+            w_2 = neuron_weights()
+            sums = [[pipeline.logic_product(m, advances[p], x_2[s], w_2[p][s],
                                             f"product_{p}_{s}")
                      for s in range(self.simd)] for p in range(self.pe)]
         elif first is not None:
@@ -311,16 +328,18 @@ class MatrixVectorUnit(wiring.Component):
             # block, before the adder tree gathers the products of a neuron from across
             # the chip (on the ECP5 the route from a MULT18X18D to the tree's first
             # level was ad01's critical path: 10.3 ns of its 14.2).
-            sums = [[register(first if (p, s) == (0, 0) else pipeline.platform_product(
-                        m, platform, advance, x_1[s], weight_data[p][s], f"product_{p}_{s}"),
-                              f"product_r_{p}_{s}")
+            sums = [[pipeline.register(
+                        m, advances[p], first if (p, s) == (0, 0) else
+                        pipeline.platform_product(m, platform, advances[p], x_1[s],
+                                                  weight_data[p][s], f"product_{p}_{s}"),
+                        f"product_r_{p}_{s}")
                      for s in range(self.simd)] for p in range(self.pe)]
         else:
             x_2 = register(x_1, "x_2", int8_lanes(self.simd))
-            w_2 = register(weight_data, "w_2", weight_layout)
+            w_2 = neuron_weights()
             sums = [
-                [register(x_2[s] * w_2[p][s], f"product_{p}_{s}",
-                          signed(8 + self.weight_bits))
+                [pipeline.register(m, advances[p], x_2[s] * w_2[p][s], f"product_{p}_{s}",
+                                   signed(8 + self.weight_bits))
                  for s in range(self.simd)]
                 for p in range(self.pe)
             ]
@@ -345,7 +364,8 @@ class MatrixVectorUnit(wiring.Component):
         for stage in range(tree_stages(self.simd)):
             for _ in range(TREE_LEVELS_PER_STAGE):
                 sums = [_tree_level(values) for values in sums]
-            sums = [[register(v, f"sum_{stage}_{p}_{k}") for k, v in enumerate(values)]
+            sums = [[pipeline.register(m, advances[p], v, f"sum_{stage}_{p}_{k}")
+                     for k, v in enumerate(values)]
                     for p, values in enumerate(sums)]
             control = [register(c, f"{name}_{4 + stage}") for c, name in
                        zip(control, ("valid", "first", "last", "group"), strict=True)]
@@ -362,7 +382,10 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += out_valid.eq(valid_t & last_t)
             with m.If(valid_t):
                 m.d.sync += out_group.eq(group_t)
-                for p in range(self.pe):
+        for p in range(self.pe):
+            with m.If(advances[p]):
+                m.d.sync += valid_copies[p].eq(valid_t & last_t)
+                with m.If(valid_t):
                     acc = self.o.payload.acc[p]
                     start = Mux(first_t, bias_data[p], acc)
                     m.d.sync += acc.eq(start + sums[p][0])
