@@ -184,10 +184,11 @@ def _group_cycles(compute: int, beats: int, requant_interval: int) -> int:
     """Cycles per group of accumulators that take ``compute`` cycles to add up and leave
     in ``beats`` requantizer beats, each taking ``requant_interval`` cycles (with a serial
     requantizer, a beat only in the last cycle of each free-running window of that many
-    cycles).  The accumulators reach the requantizer through a register slice
-    (:class:`tfl2rtl.hw.adapters.SkidBuffer`, which holds a group while the requantizer
-    waits for its window) and, with several beats per group, an accumulator splitter, so
-    compute and requantization overlap: the slower of the two sets the pace."""
+    cycles).  The accumulators reach the requantizer through, with several beats per
+    group, an accumulator splitter (which holds a group while its parts leave) and a
+    register slice (:class:`tfl2rtl.hw.adapters.SkidBuffer`, which holds a beat while the
+    requantizer waits for its window), so compute and requantization overlap: the slower
+    of the two sets the pace."""
     return max(compute, beats * requant_interval)
 
 
