@@ -196,6 +196,14 @@ class DepthwiseUnit(wiring.Component):
             self.i.ready.eq(advance & (step == steps - 1)),
             issue.eq(advance & self.i.valid),
         ]
+        # The registers of each product and of the accumulators it feeds take a copy of
+        # the enable, made from a copy of the output's valid bit (as in
+        # :class:`~tfl2rtl.hw.mvu.MatrixVectorUnit`: no single net carries the enable to
+        # every DSP block of the unit).
+        valid_copies = [Signal(name=f"out_valid_{j}") for j in range(pe)]
+        advances = [Signal(name=f"advance_{j}") for j in range(pe)]
+        for valid_j, advance_j in zip(valid_copies, advances, strict=True):
+            m.d.comb += advance_j.eq(~valid_j | self.o.ready)
 
         # Issue: walk (cb, tap, step) with the weight row and the bias row (cb * steps +
         # step, counted: no multiplier) alongside.
@@ -251,21 +259,23 @@ class DepthwiseUnit(wiring.Component):
         in_logic = getattr(platform, LOGIC_PRODUCTS_HOOK, False)
         products = None
         if not in_logic:  # (the same operands everywhere: the hook takes all or none)
-            first = pipeline.platform_product(m, platform, advance, x_1[0], w_1[0],
+            first = pipeline.platform_product(m, platform, advances[0], x_1[0], w_1[0],
                                               "product_0")
             if first is not None:
                 products = [first] + [
-                    pipeline.platform_product(m, platform, advance,
+                    pipeline.platform_product(m, platform, advances[j],
                                               x_1[j // self.depth_multiplier], w_1[j],
                                               f"product_{j}")
                     for j in range(1, pe)]
         if products is None:
             x_2 = register(x_1, "x_2", int8_lanes(self.in_lanes))
-            w_2 = register(w_1, "w_2", weight_layout)
             multiply = logic_product if in_logic else operator.mul
             products = [
-                register(multiply(x_2[j // self.depth_multiplier], w_2[j]), f"product_{j}",
-                         signed(8 + self.weight_bits))
+                pipeline.register(
+                    m, advances[j],
+                    multiply(x_2[j // self.depth_multiplier],
+                             pipeline.register(m, advances[j], w_1[j], f"w_2_{j}")),
+                    f"product_{j}", signed(8 + self.weight_bits))
                 for j in range(pe)
             ]
 
@@ -295,12 +305,16 @@ class DepthwiseUnit(wiring.Component):
             m.d.sync += out_valid.eq(valid_3 & last_3)
             with m.If(valid_3):
                 m.d.sync += out_group.eq(group_3)
-                for j in range(self.lanes):
-                    if j < self.lanes - pe:
-                        m.d.sync += acc[j].eq(acc[j + pe])
-                    else:
-                        k = j - (self.lanes - pe)
-                        m.d.sync += acc[j].eq(Mux(first_3, bias_data[k], acc[k]) + products[k])
+        for j in range(pe):
+            with m.If(advances[j]):
+                m.d.sync += valid_copies[j].eq(valid_3 & last_3)
+        for j in range(self.lanes):  # lane j moves on the copy of product j % pe
+            with m.If(advances[j % pe] & valid_3):
+                if j < self.lanes - pe:
+                    m.d.sync += acc[j].eq(acc[j + pe])
+                else:
+                    k = j - (self.lanes - pe)
+                    m.d.sync += acc[j].eq(Mux(first_3, bias_data[k], acc[k]) + products[k])
         m.d.comb += [
             self.o.valid.eq(out_valid),
             self.o.payload.group.eq(out_group),
