@@ -231,7 +231,9 @@ class DepthwiseUnit(wiring.Component):
                         bias_row.eq(next_block_row),
                     ]
 
-        register = partial(pipeline.register, m, advance)
+        # Data registers have no reset (their valid bits do).
+        register = partial(pipeline.register, m, advance, reset_less=True)
+        flag = partial(pipeline.register, m, advance)
 
         # Stage 1: the weight row is read while the beat waits in a register.
         weight_layout = signed_lanes(self.weight_bits, pe)
@@ -241,7 +243,7 @@ class DepthwiseUnit(wiring.Component):
         weight_port = weights.read_port()
         m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
         x_1 = register(self.i.payload.data, "x_1", int8_lanes(self.in_lanes))
-        valid_1 = register(issue, "valid_1")
+        valid_1 = flag(issue, "valid_1")
         first_1 = register(tap == 0, "first_1")
         last_1 = register((tap == taps - 1) & (step == steps - 1), "last_1")
         group_1 = register(block, "group_1")
@@ -251,7 +253,7 @@ class DepthwiseUnit(wiring.Component):
         # j // M (with steps > 1 there is one input lane).  Stage 3: products (in logic
         # where the platform keeps its DSP blocks for others).  A platform with a DSP
         # block that has its own registers (pipeline.PRODUCT_HOOK) holds both stages.
-        valid_2 = register(valid_1, "valid_2")
+        valid_2 = flag(valid_1, "valid_2")
         first_2 = register(first_1, "first_2")
         last_2 = register(last_1, "last_2")
         group_2 = register(group_1, "group_2")
@@ -274,8 +276,9 @@ class DepthwiseUnit(wiring.Component):
                 pipeline.register(
                     m, advances[j],
                     multiply(x_2[j // self.depth_multiplier],
-                             pipeline.register(m, advances[j], w_1[j], f"w_2_{j}")),
-                    f"product_{j}", signed(8 + self.weight_bits))
+                             pipeline.register(m, advances[j], w_1[j], f"w_2_{j}",
+                                               reset_less=True)),
+                    f"product_{j}", signed(8 + self.weight_bits), reset_less=True)
                 for j in range(pe)
             ]
 
@@ -291,7 +294,7 @@ class DepthwiseUnit(wiring.Component):
         m.d.comb += [bias_port.addr.eq(bias_row_1), bias_port.en.eq(advance)]
         bias_data = register(bias_layout(bias_port.data), "bias_r", bias_layout)
 
-        valid_3 = register(valid_2, "valid_3")
+        valid_3 = flag(valid_2, "valid_3")
         first_3 = register(first_2, "first_3")
         last_3 = register(last_2, "last_3")
         group_3 = register(group_2, "group_3")

@@ -231,7 +231,10 @@ class MatrixVectorUnit(wiring.Component):
             with m.If(sf == sf_count - 1):
                 m.d.sync += nf.eq(Mux(nf == nf_count - 1, 0, nf + 1))
 
-        register = partial(pipeline.register, m, advance)
+        # Data registers have no reset (their valid bits do), so the reset reaches only
+        # the control registers.
+        register = partial(pipeline.register, m, advance, reset_less=True)
+        flag = partial(pipeline.register, m, advance)
 
         # Stage 1: memory reads; the first group's input beat waits in a register.
         weight_layout = data.ArrayLayout(signed_lanes(self.weight_bits, self.simd), self.pe)
@@ -261,7 +264,7 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += [weight_port.addr.eq(row_1b), weight_port.en.eq(advance)]
         weight_data = weight_layout(weight_port.data)
 
-        valid_1 = register(issue, "valid_1")
+        valid_1 = flag(issue, "valid_1")
         first_1 = register(sf == 0, "first_1")
         last_1 = register(sf == sf_count - 1, "last_1")
         group_1 = register(nf, "group_1")
@@ -293,7 +296,7 @@ class MatrixVectorUnit(wiring.Component):
             # weight row, read a stage later, so that both paths have one latency (the
             # hook's path spends this stage after the DSP blocks, below).
             x_1 = register(x_1, "x_1c", int8_lanes(self.simd))
-        valid_1 = register(register(valid_1, "valid_1b"), "valid_1c")
+        valid_1 = flag(flag(valid_1, "valid_1b"), "valid_1c")
         first_1 = register(register(first_1, "first_1b"), "first_1c")
         last_1 = register(register(last_1, "last_1b"), "last_1c")
         group_1 = register(register(group_1, "group_1b"), "group_1c")
@@ -301,7 +304,7 @@ class MatrixVectorUnit(wiring.Component):
         # Stage 2: the multiplier operands, registered; stage 3: products.  A platform
         # with a DSP block that has its own registers (pipeline.PRODUCT_HOOK) holds both
         # stages there.
-        valid_2 = register(valid_1, "valid_2")
+        valid_2 = flag(valid_1, "valid_2")
         first_2 = register(first_1, "first_2")
         last_2 = register(last_1, "last_2")
         group_2 = register(group_1, "group_2")
@@ -312,7 +315,8 @@ class MatrixVectorUnit(wiring.Component):
 
         def neuron_weights():
             """Each neuron's weights of the slice in an operand register of its own."""
-            return [pipeline.register(m, advances[p], weight_data[p], f"w_2_{p}")
+            return [pipeline.register(m, advances[p], weight_data[p], f"w_2_{p}",
+                                      reset_less=True)
                     for p in range(self.pe)]
 
         if in_logic:
@@ -332,14 +336,14 @@ class MatrixVectorUnit(wiring.Component):
                         m, advances[p], first if (p, s) == (0, 0) else
                         pipeline.platform_product(m, platform, advances[p], x_1[s],
                                                   weight_data[p][s], f"product_{p}_{s}"),
-                        f"product_r_{p}_{s}")
+                        f"product_r_{p}_{s}", reset_less=True)
                      for s in range(self.simd)] for p in range(self.pe)]
         else:
             x_2 = register(x_1, "x_2", int8_lanes(self.simd))
             w_2 = neuron_weights()
             sums = [
                 [pipeline.register(m, advances[p], x_2[s] * w_2[p][s], f"product_{p}_{s}",
-                                   signed(8 + self.weight_bits))
+                                   signed(8 + self.weight_bits), reset_less=True)
                  for s in range(self.simd)]
                 for p in range(self.pe)
             ]
@@ -354,7 +358,7 @@ class MatrixVectorUnit(wiring.Component):
             init=self._bias_rows(bias_width))
         bias_port = biases.read_port()
 
-        control = [register(c, f"{name}_3") for c, name in
+        control = [(flag if name == "valid" else register)(c, f"{name}_3") for c, name in
                    ((valid_2, "valid"), (first_2, "first"), (last_2, "last"),
                     (group_2, "group"))]
         groups = [group_1, group_2, control[3]]  # the group in each stage, oldest first
@@ -364,10 +368,12 @@ class MatrixVectorUnit(wiring.Component):
         for stage in range(tree_stages(self.simd)):
             for _ in range(TREE_LEVELS_PER_STAGE):
                 sums = [_tree_level(values) for values in sums]
-            sums = [[pipeline.register(m, advances[p], v, f"sum_{stage}_{p}_{k}")
+            sums = [[pipeline.register(m, advances[p], v, f"sum_{stage}_{p}_{k}",
+                                       reset_less=True)
                      for k, v in enumerate(values)]
                     for p, values in enumerate(sums)]
-            control = [register(c, f"{name}_{4 + stage}") for c, name in
+            control = [(flag if name == "valid" else register)(c, f"{name}_{4 + stage}")
+                       for c, name in
                        zip(control, ("valid", "first", "last", "group"), strict=True)]
             groups.append(control[3])
         assert all(len(values) == 1 for values in sums)

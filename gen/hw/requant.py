@@ -265,11 +265,12 @@ class Requantizer(wiring.Component):
             m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         m.d.comb += self.i.ready.eq(advance)
 
-        register = partial(pipeline.register, m, advance)
+        # Data registers have no reset (the valid bits do).
+        register = partial(pipeline.register, m, advance, reset_less=True)
 
         valid = self.i.valid
         for name in STAGES:
-            valid = register(valid, f"valid_{name}")
+            valid = pipeline.register(m, advance, valid, f"valid_{name}")
         m.d.comb += self.o.valid.eq(valid)
         if serial:  # a result taken between two steps must not be taken again
             with m.If(self.o.valid & self.o.ready & ~advance):
