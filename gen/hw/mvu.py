@@ -272,13 +272,20 @@ class MatrixVectorUnit(wiring.Component):
         if nf_count > 1:
             m.submodules.input_buffer = buffer = Memory(
                 shape=int8_lanes(self.simd), depth=sf_count, init=[])
+            # The write is registered (address, data and enable), so that the input's
+            # handshake does not also drive the buffer's write enable across the chip
+            # (on the ECP5 that was ad01's critical path once the enable was copied per
+            # neuron: 7.8 ns of routing to the distributed RAM).  A beat is written a
+            # cycle after it is taken; the one read that can meet it (one slice per
+            # vector: the second group's, in that very cycle) sees it through the read
+            # port's transparency.
             write = buffer.write_port()
-            m.d.comb += [
+            m.d.sync += [
                 write.addr.eq(sf),
                 write.data.eq(source.payload),
                 write.en.eq(source.valid & source.ready),
             ]
-            replay = buffer.read_port()
+            replay = buffer.read_port(transparent_for=(write,))
             m.d.comb += [replay.addr.eq(sf), replay.en.eq(advance)]
             from_stream_1 = register(first_group, "from_stream_1")
             x_1 = int8_lanes(self.simd)(Mux(from_stream_1, stream_x, replay.data))
