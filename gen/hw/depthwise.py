@@ -200,10 +200,7 @@ class DepthwiseUnit(wiring.Component):
         # the enable, made from a copy of the output's valid bit (as in
         # :class:`~tfl2rtl.hw.mvu.MatrixVectorUnit`: no single net carries the enable to
         # every DSP block of the unit).
-        valid_copies = [Signal(name=f"out_valid_{j}") for j in range(pe)]
-        advances = [Signal(name=f"advance_{j}") for j in range(pe)]
-        for valid_j, advance_j in zip(valid_copies, advances, strict=True):
-            m.d.comb += advance_j.eq(~valid_j | self.o.ready)
+        valid_copies, advances = pipeline.enable_copies(m, pe, self.o.ready)
 
         # Issue: walk (cb, tap, step) with the weight row and the bias row (cb * steps +
         # step, counted: no multiplier) alongside.

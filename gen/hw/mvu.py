@@ -208,10 +208,7 @@ class MatrixVectorUnit(wiring.Component):
         # merge them.
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        valid_copies = [Signal(name=f"out_valid_{p}") for p in range(self.pe)]
-        advances = [Signal(name=f"advance_{p}") for p in range(self.pe)]
-        for valid_p, advance_p in zip(valid_copies, advances, strict=True):
-            m.d.comb += advance_p.eq(~valid_p | self.o.ready)
+        valid_copies, advances = pipeline.enable_copies(m, self.pe, self.o.ready)
 
         # Issue: walk (nf, sf); the first neuron group waits for input beats.
         nf = Signal(range(nf_count))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
 
-__all__ = ["PRODUCT_HOOK", "register", "platform_product", "fabric_product",
-           "logic_terms", "logic_product"]
+__all__ = ["PRODUCT_HOOK", "register", "enable_copies", "platform_product",
+           "fabric_product", "logic_terms", "logic_product"]
 
 #: The platform method that builds a pipelined product in a vendor's DSP block with its
 #: own registers: ``platform.get_registered_product(m, enable, a, b, name)`` returns
@@ -37,6 +37,20 @@ def register(m: Module, enable: Value, value, name: str, shape=None, *,
     with m.If(enable):
         m.d.sync += reg.eq(value)
     return reg
+
+
+def enable_copies(m: Module, count: int, ready: Value):
+    """``count`` copies of a stalling pipeline's enable ``~o.valid | ready``, for the
+    registers of as many parts of it (so that no single net carries the enable to every
+    DSP block and register): copy ``k`` is ``~valid_k | ready`` for a copy ``valid_k``
+    of the output's valid bit, which the caller loads as it loads ``o.valid``, on the
+    edges where copy ``k`` is high (each loads under its own enable, so Yosys does not
+    merge them).  Returns ``(valid_copies, enables)``."""
+    valid_copies = [Signal(name=f"out_valid_{k}") for k in range(count)]
+    enables = [Signal(name=f"advance_{k}") for k in range(count)]
+    for valid_k, enable_k in zip(valid_copies, enables, strict=True):
+        m.d.comb += enable_k.eq(~valid_k | ready)
+    return valid_copies, enables
 
 
 def platform_product(m: Module, platform, enable: Value, a: Value, b: Value, name: str):
