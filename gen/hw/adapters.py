@@ -48,7 +48,7 @@ class LaneConverter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         capacity = self.in_lanes + self.out_lanes + max(self.in_lanes, self.out_lanes) - 1
-        buffer = Signal(data.ArrayLayout(self.shape, capacity))
+        buffer = Signal(data.ArrayLayout(self.shape, capacity), reset_less=True)
         # The fill level, one-hot (bit ``c`` set when ``c`` elements are held), and the
         # two handshake outputs, registered from the next level: no adder or comparison
         # lies between a handshake and the buffer's enables (on the ECP5 the comparison
@@ -116,7 +116,7 @@ class AccumulatorSplitter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        held = Signal.like(self.i.payload)
+        held = Signal.like(self.i.payload, reset_less=True)
         busy = Signal()
         part = Signal(range(self.ratio))
         last = part == self.ratio - 1
@@ -177,16 +177,17 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        spare = Signal.like(self.i.payload)
+        # (The payload registers have no reset: only the valid bits need one, and on the
+        # ECP5 the reset net into a wide register's LSR inputs was kws's critical path.)
+        payload = Signal.like(self.i.payload, reset_less=True)
+        spare = Signal.like(self.i.payload, reset_less=True)
         spare_valid = Signal()
-        m.d.comb += self.i.ready.eq(~spare_valid)
+        m.d.comb += [self.i.ready.eq(~spare_valid), self.o.payload.eq(payload)]
         with m.If(self.o.ready | ~self.o.valid):  # the output register takes a beat
             with m.If(spare_valid):
-                m.d.sync += [self.o.payload.eq(spare), self.o.valid.eq(1),
-                             spare_valid.eq(0)]
+                m.d.sync += [payload.eq(spare), self.o.valid.eq(1), spare_valid.eq(0)]
             with m.Else():
-                m.d.sync += [self.o.payload.eq(self.i.payload),
-                             self.o.valid.eq(self.i.valid)]
+                m.d.sync += [payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & ~spare_valid):  # stalled: the beat waits beside it
             m.d.sync += [spare.eq(self.i.payload), spare_valid.eq(1)]
         return m

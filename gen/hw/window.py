@@ -379,15 +379,12 @@ class SlidingWindow(wiring.Component):
                         counter.eq(Mux(last[name], 0, counter + 1)),
                         last[name].eq(~last[name] & (counter == limit - 2)),
                     ]
-        # (write_limit's next value is named: the writer's ``room`` is computed from it)
-        write_limit_next = Signal.like(write_limit)
-        m.d.comb += write_limit_next.eq(
-            Mux(image_done, self._lo0 + rows, Mux(row_done, next_write_limit, write_limit)))
-        m.d.sync += write_limit.eq(write_limit_next)
         with m.If(row_done):
-            m.d.sync += [need.eq(next_need), base.eq(base + sh)]
+            m.d.sync += [need.eq(next_need), write_limit.eq(next_write_limit),
+                         base.eq(base + sh)]
         with m.If(image_done):
-            m.d.sync += [need.eq(self._need0), base.eq(-top + sh)]
+            m.d.sync += [need.eq(self._need0), write_limit.eq(self._lo0 + rows),
+                         base.eq(-top + sh)]
 
         # Writer: rows go into the buffer in order, slot after slot, from the skid
         # buffer.
@@ -400,10 +397,10 @@ class SlidingWindow(wiring.Component):
         waddr = Signal(range(depth))
         wpos = Signal(range(row_beats))
         take = Signal()
-        # ``room`` is ``written < write_limit``, kept in a register (computed from both
-        # values' next ones), so that the comparison's carry chain does not lie before
-        # the skid buffer's enables and the writer's counters (on the ECP5 that path was
-        # kws's critical path with products in logic, 17.4 ns, 14.5 of them routing).
+        # ``room`` is ``written < write_limit``, kept in a register, so that the
+        # comparison's carry chain does not lie before the skid buffer's enables and the
+        # writer's counters (on the ECP5 that path was kws's critical path with products
+        # in logic, 17.4 ns, 14.5 of them routing).
         room = Signal(init=int(0 < self._lo0 + rows))
         m.d.comb += skid.o.ready.eq(room)
         m.d.comb += take.eq(skid.o.valid & skid.o.ready)
@@ -418,7 +415,18 @@ class SlidingWindow(wiring.Component):
                 wpos.eq(Mux(wpos == row_beats - 1, 0, wpos + 1)),
             ]
         row_written = take & (wpos == row_beats - 1)
-        written_next = Signal.like(written)
-        m.d.comb += written_next.eq(written + row_written - Mux(image_done, h, 0))
-        m.d.sync += [written.eq(written_next), room.eq(written_next < write_limit_next)]
+        # The three values ``room`` can take are compared before the reader's step is
+        # known (``written`` after this cycle's row, against the limit for an image done,
+        # a row done, or neither); the step, which waits for the next stage's ``ready``,
+        # only picks one, so no carry chain follows it (on the ECP5 the comparison after
+        # the step was kws's critical path with products in logic: 19 ns).
+        written_row = Signal.like(written)
+        m.d.comb += written_row.eq(written + row_written)
+        with m.If(image_done):
+            m.d.sync += [written.eq(written_row - h),
+                         room.eq(written_row - h < self._lo0 + rows)]
+        with m.Elif(row_done):
+            m.d.sync += [written.eq(written_row), room.eq(written_row < next_write_limit)]
+        with m.Else():
+            m.d.sync += [written.eq(written_row), room.eq(written_row < write_limit)]
         return m
