@@ -14,7 +14,15 @@ from tfl2rtl import golden
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.pipeline import fabric_product
-from tfl2rtl.hw.requant import STAGES, Requantizer, RoundingRequantizer, matches_double_rounding
+from tfl2rtl.hw.requant import (
+    INT64_STAGES,
+    STAGES,
+    Int64Requantizer,
+    Requantizer,
+    RoundingRequantizer,
+    matches_double_rounding,
+    reduced_multipliers,
+)
 from tfl2rtl.ir import Requant
 from tfl2rtl.lower import hardware_form
 
@@ -461,3 +469,166 @@ def test_rounding_requantizer_refuses_per_channel_parameters():
                                            r"and shift for all channels, not 2$"):
         RoundingRequantizer(make_requant([1, 2], [0, 0]), channels=2, output_offset=0,
                             act_min=-128, act_max=127, acc_width=12)
+
+
+# --- Int64Requantizer: a 16x8 layer's int64 accumulators, one rounding --------------------
+
+INT64_MULTIPLIERS = [0, 1, 1 << 30, 0x7FFEFFFF, 0x7FFF0000, 0x7FFF8000, fp.INT32_MAX,
+                     fp.INT32_MIN, -1, -(1 << 30) - 12_345, 1_518_500_250, 32_767 << 16]
+INT64_SHIFTS = [-47, -40, -31, -16, -9, -1, 0, 1, 13, 14]
+
+
+def reference_int64(acc, channel, dut: Int64Requantizer, requant: Requant):
+    """What TFLite Micro's 16x8 kernels compute, from :mod:`tfl2rtl.fixedpoint`."""
+    multiplier = np.broadcast_to(requant.multiplier, (dut.channels,))[channel]
+    shift = np.broadcast_to(requant.shift, (dut.channels,))[channel]
+    scaled = fp.multiply_by_quantized_multiplier_int64(acc, multiplier, shift)
+    return np.clip(fp.wrap_int32(scaled + dut.output_offset), dut.act_min, dut.act_max)
+
+
+def int64_accumulators(multiplier, shift, acc_width, rng, count, out_bits=16):
+    """The ends of the range, values around zero, random ones, and ones whose result
+    lands near every part of the output range and its half-way points."""
+    lo, hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
+    accs = [lo, lo + 1, hi, hi - 1, 0, 1, -1, 2, -2, -3, 3]
+    accs += [int(a) for a in rng.integers(lo, hi, 4, endpoint=True)]
+    reduced = int(reduced_multipliers(multiplier))
+    real = reduced * 2.0 ** (shift - 15)
+    if real != 0:
+        span = 1 << (out_bits - 1)
+        targets = rng.integers(-span - 20, span + 20, count) + rng.choice([0, 0.5, -0.5], count)
+        jitter = rng.integers(-2, 3, count)
+        accs += [int(round(t / real)) + int(d) for t, d in zip(targets, jitter, strict=True)]
+    return [min(max(acc, lo), hi) for acc in accs]
+
+
+def run_int64_requantizer(dut, requant, beats, mode, seed=0, platform=None,
+                          deadline=100_000):
+    in_timing, out_timing = STALL_MODES[mode](seed)
+    results = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [{"acc": accs, "group": group} for group, accs in beats],
+                  in_timing)
+
+    async def consumer(ctx):
+        payloads = await get(ctx, dut.o, len(beats), out_timing)
+        results.extend([payload[lane] for lane in range(dut.lanes)] for payload in payloads)
+
+    simulate(dut, producer, consumer, platform=platform, deadline=deadline)
+    expected = [[reference_int64(acc, group * dut.lanes + lane, dut, requant)
+                 for lane, acc in enumerate(accs)] for group, accs in beats]
+    return np.array(results), np.array(expected)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_int64_extreme_multipliers_and_shifts(mode, platform):
+    pairs = list(itertools.product(INT64_MULTIPLIERS, INT64_SHIFTS))
+    requant = make_requant(*zip(*pairs, strict=True))
+    dut = Int64Requantizer(requant, channels=len(pairs), output_offset=-3, act_min=-32768,
+                           act_max=32767, acc_width=48)
+    rng = np.random.default_rng(5)
+    beats = [(channel, [int(acc)])
+             for channel, (multiplier, shift) in enumerate(pairs)
+             for acc in int64_accumulators(multiplier, shift, 48, rng, 8)]
+    random.Random(6).shuffle(beats)
+    got, expected = run_int64_requantizer(dut, requant, beats, mode, platform=platform)
+    np.testing.assert_array_equal(got, expected)
+    assert np.count_nonzero((expected > -32768) & (expected < 32767)) > len(beats) // 3
+
+
+def test_int64_rounds_once_halves_up():
+    # reduced = 2**14 and shift 0: acc / 2, halves towards +infinity (-1.5 -> -1, where
+    # the int32 path's rounding divide would give -2).
+    requant = make_requant([1 << 30], [0])
+    dut = Int64Requantizer(requant, channels=1, output_offset=0, act_min=-32768,
+                           act_max=32767, acc_width=16)
+    beats = [(0, [acc]) for acc in range(-9, 10)]
+    got, expected = run_int64_requantizer(dut, requant, beats, "streaming")
+    np.testing.assert_array_equal(got, expected)
+    assert got[:, 0].tolist() == [(acc + 1) // 2 for acc in range(-9, 10)]
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("acc_width", [8, 18, 19, 26, 34, 48])
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_int64_per_channel_lanes(mode, acc_width, platform):
+    # Per-channel parameters as a 16x8 layer has them, 2 lanes, a narrow output range.
+    rng = np.random.default_rng(acc_width)
+    channels, lanes = 8, 2
+    pairs = [fp.quantize_multiplier(s) for s in rng.uniform(1e-4, 0.9, channels)]
+    requant = make_requant(*zip(*pairs, strict=True))
+    dut = Int64Requantizer(requant, channels=channels, output_offset=11, act_min=-1000,
+                           act_max=30000, acc_width=acc_width, lanes=lanes)
+    lo, hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
+    beats = []
+    for _ in range(100):
+        group = int(rng.integers(0, channels // lanes))
+        accs = rng.integers(lo, hi, lanes, endpoint=True) >> int(rng.integers(0, acc_width))
+        accs[rng.random(lanes) < 0.2] = rng.choice([lo, hi, 0, -1])
+        beats.append((group, [int(a) for a in accs]))
+    got, expected = run_int64_requantizer(dut, requant, beats, mode, seed=acc_width,
+                                          platform=platform)
+    np.testing.assert_array_equal(got, expected)
+    assert len(np.unique(expected)) > 20
+
+
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_int64_every_accumulator_of_a_narrow_layer(platform):
+    # Every 16-bit accumulator, through two channels at the ends of the multiplier range.
+    requant = make_requant([0x7FFF8000, 1_100_000_000], [-2, 0])
+    dut = Int64Requantizer(requant, channels=2, output_offset=0, act_min=-32768,
+                           act_max=32767, acc_width=16, lanes=2)
+    accs = np.arange(-(1 << 15), 1 << 15)
+    beats = [(0, [int(a), int(b)]) for a, b in zip(accs, accs[::-1], strict=True)]
+    got, expected = run_int64_requantizer(dut, requant, beats, "streaming", platform=platform,
+                                          deadline=len(beats) + 100)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_int64_int8_results():
+    requant = make_requant([1_400_000_000], [-3])
+    dut = Int64Requantizer(requant, channels=2, output_offset=-128, act_min=-128,
+                           act_max=127, acc_width=24, lanes=1, out_bits=8)
+    rng = np.random.default_rng(9)
+    beats = [(int(rng.integers(0, 2)), [int(rng.integers(-5000, 5000))]) for _ in range(200)]
+    got, expected = run_int64_requantizer(dut, requant, beats, "stalls")
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_int64_latency_and_throughput(platform):
+    requant = make_requant([1 << 30, 1 << 29], [0, -3])
+    dut = Int64Requantizer(requant, channels=2, output_offset=0, act_min=-32768,
+                           act_max=32767, acc_width=30)
+    count = 20
+    cycles = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [{"acc": [i], "group": i % 2} for i in range(count)])
+
+    async def consumer(ctx):
+        await get(ctx, dut.o, count, cycles=cycles)
+
+    simulate(dut, producer, consumer, platform=platform)
+    assert cycles[0] == 1 + dut.latency
+    assert np.all(np.diff(cycles) == 1)
+    assert dut.latency == len(INT64_STAGES) and dut.throughput == 1
+    assert dut.multipliers == 2  # a 30-bit accumulator: two 16-bit chunks
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"shift": [15]}, r"^requantization shifts 15 \.\. 15 are outside -47 \.\. 14, where"),
+    ({"acc_width": 49}, r"^accumulator width 49 is outside 1 \.\. 48"),
+    ({"act_min": -32769}, r"^activation range \[-32769, 32767\] is not an int16 range$"),
+    ({"out_bits": 12}, r"^12-bit results: the int64 requantizer gives 8 or 16$"),
+    ({"channels": 6, "lanes": 4}, r"^cannot requantize 6 channels in groups of 4 lanes"),
+])
+def test_int64_rejects_bad_parameters(kwargs, message):
+    args = {"multiplier": [1 << 30], "shift": [0], "channels": 6, "lanes": 1,
+            "act_min": -32768, "act_max": 32767, "output_offset": 0, "acc_width": 32}
+    args.update(kwargs)
+    multiplier, shift = args.pop("multiplier"), args.pop("shift")
+    with pytest.raises(Tfl2RtlError, match=message):
+        Int64Requantizer(make_requant(multiplier, shift), **args)

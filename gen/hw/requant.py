@@ -15,10 +15,10 @@ from amaranth.lib.wiring import In, Out
 from ..errors import Tfl2RtlError
 from ..fixedpoint import INT32_MAX, INT32_MIN, signed_bits
 from . import pipeline
-from .layouts import accumulator_layout, int8_lanes
+from .layouts import accumulator_layout, int8_lanes, signed_lanes
 
-__all__ = ["Requantizer", "RoundingRequantizer", "matches_double_rounding",
-           "SERIAL_PRODUCTS_HOOK"]
+__all__ = ["Requantizer", "RoundingRequantizer", "Int64Requantizer",
+           "matches_double_rounding", "SERIAL_PRODUCTS_HOOK"]
 
 #: The platform attribute that, when true, makes every :class:`Requantizer` elaborated
 #: for that platform compute its partial products on one shared multiplier per lane (as
@@ -580,6 +580,211 @@ class RoundingRequantizer(wiring.Component):
             with m.If(advance):
                 m.d.sync += self.o.payload[lane].eq(clamped)
         return m
+
+
+#: :class:`Int64Requantizer`'s register stages, in order; each adds one cycle of latency.
+INT64_STAGES = (
+    "lookup",  # the accumulator registered; per-channel parameters read from the ROM
+    "operands",  # the accumulator's 16-bit chunks and the reduced multiplier registered
+    "products",  # each chunk times the reduced multiplier (a DSP block's output register)
+    "sum",  # the chunk products shifted into place and summed, plus the rounding term
+    "shift",  # arithmetic shift right by 15 - shift
+    "clamp",  # wrapped to int32, + output_offset, clamped to [act_min, act_max]
+)
+
+#: The widest accumulator :class:`Int64Requantizer` takes: TFLite's kernel assumes
+#: ``|acc| < 2**47``, so that ``acc * reduced`` fits int64.
+INT64_ACC_WIDTH = 48
+
+
+def reduced_multipliers(multiplier) -> np.ndarray:
+    """The 16-bit multipliers of TFLite's int64 ``MultiplyByQuantizedMultiplier``:
+    ``(m + 2**15) >> 16``, or ``0x7FFF`` from ``m = 0x7FFF0000`` on (each fits int16)."""
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    return np.where(multiplier < 0x7FFF0000, (multiplier + (1 << 15)) >> 16, 0x7FFF)
+
+
+class Int64Requantizer(wiring.Component):
+    """``clamp(MultiplyByQuantizedMultiplier(int64 acc, multiplier[c], shift[c]) +
+    output_offset)``: the epilogue of a 16x8 layer (int16 activations, int64
+    accumulators), bit-exact with TFLite Micro's kernels (and
+    :func:`tfl2rtl.fixedpoint.multiply_by_quantized_multiplier_int64`):
+
+    1. the q31 multiplier is reduced to 16 bits, ``reduced = (m + 2**15) >> 16``
+       (``0x7FFF`` from ``0x7FFF0000`` on; done once, in the parameter ROM);
+    2. ``(acc * reduced + 2**(14 - shift)) >> (15 - shift)``, an arithmetic shift: one
+       rounding, halves towards +infinity;
+    3. wrapped to int32 (the kernel's cast), ``+ output_offset``, clamped to
+       ``[act_min, act_max]``.
+
+    ``acc * reduced`` is built from the accumulator's 16-bit chunks (the top one signed,
+    up to 18 bits), each times ``reduced``: one 18x18 DSP block each on the ECP5 (the
+    platform's :data:`~tfl2rtl.hw.pipeline.PRODUCT_HOOK`, which holds the operand and
+    product registers), two for a 16x8 layer's accumulators of 26 to 32 bits.
+
+    Parameters
+    ----------
+    requant : :class:`tfl2rtl.ir.Requant`
+        Multipliers (any int32) and shifts (``-47 .. 14``: the kernel's rounding term
+        ``1 << (14 - shift)`` is undefined beyond), one per channel or one for all.
+    channels, lanes, acc_width :
+        As :class:`Requantizer`; ``acc_width`` at most :data:`INT64_ACC_WIDTH`.
+    output_offset, act_min, act_max : int
+        ``[act_min, act_max]`` within the ``out_bits``-bit signed range; the offset
+        within int32, ``2**out_bits`` away from its ends.
+    out_bits : int
+        Width of the signed results: 16 (a 16x8 layer's int16 outputs) or 8.
+
+    Members
+    -------
+    i : ``In(stream.Signature(accumulator_layout(acc_width, lanes, channels // lanes)))``
+    o : ``Out(stream.Signature(signed_lanes(out_bits, lanes)))``
+
+    Attributes
+    ----------
+    latency : int
+        ``len(INT64_STAGES)`` = 6: a beat taken on ``i`` at clock edge ``n`` can leave on
+        ``o`` at edge ``n + latency``.
+    throughput, interval : int
+        1: a beat every cycle ``o`` is not stalled.
+    multipliers : int
+        Chunk products in all lanes: ``lanes * ceil((acc_width - 2) / 16)``.
+
+    Tested for ``lanes`` 1 and 2, ``acc_width`` 8 to 48, multipliers over all of int32
+    (including 0, ``0x7FFF0000`` and its neighbours, ``INT32_MAX`` and ``INT32_MIN``),
+    shifts -47 to 14, with and without the DSP hook, under random stalls and
+    backpressure.
+    """
+
+    latency = len(INT64_STAGES)
+    throughput = interval = 1
+
+    def __init__(self, requant, *, channels: int, output_offset: int, act_min: int,
+                 act_max: int, acc_width: int, lanes: int = 1, out_bits: int = 16):
+        multiplier = np.asarray(requant.multiplier, dtype=np.int64).reshape(-1)
+        shift = np.asarray(requant.shift, dtype=np.int64).reshape(-1)
+        if lanes < 1 or channels < 1 or channels % lanes:
+            raise Tfl2RtlError(
+                f"cannot requantize {channels} channels in groups of {lanes} lanes: "
+                "the lane count must divide the channel count"
+            )
+        if multiplier.size not in (1, channels) or shift.size != multiplier.size:
+            raise Tfl2RtlError(
+                f"requantization has {multiplier.size} multipliers and {shift.size} shifts "
+                f"for {channels} channels: expected 1 or {channels} of each"
+            )
+        if multiplier.min() < INT32_MIN or multiplier.max() > INT32_MAX:
+            raise Tfl2RtlError("a requantization multiplier is outside int32")
+        if shift.min() < -47 or shift.max() > 14:
+            raise Tfl2RtlError(
+                f"requantization shifts {shift.min()} .. {shift.max()} are outside -47 .. 14, "
+                "where TFLite's int64 requantization is defined"
+            )
+        if out_bits not in (8, 16):
+            raise Tfl2RtlError(f"{out_bits}-bit results: the int64 requantizer gives 8 or 16")
+        low, high = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+        if not low <= act_min <= act_max <= high:
+            raise Tfl2RtlError(
+                f"activation range [{act_min}, {act_max}] is not an int{out_bits} range")
+        if not 1 <= acc_width <= INT64_ACC_WIDTH:
+            raise Tfl2RtlError(f"accumulator width {acc_width} is outside 1 .. "
+                               f"{INT64_ACC_WIDTH}, the int64 requantization's range")
+        if not INT32_MIN + (1 << out_bits) <= output_offset <= INT32_MAX - (1 << out_bits):
+            raise Tfl2RtlError(f"output offset {output_offset} is outside the int32 range "
+                               "the requantizer supports")
+        self.channels, self.lanes, self.groups = channels, lanes, channels // lanes
+        self.acc_width = acc_width
+        self.out_bits = out_bits
+        self.output_offset, self.act_min, self.act_max = int(output_offset), act_min, act_max
+        # The accumulator's chunks: 16 bits each, the top one signed and up to 18 bits.
+        self._chunks = [(start, min(start + 16, acc_width)) for start in
+                        range(0, max(acc_width - 2, 1), 16)]
+        self._chunks[-1] = (self._chunks[-1][0], acc_width)
+        self.multipliers = lanes * len(self._chunks)
+
+        def table(values):
+            return np.broadcast_to(values, (channels,)).reshape(self.groups, lanes)
+
+        right = 15 - shift
+        self._tables = {
+            "reduced": table(reduced_multipliers(multiplier)),
+            "right": table(right),
+            "rounding": table(np.int64(1) << (right - 1)),
+        }
+        super().__init__({
+            "i": In(stream.Signature(accumulator_layout(acc_width, lanes, self.groups))),
+            "o": Out(stream.Signature(signed_lanes(out_bits, lanes))),
+        })
+
+    # The ROM of the parameters that vary between groups, as Requantizer's.
+    _shape_of = staticmethod(Requantizer._shape_of)
+    _parameters = Requantizer._parameters
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        register = partial(pipeline.register, m, advance, reset_less=True)
+        valid = self.i.valid
+        for name in INT64_STAGES:
+            valid = pipeline.register(m, advance, valid, f"valid_{name}")
+        m.d.comb += self.o.valid.eq(valid)
+        params = self._parameters(m, advance)
+        for lane in range(self.lanes):
+            out = self._lane(m, platform, advance, register, self.i.payload.acc[lane],
+                             params[lane], lane)
+            m.d.comb += self.o.payload[lane].eq(out)
+        return m
+
+    def _lane(self, m, platform, advance, register, acc, p, lane):
+        def stage(value, name, shape=None):
+            return register(value, f"{name}_{lane}", shape)
+
+        # "lookup": the accumulator waits while the ROM is read.
+        x = stage(acc, "x")
+        reduced, right, rounding = p["reduced"], p["right"], p["rounding"]
+        if isinstance(reduced, Const):
+            reduced = Const(reduced.value, signed(17))
+        elif not reduced.shape().signed:  # a ROM field whose values are all positive
+            reduced = Cat(reduced, Const(0, 1)).as_signed()
+
+        # "operands" and "products": each chunk times ``reduced``, from a DSP block with
+        # both registers where the platform has one, else registered operands and product.
+        products = []
+        for k, (start, stop) in enumerate(self._chunks):
+            top = stop == self.acc_width
+            chunk = x[start:stop].as_signed() if top else x[start:stop]
+            name = f"chunk_{k}_{lane}"
+            value = pipeline.platform_product(m, platform, advance, chunk, reduced, name)
+            if value is None:
+                chunk_reg = register(chunk, f"{name}_a")
+                reduced_reg = register(reduced, f"{name}_b")
+                value = register(chunk_reg * reduced_reg, name)
+            products.append((start, value))
+        right = stage(stage(right, "right_operands"), "right_products")
+        rounding = stage(stage(rounding, "rounding_operands"), "rounding_products")
+
+        # "sum": acc * reduced + 2**(right - 1).
+        width = max(self.acc_width + 17, int(self._tables["right"].max())) + 1
+        total = functools.reduce(operator.add, [
+            value.as_signed() << start for start, value in products]) + rounding
+        y = stage(total, "y", signed(width))
+        right = stage(right, "right_sum")
+
+        # "shift": arithmetic, so the floor of the rounded value.
+        q = stage(y >> right, "q", signed(max(width - 1, 33)))
+
+        # "clamp": the kernel casts to int32 (wrapping), then adds the offset in int32.
+        offset = self.output_offset
+        q32 = q[:32].as_signed()
+        in_range = (q32 + offset)[:self.out_bits].as_signed()
+        clamped = Mux(q32 < self.act_min - offset, self.act_min,
+                      Mux(q32 > self.act_max - offset, self.act_max, in_range))
+        if offset > 0:
+            clamped = Mux(q32 > INT32_MAX - offset, self.act_min, clamped)
+        elif offset < 0:
+            clamped = Mux(q32 < INT32_MIN - offset, self.act_max, clamped)
+        return stage(clamped, "out", signed(self.out_bits))
 
 
 @functools.lru_cache(maxsize=64)
