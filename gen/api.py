@@ -29,7 +29,7 @@ __all__ = ["load", "inspect", "run", "verify", "diff", "diff_text", "dump_tensor
 
 #: The quantization modes the hardware generator builds (``generate``, ``simulate``,
 #: ``build``); the golden model, ``inspect`` and ``verify`` take every integer mode.
-HARDWARE_MODES = ("int8", "uint8-legacy")
+HARDWARE_MODES = ("int8", "uint8-legacy", "int16x8")
 _MODE_NAMES = {"uint8-legacy": "legacy uint8 (uint8 activations and weights)",
                "int16x8": "16x8 (int16 activations, int8 weights)"}
 

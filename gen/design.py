@@ -195,11 +195,12 @@ def share_requantizers(graph: ir.Graph, network_plan):
     requantizers are all serial (the iCE40's) have already, and which a layer on any other
     target gets when it has the time: for the same cost, the parallel form (fewer LUTs,
     a shorter latency) is kept.  A legacy uint8 FULLY_CONNECTED's
-    :class:`~tfl2rtl.hw.requant.RoundingRequantizer` is never serial.  The interval
-    does not grow."""
+    :class:`~tfl2rtl.hw.requant.RoundingRequantizer` and a 16x8 layer's
+    :class:`~tfl2rtl.hw.requant.Int64Requantizer` (a product per 16-bit chunk of its
+    accumulator) are never serial.  The interval does not grow."""
     from .fold import divisors
     from .hw.network import plan_network
-    from .hw.requant import partial_products
+    from .hw.requant import int64_chunks, partial_products
     from .hw.stages import SERIAL_REQUANT_INTERVAL
 
     target = network_plan.cycles_per_vector
@@ -212,9 +213,13 @@ def share_requantizers(graph: ir.Graph, network_plan):
             if s.requant_lanes is not None else s.fold
         if not isinstance(s.node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D):
             continue
-        may_serialize = (interval == 1
+        wide = getattr(s.node, "accumulator", "int32") == "int64"  # an Int64Requantizer
+        may_serialize = (interval == 1 and not wide
                          and getattr(s.node, "requantization", "integer") != "double")
-        per_lane = 1 if interval > 1 else partial_products(s.node.requant.multiplier)
+        if wide:
+            per_lane = len(int64_chunks(s.node.acc_bits))
+        else:
+            per_lane = 1 if interval > 1 else partial_products(s.node.requant.multiplier)
         forms = [(lanes * per_lane, 0, lanes, interval) for lanes in divisors(s.out_lanes)]
         if may_serialize:
             forms += [(lanes, 1, lanes, SERIAL_REQUANT_INTERVAL)

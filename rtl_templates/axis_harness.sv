@@ -11,8 +11,8 @@
 //   3. Wait for done; read out_mem[], the per-vector timestamps and the counters.
 //   Raising rst_in again clears the harness and the design for another run.
 //
-// in_mem holds VECTORS * IN_SIZE / LANES beats (element k of a beat in byte k, little
-// endian), loaded with $readmemh from the file named by +TFL2RTL_INPUTS=<path>.  The
+// in_mem holds VECTORS * IN_SIZE / LANES beats (element k of a beat in bits
+// BITS * k .. BITS * k + BITS - 1, little endian), loaded with $readmemh from the file named by +TFL2RTL_INPUTS=<path>.  The
 // source keeps s_axis_tvalid up until a beat is taken (AXI4-Stream); whenever it has no
 // beat on offer it idles one cycle with probability stall_in / 65536 before the next.
 // The sink holds m_axis_tready low in a cycle with probability backpressure_in / 65536.
@@ -29,6 +29,7 @@
 
 module axis_harness #(
     parameter int LANES = 1,     // elements per beat on both streams
+    parameter int BITS = 8,      // bits per element (16 in a 16x8 model)
     parameter int IN_SIZE = 1,   // elements per input vector (a multiple of LANES)
     parameter int OUT_SIZE = 1,  // elements per output vector (a multiple of LANES)
     parameter int VECTORS = 1,   // input vectors per run
@@ -70,8 +71,8 @@ module axis_harness #(
     // Only these and the ports are visible to cocotb (the build turns off Verilator's
     // --public-flat-rw, which would keep every signal of the design observable and
     // slow the simulation down about threefold).
-    logic [8*LANES-1:0] in_mem [IN_TOTAL];
-    logic [8*LANES-1:0] out_mem [OUT_TOTAL]  /*verilator public_flat_rd*/;
+    logic [BITS*LANES-1:0] in_mem [IN_TOTAL];
+    logic [BITS*LANES-1:0] out_mem [OUT_TOTAL]  /*verilator public_flat_rd*/;
     logic [31:0] in_first [VECTORS]          /*verilator public_flat_rd*/;
     logic [31:0] in_last [VECTORS]           /*verilator public_flat_rd*/;
     logic [31:0] out_first [VECTORS]         /*verilator public_flat_rd*/;
@@ -88,10 +89,10 @@ module axis_harness #(
     end
 
     // --- the design --------------------------------------------------------------------
-    logic [8*LANES-1:0] s_axis_tdata;
+    logic [BITS*LANES-1:0] s_axis_tdata;
     logic s_axis_tvalid, s_axis_tlast;
     wire s_axis_tready;
-    wire [8*LANES-1:0] m_axis_tdata;
+    wire [BITS*LANES-1:0] m_axis_tdata;
     wire m_axis_tvalid, m_axis_tlast;
     logic m_axis_tready;
 

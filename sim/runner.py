@@ -297,15 +297,18 @@ def memory_init_files(verilog: str, directory: Path) -> str:
 
 
 def _beats(vectors: np.ndarray, lanes: int) -> np.ndarray:
-    """``vectors`` (any 8-bit dtype) as one unsigned beat of ``lanes`` bytes per row,
-    element 0 of a beat in its lowest byte."""
-    data = np.ascontiguousarray(vectors).view(np.uint8).reshape(-1, lanes).astype(object)
-    return (data << (8 * np.arange(lanes, dtype=object))).sum(axis=1)
+    """``vectors`` (any 8 or 16-bit integer dtype) as one unsigned beat of ``lanes``
+    elements per row, element 0 of a beat in its lowest bits."""
+    bits = 8 * vectors.dtype.itemsize
+    unsigned = np.dtype(f"uint{bits}")
+    data = np.ascontiguousarray(vectors).view(unsigned).reshape(-1, lanes).astype(object)
+    return (data << (bits * np.arange(lanes, dtype=object))).sum(axis=1)
 
 
-def _unbeats(beats: list[int], lanes: int) -> np.ndarray:
-    return np.array([(beat >> (8 * lane)) & 0xFF for beat in beats for lane in range(lanes)],
-                    dtype=np.uint8)
+def _unbeats(beats: list[int], lanes: int, bits: int) -> np.ndarray:
+    mask = (1 << bits) - 1
+    return np.array([(beat >> (bits * lane)) & mask for beat in beats for lane in range(lanes)],
+                    dtype=np.dtype(f"uint{bits}"))
 
 
 def simulate_network(network: DataflowNetwork, inputs: np.ndarray,
@@ -334,12 +337,14 @@ def simulate_network(network: DataflowNetwork, inputs: np.ndarray,
     plan = network.plan
     inputs = np.asarray(inputs)
     expected = np.asarray(expected)
-    if inputs.ndim != 2 or inputs.shape[1] != plan.in_size or inputs.dtype.itemsize != 1:
+    size = plan.act_bits // 8
+    if inputs.ndim != 2 or inputs.shape[1] != plan.in_size or inputs.dtype.itemsize != size:
         raise Tfl2RtlError(
-            f"inputs of shape {inputs.shape} and dtype {inputs.dtype}: expected 8-bit "
-            f"vectors of {plan.in_size} elements, one per row"
+            f"inputs of shape {inputs.shape} and dtype {inputs.dtype}: expected "
+            f"{plan.act_bits}-bit vectors of {plan.in_size} elements, one per row"
         )
-    if expected.shape != (len(inputs), plan.out_size) or expected.dtype.itemsize != 1:
+    if (expected.shape != (len(inputs), plan.out_size)
+            or expected.dtype.itemsize != size):
         raise Tfl2RtlError(
             f"expected outputs of shape {expected.shape}: need {(len(inputs), plan.out_size)}"
         )
@@ -357,7 +362,7 @@ def simulate_network(network: DataflowNetwork, inputs: np.ndarray,
     source.write_text(memory_init_files(to_verilog(network, name=TOP), build_dir))
     waivers = build_dir / "waivers.vlt"
     waivers.write_text(lint_waivers(str(source)))
-    digits = 2 * lanes
+    digits = 2 * size * lanes
     input_file = build_dir / "inputs.hex"
     input_file.write_text("".join(f"{beat:0{digits}x}\n" for beat in _beats(inputs, lanes)))
 
@@ -388,7 +393,8 @@ def simulate_network(network: DataflowNetwork, inputs: np.ndarray,
                          build_dir=build_dir,
                          build_args=VERILATOR_ARGS, always=True, timescale=("1ns", "1ps"),
                          waves=waves is not None,
-                         parameters={"LANES": lanes, "IN_SIZE": plan.in_size,
+                         parameters={"LANES": lanes, "BITS": plan.act_bits,
+                                     "IN_SIZE": plan.in_size,
                                      "OUT_SIZE": plan.out_size, "VECTORS": vectors},
                          log_file=build_dir / "build.log")
         build_seconds = time.perf_counter() - began
@@ -408,7 +414,8 @@ def simulate_network(network: DataflowNetwork, inputs: np.ndarray,
             f"{failed} of {total} cocotb runs failed; see {build_dir / 'sim.log'}"
         )
 
-    runs = {name: _load_run(results_dir / f"{name}.json", expected, lanes, build_seconds)
+    runs = {name: _load_run(results_dir / f"{name}.json", expected, lanes, plan.act_bits,
+                            build_seconds)
             for name in TESTS}
     if check:
         for name, run in runs.items():
@@ -433,9 +440,11 @@ def _one_line_errors(step: str, log: Path):
         raise Tfl2RtlError(f"{step} failed{detail}; see {log}") from None
 
 
-def _load_run(path: Path, expected: np.ndarray, lanes: int, build_seconds: float) -> SimRun:
+def _load_run(path: Path, expected: np.ndarray, lanes: int, bits: int,
+              build_seconds: float) -> SimRun:
     result = json.loads(path.read_text())
-    outputs = _unbeats(result["outputs"], lanes).view(expected.dtype).reshape(expected.shape)
+    outputs = _unbeats(result["outputs"], lanes, bits).view(expected.dtype)
+    outputs = outputs.reshape(expected.shape)
     in_first, in_last = np.array(result["in_first"]), np.array(result["in_last"])
     out_first, out_last = np.array(result["out_first"]), np.array(result["out_last"])
     return SimRun(

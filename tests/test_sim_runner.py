@@ -44,7 +44,15 @@ def test_beats_are_little_endian_lanes():
     vectors = np.array([[1, 2, 3, 4], [-1, -2, 5, 6]], dtype=np.int8)
     beats = runner._beats(vectors, 2)
     assert [hex(b) for b in beats] == ["0x201", "0x403", "0xfeff", "0x605"]
-    np.testing.assert_array_equal(runner._unbeats(beats.tolist(), 2).view(np.int8),
+    np.testing.assert_array_equal(runner._unbeats(beats.tolist(), 2, 8).view(np.int8),
+                                  vectors.reshape(-1))
+
+
+def test_int16_beats_are_little_endian_lanes():
+    vectors = np.array([[1, -2, 0x1234, -32768]], dtype=np.int16)
+    beats = runner._beats(vectors, 2)
+    assert [hex(b) for b in beats] == ["0xfffe0001", "0x80001234"]
+    np.testing.assert_array_equal(runner._unbeats(beats.tolist(), 2, 16).view(np.int16),
                                   vectors.reshape(-1))
 
 

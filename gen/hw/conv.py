@@ -10,7 +10,7 @@ from .. import ir
 from ..errors import Tfl2RtlError
 from ..fold import divisors_text
 from .dense import FullyConnectedLayer
-from .layouts import int8_lanes
+from .layouts import signed_lanes
 from .weights import loading_members
 from .window import SlidingWindow, window_out_hw
 
@@ -35,9 +35,9 @@ class Conv2DLayer(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(int8_lanes(simd)))``
+    i : ``In(stream.Signature(signed_lanes(act_bits, simd)))``
         ``H * W * C / simd`` beats per image, NHWC.
-    o : ``Out(stream.Signature(int8_lanes(requant_lanes)))``
+    o : ``Out(stream.Signature(signed_lanes(act_bits, requant_lanes)))``
         ``out_h * out_w * out_c / requant_lanes`` beats per image, NHWC.
     load, loaded : with ``memory_id``
         The weights are loaded at run time: :class:`~tfl2rtl.hw.mvu.MatrixVectorUnit`.
@@ -105,16 +105,19 @@ class Conv2DLayer(wiring.Component):
         self.node = node
         self.in_shape = (h, w, c)
         self.out_shape = (*out_hw, out_c)
+        # int16 activations in a 16x8 layer (int64 accumulators), else int8.
+        self.act_bits = act_bits = 16 if node.accumulator == "int64" else 8
         self.window = SlidingWindow(self.in_shape, (kh, kw), node.stride, node.dilation,
                                     node.padding, pad_value=-node.input_offset, simd=simd,
-                                    order="conv")
+                                    order="conv", act_bits=act_bits)
         # The matrix-vector product per output pixel is a FULLY_CONNECTED layer over the
         # window with the same epilogue.
         dense = ir.FullyConnected(
             node.inputs, node.outputs, weights=node.weights.reshape(out_c, -1),
             bias=node.bias, input_offset=node.input_offset, folded_bias=node.folded_bias,
             acc_bits=node.acc_bits, requant=node.requant, output_offset=node.output_offset,
-            act_min=node.act_min, act_max=node.act_max, weight_bits=node.weight_bits)
+            act_min=node.act_min, act_max=node.act_max, weight_bits=node.weight_bits,
+            accumulator=node.accumulator)
         self.dense = FullyConnectedLayer(dense, pe=pe, simd=simd, requant_lanes=requant_lanes,
                                          memory_id=memory_id,
                                          serial_requantizer=serial_requantizer,
@@ -131,8 +134,8 @@ class Conv2DLayer(wiring.Component):
         self.latency = (self.window.latency + self.window.beats_per_window - 1
                         + self.dense.latency)
         super().__init__({
-            "i": In(stream.Signature(int8_lanes(simd))),
-            "o": Out(stream.Signature(int8_lanes(self.requant_lanes))),
+            "i": In(stream.Signature(signed_lanes(act_bits, simd))),
+            "o": Out(stream.Signature(signed_lanes(act_bits, self.requant_lanes))),
             **loading_members(memory_id),
         })
 

@@ -9,9 +9,9 @@ from amaranth.lib.wiring import In, Out
 from .. import ir
 from ..errors import Tfl2RtlError
 from .adapters import AccumulatorSplitter, SkidBuffer, connect_splitting
-from .layouts import int8_lanes
+from .layouts import signed_lanes
 from .mvu import MatrixVectorUnit
-from .requant import Requantizer, RoundingRequantizer
+from .requant import Int64Requantizer, Requantizer, RoundingRequantizer
 from .weights import loading_members
 
 __all__ = ["FullyConnectedLayer"]
@@ -25,7 +25,9 @@ class FullyConnectedLayer(wiring.Component):
     ``folded_bias`` (so it accumulates the raw int8 inputs in ``acc_bits``-wide
     accumulators) feeds a ``requant_lanes``-lane :class:`~tfl2rtl.hw.requant.Requantizer`
     with the node's epilogue (a :class:`~tfl2rtl.hw.requant.RoundingRequantizer` for a
-    node with ``requantization="double"``: a legacy uint8 layer, as LiteRT computes it).
+    node with ``requantization="double"``: a legacy uint8 layer, as LiteRT computes it;
+    an :class:`~tfl2rtl.hw.requant.Int64Requantizer` for a node with
+    ``accumulator="int64"``: a 16x8 layer, whose inputs and outputs are int16).
     The results equal :func:`tfl2rtl.golden.fully_connected` for every input within the
     range ``acc_bits`` was proven for.
 
@@ -40,9 +42,10 @@ class FullyConnectedLayer(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(int8_lanes(simd)))``
-        ``in_depth / simd`` beats per input vector.
-    o : ``Out(stream.Signature(int8_lanes(requant_lanes)))``
+    i : ``In(stream.Signature(signed_lanes(act_bits, simd)))``
+        ``in_depth / simd`` beats per input vector; ``act_bits`` is 16 for a 16x8 layer,
+        else 8.
+    o : ``Out(stream.Signature(signed_lanes(act_bits, requant_lanes)))``
         ``out_depth / requant_lanes`` beats per output vector, lane ``p`` of beat ``g``
         being output ``g * requant_lanes + p``.
     load, loaded : with ``memory_id``
@@ -74,20 +77,25 @@ class FullyConnectedLayer(wiring.Component):
         self.pe = pe
         self.simd = simd
         self.requant_lanes = requant_lanes
+        wide = node.accumulator == "int64"
+        self.act_bits = act_bits = 16 if wide else 8
         self.mvu = MatrixVectorUnit(node.weights, node.folded_bias, acc_width=node.acc_bits,
                                     pe=pe, simd=simd, memory_id=memory_id,
                                     weight_bits=node.weight_bits,
-                                    products_in_logic=products_in_logic)
+                                    products_in_logic=products_in_logic, act_bits=act_bits)
         self.splitter = None
         if requant_lanes != pe:
             self.splitter = AccumulatorSplitter(node.acc_bits, pe, requant_lanes,
                                                 self.mvu.neuron_folds)
         rounding = node.requantization == "double"
+        if wide and serial_requantizer:
+            raise Tfl2RtlError("a 16x8 layer's Int64Requantizer has no serial products")
         if rounding and serial_requantizer:
             raise Tfl2RtlError("a legacy uint8 FULLY_CONNECTED rounds once in a "
                                "RoundingRequantizer, which has no serial products")
-        serial = {} if rounding else {"serial_products": serial_requantizer}
-        self.requant = (RoundingRequantizer if rounding else Requantizer)(
+        serial = {} if rounding or wide else {"serial_products": serial_requantizer}
+        kind = Int64Requantizer if wide else RoundingRequantizer if rounding else Requantizer
+        self.requant = kind(
                                    node.requant, channels=self.out_depth,
                                    output_offset=node.output_offset, act_min=node.act_min,
                                    act_max=node.act_max, acc_width=node.acc_bits,
@@ -98,8 +106,8 @@ class FullyConnectedLayer(wiring.Component):
         self.latency = (self.mvu.latency + SkidBuffer.latency + self.requant.latency
                         + (self.splitter is not None))
         super().__init__({
-            "i": In(stream.Signature(int8_lanes(simd))),
-            "o": Out(stream.Signature(int8_lanes(requant_lanes))),
+            "i": In(stream.Signature(signed_lanes(act_bits, simd))),
+            "o": Out(stream.Signature(signed_lanes(act_bits, requant_lanes))),
             **loading_members(memory_id),
         })
 

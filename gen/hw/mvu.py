@@ -15,7 +15,7 @@ from ..fixedpoint import signed_bits
 from ..fold import divisors_text
 from . import pipeline
 from .adapters import SkidBuffer
-from .layouts import accumulator_layout, int8_lanes, pack_lanes, signed_lanes
+from .layouts import accumulator_layout, pack_lanes, signed_lanes
 from .weights import LoadableMemory, loading_members
 
 __all__ = ["MatrixVectorUnit", "weight_rows"]
@@ -66,10 +66,10 @@ class MatrixVectorUnit(wiring.Component):
     ``neuron_folds * synapse_folds`` rows of ``pe * simd`` signed ``weight_bits``-bit
     weights (8: int8; 9: a legacy uint8 layer's ``w - zw``, see
     :class:`tfl2rtl.lower.Uint8AsInt8`) with one read port (inferred as block RAM), the
-    biases in another; each product, int8 by ``weight_bits``, is exact (``8 +
-    weight_bits`` bits: one DSP block either way).  With ``memory_id``, the int8 weights
-    are a :class:`~tfl2rtl.hw.weights.LoadableMemory` of that number instead, empty until
-    the host loads them over ``load`` (:func:`weight_rows` gives its rows).
+    biases in another; each product, ``act_bits`` by ``weight_bits``, is exact
+    (``act_bits + weight_bits`` bits: one DSP block either way).  With ``memory_id``, the
+    int8 weights are a :class:`~tfl2rtl.hw.weights.LoadableMemory` of that number
+    instead, empty until the host loads them over ``load`` (:func:`weight_rows` gives its rows).
 
     The first neuron group computes straight from the input stream while the vector is
     written to an input buffer; the other groups replay it from there.  So the input is
@@ -86,8 +86,10 @@ class MatrixVectorUnit(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(int8_lanes(simd)))``
-        ``synapse_folds`` beats per vector; lane ``s`` of beat ``k`` is input ``k * simd + s``.
+    i : ``In(stream.Signature(signed_lanes(act_bits, simd)))``
+        ``synapse_folds`` beats per vector; lane ``s`` of beat ``k`` is input ``k * simd + s``;
+        ``act_bits`` is 8, or 16 for a 16x8 layer's int16 inputs (an int16 by int8
+        product fits one DSP block too; products in logic take int8 inputs only).
     o : ``Out(stream.Signature(accumulator_layout(acc_width, pe, neuron_folds)))``
         ``neuron_folds`` beats per vector; ``acc[p]`` of the beat with ``group = g`` is
         output ``g * pe + p``.
@@ -120,8 +122,12 @@ class MatrixVectorUnit(wiring.Component):
 
     def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1,
                  memory_id: int | None = None, weight_bits: int = 8,
-                 products_in_logic: bool = False):
+                 products_in_logic: bool = False, act_bits: int = 8):
         weights = np.asarray(weights)
+        if act_bits not in (8, 16):
+            raise Tfl2RtlError(f"{act_bits}-bit inputs: the matrix-vector unit takes 8 or 16")
+        if products_in_logic and act_bits != 8:
+            raise Tfl2RtlError("products in logic are built for int8 inputs only")
         bias = np.asarray(bias, dtype=np.int64).reshape(-1)
         if weights.ndim != 2 or weights.shape[0] != bias.size:
             raise Tfl2RtlError(
@@ -154,6 +160,8 @@ class MatrixVectorUnit(wiring.Component):
         self.simd = simd
         self.acc_width = acc_width
         self.weight_bits = weight_bits
+        self.act_bits = act_bits
+        self._input_lanes = signed_lanes(act_bits, simd)
         self.neuron_folds = out_depth // pe
         self.synapse_folds = in_depth // simd
         self.cycles_per_vector = self.neuron_folds * self.synapse_folds
@@ -163,7 +171,7 @@ class MatrixVectorUnit(wiring.Component):
         self.memory_id = memory_id
         self.products_in_logic = products_in_logic
         super().__init__({
-            "i": In(stream.Signature(int8_lanes(simd))),
+            "i": In(stream.Signature(signed_lanes(act_bits, simd))),
             "o": Out(stream.Signature(accumulator_layout(acc_width, pe, self.neuron_folds))),
             **loading_members(memory_id),
         })
@@ -193,7 +201,7 @@ class MatrixVectorUnit(wiring.Component):
         # back into the stage before (on the ECP5 the enable through the input FIFO's
         # read into its data register was ad01's critical path, 13.9 ns, 12.6 of them
         # routing).
-        m.submodules.skid = skid = SkidBuffer(int8_lanes(self.simd))
+        m.submodules.skid = skid = SkidBuffer(self._input_lanes)
         wiring.connect(m, wiring.flipped(self.i), skid.i)
         source = skid.o
 
@@ -265,10 +273,10 @@ class MatrixVectorUnit(wiring.Component):
         first_1 = register(sf == 0, "first_1")
         last_1 = register(sf == sf_count - 1, "last_1")
         group_1 = register(nf, "group_1")
-        stream_x = register(source.payload, "stream_x", int8_lanes(self.simd))
+        stream_x = register(source.payload, "stream_x", self._input_lanes)
         if nf_count > 1:
             m.submodules.input_buffer = buffer = Memory(
-                shape=int8_lanes(self.simd), depth=sf_count, init=[])
+                shape=self._input_lanes, depth=sf_count, init=[])
             # The write is registered (address, data and enable), so that the input's
             # handshake does not also drive the buffer's write enable across the chip
             # (on the ECP5 that was ad01's critical path once the enable was copied per
@@ -285,21 +293,21 @@ class MatrixVectorUnit(wiring.Component):
             replay = buffer.read_port(transparent_for=(write,))
             m.d.comb += [replay.addr.eq(sf), replay.en.eq(advance)]
             from_stream_1 = register(first_group, "from_stream_1")
-            x_1 = int8_lanes(self.simd)(Mux(from_stream_1, stream_x, replay.data))
+            x_1 = self._input_lanes(Mux(from_stream_1, stream_x, replay.data))
         else:
             x_1 = stream_x
 
         # Stage 1b: the input lanes registered again (the replay multiplexer's select and
         # the input buffer sit far from the multipliers they feed; on the ECP5 this was
         # ad01's critical path, 12.4 ns of routing), beside the weight row read now.
-        x_1 = register(x_1, "x_1b", int8_lanes(self.simd))
+        x_1 = register(x_1, "x_1b", self._input_lanes)
         if hooked or in_logic:
             weight_data = register(weight_data, "w_1b", weight_layout)
         else:
             # Stage 1c, in the fabric only: the input lanes wait a stage more for the
             # weight row, read a stage later, so that both paths have one latency (the
             # hook's path spends this stage after the DSP blocks, below).
-            x_1 = register(x_1, "x_1c", int8_lanes(self.simd))
+            x_1 = register(x_1, "x_1c", self._input_lanes)
         valid_1 = flag(flag(valid_1, "valid_1b"), "valid_1c")
         first_1 = register(register(first_1, "first_1b"), "first_1c")
         last_1 = register(register(last_1, "last_1b"), "last_1c")
@@ -312,7 +320,7 @@ class MatrixVectorUnit(wiring.Component):
         first_2 = register(first_1, "first_2")
         last_2 = register(last_1, "last_2")
         group_2 = register(group_1, "group_2")
-        # (Every product has the same operands, int8 by weight_bits: the hook takes all
+        # (Every product has the same operands, act_bits by weight_bits: the hook takes all
         # or none.)
         first = None if in_logic else pipeline.platform_product(
             m, platform, advances[0], x_1[0], weight_data[0][0], "product_0_0")
@@ -326,7 +334,7 @@ class MatrixVectorUnit(wiring.Component):
         if in_logic:
             # Products in LUTs (pipeline.logic_product): operand registers, then two
             # stages of shifted-term sums, so the same three stages as the hook's path.
-            x_2 = register(x_1, "x_2", int8_lanes(self.simd))
+            x_2 = register(x_1, "x_2", self._input_lanes)
             w_2 = neuron_weights()
             sums = [[pipeline.logic_product(m, advances[p], x_2[s], w_2[p][s],
                                             f"product_{p}_{s}")
@@ -343,11 +351,11 @@ class MatrixVectorUnit(wiring.Component):
                         f"product_r_{p}_{s}", reset_less=True)
                      for s in range(self.simd)] for p in range(self.pe)]
         else:
-            x_2 = register(x_1, "x_2", int8_lanes(self.simd))
+            x_2 = register(x_1, "x_2", self._input_lanes)
             w_2 = neuron_weights()
             sums = [
                 [pipeline.register(m, advances[p], x_2[s] * w_2[p][s], f"product_{p}_{s}",
-                                   signed(8 + self.weight_bits), reset_less=True)
+                                   signed(self.act_bits + self.weight_bits), reset_less=True)
                  for s in range(self.simd)]
                 for p in range(self.pe)
             ]

@@ -17,7 +17,7 @@ from ..errors import Tfl2RtlError
 from ..fold import Fold, divisors_text
 from ..lower import LUT_OPS, hardware_form
 from .adapters import Broadcast, LaneConverter, StreamFIFO
-from .layouts import int8_lanes
+from .layouts import signed_lanes
 from .stages import SERIAL_REQUANT_INTERVAL, STAGE_KINDS, Stage, stage_for
 from .weights import LOAD_LAYOUT
 
@@ -139,6 +139,9 @@ class NetworkPlan:
     #: ``requant_interval``); a stage with serial products of its own has more
     #: (:attr:`StagePlan.requant_interval`).
     requant_interval: int = 1
+    #: The width of every activation on the streams and the AXI4-Stream ports: 8 (int8,
+    #: and uint8 at a legacy model's edges), or 16 in a 16x8 model (int16).
+    act_bits: int = 8
 
     @property
     def edge_cycles(self) -> int:
@@ -302,6 +305,7 @@ def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
         out_size=graph.tensors[graph.outputs[0]].size,
         uint8_input=uint8_input, uint8_output=uint8_output,
         requant_interval=requant_interval,
+        act_bits=16 if graph.quantization == "int16x8" else 8,
     )
     plan = dataclasses.replace(plan, branch_fifo=tuple(sorted(branch_fifo_depths(plan).items())))
     return plan.with_lanes(lanes)
@@ -427,9 +431,10 @@ class DataflowNetwork(wiring.Component):
     """The stages of a :class:`NetworkPlan` between two AXI4-Stream ports of ``lanes``
     elements per beat.
 
-    ``s_axis_tdata`` and ``m_axis_tdata`` are ``8 * lanes`` bits wide, element ``k`` of a
-    beat in bits ``8k .. 8k + 7`` (little-endian lane order: the first element of a vector
-    is in the lowest byte of its first beat).  ``lanes`` must divide both vector sizes;
+    ``s_axis_tdata`` and ``m_axis_tdata`` are ``bits * lanes`` bits wide (``bits`` is
+    ``plan.act_bits``: 8, or 16 in a 16x8 model), element ``k`` of a beat in bits ``bits
+    * k .. bits * k + bits - 1`` (little-endian lane order: the first element of a vector
+    is in the lowest bits of its first beat).  ``lanes`` must divide both vector sizes;
     the default, ``None``, keeps ``plan.lanes`` (1 unless the plan says otherwise).
 
     Data path: ``s_axis`` (``xor 0x80`` per element for a uint8 input), then per stage in
@@ -477,12 +482,13 @@ class DataflowNetwork(wiring.Component):
         memory_ids = {node: k for k, node in enumerate(plan.loadable)}
         self.stages = [stage.build(memory_ids.get(stage.index)) for stage in plan.stages]
         self.cycles_per_vector = plan.cycles_per_vector
+        bits = plan.act_bits
         members = {
-            "s_axis_tdata": In(8 * self.lanes),
+            "s_axis_tdata": In(bits * self.lanes),
             "s_axis_tvalid": In(1),
             "s_axis_tready": Out(1),
             "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(8 * self.lanes),
+            "m_axis_tdata": Out(bits * self.lanes),
             "m_axis_tvalid": Out(1),
             "m_axis_tready": In(1),
             "m_axis_tlast": Out(1),
@@ -497,8 +503,9 @@ class DataflowNetwork(wiring.Component):
         branch_fifo = dict(plan.branch_fifo)
 
         # uint8 <-> int8 at the edges: the sign bit of every element flips.
+        bits = plan.act_bits
         flips = int("80" * self.lanes, 16)
-        source = stream.Signature(int8_lanes(self.lanes)).create()
+        source = stream.Signature(signed_lanes(bits, self.lanes)).create()
         flip_in = flips if plan.uint8_input else 0
         m.d.comb += [
             source.payload.eq(self.s_axis_tdata ^ flip_in),
@@ -507,19 +514,19 @@ class DataflowNetwork(wiring.Component):
         ]
 
         def lanes_of(upstream) -> int:
-            return len(upstream.payload.as_value()) // 8
+            return len(upstream.payload.as_value()) // bits
 
         def convert(upstream, count, name):
             """``upstream`` regrouped to ``count`` lanes per beat."""
             if lanes_of(upstream) == count:
                 return upstream
-            converter = LaneConverter(signed(8), lanes_of(upstream), count)
+            converter = LaneConverter(signed(bits), lanes_of(upstream), count)
             m.submodules[name] = converter
             wiring.connect(m, upstream, converter.i)
             return converter.o
 
         def fifo(upstream, beats, name):
-            queue = StreamFIFO(int8_lanes(lanes_of(upstream)), depth=max(3, beats))
+            queue = StreamFIFO(signed_lanes(bits, lanes_of(upstream)), depth=max(3, beats))
             m.submodules[name] = queue
             wiring.connect(m, upstream, queue.i)
             return queue.o
@@ -533,7 +540,7 @@ class DataflowNetwork(wiring.Component):
             if readers == 1:
                 streams[tensor] = [upstream]
                 return
-            split = Broadcast(int8_lanes(lanes_of(upstream)), readers)
+            split = Broadcast(signed_lanes(bits, lanes_of(upstream)), readers)
             m.submodules[f"split_{_ident(tensor)}"] = split
             wiring.connect(m, upstream, split.i)
             streams[tensor] = list(split.o)

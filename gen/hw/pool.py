@@ -16,7 +16,7 @@ from ..errors import Tfl2RtlError
 from ..fixedpoint import INT32_MAX, signed_bits
 from ..fold import divisors_text
 from . import pipeline
-from .layouts import int8_lanes
+from .layouts import int8_lanes, signed_lanes
 from .requant import Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
 
@@ -42,9 +42,10 @@ POOL_STAGES = {
 }
 
 
-def _magnitude_max(count: int) -> int:
-    """The largest ``|sum| + count // 2`` of ``count`` int8 values: ``sum = -128 * count``."""
-    return 128 * count + count // 2
+def _magnitude_max(count: int, act_bits: int = 8) -> int:
+    """The largest ``|sum| + count // 2`` of ``count`` signed ``act_bits``-bit values (int8:
+    ``sum = -128 * count``)."""
+    return (1 << (act_bits - 1)) * count + count // 2
 
 
 def reciprocal(count: int, shift: int) -> int:
@@ -53,9 +54,10 @@ def reciprocal(count: int, shift: int) -> int:
     return -(-(1 << shift) // count)
 
 
-def reciprocal_shift(counts) -> int:
+def reciprocal_shift(counts, act_bits: int = 8) -> int:
     """The smallest ``k`` for which ``(a * reciprocal(c, k)) >> k == a // c`` for every
-    count ``c`` in ``counts`` and every ``0 <= a <= 128 * c + c // 2``.
+    count ``c`` in ``counts`` and every ``0 <= a <= 2**(act_bits - 1) * c + c // 2`` (int8:
+    ``128 * c + c // 2``).
 
     Proof of the sufficient condition used: with ``R = ceil(2**k / c)``, ``e = R * c -
     2**k`` (``0 <= e < c``) and ``a = q * c + r`` (``0 <= r < c``), ``a * R / 2**k = q +
@@ -64,7 +66,7 @@ def reciprocal_shift(counts) -> int:
     """
     counts = sorted(set(counts))
     for k in itertools.count():
-        if all(_magnitude_max(c) * (reciprocal(c, k) * c - (1 << k)) < (1 << k)
+        if all(_magnitude_max(c, act_bits) * (reciprocal(c, k) * c - (1 << k)) < (1 << k)
                for c in counts):
             return k
     raise AssertionError("unreachable")
@@ -104,7 +106,8 @@ class PoolUnit(wiring.Component):
       125-position window.
 
     A window with no in-bounds position (which TFLite's SAME and VALID paddings never
-    produce) gives ``-128`` (max) or an unspecified value (average).
+    produce) gives the lowest value (max: ``-128`` for int8) or an unspecified value
+    (average).
 
     Parameters
     ----------
@@ -114,15 +117,18 @@ class PoolUnit(wiring.Component):
     pe : int
         Channels per beat.
     act_min, act_max : int
-        The clamp, within int8.
+        The clamp, within the ``act_bits``-bit signed range.
     counts : iterable of int, optional
         The in-bounds counts that can occur (``"average"`` only; default ``1 ..
         window``); see :func:`window_counts`.
+    act_bits : int
+        8 (int8), or 16 (a 16x8 model's int16 activations: the same arithmetic, as
+        TFLite Micro's int16 pooling kernels).
 
     Members
     -------
-    i : ``In(stream.Signature(window_layout(pe)))``
-    o : ``Out(stream.Signature(int8_lanes(pe)))``
+    i : ``In(stream.Signature(window_layout(pe, act_bits)))``
+    o : ``Out(stream.Signature(signed_lanes(act_bits, pe)))``
 
     Attributes
     ----------
@@ -144,13 +150,16 @@ class PoolUnit(wiring.Component):
     """
 
     def __init__(self, kind: str, *, window: int, pe: int = 1, act_min: int = -128,
-                 act_max: int = 127, counts=None):
+                 act_max: int = 127, counts=None, act_bits: int = 8):
+        if act_bits not in (8, 16):
+            raise Tfl2RtlError(f"{act_bits}-bit activations: pooling takes 8 or 16")
         if kind not in POOL_KINDS:
             raise Tfl2RtlError(f"unknown pooling {kind!r}; choose one of {POOL_KINDS}")
         if window < 1 or pe < 1:
             raise Tfl2RtlError(f"a {window}-position window of {pe} lanes is not a pooling")
-        if not -128 <= act_min <= act_max <= 127:
-            raise Tfl2RtlError(f"activation range [{act_min}, {act_max}] is not an int8 range")
+        if not -(1 << (act_bits - 1)) <= act_min <= act_max < 1 << (act_bits - 1):
+            raise Tfl2RtlError(
+                f"activation range [{act_min}, {act_max}] is not an int{act_bits} range")
         counts = sorted(set(range(1, window + 1) if counts is None else counts))
         if not counts or counts[0] < 1 or counts[-1] > window:
             raise Tfl2RtlError(f"window counts {counts} are not within 1 .. {window}")
@@ -160,13 +169,14 @@ class PoolUnit(wiring.Component):
         self.act_min = int(act_min)
         self.act_max = int(act_max)
         self.counts = counts
+        self.act_bits = act_bits
         self.latency = len(POOL_STAGES[kind])
         self.cycles_per_window = window
-        self.shift = reciprocal_shift(counts)
+        self.shift = reciprocal_shift(counts, act_bits)
         self.reciprocals = {c: reciprocal(c, self.shift) for c in counts}
         super().__init__({
-            "i": In(stream.Signature(window_layout(pe))),
-            "o": Out(stream.Signature(int8_lanes(pe))),
+            "i": In(stream.Signature(window_layout(pe, act_bits))),
+            "o": Out(stream.Signature(signed_lanes(act_bits, pe))),
         })
 
     def elaborate(self, platform):
@@ -198,8 +208,8 @@ class PoolUnit(wiring.Component):
         if self.kind == "max":
             maxima = []
             for lane in range(self.pe):
-                acc = Signal(signed(8), name=f"max_{lane}")
-                base = Mux(first, -128, acc)
+                acc = Signal(signed(self.act_bits), name=f"max_{lane}")
+                base = Mux(first, -(1 << (self.act_bits - 1)), acc)
                 with m.If(take):
                     m.d.sync += acc.eq(Mux(pad | (base > x[lane]), base, x[lane]))
                 maxima.append(acc)
@@ -210,14 +220,16 @@ class PoolUnit(wiring.Component):
         for lane, value in enumerate(results):
             clamped = Mux(value < self.act_min, self.act_min,
                           Mux(value > self.act_max, self.act_max, value))
-            m.d.comb += self.o.payload[lane].eq(register(clamped, f"out_{lane}", signed(8)))
+            m.d.comb += self.o.payload[lane].eq(
+                register(clamped, f"out_{lane}", signed(self.act_bits)))
         m.d.comb += self.o.valid.eq(register(valid, "valid_clamp"))
         return m
 
     def _average(self, m, register, advance, take, first, x, pad, valid):
         """The "accumulate", "magnitude" and "product" stages of an average; returns the
         signed quotients (before the clamp) and their valid."""
-        sum_shape = signed(signed_bits(-128 * self.window, 127 * self.window))
+        low, high = -(1 << (self.act_bits - 1)), (1 << (self.act_bits - 1)) - 1
+        sum_shape = signed(signed_bits(low * self.window, high * self.window))
         count = Signal(range(self.window + 1), name="count")
         with m.If(take):
             m.d.sync += count.eq(Mux(first, 0, count) + ~pad)
@@ -229,7 +241,7 @@ class PoolUnit(wiring.Component):
             sums.append(acc)
 
         # "magnitude": |sum| + count // 2, and the reciprocal of the count.
-        magnitude_shape = unsigned(_magnitude_max(self.window).bit_length())
+        magnitude_shape = unsigned(_magnitude_max(self.window, self.act_bits).bit_length())
         half = count >> 1
         if len(self.counts) == 1:
             factor = Const(self.reciprocals[self.counts[0]])
@@ -253,8 +265,8 @@ class PoolUnit(wiring.Component):
         negative = [register(n, f"negative_p_{lane}") for lane, n in enumerate(negative)]
         products = [register(a * factor, f"product_{lane}") for lane, a in enumerate(magnitudes)]
 
-        # The quotient is at most 128.
-        quotients = [p[self.shift:self.shift + 8] for p in products]
+        # The quotient is at most 2**(act_bits - 1) (128 for int8).
+        quotients = [p[self.shift:self.shift + self.act_bits] for p in products]
         results = [Mux(n, -q, q) for n, q in zip(negative, quotients, strict=True)]
         return results, valid
 
@@ -269,9 +281,10 @@ class Pool2DLayer(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(int8_lanes(pe)))``
-        ``H * W * C / pe`` beats per image, NHWC; images back to back.
-    o : ``Out(stream.Signature(int8_lanes(pe)))``
+    i : ``In(stream.Signature(signed_lanes(act_bits, pe)))``
+        ``H * W * C / pe`` beats per image, NHWC; images back to back; ``act_bits`` is 16
+        for a node of a 16x8 model (``act_bits`` argument), else 8.
+    o : ``Out(stream.Signature(signed_lanes(act_bits, pe)))``
         ``out_h * out_w * C / pe`` beats per image, NHWC.
 
     Attributes
@@ -296,7 +309,7 @@ class Pool2DLayer(wiring.Component):
     backpressure.
     """
 
-    def __init__(self, node, in_shape, *, pe: int = 1):
+    def __init__(self, node, in_shape, *, pe: int = 1, act_bits: int = 8):
         if not isinstance(node, (ir.MaxPool2D, ir.AveragePool2D)):
             raise Tfl2RtlError(f"{node.op} is not a 2-D pooling")
         h, w, c = (int(d) for d in in_shape)
@@ -310,18 +323,18 @@ class Pool2DLayer(wiring.Component):
         self.pe = pe
         self.in_shape = (h, w, c)
         self.window = SlidingWindow(self.in_shape, node.filter, node.stride, (1, 1),
-                                    node.padding, 0, pe, "depthwise")
+                                    node.padding, 0, pe, "depthwise", act_bits=act_bits)
         counts = None
         if kind == "average":
             counts = window_counts((h, w), node.filter, node.stride, node.padding)
         self.unit = PoolUnit(kind, window=kh * kw, pe=pe, act_min=node.act_min,
-                             act_max=node.act_max, counts=counts)
+                             act_max=node.act_max, counts=counts, act_bits=act_bits)
         self.out_shape = (*self.window.out_hw, c)
         self.cycles_per_vector = self.window.cycles_per_vector
         self.latency = self.window.latency + kh * kw - 1 + self.unit.latency
         super().__init__({
-            "i": In(stream.Signature(int8_lanes(pe))),
-            "o": Out(stream.Signature(int8_lanes(pe))),
+            "i": In(stream.Signature(signed_lanes(act_bits, pe))),
+            "o": Out(stream.Signature(signed_lanes(act_bits, pe))),
         })
 
     def elaborate(self, platform):

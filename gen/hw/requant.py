@@ -17,7 +17,7 @@ from ..fixedpoint import INT32_MAX, INT32_MIN, signed_bits
 from . import pipeline
 from .layouts import accumulator_layout, int8_lanes, signed_lanes
 
-__all__ = ["Requantizer", "RoundingRequantizer", "Int64Requantizer",
+__all__ = ["Requantizer", "RoundingRequantizer", "Int64Requantizer", "int64_chunks",
            "matches_double_rounding", "SERIAL_PRODUCTS_HOOK"]
 
 #: The platform attribute that, when true, makes every :class:`Requantizer` elaborated
@@ -597,6 +597,15 @@ INT64_STAGES = (
 INT64_ACC_WIDTH = 48
 
 
+def int64_chunks(acc_width: int) -> list[tuple[int, int]]:
+    """The bit ranges ``(start, stop)`` of an :class:`Int64Requantizer`'s accumulator
+    chunks, one product each: 16 bits, the top one signed and up to 18 bits."""
+    chunks = [(start, min(start + 16, acc_width))
+              for start in range(0, max(acc_width - 2, 1), 16)]
+    chunks[-1] = (chunks[-1][0], acc_width)
+    return chunks
+
+
 def reduced_multipliers(multiplier) -> np.ndarray:
     """The 16-bit multipliers of TFLite's int64 ``MultiplyByQuantizedMultiplier``:
     ``(m + 2**15) >> 16``, or ``0x7FFF`` from ``m = 0x7FFF0000`` on (each fits int16)."""
@@ -696,10 +705,7 @@ class Int64Requantizer(wiring.Component):
         self.acc_width = acc_width
         self.out_bits = out_bits
         self.output_offset, self.act_min, self.act_max = int(output_offset), act_min, act_max
-        # The accumulator's chunks: 16 bits each, the top one signed and up to 18 bits.
-        self._chunks = [(start, min(start + 16, acc_width)) for start in
-                        range(0, max(acc_width - 2, 1), 16)]
-        self._chunks[-1] = (self._chunks[-1][0], acc_width)
+        self._chunks = int64_chunks(acc_width)
         self.multipliers = lanes * len(self._chunks)
 
         def table(values):

@@ -61,6 +61,11 @@ class Stage:
 
     #: Whether :func:`tfl2rtl.folding.auto_fold` may choose this stage's folding.
     foldable = True
+    #: Whether the stage has hardware for a 16x8 model's int16 activations.
+    int16 = False
+    #: The width of the activations on the stage's streams: 8, or 16 in a 16x8 model
+    #: (:func:`stage_for` sets it).
+    act_bits = 8
 
     def __init__(self, index: int, node: ir.Node, in_shapes, out_shape):
         self.index = index
@@ -180,6 +185,16 @@ def _serial(requant: ir.Requant, requant_interval: int) -> int:
     return partial_products(requant.multiplier) + 1
 
 
+def _node_interval(node, requant_interval: int) -> int:
+    """The target's cycles per requantizer beat for ``node``'s requantizer: 1 for a
+    :class:`~tfl2rtl.hw.requant.RoundingRequantizer` (a legacy uint8 FULLY_CONNECTED)
+    and an :class:`~tfl2rtl.hw.requant.Int64Requantizer` (a 16x8 layer), which have no
+    serial products; else ``requant_interval``."""
+    if getattr(node, "requantization", "integer") == "double":
+        return 1
+    return 1 if getattr(node, "accumulator", "int32") == "int64" else requant_interval
+
+
 def _group_cycles(compute: int, beats: int, requant_interval: int) -> int:
     """Cycles per group of accumulators that take ``compute`` cycles to add up and leave
     in ``beats`` requantizer beats, each taking ``requant_interval`` cycles (with a serial
@@ -199,6 +214,7 @@ def _lanes_unit(shape: tuple[int, ...]) -> int:
 
 
 class FullyConnectedStage(Stage):
+    int16 = True
     serial_requantizer = True
     products_in_logic = True
 
@@ -221,11 +237,9 @@ class FullyConnectedStage(Stage):
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
         out_depth, in_depth = self.node.weights.shape
         rows = self.in_size // in_depth  # a FULLY_CONNECTED reads its input as rows
-        # A RoundingRequantizer (a legacy uint8 layer) takes a beat every cycle.
-        interval = 1 if self.node.requantization == "double" else requant_interval
         return rows * (out_depth // fold.pe) * _group_cycles(
             in_depth // fold.simd, fold.pe // (requant_lanes or fold.pe),
-            _serial(self.node.requant, interval))
+            _serial(self.node.requant, _node_interval(self.node, requant_interval)))
 
     def demand(self, elements, bound):
         return np.full_like(elements, self.in_size - 1)
@@ -305,6 +319,7 @@ class WindowStage(Stage):
 
 
 class Conv2DStage(WindowStage):
+    int16 = True
     serial_requantizer = True
     products_in_logic = True
 
@@ -328,7 +343,7 @@ class Conv2DStage(WindowStage):
         out_c, kh, kw, in_c = self.node.weights.shape
         per_pixel = (out_c // fold.pe) * _group_cycles(
             kh * kw * in_c // fold.simd, fold.pe // (requant_lanes or fold.pe),
-            _serial(self.node.requant, requant_interval))
+            _serial(self.node.requant, _node_interval(self.node, requant_interval)))
         return max(self.in_size // fold.simd, self.out_pixels * per_pixel)
 
     @property
@@ -395,6 +410,7 @@ class DepthwiseStage(WindowStage):
 
 
 class PoolStage(WindowStage):
+    int16 = True
     def options(self):
         return [Fold(pe, 1) for pe in divisors(self.in_shape[-1])]
 
@@ -406,7 +422,7 @@ class PoolStage(WindowStage):
     def build(self, fold, requant_lanes=None):
         from .pool import Pool2DLayer
 
-        return Pool2DLayer(self.node, self.in_shape, pe=fold.pe)
+        return Pool2DLayer(self.node, self.in_shape, pe=fold.pe, act_bits=self.act_bits)
 
 
 class MeanStage(Stage):
@@ -585,4 +601,16 @@ def stage_for(graph: ir.Graph, index: int) -> Stage | None:
             "takes activations only"
         )
     in_shapes = [graph.tensors[name].shape for name in node.inputs]
-    return kind(index, node, in_shapes, graph.tensors[node.output].shape)
+    stage = kind(index, node, in_shapes, graph.tensors[node.output].shape)
+    if graph.quantization == "int16x8":
+        if not stage.int16:
+            built = sorted(t.op for t, k in STAGE_KINDS.items() if k.int16)
+            raise Tfl2RtlError(
+                f"node {index} ({node.op}) of a 16x8 model has no hardware for int16 "
+                f"activations yet; built for 16x8: {', '.join(built)}, RESHAPE")
+        # int16 streams; the products are DSP blocks and the requantizers
+        # Int64Requantizers, which have neither products in logic nor serial products.
+        stage.act_bits = 16
+        stage.products_in_logic = False
+        stage.serial_requantizer = False
+    return stage

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from ..errors import Tfl2RtlError
 from ..fold import divisors_text
 from .adapters import SkidBuffer
-from .layouts import int8_lanes
+from .layouts import signed_lanes
 
 __all__ = ["ORDERS", "window_layout", "window_out_hw", "window_beats", "SlidingWindow"]
 
@@ -19,11 +19,11 @@ __all__ = ["ORDERS", "window_layout", "window_out_hw", "window_beats", "SlidingW
 ORDERS = ("conv", "depthwise")
 
 
-def window_layout(simd: int) -> data.StructLayout:
-    """One beat of a window stream: ``simd`` channels of one window position, and ``pad``
-    = 1 when that position lies in the padding (``data`` then holds ``pad_value`` in every
-    lane)."""
-    return data.StructLayout({"data": int8_lanes(simd), "pad": unsigned(1)})
+def window_layout(simd: int, act_bits: int = 8) -> data.StructLayout:
+    """One beat of a window stream: ``simd`` channels (signed ``act_bits``-bit) of one
+    window position, and ``pad`` = 1 when that position lies in the padding (``data``
+    then holds ``pad_value`` in every lane)."""
+    return data.StructLayout({"data": signed_lanes(act_bits, simd), "pad": unsigned(1)})
 
 
 def window_out_hw(in_hw, kernel, stride, dilation, padding) -> tuple[int, int]:
@@ -114,9 +114,10 @@ class SlidingWindow(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(int8_lanes(simd)))``
-        ``H * W * C / simd`` beats per image, NHWC; images back to back.
-    o : ``Out(stream.Signature(window_layout(simd)))``
+    i : ``In(stream.Signature(signed_lanes(act_bits, simd)))``
+        ``H * W * C / simd`` beats per image, NHWC; images back to back; ``act_bits`` is
+        8 (int8) or 16 (a 16x8 model's int16 activations).
+    o : ``Out(stream.Signature(window_layout(simd, act_bits)))``
         :attr:`beats_out` beats per image in ``order`` (``"conv"`` or ``"depthwise"``).
 
     Attributes
@@ -167,7 +168,7 @@ class SlidingWindow(wiring.Component):
 
     def __init__(self, in_shape, kernel, stride=(1, 1), dilation=(1, 1),
                  padding=(0, 0, 0, 0), pad_value=0, simd=1, order="conv", *,
-                 rows: int | None = None):
+                 rows: int | None = None, act_bits: int = 8):
         h, w, c = (int(v) for v in in_shape)
         (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
         top, left, bottom, right = (int(v) for v in padding)
@@ -178,8 +179,10 @@ class SlidingWindow(wiring.Component):
             )
         if min(top, left, bottom, right) < 0:
             raise Tfl2RtlError(f"negative padding {tuple(padding)}")
-        if not -128 <= pad_value <= 127:
-            raise Tfl2RtlError(f"pad value {pad_value} is not int8")
+        if act_bits not in (8, 16):
+            raise Tfl2RtlError(f"{act_bits}-bit activations: the window takes 8 or 16")
+        if not -(1 << (act_bits - 1)) <= pad_value < 1 << (act_bits - 1):
+            raise Tfl2RtlError(f"pad value {pad_value} is not int{act_bits}")
         if order not in ORDERS:
             raise Tfl2RtlError(f"unknown window order {order!r}; choose one of {ORDERS}")
         if simd < 1 or c % simd:
@@ -193,6 +196,7 @@ class SlidingWindow(wiring.Component):
         self.dilation = (dh, dw)
         self.padding = (top, left, bottom, right)
         self.pad_value = int(pad_value)
+        self.act_bits = act_bits
         self.simd = simd
         self.order = order
         self.out_hw = window_out_hw((h, w), kernel, stride, dilation, padding)
@@ -222,8 +226,8 @@ class SlidingWindow(wiring.Component):
         self._lo0, self._need0 = lo[0], need[0]
         self.lead_beats = max(0, need[0] + 1) * self.row_beats
         super().__init__({
-            "i": In(stream.Signature(int8_lanes(simd))),
-            "o": Out(stream.Signature(window_layout(simd))),
+            "i": In(stream.Signature(signed_lanes(act_bits, simd))),
+            "o": Out(stream.Signature(window_layout(simd, act_bits))),
         })
 
     def elaborate(self, platform):
@@ -235,7 +239,8 @@ class SlidingWindow(wiring.Component):
         blocks, row_beats, rows = self.blocks, self.row_beats, self.rows
         depth = rows * row_beats
 
-        m.submodules.lines = lines = Memory(shape=int8_lanes(self.simd), depth=depth, init=[])
+        lanes = signed_lanes(self.act_bits, self.simd)
+        m.submodules.lines = lines = Memory(shape=lanes, depth=depth, init=[])
         write = lines.write_port()
         # Transparent: a beat is written a cycle after it is taken (the write is
         # registered, see the writer), so the reader, which may start on a row from the
@@ -392,7 +397,7 @@ class SlidingWindow(wiring.Component):
         # comparison deciding ``take`` does not also drive the memory's write enable
         # across the chip (on the ECP5 that was kws's critical path: 6.4 ns of routing
         # from ``take`` to a line buffer in distributed RAM).
-        m.submodules.skid = skid = SkidBuffer(int8_lanes(self.simd))
+        m.submodules.skid = skid = SkidBuffer(signed_lanes(self.act_bits, self.simd))
         wiring.connect(m, wiring.flipped(self.i), skid.i)
         waddr = Signal(range(depth))
         wpos = Signal(range(row_beats))
