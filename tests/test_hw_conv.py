@@ -19,6 +19,7 @@ from tflite_writer import GraphWriter
 
 CONV = TEST_MODELS / "conv_int8.tflite"
 CNN = TEST_MODELS / "cnn_int8.tflite"
+CNN16 = TEST_MODELS / "cnn_int16x8.tflite"  # 16x8: int16 activations
 KWS = ZOO / "mlperf_tiny" / "kws_ref_model.tflite"
 
 _GRAPHS = {}
@@ -65,7 +66,7 @@ def images(value_range, shape, rng):
     lo, hi = value_range
     uniform = rng.integers(lo, hi, shape, endpoint=True)
     ends = np.where(rng.random(shape) < 0.5, lo, hi)
-    return np.stack([uniform, ends]).astype(np.int8)
+    return np.stack([uniform, ends]).astype(np.int8 if -128 <= lo <= hi <= 127 else np.int16)
 
 
 def run_layer(dut, xs, mode, seed=0, cycles=None):
@@ -83,7 +84,8 @@ def run_layer(dut, xs, mode, seed=0, cycles=None):
             results.extend(payload[lane] for lane in range(lanes))
 
     simulate(dut, producer, consumer)
-    return np.array(results, dtype=np.int8).reshape(len(xs), *dut.out_shape)
+    dtype = np.int16 if dut.act_bits == 16 else np.int8
+    return np.array(results, dtype=dtype).reshape(len(xs), *dut.out_shape)
 
 
 def check(node, value_range, hw, mode, *, pe, simd, requant_lanes=None, seed=0):
@@ -114,7 +116,11 @@ def check(node, value_range, hw, mode, *, pe, simd, requant_lanes=None, seed=0):
     (CNN, 2, (5, 5), 8, 16, None),  # dilation 2
     (CNN, 3, (4, 3), 8, 16, 2),  # 1x1: requantization is the bottleneck
     (CNN, 4, (5, 4), 24, 16, 8),  # stride 2 SAME, 16 -> 24
-], ids=["conv_int8", "cnn-stride2", "cnn-3x3", "cnn-dilation2", "cnn-1x1", "cnn-16to24"])
+    (CNN16, 0, (7, 6), 4, 1, 2),  # 16x8: stride 2, asymmetric padding, one input channel
+    (CNN16, 3, (4, 5), 8, 4, None),  # 16x8: 3x3 SAME, 8 -> 8
+    (CNN16, 4, (5, 5), 16, 16, 4),  # 16x8: stride 2 SAME, 16 -> 16
+], ids=["conv_int8", "cnn-stride2", "cnn-3x3", "cnn-dilation2", "cnn-1x1", "cnn-16to24",
+        "cnn16x8-stride2", "cnn16x8-3x3", "cnn16x8-16to16"])
 def test_real_layers(path, index, hw, pe, simd, requant_lanes, mode):
     node, value_range = real_node(path, index)
     check(node, value_range, hw, mode, pe=pe, simd=simd, requant_lanes=requant_lanes,

@@ -65,6 +65,37 @@ def test_matrix_vector_products(out_depth, in_depth, pe, simd, mode):
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("out_depth, in_depth, pe, simd", [(6, 10, 2, 5), (3, 17, 3, 17),
+                                                          (4, 64, 2, 32)])
+def test_int16_inputs(out_depth, in_depth, pe, simd, mode, platform):
+    # A 16x8 layer's int16 inputs, at both ends of their range against int8 weights at
+    # theirs: every product is exact, at the same latency and interval.
+    rng = np.random.default_rng(out_depth + in_depth)
+    weights, bias = random_layer(out_depth, in_depth, rng)
+    weights[1, :] = 127
+    vectors = rng.integers(-32768, 32768, (5, in_depth))
+    vectors[0, :], vectors[1, :] = -32768, 32767
+    expected = vectors @ weights.T + bias
+    acc_width = signed_bits(int(min(expected.min(), bias.min())),
+                            int(max(expected.max(), bias.max())))
+    dut = MatrixVectorUnit(weights, bias, acc_width=acc_width, pe=pe, simd=simd, act_bits=16)
+    cycles = []
+    got = run_mvu(dut, vectors, mode, seed=pe, platform=platform,
+                  cycles=cycles if mode == "streaming" else None)
+    np.testing.assert_array_equal(got, expected)
+    if mode == "streaming":
+        sf = dut.synapse_folds
+        assert cycles[0] == sf + dut.latency and np.all(np.diff(cycles) == sf)
+
+
+def test_rejects_products_in_logic_for_int16_inputs():
+    with pytest.raises(Tfl2RtlError, match="^products in logic are built for int8 inputs"):
+        MatrixVectorUnit(np.ones((2, 2), int), [0, 0], acc_width=20, act_bits=16,
+                         products_in_logic=True)
+
+
 @pytest.mark.parametrize("out_depth, in_depth, pe, simd", SHAPES)
 def test_initiation_interval_and_latency(out_depth, in_depth, pe, simd):
     rng = np.random.default_rng(7)

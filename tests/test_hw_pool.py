@@ -75,7 +75,8 @@ def run_stream(dut, beats, out_count, mode, seed=0, cycles=None):
         results.extend(await get(ctx, dut.o, out_count, out_timing, cycles=cycles))
 
     simulate(dut, producer, consumer)
-    return np.array([[p[lane] for lane in range(dut.pe)] for p in results], np.int8)
+    dtype = np.int16 if getattr(dut, "act_bits", 8) == 16 else np.int8
+    return np.array([[p[lane] for lane in range(dut.pe)] for p in results], dtype)
 
 
 def golden_pool(node, xs):
@@ -350,3 +351,47 @@ def test_layer_rejects_pe_that_does_not_divide():
     with pytest.raises(Tfl2RtlError, match=r"^PE=5 does not divide the 12 channels; "
                                            r"choose one of 1, 2, 3, 4, 6, 12$"):
         Pool2DLayer(node, (26, 26, 12), pe=5)
+
+
+# --------------------------------------------------------------------------------------
+# int16 activations (16x8 models)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("counts", [range(1, 26), [64], [4, 6, 9]])
+def test_int16_division_is_exact_for_every_count_and_sum(counts):
+    """As for int8, over every sum of ``count`` int16 values: the quotient fits the 16
+    bits the unit keeps."""
+    dut = PoolUnit("average", window=max(counts), counts=counts, act_bits=16,
+                   act_min=-32768, act_max=32767)
+    for count in counts:
+        sums = np.arange(-32768 * count, 32767 * count + 1, dtype=np.int64)
+        magnitude = np.abs(sums) + count // 2
+        quotient = (magnitude * dut.reciprocals[count]) >> dut.shift
+        np.testing.assert_array_equal(quotient, magnitude // count, err_msg=f"count {count}")
+        assert quotient.max() == 32768
+    assert dut.shift == reciprocal_shift(counts, 16) >= reciprocal_shift(counts)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("kind", [ir.MaxPool2D, ir.AveragePool2D])
+@pytest.mark.parametrize("in_hw, kernel, stride, padding, channels, pe", [
+    ((5, 5), (3, 3), (1, 1), (1, 1, 1, 1), 2, 2),  # SAME: border counts 4 to 9
+    ((4, 5), (2, 2), (2, 2), (0, 0, 0, 1), 4, 2),
+])
+def test_int16_layers(kind, in_hw, kernel, stride, padding, channels, pe, mode):
+    """Pool2DLayer on int16 images (random, the ends of int16, all -32768, all 32767),
+    against the golden pooling, with a clamp inside int16."""
+    node = kind(inputs=("x",), outputs=("y",), filter=kernel, stride=stride, padding=padding,
+                act_min=-30000, act_max=32767)
+    rng = np.random.default_rng(channels)
+    shape = (*in_hw, channels)
+    xs = np.stack([rng.integers(-32768, 32768, shape),
+                   np.where(rng.random(shape) < 0.5, -32768, 32767),
+                   np.full(shape, -32768), np.full(shape, 32767)]).astype(np.int16)
+    dut = Pool2DLayer(node, shape, pe=pe, act_bits=16)
+    expected = golden_pool(node, xs)
+    beats = [row.tolist() for row in xs.reshape(-1, pe)]
+    got = run_stream(dut, beats, expected.size // pe, mode, seed=pe)
+    np.testing.assert_array_equal(got.reshape(expected.shape), expected)
+    assert expected.dtype == np.int16 and expected.min() == -30000

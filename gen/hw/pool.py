@@ -321,6 +321,7 @@ class Pool2DLayer(wiring.Component):
         kh, kw = node.filter
         self.node = node
         self.pe = pe
+        self.act_bits = act_bits
         self.in_shape = (h, w, c)
         self.window = SlidingWindow(self.in_shape, node.filter, node.stride, (1, 1),
                                     node.padding, 0, pe, "depthwise", act_bits=act_bits)
