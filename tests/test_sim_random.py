@@ -122,8 +122,9 @@ MAX_WIDTH = 16
 MAX_LAYER_MULTIPLIERS = 16
 
 #: What this module checked in one run.
-STATS = {"graphs": 0, "random": 0, "random conv": 0, "nodes": 0, "layers": 0, "vectors": 0,
-         "elements": 0, "cycles": 0, "build_seconds": 0.0, "live": 0, "live_layers": 0}
+STATS = {"graphs": 0, "random": 0, "random conv": 0, "random 16x8": 0, "nodes": 0,
+         "layers": 0, "vectors": 0, "elements": 0, "cycles": 0, "build_seconds": 0.0,
+         "live": 0, "live_layers": 0}
 #: How many of those graphs had each of :func:`features`: the dense ones and the
 #: regressions, and the random convolutional ones.
 FEATURES: Counter = Counter()
@@ -136,7 +137,8 @@ def report_counts(summary):
     yield
     if STATS["graphs"]:
         line = (f"test_sim_random: {STATS['graphs']} graphs in Verilator ({STATS['random']} "
-                f"random dense, {STATS['random conv']} random convolutional; "
+                f"random dense, {STATS['random conv']} random convolutional, "
+                f"{STATS['random 16x8']} random 16x8; "
                 f"{STATS['nodes']} nodes, {STATS['layers']} layers; outputs varying "
                 f"over the inputs in {STATS['live_layers']} layers and {STATS['live']} graphs), "
                 f"{STATS['vectors']} input vectors, {STATS['elements']} output elements equal "
@@ -871,6 +873,89 @@ def test_random_conv_graph_in_verilator(number, tmp_path, build_dir):
     check_random_graph(rng, g, x, y, tmp_path, build_dir, CONV_FEATURES, MAX_AXI_LANES,
                        CONV_REPEATS)
     STATS["random conv"] += 1
+
+
+# --------------------------------------------------------------------------------------
+# 16x8 graphs: int16 activations, int8 weights, int64 accumulators
+# --------------------------------------------------------------------------------------
+
+#: Random 16x8 graphs per run (times ``TFL2RTL_RANDOM_SCALE``), from their own streams.
+INT16_GRAPHS = 8
+INT16_STREAM = 3
+
+
+def random_16x8_graph(rng):
+    """A 16x8 graph of the ops with int16 hardware (written with the 16x8 layer methods
+    of ``tests/models/make_writer_models.py``): an int16 image of up to 6 x 6 x 4 through
+    one to three CONV_2D (1x1 to 3x3, strides 1 and 2, SAME and VALID, per-channel int8
+    weights, int64 biases up to 2**24), MAX_POOL_2D and AVERAGE_POOL_2D layers, then
+    maybe a RESHAPE and a FULLY_CONNECTED; fused activations at random.  Output scales
+    spread each layer's outputs over int16 within a factor of 2**3."""
+    from test_golden_random import ModeLayers
+
+    g = GraphWriter("tfl2rtl random 16x8 graph")
+    layers = ModeLayers(g, "int16")
+    h, w, c = (int(v) for v in rng.integers((2, 2, 1), (7, 7, 5)))
+    s_in = f32(2.0 ** rng.uniform(-12, -4))
+    x = y = g.tensor((1, h, w, c), "int16", s_in, 0)
+
+    def weights(shape, channels, fan_in, s_in):
+        values = int8_values(rng, pick(rng, WEIGHT_KINDS), shape)
+        base = 2.0 ** rng.uniform(-10, -4)
+        scales = [f32(base * 2.0 ** rng.uniform(-3, 0)) for _ in range(channels)]
+        # (|x| ~ 2**14 and |w| ~ 60 over fan_in terms: outputs ~ 2**14 at this scale)
+        s_out = f32(s_in * base * 60 * np.sqrt(fan_in) * 2.0 ** rng.uniform(-3, 3))
+        bias = rng.integers(-(1 << 24), 1 << 24, channels)
+        return values, scales, bias, (s_out, 0)
+
+    for _ in range(int(rng.integers(1, 4))):
+        _, h, w, c = g.shape(y)
+        activation = pick(rng, ACTIVATIONS[:3])
+        kernel = (int(rng.integers(1, min(3, h) + 1)), int(rng.integers(1, min(3, w) + 1)))
+        stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        padding = pick(rng, ["SAME", "VALID"])
+        if chance(rng, 0.6):
+            out_c = int(rng.integers(1, 6))
+            values, scales, bias, out_quant = weights(
+                (out_c, *kernel, c), out_c, kernel[0] * kernel[1] * c, g.quant(y)[0])
+            y = layers.conv_2d(y, values, scales, bias, out_quant, stride=stride,
+                               padding=padding, activation=activation)
+        else:
+            op = pick(rng, ["MAX_POOL_2D", "AVERAGE_POOL_2D"])
+            y = layers.pool_2d(op, y, kernel, stride=stride, padding=padding,
+                               activation=activation)
+    if chance(rng, 0.5):
+        size = int(np.prod(g.shape(y)))
+        y = g.reshape(y, (1, size))
+        out_depth = int(rng.integers(1, 9))
+        values, scales, bias, out_quant = weights((out_depth, size), out_depth, size,
+                                                  g.quant(y)[0])
+        y = layers.fully_connected(y, values, scales, bias, out_quant,
+                                   activation=pick(rng, ACTIVATIONS[:3]))
+    return g, x, y
+
+
+@pytest.mark.parametrize("number", range(max(1, round(INT16_GRAPHS * SCALE))))
+def test_random_16x8_graph_in_verilator(number, tmp_path, build_dir):
+    """A random 16x8 graph (:func:`random_16x8_graph`) at a random folding, back to back
+    and under random stalls and backpressure, against the golden model, which TFLite
+    Micro checks on the same inputs."""
+    rng = np.random.default_rng([SEED, INT16_STREAM, number])
+    g, x, y = random_16x8_graph(rng)
+    path = tmp_path / "random16x8.tflite"
+    path.write_bytes(g.finish([x], [y]))
+    graph = load(path)
+    assert graph.quantization == "int16x8"
+    folds, lanes = foldings(graph, rng)
+    stall, backpressure = rng.uniform(0.05, 0.9, 2)
+    inputs = hardware_inputs(graph, rng)
+    print(f"{path}\n{describe(graph, folds)}\nlanes {lanes}, stall {stall:.2f}, "
+          f"backpressure {backpressure:.2f}")
+    runs = build_and_simulate(graph, folds, lanes, inputs, build_dir,
+                              seed=int(rng.integers(2**16)), stall=stall,
+                              backpressure=backpressure, counter=FEATURES)
+    assert runs["streaming"].outputs.dtype == np.int16
+    STATS["random 16x8"] += 1
 
 
 # --------------------------------------------------------------------------------------
