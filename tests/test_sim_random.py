@@ -880,17 +880,20 @@ def test_random_conv_graph_in_verilator(number, tmp_path, build_dir):
 # --------------------------------------------------------------------------------------
 
 #: Random 16x8 graphs per run (times ``TFL2RTL_RANDOM_SCALE``), from their own streams.
-INT16_GRAPHS = 8
+INT16_GRAPHS = 12
 INT16_STREAM = 3
 
 
 def random_16x8_graph(rng):
     """A 16x8 graph of the ops with int16 hardware (written with the 16x8 layer methods
     of ``tests/models/make_writer_models.py``): an int16 image of up to 6 x 6 x 4 through
-    one to three CONV_2D (1x1 to 3x3, strides 1 and 2, SAME and VALID, per-channel int8
-    weights, int64 biases up to 2**24), MAX_POOL_2D and AVERAGE_POOL_2D layers, then
-    maybe a RESHAPE and a FULLY_CONNECTED; fused activations at random.  Output scales
-    spread each layer's outputs over int16 within a factor of 2**3."""
+    one to three steps of CONV_2D (1x1 to 3x3, strides 1 and 2, SAME and VALID,
+    per-channel int8 weights, int64 biases up to 2**24), DEPTHWISE_CONV_2D (depth
+    multipliers 1 and 2), MAX_POOL_2D and AVERAGE_POOL_2D, PAD, an int16 -> int16
+    QUANTIZE, a residual ADD of a same-shape convolution and the CONCATENATION of two
+    along the channels; then maybe a RESHAPE and a FULLY_CONNECTED; fused activations
+    at random.  Output scales spread each layer's outputs over int16 within a factor of
+    2**3."""
     from test_golden_random import ModeLayers
 
     g = GraphWriter("tfl2rtl random 16x8 graph")
@@ -908,22 +911,45 @@ def random_16x8_graph(rng):
         bias = rng.integers(-(1 << 24), 1 << 24, channels)
         return values, scales, bias, (s_out, 0)
 
+    def conv(y, *, same=False, depthwise=False):
+        _, h, w, c = g.shape(y)
+        kernel = (int(rng.integers(1, min(3, h) + 1)), int(rng.integers(1, min(3, w) + 1)))
+        stride = (1, 1) if same else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        padding = "SAME" if same else pick(rng, ["SAME", "VALID"])
+        multiplier = int(rng.integers(1, 3)) if depthwise and not same else 1
+        out_c = c * multiplier if depthwise else (c if same else int(rng.integers(1, 6)))
+        shape = (1, *kernel, out_c) if depthwise else (out_c, *kernel, c)
+        fan_in = kernel[0] * kernel[1] * (1 if depthwise else c)
+        values, scales, bias, out_quant = weights(shape, out_c, fan_in, g.quant(y)[0])
+        return layers.conv_2d(y, values, scales, bias, out_quant, stride=stride,
+                              padding=padding, activation=pick(rng, ACTIVATIONS[:3]),
+                              depthwise=depthwise, depth_multiplier=multiplier)
+
     for _ in range(int(rng.integers(1, 4))):
         _, h, w, c = g.shape(y)
-        activation = pick(rng, ACTIVATIONS[:3])
-        kernel = (int(rng.integers(1, min(3, h) + 1)), int(rng.integers(1, min(3, w) + 1)))
-        stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
-        padding = pick(rng, ["SAME", "VALID"])
-        if chance(rng, 0.6):
-            out_c = int(rng.integers(1, 6))
-            values, scales, bias, out_quant = weights(
-                (out_c, *kernel, c), out_c, kernel[0] * kernel[1] * c, g.quant(y)[0])
-            y = layers.conv_2d(y, values, scales, bias, out_quant, stride=stride,
-                               padding=padding, activation=activation)
-        else:
-            op = pick(rng, ["MAX_POOL_2D", "AVERAGE_POOL_2D"])
-            y = layers.pool_2d(op, y, kernel, stride=stride, padding=padding,
-                               activation=activation)
+        kind = pick(rng, ["conv", "conv", "depthwise", "pool", "pad", "quantize", "add",
+                          "concatenation"])
+        if kind in ("conv", "depthwise"):
+            y = conv(y, depthwise=kind == "depthwise")
+        elif kind == "pool":
+            kernel = (int(rng.integers(1, min(3, h) + 1)), int(rng.integers(1, min(3, w) + 1)))
+            stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+            y = layers.pool_2d(pick(rng, ["MAX_POOL_2D", "AVERAGE_POOL_2D"]), y, kernel,
+                               stride=stride, padding=pick(rng, ["SAME", "VALID"]),
+                               activation=pick(rng, ACTIVATIONS[:3]))
+        elif kind == "pad":
+            y = g.pad(y, [[0, 0], *[[int(v) for v in rng.integers(0, 2, 2)] for _ in "hw"],
+                          [0, 0]])
+        elif kind == "quantize":
+            y = layers.requantize(y, (f32(g.quant(y)[0] * 2.0 ** rng.uniform(-4, 4)), 0))
+        elif kind == "add":  # a residual: y + conv(y), scales within 2**3 of each other
+            out_quant = (f32(g.quant(y)[0] * 2.0 ** rng.uniform(-1, 3)), 0)
+            y = layers.add(y, conv(y, same=True), out_quant,
+                           activation=pick(rng, ACTIVATIONS[:3]))
+        else:  # the concatenation of y and a requantized y, both at one scale
+            other = conv(y, same=True)
+            other = layers.requantize(other, g.quant(y))
+            y = g.concatenation([y, other], 3)
     if chance(rng, 0.5):
         size = int(np.prod(g.shape(y)))
         y = g.reshape(y, (1, size))

@@ -16,8 +16,8 @@ from ..errors import Tfl2RtlError
 from ..fixedpoint import signed_bits
 from . import pipeline
 from .adapters import AccumulatorSplitter, SkidBuffer, connect_splitting
-from .layouts import accumulator_layout, int8_lanes, pack_lanes, signed_lanes
-from .requant import Requantizer
+from .layouts import accumulator_layout, pack_lanes, signed_lanes
+from .requant import Int64Requantizer, Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
 
 __all__ = ["DepthwiseUnit", "DepthwiseConv2DLayer", "LOGIC_PRODUCTS_HOOK", "logic_product",
@@ -162,10 +162,12 @@ class DepthwiseUnit(wiring.Component):
         self.blocks = self.in_channels // self.in_lanes
         self.acc_width = node.acc_bits
         self.weight_bits = bits
+        #: int16 activations in a 16x8 layer (int64 accumulators), else int8.
+        self.act_bits = 16 if node.accumulator == "int64" else 8
         self._weights = weights.astype(np.int64)
         self._bias = bias
         super().__init__({
-            "i": In(stream.Signature(window_layout(self.in_lanes))),
+            "i": In(stream.Signature(window_layout(self.in_lanes, self.act_bits))),
             "o": Out(stream.Signature(
                 accumulator_layout(self.acc_width, self.lanes, self.blocks))),
         })
@@ -239,7 +241,7 @@ class DepthwiseUnit(wiring.Component):
             init=self._weight_rows())
         weight_port = weights.read_port()
         m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
-        x_1 = register(self.i.payload.data, "x_1", int8_lanes(self.in_lanes))
+        x_1 = register(self.i.payload.data, "x_1", signed_lanes(self.act_bits, self.in_lanes))
         valid_1 = flag(issue, "valid_1")
         first_1 = register(tap == 0, "first_1")
         last_1 = register((tap == taps - 1) & (step == steps - 1), "last_1")
@@ -267,7 +269,7 @@ class DepthwiseUnit(wiring.Component):
                                               f"product_{j}")
                     for j in range(1, pe)]
         if products is None:
-            x_2 = register(x_1, "x_2", int8_lanes(self.in_lanes))
+            x_2 = register(x_1, "x_2", signed_lanes(self.act_bits, self.in_lanes))
             multiply = logic_product if in_logic else operator.mul
             products = [
                 pipeline.register(
@@ -275,7 +277,8 @@ class DepthwiseUnit(wiring.Component):
                     multiply(x_2[j // self.depth_multiplier],
                              pipeline.register(m, advances[j], w_1[j], f"w_2_{j}",
                                                reset_less=True)),
-                    f"product_{j}", signed(8 + self.weight_bits), reset_less=True)
+                    f"product_{j}", signed(self.act_bits + self.weight_bits),
+                    reset_less=True)
                 for j in range(pe)
             ]
 
@@ -338,9 +341,11 @@ class DepthwiseConv2DLayer(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(int8_lanes(in_lanes)))``
+    i : ``In(stream.Signature(signed_lanes(act_bits, in_lanes)))``
         The input image in NHWC order, ``H * W * C / in_lanes`` beats.
-    o : ``Out(stream.Signature(int8_lanes(requant_lanes)))``
+    o : ``Out(stream.Signature(signed_lanes(act_bits, requant_lanes)))``
+        ``act_bits`` is 16 in a 16x8 layer (int16 activations, an
+        :class:`~tfl2rtl.hw.requant.Int64Requantizer`), else 8.
         The output image in NHWC order, ``out_h * out_w * C * depth_multiplier /
         requant_lanes`` beats.
 
@@ -409,18 +414,28 @@ class DepthwiseConv2DLayer(wiring.Component):
         self.in_lanes = self.unit.in_lanes
         self.in_shape = (h, w, c)
         self.out_shape = (*out_hw, node.weights.shape[2])
+        self.act_bits = act_bits = self.unit.act_bits
         self.window = SlidingWindow(
             self.in_shape, kernel, node.stride, node.dilation, node.padding,
-            pad_value=-node.input_offset, simd=self.in_lanes, order="depthwise")
+            pad_value=-node.input_offset, simd=self.in_lanes, order="depthwise",
+            act_bits=act_bits)
         self.requant_lanes = requant_lanes
         self.splitter = None
         if requant_lanes != lanes:
             self.splitter = AccumulatorSplitter(node.acc_bits, lanes, requant_lanes,
                                                 self.unit.blocks)
-        self.requant = Requantizer(node.requant, channels=self.out_shape[2],
-                                   output_offset=node.output_offset, act_min=node.act_min,
-                                   act_max=node.act_max, acc_width=node.acc_bits,
-                                   lanes=requant_lanes, serial_products=serial_requantizer)
+        if act_bits == 16:  # a 16x8 layer: TFLite's int64 requantization
+            if serial_requantizer:
+                raise Tfl2RtlError("a 16x8 layer's Int64Requantizer has no serial products")
+            self.requant = Int64Requantizer(
+                node.requant, channels=self.out_shape[2], output_offset=node.output_offset,
+                act_min=node.act_min, act_max=node.act_max, acc_width=node.acc_bits,
+                lanes=requant_lanes)
+        else:
+            self.requant = Requantizer(
+                node.requant, channels=self.out_shape[2], output_offset=node.output_offset,
+                act_min=node.act_min, act_max=node.act_max, acc_width=node.acc_bits,
+                lanes=requant_lanes, serial_products=serial_requantizer)
         steps = self.unit.taps * self.unit.steps
         self.cycles_per_vector = max(
             self.window.cycles_per_vector,
@@ -430,8 +445,8 @@ class DepthwiseConv2DLayer(wiring.Component):
                         + SkidBuffer.latency + self.requant.latency
                         + (self.splitter is not None))
         super().__init__({
-            "i": In(stream.Signature(int8_lanes(self.in_lanes))),
-            "o": Out(stream.Signature(int8_lanes(requant_lanes))),
+            "i": In(stream.Signature(signed_lanes(act_bits, self.in_lanes))),
+            "o": Out(stream.Signature(signed_lanes(act_bits, requant_lanes))),
         })
 
     def elaborate(self, platform):

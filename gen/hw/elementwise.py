@@ -1,5 +1,5 @@
-"""Element-wise and data-movement layers on NHWC int8 streams: ADD, table lookups,
-CONCATENATION and PAD."""
+"""Element-wise and data-movement layers on NHWC int8 streams (int16 in a 16x8 model, but
+for the tables): ADD, table lookups, CONCATENATION, PAD and QUANTIZE between integers."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ from ..fixedpoint import (
     signed_bits,
 )
 from . import pipeline
-from .layouts import int8_lanes
+from .layouts import signed_lanes
 from .pipeline import register
 from .requant import Requantizer
 
 __all__ = ["ADD_INPUT_STAGES", "AddLayer", "LutLayer", "ConcatLayer", "PadLayer",
-           "add_input_factors"]
+           "RequantizeLayer", "add_input_factors"]
 
 #: The register stages of each ADD input's ``MultiplyByQuantizedMultiplier`` (with a
 #: constant multiplier and shift), before the output :class:`~.requant.Requantizer`.
@@ -39,8 +39,9 @@ ADD_INPUT_STAGES = (
 )
 
 
-def _int8_stream(lanes):
-    return stream.Signature(int8_lanes(lanes))
+def _lanes_stream(lanes, bits: int = 8):
+    """``lanes`` elements of ``bits`` signed bits a beat (int8, or a 16x8 model's int16)."""
+    return stream.Signature(signed_lanes(bits, lanes))
 
 
 def _check_lanes(what: str, count: int, lanes: int, name: str):
@@ -63,10 +64,10 @@ def _scalar(requant: ir.Requant, what: str) -> tuple[int, int]:
 
 class _ScaledInput:
     """The constants and value ranges of one ADD input's
-    ``mbqm((q + offset) << left_shift, multiplier, shift)`` for any int8 ``q`` (built by
-    :class:`_InputScaler`)."""
+    ``mbqm((q + offset) << left_shift, multiplier, shift)`` for any ``act_bits``-bit
+    ``q`` (int8, or int16 in a 16x8 model; built by :class:`_InputScaler`)."""
 
-    def __init__(self, node: ir.Add, which: int):
+    def __init__(self, node: ir.Add, which: int, act_bits: int = 8):
         what = f"input{which} multiplier"
         if not 0 <= node.left_shift <= 30:
             raise Tfl2RtlError(f"ADD left shift {node.left_shift} is outside 0 .. 30")
@@ -75,12 +76,15 @@ class _ScaledInput:
         # Every shift left comes before the high multiply, so they add up.
         self.left = int(node.left_shift) + max(shift, 0)
         self.right = max(-shift, 0)
-        self.v_range = (-128 + self.offset, 127 + self.offset)
+        self.act_bits = act_bits
+        low, high = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
+        self.v_range = (low + self.offset, high + self.offset)
         ends = [v * (1 << self.left) for v in self.v_range]
         if not (INT32_MIN < min(ends) and max(ends) <= INT32_MAX):
             raise Tfl2RtlError(
                 f"ADD input{which}: (q {self.offset:+d}) << {self.left} overflows int32 for "
-                "some int8 q; the hardware supports only ADDs that do not wrap there")
+                f"some int{act_bits} q; the hardware supports only ADDs that do not wrap "
+                "there")
         self.left_shift = int(node.left_shift)
         #: The multiplier's low (unsigned) and high (signed) 16-bit halves.
         self.halves = (self.multiplier & 0xFFFF, self.multiplier >> 16)
@@ -100,16 +104,16 @@ class _InputScaler(wiring.Component):
 
     Members
     -------
-    q : ``In(signed(8))``
+    q : ``In(signed(scaling.act_bits))``
     advance : ``In(1)``
     scaled : ``Out(signed(...))``
-        Wide enough for the scaled range of every int8 ``q``.
+        Wide enough for the scaled range of every ``q``.
     """
 
     def __init__(self, scaling: _ScaledInput):
         self.scaling = scaling
         super().__init__({
-            "q": In(signed(8)),
+            "q": In(signed(scaling.act_bits)),
             "advance": In(1),
             "scaled": Out(signed(signed_bits(*scaling.range))),
         })
@@ -157,7 +161,8 @@ def add_input_factors(node: ir.Add) -> list[int]:
 
 
 class AddLayer(wiring.Component):
-    """TFLite Micro's int8 ADD of two equally shaped tensors, ``lanes`` elements a beat.
+    """TFLite Micro's int8 ADD of two equally shaped tensors, ``lanes`` elements a beat
+    (or its int16 ADD, the same arithmetic, with ``act_bits=16``).
 
     Per element, exactly as :func:`tfl2rtl.golden.add` (TFLM's ``AddElementwise``)::
 
@@ -189,9 +194,9 @@ class AddLayer(wiring.Component):
 
     Members
     -------
-    a, b : ``In(stream.Signature(int8_lanes(lanes)))``
+    a, b : ``In(stream.Signature(signed_lanes(act_bits, lanes)))``
         The node's first and second input, in the same element order.
-    o : ``Out(stream.Signature(int8_lanes(lanes)))``
+    o : ``Out(stream.Signature(signed_lanes(act_bits, lanes)))``
 
     Attributes
     ----------
@@ -208,7 +213,7 @@ class AddLayer(wiring.Component):
     int32 (negative ones too); ``lanes`` 1, 2, 4, 8 and 16.
     """
 
-    def __init__(self, node: ir.Add, shape, *, lanes: int = 1):
+    def __init__(self, node: ir.Add, shape, *, lanes: int = 1, act_bits: int = 8):
         pair = len(shape) > 0 and isinstance(shape[0], (tuple, list, np.ndarray))
         shapes = [tuple(s) for s in shape] if pair else [tuple(shape)] * 2
         if len(shapes) != 2 or shapes[0] != shapes[1]:
@@ -219,7 +224,8 @@ class AddLayer(wiring.Component):
         _check_lanes("ADD", self.shape[-1] if self.shape else 1, lanes, "channels")
         self.node = node
         self.lanes = lanes
-        self.inputs = (_ScaledInput(node, 1), _ScaledInput(node, 2))
+        self.act_bits = act_bits
+        self.inputs = (_ScaledInput(node, 1, act_bits), _ScaledInput(node, 2, act_bits))
         lo = sum(x.range[0] for x in self.inputs)
         hi = sum(x.range[1] for x in self.inputs)
         out_multiplier, out_shift = _scalar(node.output_requant, "output multiplier")
@@ -230,13 +236,13 @@ class AddLayer(wiring.Component):
         self._requantizer = Requantizer(
             node.output_requant, channels=lanes, output_offset=node.output_offset,
             act_min=node.act_min, act_max=node.act_max, acc_width=signed_bits(lo, hi),
-            lanes=lanes)
+            lanes=lanes, out_bits=act_bits)
         self.latency = len(ADD_INPUT_STAGES) + self._requantizer.latency
         self.cycles_per_vector = size // lanes
         super().__init__({
-            "a": In(_int8_stream(lanes)),
-            "b": In(_int8_stream(lanes)),
-            "o": Out(_int8_stream(lanes)),
+            "a": In(_lanes_stream(lanes, act_bits)),
+            "b": In(_lanes_stream(lanes, act_bits)),
+            "o": Out(_lanes_stream(lanes, act_bits)),
         })
 
     def elaborate(self, platform):
@@ -309,7 +315,7 @@ class LutLayer(wiring.Component):
         self.cycles_per_vector = math.prod(self.shape) // lanes
         # Addressed by q's bits read as unsigned: u = q mod 256 holds table[(u + 128) % 256].
         self._rom = np.roll(table.astype(np.int64), 128).tolist()
-        super().__init__({"i": In(_int8_stream(lanes)), "o": Out(_int8_stream(lanes))})
+        super().__init__({"i": In(_lanes_stream(lanes)), "o": Out(_lanes_stream(lanes))})
 
     def elaborate(self, platform):
         m = Module()
@@ -357,9 +363,10 @@ class ConcatLayer(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(int8_lanes(lanes))).array(len(in_shapes))``
-        The inputs, in the node's order: ``i[k]``.
-    o : ``Out(stream.Signature(int8_lanes(lanes)))``
+    i : ``In(stream.Signature(signed_lanes(act_bits, lanes))).array(len(in_shapes))``
+        The inputs, in the node's order: ``i[k]``; ``act_bits`` is 8, or 16 in a 16x8
+        model.
+    o : ``Out(stream.Signature(signed_lanes(act_bits, lanes)))``
 
     Attributes
     ----------
@@ -372,7 +379,8 @@ class ConcatLayer(wiring.Component):
     Tested along each axis of 4-D tensors with 1 to 3 inputs and ``lanes`` 1 to 4.
     """
 
-    def __init__(self, node: ir.Concatenation, in_shapes, *, lanes: int = 1):
+    def __init__(self, node: ir.Concatenation, in_shapes, *, lanes: int = 1,
+                 act_bits: int = 8):
         shapes = [tuple(s) for s in in_shapes]
         axis = node.axis
         if not shapes or not 0 <= axis < len(shapes[0]) or any(
@@ -395,8 +403,8 @@ class ConcatLayer(wiring.Component):
         self.latency = 1
         self.cycles_per_vector = math.prod(self.out_shape) // lanes
         super().__init__({
-            "i": In(_int8_stream(lanes)).array(len(shapes)),
-            "o": Out(_int8_stream(lanes)),
+            "i": In(_lanes_stream(lanes, act_bits)).array(len(shapes)),
+            "o": Out(_lanes_stream(lanes, act_bits)),
         })
 
     def elaborate(self, platform):
@@ -439,8 +447,9 @@ class PadLayer(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(int8_lanes(lanes)))``
-    o : ``Out(stream.Signature(int8_lanes(lanes)))``
+    i : ``In(stream.Signature(signed_lanes(act_bits, lanes)))``
+        ``act_bits`` is 8, or 16 in a 16x8 model.
+    o : ``Out(stream.Signature(signed_lanes(act_bits, lanes)))``
 
     Attributes
     ----------
@@ -454,15 +463,15 @@ class PadLayer(wiring.Component):
     ``lanes`` 1, 2 and 4.
     """
 
-    def __init__(self, node: ir.Pad, in_shape, *, lanes: int = 1):
+    def __init__(self, node: ir.Pad, in_shape, *, lanes: int = 1, act_bits: int = 8):
         self.in_shape = tuple(in_shape)
         paddings = [tuple(int(p) for p in pair) for pair in node.paddings]
         if not self.in_shape or len(paddings) != len(self.in_shape) or any(
                 p < 0 for pair in paddings for p in pair):
             raise Tfl2RtlError(f"PAD of {self.in_shape} by {paddings}: expected one pair of "
                                "non-negative paddings per dimension")
-        if not -128 <= node.pad_value <= 127:
-            raise Tfl2RtlError(f"PAD value {node.pad_value} is not an int8")
+        if not -(1 << (act_bits - 1)) <= node.pad_value < 1 << (act_bits - 1):
+            raise Tfl2RtlError(f"PAD value {node.pad_value} is not an int{act_bits}")
         channels = self.in_shape[-1]
         _check_lanes("PAD", channels, lanes, "channels")
         if any(p % lanes for p in paddings[-1]):
@@ -475,7 +484,8 @@ class PadLayer(wiring.Component):
                                                                 strict=True))
         self.latency = 1
         self.cycles_per_vector = math.prod(self.out_shape) // lanes
-        super().__init__({"i": In(_int8_stream(lanes)), "o": Out(_int8_stream(lanes))})
+        super().__init__({"i": In(_lanes_stream(lanes, act_bits)),
+                          "o": Out(_lanes_stream(lanes, act_bits))})
 
     def elaborate(self, platform):
         m = Module()
@@ -510,4 +520,60 @@ class PadLayer(wiring.Component):
             for lane in range(self.lanes):
                 m.d.sync += self.o.payload[lane].eq(
                     Mux(inside, self.i.payload[lane], self.node.pad_value))
+        return m
+
+
+class RequantizeLayer(wiring.Component):
+    """QUANTIZE between integers (:class:`tfl2rtl.ir.Requantize`, ``reference_ops::
+    Requantize``): ``clamp(MultiplyByQuantizedMultiplier(q - input_zero_point,
+    multiplier, shift) + output_zero_point)`` to the output type's range, ``lanes``
+    elements a beat, in a :class:`~.requant.Requantizer` (the int32 arithmetic, per
+    tensor).  A 16x8 model's int16 -> int16 QUANTIZE is one (``act_bits=16``).
+
+    Members
+    -------
+    i : ``In(stream.Signature(signed_lanes(act_bits, lanes)))``
+    o : ``Out(stream.Signature(signed_lanes(act_bits, lanes)))``
+
+    Attributes
+    ----------
+    latency : int
+        The requantizer's: a beat taken at clock edge ``n`` can leave at edge ``n +
+        latency``.
+    cycles_per_vector : int
+        ``size / lanes`` times the requantizer's interval.
+    """
+
+    def __init__(self, node: ir.Requantize, shape, *, lanes: int = 1, act_bits: int = 8):
+        if node.flip_sign:
+            raise Tfl2RtlError("a QUANTIZE between uint8 and int8 moves no data through a "
+                               "stage of its own")
+        self.shape = tuple(shape)
+        _check_lanes("QUANTIZE", self.shape[-1] if self.shape else 1, lanes, "channels")
+        low, high = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
+        self.node = node
+        self.lanes = lanes
+        self.act_bits = act_bits
+        self._offset = -int(node.input_zero_point)
+        width = signed_bits(low + self._offset, high + self._offset)
+        self._requantizer = Requantizer(
+            node.requant, channels=lanes, output_offset=node.output_zero_point,
+            act_min=low, act_max=high, acc_width=width, lanes=lanes, out_bits=act_bits)
+        self.latency = self._requantizer.latency
+        self.cycles_per_vector = math.prod(self.shape) // lanes * self._requantizer.interval
+        super().__init__({"i": In(_lanes_stream(lanes, act_bits)),
+                          "o": Out(_lanes_stream(lanes, act_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.requantizer = requantizer = self._requantizer
+        wiring.connect(m, requantizer.o, wiring.flipped(self.o))
+        # The requantizer registers the accumulator in its first stage.
+        m.d.comb += [
+            requantizer.i.valid.eq(self.i.valid),
+            self.i.ready.eq(requantizer.i.ready),
+        ]
+        for lane in range(self.lanes):
+            m.d.comb += requantizer.i.payload.acc[lane].eq(self.i.payload[lane]
+                                                           + self._offset)
         return m

@@ -84,8 +84,9 @@ class Requantizer(wiring.Component):
     channels : int
         Number of output channels; a multiple of ``lanes``.
     output_offset, act_min, act_max : int
-        The epilogue's constants; ``[act_min, act_max]`` must lie within int8 and the
-        offset within int32, 256 away from its ends.
+        The epilogue's constants; ``[act_min, act_max]`` must lie within the
+        ``out_bits``-bit signed range and the offset within int32, ``2**out_bits`` away
+        from its ends.
     acc_width : int
         Width of the signed accumulators on :attr:`i`.
     lanes : int
@@ -99,8 +100,10 @@ class Requantizer(wiring.Component):
     -------
     i : ``In(stream.Signature(accumulator_layout(acc_width, lanes, channels // lanes)))``
         ``acc[lane]`` belongs to channel ``group * lanes + lane``.
-    o : ``Out(stream.Signature(int8_lanes(lanes)))``
-        The requantized values, in the order the accumulators came in.
+    o : ``Out(stream.Signature(signed_lanes(out_bits, lanes)))``
+        The requantized values, in the order the accumulators came in: int8, or int16
+        with ``out_bits=16`` (a 16x8 model's ADD and int16 QUANTIZE, whose arithmetic is
+        the int32 one).
 
     Attributes
     ----------
@@ -142,7 +145,7 @@ class Requantizer(wiring.Component):
 
     def __init__(self, requant, *, channels: int, output_offset: int, act_min: int,
                  act_max: int, acc_width: int, lanes: int = 1,
-                 serial_products: bool = False):
+                 serial_products: bool = False, out_bits: int = 8):
         multiplier = np.asarray(requant.multiplier, dtype=np.int64).reshape(-1)
         shift = np.asarray(requant.shift, dtype=np.int64).reshape(-1)
         if lanes < 1 or channels < 1 or channels % lanes:
@@ -161,13 +164,15 @@ class Requantizer(wiring.Component):
             raise Tfl2RtlError(
                 f"requantization shifts {shift.min()} .. {shift.max()} are outside -31 .. 31"
             )
-        if not -128 <= act_min <= act_max <= 127:
+        if out_bits not in (8, 16):
+            raise Tfl2RtlError(f"{out_bits}-bit results: the requantizer gives 8 or 16")
+        if not -(1 << (out_bits - 1)) <= act_min <= act_max < 1 << (out_bits - 1):
             raise Tfl2RtlError(
-                f"activation range [{act_min}, {act_max}] is not an int8 range"
+                f"activation range [{act_min}, {act_max}] is not an int{out_bits} range"
             )
         if acc_width < 1:
             raise Tfl2RtlError(f"accumulator width {acc_width} must be positive")
-        if not INT32_MIN + 256 <= output_offset <= INT32_MAX - 256:
+        if not INT32_MIN + (1 << out_bits) <= output_offset <= INT32_MAX - (1 << out_bits):
             raise Tfl2RtlError(f"output offset {output_offset} is outside the int32 range "
                                "the requantizer supports")
 
@@ -175,6 +180,7 @@ class Requantizer(wiring.Component):
         self.lanes = lanes
         self.groups = channels // lanes
         self.acc_width = acc_width
+        self.out_bits = out_bits
         self.output_offset = int(output_offset)
         self.act_min = int(act_min)
         self.act_max = int(act_max)
@@ -203,7 +209,7 @@ class Requantizer(wiring.Component):
         }
         super().__init__({
             "i": In(stream.Signature(accumulator_layout(acc_width, lanes, self.groups))),
-            "o": Out(stream.Signature(int8_lanes(lanes))),
+            "o": Out(stream.Signature(signed_lanes(out_bits, lanes))),
         })
 
     @staticmethod
@@ -478,20 +484,21 @@ class Requantizer(wiring.Component):
         q = stage(y >> right, "q", signed(32))
 
         # "clamp": q is compared with the bounds less the offset (no adder before the
-        # comparisons); only the low 8 bits of q + output_offset are needed in range.
+        # comparisons); only the low out_bits bits of q + output_offset are needed in
+        # range.
         # The C code adds the offset in int32, which wraps: q beyond INT32_MAX - offset
         # becomes very negative (clamped to act_min), q below INT32_MIN - offset very
         # positive (act_max).  Comparisons with constants, parallel to the others.
         offset = self.output_offset
         low_bound = self.act_min - offset
         high_bound = self.act_max - offset
-        in_range = (q + offset)[:8].as_signed()
+        in_range = (q + offset)[:self.out_bits].as_signed()
         clamped = Mux(q < low_bound, self.act_min, Mux(q > high_bound, self.act_max, in_range))
         if offset > 0:
             clamped = Mux(q > INT32_MAX - offset, self.act_min, clamped)
         elif offset < 0:
             clamped = Mux(q < INT32_MIN - offset, self.act_max, clamped)
-        return stage(clamped, "out", signed(8))
+        return stage(clamped, "out", signed(self.out_bits))
 
 
 class RoundingRequantizer(wiring.Component):

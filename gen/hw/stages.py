@@ -365,6 +365,7 @@ class Conv2DStage(WindowStage):
 
 class DepthwiseStage(WindowStage):
     serial_requantizer = True
+    int16 = True
 
     def options(self):
         from .depthwise import pe_choices
@@ -399,7 +400,8 @@ class DepthwiseStage(WindowStage):
         steps = self.kernel_positions * (lanes // fold.pe)
         return max(self.in_size // in_lanes, self.out_pixels * (self.in_shape[-1] // in_lanes)
                    * _group_cycles(steps, lanes // (requant_lanes or fold.pe),
-                                   _serial(self.node.requant, requant_interval)))
+                            _serial(self.node.requant,
+                                    _node_interval(self.node, requant_interval))))
 
     def build(self, fold, requant_lanes=None, serial_requantizer=False):
         from .depthwise import DepthwiseConv2DLayer
@@ -450,6 +452,8 @@ class MeanStage(Stage):
 
 
 class AddStage(Stage):
+    int16 = True
+
     def options(self):
         if self.in_shapes[0] != self.in_shapes[1]:
             raise Tfl2RtlError(
@@ -464,7 +468,22 @@ class AddStage(Stage):
     def build(self, fold, requant_lanes=None):
         from .elementwise import AddLayer
 
-        return AddLayer(self.node, self.out_shape, lanes=fold.pe)
+        return AddLayer(self.node, self.out_shape, lanes=fold.pe, act_bits=self.act_bits)
+
+
+class RequantizeStage(Stage):
+    """QUANTIZE between integers of one width (a 16x8 model's int16 -> int16 one)."""
+
+    int16 = True
+
+    def cycles(self, fold, requant_lanes=None, requant_interval=1):
+        return self.out_size // fold.pe * _serial(self.node.requant, requant_interval)
+
+    def build(self, fold, requant_lanes=None):
+        from .elementwise import RequantizeLayer
+
+        return RequantizeLayer(self.node, self.out_shape, lanes=fold.pe,
+                               act_bits=self.act_bits)
 
 
 class LutStage(Stage):
@@ -475,6 +494,8 @@ class LutStage(Stage):
 
 
 class ConcatStage(Stage):
+    int16 = True
+
     def _lane_dimension(self):
         axis = self.node.axis
         inner = [ir.shape_size(s[axis:]) for s in self.tensor_shapes]
@@ -489,10 +510,13 @@ class ConcatStage(Stage):
     def build(self, fold, requant_lanes=None):
         from .elementwise import ConcatLayer
 
-        return ConcatLayer(self.node, self.tensor_shapes, lanes=fold.pe)
+        return ConcatLayer(self.node, self.tensor_shapes, lanes=fold.pe,
+                           act_bits=self.act_bits)
 
 
 class PadStage(Stage):
+    int16 = True
+
     def _lane_dimension(self):
         before, after = self.node.paddings[-1]
         channels = self.in_shape[-1] if len(self.in_shape) >= 3 else self.in_size
@@ -506,7 +530,8 @@ class PadStage(Stage):
     def build(self, fold, requant_lanes=None):
         from .elementwise import PadLayer
 
-        return PadLayer(self.node, self.tensor_shapes[0], lanes=fold.pe)
+        return PadLayer(self.node, self.tensor_shapes[0], lanes=fold.pe,
+                        act_bits=self.act_bits)
 
 
 class TransposeStage(Stage):
@@ -583,6 +608,7 @@ STAGE_KINDS: dict[type, type[Stage]] = {
     ir.Pad: PadStage,
     ir.Softmax: SoftmaxStage,
     ir.Transpose: TransposeStage,
+    ir.Requantize: RequantizeStage,
 }
 
 
@@ -605,8 +631,10 @@ def stage_for(graph: ir.Graph, index: int) -> Stage | None:
     if graph.quantization == "int16x8":
         if not stage.int16:
             built = sorted(t.op for t, k in STAGE_KINDS.items() if k.int16)
+            # (a table op by the op it came from: LEAKY_RELU, not LUT)
+            name = getattr(node, "function", node.op).upper()
             raise Tfl2RtlError(
-                f"node {index} ({node.op}) of a 16x8 model has no hardware for int16 "
+                f"node {index} ({name}) of a 16x8 model has no hardware for int16 "
                 f"activations yet; built for 16x8: {', '.join(built)}, RESHAPE")
         # int16 streams; the products are DSP blocks and the requantizers
         # Int64Requantizers, which have neither products in logic nor serial products.
