@@ -128,21 +128,25 @@ def test_tflm_is_refused_for_a_legacy_uint8_model():
 
 def test_a_16x8_op_without_int16_hardware_is_refused_in_one_line(tmp_path):
     for verb, *args in (("generate", "-o", tmp_path / "out"), ("sim", "--inputs", 1)):
-        proc = cli(verb, TEST_MODELS / "mlp_int16x8.tflite", *args)
-        assert_one_line_error(proc, "node 4 (SOFTMAX) of a 16x8 model has no hardware for "
-                              "int16 activations yet", "FULLY_CONNECTED")
+        proc = cli(verb, TEST_MODELS / "ops_int16x8.tflite", *args)
+        assert_one_line_error(proc, "node 5 (LEAKY_RELU) of a 16x8 model has no hardware "
+                              "for int16 activations yet", "FULLY_CONNECTED")
     proc = cli("build", TEST_MODELS / "mlp_int16x8.tflite", "--board", "icebreaker", "-o",
                tmp_path / "bit")
     assert_one_line_error(proc, "is a 16x8 model", "host link carries 8-bit elements")
     assert not (tmp_path / "out").exists() and not (tmp_path / "bit").exists()
 
 
-def test_a_16x8_model_through_generate_and_sim(tmp_path):
-    """QUANTIZE (float32 -> int16, on the host), CONV_2D, MAX_POOL_2D, RESHAPE,
-    FULLY_CONNECTED, DEQUANTIZE: int16 streams, 16x8 products and the int64
-    requantization, bit-exact in Verilator under stalls; a bitstream is refused in one
-    line (the host link carries 8-bit elements)."""
-    model = TEST_MODELS / "int16x8.tflite"
+@pytest.mark.parametrize("name", ["int16x8.tflite", "mlp_int16x8.tflite",
+                                  "cnn_int16x8.tflite"])
+def test_16x8_models_through_generate_and_sim(name, tmp_path):
+    """int16x8: QUANTIZE (float32 -> int16, on the host), CONV_2D, MAX_POOL_2D, RESHAPE,
+    FULLY_CONNECTED, DEQUANTIZE; mlp_int16x8: three FULLY_CONNECTED and SOFTMAX;
+    cnn_int16x8: CONV_2D, DEPTHWISE_CONV_2D, ADD, an int16 QUANTIZE, CONCATENATION,
+    AVERAGE_POOL_2D, FULLY_CONNECTED, SOFTMAX.  int16 streams, 16x8 products, the int64
+    requantization and the int16 softmax, bit-exact in Verilator under stalls; a
+    bitstream is refused in one line (the host link carries 8-bit elements)."""
+    model = TEST_MODELS / name
     cli("generate", model, "-o", tmp_path / "out", check_code=0)
     top = (tmp_path / "out" / "tfl2rtl_top.v").read_text()
     assert re.search(r"input \[15:0\] s_axis_tdata", top)
@@ -286,9 +290,9 @@ def test_generate_and_sim_a_legacy_uint8_model(tmp_path):
 
 
 def test_generate_errors(tmp_path):
-    assert_one_line_error(cli("generate", TEST_MODELS / "cnn_int16x8.tflite", "-o",
+    assert_one_line_error(cli("generate", TEST_MODELS / "ops_int16x8.tflite", "-o",
                               tmp_path / "out"), "16x8",
-                          "node 1 (DEPTHWISE_CONV_2D)", "no hardware for int16 activations")
+                          "node 5 (LEAKY_RELU)", "no hardware for int16 activations")
     assert not (tmp_path / "out").exists()
     bad = tmp_path / "fold.json"
     bad.write_text('{"layers": {"1": {"pe": 3, "simd": 1}}}')

@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
 # (Amaranth's own convention for tests of constructors that raise: the half-built
 # component would otherwise warn when it is garbage collected.)
-"""The int8 softmax unit against the golden kernel (itself checked against TFLite Micro
-in test_kernels_softmax.py), in Amaranth's simulator."""
+"""The int8 and int16 softmax units against the golden kernels (themselves checked
+against TFLite Micro in test_kernels_softmax.py), in Amaranth's simulator."""
 
 import numpy as np
 import pytest
@@ -12,8 +12,20 @@ from streams import STALL_MODES, get, put, simulate
 from tfl2rtl import ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.softmax import MAX_ROW, NORMALIZE_CYCLES, SoftmaxUnit, exp_table
-from tfl2rtl.kernels.softmax import softmax_int8, softmax_params
+from tfl2rtl.hw.softmax import (
+    MAX_ROW,
+    MAX_ROW_INT16,
+    NORMALIZE_CYCLES,
+    SoftmaxInt16Unit,
+    SoftmaxUnit,
+    exp_table,
+)
+from tfl2rtl.kernels.softmax import (
+    softmax_int8,
+    softmax_int16,
+    softmax_int16_params,
+    softmax_params,
+)
 
 
 def softmax_node(beta: float, scale: float) -> ir.Softmax:
@@ -135,3 +147,85 @@ def test_rejects_rows_it_cannot_take(row):
     with pytest.raises(Tfl2RtlError, match=rf"^SOFTMAX over rows of {row} elements: the "
                                            rf"hardware takes 1 to {MAX_ROW}"):
         SoftmaxUnit(softmax_node(1.0, 0.1), row)
+
+
+# --- int16 (16x8 models) -----------------------------------------------------------------
+
+
+def softmax_int16_node(beta: float, scale: float) -> ir.Softmax:
+    multiplier, left_shift = softmax_int16_params(beta, scale)
+    return ir.Softmax(inputs=("x",), outputs=("y",), beta=beta, input_scale=scale,
+                      input_multiplier=multiplier, input_left_shift=left_shift, diff_min=0)
+
+
+def int16_rows(rng, count, row):
+    """Uniform rows, rows near the maximum, all equal, a single peak over -32768,
+    two-valued rows, and the full int16 range."""
+    kinds = [
+        lambda: rng.integers(-32768, 32768, row),
+        lambda: 32767 - rng.integers(0, 3000, row),
+        lambda: np.full(row, rng.integers(-32768, 32768)),
+        lambda: np.where(np.arange(row) == rng.integers(row), rng.integers(-32767, 32768),
+                         -32768),
+        lambda: rng.choice([int(rng.integers(-32768, 32768)), int(rng.integers(-32768, 32768))],
+                           row),
+        lambda: np.resize([32767, -32768], row),
+    ]
+    return np.stack([kinds[r % len(kinds)]() for r in range(count)]).astype(np.int16)
+
+
+def run_int16(dut, rows, mode, seed=0, cycles=None):
+    in_timing, out_timing = STALL_MODES[mode](seed)
+    results = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [[int(v)] for v in rows.reshape(-1)], in_timing)
+
+    async def consumer(ctx):
+        payloads = await get(ctx, dut.o, rows.size, out_timing, cycles=cycles)
+        results.extend(payload[0] for payload in payloads)
+
+    simulate(dut, producer, consumer)
+    return np.array(results, dtype=np.int16).reshape(rows.shape)
+
+
+INT16_NODES = {
+    "mlp_int16x8": lambda: next(n for n in load(TEST_MODELS / "mlp_int16x8.tflite").nodes
+                                if isinstance(n, ir.Softmax)),
+    "scale 1e-3": lambda: softmax_int16_node(1.0, 1e-3),  # differences beyond the table
+    "scale 1.5e-4": lambda: softmax_int16_node(1.0, 10 / 65535),  # the table's own scale
+    "scale 3e-5": lambda: softmax_int16_node(1.0, 3.0e-5),  # a right shift
+    "beta 0.3": lambda: softmax_int16_node(0.3, 2e-3),
+}
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("name", INT16_NODES)
+def test_int16_matches_golden(name, mode):
+    node = INT16_NODES[name]()
+    rows = int16_rows(np.random.default_rng(len(name)), 24, 10)
+    got = run_int16(SoftmaxInt16Unit(node, 10), rows, mode, seed=5)
+    expected = softmax_int16(rows, node.input_multiplier, node.input_left_shift)
+    np.testing.assert_array_equal(got, expected)
+    assert len(np.unique(expected)) > 10
+
+
+@pytest.mark.parametrize("row", [1, 3, 40])
+def test_int16_row_lengths_and_cycles(row):
+    node = softmax_int16_node(1.0, 1e-3)
+    dut = SoftmaxInt16Unit(node, row)
+    rows = int16_rows(np.random.default_rng(row), 6, row)
+    cycles = []
+    got = run_int16(dut, rows, "streaming", cycles=cycles)
+    np.testing.assert_array_equal(
+        got, softmax_int16(rows, node.input_multiplier, node.input_left_shift))
+    # The first output of row r + 1 comes cycles_per_row after the first of row r.
+    firsts = cycles[::row]
+    assert np.all(np.diff(firsts) == dut.cycles_per_row)
+    assert dut.cycles_per_row == SoftmaxInt16Unit.cycles_for_row(row)
+
+
+@pytest.mark.parametrize("row", [0, MAX_ROW_INT16 + 1])
+def test_int16_rejects_rows_it_cannot_take(row):
+    with pytest.raises(Tfl2RtlError, match="int16 SOFTMAX over rows of"):
+        SoftmaxInt16Unit(softmax_int16_node(1.0, 1e-3), row)

@@ -891,9 +891,9 @@ def random_16x8_graph(rng):
     per-channel int8 weights, int64 biases up to 2**24), DEPTHWISE_CONV_2D (depth
     multipliers 1 and 2), MAX_POOL_2D and AVERAGE_POOL_2D, PAD, an int16 -> int16
     QUANTIZE, a residual ADD of a same-shape convolution and the CONCATENATION of two
-    along the channels; then maybe a RESHAPE and a FULLY_CONNECTED; fused activations
-    at random.  Output scales spread each layer's outputs over int16 within a factor of
-    2**3."""
+    along the channels; then maybe a RESHAPE and a FULLY_CONNECTED, and maybe a SOFTMAX;
+    fused activations at random.  Output scales spread each layer's outputs over int16
+    within a factor of 2**3."""
     from test_golden_random import ModeLayers
 
     g = GraphWriter("tfl2rtl random 16x8 graph")
@@ -958,6 +958,8 @@ def random_16x8_graph(rng):
                                                   g.quant(y)[0])
         y = layers.fully_connected(y, values, scales, bias, out_quant,
                                    activation=pick(rng, ACTIVATIONS[:3]))
+        if chance(rng, 0.4):
+            y = layers.softmax(y, beta=f32(2.0 ** rng.uniform(-2, 2)))
     return g, x, y
 
 

@@ -1,4 +1,4 @@
-"""TFLite Micro's int8 SOFTMAX as a small sequential stream component."""
+"""TFLite Micro's int8 and int16 SOFTMAX as small sequential stream components."""
 
 from __future__ import annotations
 
@@ -18,10 +18,14 @@ from ..fixedpoint import (
     exp_on_negative_values,
     multiply_by_quantized_multiplier_greater_than_one,
 )
-from ..kernels.softmax import ACCUMULATION_INTEGER_BITS, SCALED_DIFF_INTEGER_BITS
-from .layouts import int8_lanes
+from ..kernels.softmax import (
+    ACCUMULATION_INTEGER_BITS,
+    SCALED_DIFF_INTEGER_BITS,
+    softmax_int16_tables,
+)
+from .layouts import int8_lanes, signed_lanes
 
-__all__ = ["SoftmaxUnit", "exp_table"]
+__all__ = ["SoftmaxUnit", "SoftmaxInt16Unit", "exp_table", "doubling_high_multiply"]
 
 #: The longest row the unit takes: TFLite aborts once the sum of exponentials reaches
 #: 512, which 512 equal values do; below that the output exponent stays within 0 .. 31.
@@ -55,6 +59,37 @@ _TOP_EXPONENT = ACCUMULATION_INTEGER_BITS + 31 - 8 - 4
 #: one cycle) to its result: registered operands, four registered 16x16 partial products
 #: (one DSP block each), their registered 64-bit sum, and the registered rounding.
 MULTIPLY_CYCLES = 4
+
+
+def doubling_high_multiply(m: Module, mul_a, mul_b):
+    """gemmlowp's saturating rounding doubling high multiply of the int32 operands
+    ``mul_a`` and ``mul_b`` as a pipeline of :data:`MULTIPLY_CYCLES` register stages in
+    ``m`` that moves every cycle: the operands; the four 16x16 partial products (low
+    halves unsigned, high halves signed, one DSP block each); their sum; then the nudge
+    and C's truncating division by 2**31.  Returns ``high``, which holds ``srdhm(mul_a,
+    mul_b)`` of the operands given :data:`MULTIPLY_CYCLES` cycles earlier."""
+    op_a = Signal(signed(32))
+    op_b = Signal(signed(32))
+    m.d.sync += [op_a.eq(mul_a), op_b.eq(mul_b)]
+    a_low, a_high = op_a[:16], op_a[16:].as_signed()
+    b_low, b_high = op_b[:16], op_b[16:].as_signed()
+    low_low = Signal(unsigned(32))
+    cross = [Signal(signed(33), name=f"cross_{k}") for k in range(2)]
+    high_high = Signal(signed(32))
+    m.d.sync += [low_low.eq(a_low * b_low), cross[0].eq(a_low * b_high),
+                 cross[1].eq(a_high * b_low), high_high.eq(a_high * b_high)]
+    product = Signal(signed(64))
+    m.d.sync += product.eq((high_high << 32) + ((cross[0] + cross[1]) << 16) + low_low)
+    both_min = [Signal(name=f"both_min_{k}") for k in range(3)]
+    m.d.sync += [both_min[0].eq((mul_a == INT32_MIN) & (mul_b == INT32_MIN)),
+                 both_min[1].eq(both_min[0]), both_min[2].eq(both_min[1])]
+    high = Signal(signed(32))
+    nudged = product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))
+    # C's division by 2**31 truncates: the floor, plus one for a negative value with
+    # low bits (no 64-bit adder needed for that).
+    truncated = nudged[31:].as_signed() + (nudged[-1] & nudged[:31].any())
+    m.d.sync += high.eq(Mux(both_min[2], INT32_MAX, truncated[:32].as_signed()))
+    return high
 
 
 class SoftmaxUnit(wiring.Component):
@@ -136,34 +171,9 @@ class SoftmaxUnit(wiring.Component):
             lookup.addr.eq((maximum - read.data)[:8]),
         ]
 
-        # Saturating rounding doubling high multiply, a pipeline of MULTIPLY_CYCLES
-        # register stages that moves every cycle: the operands; the four 16x16 partial
-        # products (low halves unsigned, high halves signed); their sum; then gemmlowp's
-        # nudge and C's truncating division by 2**31.  ``high`` holds srdhm(mul_a, mul_b)
-        # of the operands given MULTIPLY_CYCLES cycles earlier.
         mul_a = Signal(signed(32))
         mul_b = Signal(signed(32))
-        op_a = Signal(signed(32))
-        op_b = Signal(signed(32))
-        m.d.sync += [op_a.eq(mul_a), op_b.eq(mul_b)]
-        a_low, a_high = op_a[:16], op_a[16:].as_signed()
-        b_low, b_high = op_b[:16], op_b[16:].as_signed()
-        low_low = Signal(unsigned(32))
-        cross = [Signal(signed(33), name=f"cross_{k}") for k in range(2)]
-        high_high = Signal(signed(32))
-        m.d.sync += [low_low.eq(a_low * b_low), cross[0].eq(a_low * b_high),
-                     cross[1].eq(a_high * b_low), high_high.eq(a_high * b_high)]
-        product = Signal(signed(64))
-        m.d.sync += product.eq((high_high << 32) + ((cross[0] + cross[1]) << 16) + low_low)
-        both_min = [Signal(name=f"both_min_{k}") for k in range(3)]
-        m.d.sync += [both_min[0].eq((mul_a == INT32_MIN) & (mul_b == INT32_MIN)),
-                     both_min[1].eq(both_min[0]), both_min[2].eq(both_min[1])]
-        high = Signal(signed(32))
-        nudged = product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))
-        # C's division by 2**31 truncates: the floor, plus one for a negative value with
-        # low bits (no 64-bit adder needed for that).
-        truncated = nudged[31:].as_signed() + (nudged[-1] & nudged[:31].any())
-        m.d.sync += high.eq(Mux(both_min[2], INT32_MAX, truncated[:32].as_signed()))
+        high = doubling_high_multiply(m, mul_a, mul_b)
         wait = Signal(range(MULTIPLY_CYCLES))  # cycles still to wait for ``high``
 
         def wait_for_high(state, then):
@@ -305,6 +315,231 @@ class SoftmaxUnit(wiring.Component):
                 shifted = (top >> 1) + top[0] - 128
                 m.d.comb += [self.o.valid.eq(1),
                              self.o.payload[0].eq(Mux(shifted > 127, 127, shifted))]
+                with m.If(self.o.ready):
+                    with m.If(count == row - 1):
+                        m.d.sync += count.eq(0)
+                        m.next = "load"
+                    with m.Else():
+                        m.d.sync += count.eq(count + 1)
+                        m.next = "output_read"
+        return m
+
+
+#: The longest row :class:`SoftmaxInt16Unit` takes (its sum of exponentials, at most
+#: ``row * 32767``, stays below 2**24: 8 to 17 leading zeros).
+MAX_ROW_INT16 = 511
+
+#: :class:`SoftmaxInt16Unit`'s cycles per table lookup: the entry, the next one, and the
+#: interpolation between them into a register.
+LOOKUP_CYCLES = 3
+
+
+class SoftmaxInt16Unit(wiring.Component):
+    """Int16 softmax over rows of ``row`` elements (a 16x8 model's), bit-exact with
+    TensorFlow Lite Micro's ``SoftmaxInt16`` (:func:`tfl2rtl.kernels.softmax.softmax_int16`),
+    one element at a time, sequenced by a state machine:
+
+    1. ``load``: take the row into a buffer, tracking its maximum (``row`` cycles).
+    2. ``sum``, per element: ``MultiplyByQuantizedMultiplier(x - max, input_multiplier,
+       input_left_shift)`` (the int32 arithmetic: a wrapped left shift, the pipelined
+       doubling high multiply of :func:`doubling_high_multiply`, the rounding right
+       shift), ``+ 32767`` saturated to int16, the interpolated ``exp`` table lookup
+       (:data:`LOOKUP_CYCLES`); the exponential is added to the int32 sum and kept in a
+       second buffer (``MULTIPLY_CYCLES + 6`` cycles an element).
+    3. ``reciprocal``: the sum's leading zeros ``h``, ``((sum << (h - 1)) + 2**13) >> 14
+       - 3 * 2**15`` saturated to int16 and looked up in the ``1 / (1 + x)`` table (``1 +
+       LOOKUP_CYCLES`` cycles).
+    4. ``output``, per element: ``(exp * reciprocal + 2**(30 - h)) >> (31 - h)`` clamped
+       to ``[0, 32767]`` (4 cycles, plus any wait for ``o.ready``).
+
+    Both 513-entry tables share one ROM (:func:`tfl2rtl.kernels.softmax.
+    softmax_int16_tables`).
+
+    Members
+    -------
+    i : ``In(stream.Signature(signed_lanes(16, 1)))``
+    o : ``Out(stream.Signature(signed_lanes(16, 1)))``
+        The softmax of each row, in order (scale 1/32768, zero point 0).
+
+    Attributes
+    ----------
+    cycles_per_row : int
+        :meth:`cycles_for_row`: ``(MULTIPLY_CYCLES + 11) * row + 1 + LOOKUP_CYCLES``
+        from the first element of a row taken to the first of the next when the input
+        keeps up and the output is not stalled (nothing overlaps).
+
+    Tested on rows of 1 to 40 elements with input scales that put the differences
+    beyond the exp table and within one step of it, left shifts from the node's
+    parameters, against the golden model, with stalls and backpressure.
+    """
+
+    def __init__(self, node: ir.Softmax, row: int):
+        if not 1 <= row <= MAX_ROW_INT16:
+            raise Tfl2RtlError(f"int16 SOFTMAX over rows of {row} elements: the hardware "
+                               f"takes 1 to {MAX_ROW_INT16}")
+        shift = int(node.input_left_shift)
+        if not -31 <= shift <= 31 or not 0 <= node.input_multiplier <= INT32_MAX:
+            raise Tfl2RtlError(f"int16 SOFTMAX input multiplier {node.input_multiplier} and "
+                               f"shift {shift}: expected a q31 multiplier, -31 .. 31")
+        self.node = node
+        self.row = row
+        self.cycles_per_row = self.cycles_for_row(row)
+        exp_lut, reciprocal_lut = softmax_int16_tables()
+        self._rom = np.concatenate([exp_lut, reciprocal_lut]).astype(np.int64).tolist()
+        self._table_size = len(exp_lut)
+        super().__init__({
+            "i": In(stream.Signature(signed_lanes(16, 1))),
+            "o": Out(stream.Signature(signed_lanes(16, 1))),
+        })
+
+    @staticmethod
+    def cycles_for_row(row: int) -> int:
+        """:attr:`cycles_per_row` for rows of ``row`` elements: ``row`` to load,
+        ``MULTIPLY_CYCLES + 6`` a sum step, ``1 + LOOKUP_CYCLES`` for the reciprocal and
+        4 an output."""
+        return row + (MULTIPLY_CYCLES + 6) * row + 1 + LOOKUP_CYCLES + 4 * row
+
+    def elaborate(self, platform):
+        m = Module()
+        row = self.row
+        left = max(int(self.node.input_left_shift), 0)
+        right = max(-int(self.node.input_left_shift), 0)
+
+        m.submodules.buffer = buffer = Memory(shape=signed(16), depth=row, init=[])
+        write = buffer.write_port()
+        read = buffer.read_port()
+        m.submodules.exps = exps = Memory(shape=signed(16), depth=row, init=[])
+        exp_write = exps.write_port()
+        exp_read = exps.read_port()
+        m.submodules.tables = rom = Memory(shape=signed(16), depth=len(self._rom),
+                                           init=self._rom)
+        table = rom.read_port()
+
+        count = Signal(range(row + 1))
+        maximum = Signal(signed(16))
+        m.d.comb += [
+            write.addr.eq(count), write.data.eq(self.i.payload[0]),
+            read.addr.eq(count), exp_write.addr.eq(count), exp_read.addr.eq(count),
+        ]
+
+        mul_a = Signal(signed(32))
+        mul_b = Signal(signed(32))
+        high = doubling_high_multiply(m, mul_a, mul_b)
+        wait = Signal(range(MULTIPLY_CYCLES))
+
+        total = Signal(unsigned(32))  # the int32 sum of exponentials (< 2**24)
+        key = Signal(signed(16))  # the value being looked up
+        base = Signal(signed(16))  # its table entry
+        looked_up = Signal(signed(16))  # the interpolated result
+        reciprocal = Signal(signed(16))
+        headroom = Signal(range(33))  # CountLeadingZeros(sum)
+        product = Signal(unsigned(31))
+        result = Signal(signed(16))
+
+        def lookup(first, offset, then):
+            """``lut_lookup_int16(key)`` in the table at ``offset``: ``LOOKUP_CYCLES``
+            states from ``first``, the result in ``looked_up`` when ``then`` starts."""
+            index = 256 + (key >> 7) + offset
+            with m.State(first):
+                m.d.comb += [table.addr.eq(index), table.en.eq(1)]
+                m.next = f"{first}_next"
+            with m.State(f"{first}_next"):
+                m.d.comb += [table.addr.eq(index + 1), table.en.eq(1)]
+                m.d.sync += base.eq(table.data)
+                m.next = f"{first}_interpolate"
+            with m.State(f"{first}_interpolate"):
+                slope = table.data - base
+                delta = (slope * key[:7] + 64) >> 7
+                m.d.sync += looked_up.eq((base + delta)[:16].as_signed())
+                m.next = then
+
+        with m.FSM():
+            with m.State("load"):
+                m.d.comb += [self.i.ready.eq(1), write.en.eq(self.i.valid)]
+                with m.If(self.i.valid):
+                    value = self.i.payload[0]
+                    m.d.sync += maximum.eq(Mux((count == 0) | (value > maximum),
+                                               value, maximum))
+                    with m.If(count == row - 1):
+                        m.d.sync += [count.eq(0), total.eq(0)]
+                        m.next = "sum_read"
+                    with m.Else():
+                        m.d.sync += count.eq(count + 1)
+
+            with m.State("sum_read"):
+                m.d.comb += read.en.eq(1)
+                m.next = "sum_multiply"
+
+            with m.State("sum_multiply"):
+                # (x - max) << left_shift, wrapped to int32, times the multiplier.
+                diff = read.data - maximum
+                m.d.comb += [mul_a.eq((diff << left)[:32].as_signed()),
+                             mul_b.eq(self.node.input_multiplier)]
+                m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
+                m.next = "sum_wait"
+
+            with m.State("sum_wait"):
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 1):
+                    m.next = "sum_round"
+
+            with m.State("sum_round"):
+                # RoundingDivideByPOT (halves away from zero), + 32767, saturated.
+                if right:
+                    half = 1 << (right - 1)
+                    scaled = (high + Mux(high < 0, half - 1, half)) >> right
+                else:
+                    scaled = high
+                symmetric = scaled + 32767
+                m.d.sync += key.eq(Mux(symmetric > 32767, 32767,
+                                       Mux(symmetric < -32768, -32768, symmetric)))
+                m.next = "sum_lookup"
+
+            lookup("sum_lookup", 0, "sum_add")
+
+            with m.State("sum_add"):
+                m.d.comb += [exp_write.data.eq(looked_up), exp_write.en.eq(1)]
+                m.d.sync += total.eq(total + looked_up)
+                with m.If(count == row - 1):
+                    m.d.sync += count.eq(0)
+                    m.next = "reciprocal"
+                with m.Else():
+                    m.d.sync += count.eq(count + 1)
+                    m.next = "sum_read"
+
+            with m.State("reciprocal"):
+                # The sum shifted up to bit 30 by its leading zeros less one, rounded to
+                # 17 bits, recentred and saturated.
+                zeros = Const(32, range(33))
+                for bit in range(32):  # the highest set bit wins
+                    zeros = Mux(total[bit], 31 - bit, zeros)
+                # (the sum is at least 1, so it has at most 31 leading zeros)
+                shifted = ((total << (zeros - 1)[:5])[:31] + (1 << 13)) >> 14
+                symmetric = shifted - ((1 << 15) + (1 << 16))
+                m.d.sync += [headroom.eq(zeros),
+                             key.eq(Mux(symmetric > 32767, 32767,
+                                        Mux(symmetric < -32768, -32768, symmetric)))]
+                m.next = "reciprocal_lookup"
+
+            lookup("reciprocal_lookup", self._table_size, "output_read")
+
+            with m.State("output_read"):
+                m.d.comb += exp_read.en.eq(1)
+                m.d.sync += reciprocal.eq(looked_up)
+                m.next = "output_multiply"
+
+            with m.State("output_multiply"):
+                m.d.sync += product.eq(exp_read.data * reciprocal)
+                m.next = "output_shift"
+
+            with m.State("output_shift"):
+                right_shift = (31 - headroom)[:5]
+                rounded = (product + (Const(1, 32) << right_shift)[1:]) >> right_shift
+                m.d.sync += result.eq(Mux(rounded > 32767, 32767, rounded))
+                m.next = "output_send"
+
+            with m.State("output_send"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload[0].eq(result)]
                 with m.If(self.o.ready):
                     with m.If(count == row - 1):
                         m.d.sync += count.eq(0)

@@ -564,34 +564,39 @@ class TransposeStage(Stage):
 
 class SoftmaxStage(Stage):
     foldable = False
+    int16 = True
 
     @property
     def row(self) -> int:
         return self.in_shape[-1]
 
-    def options(self):
-        from .softmax import MAX_ROW
+    def _unit(self):
+        """The unit's class: :class:`~tfl2rtl.hw.softmax.SoftmaxInt16Unit` in a 16x8
+        model, else :class:`~tfl2rtl.hw.softmax.SoftmaxUnit`."""
+        from .softmax import SoftmaxInt16Unit, SoftmaxUnit
 
-        if self.row > MAX_ROW:
+        return SoftmaxInt16Unit if self.act_bits == 16 else SoftmaxUnit
+
+    def options(self):
+        from .softmax import MAX_ROW, MAX_ROW_INT16
+
+        longest = MAX_ROW_INT16 if self.act_bits == 16 else MAX_ROW
+        if self.row > longest:
             raise Tfl2RtlError(
                 f"{self.name}: SOFTMAX over rows of {self.row} elements; the hardware "
-                f"takes at most {MAX_ROW}"
+                f"takes at most {longest}"
             )
         return [Fold(1, 1)]
 
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
-        from .softmax import SoftmaxUnit
-
-        return (self.in_size // self.row) * SoftmaxUnit.cycles_for_row(self.row)
+        return (self.in_size // self.row) * self._unit().cycles_for_row(self.row)
 
     def demand(self, elements, bound):
         row_end = (elements // self.row + 1) * self.row - 1
         return row_end if bound == "upper" else elements
 
     def build(self, fold, requant_lanes=None):
-        from .softmax import SoftmaxUnit
-
-        return SoftmaxUnit(self.node, self.row)
+        return self._unit()(self.node, self.row)
 
 
 #: The stage kind of each IR node type that has hardware.

@@ -55,6 +55,7 @@ __all__ = [
     "gen_lut",
     "lut_lookup_int16",
     "softmax_int16_params",
+    "softmax_int16_tables",
     "softmax_int16",
 ]
 
@@ -237,6 +238,12 @@ def _softmax_int16_luts(float_type=np.float32) -> tuple[np.ndarray, np.ndarray]:
     one_over_one_plus_x_lut = gen_lut(lambda v: f(1) / (f(1) + np.asarray(v, f)), 0.0, 1.0,
                                       -1.0, 1.0, f)
     return exp_lut, one_over_one_plus_x_lut
+
+
+def softmax_int16_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The two 513-entry int16 tables :func:`softmax_int16` looks up (TFLM's, computed in
+    float32): ``exp`` on [-10, 0] and ``1 / (1 + x)`` on [0, 1]."""
+    return _softmax_int16_luts(np.float32)
 
 
 def softmax_int16(x, input_multiplier: int, input_left_shift: int,
