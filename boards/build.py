@@ -139,13 +139,8 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     or nextpnr finds the logic (LUTs or flip-flops) too large, the next smaller design
     is built instead, down to one multiplier per layer (``progress`` and the report's
     notes say so).  With ``max_multipliers`` (or a fold file) every product is a
-    multiplier.  A 16x8 model is refused: the host link carries 8-bit elements."""
+    multiplier."""
     target = board_named(board_name)
-    if getattr(graph, "quantization", "int8") == "int16x8":
-        raise Tfl2RtlError(
-            f"{graph.source or 'this model'} is a 16x8 model: generate and sim build its "
-            "hardware (int16 streams), but the board's host link carries 8-bit elements, "
-            "so its bitstream is not built yet")
     check_memory(graph, target)
     say = progress or (lambda message: None)
     interval = target.requant_interval

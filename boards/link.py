@@ -6,7 +6,8 @@ payload into the accelerator while it arrives, and sends the reply (the accelera
 output, the identity record from a ROM, or an error) back as bytes.
 :class:`BoardTop` joins it to a UART and to any accelerator component with the
 AXI4-Stream ports of :class:`tfl2rtl.hw.network.DataflowNetwork` (``s_axis_*``,
-``m_axis_*``, ``8 * lanes`` bits of data).
+``m_axis_*``, ``8 * lanes`` bits of data, or ``16 * lanes`` for int16 tensors, which
+the link carries as two bytes an element, little endian).
 """
 
 
@@ -108,14 +109,20 @@ class HostLink(wiring.Component):
     def __init__(self, identity: Identity, *, timeout_cycles: int, fifo_depth: int = 16):
         self.identity = identity
         self.record = identity.pack()
-        self.lanes = identity.lanes
-        self.in_size = identity.input.size
-        self.out_size = identity.output.size
+        # The link moves bytes: an int16 element is two, little endian, so a beat of
+        # ``identity.lanes`` elements is twice as many bytes.
+        element = identity.input.wire_dtype.itemsize
+        if identity.output.wire_dtype.itemsize != element:
+            raise Tfl2RtlError("the input and output elements differ in width: "
+                               f"{identity.input.dtype} and {identity.output.dtype}")
+        self.lanes = identity.lanes * element
+        self.in_size = identity.input.nbytes
+        self.out_size = identity.output.nbytes
         for name, size in (("input", self.in_size), ("output", self.out_size)):
             if size % self.lanes or size > protocol.MAX_PAYLOAD:
                 raise Tfl2RtlError(
-                    f"the {name} has {size} elements: the link needs a multiple of the "
-                    f"{self.lanes} lanes, at most {protocol.MAX_PAYLOAD}")
+                    f"the {name} has {size} bytes: the link needs a multiple of the "
+                    f"{self.lanes} bytes of a beat, at most {protocol.MAX_PAYLOAD}")
         if timeout_cycles < 1:
             raise Tfl2RtlError(f"timeout of {timeout_cycles} cycles")
         self.timeout_cycles = timeout_cycles
@@ -535,9 +542,10 @@ class BoardTop(wiring.Component):
     def __init__(self, accelerator, identity: Identity, *, divisor: int,
                  timeout_bytes: int = 256):
         width = len(accelerator.s_axis_tdata)
-        if width != 8 * identity.lanes or len(accelerator.m_axis_tdata) != width:
-            raise Tfl2RtlError(f"the accelerator moves {width // 8} elements per beat; the "
-                               f"identity says {identity.lanes}")
+        bits = 8 * identity.input.wire_dtype.itemsize
+        if width != bits * identity.lanes or len(accelerator.m_axis_tdata) != width:
+            raise Tfl2RtlError(f"the accelerator moves {width // bits} elements per beat; "
+                               f"the identity says {identity.lanes}")
         if bool(identity.memories) != hasattr(accelerator, "load"):
             raise Tfl2RtlError("the identity and the accelerator disagree on whether "
                                "weights are loaded at run time")

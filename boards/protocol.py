@@ -106,7 +106,7 @@ TRAILER = 2  # the CRC
 #: The identity record's first bytes and version.
 IDENTITY_MAGIC = b"T2R"
 IDENTITY_VERSION = 2
-DTYPES = {"int8": 0, "uint8": 1}
+DTYPES = {"int8": 0, "uint8": 1, "int16": 2}
 
 
 class ErrorCode(enum.IntEnum):
@@ -237,7 +237,8 @@ class FrameDecoder:
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """An input or output tensor as the link carries it: one byte per element."""
+    """An input or output tensor as the link carries it: one byte per element, or two,
+    little endian, for an int16 tensor (a 16x8 model's)."""
 
     shape: tuple[int, ...]
     dtype: str
@@ -246,7 +247,18 @@ class TensorInfo:
 
     @property
     def size(self) -> int:
+        """Elements."""
         return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def wire_dtype(self) -> np.dtype:
+        """The elements' numpy dtype on the link (little endian)."""
+        return np.dtype(self.dtype).newbyteorder("<")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes on the link."""
+        return self.size * self.wire_dtype.itemsize
 
     def pack(self) -> bytes:
         return (struct.pack("<BB", DTYPES[self.dtype], len(self.shape))
@@ -288,7 +300,7 @@ class Identity:
     the host must load (:class:`MemoryInfo`, in memory-number order; usually none).
 
     Packed (little endian): ``b"T2R"``, version (1 byte), lanes (2), SHA-256 (32), then
-    per tensor (input, output): dtype code (0 int8, 1 uint8), rank, each dimension (4),
+    per tensor (input, output): dtype code (0 int8, 1 uint8, 2 int16), rank, each dimension (4),
     scale (float32) and zero point (int32); then the number of memories (1) and per
     memory its node, pe, simd (2 each) and rows (4)."""
 
@@ -352,8 +364,8 @@ class Identity:
         def info(name):
             t = graph.tensors[name]
             if t.dtype not in DTYPES:
-                raise Tfl2RtlError(f"the link carries int8 or uint8 tensors; {name!r} is "
-                                   f"{t.dtype}")
+                raise Tfl2RtlError(f"the link carries int8, uint8 or int16 tensors; {name!r} "
+                                   f"is {t.dtype}")
             return TensorInfo(tuple(int(d) for d in t.shape), t.dtype,
                               float(t.scale or 0.0), int(t.zero_point))
 
@@ -563,15 +575,16 @@ class Client:
             raise Tfl2RtlError(
                 f"input of dtype {x.dtype} and shape {list(x.shape)}; the design takes "
                 f"{ident.input.dtype} {list(ident.input.shape)}")
-        data = np.ascontiguousarray(x).tobytes()
+        data = np.ascontiguousarray(x, dtype=ident.input.wire_dtype).tobytes()
         try:
-            payload = self._checked(INFER, data, reply_length=ident.output.size)
+            payload = self._checked(INFER, data, reply_length=ident.output.nbytes)
         except LinkError as exc:
             if weights is None or exc.code is not ErrorCode.NOT_LOADED:
                 raise
             self.load_weights(weights)
-            payload = self._checked(INFER, data, reply_length=ident.output.size)
-        return np.frombuffer(payload, dtype=ident.output.dtype).reshape(ident.output.shape)
+            payload = self._checked(INFER, data, reply_length=ident.output.nbytes)
+        output = np.frombuffer(payload, dtype=ident.output.wire_dtype)
+        return output.astype(ident.output.dtype).reshape(ident.output.shape)
 
 
 class SerialTransport:

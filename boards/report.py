@@ -219,5 +219,5 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
         multipliers=design.multipliers, baud=baud,
         macs=int(design.graph.macs), mac_dsps=mac_dsps(design, board),
         logic_multipliers=design.network_plan.logic_multipliers,
-        link_bytes=identity.input.size + identity.output.size + FRAME_BYTES,
+        link_bytes=identity.input.nbytes + identity.output.nbytes + FRAME_BYTES,
         seconds=seconds, notes=notes)

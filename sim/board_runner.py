@@ -205,9 +205,9 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     # A read waits for the slowest reply: the identity record or the output, each
     # after a request timeout at worst, plus the accelerator's time (generously).
     byte_cycles = 10 * divisor
-    reply_bytes = max(len(ident.pack()), ident.output.size) + 8
+    reply_bytes = max(len(ident.pack()), ident.output.nbytes) + 8
     timeout = (2 * top.link.timeout_cycles + 4 * byte_cycles * reply_bytes
-               + 50 * (ident.input.size + ident.output.size) + 200_000)
+               + 50 * (ident.input.nbytes + ident.output.nbytes) + 200_000)
     # The fault rounds wait less, since many of them wait for a reply that never comes:
     # a request timeout, the reply, and the accelerator's time from its plan.
     plan = getattr(top.accelerator, "plan", None)
@@ -355,7 +355,8 @@ def simulate_netlist(netlist: str | os.PathLike,
     expected = np.asarray(expected)
     build_dir, results_dir, harness = runner.prepare_build_dir(build_dir, runner.HARNESS)
     input_file = build_dir / "inputs.hex"
-    input_file.write_text("".join(f"{beat:0{2 * lanes}x}\n"
+    size = inputs.dtype.itemsize
+    input_file.write_text("".join(f"{beat:0{2 * size * lanes}x}\n"
                                   for beat in runner._beats(inputs, lanes)))
     vectors = len(inputs)
     config = build_dir / "config.json"
@@ -376,8 +377,8 @@ def simulate_netlist(netlist: str | os.PathLike,
                   hdl_toplevel=runner.HARNESS, build_dir=build_dir,
                   build_args=[*NETLIST_VERILATOR_ARGS, f"-I{models[0].parent}"], always=True,
                   timescale=("1ns", "1ps"),
-                  parameters={"LANES": lanes, "IN_SIZE": in_size, "OUT_SIZE": out_size,
-                              "VECTORS": vectors},
+                  parameters={"LANES": lanes, "BITS": 8 * size, "IN_SIZE": in_size,
+                              "OUT_SIZE": out_size, "VECTORS": vectors},
                   log_file=build_dir / "build.log")
         build_seconds = time.perf_counter() - began
         results_xml = sim.test(test_module="tfl2rtl.sim.network_tb",
@@ -390,7 +391,7 @@ def simulate_netlist(netlist: str | os.PathLike,
     if failed or total != len(runner.TESTS):
         raise Tfl2RtlError(f"{failed} of {total} cocotb runs of the netlist failed; see "
                            f"{build_dir / 'sim.log'}")
-    runs = {name: runner._load_run(results_dir / f"{name}.json", expected, lanes,
+    runs = {name: runner._load_run(results_dir / f"{name}.json", expected, lanes, 8 * size,
                                    build_seconds)
             for name in runner.TESTS}
     for name, run in runs.items():

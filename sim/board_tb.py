@@ -203,7 +203,7 @@ def host_session(transport: SimTransport, config: dict) -> dict:
         result["outputs"].append(infer(k))
     result["infer_wall_seconds"] = time.perf_counter() - began
     if config["bad_frames"]:
-        for name, frame in _bad_frames(ident.input.size).items():
+        for name, frame in _bad_frames(ident.input.nbytes).items():
             transport.write(frame)
             reply = client.receive(device_seed(frame))
             result["errors"][name] = {
@@ -232,7 +232,8 @@ def fault_campaigns(client, transport, config: dict, inputs: np.ndarray) -> dict
     # exchange in every attempt ending in a timeout after the longest frames.
     byte_ns = 10 * transport.bit_ns
     frames = 1 + sum(-(-m.rows * m.row_bytes // 1024) + 1 for m in ident.memories)
-    longest = max(1030 if ident.memories else 0, ident.input.size) + ident.output.size + 64
+    longest = (max(1030 if ident.memories else 0, ident.input.nbytes) + ident.output.nbytes
+               + 64)
     exchange_ns = longest * byte_ns + transport.timeout_ns
     bound = 2 * client.attempts * (2 + frames) * exchange_ns
     began_wall, began_sim = time.perf_counter(), transport.now()

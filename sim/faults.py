@@ -179,7 +179,7 @@ def campaign(client, line, graph, inputs: np.ndarray, expected: np.ndarray, coun
         rows, row_bytes = stage_for(graph, memory.node).weight_rows(Fold(memory.pe,
                                                                          memory.simd))
         loads += [len(encode(LOAD, p)) for p in load_payloads(number, rows, row_bytes)]
-    infer_bytes, reply_bytes = ident.input.size + 6, ident.output.size + 6
+    infer_bytes, reply_bytes = ident.input.nbytes + 6, ident.output.nbytes + 6
     shape = ident.input.shape
     tally = Tally()
 

@@ -34,8 +34,9 @@ def vectors(graph, count):
     return np.stack([s[0].reshape(-1) for s in random_inputs(graph, count, seed=1)])
 
 
-@pytest.mark.parametrize("path, lanes, count", [(HELLO_WORLD, 1, 6), (MLP, 2, 2)],
-                         ids=["hello_world", "mlp_uint8_2_lanes"])
+@pytest.mark.parametrize("path, lanes, count", [
+    (HELLO_WORLD, 1, 6), (MLP, 2, 2), (TEST_MODELS / "mlp_int16x8.tflite", 2, 2)],
+    ids=["hello_world", "mlp_uint8_2_lanes", "mlp_int16x8_2_lanes"])
 def test_host_driver_talks_to_the_simulated_board(path, lanes, count, tmp_path):
     graph, top = board_top(path, lanes=lanes)
     x = vectors(graph, count)

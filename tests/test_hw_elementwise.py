@@ -14,7 +14,7 @@ from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl import golden, ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.elementwise import AddLayer, ConcatLayer, LutLayer, PadLayer
+from tfl2rtl.hw.elementwise import AddLayer, ConcatLayer, LutLayer, PadLayer, RequantizeLayer
 from tflite_writer import GraphWriter
 
 RESNET = ZOO / "mlperf_tiny" / "pretrainedResnet_quant.tflite"
@@ -385,3 +385,50 @@ def test_pad_throughput_and_rejects(tmp_path):
     odd = dataclasses.replace(node, paddings=((0, 0), (1, 1), (0, 2), (1, 0)))
     with pytest.raises(Tfl2RtlError, match=r"^PAD: 2 lanes do not divide the channel paddings"):
         PadLayer(odd, shape, lanes=2)
+
+
+# --------------------------------------------------------------------------------------
+# QUANTIZE between integers (RequantizeLayer)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+@pytest.mark.parametrize("act_bits, ratio, zero_points", [
+    (8, 0.37, (-5, 11)), (8, 3.1, (100, -128)),  # int8 -> int8, a left shift
+    (16, 0.397, (0, 0)), (16, 5.5, (0, 0)), (16, 1 / 3000, (0, 0)),  # int16 -> int16
+])
+def test_requantize(act_bits, ratio, zero_points, platform, mode):
+    """Every value of the type (int8), or both ends and random ones (int16), against
+    golden.requantize (TFLite's reference_ops::Requantize), clamped at both ends."""
+    from tfl2rtl.fixedpoint import quantize_multiplier
+
+    multiplier, shift = quantize_multiplier(ratio)
+    node = ir.Requantize(inputs=("x",), outputs=("y",), input_zero_point=zero_points[0],
+                         output_zero_point=zero_points[1], flip_sign=False,
+                         requant=ir.Requant(multiplier=np.array([multiplier]),
+                                            shift=np.array([shift]),
+                                            real_scale=np.array([ratio])))
+    dtype = np.int8 if act_bits == 8 else np.int16
+    info = np.iinfo(dtype)
+    if act_bits == 8:
+        x = np.arange(info.min, info.max + 1)
+    else:
+        x = np.concatenate([[info.min, info.max, 0, -1, 1],
+                            np.random.default_rng(7).integers(info.min, info.max, 251)])
+    x = x.astype(dtype)
+    lanes = 2
+    dut = RequantizeLayer(node, (len(x),), lanes=lanes, act_bits=act_bits)
+    got = run(dut, [(dut.i, beats([x], lanes))], len(x), mode, platform=platform)
+    expected = golden.requantize(node, x, dtype)
+    np.testing.assert_array_equal(got, expected)
+    assert len(np.unique(expected)) > 20
+
+
+def test_requantize_rejects_a_sign_flip():
+    node = ir.Requantize(inputs=("x",), outputs=("y",), input_zero_point=0,
+                         output_zero_point=0, flip_sign=True,
+                         requant=ir.Requant(multiplier=np.array([1 << 30]),
+                                            shift=np.array([1]), real_scale=np.array([1.0])))
+    with pytest.raises(Tfl2RtlError, match="moves no data through a stage of its own"):
+        RequantizeLayer(node, (4,))

@@ -623,7 +623,7 @@ def stage_for(graph: ir.Graph, index: int) -> Stage | None:
     :func:`tfl2rtl.hw.network.plan_network` handles)."""
     node = graph.nodes[index]
     kind = STAGE_KINDS.get(type(node))
-    if kind is None:
+    if kind is None or getattr(node, "flip_sign", False):  # a uint8 <-> int8 edge
         return None
     constants = [name for name in node.inputs if graph.tensors[name].data is not None]
     if constants:
