@@ -131,9 +131,9 @@ def test_a_16x8_op_without_int16_hardware_is_refused_in_one_line(tmp_path):
         proc = cli(verb, TEST_MODELS / "ops_int16x8.tflite", *args)
         assert_one_line_error(proc, "node 5 (LEAKY_RELU) of a 16x8 model has no hardware "
                               "for int16 activations yet", "FULLY_CONNECTED")
-    proc = cli("build", TEST_MODELS / "mlp_int16x8.tflite", "--board", "icebreaker", "-o",
+    proc = cli("build", TEST_MODELS / "ops_int16x8.tflite", "--board", "icebreaker", "-o",
                tmp_path / "bit")
-    assert_one_line_error(proc, "is a 16x8 model", "host link carries 8-bit elements")
+    assert_one_line_error(proc, "node 5 (LEAKY_RELU) of a 16x8 model has no hardware")
     assert not (tmp_path / "out").exists() and not (tmp_path / "bit").exists()
 
 
@@ -144,17 +144,13 @@ def test_16x8_models_through_generate_and_sim(name, tmp_path):
     FULLY_CONNECTED, DEQUANTIZE; mlp_int16x8: three FULLY_CONNECTED and SOFTMAX;
     cnn_int16x8: CONV_2D, DEPTHWISE_CONV_2D, ADD, an int16 QUANTIZE, CONCATENATION,
     AVERAGE_POOL_2D, FULLY_CONNECTED, SOFTMAX.  int16 streams, 16x8 products, the int64
-    requantization and the int16 softmax, bit-exact in Verilator under stalls; a
-    bitstream is refused in one line (the host link carries 8-bit elements)."""
+    requantization and the int16 softmax, bit-exact in Verilator under stalls."""
     model = TEST_MODELS / name
     cli("generate", model, "-o", tmp_path / "out", check_code=0)
     top = (tmp_path / "out" / "tfl2rtl_top.v").read_text()
     assert re.search(r"input \[15:0\] s_axis_tdata", top)
     report = json.loads(cli("sim", model, "--inputs", "6", "--json", check_code=0).stdout)
     assert report["inputs"] == 6 and report["mismatches"] == 0
-    proc = cli("build", model, "--board", "ulx3s-85f", "-o", tmp_path / "bit")
-    assert_one_line_error(proc, "is a 16x8 model", "host link carries 8-bit elements")
-    assert not (tmp_path / "bit").exists()
 
 
 def _inspect_line(text: str, layer: int, start: str) -> str:
