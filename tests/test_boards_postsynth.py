@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import ZOO
+from conftest import TEST_MODELS, ZOO
 from tfl2rtl import design
 from tfl2rtl.api import load
 from tfl2rtl.boards.postsynth import (
@@ -25,6 +25,7 @@ from tfl2rtl.verify import random_inputs
 
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
+INT16X8 = TEST_MODELS / "int16x8.tflite"
 
 
 def _cell_count(text: str, cell: str) -> int:
@@ -56,8 +57,13 @@ def _yosys_stat(log: str, cell: str) -> int:
     # its own registers).
     ("ecp5", MICRO_SPEECH, "auto", 2,
      {"MULT18X18D": None, "DP16KD": None, "TRELLIS_DPR16X4": None, "LUT4": None}),
+    # A 16x8 model (int16 streams; its float32 edges stay on the host): int16 x int8
+    # products and the Int64Requantizer's chunk products (unsigned 16-bit chunks by the
+    # signed reduced multiplier, a signed top chunk) in the DSP blocks.
+    ("ecp5", INT16X8, "auto", 4, {"MULT18X18D": None, "LUT4": None}),
+    ("ice40", INT16X8, "auto", 4, {"SB_MAC16": None, "SB_LUT4": None}),
 ], ids=["ice40-hello_world", "ecp5-hello_world", "ecp5-hello_world-logic",
-        "ecp5-micro_speech"])
+        "ecp5-micro_speech", "ecp5-int16x8", "ice40-int16x8"])
 def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tmp_path,
                                          summary):
     graph = load(model)
@@ -75,8 +81,9 @@ def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tm
         assert _cell_count(text, cell) == _yosys_stat(log, cell) > 0, cell
         if count is not None:
             assert _cell_count(text, cell) == count, cell
-    x = np.stack([s[0].reshape(-1) for s in random_inputs(graph, vectors, seed=4)])
-    expected = golden_vectors(graph, x)
+    # (the hardware's graph: a model's float32 edges are the host's)
+    x = np.stack([s[0].reshape(-1) for s in random_inputs(plan.graph, vectors, seed=4)])
+    expected = golden_vectors(plan.graph, x)
     runs = simulate_netlist(netlist, netlist_models(family, tmp_path / "models"), lanes=1,
                             in_size=x.shape[1], out_size=expected.shape[1], inputs=x,
                             expected=expected, build_dir=tmp_path / "sim",

@@ -137,14 +137,13 @@ def test_a_16x8_op_without_int16_hardware_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "out").exists() and not (tmp_path / "bit").exists()
 
 
-@pytest.mark.parametrize("name", ["int16x8.tflite", "mlp_int16x8.tflite",
-                                  "cnn_int16x8.tflite"])
+@pytest.mark.parametrize("name", ["int16x8.tflite", "cnn_int16x8.tflite"])
 def test_16x8_models_through_generate_and_sim(name, tmp_path):
     """int16x8: QUANTIZE (float32 -> int16, on the host), CONV_2D, MAX_POOL_2D, RESHAPE,
-    FULLY_CONNECTED, DEQUANTIZE; mlp_int16x8: three FULLY_CONNECTED and SOFTMAX;
-    cnn_int16x8: CONV_2D, DEPTHWISE_CONV_2D, ADD, an int16 QUANTIZE, CONCATENATION,
-    AVERAGE_POOL_2D, FULLY_CONNECTED, SOFTMAX.  int16 streams, 16x8 products, the int64
-    requantization and the int16 softmax, bit-exact in Verilator under stalls."""
+    FULLY_CONNECTED, DEQUANTIZE; cnn_int16x8: CONV_2D, DEPTHWISE_CONV_2D, ADD, an int16
+    QUANTIZE, CONCATENATION, AVERAGE_POOL_2D, FULLY_CONNECTED, SOFTMAX.  int16 streams,
+    16x8 products, the int64 requantization and the int16 softmax, bit-exact in Verilator
+    under stalls."""
     model = TEST_MODELS / name
     cli("generate", model, "-o", tmp_path / "out", check_code=0)
     top = (tmp_path / "out" / "tfl2rtl_top.v").read_text()

@@ -880,7 +880,7 @@ def test_random_conv_graph_in_verilator(number, tmp_path, build_dir):
 # --------------------------------------------------------------------------------------
 
 #: Random 16x8 graphs per run (times ``TFL2RTL_RANDOM_SCALE``), from their own streams.
-INT16_GRAPHS = 12
+INT16_GRAPHS = 8
 INT16_STREAM = 3
 
 
