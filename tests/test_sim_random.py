@@ -122,8 +122,8 @@ MAX_WIDTH = 16
 MAX_LAYER_MULTIPLIERS = 16
 
 #: What this module checked in one run.
-STATS = {"graphs": 0, "random": 0, "random conv": 0, "random 16x8": 0, "nodes": 0,
-         "layers": 0, "vectors": 0, "elements": 0, "cycles": 0, "build_seconds": 0.0,
+STATS = {"graphs": 0, "random": 0, "random conv": 0, "random 16x8": 0, "random uint8": 0,
+         "nodes": 0, "layers": 0, "vectors": 0, "elements": 0, "cycles": 0, "build_seconds": 0.0,
          "live": 0, "live_layers": 0}
 #: How many of those graphs had each of :func:`features`: the dense ones and the
 #: regressions, and the random convolutional ones.
@@ -138,7 +138,8 @@ def report_counts(summary):
     if STATS["graphs"]:
         line = (f"test_sim_random: {STATS['graphs']} graphs in Verilator ({STATS['random']} "
                 f"random dense, {STATS['random conv']} random convolutional, "
-                f"{STATS['random 16x8']} random 16x8; "
+                f"{STATS['random 16x8']} random 16x8, {STATS['random uint8']} random "
+                "legacy uint8; "
                 f"{STATS['nodes']} nodes, {STATS['layers']} layers; outputs varying "
                 f"over the inputs in {STATS['live_layers']} layers and {STATS['live']} graphs), "
                 f"{STATS['vectors']} input vectors, {STATS['elements']} output elements equal "
@@ -984,6 +985,110 @@ def test_random_16x8_graph_in_verilator(number, tmp_path, build_dir):
                               backpressure=backpressure, counter=FEATURES)
     assert runs["streaming"].outputs.dtype == np.int16
     STATS["random 16x8"] += 1
+
+
+#: Random legacy uint8 graphs per run (times ``TFL2RTL_RANDOM_SCALE``), from their own
+#: streams.
+UINT8_GRAPHS = 6
+UINT8_STREAM = 4
+
+
+def random_uint8_graph(rng):
+    """A legacy uint8 graph (uint8 activations with any zero point, per-tensor uint8
+    weights with their own zero points, int32 biases; written with the uint8 layer
+    methods of ``tests/models/make_writer_models.py``) of the ops with hardware for it: a
+    uint8 image of up to 6 x 6 x 4 through one to three steps of CONV_2D,
+    DEPTHWISE_CONV_2D, MAX_POOL_2D, PAD, a residual ADD and a CONCATENATION (of a tensor
+    and a convolution of it at the same scale); then maybe a RESHAPE, a FULLY_CONNECTED
+    (LiteRT's double rounding) and a SOFTMAX.  (AVERAGE_POOL_2D of a uint8 model has no
+    hardware: its halves round differently in int8.)"""
+    from test_golden_random import ModeLayers
+
+    g = GraphWriter("tfl2rtl random legacy uint8 graph")
+    layers = ModeLayers(g, "uint8")
+    h, w, c = (int(v) for v in rng.integers((2, 2, 1), (7, 7, 5)))
+    x = y = g.tensor((1, h, w, c), "uint8", f32(2.0 ** rng.uniform(-8, -2)),
+                     int(rng.integers(0, 256)))
+
+    def weights(shape, channels, fan_in, s_in, out_quant=None):
+        zero_point = int(rng.integers(90, 170))
+        values = rng.integers(0, 256, shape)
+        base = f32(2.0 ** rng.uniform(-9, -5))
+        # (|x - zx| ~ 64 and |w - zw| ~ 64 over fan_in terms: outputs ~ 64 steps)
+        s_out = f32(s_in * base * 64 * np.sqrt(fan_in) * 2.0 ** rng.uniform(-2, 2))
+        bias = rng.integers(-3000, 3000, channels)
+        return values, [base], zero_point, bias, out_quant or (s_out, int(rng.integers(0, 256)))
+
+    def conv(y, *, same=False, depthwise=False, out_quant=None):
+        _, h, w, c = g.shape(y)
+        kernel = (int(rng.integers(1, min(3, h) + 1)), int(rng.integers(1, min(3, w) + 1)))
+        stride = (1, 1) if same else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        padding = "SAME" if same else pick(rng, ["SAME", "VALID"])
+        multiplier = int(rng.integers(1, 3)) if depthwise and not same else 1
+        out_c = c * multiplier if depthwise else (c if same else int(rng.integers(1, 6)))
+        shape = (1, *kernel, out_c) if depthwise else (out_c, *kernel, c)
+        fan_in = kernel[0] * kernel[1] * (1 if depthwise else c)
+        values, scales, zw, bias, quant_out = weights(shape, out_c, fan_in, g.quant(y)[0],
+                                                      out_quant)
+        return layers.conv_2d(y, values, scales, bias, quant_out, weight_zero_point=zw,
+                              stride=stride, padding=padding,
+                              activation=pick(rng, ACTIVATIONS[:3]), depthwise=depthwise,
+                              depth_multiplier=multiplier)
+
+    for _ in range(int(rng.integers(1, 4))):
+        _, h, w, c = g.shape(y)
+        kind = pick(rng, ["conv", "conv", "depthwise", "pool", "pad", "add", "concatenation"])
+        if kind in ("conv", "depthwise"):
+            y = conv(y, depthwise=kind == "depthwise")
+        elif kind == "pool":
+            kernel = (int(rng.integers(1, min(3, h) + 1)), int(rng.integers(1, min(3, w) + 1)))
+            stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+            y = layers.pool_2d("MAX_POOL_2D", y, kernel, stride=stride,
+                               padding=pick(rng, ["SAME", "VALID"]),
+                               activation=pick(rng, ACTIVATIONS[:3]))
+        elif kind == "pad":
+            y = g.pad(y, [[0, 0], *[[int(v) for v in rng.integers(0, 2, 2)] for _ in "hw"],
+                          [0, 0]])
+        elif kind == "add":  # a residual: y + conv(y), scales within 2**3 of each other
+            out_quant = (f32(g.quant(y)[0] * 2.0 ** rng.uniform(-1, 3)),
+                         int(rng.integers(0, 256)))
+            y = layers.add(y, conv(y, same=True), out_quant)
+        else:  # y and a convolution of it at y's scale, along the channels
+            y = g.concatenation([y, conv(y, same=True, out_quant=g.quant(y))], 3)
+    if chance(rng, 0.6):
+        size = int(np.prod(g.shape(y)))
+        y = g.reshape(y, (1, size))
+        out_depth = int(rng.integers(1, 9))
+        values, scales, zw, bias, out_quant = weights((out_depth, size), out_depth, size,
+                                                      g.quant(y)[0])
+        y = layers.fully_connected(y, values, scales, bias, out_quant, weight_zero_point=zw,
+                                   activation=pick(rng, ACTIVATIONS[:3]))
+        if chance(rng, 0.4):
+            y = layers.softmax(y)
+    return g, x, y
+
+
+@pytest.mark.parametrize("number", range(max(1, round(UINT8_GRAPHS * SCALE))))
+def test_random_uint8_graph_in_verilator(number, tmp_path, build_dir):
+    """A random legacy uint8 graph (:func:`random_uint8_graph`) at a random folding, back
+    to back and under random stalls and backpressure, against the golden model's
+    ``litert-ref`` profile, which LiteRT's reference kernels check on the same inputs."""
+    rng = np.random.default_rng([SEED, UINT8_STREAM, number])
+    g, x, y = random_uint8_graph(rng)
+    path = tmp_path / "random_uint8.tflite"
+    path.write_bytes(g.finish([x], [y]))
+    graph = load(path)
+    assert graph.quantization == "uint8-legacy"
+    folds, lanes = foldings(graph, rng)
+    stall, backpressure = rng.uniform(0.05, 0.9, 2)
+    inputs = hardware_inputs(graph, rng)
+    print(f"{path}\n{describe(graph, folds)}\nlanes {lanes}, stall {stall:.2f}, "
+          f"backpressure {backpressure:.2f}")
+    runs = build_and_simulate(graph, folds, lanes, inputs, build_dir,
+                              seed=int(rng.integers(2**16)), stall=stall,
+                              backpressure=backpressure, counter=FEATURES)
+    assert runs["streaming"].outputs.dtype == np.uint8
+    STATS["random uint8"] += 1
 
 
 # --------------------------------------------------------------------------------------
