@@ -85,7 +85,7 @@ def images(value_range, shape, rng):
     lo, hi = value_range
     uniform = rng.integers(lo, hi, shape, endpoint=True)
     ends = np.where(rng.random(shape) < 0.5, lo, hi)
-    return np.stack([uniform, ends]).astype(np.int8)
+    return np.stack([uniform, ends]).astype(np.int8 if -128 <= lo <= hi <= 127 else np.int16)
 
 
 def window_stream(node, xs, pe):
@@ -238,7 +238,8 @@ def run_layer(dut, xs, mode, seed=0, cycles=None, top=None):
             results.extend(payload[j] for j in range(lanes))
 
     simulate(dut if top is None else top, producer, consumer)
-    return np.array(results, np.int8).reshape(len(xs), *dut.out_shape)
+    dtype = np.int16 if dut.act_bits == 16 else np.int8
+    return np.array(results, dtype).reshape(len(xs), *dut.out_shape)
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
@@ -254,6 +255,26 @@ def test_layer(tmp_path, case, mode):
     expected = golden.depthwise_conv_2d(node, xs)
     np.testing.assert_array_equal(got, expected)
     assert len(np.unique(expected)) > 3  # not all clamped
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("pe, requant_lanes", [(4, 2), (8, None), (1, None)])
+def test_16x8_layer(pe, requant_lanes, mode):
+    """cnn_int16x8's DEPTHWISE_CONV_2D (3x3 SAME, 8 channels, int16 values, int64
+    accumulators, an Int64Requantizer) on a 5x6 crop, against the golden model."""
+    node, value_range = real_node(TEST_MODELS / "cnn_int16x8.tflite", 0)
+    shape = (5, 6, 8)
+    node = cropped(node, shape[:2])
+    xs = images(value_range, shape, np.random.default_rng(pe))
+    dut = DepthwiseConv2DLayer(node, shape, pe=pe, requant_lanes=requant_lanes)
+    assert dut.act_bits == 16 and xs.dtype == np.int16
+    cycles = []
+    got = run_layer(dut, xs, mode, seed=pe, cycles=cycles if mode == "streaming" else None)
+    expected = golden.depthwise_conv_2d(node, xs)
+    np.testing.assert_array_equal(got, expected)
+    assert len(np.unique(expected)) > 3
+    if mode == "streaming":
+        assert cycles[0] == dut.window.lead_beats + dut.latency
 
 
 @pytest.mark.parametrize("case", ["kws_pe8", "micro_speech", "micro_speech_pe2",

@@ -384,7 +384,8 @@ class DepthwiseConv2DLayer(wiring.Component):
     (one with stride 2, where the input is the bottleneck); ``in_lanes`` 1, 2, 3, 4, 8
     and 64 (the full depth), two images back to back (uniform over the input tensor's
     value range, and its two ends only), random stalls on ``i`` and backpressure on
-    ``o``; ``latency`` and ``cycles_per_vector`` measured.
+    ``o``; ``latency`` and ``cycles_per_vector`` measured; the 16x8 layer of
+    cnn_int16x8 (int16 values, an Int64Requantizer) and those of random 16x8 graphs.
     """
 
     def __init__(self, node: ir.DepthwiseConv2D, in_shape, *, pe: int = 1,

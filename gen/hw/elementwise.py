@@ -210,7 +210,8 @@ class AddLayer(wiring.Component):
     20) with input shifts 0, -6, -13, -20 and -31 and a zero multiplier, and ADD nodes
     with an identity output requantization (which shows each input's rescaled value as
     it is) for left shifts 0 to 20, input shifts -27 to 1 and multipliers over all of
-    int32 (negative ones too); ``lanes`` 1, 2, 4, 8 and 16.
+    int32 (negative ones too); ``lanes`` 1, 2, 4, 8 and 16; int16 ADDs (left shift 15)
+    of cnn_int16x8 and random 16x8 graphs.
     """
 
     def __init__(self, node: ir.Add, shape, *, lanes: int = 1, act_bits: int = 8):
@@ -376,7 +377,8 @@ class ConcatLayer(wiring.Component):
         ``size / lanes`` of the output: one beat per cycle when the input being read
         keeps up (the others wait meanwhile).
 
-    Tested along each axis of 4-D tensors with 1 to 3 inputs and ``lanes`` 1 to 4.
+    Tested along each axis of 4-D tensors with 1 to 3 inputs and ``lanes`` 1 to 4; int16
+    along the channels in cnn_int16x8 and random 16x8 graphs.
     """
 
     def __init__(self, node: ir.Concatenation, in_shapes, *, lanes: int = 1,
@@ -460,7 +462,7 @@ class PadLayer(wiring.Component):
         input).
 
     Tested on 4-D tensors, paddings of every dimension (batch too) from 0 to 3 and
-    ``lanes`` 1, 2 and 4.
+    ``lanes`` 1, 2 and 4; int16 in random 16x8 graphs.
     """
 
     def __init__(self, node: ir.Pad, in_shape, *, lanes: int = 1, act_bits: int = 8):

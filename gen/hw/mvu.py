@@ -117,7 +117,8 @@ class MatrixVectorUnit(wiring.Component):
 
     Tested with ``pe`` and ``simd`` from 1 to the full depth, random stalls on ``i`` and
     backpressure on ``o``, int8 and 9-bit weights (at -256, 255 and random), in the
-    fabric, through the platform's product hook and with products in logic.
+    fabric, through the platform's product hook and with products in logic; int16 inputs
+    (at -32768, 32767 and random) in the fabric and through the hook.
     """
 
     def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1,

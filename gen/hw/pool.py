@@ -146,7 +146,8 @@ class PoolUnit(wiring.Component):
     Tested with windows of 1 to 125 positions (1x1, 2x2, 2x3, 3x3, 5x5 SAME with border
     counts from 1 to 25, 8x8, 25x5), ``pe`` 1 to 64, inputs at -128 and 127 and random, random
     stalls on ``i`` and backpressure on ``o``; the division exhaustively in numpy for
-    every count up to 125 and every reachable sum.
+    every count up to 125 and every reachable sum; int16 windows of 4 to 9 positions at
+    both ends of int16, the division over every int16 sum of counts 1 to 25 and 64.
     """
 
     def __init__(self, kind: str, *, window: int, pe: int = 1, act_min: int = -128,

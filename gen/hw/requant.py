@@ -123,7 +123,9 @@ class Requantizer(wiring.Component):
         products.
 
     Tested for ``lanes`` 1, 2 and 4, ``acc_width`` 9 to 40, multipliers over all of int32
-    (including 0, 2**30, 2**31 - 1 and ``INT32_MIN``), shifts -31 to 31.
+    (including 0, 2**30, 2**31 - 1 and ``INT32_MIN``), shifts -31 to 31; int16 results
+    (``out_bits=16``) through :class:`~tfl2rtl.hw.elementwise.RequantizeLayer` and the
+    ADDs of random 16x8 graphs.
 
     Serial products
     ---------------

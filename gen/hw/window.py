@@ -160,7 +160,8 @@ class SlidingWindow(wiring.Component):
     ``o``, several images back to back) with 1x1 to 10x4 kernels and windows covering the
     whole image (8x8, 25x5), strides 1 to 3 (SAME on odd sizes, VALID with leftover
     rows, strides larger than the kernel), dilation 2, explicit asymmetric padding, H or
-    W of 1, C from 1 to 16 and ``simd`` from 1 to C, both orders.
+    W of 1, C from 1 to 16 and ``simd`` from 1 to C, both orders; int16 values through
+    the CONV_2D, DEPTHWISE_CONV_2D and pooling layers of 16x8 models.
     """
 
     latency = 2 + SkidBuffer.latency
