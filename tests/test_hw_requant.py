@@ -59,9 +59,11 @@ def interesting_accumulators(multiplier, shift, acc_width, rng: np.random.Genera
     return [min(max(acc, lo), hi) for acc in accs]
 
 
-def run_requantizer(dut, requant, beats, mode, seed=0, platform=None):
+def run_requantizer(dut, requant, beats, mode, seed=0, platform=None, deadline=100_000,
+                    expect=reference):
     """Send ``beats`` (``(group, [acc per lane])``) to ``dut`` elaborated for
-    ``platform``; return outputs and expected outputs."""
+    ``platform``; return outputs and expected outputs (``expect(acc, channel, dut,
+    requant)``)."""
     in_timing, out_timing = STALL_MODES[mode](seed)
     results = []
 
@@ -73,9 +75,9 @@ def run_requantizer(dut, requant, beats, mode, seed=0, platform=None):
         payloads = await get(ctx, dut.o, len(beats), out_timing)
         results.extend([payload[lane] for lane in range(dut.lanes)] for payload in payloads)
 
-    simulate(dut, producer, consumer, platform=platform)
+    simulate(dut, producer, consumer, platform=platform, deadline=deadline)
     expected = [
-        [reference(acc, group * dut.lanes + lane, dut, requant) for lane, acc in enumerate(accs)]
+        [expect(acc, group * dut.lanes + lane, dut, requant) for lane, acc in enumerate(accs)]
         for group, accs in beats
     ]
     return np.array(results), np.array(expected)
@@ -183,12 +185,9 @@ def test_per_tensor_parameters(multiplier, shift, mode, platform):
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
-def test_latency_and_throughput(platform):
-    requant = make_requant([1 << 30, 1 << 30], [0, -3])
-    dut = Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
-                      acc_width=16)
-    count = 20
+def output_cycles(dut, count: int, platform=None) -> list[int]:
+    """The edges at which ``count`` results leave a one-lane, two-channel requantizer fed
+    a beat every cycle from cycle 0 (``acc = k``, group ``k % 2``)."""
     cycles = []
 
     async def producer(ctx):
@@ -198,6 +197,15 @@ def test_latency_and_throughput(platform):
         await get(ctx, dut.o, count, cycles=cycles)
 
     simulate(dut, producer, consumer, platform=platform)
+    return cycles
+
+
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_latency_and_throughput(platform):
+    requant = make_requant([1 << 30, 1 << 30], [0, -3])
+    dut = Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
+                      acc_width=16)
+    cycles = output_cycles(dut, 20, platform)
     # Both testbenches start at cycle 0; the first beat transfers at the first edge.
     assert cycles[0] == 1 + dut.latency
     assert np.all(np.diff(cycles) == 1)  # one result per cycle
@@ -502,23 +510,8 @@ def int64_accumulators(multiplier, shift, acc_width, rng, count, out_bits=16):
     return [min(max(acc, lo), hi) for acc in accs]
 
 
-def run_int64_requantizer(dut, requant, beats, mode, seed=0, platform=None,
-                          deadline=100_000):
-    in_timing, out_timing = STALL_MODES[mode](seed)
-    results = []
-
-    async def producer(ctx):
-        await put(ctx, dut.i, [{"acc": accs, "group": group} for group, accs in beats],
-                  in_timing)
-
-    async def consumer(ctx):
-        payloads = await get(ctx, dut.o, len(beats), out_timing)
-        results.extend([payload[lane] for lane in range(dut.lanes)] for payload in payloads)
-
-    simulate(dut, producer, consumer, platform=platform, deadline=deadline)
-    expected = [[reference_int64(acc, group * dut.lanes + lane, dut, requant)
-                 for lane, acc in enumerate(accs)] for group, accs in beats]
-    return np.array(results), np.array(expected)
+def run_int64_requantizer(dut, requant, beats, mode, **options):
+    return run_requantizer(dut, requant, beats, mode, expect=reference_int64, **options)
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
@@ -602,16 +595,7 @@ def test_int64_latency_and_throughput(platform):
     requant = make_requant([1 << 30, 1 << 29], [0, -3])
     dut = Int64Requantizer(requant, channels=2, output_offset=0, act_min=-32768,
                            act_max=32767, acc_width=30)
-    count = 20
-    cycles = []
-
-    async def producer(ctx):
-        await put(ctx, dut.i, [{"acc": [i], "group": i % 2} for i in range(count)])
-
-    async def consumer(ctx):
-        await get(ctx, dut.o, count, cycles=cycles)
-
-    simulate(dut, producer, consumer, platform=platform)
+    cycles = output_cycles(dut, 20, platform)
     assert cycles[0] == 1 + dut.latency
     assert np.all(np.diff(cycles) == 1)
     assert dut.latency == len(INT64_STAGES) and dut.throughput == 1

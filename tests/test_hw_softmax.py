@@ -59,6 +59,7 @@ def softmax_rows(rng, count, row):
 
 
 def run_softmax(dut, rows, mode, seed=0, cycles=None):
+    """``rows`` through ``dut``, one element a beat; the results in ``rows``' dtype."""
     in_timing, out_timing = STALL_MODES[mode](seed)
     results = []
 
@@ -70,7 +71,7 @@ def run_softmax(dut, rows, mode, seed=0, cycles=None):
         results.extend(payload[0] for payload in payloads)
 
     simulate(dut, producer, consumer)
-    return np.array(results, dtype=np.int8).reshape(rows.shape)
+    return np.array(results, dtype=rows.dtype).reshape(rows.shape)
 
 
 NODES = {
@@ -174,21 +175,6 @@ def int16_rows(rng, count, row):
     return np.stack([kinds[r % len(kinds)]() for r in range(count)]).astype(np.int16)
 
 
-def run_int16(dut, rows, mode, seed=0, cycles=None):
-    in_timing, out_timing = STALL_MODES[mode](seed)
-    results = []
-
-    async def producer(ctx):
-        await put(ctx, dut.i, [[int(v)] for v in rows.reshape(-1)], in_timing)
-
-    async def consumer(ctx):
-        payloads = await get(ctx, dut.o, rows.size, out_timing, cycles=cycles)
-        results.extend(payload[0] for payload in payloads)
-
-    simulate(dut, producer, consumer)
-    return np.array(results, dtype=np.int16).reshape(rows.shape)
-
-
 INT16_NODES = {
     "mlp_int16x8": lambda: next(n for n in load(TEST_MODELS / "mlp_int16x8.tflite").nodes
                                 if isinstance(n, ir.Softmax)),
@@ -204,7 +190,7 @@ INT16_NODES = {
 def test_int16_matches_golden(name, mode):
     node = INT16_NODES[name]()
     rows = int16_rows(np.random.default_rng(len(name)), 24, 10)
-    got = run_int16(SoftmaxInt16Unit(node, 10), rows, mode, seed=5)
+    got = run_softmax(SoftmaxInt16Unit(node, 10), rows, mode, seed=5)
     expected = softmax_int16(rows, node.input_multiplier, node.input_left_shift)
     np.testing.assert_array_equal(got, expected)
     assert len(np.unique(expected)) > 10
@@ -216,7 +202,7 @@ def test_int16_row_lengths_and_cycles(row):
     dut = SoftmaxInt16Unit(node, row)
     rows = int16_rows(np.random.default_rng(row), 6, row)
     cycles = []
-    got = run_int16(dut, rows, "streaming", cycles=cycles)
+    got = run_softmax(dut, rows, "streaming", cycles=cycles)
     np.testing.assert_array_equal(
         got, softmax_int16(rows, node.input_multiplier, node.input_left_shift))
     # The first output of row r + 1 comes cycles_per_row after the first of row r.

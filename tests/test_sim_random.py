@@ -885,6 +885,21 @@ INT16_GRAPHS = 8
 INT16_STREAM = 3
 
 
+def conv_geometry(rng, in_shape, *, same: bool, depthwise: bool):
+    """A random CONV_2D or DEPTHWISE_CONV_2D over an NHWC ``in_shape``: ``(kernel,
+    stride, padding, depth multiplier, output channels, weight shape, fan-in)``; with
+    ``same`` one that keeps the shape (stride 1, SAME, as many channels)."""
+    _, h, w, c = in_shape
+    kernel = (int(rng.integers(1, min(3, h) + 1)), int(rng.integers(1, min(3, w) + 1)))
+    stride = (1, 1) if same else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    padding = "SAME" if same else pick(rng, ["SAME", "VALID"])
+    multiplier = int(rng.integers(1, 3)) if depthwise and not same else 1
+    out_c = c * multiplier if depthwise else (c if same else int(rng.integers(1, 6)))
+    shape = (1, *kernel, out_c) if depthwise else (out_c, *kernel, c)
+    fan_in = kernel[0] * kernel[1] * (1 if depthwise else c)
+    return kernel, stride, padding, multiplier, out_c, shape, fan_in
+
+
 def random_16x8_graph(rng):
     """A 16x8 graph of the ops with int16 hardware (written with the 16x8 layer methods
     of ``tests/models/make_writer_models.py``): an int16 image of up to 6 x 6 x 4 through
@@ -913,14 +928,8 @@ def random_16x8_graph(rng):
         return values, scales, bias, (s_out, 0)
 
     def conv(y, *, same=False, depthwise=False):
-        _, h, w, c = g.shape(y)
-        kernel = (int(rng.integers(1, min(3, h) + 1)), int(rng.integers(1, min(3, w) + 1)))
-        stride = (1, 1) if same else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
-        padding = "SAME" if same else pick(rng, ["SAME", "VALID"])
-        multiplier = int(rng.integers(1, 3)) if depthwise and not same else 1
-        out_c = c * multiplier if depthwise else (c if same else int(rng.integers(1, 6)))
-        shape = (1, *kernel, out_c) if depthwise else (out_c, *kernel, c)
-        fan_in = kernel[0] * kernel[1] * (1 if depthwise else c)
+        kernel, stride, padding, multiplier, out_c, shape, fan_in = conv_geometry(
+            rng, g.shape(y), same=same, depthwise=depthwise)
         values, scales, bias, out_quant = weights(shape, out_c, fan_in, g.quant(y)[0])
         return layers.conv_2d(y, values, scales, bias, out_quant, stride=stride,
                               padding=padding, activation=pick(rng, ACTIVATIONS[:3]),
@@ -964,17 +973,15 @@ def random_16x8_graph(rng):
     return g, x, y
 
 
-@pytest.mark.parametrize("number", range(max(1, round(INT16_GRAPHS * SCALE))))
-def test_random_16x8_graph_in_verilator(number, tmp_path, build_dir):
-    """A random 16x8 graph (:func:`random_16x8_graph`) at a random folding, back to back
-    and under random stalls and backpressure, against the golden model, which TFLite
-    Micro checks on the same inputs."""
-    rng = np.random.default_rng([SEED, INT16_STREAM, number])
-    g, x, y = random_16x8_graph(rng)
-    path = tmp_path / "random16x8.tflite"
+def check_mode_graph(rng, g, x, y, mode: str, tmp_path, build_dir):
+    """Write a random graph of quantization ``mode`` (``"int16x8"`` or
+    ``"uint8-legacy"``), draw its folding, AXI lanes, stalls and inputs, and build and
+    simulate it (:func:`build_and_simulate`: against the golden model under the mode's
+    default profile, which its runtime checks on the same inputs)."""
+    path = tmp_path / "random.tflite"
     path.write_bytes(g.finish([x], [y]))
     graph = load(path)
-    assert graph.quantization == "int16x8"
+    assert graph.quantization == mode
     folds, lanes = foldings(graph, rng)
     stall, backpressure = rng.uniform(0.05, 0.9, 2)
     inputs = hardware_inputs(graph, rng)
@@ -983,7 +990,17 @@ def test_random_16x8_graph_in_verilator(number, tmp_path, build_dir):
     runs = build_and_simulate(graph, folds, lanes, inputs, build_dir,
                               seed=int(rng.integers(2**16)), stall=stall,
                               backpressure=backpressure, counter=FEATURES)
-    assert runs["streaming"].outputs.dtype == np.int16
+    dtype = graph.tensors[graph.outputs[0]].dtype
+    assert runs["streaming"].outputs.dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("number", range(max(1, round(INT16_GRAPHS * SCALE))))
+def test_random_16x8_graph_in_verilator(number, tmp_path, build_dir):
+    """A random 16x8 graph (:func:`random_16x8_graph`) at a random folding, back to back
+    and under random stalls and backpressure, against the golden model, which TFLite
+    Micro checks on the same inputs."""
+    rng = np.random.default_rng([SEED, INT16_STREAM, number])
+    check_mode_graph(rng, *random_16x8_graph(rng), "int16x8", tmp_path, build_dir)
     STATS["random 16x8"] += 1
 
 
@@ -1020,14 +1037,8 @@ def random_uint8_graph(rng):
         return values, [base], zero_point, bias, out_quant or (s_out, int(rng.integers(0, 256)))
 
     def conv(y, *, same=False, depthwise=False, out_quant=None):
-        _, h, w, c = g.shape(y)
-        kernel = (int(rng.integers(1, min(3, h) + 1)), int(rng.integers(1, min(3, w) + 1)))
-        stride = (1, 1) if same else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
-        padding = "SAME" if same else pick(rng, ["SAME", "VALID"])
-        multiplier = int(rng.integers(1, 3)) if depthwise and not same else 1
-        out_c = c * multiplier if depthwise else (c if same else int(rng.integers(1, 6)))
-        shape = (1, *kernel, out_c) if depthwise else (out_c, *kernel, c)
-        fan_in = kernel[0] * kernel[1] * (1 if depthwise else c)
+        kernel, stride, padding, multiplier, out_c, shape, fan_in = conv_geometry(
+            rng, g.shape(y), same=same, depthwise=depthwise)
         values, scales, zw, bias, quant_out = weights(shape, out_c, fan_in, g.quant(y)[0],
                                                       out_quant)
         return layers.conv_2d(y, values, scales, bias, quant_out, weight_zero_point=zw,
@@ -1074,20 +1085,7 @@ def test_random_uint8_graph_in_verilator(number, tmp_path, build_dir):
     to back and under random stalls and backpressure, against the golden model's
     ``litert-ref`` profile, which LiteRT's reference kernels check on the same inputs."""
     rng = np.random.default_rng([SEED, UINT8_STREAM, number])
-    g, x, y = random_uint8_graph(rng)
-    path = tmp_path / "random_uint8.tflite"
-    path.write_bytes(g.finish([x], [y]))
-    graph = load(path)
-    assert graph.quantization == "uint8-legacy"
-    folds, lanes = foldings(graph, rng)
-    stall, backpressure = rng.uniform(0.05, 0.9, 2)
-    inputs = hardware_inputs(graph, rng)
-    print(f"{path}\n{describe(graph, folds)}\nlanes {lanes}, stall {stall:.2f}, "
-          f"backpressure {backpressure:.2f}")
-    runs = build_and_simulate(graph, folds, lanes, inputs, build_dir,
-                              seed=int(rng.integers(2**16)), stall=stall,
-                              backpressure=backpressure, counter=FEATURES)
-    assert runs["streaming"].outputs.dtype == np.uint8
+    check_mode_graph(rng, *random_uint8_graph(rng), "uint8-legacy", tmp_path, build_dir)
     STATS["random uint8"] += 1
 
 

@@ -62,6 +62,27 @@ def partial_products(multiplier) -> int:
     return 2 if multiplier.min() >= 0 and multiplier.max() < 1 << 16 else 4
 
 
+def _checked_parameters(requant, channels: int, lanes: int):
+    """``requant``'s multipliers and shifts as flat int64 arrays, after the checks every
+    requantizer makes: ``lanes`` divide ``channels``, one or ``channels`` of each, int32
+    multipliers."""
+    multiplier = np.asarray(requant.multiplier, dtype=np.int64).reshape(-1)
+    shift = np.asarray(requant.shift, dtype=np.int64).reshape(-1)
+    if lanes < 1 or channels < 1 or channels % lanes:
+        raise Tfl2RtlError(
+            f"cannot requantize {channels} channels in groups of {lanes} lanes: "
+            "the lane count must divide the channel count"
+        )
+    if multiplier.size not in (1, channels) or shift.size != multiplier.size:
+        raise Tfl2RtlError(
+            f"requantization has {multiplier.size} multipliers and {shift.size} shifts "
+            f"for {channels} channels: expected 1 or {channels} of each"
+        )
+    if multiplier.min() < INT32_MIN or multiplier.max() > INT32_MAX:
+        raise Tfl2RtlError("a requantization multiplier is outside int32")
+    return multiplier, shift
+
+
 class Requantizer(wiring.Component):
     """``clamp(MultiplyByQuantizedMultiplier(acc, multiplier[c], shift[c]) + output_offset)``.
 
@@ -148,20 +169,7 @@ class Requantizer(wiring.Component):
     def __init__(self, requant, *, channels: int, output_offset: int, act_min: int,
                  act_max: int, acc_width: int, lanes: int = 1,
                  serial_products: bool = False, out_bits: int = 8):
-        multiplier = np.asarray(requant.multiplier, dtype=np.int64).reshape(-1)
-        shift = np.asarray(requant.shift, dtype=np.int64).reshape(-1)
-        if lanes < 1 or channels < 1 or channels % lanes:
-            raise Tfl2RtlError(
-                f"cannot requantize {channels} channels in groups of {lanes} lanes: "
-                "the lane count must divide the channel count"
-            )
-        if multiplier.size not in (1, channels) or shift.size != multiplier.size:
-            raise Tfl2RtlError(
-                f"requantization has {multiplier.size} multipliers and {shift.size} shifts "
-                f"for {channels} channels: expected 1 or {channels} of each"
-            )
-        if multiplier.min() < INT32_MIN or multiplier.max() > INT32_MAX:
-            raise Tfl2RtlError("a requantization multiplier is outside int32")
+        multiplier, shift = _checked_parameters(requant, channels, lanes)
         if shift.min() < -31 or shift.max() > 31:
             raise Tfl2RtlError(
                 f"requantization shifts {shift.min()} .. {shift.max()} are outside -31 .. 31"
@@ -679,20 +687,7 @@ class Int64Requantizer(wiring.Component):
 
     def __init__(self, requant, *, channels: int, output_offset: int, act_min: int,
                  act_max: int, acc_width: int, lanes: int = 1, out_bits: int = 16):
-        multiplier = np.asarray(requant.multiplier, dtype=np.int64).reshape(-1)
-        shift = np.asarray(requant.shift, dtype=np.int64).reshape(-1)
-        if lanes < 1 or channels < 1 or channels % lanes:
-            raise Tfl2RtlError(
-                f"cannot requantize {channels} channels in groups of {lanes} lanes: "
-                "the lane count must divide the channel count"
-            )
-        if multiplier.size not in (1, channels) or shift.size != multiplier.size:
-            raise Tfl2RtlError(
-                f"requantization has {multiplier.size} multipliers and {shift.size} shifts "
-                f"for {channels} channels: expected 1 or {channels} of each"
-            )
-        if multiplier.min() < INT32_MIN or multiplier.max() > INT32_MAX:
-            raise Tfl2RtlError("a requantization multiplier is outside int32")
+        multiplier, shift = _checked_parameters(requant, channels, lanes)
         if shift.min() < -47 or shift.max() > 14:
             raise Tfl2RtlError(
                 f"requantization shifts {shift.min()} .. {shift.max()} are outside -47 .. 14, "

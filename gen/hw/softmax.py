@@ -25,7 +25,8 @@ from ..kernels.softmax import (
 )
 from .layouts import int8_lanes, signed_lanes
 
-__all__ = ["SoftmaxUnit", "SoftmaxInt16Unit", "exp_table", "doubling_high_multiply"]
+__all__ = ["SoftmaxUnit", "SoftmaxInt16Unit", "exp_table", "doubling_high_multiply",
+           "load_row", "send_result"]
 
 #: The longest row the unit takes: TFLite aborts once the sum of exponentials reaches
 #: 512, which 512 equal values do; below that the output exponent stays within 0 .. 31.
@@ -90,6 +91,38 @@ def doubling_high_multiply(m: Module, mul_a, mul_b):
     truncated = nudged[31:].as_signed() + (nudged[-1] & nudged[:31].any())
     m.d.sync += high.eq(Mux(both_min[2], INT32_MAX, truncated[:32].as_signed()))
     return high
+
+
+def load_row(m: Module, source, write, count, maximum, row: int, then: str, start):
+    """The ``"load"`` state of a softmax unit's state machine: take a row of ``row``
+    elements from ``source`` into a buffer (its write port ``write``, at ``count``), a
+    beat a cycle, keeping the row's ``maximum``; after the last, ``count`` starts over,
+    the statements ``start`` run and the machine goes on to ``then``."""
+    with m.State("load"):
+        m.d.comb += [source.ready.eq(1), write.en.eq(source.valid)]
+        with m.If(source.valid):
+            value = source.payload[0]
+            m.d.sync += maximum.eq(Mux((count == 0) | (value > maximum), value, maximum))
+            with m.If(count == row - 1):
+                m.d.sync += [count.eq(0), *start]
+                m.next = then
+            with m.Else():
+                m.d.sync += count.eq(count + 1)
+
+
+def send_result(m: Module, sink, value, count, row: int):
+    """The ``"output_send"`` state of a softmax unit's state machine: offer ``value`` on
+    ``sink`` until it is taken, then go on to the row's next element (``"output_read"``)
+    or, after its last, back to ``"load"``."""
+    with m.State("output_send"):
+        m.d.comb += [sink.valid.eq(1), sink.payload[0].eq(value)]
+        with m.If(sink.ready):
+            with m.If(count == row - 1):
+                m.d.sync += count.eq(0)
+                m.next = "load"
+            with m.Else():
+                m.d.sync += count.eq(count + 1)
+                m.next = "output_read"
 
 
 class SoftmaxUnit(wiring.Component):
@@ -207,18 +240,8 @@ class SoftmaxUnit(wiring.Component):
         taken = Signal()  # exp holds an element's exponential
 
         with m.FSM():
-            with m.State("load"):
-                m.d.comb += [self.i.ready.eq(1), write.en.eq(self.i.valid)]
-                with m.If(self.i.valid):
-                    value = self.i.payload[0]
-                    m.d.sync += maximum.eq(Mux((count == 0) | (value > maximum),
-                                               value, maximum))
-                    with m.If(count == row - 1):
-                        m.d.sync += [count.eq(0), total.eq(0), fetched.eq(0),
-                                     looked_up.eq(0), taken.eq(0)]
-                        m.next = "sum"
-                    with m.Else():
-                        m.d.sync += count.eq(count + 1)
+            load_row(m, self.i, write, count, maximum, row, "sum",
+                     [total.eq(0), fetched.eq(0), looked_up.eq(0), taken.eq(0)])
 
             with m.State("sum"):
                 # A four-step pipeline: read the element, look up its exponential, take it
@@ -311,17 +334,8 @@ class SoftmaxUnit(wiring.Component):
                 m.d.sync += top.eq(high[low_bit:31] >> (Const(NORMALIZE_CYCLES, 4) - shifts)[:4])
                 m.next = "output_send"
 
-            with m.State("output_send"):
-                shifted = (top >> 1) + top[0] - 128
-                m.d.comb += [self.o.valid.eq(1),
-                             self.o.payload[0].eq(Mux(shifted > 127, 127, shifted))]
-                with m.If(self.o.ready):
-                    with m.If(count == row - 1):
-                        m.d.sync += count.eq(0)
-                        m.next = "load"
-                    with m.Else():
-                        m.d.sync += count.eq(count + 1)
-                        m.next = "output_read"
+            shifted = (top >> 1) + top[0] - 128
+            send_result(m, self.o, Mux(shifted > 127, 127, shifted), count, row)
         return m
 
 
@@ -454,17 +468,7 @@ class SoftmaxInt16Unit(wiring.Component):
                 m.next = then
 
         with m.FSM():
-            with m.State("load"):
-                m.d.comb += [self.i.ready.eq(1), write.en.eq(self.i.valid)]
-                with m.If(self.i.valid):
-                    value = self.i.payload[0]
-                    m.d.sync += maximum.eq(Mux((count == 0) | (value > maximum),
-                                               value, maximum))
-                    with m.If(count == row - 1):
-                        m.d.sync += [count.eq(0), total.eq(0)]
-                        m.next = "sum_read"
-                    with m.Else():
-                        m.d.sync += count.eq(count + 1)
+            load_row(m, self.i, write, count, maximum, row, "sum_read", [total.eq(0)])
 
             with m.State("sum_read"):
                 m.d.comb += read.en.eq(1)
@@ -538,13 +542,5 @@ class SoftmaxInt16Unit(wiring.Component):
                 m.d.sync += result.eq(Mux(rounded > 32767, 32767, rounded))
                 m.next = "output_send"
 
-            with m.State("output_send"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload[0].eq(result)]
-                with m.If(self.o.ready):
-                    with m.If(count == row - 1):
-                        m.d.sync += count.eq(0)
-                        m.next = "load"
-                    with m.Else():
-                        m.d.sync += count.eq(count + 1)
-                        m.next = "output_read"
+            send_result(m, self.o, result, count, row)
         return m
