@@ -411,6 +411,10 @@ class Lut(Node):
     op: ClassVar[str] = "LUT"
     function: str
     table: np.ndarray
+    #: The integer parameters the table was computed from, where hardware computes the
+    #: op instead of looking it up: a 16x8 LEAKY_RELU's (:class:`tfl2rtl.kernels.
+    #: elementwise.LeakyReluParams`, whose 65536-entry table no block RAM budget holds).
+    params: object = None
 
 
 @dataclass(eq=False)

@@ -659,7 +659,7 @@ def _lut_int16(c: _Op) -> ir.Node:
     params = leaky_relu_params(inp.scale, inp.zero_point, out.scale, out.zero_point,
                                float(c.o.get("Alpha", 0.0)))
     table = leaky_relu_int8(np.arange(-32768, 32768), params, dtype="int16")
-    return ir.Lut(function=op.name, table=table, **c.common)
+    return ir.Lut(function=op.name, table=table, params=params, **c.common)
 
 
 def _unsupported(c: _Op) -> ir.Node:

@@ -126,22 +126,39 @@ def test_tflm_is_refused_for_a_legacy_uint8_model():
                               "use --profile litert or litert-ref")
 
 
+def int16_mean_model(tmp_path) -> Path:
+    """A written 16x8 model: CONV_2D, then MEAN over height and width (no int16 MEAN
+    hardware)."""
+    from test_golden_random import ModeLayers
+
+    from tflite_writer import GraphWriter
+
+    g = GraphWriter("16x8 MEAN")
+    layers = ModeLayers(g, "int16")
+    x = g.tensor((1, 4, 4, 2), "int16", 1 / 4096, 0)
+    y = layers.conv_2d(x, np.ones((2, 1, 1, 2), int), [0.01, 0.02], [0, 0], (1 / 1024, 0))
+    path = tmp_path / "mean16.tflite"
+    path.write_bytes(g.finish([x], [layers.mean(y, [1, 2], (1 / 1024, 0), keep_dims=False)]))
+    return path
+
+
 def test_a_16x8_op_without_int16_hardware_is_refused_in_one_line(tmp_path):
-    for verb, *args in (("generate", "-o", tmp_path / "out"), ("sim", "--inputs", 1)):
-        proc = cli(verb, TEST_MODELS / "ops_int16x8.tflite", *args)
-        assert_one_line_error(proc, "node 5 (LEAKY_RELU) of a 16x8 model has no hardware "
-                              "for int16 activations yet", "FULLY_CONNECTED")
-    proc = cli("build", TEST_MODELS / "ops_int16x8.tflite", "--board", "icebreaker", "-o",
-               tmp_path / "bit")
-    assert_one_line_error(proc, "node 5 (LEAKY_RELU) of a 16x8 model has no hardware")
+    model = int16_mean_model(tmp_path)
+    for verb, *args in (("generate", "-o", tmp_path / "out"), ("sim", "--inputs", 1),
+                        ("build", "--board", "icebreaker", "-o", tmp_path / "bit")):
+        proc = cli(verb, model, *args)
+        assert_one_line_error(proc, "node 1 (MEAN) of a 16x8 model has no hardware for "
+                              "int16 activations yet", "LEAKY_RELU")
     assert not (tmp_path / "out").exists() and not (tmp_path / "bit").exists()
 
 
-@pytest.mark.parametrize("name", ["int16x8.tflite", "cnn_int16x8.tflite"])
+@pytest.mark.parametrize("name", ["int16x8.tflite", "cnn_int16x8.tflite",
+                                  "ops_int16x8.tflite"])
 def test_16x8_models_through_generate_and_sim(name, tmp_path):
     """int16x8: QUANTIZE (float32 -> int16, on the host), CONV_2D, MAX_POOL_2D, RESHAPE,
     FULLY_CONNECTED, DEQUANTIZE; cnn_int16x8: CONV_2D, DEPTHWISE_CONV_2D, ADD, an int16
-    QUANTIZE, CONCATENATION, AVERAGE_POOL_2D, FULLY_CONNECTED, SOFTMAX.  int16 streams,
+    QUANTIZE, CONCATENATION, AVERAGE_POOL_2D, FULLY_CONNECTED, SOFTMAX; ops_int16x8: every
+    16x8 op, LEAKY_RELU and PAD among them, float32 edges.  int16 streams,
     16x8 products, the int64 requantization and the int16 softmax, bit-exact in Verilator
     under stalls."""
     model = TEST_MODELS / name
@@ -285,9 +302,9 @@ def test_generate_and_sim_a_legacy_uint8_model(tmp_path):
 
 
 def test_generate_errors(tmp_path):
-    assert_one_line_error(cli("generate", TEST_MODELS / "ops_int16x8.tflite", "-o",
+    assert_one_line_error(cli("generate", int16_mean_model(tmp_path), "-o",
                               tmp_path / "out"), "16x8",
-                          "node 5 (LEAKY_RELU)", "no hardware for int16 activations")
+                          "node 1 (MEAN)", "no hardware for int16 activations")
     assert not (tmp_path / "out").exists()
     bad = tmp_path / "fold.json"
     bad.write_text('{"layers": {"1": {"pe": 3, "simd": 1}}}')

@@ -14,7 +14,14 @@ from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl import golden, ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.elementwise import AddLayer, ConcatLayer, LutLayer, PadLayer, RequantizeLayer
+from tfl2rtl.hw.elementwise import (
+    AddLayer,
+    ConcatLayer,
+    LeakyReluInt16Layer,
+    LutLayer,
+    PadLayer,
+    RequantizeLayer,
+)
 from tflite_writer import GraphWriter
 
 RESNET = ZOO / "mlperf_tiny" / "pretrainedResnet_quant.tflite"
@@ -432,3 +439,36 @@ def test_requantize_rejects_a_sign_flip():
                                             shift=np.array([1]), real_scale=np.array([1.0])))
     with pytest.raises(Tfl2RtlError, match="moves no data through a stage of its own"):
         RequantizeLayer(node, (4,))
+
+
+# --------------------------------------------------------------------------------------
+# A 16x8 LEAKY_RELU (LeakyReluInt16Layer)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha, ratio, input_zero_point", [
+    (0.01, 1.0, 0), (0.3, 0.37, 0), (0.9, 2.5, 0), (0.2, 1.3, 100)])
+def test_int16_leaky_relu_on_every_input(alpha, ratio, input_zero_point):
+    """Every int16 input, four lanes, against the golden table (TFLM's
+    QuantizeLeakyRelu)."""
+    from tfl2rtl.kernels.elementwise import leaky_relu_int8, leaky_relu_params
+
+    params = leaky_relu_params(1 / 4096, input_zero_point, ratio / 4096, 0, alpha)
+    x = np.arange(-32768, 32768)
+    node = ir.Lut(inputs=("x",), outputs=("y",), function="LEAKY_RELU",
+                  table=leaky_relu_int8(x, params, dtype="int16"), params=params)
+    lanes = 4
+    dut = LeakyReluInt16Layer(node, (len(x),), lanes=lanes)
+    got = run(dut, [(dut.i, beats([x], lanes))], len(x), "stalls", seed=3)
+    np.testing.assert_array_equal(got, golden.lut(node, x.astype(np.int16)))
+    assert np.count_nonzero(got < 0) > 1000  # the alpha side is exercised
+
+
+def test_int16_leaky_relu_refuses_a_negative_alpha():
+    from tfl2rtl.kernels.elementwise import leaky_relu_params
+
+    params = leaky_relu_params(1 / 4096, 0, 1 / 4096, 0, -0.5)
+    node = ir.Lut(inputs=("x",), outputs=("y",), function="LEAKY_RELU",
+                  table=np.zeros(65536, np.int16), params=params)
+    with pytest.raises(Tfl2RtlError, match="negative alpha"):
+        LeakyReluInt16Layer(node, (4,))

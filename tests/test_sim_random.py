@@ -906,7 +906,7 @@ def random_16x8_graph(rng):
     one to three steps of CONV_2D (1x1 to 3x3, strides 1 and 2, SAME and VALID,
     per-channel int8 weights, int64 biases up to 2**24), DEPTHWISE_CONV_2D (depth
     multipliers 1 and 2), MAX_POOL_2D and AVERAGE_POOL_2D, PAD, an int16 -> int16
-    QUANTIZE, a residual ADD of a same-shape convolution and the CONCATENATION of two
+    QUANTIZE, LEAKY_RELU, a residual ADD of a same-shape convolution and the CONCATENATION of two
     along the channels; then maybe a RESHAPE and a FULLY_CONNECTED, and maybe a SOFTMAX;
     fused activations at random.  Output scales spread each layer's outputs over int16
     within a factor of 2**3."""
@@ -938,7 +938,7 @@ def random_16x8_graph(rng):
     for _ in range(int(rng.integers(1, 4))):
         _, h, w, c = g.shape(y)
         kind = pick(rng, ["conv", "conv", "depthwise", "pool", "pad", "quantize", "add",
-                          "concatenation"])
+                          "concatenation", "leaky_relu"])
         if kind in ("conv", "depthwise"):
             y = conv(y, depthwise=kind == "depthwise")
         elif kind == "pool":
@@ -952,6 +952,10 @@ def random_16x8_graph(rng):
                           [0, 0]])
         elif kind == "quantize":
             y = layers.requantize(y, (f32(g.quant(y)[0] * 2.0 ** rng.uniform(-4, 4)), 0))
+        elif kind == "leaky_relu":
+            y = layers.elementwise("LEAKY_RELU", y,
+                                   (f32(g.quant(y)[0] * 2.0 ** rng.uniform(-2, 2)), 0),
+                                   alpha=f32(rng.uniform(0.01, 0.9)))
         elif kind == "add":  # a residual: y + conv(y), scales within 2**3 of each other
             out_quant = (f32(g.quant(y)[0] * 2.0 ** rng.uniform(-1, 3)), 0)
             y = layers.add(y, conv(y, same=True), out_quant,

@@ -7,7 +7,7 @@ import math
 from functools import partial
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -27,7 +27,7 @@ from .pipeline import register
 from .requant import Requantizer
 
 __all__ = ["ADD_INPUT_STAGES", "AddLayer", "LutLayer", "ConcatLayer", "PadLayer",
-           "RequantizeLayer", "add_input_factors"]
+           "RequantizeLayer", "LeakyReluInt16Layer", "add_input_factors"]
 
 #: The register stages of each ADD input's ``MultiplyByQuantizedMultiplier`` (with a
 #: constant multiplier and shift), before the output :class:`~.requant.Requantizer`.
@@ -578,4 +578,82 @@ class RequantizeLayer(wiring.Component):
         for lane in range(self.lanes):
             m.d.comb += requantizer.i.payload.acc[lane].eq(self.i.payload[lane]
                                                            + self._offset)
+        return m
+
+
+class LeakyReluInt16Layer(wiring.Component):
+    """A 16x8 model's LEAKY_RELU (TFLite Micro's ``reference_ops::QuantizeLeakyRelu`` on
+    int16, the golden model's 65536-entry table), computed: per element ``v = q -
+    input_offset``, then ``MultiplyByQuantizedMultiplier(v, identity)`` for ``v >= 0``
+    and ``MultiplyByQuantizedMultiplier(v, alpha)`` below, ``+ output_offset``, clamped
+    to int16.  Each lane is a one-lane :class:`~.requant.Requantizer` of two "channels",
+    the identity's and the alpha's multiplier and shift, the beat's ``group`` being the
+    sign of ``v``.  ``lanes`` elements a beat.
+
+    Members
+    -------
+    i : ``In(stream.Signature(signed_lanes(16, lanes)))``
+    o : ``Out(stream.Signature(signed_lanes(16, lanes)))``
+
+    Attributes
+    ----------
+    latency : int
+        The requantizer's: a beat taken at clock edge ``n`` can leave at edge ``n +
+        latency``.
+    cycles_per_vector : int
+        ``size / lanes`` times the requantizer's interval.
+
+    A negative alpha (which TFLite applies as a negated product, rounded apart from the
+    product by a negative multiplier) is refused.  Tested on every int16 input for
+    alphas 0.01 to 0.9 and scale ratios above and below one, against the golden table.
+    """
+
+    def __init__(self, node: ir.Lut, shape, *, lanes: int = 1):
+        p = node.params
+        if node.function != "LEAKY_RELU" or p is None:
+            raise Tfl2RtlError(f"{node.function}: only an int16 LEAKY_RELU is computed")
+        if p.output_multiplier_alpha < 0:
+            raise Tfl2RtlError("int16 LEAKY_RELU with a negative alpha: not built (TFLite "
+                               "negates the product after rounding it)")
+        self.shape = tuple(shape)
+        _check_lanes("LEAKY_RELU", self.shape[-1] if self.shape else 1, lanes, "channels")
+        self.node = node
+        self.lanes = lanes
+        self._offset = -int(p.input_offset)
+        requant = ir.Requant(
+            multiplier=np.array([p.output_multiplier_identity, p.output_multiplier_alpha]),
+            shift=np.array([p.output_shift_identity, p.output_shift_alpha]),
+            real_scale=np.zeros(2))
+        width = signed_bits(-32768 + self._offset, 32767 + self._offset)
+        self._requantizers = [
+            Requantizer(requant, channels=2, output_offset=p.output_offset, act_min=-32768,
+                        act_max=32767, acc_width=width, lanes=1, out_bits=16)
+            for _ in range(lanes)]
+        self.latency = self._requantizers[0].latency
+        self.cycles_per_vector = (math.prod(self.shape) // lanes
+                                  * self._requantizers[0].interval)
+        super().__init__({"i": In(_lanes_stream(lanes, 16)),
+                          "o": Out(_lanes_stream(lanes, 16))})
+
+    def elaborate(self, platform):
+        m = Module()
+        ready = Signal()
+        valid = Signal()
+        m.d.comb += self.i.ready.eq(ready)
+        for lane, requantizer in enumerate(self._requantizers):
+            m.submodules[f"requantizer_{lane}"] = requantizer
+            value = self.i.payload[lane] + self._offset
+            # The lanes move together: each takes the beat when all of them can.
+            m.d.comb += [
+                requantizer.i.valid.eq(self.i.valid & ready),
+                requantizer.i.payload.acc[0].eq(value),
+                requantizer.i.payload.group.eq(value < 0),
+                self.o.payload[lane].eq(requantizer.o.payload[0]),
+                requantizer.o.ready.eq(self.o.ready & valid),
+            ]
+        m.d.comb += [
+            ready.eq(Cat(*(r.i.ready for r in self._requantizers)).all()),
+            valid.eq(Cat(*(r.o.valid for r in self._requantizers)).all()),
+            self.o.valid.eq(valid),
+        ]
         return m

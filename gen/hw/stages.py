@@ -487,9 +487,30 @@ class RequantizeStage(Stage):
 
 
 class LutStage(Stage):
-    def build(self, fold, requant_lanes=None):
-        from .elementwise import LutLayer
+    """A 256-entry table; in a 16x8 model a LEAKY_RELU computed
+    (:class:`~tfl2rtl.hw.elementwise.LeakyReluInt16Layer`)."""
 
+    #: The table ops computed in a 16x8 model (the others are 65536-entry tables).
+    INT16_FUNCTIONS = ("LEAKY_RELU",)
+
+    @property
+    def int16(self) -> bool:
+        return self.node.function in self.INT16_FUNCTIONS and self.node.params is not None
+
+    def cycles(self, fold, requant_lanes=None, requant_interval=1):
+        if self.act_bits == 16:  # a requantizer a lane
+            return self.out_size // fold.pe * _serial(
+                ir.Requant(multiplier=np.array([self.node.params.output_multiplier_identity,
+                                                self.node.params.output_multiplier_alpha]),
+                           shift=np.zeros(2, int), real_scale=np.zeros(2)),
+                requant_interval)
+        return super().cycles(fold, requant_lanes, requant_interval)
+
+    def build(self, fold, requant_lanes=None):
+        from .elementwise import LeakyReluInt16Layer, LutLayer
+
+        if self.act_bits == 16:
+            return LeakyReluInt16Layer(self.node, self.out_shape, lanes=fold.pe)
         return LutLayer(self.node, self.out_shape, lanes=fold.pe)
 
 
@@ -635,7 +656,8 @@ def stage_for(graph: ir.Graph, index: int) -> Stage | None:
     stage = kind(index, node, in_shapes, graph.tensors[node.output].shape)
     if graph.quantization == "int16x8":
         if not stage.int16:
-            built = sorted(t.op for t, k in STAGE_KINDS.items() if k.int16)
+            built = sorted([t.op for t, k in STAGE_KINDS.items() if k.int16 is True]
+                           + list(LutStage.INT16_FUNCTIONS))
             # (a table op by the op it came from: LEAKY_RELU, not LUT)
             name = getattr(node, "function", node.op).upper()
             raise Tfl2RtlError(
