@@ -157,6 +157,12 @@ class _Weighted:
     weight_bits: int = 8
 
     @property
+    def act_bits(self) -> int:
+        """The width of the layer's activations: 16 in a 16x8 layer (int64
+        accumulator), else 8."""
+        return 16 if self.accumulator == "int64" else 8
+
+    @property
     def bias_bytes(self) -> int:
         """Bytes per bias in the model: 4 (int32), 8 in a 16x8 layer (int64)."""
         return 8 if self.accumulator == "int64" else 4

@@ -106,7 +106,7 @@ class Conv2DLayer(wiring.Component):
         self.in_shape = (h, w, c)
         self.out_shape = (*out_hw, out_c)
         # int16 activations in a 16x8 layer (int64 accumulators), else int8.
-        self.act_bits = act_bits = 16 if node.accumulator == "int64" else 8
+        self.act_bits = act_bits = node.act_bits
         self.window = SlidingWindow(self.in_shape, (kh, kw), node.stride, node.dilation,
                                     node.padding, pad_value=-node.input_offset, simd=simd,
                                     order="conv", act_bits=act_bits)

@@ -77,8 +77,8 @@ class FullyConnectedLayer(wiring.Component):
         self.pe = pe
         self.simd = simd
         self.requant_lanes = requant_lanes
-        wide = node.accumulator == "int64"
-        self.act_bits = act_bits = 16 if wide else 8
+        self.act_bits = act_bits = node.act_bits
+        wide = act_bits == 16  # a 16x8 layer: an Int64Requantizer
         self.mvu = MatrixVectorUnit(node.weights, node.folded_bias, acc_width=node.acc_bits,
                                     pe=pe, simd=simd, memory_id=memory_id,
                                     weight_bits=node.weight_bits,

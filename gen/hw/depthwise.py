@@ -163,7 +163,7 @@ class DepthwiseUnit(wiring.Component):
         self.acc_width = node.acc_bits
         self.weight_bits = bits
         #: int16 activations in a 16x8 layer (int64 accumulators), else int8.
-        self.act_bits = 16 if node.accumulator == "int64" else 8
+        self.act_bits = node.act_bits
         self._weights = weights.astype(np.int64)
         self._bias = bias
         super().__init__({

@@ -27,7 +27,8 @@ from .pipeline import register
 from .requant import Requantizer
 
 __all__ = ["ADD_INPUT_STAGES", "AddLayer", "LutLayer", "ConcatLayer", "PadLayer",
-           "RequantizeLayer", "LeakyReluInt16Layer", "add_input_factors"]
+           "RequantizeLayer", "LeakyReluInt16Layer", "leaky_relu_requant",
+           "add_input_factors"]
 
 #: The register stages of each ADD input's ``MultiplyByQuantizedMultiplier`` (with a
 #: constant multiplier and shift), before the output :class:`~.requant.Requantizer`.
@@ -581,6 +582,17 @@ class RequantizeLayer(wiring.Component):
         return m
 
 
+def leaky_relu_requant(params) -> ir.Requant:
+    """A 16x8 LEAKY_RELU's two multipliers and shifts (:class:`tfl2rtl.kernels.
+    elementwise.LeakyReluParams`) as the two "channels" of a requantizer: 0 the
+    identity's, 1 the alpha's."""
+    return ir.Requant(
+        multiplier=np.array([params.output_multiplier_identity,
+                             params.output_multiplier_alpha]),
+        shift=np.array([params.output_shift_identity, params.output_shift_alpha]),
+        real_scale=np.zeros(2))
+
+
 class LeakyReluInt16Layer(wiring.Component):
     """A 16x8 model's LEAKY_RELU (TFLite Micro's ``reference_ops::QuantizeLeakyRelu`` on
     int16, the golden model's 65536-entry table), computed: per element ``v = q -
@@ -620,10 +632,7 @@ class LeakyReluInt16Layer(wiring.Component):
         self.node = node
         self.lanes = lanes
         self._offset = -int(p.input_offset)
-        requant = ir.Requant(
-            multiplier=np.array([p.output_multiplier_identity, p.output_multiplier_alpha]),
-            shift=np.array([p.output_shift_identity, p.output_shift_alpha]),
-            real_scale=np.zeros(2))
+        requant = leaky_relu_requant(p)
         width = signed_bits(-32768 + self._offset, 32767 + self._offset)
         self._requantizers = [
             Requantizer(requant, channels=2, output_offset=p.output_offset, act_min=-32768,

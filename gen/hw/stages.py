@@ -499,11 +499,10 @@ class LutStage(Stage):
 
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
         if self.act_bits == 16:  # a requantizer a lane
-            return self.out_size // fold.pe * _serial(
-                ir.Requant(multiplier=np.array([self.node.params.output_multiplier_identity,
-                                                self.node.params.output_multiplier_alpha]),
-                           shift=np.zeros(2, int), real_scale=np.zeros(2)),
-                requant_interval)
+            from .elementwise import leaky_relu_requant
+
+            return self.out_size // fold.pe * _serial(leaky_relu_requant(self.node.params),
+                                                      requant_interval)
         return super().cycles(fold, requant_lanes, requant_interval)
 
     def build(self, fold, requant_lanes=None):
