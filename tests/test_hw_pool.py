@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import TEST_MODELS, ZOO
-from streams import STALL_MODES, get, put, simulate
+from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl import golden, ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
@@ -62,9 +62,9 @@ def images(shape, rng, count=2):
     return np.stack(sets[:count]).astype(np.int8)
 
 
-def run_stream(dut, beats, out_count, mode, seed=0, cycles=None):
+def run_stream(dut, beats, out_count, mode, seed=0, cycles=None, platform=None):
     """Send ``beats`` to ``dut.i`` and return the ``out_count`` beats of ``dut.o`` as an
-    ``(out_count, lanes)`` array."""
+    ``(out_count, lanes)`` array (on ``platform``: DSP_PLATFORM for the product hook)."""
     in_timing, out_timing = STALL_MODES[mode](seed)
     results = []
 
@@ -74,7 +74,7 @@ def run_stream(dut, beats, out_count, mode, seed=0, cycles=None):
     async def consumer(ctx):
         results.extend(await get(ctx, dut.o, out_count, out_timing, cycles=cycles))
 
-    simulate(dut, producer, consumer)
+    simulate(dut, producer, consumer, platform=platform)
     dtype = np.int16 if getattr(dut, "act_bits", 8) == 16 else np.int8
     return np.array([[p[lane] for lane in range(dut.pe)] for p in results], dtype)
 
@@ -101,11 +101,12 @@ def window_stream(node, xs, pe):
     return beats
 
 
-def check_pool_unit(node, xs, pe, mode, seed=0):
+def check_pool_unit(node, xs, pe, mode, seed=0, platform=None):
     """PoolUnit fed with window_beats, against the golden pooling of ``xs``."""
     dut = pool_unit(node, xs.shape[1:3], pe)
     expected = golden_pool(node, xs)
-    got = run_stream(dut, window_stream(node, xs, pe), expected.size // pe, mode, seed)
+    got = run_stream(dut, window_stream(node, xs, pe), expected.size // pe, mode, seed,
+                     platform=platform)
     np.testing.assert_array_equal(got.reshape(expected.shape), expected)
     return expected
 
@@ -153,9 +154,10 @@ def test_unit_rounds_like_golden_at_every_quotient_step():
         for lanes in np.split(x, x.shape[1] // pe, axis=1):
             beats += [{"data": lanes[b].tolist() if b < count else [0] * pe,
                        "pad": int(b >= count)} for b in range(window)]
-    got = run_stream(dut, beats, len(beats) // window, "streaming")
-    np.testing.assert_array_equal(got.reshape(-1),
-                                  np.concatenate([e.reshape(-1) for e in expected]))
+    for platform in (None, DSP_PLATFORM):  # products in the fabric, from DSP blocks
+        got = run_stream(dut, beats, len(beats) // window, "streaming", platform=platform)
+        np.testing.assert_array_equal(got.reshape(-1),
+                                      np.concatenate([e.reshape(-1) for e in expected]))
 
 
 # --------------------------------------------------------------------------------------
@@ -174,6 +176,8 @@ def test_real_nodes_on_window_beats(path, kind, hw, channels, pe, mode):
     node = real_node(path, kind)
     xs = images((*hw, channels), np.random.default_rng(pe))
     check_pool_unit(node, xs, pe, mode, seed=pe)
+    if kind is ir.AveragePool2D:  # the products from a platform's DSP blocks too
+        check_pool_unit(node, xs, pe, mode, seed=pe, platform=DSP_PLATFORM)
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
@@ -204,11 +208,12 @@ def test_pool_unit_timing(kind, window):
     rng = np.random.default_rng(window)
     beats = [{"data": rng.integers(-128, 128, 2).tolist(), "pad": 0}
              for _ in range(6 * window)]
-    cycles = []
-    run_stream(dut, beats, 6, "streaming", cycles=cycles)
-    # The last beat of the first window is taken at edge `window`.
-    assert cycles[0] == window + dut.latency
-    assert set(np.diff(cycles)) == {dut.cycles_per_window}
+    for platform in (None, DSP_PLATFORM):
+        cycles = []
+        run_stream(dut, beats, 6, "streaming", cycles=cycles, platform=platform)
+        # The last beat of the first window is taken at edge `window`.
+        assert cycles[0] == window + dut.latency
+        assert set(np.diff(cycles)) == {dut.cycles_per_window}
 
 
 # --------------------------------------------------------------------------------------

@@ -35,8 +35,9 @@ POOL_STAGES = {
     ),
     "average": (
         "accumulate",  # running sum and in-bounds count
-        "magnitude",  # |sum| + count // 2 and the sign; reciprocal of the count (ROM)
-        "product",  # magnitude * reciprocal
+        "magnitude",  # |sum| + count // 2 and the reciprocal of the count (ROM), into
+                      # the product's operand registers; the sign
+        "product",  # magnitude * reciprocal (a DSP block's own registers where it has them)
         "clamp",  # >> shift, sign, clamp: the output register
     ),
 }
@@ -216,7 +217,8 @@ class PoolUnit(wiring.Component):
                 maxima.append(acc)
             results = maxima
         else:
-            results, valid = self._average(m, register, advance, take, first, x, pad, valid)
+            results, valid = self._average(m, platform, register, advance, take, first, x,
+                                           pad, valid)
 
         for lane, value in enumerate(results):
             clamped = Mux(value < self.act_min, self.act_min,
@@ -226,7 +228,7 @@ class PoolUnit(wiring.Component):
         m.d.comb += self.o.valid.eq(register(valid, "valid_clamp"))
         return m
 
-    def _average(self, m, register, advance, take, first, x, pad, valid):
+    def _average(self, m, platform, register, advance, take, first, x, pad, valid):
         """The "accumulate", "magnitude" and "product" stages of an average; returns the
         signed quotients (before the clamp) and their valid."""
         low, high = -(1 << (self.act_bits - 1)), (1 << (self.act_bits - 1)) - 1
@@ -241,7 +243,8 @@ class PoolUnit(wiring.Component):
                 m.d.sync += acc.eq(Mux(first, 0, acc) + Mux(pad, 0, x[lane]))
             sums.append(acc)
 
-        # "magnitude": |sum| + count // 2, and the reciprocal of the count.
+        # "magnitude": |sum| + count // 2, and the reciprocal of the count (read
+        # asynchronously: the product's operand registers hold it).
         magnitude_shape = unsigned(_magnitude_max(self.window, self.act_bits).bit_length())
         half = count >> 1
         if len(self.counts) == 1:
@@ -251,20 +254,30 @@ class PoolUnit(wiring.Component):
             rom_shape = unsigned(max(table).bit_length())
             m.submodules.reciprocals = rom = Memory(shape=rom_shape, depth=len(table),
                                                     init=table)
-            port = rom.read_port()
-            m.d.comb += [port.addr.eq(count), port.en.eq(advance)]
+            port = rom.read_port(domain="comb")
+            m.d.comb += port.addr.eq(count)
             factor = port.data
         valid = register(valid, "valid_magnitude")
         negative = [register(s < 0, f"negative_{lane}") for lane, s in enumerate(sums)]
-        magnitudes = [
-            register(Mux(s < 0, half - s, s + half), f"magnitude_{lane}", magnitude_shape)
-            for lane, s in enumerate(sums)
-        ]
+        magnitudes = []
+        for lane, s in enumerate(sums):
+            magnitude = Signal(magnitude_shape, name=f"magnitude_{lane}")
+            m.d.comb += magnitude.eq(Mux(s < 0, half - s, s + half))
+            magnitudes.append(magnitude)
 
-        # "product"
+        # "product": the magnitude and the factor registered, then their product, in a
+        # platform's DSP block with its own registers where it takes them
+        # (pipeline.PRODUCT_HOOK), else in the fabric.
         valid = register(valid, "valid_product")
         negative = [register(n, f"negative_p_{lane}") for lane, n in enumerate(negative)]
-        products = [register(a * factor, f"product_{lane}") for lane, a in enumerate(magnitudes)]
+        products = []
+        for lane, a in enumerate(magnitudes):
+            name = f"product_{lane}"
+            product = pipeline.platform_product(m, platform, advance, a, factor, name)
+            if product is None:
+                product = register(register(a, f"{name}_a") * register(factor, f"{name}_b"),
+                                   name)
+            products.append(product)
 
         # The quotient is at most 2**(act_bits - 1) (128 for int8).
         quotients = [p[self.shift:self.shift + self.act_bits] for p in products]
