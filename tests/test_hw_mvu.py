@@ -90,6 +90,49 @@ def test_int16_inputs(out_depth, in_depth, pe, simd, mode, platform):
         assert cycles[0] == sf + dut.latency and np.all(np.diff(cycles) == sf)
 
 
+LAYER_SEQUENCES = [  # (out_depth, in_depth) per layer, pe, simd
+    ([(16, 4), (8, 16), (4, 8), (4, 4)], 4, 4),  # the jet MLP's shape, scaled down
+    ([(4, 2), (6, 4), (2, 6)], 2, 2),  # one group a layer, then three, then one
+    ([(1, 1), (3, 1), (1, 3)], 1, 1),  # hello_world's shape, scaled down
+    ([(2, 6)] * 10, 2, 3),  # ten layers of one group of two slices
+]
+
+
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("shapes, pe, simd", LAYER_SEQUENCES)
+def test_layer_sequences(shapes, pe, simd, mode, platform):
+    # A sequential engine's layers sharing the unit: each pass takes every layer's
+    # vector in turn and gives every layer's groups, ``group`` counting across them, at
+    # the documented interval.
+    rng = np.random.default_rng(len(shapes) * 10 + pe)
+    layers = [random_layer(o, i, rng) for o, i in shapes]
+    passes = 4
+    inputs = [rng.integers(-128, 128, (passes, i)) for _, i in shapes]
+    expected = np.concatenate([x @ w.T + b for x, (w, b) in zip(inputs, layers, strict=True)],
+                              axis=1)
+    biases = np.concatenate([b for _, b in layers])
+    acc_width = signed_bits(int(min(expected.min(), biases.min())),
+                            int(max(expected.max(), biases.max())))
+    dut = MatrixVectorUnit([w for w, _ in layers], [b for _, b in layers],
+                           acc_width=acc_width, pe=pe, simd=simd)
+    assert dut.layers == shapes
+    cycles = []
+    got = run_mvu(dut, np.concatenate(inputs, axis=1), mode, seed=pe, platform=platform,
+                  cycles=cycles if mode == "streaming" else None)
+    np.testing.assert_array_equal(got, expected)
+    if mode == "streaming":  # the input never waits: one weight row a cycle
+        assert dut.cycles_per_vector == sum(o // pe * (i // simd) for o, i in shapes)
+        ends = np.array(cycles[dut.neuron_folds - 1::dut.neuron_folds])
+        assert np.all(np.diff(ends) == dut.cycles_per_vector)
+
+
+def test_rejects_a_sequence_with_a_depth_pe_does_not_divide():
+    with pytest.raises(Tfl2RtlError, match="^PE=2 does not divide the output depth 3"):
+        MatrixVectorUnit([np.ones((2, 2), int), np.ones((3, 2), int)], [[0, 0], [0, 0, 0]],
+                         acc_width=20, pe=2)
+
+
 def test_rejects_products_in_logic_for_int16_inputs():
     with pytest.raises(Tfl2RtlError, match="^products in logic are built for int8 inputs"):
         MatrixVectorUnit(np.ones((2, 2), int), [0, 0], acc_width=20, act_bits=16,

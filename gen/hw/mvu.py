@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -71,6 +71,14 @@ class MatrixVectorUnit(wiring.Component):
     int8 weights are a :class:`~tfl2rtl.hw.weights.LoadableMemory` of that number
     instead, empty until the host loads them over ``load`` (:func:`weight_rows` gives its rows).
 
+    ``weights`` and ``bias`` may also be sequences of matrices and bias vectors: the
+    layers of a sequential engine sharing the unit (:mod:`tfl2rtl.hw.engine`).  The
+    unit then computes them in turn, each folded at the same ``pe x simd``: a vector of
+    layer ``k`` is ``in_depth_k / simd`` beats, and after it the unit takes the next
+    layer's vector (layer 0 after the last).  Their weight rows follow each other in
+    the one memory, their biases too, and ``group`` counts the neuron groups of all the
+    layers in order (so the requantizer reads each layer's parameters by it).
+
     The first neuron group computes straight from the input stream while the vector is
     written to an input buffer; the other groups replay it from there.  So the input is
     taken only during the first ``synapse_folds`` cycles of a vector, and the next vector
@@ -87,7 +95,7 @@ class MatrixVectorUnit(wiring.Component):
     Members
     -------
     i : ``In(stream.Signature(signed_lanes(act_bits, simd)))``
-        ``synapse_folds`` beats per vector; lane ``s`` of beat ``k`` is input ``k * simd + s``;
+        ``in_depth / simd`` beats per vector; lane ``s`` of beat ``k`` is input ``k * simd + s``;
         ``act_bits`` is 8, or 16 for a 16x8 layer's int16 inputs (an int16 by int8
         product fits one DSP block too; products in logic take int8 inputs only).
     o : ``Out(stream.Signature(accumulator_layout(acc_width, pe, neuron_folds)))``
@@ -100,9 +108,18 @@ class MatrixVectorUnit(wiring.Component):
 
     Attributes
     ----------
+    layers : list of (int, int)
+        ``(out_depth, in_depth)`` of each matrix (one, unless a sequence was given).
+    out_depth, in_depth : int
+        Their sums: the accumulators and the input elements of one pass over the layers.
+    neuron_folds : int
+        Neuron groups of all the layers, ``out_depth / pe``.
+    synapse_folds : int
+        Beats of the longest input vector, ``max(in_depth_k) / simd`` (the input
+        buffer's depth).
     cycles_per_vector : int
-        Initiation interval, ``neuron_folds * synapse_folds``, when the input keeps up and
-        the output is not stalled.
+        Initiation interval of one pass, ``sum_k (out_depth_k / pe) * (in_depth_k /
+        simd)``, when the input keeps up and the output is not stalled.
     latency : int
         ``7 + tree_stages(simd)``: when a vector's last input beat is taken at clock edge
         ``n``, its first group can leave on ``o`` at edge ``n + latency``.  The input's
@@ -115,7 +132,8 @@ class MatrixVectorUnit(wiring.Component):
         logic product's operand, half-sum and product registers in place of the DSP
         block's and the product's.
 
-    Tested with ``pe`` and ``simd`` from 1 to the full depth, random stalls on ``i`` and
+    Tested with ``pe`` and ``simd`` from 1 to the full depth, sequences of 1 to 10
+    layers of different shapes, random stalls on ``i`` and
     backpressure on ``o``, int8 and 9-bit weights (at -256, 255 and random), in the
     fabric, through the platform's product hook and with products in logic; int16 inputs
     (at -32768, 32767 and random) in the fabric and through the hook.
@@ -124,50 +142,62 @@ class MatrixVectorUnit(wiring.Component):
     def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1,
                  memory_id: int | None = None, weight_bits: int = 8,
                  products_in_logic: bool = False, act_bits: int = 8):
-        weights = np.asarray(weights)
+        sequence = isinstance(weights, (list, tuple))
+        matrices = [np.asarray(w) for w in (weights if sequence else [weights])]
+        biases = [np.asarray(b, dtype=np.int64).reshape(-1)
+                  for b in (bias if sequence else [bias])]
         if act_bits not in (8, 16):
             raise Tfl2RtlError(f"{act_bits}-bit inputs: the matrix-vector unit takes 8 or 16")
         if products_in_logic and act_bits != 8:
             raise Tfl2RtlError("products in logic are built for int8 inputs only")
-        bias = np.asarray(bias, dtype=np.int64).reshape(-1)
-        if weights.ndim != 2 or weights.shape[0] != bias.size:
-            raise Tfl2RtlError(
-                f"weights of shape {weights.shape} do not match {bias.size} biases"
-            )
-        if weights.size and (weights.min() < -(1 << (weight_bits - 1))
-                             or weights.max() >= 1 << (weight_bits - 1)):
-            raise Tfl2RtlError(f"the weights are not {weight_bits}-bit signed integers")
+        if not matrices or len(matrices) != len(biases):
+            raise Tfl2RtlError(f"{len(matrices)} weight matrices for {len(biases)} bias vectors")
+        if sequence and memory_id is not None:
+            raise Tfl2RtlError("a sequence of layers cannot be loaded at run time")
+        for weights, bias in zip(matrices, biases, strict=True):
+            if weights.ndim != 2 or weights.shape[0] != bias.size:
+                raise Tfl2RtlError(
+                    f"weights of shape {weights.shape} do not match {bias.size} biases"
+                )
+            if weights.size and (weights.min() < -(1 << (weight_bits - 1))
+                                 or weights.max() >= 1 << (weight_bits - 1)):
+                raise Tfl2RtlError(f"the weights are not {weight_bits}-bit signed integers")
         if memory_id is not None and weight_bits != 8:
             raise Tfl2RtlError(f"{weight_bits}-bit weights cannot be loaded at run time "
                                "(the host link loads int8 bytes)")
-        out_depth, in_depth = weights.shape
-        if pe < 1 or out_depth % pe:
-            raise Tfl2RtlError(
-                f"PE={pe} does not divide the output depth {out_depth}; "
-                f"choose one of {divisors_text(out_depth)}"
-            )
-        if simd < 1 or in_depth % simd:
-            raise Tfl2RtlError(
-                f"SIMD={simd} does not divide the input depth {in_depth}; "
-                f"choose one of {divisors_text(in_depth)}"
-            )
+        for weights in matrices:
+            out_depth, in_depth = weights.shape
+            if pe < 1 or out_depth % pe:
+                raise Tfl2RtlError(
+                    f"PE={pe} does not divide the output depth {out_depth}; "
+                    f"choose one of {divisors_text(out_depth)}"
+                )
+            if simd < 1 or in_depth % simd:
+                raise Tfl2RtlError(
+                    f"SIMD={simd} does not divide the input depth {in_depth}; "
+                    f"choose one of {divisors_text(in_depth)}"
+                )
+        bias = np.concatenate(biases)
         lo, hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
         if bias.min() < lo or bias.max() > hi:
             raise Tfl2RtlError(f"a bias does not fit the {acc_width}-bit accumulator")
 
-        self.out_depth = out_depth
-        self.in_depth = in_depth
+        self.layers = [tuple(int(d) for d in w.shape) for w in matrices]
+        self.out_depth = sum(o for o, _ in self.layers)
+        self.in_depth = sum(i for _, i in self.layers)
         self.pe = pe
         self.simd = simd
         self.acc_width = acc_width
         self.weight_bits = weight_bits
         self.act_bits = act_bits
         self._input_lanes = signed_lanes(act_bits, simd)
-        self.neuron_folds = out_depth // pe
-        self.synapse_folds = in_depth // simd
-        self.cycles_per_vector = self.neuron_folds * self.synapse_folds
+        #: Per layer, ``(neuron folds, synapse folds)``.
+        self._folds = [(o // pe, i // simd) for o, i in self.layers]
+        self.neuron_folds = sum(nf for nf, _ in self._folds)
+        self.synapse_folds = max(sf for _, sf in self._folds)
+        self.cycles_per_vector = sum(nf * sf for nf, sf in self._folds)
         self.latency = 6 + SkidBuffer.latency + tree_stages(simd)
-        self._weights = weights.astype(np.int64)
+        self._matrices = [w.astype(np.int64) for w in matrices]
         self._bias = bias
         self.memory_id = memory_id
         self.products_in_logic = products_in_logic
@@ -178,24 +208,27 @@ class MatrixVectorUnit(wiring.Component):
         })
 
     def _weight_rows(self) -> list[int]:
-        """The weight memory's rows as integers, lane ``p * simd + s`` (``weight_bits``
-        wide) of row ``nf * synapse_folds + sf`` being ``weights[nf * pe + p, sf * simd +
-        s]`` (for int8, the bytes of :func:`weight_rows`; see
-        :func:`~tfl2rtl.hw.layouts.pack_lanes`)."""
-        w = self._weights.reshape(self.neuron_folds, self.pe, self.synapse_folds, self.simd)
-        rows = w.transpose(0, 2, 1, 3).reshape(-1, self.pe * self.simd)
-        return pack_lanes(rows, self.weight_bits)
+        """The weight memory's rows as integers: for each layer in turn, lane ``p * simd
+        + s`` (``weight_bits`` wide) of its row ``nf * synapse_folds + sf`` being
+        ``weights[nf * pe + p, sf * simd + s]`` (for int8, the bytes of
+        :func:`weight_rows`; see :func:`~tfl2rtl.hw.layouts.pack_lanes`)."""
+        rows = []
+        for w, (nf_count, sf_count) in zip(self._matrices, self._folds, strict=True):
+            w = w.reshape(nf_count, self.pe, sf_count, self.simd)
+            rows.append(w.transpose(0, 2, 1, 3).reshape(-1, self.pe * self.simd))
+        return pack_lanes(np.concatenate(rows), self.weight_bits)
 
     def _bias_rows(self, width: int) -> list[int]:
-        """Row ``nf``: the biases of neurons ``nf * pe .. nf * pe + pe - 1``, ``width`` bits
-        each, the first in the lowest bits."""
+        """Row ``g``: the biases of neurons ``g * pe .. g * pe + pe - 1`` (of all the
+        layers in turn), ``width`` bits each, the first in the lowest bits."""
         mask = (1 << width) - 1
         rows = self._bias.reshape(self.neuron_folds, self.pe).tolist()
         return [sum((b & mask) << (width * p) for p, b in enumerate(row)) for row in rows]
 
     def elaborate(self, platform):
         m = Module()
-        nf_count, sf_count = self.neuron_folds, self.synapse_folds
+        group_count, rows = self.neuron_folds, self.cycles_per_vector
+        sf_depth = self.synapse_folds  # the longest input vector, in beats
 
         # The input arrives through a skid buffer, so that its ready is a register: the
         # pipeline's enable (below), which reaches every stage, does not also reach
@@ -219,10 +252,22 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         valid_copies, advances = pipeline.enable_copies(m, self.pe, self.o.ready)
 
-        # Issue: walk (nf, sf); the first neuron group waits for input beats.
-        nf = Signal(range(nf_count))
-        sf = Signal(range(sf_count))
-        row = Signal(range(nf_count * sf_count))
+        # Issue: walk (nf, sf) of each layer in turn; the first neuron group of a layer
+        # waits for input beats.  ``group`` counts the groups of all the layers (``nf``
+        # itself when there is one layer) and ``row`` the weight rows.
+        layered = len(self._folds) > 1
+        nf = Signal(range(max(f for f, _ in self._folds)))
+        sf = Signal(range(sf_depth))
+        row = Signal(range(rows))
+        if layered:
+            layer = Signal(range(len(self._folds)))
+            group = Signal(range(group_count))
+            sf_last = Array(Const(f - 1, unsigned(len(sf))) for _, f in self._folds)[layer]
+            nf_last = Array(Const(f - 1, unsigned(len(nf))) for f, _ in self._folds)[layer]
+            last_sf, last_nf = sf == sf_last, nf == nf_last
+        else:
+            group = nf
+            last_sf, last_nf = sf == sf_depth - 1, nf == group_count - 1
         first_group = nf == 0
         issue = Signal()
         m.d.comb += [
@@ -231,11 +276,16 @@ class MatrixVectorUnit(wiring.Component):
         ]
         with m.If(issue):
             m.d.sync += [
-                sf.eq(Mux(sf == sf_count - 1, 0, sf + 1)),
-                row.eq(Mux(row == nf_count * sf_count - 1, 0, row + 1)),
+                sf.eq(Mux(last_sf, 0, sf + 1)),
+                row.eq(Mux(row == rows - 1, 0, row + 1)),
             ]
-            with m.If(sf == sf_count - 1):
-                m.d.sync += nf.eq(Mux(nf == nf_count - 1, 0, nf + 1))
+            with m.If(last_sf):
+                m.d.sync += nf.eq(Mux(last_nf, 0, nf + 1))
+                if layered:
+                    m.d.sync += group.eq(Mux(group == group_count - 1, 0, group + 1))
+                    with m.If(last_nf):
+                        m.d.sync += layer.eq(Mux(layer == len(self._folds) - 1, 0,
+                                                 layer + 1))
 
         # Data registers have no reset (their valid bits do), so the reset reaches only
         # the control registers.
@@ -246,12 +296,12 @@ class MatrixVectorUnit(wiring.Component):
         weight_layout = data.ArrayLayout(signed_lanes(self.weight_bits, self.simd), self.pe)
         if self.memory_id is None:
             m.submodules.weights = weights = Memory(
-                shape=unsigned(weight_layout.size), depth=nf_count * sf_count,
+                shape=unsigned(weight_layout.size), depth=rows,
                 init=self._weight_rows())
             weight_port = weights.read_port()
         else:
             m.submodules.weights = weight_port = LoadableMemory(
-                weight_layout.size, nf_count * sf_count, self.memory_id)
+                weight_layout.size, rows, self.memory_id)
             wiring.connect(m, wiring.flipped(self.load), weight_port.load)
             m.d.comb += self.loaded.eq(weight_port.loaded)
         # With a platform's DSP blocks (pipeline.PRODUCT_HOOK), the row is read at once and
@@ -272,12 +322,12 @@ class MatrixVectorUnit(wiring.Component):
 
         valid_1 = flag(issue, "valid_1")
         first_1 = register(sf == 0, "first_1")
-        last_1 = register(sf == sf_count - 1, "last_1")
-        group_1 = register(nf, "group_1")
+        last_1 = register(last_sf, "last_1")
+        group_1 = register(group, "group_1")
         stream_x = register(source.payload, "stream_x", self._input_lanes)
-        if nf_count > 1:
+        if group_count > len(self._folds):  # a layer of more than one neuron group
             m.submodules.input_buffer = buffer = Memory(
-                shape=self._input_lanes, depth=sf_count, init=[])
+                shape=self._input_lanes, depth=sf_depth, init=[])
             # The write is registered (address, data and enable), so that the input's
             # handshake does not also drive the buffer's write enable across the chip
             # (on the ECP5 that was ad01's critical path once the enable was copied per
@@ -367,7 +417,7 @@ class MatrixVectorUnit(wiring.Component):
         bias_width = signed_bits(int(self._bias.min()), int(self._bias.max()))
         bias_layout = data.ArrayLayout(signed(bias_width), self.pe)
         m.submodules.bias = biases = Memory(
-            shape=unsigned(bias_layout.size), depth=nf_count,
+            shape=unsigned(bias_layout.size), depth=group_count,
             init=self._bias_rows(bias_width))
         bias_port = biases.read_port()
 
