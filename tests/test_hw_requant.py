@@ -41,7 +41,8 @@ def reference(acc, channel, dut: Requantizer, requant: Requant):
     multiplier = np.broadcast_to(requant.multiplier, (dut.channels,))[channel]
     shift = np.broadcast_to(requant.shift, (dut.channels,))[channel]
     scaled = fp.multiply_by_quantized_multiplier(fp.wrap_int32(acc), multiplier, shift)
-    return np.clip(fp.wrap_int32(scaled + dut.output_offset), dut.act_min, dut.act_max)
+    return np.clip(fp.wrap_int32(scaled + dut.output_offset[channel]), dut.act_min[channel],
+                   dut.act_max[channel])
 
 
 def interesting_accumulators(multiplier, shift, acc_width, rng: np.random.Generator, count):
@@ -164,6 +165,43 @@ def test_per_channel_lanes(mode, acc_width, platform):
     got, expected = run_requantizer(dut, requant, beats, mode, seed=acc_width,
                                      platform=platform)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("serial", [False, True], ids=["parallel", "serial"])
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_per_channel_epilogues(mode, serial, platform):
+    # A sequential engine's layers through one requantizer: each channel its own offset
+    # and clamp, including offsets that make the int32 addition wrap at either end and
+    # ranges of one value, in two lanes whose channels differ within a group too.
+    offsets = [0, 5, -5, 127, -128, 3, 1 << 20, -(1 << 20), -17, 9]
+    act_min = [-128, -128, 0, -128, -20, 3, -128, -128, -1, -128]
+    act_max = [127, 127, 127, 6, 100, 3, 127, 127, 1, 0]
+    channels, lanes = len(offsets), 2
+    requant = make_requant([fp.INT32_MAX] * channels, [0] * channels)  # q ~ acc
+    dut = Requantizer(requant, channels=channels, output_offset=offsets, act_min=act_min,
+                      act_max=act_max, acc_width=32, lanes=lanes, serial_products=serial)
+    assert dut.per_channel_epilogue
+    rng = np.random.default_rng(int(serial))
+    near = ([fp.INT32_MAX - k for k in range(0, 300, 3)]
+            + [fp.INT32_MIN + k for k in range(0, 300, 3)] + list(range(-300, 300, 5))
+            + [(1 << 20) + k for k in (-200, -1, 0, 1)] + [-(1 << 20) + k for k in (-1, 0, 1)])
+    beats = [(int(rng.integers(0, channels // lanes)), [int(a) for a in rng.choice(near, 2)])
+             for _ in range(300)]
+    got, expected = run_requantizer(dut, requant, beats, mode, seed=3, platform=platform,
+                                     deadline=400_000)
+    np.testing.assert_array_equal(got, expected)
+    for channel in range(channels):  # every channel's clamp is met
+        lane, values = channel % lanes, expected[[g == channel // lanes for g, _ in beats]]
+        assert {act_min[channel], act_max[channel]} <= set(values[:, lane].tolist())
+
+
+def test_one_epilogue_for_all_channels_has_no_epilogue_rom():
+    requant = make_requant([1 << 30] * 4, [-1] * 4)
+    same = Requantizer(requant, channels=4, output_offset=[3] * 4, act_min=-128,
+                       act_max=[127] * 4, acc_width=20, lanes=2)
+    assert not same.per_channel_epilogue
+    assert same.output_offset.tolist() == [3] * 4
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)

@@ -104,8 +104,9 @@ class Requantizer(wiring.Component):
         Multipliers (any int32) and shifts (``-31 .. 31``), one per channel or one for all.
     channels : int
         Number of output channels; a multiple of ``lanes``.
-    output_offset, act_min, act_max : int
-        The epilogue's constants; ``[act_min, act_max]`` must lie within the
+    output_offset, act_min, act_max : int, or array of int
+        The epilogue's constants, one for all channels or one per channel (a sequential
+        engine's layers, each with its own); ``[act_min, act_max]`` must lie within the
         ``out_bits``-bit signed range and the offset within int32, ``2**out_bits`` away
         from its ends.
     acc_width : int
@@ -116,6 +117,9 @@ class Requantizer(wiring.Component):
     Per-channel parameters live in a ROM of ``channels / lanes`` rows read by ``group``;
     a parameter that is the same in every row of a lane is a constant instead (a fixed
     shift becomes wiring), and without any varying parameter there is no ROM at all.
+    Per-channel epilogues (offset and clamp) live in a second ROM, read by the beat's
+    ``group`` (which travels down the pipeline beside it) the stage before the clamp;
+    with one epilogue for all channels the clamp compares with constants.
 
     Members
     -------
@@ -176,24 +180,40 @@ class Requantizer(wiring.Component):
             )
         if out_bits not in (8, 16):
             raise Tfl2RtlError(f"{out_bits}-bit results: the requantizer gives 8 or 16")
-        if not -(1 << (out_bits - 1)) <= act_min <= act_max < 1 << (out_bits - 1):
-            raise Tfl2RtlError(
-                f"activation range [{act_min}, {act_max}] is not an int{out_bits} range"
-            )
+        def per_channel(value):
+            value = np.asarray(value, dtype=np.int64).reshape(-1)
+            if value.size not in (1, channels):
+                raise Tfl2RtlError(f"{value.size} epilogue constants for {channels} "
+                                   "channels: expected 1 or one per channel")
+            return np.broadcast_to(value, (channels,))
+
+        epilogue = {"offset": per_channel(output_offset), "act_min": per_channel(act_min),
+                    "act_max": per_channel(act_max)}
+        for low, high in set(zip(epilogue["act_min"].tolist(), epilogue["act_max"].tolist(),
+                                 strict=True)):
+            if not -(1 << (out_bits - 1)) <= low <= high < 1 << (out_bits - 1):
+                raise Tfl2RtlError(
+                    f"activation range [{low}, {high}] is not an int{out_bits} range"
+                )
         if acc_width < 1:
             raise Tfl2RtlError(f"accumulator width {acc_width} must be positive")
-        if not INT32_MIN + (1 << out_bits) <= output_offset <= INT32_MAX - (1 << out_bits):
-            raise Tfl2RtlError(f"output offset {output_offset} is outside the int32 range "
-                               "the requantizer supports")
+        for offset in set(epilogue["offset"].tolist()):
+            if not INT32_MIN + (1 << out_bits) <= offset <= INT32_MAX - (1 << out_bits):
+                raise Tfl2RtlError(f"output offset {offset} is outside the int32 range "
+                                   "the requantizer supports")
 
         self.channels = channels
         self.lanes = lanes
         self.groups = channels // lanes
         self.acc_width = acc_width
         self.out_bits = out_bits
-        self.output_offset = int(output_offset)
-        self.act_min = int(act_min)
-        self.act_max = int(act_max)
+        #: The epilogue's constants of each channel.
+        self.output_offset, self.act_min, self.act_max = (
+            epilogue["offset"], epilogue["act_min"], epilogue["act_max"])
+        self._epilogue = {name: values.reshape(self.groups, lanes)
+                          for name, values in epilogue.items()}
+        #: Whether the epilogue differs between channels (then it comes from a ROM).
+        self.per_channel_epilogue = any(len(set(v.tolist())) > 1 for v in epilogue.values())
         self.serial_products = bool(serial_products)
         #: Partial products per lane: two when every multiplier fits 16 unsigned bits.
         self.products = partial_products(multiplier)
@@ -293,6 +313,14 @@ class Requantizer(wiring.Component):
                 m.d.sync += valid.eq(0)
 
         params = self._parameters(m, advance)
+        epilogues = [None] * self.lanes
+        if self.per_channel_epilogue:
+            # The beat's group travels beside it to the "round" stage, where it reads the
+            # epilogue ROM.
+            group = self.i.payload.group
+            for name in STAGES[:STAGES.index("right_shift")]:
+                group = register(group, f"group_{name}")
+            epilogues = self._epilogue_bounds(m, advance, group)
         for lane in range(self.lanes):
             products = None
             if serial:
@@ -302,7 +330,7 @@ class Requantizer(wiring.Component):
             def dsp(a, b, name):
                 return pipeline.platform_product(m, platform, advance, a, b, name)
             out = self._lane(register, self.i.payload.acc[lane], params[lane], lane,
-                             products, None if serial else dsp)
+                             products, None if serial else dsp, epilogues[lane])
             m.d.comb += self.o.payload[lane].eq(out)
         return m
 
@@ -370,7 +398,7 @@ class Requantizer(wiring.Component):
             values.append(value)
         return values
 
-    def _lane(self, register, acc, p, lane, serial_products=None, dsp=None):
+    def _lane(self, register, acc, p, lane, serial_products=None, dsp=None, epilogue=None):
         """One lane's pipeline, stage by stage (see :data:`STAGES`); with
         ``serial_products`` (see :meth:`_serial_products`) the partial products come from
         a shared multiplier, and with ``dsp`` (``dsp(a, b, name)``: the platform's
@@ -498,17 +526,58 @@ class Requantizer(wiring.Component):
         # range.
         # The C code adds the offset in int32, which wraps: q beyond INT32_MAX - offset
         # becomes very negative (clamped to act_min), q below INT32_MIN - offset very
-        # positive (act_max).  Comparisons with constants, parallel to the others.
-        offset = self.output_offset
-        low_bound = self.act_min - offset
-        high_bound = self.act_max - offset
-        in_range = (q + offset)[:self.out_bits].as_signed()
-        clamped = Mux(q < low_bound, self.act_min, Mux(q > high_bound, self.act_max, in_range))
+        # positive (act_max).  Comparisons with constants, parallel to the others, or
+        # with the channel's own bounds from the epilogue ROM (``epilogue``, see
+        # :meth:`_epilogue_bounds`), which never trigger a wrap that cannot happen.
+        in_range = lambda offset: (q + offset)[:self.out_bits].as_signed()  # noqa: E731
+        if epilogue is not None:
+            e = epilogue
+            clamped = Mux(q < e["low_bound"], e["act_min"],
+                          Mux(q > e["high_bound"], e["act_max"], in_range(e["offset"])))
+            clamped = Mux(q > e["wrap_high"], e["act_min"],
+                          Mux(q < e["wrap_low"], e["act_max"], clamped))
+            return stage(clamped, "out", signed(self.out_bits))
+        offset, act_min, act_max = (int(self._epilogue[name][0, 0])
+                                    for name in ("offset", "act_min", "act_max"))
+        low_bound = act_min - offset
+        high_bound = act_max - offset
+        clamped = Mux(q < low_bound, act_min, Mux(q > high_bound, act_max, in_range(offset)))
         if offset > 0:
-            clamped = Mux(q > INT32_MAX - offset, self.act_min, clamped)
+            clamped = Mux(q > INT32_MAX - offset, act_min, clamped)
         elif offset < 0:
-            clamped = Mux(q < INT32_MIN - offset, self.act_max, clamped)
+            clamped = Mux(q < INT32_MIN - offset, act_max, clamped)
         return stage(clamped, "out", signed(self.out_bits))
+
+    def _epilogue_bounds(self, m, advance, group):
+        """Per lane, the channel's epilogue from a ROM read on ``advance`` at ``group``
+        (the group of the beat entering the "right_shift" stage, so that it comes out
+        beside it): ``offset`` (its low ``out_bits`` bits), ``act_min``, ``act_max``, the
+        bounds less the offset, and ``wrap_high = INT32_MAX - offset`` (``INT32_MAX``
+        for an offset of 0 or less, which no int32 exceeds), ``wrap_low = INT32_MIN -
+        offset`` (``INT32_MIN`` for an offset of 0 or more)."""
+        bits = self.out_bits
+        fields = {"offset": unsigned(bits), "act_min": signed(bits), "act_max": signed(bits),
+                  "low_bound": signed(34), "high_bound": signed(34),
+                  "wrap_high": signed(32), "wrap_low": signed(32)}
+        row = data.StructLayout({f"{name}{lane}": shape for lane in range(self.lanes)
+                                 for name, shape in fields.items()})
+
+        def entry(group_index, lane):
+            offset, low, high = (int(self._epilogue[name][group_index, lane])
+                                 for name in ("offset", "act_min", "act_max"))
+            return {"offset": offset & ((1 << bits) - 1), "act_min": low, "act_max": high,
+                    "low_bound": low - offset, "high_bound": high - offset,
+                    "wrap_high": INT32_MAX - max(offset, 0),
+                    "wrap_low": INT32_MIN - min(offset, 0)}
+
+        m.submodules.epilogue = rom = Memory(shape=row, depth=self.groups, init=[
+            {f"{name}{lane}": value for lane in range(self.lanes)
+             for name, value in entry(g, lane).items()}
+            for g in range(self.groups)])
+        port = rom.read_port()
+        m.d.comb += [port.addr.eq(group), port.en.eq(advance)]
+        return [{name: port.data[f"{name}{lane}"] for name in fields}
+                for lane in range(self.lanes)]
 
 
 class RoundingRequantizer(wiring.Component):
