@@ -152,14 +152,17 @@ def _hardware_graph(path_or_graph) -> ir.Graph:
 
 def generate(path_or_graph, out_dir: str | os.PathLike | None = None, fold="auto",
              max_multipliers: int | None = None, lanes: int = 1,
-             requant_interval: int = 1, force: bool = False) -> Design:
+             requant_interval: int = 1, force: bool = False,
+             arch: str = "dataflow") -> Design:
     """Plan the hardware for a model (folding ``"auto"`` within ``max_multipliers``,
     ``"full"``, a fold JSON file or a ``{node: Fold}`` dict) and, given ``out_dir``,
     write its Verilog, memory images and ``manifest.json`` there (atomically, where
     :mod:`tfl2rtl.output` allows: a new or empty folder, or one tfl2rtl wrote; with
     ``force``, beside files that are not tfl2rtl's).  ``requant_interval``: cycles per
     requantizer beat on the target (5 where :func:`build` shares the requantizers'
-    multipliers, on iCE40)."""
+    multipliers, on iCE40).  ``arch``: ``"dataflow"`` (a stage per layer) or
+    ``"sequential"`` (one shared unit driven by a schedule, :mod:`tfl2rtl.hw.engine`;
+    see :func:`tfl2rtl.design.plan`)."""
     from . import design as gen
     from .output import Destination, check_folder
 
@@ -167,7 +170,7 @@ def generate(path_or_graph, out_dir: str | os.PathLike | None = None, fold="auto
         check_folder(out_dir, force=force)
     budget = gen.DEFAULT_MAX_MULTIPLIERS if max_multipliers is None else max_multipliers
     design = gen.plan(_hardware_graph(path_or_graph), fold, budget, lanes=lanes,
-                      requant_interval=requant_interval)
+                      requant_interval=requant_interval, arch=arch)
     if out_dir is not None:
         gen.write(design, Destination(out_dir, force))
     return design
@@ -219,7 +222,8 @@ class SimReport:
 def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = None,
              fold="auto", max_multipliers: int | None = None, lanes: int = 1, seed: int = 0,
              build_dir: str | os.PathLike | None = None,
-             waves: str | os.PathLike | None = None, force: bool = False) -> SimReport:
+             waves: str | os.PathLike | None = None, force: bool = False,
+             arch: str = "dataflow") -> SimReport:
     """Generate the design, build it with Verilator and stream ``inputs`` random inputs
     (plus those in ``input_files``) through it under cocotb, comparing every output with
     the golden model; once straight and once with random stalls and backpressure.
@@ -245,7 +249,8 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
     if waves is not None:
         check_file(waves, ours=is_own_waveform, option="--waves")
     graph = _hardware_graph(path_or_graph)
-    design = generate(graph, fold=fold, max_multipliers=max_multipliers, lanes=lanes)
+    design = generate(graph, fold=fold, max_multipliers=max_multipliers, lanes=lanes,
+                      arch=arch)
     sets = random_inputs(graph, inputs, seed=seed)
     for f in input_files or []:
         sets += load_inputs(graph, f)

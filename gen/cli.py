@@ -106,6 +106,12 @@ def _fold_options(p, default_budget: str = "64") -> None:
                    help="elements per AXI4-Stream beat (tdata is 8*N bits; default 1)")
 
 
+def _arch_option(p) -> None:
+    p.add_argument("--arch", choices=("dataflow", "sequential"), default="dataflow",
+                   help="dataflow: a stage per layer (default); sequential: one shared "
+                        "MAC array and requantizer driven by a schedule (MLPs so far)")
+
+
 def _force_option(p) -> None:
     p.add_argument("--force", action="store_true",
                    help="write into a folder that holds other files too: tfl2rtl's own "
@@ -116,12 +122,20 @@ def _force_option(p) -> None:
 def cmd_generate(args) -> int:
     design = api.generate(args.model, args.output, fold=args.fold,
                           max_multipliers=args.max_multipliers, lanes=args.lanes,
-                          force=args.force)
+                          force=args.force, arch=args.arch)
     m = design.manifest()
     memories = 2 * sum("weights" in layer for layer in m["layers"])
+    interval = ("at most " if design.architecture == "sequential" else "") + str(
+        m["initiation_interval"])
+    engine = ""
+    if design.architecture == "sequential":
+        s = m["schedule"]
+        engine = (f"sequential engine: {len(m['layers'])} layers on one {s['pe']} x "
+                  f"{s['simd']} unit and {s['requant_lanes']} requantizer "
+                  f"lane{'s' if s['requant_lanes'] > 1 else ''}; ")
     print(f"wrote {args.output}: {m['top']}.v, manifest.json, {memories} "
-          f"memory files; {m['multipliers']} multipliers, initiation interval "
-          f"{m['initiation_interval']} cycles (ideal {m['ideal_cycles']:g}, "
+          f"memory files; {engine}{m['multipliers']} multipliers, initiation interval "
+          f"{interval} cycles (ideal {m['ideal_cycles']:g}, "
           f"MAC efficiency {m['mac_efficiency']:.2f})")
     return EXIT_OK
 
@@ -148,7 +162,7 @@ def cmd_sim(args) -> int:
     report = api.simulate(args.model, inputs=args.inputs, input_files=args.input,
                           fold=args.fold, max_multipliers=args.max_multipliers,
                           lanes=args.lanes, seed=args.seed, build_dir=args.build_dir,
-                          waves=args.waves, force=args.force)
+                          waves=args.waves, force=args.force, arch=args.arch)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -328,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     _fold_options(p)
+    _arch_option(p)
     _force_option(p)
     p.set_defaults(func=cmd_generate)
 
@@ -336,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", type=int, default=50, help="random inputs (default 50)")
     p.add_argument("--input", action="append", metavar="X.npy")
     _fold_options(p)
+    _arch_option(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--build-dir", metavar="DIR",
                    help="keep the Verilator build (and logs) here instead of a temp folder")

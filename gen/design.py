@@ -17,13 +17,17 @@ import numpy as np
 
 from . import ir
 from .edges import HostEdges, host_edges
+from .errors import Tfl2RtlError
 from .folding import Fold, auto_fold, full_fold, load_fold
 from .output import staged_directory
 
-__all__ = ["Design", "plan", "products_in_logic", "write", "TOP", "DEFAULT_MAX_MULTIPLIERS"]
+__all__ = ["Design", "plan", "products_in_logic", "write", "TOP", "DEFAULT_MAX_MULTIPLIERS",
+           "ARCHITECTURES"]
 
 TOP = "tfl2rtl_top"
 DEFAULT_MAX_MULTIPLIERS = 64
+#: The hardware assemblies over the same IR and components.
+ARCHITECTURES = ("dataflow", "sequential")
 VERSION = "0.1.0"
 
 
@@ -65,7 +69,19 @@ class Design:
     def mac_efficiency(self) -> float:
         return self.ideal_cycles / self.initiation_interval
 
+    @property
+    def architecture(self) -> str:
+        """``"dataflow"`` (a stage per layer, :class:`tfl2rtl.hw.network.DataflowNetwork`)
+        or ``"sequential"`` (shared units driven by a schedule,
+        :class:`tfl2rtl.hw.engine.SequentialEngine`)."""
+        return getattr(self.network_plan, "architecture", "dataflow")
+
     def network(self):
+        """The top-level component of the design's architecture."""
+        if self.architecture == "sequential":
+            from .hw.engine import SequentialEngine
+
+            return SequentialEngine(self.network_plan)
         from .hw.network import DataflowNetwork
 
         return DataflowNetwork(self.network_plan)
@@ -76,6 +92,8 @@ class Design:
         interval: the share of the interval its multipliers are busy)."""
         entries = []
         interval = self.initiation_interval
+        if self.architecture == "sequential":
+            return self._schedule_layers()
         for s in self.network_plan.stages:
             node = s.node
             entry = {"node": s.index, "op": node.op,
@@ -99,6 +117,36 @@ class Design:
             entries.append(entry)
         return entries
 
+    def _schedule_layers(self) -> list[dict]:
+        """:meth:`layers` of a sequential design: one entry per scheduled layer, on the
+        shared unit (its cycles are the ones it issues for the layer; MAC efficiency is
+        the share of them its multipliers are busy)."""
+        schedule = self.network_plan.schedule
+        entries = []
+        for step, (_, node) in zip(schedule.steps, self.network_plan.layers, strict=True):
+            multipliers = schedule.pe * schedule.simd
+            entries.append({
+                "node": step.node, "op": step.op, "output_shape": [step.out_depth],
+                "pe": schedule.pe, "simd": schedule.simd, "multipliers": multipliers,
+                "cycles_per_vector": step.cycles, "macs": step.macs,
+                "requant_lanes": schedule.requant_lanes,
+                "mac_efficiency": round(step.macs / (multipliers * step.cycles), 4),
+                "shape": list(node.weights.shape), "acc_bits": node.acc_bits,
+                "padded_shape": [step.padded_out, step.padded_in],
+                "first_row": step.first_row, "first_group": step.first_group,
+                "weights": f"mem/node{step.node:02d}_weights.hex",
+                "bias": f"mem/node{step.node:02d}_bias.hex"})
+        return entries
+
+    def _schedule_summary(self) -> dict:
+        schedule = self.network_plan.schedule
+        return {"pe": schedule.pe, "simd": schedule.simd,
+                "requant_lanes": schedule.requant_lanes,
+                "requant_interval": schedule.requant_interval,
+                "weight_rows": schedule.rows, "groups": schedule.groups,
+                "issue_cycles": schedule.issue_cycles,
+                "activation_buffer_beats": schedule.buffer_beats}
+
     def manifest(self) -> dict:
         g = self.graph
         t_in, t_out = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
@@ -121,12 +169,15 @@ class Design:
                        "elements": t_out.size},
             **({"host_edges": self.edges.manifest()}
                if self.edges is not None and self.edges.any else {}),
+            "architecture": self.architecture,
             "folding": self.fold_source,
             "layers": self.layers(),
             "macs": g.macs,
             "multipliers": self.multipliers,
             **({"logic_multipliers": self.network_plan.logic_multipliers}
                if self.network_plan.logic_multipliers else {}),
+            **({"schedule": self._schedule_summary()}
+               if self.architecture == "sequential" else {}),
             "initiation_interval": self.initiation_interval,
             "expected_cycles_per_inference": self.initiation_interval,
             "ideal_cycles": round(self.ideal_cycles, 3),
@@ -146,7 +197,7 @@ def _sha256(path: str) -> str:
 
 def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
          max_multipliers: int = DEFAULT_MAX_MULTIPLIERS, lanes: int = 1,
-         requant_interval: int = 1) -> Design:
+         requant_interval: int = 1, arch: str = "dataflow") -> Design:
     """Choose the folding (``"auto"`` within ``max_multipliers``, ``"full"`` for one
     multiplier per layer, a JSON file, or a ``{node: Fold}`` dict) and check the graph;
     ``lanes`` elements travel per AXI4-Stream beat; ``requant_interval`` is the cycles
@@ -154,13 +205,31 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
     With ``auto`` and ``full`` folding, each layer then gets only the requantizer lanes
     it has time for (:func:`share_requantizers`).
 
+    ``arch``: ``"dataflow"`` (a stage per layer) or ``"sequential"`` (one shared unit
+    and requantizer driven by a schedule, :func:`tfl2rtl.hw.engine.plan_sequential`,
+    whose folding is always chosen within ``max_multipliers``).
+
     A model with float32 edges (QUANTIZE from its input, DEQUANTIZE to its output) is
     planned without them: the hardware streams the integer tensors and the host applies
     the edges (:func:`tfl2rtl.edges.host_edges`; the design's ``edges``)."""
     from .hw.network import plan_network
 
+    if arch not in ARCHITECTURES:
+        raise Tfl2RtlError(f"unknown architecture {arch!r}; choose one of "
+                           + ", ".join(ARCHITECTURES))
     edges = host_edges(graph)
     graph = edges.hardware
+    if arch == "sequential":
+        from .hw.engine import plan_sequential
+
+        if fold not in (None, "auto"):
+            raise Tfl2RtlError("--fold applies to the dataflow architecture; the "
+                               "sequential engine chooses its folding within "
+                               "--max-multipliers")
+        engine = plan_sequential(graph, max_multipliers, lanes=lanes,
+                                 requant_interval=requant_interval)
+        return Design(graph=graph, fold={}, network_plan=engine,
+                      fold_source=f"sequential ({max_multipliers} max)", edges=edges)
     if isinstance(fold, dict):
         chosen, source = dict(fold), "explicit"
     elif fold in (None, "auto"):

@@ -10,13 +10,16 @@ once with both, and must see the same values.
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
-from amaranth.hdl import Fragment
+import numpy as np
+from amaranth.hdl import Cat, Fragment
 from amaranth.sim import Simulator
 
 from tfl2rtl.hw.pipeline import fabric_product
 
-__all__ = ["STALL_MODES", "Timing", "put", "get", "simulate", "load_beats", "DSP_PLATFORM"]
+__all__ = ["STALL_MODES", "Timing", "put", "get", "simulate", "load_beats", "DSP_PLATFORM",
+           "axis", "run_network"]
 
 
 class _RegisteredProducts:
@@ -130,3 +133,40 @@ def simulate(dut, *testbenches, deadline: int = 100_000, vcd: str | None = None,
     else:
         with sim.write_vcd(vcd):
             sim.run()
+
+
+def axis(dut, side):
+    """An AXI4-Stream port of ``dut`` as a stream for the helpers; the payload of
+    ``m_axis`` is ``tdata | tlast << (8 * lanes)``."""
+    payload = getattr(dut, f"{side}_tdata")
+    if side == "m_axis":
+        payload = Cat(payload, dut.m_axis_tlast)
+    return SimpleNamespace(valid=getattr(dut, f"{side}_tvalid"),
+                           ready=getattr(dut, f"{side}_tready"), payload=payload)
+
+
+def run_network(dut, graph, inputs, mode, seed=0, cycles=None):
+    """Stream ``inputs`` (one row per vector, the model's input dtype) through ``dut`` (a
+    whole design behind AXI4-Stream ports: a dataflow network or a sequential engine);
+    return its outputs (one row per vector, the model's output dtype) and the ``tlast``
+    of every output beat."""
+    in_timing, out_timing = STALL_MODES[mode](seed)
+    out_dtype = np.dtype(graph.tensors[graph.outputs[0]].dtype)
+    lanes = dut.lanes
+    outputs, lasts = [], []
+    # Beats of ``lanes`` bytes, the first element in the lowest byte.
+    weights = 1 << (8 * np.arange(lanes, dtype=object))
+    beats = (inputs.view(np.uint8).reshape(-1, lanes).astype(object) * weights).sum(axis=1)
+
+    async def producer(ctx):
+        await put(ctx, axis(dut, "s_axis"), beats.tolist(), in_timing)
+
+    async def consumer(ctx):
+        count = inputs.shape[0] * dut.plan.out_size // lanes
+        for payload in await get(ctx, axis(dut, "m_axis"), count, out_timing, cycles):
+            outputs.extend((payload >> (8 * lane)) & 0xFF for lane in range(lanes))
+            lasts.append(payload >> (8 * lanes))
+
+    simulate(dut, producer, consumer)
+    got = np.array(outputs, dtype=np.uint8).view(out_dtype).reshape(len(inputs), -1)
+    return got, lasts

@@ -2,15 +2,14 @@
 Amaranth's simulator (the convolution networks run in Verilator: test_sim_network.py)."""
 
 import dataclasses
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Cat, Elaboratable, Fragment
+from amaranth.hdl import Elaboratable, Fragment
 from amaranth.lib.memory import Memory
 
 from conftest import TEST_MODELS, ZOO
-from streams import STALL_MODES, get, load_beats, put, simulate
+from streams import STALL_MODES, axis, get, load_beats, put, run_network, simulate
 from tfl2rtl import ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
@@ -31,40 +30,6 @@ HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 DENSE10 = TEST_MODELS / "dense10_int8.tflite"
 MLP_UINT8 = TEST_MODELS / "mlp_uint8.tflite"
 AD01 = ZOO / "mlperf_tiny" / "ad01_int8.tflite"
-
-
-def axis(dut, side):
-    """An AXI4-Stream port of ``dut`` as a stream for the helpers; the payload of
-    ``m_axis`` is ``tdata | tlast << (8 * lanes)``."""
-    payload = getattr(dut, f"{side}_tdata")
-    if side == "m_axis":
-        payload = Cat(payload, dut.m_axis_tlast)
-    return SimpleNamespace(valid=getattr(dut, f"{side}_tvalid"),
-                           ready=getattr(dut, f"{side}_tready"), payload=payload)
-
-
-def run_network(dut, graph, inputs, mode, seed=0, cycles=None):
-    """Stream ``inputs`` (one row per vector, the model's input dtype) through ``dut``."""
-    in_timing, out_timing = STALL_MODES[mode](seed)
-    out_dtype = np.dtype(graph.tensors[graph.outputs[0]].dtype)
-    lanes = dut.lanes
-    outputs, lasts = [], []
-    # Beats of ``lanes`` bytes, the first element in the lowest byte.
-    weights = 1 << (8 * np.arange(lanes, dtype=object))
-    beats = (inputs.view(np.uint8).reshape(-1, lanes).astype(object) * weights).sum(axis=1)
-
-    async def producer(ctx):
-        await put(ctx, axis(dut, "s_axis"), beats.tolist(), in_timing)
-
-    async def consumer(ctx):
-        count = inputs.shape[0] * dut.plan.out_size // lanes
-        for payload in await get(ctx, axis(dut, "m_axis"), count, out_timing, cycles):
-            outputs.extend((payload >> (8 * lane)) & 0xFF for lane in range(lanes))
-            lasts.append(payload >> (8 * lanes))
-
-    simulate(dut, producer, consumer)
-    got = np.array(outputs, dtype=np.uint8).view(out_dtype).reshape(len(inputs), -1)
-    return got, lasts
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)

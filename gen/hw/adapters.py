@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from .layouts import accumulator_layout
 
 __all__ = ["LaneConverter", "AccumulatorSplitter", "connect_splitting", "SkidBuffer",
-           "StreamFIFO", "Broadcast"]
+           "BeatTrim", "StreamFIFO", "Broadcast"]
 
 
 class LaneConverter(wiring.Component):
@@ -208,6 +208,43 @@ def connect_splitting(m: Module, source, splitter: AccumulatorSplitter | None, s
     m.submodules.skid = skid = SkidBuffer(source.payload.shape())
     wiring.connect(m, source, skid.i)
     wiring.connect(m, skid.o, sink)
+
+
+class BeatTrim(wiring.Component):
+    """Of every ``period`` beats, pass the first ``keep`` and drop the rest (a vector's
+    padding: a sequential engine's last layer computes ``period`` outputs of which the
+    model has ``keep``).  Combinational: no register, no latency; a dropped beat is
+    taken at once.
+
+    Members
+    -------
+    i : ``In(stream.Signature(shape))``
+    o : ``Out(stream.Signature(shape))``
+    """
+
+    def __init__(self, shape, keep: int, period: int):
+        if not 1 <= keep <= period:
+            raise ValueError(f"cannot keep {keep} beats of every {period}")
+        self.shape = shape
+        self.keep = keep
+        self.period = period
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        position = Signal(range(self.period))
+        kept = position < self.keep
+        m.d.comb += [
+            self.o.payload.eq(self.i.payload),
+            self.o.valid.eq(self.i.valid & kept),
+            self.i.ready.eq(self.o.ready | ~kept),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += position.eq(Mux(position == self.period - 1, 0, position + 1))
+        return m
 
 
 class StreamFIFO(wiring.Component):

@@ -1,0 +1,492 @@
+"""The sequential engine: one matrix-vector unit and one requantizer shared by all the
+layers of a model, driven by a schedule compiled from the IR.
+
+The dataflow network (:mod:`tfl2rtl.hw.network`) gives every layer a stage of its own;
+its cost grows with the number of layers.  The sequential engine computes the layers one
+after the other on one :class:`~tfl2rtl.hw.mvu.MatrixVectorUnit` (given the layers'
+matrices in turn) and one :class:`~tfl2rtl.hw.requant.Requantizer` (each channel with
+its layer's multiplier, shift, offset and clamp), so its multipliers and control do not
+grow with the model: what grows is memory (weight rows and parameter ROMs).
+
+:class:`Schedule` is the plan, plain data: per layer (:class:`LayerStep`), its shapes
+as the shared unit computes them (padded so that one ``pe x simd`` folding divides every
+layer), the first weight row and neuron group, and its cycles.  :func:`plan_sequential`
+compiles it from a graph and chooses the folding; :class:`SequentialEngine` builds it.
+
+This first form takes chains of FULLY_CONNECTED layers (int8, and RESHAPE or the uint8
+edge QUANTIZE around them) followed by SOFTMAX or a table op (LOGISTIC, TANH, ...) as
+stages of their own: MLPs.  Any other op is refused by name and position.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import ir
+from ..errors import Tfl2RtlError
+from ..fold import Fold, divisors
+from .adapters import AccumulatorSplitter, BeatTrim, LaneConverter, StreamFIFO, connect_splitting
+from .layouts import signed_lanes
+from .mvu import MatrixVectorUnit
+from .network import StagePlan
+from .requant import Requantizer, partial_products
+from .stages import stage_for
+
+__all__ = ["LayerStep", "Schedule", "SequentialPlan", "compile_schedule", "plan_sequential",
+           "SequentialEngine", "BOUNDARY_CYCLES", "REQUANT_SLACK"]
+
+#: The cycles the engine may wait at each layer boundary: the next layer's first neuron
+#: group needs the whole of the previous layer's output, whose last group then still has
+#: to pass the matrix-vector unit's pipeline, the requantizer and the lane converters
+#: (an upper bound for the parallel requantizer: :attr:`Schedule.cycles_per_vector`).
+BOUNDARY_CYCLES = 32
+
+#: How much slower (a fraction of the cycles per inference) the planner lets a sequential
+#: engine be to save requantizer lanes (four DSP blocks each, one with serial products).
+REQUANT_SLACK = 1 / 8
+
+
+@dataclass(frozen=True)
+class LayerStep:
+    """One layer of a :class:`Schedule`.
+
+    ``in_depth`` and ``out_depth`` are the layer's own; ``padded_in`` and ``padded_out``
+    what the shared unit computes (extra inputs have zero weights, extra outputs are
+    computed and never used).  ``first_row`` is its first row in the weight memory,
+    ``first_group`` its first neuron group (its row in the bias memory and the
+    requantizer's ROMs)."""
+
+    node: int
+    op: str
+    in_depth: int
+    out_depth: int
+    padded_in: int
+    padded_out: int
+    first_row: int
+    first_group: int
+    neuron_folds: int
+    synapse_folds: int
+
+    @property
+    def cycles(self) -> int:
+        """Cycles the unit issues for this layer: one weight row per cycle."""
+        return self.neuron_folds * self.synapse_folds
+
+    @property
+    def macs(self) -> int:
+        return self.in_depth * self.out_depth
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A sequential engine's program: the layers in order on one ``pe x simd`` unit, with
+    ``requant_lanes`` requantizer lanes, each ``requant_interval`` cycles per beat."""
+
+    pe: int
+    simd: int
+    requant_lanes: int
+    requant_interval: int
+    steps: tuple[LayerStep, ...]
+    acc_bits: int
+
+    @property
+    def rows(self) -> int:
+        return sum(s.cycles for s in self.steps)
+
+    @property
+    def groups(self) -> int:
+        return sum(s.neuron_folds for s in self.steps)
+
+    @property
+    def issue_cycles(self) -> int:
+        """Cycles to issue every layer's rows once, when nothing waits."""
+        return sum(max(s.synapse_folds, self._requant_cycles) * s.neuron_folds
+                   for s in self.steps)
+
+    @property
+    def _requant_cycles(self) -> int:
+        return self.pe // self.requant_lanes * self.requant_interval
+
+    @property
+    def cycles_per_vector(self) -> int:
+        """An upper bound of the cycles per inference, back to back: the issue cycles
+        plus :data:`BOUNDARY_CYCLES` (scaled by the requantizer's interval) at each layer
+        boundary and once for the next inference's start."""
+        return self.issue_cycles + len(self.steps) * BOUNDARY_CYCLES * self.requant_interval
+
+    @property
+    def buffer_beats(self) -> int:
+        """Depth of the activation FIFO, in beats of ``simd`` elements: the largest
+        vector one layer hands to the next (all of it may be waiting there while the
+        unit finishes the layer)."""
+        return max([s.padded_in // self.simd for s in self.steps[1:]], default=1)
+
+    def to_json(self) -> list[dict]:
+        return [{"node": s.node, "op": s.op, "in_depth": s.in_depth,
+                 "out_depth": s.out_depth, "padded_in": s.padded_in,
+                 "padded_out": s.padded_out, "first_row": s.first_row,
+                 "first_group": s.first_group, "cycles": s.cycles, "macs": s.macs}
+                for s in self.steps]
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = None,
+                     requant_interval: int = 1) -> Schedule:
+    """The :class:`Schedule` of ``layers`` (``[(node index, FullyConnected node)]`` in
+    order, each reading the previous one's output) on a ``pe x simd`` unit: every
+    vector between two layers padded to a multiple of ``lcm(pe, simd)``, the last
+    output to a multiple of ``pe``; the input is not padded (``simd`` must divide it)."""
+    requant_lanes = pe if requant_lanes is None else requant_lanes
+    if pe < 1 or simd < 1 or requant_lanes < 1 or pe % requant_lanes:
+        raise Tfl2RtlError(f"cannot schedule PE={pe}, SIMD={simd} with {requant_lanes} "
+                           "requantizer lanes (they must divide PE)")
+    first_in = layers[0][1].weights.shape[1]
+    if first_in % simd:
+        raise Tfl2RtlError(f"SIMD={simd} does not divide the input depth {first_in}; "
+                           f"choose one of {', '.join(map(str, divisors(first_in)))}")
+    block = math.lcm(pe, simd)
+    steps, row, group, padded_in = [], 0, 0, first_in
+    for k, (index, node) in enumerate(layers):
+        out_depth, in_depth = node.weights.shape
+        padded_out = _round_up(out_depth, pe if k == len(layers) - 1 else block)
+        step = LayerStep(node=index, op=node.op, in_depth=in_depth, out_depth=out_depth,
+                         padded_in=padded_in, padded_out=padded_out, first_row=row,
+                         first_group=group, neuron_folds=padded_out // pe,
+                         synapse_folds=padded_in // simd)
+        steps.append(step)
+        row += step.cycles
+        group += step.neuron_folds
+        padded_in = padded_out
+    return Schedule(pe=pe, simd=simd, requant_lanes=requant_lanes,
+                    requant_interval=requant_interval, steps=tuple(steps),
+                    acc_bits=max(node.acc_bits for _, node in layers))
+
+
+@dataclass(frozen=True)
+class SequentialPlan:
+    """What :class:`SequentialEngine` builds: the graph's layers and their
+    :class:`Schedule`, the stages after them, and the stream edges (the attributes a
+    :class:`~tfl2rtl.hw.network.NetworkPlan` has for the simulation and the design)."""
+
+    graph: ir.Graph
+    layers: tuple[tuple[int, ir.FullyConnected], ...]
+    schedule: Schedule
+    #: The stages after the last layer (SOFTMAX, the table ops), each of its own, in
+    #: order: :class:`~tfl2rtl.hw.network.StagePlan` at folding ``(1, 1)``.
+    tail: tuple[StagePlan, ...]
+    in_size: int
+    out_size: int
+    uint8_input: bool
+    uint8_output: bool
+    lanes: int = 1
+    act_bits: int = 8
+    architecture = "sequential"
+
+    @property
+    def cycles_per_vector(self) -> int:
+        """An upper bound of the cycles per inference (:attr:`Schedule.cycles_per_vector`,
+        or the edges at ``lanes`` elements per cycle)."""
+        return max(self.schedule.cycles_per_vector, self.in_size // self.lanes,
+                   self.out_size // self.lanes, *(s.cycles_per_vector for s in self.tail))
+
+    @property
+    def multipliers(self) -> int:
+        """MAC multipliers: the shared unit's ``pe * simd``."""
+        return self.schedule.pe * self.schedule.simd
+
+    @property
+    def requant_multipliers(self) -> int:
+        """16x16 multipliers of the shared requantizer."""
+        per_lane = 1 if self.schedule.requant_interval > 1 else partial_products(
+            np.concatenate([np.asarray(n.requant.multiplier).reshape(-1)
+                            for _, n in self.layers]))
+        return self.schedule.requant_lanes * per_lane
+
+    logic_multipliers = 0
+    loadable = ()
+    stages = ()
+
+
+def _layers(graph: ir.Graph):
+    """The FULLY_CONNECTED chain of ``graph``, the stages after its last layer, and its
+    uint8 edges; or the refusal naming the first node the engine does not take."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise Tfl2RtlError(
+            f"the model has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
+            "hardware generation needs exactly one of each")
+    if graph.quantization != "int8":
+        raise Tfl2RtlError(f"a {graph.quantization} model: the sequential engine builds "
+                           "int8 models only so far; use --arch dataflow")
+    current = graph.inputs[0]
+    uint8_input = uint8_output = False
+    last = len(graph.nodes) - 1
+    layers, tail = [], []
+    for index, node in enumerate(graph.nodes):
+        if node.input != current or len(node.inputs) != 1:
+            raise Tfl2RtlError(f"node {index} ({node.op}) does not read the layer before "
+                               "it: the sequential engine takes a chain of layers")
+        current = node.output
+        if isinstance(node, ir.Requantize) and node.flip_sign and index in (0, last):
+            uint8_input |= index == 0
+            uint8_output |= index == last
+            continue
+        if isinstance(node, ir.Reshape):
+            continue
+        if isinstance(node, ir.FullyConnected) and node.requantization == "integer" \
+                and not tail:
+            layers.append((index, node))
+            continue
+        stage = None if isinstance(node, ir.FullyConnected | ir.Conv2D |
+                                   ir.DepthwiseConv2D) else stage_for(graph, index)
+        if stage is None or not layers or stage.foldable:
+            raise Tfl2RtlError(
+                f"node {index} ({node.op}) is not in the sequential engine yet (it takes "
+                "FULLY_CONNECTED layers, RESHAPE, uint8 edges, and after the last layer "
+                "SOFTMAX and the table ops); use --arch dataflow")
+        tail.append(StagePlan(stage, Fold(1, 1)))
+    if not layers:
+        raise Tfl2RtlError("the model has no layer to build")
+    return tuple(layers), tuple(tail), uint8_input, uint8_output
+
+
+def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 1,
+                    requant_interval: int = 1, fold: tuple[int, int] | None = None
+                    ) -> SequentialPlan:
+    """Plan a sequential engine for ``graph``: the ``pe x simd`` folding (``fold``, or
+    the one with the fewest cycles per inference within ``max_multipliers``, fewer
+    multipliers on a tie) and the fewest requantizer lanes that slow it down by at most
+    :data:`REQUANT_SLACK` (each lane ``requant_interval`` cycles per beat: 5 where the
+    target shares the requantizer's multipliers, on iCE40).  Cycles are
+    :attr:`Schedule.cycles_per_vector`."""
+    layers, tail, uint8_input, uint8_output = _layers(graph)
+    in_size = graph.tensors[graph.inputs[0]].size
+    out_size = graph.tensors[graph.outputs[0]].size
+    if lanes < 1 or in_size % lanes or out_size % lanes:
+        raise Tfl2RtlError(f"{lanes} lanes do not divide the input ({in_size}) and the "
+                           f"output ({out_size})")
+    if fold is not None:
+        candidates = [tuple(fold)]
+    else:
+        first_in = layers[0][1].weights.shape[1]
+        widest = max(max(n.weights.shape) for _, n in layers)
+        candidates = [(pe, simd) for simd in divisors(first_in)
+                      for pe in range(1, widest + 1) if pe * simd <= max_multipliers]
+        if not candidates:
+            raise Tfl2RtlError(f"--max-multipliers {max_multipliers} leaves no multiplier")
+    best = None
+    for pe, simd in candidates:
+        # The fewest requantizer lanes within REQUANT_SLACK of the cycles with one a
+        # neuron (the requantizer sized to the rate the layers give accumulators).
+        fastest = compile_schedule(layers, pe, simd, pe, requant_interval).cycles_per_vector
+        for r in divisors(pe):
+            schedule = compile_schedule(layers, pe, simd, r, requant_interval)
+            if schedule.cycles_per_vector <= fastest * (1 + REQUANT_SLACK):
+                break
+        key = (schedule.cycles_per_vector, pe * simd, r)
+        if best is None or key < best[0]:
+            best = (key, schedule)
+    return SequentialPlan(graph=graph, layers=layers, schedule=best[1], tail=tail,
+                          in_size=in_size, out_size=out_size, uint8_input=uint8_input,
+                          uint8_output=uint8_output, lanes=lanes)
+
+
+class SequentialEngine(wiring.Component):
+    """A :class:`SequentialPlan` between two AXI4-Stream ports of ``lanes`` int8
+    elements per beat (the same ports as :class:`~tfl2rtl.hw.network.DataflowNetwork`:
+    ``s_axis_*`` and ``m_axis_*``, element ``k`` of a beat in bits ``8k .. 8k + 7``,
+    ``tlast`` on the last beat of every output vector; ``xor 0x80`` per element at a
+    uint8 edge).
+
+    Data path: ``s_axis`` through a lane converter to ``simd`` elements and a FIFO of
+    one input vector into the shared :class:`~tfl2rtl.hw.mvu.MatrixVectorUnit` (the
+    schedule's layers in turn, zero weights for padded inputs, zero biases for padded
+    outputs), its accumulators
+    (through an :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` when the requantizer
+    has fewer lanes) into the shared :class:`~tfl2rtl.hw.requant.Requantizer` (each
+    channel with its layer's parameters), then by position: the last layer's outputs
+    leave (padding dropped by a :class:`~tfl2rtl.hw.adapters.BeatTrim`, through a FIFO of
+    one output vector, and through the stages after the last layer, each behind a FIFO
+    of one vector), every other layer's go through a lane converter to ``simd``
+    elements into the activation FIFO (:attr:`Schedule.buffer_beats` deep: a whole
+    vector, so the unit never waits on its own output), which feeds the unit for the
+    next layer.  The unit takes its first layer's beats from ``s_axis`` and the others'
+    from the activation FIFO, counting beats.
+
+    Attributes
+    ----------
+    plan : SequentialPlan
+    mvu : MatrixVectorUnit
+    requant : Requantizer
+    cycles_per_vector : int
+        ``plan.cycles_per_vector``: an upper bound of the cycles per inference, inputs
+        back to back and the output never stalled.
+
+    Tested on hello_world_int8, ad01_int8 and written MLPs of 2 to 5 layers, ``pe``
+    and ``simd`` from 1 to 16 with padded layers, one to ``pe`` requantizer lanes, in
+    Amaranth's simulator with random stalls and backpressure and in Verilator
+    (:func:`tfl2rtl.api.simulate`).
+    """
+
+    def __init__(self, plan: SequentialPlan):
+        self.plan = plan
+        self.lanes = plan.lanes
+        schedule = plan.schedule
+        matrices, biases, multipliers, shifts, offsets, lows, highs = ([] for _ in range(7))
+        for step, (_, node) in zip(schedule.steps, plan.layers, strict=True):
+            w = np.zeros((step.padded_out, step.padded_in), dtype=np.int64)
+            w[:step.out_depth, :step.in_depth] = node.weights
+            b = np.zeros(step.padded_out, dtype=np.int64)
+            b[:step.out_depth] = node.folded_bias
+            matrices.append(w)
+            biases.append(b)
+            for values, field in ((multipliers, node.requant.multiplier),
+                                  (shifts, node.requant.shift)):
+                channel = np.broadcast_to(np.asarray(field, np.int64).reshape(-1),
+                                          (step.out_depth,))
+                values.append(np.concatenate(
+                    [channel, np.full(step.padded_out - step.out_depth, channel[0])]))
+            offsets.append(np.full(step.padded_out, node.output_offset))
+            lows.append(np.full(step.padded_out, node.act_min))
+            highs.append(np.full(step.padded_out, node.act_max))
+        self.mvu = MatrixVectorUnit(matrices, biases, acc_width=schedule.acc_bits,
+                                    pe=schedule.pe, simd=schedule.simd)
+        self.splitter = None
+        if schedule.requant_lanes != schedule.pe:
+            self.splitter = AccumulatorSplitter(schedule.acc_bits, schedule.pe,
+                                                schedule.requant_lanes, schedule.groups)
+        requant = ir.Requant(multiplier=np.concatenate(multipliers),
+                             shift=np.concatenate(shifts),
+                             real_scale=np.zeros(self.mvu.out_depth))
+        self.requant = Requantizer(requant, channels=self.mvu.out_depth,
+                                   output_offset=np.concatenate(offsets),
+                                   act_min=np.concatenate(lows),
+                                   act_max=np.concatenate(highs),
+                                   acc_width=schedule.acc_bits,
+                                   lanes=schedule.requant_lanes,
+                                   serial_products=schedule.requant_interval > 1)
+        self.tail = [stage.build() for stage in plan.tail]
+        self.cycles_per_vector = plan.cycles_per_vector
+        super().__init__({
+            "s_axis_tdata": In(8 * self.lanes),
+            "s_axis_tvalid": In(1),
+            "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(8 * self.lanes),
+            "m_axis_tvalid": Out(1),
+            "m_axis_tready": In(1),
+            "m_axis_tlast": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        plan, schedule = self.plan, self.plan.schedule
+        simd, r = schedule.simd, schedule.requant_lanes
+        flips = int("80" * self.lanes, 16)
+
+        def convert(upstream, count, name):
+            width = len(upstream.payload.as_value()) // 8
+            if width == count:
+                return upstream
+            m.submodules[name] = converter = LaneConverter(signed(8), width, count)
+            wiring.connect(m, upstream, converter.i)
+            return converter.o
+
+        # The input, as the first layer's beats of simd elements.
+        source = stream.Signature(signed_lanes(8, self.lanes)).create()
+        m.d.comb += [
+            source.payload.eq(self.s_axis_tdata ^ (flips if plan.uint8_input else 0)),
+            source.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(source.ready),
+        ]
+        # A FIFO of one input vector, so that the next one streams in while the unit
+        # replays the current one (it takes its input only for a layer's first group).
+        external = convert(source, simd, "lanes_in")
+        first_beats = schedule.steps[0].padded_in // simd
+        m.submodules.fifo_in = in_fifo = StreamFIFO(signed_lanes(8, simd),
+                                                    depth=max(3, first_beats))
+        wiring.connect(m, external, in_fifo.i)
+        external = in_fifo.o
+
+        # The shared unit and requantizer.
+        m.submodules.mvu = mvu = self.mvu
+        m.submodules.requant = requant = self.requant
+        connect_splitting(m, mvu.o, self.splitter, requant.i)
+
+        # The unit's input: the first layer's beats from s_axis, the others' from the
+        # activation FIFO, by counting the beats it takes in one pass.
+        m.submodules.activations = activations = StreamFIFO(
+            signed_lanes(8, simd), depth=max(3, schedule.buffer_beats + 2))
+        pass_beats = sum(s.padded_in for s in schedule.steps) // simd
+        taken = Signal(range(pass_beats))
+        from_input = taken < first_beats
+        with m.If(mvu.i.valid & mvu.i.ready):
+            m.d.sync += taken.eq(Mux(taken == pass_beats - 1, 0, taken + 1))
+        m.d.comb += [
+            mvu.i.payload.eq(Mux(from_input, external.payload, activations.o.payload)),
+            mvu.i.valid.eq(Mux(from_input, external.valid, activations.o.valid)),
+            external.ready.eq(from_input & mvu.i.ready),
+            activations.o.ready.eq(~from_input & mvu.i.ready),
+        ]
+
+        # The requantizer's beats: the last layer's leave, the others' go back.
+        last = schedule.steps[-1]
+        pass_out = sum(s.padded_out for s in schedule.steps) // r
+        given = Signal(range(pass_out))
+        to_output = given >= pass_out - last.padded_out // r
+        with m.If(requant.o.valid & requant.o.ready):
+            m.d.sync += given.eq(Mux(given == pass_out - 1, 0, given + 1))
+        results = stream.Signature(signed_lanes(8, r)).create()
+        back = stream.Signature(signed_lanes(8, r)).create()
+        m.d.comb += [
+            results.payload.eq(requant.o.payload),
+            back.payload.eq(requant.o.payload),
+            results.valid.eq(requant.o.valid & to_output),
+            back.valid.eq(requant.o.valid & ~to_output),
+            requant.o.ready.eq(Mux(to_output, results.ready, back.ready)),
+        ]
+        wiring.connect(m, convert(back, simd, "lanes_back"), activations.i)
+
+        # The output vector: padding dropped, then a FIFO of one vector, then lanes.
+        if last.padded_out != last.out_depth:
+            single = convert(results, 1, "lanes_trim")
+            m.submodules.trim = trim = BeatTrim(signed_lanes(8, 1), last.out_depth,
+                                                last.padded_out)
+            wiring.connect(m, single, trim.i)
+            results = trim.o
+        # The stages after the last layer, each behind a FIFO of one vector.
+        for k, (stage_plan, component) in enumerate(zip(plan.tail, self.tail, strict=True)):
+            upstream = convert(results, stage_plan.in_lanes[0], f"lanes_tail_{k}")
+            width = stage_plan.in_lanes[0]
+            m.submodules[f"fifo_tail_{k}"] = queue = StreamFIFO(
+                signed_lanes(8, width), depth=max(3, stage_plan.stage.in_size // width))
+            wiring.connect(m, upstream, queue.i)
+            m.submodules[f"tail_{k}"] = component
+            wiring.connect(m, queue.o, component.i)
+            results = component.o
+        width = len(results.payload.as_value()) // 8
+        m.submodules.fifo_out = out_fifo = StreamFIFO(
+            signed_lanes(8, width), depth=max(3, plan.out_size // width))
+        wiring.connect(m, results, out_fifo.i)
+        upstream = convert(out_fifo.o, self.lanes, "lanes_out")
+
+        out_beats = plan.out_size // self.lanes
+        position = Signal(range(out_beats))
+        m.d.comb += [
+            self.m_axis_tdata.eq(upstream.payload.as_value()
+                                 ^ (flips if plan.uint8_output else 0)),
+            self.m_axis_tvalid.eq(upstream.valid),
+            upstream.ready.eq(self.m_axis_tready),
+            self.m_axis_tlast.eq(position == out_beats - 1),
+        ]
+        with m.If(upstream.valid & upstream.ready):
+            m.d.sync += position.eq(Mux(position == out_beats - 1, 0, position + 1))
+        return m

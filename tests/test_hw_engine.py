@@ -1,0 +1,125 @@
+"""The sequential engine (:mod:`tfl2rtl.hw.engine`): schedules, planning and refusals,
+and whole MLPs through the one shared unit in Amaranth's simulator (in Verilator:
+test_sim_engine.py)."""
+
+import numpy as np
+import pytest
+
+from conftest import TEST_MODELS, ZOO
+from streams import STALL_MODES, run_network
+from tfl2rtl import ir
+from tfl2rtl.api import load
+from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.engine import (
+    REQUANT_SLACK,
+    SequentialEngine,
+    compile_schedule,
+    plan_sequential,
+)
+from tfl2rtl.sim.runner import golden_vectors
+
+HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
+DENSE10 = TEST_MODELS / "dense10_int8.tflite"
+MLP_UINT8 = TEST_MODELS / "mlp_uint8.tflite"
+
+
+def random_inputs(graph, count, seed):
+    tensor = graph.tensors[graph.inputs[0]]
+    info = np.iinfo(np.dtype(tensor.dtype))
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(info.min, info.max + 1, (count, tensor.size))
+    inputs[0] = info.min
+    inputs[1] = info.max
+    return inputs.astype(tensor.dtype)
+
+
+def check_engine(graph, plan, mode, count=4, seed=0, cycles=None):
+    """``plan``'s engine against the golden model on ``count`` random inputs."""
+    engine = SequentialEngine(plan)
+    inputs = random_inputs(graph, count, seed)
+    expected = golden_vectors(graph, inputs)
+    got, lasts = run_network(engine, graph, inputs, mode, seed, cycles)
+    np.testing.assert_array_equal(got, expected.reshape(got.shape))
+    out_beats = plan.out_size // plan.lanes
+    assert lasts == ([0] * (out_beats - 1) + [1]) * count
+    return engine
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("fold, requant_lanes", [
+    ((16, 1), 16),  # one group a layer
+    ((4, 1), 2),  # an accumulator splitter before two requantizer lanes
+    ((3, 1), 1),  # padded: 16 outputs as 18, the last layer's 1 as 3
+    ((1, 1), 1),
+])
+def test_hello_world(fold, requant_lanes, mode):
+    graph = load(HELLO_WORLD)
+    plan = plan_sequential(graph, fold=fold)
+    if requant_lanes != plan.schedule.requant_lanes:
+        layers = plan.layers
+        plan = type(plan)(**{**plan.__dict__, "schedule": compile_schedule(
+            layers, *fold, requant_lanes)})
+    check_engine(graph, plan, mode, count=5, seed=sum(fold))
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("fold", [(4, 4), (5, 2), (8, 16)])
+def test_dense10(fold, mode):
+    graph = load(DENSE10)
+    check_engine(graph, plan_sequential(graph, fold=fold), mode, seed=fold[0])
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_uint8_edges_and_lanes(mode):
+    graph = load(MLP_UINT8)
+    plan = plan_sequential(graph, fold=(16, 56), lanes=2)  # a FULLY_CONNECTED, then SOFTMAX
+    assert plan.uint8_input and plan.uint8_output
+    check_engine(graph, plan, mode)
+
+
+def test_schedule_pads_every_layer_to_the_folding():
+    graph = load(HELLO_WORLD)
+    layers = plan_sequential(graph).layers
+    schedule = compile_schedule(layers, 3, 1)
+    assert [(s.padded_in, s.padded_out) for s in schedule.steps] == [(1, 18), (18, 18),
+                                                                       (18, 3)]
+    assert [s.first_row for s in schedule.steps] == [0, 6, 6 + 6 * 18]
+    assert [s.first_group for s in schedule.steps] == [0, 6, 12]
+    assert schedule.rows == sum(s.cycles for s in schedule.steps)
+    assert schedule.buffer_beats == 18
+
+
+def test_planner_takes_the_fewest_cycles_and_few_requantizer_lanes():
+    graph = load(DENSE10)
+    plan = plan_sequential(graph, 16)
+    best = plan.schedule.cycles_per_vector
+    layers = plan.layers
+    first_in = layers[0][1].weights.shape[1]
+    for pe in range(1, 17):
+        for simd in (d for d in range(1, 17) if first_in % d == 0 and pe * d <= 16):
+            assert compile_schedule(layers, pe, simd).cycles_per_vector >= best
+    s = plan.schedule
+    fastest = compile_schedule(layers, s.pe, s.simd).cycles_per_vector
+    assert s.cycles_per_vector <= fastest * (1 + REQUANT_SLACK)
+    assert plan.multipliers <= 16
+
+
+def test_refuses_what_it_does_not_build():
+    with pytest.raises(Tfl2RtlError, match=r"^node 0 \(CONV_2D\) is not in the sequential "
+                                           r"engine yet .* use --arch dataflow$"):
+        plan_sequential(load(TEST_MODELS / "conv_int8.tflite"))
+    with pytest.raises(Tfl2RtlError, match="^a int16x8 model: the sequential engine builds "
+                                           "int8 models only so far"):
+        plan_sequential(load(TEST_MODELS / "mlp_int16x8.tflite"))
+    with pytest.raises(Tfl2RtlError, match="^SIMD=3 does not divide the input depth 1"):
+        plan_sequential(load(HELLO_WORLD), fold=(1, 3))
+
+
+def test_interval_is_within_the_documented_bound():
+    graph = load(DENSE10)
+    plan = plan_sequential(graph, fold=(4, 4))
+    cycles = []
+    check_engine(graph, plan, "streaming", count=4, cycles=cycles)
+    interval = cycles[-1] - cycles[-1 - plan.out_size]
+    assert plan.schedule.issue_cycles <= interval <= plan.cycles_per_vector
+    assert isinstance(plan.layers[0][1], ir.FullyConnected)
