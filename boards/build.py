@@ -41,7 +41,14 @@ from tfl2rtl.output import staged_directory
 
 from .board import BOARDS, Board, DoesNotFit, board_named, toolchain_env
 from .clocks import PLLClock, PLLSetting, choose_pll
-from .fit import check_cells, check_placement, dsp_estimate, fitting_budget, fitting_design
+from .fit import (
+    check_cells,
+    check_placement,
+    dsp_estimate,
+    fitting_budget,
+    fitting_design,
+    sequential_design,
+)
 from .link import BoardTop
 from .memory import check_memory, place_weights
 from .protocol import Identity
@@ -128,10 +135,13 @@ class BoardDesign(wiring.Component):
 def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="auto",
                 max_multipliers: int | None = None, lanes: int = 1,
                 baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
-                progress: Callable[[str], None] | None = None) -> BuildReport:
+                progress: Callable[[str], None] | None = None,
+                arch: str = "dataflow") -> BuildReport:
     """Plan ``graph`` for the board ``board_name`` (with its requantizers) and build it
     with :func:`build_board_clocked` (at ``clock_mhz``, or the fastest clock the routed
-    design meets).
+    design meets).  ``arch="sequential"`` builds a sequential engine instead
+    (:func:`~tfl2rtl.boards.fit.sequential_design`: the fastest whose DSP estimate
+    fits, or within ``max_multipliers``).
 
     Without ``max_multipliers``, ``--fold auto`` builds the fastest design whose DSP
     estimate fits, some layers' products in logic where the board allows
@@ -144,6 +154,15 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     check_memory(graph, target)
     say = progress or (lambda message: None)
     interval = target.requant_interval
+    if arch == "sequential":
+        if fold not in (None, "auto"):
+            raise Tfl2RtlError("--fold applies to the dataflow architecture; the "
+                               "sequential engine chooses its folding within "
+                               "--max-multipliers")
+        design = sequential_design(graph, target, lanes=lanes,
+                                   max_multipliers=max_multipliers)
+        return build_board_clocked(design, board_name, out_dir, baud=baud,
+                                   clock_mhz=clock_mhz, progress=progress)
     chosen = max_multipliers is None and fold in (None, "auto")
     if chosen:
         design = fitting_design(graph, target, lanes=lanes, requant_interval=interval)

@@ -18,8 +18,8 @@ from tfl2rtl.hw.elementwise import add_input_factors
 from .board import Board, DoesNotFit, count
 
 __all__ = ["dsp_estimate", "stage_dsp_estimate", "mac_dsps", "stage_mac_dsps",
-           "fitting_budget", "fitting_design", "LOGIC_PRODUCT_LUTS", "check_cells",
-           "check_placement"]
+           "fitting_budget", "fitting_design", "sequential_design", "LOGIC_PRODUCT_LUTS",
+           "check_cells", "check_placement"]
 
 
 def _add_scaling_multipliers(node: ir.Add) -> int:
@@ -56,8 +56,10 @@ def stage_mac_dsps(stage, board: Board) -> int:
 
 def mac_dsps(design, board: Board) -> int:
     """The DSP blocks of ``design`` on ``board`` that multiply activations by weights
-    (:func:`stage_mac_dsps` summed): the rest of :func:`dsp_estimate` requantizes and
-    scales."""
+    (:func:`stage_mac_dsps` summed; a sequential engine's shared unit: its ``pe *
+    simd``): the rest of :func:`dsp_estimate` requantizes and scales."""
+    if design.architecture == "sequential":
+        return design.network_plan.multipliers
     return sum(stage_mac_dsps(s, board) for s in design.network_plan.stages)
 
 
@@ -94,8 +96,14 @@ def dsp_estimate(design, board: Board) -> int:
     """The DSP blocks ``design`` needs on ``board``: the sum of
     :func:`stage_dsp_estimate` over its stages.  Measured against Yosys on ECP5 (the
     board top of kws): 133 estimated and 138 ``MULT18X18D`` used at 49 MAC multipliers,
-    205 and 210 at 89."""
-    return sum(stage_dsp_estimate(s, board) for s in design.network_plan.stages)
+    205 and 210 at 89.  A sequential engine: its shared unit's multipliers, its
+    requantizer's (:attr:`tfl2rtl.hw.engine.SequentialPlan.requant_multipliers`) and the
+    stages after its last layer."""
+    plan = design.network_plan
+    if design.architecture == "sequential":
+        return (plan.multipliers + plan.requant_multipliers
+                + sum(stage_dsp_estimate(s, board) for s in plan.tail))
+    return sum(stage_dsp_estimate(s, board) for s in plan.stages)
 
 
 def _largest_budget(graph, budget: int, fits, *, lanes: int, requant_interval: int):
@@ -131,6 +139,27 @@ def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int
                                 lambda d: dsp_estimate(d, board) <= available,
                                 lanes=lanes, requant_interval=requant_interval)
     return smallest if budget is None else budget
+
+
+def sequential_design(graph, board: Board, *, lanes: int = 1,
+                      max_multipliers: int | None = None):
+    """The sequential engine a build makes for ``board``: within ``max_multipliers``
+    when given, else the fastest whose DSP estimate fits the device (on boards whose DSP
+    use is counted, :attr:`Board.dsp_fit`; otherwise within the board's
+    :attr:`Board.default_multipliers`), down to one multiplier."""
+    interval = board.requant_interval
+    if max_multipliers is not None:
+        return gen.plan(graph, "auto", max_multipliers, lanes=lanes,
+                        requant_interval=interval, arch="sequential")
+    budget = board.default_multipliers
+    available = board.available.get("DSP", 0)
+    while True:
+        design = gen.plan(graph, "auto", budget, lanes=lanes, requant_interval=interval,
+                          arch="sequential")
+        if not board.dsp_fit or dsp_estimate(design, board) <= available \
+                or design.multipliers == 1:
+            return design
+        budget = design.multipliers - 1
 
 
 def _dsps_fitted(design, board: Board):

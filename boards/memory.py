@@ -61,8 +61,8 @@ def place_weights(design, board: Board):
     tiles = board.available.get("SPRAM", 0)
     bram, _ = _memory_bytes(board)
     left = int(design.graph.weight_bytes)
-    if not tiles or left <= bram // 2:
-        return design
+    if not tiles or left <= bram // 2 or design.architecture == "sequential":
+        return design  # (a sequential engine's weights: one initialised memory)
     plan = design.network_plan
     candidates = sorted((s for s in plan.stages if s.stage.loadable),
                         key=lambda s: (-s.stage.weight_matrix().size, s.index))

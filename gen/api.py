@@ -302,7 +302,8 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
 
 def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
           max_multipliers: int | None = None, lanes: int = 1, baud: int | None = None,
-          clock_mhz: float | None = None, progress: Callable[[str], None] | None = None):
+          clock_mhz: float | None = None, progress: Callable[[str], None] | None = None,
+          arch: str = "dataflow"):
     """Generate the design for a model, put it behind the UART host link on ``board``
     (see :data:`tfl2rtl.boards.build.BOARDS`), synthesize, place, route and pack it,
     and write the bitstream, ``report.json``, ``report.txt``, ``manifest.json`` and the
@@ -323,14 +324,16 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     say so: :func:`tfl2rtl.boards.build.build_graph`).  Returns the
     :class:`tfl2rtl.boards.build.BuildReport`; a design that does not fit raises
     :class:`tfl2rtl.boards.build.DoesNotFit` (a :class:`Tfl2RtlError`) naming the
-    resource and a folding that would fit."""
+    resource and a folding that would fit.  ``arch="sequential"`` builds the sequential
+    engine (:func:`tfl2rtl.boards.fit.sequential_design`)."""
     from .boards.build import DEFAULT_BAUD, build_graph
     from .output import check_folder
 
     check_folder(out_dir)  # refused before any tool runs
     return build_graph(_hardware_graph(path_or_graph), board, out_dir, fold=fold,
                        max_multipliers=max_multipliers, lanes=lanes,
-                       baud=baud or DEFAULT_BAUD, clock_mhz=clock_mhz, progress=progress)
+                       baud=baud or DEFAULT_BAUD, clock_mhz=clock_mhz, progress=progress,
+                       arch=arch)
 
 
 @dataclass

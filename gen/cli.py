@@ -196,7 +196,7 @@ def cmd_build(args) -> int:
     report = api.build(args.model, args.board, out, fold=args.fold,
                        max_multipliers=args.max_multipliers, lanes=args.lanes,
                        baud=args.baud, clock_mhz=args.clock_mhz,
-                       progress=None if args.json else _status)
+                       progress=None if args.json else _status, arch=args.arch)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -244,6 +244,7 @@ def _board_commands(sub) -> None:
     _fold_options(p, default_budget="the fastest design whose DSP blocks and logic "
                                     "fit, some layers' products in LUTs where the board "
                                     "allows")
+    _arch_option(p)
     p.add_argument("--baud", type=int, default=None,
                    help="UART baud rate (default 3000000)")
     p.add_argument("--clock-mhz", type=float, default=None, metavar="F",

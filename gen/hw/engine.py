@@ -211,9 +211,19 @@ class SequentialPlan:
                             for _, n in self.layers]))
         return self.schedule.requant_lanes * per_lane
 
+    #: No MAC products in logic, no weights loaded at run time, no stage of a dataflow
+    #: network: what the board flow reads of a :class:`~tfl2rtl.hw.network.NetworkPlan`.
     logic_multipliers = 0
     loadable = ()
     stages = ()
+
+    @property
+    def requant_interval(self) -> int:
+        return self.schedule.requant_interval
+
+    def loadable_memories(self) -> list:
+        """None: the weights sit in the shared unit's memory (initialised ROM)."""
+        return []
 
 
 def _layers(graph: ir.Graph):

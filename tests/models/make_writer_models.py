@@ -30,6 +30,8 @@ writes.  The weights are random (fixed seeds); each model is there for one path:
   float32 at both edges (QUANTIZE in, DEQUANTIZE out), as the converter writes a model
   without ``inference_input_type``: the float edges the host computes around the
   hardware.  Weight scales keep each layer's outputs spread over int8.
+- ``jet_mlp_int8.tflite``: the jet-tagging MLP 16-64-32-32-5 with SOFTMAX (int8): the
+  small MLP of the sequential engine's targets.
 - ``nchw_float_io.tflite``: a PyTorch-style export (NCHW float32 input, TRANSPOSE to
   NHWC after the QUANTIZE, then PAD, CONV_2D, DEPTHWISE_CONV_2D, ADD, MEAN,
   FULLY_CONNECTED, DEQUANTIZE): TRANSPOSE in the golden model, at the input edge.
@@ -363,6 +365,27 @@ def mlp_float_io() -> bytes:
     return g.finish([x], [g.dequantize(g.softmax(logits))])
 
 
+def jet_mlp_int8() -> bytes:
+    """The jet-tagging MLP of hls4ml's and FINN's papers at its usual shape: int8 (1, 16)
+    in, FULLY_CONNECTED 64, 32, 32 (RELU each), FULLY_CONNECTED 5, SOFTMAX; int8 out
+    (4,256 MACs).  Random weights, per-channel scales."""
+    rng = np.random.default_rng(SEED + 6)
+    g = GraphWriter("tfl2rtl test model: jet-tagging MLP 16-64-32-32-5")
+    x = inputs = g.tensor((1, 16), "int8", 0.03, -4, name="input")
+    scale = 0.03
+    for width, out_scale, zero in ((64, 0.05, -128), (32, 0.06, -128), (32, 0.07, -128)):
+        fan_in = g.shape(x)[1]
+        x = g.fully_connected(x, _weights(rng, (width, fan_in)),
+                              _layer_scale(rng, scale, out_scale, fan_in)
+                              * 2.0 ** rng.uniform(-1, 0, width),
+                              rng.integers(-400, 400, width), (out_scale, zero),
+                              activation="RELU")
+        scale = out_scale
+    logits = g.fully_connected(x, _weights(rng, (5, 32)), _layer_scale(rng, scale, 0.1, 32),
+                               rng.integers(-400, 400, 5), (0.1, 3))
+    return g.finish([inputs], [g.softmax(logits)])
+
+
 def nchw_float_io() -> bytes:
     """A PyTorch-style export: float32 NCHW input (1, 3, 10, 10), QUANTIZE, TRANSPOSE to
     NHWC, PAD, CONV_2D (3x3, stride 2, RELU6), DEPTHWISE_CONV_2D (3x3, RELU6), a residual
@@ -399,6 +422,7 @@ MODELS = {
     "cnn_float_io.tflite": cnn_float_io,
     "mlp_float_io.tflite": mlp_float_io,
     "nchw_float_io.tflite": nchw_float_io,
+    "jet_mlp_int8.tflite": jet_mlp_int8,
 }
 
 
