@@ -123,3 +123,48 @@ def test_interval_is_within_the_documented_bound():
     interval = cycles[-1] - cycles[-1 - plan.out_size]
     assert plan.schedule.issue_cycles <= interval <= plan.cycles_per_vector
     assert isinstance(plan.layers[0][1], ir.FullyConnected)
+
+
+# --------------------------------------------------------------------------------------
+# Whole models in Verilator
+# --------------------------------------------------------------------------------------
+
+JET = TEST_MODELS / "jet_mlp_int8.tflite"
+AD01 = ZOO / "mlperf_tiny" / "ad01_int8.tflite"
+
+VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inputs
+    "hello_world-16": (HELLO_WORLD, 16, 1, 1, 256),  # every input
+    "hello_world-serial_requantizer": (HELLO_WORLD, 4, 1, 5, 256),  # as on the iCE40
+    "jet-8": (JET, 8, 1, 5, 60),  # ends in SOFTMAX
+    "jet-128": (JET, 128, 1, 1, 60),
+    "dense10-64": (DENSE10, 64, 2, 1, 30),
+    "ad01-64": (AD01, 64, 1, 1, 12),  # ten layers
+    "mlp_uint8-128": (MLP_UINT8, 128, 2, 1, 6),  # uint8 edges, SOFTMAX
+}
+
+
+@pytest.mark.parametrize("case", VERILATOR_CASES)
+def test_model_in_verilator(case, tmp_path):
+    from tfl2rtl.sim.runner import simulate_network
+
+    path, budget, lanes, interval, count = VERILATOR_CASES[case]
+    graph = load(path)
+    plan = plan_sequential(graph, budget, lanes=lanes, requant_interval=interval)
+    assert plan.multipliers <= budget
+    if path == HELLO_WORLD:
+        inputs = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
+    else:
+        inputs = random_inputs(graph, count, seed=budget)
+    expected = golden_vectors(graph, inputs)
+    assert len(np.unique(expected)) > 2  # the outputs are not all saturated
+    runs = simulate_network(SequentialEngine(plan), inputs, expected, tmp_path, seed=5,
+                            stall=0.3, backpressure=0.3)
+    for run in runs.values():
+        np.testing.assert_array_equal(run.outputs, expected)
+        assert run.tlast_errors == 0
+    streaming = runs["streaming"]
+    # Back to back, an inference takes at least the cycles the unit issues and at most
+    # the documented bound.
+    intervals = set(streaming.intervals[len(inputs) // 2:])
+    assert plan.schedule.issue_cycles <= min(intervals)
+    assert max(intervals) <= plan.cycles_per_vector

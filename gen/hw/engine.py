@@ -432,38 +432,43 @@ class SequentialEngine(wiring.Component):
         connect_splitting(m, mvu.o, self.splitter, requant.i)
 
         # The unit's input: the first layer's beats from s_axis, the others' from the
-        # activation FIFO, by counting the beats it takes in one pass.
-        m.submodules.activations = activations = StreamFIFO(
-            signed_lanes(8, simd), depth=max(3, schedule.buffer_beats + 2))
-        pass_beats = sum(s.padded_in for s in schedule.steps) // simd
-        taken = Signal(range(pass_beats))
-        from_input = taken < first_beats
-        with m.If(mvu.i.valid & mvu.i.ready):
-            m.d.sync += taken.eq(Mux(taken == pass_beats - 1, 0, taken + 1))
-        m.d.comb += [
-            mvu.i.payload.eq(Mux(from_input, external.payload, activations.o.payload)),
-            mvu.i.valid.eq(Mux(from_input, external.valid, activations.o.valid)),
-            external.ready.eq(from_input & mvu.i.ready),
-            activations.o.ready.eq(~from_input & mvu.i.ready),
-        ]
-
-        # The requantizer's beats: the last layer's leave, the others' go back.
+        # activation FIFO, by counting the beats it takes in one pass.  The requantizer's
+        # beats, counted too: the last layer's leave, the others' go back into the FIFO.
+        # (A model of one layer needs neither.)
         last = schedule.steps[-1]
-        pass_out = sum(s.padded_out for s in schedule.steps) // r
-        given = Signal(range(pass_out))
-        to_output = given >= pass_out - last.padded_out // r
-        with m.If(requant.o.valid & requant.o.ready):
-            m.d.sync += given.eq(Mux(given == pass_out - 1, 0, given + 1))
-        results = stream.Signature(signed_lanes(8, r)).create()
-        back = stream.Signature(signed_lanes(8, r)).create()
-        m.d.comb += [
-            results.payload.eq(requant.o.payload),
-            back.payload.eq(requant.o.payload),
-            results.valid.eq(requant.o.valid & to_output),
-            back.valid.eq(requant.o.valid & ~to_output),
-            requant.o.ready.eq(Mux(to_output, results.ready, back.ready)),
-        ]
-        wiring.connect(m, convert(back, simd, "lanes_back"), activations.i)
+        results = requant.o
+        if len(schedule.steps) > 1:
+            m.submodules.activations = activations = StreamFIFO(
+                signed_lanes(8, simd), depth=max(3, schedule.buffer_beats + 2))
+            pass_beats = sum(s.padded_in for s in schedule.steps) // simd
+            taken = Signal(range(pass_beats))
+            from_input = taken < first_beats
+            with m.If(mvu.i.valid & mvu.i.ready):
+                m.d.sync += taken.eq(Mux(taken == pass_beats - 1, 0, taken + 1))
+            m.d.comb += [
+                mvu.i.payload.eq(Mux(from_input, external.payload, activations.o.payload)),
+                mvu.i.valid.eq(Mux(from_input, external.valid, activations.o.valid)),
+                external.ready.eq(from_input & mvu.i.ready),
+                activations.o.ready.eq(~from_input & mvu.i.ready),
+            ]
+
+            pass_out = sum(s.padded_out for s in schedule.steps) // r
+            given = Signal(range(pass_out))
+            to_output = given >= pass_out - last.padded_out // r
+            with m.If(requant.o.valid & requant.o.ready):
+                m.d.sync += given.eq(Mux(given == pass_out - 1, 0, given + 1))
+            results = stream.Signature(signed_lanes(8, r)).create()
+            back = stream.Signature(signed_lanes(8, r)).create()
+            m.d.comb += [
+                results.payload.eq(requant.o.payload),
+                back.payload.eq(requant.o.payload),
+                results.valid.eq(requant.o.valid & to_output),
+                back.valid.eq(requant.o.valid & ~to_output),
+                requant.o.ready.eq(Mux(to_output, results.ready, back.ready)),
+            ]
+            wiring.connect(m, convert(back, simd, "lanes_back"), activations.i)
+        else:
+            wiring.connect(m, external, mvu.i)
 
         # The output vector: padding dropped, then a FIFO of one vector, then lanes.
         if last.padded_out != last.out_depth:
