@@ -301,6 +301,30 @@ def test_generate_and_sim_a_legacy_uint8_model(tmp_path):
     assert report["inputs"] == 8 and report["mismatches"] == 0
 
 
+def test_generate_and_sim_the_sequential_engine(tmp_path):
+    """``--arch sequential``: the manifest names the architecture and gives the
+    schedule; ``sim`` runs the engine bit-exact; a model it does not take yet is refused
+    in one line naming the op and its position, and nothing is written."""
+    path = TEST_MODELS / "jet_mlp_int8.tflite"
+    proc = cli("generate", path, "-o", tmp_path / "out", "--arch", "sequential",
+               "--max-multipliers", "16", check_code=0)
+    assert "sequential engine: 4 layers on one" in proc.stdout
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["architecture"] == "sequential" and manifest["multipliers"] <= 16
+    steps = manifest["layers"]
+    assert [s["node"] for s in steps] == [0, 1, 2, 3]
+    assert [s["first_group"] for s in steps] == sorted(s["first_group"] for s in steps)
+    assert manifest["schedule"]["issue_cycles"] <= manifest["initiation_interval"]
+    report = json.loads(cli("sim", path, "--inputs", "20", "--arch", "sequential", "--json",
+                            check_code=0).stdout)
+    assert report["inputs"] == 20 and report["mismatches"] == 0
+    assert_one_line_error(cli("generate", TEST_MODELS / "conv_int8.tflite", "-o",
+                              tmp_path / "conv", "--arch", "sequential"),
+                          "node 0 (CONV_2D) is not in the sequential engine yet",
+                          "--arch dataflow")
+    assert not (tmp_path / "conv").exists()
+
+
 def test_generate_errors(tmp_path):
     assert_one_line_error(cli("generate", int16_mean_model(tmp_path), "-o",
                               tmp_path / "out"), "16x8",
