@@ -6,18 +6,22 @@ against TFLite Micro in test_kernels_softmax.py), in Amaranth's simulator."""
 
 import numpy as np
 import pytest
+from amaranth.hdl import Elaboratable, Module, Signal, signed
 
 from conftest import TEST_MODELS
 from streams import STALL_MODES, get, put, simulate
+from tfl2rtl import fixedpoint as fp
 from tfl2rtl import ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.softmax import (
     MAX_ROW,
     MAX_ROW_INT16,
+    MULTIPLY_CYCLES,
     NORMALIZE_CYCLES,
     SoftmaxInt16Unit,
     SoftmaxUnit,
+    doubling_high_multiply,
     exp_table,
 )
 from tfl2rtl.kernels.softmax import (
@@ -215,3 +219,52 @@ def test_int16_row_lengths_and_cycles(row):
 def test_int16_rejects_rows_it_cannot_take(row):
     with pytest.raises(Tfl2RtlError, match="int16 SOFTMAX over rows of"):
         SoftmaxInt16Unit(softmax_int16_node(1.0, 1e-3), row)
+
+
+class _Multiplier(Elaboratable):
+    """:func:`doubling_high_multiply` of two operand signals, on its own."""
+
+    def __init__(self):
+        self.a = Signal(signed(32))
+        self.b = Signal(signed(32))
+        self.high = None
+
+    def elaborate(self, platform):
+        m = Module()
+        self.high = doubling_high_multiply(m, self.a, self.b)
+        return m
+
+
+def test_doubling_high_multiply_at_the_ends_and_around_every_rounding_step():
+    """The pipelined multiply against :func:`tfl2rtl.fixedpoint.
+    saturating_rounding_doubling_high_mul`, one pair of operands a cycle, its result
+    MULTIPLY_CYCLES later: every pair of int32's ends and their neighbours (INT32_MIN
+    squared saturates), products just either side of each rounding step (low 31 bits
+    at 2**30 - 1, 2**30, 2**30 + 1, for both signs) and random pairs."""
+    ends = [fp.INT32_MIN, fp.INT32_MIN + 1, -(1 << 16), -65535, -2, -1, 0, 1, 2, 65535,
+            1 << 16, (1 << 30), fp.INT32_MAX - 1, fp.INT32_MAX]
+    pairs = [(a, b) for a in ends for b in ends]
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # odd a, and b with a * b = 2**30 + step modulo 2**31
+        a = int(rng.integers(-(1 << 20), 1 << 20)) | 1
+        for step in (-1, 0, 1):
+            b = ((1 << 30) + step) * pow(a, -1, 1 << 31) % (1 << 31)
+            pairs += [(a, b), (a, b - (1 << 31))]
+    pairs += [tuple(int(v) for v in rng.integers(fp.INT32_MIN, fp.INT32_MAX, 2,
+                                                 endpoint=True)) for _ in range(2000)]
+    dut = _Multiplier()
+    got = []
+
+    async def bench(ctx):
+        for k in range(len(pairs) + MULTIPLY_CYCLES):
+            if k < len(pairs):
+                ctx.set(dut.a, pairs[k][0])
+                ctx.set(dut.b, pairs[k][1])
+            await ctx.tick()
+            if k >= MULTIPLY_CYCLES - 1 and len(got) < len(pairs):
+                got.append(ctx.get(dut.high))
+
+    simulate(dut, bench, deadline=len(pairs) + 100)
+    expected = [int(fp.saturating_rounding_doubling_high_mul(a, b)) for a, b in pairs]
+    assert got == expected
+    assert fp.INT32_MAX in got  # the saturating case

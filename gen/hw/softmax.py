@@ -58,17 +58,25 @@ _TOP_EXPONENT = ACCUMULATION_INTEGER_BITS + 31 - 8 - 4
 
 #: Cycles from the operands of a saturating rounding doubling high multiply (given in
 #: one cycle) to its result: registered operands, four registered 16x16 partial products
-#: (one DSP block each), their registered 64-bit sum, and the registered rounding.
-MULTIPLY_CYCLES = 4
+#: (one DSP block each), the sum of the two cross products, the low and high parts of the
+#: product split at bit 31, and the registered rounding.  No path adds more than two
+#: 32-bit numbers (on the iCE40 the 64-bit sum and rounding in one cycle were the jet
+#: MLP's critical path: 38 ns).
+MULTIPLY_CYCLES = 5
 
 
 def doubling_high_multiply(m: Module, mul_a, mul_b):
     """gemmlowp's saturating rounding doubling high multiply of the int32 operands
     ``mul_a`` and ``mul_b`` as a pipeline of :data:`MULTIPLY_CYCLES` register stages in
-    ``m`` that moves every cycle: the operands; the four 16x16 partial products (low
-    halves unsigned, high halves signed, one DSP block each); their sum; then the nudge
-    and C's truncating division by 2**31.  Returns ``high``, which holds ``srdhm(mul_a,
-    mul_b)`` of the operands given :data:`MULTIPLY_CYCLES` cycles earlier."""
+    ``m`` that moves every cycle.  Returns ``high``, which holds ``srdhm(mul_a, mul_b)``
+    of the operands given :data:`MULTIPLY_CYCLES` cycles earlier.
+
+    The product is ``hh * 2**32 + middle * 2**16 + ll`` (``ll`` the low halves'
+    unsigned product, ``middle`` the two cross products, ``hh`` the high halves'), or
+    ``upper * 2**31 + low`` with ``0 <= low < 2**31``.  gemmlowp adds ``2**30`` (``1 -
+    2**30`` to a negative product) and divides by ``2**31`` truncating towards zero: in
+    both cases that is ``upper + low[30]``, and only its low 32 bits are kept (the one
+    product beyond int32, ``INT32_MIN * INT32_MIN``, saturates)."""
     op_a = Signal(signed(32))
     op_b = Signal(signed(32))
     m.d.sync += [op_a.eq(mul_a), op_b.eq(mul_b)]
@@ -79,17 +87,26 @@ def doubling_high_multiply(m: Module, mul_a, mul_b):
     high_high = Signal(signed(32))
     m.d.sync += [low_low.eq(a_low * b_low), cross[0].eq(a_low * b_high),
                  cross[1].eq(a_high * b_low), high_high.eq(a_high * b_high)]
-    product = Signal(signed(64))
-    m.d.sync += product.eq((high_high << 32) + ((cross[0] + cross[1]) << 16) + low_low)
-    both_min = [Signal(name=f"both_min_{k}") for k in range(3)]
-    m.d.sync += [both_min[0].eq((mul_a == INT32_MIN) & (mul_b == INT32_MIN)),
-                 both_min[1].eq(both_min[0]), both_min[2].eq(both_min[1])]
+    # The cross products summed; the others wait.
+    middle = Signal(signed(34))
+    low_low_2 = Signal(unsigned(32))
+    high_high_2 = Signal(signed(32))
+    m.d.sync += [middle.eq(cross[0] + cross[1]), low_low_2.eq(low_low),
+                 high_high_2.eq(high_high)]
+    # Split at bit 31: the low 31 bits with their carry (0 to 2), and the high part
+    # modulo 2**32 before that carry.
+    low_sum = Signal(unsigned(33))
+    upper = Signal(signed(32))
+    m.d.sync += [
+        low_sum.eq(low_low_2[:31] + (middle[:15] << 16)),
+        upper.eq(((high_high_2 << 1) + (middle >> 15) + low_low_2[31])[:32].as_signed()),
+    ]
+    both_min = [Signal(name=f"both_min_{k}") for k in range(MULTIPLY_CYCLES - 1)]
+    m.d.sync += both_min[0].eq((mul_a == INT32_MIN) & (mul_b == INT32_MIN))
+    m.d.sync += [b.eq(a) for a, b in zip(both_min, both_min[1:], strict=False)]
     high = Signal(signed(32))
-    nudged = product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))
-    # C's division by 2**31 truncates: the floor, plus one for a negative value with
-    # low bits (no 64-bit adder needed for that).
-    truncated = nudged[31:].as_signed() + (nudged[-1] & nudged[:31].any())
-    m.d.sync += high.eq(Mux(both_min[2], INT32_MAX, truncated[:32].as_signed()))
+    rounded = (upper + low_sum[31:] + low_sum[30])[:32].as_signed()
+    m.d.sync += high.eq(Mux(both_min[-1], INT32_MAX, rounded))
     return high
 
 
