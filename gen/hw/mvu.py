@@ -196,7 +196,7 @@ class MatrixVectorUnit(wiring.Component):
         self.neuron_folds = sum(nf for nf, _ in self._folds)
         self.synapse_folds = max(sf for _, sf in self._folds)
         self.cycles_per_vector = sum(nf * sf for nf, sf in self._folds)
-        self.latency = 6 + SkidBuffer.latency + tree_stages(simd)
+        self.latency = self.latency_for(simd)
         self._matrices = [w.astype(np.int64) for w in matrices]
         self._bias = bias
         self.memory_id = memory_id
@@ -206,6 +206,11 @@ class MatrixVectorUnit(wiring.Component):
             "o": Out(stream.Signature(accumulator_layout(acc_width, pe, self.neuron_folds))),
             **loading_members(memory_id),
         })
+
+    @staticmethod
+    def latency_for(simd: int) -> int:
+        """:attr:`latency` of a unit of ``simd`` inputs per cycle."""
+        return 6 + SkidBuffer.latency + tree_stages(simd)
 
     def _weight_rows(self) -> list[int]:
         """The weight memory's rows as integers: for each layer in turn, lane ``p * simd

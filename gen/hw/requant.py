@@ -225,7 +225,7 @@ class Requantizer(wiring.Component):
         self.multipliers = lanes * (1 if self.serial_products else self.products)
         # A beat taken at a step passes the other stages at the next steps and can leave
         # the cycle after its last (without waiting for a step).
-        self.latency = (len(STAGES) - 1) * self.interval + 1
+        self.latency = self.latency_for(self.interval)
         self.throughput = 1 if self.interval == 1 else 1 / self.interval
 
         # Parameter tables, [group, lane] each.
@@ -241,6 +241,11 @@ class Requantizer(wiring.Component):
             "i": In(stream.Signature(accumulator_layout(acc_width, lanes, self.groups))),
             "o": Out(stream.Signature(signed_lanes(out_bits, lanes))),
         })
+
+    @staticmethod
+    def latency_for(interval: int) -> int:
+        """:attr:`latency` of a requantizer taking a beat every ``interval`` cycles."""
+        return (len(STAGES) - 1) * interval + 1
 
     @staticmethod
     def _shape_of(values):
