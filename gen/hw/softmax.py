@@ -157,8 +157,8 @@ class SoftmaxUnit(wiring.Component):
     3. ``normalize``: shift the sum up to its leading one, counting the shifts
        (``GetReciprocal``); :data:`NORMALIZE_CYCLES` cycles, then 1 to halve it.
     4. ``newton``: ``1 / (1 + x)`` by gemmlowp's Newton-Raphson iteration: 7 saturating
-       rounding doubling high multiplies of ``MULTIPLY_CYCLES + 1`` cycles each, then 1
-       cycle to rescale.
+       rounding doubling high multiplies of ``MULTIPLY_CYCLES + 2`` cycles each (the
+       result registered once more before the update), then 1 cycle to rescale.
     5. ``output``: per element, exponential times reciprocal, rounding shift by the
        exponent, minus 128, clamped (``MULTIPLY_CYCLES + 4`` cycles each, plus any wait
        for ``o.ready``).
@@ -172,8 +172,9 @@ class SoftmaxUnit(wiring.Component):
     Attributes
     ----------
     cycles_per_row : int
-        ``10 * row + 49``: from the first element of a row taken to the first of the next
-        when the input keeps up and the output is not stalled (nothing overlaps).
+        ``11 * row + 63`` (:meth:`cycles_for_row`): from the first element of a row
+        taken to the first of the next when the input keeps up and the output is not
+        stalled (nothing overlaps).
     """
 
     def __init__(self, node: ir.Softmax, row: int):
@@ -195,9 +196,9 @@ class SoftmaxUnit(wiring.Component):
     def cycles_for_row(row: int) -> int:
         """:attr:`cycles_per_row` of a unit for rows of ``row`` elements: ``row`` to load,
         ``row + 4`` to sum, ``NORMALIZE_CYCLES + 1`` to normalize,
-        ``7 * (MULTIPLY_CYCLES + 1) + 1`` for the reciprocal and ``MULTIPLY_CYCLES + 4``
+        ``7 * (MULTIPLY_CYCLES + 2) + 1`` for the reciprocal and ``MULTIPLY_CYCLES + 4``
         per output."""
-        return (row + row + 4 + NORMALIZE_CYCLES + 1 + 7 * (MULTIPLY_CYCLES + 1) + 1
+        return (row + row + 4 + NORMALIZE_CYCLES + 1 + 7 * (MULTIPLY_CYCLES + 2) + 1
                 + (MULTIPLY_CYCLES + 4) * row)
 
     def elaborate(self, platform):
@@ -242,6 +243,10 @@ class SoftmaxUnit(wiring.Component):
             threshold = (1 << (31 - exponent)) - 1
             return Mux(value > threshold, INT32_MAX,
                        Mux(value < -threshold, INT32_MIN, wrap(value << exponent)))
+
+        high_later = Signal(signed(32))  # ``high`` a cycle later
+        high_times_4 = Signal(signed(32))  # its saturating shift by 2, a cycle later
+        m.d.sync += [high_later.eq(high), high_times_4.eq(saturating_shift_left(high, 2))]
 
         total = Signal(unsigned(32))  # the Q12.19 sum of exponentials (< 2**28)
         half_denominator = Signal(signed(32))
@@ -304,15 +309,22 @@ class SoftmaxUnit(wiring.Component):
                 m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
                 m.next = "newton_wait"
 
-            wait_for_high("newton_wait", "newton_update")
+            wait_for_high("newton_wait", "newton_shift")
+
+            with m.State("newton_shift"):
+                # high and its saturating shift by 2 registered (high_later,
+                # high_times_4): the update then adds registers only (on the iCE40 the
+                # comparisons, the shift and the addition in one cycle were the jet MLP
+                # engine's critical path, 37 ns).
+                m.next = "newton_update"
 
             with m.State("newton_update"):
                 with m.If(step == 0):
-                    m.d.sync += x.eq(wrap(_48_OVER_17 + high))
+                    m.d.sync += x.eq(wrap(_48_OVER_17 + high_later))
                 with m.Elif(step[0]):
-                    m.d.sync += u.eq(wrap((1 << 29) - high))
+                    m.d.sync += u.eq(wrap((1 << 29) - high_later))
                 with m.Else():
-                    m.d.sync += x.eq(wrap(x + saturating_shift_left(high, 2)))
+                    m.d.sync += x.eq(wrap(x + high_times_4))
                 m.d.sync += step.eq(step + 1)
                 with m.If(step == 6):
                     m.next = "newton_done"
