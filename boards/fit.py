@@ -29,10 +29,11 @@ def _add_scaling_multipliers(node: ir.Add) -> int:
     return sum(1 for f in add_input_factors(node) if f < 0 or f & (f - 1))
 
 
-#: The DSP blocks of a SOFTMAX stage: its one 32x32 multiplier as four partial products
-#: (measured: 4 ``SB_MAC16`` on the iCE40 and 4 ``MULT18X18D`` on the ECP5 beside an
-#: MLP whose estimate was otherwise exact).
-SOFTMAX_DSPS = 4
+#: The DSP blocks of a SOFTMAX stage: its one 32x32 multiplier computes its four
+#: partial products in turn on one 16x16 multiplier
+#: (:func:`tfl2rtl.hw.softmax.doubling_high_multiply`; measured: 1 ``SB_MAC16`` on the
+#: iCE40, ``tests/test_hw_synth.py``).
+SOFTMAX_DSPS = 1
 
 
 #: ECP5 LUTs (``TRELLIS_COMB``: LUT4s and carry halves) of one int8 MAC product built in

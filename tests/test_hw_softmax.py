@@ -74,7 +74,8 @@ def run_softmax(dut, rows, mode, seed=0, cycles=None):
         payloads = await get(ctx, dut.o, rows.size, out_timing, cycles=cycles)
         results.extend(payload[0] for payload in payloads)
 
-    simulate(dut, producer, consumer)
+    # (the stalls at most double the cycles; the default deadline is too short for long rows)
+    simulate(dut, producer, consumer, deadline=max(100_000, 3 * dut.cycles_per_row * len(rows)))
     return np.array(results, dtype=rows.dtype).reshape(rows.shape)
 
 
@@ -227,18 +228,19 @@ class _Multiplier(Elaboratable):
     def __init__(self):
         self.a = Signal(signed(32))
         self.b = Signal(signed(32))
+        self.start = Signal()
         self.high = None
 
     def elaborate(self, platform):
         m = Module()
-        self.high = doubling_high_multiply(m, self.a, self.b)
+        self.high = doubling_high_multiply(m, self.a, self.b, self.start)
         return m
 
 
 def test_doubling_high_multiply_at_the_ends_and_around_every_rounding_step():
-    """The pipelined multiply against :func:`tfl2rtl.fixedpoint.
-    saturating_rounding_doubling_high_mul`, one pair of operands a cycle, its result
-    MULTIPLY_CYCLES later: every pair of int32's ends and their neighbours (INT32_MIN
+    """The multiply against :func:`tfl2rtl.fixedpoint.
+    saturating_rounding_doubling_high_mul`, its result MULTIPLY_CYCLES after the
+    operands and held: every pair of int32's ends and their neighbours (INT32_MIN
     squared saturates), products just either side of each rounding step (low 31 bits
     at 2**30 - 1, 2**30, 2**30 + 1, for both signs) and random pairs."""
     ends = [fp.INT32_MIN, fp.INT32_MIN + 1, -(1 << 16), -65535, -2, -1, 0, 1, 2, 65535,
@@ -256,15 +258,21 @@ def test_doubling_high_multiply_at_the_ends_and_around_every_rounding_step():
     got = []
 
     async def bench(ctx):
-        for k in range(len(pairs) + MULTIPLY_CYCLES):
-            if k < len(pairs):
-                ctx.set(dut.a, pairs[k][0])
-                ctx.set(dut.b, pairs[k][1])
+        # One multiply at a time: operands with start, then MULTIPLY_CYCLES cycles to
+        # the result (a cycle more, with start low, where it must hold).
+        for a, b in pairs:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            ctx.set(dut.start, 1)
             await ctx.tick()
-            if k >= MULTIPLY_CYCLES - 1 and len(got) < len(pairs):
-                got.append(ctx.get(dut.high))
+            ctx.set(dut.start, 0)
+            ctx.set(dut.a, 0)
+            await ctx.tick().repeat(MULTIPLY_CYCLES - 1)
+            got.append(ctx.get(dut.high))
+            await ctx.tick()
+            assert ctx.get(dut.high) == got[-1]
 
-    simulate(dut, bench, deadline=len(pairs) + 100)
+    simulate(dut, bench, deadline=(MULTIPLY_CYCLES + 2) * len(pairs) + 100)
     expected = [int(fp.saturating_rounding_doubling_high_mul(a, b)) for a, b in pairs]
     assert got == expected
     assert fp.INT32_MAX in got  # the saturating case

@@ -57,56 +57,75 @@ NORMALIZE_CYCLES = 8
 _TOP_EXPONENT = ACCUMULATION_INTEGER_BITS + 31 - 8 - 4
 
 #: Cycles from the operands of a saturating rounding doubling high multiply (given in
-#: one cycle) to its result: registered operands, four registered 16x16 partial products
-#: (one DSP block each), the sum of the two cross products, the low and high parts of the
-#: product split at bit 31, and the registered rounding.  No path adds more than two
-#: 32-bit numbers (on the iCE40 the 64-bit sum and rounding in one cycle were the jet
-#: MLP's critical path: 38 ns).
-MULTIPLY_CYCLES = 5
+#: one cycle, with ``start``) to its result: registered operands; the four 16x16
+#: partial products one after the other on one multiplier (a selecting register before
+#: it, a register after it: one DSP block with its own registers), each kept in a
+#: register of its own; the sum of the two cross products with the sign correction; the
+#: low and high parts of the product split at bit 31; the registered rounding.  No path
+#: adds more than two 32-bit numbers (on the iCE40 the 64-bit sum and rounding in one
+#: cycle were the jet MLP engine's critical path, 38 ns), and the multiply costs one DSP
+#: block, not four.
+MULTIPLY_CYCLES = 10
 
 
-def doubling_high_multiply(m: Module, mul_a, mul_b):
+def doubling_high_multiply(m: Module, mul_a, mul_b, start):
     """gemmlowp's saturating rounding doubling high multiply of the int32 operands
-    ``mul_a`` and ``mul_b`` as a pipeline of :data:`MULTIPLY_CYCLES` register stages in
-    ``m`` that moves every cycle.  Returns ``high``, which holds ``srdhm(mul_a, mul_b)``
-    of the operands given :data:`MULTIPLY_CYCLES` cycles earlier.
+    ``mul_a`` and ``mul_b``, taken in a cycle where ``start`` is high, as a pipeline of
+    :data:`MULTIPLY_CYCLES` register stages in ``m``.  Returns ``high``, which holds
+    ``srdhm(mul_a, mul_b)`` from :data:`MULTIPLY_CYCLES` cycles after ``start`` until the
+    next ``start`` (one multiply at a time).
 
-    The product is ``hh * 2**32 + middle * 2**16 + ll`` (``ll`` the low halves'
-    unsigned product, ``middle`` the two cross products, ``hh`` the high halves'), or
-    ``upper * 2**31 + low`` with ``0 <= low < 2**31``.  gemmlowp adds ``2**30`` (``1 -
-    2**30`` to a negative product) and divides by ``2**31`` truncating towards zero: in
-    both cases that is ``upper + low[30]``, and only its low 32 bits are kept (the one
-    product beyond int32, ``INT32_MIN * INT32_MIN``, saturates)."""
-    op_a = Signal(signed(32))
-    op_b = Signal(signed(32))
-    m.d.sync += [op_a.eq(mul_a), op_b.eq(mul_b)]
-    a_low, a_high = op_a[:16], op_a[16:].as_signed()
-    b_low, b_high = op_b[:16], op_b[16:].as_signed()
-    low_low = Signal(unsigned(32))
-    cross = [Signal(signed(33), name=f"cross_{k}") for k in range(2)]
-    high_high = Signal(signed(32))
-    m.d.sync += [low_low.eq(a_low * b_low), cross[0].eq(a_low * b_high),
-                 cross[1].eq(a_high * b_low), high_high.eq(a_high * b_high)]
-    # The cross products summed; the others wait.
-    middle = Signal(signed(34))
-    low_low_2 = Signal(unsigned(32))
-    high_high_2 = Signal(signed(32))
-    m.d.sync += [middle.eq(cross[0] + cross[1]), low_low_2.eq(low_low),
-                 high_high_2.eq(high_high)]
+    With ``A`` and ``B`` the operands' 32 bits read as unsigned and ``sa``, ``sb`` their
+    signs, the product is ``A * B - 2**32 * (sa * B + sb * A)`` modulo ``2**64``, and
+    ``A * B`` is the sum of four unsigned 16x16 products: ``hh * 2**32 + middle * 2**16
+    + ll``.  Split at bit 31 as ``upper * 2**31 + low`` (``0 <= low < 2**31``): gemmlowp
+    adds ``2**30`` (``1 - 2**30`` to a negative product) and divides by ``2**31``
+    truncating towards zero, which in both cases is ``upper + low[30]``; only its low 32
+    bits are kept (the one product beyond int32, ``INT32_MIN * INT32_MIN``,
+    saturates)."""
+    op_a = Signal(unsigned(32))
+    op_b = Signal(unsigned(32))
+    # phase[k]: the partial product k is being selected (k = 0 .. 3), then taken from
+    # the multiplier's register into its own (k = 2 .. 5).
+    phase = Signal(6)
+    m.d.sync += phase.eq(phase << 1)
+    with m.If(start):
+        m.d.sync += [op_a.eq(mul_a), op_b.eq(mul_b), phase.eq(1)]
+    fields = [(op_a[:16], op_b[:16]), (op_a[:16], op_b[16:]), (op_a[16:], op_b[:16]),
+              (op_a[16:], op_b[16:])]
+    x = Signal(16)
+    y = Signal(16)
+    for k, (a, b) in enumerate(fields):
+        with m.If(phase[k]):
+            m.d.sync += [x.eq(a), y.eq(b)]
+    product = Signal(32)
+    m.d.sync += product.eq(x * y)  # nothing but a register after the multiplier
+    low_low, cross_0, cross_1, high_high = (Signal(32, name=n) for n in
+                                            ("low_low", "cross_0", "cross_1", "high_high"))
+    for k, partial in enumerate((low_low, cross_0, cross_1, high_high)):
+        with m.If(phase[k + 2]):
+            m.d.sync += partial.eq(product)
+    correction = Signal(33)  # sa * B + sb * A
+    m.d.sync += correction.eq(Mux(op_a[31], op_b, 0) + Mux(op_b[31], op_a, 0))
+    # The cross products summed, the sign correction taken off the high product.
+    middle = Signal(33)
+    low_low_2 = Signal(32)
+    high_high_2 = Signal(32)
+    m.d.sync += [middle.eq(cross_0 + cross_1), low_low_2.eq(low_low),
+                 high_high_2.eq(high_high - correction)]
     # Split at bit 31: the low 31 bits with their carry (0 to 2), and the high part
     # modulo 2**32 before that carry.
-    low_sum = Signal(unsigned(33))
-    upper = Signal(signed(32))
+    low_sum = Signal(33)
+    upper = Signal(32)
     m.d.sync += [
         low_sum.eq(low_low_2[:31] + (middle[:15] << 16)),
-        upper.eq(((high_high_2 << 1) + (middle >> 15) + low_low_2[31])[:32].as_signed()),
+        upper.eq((high_high_2 << 1) + (middle >> 15) + low_low_2[31]),
     ]
-    both_min = [Signal(name=f"both_min_{k}") for k in range(MULTIPLY_CYCLES - 1)]
-    m.d.sync += both_min[0].eq((mul_a == INT32_MIN) & (mul_b == INT32_MIN))
-    m.d.sync += [b.eq(a) for a, b in zip(both_min, both_min[1:], strict=False)]
+    both_min = Signal()
+    m.d.sync += both_min.eq((op_a == 1 << 31) & (op_b == 1 << 31))
     high = Signal(signed(32))
     rounded = (upper + low_sum[31:] + low_sum[30])[:32].as_signed()
-    m.d.sync += high.eq(Mux(both_min[-1], INT32_MAX, rounded))
+    m.d.sync += high.eq(Mux(both_min, INT32_MAX, rounded))
     return high
 
 
@@ -224,7 +243,8 @@ class SoftmaxUnit(wiring.Component):
 
         mul_a = Signal(signed(32))
         mul_b = Signal(signed(32))
-        high = doubling_high_multiply(m, mul_a, mul_b)
+        start = Signal()  # the operands are given
+        high = doubling_high_multiply(m, mul_a, mul_b, start)
         wait = Signal(range(MULTIPLY_CYCLES))  # cycles still to wait for ``high``
 
         def wait_for_high(state, then):
@@ -306,6 +326,7 @@ class SoftmaxUnit(wiring.Component):
                     m.d.comb += [mul_a.eq(half_denominator), mul_b.eq(x)]
                 with m.Else():
                     m.d.comb += [mul_a.eq(x), mul_b.eq(u)]
+                m.d.comb += start.eq(1)
                 m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
                 m.next = "newton_wait"
 
@@ -346,6 +367,7 @@ class SoftmaxUnit(wiring.Component):
 
             with m.State("output_multiply"):
                 m.d.comb += [mul_a.eq(scale), mul_b.eq(lookup.data)]
+                m.d.comb += start.eq(1)
                 m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
                 m.next = "output_wait"
 
@@ -467,7 +489,8 @@ class SoftmaxInt16Unit(wiring.Component):
 
         mul_a = Signal(signed(32))
         mul_b = Signal(signed(32))
-        high = doubling_high_multiply(m, mul_a, mul_b)
+        start = Signal()  # the operands are given
+        high = doubling_high_multiply(m, mul_a, mul_b, start)
         wait = Signal(range(MULTIPLY_CYCLES))
 
         total = Signal(unsigned(32))  # the int32 sum of exponentials (< 2**24)
@@ -508,6 +531,7 @@ class SoftmaxInt16Unit(wiring.Component):
                 diff = read.data - maximum
                 m.d.comb += [mul_a.eq((diff << left)[:32].as_signed()),
                              mul_b.eq(self.node.input_multiplier)]
+                m.d.comb += start.eq(1)
                 m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
                 m.next = "sum_wait"
 
