@@ -145,15 +145,15 @@ def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int
 def sequential_design(graph, board: Board, *, lanes: int = 1,
                       max_multipliers: int | None = None):
     """The sequential engine a build makes for ``board``: within ``max_multipliers``
-    when given, else the fastest whose DSP estimate fits the device (on boards whose DSP
-    use is counted, :attr:`Board.dsp_fit`; otherwise within the board's
-    :attr:`Board.default_multipliers`), down to one multiplier."""
+    when given, else the fastest within the device's DSP blocks (or the board's
+    :attr:`Board.default_multipliers`, if more) whose DSP estimate fits (on boards whose
+    DSP use is counted, :attr:`Board.dsp_fit`), down to one multiplier."""
     interval = board.requant_interval
     if max_multipliers is not None:
         return gen.plan(graph, "auto", max_multipliers, lanes=lanes,
                         requant_interval=interval, arch="sequential")
-    budget = board.default_multipliers
     available = board.available.get("DSP", 0)
+    budget = max(board.default_multipliers, available)
     while True:
         design = gen.plan(graph, "auto", budget, lanes=lanes, requant_interval=interval,
                           arch="sequential")
