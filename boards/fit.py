@@ -6,6 +6,7 @@ Yosys' cells, :func:`check_placement` from nextpnr's logs)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -145,22 +146,35 @@ def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int
 def sequential_design(graph, board: Board, *, lanes: int = 1,
                       max_multipliers: int | None = None):
     """The sequential engine a build makes for ``board``: within ``max_multipliers``
-    when given, else the fastest within the device's DSP blocks (or the board's
-    :attr:`Board.default_multipliers`, if more) whose DSP estimate fits (on boards whose
-    DSP use is counted, :attr:`Board.dsp_fit`), down to one multiplier."""
+    when given, else the fastest of every folding and number of requantizer lanes whose
+    DSP estimate (:func:`dsp_estimate`) fits the device (on boards whose DSP use is
+    counted, :attr:`Board.dsp_fit`; otherwise within the board's
+    :attr:`Board.default_multipliers`); the smallest when none fits (the build then
+    reports the overflow)."""
+    from tfl2rtl.hw.engine import plan_sequential
+
     interval = board.requant_interval
-    if max_multipliers is not None:
-        return gen.plan(graph, "auto", max_multipliers, lanes=lanes,
-                        requant_interval=interval, arch="sequential")
+    if max_multipliers is not None or not board.dsp_fit:
+        budget = board.default_multipliers if max_multipliers is None else max_multipliers
+        return gen.plan(graph, "auto", budget, lanes=lanes, requant_interval=interval,
+                        arch="sequential")
     available = board.available.get("DSP", 0)
-    budget = max(board.default_multipliers, available)
-    while True:
-        design = gen.plan(graph, "auto", budget, lanes=lanes, requant_interval=interval,
-                          arch="sequential")
-        if not board.dsp_fit or dsp_estimate(design, board) <= available \
-                or design.multipliers == 1:
-            return design
-        budget = design.multipliers - 1
+    smallest = gen.plan(graph, "auto", 1, lanes=lanes, requant_interval=interval,
+                        arch="sequential")
+    others = dsp_estimate(smallest, board) - smallest.network_plan.requant_multipliers - 1
+    per_lane = smallest.network_plan.requant_multipliers  # one lane in the smallest
+
+    def fits(schedule) -> bool:
+        return (schedule.pe * schedule.simd + schedule.requant_lanes * per_lane
+                + others <= available)
+
+    try:
+        engine = plan_sequential(graph, available, lanes=lanes, requant_interval=interval,
+                                 fits=fits)
+    except Tfl2RtlError:
+        return smallest
+    return dataclasses.replace(smallest, network_plan=engine,
+                               fold_source=f"sequential ({available} DSP blocks)")
 
 
 def _dsps_fitted(design, board: Board):

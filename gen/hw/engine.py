@@ -21,6 +21,7 @@ stages of their own: MLPs.  Any other op is refused by name and position.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -286,14 +287,16 @@ def _layers(graph: ir.Graph):
 
 
 def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 1,
-                    requant_interval: int = 1, fold: tuple[int, int] | None = None
-                    ) -> SequentialPlan:
+                    requant_interval: int = 1, fold: tuple[int, int] | None = None,
+                    fits: Callable[[Schedule], bool] | None = None) -> SequentialPlan:
     """Plan a sequential engine for ``graph``: the ``pe x simd`` folding (``fold``, or
     the one with the fewest cycles per inference within ``max_multipliers``, fewer
     multipliers on a tie) and the fewest requantizer lanes that slow it down by at most
     :data:`REQUANT_SLACK` (each lane ``requant_interval`` cycles per beat: 5 where the
-    target shares the requantizer's multipliers, on iCE40).  Cycles are
-    :attr:`Schedule.cycles_per_vector`."""
+    target shares the requantizer's multipliers, on iCE40).  With ``fits`` (a board's
+    resources: a schedule -> bool), every folding and number of requantizer lanes that
+    fits competes, and the fewest cycles win (fewer multipliers, then fewer lanes, on a
+    tie).  Cycles are :attr:`Schedule.cycles_per_vector`."""
     layers, tail, uint8_input, uint8_output = _layers(graph)
     in_size = graph.tensors[graph.inputs[0]].size
     out_size = graph.tensors[graph.outputs[0]].size
@@ -311,16 +314,27 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
             raise Tfl2RtlError(f"--max-multipliers {max_multipliers} leaves no multiplier")
     best = None
     for pe, simd in candidates:
-        # The fewest requantizer lanes within REQUANT_SLACK of the cycles with one a
-        # neuron (the requantizer sized to the rate the layers give accumulators).
-        fastest = compile_schedule(layers, pe, simd, pe, requant_interval).cycles_per_vector
-        for r in divisors(pe):
-            schedule = compile_schedule(layers, pe, simd, r, requant_interval)
-            if schedule.cycles_per_vector <= fastest * (1 + REQUANT_SLACK):
-                break
-        key = (schedule.cycles_per_vector, pe * simd, r)
-        if best is None or key < best[0]:
-            best = (key, schedule)
+        if fits is not None:
+            schedules = [compile_schedule(layers, pe, simd, r, requant_interval)
+                         for r in divisors(pe)]
+            schedules = [s for s in schedules if fits(s)]
+        else:
+            # The fewest requantizer lanes within REQUANT_SLACK of the cycles with one a
+            # neuron (the requantizer sized to the rate the layers give accumulators).
+            fastest = compile_schedule(layers, pe, simd, pe,
+                                       requant_interval).cycles_per_vector
+            for r in divisors(pe):
+                schedule = compile_schedule(layers, pe, simd, r, requant_interval)
+                if schedule.cycles_per_vector <= fastest * (1 + REQUANT_SLACK):
+                    break
+            schedules = [schedule]
+        for schedule in schedules:
+            key = (schedule.cycles_per_vector, pe * simd, schedule.requant_lanes)
+            if best is None or key < best[0]:
+                best = (key, schedule)
+    if best is None:
+        raise Tfl2RtlError("no sequential engine within --max-multipliers "
+                           f"{max_multipliers} fits")
     return SequentialPlan(graph=graph, layers=layers, schedule=best[1], tail=tail,
                           in_size=in_size, out_size=out_size, uint8_input=uint8_input,
                           uint8_output=uint8_output, lanes=lanes)
