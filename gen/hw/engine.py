@@ -36,6 +36,7 @@ from .adapters import (
     AccumulatorSplitter,
     BeatTrim,
     LaneConverter,
+    SkidBuffer,
     StreamFIFO,
     connect_splitting,
 )
@@ -49,9 +50,10 @@ __all__ = ["LayerStep", "Schedule", "SequentialPlan", "compile_schedule", "plan_
            "SequentialEngine", "BOUNDARY_SLACK", "REQUANT_SLACK"]
 
 #: Cycles of the paths around the unit and the requantizer at a layer boundary beyond
-#: their documented latencies: the accumulator skid buffer, an accumulator splitter,
-#: the lane converter and the activation FIFO back into the unit's input.
-BOUNDARY_SLACK = 6
+#: their documented latencies: the skid buffers before and after the requantizer, an
+#: accumulator splitter, the lane converter and the activation FIFO back into the unit's
+#: input.
+BOUNDARY_SLACK = 7
 
 
 #: How much slower (a fraction of the cycles per inference) the planner lets a sequential
@@ -353,10 +355,10 @@ class SequentialEngine(wiring.Component):
     outputs), its accumulators
     (through an :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` when the requantizer
     has fewer lanes) into the shared :class:`~tfl2rtl.hw.requant.Requantizer` (each
-    channel with its layer's parameters), then by position: the last layer's outputs
-    leave (padding dropped by a :class:`~tfl2rtl.hw.adapters.BeatTrim`, through a FIFO of
-    one output vector, and through the stages after the last layer, each behind a FIFO
-    of one vector), every other layer's go through a lane converter to ``simd``
+    channel with its layer's parameters) and a skid buffer, then by position: the last
+    layer's outputs leave (padding dropped by a :class:`~tfl2rtl.hw.adapters.BeatTrim`,
+    through a FIFO of one output vector, and through the stages after the last layer,
+    each behind a FIFO of one vector), every other layer's go through a lane converter to ``simd``
     elements into the activation FIFO (:attr:`Schedule.buffer_beats` deep: a whole
     vector, so the unit never waits on its own output), which feeds the unit for the
     next layer.  The unit takes its first layer's beats from ``s_axis`` and the others'
@@ -467,15 +469,24 @@ class SequentialEngine(wiring.Component):
         # beats, counted too: the last layer's leave, the others' go back into the FIFO.
         # (A model of one layer needs neither.)
         last = schedule.steps[-1]
-        results = requant.o
+        # The requantizer's results through a skid buffer: its ready is a register, so
+        # the routing below does not reach into the requantizer's enable.
+        m.submodules.skid_out = skid_out = SkidBuffer(signed_lanes(8, r))
+        wiring.connect(m, requant.o, skid_out.i)
+        results = requantized = skid_out.o
         if len(schedule.steps) > 1:
             m.submodules.activations = activations = StreamFIFO(
                 signed_lanes(8, simd), depth=max(3, schedule.buffer_beats + 2))
             pass_beats = sum(s.padded_in for s in schedule.steps) // simd
+            # ``from_input`` and ``to_output`` are registers, set with their counters,
+            # so that no comparison lies on a handshake (on the iCE40 the comparison
+            # into the requantizer's ready was the jet MLP engine's critical path).
             taken = Signal(range(pass_beats))
-            from_input = taken < first_beats
+            from_input = Signal(init=1)
             with m.If(mvu.i.valid & mvu.i.ready):
-                m.d.sync += taken.eq(Mux(taken == pass_beats - 1, 0, taken + 1))
+                wraps = taken == pass_beats - 1
+                m.d.sync += [taken.eq(Mux(wraps, 0, taken + 1)),
+                             from_input.eq(wraps | (taken + 1 < first_beats))]
             m.d.comb += [
                 mvu.i.payload.eq(Mux(from_input, external.payload, activations.o.payload)),
                 mvu.i.valid.eq(Mux(from_input, external.valid, activations.o.valid)),
@@ -485,17 +496,19 @@ class SequentialEngine(wiring.Component):
 
             pass_out = sum(s.padded_out for s in schedule.steps) // r
             given = Signal(range(pass_out))
-            to_output = given >= pass_out - last.padded_out // r
-            with m.If(requant.o.valid & requant.o.ready):
-                m.d.sync += given.eq(Mux(given == pass_out - 1, 0, given + 1))
+            to_output = Signal()
+            with m.If(requantized.valid & requantized.ready):
+                wraps = given == pass_out - 1
+                m.d.sync += [given.eq(Mux(wraps, 0, given + 1)),
+                             to_output.eq(~wraps & (given + 1 >= pass_out - last.padded_out // r))]
             results = stream.Signature(signed_lanes(8, r)).create()
             back = stream.Signature(signed_lanes(8, r)).create()
             m.d.comb += [
-                results.payload.eq(requant.o.payload),
-                back.payload.eq(requant.o.payload),
-                results.valid.eq(requant.o.valid & to_output),
-                back.valid.eq(requant.o.valid & ~to_output),
-                requant.o.ready.eq(Mux(to_output, results.ready, back.ready)),
+                results.payload.eq(requantized.payload),
+                back.payload.eq(requantized.payload),
+                results.valid.eq(requantized.valid & to_output),
+                back.valid.eq(requantized.valid & ~to_output),
+                requantized.ready.eq(Mux(to_output, results.ready, back.ready)),
             ]
             wiring.connect(m, convert(back, simd, "lanes_back"), activations.i)
         else:
