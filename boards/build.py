@@ -155,10 +155,7 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     say = progress or (lambda message: None)
     interval = target.requant_interval
     if arch == "sequential":
-        if fold not in (None, "auto"):
-            raise Tfl2RtlError("--fold applies to the dataflow architecture; the "
-                               "sequential engine chooses its folding within "
-                               "--max-multipliers")
+        gen.check_sequential_fold(fold)
         design = sequential_design(graph, target, lanes=lanes,
                                    max_multipliers=max_multipliers)
         return build_board_clocked(design, board_name, out_dir, baud=baud,

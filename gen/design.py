@@ -22,7 +22,7 @@ from .folding import Fold, auto_fold, full_fold, load_fold
 from .output import staged_directory
 
 __all__ = ["Design", "plan", "products_in_logic", "write", "TOP", "DEFAULT_MAX_MULTIPLIERS",
-           "ARCHITECTURES"]
+           "ARCHITECTURES", "check_sequential_fold"]
 
 TOP = "tfl2rtl_top"
 DEFAULT_MAX_MULTIPLIERS = 64
@@ -195,6 +195,13 @@ def _sha256(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def check_sequential_fold(fold) -> None:
+    """Refuse a folding given for the sequential engine, which chooses its own."""
+    if fold not in (None, "auto"):
+        raise Tfl2RtlError("--fold applies to the dataflow architecture; the sequential "
+                           "engine chooses its folding within --max-multipliers")
+
+
 def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
          max_multipliers: int = DEFAULT_MAX_MULTIPLIERS, lanes: int = 1,
          requant_interval: int = 1, arch: str = "dataflow") -> Design:
@@ -222,10 +229,7 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
     if arch == "sequential":
         from .hw.engine import plan_sequential
 
-        if fold not in (None, "auto"):
-            raise Tfl2RtlError("--fold applies to the dataflow architecture; the "
-                               "sequential engine chooses its folding within "
-                               "--max-multipliers")
+        check_sequential_fold(fold)
         engine = plan_sequential(graph, max_multipliers, lanes=lanes,
                                  requant_interval=requant_interval)
         return Design(graph=graph, fold={}, network_plan=engine,

@@ -42,7 +42,7 @@ from .adapters import (
 )
 from .layouts import signed_lanes
 from .mvu import MatrixVectorUnit
-from .network import StagePlan
+from .network import StagePlan, axis_sink, axis_source
 from .requant import Requantizer, partial_products
 from .stages import stage_for
 
@@ -433,7 +433,6 @@ class SequentialEngine(wiring.Component):
         m = Module()
         plan, schedule = self.plan, self.plan.schedule
         simd, r = schedule.simd, schedule.requant_lanes
-        flips = int("80" * self.lanes, 16)
 
         def convert(upstream, count, name):
             width = len(upstream.payload.as_value()) // 8
@@ -444,12 +443,7 @@ class SequentialEngine(wiring.Component):
             return converter.o
 
         # The input, as the first layer's beats of simd elements.
-        source = stream.Signature(signed_lanes(8, self.lanes)).create()
-        m.d.comb += [
-            source.payload.eq(self.s_axis_tdata ^ (flips if plan.uint8_input else 0)),
-            source.valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(source.ready),
-        ]
+        source = axis_source(m, self, plan)
         # A FIFO of one input vector, so that the next one streams in while the unit
         # replays the current one (it takes its input only for a layer's first group).
         external = convert(source, simd, "lanes_in")
@@ -537,15 +531,5 @@ class SequentialEngine(wiring.Component):
         wiring.connect(m, results, out_fifo.i)
         upstream = convert(out_fifo.o, self.lanes, "lanes_out")
 
-        out_beats = plan.out_size // self.lanes
-        position = Signal(range(out_beats))
-        m.d.comb += [
-            self.m_axis_tdata.eq(upstream.payload.as_value()
-                                 ^ (flips if plan.uint8_output else 0)),
-            self.m_axis_tvalid.eq(upstream.valid),
-            upstream.ready.eq(self.m_axis_tready),
-            self.m_axis_tlast.eq(position == out_beats - 1),
-        ]
-        with m.If(upstream.valid & upstream.ready):
-            m.d.sync += position.eq(Mux(position == out_beats - 1, 0, position + 1))
+        axis_sink(m, self, plan, upstream)
         return m

@@ -502,16 +502,8 @@ class DataflowNetwork(wiring.Component):
         plan = self.plan
         branch_fifo = dict(plan.branch_fifo)
 
-        # uint8 <-> int8 at the edges: the sign bit of every element flips.
         bits = plan.act_bits
-        flips = int("80" * self.lanes, 16)
-        source = stream.Signature(signed_lanes(bits, self.lanes)).create()
-        flip_in = flips if plan.uint8_input else 0
-        m.d.comb += [
-            source.payload.eq(self.s_axis_tdata ^ flip_in),
-            source.valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(source.ready),
-        ]
+        source = axis_source(m, self, plan)
 
         def lanes_of(upstream) -> int:
             return len(upstream.payload.as_value()) // bits
@@ -581,18 +573,38 @@ class DataflowNetwork(wiring.Component):
         upstream = fifo(upstream, plan.out_size // lanes_of(upstream), "fifo_out")
         upstream = convert(upstream, self.lanes, "lanes_out")
 
-        flip_out = flips if plan.uint8_output else 0
-        out_beats = plan.out_size // self.lanes
-        position = Signal(range(out_beats))
-        m.d.comb += [
-            self.m_axis_tdata.eq(upstream.payload.as_value() ^ flip_out),
-            self.m_axis_tvalid.eq(upstream.valid),
-            upstream.ready.eq(self.m_axis_tready),
-            self.m_axis_tlast.eq(position == out_beats - 1),
-        ]
-        with m.If(upstream.valid & upstream.ready):
-            m.d.sync += position.eq(Mux(position == out_beats - 1, 0, position + 1))
+        axis_sink(m, self, plan, upstream)
         return m
+
+
+def axis_source(m: Module, top, plan):
+    """``top``'s ``s_axis_*`` ports as a stream of ``plan.lanes`` elements of
+    ``plan.act_bits`` (a uint8 input's elements with their sign bit flipped to int8)."""
+    flips = int("80" * plan.lanes, 16) if plan.uint8_input else 0
+    source = stream.Signature(signed_lanes(plan.act_bits, plan.lanes)).create()
+    m.d.comb += [
+        source.payload.eq(top.s_axis_tdata ^ flips),
+        source.valid.eq(top.s_axis_tvalid),
+        top.s_axis_tready.eq(source.ready),
+    ]
+    return source
+
+
+def axis_sink(m: Module, top, plan, upstream) -> None:
+    """``upstream`` (``plan.lanes`` elements a beat) onto ``top``'s ``m_axis_*`` ports,
+    ``tlast`` on the last beat of each ``plan.out_size``-element vector (a uint8
+    output's elements with their sign bit flipped back)."""
+    flips = int("80" * plan.lanes, 16) if plan.uint8_output else 0
+    out_beats = plan.out_size // plan.lanes
+    position = Signal(range(out_beats))
+    m.d.comb += [
+        top.m_axis_tdata.eq(upstream.payload.as_value() ^ flips),
+        top.m_axis_tvalid.eq(upstream.valid),
+        upstream.ready.eq(top.m_axis_tready),
+        top.m_axis_tlast.eq(position == out_beats - 1),
+    ]
+    with m.If(upstream.valid & upstream.ready):
+        m.d.sync += position.eq(Mux(position == out_beats - 1, 0, position + 1))
 
 
 def _ident(name: str) -> str:
