@@ -118,7 +118,8 @@ class Requantizer(wiring.Component):
     a parameter that is the same in every row of a lane is a constant instead (a fixed
     shift becomes wiring), and without any varying parameter there is no ROM at all.
     Per-channel epilogues (offset and clamp) live in a second ROM, read by the beat's
-    ``group`` (which travels down the pipeline beside it) the stage before the clamp;
+    ``group`` (which travels down the pipeline beside it) two stages before the clamp
+    and registered;
     with one epilogue for all channels the clamp compares with constants.
 
     Members
@@ -320,12 +321,14 @@ class Requantizer(wiring.Component):
         params = self._parameters(m, advance)
         epilogues = [None] * self.lanes
         if self.per_channel_epilogue:
-            # The beat's group travels beside it to the "round" stage, where it reads the
-            # epilogue ROM.
+            # The beat's group travels beside it to the "high" stage, where it reads the
+            # epilogue ROM; the ROM's data is registered once more beside "q" (on the
+            # iCE40 the block RAM's output through the clamp's comparisons was the jet
+            # MLP engine's critical path, 30.0 ns).
             group = self.i.payload.group
-            for name in STAGES[:STAGES.index("right_shift")]:
+            for name in STAGES[:STAGES.index("round")]:
                 group = register(group, f"group_{name}")
-            epilogues = self._epilogue_bounds(m, advance, group)
+            epilogues = self._epilogue_bounds(m, advance, group, register)
         for lane in range(self.lanes):
             products = None
             if serial:
@@ -553,13 +556,14 @@ class Requantizer(wiring.Component):
             clamped = Mux(q < INT32_MIN - offset, act_max, clamped)
         return stage(clamped, "out", signed(self.out_bits))
 
-    def _epilogue_bounds(self, m, advance, group):
+    def _epilogue_bounds(self, m, advance, group, register):
         """Per lane, the channel's epilogue from a ROM read on ``advance`` at ``group``
-        (the group of the beat entering the "right_shift" stage, so that it comes out
-        beside it): ``offset`` (its low ``out_bits`` bits), ``act_min``, ``act_max``, the
-        bounds less the offset, and ``wrap_high = INT32_MAX - offset`` (``INT32_MAX``
-        for an offset of 0 or less, which no int32 exceeds), ``wrap_low = INT32_MIN -
-        offset`` (``INT32_MIN`` for an offset of 0 or more)."""
+        (the group of the beat entering the "round" stage), then ``register``-ed, so that
+        it comes out beside the beat in the "right_shift" stage: ``offset`` (its low
+        ``out_bits`` bits), ``act_min``, ``act_max``, the bounds less the offset, and
+        ``wrap_high = INT32_MAX - offset`` (``INT32_MAX`` for an offset of 0 or less,
+        which no int32 exceeds), ``wrap_low = INT32_MIN - offset`` (``INT32_MIN`` for an
+        offset of 0 or more)."""
         bits = self.out_bits
         fields = {"offset": unsigned(bits), "act_min": signed(bits), "act_max": signed(bits),
                   "low_bound": signed(34), "high_bound": signed(34),
@@ -581,7 +585,8 @@ class Requantizer(wiring.Component):
             for g in range(self.groups)])
         port = rom.read_port()
         m.d.comb += [port.addr.eq(group), port.en.eq(advance)]
-        return [{name: port.data[f"{name}{lane}"] for name in fields}
+        return [{name: register(port.data[f"{name}{lane}"], f"epilogue_{name}_{lane}")
+                 for name in fields}
                 for lane in range(self.lanes)]
 
 
