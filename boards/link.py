@@ -178,6 +178,9 @@ class HostLink(wiring.Component):
         command = Signal(8)
         length_low = Signal(8)  # the request length's first byte
         length_high = Signal(8)  # and its second
+        # The request's command and length compared with what the link takes.
+        command_is = Signal(data.StructLayout({"infer": 1, "identify": 1, "load": 1}))
+        length_is = Signal(data.StructLayout({"infer": 1, "load": 1, "empty": 1}))
         # Bytes counted: of the request's payload (``rx_count``), of the reply's
         # (``tx_count``) and of the output beats drained after a failed INFER
         # (``drained``): each with few conditions on its enable (one counter for all
@@ -332,38 +335,45 @@ class HostLink(wiring.Component):
                     m.d.sync += length_low.eq(byte)
                 receive("length_high")
             with m.State("length_high"):
+                # The request's length and command compared with what the link takes,
+                # into registers; decided from those a cycle later, in "length_check"
+                # (on the iCE40 the received byte through the comparisons into the error
+                # code's enable was the jet MLP engine's critical path, 29.9 ns; the next
+                # byte is at least a cycle away).
                 request_state()
+                full_length = Cat(length_low, byte)
                 with m.If(got):
-                    m.d.sync += length_high.eq(byte)
+                    m.d.sync += [
+                        length_high.eq(byte),
+                        length_is.infer.eq(full_length == in_size),
+                        length_is.load.eq(full_length >= 4),
+                        length_is.empty.eq(full_length == 0),
+                        command_is.infer.eq(command == protocol.INFER),
+                        command_is.identify.eq(command == protocol.IDENTIFY),
+                        command_is.load.eq(Const(int(self.loadable))
+                                           & (command == protocol.LOAD)),
+                    ]
                 receive("length_check")
             with m.State("length_check"):
-                # The request's length and command decided from registers, a cycle
-                # after its last length byte (on the iCE40 the received byte through
-                # these comparisons into the error code's enable was the jet MLP
-                # engine's critical path, 29.9 ns; the next byte is at least one
-                # character time away).
                 request_state()
                 full_length = Cat(length_low, length_high)
                 m.d.sync += [rx_count.eq(0), left_in.eq(full_length),
                              last_in.eq(full_length == 1)]
-                is_infer = command == protocol.INFER
-                is_identify = command == protocol.IDENTIFY
-                is_load = Const(int(self.loadable)) & (command == protocol.LOAD)
-                with m.If(is_infer & (full_length == in_size)):
+                with m.If(command_is.infer & length_is.infer):
                     m.d.sync += [infer.eq(1), feeding.eq(1), fed.eq(0), lane.eq(0)]
                     if self.loadable:
                         with m.If(~self.loaded):
                             m.d.sync += code.eq(ErrorCode.NOT_LOADED)
-                with m.Elif(is_load & (full_length >= 4)):
+                with m.Elif(command_is.load & length_is.load):
                     m.d.sync += loading.eq(1)
-                with m.Elif(~is_infer & ~is_identify & ~is_load):
+                with m.Elif(~command_is.infer & ~command_is.identify & ~command_is.load):
                     m.d.sync += code.eq(ErrorCode.UNKNOWN_COMMAND)
-                with m.Elif(is_identify & (full_length == 0)):
+                with m.Elif(command_is.identify & length_is.empty):
                     pass
                 with m.Else():
                     m.d.sync += code.eq(ErrorCode.WRONG_LENGTH)
                 with m.If(~timed_out):
-                    with m.If(full_length == 0):
+                    with m.If(length_is.empty):
                         m.next = "crc_low"
                     with m.Else():
                         m.next = "payload"
