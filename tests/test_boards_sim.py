@@ -48,6 +48,27 @@ def test_host_driver_talks_to_the_simulated_board(path, lanes, count, tmp_path):
     assert run.mismatches == 0
 
 
+def test_the_sequential_engine_as_the_icebreaker_build_plans_it(tmp_path):
+    """The jet MLP's sequential engine for the iCEBreaker (the fastest whose DSP
+    estimate fits: serial requantizer lanes, SOFTMAX behind it) behind the UART link:
+    the host driver and every bad frame, unchanged."""
+    from tfl2rtl.boards.board import BOARDS
+    from tfl2rtl.boards.fit import dsp_estimate, sequential_design
+
+    graph = load(TEST_MODELS / "jet_mlp_int8.tflite")
+    board = BOARDS["icebreaker"]
+    plan = sequential_design(graph, board)
+    assert plan.architecture == "sequential"
+    assert dsp_estimate(plan, board) <= board.available["DSP"]
+    assert plan.network_plan.schedule.requant_interval > 1
+    top = BoardTop(plan.network(), Identity.of_design(plan), divisor=4, timeout_bytes=8)
+    x = vectors(graph, 4)
+    expected = golden_vectors(graph, x)
+    run = simulate_board(top, x, expected, tmp_path)
+    np.testing.assert_array_equal(run.outputs, expected)
+    assert run.errors == {name: name for name in BAD_FRAMES}
+
+
 def test_a_wrong_expectation_is_reported(tmp_path):
     graph, top = board_top(HELLO_WORLD, fold="full")
     x = vectors(graph, 2)
