@@ -250,6 +250,19 @@ def test_latency_and_throughput(platform):
     assert dut.latency == len(STAGES) and dut.throughput == 1
 
 
+@pytest.mark.parametrize("serial", [False, True], ids=["parallel", "serial"])
+def test_a_per_channel_epilogue_adds_a_stage(serial):
+    requant = make_requant([1 << 30, 1 << 30], [0, -3])
+    dut = Requantizer(requant, channels=2, output_offset=[0, 5], act_min=[-128, -10],
+                      act_max=127, acc_width=16, serial_products=serial)
+    cycles = output_cycles(dut, 12)
+    # The first beat transfers at the first step: edge 1, or edge ``interval`` when serial.
+    assert cycles[0] == dut.interval + dut.latency
+    assert set(np.diff(cycles)) == {dut.interval}
+    assert dut.latency == Requantizer.latency_for(dut.interval, True) \
+        == len(STAGES) * dut.interval + 1
+
+
 def test_stall_holds_output():
     # A result waiting on a stalled output must stay put until it is taken.
     requant = make_requant([1 << 30], [0])

@@ -131,7 +131,7 @@ class Schedule:
         (:attr:`Requantizer.latency <tfl2rtl.hw.requant.Requantizer.latency>` at its
         interval) and :data:`BOUNDARY_SLACK` cycles of stream plumbing."""
         return (MatrixVectorUnit.latency_for(self.simd)
-                + Requantizer.latency_for(self.requant_interval) + BOUNDARY_SLACK)
+                + Requantizer.latency_for(self.requant_interval, True) + BOUNDARY_SLACK)
 
     @property
     def cycles_per_vector(self) -> int:

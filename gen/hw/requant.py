@@ -136,7 +136,8 @@ class Requantizer(wiring.Component):
     latency : int
         ``len(STAGES)`` = 9: a beat taken on ``i`` at clock edge ``n`` can leave on ``o``
         at edge ``n + latency`` (its result is valid from edge ``n + latency - 1``).
-        With serial products ``(len(STAGES) - 1) * interval + 1``.
+        With serial products ``(len(STAGES) - 1) * interval + 1``; a per-channel epilogue
+        adds a stage (:meth:`latency_for`).
     throughput : int
         Beats per cycle: 1 (a beat is accepted every cycle that ``o`` is not stalled);
         ``1 / interval`` with serial products.
@@ -215,6 +216,10 @@ class Requantizer(wiring.Component):
                           for name, values in epilogue.items()}
         #: Whether the epilogue differs between channels (then it comes from a ROM).
         self.per_channel_epilogue = any(len(set(v.tolist())) > 1 for v in epilogue.values())
+        #: The register stages: :data:`STAGES`, with "compare" before "clamp" for a
+        #: per-channel epilogue.
+        self._stages = (STAGES[:-1] + ("compare",) + STAGES[-1:]
+                        if self.per_channel_epilogue else STAGES)
         self.serial_products = bool(serial_products)
         #: Partial products per lane: two when every multiplier fits 16 unsigned bits.
         self.products = partial_products(multiplier)
@@ -226,7 +231,7 @@ class Requantizer(wiring.Component):
         self.multipliers = lanes * (1 if self.serial_products else self.products)
         # A beat taken at a step passes the other stages at the next steps and can leave
         # the cycle after its last (without waiting for a step).
-        self.latency = self.latency_for(self.interval)
+        self.latency = self.latency_for(self.interval, self.per_channel_epilogue)
         self.throughput = 1 if self.interval == 1 else 1 / self.interval
 
         # Parameter tables, [group, lane] each.
@@ -244,9 +249,10 @@ class Requantizer(wiring.Component):
         })
 
     @staticmethod
-    def latency_for(interval: int) -> int:
-        """:attr:`latency` of a requantizer taking a beat every ``interval`` cycles."""
-        return (len(STAGES) - 1) * interval + 1
+    def latency_for(interval: int, per_channel_epilogue: bool = False) -> int:
+        """:attr:`latency` of a requantizer taking a beat every ``interval`` cycles (with
+        a per-channel epilogue: one stage more, "compare")."""
+        return (len(STAGES) - 1 + int(per_channel_epilogue)) * interval + 1
 
     @staticmethod
     def _shape_of(values):
@@ -311,7 +317,7 @@ class Requantizer(wiring.Component):
         register = partial(pipeline.register, m, advance, reset_less=True)
 
         valid = self.i.valid
-        for name in STAGES:
+        for name in self._stages:
             valid = pipeline.register(m, advance, valid, f"valid_{name}")
         m.d.comb += self.o.valid.eq(valid)
         if serial:  # a result taken between two steps must not be taken again
@@ -539,11 +545,17 @@ class Requantizer(wiring.Component):
         # :meth:`_epilogue_bounds`), which never trigger a wrap that cannot happen.
         in_range = lambda offset: (q + offset)[:self.out_bits].as_signed()  # noqa: E731
         if epilogue is not None:
+            # "compare": the four comparisons and the sum into registers, then the
+            # choice among them in "clamp" (on the iCE40 the comparisons with the
+            # epilogue's registers and the choice in one cycle were the jet MLP
+            # engine's critical path, 30.4 ns).
             e = epilogue
-            clamped = Mux(q < e["low_bound"], e["act_min"],
-                          Mux(q > e["high_bound"], e["act_max"], in_range(e["offset"])))
-            clamped = Mux(q > e["wrap_high"], e["act_min"],
-                          Mux(q < e["wrap_low"], e["act_max"], clamped))
+            low, high = stage(e["act_min"], "act_min"), stage(e["act_max"], "act_max")
+            below = stage((q < e["low_bound"]) | (q > e["wrap_high"]), "below")
+            above = stage((q > e["high_bound"]) | (q < e["wrap_low"]), "above")
+            wraps_low = stage(q > e["wrap_high"], "wraps_low")
+            value = stage(in_range(e["offset"]), "in_range", signed(self.out_bits))
+            clamped = Mux(wraps_low, low, Mux(above, high, Mux(below, low, value)))
             return stage(clamped, "out", signed(self.out_bits))
         offset, act_min, act_max = (int(self._epilogue[name][0, 0])
                                     for name in ("offset", "act_min", "act_max"))
