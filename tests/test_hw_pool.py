@@ -222,7 +222,7 @@ def test_pool_unit_timing(kind, window):
 
 
 def check_mean(node, xs, pe, mode, seed=0, cycles=None):
-    dut = MeanLayer(node, xs.shape[1:], pe=pe)
+    dut = MeanLayer(node, xs.shape[1:], pe=pe, act_bits=8 * xs.dtype.itemsize)
     expected = golden.mean(node, xs)
     beats = xs.reshape(-1, pe).tolist()
     got = run_stream(dut, beats, expected.size // pe, mode, seed, cycles=cycles)
@@ -250,6 +250,31 @@ def test_written_means(tmp_path, shape, in_quant, out_quant, pe, mode):
     node = written_mean(tmp_path, shape, [1, 2], in_quant, out_quant)
     xs = images(shape, np.random.default_rng(pe), count=4)
     _, expected = check_mean(node, xs, pe, mode, seed=pe)
+    assert len(np.unique(expected)) > 2
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("shape, scales, pe", [
+    ((3, 3, 4), (1 / 4096, 1 / 2048), 2),
+    ((5, 2, 3), (1 / 1024, 1 / 4096), 3),  # the mean scaled up: outputs clamp at both ends
+    ((1, 1, 2), (1 / 512, 1 / 512), 1),  # one pixel
+])
+def test_int16_means(tmp_path, shape, scales, pe, mode):
+    """A 16x8 model's MEAN (int16 in and out, zero points 0) against the golden model
+    (TFLite Micro's int16 mean): images at both ends of int16 and random."""
+    from test_golden_random import ModeLayers
+
+    g = GraphWriter("16x8 MEAN")
+    layers = ModeLayers(g, "int16")
+    x = g.tensor((1, *shape), "int16", scales[0], 0)
+    path = tmp_path / "mean16.tflite"
+    path.write_bytes(g.finish([x], [layers.mean(x, [1, 2], (scales[1], 0),
+                                                keep_dims=False)]))
+    (node,) = load(path).nodes
+    rng = np.random.default_rng(pe)
+    xs = np.stack([rng.integers(-32768, 32768, shape), np.full(shape, -32768),
+                   np.full(shape, 32767), rng.integers(-32768, 32768, shape)])
+    _, expected = check_mean(node, xs.astype(np.int16), pe, mode, seed=pe)
     assert len(np.unique(expected)) > 2
 
 

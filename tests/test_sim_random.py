@@ -907,7 +907,8 @@ def random_16x8_graph(rng):
     per-channel int8 weights, int64 biases up to 2**24), DEPTHWISE_CONV_2D (depth
     multipliers 1 and 2), MAX_POOL_2D and AVERAGE_POOL_2D, PAD, an int16 -> int16
     QUANTIZE, LEAKY_RELU, a residual ADD of a same-shape convolution and the CONCATENATION of two
-    along the channels; then maybe a RESHAPE and a FULLY_CONNECTED, and maybe a SOFTMAX;
+    along the channels; then maybe a MEAN over height and width, maybe a RESHAPE and a
+    FULLY_CONNECTED, and maybe a SOFTMAX;
     fused activations at random.  Output scales spread each layer's outputs over int16
     within a factor of 2**3."""
     from test_golden_random import ModeLayers
@@ -964,6 +965,9 @@ def random_16x8_graph(rng):
             other = conv(y, same=True)
             other = layers.requantize(other, g.quant(y))
             y = g.concatenation([y, other], 3)
+    if chance(rng, 0.3):  # global average pooling
+        y = layers.mean(y, [1, 2], (f32(g.quant(y)[0] * 2.0 ** rng.uniform(-1, 1)), 0),
+                        keep_dims=False)
     if chance(rng, 0.5):
         size = int(np.prod(g.shape(y)))
         y = g.reshape(y, (1, size))

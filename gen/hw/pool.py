@@ -16,7 +16,7 @@ from ..errors import Tfl2RtlError
 from ..fixedpoint import INT32_MAX, signed_bits
 from ..fold import divisors_text
 from . import pipeline
-from .layouts import int8_lanes, signed_lanes
+from .layouts import signed_lanes
 from .requant import Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
 
@@ -382,9 +382,10 @@ class MeanLayer(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(int8_lanes(pe)))``
-        ``H * W * C / pe`` beats per image, NHWC.
-    o : ``Out(stream.Signature(int8_lanes(pe)))``
+    i : ``In(stream.Signature(signed_lanes(act_bits, pe)))``
+        ``H * W * C / pe`` beats per image, NHWC; ``act_bits`` 16 in a 16x8 model (int16
+        activations, the sums and the clamp to int16 as TFLite Micro's int16 MEAN).
+    o : ``Out(stream.Signature(signed_lanes(act_bits, pe)))``
         ``C / pe`` beats per image.
 
     Attributes
@@ -400,10 +401,12 @@ class MeanLayer(wiring.Component):
     Tested on the MEAN of tests/models/cnn_int8.tflite and written ones (input and output
     zero points at their ends, one and several channel blocks), ``pe`` from 1 to ``C``,
     inputs at -128 and 127 and random, images back to back, random stalls and
-    backpressure.
+    backpressure; int16 inputs at both ends of int16 (the random 16x8 graphs).
     """
 
-    def __init__(self, node: ir.Mean, in_shape, *, pe: int = 1):
+    def __init__(self, node: ir.Mean, in_shape, *, pe: int = 1, act_bits: int = 8):
+        if act_bits not in (8, 16):
+            raise Tfl2RtlError(f"{act_bits}-bit activations: MEAN takes 8 or 16")
         in_shape = tuple(int(d) for d in in_shape)
         if len(in_shape) != 3 or tuple(node.axes) != (1, 2):
             raise Tfl2RtlError(
@@ -423,24 +426,28 @@ class MeanLayer(wiring.Component):
         self.pe = pe
         self.pixels = h * w
         self.blocks = c // pe
+        self.act_bits = act_bits
         self.bias = -int(node.input_zero_point) * self.pixels
-        lo = self.bias - 128 * self.pixels
-        hi = self.bias + 127 * self.pixels
+        low, high = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
+        lo = self.bias + low * self.pixels
+        hi = self.bias + high * self.pixels
         self.acc_width = signed_bits(lo, hi)
         left = max(int(np.max(node.requant.shift)), 0)
-        if max(-lo, hi) << left > INT32_MAX - 256:
+        if max(-lo, hi) << left > INT32_MAX - (1 << act_bits):
             raise Tfl2RtlError(
                 f"MEAN's scaled sums can reach the int32 limits (shift {left}); the "
                 "hardware does not support that requantization"
             )
         self.requant = Requantizer(node.requant, channels=c,
-                                   output_offset=node.output_zero_point, act_min=-128,
-                                   act_max=127, acc_width=self.acc_width, lanes=pe)
+                                   output_offset=node.output_zero_point, act_min=low,
+                                   act_max=high, acc_width=self.acc_width, lanes=pe,
+                                   out_bits=act_bits)
         self.cycles_per_vector = self.pixels * self.blocks
         self.latency = 2 + self.requant.latency
+        self._lanes = signed_lanes(act_bits, pe)
         super().__init__({
-            "i": In(stream.Signature(int8_lanes(pe))),
-            "o": Out(stream.Signature(int8_lanes(pe))),
+            "i": In(stream.Signature(self._lanes)),
+            "o": Out(stream.Signature(self._lanes)),
         })
 
     def elaborate(self, platform):
@@ -474,7 +481,7 @@ class MeanLayer(wiring.Component):
 
         # Stage 1: the beat and its row of sums.
         valid_1 = register(take, "valid_1")
-        x_1 = register(self.i.payload, "x_1", int8_lanes(self.pe))
+        x_1 = register(self.i.payload, "x_1", self._lanes)
         block_1 = register(block, "block_1")
         first_1 = register(pixel == 0, "first_1")
         last_1 = register(pixel == self.pixels - 1, "last_1")

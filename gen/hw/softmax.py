@@ -191,7 +191,7 @@ class SoftmaxUnit(wiring.Component):
     Attributes
     ----------
     cycles_per_row : int
-        ``11 * row + 63`` (:meth:`cycles_for_row`): from the first element of a row
+        ``16 * row + 98`` (:meth:`cycles_for_row`): from the first element of a row
         taken to the first of the next when the input keeps up and the output is not
         stalled (nothing overlaps).
     """

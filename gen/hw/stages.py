@@ -428,6 +428,8 @@ class PoolStage(WindowStage):
 
 
 class MeanStage(Stage):
+    int16 = True
+
     def options(self):
         if len(self.in_shape) != 3 or tuple(self.node.axes) != (1, 2):
             raise Tfl2RtlError(
@@ -448,7 +450,7 @@ class MeanStage(Stage):
     def build(self, fold, requant_lanes=None):
         from .pool import MeanLayer
 
-        return MeanLayer(self.node, self.in_shape, pe=fold.pe)
+        return MeanLayer(self.node, self.in_shape, pe=fold.pe, act_bits=self.act_bits)
 
 
 class AddStage(Stage):
