@@ -107,7 +107,9 @@ def _fold_options(p, default_budget: str = "64") -> None:
 
 
 def _arch_option(p) -> None:
-    p.add_argument("--arch", choices=("dataflow", "sequential"), default="dataflow",
+    from .design import ARCHITECTURES
+
+    p.add_argument("--arch", choices=ARCHITECTURES, default="dataflow",
                    help="dataflow: a stage per layer (default); sequential: one shared "
                         "MAC array and requantizer driven by a schedule (MLPs so far)")
 

@@ -122,9 +122,9 @@ class Design:
         shared unit (its cycles are the ones it issues for the layer; MAC efficiency is
         the share of them its multipliers are busy)."""
         schedule = self.network_plan.schedule
+        multipliers = self.network_plan.multipliers
         entries = []
         for step, (_, node) in zip(schedule.steps, self.network_plan.layers, strict=True):
-            multipliers = schedule.pe * schedule.simd
             entries.append({
                 "node": step.node, "op": step.op, "output_shape": [step.out_depth],
                 "pe": schedule.pe, "simd": schedule.simd, "multipliers": multipliers,

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,14 +35,20 @@ from ..fold import Fold, divisors
 from .adapters import (
     AccumulatorSplitter,
     BeatTrim,
-    LaneConverter,
     SkidBuffer,
     StreamFIFO,
     connect_splitting,
 )
 from .layouts import signed_lanes
 from .mvu import MatrixVectorUnit
-from .network import StagePlan, axis_sink, axis_source
+from .network import (
+    StagePlan,
+    axis_sink,
+    axis_source,
+    convert_lanes,
+    stream_lanes,
+    through_fifo,
+)
 from .requant import Requantizer, partial_products
 from .stages import stage_for
 
@@ -146,13 +152,6 @@ class Schedule:
         vector one layer hands to the next (all of it may be waiting there while the
         unit finishes the layer)."""
         return max([s.padded_in // self.simd for s in self.steps[1:]], default=1)
-
-    def to_json(self) -> list[dict]:
-        return [{"node": s.node, "op": s.op, "in_depth": s.in_depth,
-                 "out_depth": s.out_depth, "padded_in": s.padded_in,
-                 "padded_out": s.padded_out, "first_row": s.first_row,
-                 "first_group": s.first_group, "cycles": s.cycles, "macs": s.macs}
-                for s in self.steps]
 
 
 def _round_up(value: int, step: int) -> int:
@@ -373,10 +372,11 @@ class SequentialEngine(wiring.Component):
         ``plan.cycles_per_vector``: an upper bound of the cycles per inference, inputs
         back to back and the output never stalled.
 
-    Tested on hello_world_int8, ad01_int8 and written MLPs of 2 to 5 layers, ``pe``
-    and ``simd`` from 1 to 16 with padded layers, one to ``pe`` requantizer lanes, in
-    Amaranth's simulator with random stalls and backpressure and in Verilator
-    (:func:`tfl2rtl.api.simulate`).
+    Tested on hello_world_int8 (every input), dense10_int8, ad01_int8 (ten layers),
+    mlp_uint8 (uint8 edges, SOFTMAX, 2 lanes) and the written jet MLP (4 layers,
+    SOFTMAX), ``pe`` from 1 to 16 and ``simd`` from 1 to 56 with padded layers, one to
+    ``pe`` requantizer lanes, parallel and serial, in Amaranth's simulator with random
+    stalls and backpressure and in Verilator.
     """
 
     def __init__(self, plan: SequentialPlan):
@@ -435,23 +435,14 @@ class SequentialEngine(wiring.Component):
         simd, r = schedule.simd, schedule.requant_lanes
 
         def convert(upstream, count, name):
-            width = len(upstream.payload.as_value()) // 8
-            if width == count:
-                return upstream
-            m.submodules[name] = converter = LaneConverter(signed(8), width, count)
-            wiring.connect(m, upstream, converter.i)
-            return converter.o
+            return convert_lanes(m, upstream, count, name)
 
         # The input, as the first layer's beats of simd elements.
         source = axis_source(m, self, plan)
         # A FIFO of one input vector, so that the next one streams in while the unit
         # replays the current one (it takes its input only for a layer's first group).
-        external = convert(source, simd, "lanes_in")
         first_beats = schedule.steps[0].padded_in // simd
-        m.submodules.fifo_in = in_fifo = StreamFIFO(signed_lanes(8, simd),
-                                                    depth=max(3, first_beats))
-        wiring.connect(m, external, in_fifo.i)
-        external = in_fifo.o
+        external = through_fifo(m, convert(source, simd, "lanes_in"), first_beats, "fifo_in")
 
         # The shared unit and requantizer.
         m.submodules.mvu = mvu = self.mvu
@@ -517,19 +508,15 @@ class SequentialEngine(wiring.Component):
             results = trim.o
         # The stages after the last layer, each behind a FIFO of one vector.
         for k, (stage_plan, component) in enumerate(zip(plan.tail, self.tail, strict=True)):
-            upstream = convert(results, stage_plan.in_lanes[0], f"lanes_tail_{k}")
             width = stage_plan.in_lanes[0]
-            m.submodules[f"fifo_tail_{k}"] = queue = StreamFIFO(
-                signed_lanes(8, width), depth=max(3, stage_plan.stage.in_size // width))
-            wiring.connect(m, upstream, queue.i)
+            upstream = through_fifo(m, convert(results, width, f"lanes_tail_{k}"),
+                                    stage_plan.stage.in_size // width, f"fifo_tail_{k}")
             m.submodules[f"tail_{k}"] = component
-            wiring.connect(m, queue.o, component.i)
+            wiring.connect(m, upstream, component.i)
             results = component.o
-        width = len(results.payload.as_value()) // 8
-        m.submodules.fifo_out = out_fifo = StreamFIFO(
-            signed_lanes(8, width), depth=max(3, plan.out_size // width))
-        wiring.connect(m, results, out_fifo.i)
-        upstream = convert(out_fifo.o, self.lanes, "lanes_out")
+        results = through_fifo(m, results, plan.out_size // stream_lanes(results, 8),
+                               "fifo_out")
+        upstream = convert(results, self.lanes, "lanes_out")
 
         axis_sink(m, self, plan, upstream)
         return m

@@ -506,22 +506,13 @@ class DataflowNetwork(wiring.Component):
         source = axis_source(m, self, plan)
 
         def lanes_of(upstream) -> int:
-            return len(upstream.payload.as_value()) // bits
+            return stream_lanes(upstream, bits)
 
         def convert(upstream, count, name):
-            """``upstream`` regrouped to ``count`` lanes per beat."""
-            if lanes_of(upstream) == count:
-                return upstream
-            converter = LaneConverter(signed(bits), lanes_of(upstream), count)
-            m.submodules[name] = converter
-            wiring.connect(m, upstream, converter.i)
-            return converter.o
+            return convert_lanes(m, upstream, count, name, bits)
 
         def fifo(upstream, beats, name):
-            queue = StreamFIFO(signed_lanes(bits, lanes_of(upstream)), depth=max(3, beats))
-            m.submodules[name] = queue
-            wiring.connect(m, upstream, queue.i)
-            return queue.o
+            return through_fifo(m, upstream, beats, name, bits)
 
         # The streams of each tensor, one per reader, in reading order.
         streams: dict[str, list] = {}
@@ -575,6 +566,33 @@ class DataflowNetwork(wiring.Component):
 
         axis_sink(m, self, plan, upstream)
         return m
+
+
+def stream_lanes(upstream, bits: int) -> int:
+    """Elements per beat of ``upstream``, a stream of ``bits``-bit lanes."""
+    return len(upstream.payload.as_value()) // bits
+
+
+def convert_lanes(m: Module, upstream, count: int, name: str, bits: int = 8):
+    """``upstream`` regrouped to ``count`` lanes per beat: through a
+    :class:`~tfl2rtl.hw.adapters.LaneConverter` (``m``'s submodule ``name``) when it has
+    another count."""
+    lanes = stream_lanes(upstream, bits)
+    if lanes == count:
+        return upstream
+    m.submodules[name] = converter = LaneConverter(signed(bits), lanes, count)
+    wiring.connect(m, upstream, converter.i)
+    return converter.o
+
+
+def through_fifo(m: Module, upstream, beats: int, name: str, bits: int = 8):
+    """``upstream`` through a :class:`~tfl2rtl.hw.adapters.StreamFIFO` of ``beats`` beats
+    (at least 3: a 2-deep buffered FIFO moves a beat every other cycle only), ``m``'s
+    submodule ``name``."""
+    m.submodules[name] = queue = StreamFIFO(signed_lanes(bits, stream_lanes(upstream, bits)),
+                                            depth=max(3, beats))
+    wiring.connect(m, upstream, queue.i)
+    return queue.o
 
 
 def axis_source(m: Module, top, plan):

@@ -551,9 +551,10 @@ class Requantizer(wiring.Component):
             # engine's critical path, 30.4 ns).
             e = epilogue
             low, high = stage(e["act_min"], "act_min"), stage(e["act_max"], "act_max")
-            below = stage((q < e["low_bound"]) | (q > e["wrap_high"]), "below")
+            wraps = q > e["wrap_high"]  # q + offset wraps to a very negative int32
+            below = stage((q < e["low_bound"]) | wraps, "below")
             above = stage((q > e["high_bound"]) | (q < e["wrap_low"]), "above")
-            wraps_low = stage(q > e["wrap_high"], "wraps_low")
+            wraps_low = stage(wraps, "wraps_low")
             value = stage(in_range(e["offset"]), "in_range", signed(self.out_bits))
             clamped = Mux(wraps_low, low, Mux(above, high, Mux(below, low, value)))
             return stage(clamped, "out", signed(self.out_bits))
