@@ -161,18 +161,17 @@ def sequential_design(graph, board: Board, *, lanes: int = 1,
     available = board.available.get("DSP", 0)
     smallest = gen.plan(graph, "auto", 1, lanes=lanes, requant_interval=interval,
                         arch="sequential")
-    others = dsp_estimate(smallest, board) - smallest.network_plan.requant_multipliers - 1
-    per_lane = smallest.network_plan.requant_multipliers  # one lane in the smallest
 
     def fits(schedule) -> bool:
-        return (schedule.pe * schedule.simd + schedule.requant_lanes * per_lane
-                + others <= available)
+        engine = dataclasses.replace(smallest.network_plan, schedule=schedule)
+        return dsp_estimate(dataclasses.replace(smallest, network_plan=engine),
+                            board) <= available
 
-    try:
-        engine = plan_sequential(graph, available, lanes=lanes, requant_interval=interval,
-                                 fits=fits)
-    except Tfl2RtlError:
-        return smallest
+    if not fits(smallest.network_plan.schedule):
+        return smallest  # not even one multiplier fits: the build reports the overflow
+    # (smallest.graph: the graph the hardware computes, any float edges on the host)
+    engine = plan_sequential(smallest.graph, available, lanes=lanes,
+                             requant_interval=interval, fits=fits)
     return dataclasses.replace(smallest, network_plan=engine,
                                fold_source=f"sequential ({available} DSP blocks)")
 

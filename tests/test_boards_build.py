@@ -417,3 +417,17 @@ def test_dsp_shares_count_the_gowin_nine_bit_multipliers():
     assert report.mac_dsp_share == pytest.approx(10 / 15)
     assert report.dsp_ceiling_share == pytest.approx(288 * 72e6 / 32 / (40 * 72e6))
     assert "10 of 15 used (67%)" in report.text()
+
+
+def test_a_sequential_engine_with_float_edges_fills_the_dsp_blocks():
+    """A model with float32 edges (mlp_float_io: QUANTIZE in, DEQUANTIZE out, the host
+    computes them) gets the fastest engine whose DSP estimate fits the iCEBreaker, as an
+    int8 model does, not the one-multiplier engine (its folding search once read the
+    graph with its float edges, which the engine refuses)."""
+    from tfl2rtl.boards.fit import dsp_estimate, sequential_design
+
+    board = BOARDS["icebreaker"]
+    design = sequential_design(load(TEST_MODELS / "mlp_float_io.tflite"), board)
+    assert design.edges.any and design.architecture == "sequential"
+    assert design.multipliers > 1
+    assert dsp_estimate(design, board) <= board.available["DSP"]
