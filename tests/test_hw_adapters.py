@@ -9,6 +9,7 @@ from amaranth.lib import data
 from streams import STALL_MODES, Timing, get, put, simulate
 from tfl2rtl.hw.adapters import (
     AccumulatorSplitter,
+    BeatTrim,
     Broadcast,
     LaneConverter,
     SkidBuffer,
@@ -96,6 +97,25 @@ def test_stream_fifo(mode):
 
     simulate(dut, producer, consumer)
     assert got == values
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("keep, period", [(5, 8), (1, 3), (4, 4), (1, 1)])
+def test_beat_trim_keeps_the_first_beats_of_every_period(keep, period, mode):
+    dut = BeatTrim(signed(8), keep, period)
+    values = [(k * 7) % 256 - 128 for k in range(6 * period)]
+    kept = [v for k, v in enumerate(values) if k % period < keep]
+    in_timing, out_timing = STALL_MODES[mode](period)
+    got = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, values, in_timing)
+
+    async def consumer(ctx):
+        got.extend(await get(ctx, dut.o, len(kept), out_timing))
+
+    simulate(dut, producer, consumer)
+    assert got == kept
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
