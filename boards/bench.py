@@ -19,7 +19,7 @@ from pathlib import Path
 from tfl2rtl.errors import Tfl2RtlError
 
 __all__ = ["BenchRow", "bench", "format_table", "plot", "is_own_plot", "tflm_seconds",
-           "default_models", "NOMINAL_MHZ"]
+           "default_models", "NOMINAL_MHZ", "BENCH_ARCHITECTURES"]
 
 #: The clock inferences per second are quoted at without a board build.
 NOMINAL_MHZ = 100.0
@@ -31,6 +31,9 @@ class BenchRow:
     that failed, in order (:meth:`fail`)."""
 
     model: str
+    #: ``"dataflow"`` or ``"sequential"``: the design the figures are of (with
+    #: ``--arch auto`` and a board, the one the build chose).
+    architecture: str | None = None
     macs: int | None = None
     weights: int | None = None
     multipliers: int | None = None
@@ -112,14 +115,20 @@ def tflm_seconds(path: str | os.PathLike, graph, runs: int = 20) -> float:
     return (time.perf_counter() - began) / runs
 
 
+#: What ``bench --arch`` takes: an architecture of :data:`tfl2rtl.design.ARCHITECTURES`,
+#: or ``both`` (a row for each of the dataflow design and the sequential engine).
+BENCH_ARCHITECTURES = ("both", "auto", "dataflow", "sequential")
+
+
 def _row(path: Path, board: str | None, max_multipliers: int | None,
-         progress: Callable[[str], None]) -> BenchRow:
+         progress: Callable[[str], None], arch: str = "auto") -> BenchRow:
     from tfl2rtl import design as gen
     from tfl2rtl.hw.network import to_verilog
     from tfl2rtl.lower import lower
     from tfl2rtl.tflite_reader import read_model
 
-    row = BenchRow(model=path.name, board=board)
+    row = BenchRow(model=path.name, board=board,
+                   architecture="sequential" if arch == "sequential" else "dataflow")
     try:
         graph = lower(read_model(path))
     except Tfl2RtlError as exc:
@@ -142,7 +151,14 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
         interval = SERIAL_REQUANT_INTERVAL if target.serial_requantizer else 1
     try:
         began = time.perf_counter()
-        if board is not None and budget is None:  # as a default build plans it
+        if arch == "sequential":
+            from .fit import sequential_design
+
+            design = (sequential_design(graph, target, max_multipliers=budget)
+                      if board is not None else
+                      gen.plan(graph, "auto", gen.DEFAULT_MAX_MULTIPLIERS if budget is None
+                               else budget, arch="sequential"))
+        elif board is not None and budget is None:  # as a default build plans it
             design = fitting_design(graph, target, requant_interval=interval)
         else:
             design = gen.plan(graph, "auto", gen.DEFAULT_MAX_MULTIPLIERS if budget is None
@@ -162,11 +178,12 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
         try:  # as `tfl2rtl build` does it (a default budget whose logic overflows lowered)
             with tempfile.TemporaryDirectory(prefix="tfl2rtl-bench-") as scratch:
                 report = build_graph(graph, board, Path(scratch) / "out",
-                                     max_multipliers=max_multipliers,
+                                     max_multipliers=max_multipliers, arch=arch,
                                      progress=lambda m: progress(f"{path.name}: {m}"))
         except Tfl2RtlError as exc:
             row.fail(str(exc))
             return row
+        row.architecture = report.architecture
         row.fmax_mhz = report.fmax_mhz
         row.board_clock_mhz = report.clock_mhz
         row.link_inferences_per_second = report.link_inferences_per_second
@@ -183,20 +200,32 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
 
 def bench(models: list[str | os.PathLike] | None = None, board: str | None = None,
           max_multipliers: int | None = None,
-          progress: Callable[[str], None] | None = None) -> list[BenchRow]:
-    """A :class:`BenchRow` per model (default :func:`default_models`), planned with
-    ``--fold auto`` within ``max_multipliers`` (by default 64, or with ``board`` as a
-    build for that board plans it: :func:`tfl2rtl.boards.fit.fitting_design`);
-    with ``board``, each one also built (synthesis, place and route) for that board,
-    with the board's requantizers."""
+          progress: Callable[[str], None] | None = None,
+          arch: str = "both") -> list[BenchRow]:
+    """A :class:`BenchRow` per model (default :func:`default_models`) and architecture,
+    planned with ``--fold auto`` within ``max_multipliers`` (by default 64, or with
+    ``board`` as a build for that board plans it:
+    :func:`tfl2rtl.boards.fit.fitting_design`, :func:`~tfl2rtl.boards.fit.
+    sequential_design`); with ``board``, each one also built (synthesis, place and
+    route) for that board, with the board's requantizers.
+
+    ``arch`` (:data:`BENCH_ARCHITECTURES`): ``"both"`` (the default) gives each model a
+    dataflow row and a sequential row, side by side (a model the engine does not take
+    gets the reason in its sequential row); ``"auto"`` one row, of the design a build
+    chooses (with ``board``: the dataflow design, or the sequential engine where the
+    dataflow design does not fit); ``"dataflow"`` or ``"sequential"`` that one only."""
+    if arch not in BENCH_ARCHITECTURES:
+        raise Tfl2RtlError(f"unknown architecture {arch!r}; choose one of "
+                           + ", ".join(BENCH_ARCHITECTURES))
     say = progress or (lambda message: None)
     paths = [Path(m) for m in models] if models else default_models()
     if not paths:
         raise Tfl2RtlError("no models to benchmark")
     rows = []
     for path in paths:
-        say(f"{path.name} ...")
-        rows.append(_row(path, board, max_multipliers, say))
+        for kind in ("dataflow", "sequential") if arch == "both" else (arch,):
+            say(f"{path.name} ({kind}) ...")
+            rows.append(_row(path, board, max_multipliers, say, kind))
     return rows
 
 
@@ -206,13 +235,13 @@ def _cell(value, spec: str = "") -> str:
 
 def format_table(rows: list[BenchRow]) -> str:
     """The rows as a text table; rows with an error get it on a line of their own."""
-    header = ("model", "MACs", "weights", "mult", "in logic", "cycles/inf", "II", "MAC eff", "Fmax",
-              "clock", "LUT", "FF", "DSP", "MAC DSP", "DSP ceil", "BRAM", "inf/s", "link inf/s",
-              "compile s", "TFLM ms")
+    header = ("model", "arch", "MACs", "weights", "mult", "in logic", "cycles/inf", "II",
+              "MAC eff", "Fmax", "clock", "LUT", "FF", "DSP", "MAC DSP", "DSP ceil", "BRAM",
+              "inf/s", "link inf/s", "compile s", "TFLM ms")
     lines = []
     for r in rows:
         res = {k: f"{u}/{a}" for k, (u, a) in r.resources.items()}
-        lines.append((r.model, _cell(r.macs, ","), _cell(r.weights, ","),
+        lines.append((r.model, _cell(r.architecture), _cell(r.macs, ","), _cell(r.weights, ","),
                        _cell(r.multipliers), _cell(r.logic_multipliers),
                        _cell(r.cycles_per_inference, ","),
                        _cell(r.initiation_interval, ","), _cell(r.mac_efficiency, ".2f"),
@@ -229,7 +258,7 @@ def format_table(rows: list[BenchRow]) -> str:
         out.append("  ".join(f"{x:<{w}}" if i == 0 else f"{x:>{w}}"
                              for i, (x, w) in enumerate(zip(line, widths, strict=True))))
         if r.error:
-            out.append(f"    {r.model}: {r.error}")
+            out.append(f"    {r.model} ({r.architecture}): {r.error}")
     if not any(r.board_clock_mhz for r in rows):
         out.append(f"inf/s at a nominal {NOMINAL_MHZ:g} MHz (no board build: give --board "
                    "for the clock, Fmax and resources)")
@@ -243,7 +272,8 @@ def format_table(rows: list[BenchRow]) -> str:
 
 def plot(rows: list[BenchRow], path: str | os.PathLike) -> Path:
     """A PNG of inferences per second against resources (LUTs when built for a board,
-    else multipliers), one labelled point per model that has both."""
+    else multipliers), one labelled point per model and architecture that has both (a
+    sequential engine's label ends in ``(seq)``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,7 +281,8 @@ def plot(rows: list[BenchRow], path: str | os.PathLike) -> Path:
 
     built = any(r.resources for r in rows)
     points = [(r.resources["LUT"][0] if built else r.multipliers, r.inferences_per_second,
-               r.model.removesuffix(".tflite"))
+               r.model.removesuffix(".tflite")
+               + (" (seq)" if r.architecture == "sequential" else ""))
               for r in rows if r.inferences_per_second and (r.resources if built
                                                             else r.multipliers)]
     figure, axes = plt.subplots(figsize=(8, 5.5), dpi=110)

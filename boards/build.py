@@ -136,12 +136,17 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                 max_multipliers: int | None = None, lanes: int = 1,
                 baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
                 progress: Callable[[str], None] | None = None,
-                arch: str = "dataflow") -> BuildReport:
+                arch: str = "auto") -> BuildReport:
     """Plan ``graph`` for the board ``board_name`` (with its requantizers) and build it
     with :func:`build_board_clocked` (at ``clock_mhz``, or the fastest clock the routed
     design meets).  ``arch="sequential"`` builds a sequential engine instead
     (:func:`~tfl2rtl.boards.fit.sequential_design`: the fastest whose DSP estimate
-    fits, or within ``max_multipliers``).
+    fits, or within ``max_multipliers``).  ``arch="auto"`` builds the dataflow design
+    and, when even its smallest design does not fit (:class:`DoesNotFit`), the
+    sequential engine, saying why in ``progress`` and in the report's notes; a model
+    the engine does not take either gets one error with both reasons.  With
+    ``max_multipliers`` or a fold file the user sizes the dataflow design: ``auto``
+    then builds that design only.
 
     Without ``max_multipliers``, ``--fold auto`` builds the fastest design whose DSP
     estimate fits, some layers' products in logic where the board allows
@@ -154,6 +159,29 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     check_memory(graph, target)
     say = progress or (lambda message: None)
     interval = target.requant_interval
+    if arch not in gen.ARCHITECTURES:
+        raise Tfl2RtlError(f"unknown architecture {arch!r}; choose one of "
+                           + ", ".join(gen.ARCHITECTURES))
+    if arch == "auto":
+        try:
+            return build_graph(graph, board_name, out_dir, fold=fold,
+                               max_multipliers=max_multipliers, lanes=lanes, baud=baud,
+                               clock_mhz=clock_mhz, progress=progress, arch="dataflow")
+        except DoesNotFit as overflow:
+            if max_multipliers is not None or fold not in (None, "auto"):
+                raise  # a dataflow design the user sized: the advice is theirs
+            reason, resource = str(overflow), overflow.resource
+        try:
+            design = sequential_design(graph, target, lanes=lanes,
+                                       max_multipliers=max_multipliers)
+        except Tfl2RtlError as refusal:
+            raise DoesNotFit(f"{reason}; the sequential engine does not take it either: "
+                             f"{refusal}", resource) from None
+        why = f"the dataflow design does not fit ({reason})"
+        say(f"{why}: building the sequential engine")
+        return build_board_clocked(design, board_name, out_dir, baud=baud,
+                                   clock_mhz=clock_mhz, progress=progress,
+                                   notes=[f"sequential engine: {why}"])
     if arch == "sequential":
         gen.check_sequential_fold(fold)
         design = sequential_design(graph, target, lanes=lanes,

@@ -55,6 +55,8 @@ class BuildReport:
     #: MAC multipliers built in LUTs rather than DSP blocks
     #: (:func:`tfl2rtl.boards.fit.fitting_design`).
     logic_multipliers: int = 0
+    #: ``"dataflow"`` or ``"sequential"`` (:attr:`tfl2rtl.design.Design.architecture`).
+    architecture: str = "dataflow"
 
     def __post_init__(self):
         if self.nextpnr_fmax_mhz is None:
@@ -108,6 +110,7 @@ class BuildReport:
     def to_json(self) -> dict:
         return {
             "board": self.board, "model": self.model, "bitstream": self.bitstream,
+            "architecture": self.architecture,
             "resources": {k: {"used": u, "available": a} for k, (u, a) in
                           self.resources.items()},
             "clock_mhz": round(self.clock_mhz, 4), "clock": self.clock,
@@ -132,7 +135,8 @@ class BuildReport:
     def line(self) -> str:
         """The one-line summary."""
         used = ", ".join(f"{k} {u}/{a}" for k, (u, a) in self.resources.items())
-        return (f"{self.model} on {self.board}: {used}; clock {self.clock_mhz:.4g} MHz "
+        engine = " (sequential engine)" if self.architecture == "sequential" else ""
+        return (f"{self.model} on {self.board}{engine}: {used}; clock {self.clock_mhz:.4g} MHz "
                 f"(Fmax {self.fmax_mhz:.1f} MHz"
                 f"{', the datasheet bound' if self.fmax_limit == 'datasheet' else ''}"
                 f"{'' if self.meets_timing else ', MISSED'}); "
@@ -219,5 +223,6 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
         multipliers=design.multipliers, baud=baud,
         macs=int(design.graph.macs), mac_dsps=mac_dsps(design, board),
         logic_multipliers=design.network_plan.logic_multipliers,
+        architecture=design.architecture,
         link_bytes=identity.input.nbytes + identity.output.nbytes + FRAME_BYTES,
         seconds=seconds, notes=notes)

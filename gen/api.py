@@ -153,16 +153,17 @@ def _hardware_graph(path_or_graph) -> ir.Graph:
 def generate(path_or_graph, out_dir: str | os.PathLike | None = None, fold="auto",
              max_multipliers: int | None = None, lanes: int = 1,
              requant_interval: int = 1, force: bool = False,
-             arch: str = "dataflow") -> Design:
+             arch: str = "auto") -> Design:
     """Plan the hardware for a model (folding ``"auto"`` within ``max_multipliers``,
     ``"full"``, a fold JSON file or a ``{node: Fold}`` dict) and, given ``out_dir``,
     write its Verilog, memory images and ``manifest.json`` there (atomically, where
     :mod:`tfl2rtl.output` allows: a new or empty folder, or one tfl2rtl wrote; with
     ``force``, beside files that are not tfl2rtl's).  ``requant_interval``: cycles per
     requantizer beat on the target (5 where :func:`build` shares the requantizers'
-    multipliers, on iCE40).  ``arch``: ``"dataflow"`` (a stage per layer) or
-    ``"sequential"`` (one shared unit driven by a schedule, :mod:`tfl2rtl.hw.engine`;
-    see :func:`tfl2rtl.design.plan`)."""
+    multipliers, on iCE40).  ``arch``: ``"dataflow"`` (a stage per layer),
+    ``"sequential"`` (one shared unit driven by a schedule, :mod:`tfl2rtl.hw.engine`)
+    or ``"auto"`` (without a board to fit: the dataflow design; see
+    :func:`tfl2rtl.design.plan`)."""
     from . import design as gen
     from .output import Destination, check_folder
 
@@ -223,7 +224,7 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
              fold="auto", max_multipliers: int | None = None, lanes: int = 1, seed: int = 0,
              build_dir: str | os.PathLike | None = None,
              waves: str | os.PathLike | None = None, force: bool = False,
-             arch: str = "dataflow") -> SimReport:
+             arch: str = "auto") -> SimReport:
     """Generate the design, build it with Verilator and stream ``inputs`` random inputs
     (plus those in ``input_files``) through it under cocotb, comparing every output with
     the golden model; once straight and once with random stalls and backpressure.
@@ -303,7 +304,7 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
 def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
           max_multipliers: int | None = None, lanes: int = 1, baud: int | None = None,
           clock_mhz: float | None = None, progress: Callable[[str], None] | None = None,
-          arch: str = "dataflow"):
+          arch: str = "auto"):
     """Generate the design for a model, put it behind the UART host link on ``board``
     (see :data:`tfl2rtl.boards.build.BOARDS`), synthesize, place, route and pack it,
     and write the bitstream, ``report.json``, ``report.txt``, ``manifest.json`` and the
@@ -325,7 +326,10 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     :class:`tfl2rtl.boards.build.BuildReport`; a design that does not fit raises
     :class:`tfl2rtl.boards.build.DoesNotFit` (a :class:`Tfl2RtlError`) naming the
     resource and a folding that would fit.  ``arch="sequential"`` builds the sequential
-    engine (:func:`tfl2rtl.boards.fit.sequential_design`)."""
+    engine (:func:`tfl2rtl.boards.fit.sequential_design`), ``arch="dataflow"`` the
+    dataflow design only, and ``arch="auto"`` (the default) the dataflow design when it
+    fits, else the sequential engine (``progress`` and the report's notes say which and
+    why)."""
     from .boards.build import DEFAULT_BAUD, build_graph
     from .output import check_folder
 
@@ -410,12 +414,14 @@ def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 3
 
 def bench(models: list[str] | None = None, board: str | None = None,
           max_multipliers: int | None = None, plot: str | os.PathLike | None = None,
-          progress: Callable[[str], None] | None = None) -> list:
+          progress: Callable[[str], None] | None = None, arch: str = "both") -> list:
     """Benchmark ``models`` (default: the model zoo and the full-integer test models): MACs,
     weights, multipliers, cycles per inference, initiation interval, MAC efficiency,
     compile time to Verilog and TFLite Micro's time per inference here; with ``board``
     also Fmax, LUT/DSP/BRAM and inferences per second from a bitstream build.  Models
-    that cannot be built get a row with the reason.  With ``plot``, a PNG of throughput
+    that cannot be built get a row with the reason.  ``arch``: ``"both"`` (a dataflow
+    and a sequential-engine row per model), ``"auto"``, ``"dataflow"`` or
+    ``"sequential"`` (:func:`tfl2rtl.boards.bench.bench`).  With ``plot``, a PNG of throughput
     against resources is written there (replacing only a plot tfl2rtl wrote: checked
     before anything runs).  Returns :class:`tfl2rtl.boards.bench.BenchRow` objects."""
     from .boards import bench as bench_module
@@ -424,7 +430,7 @@ def bench(models: list[str] | None = None, board: str | None = None,
     if plot is not None:
         check_file(plot, ours=bench_module.is_own_plot, option="--plot")
     rows = bench_module.bench(models, board=board, max_multipliers=max_multipliers,
-                              progress=progress)
+                              progress=progress, arch=arch)
     if plot is not None:
         with staged_file(plot, ours=bench_module.is_own_plot, option="--plot") as tmp:
             bench_module.plot(rows, tmp)

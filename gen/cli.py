@@ -109,9 +109,11 @@ def _fold_options(p, default_budget: str = "64") -> None:
 def _arch_option(p) -> None:
     from .design import ARCHITECTURES
 
-    p.add_argument("--arch", choices=ARCHITECTURES, default="dataflow",
-                   help="dataflow: a stage per layer (default); sequential: one shared "
-                        "MAC array and requantizer driven by a schedule (MLPs so far)")
+    p.add_argument("--arch", choices=ARCHITECTURES, default="auto",
+                   help="dataflow: a stage per layer; sequential: one shared MAC array and "
+                        "requantizer driven by a schedule (MLPs so far); auto (default): "
+                        "the dataflow design, or on a board it does not fit the "
+                        "sequential engine")
 
 
 def _force_option(p) -> None:
@@ -224,7 +226,7 @@ def cmd_bench(args) -> int:
 
     rows = api.bench(args.models or None, board=args.board,
                      max_multipliers=args.max_multipliers, plot=args.plot,
-                     progress=None if args.json else _status)
+                     progress=None if args.json else _status, arch=args.arch)
     if args.json:
         print(json.dumps([row.to_json() for row in rows]))
     else:
@@ -235,6 +237,7 @@ def cmd_bench(args) -> int:
 
 def _board_commands(sub) -> None:
     """The board verbs: build, infer, bench."""
+    from .boards.bench import BENCH_ARCHITECTURES
     from .boards.build import BOARDS
 
     p = sub.add_parser("build", help="bitstream for a board, with a UART host link, and "
@@ -273,6 +276,10 @@ def _board_commands(sub) -> None:
     p.add_argument("--board", choices=sorted(BOARDS),
                    help="also build each model for this board (slow)")
     p.add_argument("--max-multipliers", type=int, default=None, metavar="N")
+    p.add_argument("--arch", choices=BENCH_ARCHITECTURES, default="both",
+                   help="both (default): a dataflow and a sequential-engine row per model, "
+                        "side by side; auto: the design a build chooses; or one of "
+                        "dataflow, sequential")
     p.add_argument("--plot", default="bench.png", metavar="FILE.png",
                    help="throughput against resources (default bench.png)")
     p.add_argument("--json", action="store_true")

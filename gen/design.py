@@ -27,7 +27,10 @@ __all__ = ["Design", "plan", "products_in_logic", "write", "TOP", "DEFAULT_MAX_M
 TOP = "tfl2rtl_top"
 DEFAULT_MAX_MULTIPLIERS = 64
 #: The hardware assemblies over the same IR and components.
-ARCHITECTURES = ("dataflow", "sequential")
+#: ``auto`` picks between the other two: the dataflow design when it fits the board, else
+#: the sequential engine (:func:`tfl2rtl.boards.build.build_graph`); without a board,
+#: the dataflow design.
+ARCHITECTURES = ("auto", "dataflow", "sequential")
 VERSION = "0.1.0"
 
 
@@ -204,7 +207,7 @@ def check_sequential_fold(fold) -> None:
 
 def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
          max_multipliers: int = DEFAULT_MAX_MULTIPLIERS, lanes: int = 1,
-         requant_interval: int = 1, arch: str = "dataflow") -> Design:
+         requant_interval: int = 1, arch: str = "auto") -> Design:
     """Choose the folding (``"auto"`` within ``max_multipliers``, ``"full"`` for one
     multiplier per layer, a JSON file, or a ``{node: Fold}`` dict) and check the graph;
     ``lanes`` elements travel per AXI4-Stream beat; ``requant_interval`` is the cycles
@@ -212,9 +215,10 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
     With ``auto`` and ``full`` folding, each layer then gets only the requantizer lanes
     it has time for (:func:`share_requantizers`).
 
-    ``arch``: ``"dataflow"`` (a stage per layer) or ``"sequential"`` (one shared unit
+    ``arch``: ``"dataflow"`` (a stage per layer), ``"sequential"`` (one shared unit
     and requantizer driven by a schedule, :func:`tfl2rtl.hw.engine.plan_sequential`,
-    whose folding is always chosen within ``max_multipliers``).
+    whose folding is always chosen within ``max_multipliers``) or ``"auto"`` (the
+    default: with no board to fit, the dataflow design).
 
     A model with float32 edges (QUANTIZE from its input, DEQUANTIZE to its output) is
     planned without them: the hardware streams the integer tensors and the host applies

@@ -195,6 +195,28 @@ def test_a_design_that_does_not_fit_names_the_resource(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_auto_builds_the_sequential_engine_where_no_dataflow_design_fits(tmp_path, capsys):
+    """The jet MLP's dataflow design needs more DSP blocks than the iCEBreaker has even
+    fully folded (Yosys says so); the default ``--arch auto`` then builds the sequential
+    engine, saying why, in its progress and in the report."""
+    out = tmp_path / "out"
+    assert main(["build", str(TEST_MODELS / "jet_mlp_int8.tflite"), "--board", "icebreaker",
+                 "-o", str(out), "--clock-mhz", "24"]) == 0
+    err = capsys.readouterr().err
+    why = (re.escape("the dataflow design does not fit (jet_mlp_int8.tflite does not fit "
+                     "icebreaker: DSP overflows (") + r"(\d+)"
+           + re.escape(" needed, 8 available); even fully folded it does not fit: choose a "
+                       "larger board)"))
+    found = re.search(rf"^tfl2rtl: {why}: building the sequential engine$", err, re.M)
+    assert found and int(found[1]) > 8
+    report = json.loads((out / "report.json").read_text())
+    assert report["architecture"] == "sequential"
+    assert re.fullmatch(f"sequential engine: {why}", report["notes"][-1])
+    assert json.loads((out / "manifest.json").read_text())["architecture"] == "sequential"
+    assert report["resources"]["DSP"]["used"] <= 8 and report["meets_timing"]
+    assert "(sequential engine)" in (out / "report.txt").read_text().splitlines()[0]
+
+
 def test_a_default_budget_whose_logic_overflows_is_lowered(tmp_path, capsys):
     """Without --max-multipliers the board's budget is a guess: the Conv2D test model's
     design at the iCEBreaker's default overflows its LUTs in nextpnr, and the build goes
@@ -258,21 +280,31 @@ def test_bench_table_json_and_plot(tmp_path, capsys):
     plot = tmp_path / "bench.png"
     models = [str(HELLO_WORLD), str(TEST_MODELS / "dense10_int8.tflite"),
               str(TEST_MODELS / "float32.tflite")]
-    assert main(["bench", *models, "--json", "--plot", str(plot)]) == 0
-    rows = {row["model"]: row for row in json.loads(capsys.readouterr().out)}
-    hello = rows["hello_world_int8.tflite"]
-    plan = generate(HELLO_WORLD)  # as bench plans without a board: --fold auto, 64 multipliers
-    assert hello["macs"] == plan.graph.macs == 288 and hello["weights"] == 288
-    assert hello["multipliers"] == plan.multipliers
-    assert hello["cycles_per_inference"] == hello["initiation_interval"] == (
-        plan.initiation_interval)
-    assert hello["tflm_ms"] > 0 and hello["compile_seconds"] > 0  # timings
-    assert hello["error"] is None and hello["fmax_mhz"] is None
-    assert "float32.tflite is a float32 model" in rows["float32.tflite"]["error"]
+    assert main(["bench", *models, str(TEST_MODELS / "conv_int8.tflite"), "--json",
+                 "--plot", str(plot)]) == 0
+    # By default both architectures, side by side: a row for each.
+    listed = json.loads(capsys.readouterr().out)
+    rows = {(row["model"], row["architecture"]): row for row in listed}
+    assert len(rows) == len(listed) == 8
+    for arch in ("dataflow", "sequential"):
+        hello = rows["hello_world_int8.tflite", arch]
+        plan = generate(HELLO_WORLD, arch=arch)  # as bench plans without a board
+        assert hello["macs"] == plan.graph.macs == 288 and hello["weights"] == 288
+        assert hello["multipliers"] == plan.multipliers
+        assert hello["cycles_per_inference"] == hello["initiation_interval"] == (
+            plan.initiation_interval)
+        assert hello["tflm_ms"] > 0 and hello["compile_seconds"] > 0  # timings
+        assert hello["error"] is None and hello["fmax_mhz"] is None
+        assert "float32.tflite is a float32 model" in rows["float32.tflite", arch]["error"]
+    assert rows["conv_int8.tflite", "dataflow"]["error"] is None
+    assert rows["conv_int8.tflite", "sequential"]["error"].startswith(
+        "cannot build yet: node 0 (CONV_2D) is not in the sequential engine yet")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["bench", str(HELLO_WORLD), "--plot", str(plot)]) == 0
-    text = capsys.readouterr().out
-    assert text.startswith("model") and "hello_world_int8.tflite" in text
+    assert main(["bench", str(HELLO_WORLD), "--arch", "auto", "--plot", str(plot)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["model", "arch"]
+    assert [line.split()[:2] for line in lines[1:-2]] == [
+        ["hello_world_int8.tflite", "dataflow"]]  # auto, without a board: dataflow
 
 
 def test_bench_row_keeps_the_reason_of_every_failed_step(monkeypatch):
@@ -283,7 +315,7 @@ def test_bench_row_keeps_the_reason_of_every_failed_step(monkeypatch):
         raise RuntimeError("Interpreter invocation failed.")
 
     monkeypatch.setattr(bench, "tflm_seconds", failing_tflm)
-    (row,) = bench.bench([HELLO_WORLD], max_multipliers=0)
+    (row,) = bench.bench([HELLO_WORLD], max_multipliers=0, arch="dataflow")
     assert row.error.startswith("TFLite Micro failed: Interpreter invocation failed.; "
                                 "cannot build yet: --max-multipliers 0 is below")
     assert row.tflm_ms is None and row.multipliers is None and row.macs == 288
