@@ -74,7 +74,7 @@ def stage_dsp_estimate(stage, board: Board) -> int:
     :class:`~tfl2rtl.hw.requant.RoundingRequantizer`, never serial: measured on the
     uint8 CNN's); ADD also scales its
     two inputs in each lane (:func:`_add_scaling_multipliers`);
-    SOFTMAX has :data:`SOFTMAX_DSPS`.
+    SOFTMAX has :data:`SOFTMAX_DSPS` (none with its multiplies in logic).
 
     Measured against Yosys on one ResNet ADD alone, per lane: 3 ``SB_MAC16`` (iCE40,
     serial) and 6 ``MULT18X18D`` (ECP5) where one input multiplier is 2**30 (one
@@ -90,7 +90,7 @@ def stage_dsp_estimate(stage, board: Board) -> int:
     if isinstance(node, ir.Add):
         return macs + stage.out_lanes * (per_lane + _add_scaling_multipliers(node))
     if isinstance(node, ir.Softmax):
-        return macs + SOFTMAX_DSPS
+        return macs + (0 if stage.products_in_logic else SOFTMAX_DSPS)
     return macs
 
 
@@ -149,8 +149,9 @@ def sequential_design(graph, board: Board, *, lanes: int = 1,
     when given, else the fastest of every folding and number of requantizer lanes whose
     DSP estimate (:func:`dsp_estimate`) fits the device (on boards whose DSP use is
     counted, :attr:`Board.dsp_fit`; otherwise within the board's
-    :attr:`Board.default_multipliers`); the smallest when none fits (the build then
-    reports the overflow)."""
+    :attr:`Board.default_multipliers`), with a SOFTMAX after the last layer on its DSP
+    block or its multiplies in logic, whichever engine is faster (the DSP block on a
+    tie); the smallest when none fits (the build then reports the overflow)."""
     from tfl2rtl.hw.engine import plan_sequential
 
     interval = board.requant_interval
@@ -162,16 +163,32 @@ def sequential_design(graph, board: Board, *, lanes: int = 1,
     smallest = gen.plan(graph, "auto", 1, lanes=lanes, requant_interval=interval,
                         arch="sequential")
 
-    def fits(schedule) -> bool:
-        engine = dataclasses.replace(smallest.network_plan, schedule=schedule)
-        return dsp_estimate(dataclasses.replace(smallest, network_plan=engine),
-                            board) <= available
+    def fastest(tail_in_logic: bool):
+        """The fastest engine that fits, its tail's multiplies in logic or not; None
+        when not even one multiplier fits."""
+        # (smallest.graph: the graph the hardware computes, any float edges on the host)
+        least = plan_sequential(smallest.graph, 1, lanes=lanes, requant_interval=interval,
+                                tail_in_logic=tail_in_logic)
 
-    if not fits(smallest.network_plan.schedule):
+        def fits(schedule) -> bool:
+            engine = dataclasses.replace(least, schedule=schedule)
+            return dsp_estimate(dataclasses.replace(smallest, network_plan=engine),
+                                board) <= available
+
+        if not fits(least.schedule):
+            return None
+        return plan_sequential(smallest.graph, available, lanes=lanes,
+                               requant_interval=interval, fits=fits,
+                               tail_in_logic=tail_in_logic)
+
+    # A SOFTMAX after the last layer may give its DSP block to the MAC array (its
+    # multiplies by shift and add): whichever is faster, the DSP block on a tie.
+    forms = [False] + ([True] if any(t.stage.products_in_logic
+                                     for t in smallest.network_plan.tail) else [])
+    engines = [e for e in map(fastest, forms) if e is not None]
+    if not engines:
         return smallest  # not even one multiplier fits: the build reports the overflow
-    # (smallest.graph: the graph the hardware computes, any float edges on the host)
-    engine = plan_sequential(smallest.graph, available, lanes=lanes,
-                             requant_interval=interval, fits=fits)
+    engine = min(engines, key=lambda e: e.cycles_per_vector)
     return dataclasses.replace(smallest, network_plan=engine,
                                fold_source=f"sequential ({available} DSP blocks)")
 

@@ -50,8 +50,9 @@ def test_host_driver_talks_to_the_simulated_board(path, lanes, count, tmp_path):
 
 def test_the_sequential_engine_as_the_icebreaker_build_plans_it(tmp_path):
     """The jet MLP's sequential engine for the iCEBreaker (the fastest whose DSP
-    estimate fits: serial requantizer lanes, SOFTMAX behind it) behind the UART link:
-    the host driver and every bad frame, unchanged."""
+    estimate fits: serial requantizer lanes, SOFTMAX behind it with its multiplies in
+    logic, which gives its DSP block to the requantizer) behind the UART link: the host
+    driver and every bad frame, unchanged."""
     from tfl2rtl.boards.board import BOARDS
     from tfl2rtl.boards.fit import dsp_estimate, sequential_design
 
@@ -61,6 +62,7 @@ def test_the_sequential_engine_as_the_icebreaker_build_plans_it(tmp_path):
     assert plan.architecture == "sequential"
     assert dsp_estimate(plan, board) <= board.available["DSP"]
     assert plan.network_plan.schedule.requant_interval > 1
+    assert [t.products_in_logic for t in plan.network_plan.tail] == [True]
     top = BoardTop(plan.network(), Identity.of_design(plan), divisor=4, timeout_bytes=8)
     x = vectors(graph, 4)
     expected = golden_vectors(graph, x)

@@ -17,12 +17,12 @@ from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.softmax import (
     MAX_ROW,
     MAX_ROW_INT16,
-    MULTIPLY_CYCLES,
     NORMALIZE_CYCLES,
     SoftmaxInt16Unit,
     SoftmaxUnit,
     doubling_high_multiply,
     exp_table,
+    multiply_cycles,
 )
 from tfl2rtl.kernels.softmax import (
     softmax_int8,
@@ -98,6 +98,15 @@ def test_matches_golden(name, mode):
     np.testing.assert_array_equal(got, golden(node, rows))
 
 
+@pytest.mark.parametrize("name", NODES)
+def test_matches_golden_with_the_product_in_logic(name):
+    """The multiplies by shift and add (no DSP block), under stalls and backpressure."""
+    node = NODES[name]()
+    rows = softmax_rows(np.random.default_rng(len(name)), 12, 10)
+    dut = SoftmaxUnit(node, 10, products_in_logic=True)
+    np.testing.assert_array_equal(run_softmax(dut, rows, "stalls", seed=3), golden(node, rows))
+
+
 @pytest.mark.parametrize("row", [1, 2, 3, 37])
 def test_row_lengths(row):
     node = softmax_node(1.0, 0.05)
@@ -139,9 +148,10 @@ def test_exp_table():
     assert np.all(table[:-node.diff_min + 1] > 0) and np.all(table[-node.diff_min + 1:] == 0)
 
 
-def test_cycles_per_row():
+@pytest.mark.parametrize("products_in_logic", [False, True])
+def test_cycles_per_row(products_in_logic):
     node = mlp_softmax()
-    dut = SoftmaxUnit(node, 10)
+    dut = SoftmaxUnit(node, 10, products_in_logic=products_in_logic)
     rows = softmax_rows(np.random.default_rng(0), 8, 10)
     cycles = []
     run_softmax(dut, rows, "streaming", cycles=cycles)
@@ -225,7 +235,8 @@ def test_int16_rejects_rows_it_cannot_take(row):
 class _Multiplier(Elaboratable):
     """:func:`doubling_high_multiply` of two operand signals, on its own."""
 
-    def __init__(self):
+    def __init__(self, in_logic=False):
+        self.in_logic = in_logic
         self.a = Signal(signed(32))
         self.b = Signal(signed(32))
         self.start = Signal()
@@ -233,16 +244,18 @@ class _Multiplier(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        self.high = doubling_high_multiply(m, self.a, self.b, self.start)
+        self.high = doubling_high_multiply(m, self.a, self.b, self.start, self.in_logic)
         return m
 
 
-def test_doubling_high_multiply_at_the_ends_and_around_every_rounding_step():
-    """The multiply against :func:`tfl2rtl.fixedpoint.
-    saturating_rounding_doubling_high_mul`, its result MULTIPLY_CYCLES after the
-    operands and held: every pair of int32's ends and their neighbours (INT32_MIN
-    squared saturates), products just either side of each rounding step (low 31 bits
-    at 2**30 - 1, 2**30, 2**30 + 1, for both signs) and random pairs."""
+@pytest.mark.parametrize("in_logic", [False, True], ids=["dsp", "logic"])
+def test_doubling_high_multiply_at_the_ends_and_around_every_rounding_step(in_logic):
+    """The multiply (four 16x16 products on one multiplier, or shift and add in logic)
+    against :func:`tfl2rtl.fixedpoint.saturating_rounding_doubling_high_mul`, its
+    result :func:`multiply_cycles` after the operands and held: every pair of int32's
+    ends and their neighbours (INT32_MIN squared saturates), products just either side
+    of each rounding step (low 31 bits at 2**30 - 1, 2**30, 2**30 + 1, for both signs)
+    and random pairs."""
     ends = [fp.INT32_MIN, fp.INT32_MIN + 1, -(1 << 16), -65535, -2, -1, 0, 1, 2, 65535,
             1 << 16, (1 << 30), fp.INT32_MAX - 1, fp.INT32_MAX]
     pairs = [(a, b) for a in ends for b in ends]
@@ -254,11 +267,12 @@ def test_doubling_high_multiply_at_the_ends_and_around_every_rounding_step():
             pairs += [(a, b), (a, b - (1 << 31))]
     pairs += [tuple(int(v) for v in rng.integers(fp.INT32_MIN, fp.INT32_MAX, 2,
                                                  endpoint=True)) for _ in range(2000)]
-    dut = _Multiplier()
+    dut = _Multiplier(in_logic)
+    cycles = multiply_cycles(in_logic)
     got = []
 
     async def bench(ctx):
-        # One multiply at a time: operands with start, then MULTIPLY_CYCLES cycles to
+        # One multiply at a time: operands with start, then multiply_cycles cycles to
         # the result (a cycle more, with start low, where it must hold).
         for a, b in pairs:
             ctx.set(dut.a, a)
@@ -267,12 +281,13 @@ def test_doubling_high_multiply_at_the_ends_and_around_every_rounding_step():
             await ctx.tick()
             ctx.set(dut.start, 0)
             ctx.set(dut.a, 0)
-            await ctx.tick().repeat(MULTIPLY_CYCLES - 1)
+            ctx.set(dut.b, 0)
+            await ctx.tick().repeat(cycles - 1)
             got.append(ctx.get(dut.high))
             await ctx.tick()
             assert ctx.get(dut.high) == got[-1]
 
-    simulate(dut, bench, deadline=(MULTIPLY_CYCLES + 2) * len(pairs) + 100)
+    simulate(dut, bench, deadline=(cycles + 2) * len(pairs) + 100)
     expected = [int(fp.saturating_rounding_doubling_high_mul(a, b)) for a, b in pairs]
     assert got == expected
     assert fp.INT32_MAX in got  # the saturating case

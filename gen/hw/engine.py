@@ -20,6 +20,7 @@ stages of their own: MLPs.  Any other op is refused by name and position.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -289,7 +290,8 @@ def _layers(graph: ir.Graph):
 
 def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 1,
                     requant_interval: int = 1, fold: tuple[int, int] | None = None,
-                    fits: Callable[[Schedule], bool] | None = None) -> SequentialPlan:
+                    fits: Callable[[Schedule], bool] | None = None,
+                    tail_in_logic: bool = False) -> SequentialPlan:
     """Plan a sequential engine for ``graph``: the ``pe x simd`` folding (``fold``, or
     the one with the fewest cycles per inference within ``max_multipliers``, fewer
     multipliers on a tie) and the fewest requantizer lanes that slow it down by at most
@@ -297,8 +299,17 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
     target shares the requantizer's multipliers, on iCE40).  With ``fits`` (a board's
     resources: a schedule -> bool), every folding and number of requantizer lanes that
     fits competes, and the fewest cycles win (fewer multipliers, then fewer lanes, on a
-    tie).  Cycles are :attr:`Schedule.cycles_per_vector`."""
+    tie).  Cycles are :attr:`Schedule.cycles_per_vector`, or where they take longer the
+    stream edges' vectors at ``lanes`` elements a cycle or the stages after the last
+    layer.  With ``tail_in_logic`` the
+    stages after the last layer that can (an int8 SOFTMAX) build their multiplies in
+    logic (:attr:`~tfl2rtl.hw.network.StagePlan.products_in_logic`): no DSP block, more
+    cycles (a board's ``fits`` counts the tail's DSP blocks itself:
+    :func:`tfl2rtl.boards.fit.sequential_design`)."""
     layers, tail, uint8_input, uint8_output = _layers(graph)
+    if tail_in_logic:
+        tail = tuple(dataclasses.replace(t, products_in_logic=True)
+                     if t.stage.products_in_logic else t for t in tail)
     in_size = graph.tensors[graph.inputs[0]].size
     out_size = graph.tensors[graph.outputs[0]].size
     if lanes < 1 or in_size % lanes or out_size % lanes:
@@ -313,6 +324,9 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
                       for pe in range(1, widest + 1) if pe * simd <= max_multipliers]
         if not candidates:
             raise Tfl2RtlError(f"--max-multipliers {max_multipliers} leaves no multiplier")
+    # No engine need be faster than the stream edges carry the vectors, nor than the
+    # stages after the last layer take them.
+    edge = max(in_size // lanes, out_size // lanes, *(t.cycles_per_vector for t in tail))
     best = None
     for pe, simd in candidates:
         if fits is not None:
@@ -330,7 +344,8 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
                     break
             schedules = [schedule]
         for schedule in schedules:
-            key = (schedule.cycles_per_vector, pe * simd, schedule.requant_lanes)
+            # (as the dataflow network's folding: within the edges, the fewest multipliers)
+            key = (max(schedule.cycles_per_vector, edge), pe * simd, schedule.requant_lanes)
             if best is None or key < best[0]:
                 best = (key, schedule)
     if best is None:

@@ -59,7 +59,8 @@ class StagePlan:
     requant_interval: int = 1
     #: The MAC products in LUTs rather than DSP blocks (stages whose
     #: :attr:`~tfl2rtl.hw.stages.Stage.products_in_logic` allows it;
-    #: :func:`tfl2rtl.design.products_in_logic` chooses).
+    #: :func:`tfl2rtl.design.products_in_logic` chooses); a SOFTMAX's multiplies by
+    #: shift and add (a sequential engine's planner chooses, on a board).
     products_in_logic: bool = False
 
     @property
@@ -80,7 +81,9 @@ class StagePlan:
 
     @property
     def cycles_per_vector(self) -> int:
-        return self.stage.cycles(self.fold, self.requant_lanes, self.requant_interval)
+        options = {"products_in_logic": True} if self.products_in_logic else {}
+        return self.stage.cycles(self.fold, self.requant_lanes, self.requant_interval,
+                                 **options)
 
     @property
     def multipliers(self) -> int:

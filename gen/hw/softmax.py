@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -26,6 +26,7 @@ from ..kernels.softmax import (
 from .layouts import int8_lanes, signed_lanes
 
 __all__ = ["SoftmaxUnit", "SoftmaxInt16Unit", "exp_table", "doubling_high_multiply",
+           "multiply_cycles", "MULTIPLY_CYCLES", "LOGIC_MULTIPLY_CYCLES",
            "load_row", "send_result"]
 
 #: The longest row the unit takes: TFLite aborts once the sum of exponentials reaches
@@ -67,13 +68,27 @@ _TOP_EXPONENT = ACCUMULATION_INTEGER_BITS + 31 - 8 - 4
 #: block, not four.
 MULTIPLY_CYCLES = 10
 
+#: :func:`doubling_high_multiply`'s cycles with its product in logic: one bit of the
+#: second operand a cycle (32), then the same four stages as :data:`MULTIPLY_CYCLES`.
+LOGIC_MULTIPLY_CYCLES = 36
 
-def doubling_high_multiply(m: Module, mul_a, mul_b, start):
+
+def multiply_cycles(in_logic: bool = False) -> int:
+    """:data:`LOGIC_MULTIPLY_CYCLES` with the product in logic, else
+    :data:`MULTIPLY_CYCLES`."""
+    return LOGIC_MULTIPLY_CYCLES if in_logic else MULTIPLY_CYCLES
+
+
+def doubling_high_multiply(m: Module, mul_a, mul_b, start, in_logic: bool = False):
     """gemmlowp's saturating rounding doubling high multiply of the int32 operands
     ``mul_a`` and ``mul_b``, taken in a cycle where ``start`` is high, as a pipeline of
-    :data:`MULTIPLY_CYCLES` register stages in ``m``.  Returns ``high``, which holds
-    ``srdhm(mul_a, mul_b)`` from :data:`MULTIPLY_CYCLES` cycles after ``start`` until the
+    :func:`multiply_cycles` register stages in ``m``.  Returns ``high``, which holds
+    ``srdhm(mul_a, mul_b)`` from :func:`multiply_cycles` cycles after ``start`` until the
     next ``start`` (one multiply at a time).
+
+    The unsigned product ``A * B`` (below) is four 16x16 products on one multiplier
+    (one DSP block), or with ``in_logic`` a shift-and-add of one bit of ``B`` a cycle
+    into a 32-bit adder (no DSP block, :data:`LOGIC_MULTIPLY_CYCLES`).
 
     With ``A`` and ``B`` the operands' 32 bits read as unsigned and ``sa``, ``sb`` their
     signs, the product is ``A * B - 2**32 * (sa * B + sb * A)`` modulo ``2**64``, and
@@ -85,26 +100,45 @@ def doubling_high_multiply(m: Module, mul_a, mul_b, start):
     saturates)."""
     op_a = Signal(unsigned(32))
     op_b = Signal(unsigned(32))
-    # phase[k]: the partial product k is being selected (k = 0 .. 3), then taken from
-    # the multiplier's register into its own (k = 2 .. 5).
-    phase = Signal(6)
-    m.d.sync += phase.eq(phase << 1)
     with m.If(start):
-        m.d.sync += [op_a.eq(mul_a), op_b.eq(mul_b), phase.eq(1)]
-    fields = [(op_a[:16], op_b[:16]), (op_a[:16], op_b[16:]), (op_a[16:], op_b[:16]),
-              (op_a[16:], op_b[16:])]
-    x = Signal(16)
-    y = Signal(16)
-    for k, (a, b) in enumerate(fields):
-        with m.If(phase[k]):
-            m.d.sync += [x.eq(a), y.eq(b)]
-    product = Signal(32)
-    m.d.sync += product.eq(x * y)  # nothing but a register after the multiplier
+        m.d.sync += [op_a.eq(mul_a), op_b.eq(mul_b)]
     low_low, cross_0, cross_1, high_high = (Signal(32, name=n) for n in
                                             ("low_low", "cross_0", "cross_1", "high_high"))
-    for k, partial in enumerate((low_low, cross_0, cross_1, high_high)):
-        with m.If(phase[k + 2]):
-            m.d.sync += partial.eq(product)
+    if in_logic:
+        # {acc, low} = A * B by shift and add: low starts as B; each of 32 cycles adds A
+        # to acc when low's bit 0 is set, and shifts {acc + ..., low} right by one.  The
+        # cross products stay 0: the whole product is high_high * 2**32 + low_low.
+        acc = Signal(32)
+        low = Signal(32)
+        step = Signal(range(33))  # the shift-and-add step (1 .. 32), 0 when idle
+        with m.If(start):
+            m.d.sync += [acc.eq(0), low.eq(mul_b), step.eq(1)]
+        with m.Elif(step != 0):
+            total = acc + Mux(low[0], op_a, 0)  # 33 bits
+            shifted_acc, shifted_low = total[1:], Cat(low[1:], total[0])
+            m.d.sync += [acc.eq(shifted_acc), low.eq(shifted_low),
+                         step.eq(Mux(step == 32, 0, step + 1))]
+            with m.If(step == 32):
+                m.d.sync += [low_low.eq(shifted_low), high_high.eq(shifted_acc)]
+    else:
+        # phase[k]: the partial product k is being selected (k = 0 .. 3), then taken
+        # from the multiplier's register into its own (k = 2 .. 5).
+        phase = Signal(6)
+        m.d.sync += phase.eq(phase << 1)
+        with m.If(start):
+            m.d.sync += phase.eq(1)
+        fields = [(op_a[:16], op_b[:16]), (op_a[:16], op_b[16:]), (op_a[16:], op_b[:16]),
+                  (op_a[16:], op_b[16:])]
+        x = Signal(16)
+        y = Signal(16)
+        for k, (a, b) in enumerate(fields):
+            with m.If(phase[k]):
+                m.d.sync += [x.eq(a), y.eq(b)]
+        product = Signal(32)
+        m.d.sync += product.eq(x * y)  # nothing but a register after the multiplier
+        for k, partial in enumerate((low_low, cross_0, cross_1, high_high)):
+            with m.If(phase[k + 2]):
+                m.d.sync += partial.eq(product)
     correction = Signal(33)  # sa * B + sb * A
     m.d.sync += correction.eq(Mux(op_a[31], op_b, 0) + Mux(op_b[31], op_a, 0))
     # The cross products summed, the sign correction taken off the high product.
@@ -168,18 +202,19 @@ class SoftmaxUnit(wiring.Component):
     Every difference from the row maximum is one of 256 values, so its exponential
     comes from a 256-entry ROM (:func:`exp_table`); the rest is TFLite's integer
     arithmetic, sequenced by a state machine around one pipelined 32x32 multiplier
-    (:data:`MULTIPLY_CYCLES` from operands to the rounded high half, no path longer than
-    one 16x16 product or one 64-bit addition):
+    (``M`` = :func:`multiply_cycles` from operands to the rounded high half, no path
+    longer than one 16x16 product or one 64-bit addition; with ``products_in_logic`` no
+    DSP block, and ``M`` = :data:`LOGIC_MULTIPLY_CYCLES`):
 
     1. ``load``: take the row into a buffer, tracking its maximum (``row`` cycles).
     2. ``sum``: add up the exponentials rescaled to Q12.19 (``row + 3`` cycles).
     3. ``normalize``: shift the sum up to its leading one, counting the shifts
        (``GetReciprocal``); :data:`NORMALIZE_CYCLES` cycles, then 1 to halve it.
     4. ``newton``: ``1 / (1 + x)`` by gemmlowp's Newton-Raphson iteration: 7 saturating
-       rounding doubling high multiplies of ``MULTIPLY_CYCLES + 2`` cycles each (the
+       rounding doubling high multiplies of ``M + 2`` cycles each (the
        result registered once more before the update), then 1 cycle to rescale.
     5. ``output``: per element, exponential times reciprocal, rounding shift by the
-       exponent, minus 128, clamped (``MULTIPLY_CYCLES + 4`` cycles each, plus any wait
+       exponent, minus 128, clamped (``M + 4`` cycles each, plus any wait
        for ``o.ready``).
 
     Members
@@ -191,12 +226,14 @@ class SoftmaxUnit(wiring.Component):
     Attributes
     ----------
     cycles_per_row : int
-        ``16 * row + 98`` (:meth:`cycles_for_row`): from the first element of a row
-        taken to the first of the next when the input keeps up and the output is not
-        stalled (nothing overlaps).
+        ``16 * row + 98``, with ``products_in_logic`` ``42 * row + 280``
+        (:meth:`cycles_for_row`): from the first element of a row taken to the first of
+        the next when the input keeps up and the output is not stalled (nothing
+        overlaps).
+    products_in_logic : bool
     """
 
-    def __init__(self, node: ir.Softmax, row: int):
+    def __init__(self, node: ir.Softmax, row: int, products_in_logic: bool = False):
         if not 1 <= row <= MAX_ROW:
             raise Tfl2RtlError(
                 f"SOFTMAX over rows of {row} elements: the hardware takes 1 to {MAX_ROW} "
@@ -204,7 +241,8 @@ class SoftmaxUnit(wiring.Component):
             )
         self.node = node
         self.row = row
-        self.cycles_per_row = self.cycles_for_row(row)
+        self.products_in_logic = products_in_logic
+        self.cycles_per_row = self.cycles_for_row(row, products_in_logic)
         self._table = exp_table(node)
         super().__init__({
             "i": In(stream.Signature(int8_lanes(1))),
@@ -212,13 +250,13 @@ class SoftmaxUnit(wiring.Component):
         })
 
     @staticmethod
-    def cycles_for_row(row: int) -> int:
+    def cycles_for_row(row: int, products_in_logic: bool = False) -> int:
         """:attr:`cycles_per_row` of a unit for rows of ``row`` elements: ``row`` to load,
-        ``row + 4`` to sum, ``NORMALIZE_CYCLES + 1`` to normalize,
-        ``7 * (MULTIPLY_CYCLES + 2) + 1`` for the reciprocal and ``MULTIPLY_CYCLES + 4``
-        per output."""
-        return (row + row + 4 + NORMALIZE_CYCLES + 1 + 7 * (MULTIPLY_CYCLES + 2) + 1
-                + (MULTIPLY_CYCLES + 4) * row)
+        ``row + 4`` to sum, ``NORMALIZE_CYCLES + 1`` to normalize, ``7 * (M + 2) + 1``
+        for the reciprocal and ``M + 4`` per output (``M`` = :func:`multiply_cycles`)."""
+        multiply = multiply_cycles(products_in_logic)
+        return (row + row + 4 + NORMALIZE_CYCLES + 1 + 7 * (multiply + 2) + 1
+                + (multiply + 4) * row)
 
     def elaborate(self, platform):
         m = Module()
@@ -244,8 +282,9 @@ class SoftmaxUnit(wiring.Component):
         mul_a = Signal(signed(32))
         mul_b = Signal(signed(32))
         start = Signal()  # the operands are given
-        high = doubling_high_multiply(m, mul_a, mul_b, start)
-        wait = Signal(range(MULTIPLY_CYCLES))  # cycles still to wait for ``high``
+        high = doubling_high_multiply(m, mul_a, mul_b, start, self.products_in_logic)
+        multiply = multiply_cycles(self.products_in_logic)
+        wait = Signal(range(multiply))  # cycles still to wait for ``high``
 
         def wait_for_high(state, then):
             """A state that waits out the multiply pipeline (``wait``, set when the
@@ -327,7 +366,7 @@ class SoftmaxUnit(wiring.Component):
                 with m.Else():
                     m.d.comb += [mul_a.eq(x), mul_b.eq(u)]
                 m.d.comb += start.eq(1)
-                m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
+                m.d.sync += wait.eq(multiply - 1)
                 m.next = "newton_wait"
 
             wait_for_high("newton_wait", "newton_shift")
@@ -368,7 +407,7 @@ class SoftmaxUnit(wiring.Component):
             with m.State("output_multiply"):
                 m.d.comb += [mul_a.eq(scale), mul_b.eq(lookup.data)]
                 m.d.comb += start.eq(1)
-                m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
+                m.d.sync += wait.eq(multiply - 1)
                 m.next = "output_wait"
 
             wait_for_high("output_wait", "output_shift")
@@ -491,7 +530,8 @@ class SoftmaxInt16Unit(wiring.Component):
         mul_b = Signal(signed(32))
         start = Signal()  # the operands are given
         high = doubling_high_multiply(m, mul_a, mul_b, start)
-        wait = Signal(range(MULTIPLY_CYCLES))
+        multiply = MULTIPLY_CYCLES
+        wait = Signal(range(multiply))
 
         total = Signal(unsigned(32))  # the int32 sum of exponentials (< 2**24)
         key = Signal(signed(16))  # the value being looked up
@@ -532,7 +572,7 @@ class SoftmaxInt16Unit(wiring.Component):
                 m.d.comb += [mul_a.eq((diff << left)[:32].as_signed()),
                              mul_b.eq(self.node.input_multiplier)]
                 m.d.comb += start.eq(1)
-                m.d.sync += wait.eq(MULTIPLY_CYCLES - 1)
+                m.d.sync += wait.eq(multiply - 1)
                 m.next = "sum_wait"
 
             with m.State("sum_wait"):

@@ -128,7 +128,9 @@ class Stage:
         """Cycles per inference when the inputs keep up and the output is not stalled;
         ``requant_interval`` is the cycles a requantizer takes per beat (1, or
         :data:`SERIAL_REQUANT_INTERVAL` where a platform shares one multiplier between
-        its partial products)."""
+        its partial products).  A stage whose :meth:`build` takes ``products_in_logic``
+        takes it here too (:attr:`~tfl2rtl.hw.network.StagePlan.cycles_per_vector`
+        gives it when set)."""
         return max(self.out_size, *(ir.shape_size(s) for s in self.in_shapes)) // fold.pe
 
     # -- reading ahead -------------------------------------------------------------------
@@ -166,7 +168,7 @@ class Stage:
     #: DEPTHWISE_CONV_2D).
     serial_requantizer = False
     #: Whether :meth:`build` takes ``products_in_logic`` (a matrix-vector unit whose
-    #: products are built in LUTs: FULLY_CONNECTED and CONV_2D).
+    #: products are built in LUTs: FULLY_CONNECTED and CONV_2D; SOFTMAX's multiplies).
     products_in_logic = False
 
     def build(self, fold: Fold, requant_lanes: int | None = None):
@@ -234,7 +236,8 @@ class FullyConnectedStage(Stage):
     def out_lanes(self, fold, requant_lanes=None):
         return requant_lanes or fold.pe
 
-    def cycles(self, fold, requant_lanes=None, requant_interval=1):
+    def cycles(self, fold, requant_lanes=None, requant_interval=1, products_in_logic=False):
+        # (products in logic take the same cycles as in DSP blocks)
         out_depth, in_depth = self.node.weights.shape
         rows = self.in_size // in_depth  # a FULLY_CONNECTED reads its input as rows
         return rows * (out_depth // fold.pe) * _group_cycles(
@@ -339,7 +342,8 @@ class Conv2DStage(WindowStage):
     def out_lanes(self, fold, requant_lanes=None):
         return requant_lanes or fold.pe
 
-    def cycles(self, fold, requant_lanes=None, requant_interval=1):
+    def cycles(self, fold, requant_lanes=None, requant_interval=1, products_in_logic=False):
+        # (products in logic take the same cycles as in DSP blocks)
         out_c, kh, kw, in_c = self.node.weights.shape
         per_pixel = (out_c // fold.pe) * _group_cycles(
             kh * kw * in_c // fold.simd, fold.pe // (requant_lanes or fold.pe),
@@ -587,6 +591,9 @@ class TransposeStage(Stage):
 class SoftmaxStage(Stage):
     foldable = False
     int16 = True
+    #: The int8 unit's 32x32 multiplies by shift and add in logic rather than on a DSP
+    #: block (:class:`~tfl2rtl.hw.softmax.SoftmaxUnit`), more cycles a row.
+    products_in_logic = True
 
     @property
     def row(self) -> int:
@@ -610,15 +617,17 @@ class SoftmaxStage(Stage):
             )
         return [Fold(1, 1)]
 
-    def cycles(self, fold, requant_lanes=None, requant_interval=1):
-        return (self.in_size // self.row) * self._unit().cycles_for_row(self.row)
+    def cycles(self, fold, requant_lanes=None, requant_interval=1, products_in_logic=False):
+        options = {"products_in_logic": True} if products_in_logic else {}
+        return (self.in_size // self.row) * self._unit().cycles_for_row(self.row, **options)
 
     def demand(self, elements, bound):
         row_end = (elements // self.row + 1) * self.row - 1
         return row_end if bound == "upper" else elements
 
-    def build(self, fold, requant_lanes=None):
-        return self._unit()(self.node, self.row)
+    def build(self, fold, requant_lanes=None, products_in_logic=False):
+        options = {"products_in_logic": True} if products_in_logic else {}
+        return self._unit()(self.node, self.row, **options)
 
 
 #: The stage kind of each IR node type that has hardware.
