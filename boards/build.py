@@ -179,15 +179,16 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                              f"{refusal}", resource) from None
         why = f"the dataflow design does not fit ({reason})"
         say(f"{why}: building the sequential engine")
-        return build_board_clocked(design, board_name, out_dir, baud=baud,
-                                   clock_mhz=clock_mhz, progress=progress,
-                                   notes=[f"sequential engine: {why}"])
+        return _build_engine(design, graph, board_name, out_dir, baud=baud,
+                             clock_mhz=clock_mhz, progress=progress, lowered=True,
+                             notes=[f"sequential engine: {why}"])
     if arch == "sequential":
         gen.check_sequential_fold(fold)
         design = sequential_design(graph, target, lanes=lanes,
                                    max_multipliers=max_multipliers)
-        return build_board_clocked(design, board_name, out_dir, baud=baud,
-                                   clock_mhz=clock_mhz, progress=progress)
+        return _build_engine(design, graph, board_name, out_dir, baud=baud,
+                             clock_mhz=clock_mhz, progress=progress,
+                             lowered=max_multipliers is None)
     chosen = max_multipliers is None and fold in (None, "auto")
     if chosen:
         design = fitting_design(graph, target, lanes=lanes, requant_interval=interval)
@@ -222,6 +223,44 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                      f"with {design.multipliers}, initiation interval "
                      f"{design.initiation_interval} cycles instead of "
                      f"{first.initiation_interval}"]
+
+
+def _engine_text(design) -> str:
+    plan = design.network_plan
+    lanes = plan.schedule.requant_lanes
+    return (f"{plan.schedule.pe} x {plan.schedule.simd} multipliers and {lanes} requantizer "
+            f"lane{'s' if lanes > 1 else ''}")
+
+
+def _build_engine(design, graph, board_name: str, out_dir, *, baud: int,
+                  clock_mhz: float | None, progress, lowered: bool,
+                  notes: list[str] | tuple[str, ...] = ()) -> BuildReport:
+    """Build a sequential engine with :func:`build_board_clocked`; with ``lowered`` (the
+    engine the board planner chose), an engine whose logic (LUTs or flip-flops)
+    overflows in nextpnr is replaced by the next smaller one
+    (:func:`~tfl2rtl.boards.fit.sequential_design` ``below=``), saying so."""
+    say = progress or (lambda message: None)
+    first, notes = design, list(notes)
+    while True:
+        try:
+            return build_board_clocked(design, board_name, out_dir, baud=baud,
+                                       clock_mhz=clock_mhz, progress=progress,
+                                       notes=notes)
+        except DoesNotFit as overflow:
+            if not lowered or overflow.resource not in ("LUT", "FF"):
+                raise
+            smaller = sequential_design(graph, board_named(board_name),
+                                        lanes=design.lanes, below=design)
+            if smaller is None:
+                raise overflow from None
+            say(f"{overflow.resource} overflows with the engine of {_engine_text(design)}; "
+                f"trying {_engine_text(smaller)}")
+            design = smaller
+            notes = [n for n in notes if not n.startswith("the engine did not fit")] + [
+                f"the engine did not fit with {_engine_text(first)} "
+                f"({overflow.resource} overflowed): built with {_engine_text(design)}, at "
+                f"most {design.initiation_interval} cycles per inference instead of "
+                f"{first.initiation_interval}"]
 
 
 def board_clock(board: Board, limit_mhz: float, baud: int) -> PLLSetting:

@@ -20,7 +20,7 @@ from .board import Board, DoesNotFit, count
 
 __all__ = ["dsp_estimate", "stage_dsp_estimate", "mac_dsps", "stage_mac_dsps",
            "fitting_budget", "fitting_design", "sequential_design", "LOGIC_PRODUCT_LUTS",
-           "check_cells", "check_placement"]
+           "check_cells", "check_placement", "engine_size"]
 
 
 def _add_scaling_multipliers(node: ir.Add) -> int:
@@ -143,15 +143,27 @@ def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int
     return smallest if budget is None else budget
 
 
+def engine_size(design) -> tuple[int, int]:
+    """What a sequential engine's logic grows with most, in order: its requantizer
+    lanes (on the iCE40 a serial lane's pipeline registers take some 600 logic cells)
+    and its MAC multipliers."""
+    plan = design.network_plan
+    return plan.schedule.requant_lanes, plan.multipliers
+
+
 def sequential_design(graph, board: Board, *, lanes: int = 1,
-                      max_multipliers: int | None = None):
+                      max_multipliers: int | None = None, below=None):
     """The sequential engine a build makes for ``board``: within ``max_multipliers``
     when given, else the fastest of every folding and number of requantizer lanes whose
     DSP estimate (:func:`dsp_estimate`) fits the device (on boards whose DSP use is
     counted, :attr:`Board.dsp_fit`; otherwise within the board's
     :attr:`Board.default_multipliers`), with a SOFTMAX after the last layer on its DSP
     block or its multiplies in logic, whichever engine is faster (the DSP block on a
-    tie); the smallest when none fits (the build then reports the overflow)."""
+    tie); the smallest when none fits (the build then reports the overflow).
+
+    With ``below`` (an engine whose logic overflowed), the fastest among the smaller
+    ones (:func:`engine_size`: fewer requantizer lanes, or as many and fewer
+    multipliers); None when there is none."""
     from tfl2rtl.hw.engine import plan_sequential
 
     interval = board.requant_interval
@@ -171,9 +183,10 @@ def sequential_design(graph, board: Board, *, lanes: int = 1,
                                 tail_in_logic=tail_in_logic)
 
         def fits(schedule) -> bool:
-            engine = dataclasses.replace(least, schedule=schedule)
-            return dsp_estimate(dataclasses.replace(smallest, network_plan=engine),
-                                board) <= available
+            engine = dataclasses.replace(smallest, network_plan=dataclasses.replace(
+                least, schedule=schedule))
+            return (dsp_estimate(engine, board) <= available
+                    and (below is None or engine_size(engine) < engine_size(below)))
 
         if not fits(least.schedule):
             return None
@@ -187,7 +200,8 @@ def sequential_design(graph, board: Board, *, lanes: int = 1,
                                      for t in smallest.network_plan.tail) else [])
     engines = [e for e in map(fastest, forms) if e is not None]
     if not engines:
-        return smallest  # not even one multiplier fits: the build reports the overflow
+        # not even one multiplier fits: the build reports the overflow
+        return None if below is not None else smallest
     engine = min(engines, key=lambda e: e.cycles_per_vector)
     return dataclasses.replace(smallest, network_plan=engine,
                                fold_source=f"sequential ({available} DSP blocks)")
@@ -253,6 +267,11 @@ def _suggest(design, board: Board, resource: str, used: int, available: int) -> 
     """A folding that would fit ``resource`` (multipliers are what folding changes)."""
     if resource not in ("DSP", "LUT", "FF"):
         return "no folding reduces it"
+    if design.architecture == "sequential":
+        if design.multipliers > 1 or engine_size(design)[0] > 1:
+            return (f"a smaller engine needs less (--max-multipliers "
+                    f"{max(design.multipliers - 1, 1)} or fewer)")
+        return "even the smallest engine does not fit: choose a larger board"
     # What folding does not change: DSP blocks outside the MAC and requantizer multipliers.
     others = used - dsp_estimate(design, board) if resource == "DSP" else 0
 

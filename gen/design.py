@@ -148,6 +148,8 @@ class Design:
                 "requant_interval": schedule.requant_interval,
                 "weight_rows": schedule.rows, "groups": schedule.groups,
                 "issue_cycles": schedule.issue_cycles,
+                "boundary_waits": [schedule.boundary_wait(k)
+                                   for k in range(len(schedule.steps) - 1)],
                 "activation_buffer_beats": schedule.buffer_beats}
 
     def manifest(self) -> dict:

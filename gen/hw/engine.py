@@ -60,7 +60,7 @@ __all__ = ["LayerStep", "Schedule", "SequentialPlan", "compile_schedule", "plan_
 #: their documented latencies: the skid buffers before and after the requantizer, an
 #: accumulator splitter, the lane converter and the activation FIFO back into the unit's
 #: input.
-BOUNDARY_SLACK = 7
+BOUNDARY_SLACK = 8
 
 
 #: How much slower (a fraction of the cycles per inference) the planner lets a sequential
@@ -131,21 +131,40 @@ class Schedule:
 
     @property
     def boundary_cycles(self) -> int:
-        """The most the unit waits at a layer boundary: a layer's first neuron group
-        needs all of the previous layer's outputs, so its last slice waits for the
-        previous layer's last group to pass the unit (:attr:`MatrixVectorUnit.latency
-        <tfl2rtl.hw.mvu.MatrixVectorUnit.latency>`), the requantizer
-        (:attr:`Requantizer.latency <tfl2rtl.hw.requant.Requantizer.latency>` at its
-        interval) and :data:`BOUNDARY_SLACK` cycles of stream plumbing."""
+        """The most cycles from a layer's group leaving the unit's issue (its last slice)
+        to its outputs waiting at the unit's input for the next layer: the unit
+        (:attr:`MatrixVectorUnit.latency <tfl2rtl.hw.mvu.MatrixVectorUnit.latency>`), the
+        requantizer (:attr:`Requantizer.latency <tfl2rtl.hw.requant.Requantizer.latency>`
+        at its interval, then a beat of ``requant_lanes`` every interval for the rest of
+        the group) and :data:`BOUNDARY_SLACK` cycles of stream plumbing."""
         return (MatrixVectorUnit.latency_for(self.simd)
-                + Requantizer.latency_for(self.requant_interval, True) + BOUNDARY_SLACK)
+                + Requantizer.latency_for(self.requant_interval, True)
+                + self._requant_cycles - self.requant_interval + BOUNDARY_SLACK)
+
+    def boundary_wait(self, k: int) -> int:
+        """The most cycles the unit waits between layer ``k`` and ``k + 1`` beyond
+        :attr:`issue_cycles`.  Layer ``k``'s group ``g`` leaves the issue ``(g + 1) *
+        c`` cycles into the layer (``c`` the cycles a group: its slices, or the
+        requantizer's time for it if longer) and its outputs are at the unit's input
+        :attr:`boundary_cycles` later; the next layer's first group issues its beats in
+        order, one a cycle, each once the groups its elements come from are there, and
+        not before layer ``k``'s last slice."""
+        this, after = self.steps[k], self.steps[k + 1]
+        per_group = max(this.synapse_folds, self._requant_cycles)
+        ends = [(g + 1) * per_group - 1 for g in range(this.neuron_folds)]
+        issued = ends[-1]
+        for beat in range(after.synapse_folds):
+            source = min(((beat + 1) * self.simd - 1) // self.pe, this.neuron_folds - 1)
+            issued = max(issued + 1, ends[source] + self.boundary_cycles)
+        return max(0, issued - ends[-1] - max(after.synapse_folds, self._requant_cycles))
 
     @property
     def cycles_per_vector(self) -> int:
         """An upper bound of the cycles per inference, back to back: the issue cycles
-        plus :attr:`boundary_cycles` at each layer boundary and once for the next
-        inference's start (measured in Verilator: within 4 to 30% of it)."""
-        return self.issue_cycles + len(self.steps) * self.boundary_cycles
+        plus :meth:`boundary_wait` at each layer boundary (the next inference's first
+        layer waits for nothing: its input is in the input FIFO)."""
+        return self.issue_cycles + sum(self.boundary_wait(k)
+                                       for k in range(len(self.steps) - 1))
 
     @property
     def buffer_beats(self) -> int:
