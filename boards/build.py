@@ -448,7 +448,7 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                                          **clock.parameters},
                                  "oscillator_mhz": float(clock.input_hz) / 1e6,
                                  "baud": baud,
-                                 "uart_divisor": top.divisor,
+                                 "uart_divisor": float(top.divisor),
                                  "identity": identity.pack().hex(),
                                  "loaded_weights": [m.node for m in identity.memories]}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -37,7 +37,8 @@ __all__ = ["PLLFamily", "PLLSetting", "PLL_FAMILIES", "pll_settings", "choose_pl
 #: The largest relative difference between the baud rate a UART divisor gives at a PLL
 #: frequency and the one asked for, for :func:`choose_pll`.  A 10-bit frame sampled in
 #: the middle of each bit tolerates about 4% between both ends; the board's USB bridge
-#: has its own divider error, so the FPGA's side keeps to a quarter of that.
+#: has its own divider error, so the FPGA's side keeps to a quarter of that.  (With the
+#: divisor in 1/16 cycles, every clock of 4 cycles a bit or more is within 0.8%.)
 UART_TOLERANCE = 0.01
 
 MHZ = 1_000_000
@@ -185,8 +186,11 @@ def pll_settings(family: str, input_hz: float) -> list[PLLSetting]:
 
 
 def uart_error(clock_hz: float, baud: int) -> float:
-    """The relative baud-rate error of the nearest whole UART divisor at ``clock_hz``."""
-    divisor = max(1, round(clock_hz / baud))
+    """The relative baud-rate error of the UART divisor :func:`tfl2rtl.boards.uart.
+    divisor_for` gives at ``clock_hz`` (the nearest multiple of 1/16 of a cycle)."""
+    from .uart import DIVISOR_STEPS
+
+    divisor = max(1, round(DIVISOR_STEPS * float(clock_hz) / baud)) / DIVISOR_STEPS
     return abs(float(clock_hz) / divisor / baud - 1)
 
 

@@ -1,6 +1,10 @@
 """A UART receiver and transmitter: 8 data bits, no parity, one stop bit (8N1), least
-significant bit first, ``divisor`` clock cycles per bit."""
+significant bit first, ``divisor`` clock cycles per bit: a whole number, or a multiple
+of 1/:data:`DIVISOR_STEPS` (each bit then lasts the whole part of it or one cycle more,
+so that the bits of a byte keep within a cycle of the exact times)."""
 
+from fractions import Fraction
+from numbers import Rational
 
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
@@ -8,31 +12,55 @@ from amaranth.lib.wiring import In, Out
 
 from tfl2rtl.errors import Tfl2RtlError
 
-__all__ = ["UARTReceiver", "UARTTransmitter", "divisor_for"]
+__all__ = ["UARTReceiver", "UARTTransmitter", "divisor_for", "DIVISOR_STEPS", "MIN_DIVISOR"]
 
 #: The fewest clock cycles per bit: the receiver synchronises ``rx`` through two
 #: registers and samples in the middle of a bit.
 MIN_DIVISOR = 4
 
+#: A divisor's fraction of a cycle is a multiple of ``1 / DIVISOR_STEPS``: at 4 or more
+#: cycles a bit the baud rate is then within 1/128 (0.8%) of any rate asked for.
+DIVISOR_STEPS = 16
 
-def divisor_for(clock_hz: float, baud: int) -> int:
-    """Clock cycles per bit for ``baud`` at ``clock_hz``; refuses a rate more than 2% off
-    (a UART frame of 10 bits tolerates about 4% between both ends)."""
-    divisor = round(clock_hz / baud)
+
+def divisor_for(clock_hz: float, baud: int) -> Fraction:
+    """Clock cycles per bit for ``baud`` at ``clock_hz``, to the nearest
+    1/:data:`DIVISOR_STEPS` of a cycle (a whole number where that is exact)."""
+    divisor = Fraction(round(DIVISOR_STEPS * clock_hz / baud), DIVISOR_STEPS)
     if divisor < MIN_DIVISOR:
         raise Tfl2RtlError(f"{baud} baud needs at least {MIN_DIVISOR} cycles per bit; a "
                            f"{clock_hz / 1e6:g} MHz clock gives {clock_hz / baud:.2f}")
-    error = abs(clock_hz / divisor - baud) / baud
-    if error > 0.02:
-        raise Tfl2RtlError(f"{baud} baud from a {clock_hz / 1e6:g} MHz clock is "
-                           f"{100 * error:.1f}% off; choose another baud rate")
     return divisor
 
 
-def _check(divisor: int) -> None:
+def _checked(divisor) -> tuple[int, int]:
+    """``divisor``'s whole cycles and its fraction in 1/:data:`DIVISOR_STEPS` steps."""
+    if not isinstance(divisor, Rational) or (divisor * DIVISOR_STEPS).denominator != 1:
+        raise Tfl2RtlError(f"a UART divisor is a multiple of 1/{DIVISOR_STEPS} cycle, "
+                           f"not {divisor}")
     if divisor < MIN_DIVISOR:
         raise Tfl2RtlError(f"a UART needs at least {MIN_DIVISOR} clock cycles per bit, "
                            f"not {divisor}")
+    whole = int(divisor)
+    return whole, int((divisor - whole) * DIVISOR_STEPS)
+
+
+def _bit_timer(whole: int, steps: int):
+    """A bit timer counting down from a bit's length in cycles: ``(timer, reload)``,
+    where the statements ``reload(first)`` start the next bit (the first of a byte with
+    ``first``): ``whole`` cycles, or one more whenever the fraction ``steps /
+    DIVISOR_STEPS`` accumulated since the byte began carries."""
+    timer = Signal(range(whole + 1))
+    if not steps:
+        return timer, lambda first=False: [timer.eq(whole - 1)]
+    fraction = Signal(range(DIVISOR_STEPS))
+    width = len(fraction)
+
+    def reload(first=False):
+        total = (0 if first else fraction) + Const(steps, width + 1)
+        return [timer.eq(whole - 1 + total[width]), fraction.eq(total[:width])]
+
+    return timer, reload
 
 
 class UARTReceiver(wiring.Component):
@@ -57,8 +85,8 @@ class UARTReceiver(wiring.Component):
     overrun: Out(1)
     framing_error: Out(1)
 
-    def __init__(self, divisor: int):
-        _check(divisor)
+    def __init__(self, divisor):
+        self._whole, self._steps = _checked(divisor)
         self.divisor = divisor
         super().__init__()
 
@@ -68,7 +96,7 @@ class UARTReceiver(wiring.Component):
         line = Signal(init=1)
         m.d.sync += [sync1.eq(self.rx), line.eq(sync1)]
 
-        timer = Signal(range(self.divisor))
+        timer, reload = _bit_timer(self._whole, self._steps)
         bits = Signal(range(10))
         shift = Signal(9)
 
@@ -78,7 +106,7 @@ class UARTReceiver(wiring.Component):
         with m.FSM():
             with m.State("idle"):
                 with m.If(~line):
-                    m.d.sync += timer.eq(self.divisor // 2 - 1)
+                    m.d.sync += timer.eq(int(self.divisor / 2) - 1)
                     m.next = "start"
             with m.State("start"):
                 with m.If(timer != 0):
@@ -86,13 +114,13 @@ class UARTReceiver(wiring.Component):
                 with m.Elif(line):  # a glitch, not a start bit
                     m.next = "idle"
                 with m.Else():
-                    m.d.sync += [timer.eq(self.divisor - 1), bits.eq(0)]
+                    m.d.sync += [*reload(first=True), bits.eq(0)]
                     m.next = "data"
             with m.State("data"):
                 with m.If(timer != 0):
                     m.d.sync += timer.eq(timer - 1)
                 with m.Else():
-                    m.d.sync += [shift.eq(Cat(shift[1:], line)), timer.eq(self.divisor - 1),
+                    m.d.sync += [shift.eq(Cat(shift[1:], line)), *reload(),
                                  bits.eq(bits + 1)]
                     with m.If(bits == 8):  # that was the stop bit
                         m.next = "done"
@@ -119,26 +147,29 @@ class UARTTransmitter(wiring.Component):
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
 
-    def __init__(self, divisor: int):
-        _check(divisor)
+    def __init__(self, divisor):
+        self._whole, self._steps = _checked(divisor)
         self.divisor = divisor
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
-        timer = Signal(range(self.divisor))
+        timer, reload = _bit_timer(self._whole, self._steps)
         bits = Signal(range(11))  # bits still to send, the one on the line included
         shift = Signal(10, init=0x3FF)
 
-        m.d.comb += [self.tx.eq(shift[0]), self.i.ready.eq(bits == 0)]
-        with m.If(self.i.valid & self.i.ready):
+        # ``idle`` (no bit left to send) is a register beside ``bits``, so that ``i.ready``
+        # is one (its comparison was part of hello_world's critical path on the iCE40).
+        idle = Signal(init=1)
+        m.d.comb += [self.tx.eq(shift[0]), self.i.ready.eq(idle)]
+        with m.If(self.i.valid & idle):
             # start bit, data, stop bit
             m.d.sync += [shift.eq(Cat(Const(0, 1), self.i.payload, Const(1, 1))),
-                         bits.eq(10), timer.eq(self.divisor - 1)]
-        with m.Elif(bits != 0):
+                         bits.eq(10), idle.eq(0), *reload(first=True)]
+        with m.Elif(~idle):
             with m.If(timer != 0):
                 m.d.sync += timer.eq(timer - 1)
             with m.Else():
                 m.d.sync += [shift.eq(Cat(shift[1:], Const(1, 1))), bits.eq(bits - 1),
-                             timer.eq(self.divisor - 1)]
+                             idle.eq(bits == 1), *reload()]
         return m

@@ -175,6 +175,9 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
 
         platform = family_hooks(family)
     design, divisor, clock_ns = top, top.divisor, 10.0
+    if clock is None and int(divisor) != divisor:
+        raise Tfl2RtlError(f"the simulated host's UART runs at whole divisors, not "
+                           f"{divisor}: give the board top one")
     if clock is not None:
         from tfl2rtl.boards.build import BoardDesign
 
@@ -204,7 +207,7 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
 
     # A read waits for the slowest reply: the identity record or the output, each
     # after a request timeout at worst, plus the accelerator's time (generously).
-    byte_cycles = 10 * divisor
+    byte_cycles = 10 * int(divisor)
     reply_bytes = max(len(ident.pack()), ident.output.nbytes) + 8
     timeout = (2 * top.link.timeout_cycles + 4 * byte_cycles * reply_bytes
                + 50 * (ident.input.nbytes + ident.output.nbytes) + 200_000)
@@ -217,7 +220,7 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     config = build_dir / "config.json"
     config.write_text(json.dumps({
         "results_dir": str(results_dir),
-        "divisor": divisor,
+        "divisor": int(divisor),
         "clock_ns": clock_ns,
         # Long enough for the PLL model to lock (16 of its cycles after two of the
         # oscillator's) and the reset synchronizer to let go.
@@ -242,7 +245,7 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         sim.build(sources=sources, hdl_toplevel=HARNESS,
                   build_dir=build_dir, build_args=build_args, always=True,
                   timescale=("1ns", "1ps"),
-                  parameters={"DIVISOR": divisor, "HALF_PERIOD": clock_ns / 2},
+                  parameters={"DIVISOR": int(divisor), "HALF_PERIOD": clock_ns / 2},
                   log_file=build_dir / "build.log")
         build_seconds = time.perf_counter() - began
         runner._save_runtime(cache, build_dir)

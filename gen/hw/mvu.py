@@ -18,7 +18,7 @@ from .adapters import SkidBuffer
 from .layouts import accumulator_layout, pack_lanes, signed_lanes
 from .weights import LoadableMemory, loading_members
 
-__all__ = ["MatrixVectorUnit", "weight_rows"]
+__all__ = ["MatrixVectorUnit", "weight_rows", "LOGIC_PRODUCTS_PER_ENABLE"]
 
 
 def weight_rows(weights, pe: int, simd: int) -> bytes:
@@ -37,6 +37,10 @@ def weight_rows(weights, pe: int, simd: int) -> bytes:
 #: every this many levels, so that no path adds more than this many numbers in a row
 #: (the accumulation itself is one more level, in the last stage).
 TREE_LEVELS_PER_STAGE = 2
+
+#: With products in logic, the products of a neuron that share one copy of the
+#: pipeline's enable (each product is three registers of 16 to 26 bits).
+LOGIC_PRODUCTS_PER_ENABLE = 4
 
 
 def tree_stages(simd: int) -> int:
@@ -256,6 +260,11 @@ class MatrixVectorUnit(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         valid_copies, advances = pipeline.enable_copies(m, self.pe, self.o.ready)
+        # With products in logic, more copies: one for every LOGIC_PRODUCTS_PER_ENABLE
+        # products of a neuron (below).
+        chunks = -(-self.simd // LOGIC_PRODUCTS_PER_ENABLE)
+        logic_valid, logic_enables = ((), ()) if not self.products_in_logic else (
+            pipeline.enable_copies(m, self.pe * chunks, self.o.ready, "_logic"))
 
         # Issue: walk (nf, sf) of each layer in turn; the first neuron group of a layer
         # waits for input beats.  ``group`` counts the groups of all the layers (``nf``
@@ -390,16 +399,23 @@ class MatrixVectorUnit(wiring.Component):
         if in_logic:
             # Products in LUTs (pipeline.logic_product): operand registers, then two
             # stages of shifted-term sums, so the same three stages as the hook's path.
-            # Each neuron takes the input lanes into operand registers of its own, under
-            # its own copy of the enable: one register per lane bit feeding every
-            # neuron's partial products was kws's critical path on the ECP5 (stage 0's
-            # x_2 into its products in logic: 16.7 ns, 13.5 of them routing).
-            x_2 = [pipeline.register(m, advances[p], x_1, f"x_2_{p}", self._input_lanes,
-                                     reset_less=True)
-                   for p in range(self.pe)]
-            w_2 = neuron_weights()
-            sums = [[pipeline.logic_product(m, advances[p], x_2[p][s], w_2[p][s],
-                                            f"product_{p}_{s}")
+            # Each neuron takes the input lanes into operand registers of its own (one
+            # register per lane bit feeding every neuron's partial products was kws's
+            # critical path on the ECP5: stage 0's x_2 into its products in logic, 16.7
+            # ns, 13.5 of them routing), and every LOGIC_PRODUCTS_PER_ENABLE of its
+            # products, operands included, move on a copy of the enable of their own
+            # (one copy for a neuron's 3 registers of each of its products was
+            # ResNet-8's: 8.7 ns of routing from the copy to a product register).
+            def enable(p, s):
+                return logic_enables[p * chunks + s // LOGIC_PRODUCTS_PER_ENABLE]
+
+            sums = [[pipeline.logic_product(
+                        m, enable(p, s),
+                        pipeline.register(m, enable(p, s), x_1[s], f"x_2_{p}_{s}",
+                                          reset_less=True),
+                        pipeline.register(m, enable(p, s), weight_data[p][s],
+                                          f"w_2_{p}_{s}", reset_less=True),
+                        f"product_{p}_{s}")
                      for s in range(self.simd)] for p in range(self.pe)]
         elif first is not None:
             # Each DSP block's product is registered once more in the fabric, beside the
@@ -462,6 +478,9 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += out_valid.eq(valid_t & last_t)
             with m.If(valid_t):
                 m.d.sync += out_group.eq(group_t)
+        for valid_k, enable_k in zip(logic_valid, logic_enables, strict=True):
+            with m.If(enable_k):
+                m.d.sync += valid_k.eq(valid_t & last_t)
         for p in range(self.pe):
             with m.If(advances[p]):
                 m.d.sync += valid_copies[p].eq(valid_t & last_t)

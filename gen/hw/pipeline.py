@@ -39,15 +39,16 @@ def register(m: Module, enable: Value, value, name: str, shape=None, *,
     return reg
 
 
-def enable_copies(m: Module, count: int, ready: Value):
+def enable_copies(m: Module, count: int, ready: Value, name: str = ""):
     """``count`` copies of a stalling pipeline's enable ``~o.valid | ready``, for the
     registers of as many parts of it (so that no single net carries the enable to every
     DSP block and register): copy ``k`` is ``~valid_k | ready`` for a copy ``valid_k``
     of the output's valid bit, which the caller loads as it loads ``o.valid``, on the
     edges where copy ``k`` is high (each loads under its own enable, so Yosys does not
-    merge them).  Returns ``(valid_copies, enables)``."""
-    valid_copies = [Signal(name=f"out_valid_{k}") for k in range(count)]
-    enables = [Signal(name=f"advance_{k}") for k in range(count)]
+    merge them).  Returns ``(valid_copies, enables)``, named ``out_valid<name>_<k>`` and
+    ``advance<name>_<k>``."""
+    valid_copies = [Signal(name=f"out_valid{name}_{k}") for k in range(count)]
+    enables = [Signal(name=f"advance{name}_{k}") for k in range(count)]
     for valid_k, enable_k in zip(valid_copies, enables, strict=True):
         m.d.comb += enable_k.eq(~valid_k | ready)
     return valid_copies, enables
