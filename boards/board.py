@@ -149,7 +149,11 @@ BOARDS = {
                 "SPRAM": ("ICESTORM_SPRAM",)},
         bitstream="bin", reset="button", serial_requantizer=True, depthwise_in_logic=True,
         default_multipliers=4,
-        clock_estimate_mhz=40.0),
+        # 39 MHz: what its routed designs reach (hello_world's datasheet bound 37-39.7
+        # MHz), at a whole UART divisor (13 cycles a bit at 3 Mbaud: the fraction's
+        # accumulators cost logic cells, and the Conv2D test model's smallest design
+        # is within a few dozen of the UP5K's placement limit).
+        clock_estimate_mhz=39.0),
     "ulx3s-85f": Board(
         name="ulx3s-85f", description="ULX3S 85F (Lattice ECP5 LFE5U-85F), 25 MHz",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",

@@ -313,20 +313,20 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
                                  progress=progress, notes=notes, seed=seed,
                                  earlier_logs=missed_logs)
         except TimingMissed as missed:
-            missed_logs.update({f"missed-{setting.output_mhz:.4g}MHz-{name}": contents
+            missed_logs.update({f"missed-{setting.output_mhz:.6g}MHz-{name}": contents
                                 for name, contents in missed.logs.items()})
             if best is not None:
-                say(f"timing missed at {setting.output_mhz:.4g} MHz "
+                say(f"timing missed at {setting.output_mhz:.6g} MHz "
                     f"({FMAX_SOURCES[missed.limit]} {missed.fmax_mhz:.1f} MHz); keeping the "
-                    f"bitstream at {best.clock_mhz:.4g} MHz")
+                    f"bitstream at {best.clock_mhz:.6g} MHz")
                 return best
             if attempt == MAX_CLOCK_ATTEMPTS:
                 raise
             limit = min(missed.fmax_mhz * CLOCK_MARGIN, setting.output_mhz * CLOCK_MARGIN)
             reason = (f"{FMAX_SOURCES[missed.limit]} reached {missed.fmax_mhz:.1f} MHz at "
-                      f"{setting.output_mhz:.4g} MHz: built again at most "
+                      f"{setting.output_mhz:.6g} MHz: built again at most "
                       f"{100 * CLOCK_MARGIN:g}% of that")
-            say(f"timing missed at {setting.output_mhz:.4g} MHz ({FMAX_SOURCES[missed.limit]} "
+            say(f"timing missed at {setting.output_mhz:.6g} MHz ({FMAX_SOURCES[missed.limit]} "
                 f"{missed.fmax_mhz:.1f} MHz); building again for {limit:.4g} MHz or below")
             setting = board_clock(board, limit, baud)
             continue
@@ -334,10 +334,10 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
         faster = board_clock(board, report.fmax_mhz, baud)
         if attempt == MAX_CLOCK_ATTEMPTS or faster.output_hz <= setting.output_hz:
             return best
-        say(f"timing met at {setting.output_mhz:.4g} MHz with {FMAX_SOURCES[report.fmax_limit]} "
-            f"{report.fmax_mhz:.1f} MHz; building again for {faster.output_mhz:.4g} MHz")
+        say(f"timing met at {setting.output_mhz:.6g} MHz with {FMAX_SOURCES[report.fmax_limit]} "
+            f"{report.fmax_mhz:.1f} MHz; building again for {faster.output_mhz:.6g} MHz")
         reason = (f"{FMAX_SOURCES[report.fmax_limit]} reached {report.fmax_mhz:.1f} MHz at "
-                  f"{setting.output_mhz:.4g} MHz: built again at that Fmax")
+                  f"{setting.output_mhz:.6g} MHz: built again at that Fmax")
         setting = faster
     raise AssertionError("unreachable")
 
@@ -380,7 +380,7 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
 
     began = time.perf_counter()
     say(f"elaborating {Path(design.graph.source).name} for {board.description} at "
-        f"{clock.output_mhz:.4g} MHz")
+        f"{clock.output_mhz:.6g} MHz")
     top = BoardTop(design.network(), identity, divisor=divisor_for(clock_hz, baud))
     aim = max(clock.output_mhz, constraint_mhz or 0.0)
     overrides = {k: v.format(name=NAME, clock_mhz=f"{aim:.6g}")
@@ -428,7 +428,7 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
             raise TimingMissed(
                 f"{report.model} on {board.name} reaches {report.fmax_mhz:.1f} MHz "
                 f"({FMAX_SOURCES[report.fmax_limit]}), short "
-                f"of the {clock.output_mhz:.4g} MHz clock: choose --clock-mhz "
+                f"of the {clock.output_mhz:.6g} MHz clock: choose --clock-mhz "
                 f"{int(report.fmax_mhz)} or lower, or leave it out to let the build "
                 f"find the clock", report.fmax_mhz, clock.output_mhz, report.fmax_limit,
                 logs={log.name: log.read_bytes() for log in

@@ -313,22 +313,35 @@ def check_cells(design, board: Board, cells: dict[str, int]) -> None:
 
 
 def check_placement(design, board: Board, *logs: Path) -> None:
-    """nextpnr's own words in ``logs`` for a resource that ran out, as
-    :class:`DoesNotFit` with a folding that would fit."""
+    """nextpnr's own words in ``logs`` for a resource that ran out (also its placer
+    giving up at the utilisation limit: a LUT overflow), as :class:`DoesNotFit` with a
+    folding that would fit."""
     text = "".join(path.read_text(errors="replace") for path in logs if path.exists())
     found = re.search(r"Design uses (\d+) (\w+) cells?, but device only has (\d+)", text)
     # Otherwise the utilisation table nextpnr prints before placing ("ICESTORM_LC:
     # 5804/ 5280 109%"): the first cell type over 100%.
     crowded = [(int(u), cell, int(a)) for cell, u, a in
                re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text) if int(u) > int(a)]
+    # Or the placer gives up below 100% ("Unable to find legal placement for all cells,
+    # design is probably at utilisation limit"): the logic cells are too many to place.
+    logic = [(int(u), cell, int(a)) for cell, u, a in
+             re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text)
+             if cell.startswith(board.placed.get("LUT", ("\0",)))]
+    name = Path(design.graph.source).name
     if found is not None:
         used, cell, available = int(found[1]), found[2], int(found[3])
     elif crowded:
         used, cell, available = crowded[0]
+    elif "Unable to find legal placement" in text and logic:
+        used, cell, available = logic[0]
+        raise DoesNotFit(
+            f"{name} does not fit {board.name}: LUT overflows (nextpnr cannot place "
+            f"{used} {cell} of {available}: the utilisation limit); "
+            + _suggest(design, board, "LUT", available + 1, available), "LUT")
     else:
         return
     resource = next((r for r, kinds in board.placed.items() if cell.startswith(kinds)), cell)
     raise DoesNotFit(
-        f"{Path(design.graph.source).name} does not fit {board.name}: {resource} overflows "
+        f"{name} does not fit {board.name}: {resource} overflows "
         f"({used} {cell} needed, {available} available); "
         + _suggest(design, board, resource, used, available), resource)

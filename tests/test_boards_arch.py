@@ -1,0 +1,69 @@
+"""Choosing the architecture on a board: ``--arch auto`` builds the sequential engine
+where no dataflow design fits, and an engine whose logic overflows is lowered to the
+next smaller one (:func:`tfl2rtl.boards.build.build_graph`,
+:func:`tfl2rtl.boards.fit.sequential_design`).  Apart from tests/test_boards_build.py so
+that the two files' real builds run on different workers."""
+
+import json
+import re
+
+from conftest import TEST_MODELS
+from tfl2rtl.api import load
+from tfl2rtl.boards.build import BOARDS
+from tfl2rtl.cli import main
+
+
+def test_auto_builds_the_sequential_engine_where_no_dataflow_design_fits(tmp_path, capsys):
+    """The jet MLP's dataflow design needs more DSP blocks than the iCEBreaker has even
+    fully folded (Yosys says so); the default ``--arch auto`` then builds the sequential
+    engine, saying why, in its progress and in the report.  The fastest engine whose
+    DSP blocks fit (two serial requantizer lanes) overflows the logic cells in nextpnr,
+    and the build goes on with the next smaller one (one lane), saying so."""
+    out = tmp_path / "out"
+    assert main(["build", str(TEST_MODELS / "jet_mlp_int8.tflite"), "--board", "icebreaker",
+                 "-o", str(out), "--clock-mhz", "24"]) == 0
+    err = capsys.readouterr().err
+    why = (re.escape("the dataflow design does not fit (jet_mlp_int8.tflite does not fit "
+                     "icebreaker: DSP overflows (") + r"(\d+)"
+           + re.escape(" needed, 8 available); even fully folded it does not fit: choose a "
+                       "larger board)"))
+    found = re.search(rf"^tfl2rtl: {why}: building the sequential engine$", err, re.M)
+    assert found and int(found[1]) > 8
+    lowered = re.findall(r"^tfl2rtl: LUT overflows with the engine of (\d+) x (\d+) "
+                         r"multipliers and (\d+) requantizer lanes?; trying (\d+) x (\d+) "
+                         r"multipliers and (\d+) requantizer lanes?$", err, re.M)
+    assert len(lowered) == 1 and int(lowered[0][2]) > int(lowered[0][5]) == 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["architecture"] == "sequential"
+    assert re.fullmatch(f"sequential engine: {why}", report["notes"][-2])
+    assert report["notes"][-1].startswith("the engine did not fit with ")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schedule"]["requant_lanes"] == 1
+    assert manifest["architecture"] == "sequential"
+    assert report["resources"]["DSP"]["used"] <= 8 and report["meets_timing"]
+    assert "(sequential engine)" in (out / "report.txt").read_text().splitlines()[0]
+
+
+def test_smaller_sequential_engines_and_their_advice():
+    """After a logic overflow a build asks for the fastest smaller engine
+    (``sequential_design(below=)``): fewer requantizer lanes, or as many and fewer
+    multipliers, until there is none; the overflow's advice for an engine names a
+    smaller engine, not a dataflow folding.  The jet MLP's SOFTMAX gives its DSP block
+    to the engine (its multiplies in logic) where that makes it faster."""
+    from tfl2rtl.boards.fit import _suggest, engine_size, sequential_design
+
+    board = BOARDS["icebreaker"]
+    graph = load(TEST_MODELS / "jet_mlp_int8.tflite")
+    design = sequential_design(graph, board)
+    assert [t.products_in_logic for t in design.network_plan.tail] == [True]
+    sizes = [engine_size(design)]
+    while (smaller := sequential_design(graph, board, below=design)) is not None:
+        assert engine_size(smaller) < engine_size(design)
+        design = smaller
+        sizes.append(engine_size(design))
+    assert sizes[0][0] > 1 and sizes[-1] == (1, 1) and len(sizes) > 3
+    assert _suggest(design, board, "LUT", 6000, 5280) == (
+        "even the smallest engine does not fit: choose a larger board")
+    bigger = sequential_design(graph, board)
+    assert _suggest(bigger, board, "LUT", 6000, 5280) == (
+        f"a smaller engine needs less (--max-multipliers {bigger.multipliers - 1} or fewer)")
