@@ -81,22 +81,28 @@ def test_accumulator_splitter(in_lanes, out_lanes, mode):
     assert got == expected
 
 
-@pytest.mark.parametrize("mode", STALL_MODES)
-def test_stream_fifo(mode):
-    dut = StreamFIFO(signed(8), depth=5)
-    rng = random.Random(0)
-    values = [rng.randint(-128, 127) for _ in range(40)]
-    in_timing, out_timing = STALL_MODES[mode](9)
+def pass_through(dut, values, count, timings, cycles=None) -> list:
+    """``values`` into ``dut.i`` and ``count`` payloads out of ``dut.o``, under
+    ``timings`` (the input's and the output's); the edges they left at in ``cycles``."""
+    in_timing, out_timing = timings
     got = []
 
     async def producer(ctx):
         await put(ctx, dut.i, values, in_timing)
 
     async def consumer(ctx):
-        got.extend(await get(ctx, dut.o, len(values), out_timing))
+        got.extend(await get(ctx, dut.o, count, out_timing, cycles=cycles))
 
     simulate(dut, producer, consumer)
-    assert got == values
+    return got
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_stream_fifo(mode):
+    dut = StreamFIFO(signed(8), depth=5)
+    rng = random.Random(0)
+    values = [rng.randint(-128, 127) for _ in range(40)]
+    assert pass_through(dut, values, len(values), STALL_MODES[mode](9)) == values
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
@@ -105,17 +111,7 @@ def test_beat_trim_keeps_the_first_beats_of_every_period(keep, period, mode):
     dut = BeatTrim(signed(8), keep, period)
     values = [(k * 7) % 256 - 128 for k in range(6 * period)]
     kept = [v for k, v in enumerate(values) if k % period < keep]
-    in_timing, out_timing = STALL_MODES[mode](period)
-    got = []
-
-    async def producer(ctx):
-        await put(ctx, dut.i, values, in_timing)
-
-    async def consumer(ctx):
-        got.extend(await get(ctx, dut.o, len(kept), out_timing))
-
-    simulate(dut, producer, consumer)
-    assert got == kept
+    assert pass_through(dut, values, len(kept), STALL_MODES[mode](period)) == kept
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
@@ -123,17 +119,8 @@ def test_skid_buffer_keeps_every_beat_in_order(mode):
     dut = SkidBuffer(signed(8))
     rng = random.Random(1)
     values = [rng.randint(-128, 127) for _ in range(200)]
-    in_timing, out_timing = STALL_MODES[mode](11)
-    got, cycles = [], []
-
-    async def producer(ctx):
-        await put(ctx, dut.i, values, in_timing)
-
-    async def consumer(ctx):
-        got.extend(await get(ctx, dut.o, len(values), out_timing, cycles=cycles))
-
-    simulate(dut, producer, consumer)
-    assert got == values
+    cycles = []
+    assert pass_through(dut, values, len(values), STALL_MODES[mode](11), cycles) == values
     if mode == "streaming":  # beat k taken at edge k + 1 leaves at edge k + 1 + latency
         assert cycles == [k + 1 + dut.latency for k in range(len(values))]
 
