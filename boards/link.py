@@ -197,6 +197,10 @@ class HostLink(wiring.Component):
         crc = Signal(16, init=0xFFFF)
         crc_low = Signal(8)
         code = Signal(8)  # ErrorCode, 0 for none
+        # Whether ``code`` holds an error, a register set with it (on the iCE40 the
+        # code's comparison with 0 through the request's checks into the code was
+        # hello_world's critical path at 40.5 MHz, 25.8 ns).
+        coded = Signal()
         infer = Signal()  # this frame's payload goes to the accelerator
         loading = Signal()  # this frame's payload goes to the weight memories
         load_memory = Signal(8)
@@ -221,9 +225,9 @@ class HostLink(wiring.Component):
 
         m.submodules.rom = rom = Memory(shape=8, depth=len(self.record),
                                         init=list(self.record))
-        # The identity byte at ``tx_count``, read a cycle old: a byte is handed over
-        # only to a free output register (below), never in two cycles running, so the
-        # read has caught up with ``tx_count`` by the next hand-over.
+        # The identity byte at ``tx_count``, read a cycle old: the next byte is handed
+        # over only once the selection has settled (below), by when the read has caught
+        # up with ``tx_count``.
         here = rom.read_port()
 
         byte = self.rx.payload
@@ -266,7 +270,7 @@ class HostLink(wiring.Component):
         def finish_request(final_code, ok):
             """After the request's last byte (or its timeout) and ``ok`` (its
             ``final_code`` is none) registered: reply or drain first."""
-            m.d.sync += [code.eq(final_code), payload_done.eq(1), drained.eq(0),
+            m.d.sync += [code.eq(final_code), coded.eq(~ok), payload_done.eq(1), drained.eq(0),
                          drain_last.eq(out_beats == 1)]
             if self.loadable:  # weights from a frame that failed its check: all void
                 m.d.comb += self.invalidate.eq(loading & ~ok)
@@ -307,23 +311,48 @@ class HostLink(wiring.Component):
         # there in time and the line stays as busy as before.  A byte is handed over
         # only to a free register, so when a CRC byte is, every byte before it has
         # been sent and folded in.
+        #
+        # The byte a state would hand over (``choice``, a multiplexer of every reply
+        # byte: the identity ROM, the output lanes, the code, the length and CRC bytes)
+        # is registered (``chosen``) before it goes into ``out_byte``, and so is the
+        # decision to hand it over (``handed``, from the state's ``want`` a cycle
+        # before): a byte is handed over only once ``chosen`` has settled, two cycles
+        # after anything it depends on changed (a hand-over, which moves the state and
+        # ``tx_count``, whose ROM read is a cycle late; a byte sent, which moves the
+        # CRC; an output beat taken; the reply's start), and since nothing changed in
+        # the cycle before, ``want`` still holds.  On the iCE40 the ROM's address
+        # through that multiplexer into ``out_byte`` was the critical path at 40 MHz
+        # (26.3 ns), then the state's choice of ``want`` through the hand-over into the
+        # reply's counters (24 ns).  The UART takes a byte every ten bit times (40 cycles
+        # or more), so the wait costs nothing.
         out_byte = Signal(8)
         out_pending = Signal()
         out_checked = Signal()
+        choice = Signal(8)
+        chosen = Signal(8)
+        want = Signal()  # the state would hand ``choice`` over now
+        changed = Signal()  # something ``choice`` or ``want`` depends on changes at this edge
+        changed_before = Signal()  # ``changed`` a cycle ago
         sent = self.tx.valid & self.tx.ready
-        handed = Signal()  # the state machine hands a byte over at this edge
+        handed = Signal()  # the state machine hands ``chosen`` over at this edge
         m.d.comb += [self.tx.payload.eq(out_byte), self.tx.valid.eq(out_pending),
                      here.addr.eq(tx_count)]
+        # A hand-over, a byte sent, and below: the reply's start, a beat taken.
+        m.d.comb += changed.eq(handed | sent)
+        m.d.sync += [chosen.eq(choice), changed_before.eq(changed),
+                     handed.eq(want & ~changed & ~changed_before)]
         with m.If(sent):
             m.d.sync += out_pending.eq(0)
             with m.If(out_checked):
                 m.d.sync += crc.eq(crc16_step(crc, out_byte))
 
         def send(value, next_state, checked=True, ready=None):
-            """Hand ``value`` over when the output register is free (and ``ready``)."""
-            m.d.comb += handed.eq(~out_pending if ready is None else ~out_pending & ready)
+            """Hand ``value`` over (registered in ``chosen``, once settled) when the
+            output register is free (and ``ready``)."""
+            m.d.comb += [choice.eq(value),
+                         want.eq(~out_pending if ready is None else ~out_pending & ready)]
             with m.If(handed):
-                m.d.sync += [out_byte.eq(value), out_pending.eq(1),
+                m.d.sync += [out_byte.eq(chosen), out_pending.eq(1),
                              out_checked.eq(checked)]
                 m.next = next_state
 
@@ -333,7 +362,7 @@ class HostLink(wiring.Component):
                 # sync byte (its comparison into their enables was hello_world's
                 # critical path on the iCE40, 24.6 ns): the last request's reply is sent
                 # and its input fed by now.
-                m.d.sync += [crc.eq(0xFFFF), code.eq(0), infer.eq(0), loading.eq(0),
+                m.d.sync += [crc.eq(0xFFFF), code.eq(0), coded.eq(0), infer.eq(0), loading.eq(0),
                              payload_done.eq(0)]
                 with m.If(got & (byte == protocol.SYNC_REQUEST)):
                     m.next = "command"
@@ -376,15 +405,15 @@ class HostLink(wiring.Component):
                     m.d.sync += [infer.eq(1), feeding.eq(1), fed.eq(0), lane.eq(0)]
                     if self.loadable:
                         with m.If(~self.loaded):
-                            m.d.sync += code.eq(ErrorCode.NOT_LOADED)
+                            m.d.sync += [code.eq(ErrorCode.NOT_LOADED), coded.eq(1)]
                 with m.Elif(command_is.load & length_is.load):
                     m.d.sync += loading.eq(1)
                 with m.Elif(~command_is.infer & ~command_is.identify & ~command_is.load):
-                    m.d.sync += code.eq(ErrorCode.UNKNOWN_COMMAND)
+                    m.d.sync += [code.eq(ErrorCode.UNKNOWN_COMMAND), coded.eq(1)]
                 with m.Elif(command_is.identify & length_is.empty):
                     pass
                 with m.Else():
-                    m.d.sync += code.eq(ErrorCode.WRONG_LENGTH)
+                    m.d.sync += [code.eq(ErrorCode.WRONG_LENGTH), coded.eq(1)]
                 with m.If(~timed_out):
                     with m.If(length_is.empty):
                         m.next = "crc_low"
@@ -396,8 +425,8 @@ class HostLink(wiring.Component):
                     m.d.sync += rx_count.eq(Mux(rx_count == 4, 4, rx_count + 1))
                     with m.If(infer):
                         m.d.comb += [queue.w_data.eq(byte), queue.w_en.eq(1)]
-                        with m.If(~queue.w_rdy & (code == 0)):
-                            m.d.sync += code.eq(ErrorCode.OVERRUN)
+                        with m.If(~queue.w_rdy & ~coded):
+                            m.d.sync += [code.eq(ErrorCode.OVERRUN), coded.eq(1)]
                     if self.loadable:
                         with m.If(loading):
                             with m.Switch(rx_count):
@@ -448,6 +477,7 @@ class HostLink(wiring.Component):
 
         with m.FSM(name="reply_fsm"):
             with m.State("idle"):
+                m.d.comb += changed.eq(1)
                 with m.If(reply_start):
                     m.next = "send_sync"
             with m.State("send_sync"):
@@ -483,6 +513,7 @@ class HostLink(wiring.Component):
                         with m.If(~beat_held):
                             m.d.comb += self.from_accel.ready.eq(1)
                             with m.If(self.from_accel.valid):
+                                m.d.comb += changed.eq(1)
                                 m.d.sync += [beat.eq(self.from_accel.payload),
                                              beat_held.eq(1)]
                         send(beat.word_select(position, 8), "send_payload",
