@@ -150,8 +150,9 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
 
     Without ``max_multipliers``, ``--fold auto`` builds the fastest design whose DSP
     estimate fits, some layers' products in logic where the board allows
-    (:func:`fitting_design`); when Yosys then maps more DSP blocks than the device has,
-    or nextpnr finds the logic (LUTs or flip-flops) too large, the next smaller design
+    (:func:`fitting_design`); when Yosys then maps more DSP or block RAM blocks than the
+    device has, or nextpnr finds the logic (LUTs or flip-flops) too large
+    (:data:`LOWERED_ON`), the next smaller design
     is built instead, down to one multiplier per layer (``progress`` and the report's
     notes say so).  With ``max_multipliers`` (or a fold file) every product is a
     multiplier."""
@@ -206,7 +207,7 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
             return build_board_clocked(design, board_name, out_dir, baud=baud,
                                        clock_mhz=clock_mhz, progress=progress, notes=notes)
         except DoesNotFit as overflow:
-            if not chosen or overflow.resource not in ("LUT", "FF", "DSP"):
+            if not chosen or overflow.resource not in LOWERED_ON:
                 raise
             # the fastest design with fewer multipliers
             smaller = fitting_design(graph, target, lanes=lanes, requant_interval=interval,
@@ -223,6 +224,13 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                      f"with {design.multipliers}, initiation interval "
                      f"{design.initiation_interval} cycles instead of "
                      f"{first.initiation_interval}"]
+
+
+#: The resources whose overflow makes a default build try the next smaller design: the
+#: DSP blocks and the logic, and the block RAM, whose weight memories are as wide as
+#: their layers' multipliers (a shallow memory of a wide row fills few of a block's
+#: words: vww_96_int8's default design needed 210 DP16KD of 208).
+LOWERED_ON = ("LUT", "FF", "DSP", "BRAM")
 
 
 def _engine_text(design) -> str:

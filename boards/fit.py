@@ -265,7 +265,7 @@ def fitting_design(graph, board: Board, *, lanes: int = 1, requant_interval: int
 
 def _suggest(design, board: Board, resource: str, used: int, available: int) -> str:
     """A folding that would fit ``resource`` (multipliers are what folding changes)."""
-    if resource not in ("DSP", "LUT", "FF"):
+    if resource not in ("DSP", "LUT", "FF", "BRAM"):
         return "no folding reduces it"
     if design.architecture == "sequential":
         if design.multipliers > 1 or engine_size(design)[0] > 1:
@@ -292,9 +292,10 @@ def _suggest(design, board: Board, resource: str, used: int, available: int) -> 
                 f"{dsp_estimate(fitting, board) + others} {resource}; initiation interval "
                 f"{fitting.initiation_interval} cycles instead of "
                 f"{design.initiation_interval})")
-    return (f"--max-multipliers {budget} needs less (logic shrinks roughly with the "
-            f"multipliers; initiation interval {fitting.initiation_interval} cycles instead "
-            f"of {design.initiation_interval})")
+    what = ("block RAM shrinks with the multipliers, its weight memories' rows narrower"
+            if resource == "BRAM" else "logic shrinks roughly with the multipliers")
+    return (f"--max-multipliers {budget} needs less ({what}; initiation interval "
+            f"{fitting.initiation_interval} cycles instead of {design.initiation_interval})")
 
 
 def check_cells(design, board: Board, cells: dict[str, int]) -> None:

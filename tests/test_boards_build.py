@@ -17,6 +17,7 @@ from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
 
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 VWW = ZOO / "mlperf_tiny" / "vww_96_int8.tflite"
+AD01 = ZOO / "mlperf_tiny" / "ad01_int8.tflite"
 MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
 
 
@@ -229,6 +230,73 @@ def test_a_default_budget_whose_logic_overflows_is_lowered(tmp_path, capsys):
     assert report["notes"][-1].startswith(
         f"the design did not fit with {first.multipliers} multipliers")
     assert (out / "tfl2rtl_icebreaker.bin").exists()
+
+
+def test_a_default_design_whose_block_ram_overflows_is_lowered(monkeypatch, tmp_path):
+    """The lowering policy of build_graph over a stand-in for the clocked build (the real
+    builds run in the test above) whose Yosys maps more DP16KD than the ULX3S has for
+    ad01's two largest designs, as it did for vww_96_int8's default design (210 of 208,
+    measured): each overflow is dropped for the next smaller design, saying so, and the
+    report's notes keep the first."""
+    from tfl2rtl.boards import build as board_build
+    from tfl2rtl.boards.board import DoesNotFit
+    from tfl2rtl.boards.fit import fitting_design
+    from tfl2rtl.boards.report import BuildReport
+
+    graph, board = load(AD01), BOARDS["ulx3s-85f"]
+    designs = [fitting_design(graph, board, requant_interval=board.requant_interval)]
+    for _ in range(2):
+        designs.append(fitting_design(graph, board, requant_interval=board.requant_interval,
+                                      below=designs[-1].multipliers))
+    tried, lines = [], []
+
+    def clocked(design, board_name, out_dir, *, notes, **kwargs):
+        tried.append(design.multipliers)
+        if design.multipliers > designs[2].multipliers:
+            raise DoesNotFit("ad01_int8.tflite does not fit ulx3s-85f: BRAM overflows (210 "
+                             "needed, 208 available)", "BRAM")
+        return BuildReport(board=board_name, model="m", bitstream="b", resources={},
+                           fmax_mhz=60, clock_mhz=60, cycles_per_inference=1,
+                           multipliers=design.multipliers, baud=DEFAULT_BAUD, link_bytes=1,
+                           clock="c", notes=list(notes))
+
+    monkeypatch.setattr(board_build, "build_board_clocked", clocked)
+    report = board_build.build_graph(graph, "ulx3s-85f", tmp_path, progress=lines.append)
+    assert tried == [design.multipliers for design in designs]
+    assert report.multipliers == designs[2].multipliers
+    steps = [line for line in lines if "overflows" in line]
+    assert steps == [f"BRAM overflows with {designs[k].multipliers} multipliers; trying "
+                     f"{designs[k + 1].multipliers}"
+                     + (f" ({designs[k + 1].network_plan.logic_multipliers} in logic)"
+                        if designs[k + 1].network_plan.logic_multipliers else "")
+                     for k in range(2)]
+    assert report.notes[-1].startswith(
+        f"the design did not fit with {designs[0].multipliers} multipliers (BRAM "
+        f"overflowed): built with {designs[2].multipliers}")
+
+
+def test_a_user_sized_design_whose_block_ram_overflows_gets_a_smaller_folding():
+    """A design the user sized stops at Yosys' block RAM count with one line that names
+    a smaller ``--max-multipliers`` (a stand-in count: the real overflow is vww's, which
+    takes a 4-minute synthesis)."""
+    from tfl2rtl.boards.board import DoesNotFit
+    from tfl2rtl.boards.fit import check_cells
+
+    design = generate(AD01, max_multipliers=130)
+    with pytest.raises(DoesNotFit) as overflow:
+        check_cells(design, BOARDS["ulx3s-85f"], {"DP16KD": 250, "MULT18X18D": 100})
+    assert overflow.value.resource == "BRAM"
+    found = re.fullmatch(
+        r"ad01_int8\.tflite does not fit ulx3s-85f: BRAM overflows \(250 needed, 208 "
+        r"available\); --max-multipliers (\d+) needs less \(block RAM shrinks with the "
+        r"multipliers, its weight memories' rows narrower; initiation interval (\d+) "
+        r"cycles instead of (\d+)\)", str(overflow.value))
+    assert found, str(overflow.value)
+    smaller = generate(AD01, max_multipliers=int(found[1]))
+    assert smaller.multipliers < design.multipliers
+    assert 250 * smaller.multipliers / design.multipliers <= 0.9 * 208
+    assert (int(found[2]), int(found[3])) == (smaller.initiation_interval,
+                                              design.initiation_interval)
 
 
 def test_weights_beyond_block_ram_are_refused_before_synthesis(tmp_path, capsys):
