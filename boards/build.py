@@ -136,15 +136,16 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                 max_multipliers: int | None = None, lanes: int = 1,
                 baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
                 progress: Callable[[str], None] | None = None,
-                arch: str = "auto") -> BuildReport:
+                arch: str = "auto", seed: int | None = None) -> BuildReport:
     """Plan ``graph`` for the board ``board_name`` (with its requantizers) and build it
     with :func:`build_board_clocked` (at ``clock_mhz``, or the fastest clock the routed
-    design meets).  ``arch="sequential"`` builds a sequential engine instead
-    (:func:`~tfl2rtl.boards.fit.sequential_design`: the fastest whose DSP estimate
-    fits, or within ``max_multipliers``).  ``arch="auto"`` builds the dataflow design
-    and, when even its smallest design does not fit (:class:`DoesNotFit`), the
-    sequential engine, saying why in ``progress`` and in the report's notes; a model
-    the engine does not take either gets one error with both reasons.  With
+    design meets; ``seed`` is nextpnr's for its first build).  ``arch="sequential"``
+    builds a sequential engine instead (:func:`~tfl2rtl.boards.fit.sequential_design`:
+    the fastest whose DSP estimate fits, or within ``max_multipliers``).
+    ``arch="auto"`` builds the dataflow design and, when even its smallest design does
+    not fit (:class:`DoesNotFit`), the sequential engine, saying why in ``progress`` and
+    in the report's notes; a model the engine does not take either gets one error with
+    both reasons.  With
     ``max_multipliers`` or a fold file the user sizes the dataflow design: ``auto``
     then builds that design only.
 
@@ -167,7 +168,8 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
         try:
             return build_graph(graph, board_name, out_dir, fold=fold,
                                max_multipliers=max_multipliers, lanes=lanes, baud=baud,
-                               clock_mhz=clock_mhz, progress=progress, arch="dataflow")
+                               clock_mhz=clock_mhz, progress=progress, arch="dataflow",
+                               seed=seed)
         except DoesNotFit as overflow:
             if max_multipliers is not None or fold not in (None, "auto"):
                 raise  # a dataflow design the user sized: the advice is theirs
@@ -182,14 +184,14 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
         say(f"{why}: building the sequential engine")
         return _build_engine(design, graph, board_name, out_dir, baud=baud,
                              clock_mhz=clock_mhz, progress=progress, lowered=True,
-                             notes=[f"sequential engine: {why}"])
+                             notes=[f"sequential engine: {why}"], seed=seed)
     if arch == "sequential":
         gen.check_sequential_fold(fold)
         design = sequential_design(graph, target, lanes=lanes,
                                    max_multipliers=max_multipliers)
         return _build_engine(design, graph, board_name, out_dir, baud=baud,
                              clock_mhz=clock_mhz, progress=progress,
-                             lowered=max_multipliers is None)
+                             lowered=max_multipliers is None, seed=seed)
     chosen = max_multipliers is None and fold in (None, "auto")
     if chosen:
         design = fitting_design(graph, target, lanes=lanes, requant_interval=interval)
@@ -205,7 +207,8 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     while True:
         try:
             return build_board_clocked(design, board_name, out_dir, baud=baud,
-                                       clock_mhz=clock_mhz, progress=progress, notes=notes)
+                                       clock_mhz=clock_mhz, progress=progress, notes=notes,
+                                       seed=seed)
         except DoesNotFit as overflow:
             if not chosen or overflow.resource not in LOWERED_ON:
                 raise
@@ -242,7 +245,8 @@ def _engine_text(design) -> str:
 
 def _build_engine(design, graph, board_name: str, out_dir, *, baud: int,
                   clock_mhz: float | None, progress, lowered: bool,
-                  notes: list[str] | tuple[str, ...] = ()) -> BuildReport:
+                  notes: list[str] | tuple[str, ...] = (),
+                  seed: int | None = None) -> BuildReport:
     """Build a sequential engine with :func:`build_board_clocked`; with ``lowered`` (the
     engine the board planner chose), an engine whose logic (LUTs or flip-flops)
     overflows in nextpnr is replaced by the next smaller one
@@ -253,7 +257,7 @@ def _build_engine(design, graph, board_name: str, out_dir, *, baud: int,
         try:
             return build_board_clocked(design, board_name, out_dir, baud=baud,
                                        clock_mhz=clock_mhz, progress=progress,
-                                       notes=notes)
+                                       notes=notes, seed=seed)
         except DoesNotFit as overflow:
             if not lowered or overflow.resource not in ("LUT", "FF"):
                 raise
@@ -281,8 +285,10 @@ def board_clock(board: Board, limit_mhz: float, baud: int) -> PLLSetting:
 def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
                         baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
                         progress: Callable[[str], None] | None = None,
-                        notes: list[str] | tuple[str, ...] = ()) -> BuildReport:
-    """Build ``design`` with :func:`build_board` at a clock the routed design meets.
+                        notes: list[str] | tuple[str, ...] = (),
+                        seed: int | None = None) -> BuildReport:
+    """Build ``design`` with :func:`build_board` at a clock the routed design meets;
+    ``seed`` (when given) is nextpnr's ``--seed`` for the first build.
 
     With ``clock_mhz``: at the fastest PLL clock at or below it (:func:`board_clock`);
     a design that misses it raises :class:`TimingMissed` naming the Fmax reached.
@@ -300,11 +306,12 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     before it that missed, as ``missed-<clock>MHz-<file>``."""
     board = board_named(board_name)
     say = progress or (lambda message: None)
+    seeded = "" if seed is None else f" (nextpnr --seed {seed})"
     if clock_mhz is not None:
         setting = board_clock(board, clock_mhz, baud)
         return build_board(design, board_name, out_dir, baud=baud, clock=setting,
-                           clock_reason=f"--clock-mhz {clock_mhz:g}", progress=progress,
-                           notes=notes)
+                           clock_reason=f"--clock-mhz {clock_mhz:g}{seeded}",
+                           progress=progress, notes=notes, seed=seed)
     estimate = board.first_clock_mhz(design)
     setting = board_clock(board, estimate, baud)
     kind = (" with products in logic" if estimate != board.clock_estimate_mhz else "")
@@ -312,13 +319,14 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     best: BuildReport | None = None
     missed_logs: dict[str, bytes] = {}
     for attempt in range(1, MAX_CLOCK_ATTEMPTS + 1):
-        seed = None if attempt == 1 else attempt
-        if seed is not None:
-            reason += f" (nextpnr --seed {seed})"
+        # the attempt's own seed after the first (counted on from the one given)
+        this_seed = seed if attempt == 1 else (seed or 0) + attempt
+        if this_seed is not None:
+            reason += f" (nextpnr --seed {this_seed})"
         try:
             report = build_board(design, board_name, out_dir, baud=baud, clock=setting,
                                  clock_reason=reason, constraint_mhz=estimate,
-                                 progress=progress, notes=notes, seed=seed,
+                                 progress=progress, notes=notes, seed=this_seed,
                                  earlier_logs=missed_logs)
         except TimingMissed as missed:
             missed_logs.update({f"missed-{setting.output_mhz:.6g}MHz-{name}": contents

@@ -304,7 +304,7 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
 def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
           max_multipliers: int | None = None, lanes: int = 1, baud: int | None = None,
           clock_mhz: float | None = None, progress: Callable[[str], None] | None = None,
-          arch: str = "auto"):
+          arch: str = "auto", placement_seed: int | None = None):
     """Generate the design for a model, put it behind the UART host link on ``board``
     (see :data:`tfl2rtl.boards.build.BOARDS`), synthesize, place, route and pack it,
     and write the bitstream, ``report.json``, ``report.txt``, ``manifest.json`` and the
@@ -316,6 +316,8 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     :class:`tfl2rtl.boards.build.TimingMissed`), or by default at the fastest clock the
     routed design meets (:func:`tfl2rtl.boards.build.build_board_clocked`).  ``baud``
     defaults to :data:`tfl2rtl.boards.build.DEFAULT_BAUD` (3 Mbaud).
+    ``placement_seed`` is nextpnr's ``--seed`` for the first build (a clock search's
+    later builds count on from it).
 
     Without ``max_multipliers``, ``--fold auto`` builds the fastest design whose DSP
     blocks suffice, with the products of some layers in logic where the board allows
@@ -337,7 +339,7 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     return build_graph(_hardware_graph(path_or_graph), board, out_dir, fold=fold,
                        max_multipliers=max_multipliers, lanes=lanes,
                        baud=baud or DEFAULT_BAUD, clock_mhz=clock_mhz, progress=progress,
-                       arch=arch)
+                       arch=arch, seed=placement_seed)
 
 
 @dataclass

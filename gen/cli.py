@@ -200,7 +200,8 @@ def cmd_build(args) -> int:
     report = api.build(args.model, args.board, out, fold=args.fold,
                        max_multipliers=args.max_multipliers, lanes=args.lanes,
                        baud=args.baud, clock_mhz=args.clock_mhz,
-                       progress=None if args.json else _status, arch=args.arch)
+                       progress=None if args.json else _status, arch=args.arch,
+                       placement_seed=args.placement_seed)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -255,6 +256,10 @@ def _board_commands(sub) -> None:
     p.add_argument("--clock-mhz", type=float, default=None, metavar="F",
                    help="run at the fastest PLL clock at or below F MHz (default: the "
                         "fastest clock the routed design meets)")
+    p.add_argument("--placement-seed", type=int, default=None, metavar="N",
+                   help="nextpnr's --seed for the first build (placement moves "
+                        "the Fmax by several MHz; a clock search's later builds count on "
+                        "from N)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_build)
 

@@ -128,9 +128,9 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     calls, given_logs = [], []
 
     def one_build(design, board_name, out_dir, *, clock, seed, clock_reason,
-                  earlier_logs, **kwargs):
+                  earlier_logs=None, **kwargs):
         calls.append((clock.output_mhz, seed))
-        given_logs.append(sorted(earlier_logs))
+        given_logs.append(sorted(earlier_logs or {}))
         fmax = reached[seed]
         if fmax < clock.output_mhz:
             raise board_build.TimingMissed("missed", fmax, clock.output_mhz, "nextpnr",
@@ -166,6 +166,18 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     higher = board_clock(board, 75.0, DEFAULT_BAUD).output_mhz
     assert higher > faster and len(calls) == board_build.MAX_CLOCK_ATTEMPTS
     assert calls[2:] == [(faster, 3), (higher, 4)] and report.clock_mhz == faster
+
+    # --placement-seed N: the first build's seed, the later builds' counted on from it;
+    # with --clock-mhz the one build takes it, and its report's clock line says so.
+    reached.update({5: 57.1, 7: 72.8, 8: 60.0})
+    calls.clear()
+    board_build.build_board_clocked(design, "ulx3s-85f", tmp_path, seed=5)
+    assert calls == [(first, 5), (lowered, 7), (faster, 8)]
+    calls.clear()
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path, seed=7,
+                                             clock_mhz=70)
+    assert calls == [(board_clock(board, 70, DEFAULT_BAUD).output_mhz, 7)]
+    assert report.clock == "--clock-mhz 70 (nextpnr --seed 7)"
 
 
 def test_a_clock_the_design_cannot_meet_is_refused(tmp_path, capsys):
