@@ -179,6 +179,19 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     assert calls == [(board_clock(board, 70, DEFAULT_BAUD).output_mhz, 7)]
     assert report.clock == "--clock-mhz 70 (nextpnr --seed 7)"
 
+    # A first miss within NARROW_MISS of its clock is built again at that clock with
+    # another seed before the search steps down.
+    narrow = round(board_build.NARROW_MISS * first + 0.1, 1)
+    reached.update({None: narrow, 2: 72.8})
+    calls.clear()
+    lines.clear()
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path,
+                                             progress=lines.append)
+    assert calls == [(first, None), (first, 2)] and report.clock_mhz == first
+    assert lines == [f"timing missed at {first:.6g} MHz (nextpnr's Fmax {narrow:.1f} MHz); "
+                     "building again at the same clock with another placement seed"]
+    assert report.clock.endswith("built again with another placement (nextpnr --seed 2)")
+
 
 def test_a_clock_the_design_cannot_meet_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
