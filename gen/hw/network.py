@@ -18,7 +18,7 @@ from ..fold import Fold, divisors_text
 from ..lower import LUT_OPS, hardware_form
 from .adapters import Broadcast, LaneConverter, StreamFIFO
 from .layouts import signed_lanes
-from .pipeline import add_with_own_reset, reset_copy
+from .pipeline import ResetTree
 from .stages import SERIAL_REQUANT_INTERVAL, STAGE_KINDS, Stage, stage_for
 from .weights import LOAD_LAYOUT
 
@@ -455,9 +455,9 @@ class DataflowNetwork(wiring.Component):
     (vectors are counted).
 
     Clock and synchronous active-high reset are the ``sync`` domain's ``clk`` and ``rst``.
-    Each stage, splitter, lane converter and FIFO takes the reset from a register of its
-    own (:func:`~tfl2rtl.hw.pipeline.add_with_own_reset`: a reset tree), so it leaves
-    reset one edge after ``rst`` falls; ``s_axis`` and ``load`` stay closed until then.
+    Each stage, splitter, lane converter and FIFO takes the reset from a leaf of a
+    :class:`~tfl2rtl.hw.pipeline.ResetTree`, so it leaves reset :attr:`reset_depth` edges
+    after ``rst`` falls; ``s_axis`` and ``load`` stay closed until then.
 
     With ``plan.loadable``, the network has two more ports: ``load`` (``In(stream.
     Signature(LOAD_LAYOUT))``, ready from the edge after reset), the weight bytes for every
@@ -479,6 +479,9 @@ class DataflowNetwork(wiring.Component):
         The stages' components, in plan order.
     cycles_per_vector : int
         Steady-state initiation interval (``plan.cycles_per_vector``).
+    reset_depth : int or None
+        The registers of the reset tree between ``rst`` and each part (set when the
+        network is elaborated).
     """
 
     def __init__(self, plan: NetworkPlan, *, lanes: int | None = None):
@@ -489,6 +492,7 @@ class DataflowNetwork(wiring.Component):
         memory_ids = {node: k for k, node in enumerate(plan.loadable)}
         self.stages = [stage.build(memory_ids.get(stage.index)) for stage in plan.stages]
         self.cycles_per_vector = plan.cycles_per_vector
+        self.reset_depth = None
         bits = plan.act_bits
         members = {
             "s_axis_tdata": In(bits * self.lanes),
@@ -510,19 +514,20 @@ class DataflowNetwork(wiring.Component):
         branch_fifo = dict(plan.branch_fifo)
 
         bits = plan.act_bits
-        # Every part below takes its reset from a register of its own (a reset tree), one
-        # edge after the ``sync`` domain's; the input waits for that edge.
-        held = reset_copy(m, "input_reset")
+        # Every part below takes its reset from a leaf of a reset tree; the input waits
+        # until the parts leave reset.
+        tree = ResetTree(m)
+        held = tree.leaf("input_reset")
         source = axis_source(m, self, plan, held)
 
         def lanes_of(upstream) -> int:
             return stream_lanes(upstream, bits)
 
         def convert(upstream, count, name):
-            return convert_lanes(m, upstream, count, name, bits, own_reset=True)
+            return convert_lanes(m, upstream, count, name, bits, tree=tree)
 
         def fifo(upstream, beats, name):
-            return through_fifo(m, upstream, beats, name, bits, own_reset=True)
+            return through_fifo(m, upstream, beats, name, bits, tree=tree)
 
         # The streams of each tensor, one per reader, in reading order.
         streams: dict[str, list] = {}
@@ -534,7 +539,7 @@ class DataflowNetwork(wiring.Component):
                 streams[tensor] = [upstream]
                 return
             split = Broadcast(signed_lanes(bits, lanes_of(upstream)), readers)
-            add_with_own_reset(m, f"split_{_ident(tensor)}", split)
+            tree.add(f"split_{_ident(tensor)}", split)
             wiring.connect(m, upstream, split.i)
             streams[tensor] = list(split.o)
 
@@ -559,7 +564,7 @@ class DataflowNetwork(wiring.Component):
         publish(plan.input, source)
         for k, (stage_plan, component) in enumerate(zip(plan.stages, self.stages,
                                                         strict=True)):
-            add_with_own_reset(m, f"stage_{k}", component)
+            tree.add(f"stage_{k}", component)
             ports = _input_ports(component, len(plan.sources[k]))
             for slot, (tensor, port, count) in enumerate(zip(
                     plan.sources[k], ports, stage_plan.in_lanes, strict=True)):
@@ -575,6 +580,7 @@ class DataflowNetwork(wiring.Component):
         upstream = convert(upstream, self.lanes, "lanes_out")
 
         axis_sink(m, self, plan, upstream)
+        self.reset_depth = tree.build()
         return m
 
 
@@ -584,27 +590,26 @@ def stream_lanes(upstream, bits: int) -> int:
 
 
 def convert_lanes(m: Module, upstream, count: int, name: str, bits: int = 8, *,
-                  own_reset: bool = False):
+                  tree: ResetTree | None = None):
     """``upstream`` regrouped to ``count`` lanes per beat: through a
-    :class:`~tfl2rtl.hw.adapters.LaneConverter` (``m``'s submodule ``name``, with a reset
-    of its own when ``own_reset``: :func:`~tfl2rtl.hw.pipeline.add_with_own_reset`) when
-    it has another count."""
+    :class:`~tfl2rtl.hw.adapters.LaneConverter` (``m``'s submodule ``name``, its reset
+    from ``tree`` when given) when it has another count."""
     lanes = stream_lanes(upstream, bits)
     if lanes == count:
         return upstream
     converter = LaneConverter(signed(bits), lanes, count)
-    _add(m, name, converter, own_reset)
+    _add(m, name, converter, tree)
     wiring.connect(m, upstream, converter.i)
     return converter.o
 
 
 def through_fifo(m: Module, upstream, beats: int, name: str, bits: int = 8, *,
-                 own_reset: bool = False):
+                 tree: ResetTree | None = None):
     """``upstream`` through a :class:`~tfl2rtl.hw.adapters.StreamFIFO` of ``beats`` beats
     (at least 3: a 2-deep buffered FIFO moves a beat every other cycle only), ``m``'s
-    submodule ``name`` (with a reset of its own when ``own_reset``)."""
+    submodule ``name`` (its reset from ``tree`` when given)."""
     queue = StreamFIFO(signed_lanes(bits, stream_lanes(upstream, bits)), depth=max(3, beats))
-    _add(m, name, queue, own_reset)
+    _add(m, name, queue, tree)
     wiring.connect(m, upstream, queue.i)
     return queue.o
 
@@ -641,9 +646,9 @@ def axis_sink(m: Module, top, plan, upstream) -> None:
         m.d.sync += position.eq(Mux(position == out_beats - 1, 0, position + 1))
 
 
-def _add(m: Module, name: str, part, own_reset: bool) -> None:
-    if own_reset:
-        add_with_own_reset(m, name, part)
+def _add(m: Module, name: str, part, tree: ResetTree | None) -> None:
+    if tree is not None:
+        tree.add(name, part)
     else:
         m.submodules[name] = part
 

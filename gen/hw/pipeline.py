@@ -3,7 +3,7 @@ unit, the depthwise unit, pooling, the requantizer, ADD's input scaling): each s
 moves only on the cycles its pipeline advances; the platform hook for their
 pipelined products (:data:`PRODUCT_HOOK`); and products built in LUTs
 (:func:`logic_product`); and the reset tree of a whole design
-(:func:`add_with_own_reset`)."""
+(:class:`ResetTree`)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ from amaranth.hdl import (
 )
 
 __all__ = ["PRODUCT_HOOK", "register", "enable_copies", "platform_product",
-           "fabric_product", "logic_terms", "logic_product", "reset_copy",
-           "add_with_own_reset"]
+           "fabric_product", "logic_terms", "logic_product", "ResetTree"]
 
 #: The platform method that builds a pipelined product in a vendor's DSP block with its
 #: own registers: ``platform.get_registered_product(m, enable, a, b, name)`` returns
@@ -67,39 +66,80 @@ def enable_copies(m: Module, count: int, ready: Value, name: str = ""):
     return valid_copies, enables
 
 
-def reset_copy(m: Module, name: str) -> Signal:
-    """A register ``name`` in ``m``'s ``sync`` domain that follows the domain's reset one
-    edge later: 1 while the domain is in reset and on the edge after it.
-
-    Its own output is part of its enable (it loads while it or the reset is high, which
-    changes nothing), so Yosys does not merge copies of it that parts of a design take
-    for themselves (see :func:`add_with_own_reset`)."""
-    copy = Signal(init=1, name=name)
-    with m.If(ResetSignal() | copy):
-        m.d.sync += copy.eq(ResetSignal())
+def _reset_copy(m: Module, name: str, parent, *, reset_less: bool = True) -> Signal:
+    """A register ``name`` in ``m``'s ``sync`` domain that follows ``parent`` one edge
+    later (1 at power-up; out of the domain's reset unless not ``reset_less``).  Its own
+    output is part of its enable (it loads while it or ``parent`` is high, which changes
+    nothing), so that Yosys does not merge copies of one parent."""
+    copy = Signal(init=1, name=name, reset_less=reset_less)
+    with m.If(parent | copy):
+        m.d.sync += copy.eq(parent)
     return copy
 
 
-def add_with_own_reset(m: Module, name: str, part) -> None:
-    """Add ``part`` to ``m`` as submodule ``name``, its ``sync`` domain renamed to a
-    domain ``name`` local to ``m``: ``sync``'s clock, and a reset of its own, a
-    :func:`reset_copy` of ``sync``'s (so the part comes out of reset one edge after the
-    ``sync`` domain).
+class ResetTree:
+    """The ``sync`` domain's reset, brought to the parts of a design through a tree of
+    registers, each driving at most ``fanout`` others: :meth:`add` puts a part in a
+    clock domain of its own (``sync``'s clock) whose reset is a leaf of the tree, and
+    :meth:`leaf` gives a leaf as a signal; :meth:`build` then builds the levels above
+    the leaves (consecutive leaves, parts added one after another, share their parents)
+    up to one root.  Every leaf is :attr:`depth` registers from the reset, so every part
+    leaves reset :attr:`depth` edges after the ``sync`` domain does, all on the same
+    edge.  Only the root is in the domain's reset (so a ``ResetInserter`` on ``sync``
+    reaches the parts through it too); the other registers follow their parents and
+    start at 1.
 
-    A design whose parts all take their reset so is a reset tree: the domain's reset net
-    reaches one register per part, and each part's copy only the part's registers, placed
-    near them.  On the ECP5 the single reset net of ResNet-8 was its critical path (13.5
-    ns of routing at 65.4 MHz).
+    On the ECP5 ResNet-8's single reset net was its critical path (13.5 ns of routing
+    at 65.4 MHz), and then, with one register per part, the net from the reset to its
+    110 parts' registers (14.0 ns at 64.8 MHz).
 
     Only the parts' registers may be in the derived domains: Amaranth's simulator
     updates a domain whose clock is assigned from ``sync``'s one delta cycle after
     ``sync``, so a register of ``sync`` read by such a part would be seen one edge
-    early (and the copy of the reset, too: there a part leaves reset with ``sync``).
+    early (the leaves, too: there a part leaves reset an edge before the leaf does).
     Parts may read each other and ``sync`` may read them."""
-    domain = ClockDomain(name, local=True)
-    m.domains += domain
-    m.d.comb += [domain.clk.eq(ClockSignal()), domain.rst.eq(reset_copy(m, f"{name}_reset"))]
-    m.submodules[name] = DomainRenamer(name)(part)
+
+    def __init__(self, m: Module, fanout: int = 8):
+        assert fanout >= 2
+        self.m, self.fanout = m, fanout
+        self._leaves: list[Signal] = []
+        self._parents: list[Signal] = []  # each leaf's parent, wired by build()
+        self.depth: int | None = None  # known after build()
+
+    def leaf(self, name: str) -> Signal:
+        """A new leaf, as a register ``name``: 1 until :attr:`depth` edges after the
+        reset falls."""
+        parent = Signal(name=f"{name}_parent")
+        self._leaves.append(_reset_copy(self.m, name, parent))
+        self._parents.append(parent)
+        return self._leaves[-1]
+
+    def add(self, name: str, part) -> None:
+        """Add ``part`` to the module as submodule ``name``, its ``sync`` domain renamed
+        to a domain ``name`` local to the module: ``sync``'s clock, and a leaf of the
+        tree (``<name>_reset``) as its reset."""
+        domain = ClockDomain(name, local=True)
+        self.m.domains += domain
+        self.m.d.comb += [domain.clk.eq(ClockSignal()),
+                          domain.rst.eq(self.leaf(f"{name}_reset"))]
+        self.m.submodules[name] = DomainRenamer(name)(part)
+
+    def build(self) -> int:
+        """Build the levels above the leaves and the root; returns :attr:`depth`."""
+        m, level, depth = self.m, self._parents, 1
+        while len(level) > self.fanout:
+            groups = [level[k:k + self.fanout] for k in range(0, len(level), self.fanout)]
+            above = []
+            for number, group in enumerate(groups):
+                parent = Signal(name=f"reset_node_{depth}_{number}_parent")
+                node = _reset_copy(m, f"reset_node_{depth}_{number}", parent)
+                m.d.comb += [child.eq(node) for child in group]
+                above.append(parent)
+            level, depth = above, depth + 1
+        root = _reset_copy(m, "reset_root", ResetSignal(), reset_less=False)
+        m.d.comb += [child.eq(root) for child in level]
+        self.depth = depth + 1
+        return self.depth
 
 
 def platform_product(m: Module, platform, enable: Value, a: Value, b: Value, name: str):
