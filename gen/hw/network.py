@@ -16,7 +16,7 @@ from .. import ir
 from ..errors import Tfl2RtlError
 from ..fold import Fold, divisors_text
 from ..lower import LUT_OPS, hardware_form
-from .adapters import Broadcast, LaneConverter, StreamFIFO
+from .adapters import Broadcast, LaneConverter, SkidBuffer, StreamFIFO
 from .layouts import signed_lanes
 from .pipeline import ResetTree
 from .stages import SERIAL_REQUANT_INTERVAL, STAGE_KINDS, Stage, stage_for
@@ -443,7 +443,8 @@ class DataflowNetwork(wiring.Component):
 
     Data path: ``s_axis`` (``xor 0x80`` per element for a uint8 input), then per stage in
     graph order: for each input, the stream of the tensor it reads (a
-    :class:`~tfl2rtl.hw.adapters.Broadcast` output when several stages read it, with the
+    :class:`~tfl2rtl.hw.adapters.Broadcast` output, behind a
+    :class:`~tfl2rtl.hw.adapters.SkidBuffer`, when several stages read it, with the
     residual FIFO of :attr:`NetworkPlan.branch_fifo`), a lane converter to the stage's
     input lanes and a FIFO; then the stage.  The output tensor goes through a FIFO and a
     lane converter to ``lanes`` to ``m_axis`` (``xor 0x80`` for a uint8 output).  The FIFO
@@ -538,9 +539,16 @@ class DataflowNetwork(wiring.Component):
             if readers == 1:
                 streams[tensor] = [upstream]
                 return
-            split = Broadcast(signed_lanes(bits, lanes_of(upstream)), readers)
+            # The broadcast's ready gathers its readers' (their FIFOs' levels): a skid
+            # buffer keeps that from the stage's own enable (on the ECP5 it ran on into
+            # ResNet-8's first requantizer's serial multiplier at 70.5 MHz, 13.4 ns).
+            shape = signed_lanes(bits, lanes_of(upstream))
+            skid = SkidBuffer(shape)
+            tree.add(f"skid_{_ident(tensor)}", skid)
+            wiring.connect(m, upstream, skid.i)
+            split = Broadcast(shape, readers)
             tree.add(f"split_{_ident(tensor)}", split)
-            wiring.connect(m, upstream, split.i)
+            wiring.connect(m, skid.o, split.i)
             streams[tensor] = list(split.o)
 
         def take(tensor, name):
