@@ -456,12 +456,12 @@ class DataflowNetwork(wiring.Component):
     (vectors are counted).
 
     Clock and synchronous active-high reset are the ``sync`` domain's ``clk`` and ``rst``.
-    Each stage, splitter, lane converter and FIFO takes the reset from a leaf of a
+    Each stage, skid buffer, splitter, lane converter and FIFO takes the reset from a leaf of a
     :class:`~tfl2rtl.hw.pipeline.ResetTree`, so it leaves reset :attr:`reset_depth` edges
     after ``rst`` falls; ``s_axis`` and ``load`` stay closed until then.
 
     With ``plan.loadable``, the network has two more ports: ``load`` (``In(stream.
-    Signature(LOAD_LAYOUT))``, ready from the edge after reset), the weight bytes for every
+    Signature(LOAD_LAYOUT))``, ready once the parts leave reset), the weight bytes for every
     :class:`~tfl2rtl.hw.weights.LoadableMemory`, and ``loaded`` (``Out(1)``), high once
     all of them are full.  Load only while no vector is under way.
 

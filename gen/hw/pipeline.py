@@ -68,7 +68,7 @@ def enable_copies(m: Module, count: int, ready: Value, name: str = ""):
 
 def _reset_copy(m: Module, name: str, parent, *, reset_less: bool = True) -> Signal:
     """A register ``name`` in ``m``'s ``sync`` domain that follows ``parent`` one edge
-    later (1 at power-up; out of the domain's reset unless not ``reset_less``).  Its own
+    later (1 at power-up, and in the domain's reset only when not ``reset_less``).  Its own
     output is part of its enable (it loads while it or ``parent`` is high, which changes
     nothing), so that Yosys does not merge copies of one parent."""
     copy = Signal(init=1, name=name, reset_less=reset_less)
@@ -91,7 +91,7 @@ class ResetTree:
 
     On the ECP5 ResNet-8's single reset net was its critical path (13.5 ns of routing
     at 65.4 MHz), and then, with one register per part, the net from the reset to its
-    110 parts' registers (14.0 ns at 64.8 MHz).
+    55 parts' registers (14.0 ns at 64.8 MHz).
 
     Only the parts' registers may be in the derived domains: Amaranth's simulator
     updates a domain whose clock is assigned from ``sync``'s one delta cycle after
