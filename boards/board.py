@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.depthwise import LOGIC_PRODUCTS_HOOK
-from tfl2rtl.hw.pipeline import PRODUCT_HOOK
+from tfl2rtl.hw.pipeline import PRODUCT_HOOK, RESET_TREE_HOOK
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
 from tfl2rtl.hw.weights import ROW_MEMORY_HOOK
@@ -36,15 +36,18 @@ __all__ = ["Board", "BOARDS", "DoesNotFit", "board_named", "toolchain_env", "cou
 
 
 def platform_hooks(*, serial_requantizer: bool, depthwise_in_logic: bool,
-                   spram: bool, ecp5_products: bool = False) -> dict:
+                   spram: bool, ecp5_products: bool = False, reset_tree: bool = True) -> dict:
     """The tfl2rtl platform attributes, by name: ``serial_requantizer`` sets
     :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`, ``depthwise_in_logic``
     :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK`, ``spram`` supplies the rows of
     loadable weight memories as SPRAM blocks (:data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`:
     :class:`tfl2rtl.boards.spram.SPRAMRows`), and ``ecp5_products`` builds pipelined
     products in registered ``MULT18X18D`` blocks (:data:`tfl2rtl.hw.pipeline.PRODUCT_HOOK`:
-    :func:`tfl2rtl.boards.ecp5.registered_product`)."""
-    hooks = {SERIAL_PRODUCTS_HOOK: serial_requantizer, LOGIC_PRODUCTS_HOOK: depthwise_in_logic}
+    :func:`tfl2rtl.boards.ecp5.registered_product`); ``reset_tree`` false leaves out a
+    dataflow network's reset tree (:data:`tfl2rtl.hw.pipeline.RESET_TREE_HOOK`: the
+    iCE40 boards)."""
+    hooks = {SERIAL_PRODUCTS_HOOK: serial_requantizer, LOGIC_PRODUCTS_HOOK: depthwise_in_logic,
+             RESET_TREE_HOOK: reset_tree}
     if spram:
         hooks[ROW_MEMORY_HOOK] = SPRAMRows
     if ecp5_products:
@@ -128,7 +131,8 @@ class Board:
         attributes = platform_hooks(serial_requantizer=self.serial_requantizer,
                                     depthwise_in_logic=self.depthwise_in_logic,
                                     spram="SPRAM" in self.available,
-                                    ecp5_products=self.family == "ecp5")
+                                    ecp5_products=self.family == "ecp5",
+                                    reset_tree=self.family != "ice40")
         if self.reset is not None:
             attributes["default_rst"] = self.reset
         return type(f"Tfl2Rtl{cls}", (base,), attributes)()

@@ -21,6 +21,7 @@ from tfl2rtl.hw.network import (
     plan_network,
     to_verilog,
 )
+from tfl2rtl.hw.pipeline import RESET_TREE_HOOK
 from tfl2rtl.hw.softmax import SoftmaxUnit
 from tfl2rtl.hw.weights import load_payloads
 from tfl2rtl.sim.runner import HARNESS, TOP, golden_vectors, harness_source
@@ -371,6 +372,27 @@ def test_the_input_opens_when_the_parts_leave_reset():
     simulate(m, testbench)
     assert network.reset_depth >= 2
     assert ready == ([0] * network.reset_depth + [1] * 5)[:5]
+
+
+def test_a_platform_can_leave_the_reset_tree_out():
+    """Where the platform's RESET_TREE_HOOK is false (the iCE40 boards) the parts share
+    the domain's reset and the input is open on the first cycle out of reset."""
+    network = DataflowNetwork(plan_network(load(HELLO_WORLD)))
+    m = Module()
+    m.domains.sync = domain = ClockDomain()
+    m.submodules.network = network
+    ready = []
+
+    async def testbench(ctx):
+        ctx.set(network.s_axis_tvalid, 1)
+        ctx.set(domain.rst, 1)
+        await ctx.delay(2e-6)
+        ctx.set(domain.rst, 0)
+        ready.append(ctx.get(network.s_axis_tready))
+
+    platform = type("NoTree", (), {RESET_TREE_HOOK: False})()
+    simulate(m, testbench, platform=platform)
+    assert network.reset_depth == 0 and ready == [1]
 
 
 def test_each_part_takes_its_reset_from_a_register_of_its_own(tmp_path):

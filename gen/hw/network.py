@@ -18,7 +18,7 @@ from ..fold import Fold, divisors_text
 from ..lower import LUT_OPS, hardware_form
 from .adapters import Broadcast, LaneConverter, SkidBuffer, StreamFIFO
 from .layouts import signed_lanes
-from .pipeline import ResetTree
+from .pipeline import RESET_TREE_HOOK, ResetTree
 from .stages import SERIAL_REQUANT_INTERVAL, STAGE_KINDS, Stage, stage_for
 from .weights import LOAD_LAYOUT
 
@@ -458,7 +458,9 @@ class DataflowNetwork(wiring.Component):
     Clock and synchronous active-high reset are the ``sync`` domain's ``clk`` and ``rst``.
     Each stage, skid buffer, splitter, lane converter and FIFO takes the reset from a leaf of a
     :class:`~tfl2rtl.hw.pipeline.ResetTree`, so it leaves reset :attr:`reset_depth` edges
-    after ``rst`` falls; ``s_axis`` and ``load`` stay closed until then.
+    after ``rst`` falls; ``s_axis`` and ``load`` stay closed until then.  A platform whose
+    :data:`~tfl2rtl.hw.pipeline.RESET_TREE_HOOK` attribute is false gets no tree (the
+    iCE40 boards: ``reset_depth`` 0).
 
     With ``plan.loadable``, the network has two more ports: ``load`` (``In(stream.
     Signature(LOAD_LAYOUT))``, ready once the parts leave reset), the weight bytes for every
@@ -482,7 +484,7 @@ class DataflowNetwork(wiring.Component):
         Steady-state initiation interval (``plan.cycles_per_vector``).
     reset_depth : int or None
         The registers of the reset tree between ``rst`` and each part (set when the
-        network is elaborated).
+        network is elaborated; 0 without a tree).
     """
 
     def __init__(self, plan: NetworkPlan, *, lanes: int | None = None):
@@ -515,10 +517,10 @@ class DataflowNetwork(wiring.Component):
         branch_fifo = dict(plan.branch_fifo)
 
         bits = plan.act_bits
-        # Every part below takes its reset from a leaf of a reset tree; the input waits
-        # until the parts leave reset.
-        tree = ResetTree(m)
-        held = tree.leaf("input_reset")
+        # Every part below takes its reset from a leaf of a reset tree (unless the
+        # platform leaves it out); the input waits until the parts leave reset.
+        tree = ResetTree(m) if getattr(platform, RESET_TREE_HOOK, True) else None
+        held = None if tree is None else tree.leaf("input_reset")
         source = axis_source(m, self, plan, held)
 
         def lanes_of(upstream) -> int:
@@ -544,10 +546,10 @@ class DataflowNetwork(wiring.Component):
             # ResNet-8's first requantizer's serial multiplier at 70.5 MHz, 13.4 ns).
             shape = signed_lanes(bits, lanes_of(upstream))
             skid = SkidBuffer(shape)
-            tree.add(f"skid_{_ident(tensor)}", skid)
+            _add(m, f"skid_{_ident(tensor)}", skid, tree)
             wiring.connect(m, upstream, skid.i)
             split = Broadcast(shape, readers)
-            tree.add(f"split_{_ident(tensor)}", split)
+            _add(m, f"split_{_ident(tensor)}", split, tree)
             wiring.connect(m, skid.o, split.i)
             streams[tensor] = list(split.o)
 
@@ -567,12 +569,13 @@ class DataflowNetwork(wiring.Component):
                              component.load.payload.eq(self.load.payload)]
                 loaded.append(component.loaded)
         if loaded:
-            m.d.comb += [self.loaded.eq(Cat(*loaded).all()), self.load.ready.eq(~held)]
+            m.d.comb += [self.loaded.eq(Cat(*loaded).all()),
+                         self.load.ready.eq(1 if held is None else ~held)]
 
         publish(plan.input, source)
         for k, (stage_plan, component) in enumerate(zip(plan.stages, self.stages,
                                                         strict=True)):
-            tree.add(f"stage_{k}", component)
+            _add(m, f"stage_{k}", component, tree)
             ports = _input_ports(component, len(plan.sources[k]))
             for slot, (tensor, port, count) in enumerate(zip(
                     plan.sources[k], ports, stage_plan.in_lanes, strict=True)):
@@ -588,7 +591,7 @@ class DataflowNetwork(wiring.Component):
         upstream = convert(upstream, self.lanes, "lanes_out")
 
         axis_sink(m, self, plan, upstream)
-        self.reset_depth = tree.build()
+        self.reset_depth = 0 if tree is None else tree.build()
         return m
 
 

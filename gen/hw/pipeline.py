@@ -21,7 +21,7 @@ from amaranth.hdl import (
 )
 
 __all__ = ["PRODUCT_HOOK", "register", "enable_copies", "platform_product",
-           "fabric_product", "logic_terms", "logic_product", "ResetTree"]
+           "fabric_product", "logic_terms", "logic_product", "ResetTree", "RESET_TREE_HOOK"]
 
 #: The platform method that builds a pipelined product in a vendor's DSP block with its
 #: own registers: ``platform.get_registered_product(m, enable, a, b, name)`` returns
@@ -64,6 +64,13 @@ def enable_copies(m: Module, count: int, ready: Value, name: str = ""):
     for valid_k, enable_k in zip(valid_copies, enables, strict=True):
         m.d.comb += enable_k.eq(~valid_k | ready)
     return valid_copies, enables
+
+
+#: The platform attribute that, false, leaves out the :class:`ResetTree` of a dataflow
+#: network (its parts then share the ``sync`` domain's reset net): on the iCE40 UP5K the
+#: tree's logic cell per part made the Conv2D test model's smallest design unplaceable
+#: (5,014 of 5,280 cells), and a small device's reset net is short.
+RESET_TREE_HOOK = "reset_tree"
 
 
 def _reset_copy(m: Module, name: str, parent, *, reset_less: bool = True) -> Signal:
