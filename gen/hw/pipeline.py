@@ -109,7 +109,6 @@ class ResetTree:
     def __init__(self, m: Module, fanout: int = 8):
         assert fanout >= 2
         self.m, self.fanout = m, fanout
-        self._leaves: list[Signal] = []
         self._parents: list[Signal] = []  # each leaf's parent, wired by build()
         self.depth: int | None = None  # known after build()
 
@@ -117,9 +116,8 @@ class ResetTree:
         """A new leaf, as a register ``name``: 1 until :attr:`depth` edges after the
         reset falls."""
         parent = Signal(name=f"{name}_parent")
-        self._leaves.append(_reset_copy(self.m, name, parent))
         self._parents.append(parent)
-        return self._leaves[-1]
+        return _reset_copy(self.m, name, parent)
 
     def add(self, name: str, part) -> None:
         """Add ``part`` to the module as submodule ``name``, its ``sync`` domain renamed
