@@ -9,6 +9,7 @@ built gets a row that says why.  :func:`plot` draws throughput against resources
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -57,6 +58,9 @@ class BenchRow:
     #: MAC a cycle at the bitstream's clock).
     mac_dsp_share: float | None = None
     dsp_ceiling_share: float | None = None
+    #: A sequential row's schedule (:meth:`tfl2rtl.design.Design.schedule_summary`; with
+    #: a build, of the engine built).
+    schedule: dict | None = None
     error: str | None = None
 
     def fail(self, reason: str) -> None:
@@ -172,6 +176,8 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
     row.logic_multipliers = design.network_plan.logic_multipliers
     row.cycles_per_inference = row.initiation_interval = design.initiation_interval
     row.mac_efficiency = design.mac_efficiency
+    if design.architecture == "sequential":
+        row.schedule = design.schedule_summary()
     if board is not None:
         from .build import build_graph
 
@@ -180,10 +186,12 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
                 report = build_graph(graph, board, Path(scratch) / "out",
                                      max_multipliers=max_multipliers, arch=arch,
                                      progress=lambda m: progress(f"{path.name}: {m}"))
+                manifest = json.loads((Path(scratch) / "out" / "manifest.json").read_text())
         except Tfl2RtlError as exc:
             row.fail(str(exc))
             return row
         row.architecture = report.architecture
+        row.schedule = manifest.get("schedule")
         row.fmax_mhz = report.fmax_mhz
         row.board_clock_mhz = report.clock_mhz
         row.link_inferences_per_second = report.link_inferences_per_second
@@ -234,7 +242,11 @@ def _cell(value, spec: str = "") -> str:
 
 
 def format_table(rows: list[BenchRow]) -> str:
-    """The rows as a text table; rows with an error get it on a line of their own."""
+    """The rows as a text table; rows with an error get it on a line of their own, and
+    after the table each sequential row's schedule
+    (:func:`tfl2rtl.report.format_schedule`)."""
+    from tfl2rtl.report import format_schedule
+
     header = ("model", "arch", "MACs", "weights", "mult", "in logic", "cycles/inf", "II",
               "MAC eff", "Fmax", "clock", "LUT", "FF", "DSP", "MAC DSP", "DSP ceil", "BRAM",
               "inf/s", "link inf/s", "compile s", "TFLM ms")
@@ -267,6 +279,9 @@ def format_table(rows: list[BenchRow]) -> str:
                    "what the UART carries; MAC DSP: the DSP blocks used that multiply "
                    "activations by weights; DSP ceil: MACs/s over every DSP block of the "
                    "chip doing one MAC a cycle at that clock")
+    for r in rows:
+        if r.schedule is not None:
+            out.append(f"{r.model} (sequential) {format_schedule(r.schedule)}")
     return "\n".join(out) + "\n"
 
 

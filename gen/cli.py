@@ -43,8 +43,16 @@ def _progress(label: str):
 def cmd_inspect(args) -> int:
     from .report import format_text
 
-    info = api.inspect(args.model, profile=args.profile)
-    print(json.dumps(info, indent=1) if args.json else format_text(info))
+    info = api.inspect(args.model, profile=args.profile, schedule=args.schedule,
+                       max_multipliers=args.max_multipliers)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return EXIT_OK
+    print(format_text(info))
+    if "schedule" in info:
+        from .report import format_schedule
+
+        print(format_schedule(info["schedule"]))
     return EXIT_OK
 
 
@@ -141,6 +149,10 @@ def cmd_generate(args) -> int:
           f"memory files; {engine}{m['multipliers']} multipliers, initiation interval "
           f"{interval} cycles (ideal {m['ideal_cycles']:g}, "
           f"MAC efficiency {m['mac_efficiency']:.2f})")
+    if design.architecture == "sequential":
+        from .report import format_schedule
+
+        print(format_schedule(m["schedule"]))
     return EXIT_OK
 
 
@@ -321,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, choices=profiles,
                    help="also show what this profile's arithmetic uses per layer "
                         f"({PROFILE_DEFAULT})")
+    p.add_argument("--schedule", action="store_true",
+                   help="also plan the sequential engine and show its schedule: per "
+                        "layer cycles, MACs per cycle, weight bytes and where from")
+    p.add_argument("--max-multipliers", type=int, default=None, metavar="N",
+                   help="the engine's multiplier budget with --schedule (default 64)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 

@@ -141,7 +141,13 @@ class Design:
                 "bias": f"mem/node{step.node:02d}_bias.hex"})
         return entries
 
-    def _schedule_summary(self) -> dict:
+    def schedule_summary(self) -> dict:
+        """A sequential design's schedule, plain data (the manifest's ``"schedule"``):
+        the unit's folding, requantizer lanes, cycles and weight bytes, a
+        :meth:`_schedule_step` entry per layer, and under ``"tail"`` the stages after the
+        last layer (each of its own, working on one inference while the unit computes
+        the next: the design's interval is the slowest of them and the unit's cycles);
+        :func:`tfl2rtl.report.format_schedule` renders it."""
         schedule = self.network_plan.schedule
         return {"pe": schedule.pe, "simd": schedule.simd,
                 "requant_lanes": schedule.requant_lanes,
@@ -150,7 +156,31 @@ class Design:
                 "issue_cycles": schedule.issue_cycles,
                 "boundary_waits": [schedule.boundary_wait(k)
                                    for k in range(len(schedule.steps) - 1)],
-                "activation_buffer_beats": schedule.buffer_beats}
+                "activation_buffer_beats": schedule.buffer_beats,
+                "cycles_per_inference": schedule.cycles_per_vector,
+                "weight_bytes": sum(schedule.weight_bytes(k)
+                                    for k in range(len(schedule.steps))),
+                "flash_bytes": 0,
+                "layers": [self._schedule_step(k) for k in range(len(schedule.steps))],
+                "tail": [{"node": t.index, "op": t.node.op, "cycles": t.cycles_per_vector}
+                         for t in self.network_plan.tail]}
+
+    def _schedule_step(self, k: int) -> dict:
+        """Layer ``k`` of the schedule as ``inspect``, ``generate`` and ``bench`` show it:
+        its cycles (:meth:`~tfl2rtl.hw.engine.Schedule.layer_cycles`), MACs per cycle,
+        the bytes of weights the unit reads (all on chip: the engine has no flash reader
+        yet, ``flash_bytes`` is 0) and those bytes per cycle, the rate a weight stream
+        would have to give it."""
+        schedule = self.network_plan.schedule
+        step = schedule.steps[k]
+        cycles, weight_bytes = schedule.layer_cycles(k), schedule.weight_bytes(k)
+        return {"node": step.node, "op": step.op, "shape": [step.out_depth, step.in_depth],
+                "padded_shape": [step.padded_out, step.padded_in], "cycles": cycles,
+                "boundary_wait": (schedule.boundary_wait(k)
+                                  if k < len(schedule.steps) - 1 else 0),
+                "macs": step.macs, "macs_per_cycle": round(step.macs / cycles, 3),
+                "weight_bytes": weight_bytes, "weights_in": "on chip", "flash_bytes": 0,
+                "weight_bytes_per_cycle": round(weight_bytes / cycles, 3)}
 
     def manifest(self) -> dict:
         g = self.graph
@@ -181,7 +211,7 @@ class Design:
             "multipliers": self.multipliers,
             **({"logic_multipliers": self.network_plan.logic_multipliers}
                if self.network_plan.logic_multipliers else {}),
-            **({"schedule": self._schedule_summary()}
+            **({"schedule": self.schedule_summary()}
                if self.architecture == "sequential" else {}),
             "initiation_interval": self.initiation_interval,
             "expected_cycles_per_inference": self.initiation_interval,

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import golden, ir
 
-__all__ = ["describe", "format_text"]
+__all__ = ["describe", "format_text", "format_schedule"]
 
 
 def _range(values) -> int | list[int]:
@@ -162,3 +162,41 @@ def format_text(info: dict) -> str:
             lines.append(f"       {info['profile']}: {arithmetic['runtime']}"
                          + "".join(f"; {p}" for p in parts))
     return "\n".join(lines)
+
+
+def format_schedule(schedule: dict) -> str:
+    """A sequential engine's schedule (:meth:`tfl2rtl.design.Design.schedule_summary`)
+    as a table: per layer, its shape (padded where the unit pads it), cycles, MACs, MACs
+    per cycle, bytes of weights the unit reads and where from, and those bytes per cycle
+    (the rate a weight stream would have to give the layer)."""
+    pe, simd, lanes = schedule["pe"], schedule["simd"], schedule["requant_lanes"]
+    rows = [("node", "op", "out x in", "padded", "cycles", "MACs", "MACs/cycle",
+             "weight B", "from flash", "B/cycle")]
+    for layer in schedule["layers"]:
+        rows.append((str(layer["node"]), layer["op"], "x".join(map(str, layer["shape"])),
+                     "x".join(map(str, layer["padded_shape"])), f"{layer['cycles']:,}",
+                     f"{layer['macs']:,}", f"{layer['macs_per_cycle']:.2f}",
+                     f"{layer['weight_bytes']:,}", f"{layer['flash_bytes']:,}",
+                     f"{layer['weight_bytes_per_cycle']:.2f}"))
+    cycles = schedule["cycles_per_inference"]
+    macs = sum(layer["macs"] for layer in schedule["layers"])
+    rows.append(("total", "", "", "", f"{cycles:,}", f"{macs:,}", f"{macs / cycles:.2f}",
+                 f"{schedule['weight_bytes']:,}", f"{schedule['flash_bytes']:,}",
+                 f"{schedule['weight_bytes'] / cycles:.2f}"))
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    interval = schedule["requant_interval"]
+    lines = [f"schedule: one {pe} x {simd} unit ({pe * simd} multipliers), {lanes} "
+             f"requantizer lane{'s' if lanes > 1 else ''} (a beat every {interval} "
+             f"cycle{'s' if interval > 1 else ''}); the layers take at most {cycles:,} "
+             "cycles per inference"]
+    lines += ["  " + "  ".join(cell.ljust(w) if k < 2 else cell.rjust(w)
+                               for k, (cell, w) in enumerate(zip(row, widths, strict=True)))
+              for row in rows]
+    for stage in schedule["tail"]:
+        lines.append(f"then node {stage['node']} ({stage['op']}), a stage of its own: "
+                     f"{stage['cycles']:,} cycles per inference, alongside the unit")
+    lines.append(f"weights: {schedule['weight_bytes']:,} bytes on chip, "
+                 f"{schedule['flash_bytes']:,} from flash (the engine has no flash reader "
+                 "yet)")
+    return "\n".join(lines)
+

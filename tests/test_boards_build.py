@@ -14,6 +14,7 @@ from tfl2rtl.boards.build import BOARDS, DEFAULT_BAUD, FMAX_SOURCES, NAME, board
 from tfl2rtl.cli import main
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
+from tfl2rtl.report import format_schedule
 
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 VWW = ZOO / "mlperf_tiny" / "vww_96_int8.tflite"
@@ -370,6 +371,10 @@ def test_bench_table_json_and_plot(tmp_path, capsys):
         assert hello["tflm_ms"] > 0 and hello["compile_seconds"] > 0  # timings
         assert hello["error"] is None and hello["fmax_mhz"] is None
         assert "float32.tflite is a float32 model" in rows["float32.tflite", arch]["error"]
+        # A sequential row carries its schedule (the one generate writes), a dataflow
+        # row none.
+        assert hello["schedule"] == (plan.schedule_summary() if arch == "sequential"
+                                     else None)
     assert rows["conv_int8.tflite", "dataflow"]["error"] is None
     assert rows["conv_int8.tflite", "sequential"]["error"].startswith(
         "cannot build yet: node 0 (CONV_2D) is not in the sequential engine yet")
@@ -379,6 +384,11 @@ def test_bench_table_json_and_plot(tmp_path, capsys):
     assert lines[0].split()[:2] == ["model", "arch"]
     assert [line.split()[:2] for line in lines[1:-2]] == [
         ["hello_world_int8.tflite", "dataflow"]]  # auto, without a board: dataflow
+    # In the text table, the sequential row's schedule follows the table.
+    assert main(["bench", str(HELLO_WORLD), "--arch", "sequential", "--plot", str(plot)]) == 0
+    text = capsys.readouterr().out
+    schedule = format_schedule(generate(HELLO_WORLD, arch="sequential").schedule_summary())
+    assert f"hello_world_int8.tflite (sequential) {schedule}\n" in text
 
 
 def test_bench_row_keeps_the_reason_of_every_failed_step(monkeypatch):

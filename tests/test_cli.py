@@ -326,6 +326,27 @@ def test_generate_and_sim_the_sequential_engine(tmp_path):
     assert [s["node"] for s in steps] == [0, 1, 2, 3]
     assert [s["first_group"] for s in steps] == sorted(s["first_group"] for s in steps)
     assert manifest["schedule"]["issue_cycles"] <= manifest["initiation_interval"]
+    # The printed schedule: a row per layer with its cycles, MACs and weight bytes (the
+    # manifest's), and a total row.
+    schedule = manifest["schedule"]
+    rows = [line.split() for line in proc.stdout.splitlines()[2:]
+            if line.startswith("  ") and line.split()[0] != "node"]
+    assert [row[0] for row in rows] == ["0", "1", "2", "3", "total"]
+    for row, layer in zip(rows, schedule["layers"] + [schedule], strict=True):
+        cycles = layer["cycles"] if "cycles" in layer else layer["cycles_per_inference"]
+        assert int(row[-6].replace(",", "")) == cycles
+        assert int(row[-3].replace(",", "")) == layer["weight_bytes"]
+        assert row[-2] == "0"  # nothing from flash yet
+    assert sum(layer["macs"] for layer in schedule["layers"]) == manifest["macs"]
+    assert schedule["cycles_per_inference"] <= manifest["initiation_interval"]
+    # inspect --schedule plans the same engine and shows the same table.
+    info = json.loads(cli("inspect", path, "--schedule", "--max-multipliers", "16", "--json",
+                          check_code=0).stdout)
+    assert info["schedule"] == schedule
+    text = cli("inspect", path, "--schedule", "--max-multipliers", "16", check_code=0).stdout
+    assert text.endswith(proc.stdout.split("\n", 1)[1])
+    assert_one_line_error(cli("inspect", path, "--max-multipliers", "16"),
+                          "--max-multipliers sizes the engine of --schedule")
     report = json.loads(cli("sim", path, "--inputs", "20", "--arch", "sequential", "--json",
                             check_code=0).stdout)
     assert report["inputs"] == 20 and report["mismatches"] == 0

@@ -89,6 +89,20 @@ def test_schedule_pads_every_layer_to_the_folding():
     assert schedule.buffer_beats == 18
 
 
+@pytest.mark.parametrize("fold", [(3, 1), (4, 4), (16, 1), (1, 8)])
+def test_the_layers_cycles_and_weight_bytes_add_up(fold):
+    """Per layer (what ``inspect --schedule`` shows): its cycles add up to the bound of
+    the cycles per inference, and its weight bytes to the unit's weight memory."""
+    layers = plan_sequential(load(AD01)).layers
+    for lanes in (1, fold[0]):
+        schedule = compile_schedule(layers, *fold, lanes, requant_interval=5)
+        k = range(len(schedule.steps))
+        assert sum(map(schedule.layer_cycles, k)) == schedule.cycles_per_vector
+        assert all(schedule.layer_cycles(i) >= schedule.steps[i].cycles for i in k)
+        assert sum(map(schedule.weight_bytes, k)) == schedule.rows * fold[0] * fold[1]
+        assert all(schedule.weight_bytes(i) >= schedule.steps[i].macs for i in k)
+
+
 def test_planner_takes_the_fewest_cycles_and_few_requantizer_lanes():
     """The fewest cycles per inference, counting the input edge (dense10's 784 beats
     bound it: no engine need be faster), then the fewest multipliers."""

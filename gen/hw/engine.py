@@ -158,11 +158,25 @@ class Schedule:
             issued = max(issued + 1, ends[source] + self.boundary_cycles)
         return max(0, issued - ends[-1] - max(after.synapse_folds, self._requant_cycles))
 
+    def layer_cycles(self, k: int) -> int:
+        """The most cycles of layer ``k`` in :attr:`cycles_per_vector`: its groups, each
+        its slices or the requantizer's time for it if longer, and the
+        :meth:`boundary_wait` after it (none after the last layer)."""
+        step = self.steps[k]
+        wait = self.boundary_wait(k) if k < len(self.steps) - 1 else 0
+        return max(step.synapse_folds, self._requant_cycles) * step.neuron_folds + wait
+
+    def weight_bytes(self, k: int) -> int:
+        """Bytes of layer ``k``'s int8 weights in the unit's weight memory: its rows of
+        ``pe x simd``, padding included (what the unit reads of them per inference)."""
+        return self.steps[k].cycles * self.pe * self.simd
+
     @property
     def cycles_per_vector(self) -> int:
         """An upper bound of the cycles per inference, back to back: the issue cycles
         plus :meth:`boundary_wait` at each layer boundary (the next inference's first
-        layer waits for nothing: its input is in the input FIFO)."""
+        layer waits for nothing: its input is in the input FIFO); the sum of
+        :meth:`layer_cycles`."""
         return self.issue_cycles + sum(self.boundary_wait(k)
                                        for k in range(len(self.steps) - 1))
 
