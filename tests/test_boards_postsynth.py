@@ -10,6 +10,8 @@ import pytest
 from conftest import TEST_MODELS, ZOO
 from tfl2rtl import design
 from tfl2rtl.api import load
+from tfl2rtl.boards.build import BOARDS
+from tfl2rtl.boards.fit import sequential_design
 from tfl2rtl.boards.postsynth import (
     ECP5_DP16KD,
     ECP5_MULT18X18D,
@@ -26,6 +28,7 @@ from tfl2rtl.verify import random_inputs
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
 INT16X8 = TEST_MODELS / "int16x8.tflite"
+JET = TEST_MODELS / "jet_mlp_int8.tflite"
 
 
 def _cell_count(text: str, cell: str) -> int:
@@ -62,13 +65,24 @@ def _yosys_stat(log: str, cell: str) -> int:
     # signed reduced multiplier, a signed top chunk) in the DSP blocks.
     ("ecp5", INT16X8, "auto", 4, {"MULT18X18D": None, "LUT4": None}),
     ("ice40", INT16X8, "auto", 4, {"SB_MAC16": None, "SB_LUT4": None}),
+    # The sequential engine the iCEBreaker build makes of the jet MLP (after its first
+    # engine overflowed the logic cells): one unit and one serial requantizer lane on
+    # SB_MAC16s, its weight rows and ROMs in block RAM, its SOFTMAX a stage of its own.
+    ("ice40", JET, "sequential", 6, {"SB_MAC16": None, "SB_RAM40_4K": None,
+                                     "SB_LUT4": None}),
 ], ids=["ice40-hello_world", "ecp5-hello_world", "ecp5-hello_world-logic",
-        "ecp5-micro_speech", "ecp5-int16x8", "ice40-int16x8"])
+        "ecp5-micro_speech", "ecp5-int16x8", "ice40-int16x8", "ice40-jet-sequential"])
 def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tmp_path,
                                          summary):
     graph = load(model)
-    # An explicit folding keeps every layer's requantizer lanes as they are (unshared).
-    plan = design.plan(graph, full_fold(graph) if fold.startswith("full, unshared") else fold)
+    if fold == "sequential":
+        icebreaker = BOARDS["icebreaker"]
+        plan = sequential_design(graph, icebreaker,
+                                 below=sequential_design(graph, icebreaker))
+        assert plan.architecture == "sequential"
+    else:  # an explicit folding keeps every layer's requantizer lanes as they are
+        plan = design.plan(graph, full_fold(graph) if fold.startswith("full, unshared")
+                           else fold)
     if fold.endswith("products in logic"):
         plan = design.products_in_logic(plan, [s.index for s in plan.network_plan.stages])
     if model == MICRO_SPEECH:
