@@ -77,16 +77,22 @@ def test_reshape_and_per_channel_layer(mode):
 @pytest.mark.parametrize("mode", STALL_MODES)
 def test_softmax_uint8_edges_and_lanes(mode):
     # mlp_uint8: QUANTIZE (uint8 -> int8), RESHAPE, three layers, SOFTMAX, QUANTIZE back;
-    # two elements per beat on both edges.
+    # two elements per beat on both edges.  (One input: the Amaranth simulation of this
+    # network takes a minute an input; tests/test_sim_network.py streams 50 inputs
+    # through the model's networks in Verilator.)
     graph = load(MLP_UINT8)
-    inputs = np.random.default_rng(2).integers(0, 256, (2, 784)).astype(np.uint8)
+    # The third digit of the samples, quantized as the converter does: its softmax is
+    # not saturated (two classes share the probability).
+    image = graph.tensors[graph.inputs[0]]
+    digit = np.load(TEST_MODELS / "digits_samples.npy").reshape(-1, 784)[2:3]
+    inputs = np.clip(np.round(digit / image.scale) + image.zero_point, 0, 255).astype(np.uint8)
     plan = plan_network(graph, {2: (16, 56), 3: (10, 32), 4: (10, 10)})
     dut = DataflowNetwork(plan, lanes=2)
     got, lasts = run_network(dut, graph, inputs, mode)
     expected = golden_vectors(graph, inputs)
     np.testing.assert_array_equal(got, expected)
-    assert lasts == ([0] * 4 + [1]) * 2
-    assert len(np.unique(expected)) > 3  # not all saturated
+    assert lasts == [0] * 4 + [1]
+    assert ((expected > 0) & (expected < 255)).sum() > 1  # not all saturated
     assert dut.plan.lanes == 2 and dut.cycles_per_vector == 32 * 14  # the first layer
 
 
