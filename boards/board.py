@@ -222,11 +222,13 @@ def toolchain_env(board: Board, base: dict[str, str] | None = None) -> dict[str,
 
 class DoesNotFit(Tfl2RtlError):
     """The design needs more of a resource than the device has: ``resource`` (``"LUT"``,
-    ``"DSP"``, ``"BRAM"``, ...)."""
+    ``"DSP"``, ``"BRAM"``, ...).  ``at_limit``: no count overflows, but nextpnr's placer
+    gave up below 100% utilisation (another placement seed may find room)."""
 
-    def __init__(self, message: str, resource: str = ""):
+    def __init__(self, message: str, resource: str = "", at_limit: bool = False):
         super().__init__(message)
         self.resource = resource
+        self.at_limit = at_limit
 
 
 def count(table: dict[str, int], kinds: tuple[str, ...]) -> int:

@@ -338,7 +338,7 @@ def check_placement(design, board: Board, *logs: Path) -> None:
         raise DoesNotFit(
             f"{name} does not fit {board.name}: LUT overflows (nextpnr cannot place "
             f"{used} {cell} of {available}: the utilisation limit); "
-            + _suggest(design, board, "LUT", available + 1, available), "LUT")
+            + _suggest(design, board, "LUT", available + 1, available), "LUT", at_limit=True)
     else:
         return
     resource = next((r for r, kinds in board.placed.items() if cell.startswith(kinds)), cell)

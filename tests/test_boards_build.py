@@ -194,6 +194,54 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     assert report.clock.endswith("built again with another placement (nextpnr --seed 2)")
 
 
+def test_a_placer_giving_up_at_the_limit_places_again_with_another_seed(monkeypatch,
+                                                                       tmp_path):
+    """The placement policy over a stand-in for one board build (the real placer's
+    give-up is read from nextpnr's log in test_the_placer_giving_up_at_the_utilisation_
+    limit_is_a_logic_overflow): a placer that gives up below 100% utilisation is run
+    again with other seeds, up to PLACEMENT_ATTEMPTS builds; a count that overflows is
+    not placed again."""
+    from tfl2rtl.boards import build as board_build
+    from tfl2rtl.boards.board import DoesNotFit
+    from tfl2rtl.boards.report import BuildReport
+
+    placed_by, calls, lines = set(), [], []
+
+    def one_build(design, board_name, out_dir, *, clock, seed, clock_reason, **kwargs):
+        calls.append(seed)
+        if seed not in placed_by:
+            raise DoesNotFit("LUT overflows (the utilisation limit)", "LUT",
+                             at_limit=placed_by != {"never"})
+        return BuildReport(board=board_name, model="m", bitstream="b", resources={},
+                           fmax_mhz=30.0, clock_mhz=clock.output_mhz,
+                           cycles_per_inference=1, multipliers=1, baud=DEFAULT_BAUD,
+                           link_bytes=1, clock=clock_reason)
+
+    monkeypatch.setattr(board_build, "build_board", one_build)
+    step = board_build.PLACEMENT_SEED_STEP
+    design = types.SimpleNamespace(network_plan=types.SimpleNamespace(logic_multipliers=0))
+    placed_by.add(3 + 2 * step)  # the third placement finds room
+    report = board_build.build_board_clocked(design, "icebreaker", tmp_path, clock_mhz=24,
+                                             seed=3, progress=lines.append)
+    assert calls == [3, 3 + step, 3 + 2 * step] and board_build.PLACEMENT_ATTEMPTS == 3
+    assert report.clock == (f"--clock-mhz 24 (nextpnr --seed 3); placed with nextpnr "
+                            f"--seed {3 + 2 * step} (the placer gave up at the utilisation "
+                            f"limit with --seed {3 + step})")
+    assert lines == ["nextpnr's placer gave up at the utilisation limit with --seed 3; "
+                     f"placing again with --seed {3 + step}",
+                     "nextpnr's placer gave up at the utilisation limit with --seed "
+                     f"{3 + step}; placing again with --seed {3 + 2 * step}"]
+    # None finds room: the last overflow is the build's; a count over the device's is
+    # not placed again.
+    for placed, tries in ((set(), 3), ({"never"}, 1)):
+        placed_by.clear()
+        placed_by.update(placed)
+        calls.clear()
+        with pytest.raises(DoesNotFit):
+            board_build.build_board_clocked(design, "icebreaker", tmp_path, clock_mhz=24)
+        assert len(calls) == tries and calls[0] is None
+
+
 def test_a_clock_the_design_cannot_meet_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out),
@@ -206,13 +254,14 @@ def test_a_clock_the_design_cannot_meet_is_refused(tmp_path, capsys):
 
 
 def test_a_design_that_does_not_fit_names_the_resource(tmp_path, capsys):
-    # 64 multipliers cannot fit 8 DSP blocks; the previous contents stay untouched
-    # (a folder with other files is written into only with --force).
+    # 16 multipliers and their requantizers cannot fit 8 DSP blocks; the previous
+    # contents stay untouched (a folder with other files is written into only with
+    # --force).
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old")
     status = main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out),
-                   "--max-multipliers", "64", "--force"])
+                   "--max-multipliers", "16", "--force"])
     lines = capsys.readouterr().err.strip().splitlines()
     err = [line for line in lines if line.startswith("tfl2rtl: error:")]
     assert status == 2
@@ -228,7 +277,10 @@ def test_a_design_that_does_not_fit_names_the_resource(tmp_path, capsys):
 def test_a_default_budget_whose_logic_overflows_is_lowered(tmp_path, capsys):
     """Without --max-multipliers the board's budget is a guess: the Conv2D test model's
     design at the iCEBreaker's default overflows its LUTs in nextpnr, and the build goes
-    on with the next smaller design, saying so."""
+    on with the next smaller design, saying so.  (Its smallest design, 4,984 of the
+    UP5K's 5,280 logic cells, is at the placer's limit: the clock search places it at
+    30.375 MHz with seed 2, aiming at 39 MHz; --clock-mhz 24 with nextpnr's default
+    seed does not.)"""
     from tfl2rtl.boards.build import fitting_budget
 
     conv = TEST_MODELS / "conv_int8.tflite"
@@ -568,6 +620,10 @@ def test_the_placer_giving_up_at_the_utilisation_limit_is_a_logic_overflow(tmp_p
                                          r"LUT overflows \(nextpnr cannot place 5203 "
                                          r"ICESTORM_LC of 5280: the utilisation limit\); ") as e:
         check_placement(design, BOARDS["icebreaker"], log)
-    assert e.value.resource == "LUT"
+    assert e.value.resource == "LUT" and e.value.at_limit  # another seed may place it
+    log.write_text("Info:            ICESTORM_LC:  5804/ 5280   109%\n")
+    with pytest.raises(DoesNotFit, match=r"LUT overflows \(5804 ICESTORM_LC needed") as e:
+        check_placement(design, BOARDS["icebreaker"], log)
+    assert not e.value.at_limit  # no seed places more cells than the device has
     log.write_text("Info:            ICESTORM_LC:  5203/ 5280    98%\n")
     check_placement(design, BOARDS["icebreaker"], log)  # placed: nothing to say
