@@ -13,10 +13,38 @@ from .fit import mac_dsps
 from .protocol import Identity
 from .timing import TimingBound, clocked_mac_margin, ice40_bound
 
-__all__ = ["BuildReport", "build_report", "FRAME_BYTES"]
+__all__ = ["BuildReport", "build_report", "logic_by_part", "FRAME_BYTES", "PARTS"]
 
 #: The frame overhead of one inference over the link: request and reply headers, CRCs.
 FRAME_BYTES = 2 * (4 + 2)
+
+
+#: The parts of a board design :func:`logic_by_part` counts, with what each holds.
+PARTS = {
+    "accelerator": "the design (the dataflow network or the sequential engine)",
+    "link": "the host link, the UART and the register slices around the design",
+    "board": "clock, reset and I/O",
+}
+
+
+def logic_by_part(netlist: dict, kinds: tuple[str, ...]) -> dict[str, int]:
+    """The logic cells (types starting with one of ``kinds``: the board's LUT cells) of
+    a Yosys JSON netlist of the board design by part (:data:`PARTS`), from each cell's
+    name: Yosys names a mapped LUT after the net it drives, whose flattened name starts
+    with the hierarchy (``top.accelerator.*`` the design, the rest of ``top.*`` the link;
+    any other name, without hierarchy included, the board's).  Before packing: the
+    placed logic cells (``LUT`` in :attr:`BuildReport.resources`) also count carries and
+    flip-flops without a LUT."""
+    top = next((m for m in netlist["modules"].values()
+                if int(str(m.get("attributes", {}).get("top", 0)), 2)), None)
+    parts = dict.fromkeys(PARTS, 0)
+    for name, cell in (top or {"cells": {}})["cells"].items():
+        if not cell["type"].startswith(kinds):
+            continue
+        path = name.lstrip("\\")
+        parts["accelerator" if path.startswith("top.accelerator.") else
+              "link" if path.startswith("top.") else "board"] += 1
+    return parts
 
 
 @dataclass
@@ -57,6 +85,8 @@ class BuildReport:
     logic_multipliers: int = 0
     #: ``"dataflow"`` or ``"sequential"`` (:attr:`tfl2rtl.design.Design.architecture`).
     architecture: str = "dataflow"
+    #: The LUTs Yosys mapped, by part of the board design (:func:`logic_by_part`).
+    logic_by_part: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.nextpnr_fmax_mhz is None:
@@ -128,6 +158,7 @@ class BuildReport:
             "dsp_ceiling_share": _rounded(self.dsp_ceiling_share),
             "baud": self.baud,
             "link_inferences_per_second": round(self.link_inferences_per_second, 1),
+            "logic_by_part": self.logic_by_part,
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
             "notes": self.notes,
         }
@@ -172,6 +203,11 @@ class BuildReport:
         if self.logic_multipliers:
             lines.append(f"MAC multipliers in logic (LUTs): {self.logic_multipliers} of "
                          f"{self.multipliers}")
+        if any(self.logic_by_part.values()):
+            mapped = sum(self.logic_by_part.values())
+            lines.append("LUTs by part (Yosys, before packing): " + ", ".join(
+                f"{part} {n:,} ({100 * n / mapped:.0f}%)"
+                for part, n in self.logic_by_part.items()))
         lines += [
             "tool times: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()),
         ]
@@ -206,8 +242,8 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
                      "cycles); the cycles per inference count 5")
     nextpnr_fmax = min(clocks) if clocks else 0.0
     bound = None
+    netlist = json.loads((build / f"{name}.json").read_text())
     if board.family == "ice40":
-        netlist = json.loads((build / f"{name}.json").read_text())
         bound = ice40_bound(placed, cells, clocked=clocked_mac_margin(netlist))
     if identity.memories:
         loaded = sum(m.rows * m.row_bytes for m in identity.memories)
@@ -224,5 +260,6 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
         macs=int(design.graph.macs), mac_dsps=mac_dsps(design, board),
         logic_multipliers=design.network_plan.logic_multipliers,
         architecture=design.architecture,
+        logic_by_part=logic_by_part(netlist, board.cells["LUT"]),
         link_bytes=identity.input.nbytes + identity.output.nbytes + FRAME_BYTES,
         seconds=seconds, notes=notes)

@@ -11,6 +11,7 @@ import pytest
 from conftest import TEST_MODELS, ZOO
 from tfl2rtl.api import generate, load
 from tfl2rtl.boards.build import BOARDS, DEFAULT_BAUD, FMAX_SOURCES, NAME, board_clock
+from tfl2rtl.boards.report import PARTS, logic_by_part
 from tfl2rtl.cli import main
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
@@ -53,6 +54,12 @@ def test_icebreaker_bitstream_and_report(tmp_path, capsys):
     assert report["mac_dsp_share"] == pytest.approx(3 / 6, abs=1e-4)
     assert report["dsp_ceiling_share"] == pytest.approx(
         graph.macs * report["inferences_per_second"] / (8 * 24.375e6), rel=1e-3)
+    # The LUTs Yosys mapped, by part: each part has some, and each takes a logic cell.
+    parts = report["logic_by_part"]
+    assert list(parts) == list(PARTS) and all(parts.values())
+    assert sum(parts.values()) <= resources["LUT"]["used"]
+    assert "LUTs by part (Yosys, before packing): accelerator " in (
+        out / "report.txt").read_text()
     bitstream = out / "tfl2rtl_icebreaker.bin"
     assert bitstream.stat().st_size > 100_000  # an UP5K image is about 104 kB
     assert json.loads((out / "report.json").read_text())["board"] == "icebreaker"
@@ -455,6 +462,25 @@ def test_bench_row_keeps_the_reason_of_every_failed_step(monkeypatch):
     assert row.error.startswith("TFLite Micro failed: Interpreter invocation failed.; "
                                 "cannot build yet: --max-multipliers 0 is below")
     assert row.tflm_ms is None and row.multipliers is None and row.macs == 288
+
+
+def test_logic_by_part_reads_the_hierarchy_in_the_cell_names():
+    """Yosys names a mapped LUT after the net it drives: the flattened hierarchy says
+    whose it is; other cell types and modules are not counted."""
+    cells = {"top.accelerator.stage0.acc_SB_LUT4_O": "SB_LUT4",
+             "\\top.accelerator.fifo.level_SB_LUT4_O_1": "SB_LUT4",
+             "top.link.state_SB_LUT4_O": "SB_LUT4",
+             "top.accelerator_in_slice.valid_SB_LUT4_I3": "SB_LUT4",
+             "top.receiver.bit_SB_LUT4_O": "SB_LUT4",
+             "clock.reset_sync.stage_SB_LUT4_O": "SB_LUT4",
+             "$abc$123$auto$lut": "SB_LUT4",
+             "top.accelerator.stage0.acc_SB_DFF_Q": "SB_DFF",
+             "top.accelerator.mac": "SB_MAC16"}
+    netlist = {"modules": {
+        "SB_LUT4": {"attributes": {}, "cells": {"x": {"type": "SB_LUT4"}}},
+        "tfl2rtl_board": {"attributes": {"top": "00000000000000000000000000000001"},
+                          "cells": {name: {"type": kind} for name, kind in cells.items()}}}}
+    assert logic_by_part(netlist, ("SB_LUT4",)) == {"accelerator": 2, "link": 3, "board": 2}
 
 
 def test_boards_know_their_devices():
