@@ -281,48 +281,18 @@ def test_a_design_that_does_not_fit_names_the_resource(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_a_default_budget_whose_logic_overflows_is_lowered(tmp_path, capsys):
-    """Without --max-multipliers the board's budget is a guess: the Conv2D test model's
-    design at the iCEBreaker's default overflows its LUTs in nextpnr, and the build goes
-    on with the next smaller design, saying so.  (Its smallest design, 4,984 of the
-    UP5K's 5,280 logic cells, is at the placer's limit: the clock search places it at
-    30.375 MHz with seed 2, aiming at 39 MHz; --clock-mhz 24 with nextpnr's default
-    seed does not.)"""
-    from tfl2rtl.boards.build import fitting_budget
-
-    conv = TEST_MODELS / "conv_int8.tflite"
-    icebreaker = BOARDS["icebreaker"]
-    first = generate(conv, requant_interval=SERIAL_REQUANT_INTERVAL,
-                     max_multipliers=fitting_budget(load(conv), icebreaker,
-                                                    requant_interval=SERIAL_REQUANT_INTERVAL))
-    out = tmp_path / "out"
-    assert main(["build", str(conv), "--board", "icebreaker", "-o", str(out)]) == 0
-    captured = capsys.readouterr()
-    report = json.loads((out / "report.json").read_text())
-    built = report["multipliers"]
-    assert built < first.multipliers
-    lowered = generate(conv, max_multipliers=built, requant_interval=SERIAL_REQUANT_INTERVAL)
-    # Each design that overflowed was dropped for the next smaller one, saying so.
-    steps = [tuple(map(int, found)) for found in re.findall(
-        r"^tfl2rtl: LUT overflows with (\d+) multipliers; trying (\d+)$", captured.err, re.M)]
-    assert steps and steps[0][0] == first.multipliers and steps[-1][1] == built
-    for tried, smaller in steps:
-        assert smaller == generate(conv, max_multipliers=tried - 1,
-                                   requant_interval=SERIAL_REQUANT_INTERVAL).multipliers
-    assert all(a[1] == b[0] for a, b in zip(steps, steps[1:], strict=False))
-    assert report["cycles_per_inference"] == lowered.initiation_interval
-    assert report["resources"]["LUT"]["used"] <= 5280
-    assert report["notes"][-1].startswith(
-        f"the design did not fit with {first.multipliers} multipliers")
-    assert (out / "tfl2rtl_icebreaker.bin").exists()
-
-
-def test_a_default_design_whose_block_ram_overflows_is_lowered(monkeypatch, tmp_path):
-    """The lowering policy of build_graph over a stand-in for the clocked build (the real
-    builds run in the test above) whose Yosys maps more DP16KD than the ULX3S has for
-    ad01's two largest designs, as it did for vww_96_int8's default design (210 of 208,
-    measured): each overflow is dropped for the next smaller design, saying so, and the
-    report's notes keep the first."""
+@pytest.mark.parametrize("resource, overflow", [
+    ("BRAM", "BRAM overflows (210 needed, 208 available)"),
+    ("LUT", "LUT overflows (91020 TRELLIS_COMB needed, 83640 available)"),
+])
+def test_a_default_design_that_overflows_is_lowered(resource, overflow, monkeypatch,
+                                                    tmp_path):
+    """The lowering policy of build_graph over a stand-in for the clocked build whose
+    Yosys maps more DP16KD than the ULX3S has for ad01's two largest designs, as it did
+    for vww_96_int8's default design (210 of 208, measured), or whose nextpnr finds too
+    many logic cells (the real overflow and lowering, through nextpnr's own log, run in
+    tests/test_boards_arch.py for the sequential engine): each overflow is dropped for
+    the next smaller design, saying so, and the report's notes keep the first."""
     from tfl2rtl.boards import build as board_build
     from tfl2rtl.boards.board import DoesNotFit
     from tfl2rtl.boards.fit import fitting_design
@@ -338,8 +308,7 @@ def test_a_default_design_whose_block_ram_overflows_is_lowered(monkeypatch, tmp_
     def clocked(design, board_name, out_dir, *, notes, **kwargs):
         tried.append(design.multipliers)
         if design.multipliers > designs[2].multipliers:
-            raise DoesNotFit("ad01_int8.tflite does not fit ulx3s-85f: BRAM overflows (210 "
-                             "needed, 208 available)", "BRAM")
+            raise DoesNotFit(f"ad01_int8.tflite does not fit ulx3s-85f: {overflow}", resource)
         return BuildReport(board=board_name, model="m", bitstream="b", resources={},
                            fmax_mhz=60, clock_mhz=60, cycles_per_inference=1,
                            multipliers=design.multipliers, baud=DEFAULT_BAUD, link_bytes=1,
@@ -350,13 +319,13 @@ def test_a_default_design_whose_block_ram_overflows_is_lowered(monkeypatch, tmp_
     assert tried == [design.multipliers for design in designs]
     assert report.multipliers == designs[2].multipliers
     steps = [line for line in lines if "overflows" in line]
-    assert steps == [f"BRAM overflows with {designs[k].multipliers} multipliers; trying "
+    assert steps == [f"{resource} overflows with {designs[k].multipliers} multipliers; trying "
                      f"{designs[k + 1].multipliers}"
                      + (f" ({designs[k + 1].network_plan.logic_multipliers} in logic)"
                         if designs[k + 1].network_plan.logic_multipliers else "")
                      for k in range(2)]
     assert report.notes[-1].startswith(
-        f"the design did not fit with {designs[0].multipliers} multipliers (BRAM "
+        f"the design did not fit with {designs[0].multipliers} multipliers ({resource} "
         f"overflowed): built with {designs[2].multipliers}")
 
 

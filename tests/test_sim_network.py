@@ -1,6 +1,6 @@
 """Whole models as Verilog in Verilator (under cocotb, in the HDL harness), against the
 golden model: every output, bit-exact, back to back and under random input stalls and
-output backpressure.  The FULLY_CONNECTED models run 50 inputs or more at a fully folded
+output backpressure.  The FULLY_CONNECTED models run 20 inputs or more at a fully folded
 and a wide folding; the convolutional ones (every model of the zoo and the CNN test
 models) a few inputs back to back at the automatic folding.
 
@@ -48,7 +48,7 @@ CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI e
     "dense10-wide": (DENSE10, auto(64), 2, 50),
     "ad01-serial": (AD01, None, 1, 50),
     "ad01-wide": (AD01, auto(256), 8, 50),
-    "mlp_uint8-serial": (MLP_UINT8, None, 1, 50),  # ends in SOFTMAX
+    "mlp_uint8-serial": (MLP_UINT8, None, 1, 20),  # ends in SOFTMAX
     "mlp_uint8-wide": (MLP_UINT8, auto(256), 2, 50),
     # Legacy uint8 models (uint8 weights with a zero point): their int8 hardware form,
     # 9-bit weights, FULLY_CONNECTED requantized once as LiteRT does, against the golden

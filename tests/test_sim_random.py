@@ -46,11 +46,11 @@ The graphs are seeded, one test per seed (``-k "random_graph_in_verilator[7]"`` 
 and its folding): Hypothesis's draws lean towards
 their simplest values, which suits a zero point but, for the structure of a graph, made
 most of them alike.  A Verilator build takes a few seconds, so there are ``GRAPHS`` dense
-and ``CONV_GRAPHS`` convolutional ones (about 2 minutes of CPU time for the dense ones,
-as many for the convolutional ones, mostly builds); ``TFL2RTL_RANDOM_SCALE=10``
+and ``CONV_GRAPHS`` convolutional ones (about a minute and a half of CPU time each,
+mostly builds); ``TFL2RTL_RANDOM_SCALE=10``
 multiplies that, as for :mod:`test_golden_random`, and ``TFL2RTL_RANDOM_SEED`` draws
 another set.  A long run of convolutional graphs alone, on other seeds (about 9 s of
-CPU time a graph; or ``TFL2RTL_RANDOM_SEED=1, 2, 3 ...`` at the default scale, 14
+CPU time a graph; or ``TFL2RTL_RANDOM_SEED=1, 2, 3 ...`` at the default scale, 8
 graphs a seed, in two processes)::
 
     TFL2RTL_RANDOM_SEED=1 TFL2RTL_RANDOM_SCALE=17 \
@@ -105,8 +105,8 @@ from tflite_writer import GraphWriter, conv_out_size
 #: Random graphs per run (times ``TFL2RTL_RANDOM_SCALE``): dense chains and
 #: convolutional graphs; and the seed of the set.  The convolutional graphs draw from
 #: their own streams (``[SEED, CONV_STREAM, number]``, the dense ones ``[SEED, number]``).
-GRAPHS = 14
-CONV_GRAPHS = 14
+GRAPHS = 8
+CONV_GRAPHS = 8
 CONV_STREAM = 2
 SEED = int(os.environ.get("TFL2RTL_RANDOM_SEED", "0"))
 #: Input vectors per graph: ``input_sets``'s kinds in turn, then all-minimum and
