@@ -176,7 +176,7 @@ def _row(path: Path, board: str | None, max_multipliers: int | None,
     row.logic_multipliers = design.network_plan.logic_multipliers
     row.cycles_per_inference = row.initiation_interval = design.initiation_interval
     row.mac_efficiency = design.mac_efficiency
-    if design.architecture == "sequential":
+    if design.architecture == "sequential" and board is None:  # a build's: its manifest's
         row.schedule = design.schedule_summary()
     if board is not None:
         from .build import build_graph
