@@ -218,6 +218,66 @@ def test_nine_bit_weights(out_depth, in_depth, pe, simd, mode, platform, logic):
     assert cycles == [sf + dut.latency + k * sf for k in range(len(cycles))]
 
 
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("shapes, pe, simd, weight_bits", [
+    ([(16, 4), (8, 16), (4, 8), (4, 4)], 4, 4, 8),
+    ([(4, 2), (6, 4), (2, 6)], 2, 2, 9),
+    ([(6, 10)], 2, 5, 8),
+])
+def test_weights_from_a_stream(shapes, pe, simd, weight_bits, mode, platform):
+    # The weights arrive on ``w`` (the sequential engine's weights from flash), one row
+    # per issued row, in the order of ``weight_rows``, pass after pass, with stalls of
+    # their own: the same accumulators; with rows always there, the same timing as from
+    # the memory.
+    rng = np.random.default_rng(len(shapes) + pe * 10 + weight_bits)
+    low = -(1 << (weight_bits - 1))
+    layers = [(rng.integers(low, -low, (o, i)), rng.integers(-5000, 5000, o))
+              for o, i in shapes]
+    layers[0][0][0, :] = low
+    passes = 3
+    inputs = [rng.integers(-128, 128, (passes, i)) for _, i in shapes]
+    expected = np.concatenate([x @ w.T + b for x, (w, b) in zip(inputs, layers, strict=True)],
+                              axis=1)
+    weights, biases = [w for w, _ in layers], [b for _, b in layers]
+    dut = MatrixVectorUnit(weights, biases, acc_width=24, pe=pe, simd=simd,
+                           weight_bits=weight_bits, weight_stream=True)
+    assert dut.row_bits == pe * simd * weight_bits
+    rows = dut.weight_rows() * passes
+    in_timing, out_timing = STALL_MODES[mode](pe * simd)
+    w_timing = STALL_MODES[mode](pe * simd + 7)[0]
+    beats = np.concatenate(inputs, axis=1).reshape(-1, simd).tolist()
+    results, cycles = [], []
+
+    async def rows_in(ctx):
+        await put(ctx, dut.w, rows, w_timing)
+
+    async def producer(ctx):
+        await put(ctx, dut.i, beats, in_timing)
+
+    async def consumer(ctx):
+        count = passes * dut.neuron_folds
+        for payload in await get(ctx, dut.o, count, out_timing,
+                                 cycles=cycles if mode == "streaming" else None):
+            results.append([payload.acc[p] for p in range(dut.pe)])
+
+    simulate(dut, rows_in, producer, consumer, platform=platform)
+    np.testing.assert_array_equal(np.array(results).reshape(passes, -1), expected)
+    if mode == "streaming":
+        memory = MatrixVectorUnit(weights, biases, acc_width=24, pe=pe, simd=simd,
+                                  weight_bits=weight_bits)
+        on_chip = []
+        run_mvu(memory, np.concatenate(inputs, axis=1), "streaming", cycles=on_chip,
+                platform=platform)
+        assert cycles == on_chip
+
+
+def test_rejects_streamed_weights_that_are_also_loaded():
+    with pytest.raises(Tfl2RtlError, match=r"^streamed weights cannot also be loaded"):
+        MatrixVectorUnit(np.ones((2, 2)), [0, 0], acc_width=24, memory_id=0,
+                         weight_stream=True)
+
+
 def test_rejects_weights_wider_than_weight_bits_and_loading_nine_bits():
     with pytest.raises(Tfl2RtlError, match=r"^the weights are not 8-bit signed integers$"):
         MatrixVectorUnit(np.full((2, 2), 128), [0, 0], acc_width=24)

@@ -74,6 +74,10 @@ class MatrixVectorUnit(wiring.Component):
     (``act_bits + weight_bits`` bits: one DSP block either way).  With ``memory_id``, the
     int8 weights are a :class:`~tfl2rtl.hw.weights.LoadableMemory` of that number
     instead, empty until the host loads them over ``load`` (:func:`weight_rows` gives its rows).
+    With ``weight_stream``, the unit holds no weights: each row arrives on ``w`` as it is
+    issued, in the memory's order (:meth:`weight_rows`), pass after pass (the sequential
+    engine's weights from flash, :mod:`tfl2rtl.hw.flash`); a row that has not arrived
+    stalls the issue.
 
     ``weights`` and ``bias`` may also be sequences of matrices and bias vectors: the
     layers of a sequential engine sharing the unit (:mod:`tfl2rtl.hw.engine`).  The
@@ -109,6 +113,10 @@ class MatrixVectorUnit(wiring.Component):
         Weight bytes (see :mod:`tfl2rtl.hw.weights`); load only while the unit is idle.
     loaded : ``Out(1)``, with ``memory_id``
         High once every row of weights has been loaded.
+    w : ``In(stream.Signature(unsigned(row_bits)))``, with ``weight_stream``
+        The weight rows in issue order, lane ``p * simd + s`` in bits ``weight_bits *
+        (p * simd + s)`` up (the rows of :meth:`weight_rows`), one taken per issued
+        row; the unit's ``latency`` counts from the later of a row and its input beat.
 
     Attributes
     ----------
@@ -145,7 +153,8 @@ class MatrixVectorUnit(wiring.Component):
 
     def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1,
                  memory_id: int | None = None, weight_bits: int = 8,
-                 products_in_logic: bool = False, act_bits: int = 8):
+                 products_in_logic: bool = False, act_bits: int = 8,
+                 weight_stream: bool = False):
         sequence = isinstance(weights, (list, tuple))
         matrices = [np.asarray(w) for w in (weights if sequence else [weights])]
         biases = [np.asarray(b, dtype=np.int64).reshape(-1)
@@ -158,6 +167,8 @@ class MatrixVectorUnit(wiring.Component):
             raise Tfl2RtlError(f"{len(matrices)} weight matrices for {len(biases)} bias vectors")
         if sequence and memory_id is not None:
             raise Tfl2RtlError("a sequence of layers cannot be loaded at run time")
+        if weight_stream and memory_id is not None:
+            raise Tfl2RtlError("streamed weights cannot also be loaded at run time")
         for weights, bias in zip(matrices, biases, strict=True):
             if weights.ndim != 2 or weights.shape[0] != bias.size:
                 raise Tfl2RtlError(
@@ -205,10 +216,15 @@ class MatrixVectorUnit(wiring.Component):
         self._bias = bias
         self.memory_id = memory_id
         self.products_in_logic = products_in_logic
+        self.weight_stream = weight_stream
+        #: Bits of one weight row (``pe * simd`` lanes of ``weight_bits``).
+        self.row_bits = pe * simd * weight_bits
         super().__init__({
             "i": In(stream.Signature(signed_lanes(act_bits, simd))),
             "o": Out(stream.Signature(accumulator_layout(acc_width, pe, self.neuron_folds))),
             **loading_members(memory_id),
+            **({"w": In(stream.Signature(unsigned(self.row_bits)))} if weight_stream
+               else {}),
         })
 
     @staticmethod
@@ -216,8 +232,9 @@ class MatrixVectorUnit(wiring.Component):
         """:attr:`latency` of a unit of ``simd`` inputs per cycle."""
         return 6 + SkidBuffer.latency + tree_stages(simd)
 
-    def _weight_rows(self) -> list[int]:
-        """The weight memory's rows as integers: for each layer in turn, lane ``p * simd
+    def weight_rows(self) -> list[int]:
+        """The weight memory's rows (or, with ``weight_stream``, the rows ``w`` takes in
+        one pass) as integers: for each layer in turn, lane ``p * simd
         + s`` (``weight_bits`` wide) of its row ``nf * synapse_folds + sf`` being
         ``weights[nf * pe + p, sf * simd + s]`` (for int8, the bytes of
         :func:`weight_rows`; see :func:`~tfl2rtl.hw.layouts.pack_lanes`)."""
@@ -295,10 +312,18 @@ class MatrixVectorUnit(wiring.Component):
             group = nf
             sf_end, nf_end = sf_depth - 1, group_count - 1
         issue = Signal()
-        m.d.comb += [
-            issue.eq(advance & (~first_group | source.valid)),
-            source.ready.eq(advance & first_group),
-        ]
+        if self.weight_stream:
+            # A row is issued only with its weights: the input waits for them too.
+            m.d.comb += [
+                issue.eq(advance & (~first_group | source.valid) & self.w.valid),
+                source.ready.eq(advance & first_group & self.w.valid),
+                self.w.ready.eq(issue),
+            ]
+        else:
+            m.d.comb += [
+                issue.eq(advance & (~first_group | source.valid)),
+                source.ready.eq(advance & first_group),
+            ]
         with m.If(issue):
             m.d.sync += [
                 sf.eq(next_sf),
@@ -321,17 +346,6 @@ class MatrixVectorUnit(wiring.Component):
         flag = partial(pipeline.register, m, advance)
 
         # Stage 1: memory reads; the first group's input beat waits in a register.
-        weight_layout = data.ArrayLayout(signed_lanes(self.weight_bits, self.simd), self.pe)
-        if self.memory_id is None:
-            m.submodules.weights = weights = Memory(
-                shape=unsigned(weight_layout.size), depth=rows,
-                init=self._weight_rows())
-            weight_port = weights.read_port()
-        else:
-            m.submodules.weights = weight_port = LoadableMemory(
-                weight_layout.size, rows, self.memory_id)
-            wiring.connect(m, wiring.flipped(self.load), weight_port.load)
-            m.d.comb += self.loaded.eq(weight_port.loaded)
         # With a platform's DSP blocks (pipeline.PRODUCT_HOOK), the row is read at once and
         # registered in the fabric at stage 1b (so that the block RAM's slow output and
         # the route across the chip to the DSP block are two paths: on the ECP5 the
@@ -339,14 +353,33 @@ class MatrixVectorUnit(wiring.Component):
         # ad01's critical path), beside the input lanes' second register; otherwise it
         # is read two stages late (stage 1c), beside their third, and the operand
         # register of stage 2 takes it.
+        weight_layout = data.ArrayLayout(signed_lanes(self.weight_bits, self.simd), self.pe)
         in_logic = self.products_in_logic
         hooked = not in_logic and getattr(platform, pipeline.PRODUCT_HOOK, None) is not None
-        if hooked or in_logic:
-            m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
+        if self.weight_stream:
+            # The row taken with the issue, registered as the memory's read port gives
+            # it: at stage 1, or (in the fabric) at stage 1c.
+            row_data = register(self.w.payload, "w_1")
+            if not (hooked or in_logic):
+                row_data = register(register(row_data, "w_1b_row"), "w_1c")
+            weight_data = weight_layout(row_data)
         else:
-            row_1b = register(register(row, "row_1"), "row_1b")
-            m.d.comb += [weight_port.addr.eq(row_1b), weight_port.en.eq(advance)]
-        weight_data = weight_layout(weight_port.data)
+            if self.memory_id is None:
+                m.submodules.weights = weights = Memory(
+                    shape=unsigned(weight_layout.size), depth=rows,
+                    init=self.weight_rows())
+                weight_port = weights.read_port()
+            else:
+                m.submodules.weights = weight_port = LoadableMemory(
+                    weight_layout.size, rows, self.memory_id)
+                wiring.connect(m, wiring.flipped(self.load), weight_port.load)
+                m.d.comb += self.loaded.eq(weight_port.loaded)
+            if hooked or in_logic:
+                m.d.comb += [weight_port.addr.eq(row), weight_port.en.eq(advance)]
+            else:
+                row_1b = register(register(row, "row_1"), "row_1b")
+                m.d.comb += [weight_port.addr.eq(row_1b), weight_port.en.eq(advance)]
+            weight_data = weight_layout(weight_port.data)
 
         valid_1 = flag(issue, "valid_1")
         first_1 = register(sf == 0, "first_1")
