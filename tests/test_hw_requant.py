@@ -523,10 +523,57 @@ def test_double_rounding_check_reads_every_accumulator():
     assert np.count_nonzero(twice != once) > 0
 
 
-def test_rounding_requantizer_refuses_per_channel_parameters():
-    with pytest.raises(Tfl2RtlError, match=r"^the rounding requantizer takes one multiplier "
-                                           r"and shift for all channels, not 2$"):
-        RoundingRequantizer(make_requant([1, 2], [0, 0]), channels=2, output_offset=0,
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_rounding_requantizer_with_per_channel_parameters(lanes, mode):
+    """A sequential engine's layers sharing one rounding requantizer: every field
+    differs between groups (from its ROM), each group with its own double scale; halves
+    of both signs and random accumulators; under stalls."""
+    acc_width, groups = 20, 3
+    channels = groups * lanes
+    rng = np.random.default_rng(lanes)
+    per_group = [((1 << 30) + 12_345, -3, -3, -128, 120), (1_518_500_250, -9, 7, -100, 127),
+                 ((1 << 31) - 1, 0, -128, -128, 127)]
+    columns = [np.repeat(values, lanes) for values in zip(*per_group, strict=True)]
+    multiplier, shift, offset, low, high = columns
+    dut = RoundingRequantizer(make_requant(multiplier, shift), channels=channels,
+                              output_offset=offset, act_min=low, act_max=high,
+                              acc_width=acc_width, lanes=lanes)
+    beats = []
+    for k in range(150):
+        g = k % groups
+        scale = multiplier[g * lanes] * 2.0 ** (shift[g * lanes] - 31)
+        if k % 2:
+            half = int(rng.integers(-200, 200)) + 0.5
+            accs = [int(round(half / scale)) for _ in range(lanes)]
+        else:
+            accs = rng.integers(-(1 << 19), 1 << 19, lanes).tolist()
+        accs = [min(max(a, -(1 << 19)), (1 << 19) - 1) for a in accs]
+        beats.append((g, accs))
+    in_timing, out_timing = STALL_MODES[mode](lanes + 3)
+    results = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, [{"acc": a, "group": g} for g, a in beats], in_timing)
+
+    async def consumer(ctx):
+        for payload in await get(ctx, dut.o, len(beats), out_timing):
+            results.append([payload[j] for j in range(lanes)])
+
+    simulate(dut, producer, consumer)
+    want = []
+    for g, accs in beats:
+        c = g * lanes
+        scale = multiplier[c] * 2.0 ** (shift[c] - 31)
+        want.append(np.clip(golden._double_requantize(np.array(accs), scale) + offset[c],
+                            low[c], high[c]))
+    np.testing.assert_array_equal(results, want)
+
+
+def test_rounding_requantizer_refuses_parameters_for_other_channel_counts():
+    with pytest.raises(Tfl2RtlError, match=r"^2 values of multiplier for 3 channels: give "
+                                           r"one, or one per channel$"):
+        RoundingRequantizer(make_requant([1, 2], [0, 0]), channels=3, output_offset=0,
                             act_min=-128, act_max=127, acc_width=12)
 
 

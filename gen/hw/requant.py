@@ -608,15 +608,21 @@ class RoundingRequantizer(wiring.Component):
     rounding, halves away from zero: LiteRT's FULLY_CONNECTED of a legacy uint8 model,
     which requantizes in double (``round(double(acc) * scale)``: the golden model's
     ``litert-ref``), where :class:`Requantizer`'s two roundings miss by one near halves.
-    With the layer's own q31 ``multiplier`` and ``shift`` (one of each: uint8 weights are
-    per tensor) the two agree on every accumulator the layer can produce when
-    :func:`matches_double_rounding` says so (it checks them all).
+    With the layer's own q31 ``multiplier`` and ``shift`` the two agree on every
+    accumulator the layer can produce when :func:`matches_double_rounding` says so (it
+    checks them all).
+
+    ``multiplier``, ``shift``, ``output_offset``, ``act_min`` and ``act_max`` are one
+    for all channels (a layer: uint8 weights are per tensor) or one per channel (the
+    layers of a sequential engine sharing it, :mod:`tfl2rtl.hw.engine`): the ones that
+    differ between neuron groups are read from a ROM by the beat's ``group``.
 
     Pipeline (one enable, moving whenever the output register is empty or being emptied):
-    ``|acc|`` and its sign; the unsigned product ``|acc| * multiplier`` (``acc_width + 31``
-    bits: four 18x18 or 16x16 DSP blocks for a 24-bit accumulator, as the integer
-    requantizer's partial products); ``(product + 2**(30 - shift)) >> (31 - shift)``, the
-    sign, ``+ output_offset`` and the clamp into the output register.
+    ``|acc|`` and its sign (and the group's parameters from the ROM); the unsigned 16x16
+    partial products of ``|acc| * multiplier``, each in a register (four DSP blocks for
+    an accumulator of 17 to 32 bits, two up to 16); their sum plus ``2**(30 - shift)``;
+    ``>> (31 - shift)``, saturated where every larger value clamps the same; the sign,
+    ``+ output_offset`` and the clamp into the output register.
 
     Members
     -------
@@ -626,69 +632,156 @@ class RoundingRequantizer(wiring.Component):
     Attributes
     ----------
     latency : int
-        3: a beat taken on ``i`` at clock edge ``n`` can leave on ``o`` at edge ``n + 3``.
+        5: a beat taken on ``i`` at clock edge ``n`` can leave on ``o`` at edge ``n + 5``.
     throughput, interval : int
         1: a beat every cycle ``o`` is not stalled.
     multipliers : int
-        ``lanes``.
+        16x16 multipliers: ``lanes`` times two per 16 bits of the accumulator.
+
+    Tested with one multiplier for all channels (four of 31 bits, shifts -12 to 0) and
+    with per-channel parameters (three groups of one to two lanes, every field varying),
+    20-bit accumulators, under random stalls.
     """
 
-    latency = 3
+    latency = 5
     throughput = interval = 1
 
-    def __init__(self, requant, *, channels: int, output_offset: int, act_min: int,
-                 act_max: int, acc_width: int, lanes: int = 1):
-        multiplier = np.asarray(requant.multiplier, dtype=np.int64).reshape(-1)
-        shift = np.asarray(requant.shift, dtype=np.int64).reshape(-1)
-        if multiplier.size != 1 or shift.size != 1:
-            raise Tfl2RtlError("the rounding requantizer takes one multiplier and shift "
-                               f"for all channels, not {multiplier.size}")
+    def __init__(self, requant, *, channels: int, output_offset, act_min, act_max,
+                 acc_width: int, lanes: int = 1):
         if lanes < 1 or channels < 1 or channels % lanes:
             raise Tfl2RtlError(
                 f"cannot requantize {channels} channels in groups of {lanes} lanes: "
                 "the lane count must divide the channel count"
             )
-        if not 0 <= multiplier[0] <= INT32_MAX or not -31 <= shift[0] <= 30:
-            raise Tfl2RtlError(f"multiplier {multiplier[0]} and shift {shift[0]}: the "
-                               "rounding requantizer takes 0 .. 2**31 - 1 and -31 .. 30")
-        if not -128 <= act_min <= act_max <= 127:
-            raise Tfl2RtlError(f"activation range [{act_min}, {act_max}] is not an int8 range")
-        self.multiplier = int(multiplier[0])
-        self.right = 31 - int(shift[0])
+        fields = {"multiplier": requant.multiplier, "shift": requant.shift,
+                  "offset": output_offset, "act_min": act_min, "act_max": act_max}
+        tables = {}
+        for name, values in fields.items():
+            values = np.asarray(values, dtype=np.int64).reshape(-1)
+            if values.size not in (1, channels):
+                raise Tfl2RtlError(f"{values.size} values of {name} for {channels} "
+                                   "channels: give one, or one per channel")
+            tables[name] = np.broadcast_to(values, (channels,))
+        multiplier, shift = tables["multiplier"], tables["shift"]
+        for m_value, s_value in set(zip(multiplier.tolist(), shift.tolist(), strict=True)):
+            if not 0 <= m_value <= INT32_MAX or not -31 <= s_value <= 30:
+                raise Tfl2RtlError(f"multiplier {m_value} and shift {s_value}: the rounding "
+                                   "requantizer takes 0 .. 2**31 - 1 and -31 .. 30")
+        for low, high in set(zip(tables["act_min"].tolist(), tables["act_max"].tolist(),
+                                 strict=True)):
+            if not -128 <= low <= high <= 127:
+                raise Tfl2RtlError(f"activation range [{low}, {high}] is not an int8 range")
+        # 31 - shift, at most acc_width + 32: any right shift beyond the product's width
+        # (acc_width + 31 bits) and its rounding term gives 0.
+        tables["right"] = np.minimum(31 - tables.pop("shift"), acc_width + 32)
         self.channels, self.lanes, self.groups = channels, lanes, channels // lanes
         self.acc_width = acc_width
-        self.output_offset, self.act_min, self.act_max = output_offset, act_min, act_max
-        self.multipliers = lanes
+        #: Per channel: ``multiplier``, ``right`` (``31 - shift``, at most ``acc_width +
+        #: 32``), ``offset``,
+        #: ``act_min``, ``act_max``.
+        self.parameters = {name: values.copy() for name, values in tables.items()}
+        self._tables = {name: values.reshape(self.groups, lanes)
+                        for name, values in tables.items()}
+        self.multipliers = lanes * self.products_for(acc_width)
         super().__init__({
             "i": In(stream.Signature(accumulator_layout(acc_width, lanes, self.groups))),
             "o": Out(stream.Signature(int8_lanes(lanes))),
         })
+
+    @staticmethod
+    def products_for(acc_width: int) -> int:
+        """The 16x16 partial products of a lane: ``|acc|`` (``acc_width`` bits) in
+        16-bit chunks by the 31-bit multiplier in two."""
+        return 2 * -(-acc_width // 16)
+
+    def _parameters(self, m, advance):
+        """Per lane, each field of the beat on :attr:`i` one cycle later: a ROM read for
+        the ones that differ between groups, else a constant."""
+        varying = {f"{name}{lane}": (name, lane)
+                   for name, values in self._tables.items() for lane in range(self.lanes)
+                   if np.any(values[:, lane] != values[0, lane])}
+        params = [{} for _ in range(self.lanes)]
+        if varying:
+            row = data.StructLayout({key: Requantizer._shape_of(self._tables[name][:, lane])
+                                     for key, (name, lane) in varying.items()})
+            m.submodules.rom = rom = Memory(shape=row, depth=self.groups, init=[
+                {key: int(self._tables[name][group, lane])
+                 for key, (name, lane) in varying.items()}
+                for group in range(self.groups)])
+            port = rom.read_port()
+            m.d.comb += [port.addr.eq(self.i.payload.group), port.en.eq(advance)]
+            for key, (name, lane) in varying.items():
+                params[lane][name] = port.data[key]
+        for name, values in self._tables.items():
+            for lane in range(self.lanes):
+                params[lane].setdefault(
+                    name, Const(int(values[0, lane]), Requantizer._shape_of(values[:, lane])))
+        return params
 
     def elaborate(self, platform):
         m = Module()
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
         register = partial(pipeline.register, m, advance)
-        valid_1 = register(self.i.valid, "valid_1")
-        valid_2 = register(valid_1, "valid_2")
-        out_valid = register(valid_2, "out_valid")
+        valid = self.i.valid
+        for name in ("1", "2", "3", "4"):
+            valid = register(valid, f"valid_{name}")
+        out_valid = register(valid, "out_valid")
         m.d.comb += self.o.valid.eq(out_valid)
-        product_shape = unsigned(self.acc_width + 31)
-        for lane in range(self.lanes):
+        width = self.acc_width + 31  # |acc| * multiplier
+        for lane, params in enumerate(self._parameters(m, advance)):
             acc = self.i.payload.acc[lane]
             negative_1 = register(acc < 0, f"negative_1_{lane}")
             magnitude_1 = register(Mux(acc < 0, -acc, acc), f"magnitude_1_{lane}",
                                    unsigned(self.acc_width))
-            negative_2 = register(negative_1, f"negative_2_{lane}")
-            product_2 = register(magnitude_1 * self.multiplier, f"product_2_{lane}",
-                                 product_shape)
-            rounded = (product_2 + (1 << (self.right - 1))) >> self.right
-            scaled = Mux(negative_2, -rounded, rounded) + self.output_offset
-            clamped = Mux(scaled < self.act_min, self.act_min,
-                          Mux(scaled > self.act_max, self.act_max, scaled))
+            # Stage 2: the 16x16 partial products of |acc| * multiplier, each in a
+            # register of its own (one DSP block each, its output straight into a
+            # register: a wide product left to Yosys chains the blocks' adders, a path
+            # from one SB_MAC16 through another that the iCE40 bound does not cover).
+            multiplier = params["multiplier"]
+            products = []
+            for i in range(0, self.acc_width, 16):
+                for j in range(0, 31, 16):
+                    a = magnitude_1[i:min(i + 16, self.acc_width)]
+                    b = multiplier[j:min(j + 16, 31)] if not isinstance(
+                        multiplier, Const) else Const(multiplier.value >> j & 0xFFFF, 16)
+                    products.append((i + j, register(a * b, f"partial_{lane}_{i}_{j}")))
+            later = {"negative": negative_1}
+            later.update({name: params[name]
+                          for name in ("right", "offset", "act_min", "act_max")})
+            later = {name: register(value, f"{name}_2_{lane}")
+                     for name, value in later.items()}
+            # Stage 3: the partial products summed with the rounding term 2**(right - 1).
+            right = later["right"]
+            half = (Const(1, 1) << right)[1:width + 2]
+            total = sum((value << shift for shift, value in products), half)
+            total_3 = register(total, f"total_3_{lane}", unsigned(width + 1))
+            later = {name: register(value, f"{name}_3_{lane}")
+                     for name, value in later.items()}
+            # Stage 4: the shift, saturated to ``limit``: any magnitude from there on
+            # clamps the same (so the sign, the offset and the clamp below work on a few
+            # bits, not on the product's width: on the iCE40 that carry chain was the
+            # uint8 MLP engine's critical path, 47 ns).
+            rounded = total_3 >> later["right"]
+            bits = self._saturation_bits
+            saturated = Mux(rounded[bits:].any(), (1 << bits) - 1, rounded[:bits])
+            magnitude_4 = register(saturated, f"magnitude_4_{lane}", unsigned(bits))
+            later = {name: register(value, f"{name}_4_{lane}")
+                     for name, value in later.items() if name != "right"}
+            # The sign, the offset and the clamp into the output register.
+            scaled = Mux(later["negative"], -magnitude_4, magnitude_4) + later["offset"]
+            clamped = Mux(scaled < later["act_min"], later["act_min"],
+                          Mux(scaled > later["act_max"], later["act_max"], scaled))
             with m.If(advance):
                 m.d.sync += self.o.payload[lane].eq(clamped)
         return m
+
+    @property
+    def _saturation_bits(self) -> int:
+        """Bits of the rounded magnitude past which every result clamps the same: its
+        saturated value ``2**bits - 1`` is beyond every offset's reach of the int8
+        range, ``max |offset| + 129``."""
+        return (int(np.abs(self.parameters["offset"]).max()) + 129).bit_length()
 
 
 #: :class:`Int64Requantizer`'s register stages, in order; each adds one cycle of latency.
