@@ -22,7 +22,7 @@ from .folding import Fold, auto_fold, full_fold, load_fold
 from .output import staged_directory
 
 __all__ = ["Design", "plan", "products_in_logic", "write", "TOP", "DEFAULT_MAX_MULTIPLIERS",
-           "ARCHITECTURES", "check_sequential_fold"]
+           "ARCHITECTURES", "FLASH_WEIGHTS", "check_sequential_fold"]
 
 TOP = "tfl2rtl_top"
 DEFAULT_MAX_MULTIPLIERS = 64
@@ -31,6 +31,9 @@ DEFAULT_MAX_MULTIPLIERS = 64
 #: the sequential engine (:func:`tfl2rtl.boards.build.build_graph`); without a board,
 #: the dataflow design.
 ARCHITECTURES = ("auto", "dataflow", "sequential")
+
+#: The file ``generate`` writes with a design's weights when they are in flash.
+FLASH_WEIGHTS = "flash_weights.bin"
 VERSION = "0.1.0"
 
 
@@ -141,6 +144,12 @@ class Design:
                 "bias": f"mem/node{step.node:02d}_bias.hex"})
         return entries
 
+    @property
+    def weights_in_flash(self) -> bool:
+        """Whether the design reads its weights from the board's SPI flash (a sequential
+        engine's :attr:`~tfl2rtl.hw.engine.Schedule.weights`)."""
+        return getattr(self.network_plan, "weights", "chip") == "flash"
+
     def schedule_summary(self) -> dict:
         """A sequential design's schedule, plain data (the manifest's ``"schedule"``):
         the unit's folding, requantizer lanes, cycles and weight bytes, a
@@ -160,7 +169,12 @@ class Design:
                 "cycles_per_inference": schedule.cycles_per_vector,
                 "weight_bytes": sum(schedule.weight_bytes(k)
                                     for k in range(len(schedule.steps))),
-                "flash_bytes": 0,
+                "weights_in": schedule.weights,
+                "flash_bytes": sum(schedule.weight_bytes(k)
+                                   for k in range(len(schedule.steps)))
+                if schedule.weights == "flash" else 0,
+                "flash_bytes_per_cycle": (round(1 / schedule.flash_cycles_per_byte, 3)
+                                          if schedule.weights == "flash" else 0),
                 "layers": [self._schedule_step(k) for k in range(len(schedule.steps))],
                 "tail": [{"node": t.index, "op": t.node.op, "cycles": t.cycles_per_vector}
                          for t in self.network_plan.tail]}
@@ -168,19 +182,25 @@ class Design:
     def _schedule_step(self, k: int) -> dict:
         """Layer ``k`` of the schedule as ``inspect``, ``generate`` and ``bench`` show it:
         its cycles (:meth:`~tfl2rtl.hw.engine.Schedule.layer_cycles`), MACs per cycle,
-        the bytes of weights the unit reads (all on chip: the engine has no flash reader
-        yet, ``flash_bytes`` is 0) and those bytes per cycle, the rate a weight stream
-        would have to give it."""
+        the bytes of weights the unit reads, those it reads from flash (all of them or
+        none: :attr:`~tfl2rtl.hw.engine.Schedule.weights`) and the bytes per cycle the
+        layer needs to run at its compute speed
+        (:meth:`~tfl2rtl.hw.engine.Schedule.compute_cycles`), to hold against what the
+        flash gives (the summary's ``flash_bytes_per_cycle``)."""
         schedule = self.network_plan.schedule
         step = schedule.steps[k]
         cycles, weight_bytes = schedule.layer_cycles(k), schedule.weight_bytes(k)
+        flash = schedule.weights == "flash"
         return {"node": step.node, "op": step.op, "shape": [step.out_depth, step.in_depth],
                 "padded_shape": [step.padded_out, step.padded_in], "cycles": cycles,
                 "boundary_wait": (schedule.boundary_wait(k)
                                   if k < len(schedule.steps) - 1 else 0),
                 "macs": step.macs, "macs_per_cycle": round(step.macs / cycles, 3),
-                "weight_bytes": weight_bytes, "weights_in": "on chip", "flash_bytes": 0,
-                "weight_bytes_per_cycle": round(weight_bytes / cycles, 3)}
+                "weight_bytes": weight_bytes, "weights_in": schedule.weights,
+                "flash_bytes": weight_bytes if flash else 0,
+                "compute_cycles": schedule.compute_cycles(k),
+                "flash_cycles": schedule.flash_cycles(k),
+                "weight_bytes_per_cycle": round(weight_bytes / schedule.compute_cycles(k), 3)}
 
     def manifest(self) -> dict:
         g = self.graph
@@ -195,7 +215,12 @@ class Design:
                 "s_axis_tdata": 8 * self.lanes, "s_axis_tvalid": 1, "s_axis_tready": 1,
                 "s_axis_tlast": 1, "m_axis_tdata": 8 * self.lanes, "m_axis_tvalid": 1,
                 "m_axis_tready": 1, "m_axis_tlast": 1,
+                **({"flash_sck": 1, "flash_cs_n": 1, "flash_io_o": 4, "flash_io_oe": 1,
+                    "flash_io_i": 4} if self.weights_in_flash else {}),
             },
+            **({"flash": {"image": FLASH_WEIGHTS, "base": self.network_plan.flash_base,
+                          "bytes": len(self.network_plan.flash_image())}}
+               if self.weights_in_flash else {}),
             "lanes": self.lanes,
             "input": {"shape": list(t_in.shape), "dtype": t_in.dtype, "scale": t_in.scale,
                       "zero_point": t_in.zero_point, "elements": t_in.size},
@@ -239,7 +264,7 @@ def check_sequential_fold(fold) -> None:
 
 def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
          max_multipliers: int = DEFAULT_MAX_MULTIPLIERS, lanes: int = 1,
-         requant_interval: int = 1, arch: str = "auto") -> Design:
+         requant_interval: int = 1, arch: str = "auto", weights: str = "chip") -> Design:
     """Choose the folding (``"auto"`` within ``max_multipliers``, ``"full"`` for one
     multiplier per layer, a JSON file, or a ``{node: Fold}`` dict) and check the graph;
     ``lanes`` elements travel per AXI4-Stream beat; ``requant_interval`` is the cycles
@@ -250,7 +275,9 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
     ``arch``: ``"dataflow"`` (a stage per layer), ``"sequential"`` (one shared unit
     and requantizer driven by a schedule, :func:`tfl2rtl.hw.engine.plan_sequential`,
     whose folding is always chosen within ``max_multipliers``) or ``"auto"`` (the
-    default: with no board to fit, the dataflow design).
+    default: with no board to fit, the dataflow design).  ``weights``: where a
+    sequential engine's weights are, ``"chip"`` (a ROM) or ``"flash"`` (read from the
+    board's SPI flash, :attr:`tfl2rtl.hw.engine.Schedule.weights`).
 
     A model with float32 edges (QUANTIZE from its input, DEQUANTIZE to its output) is
     planned without them: the hardware streams the integer tensors and the host applies
@@ -267,7 +294,7 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
 
         check_sequential_fold(fold)
         engine = plan_sequential(graph, max_multipliers, lanes=lanes,
-                                 requant_interval=requant_interval)
+                                 requant_interval=requant_interval, weights=weights)
         return Design(graph=graph, fold={}, network_plan=engine,
                       fold_source=f"sequential ({max_multipliers} max)", edges=edges)
     if isinstance(fold, dict):
@@ -371,7 +398,9 @@ def write(design: Design, out_dir: str | os.PathLike) -> list[Path]:
     Verilog's memories are initialised with) into ``out_dir``, atomically.  A legacy
     uint8 model's layers are written in their hardware form
     (:func:`tfl2rtl.lower.hardware_form`): 9-bit weights ``w - zw`` in three hex digits,
-    and the biases folded for its int8 stream."""
+    and the biases folded for its int8 stream.  A design whose weights are in flash
+    also gets :data:`FLASH_WEIGHTS`, the bytes the flash holds from the manifest's
+    ``flash.base`` (:meth:`tfl2rtl.hw.engine.SequentialPlan.flash_image`)."""
     from .hw.network import to_verilog
     from .lower import hardware_form
 
@@ -389,6 +418,8 @@ def write(design: Design, out_dir: str | os.PathLike) -> list[Path]:
             bias_bits = 4 * -(-max(32, node.acc_bits) // 4)
             (tmp / "mem" / f"node{i:02d}_bias.hex").write_text(
                 _hex_lines(node.folded_bias, bias_bits))
+        if design.weights_in_flash:
+            (tmp / FLASH_WEIGHTS).write_bytes(design.network_plan.flash_image())
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         names = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
     return [Path(out_dir) / n for n in names]

@@ -167,8 +167,9 @@ def format_text(info: dict) -> str:
 def format_schedule(schedule: dict) -> str:
     """A sequential engine's schedule (:meth:`tfl2rtl.design.Design.schedule_summary`)
     as a table: per layer, its shape (padded where the unit pads it), cycles, MACs, MACs
-    per cycle, bytes of weights the unit reads and where from, and those bytes per cycle
-    (the rate a weight stream would have to give the layer)."""
+    per cycle, bytes of weights the unit reads and how many from flash, and those bytes
+    per cycle at the layer's compute speed (the rate the weights must come at for the
+    flash not to slow it down), against what the flash gives."""
     pe, simd, lanes = schedule["pe"], schedule["simd"], schedule["requant_lanes"]
     rows = [("node", "op", "out x in", "padded", "cycles", "MACs", "MACs/cycle",
              "weight B", "from flash", "B/cycle")]
@@ -195,8 +196,12 @@ def format_schedule(schedule: dict) -> str:
     for stage in schedule["tail"]:
         lines.append(f"then node {stage['node']} ({stage['op']}), a stage of its own: "
                      f"{stage['cycles']:,} cycles per inference, alongside the unit")
-    lines.append(f"weights: {schedule['weight_bytes']:,} bytes on chip, "
-                 f"{schedule['flash_bytes']:,} from flash (the engine has no flash reader "
-                 "yet)")
+    if schedule["weights_in"] == "flash":
+        lines.append(f"weights: {schedule['flash_bytes']:,} bytes from flash, "
+                     f"{schedule['flash_bytes_per_cycle']:.2f} bytes per cycle (a layer "
+                     "that needs more waits for its weights: its cycles count the wait)")
+    else:
+        lines.append(f"weights: {schedule['weight_bytes']:,} bytes on chip (in the "
+                     "design's ROM), none from flash")
     return "\n".join(lines)
 

@@ -68,6 +68,13 @@ __all__ = ["TOP", "HARNESS", "SimRun", "simulate_network", "golden_vectors",
 TOP = "tfl2rtl_top"
 #: The HDL top level that wraps it.
 HARNESS = "axis_harness"
+
+#: The module name of a design whose weights are in flash, inside :func:`flash_top`.
+FLASH_DESIGN = "tfl2rtl_flash_design"
+
+#: The SPI flash model (``rtl_templates/spi_flash_model.sv``, the W25Q128JV's commands
+#: that :class:`tfl2rtl.hw.flash.QspiReader` uses; it stops the simulation on any other).
+FLASH_MODEL = "spi_flash_model"
 #: Verilator options for the simulation build.  ``--timing`` runs the harness's clock
 #: generator; ``-O3`` is Verilator's own optimiser.  cocotb's runner passes
 #: ``--public-flat-rw``, which keeps every signal observable and makes the simulation
@@ -359,7 +366,21 @@ def simulate_network(network: DataflowNetwork, inputs: np.ndarray,
 
     build_dir, results_dir, harness = prepare_build_dir(build_dir, HARNESS)
     source = build_dir / f"{TOP}.v"
-    source.write_text(memory_init_files(to_verilog(network, name=TOP), build_dir))
+    flash = getattr(plan, "weights", "chip") == "flash"
+    sources, plusargs = [], []
+    if flash:
+        # The design under another name, inside a top of the harness's ports that wires
+        # its flash pins to the flash model, loaded with the weights at their address.
+        design = to_verilog(network, name=FLASH_DESIGN)
+        width = plan.act_bits * lanes
+        source.write_text(memory_init_files(design, build_dir) + flash_top(
+            TOP, [(d, n, width if w is None else w) for d, n, w in AXIS_PORTS]))
+        image = build_dir / "flash.hex"
+        image.write_text(flash_hex(plan.flash_image(), plan.flash_base))
+        sources.append(template_source(FLASH_MODEL))
+        plusargs.append(f"+TFL2RTL_FLASH={image}")
+    else:
+        source.write_text(memory_init_files(to_verilog(network, name=TOP), build_dir))
     waivers = build_dir / "waivers.vlt"
     waivers.write_text(lint_waivers(str(source)))
     digits = 2 * size * lanes
@@ -389,7 +410,7 @@ def simulate_network(network: DataflowNetwork, inputs: np.ndarray,
     with _environment(env):
         runner = _runner()
         with _one_line_errors("the Verilator build", build_dir / "build.log"):
-            runner.build(sources=[waivers, source, harness], hdl_toplevel=HARNESS,
+            runner.build(sources=[waivers, source, *sources, harness], hdl_toplevel=HARNESS,
                          build_dir=build_dir,
                          build_args=VERILATOR_ARGS, always=True, timescale=("1ns", "1ps"),
                          waves=waves is not None,
@@ -403,7 +424,7 @@ def simulate_network(network: DataflowNetwork, inputs: np.ndarray,
             results_xml = runner.test(
                 test_module="tfl2rtl.sim.network_tb", hdl_toplevel=HARNESS,
                 build_dir=build_dir, test_dir=build_dir,
-                plusargs=[f"+TFL2RTL_INPUTS={input_file}"],
+                plusargs=[f"+TFL2RTL_INPUTS={input_file}", *plusargs],
                 waves=waves is not None,
                 test_args=[] if waves is None else ["--trace-file", str(waves)],
                 extra_env={"TFL2RTL_SIM_CONFIG": str(config)},
@@ -421,6 +442,52 @@ def simulate_network(network: DataflowNetwork, inputs: np.ndarray,
         for name, run in runs.items():
             _check(name, run, expected)
     return runs
+
+
+def flash_hex(image: bytes, base: int) -> str:
+    """``image`` at byte address ``base`` of an erased flash, as the flash model's
+    ``$readmemh`` file: one byte a line, with an ``@address`` line before it."""
+    return f"@{base:x}\n" + "".join(f"{b:02x}\n" for b in image)
+
+
+#: The ports of a design on the harness (direction, name, width; ``None``: the data
+#: width), besides the flash pins of one whose weights are in flash.
+AXIS_PORTS = (("input", "clk", 1), ("input", "rst", 1), ("input", "s_axis_tdata", None),
+              ("input", "s_axis_tvalid", 1), ("output", "s_axis_tready", 1),
+              ("input", "s_axis_tlast", 1), ("output", "m_axis_tdata", None),
+              ("output", "m_axis_tvalid", 1), ("input", "m_axis_tready", 1),
+              ("output", "m_axis_tlast", 1))
+
+
+def flash_top(name: str, ports, inner: str = FLASH_DESIGN) -> str:
+    """Verilog of module ``name``: module ``inner`` (a design whose weights are in
+    flash: :data:`~tfl2rtl.hw.engine.FLASH_PORTS`) with its other ``ports``
+    (``(direction, name, width)`` each), its flash pins wired to the flash model
+    (:data:`FLASH_MODEL`; a line nobody drives reads high, as the board's pull-ups make
+    it)."""
+    declared = ",\n    ".join(f"{d} wire [{w - 1}:0] {n}" for d, n, w in ports)
+    connected = ", ".join(f".{n}({n})" for _, n, _ in ports)
+    return f"""
+module {name} (
+    {declared}
+);
+    wire sck, cs_n, host_oe;
+    wire [3:0] host_o, flash_o, flash_oe, io_i;
+    {inner} engine (
+        {connected},
+        .flash_sck(sck), .flash_cs_n(cs_n), .flash_io_o(host_o), .flash_io_oe(host_oe),
+        .flash_io_i(io_i)
+    );
+    {FLASH_MODEL} flash (
+        .sck(sck), .cs_n(cs_n), .host_o(host_o), .host_oe(host_oe),
+        .flash_o(flash_o), .flash_oe(flash_oe)
+    );
+    genvar k;
+    for (k = 0; k < 4; k = k + 1) begin : line
+        assign io_i[k] = flash_oe[k] ? flash_o[k] : host_oe ? host_o[k] : 1'b1;
+    end
+endmodule
+"""
 
 
 @contextmanager

@@ -4,6 +4,7 @@ test_sim_engine.py)."""
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 
 from conftest import TEST_MODELS, ZOO
 from streams import STALL_MODES, run_network
@@ -21,6 +22,8 @@ from tfl2rtl.sim.runner import golden_vectors
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 DENSE10 = TEST_MODELS / "dense10_int8.tflite"
 MLP_UINT8 = TEST_MODELS / "mlp_uint8.tflite"
+UINT8_LEGACY = TEST_MODELS / "uint8_legacy.tflite"
+MLP_UINT8_LEGACY = TEST_MODELS / "mlp_uint8_legacy.tflite"
 
 
 def random_inputs(graph, count, seed):
@@ -75,6 +78,45 @@ def test_uint8_edges_and_lanes(mode):
     plan = plan_sequential(graph, fold=(16, 56), lanes=2)  # a FULLY_CONNECTED, then SOFTMAX
     assert plan.uint8_input and plan.uint8_output
     check_engine(graph, plan, mode)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("fold", [(4, 1), (2, 4)])
+def test_legacy_uint8(fold, mode):
+    # uint8 weights with zero points (9-bit w - zw), uint8 edges, LiteRT's double
+    # requantization of every layer in one RoundingRequantizer, then SOFTMAX.
+    graph = load(UINT8_LEGACY)
+    plan = plan_sequential(graph, fold=fold)
+    assert plan.rounding and plan.uint8_input and plan.uint8_output
+    assert plan.schedule.weight_bits == 9 and plan.schedule.requant_interval == 1
+    check_engine(graph, plan, mode, count=6, seed=fold[1])
+
+
+def test_flash_image_holds_the_unit_s_rows_in_issue_order():
+    """The bytes the flash holds are the rows the unit would read from its ROM, each
+    weight in whole bytes (two for 9 bits), little endian; a layer's cycles are at
+    least the flash's time for its weights."""
+    for path, fold in ((UINT8_LEGACY, (2, 4)), (DENSE10, (4, 4))):
+        plan = plan_sequential(load(path), fold=fold, weights="flash")
+        schedule = plan.schedule
+        engine = SequentialEngine(plan)
+        Fragment.get(engine, None)  # (built, as a simulation or the Verilog would)
+        width = -(-schedule.weight_bits // 8)
+        image = np.frombuffer(plan.flash_image(), dtype=f"<i{width}")
+        lanes = image.reshape(-1, schedule.pe * schedule.simd).astype(np.int64)
+        mask = (1 << schedule.weight_bits) - 1
+        rows = [sum((int(v) & mask) << (schedule.weight_bits * k) for k, v in enumerate(row))
+                for row in lanes]
+        assert rows == engine.mvu.weight_rows()
+        assert len(image) * width == schedule.rows * schedule.row_bytes
+        for k in range(len(schedule.steps)):
+            assert schedule.flash_cycles(k) >= (schedule.weight_bytes(k)
+                                                * schedule.flash_cycles_per_byte)
+            assert schedule.layer_cycles(k) == max(schedule.compute_cycles(k),
+                                                   schedule.flash_cycles(k))
+        on_chip = plan_sequential(load(path), fold=fold).schedule
+        assert schedule.cycles_per_vector >= on_chip.cycles_per_vector
+        assert on_chip.flash_cycles(0) == 0
 
 
 def test_schedule_pads_every_layer_to_the_folding():
@@ -135,10 +177,12 @@ def test_refuses_what_it_does_not_build():
                                            r"engine yet .* use --arch dataflow$"):
         plan_sequential(load(TEST_MODELS / "conv_int8.tflite"))
     with pytest.raises(Tfl2RtlError, match="^a int16x8 model: the sequential engine builds "
-                                           "int8 models only so far"):
+                                           "int8 and legacy uint8 models so far"):
         plan_sequential(load(TEST_MODELS / "mlp_int16x8.tflite"))
     with pytest.raises(Tfl2RtlError, match="^SIMD=3 does not divide the input depth 1"):
         plan_sequential(load(HELLO_WORLD), fold=(1, 3))
+    with pytest.raises(Tfl2RtlError, match="^weights in 'rom': choose one of chip, flash$"):
+        plan_sequential(load(HELLO_WORLD), weights="rom")
 
 
 def test_interval_is_within_the_documented_bound():
@@ -158,14 +202,20 @@ def test_interval_is_within_the_documented_bound():
 JET = TEST_MODELS / "jet_mlp_int8.tflite"
 AD01 = ZOO / "mlperf_tiny" / "ad01_int8.tflite"
 
-VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inputs
-    "hello_world-16": (HELLO_WORLD, 16, 1, 1, 256),  # every input
-    "hello_world-serial_requantizer": (HELLO_WORLD, 4, 1, 5, 256),  # as on the iCE40
-    "jet-8": (JET, 8, 1, 5, 60),  # ends in SOFTMAX
-    "jet-128": (JET, 128, 1, 1, 60),
-    "dense10-64": (DENSE10, 64, 2, 1, 30),
-    "ad01-64": (AD01, 64, 1, 1, 12),  # ten layers
-    "mlp_uint8-128": (MLP_UINT8, 128, 2, 1, 6),  # uint8 edges, SOFTMAX
+VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inputs, weights
+    "hello_world-16": (HELLO_WORLD, 16, 1, 1, 256, "chip"),  # every input
+    "hello_world-serial_requantizer": (HELLO_WORLD, 4, 1, 5, 256, "chip"),  # as on iCE40
+    "jet-8": (JET, 8, 1, 5, 60, "chip"),  # ends in SOFTMAX
+    "jet-128": (JET, 128, 1, 1, 60, "chip"),
+    "dense10-64": (DENSE10, 64, 2, 1, 30, "chip"),
+    "ad01-64": (AD01, 64, 1, 1, 12, "chip"),  # ten layers
+    "mlp_uint8-128": (MLP_UINT8, 128, 2, 1, 6, "chip"),  # uint8 edges, SOFTMAX
+    # Weights from the flash model (a flash image the harness loads), the reader's four
+    # data lines: bound by the flash in most layers.
+    "jet-8-flash": (JET, 8, 1, 5, 12, "flash"),
+    "uint8_legacy-4-flash": (UINT8_LEGACY, 4, 1, 1, 12, "flash"),
+    # The seed's legacy uint8 MNIST MLP (456 KB of weights) as the iCEBreaker builds it.
+    "mlp_uint8_legacy-4-flash": (MLP_UINT8_LEGACY, 4, 1, 1, 3, "flash"),
 }
 
 
@@ -173,9 +223,11 @@ VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inpu
 def test_model_in_verilator(case, tmp_path):
     from tfl2rtl.sim.runner import simulate_network
 
-    path, budget, lanes, interval, count = VERILATOR_CASES[case]
+    path, budget, lanes, interval, count, weights = VERILATOR_CASES[case]
     graph = load(path)
-    plan = plan_sequential(graph, budget, lanes=lanes, requant_interval=interval)
+    plan = plan_sequential(graph, budget, lanes=lanes, requant_interval=interval,
+                           weights=weights)
+    assert plan.weights == weights
     assert plan.multipliers <= budget
     if path == HELLO_WORLD:
         inputs = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,21 +40,24 @@ from .adapters import (
     StreamFIFO,
     connect_splitting,
 )
+from .flash import QspiReader
 from .layouts import signed_lanes
 from .mvu import MatrixVectorUnit
 from .network import (
     StagePlan,
+    _uint8_hardware_form,
     axis_sink,
     axis_source,
     convert_lanes,
     stream_lanes,
     through_fifo,
 )
-from .requant import Requantizer, partial_products
+from .requant import Requantizer, RoundingRequantizer, partial_products
 from .stages import stage_for
 
 __all__ = ["LayerStep", "Schedule", "SequentialPlan", "compile_schedule", "plan_sequential",
-           "SequentialEngine", "BOUNDARY_SLACK", "REQUANT_SLACK"]
+           "SequentialEngine", "BOUNDARY_SLACK", "REQUANT_SLACK", "WEIGHT_PLACES",
+           "FLASH_BASE", "FLASH_PREFETCH_ROWS", "FLASH_PORTS"]
 
 #: Cycles of the paths around the unit and the requantizer at a layer boundary beyond
 #: their documented latencies: the skid buffers before and after the requantizer, an
@@ -63,9 +66,33 @@ __all__ = ["LayerStep", "Schedule", "SequentialPlan", "compile_schedule", "plan_
 BOUNDARY_SLACK = 8
 
 
+#: Where a sequential engine's weights may be (:attr:`Schedule.weights`).
+WEIGHT_PLACES = ("chip", "flash")
+
+#: Where a board's flash holds the weights when they are in flash: 1 MiB in, past the
+#: bitstream (an iCE40 UP5K's is 104 KB, an ECP5-85F's up to 2.3 MB: ULX3S boards load
+#: theirs from 0 too, but nothing here builds flash weights for the ECP5 yet).
+FLASH_BASE = 0x100000
+
+#: The least depth, in weight rows, of the FIFO between the flash reader and the unit.
+FLASH_PREFETCH_ROWS = 16
+
+#: Cycles a layer whose weights come from flash may take beyond the flash's time for
+#: them: the path from the reader through the row gatherer and the prefetch FIFO into
+#: the unit, where the unit has caught up with the flash (measured: the jet MLP at 8
+#: multipliers, 4 cycles a pass beyond the flash's time).
+FLASH_SLACK = 8
+
 #: How much slower (a fraction of the cycles per inference) the planner lets a sequential
 #: engine be to save requantizer lanes (four DSP blocks each, one with serial products).
 REQUANT_SLACK = 1 / 8
+
+
+#: The ports of an engine whose weights are in flash (:class:`~tfl2rtl.hw.flash.
+#: QspiReader`'s pins): clock, chip select (low active), IO0..IO3 out, their one output
+#: enable, IO0..IO3 in.
+FLASH_PORTS = {"flash_sck": Out(1), "flash_cs_n": Out(1, init=1), "flash_io_o": Out(4),
+               "flash_io_oe": Out(1), "flash_io_i": In(4)}
 
 
 @dataclass(frozen=True)
@@ -110,6 +137,21 @@ class Schedule:
     requant_interval: int
     steps: tuple[LayerStep, ...]
     acc_bits: int
+    #: Bits of a weight (8; 9 for a legacy uint8 layer's ``w - zw``).
+    weight_bits: int = 8
+    #: Where the unit's weights are: ``"chip"`` (a ROM) or ``"flash"`` (streamed from
+    #: the board's SPI flash in issue order, :class:`~tfl2rtl.hw.flash.QspiReader`).
+    weights: str = "chip"
+    #: With weights in flash: clock cycles per byte the reader gives, and its cycles per
+    #: pass beyond the bytes (command, address, dummy clocks, chip select).
+    flash_cycles_per_byte: int = 0
+    flash_pass_overhead: int = 0
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one weight row in flash: ``pe * simd`` weights of
+        ``ceil(weight_bits / 8)`` bytes each (two's complement, little endian)."""
+        return self.pe * self.simd * -(-self.weight_bits // 8)
 
     @property
     def rows(self) -> int:
@@ -158,27 +200,42 @@ class Schedule:
             issued = max(issued + 1, ends[source] + self.boundary_cycles)
         return max(0, issued - ends[-1] - max(after.synapse_folds, self._requant_cycles))
 
-    def layer_cycles(self, k: int) -> int:
-        """The most cycles of layer ``k`` in :attr:`cycles_per_vector`: its groups, each
-        its slices or the requantizer's time for it if longer, and the
+    def compute_cycles(self, k: int) -> int:
+        """The most cycles of layer ``k`` with its weights always there: its groups,
+        each its slices or the requantizer's time for it if longer, and the
         :meth:`boundary_wait` after it (none after the last layer)."""
         step = self.steps[k]
         wait = self.boundary_wait(k) if k < len(self.steps) - 1 else 0
         return max(step.synapse_folds, self._requant_cycles) * step.neuron_folds + wait
 
+    def flash_cycles(self, k: int) -> int:
+        """Cycles the flash takes to give layer ``k``'s weights (0 with weights on
+        chip), plus :data:`FLASH_SLACK`; the first layer's include the reader's
+        :attr:`flash_pass_overhead`."""
+        if self.weights != "flash":
+            return 0
+        return (self.weight_bytes(k) * self.flash_cycles_per_byte + FLASH_SLACK
+                + (self.flash_pass_overhead if k == 0 else 0))
+
+    def layer_cycles(self, k: int) -> int:
+        """The most cycles of layer ``k`` in :attr:`cycles_per_vector`: its
+        :meth:`compute_cycles`, or its :meth:`flash_cycles` when the flash is slower
+        (the reader runs ahead into a prefetch FIFO, so neither waits for the other
+        beyond the slower of the two)."""
+        return max(self.compute_cycles(k), self.flash_cycles(k))
+
     def weight_bytes(self, k: int) -> int:
-        """Bytes of layer ``k``'s int8 weights in the unit's weight memory: its rows of
-        ``pe x simd``, padding included (what the unit reads of them per inference)."""
-        return self.steps[k].cycles * self.pe * self.simd
+        """Bytes of layer ``k``'s weights as the unit reads them per inference: its rows
+        of :attr:`row_bytes`, padding included."""
+        return self.steps[k].cycles * self.row_bytes
 
     @property
     def cycles_per_vector(self) -> int:
         """An upper bound of the cycles per inference, back to back: the issue cycles
         plus :meth:`boundary_wait` at each layer boundary (the next inference's first
-        layer waits for nothing: its input is in the input FIFO); the sum of
-        :meth:`layer_cycles`."""
-        return self.issue_cycles + sum(self.boundary_wait(k)
-                                       for k in range(len(self.steps) - 1))
+        layer waits for nothing: its input is in the input FIFO), each layer at least
+        its :meth:`flash_cycles`; the sum of :meth:`layer_cycles`."""
+        return sum(self.layer_cycles(k) for k in range(len(self.steps)))
 
     @property
     def buffer_beats(self) -> int:
@@ -193,11 +250,16 @@ def _round_up(value: int, step: int) -> int:
 
 
 def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = None,
-                     requant_interval: int = 1) -> Schedule:
+                     requant_interval: int = 1, *, weights: str = "chip",
+                     flash_width: int = 4) -> Schedule:
     """The :class:`Schedule` of ``layers`` (``[(node index, FullyConnected node)]`` in
     order, each reading the previous one's output) on a ``pe x simd`` unit: every
     vector between two layers padded to a multiple of ``lcm(pe, simd)``, the last
-    output to a multiple of ``pe``; the input is not padded (``simd`` must divide it)."""
+    output to a multiple of ``pe``; the input is not padded (``simd`` must divide it).
+    ``weights`` ``"flash"``: read by a :class:`~tfl2rtl.hw.flash.QspiReader` of
+    ``flash_width`` data lines."""
+    if weights not in WEIGHT_PLACES:
+        raise Tfl2RtlError(f"weights in {weights!r}: choose one of {', '.join(WEIGHT_PLACES)}")
     requant_lanes = pe if requant_lanes is None else requant_lanes
     if pe < 1 or simd < 1 or requant_lanes < 1 or pe % requant_lanes:
         raise Tfl2RtlError(f"cannot schedule PE={pe}, SIMD={simd} with {requant_lanes} "
@@ -219,9 +281,21 @@ def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = Non
         row += step.cycles
         group += step.neuron_folds
         padded_in = padded_out
+    flash = {}
+    if weights == "flash":
+        rows_bytes = row * pe * simd * -(-weight_bits(layers) // 8)
+        flash = {"flash_cycles_per_byte": QspiReader.cycles_per_byte_for(flash_width),
+                 "flash_pass_overhead": QspiReader.pass_cycles_for(rows_bytes, flash_width)
+                 - rows_bytes * QspiReader.cycles_per_byte_for(flash_width)}
     return Schedule(pe=pe, simd=simd, requant_lanes=requant_lanes,
                     requant_interval=requant_interval, steps=tuple(steps),
-                    acc_bits=max(node.acc_bits for _, node in layers))
+                    acc_bits=max(node.acc_bits for _, node in layers),
+                    weight_bits=weight_bits(layers), weights=weights, **flash)
+
+
+def weight_bits(layers) -> int:
+    """The widest ``weight_bits`` of ``layers`` (``[(index, node)]``)."""
+    return max(getattr(node, "weight_bits", 8) for _, node in layers)
 
 
 @dataclass(frozen=True)
@@ -242,7 +316,43 @@ class SequentialPlan:
     uint8_output: bool
     lanes: int = 1
     act_bits: int = 8
+    #: With weights in flash, the byte address of the first weight row there.
+    flash_base: int = FLASH_BASE
     architecture = "sequential"
+
+    @property
+    def weights(self) -> str:
+        """Where the unit's weights are: :attr:`Schedule.weights`."""
+        return self.schedule.weights
+
+    @property
+    def rounding(self) -> bool:
+        """Whether the layers requantize with one rounding (a legacy uint8 model's,
+        LiteRT's double: a :class:`~tfl2rtl.hw.requant.RoundingRequantizer`)."""
+        return self.layers[0][1].requantization == "double"
+
+    def matrices(self) -> list[np.ndarray]:
+        """Each layer's weights as the shared unit computes them: padded to
+        ``padded_out x padded_in`` with zeros."""
+        matrices = []
+        for step, (_, node) in zip(self.schedule.steps, self.layers, strict=True):
+            w = np.zeros((step.padded_out, step.padded_in), dtype=np.int64)
+            w[:step.out_depth, :step.in_depth] = node.weights
+            matrices.append(w)
+        return matrices
+
+    def flash_image(self) -> bytes:
+        """The bytes the flash holds from :attr:`flash_base` when the weights are there:
+        every layer's weight rows in issue order (row ``nf * synapse_folds + sf`` of a
+        layer holds ``w[nf * pe + p, sf * simd + s]`` as weight ``p * simd + s``), each
+        weight in ``ceil(weight_bits / 8)`` bytes, two's complement, little endian."""
+        schedule = self.schedule
+        dtype = "<i1" if schedule.weight_bits <= 8 else "<i2"
+        parts = []
+        for step, w in zip(schedule.steps, self.matrices(), strict=True):
+            rows = w.reshape(step.neuron_folds, schedule.pe, step.synapse_folds, schedule.simd)
+            parts.append(rows.transpose(0, 2, 1, 3).astype(dtype).tobytes())
+        return b"".join(parts)
 
     @property
     def cycles_per_vector(self) -> int:
@@ -258,7 +368,12 @@ class SequentialPlan:
 
     @property
     def requant_multipliers(self) -> int:
-        """16x16 multipliers of the shared requantizer."""
+        """16x16 multipliers of the shared requantizer (a
+        :class:`~tfl2rtl.hw.requant.RoundingRequantizer`'s ``|acc|`` by 31 bits: two per
+        16 bits of the accumulator)."""
+        if self.rounding:
+            return (self.schedule.requant_lanes
+                    * RoundingRequantizer.products_for(self.schedule.acc_bits))
         per_lane = 1 if self.schedule.requant_interval > 1 else partial_products(
             np.concatenate([np.asarray(n.requant.multiplier).reshape(-1)
                             for _, n in self.layers]))
@@ -280,17 +395,20 @@ class SequentialPlan:
 
 
 def _layers(graph: ir.Graph):
-    """The FULLY_CONNECTED chain of ``graph``, the stages after its last layer, and its
-    uint8 edges; or the refusal naming the first node the engine does not take."""
+    """The FULLY_CONNECTED chain of ``graph`` (a legacy uint8 graph in its int8 hardware
+    form), the stages after its last layer, its uint8 edges and that form; or the
+    refusal naming the first node the engine does not take."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise Tfl2RtlError(
             f"the model has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
             "hardware generation needs exactly one of each")
+    ports, graph = graph, _uint8_hardware_form(graph)
     if graph.quantization != "int8":
         raise Tfl2RtlError(f"a {graph.quantization} model: the sequential engine builds "
-                           "int8 models only so far; use --arch dataflow")
+                           "int8 and legacy uint8 models so far; use --arch dataflow")
     current = graph.inputs[0]
-    uint8_input = uint8_output = False
+    uint8_input = ports is not graph and ports.tensors[ports.inputs[0]].dtype == "uint8"
+    uint8_output = ports is not graph and ports.tensors[ports.outputs[0]].dtype == "uint8"
     last = len(graph.nodes) - 1
     layers, tail = [], []
     for index, node in enumerate(graph.nodes):
@@ -304,8 +422,8 @@ def _layers(graph: ir.Graph):
             continue
         if isinstance(node, ir.Reshape):
             continue
-        if isinstance(node, ir.FullyConnected) and node.requantization == "integer" \
-                and not tail:
+        if isinstance(node, ir.FullyConnected) and not tail and (
+                not layers or node.requantization == layers[0][1].requantization):
             layers.append((index, node))
             continue
         stage = None if isinstance(node, ir.FullyConnected | ir.Conv2D |
@@ -318,13 +436,14 @@ def _layers(graph: ir.Graph):
         tail.append(StagePlan(stage, Fold(1, 1)))
     if not layers:
         raise Tfl2RtlError("the model has no layer to build")
-    return tuple(layers), tuple(tail), uint8_input, uint8_output
+    return tuple(layers), tuple(tail), uint8_input, uint8_output, graph
 
 
 def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 1,
                     requant_interval: int = 1, fold: tuple[int, int] | None = None,
                     fits: Callable[[Schedule], bool] | None = None,
-                    tail_in_logic: bool = False) -> SequentialPlan:
+                    tail_in_logic: bool = False, weights: str = "chip",
+                    flash_width: int = 4) -> SequentialPlan:
     """Plan a sequential engine for ``graph``: the ``pe x simd`` folding (``fold``, or
     the one with the fewest cycles per inference within ``max_multipliers``, fewer
     multipliers on a tie) and the fewest requantizer lanes that slow it down by at most
@@ -338,8 +457,13 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
     stages after the last layer that can (an int8 SOFTMAX) build their multiplies in
     logic (:attr:`~tfl2rtl.hw.network.StagePlan.products_in_logic`): no DSP block, more
     cycles (a board's ``fits`` counts the tail's DSP blocks itself:
-    :func:`tfl2rtl.boards.fit.sequential_design`)."""
-    layers, tail, uint8_input, uint8_output = _layers(graph)
+    :func:`tfl2rtl.boards.fit.sequential_design`).  ``weights`` ``"flash"`` streams the
+    unit's weights from the board's SPI flash (``flash_width`` data lines) instead of a
+    ROM: :attr:`Schedule.weights`."""
+    layers, tail, uint8_input, uint8_output, graph = _layers(graph)
+    place = {"weights": weights, "flash_width": flash_width}
+    if layers[0][1].requantization == "double":
+        requant_interval = 1  # a RoundingRequantizer has no serial products
     if tail_in_logic:
         tail = tuple(dataclasses.replace(t, products_in_logic=True)
                      if t.stage.products_in_logic else t for t in tail)
@@ -363,16 +487,16 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
     best = None
     for pe, simd in candidates:
         if fits is not None:
-            schedules = [compile_schedule(layers, pe, simd, r, requant_interval)
+            schedules = [compile_schedule(layers, pe, simd, r, requant_interval, **place)
                          for r in divisors(pe)]
             schedules = [s for s in schedules if fits(s)]
         else:
             # The fewest requantizer lanes within REQUANT_SLACK of the cycles with one a
             # neuron (the requantizer sized to the rate the layers give accumulators).
-            fastest = compile_schedule(layers, pe, simd, pe,
-                                       requant_interval).cycles_per_vector
+            fastest = compile_schedule(layers, pe, simd, pe, requant_interval,
+                                       **place).cycles_per_vector
             for r in divisors(pe):
-                schedule = compile_schedule(layers, pe, simd, r, requant_interval)
+                schedule = compile_schedule(layers, pe, simd, r, requant_interval, **place)
                 if schedule.cycles_per_vector <= fastest * (1 + REQUANT_SLACK):
                     break
             schedules = [schedule]
@@ -431,13 +555,10 @@ class SequentialEngine(wiring.Component):
         self.plan = plan
         self.lanes = plan.lanes
         schedule = plan.schedule
-        matrices, biases, multipliers, shifts, offsets, lows, highs = ([] for _ in range(7))
+        biases, multipliers, shifts, offsets, lows, highs = ([] for _ in range(6))
         for step, (_, node) in zip(schedule.steps, plan.layers, strict=True):
-            w = np.zeros((step.padded_out, step.padded_in), dtype=np.int64)
-            w[:step.out_depth, :step.in_depth] = node.weights
             b = np.zeros(step.padded_out, dtype=np.int64)
             b[:step.out_depth] = node.folded_bias
-            matrices.append(w)
             biases.append(b)
             for values, field in ((multipliers, node.requant.multiplier),
                                   (shifts, node.requant.shift)):
@@ -448,8 +569,15 @@ class SequentialEngine(wiring.Component):
             offsets.append(np.full(step.padded_out, node.output_offset))
             lows.append(np.full(step.padded_out, node.act_min))
             highs.append(np.full(step.padded_out, node.act_max))
-        self.mvu = MatrixVectorUnit(matrices, biases, acc_width=schedule.acc_bits,
-                                    pe=schedule.pe, simd=schedule.simd)
+        flash = schedule.weights == "flash"
+        self.mvu = MatrixVectorUnit(plan.matrices(), biases, acc_width=schedule.acc_bits,
+                                    pe=schedule.pe, simd=schedule.simd,
+                                    weight_bits=schedule.weight_bits, weight_stream=flash)
+        self.flash = None
+        if flash:
+            image = plan.flash_image()
+            self.flash = QspiReader(plan.flash_base, len(image),
+                                    width=16 // schedule.flash_cycles_per_byte)
         self.splitter = None
         if schedule.requant_lanes != schedule.pe:
             self.splitter = AccumulatorSplitter(schedule.acc_bits, schedule.pe,
@@ -457,13 +585,14 @@ class SequentialEngine(wiring.Component):
         requant = ir.Requant(multiplier=np.concatenate(multipliers),
                              shift=np.concatenate(shifts),
                              real_scale=np.zeros(self.mvu.out_depth))
-        self.requant = Requantizer(requant, channels=self.mvu.out_depth,
-                                   output_offset=np.concatenate(offsets),
-                                   act_min=np.concatenate(lows),
-                                   act_max=np.concatenate(highs),
-                                   acc_width=schedule.acc_bits,
-                                   lanes=schedule.requant_lanes,
-                                   serial_products=schedule.requant_interval > 1)
+        epilogue = {"channels": self.mvu.out_depth, "output_offset": np.concatenate(offsets),
+                    "act_min": np.concatenate(lows), "act_max": np.concatenate(highs),
+                    "acc_width": schedule.acc_bits, "lanes": schedule.requant_lanes}
+        if plan.rounding:
+            self.requant = RoundingRequantizer(requant, **epilogue)
+        else:
+            self.requant = Requantizer(requant, **epilogue,
+                                       serial_products=schedule.requant_interval > 1)
         self.tail = [stage.build() for stage in plan.tail]
         self.cycles_per_vector = plan.cycles_per_vector
         super().__init__({
@@ -475,6 +604,7 @@ class SequentialEngine(wiring.Component):
             "m_axis_tvalid": Out(1),
             "m_axis_tready": In(1),
             "m_axis_tlast": Out(1),
+            **(FLASH_PORTS if flash else {}),
         })
 
     def elaborate(self, platform):
@@ -496,6 +626,8 @@ class SequentialEngine(wiring.Component):
         m.submodules.mvu = mvu = self.mvu
         m.submodules.requant = requant = self.requant
         connect_splitting(m, mvu.o, self.splitter, requant.i)
+        if self.flash is not None:
+            self._weights_from_flash(m)
 
         # The unit's input: the first layer's beats from s_axis, the others' from the
         # activation FIFO, by counting the beats it takes in one pass.  The requantizer's
@@ -568,3 +700,28 @@ class SequentialEngine(wiring.Component):
 
         axis_sink(m, self, plan, upstream)
         return m
+
+    def _weights_from_flash(self, m: Module) -> None:
+        """The unit's weight rows from the flash: the reader's bytes gathered into rows
+        of :attr:`Schedule.row_bytes`, through a FIFO of at least
+        :data:`FLASH_PREFETCH_ROWS` rows (the reader runs ahead while the unit waits at
+        a layer boundary), each weight's ``weight_bits`` taken from its bytes."""
+        schedule = self.plan.schedule
+        m.submodules.flash = reader = self.flash
+        m.d.comb += [
+            self.flash_sck.eq(reader.sck), self.flash_cs_n.eq(reader.cs_n),
+            self.flash_io_o.eq(reader.io_o), self.flash_io_oe.eq(reader.io_oe),
+            reader.io_i.eq(self.flash_io_i),
+        ]
+        raw = stream.Signature(signed_lanes(8, 1)).create()
+        m.d.comb += [raw.payload.eq(reader.o.payload), raw.valid.eq(reader.o.valid),
+                     reader.o.ready.eq(raw.ready)]
+        row_cycles = schedule.row_bytes * schedule.flash_cycles_per_byte
+        depth = max(FLASH_PREFETCH_ROWS, -(-schedule.boundary_cycles // row_cycles) + 4)
+        rows = through_fifo(m, convert_lanes(m, raw, schedule.row_bytes, "flash_rows"),
+                            depth, "flash_fifo")
+        per_weight = schedule.row_bytes // (schedule.pe * schedule.simd)
+        lanes = [Cat(*(rows.payload[k * per_weight + b] for b in range(per_weight)))
+                 [:schedule.weight_bits] for k in range(schedule.pe * schedule.simd)]
+        m.d.comb += [self.mvu.w.payload.eq(Cat(*lanes)), self.mvu.w.valid.eq(rows.valid),
+                     rows.ready.eq(self.mvu.w.ready)]
