@@ -104,6 +104,11 @@ class Board:
     #: (MHz): a little above what this family's routed designs reached, so that the
     #: first build's Fmax sets the clock (:func:`tfl2rtl.boards.build.build_graph`).
     clock_estimate_mhz: float = 50.0
+    #: The platform resource of the SPI flash a sequential engine may read its weights
+    #: from (amaranth-boards' ``spi_flash_4x``: chip select, clock and IO0..IO3), or
+    #: None; and the data lines the reader uses (:class:`tfl2rtl.hw.flash.QspiReader`).
+    flash: str | None = None
+    flash_width: int = 4
     #: The same for a design with MAC products in logic (their adder trees of LUTs and
     #: carry chains spread the design and lower the clock it closes at); None: as
     #: :attr:`clock_estimate_mhz`.
@@ -152,7 +157,7 @@ BOARDS = {
         placed={"LUT": ("ICESTORM_LC",), "DSP": ("ICESTORM_DSP",), "BRAM": ("ICESTORM_RAM",),
                 "SPRAM": ("ICESTORM_SPRAM",)},
         bitstream="bin", reset="button", serial_requantizer=True, depthwise_in_logic=True,
-        default_multipliers=4,
+        default_multipliers=4, flash="spi_flash_4x",
         # 39 MHz: what its routed designs reach (hello_world's datasheet bound 37-39.7
         # MHz), at a whole UART divisor (13 cycles a bit at 3 Mbaud: the fraction's
         # accumulators cost logic cells, and the Conv2D test model's smallest design

@@ -110,12 +110,16 @@ class BoardDesign(wiring.Component):
     (:class:`~tfl2rtl.boards.clocks.PLLClock` on the platform's oscillator) and held in
     reset until the PLL locks and while the button ``reset`` (a platform resource, or
     None) is pressed; place and route aims at ``constraint_mhz`` when given (above the
-    clock: :func:`build_board_clocked`).  Its ports are the platform's pins, requested in
+    clock: :func:`build_board_clocked`).  An accelerator whose weights are in flash (a
+    sequential engine's ``flash_*`` ports) gets the platform resource ``flash`` (chip
+    select, clock and IO0..IO3).  Its ports are the platform's pins, requested in
     :meth:`elaborate`: the signature is empty."""
 
     def __init__(self, top: BoardTop, clock: PLLSetting, led: str | None = "led",
-                 reset: str | None = None, constraint_mhz: float | None = None):
+                 reset: str | None = None, constraint_mhz: float | None = None,
+                 flash: str | None = None):
         self.top = top
+        self.flash = flash
         self.clock = clock
         self.constraint_mhz = constraint_mhz
         self.led = led
@@ -142,6 +146,18 @@ class BoardDesign(wiring.Component):
         if self.led is not None:
             m.submodules.led = led = io.Buffer("o", platform.request(self.led, 0, dir="-"))
             m.d.comb += led.o.eq(top.busy)
+        if top.flash:
+            if self.flash is None:
+                raise Tfl2RtlError("the design reads its weights from flash, and the board "
+                                   "has no flash resource for it")
+            pins = platform.request(self.flash, 0, dir="-")
+            m.submodules.flash_cs = cs = io.Buffer("o", pins.cs)  # (active high: PinsN)
+            m.submodules.flash_clk = clk = io.Buffer("o", pins.clk)
+            m.submodules.flash_dq = dq = io.Buffer("io", pins.dq)
+            m.d.comb += [
+                cs.o.eq(~top.flash_cs_n), clk.o.eq(top.flash_sck), dq.o.eq(top.flash_io_o),
+                dq.oe.eq(top.flash_io_oe), top.flash_io_i.eq(dq.i),
+            ]
         return m
 
 
@@ -149,7 +165,8 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                 max_multipliers: int | None = None, lanes: int = 1,
                 baud: int = DEFAULT_BAUD, clock_mhz: float | None = None,
                 progress: Callable[[str], None] | None = None,
-                arch: str = "auto", seed: int | None = None) -> BuildReport:
+                arch: str = "auto", seed: int | None = None,
+                weights: str = "auto") -> BuildReport:
     """Plan ``graph`` for the board ``board_name`` (with its requantizers) and build it
     with :func:`build_board_clocked` (at ``clock_mhz``, or the fastest clock the routed
     design meets; ``seed`` is nextpnr's for its first build).  ``arch="sequential"``
@@ -169,14 +186,46 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     (:data:`LOWERED_ON`), the next smaller design
     is built instead, down to one multiplier per layer (``progress`` and the report's
     notes say so).  With ``max_multipliers`` (or a fold file) every product is a
-    multiplier."""
+    multiplier.
+
+    ``weights`` (``"auto"``, ``"chip"`` or ``"flash"``): where a sequential engine keeps
+    its weights (:func:`~tfl2rtl.boards.fit.sequential_design`); ``"flash"`` with
+    ``arch="auto"`` builds the engine.  A model whose weights exceed the board's block RAM
+    and SPRAM (:func:`~tfl2rtl.boards.memory.check_memory`) is built as the engine with
+    its weights in flash, unless ``arch="dataflow"`` or the board has no flash reader."""
     target = board_named(board_name)
-    check_memory(graph, target)
     say = progress or (lambda message: None)
     interval = target.requant_interval
     if arch not in gen.ARCHITECTURES:
         raise Tfl2RtlError(f"unknown architecture {arch!r}; choose one of "
                            + ", ".join(gen.ARCHITECTURES))
+    if weights not in ("auto", "chip", "flash"):
+        raise Tfl2RtlError(f"weights in {weights!r}: choose one of auto, chip, flash")
+    if weights == "flash" and arch == "dataflow":
+        raise Tfl2RtlError("--weights flash is for the sequential engine; the dataflow "
+                           "design keeps its weights on chip")
+    if weights == "flash" and arch == "auto":
+        arch = "sequential"
+    try:
+        check_memory(graph, target)
+    except DoesNotFit as overflow:
+        if arch == "dataflow" or target.flash is None or weights == "chip":
+            raise
+        # Only a sequential engine reading its weights from flash holds them.
+        try:
+            design = sequential_design(graph, target, lanes=lanes,
+                                       max_multipliers=max_multipliers, weights="flash")
+        except Tfl2RtlError as refusal:
+            raise DoesNotFit(f"{overflow}; the sequential engine with its weights in "
+                             f"flash does not take it either: {refusal}",
+                             overflow.resource) from None
+        gen.check_sequential_fold(fold)
+        why = "the weights do not fit on chip"
+        say(f"{why}: building the sequential engine, its weights in flash")
+        return _build_engine(design, graph, board_name, out_dir, baud=baud,
+                             clock_mhz=clock_mhz, progress=progress,
+                             lowered=max_multipliers is None,
+                             notes=[f"sequential engine, weights in flash: {why}"], seed=seed)
     if arch == "auto":
         try:
             return build_graph(graph, board_name, out_dir, fold=fold,
@@ -189,7 +238,7 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
             reason, resource = str(overflow), overflow.resource
         try:
             design = sequential_design(graph, target, lanes=lanes,
-                                       max_multipliers=max_multipliers)
+                                       max_multipliers=max_multipliers, weights=weights)
         except Tfl2RtlError as refusal:
             raise DoesNotFit(f"{reason}; the sequential engine does not take it either: "
                              f"{refusal}", resource) from None
@@ -201,7 +250,7 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     if arch == "sequential":
         gen.check_sequential_fold(fold)
         design = sequential_design(graph, target, lanes=lanes,
-                                   max_multipliers=max_multipliers)
+                                   max_multipliers=max_multipliers, weights=weights)
         return _build_engine(design, graph, board_name, out_dir, baud=baud,
                              clock_mhz=clock_mhz, progress=progress,
                              lowered=max_multipliers is None, seed=seed)
@@ -275,7 +324,8 @@ def _build_engine(design, graph, board_name: str, out_dir, *, baud: int,
             if not lowered or overflow.resource not in ("LUT", "FF"):
                 raise
             smaller = sequential_design(graph, board_named(board_name),
-                                        lanes=design.lanes, below=design)
+                                        lanes=design.lanes, below=design,
+                                        weights=design.network_plan.weights)
             if smaller is None:
                 raise overflow from None
             say(f"{overflow.resource} overflows with the engine of {_engine_text(design)}; "
@@ -286,6 +336,26 @@ def _build_engine(design, graph, board_name: str, out_dir, *, baud: int,
                 f"({overflow.resource} overflowed): built with {_engine_text(design)}, at "
                 f"most {design.initiation_interval} cycles per inference instead of "
                 f"{first.initiation_interval}"]
+
+
+#: The flash image a build writes beside the bitstream when the weights are in flash.
+FLASH_IMAGE = "flash_{board}.bin"
+
+
+def write_flash_image(plan, bitstream: bytes, board: Board, out_dir: Path) -> str:
+    """Write ``flash_<board>.bin`` into ``out_dir``: ``bitstream`` at address 0 (where
+    the FPGA configures from), erased bytes (0xFF) up to ``plan.flash_base`` and the
+    engine's weights there (:meth:`~tfl2rtl.hw.engine.SequentialPlan.flash_image`).
+    Returns the report's note saying how to program it."""
+    weights = plan.flash_image()
+    if len(bitstream) > plan.flash_base:
+        raise Tfl2RtlError(f"the bitstream ({len(bitstream):,} bytes) overlaps the weights "
+                           f"at flash address {plan.flash_base:#x}")
+    name = FLASH_IMAGE.format(board=board.name)
+    image = bitstream + b"\xff" * (plan.flash_base - len(bitstream)) + weights
+    (out_dir / name).write_bytes(image)
+    return (f"weights in flash: {len(weights):,} bytes at {plan.flash_base:#x}; program "
+            f"{name} (bitstream and weights) with `iceprog {name}`")
 
 
 def board_clock(board: Board, limit_mhz: float, baud: int) -> PLLSetting:
@@ -420,8 +490,9 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     :func:`board_clock`) with its UART at ``baud``, and write into ``out_dir``
     (atomically: all of it or nothing): the bitstream ``tfl2rtl_<board>.<ext>``,
     ``report.json``, ``report.txt``, ``manifest.json`` (the design's, plus the board,
-    its clock and the link) and the tools' logs in ``logs/`` (with ``keep_build``, the
-    whole build folder in ``build/``).
+    its clock and the link), for an engine whose weights are in flash the flash image
+    (:func:`write_flash_image`), and the tools' logs in ``logs/`` (with ``keep_build``,
+    the whole build folder in ``build/``).
 
     ``progress`` gets a line before and after each long step; ``clock_reason`` (what set
     the clock) and ``notes`` go into the report.  ``constraint_mhz`` (at least the clock)
@@ -434,7 +505,9 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     board = board_named(board_name)
     say = progress or (lambda message: None)
     earlier_logs = earlier_logs or {}
-    check_memory(design.graph, board)
+    in_flash = getattr(design.network_plan, "weights", "chip") == "flash"
+    if not in_flash:
+        check_memory(design.graph, board)
     design = place_weights(design, board)
     platform = board.make_platform()
     if clock is None:
@@ -454,7 +527,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
         [*(command.format(name=NAME) for command in board.synth_after),
          f"tee -q -o {NAME}.cells.json stat -json"])
     plan = platform.prepare(BoardDesign(top, clock, board.led, board.reset,
-                                        constraint_mhz=aim), name=NAME, **overrides)
+                                        constraint_mhz=aim, flash=board.flash),
+                            name=NAME, **overrides)
     seconds["elaborate"] = time.perf_counter() - began
 
     with tempfile.TemporaryDirectory(prefix="tfl2rtl-board-") as scratch:
@@ -504,6 +578,10 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
             target = f"tfl2rtl_{board.name}.{board.bitstream}"
             shutil.copyfile(bitstream, tmp / target)
             report.bitstream = target
+            if in_flash:
+                report.flash_image = FLASH_IMAGE.format(board=board.name)
+                report.notes += [write_flash_image(design.network_plan, bitstream.read_bytes(),
+                                                   board, tmp)]
             (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
             (tmp / "report.txt").write_text(report.text())
             manifest = design.manifest()

@@ -17,6 +17,7 @@ from tfl2rtl.folding import full_fold
 from tfl2rtl.hw.elementwise import add_input_factors
 
 from .board import Board, DoesNotFit, count
+from .memory import BLOCK_BITS
 
 __all__ = ["dsp_estimate", "stage_dsp_estimate", "mac_dsps", "stage_mac_dsps",
            "fitting_budget", "fitting_design", "sequential_design", "LOGIC_PRODUCT_LUTS",
@@ -143,6 +144,17 @@ def fitting_budget(graph, board: Board, *, lanes: int = 1, requant_interval: int
     return smallest if budget is None else budget
 
 
+def engine_weights(graph, board: Board) -> str:
+    """Where a sequential engine on ``board`` keeps the weights of ``graph`` by default:
+    in the board's flash (:attr:`Board.flash`) when they take more than half its block
+    RAM (the rest is left to the activation and input buffers and the FIFOs), else on
+    chip."""
+    bram = board.available.get("BRAM", 0) * BLOCK_BITS[board.family] // 8
+    if board.flash is not None and int(graph.weight_bytes) > bram // 2:
+        return "flash"
+    return "chip"
+
+
 def engine_size(design) -> tuple[int, int]:
     """What a sequential engine's logic grows with most, in order: its requantizer
     lanes (on the iCE40 a serial lane's pipeline registers take some 600 logic cells)
@@ -152,7 +164,8 @@ def engine_size(design) -> tuple[int, int]:
 
 
 def sequential_design(graph, board: Board, *, lanes: int = 1,
-                      max_multipliers: int | None = None, below=None):
+                      max_multipliers: int | None = None, below=None,
+                      weights: str = "auto"):
     """The sequential engine a build makes for ``board``: within ``max_multipliers``
     when given, else the fastest of every folding and number of requantizer lanes whose
     DSP estimate (:func:`dsp_estimate`) fits the device (on boards whose DSP use is
@@ -163,24 +176,32 @@ def sequential_design(graph, board: Board, *, lanes: int = 1,
 
     With ``below`` (an engine whose logic overflowed), the fastest among the smaller
     ones (:func:`engine_size`: fewer requantizer lanes, or as many and fewer
-    multipliers); None when there is none."""
+    multipliers); None when there is none.
+
+    ``weights``: ``"chip"`` (a ROM in block RAM), ``"flash"`` (the board's SPI flash,
+    :attr:`Board.flash`) or ``"auto"``: :func:`engine_weights`."""
     from tfl2rtl.hw.engine import plan_sequential
 
     interval = board.requant_interval
+    weights = engine_weights(graph, board) if weights == "auto" else weights
+    if weights == "flash" and board.flash is None:
+        raise Tfl2RtlError(f"{board.name}: tfl2rtl does not read weights from its flash "
+                           "yet (the iCEBreaker's only); choose a board with one")
+    place = {"weights": weights, "flash_width": board.flash_width}
     if max_multipliers is not None or not board.dsp_fit:
         budget = board.default_multipliers if max_multipliers is None else max_multipliers
         return gen.plan(graph, "auto", budget, lanes=lanes, requant_interval=interval,
-                        arch="sequential")
+                        arch="sequential", weights=weights)
     available = board.available.get("DSP", 0)
     smallest = gen.plan(graph, "auto", 1, lanes=lanes, requant_interval=interval,
-                        arch="sequential")
+                        arch="sequential", weights=weights)
 
     def fastest(tail_in_logic: bool):
         """The fastest engine that fits, its tail's multiplies in logic or not; None
         when not even one multiplier fits."""
         # (smallest.graph: the graph the hardware computes, any float edges on the host)
         least = plan_sequential(smallest.graph, 1, lanes=lanes, requant_interval=interval,
-                                tail_in_logic=tail_in_logic)
+                                tail_in_logic=tail_in_logic, **place)
 
         def fits(schedule) -> bool:
             engine = dataclasses.replace(smallest, network_plan=dataclasses.replace(
@@ -192,7 +213,7 @@ def sequential_design(graph, board: Board, *, lanes: int = 1,
             return None
         return plan_sequential(smallest.graph, available, lanes=lanes,
                                requant_interval=interval, fits=fits,
-                               tail_in_logic=tail_in_logic)
+                               tail_in_logic=tail_in_logic, **place)
 
     # A SOFTMAX after the last layer may give its DSP block to the MAC array (its
     # multiplies by shift and add): whichever is faster, the DSP block on a tie.

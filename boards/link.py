@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.adapters import SkidBuffer
+from tfl2rtl.hw.engine import FLASH_PORTS
 from tfl2rtl.hw.weights import LOAD_LAYOUT
 
 from . import protocol
@@ -601,11 +602,10 @@ class BoardTop(wiring.Component):
         The serial line to the host.
     busy : ``Out(1)``
         High while a request is being received (for an LED).
+    flash_sck, flash_cs_n, flash_io_o, flash_io_oe, flash_io_i
+        With an accelerator whose weights are in flash: its flash pins
+        (:data:`tfl2rtl.hw.engine.FLASH_PORTS`).
     """
-
-    rx: In(1, init=1)
-    tx: Out(1, init=1)
-    busy: Out(1)
 
     def __init__(self, accelerator, identity: Identity, *, divisor,
                  timeout_bytes: int = 256):
@@ -623,7 +623,11 @@ class BoardTop(wiring.Component):
         self.receiver = UARTReceiver(divisor)
         self.transmitter = UARTTransmitter(divisor)
         self.link = HostLink(identity, timeout_cycles=math.ceil(10 * divisor * timeout_bytes))
-        super().__init__()
+        #: Whether the accelerator reads its weights from flash: its ``flash_*`` pins
+        #: are then this top's too (:data:`tfl2rtl.hw.engine.FLASH_PORTS`).
+        self.flash = hasattr(accelerator, "flash_sck")
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
+                          **(FLASH_PORTS if self.flash else {})})
 
     def elaborate(self, platform):
         m = Module()
@@ -638,4 +642,11 @@ class BoardTop(wiring.Component):
             self.busy.eq(link.busy),
         ]
         attach_accelerator(m, link, self.accelerator)
+        if self.flash:
+            accelerator = self.accelerator
+            m.d.comb += [self.flash_sck.eq(accelerator.flash_sck),
+                         self.flash_cs_n.eq(accelerator.flash_cs_n),
+                         self.flash_io_o.eq(accelerator.flash_io_o),
+                         self.flash_io_oe.eq(accelerator.flash_io_oe),
+                         accelerator.flash_io_i.eq(self.flash_io_i)]
         return m

@@ -87,6 +87,9 @@ class BuildReport:
     architecture: str = "dataflow"
     #: The LUTs Yosys mapped, by part of the board design (:func:`logic_by_part`).
     logic_by_part: dict[str, int] = field(default_factory=dict)
+    #: The flash image written beside the bitstream (bitstream and weights) when the
+    #: weights are in flash (:func:`tfl2rtl.boards.build.write_flash_image`), else "".
+    flash_image: str = ""
 
     def __post_init__(self):
         if self.nextpnr_fmax_mhz is None:
@@ -159,6 +162,7 @@ class BuildReport:
             "baud": self.baud,
             "link_inferences_per_second": round(self.link_inferences_per_second, 1),
             "logic_by_part": self.logic_by_part,
+            "flash_image": self.flash_image or None,
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
             "notes": self.notes,
         }
@@ -167,6 +171,8 @@ class BuildReport:
         """The one-line summary."""
         used = ", ".join(f"{k} {u}/{a}" for k, (u, a) in self.resources.items())
         engine = " (sequential engine)" if self.architecture == "sequential" else ""
+        if self.flash_image:
+            engine = " (sequential engine, weights in flash)"
         return (f"{self.model} on {self.board}{engine}: {used}; clock {self.clock_mhz:.4g} MHz "
                 f"(Fmax {self.fmax_mhz:.1f} MHz"
                 f"{', the datasheet bound' if self.fmax_limit == 'datasheet' else ''}"
@@ -237,7 +243,10 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
         resources[resource] = (used, available)
     clocks = [entry["achieved"] for entry in placed.get("fmax", {}).values()]
     notes = []
-    if board.serial_requantizer:
+    plan = design.network_plan
+    serial = (plan.schedule.requant_interval > 1 if design.architecture == "sequential"
+              else any(stage.serial_requantizer for stage in plan.stages))
+    if board.serial_requantizer and serial:
         notes.append("requantizers share one 16x16 multiplier per lane (one result per 3-5 "
                      "cycles); the cycles per inference count 5")
     nextpnr_fmax = min(clocks) if clocks else 0.0

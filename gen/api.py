@@ -167,7 +167,7 @@ def _hardware_graph(path_or_graph) -> ir.Graph:
 def generate(path_or_graph, out_dir: str | os.PathLike | None = None, fold="auto",
              max_multipliers: int | None = None, lanes: int = 1,
              requant_interval: int = 1, force: bool = False,
-             arch: str = "auto") -> Design:
+             arch: str = "auto", weights: str = "auto") -> Design:
     """Plan the hardware for a model (folding ``"auto"`` within ``max_multipliers``,
     ``"full"``, a fold JSON file or a ``{node: Fold}`` dict) and, given ``out_dir``,
     write its Verilog, memory images and ``manifest.json`` there (atomically, where
@@ -177,15 +177,22 @@ def generate(path_or_graph, out_dir: str | os.PathLike | None = None, fold="auto
     multipliers, on iCE40).  ``arch``: ``"dataflow"`` (a stage per layer),
     ``"sequential"`` (one shared unit driven by a schedule, :mod:`tfl2rtl.hw.engine`)
     or ``"auto"`` (without a board to fit: the dataflow design; see
-    :func:`tfl2rtl.design.plan`)."""
+    :func:`tfl2rtl.design.plan`).  ``weights``: where a sequential engine keeps its
+    weights, ``"chip"`` (a ROM) or ``"flash"`` (the board's SPI flash: ``out_dir`` then
+    also gets the flash's bytes, :data:`tfl2rtl.design.FLASH_WEIGHTS`); ``"auto"``
+    without a board: on chip."""
     from . import design as gen
     from .output import Destination, check_folder
 
     if out_dir is not None:  # refused before anything is planned
         check_folder(out_dir, force=force)
     budget = gen.DEFAULT_MAX_MULTIPLIERS if max_multipliers is None else max_multipliers
+    weights = "chip" if weights == "auto" else weights
+    if weights == "flash" and arch != "sequential":
+        raise Tfl2RtlError("--weights flash is for the sequential engine: add --arch "
+                           "sequential")
     design = gen.plan(_hardware_graph(path_or_graph), fold, budget, lanes=lanes,
-                      requant_interval=requant_interval, arch=arch)
+                      requant_interval=requant_interval, arch=arch, weights=weights)
     if out_dir is not None:
         gen.write(design, Destination(out_dir, force))
     return design
@@ -238,7 +245,7 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
              fold="auto", max_multipliers: int | None = None, lanes: int = 1, seed: int = 0,
              build_dir: str | os.PathLike | None = None,
              waves: str | os.PathLike | None = None, force: bool = False,
-             arch: str = "auto") -> SimReport:
+             arch: str = "auto", weights: str = "auto") -> SimReport:
     """Generate the design, build it with Verilator and stream ``inputs`` random inputs
     (plus those in ``input_files``) through it under cocotb, comparing every output with
     the golden model; once straight and once with random stalls and backpressure.
@@ -252,7 +259,8 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
     allows, with ``force`` beside other files; put in place when the run ends, also when
     it fails).  ``waves``: write a VCD waveform of both runs to this file (see
     :func:`tfl2rtl.sim.runner.simulate_network`; it replaces only a waveform tfl2rtl
-    wrote)."""
+    wrote).  ``arch`` and ``weights`` as :func:`generate` (weights in flash are read
+    from a model of the flash, loaded with them)."""
     import contextlib
 
     from .output import check_file, check_folder, staged_directory, staged_file
@@ -265,7 +273,7 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
         check_file(waves, ours=is_own_waveform, option="--waves")
     graph = _hardware_graph(path_or_graph)
     design = generate(graph, fold=fold, max_multipliers=max_multipliers, lanes=lanes,
-                      arch=arch)
+                      arch=arch, weights=weights)
     sets = random_inputs(graph, inputs, seed=seed)
     for f in input_files or []:
         sets += load_inputs(graph, f)
@@ -318,7 +326,7 @@ def simulate(path_or_graph, inputs: int = 50, input_files: list[str] | None = No
 def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
           max_multipliers: int | None = None, lanes: int = 1, baud: int | None = None,
           clock_mhz: float | None = None, progress: Callable[[str], None] | None = None,
-          arch: str = "auto", placement_seed: int | None = None):
+          arch: str = "auto", placement_seed: int | None = None, weights: str = "auto"):
     """Generate the design for a model, put it behind the UART host link on ``board``
     (see :data:`tfl2rtl.boards.build.BOARDS`), synthesize, place, route and pack it,
     and write the bitstream, ``report.json``, ``report.txt``, ``manifest.json`` and the
@@ -345,7 +353,10 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     engine (:func:`tfl2rtl.boards.fit.sequential_design`), ``arch="dataflow"`` the
     dataflow design only, and ``arch="auto"`` (the default) the dataflow design when it
     fits, else the sequential engine (``progress`` and the report's notes say which and
-    why)."""
+    why); a model whose weights do not fit on chip goes straight to the engine with its
+    weights in flash, on a board that has one.  ``weights``: where the engine keeps its
+    weights (``"auto"``: :func:`tfl2rtl.boards.fit.engine_weights`; ``"flash"`` also
+    writes the flash image, bitstream and weights, into ``out_dir``)."""
     from .boards.build import DEFAULT_BAUD, build_graph
     from .output import check_folder
 
@@ -353,7 +364,7 @@ def build(path_or_graph, board: str, out_dir: str | os.PathLike, fold="auto",
     return build_graph(_hardware_graph(path_or_graph), board, out_dir, fold=fold,
                        max_multipliers=max_multipliers, lanes=lanes,
                        baud=baud or DEFAULT_BAUD, clock_mhz=clock_mhz, progress=progress,
-                       arch=arch, seed=placement_seed)
+                       arch=arch, seed=placement_seed, weights=weights)
 
 
 @dataclass

@@ -124,6 +124,15 @@ def _arch_option(p) -> None:
                         "sequential engine")
 
 
+def _weights_option(p) -> None:
+    p.add_argument("--weights", choices=("auto", "chip", "flash"), default="auto",
+                   help="where the sequential engine keeps its weights: chip (a ROM in "
+                        "block RAM), flash (read from the board's SPI flash as the "
+                        "schedule needs them) or auto (default: in flash on a board "
+                        "whose block RAM they would fill more than half of, else on "
+                        "chip)")
+
+
 def _force_option(p) -> None:
     p.add_argument("--force", action="store_true",
                    help="write into a folder that holds other files too: tfl2rtl's own "
@@ -134,7 +143,7 @@ def _force_option(p) -> None:
 def cmd_generate(args) -> int:
     design = api.generate(args.model, args.output, fold=args.fold,
                           max_multipliers=args.max_multipliers, lanes=args.lanes,
-                          force=args.force, arch=args.arch)
+                          force=args.force, arch=args.arch, weights=args.weights)
     m = design.manifest()
     memories = 2 * sum("weights" in layer for layer in m["layers"])
     interval = ("at most " if design.architecture == "sequential" else "") + str(
@@ -178,7 +187,8 @@ def cmd_sim(args) -> int:
     report = api.simulate(args.model, inputs=args.inputs, input_files=args.input,
                           fold=args.fold, max_multipliers=args.max_multipliers,
                           lanes=args.lanes, seed=args.seed, build_dir=args.build_dir,
-                          waves=args.waves, force=args.force, arch=args.arch)
+                          waves=args.waves, force=args.force, arch=args.arch,
+                          weights=args.weights)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -213,12 +223,13 @@ def cmd_build(args) -> int:
                        max_multipliers=args.max_multipliers, lanes=args.lanes,
                        baud=args.baud, clock_mhz=args.clock_mhz,
                        progress=None if args.json else _status, arch=args.arch,
-                       placement_seed=args.placement_seed)
+                       placement_seed=args.placement_seed, weights=args.weights)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
         print(report.text(), end="")
-        print(f"wrote {args.output}: {report.bitstream}, report.json, report.txt, "
+        flash = f", {report.flash_image}" if report.flash_image else ""
+        print(f"wrote {args.output}: {report.bitstream}{flash}, report.json, report.txt, "
               "manifest.json, logs/")
     return EXIT_OK
 
@@ -263,6 +274,7 @@ def _board_commands(sub) -> None:
                                     "fit, some layers' products in LUTs where the board "
                                     "allows")
     _arch_option(p)
+    _weights_option(p)
     p.add_argument("--baud", type=int, default=None,
                    help="UART baud rate (default 3000000)")
     p.add_argument("--clock-mhz", type=float, default=None, metavar="F",
@@ -375,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     _fold_options(p)
     _arch_option(p)
+    _weights_option(p)
     _force_option(p)
     p.set_defaults(func=cmd_generate)
 
@@ -384,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", action="append", metavar="X.npy")
     _fold_options(p)
     _arch_option(p)
+    _weights_option(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--build-dir", metavar="DIR",
                    help="keep the Verilator build (and logs) here instead of a temp folder")

@@ -130,6 +130,10 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     the oscillator, and the host's UART runs on it at ``host_divisor`` oscillator cycles
     a bit.
 
+    An accelerator whose weights are in flash (``top.flash``) reads them from the flash
+    model (:data:`tfl2rtl.sim.runner.FLASH_MODEL`) loaded with its flash image, on the
+    harness's own clock (not with ``clock`` or ``family`` so far).
+
     A model with float32 edges (``inputs`` float32; ``model`` required): the host
     quantizes each input and dequantizes each output with the model's own edge nodes
     (:class:`tfl2rtl.edges.HostEdges`) around the driver, and the float32 outputs are
@@ -186,8 +190,25 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         design = BoardDesign(top, clock, led="led", reset="button")
         platform = _SimPins(platform)
         divisor, clock_ns = host_divisor, 1e9 / float(clock.input_hz)
-    source.write_text(runner.memory_init_files(
-        to_verilog(design, name=TOP, platform=platform), build_dir))
+    plusargs = []
+    if top.flash:
+        # Weights in flash: the board top under another name, in a top of the harness's
+        # ports that wires its flash pins to the flash model, loaded with the weights.
+        if clock is not None or family is not None:
+            raise Tfl2RtlError("a board top whose weights are in flash is simulated on its "
+                               "own clock, without family hooks, so far")
+        plan = top.accelerator.plan
+        inner = f"{TOP}_flash"
+        source.write_text(runner.memory_init_files(
+            to_verilog(design, name=inner), build_dir) + runner.flash_top(
+                TOP, [("input", "clk", 1), ("input", "rst", 1), ("input", "rx", 1),
+                      ("output", "tx", 1), ("output", "busy", 1)], inner=inner))
+        image = build_dir / "flash.hex"
+        image.write_text(runner.flash_hex(plan.flash_image(), plan.flash_base))
+        plusargs.append(f"+TFL2RTL_FLASH={image}")
+    else:
+        source.write_text(runner.memory_init_files(
+            to_verilog(design, name=TOP, platform=platform), build_dir))
     if clock is not None:
         from tfl2rtl.boards.clocks import pll_models
 
@@ -195,6 +216,8 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         sources, build_args = [waivers, source, harness, pll_models()], NETLIST_VERILATOR_ARGS
     elif family is None:
         sources, build_args = [waivers, source, harness], runner.VERILATOR_ARGS
+        if top.flash:
+            sources.append(runner.template_source(runner.FLASH_MODEL))
     else:
         from tfl2rtl.boards.postsynth import netlist_models
 
@@ -250,7 +273,7 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         build_seconds = time.perf_counter() - began
         runner._save_runtime(cache, build_dir)
         results_xml = sim.test(test_module="tfl2rtl.sim.board_tb", hdl_toplevel=HARNESS,
-                               build_dir=build_dir, test_dir=build_dir,
+                               build_dir=build_dir, test_dir=build_dir, plusargs=plusargs,
                                extra_env={"TFL2RTL_SIM_CONFIG": str(config)},
                                log_file=build_dir / "sim.log")
     total, failed = get_results(Path(results_xml))

@@ -71,6 +71,26 @@ def test_the_sequential_engine_as_the_icebreaker_build_plans_it(tmp_path):
     assert run.errors == {name: name for name in BAD_FRAMES}
 
 
+def test_weights_in_flash_through_the_host_driver(tmp_path):
+    """The small legacy uint8 MLP as the iCEBreaker builds an engine whose weights are
+    in flash (``--weights flash``): the board top reads them from the flash model, and
+    the host driver, its identity and every bad frame are unchanged."""
+    from tfl2rtl.boards.board import BOARDS
+    from tfl2rtl.boards.fit import sequential_design
+
+    graph = load(TEST_MODELS / "uint8_legacy.tflite")
+    plan = sequential_design(graph, BOARDS["icebreaker"], weights="flash")
+    assert plan.weights_in_flash
+    top = BoardTop(plan.network(), Identity.of_design(plan), divisor=4, timeout_bytes=8)
+    assert top.flash
+    x = vectors(graph, 3)
+    expected = golden_vectors(graph, x)
+    run = simulate_board(top, x, expected, tmp_path)
+    np.testing.assert_array_equal(run.outputs, expected)
+    assert run.identity == top.identity
+    assert run.errors == {name: name for name in BAD_FRAMES}
+
+
 def test_a_wrong_expectation_is_reported(tmp_path):
     graph, top = board_top(HELLO_WORLD, fold="full")
     x = vectors(graph, 2)

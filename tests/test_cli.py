@@ -357,6 +357,33 @@ def test_generate_and_sim_the_sequential_engine(tmp_path):
     assert not (tmp_path / "conv").exists()
 
 
+def test_the_sequential_engine_with_its_weights_in_flash(tmp_path):
+    """``--weights flash``: ``generate`` writes the flash's bytes beside the Verilog (the
+    manifest says where they go, and the schedule counts every weight byte as read from
+    flash); ``sim`` reads them from the flash model, bit-exact, on the seed's kind of
+    model (legacy uint8); without ``--arch sequential`` it is a one-line error and
+    nothing is written."""
+    from tfl2rtl.hw.engine import FLASH_BASE
+
+    path = TEST_MODELS / "uint8_legacy.tflite"
+    proc = cli("generate", path, "-o", tmp_path / "out", "--arch", "sequential",
+               "--weights", "flash", check_code=0)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    image = (tmp_path / "out" / manifest["flash"]["image"]).read_bytes()
+    assert manifest["flash"]["base"] == FLASH_BASE and manifest["flash"]["bytes"] == len(image)
+    schedule = manifest["schedule"]
+    assert schedule["weights_in"] == "flash"
+    assert schedule["flash_bytes"] == schedule["weight_bytes"] == len(image)
+    assert "flash_sck" in manifest["ports"]
+    assert "bytes from flash" in proc.stdout
+    report = json.loads(cli("sim", path, "--inputs", "6", "--arch", "sequential",
+                            "--weights", "flash", "--json", check_code=0).stdout)
+    assert report["inputs"] == 6 and report["mismatches"] == 0
+    assert_one_line_error(cli("generate", path, "-o", tmp_path / "dataflow", "--weights",
+                              "flash"), "--weights flash is for the sequential engine")
+    assert not (tmp_path / "dataflow").exists()
+
+
 def test_generate_errors(tmp_path):
     bad = tmp_path / "fold.json"
     bad.write_text('{"layers": {"1": {"pe": 3, "simd": 1}}}')
