@@ -22,7 +22,8 @@ an earlier, different request fails the host's check like a corrupted one.
 Commands and replies
 --------------------
 - :data:`IDENTIFY` (empty payload): the reply ``IDENTIFY | 0x80`` carries the design's
-  :class:`Identity` (model hash, input and output shapes and dtypes, lanes).
+  :class:`Identity` (model hash, input and output shapes and dtypes, lanes, the
+  architecture and where the weights are).
 - :data:`INFER` (payload: the input tensor, one byte per element in row-major order, in
   its dtype): the reply ``INFER | 0x80`` carries the output tensor the same way.
 - :data:`LOAD` (payload: memory number, first row (2 bytes, LE), then whole rows of
@@ -74,6 +75,7 @@ before the host sends it again.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import enum
 import struct
 import time
@@ -105,7 +107,7 @@ TRAILER = 2  # the CRC
 
 #: The identity record's first bytes and version.
 IDENTITY_MAGIC = b"T2R"
-IDENTITY_VERSION = 2
+IDENTITY_VERSION = 3
 DTYPES = {"int8": 0, "uint8": 1, "int16": 2}
 
 
@@ -296,10 +298,13 @@ class MemoryInfo:
 @dataclass(frozen=True)
 class Identity:
     """What a design says about itself: the model's SHA-256, the input and output
-    tensors, the elements per beat of the accelerator's streams, and the weight memories
-    the host must load (:class:`MemoryInfo`, in memory-number order; usually none).
+    tensors, the elements per beat of the accelerator's streams, the weight memories
+    the host must load (:class:`MemoryInfo`, in memory-number order; usually none), its
+    architecture (``"dataflow"`` or ``"sequential"``) and where its weights are
+    (``"chip"`` or ``"flash"``).
 
-    Packed (little endian): ``b"T2R"``, version (1 byte), lanes (2), SHA-256 (32), then
+    Packed (little endian): ``b"T2R"``, version (1 byte), lanes (2), the architecture
+    byte (bit 0: sequential, bit 1: weights in flash), SHA-256 (32), then
     per tensor (input, output): dtype code (0 int8, 1 uint8, 2 int16), rank, each dimension (4),
     scale (float32) and zero point (int32); then the number of memories (1) and per
     memory its node, pe, simd (2 each) and rows (4)."""
@@ -309,12 +314,17 @@ class Identity:
     output: TensorInfo
     lanes: int = 1
     memories: tuple[MemoryInfo, ...] = ()
+    architecture: str = "dataflow"
+    weights: str = "chip"
 
     def pack(self) -> bytes:
         digest = bytes.fromhex(self.sha256)
         if len(digest) != 32:
             raise ValueError("sha256 must be 64 hex digits")
-        return (IDENTITY_MAGIC + struct.pack("<BH", IDENTITY_VERSION, self.lanes) + digest
+        flags = (int(self.architecture == "sequential")
+                 | int(self.weights == "flash") << 1)
+        return (IDENTITY_MAGIC + struct.pack("<BHB", IDENTITY_VERSION, self.lanes, flags)
+                + digest
                 + self.input.pack() + self.output.pack()
                 + struct.pack("<B", len(self.memories))
                 + b"".join(struct.pack("<HHHI", m.node, m.pe, m.simd, m.rows)
@@ -330,7 +340,8 @@ class Identity:
             if version != IDENTITY_VERSION:
                 raise LinkError(f"identity record version {version}; this tfl2rtl reads "
                                 f"version {IDENTITY_VERSION}")
-            offset = len(IDENTITY_MAGIC) + 3
+            (flags,) = struct.unpack_from("<B", data, len(IDENTITY_MAGIC) + 3)
+            offset = len(IDENTITY_MAGIC) + 4
             digest = data[offset:offset + 32]
             tensor_in, offset = TensorInfo.unpack_from(data, offset + 32)
             tensor_out, offset = TensorInfo.unpack_from(data, offset)
@@ -344,15 +355,20 @@ class Identity:
             raise LinkError(f"identity record of {len(data)} bytes is cut short") from None
         if offset != len(data):
             raise LinkError(f"identity record has {len(data) - offset} bytes too many")
-        return cls(digest.hex(), tensor_in, tensor_out, lanes, tuple(memories))
+        return cls(digest.hex(), tensor_in, tensor_out, lanes, tuple(memories),
+                   "sequential" if flags & 1 else "dataflow", "flash" if flags & 2 else "chip")
 
     @classmethod
     def of_design(cls, design) -> Identity:
         """The identity of ``design`` (a :class:`tfl2rtl.design.Design`): its graph's,
-        its lanes and its network plan's loadable memories."""
+        its lanes, its network plan's loadable memories, its architecture and where its
+        weights are."""
         memories = tuple(MemoryInfo(stage.index, stage.fold.pe, stage.fold.simd, rows)
                          for stage, rows, _ in design.network_plan.loadable_memories())
-        return cls.of_graph(design.graph, design.lanes, memories)
+        return dataclasses.replace(
+            cls.of_graph(design.graph, design.lanes, memories),
+            architecture=design.architecture,
+            weights="flash" if design.weights_in_flash else "chip")
 
     @classmethod
     def of_graph(cls, graph, lanes: int = 1, memories: tuple[MemoryInfo, ...] = ()

@@ -398,7 +398,8 @@ def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 3
     """Send the input in ``input_file`` (``.npy``, one input) to a board over the serial
     ``port`` (or any ``transport`` with ``write(bytes)`` and ``read(n)``), read the output
     back and compute the golden model's beside it.  The board must run this model: its
-    identity (model SHA-256, shapes, dtypes) is checked first.  A board whose weights are
+    identity (model SHA-256, shapes, dtypes) is checked first, and ``progress`` told its
+    architecture and where its weights are.  A board whose weights are
     loaded at run time (SPRAM on the iCEBreaker) and answers ``NOT_LOADED`` gets them
     (:meth:`~tfl2rtl.boards.protocol.Client.load_weights`, ``progress`` told), and the
     inference is sent again.
@@ -431,6 +432,10 @@ def infer(path_or_graph, input_file: str, port: str | None = None, baud: int = 3
             raise Tfl2RtlError(
                 f"the board runs another model (SHA-256 {identity.sha256[:16]}...), not "
                 f"{Path(graph.source).name} ({digest[:16]}...): build and program it first")
+        if progress is not None:
+            where = "in flash" if identity.weights == "flash" else "on chip"
+            progress(f"the board runs {Path(graph.source).name} on the "
+                     f"{identity.architecture} architecture, its weights {where}")
         output, loaded = edges.infer(client, x, progress=progress)
     finally:
         if own:

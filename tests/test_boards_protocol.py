@@ -1,5 +1,7 @@
 """The host link's frames, identity record and client, in pure Python."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -73,7 +75,8 @@ def test_identity_round_trip():
     assert identity.input == TensorInfo((1, 1), "int8", pytest.approx(0.02448, rel=1e-3),
                                         -128)
     packed = identity.pack()
-    assert packed.startswith(b"T2R\x02") and Identity.unpack(packed) == identity
+    assert packed.startswith(b"T2R\x03") and Identity.unpack(packed) == identity
+    assert (identity.architecture, identity.weights) == ("dataflow", "chip")
     with pytest.raises(LinkError, match="cut short"):
         Identity.unpack(packed[:-1])
     with pytest.raises(LinkError, match="1 bytes too many"):
@@ -83,6 +86,12 @@ def test_identity_round_trip():
     assert Identity.unpack(packed) == loading and len(packed) == len(identity.pack()) + 20
     with pytest.raises(LinkError, match="cut short"):
         Identity.unpack(packed[:-3])
+    # The architecture byte: a sequential engine, its weights in flash.
+    engine = dataclasses.replace(identity, architecture="sequential", weights="flash")
+    packed = engine.pack()
+    assert packed[6] == 0b11 and Identity.unpack(packed) == engine
+    with pytest.raises(LinkError, match="version 2; this tfl2rtl reads version 3"):
+        Identity.unpack(identity.pack().replace(b"T2R\x03", b"T2R\x02", 1))
 
 
 class FakeBoard:

@@ -88,6 +88,7 @@ def test_weights_in_flash_through_the_host_driver(tmp_path):
     run = simulate_board(top, x, expected, tmp_path)
     np.testing.assert_array_equal(run.outputs, expected)
     assert run.identity == top.identity
+    assert (run.identity.architecture, run.identity.weights) == ("sequential", "flash")
     assert run.errors == {name: name for name in BAD_FRAMES}
 
 

@@ -15,6 +15,7 @@ from tfl2rtl.hw.engine import (
     REQUANT_SLACK,
     SequentialEngine,
     compile_schedule,
+    flash_offsets,
     plan_sequential,
 )
 from tfl2rtl.sim.runner import golden_vectors
@@ -93,22 +94,28 @@ def test_legacy_uint8(fold, mode):
 
 
 def test_flash_image_holds_the_unit_s_rows_in_issue_order():
-    """The bytes the flash holds are the rows the unit would read from its ROM, each
-    weight in whole bytes (two for 9 bits), little endian; a layer's cycles are at
-    least the flash's time for its weights."""
+    """The bytes the flash holds are the rows the unit would read from its ROM, a byte a
+    weight: int8 as it is, a 9-bit weight plus its layer's offset (the same for every
+    row of the layer); a layer's cycles are at least the flash's time for its
+    weights."""
     for path, fold in ((UINT8_LEGACY, (2, 4)), (DENSE10, (4, 4))):
         plan = plan_sequential(load(path), fold=fold, weights="flash")
         schedule = plan.schedule
         engine = SequentialEngine(plan)
         Fragment.get(engine, None)  # (built, as a simulation or the Verilog would)
-        width = -(-schedule.weight_bits // 8)
-        image = np.frombuffer(plan.flash_image(), dtype=f"<i{width}")
+        nine = schedule.weight_bits == 9
+        assert len(schedule.flash_offsets) == (len(schedule.steps) if nine else 0)
+        image = np.frombuffer(plan.flash_image(), dtype=np.uint8 if nine else np.int8)
+        assert len(image) == schedule.rows * schedule.row_bytes
         lanes = image.reshape(-1, schedule.pe * schedule.simd).astype(np.int64)
+        if nine:
+            layer_of_row = np.concatenate([np.full(s.cycles, k)
+                                           for k, s in enumerate(schedule.steps)])
+            lanes -= np.array(schedule.flash_offsets)[layer_of_row][:, None]
         mask = (1 << schedule.weight_bits) - 1
         rows = [sum((int(v) & mask) << (schedule.weight_bits * k) for k, v in enumerate(row))
                 for row in lanes]
         assert rows == engine.mvu.weight_rows()
-        assert len(image) * width == schedule.rows * schedule.row_bytes
         for k in range(len(schedule.steps)):
             assert schedule.flash_cycles(k) >= (schedule.weight_bytes(k)
                                                 * schedule.flash_cycles_per_byte)
@@ -117,6 +124,19 @@ def test_flash_image_holds_the_unit_s_rows_in_issue_order():
         on_chip = plan_sequential(load(path), fold=fold).schedule
         assert schedule.cycles_per_vector >= on_chip.cycles_per_vector
         assert on_chip.flash_cycles(0) == 0
+
+
+def test_flash_offsets_refuse_weights_wider_than_a_byte():
+    graph = load(UINT8_LEGACY)
+    layers = plan_sequential(graph).layers
+    node = layers[0][1]
+    wide = type(node)(**{**node.__dict__, "weights": np.where(
+        np.arange(node.weights.size).reshape(node.weights.shape) == 0, 254, -1)})
+    assert flash_offsets([(0, wide)]) == (1,)
+    wide.weights[0, 1] = -2
+    with pytest.raises(Tfl2RtlError, match=r"^node 0 \(FULLY_CONNECTED\): its weights span "
+                                           r"-2 to 254, more than a byte holds"):
+        flash_offsets([(0, wide)])
 
 
 def test_schedule_pads_every_layer_to_the_folding():

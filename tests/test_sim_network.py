@@ -55,6 +55,8 @@ CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI e
     # model's litert-ref.
     "uint8_legacy-serial": (TEST_MODELS / "uint8_legacy.tflite", None, 1, 50),
     "mlp_uint8_legacy-auto": (TEST_MODELS / "mlp_uint8_legacy.tflite", auto(64), 1, 20),
+    # 16x8 (int16 activations, int8 weights, int64 accumulators), two lanes of int16.
+    "mlp_int16x8-auto": (TEST_MODELS / "mlp_int16x8.tflite", auto(64), 2, 12),
     # Convolutional networks at the default budget of 64 multipliers (128 where 64 does not
     # reach a MAC efficiency of 0.8), a few inferences back to back.
     "conv_int8-auto": (TEST_MODELS / "conv_int8.tflite", auto(64), 1, 6),

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -56,6 +56,7 @@ from .requant import Requantizer, RoundingRequantizer, partial_products
 from .stages import stage_for
 
 __all__ = ["LayerStep", "Schedule", "SequentialPlan", "compile_schedule", "plan_sequential",
+           "flash_offsets", "weight_bits",
            "SequentialEngine", "BOUNDARY_SLACK", "REQUANT_SLACK", "WEIGHT_PLACES",
            "FLASH_BASE", "FLASH_PREFETCH_ROWS", "FLASH_PORTS"]
 
@@ -146,12 +147,15 @@ class Schedule:
     #: pass beyond the bytes (command, address, dummy clocks, chip select).
     flash_cycles_per_byte: int = 0
     flash_pass_overhead: int = 0
+    #: With 9-bit weights in flash, per layer: the offset ``z`` its weights are stored
+    #: with, one unsigned byte ``w + z`` each (:func:`flash_offsets`); () otherwise.
+    flash_offsets: tuple[int, ...] = ()
 
     @property
     def row_bytes(self) -> int:
-        """Bytes of one weight row in flash: ``pe * simd`` weights of
-        ``ceil(weight_bits / 8)`` bytes each (two's complement, little endian)."""
-        return self.pe * self.simd * -(-self.weight_bits // 8)
+        """Bytes of one weight row in flash: ``pe * simd`` weights of a byte each (int8,
+        or ``w + z`` with the layer's :attr:`flash_offsets`)."""
+        return self.pe * self.simd
 
     @property
     def rows(self) -> int:
@@ -283,10 +287,9 @@ def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = Non
         padded_in = padded_out
     flash = {}
     if weights == "flash":
-        rows_bytes = row * pe * simd * -(-weight_bits(layers) // 8)
         flash = {"flash_cycles_per_byte": QspiReader.cycles_per_byte_for(flash_width),
-                 "flash_pass_overhead": QspiReader.pass_cycles_for(rows_bytes, flash_width)
-                 - rows_bytes * QspiReader.cycles_per_byte_for(flash_width)}
+                 "flash_pass_overhead": QspiReader.pass_cycles_for(0, flash_width),
+                 "flash_offsets": flash_offsets(layers)}
     return Schedule(pe=pe, simd=simd, requant_lanes=requant_lanes,
                     requant_interval=requant_interval, steps=tuple(steps),
                     acc_bits=max(node.acc_bits for _, node in layers),
@@ -296,6 +299,25 @@ def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = Non
 def weight_bits(layers) -> int:
     """The widest ``weight_bits`` of ``layers`` (``[(index, node)]``)."""
     return max(getattr(node, "weight_bits", 8) for _, node in layers)
+
+
+def flash_offsets(layers) -> tuple[int, ...]:
+    """How the flash holds 9-bit weights in a byte each: per layer, the offset ``z =
+    -min(w, 0)`` that makes every weight (and the padding's zeros) an unsigned byte
+    ``w + z`` (a legacy uint8 layer's ``w - zw`` spans 256 values, 0 among them: its
+    ``z`` is its zero point ``zw``); () when every weight is int8 (held as it is)."""
+    if weight_bits(layers) <= 8:
+        return ()
+    offsets = []
+    for index, node in layers:
+        w = np.asarray(node.weights)
+        low, high = min(int(w.min()), 0), max(int(w.max()), 0)
+        if high - low > 255:
+            raise Tfl2RtlError(f"node {index} ({node.op}): its weights span {low} to "
+                               f"{high}, more than a byte holds; they cannot be read "
+                               "from flash")
+        offsets.append(-low)
+    return tuple(offsets)
 
 
 @dataclass(frozen=True)
@@ -344,14 +366,15 @@ class SequentialPlan:
     def flash_image(self) -> bytes:
         """The bytes the flash holds from :attr:`flash_base` when the weights are there:
         every layer's weight rows in issue order (row ``nf * synapse_folds + sf`` of a
-        layer holds ``w[nf * pe + p, sf * simd + s]`` as weight ``p * simd + s``), each
-        weight in ``ceil(weight_bits / 8)`` bytes, two's complement, little endian."""
+        layer holds ``w[nf * pe + p, sf * simd + s]`` as weight ``p * simd + s``), a
+        byte a weight: int8, or ``w + z`` with the layer's
+        :attr:`Schedule.flash_offsets`."""
         schedule = self.schedule
-        dtype = "<i1" if schedule.weight_bits <= 8 else "<i2"
+        offsets = schedule.flash_offsets or (0,) * len(schedule.steps)
         parts = []
-        for step, w in zip(schedule.steps, self.matrices(), strict=True):
+        for step, w, z in zip(schedule.steps, self.matrices(), offsets, strict=True):
             rows = w.reshape(step.neuron_folds, schedule.pe, step.synapse_folds, schedule.simd)
-            parts.append(rows.transpose(0, 2, 1, 3).astype(dtype).tobytes())
+            parts.append(((rows.transpose(0, 2, 1, 3) + z) & 0xFF).astype(np.uint8).tobytes())
         return b"".join(parts)
 
     @property
@@ -703,9 +726,10 @@ class SequentialEngine(wiring.Component):
 
     def _weights_from_flash(self, m: Module) -> None:
         """The unit's weight rows from the flash: the reader's bytes gathered into rows
-        of :attr:`Schedule.row_bytes`, through a FIFO of at least
-        :data:`FLASH_PREFETCH_ROWS` rows (the reader runs ahead while the unit waits at
-        a layer boundary), each weight's ``weight_bits`` taken from its bytes."""
+        of :attr:`Schedule.row_bytes`, each byte a weight (less its layer's
+        :attr:`Schedule.flash_offsets`, counting rows to know the layer), through a
+        FIFO of at least :data:`FLASH_PREFETCH_ROWS` rows (the reader runs ahead while
+        the unit waits at a layer boundary)."""
         schedule = self.plan.schedule
         m.submodules.flash = reader = self.flash
         m.d.comb += [
@@ -716,12 +740,29 @@ class SequentialEngine(wiring.Component):
         raw = stream.Signature(signed_lanes(8, 1)).create()
         m.d.comb += [raw.payload.eq(reader.o.payload), raw.valid.eq(reader.o.valid),
                      reader.o.ready.eq(raw.ready)]
+        gathered = convert_lanes(m, raw, schedule.row_bytes, "flash_rows")
+        # The row's weights: each byte as it is (int8), or less its layer's offset.
+        lanes = schedule.pe * schedule.simd
+        rows = stream.Signature(unsigned(lanes * schedule.weight_bits)).create()
+        m.d.comb += [rows.valid.eq(gathered.valid), gathered.ready.eq(rows.ready)]
+        if schedule.flash_offsets:
+            # Which layer the row is of: counted over the rows of a pass.
+            row = Signal(range(schedule.rows))
+            layer = Signal(range(len(schedule.steps)))
+            last_rows = Array(Const(s.first_row + s.cycles - 1, len(row))
+                              for s in schedule.steps)
+            offsets = Array(Const(z, 9) for z in schedule.flash_offsets)
+            with m.If(rows.valid & rows.ready):
+                with m.If(row == last_rows[layer]):
+                    m.d.sync += layer.eq(Mux(layer == len(schedule.steps) - 1, 0, layer + 1))
+                m.d.sync += row.eq(Mux(row == schedule.rows - 1, 0, row + 1))
+            m.d.comb += rows.payload.eq(Cat(*(
+                (Cat(gathered.payload[k], Const(0, 1)) - offsets[layer])[:schedule.weight_bits]
+                for k in range(lanes))))
+        else:
+            m.d.comb += rows.payload.eq(gathered.payload)
         row_cycles = schedule.row_bytes * schedule.flash_cycles_per_byte
         depth = max(FLASH_PREFETCH_ROWS, -(-schedule.boundary_cycles // row_cycles) + 4)
-        rows = through_fifo(m, convert_lanes(m, raw, schedule.row_bytes, "flash_rows"),
-                            depth, "flash_fifo")
-        per_weight = schedule.row_bytes // (schedule.pe * schedule.simd)
-        lanes = [Cat(*(rows.payload[k * per_weight + b] for b in range(per_weight)))
-                 [:schedule.weight_bits] for k in range(schedule.pe * schedule.simd)]
-        m.d.comb += [self.mvu.w.payload.eq(Cat(*lanes)), self.mvu.w.valid.eq(rows.valid),
-                     rows.ready.eq(self.mvu.w.ready)]
+        m.submodules.flash_fifo = queue = StreamFIFO(unsigned(len(rows.payload)), depth)
+        wiring.connect(m, rows, queue.i)
+        wiring.connect(m, queue.o, self.mvu.w)
