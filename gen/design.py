@@ -218,8 +218,11 @@ class Design:
                 **({"flash_sck": 1, "flash_cs_n": 1, "flash_io_o": 4, "flash_io_oe": 1,
                     "flash_io_i": 4} if self.weights_in_flash else {}),
             },
-            **({"flash": {"image": FLASH_WEIGHTS, "base": self.network_plan.flash_base,
-                          "bytes": len(self.network_plan.flash_image())}}
+            # Where the weights go in flash, and the file (``image``, programmed at
+            # ``image_base``) that holds them there (a build's holds the bitstream too).
+            **({"flash": {"base": self.network_plan.flash_base,
+                          "bytes": len(self.network_plan.flash_image()),
+                          "image": FLASH_WEIGHTS, "image_base": self.network_plan.flash_base}}
                if self.weights_in_flash else {}),
             "lanes": self.lanes,
             "input": {"shape": list(t_in.shape), "dtype": t_in.dtype, "scale": t_in.scale,

@@ -36,6 +36,8 @@ __all__ = ["TOP", "HARNESS", "BoardRun", "simulate_board", "simulate_netlist",
            "harness_source"]
 
 TOP = "board_top"
+#: The module the stream harness instantiates (a netlist's, or the flash wrapper's).
+TOP_NETLIST = runner.TOP
 HARNESS = "board_harness"
 #: The bad frames the testbench sends and the error each must get.
 BAD_FRAMES = ("BAD_CHECKSUM", "UNKNOWN_COMMAND", "WRONG_LENGTH", "TRUNCATED")
@@ -366,15 +368,19 @@ def simulate_netlist(netlist: str | os.PathLike,
                      cell_models: str | os.PathLike | list[str | os.PathLike], *,
                      lanes: int, in_size: int, out_size: int, inputs: np.ndarray,
                      expected: np.ndarray, build_dir: str | os.PathLike,
-                     interval: int, seed: int = 0) -> dict[str, runner.SimRun]:
+                     interval: int, seed: int = 0,
+                     flash: tuple[bytes, int] | None = None) -> dict[str, runner.SimRun]:
     """Run a synthesized accelerator (``netlist``, module ``tfl2rtl_top``, with the
     cell models it instantiates: ``cell_models``, one file or a list, the first the
     vendor's, whose folder holds the files it includes; see
     :func:`tfl2rtl.boards.postsynth.netlist_models`) in the stream harness of
     :mod:`tfl2rtl.sim.runner` under Verilator: the same two runs (``streaming`` and
     ``random_stalls``) and checks as :func:`tfl2rtl.sim.runner.simulate_network`.
-    ``interval`` (cycles per vector, for the timeout) comes from the plan.  Raises
-    :class:`Tfl2RtlError` when an output differs from ``expected``."""
+    ``interval`` (cycles per vector, for the timeout) comes from the plan.  With
+    ``flash`` (``(image, base)``: an engine whose weights are in flash, synthesized as
+    module :data:`tfl2rtl.sim.runner.FLASH_DESIGN`), the netlist's flash pins go to the
+    flash model holding ``image`` at ``base`` (:func:`tfl2rtl.sim.runner.flash_top`).
+    Raises :class:`Tfl2RtlError` when an output differs from ``expected``."""
     from cocotb_tools.check_results import get_results
 
     inputs = np.asarray(inputs)
@@ -394,12 +400,23 @@ def simulate_netlist(netlist: str | os.PathLike,
     if isinstance(cell_models, (str, os.PathLike)):
         cell_models = [cell_models]
     models = [Path(path).resolve() for path in cell_models]
+    sources, plusargs = [Path(netlist).resolve()], [f"+TFL2RTL_INPUTS={input_file}"]
+    if flash is not None:
+        image, base = flash
+        wrapper = build_dir / "flash_top.v"
+        width = 8 * size * lanes
+        wrapper.write_text(runner.flash_top(
+            TOP_NETLIST, [(d, n, width if w is None else w) for d, n, w in runner.AXIS_PORTS]))
+        hexfile = build_dir / "flash.hex"
+        hexfile.write_text(runner.flash_hex(image, base))
+        sources += [wrapper, runner.template_source(runner.FLASH_MODEL)]
+        plusargs.append(f"+TFL2RTL_FLASH={hexfile}")
     env = tool_env()
     env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""), *runner.MAKE_ARGS]))
     began = time.perf_counter()
     with runner._environment(env):
         sim = runner._runner()
-        sim.build(sources=[*models, Path(netlist).resolve(), harness],
+        sim.build(sources=[*models, *sources, harness],
                   hdl_toplevel=runner.HARNESS, build_dir=build_dir,
                   build_args=[*NETLIST_VERILATOR_ARGS, f"-I{models[0].parent}"], always=True,
                   timescale=("1ns", "1ps"),
@@ -409,8 +426,7 @@ def simulate_netlist(netlist: str | os.PathLike,
         build_seconds = time.perf_counter() - began
         results_xml = sim.test(test_module="tfl2rtl.sim.network_tb",
                                hdl_toplevel=runner.HARNESS, build_dir=build_dir,
-                               test_dir=build_dir,
-                               plusargs=[f"+TFL2RTL_INPUTS={input_file}"],
+                               test_dir=build_dir, plusargs=plusargs,
                                extra_env={"TFL2RTL_SIM_CONFIG": str(config)},
                                log_file=build_dir / "sim.log")
     total, failed = get_results(Path(results_xml))

@@ -44,6 +44,36 @@ def test_auto_builds_the_sequential_engine_where_no_dataflow_design_fits(tmp_pat
     assert "(sequential engine)" in (out / "report.txt").read_text().splitlines()[0]
 
 
+def test_an_engine_with_its_weights_in_flash_builds_with_its_flash_image(tmp_path, capsys):
+    """``--weights flash`` on the iCEBreaker (the small legacy uint8 MLP): the engine's
+    flash pins on the board's SPI flash; beside the bitstream the flash image, which is
+    the bitstream at 0 and the engine's weights at their base, and the report says so and
+    how to program it."""
+    from tfl2rtl.boards.fit import sequential_design
+
+    out = tmp_path / "out"
+    model = TEST_MODELS / "uint8_legacy.tflite"
+    assert main(["build", str(model), "--board", "icebreaker", "-o", str(out), "--weights",
+                 "flash", "--clock-mhz", "24"]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote " + str(out) + ": tfl2rtl_icebreaker.bin, flash_icebreaker.bin" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["architecture"] == "sequential" and report["meets_timing"]
+    assert report["flash_image"] == "flash_icebreaker.bin"
+    assert any("`iceprog flash_icebreaker.bin`" in note for note in report["notes"])
+    plan = sequential_design(load(model), BOARDS["icebreaker"], weights="flash").network_plan
+    image = (out / "flash_icebreaker.bin").read_bytes()
+    bitstream = (out / "tfl2rtl_icebreaker.bin").read_bytes()
+    weights = plan.flash_image()
+    assert image[:len(bitstream)] == bitstream
+    assert set(image[len(bitstream):plan.flash_base]) == {0xFF}
+    assert image[plan.flash_base:] == weights
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["flash"] == {"base": plan.flash_base, "bytes": len(weights),
+                                 "image": "flash_icebreaker.bin", "image_base": 0}
+    assert "(sequential engine, weights in flash)" in (out / "report.txt").read_text()
+
+
 def test_smaller_sequential_engines_and_their_advice():
     """After a logic overflow a build asks for the fastest smaller engine
     (``sequential_design(below=)``): fewer requantizer lanes, or as many and fewer

@@ -329,6 +329,44 @@ def test_a_default_design_that_overflows_is_lowered(resource, overflow, monkeypa
         f"overflowed): built with {designs[2].multipliers}")
 
 
+def test_weights_beyond_the_chip_go_to_flash(monkeypatch, tmp_path):
+    """The seed's uint8 MNIST MLP (456 KB of weights) on the iCEBreaker: build_graph
+    goes straight to the sequential engine with its weights in flash, saying why (over
+    a stand-in for the clocked build; the real build of a flash engine runs in
+    tests/test_boards_arch.py); ``--weights chip`` keeps the refusal, and the ULX3S,
+    whose flash is not wired yet, refuses a flash engine in one line."""
+    from tfl2rtl.boards import build as board_build
+    from tfl2rtl.boards.board import DoesNotFit
+    from tfl2rtl.boards.fit import sequential_design
+    from tfl2rtl.boards.report import BuildReport
+
+    graph = load(TEST_MODELS / "mlp_uint8_legacy.tflite")
+    built, lines = [], []
+
+    def clocked(design, board_name, out_dir, *, notes, **kwargs):
+        built.append(design)
+        return BuildReport(board=board_name, model="m", bitstream="b", resources={},
+                           fmax_mhz=30, clock_mhz=30, cycles_per_inference=1,
+                           multipliers=design.multipliers, baud=DEFAULT_BAUD, link_bytes=1,
+                           clock="c", notes=list(notes))
+
+    monkeypatch.setattr(board_build, "build_board_clocked", clocked)
+    report = board_build.build_graph(graph, "icebreaker", tmp_path, progress=lines.append)
+    (design,) = built
+    assert design.architecture == "sequential" and design.weights_in_flash
+    assert lines == ["the weights do not fit on chip: building the sequential engine, its "
+                     "weights in flash"]
+    assert report.notes == ["sequential engine, weights in flash: the weights do not fit on "
+                            "chip"]
+    with pytest.raises(DoesNotFit, match="^mlp_uint8_legacy.tflite does not fit icebreaker: "
+                                         "BRAM overflows"):
+        board_build.build_graph(graph, "icebreaker", tmp_path, weights="chip")
+    with pytest.raises(Tfl2RtlError, match="^ulx3s-85f: tfl2rtl does not read weights from "
+                                           "its flash yet"):
+        sequential_design(graph, BOARDS["ulx3s-85f"], weights="flash")
+    assert len(built) == 1
+
+
 def test_a_user_sized_design_whose_block_ram_overflows_gets_a_smaller_folding():
     """A design the user sized stops at Yosys' block RAM count with one line that names
     a smaller ``--max-multipliers`` (a stand-in count: the real overflow is vww's, which
@@ -360,7 +398,11 @@ def test_weights_beyond_block_ram_are_refused_before_synthesis(tmp_path, capsys)
     assert err == ("tfl2rtl: error: vww_96_int8.tflite does not fit icebreaker: BRAM "
                    "overflows: its 219,064 bytes of weights and biases need 428 blocks, the "
                    "device has 30 (15,360 bytes) and 131,072 bytes of SPRAM; no folding "
-                   "reduces the weights: choose a board with more: ulx3s-85f")
+                   "reduces the weights: choose a board with more: ulx3s-85f; the "
+                   "sequential engine, which would read the weights from flash, does not "
+                   "take it yet: node 0 (CONV_2D) is not in the sequential engine yet (it "
+                   "takes FULLY_CONNECTED layers, RESHAPE, uint8 edges, and after the last "
+                   "layer SOFTMAX and the table ops)")
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -22,13 +22,14 @@ from tfl2rtl.boards.postsynth import (
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.folding import full_fold
 from tfl2rtl.sim.board_runner import simulate_netlist
-from tfl2rtl.sim.runner import golden_vectors
+from tfl2rtl.sim.runner import FLASH_DESIGN, golden_vectors
 from tfl2rtl.verify import random_inputs
 
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
 INT16X8 = TEST_MODELS / "int16x8.tflite"
 JET = TEST_MODELS / "jet_mlp_int8.tflite"
+UINT8_LEGACY = TEST_MODELS / "uint8_legacy.tflite"
 
 
 def _cell_count(text: str, cell: str) -> int:
@@ -70,16 +71,26 @@ def _yosys_stat(log: str, cell: str) -> int:
     # SB_MAC16s, its weight rows and ROMs in block RAM, its SOFTMAX a stage of its own.
     ("ice40", JET, "sequential", 6, {"SB_MAC16": None, "SB_RAM40_4K": None,
                                      "SB_LUT4": None}),
+    # An engine whose weights are in flash (the small legacy uint8 MLP): the flash
+    # reader's pins on the flash model, the 9-bit weights' offsets, the rounding
+    # requantizer's 16x16 partial products on SB_MAC16s.
+    ("ice40", UINT8_LEGACY, "sequential, flash", 4, {"SB_MAC16": None, "SB_LUT4": None}),
 ], ids=["ice40-hello_world", "ecp5-hello_world", "ecp5-hello_world-logic",
-        "ecp5-micro_speech", "ecp5-int16x8", "ice40-int16x8", "ice40-jet-sequential"])
+        "ecp5-micro_speech", "ecp5-int16x8", "ice40-int16x8", "ice40-jet-sequential",
+        "ice40-uint8-flash"])
 def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tmp_path,
                                          summary):
     graph = load(model)
+    flash = None
     if fold == "sequential":
         icebreaker = BOARDS["icebreaker"]
         plan = sequential_design(graph, icebreaker,
                                  below=sequential_design(graph, icebreaker))
         assert plan.architecture == "sequential"
+    elif fold == "sequential, flash":
+        plan = sequential_design(graph, BOARDS["icebreaker"], weights="flash")
+        assert plan.weights_in_flash
+        flash = (plan.network_plan.flash_image(), plan.network_plan.flash_base)
     else:  # an explicit folding keeps every layer's requantizer lanes as they are
         plan = design.plan(graph, full_fold(graph) if fold.startswith("full, unshared")
                            else fold)
@@ -88,7 +99,8 @@ def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tm
     if model == MICRO_SPEECH:
         assert all(s.serial_requantizer for s in plan.network_plan.stages
                    if s.node.op != "SOFTMAX")
-    netlist = synthesize_netlist(plan.network(), family, tmp_path)
+    netlist = synthesize_netlist(plan.network(), family, tmp_path,
+                                 **({"name": FLASH_DESIGN} if flash else {}))
     text = netlist.read_text()
     log = (tmp_path / "yosys.log").read_text()
     for cell, count in cells.items():
@@ -101,7 +113,8 @@ def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tm
     runs = simulate_netlist(netlist, netlist_models(family, tmp_path / "models"), lanes=1,
                             in_size=x.shape[1], out_size=expected.shape[1], inputs=x,
                             expected=expected, build_dir=tmp_path / "sim",
-                            interval=plan.initiation_interval)  # raises on a difference
+                            interval=plan.initiation_interval,
+                            flash=flash)  # raises on a difference
     for run in runs.values():
         np.testing.assert_array_equal(run.outputs, expected)
     counted = ", ".join(f"{_cell_count(text, cell)} {cell}" for cell in cells)
