@@ -42,23 +42,25 @@ def load(path: str | os.PathLike, flow: str = "default") -> ir.Graph:
 
 
 def inspect(path: str | os.PathLike, profile: str | None = None, schedule: bool = False,
-            max_multipliers: int | None = None) -> dict:
+            max_multipliers: int | None = None, weights: str | None = None) -> dict:
     """Describe a model layer by layer (see :func:`tfl2rtl.report.describe`), with what
     ``profile``'s arithmetic uses for each layer under ``"arithmetic"`` (default:
     :func:`tfl2rtl.golden.default_profile`, ``tflm`` unless the model is legacy uint8).
 
     With ``schedule``, also the sequential engine's schedule under ``"schedule"``
     (:meth:`tfl2rtl.design.Design.schedule_summary`), planned as ``generate --arch
-    sequential`` plans it within ``max_multipliers``; a model the engine does not take
-    raises its refusal."""
+    sequential`` plans it within ``max_multipliers``, its weights on chip or (``weights``
+    ``"flash"``) in flash; a model the engine does not take raises its refusal."""
     graph = load(path)
     info = describe(graph, profile=profile)
     if schedule:
         info["schedule"] = generate(graph, max_multipliers=max_multipliers,
-                                    arch="sequential").schedule_summary()
-    elif max_multipliers is not None:
-        raise Tfl2RtlError("--max-multipliers sizes the engine of --schedule; add "
-                           "--schedule")
+                                    arch="sequential",
+                                    weights=weights or "chip").schedule_summary()
+    elif max_multipliers is not None or weights is not None:
+        option = "--max-multipliers sizes" if max_multipliers is not None else \
+            "--weights places the weights of"
+        raise Tfl2RtlError(f"{option} the engine of --schedule; add --schedule")
     return info
 
 

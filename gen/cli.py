@@ -44,7 +44,7 @@ def cmd_inspect(args) -> int:
     from .report import format_text
 
     info = api.inspect(args.model, profile=args.profile, schedule=args.schedule,
-                       max_multipliers=args.max_multipliers)
+                       max_multipliers=args.max_multipliers, weights=args.weights)
     if args.json:
         print(json.dumps(info, indent=1))
         return EXIT_OK
@@ -350,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "layer cycles, MACs per cycle, weight bytes and where from")
     p.add_argument("--max-multipliers", type=int, default=None, metavar="N",
                    help="the engine's multiplier budget with --schedule (default 64)")
+    p.add_argument("--weights", choices=("chip", "flash"), default=None,
+                   help="where the engine of --schedule keeps its weights (default chip)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 

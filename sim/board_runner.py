@@ -260,20 +260,10 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
         "faults": faults, "fault_seed": fault_seed, "control": control,
     }))
 
-    env = tool_env()
-    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""), *runner.MAKE_ARGS]))
-    cache = runner._runtime_cache(env)
-    runner._restore_runtime(cache, build_dir)
-    began = time.perf_counter()
+    sim, env, build_seconds = runner.verilator_build(
+        build_dir, sources, HARNESS,
+        {"DIVISOR": int(divisor), "HALF_PERIOD": clock_ns / 2}, build_args)
     with runner._environment(env):
-        sim = runner._runner()
-        sim.build(sources=sources, hdl_toplevel=HARNESS,
-                  build_dir=build_dir, build_args=build_args, always=True,
-                  timescale=("1ns", "1ps"),
-                  parameters={"DIVISOR": int(divisor), "HALF_PERIOD": clock_ns / 2},
-                  log_file=build_dir / "build.log")
-        build_seconds = time.perf_counter() - began
-        runner._save_runtime(cache, build_dir)
         results_xml = sim.test(test_module="tfl2rtl.sim.board_tb", hdl_toplevel=HARNESS,
                                build_dir=build_dir, test_dir=build_dir, plusargs=plusargs,
                                extra_env={"TFL2RTL_SIM_CONFIG": str(config)},

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.toolchain import tool_env
 
 from . import runner
 
@@ -72,26 +70,6 @@ def write_image(path: str | os.PathLike, image: dict[int, int] | np.ndarray) -> 
     return path
 
 
-def _build(build_dir: Path, sources: list[Path], top: str, parameters: dict,
-           build_args: list[str] = runner.VERILATOR_ARGS):
-    """Build ``top`` from ``sources`` with ``build_args``; returns the runner, its
-    environment and the build time."""
-    env = tool_env()
-    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""), *runner.MAKE_ARGS]))
-    cache = runner._runtime_cache(env)
-    runner._restore_runtime(cache, build_dir)
-    began = time.perf_counter()
-    with runner._environment(env):
-        sim = runner._runner()
-        with runner._one_line_errors("the Verilator build", build_dir / "build.log"):
-            sim.build(sources=sources, hdl_toplevel=top, build_dir=build_dir,
-                      build_args=build_args, always=True,
-                      timescale=("1ns", "1ps"), parameters=parameters,
-                      log_file=build_dir / "build.log")
-    runner._save_runtime(cache, build_dir)
-    return sim, env, time.perf_counter() - began
-
-
 def _test(sim, env, build_dir: Path, top: str, name: str, plusargs: list[str],
           config: Path) -> tuple[bool, str]:
     """Run the cocotb test ``name`` of :mod:`tfl2rtl.sim.flash_tb`; returns whether it
@@ -125,11 +103,11 @@ def simulate_model(build_dir: str | os.PathLike, image: np.ndarray, *,
     image_file = write_image(build_dir / "image.hex", image)
     config = build_dir / "config.json"
     config.write_text(json.dumps({"image": str(image_file), "size": len(image)}))
-    # The model's ports are left as the lead's wrapper needs them, without the
+    # The model's ports are as the flash wrapper (runner.flash_top) connects them, without the
     # ``public`` marks that cocotb needs under ``--no-public-flat-rw``: this small build
     # keeps every signal public instead.
     args = [arg for arg in runner.VERILATOR_ARGS if arg != "--no-public-flat-rw"]
-    sim, env, _ = _build(build_dir, [build_dir / f"{MODEL}.sv"], MODEL,
+    sim, env, _ = runner.verilator_build(build_dir, [build_dir / f"{MODEL}.sv"], MODEL,
                          {"SIZE_BYTES": len(image)}, args)
     return {name: _test(sim, env, build_dir, MODEL, name,
                         [f"+TFL2RTL_FLASH={image_file}"], config)
@@ -260,7 +238,7 @@ def simulate_readers(readers: list, image: dict[int, int], build_dir: str | os.P
         "bytes": [3 * r.length for r in readers],
         "timeout_cycles": int(slowest / (1 - max(READER_RUNS.values()))) * 2 + 10_000,
     }))
-    sim, env, _ = _build(build_dir, sources, HARNESS, {})
+    sim, env, _ = runner.verilator_build(build_dir, sources, HARNESS, {})
     runs = {}
     for name in READER_RUNS:
         passed, _ = _test(sim, env, build_dir, HARNESS, name,

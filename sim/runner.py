@@ -490,6 +490,27 @@ endmodule
 """
 
 
+def verilator_build(build_dir: Path, sources: list, top: str, parameters: dict,
+                    build_args: list[str] = VERILATOR_ARGS):
+    """Build ``top`` from ``sources`` (with Verilator's parameters ``parameters`` and
+    ``build_args``) in ``build_dir`` under cocotb's runner, reusing the cached Verilator
+    runtime; a failed build is one line naming its first error.  Returns the runner,
+    the environment to run it in (:func:`_environment`) and the build's seconds."""
+    env = tool_env()
+    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""), *MAKE_ARGS]))
+    cache = _runtime_cache(env)
+    _restore_runtime(cache, build_dir)
+    began = time.perf_counter()
+    with _environment(env):
+        sim = _runner()
+        with _one_line_errors("the Verilator build", build_dir / "build.log"):
+            sim.build(sources=sources, hdl_toplevel=top, build_dir=build_dir,
+                      build_args=build_args, always=True, timescale=("1ns", "1ps"),
+                      parameters=parameters, log_file=build_dir / "build.log")
+    _save_runtime(cache, build_dir)
+    return sim, env, time.perf_counter() - began
+
+
 @contextmanager
 def _one_line_errors(step: str, log: Path):
     """cocotb's runner raises ``RuntimeError`` (or exits) when a command fails: turn that

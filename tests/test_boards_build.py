@@ -23,6 +23,17 @@ AD01 = ZOO / "mlperf_tiny" / "ad01_int8.tflite"
 MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
 
 
+def stand_in_report(board_name, design, notes):
+    """What a stand-in for the clocked build returns: a report of ``design`` on
+    ``board_name`` with ``notes``, its figures made up."""
+    from tfl2rtl.boards.report import BuildReport
+
+    return BuildReport(board=board_name, model="m", bitstream="b", resources={},
+                       fmax_mhz=60, clock_mhz=60, cycles_per_inference=1,
+                       multipliers=design.multipliers, baud=DEFAULT_BAUD, link_bytes=1,
+                       clock="c", notes=list(notes))
+
+
 def test_icebreaker_bitstream_and_report(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out),
@@ -296,7 +307,6 @@ def test_a_default_design_that_overflows_is_lowered(resource, overflow, monkeypa
     from tfl2rtl.boards import build as board_build
     from tfl2rtl.boards.board import DoesNotFit
     from tfl2rtl.boards.fit import fitting_design
-    from tfl2rtl.boards.report import BuildReport
 
     graph, board = load(AD01), BOARDS["ulx3s-85f"]
     designs = [fitting_design(graph, board, requant_interval=board.requant_interval)]
@@ -309,10 +319,7 @@ def test_a_default_design_that_overflows_is_lowered(resource, overflow, monkeypa
         tried.append(design.multipliers)
         if design.multipliers > designs[2].multipliers:
             raise DoesNotFit(f"ad01_int8.tflite does not fit ulx3s-85f: {overflow}", resource)
-        return BuildReport(board=board_name, model="m", bitstream="b", resources={},
-                           fmax_mhz=60, clock_mhz=60, cycles_per_inference=1,
-                           multipliers=design.multipliers, baud=DEFAULT_BAUD, link_bytes=1,
-                           clock="c", notes=list(notes))
+        return stand_in_report(board_name, design, notes)
 
     monkeypatch.setattr(board_build, "build_board_clocked", clocked)
     report = board_build.build_graph(graph, "ulx3s-85f", tmp_path, progress=lines.append)
@@ -338,17 +345,13 @@ def test_weights_beyond_the_chip_go_to_flash(monkeypatch, tmp_path):
     from tfl2rtl.boards import build as board_build
     from tfl2rtl.boards.board import DoesNotFit
     from tfl2rtl.boards.fit import sequential_design
-    from tfl2rtl.boards.report import BuildReport
 
     graph = load(TEST_MODELS / "mlp_uint8_legacy.tflite")
     built, lines = [], []
 
     def clocked(design, board_name, out_dir, *, notes, **kwargs):
         built.append(design)
-        return BuildReport(board=board_name, model="m", bitstream="b", resources={},
-                           fmax_mhz=30, clock_mhz=30, cycles_per_inference=1,
-                           multipliers=design.multipliers, baud=DEFAULT_BAUD, link_bytes=1,
-                           clock="c", notes=list(notes))
+        return stand_in_report(board_name, design, notes)
 
     monkeypatch.setattr(board_build, "build_board_clocked", clocked)
     report = board_build.build_graph(graph, "icebreaker", tmp_path, progress=lines.append)

@@ -376,6 +376,12 @@ def test_the_sequential_engine_with_its_weights_in_flash(tmp_path):
     assert schedule["flash_bytes"] == schedule["weight_bytes"] == len(image)
     assert "flash_sck" in manifest["ports"]
     assert "bytes from flash" in proc.stdout
+    # inspect --schedule --weights flash plans the same engine.
+    info = json.loads(cli("inspect", path, "--schedule", "--weights", "flash", "--json",
+                          check_code=0).stdout)
+    assert info["schedule"] == schedule
+    assert_one_line_error(cli("inspect", path, "--weights", "flash"),
+                          "--weights places the weights of the engine of --schedule")
     report = json.loads(cli("sim", path, "--inputs", "6", "--arch", "sequential",
                             "--weights", "flash", "--json", check_code=0).stdout)
     assert report["inputs"] == 6 and report["mismatches"] == 0

@@ -13,9 +13,12 @@ as the shared unit computes them (padded so that one ``pe x simd`` folding divid
 layer), the first weight row and neuron group, and its cycles.  :func:`plan_sequential`
 compiles it from a graph and chooses the folding; :class:`SequentialEngine` builds it.
 
-This first form takes chains of FULLY_CONNECTED layers (int8, and RESHAPE or the uint8
-edge QUANTIZE around them) followed by SOFTMAX or a table op (LOGISTIC, TANH, ...) as
-stages of their own: MLPs.  Any other op is refused by name and position.
+This first form takes chains of FULLY_CONNECTED layers (int8 or legacy uint8, and
+RESHAPE or the uint8 edge QUANTIZE around them) followed by SOFTMAX or a table op
+(LOGISTIC, TANH, ...) as stages of their own: MLPs.  Any other op is refused by name and
+position.  The unit's weights are a ROM, or (:attr:`Schedule.weights` ``"flash"``) read
+from the board's SPI flash in issue order by a :class:`~tfl2rtl.hw.flash.QspiReader`,
+pass after pass (:meth:`SequentialPlan.flash_image` is what the flash holds).
 """
 
 from __future__ import annotations
@@ -413,7 +416,8 @@ class SequentialPlan:
         return self.schedule.requant_interval
 
     def loadable_memories(self) -> list:
-        """None: the weights sit in the shared unit's memory (initialised ROM)."""
+        """None: the weights sit in the shared unit's memory (initialised ROM) or in
+        the board's flash."""
         return []
 
 
@@ -567,11 +571,16 @@ class SequentialEngine(wiring.Component):
         ``plan.cycles_per_vector``: an upper bound of the cycles per inference, inputs
         back to back and the output never stalled.
 
+    With weights in flash it also has the :data:`FLASH_PORTS` (the reader's pins), and
+    the reader's bytes reach the unit's ``w`` as rows (:meth:`_weights_from_flash`).
+
     Tested on hello_world_int8 (every input), dense10_int8, ad01_int8 (ten layers),
-    mlp_uint8 (uint8 edges, SOFTMAX, 2 lanes) and the written jet MLP (4 layers,
-    SOFTMAX), ``pe`` from 1 to 16 and ``simd`` from 1 to 56 with padded layers, one to
-    ``pe`` requantizer lanes, parallel and serial, in Amaranth's simulator with random
-    stalls and backpressure and in Verilator.
+    mlp_uint8 (uint8 edges, SOFTMAX, 2 lanes), the written jet MLP (4 layers, SOFTMAX)
+    and the legacy uint8 MLPs (9-bit weights, the rounding requantizer), ``pe`` from 1 to
+    16 and ``simd`` from 1 to 56 with padded layers, one to ``pe`` requantizer lanes,
+    parallel and serial, in Amaranth's simulator with random stalls and backpressure and
+    in Verilator; with weights in flash (the jet MLP, both legacy uint8 MLPs) in
+    Verilator against the flash model, and as an iCE40 netlist.
     """
 
     def __init__(self, plan: SequentialPlan):

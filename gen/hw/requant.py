@@ -62,6 +62,34 @@ def partial_products(multiplier) -> int:
     return 2 if multiplier.min() >= 0 and multiplier.max() < 1 << 16 else 4
 
 
+def group_parameters(m, advance, tables: dict, group) -> list[dict]:
+    """Per lane, each field of ``tables`` (name -> ``[group, lane]`` array) for neuron
+    group ``group``, one cycle later (the read of a ROM ``m.submodules.rom`` enabled by
+    ``advance``) for the fields whose values differ between groups, a constant for the
+    others: ``[{name: value}]``."""
+    lanes = next(iter(tables.values())).shape[1]
+    varying = {f"{name}{lane}": (name, lane)
+               for name, values in tables.items() for lane in range(lanes)
+               if np.any(values[:, lane] != values[0, lane])}
+    params = [{} for _ in range(lanes)]
+    if varying:
+        groups = next(iter(tables.values())).shape[0]
+        row = data.StructLayout({key: Requantizer._shape_of(tables[name][:, lane])
+                                 for key, (name, lane) in varying.items()})
+        m.submodules.rom = rom = Memory(shape=row, depth=groups, init=[
+            {key: int(tables[name][g, lane]) for key, (name, lane) in varying.items()}
+            for g in range(groups)])
+        port = rom.read_port()
+        m.d.comb += [port.addr.eq(group), port.en.eq(advance)]
+        for key, (name, lane) in varying.items():
+            params[lane][name] = port.data[key]
+    for name, values in tables.items():
+        for lane in range(lanes):
+            params[lane].setdefault(
+                name, Const(int(values[0, lane]), Requantizer._shape_of(values[:, lane])))
+    return params
+
+
 def _checked_parameters(requant, channels: int, lanes: int):
     """``requant``'s multipliers and shifts as flat int64 arrays, after the checks every
     requantizer makes: ``lanes`` divide ``channels``, one or ``channels`` of each, int32
@@ -263,33 +291,8 @@ class Requantizer(wiring.Component):
 
     def _parameters(self, m, advance):
         """Per lane, the ``multiplier``, ``left`` and ``right`` shift of the beat on :attr:`i`,
-        one cycle later: a ROM read for the ones that vary between groups, else constants."""
-        varying = {
-            f"{field}{lane}": (field, lane)
-            for field, values in self._tables.items()
-            for lane in range(self.lanes)
-            if np.any(values[:, lane] != values[0, lane])
-        }
-        params = [{} for _ in range(self.lanes)]
-        if varying:
-            row = data.StructLayout({
-                key: self._shape_of(self._tables[field][:, lane])
-                for key, (field, lane) in varying.items()
-            })
-            m.submodules.rom = rom = Memory(shape=row, depth=self.groups, init=[
-                {key: int(self._tables[field][group, lane])
-                 for key, (field, lane) in varying.items()}
-                for group in range(self.groups)
-            ])
-            port = rom.read_port()
-            m.d.comb += [port.addr.eq(self.i.payload.group), port.en.eq(advance)]
-            for key, (field, lane) in varying.items():
-                params[lane][field] = port.data[key]
-        for field, values in self._tables.items():
-            for lane in range(self.lanes):
-                params[lane].setdefault(
-                    field, Const(int(values[0, lane]), self._shape_of(values[:, lane])))
-        return params
+        one cycle later (:func:`group_parameters`)."""
+        return group_parameters(m, advance, self._tables, self.i.payload.group)
 
     def elaborate(self, platform):
         m = Module()
@@ -695,28 +698,9 @@ class RoundingRequantizer(wiring.Component):
         return 2 * -(-acc_width // 16)
 
     def _parameters(self, m, advance):
-        """Per lane, each field of the beat on :attr:`i` one cycle later: a ROM read for
-        the ones that differ between groups, else a constant."""
-        varying = {f"{name}{lane}": (name, lane)
-                   for name, values in self._tables.items() for lane in range(self.lanes)
-                   if np.any(values[:, lane] != values[0, lane])}
-        params = [{} for _ in range(self.lanes)]
-        if varying:
-            row = data.StructLayout({key: Requantizer._shape_of(self._tables[name][:, lane])
-                                     for key, (name, lane) in varying.items()})
-            m.submodules.rom = rom = Memory(shape=row, depth=self.groups, init=[
-                {key: int(self._tables[name][group, lane])
-                 for key, (name, lane) in varying.items()}
-                for group in range(self.groups)])
-            port = rom.read_port()
-            m.d.comb += [port.addr.eq(self.i.payload.group), port.en.eq(advance)]
-            for key, (name, lane) in varying.items():
-                params[lane][name] = port.data[key]
-        for name, values in self._tables.items():
-            for lane in range(self.lanes):
-                params[lane].setdefault(
-                    name, Const(int(values[0, lane]), Requantizer._shape_of(values[:, lane])))
-        return params
+        """Per lane, each field of the beat on :attr:`i` one cycle later
+        (:func:`group_parameters`)."""
+        return group_parameters(m, advance, self._tables, self.i.payload.group)
 
     def elaborate(self, platform):
         m = Module()
