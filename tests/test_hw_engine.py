@@ -232,8 +232,8 @@ VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inpu
     "mlp_uint8-128": (MLP_UINT8, 128, 2, 1, 6, "chip"),  # uint8 edges, SOFTMAX
     # Weights from the flash model (a flash image the harness loads), the reader's four
     # data lines: bound by the flash in most layers.
+    # (the small uint8_legacy MLP with its weights in flash: test_cli's sim)
     "jet-8-flash": (JET, 8, 1, 5, 12, "flash"),
-    "uint8_legacy-4-flash": (UINT8_LEGACY, 4, 1, 1, 12, "flash"),
     # The seed's legacy uint8 MNIST MLP (456 KB of weights) as the iCEBreaker builds it.
     "mlp_uint8_legacy-4-flash": (MLP_UINT8_LEGACY, 4, 1, 1, 3, "flash"),
 }
