@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tfl2rtl.errors import Tfl2RtlError
+
 from .board import Board, count
 from .fit import mac_dsps
 from .protocol import Identity
@@ -253,7 +255,11 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
     bound = None
     netlist = json.loads((build / f"{name}.json").read_text())
     if board.family == "ice40":
-        bound = ice40_bound(placed, cells, clocked=clocked_mac_margin(netlist))
+        try:
+            bound = ice40_bound(placed, cells, clocked=clocked_mac_margin(netlist))
+        except ValueError as uncovered:  # no clock this build could be trusted at
+            raise Tfl2RtlError(f"the routed design's clock cannot be bounded: {uncovered} "
+                               "(a tfl2rtl bug: please report it with the model)") from None
     if identity.memories:
         loaded = sum(m.rows * m.row_bytes for m in identity.memories)
         nodes = ", ".join(str(m.node) for m in identity.memories)

@@ -103,3 +103,31 @@ def test_no_hard_blocks_no_bound_and_a_chain_of_multipliers_is_refused():
     with pytest.raises(ValueError, match="one bypass SB_MAC16 into another"):
         ice40_bound({"critical_paths": [{"from": tied, "to": tied, "path": [step]}]},
                     {"SB_MAC16": 2})
+
+
+def test_a_build_whose_clock_cannot_be_bounded_stops_in_one_line(tmp_path):
+    """The build's report over such a path (its files as Yosys and nextpnr write them):
+    one line naming it, no traceback (the uint8 MLP engine's first build, whose wide
+    requantizer product Yosys had chained through SB_MAC16 adders, stopped with a
+    ValueError)."""
+    from conftest import ZOO
+    from tfl2rtl.api import generate
+    from tfl2rtl.boards.board import BOARDS
+    from tfl2rtl.boards.protocol import Identity
+    from tfl2rtl.boards.report import build_report
+    from tfl2rtl.errors import Tfl2RtlError
+
+    tied = f"posedge {TIED_CLOCK}_$glb_clk"
+    (tmp_path / "top.cells.json").write_text(json.dumps(
+        {"design": {"num_cells_by_type": {"SB_MAC16": 2}}}))
+    (tmp_path / "top.report.json").write_text(json.dumps(
+        {"utilization": {}, "fmax": {"clk": {"achieved": 40.0}},
+         "critical_paths": [{"from": tied, "to": tied,
+                             "path": [{"type": "routing", "delay": 1.0}]}]}))
+    (tmp_path / "top.json").write_text(json.dumps({"modules": {}}))
+    design = generate(ZOO / "tflite_micro" / "hello_world_int8.tflite", fold="full")
+    with pytest.raises(Tfl2RtlError, match=r"^the routed design's clock cannot be bounded: "
+                                           r"a path runs from one bypass SB_MAC16 into "
+                                           r"another.*\(a tfl2rtl bug: please report it"):
+        build_report(design, BOARDS["icebreaker"], tmp_path, "top",
+                     Identity.of_design(design), 24e6, 3_000_000, {})
