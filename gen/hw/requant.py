@@ -623,7 +623,8 @@ class RoundingRequantizer(wiring.Component):
     Pipeline (one enable, moving whenever the output register is empty or being emptied):
     ``|acc|`` and its sign (and the group's parameters from the ROM); the unsigned 16x16
     partial products of ``|acc| * multiplier``, each in a register (four DSP blocks for
-    an accumulator of 17 to 32 bits, two up to 16); their sum plus ``2**(30 - shift)``;
+    an accumulator of 17 to 32 bits, two up to 16), and ``2**(30 - shift)``; their sum in
+    two halves; the halves' sum;
     ``>> (31 - shift)``, saturated where every larger value clamps the same; the sign,
     ``+ output_offset`` and the clamp into the output register.
 
@@ -635,7 +636,7 @@ class RoundingRequantizer(wiring.Component):
     Attributes
     ----------
     latency : int
-        5: a beat taken on ``i`` at clock edge ``n`` can leave on ``o`` at edge ``n + 5``.
+        6: a beat taken on ``i`` at clock edge ``n`` can leave on ``o`` at edge ``n + 6``.
     throughput, interval : int
         1: a beat every cycle ``o`` is not stalled.
     multipliers : int
@@ -646,7 +647,7 @@ class RoundingRequantizer(wiring.Component):
     20-bit accumulators, under random stalls.
     """
 
-    latency = 5
+    latency = 6
     throughput = interval = 1
 
     def __init__(self, requant, *, channels: int, output_offset, act_min, act_max,
@@ -708,7 +709,7 @@ class RoundingRequantizer(wiring.Component):
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
         register = partial(pipeline.register, m, advance)
         valid = self.i.valid
-        for name in ("1", "2", "3", "4"):
+        for name in ("1", "2", "3", "3b", "4"):
             valid = register(valid, f"valid_{name}")
         out_valid = register(valid, "out_valid")
         m.d.comb += self.o.valid.eq(out_valid)
@@ -730,17 +731,26 @@ class RoundingRequantizer(wiring.Component):
                     b = multiplier[j:min(j + 16, 31)] if not isinstance(
                         multiplier, Const) else Const(multiplier.value >> j & 0xFFFF, 16)
                     products.append((i + j, register(a * b, f"partial_{lane}_{i}_{j}")))
+            # Beside them, the rounding term 2**(right - 1), decoded from the parameter.
+            half_2 = register((Const(1, 1) << params["right"])[1:width + 2],
+                              f"half_2_{lane}", unsigned(width + 1))
             later = {"negative": negative_1}
             later.update({name: params[name]
                           for name in ("right", "offset", "act_min", "act_max")})
             later = {name: register(value, f"{name}_2_{lane}")
                      for name, value in later.items()}
-            # Stage 3: the partial products summed with the rounding term 2**(right - 1).
-            right = later["right"]
-            half = (Const(1, 1) << right)[1:width + 2]
-            total = sum((value << shift for shift, value in products), half)
-            total_3 = register(total, f"total_3_{lane}", unsigned(width + 1))
+            # Stages 3 and 3b: the partial products and the rounding term summed in two
+            # halves, then the halves (one adder a stage: the four in a row from the
+            # rounding term were the uint8 MLP engine's critical path, 29.2 ns).
+            terms = [value << shift for shift, value in products] + [half_2]
+            middle = len(terms) // 2
+            halves = [register(sum(part[1:], part[0]), f"sum_3_{lane}_{k}",
+                               unsigned(width + 1))
+                      for k, part in enumerate((terms[:middle], terms[middle:]))]
             later = {name: register(value, f"{name}_3_{lane}")
+                     for name, value in later.items()}
+            total_3 = register(halves[0] + halves[1], f"total_3b_{lane}", unsigned(width + 1))
+            later = {name: register(value, f"{name}_3b_{lane}")
                      for name, value in later.items()}
             # Stage 4: the shift, saturated to ``limit``: any magnitude from there on
             # clamps the same (so the sign, the offset and the clamp below work on a few
