@@ -513,7 +513,7 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     board = board_named(board_name)
     say = progress or (lambda message: None)
     earlier_logs = earlier_logs or {}
-    in_flash = getattr(design.network_plan, "weights", "chip") == "flash"
+    in_flash = design.weights_in_flash
     if not in_flash:
         check_memory(design.graph, board)
     design = place_weights(design, board)

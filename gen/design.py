@@ -221,7 +221,8 @@ class Design:
             # Where the weights go in flash, and the file (``image``, programmed at
             # ``image_base``) that holds them there (a build's holds the bitstream too).
             **({"flash": {"base": self.network_plan.flash_base,
-                          "bytes": len(self.network_plan.flash_image()),
+                          "bytes": (self.network_plan.schedule.rows
+                                    * self.network_plan.schedule.row_bytes),
                           "image": FLASH_WEIGHTS, "image_base": self.network_plan.flash_base}}
                if self.weights_in_flash else {}),
             "lanes": self.lanes,

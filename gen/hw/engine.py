@@ -45,7 +45,7 @@ from .adapters import (
 )
 from .flash import QspiReader
 from .layouts import signed_lanes
-from .mvu import MatrixVectorUnit
+from .mvu import MatrixVectorUnit, issue_order
 from .network import (
     StagePlan,
     _uint8_hardware_form,
@@ -375,9 +375,9 @@ class SequentialPlan:
         schedule = self.schedule
         offsets = schedule.flash_offsets or (0,) * len(schedule.steps)
         parts = []
-        for step, w, z in zip(schedule.steps, self.matrices(), offsets, strict=True):
-            rows = w.reshape(step.neuron_folds, schedule.pe, step.synapse_folds, schedule.simd)
-            parts.append(((rows.transpose(0, 2, 1, 3) + z) & 0xFF).astype(np.uint8).tobytes())
+        for w, z in zip(self.matrices(), offsets, strict=True):
+            rows = issue_order(w, schedule.pe, schedule.simd)
+            parts.append(((rows + z) & 0xFF).astype(np.uint8).tobytes())
         return b"".join(parts)
 
     @property

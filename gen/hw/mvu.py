@@ -18,18 +18,25 @@ from .adapters import SkidBuffer
 from .layouts import accumulator_layout, pack_lanes, signed_lanes
 from .weights import LoadableMemory, loading_members
 
-__all__ = ["MatrixVectorUnit", "weight_rows", "LOGIC_PRODUCTS_PER_ENABLE"]
+__all__ = ["MatrixVectorUnit", "issue_order", "weight_rows", "LOGIC_PRODUCTS_PER_ENABLE"]
+
+
+def issue_order(weights, pe: int, simd: int) -> np.ndarray:
+    """``weights`` (``out_depth x in_depth``) as the unit reads them at ``pe x simd``:
+    row ``nf * synapse_folds + sf`` holds ``weights[nf * pe + p, sf * simd + s]`` in
+    column ``p * simd + s``."""
+    weights = np.asarray(weights)
+    out_depth, in_depth = weights.shape
+    w = weights.reshape(out_depth // pe, pe, in_depth // simd, simd)
+    return w.transpose(0, 2, 1, 3).reshape(-1, pe * simd)
 
 
 def weight_rows(weights, pe: int, simd: int) -> bytes:
     """The weight memory's contents for ``weights`` (``out_depth x in_depth`` int8) at
-    ``pe x simd``, as bytes: row ``nf * synapse_folds + sf`` holds ``[p][s] =
-    weights[nf * pe + p, sf * simd + s]`` in byte ``p * simd + s``.  (What the host sends
-    to a loadable memory, and the initial rows of the others.)"""
-    weights = np.asarray(weights)
-    out_depth, in_depth = weights.shape
-    w = weights.reshape(out_depth // pe, pe, in_depth // simd, simd)
-    return w.transpose(0, 2, 1, 3).astype(np.int8).tobytes()
+    ``pe x simd``, as bytes: the rows of :func:`issue_order`, weight ``p * simd + s``
+    of a row in its byte ``p * simd + s``.  (What the host sends to a loadable memory,
+    and the initial rows of the others.)"""
+    return issue_order(weights, pe, simd).astype(np.int8).tobytes()
 
 
 #: Adder-tree levels between two pipeline registers in the matrix-vector unit: the
@@ -238,10 +245,7 @@ class MatrixVectorUnit(wiring.Component):
         + s`` (``weight_bits`` wide) of its row ``nf * synapse_folds + sf`` being
         ``weights[nf * pe + p, sf * simd + s]`` (for int8, the bytes of
         :func:`weight_rows`; see :func:`~tfl2rtl.hw.layouts.pack_lanes`)."""
-        rows = []
-        for w, (nf_count, sf_count) in zip(self._matrices, self._folds, strict=True):
-            w = w.reshape(nf_count, self.pe, sf_count, self.simd)
-            rows.append(w.transpose(0, 2, 1, 3).reshape(-1, self.pe * self.simd))
+        rows = [issue_order(w, self.pe, self.simd) for w in self._matrices]
         return pack_lanes(np.concatenate(rows), self.weight_bits)
 
     def _bias_rows(self, width: int) -> list[int]:
