@@ -15,6 +15,7 @@ from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.pipeline import fabric_product
 from tfl2rtl.hw.requant import (
+    COMPACT_INTERVAL,
     INT64_STAGES,
     STAGES,
     Int64Requantizer,
@@ -28,6 +29,9 @@ from tfl2rtl.lower import hardware_form
 
 EXTREME_MULTIPLIERS = [0, 1, 1 << 30, fp.INT32_MAX, fp.INT32_MIN, -1, 1_518_500_250, 12_345]
 EXTREME_SHIFTS = [-31, -30, -17, -1, 0, 1, 30, 31]
+#: The two forms of a requantizer lane on one 16x16 multiplier: serial products (a
+#: pipeline stepping every few cycles) and compact (one beat at a time).
+ONE_MULTIPLIER = {"serial": {"serial_products": True}, "compact": {"compact": True}}
 
 
 def make_requant(multiplier, shift):
@@ -168,9 +172,9 @@ def test_per_channel_lanes(mode, acc_width, platform):
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
-@pytest.mark.parametrize("serial", [False, True], ids=["parallel", "serial"])
+@pytest.mark.parametrize("form", ["parallel", "serial", "compact"])
 @pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
-def test_per_channel_epilogues(mode, serial, platform):
+def test_per_channel_epilogues(mode, form, platform):
     # A sequential engine's layers through one requantizer: each channel its own offset
     # and clamp, including offsets that make the int32 addition wrap at either end and
     # ranges of one value, in two lanes whose channels differ within a group too.
@@ -180,9 +184,10 @@ def test_per_channel_epilogues(mode, serial, platform):
     channels, lanes = len(offsets), 2
     requant = make_requant([fp.INT32_MAX] * channels, [0] * channels)  # q ~ acc
     dut = Requantizer(requant, channels=channels, output_offset=offsets, act_min=act_min,
-                      act_max=act_max, acc_width=32, lanes=lanes, serial_products=serial)
+                      act_max=act_max, acc_width=32, lanes=lanes,
+                      **ONE_MULTIPLIER.get(form, {}))
     assert dut.per_channel_epilogue
-    rng = np.random.default_rng(int(serial))
+    rng = np.random.default_rng(len(form))
     near = ([fp.INT32_MAX - k for k in range(0, 300, 3)]
             + [fp.INT32_MIN + k for k in range(0, 300, 3)] + list(range(-300, 300, 5))
             + [(1 << 20) + k for k in (-200, -1, 0, 1)] + [-(1 << 20) + k for k in (-1, 0, 1)])
@@ -307,12 +312,14 @@ def test_rejects_bad_parameters(kwargs, message):
 
 @pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
 @pytest.mark.parametrize("mode", STALL_MODES)
-def test_serial_products_extreme_multipliers_and_shifts(mode, platform):
+@pytest.mark.parametrize("form", ONE_MULTIPLIER)
+def test_one_multiplier_extreme_multipliers_and_shifts(form, mode, platform):
     pairs = list(itertools.product(EXTREME_MULTIPLIERS, EXTREME_SHIFTS))
     requant = make_requant(*zip(*pairs, strict=True))
     dut = Requantizer(requant, channels=len(pairs), output_offset=-3, act_min=-128,
-                      act_max=127, acc_width=32, serial_products=True)
-    assert (dut.products, dut.interval, dut.multipliers) == (4, 5, 1)
+                      act_max=127, acc_width=32, **ONE_MULTIPLIER[form])
+    assert (dut.products, dut.interval, dut.multipliers) == (
+        4, 5 if form == "serial" else COMPACT_INTERVAL, 1)
     rng = np.random.default_rng(5)
     beats = [
         (channel, [int(acc)])
@@ -327,7 +334,8 @@ def test_serial_products_extreme_multipliers_and_shifts(mode, platform):
 
 @pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
 @pytest.mark.parametrize("mode", STALL_MODES)
-def test_serial_products_per_channel_lanes(mode, platform):
+@pytest.mark.parametrize("form", ONE_MULTIPLIER)
+def test_one_multiplier_per_channel_lanes(form, mode, platform):
     # Four lanes of 40-bit accumulators, each lane with its own shared multiplier.
     rng = np.random.default_rng(40)
     channels, lanes = 12, 4
@@ -336,7 +344,7 @@ def test_serial_products_per_channel_lanes(mode, platform):
     pairs[7] = (-pairs[7][0], -3)  # a negative multiplier: a signed high half
     requant = make_requant(*zip(*pairs, strict=True))
     dut = Requantizer(requant, channels=channels, output_offset=17, act_min=-20,
-                      act_max=100, acc_width=40, lanes=lanes, serial_products=True)
+                      act_max=100, acc_width=40, lanes=lanes, **ONE_MULTIPLIER[form])
     assert dut.multipliers == lanes
     lo, hi = -(1 << 39), (1 << 39) - 1
     beats = []
@@ -350,12 +358,14 @@ def test_serial_products_per_channel_lanes(mode, platform):
 
 @pytest.mark.parametrize("multiplier, shift", [(40_000, -1), (-3, 2), (1_300_000_000, -9)])
 @pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
-def test_serial_products_per_tensor(multiplier, shift, platform):
-    # Constant multipliers; one of 16 unsigned bits needs two products only.
+@pytest.mark.parametrize("form", ONE_MULTIPLIER)
+def test_one_multiplier_per_tensor(form, multiplier, shift, platform):
+    # Constant multipliers; one of 16 unsigned bits needs two serial products only.
     requant = make_requant([multiplier], [shift])
     dut = Requantizer(requant, channels=6, output_offset=-128, act_min=-128, act_max=127,
-                      acc_width=24, lanes=2, serial_products=True)
-    assert dut.interval == (3 if multiplier == 40_000 else 5)
+                      acc_width=24, lanes=2, **ONE_MULTIPLIER[form])
+    assert dut.interval == (COMPACT_INTERVAL if form == "compact"
+                            else 3 if multiplier == 40_000 else 5)
     rng = np.random.default_rng(3)
     beats = [(int(rng.integers(0, 3)), [int(a) for a in rng.integers(-3000, 60000, 2)])
              for _ in range(60)]
@@ -384,6 +394,53 @@ def test_serial_products_interval_and_latency(platform):
     assert cycles[0] == dut.interval + dut.latency
     assert Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
                        acc_width=16).multipliers == 4
+
+
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_compact_interval_and_latency(platform):
+    requant = make_requant([1 << 30, -(1 << 30)], [0, -3])
+    dut = Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
+                      acc_width=16, compact=True)
+    cycles = output_cycles(dut, 12, platform)
+    # One beat at a time: the first transfers at the first edge, each result can leave
+    # ``latency`` edges after its beat, and the next beat enters as it is written.
+    assert cycles[0] == 1 + dut.latency
+    assert set(np.diff(cycles)) == {dut.interval}
+    assert (dut.interval, dut.latency, dut.throughput) == (
+        COMPACT_INTERVAL, COMPACT_INTERVAL + 1, 1 / COMPACT_INTERVAL)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+def test_compact_random_parameters(mode):
+    # Random multipliers (both signs), every shift from -31 to 31, random accumulators
+    # of 40 bits (wrapped to int32 first), per channel and per lane.
+    rng = np.random.default_rng(63)
+    channels, lanes = 126, 2
+    multipliers = rng.integers(fp.INT32_MIN, fp.INT32_MAX, channels, endpoint=True)
+    multipliers[::7] = rng.integers(1 << 30, 1 << 31, len(multipliers[::7]))
+    shifts = np.tile(np.arange(-31, 32), 2)
+    requant = make_requant(multipliers, shifts)
+    dut = Requantizer(requant, channels=channels, output_offset=-7, act_min=-128,
+                      act_max=127, acc_width=40, lanes=lanes, compact=True)
+    beats = [(int(rng.integers(0, channels // lanes)),
+              [int(a) for a in rng.integers(-(1 << 39), 1 << 39, lanes)]) for _ in range(600)]
+    for group in range(channels // lanes):  # accumulators near the results' halves
+        for lane in range(lanes):
+            channel = group * lanes + lane
+            near = interesting_accumulators(int(multipliers[channel]), int(shifts[channel]),
+                                            32, rng, 3)
+            beats += [(group, [a if k == lane else 0 for k in range(lanes)]) for a in near]
+    random.Random(64).shuffle(beats)
+    got, expected = run_requantizer(dut, requant, beats, mode, platform=None,
+                                    deadline=400_000)
+    np.testing.assert_array_equal(got, expected)
+    assert np.count_nonzero((expected > -128) & (expected < 127)) > len(beats) // 4
+
+
+def test_compact_and_serial_are_exclusive():
+    with pytest.raises(Tfl2RtlError, match="^a requantizer is compact or has serial products"):
+        Requantizer(make_requant([1], [0]), channels=1, output_offset=0, act_min=-128,
+                    act_max=127, acc_width=8, compact=True, serial_products=True)
 
 
 class CountingProducts:

@@ -39,6 +39,27 @@ STAGES = (
     "clamp",  # + output_offset, clamp to [act_min, act_max]
 )
 
+#: The steps of a compact requantizer (``Requantizer(compact=True)``), one a cycle after
+#: a beat is taken, all on one beat at a time: its 32x32 product is accumulated in one
+#: 48-bit register from four 16x16 products of one multiplier.
+COMPACT_STEPS = (
+    "left_shift",  # x << left_shift, wrapped to int32, in place
+    "operands_ll",  # the multiplier's operand registers take x's and M's low halves
+    "operands_lh",  # x's low half and M's high half; the low product comes out
+    "load",  # acc = low product >> 16 + the rounding and sign-correction constants
+    "add_lh",  # + the cross products, each as it comes out of the multiplier
+    "add_hl",
+    "add_hh",  # + the high product << 16
+    "correct_x",  # + (~M << 16) when x < 0: the 2**32 * M of a signed x, negated
+    "correct_m",  # + (~x << 16) when M < 0
+    "round",  # the doubling high multiply (acc >> 15) saturated, plus the right shift's nudge
+    "right_shift",  # arithmetic shift right
+    "clamp",  # + output_offset, clamp to [act_min, act_max], into the output register
+)
+
+#: Cycles between beats of a compact requantizer: one a step.
+COMPACT_INTERVAL = len(COMPACT_STEPS)
+
 
 def _bits(value, start: int, stop: int, *, two_complement: bool):
     """Bits ``start`` to ``stop`` of ``value``, read as two's complement or unsigned: a
@@ -165,17 +186,18 @@ class Requantizer(wiring.Component):
         ``len(STAGES)`` = 9: a beat taken on ``i`` at clock edge ``n`` can leave on ``o``
         at edge ``n + latency`` (its result is valid from edge ``n + latency - 1``).
         With serial products ``(len(STAGES) - 1) * interval + 1``; a per-channel epilogue
-        adds a stage (:meth:`latency_for`).
+        adds a stage (:meth:`latency_for`).  Compact: ``COMPACT_INTERVAL + 1``.
     throughput : int
         Beats per cycle: 1 (a beat is accepted every cycle that ``o`` is not stalled);
-        ``1 / interval`` with serial products.
+        ``1 / interval`` with serial products or compact.
     interval : int
-        Cycles between beats: 1, or :attr:`products` + 1 with serial products.
+        Cycles between beats: 1, or :attr:`products` + 1 with serial products, or
+        :data:`COMPACT_INTERVAL` when compact.
     products : int
         Partial products per lane: 4, or 2 when every multiplier fits 16 unsigned bits.
     multipliers : int
         16x16 multipliers in all lanes: ``lanes * products``, or ``lanes`` with serial
-        products.
+        products or compact.
 
     Tested for ``lanes`` 1, 2 and 4, ``acc_width`` 9 to 40, multipliers over all of int32
     (including 0, 2**30, 2**31 - 1 and ``INT32_MIN``), shifts -31 to 31; int16 results
@@ -198,11 +220,29 @@ class Requantizer(wiring.Component):
 
     ``interval``, ``latency`` and ``throughput`` describe the keyword's choice; a
     platform hook makes the elaborated hardware that of ``serial_products=True``.
+
+    Compact
+    -------
+    With ``compact=True`` a lane takes one beat at a time through
+    :data:`COMPACT_STEPS`, one step a cycle, on a handful of registers that every step
+    reuses: the accumulator wrapped and shifted left in place, the 32x32 product summed
+    in one 48-bit register from four 16x16 products of one multiplier (signs put right
+    by two more additions), then saturated and nudged, shifted right and clamped
+    (:meth:`_compact_lane`).  A beat is taken when the lane is idle or as its result is
+    written; a result not yet taken holds the lane in its last step.  So a beat enters
+    every :data:`COMPACT_INTERVAL` cycles when ``o`` keeps up, and its result can leave
+    ``COMPACT_INTERVAL + 1`` edges after it entered.  About a third of the logic and a
+    fifth of the flip-flops of a lane with serial products (measured on the iCE40 in
+    micro_speech's layers: 601 and 456 cells against 1,315 and 933), for layers whose
+    outputs come no faster (:func:`tfl2rtl.design.share_requantizers` chooses it).  The
+    hook for serial products does not change it.  Tested as the serial form is, and over
+    random multipliers of both signs, every shift from -31 to 31 and 40-bit
+    accumulators, on the fabric multiplier and through the product hook.
     """
 
     def __init__(self, requant, *, channels: int, output_offset: int, act_min: int,
                  act_max: int, acc_width: int, lanes: int = 1,
-                 serial_products: bool = False, out_bits: int = 8):
+                 serial_products: bool = False, compact: bool = False, out_bits: int = 8):
         multiplier, shift = _checked_parameters(requant, channels, lanes)
         if shift.min() < -31 or shift.max() > 31:
             raise Tfl2RtlError(
@@ -249,17 +289,23 @@ class Requantizer(wiring.Component):
         self._stages = (STAGES[:-1] + ("compare",) + STAGES[-1:]
                         if self.per_channel_epilogue else STAGES)
         self.serial_products = bool(serial_products)
+        self.compact = bool(compact)
+        if self.compact and self.serial_products:
+            raise Tfl2RtlError("a requantizer is compact or has serial products, not both")
         #: Partial products per lane: two when every multiplier fits 16 unsigned bits.
         self.products = partial_products(multiplier)
         #: Cycles between beats: 1, or :attr:`products` + 1 with ``serial_products`` (a
         #: cycle per partial product on the shared multiplier, then the step that takes
-        #: them all from their registers).
-        self.interval = self.products + 1 if self.serial_products else 1
+        #: them all from their registers), or :data:`COMPACT_INTERVAL` when compact.
+        self.interval = (COMPACT_INTERVAL if self.compact
+                         else self.products + 1 if self.serial_products else 1)
         #: 16x16 multipliers in all lanes.
-        self.multipliers = lanes * (1 if self.serial_products else self.products)
+        self.multipliers = lanes * (1 if self.serial_products or self.compact
+                                    else self.products)
         # A beat taken at a step passes the other stages at the next steps and can leave
         # the cycle after its last (without waiting for a step).
-        self.latency = self.latency_for(self.interval, self.per_channel_epilogue)
+        self.latency = (COMPACT_INTERVAL + 1 if self.compact
+                        else self.latency_for(self.interval, self.per_channel_epilogue))
         self.throughput = 1 if self.interval == 1 else 1 / self.interval
 
         # Parameter tables, [group, lane] each.
@@ -295,6 +341,8 @@ class Requantizer(wiring.Component):
         return group_parameters(m, advance, self._tables, self.i.payload.group)
 
     def elaborate(self, platform):
+        if self.compact:
+            return self._elaborate_compact(platform)
         m = Module()
         serial = self.serial_products or bool(getattr(platform, SERIAL_PRODUCTS_HOOK, False))
         interval = self.products + 1 if serial else 1
@@ -571,6 +619,148 @@ class Requantizer(wiring.Component):
         elif offset < 0:
             clamped = Mux(q < INT32_MIN - offset, act_max, clamped)
         return stage(clamped, "out", signed(self.out_bits))
+
+    def _elaborate_compact(self, platform):
+        """The compact form: one beat at a time through :data:`COMPACT_STEPS`, one step a
+        cycle, on registers each step reuses (see "Compact" in the class documentation)."""
+        m = Module()
+        step = Signal(COMPACT_INTERVAL)  # one-hot: the beat in hand's step; 0 when idle
+        at = {name: step[k] for k, name in enumerate(COMPACT_STEPS)}
+        finishing = at["clamp"] & (~self.o.valid | self.o.ready)
+        m.d.comb += self.i.ready.eq((step == 0) | finishing)
+        accept = self.i.valid & self.i.ready
+        with m.If(accept):
+            m.d.sync += step.eq(1)
+        with m.Elif(finishing):
+            m.d.sync += step.eq(0)
+        with m.Elif(~at["clamp"]):  # (a result not yet taken holds the beat in "clamp")
+            m.d.sync += step.eq(step << 1)
+        with m.If(finishing):
+            m.d.sync += self.o.valid.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        # The parameters are read once, as the beat is taken, and held.  The right shift
+        # is the smallest one plus a varying part, so only that part is a shifter.
+        right = self._tables["right"]
+        least = int(right.min())
+        params = group_parameters(m, accept, {**self._tables, "right": right - least},
+                                  self.i.payload.group)
+        epilogues = ([None] * self.lanes if not self.per_channel_epilogue else
+                     self._epilogue_bounds(m, accept, self.i.payload.group,
+                                           lambda value, name: value))
+        for lane in range(self.lanes):
+            p = params[lane]
+            out = self._compact_lane(m, platform, at, accept, self.i.payload.acc[lane], p,
+                                     least, epilogues[lane], lane)
+            with m.If(finishing):
+                m.d.sync += self.o.payload[lane].eq(out)
+        return m
+
+    def _compact_lane(self, m, platform, at, accept, acc, p, least, epilogue, lane):
+        """One lane of the compact form; returns the clamped result of the "clamp" step.
+
+        ``x * M`` for the int32 ``x`` and multiplier ``M``, read as 32 unsigned bits
+        ``xu`` and ``mu`` with signs ``sx`` and ``sm``, is ``xu * mu - 2**32 * (sx * mu +
+        sm * xu)`` modulo ``2**64``, and ``xu * mu = hh * 2**32 + (lh + hl) * 2**16 +
+        ll`` for the four unsigned 16x16 products.  The accumulator holds ``floor((x * M
+        + 2**30) / 2**16)`` modulo ``2**48``: ``ll >> 16``, ``2**14`` for the rounding,
+        the cross products, ``hh << 16``, and each correction ``-v * 2**16`` as
+        ``(~v << 16) + 2**16`` (the ``2**16`` in the first step's constant).  Bits 15 up
+        are then the doubling high multiply, ``floor((x * M + 2**30) / 2**31)``."""
+        x = Signal(signed(32), name=f"compact_x_{lane}")
+        with m.If(accept):  # wrapped to int32, as the C code's int32_t acc
+            m.d.sync += x.eq(acc[:32].as_signed() if self.acc_width > 32 else acc)
+        with m.If(at["left_shift"]):
+            m.d.sync += x.eq((x << p["left"])[:32].as_signed())
+        xu = x.as_unsigned()
+        # The multiplier as 32 bits (sign-extended when signed); from the ROM, held in a
+        # register from the "left_shift" step.
+        mu = Signal(32, name=f"compact_m_{lane}")
+        if isinstance(p["multiplier"], Const):
+            m.d.comb += mu.eq(p["multiplier"])
+        else:
+            with m.If(at["left_shift"]):
+                m.d.sync += mu.eq(p["multiplier"])
+        sx, sm = xu[31], mu[31]
+
+        # The operand pairs (x_lo, m_lo), (x_lo, m_hi), (x_hi, m_lo), (x_hi, m_hi) enter
+        # the multiplier's registers in steps 1 to 4; each product comes out two steps
+        # later.  Nothing but a register follows the multiplier.
+        # The operand registers move in steps 1 to 5 only; they and the product register
+        # have a reset: on the iCE40 Yosys then leaves all three in the fabric and the
+        # SB_MAC16 in bypass, whose delay the datasheet bound adds to the paths into and
+        # out of it.  (Left to pack registers into the cell, Yosys packed one operand's
+        # and not the other's, or the product's into the middle of the multiplier:
+        # forms the bound can only take as a whole multiplier's delay added to the
+        # design's slowest path.)
+        low_x = at["operands_ll"] | at["operands_lh"]
+        low_m = at["operands_ll"] | at["load"]
+        a_next = Mux(low_x, xu[:16], xu[16:])
+        b_next = Mux(low_m, mu[:16], mu[16:])
+        multiplying = Signal(name=f"compact_multiplying_{lane}")
+        m.d.comb += multiplying.eq(at["operands_ll"] | at["operands_lh"] | at["load"]
+                                   | at["add_lh"] | at["add_hl"])
+        product = pipeline.platform_product(m, platform, multiplying, a_next, b_next,
+                                            f"compact_product_{lane}")
+        if product is None:
+            a_reg = pipeline.register(m, multiplying, a_next, f"compact_a_{lane}")
+            b_reg = pipeline.register(m, multiplying, b_next, f"compact_b_{lane}")
+            product = pipeline.register(m, Const(1), a_reg * b_reg,
+                                        f"compact_product_{lane}", unsigned(32))
+
+        total = Signal(48, name=f"compact_acc_{lane}")
+        # "round": the doubling high multiply, saturated (only INT32_MIN * INT32_MIN
+        # reaches 2**31), and the nudges of the rounding right shift by ``right = least
+        # + p["right"]``: 2**(right - 1) for a result >= 0, one less below 0, none for
+        # right = 0 (bit k of the nudge: right == k + 1, or right > k + 1 below 0).
+        overflow = ~total[47] & total[46]
+        saturated = Mux(overflow, INT32_MAX, total[15:47].as_signed())
+        extra = p["right"]
+        negative = total[47]
+        nudge = Cat(*[
+            Mux(negative, (extra > k + 1 - least) if k + 1 - least >= 0 else Const(1),
+                (extra == k + 1 - least) if k + 1 - least >= 0 else Const(0))
+            for k in range(31)])
+
+        def term(condition, value):
+            return Mux(condition, value, 0)
+
+        # One adder for every step that adds: its first operand the accumulator, the
+        # first step's constant or the saturated high part, its second one of the terms.
+        first = Cat(Const(0, 14), Const(1, 1), Const(0, 1), (sx + sm)[:2])
+        base = Mux(at["load"], first, Mux(at["round"], saturated, total))
+        addend = (term(at["load"], product[16:])
+                  | term(at["add_lh"] | at["add_hl"], product)
+                  | term(at["add_hh"], product << 16)
+                  | term(at["correct_x"] & sx, ~mu << 16)
+                  | term(at["correct_m"] & sm, ~xu << 16)
+                  | term(at["round"], nudge))
+        adding = (at["load"] | at["add_lh"] | at["add_hl"] | at["add_hh"] | at["correct_x"]
+                  | at["correct_m"] | at["round"])
+        with m.If(adding):
+            m.d.sync += total.eq((base + addend)[:48])
+        with m.If(at["right_shift"]):  # arithmetic, so a floor
+            m.d.sync += total.eq((total[:34].as_signed() >> least) >> extra)
+
+        q = total[:34].as_signed()
+        in_range = lambda offset: (q + offset)[:self.out_bits].as_signed()  # noqa: E731
+        if epilogue is not None:
+            e = epilogue
+            wraps = q > e["wrap_high"]
+            below = (q < e["low_bound"]) | wraps
+            above = (q > e["high_bound"]) | (q < e["wrap_low"])
+            return Mux(wraps, e["act_min"], Mux(above, e["act_max"],
+                                                Mux(below, e["act_min"], in_range(e["offset"]))))
+        offset, act_min, act_max = (int(self._epilogue[name][0, 0])
+                                    for name in ("offset", "act_min", "act_max"))
+        clamped = Mux(q < act_min - offset, act_min,
+                      Mux(q > act_max - offset, act_max, in_range(offset)))
+        if offset > 0:
+            clamped = Mux(q > INT32_MAX - offset, act_min, clamped)
+        elif offset < 0:
+            clamped = Mux(q < INT32_MIN - offset, act_max, clamped)
+        return clamped
 
     def _epilogue_bounds(self, m, advance, group, register):
         """Per lane, the channel's epilogue from a ROM read on ``advance`` at ``group``
