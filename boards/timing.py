@@ -107,7 +107,9 @@ def clocked_mac_margin(netlist: dict) -> tuple[int, float]:
             if p is None or not any(_flag(p, n) for n in INPUT_REGISTERS + PIPELINE_REGISTERS):
                 continue
             count += 1
-            registered_in = any(_flag(p, n) for n in INPUT_REGISTERS)
+            # (both operands: one of them without its register reaches the product's
+            # register through the multiplier)
+            registered_in = all(_flag(p, n) for n in ("A_REG", "B_REG"))
             registered_out = all(_output_registered(p, half) for half in ("TOP", "BOT"))
             out = SB_MAC16_CLOCK_TO_OUT_NS + (0 if registered_out else SB_MAC16_BYPASS_NS)
             into = SB_MAC16_SETUP_NS + (0 if registered_in else SB_MAC16_BYPASS_NS)
