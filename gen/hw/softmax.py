@@ -60,17 +60,15 @@ _TOP_EXPONENT = ACCUMULATION_INTEGER_BITS + 31 - 8 - 4
 #: Cycles from the operands of a saturating rounding doubling high multiply (given in
 #: one cycle, with ``start``) to its result: registered operands; the four 16x16
 #: partial products one after the other on one multiplier (a selecting register before
-#: it, a register after it: one DSP block with its own registers), each kept in a
-#: register of its own; the sum of the two cross products with the sign correction; the
-#: low and high parts of the product split at bit 31; the registered rounding.  No path
-#: adds more than two 32-bit numbers (on the iCE40 the 64-bit sum and rounding in one
-#: cycle were the jet MLP engine's critical path, 38 ns), and the multiply costs one DSP
-#: block, not four.
-MULTIPLY_CYCLES = 10
+#: it, a register after it: one DSP block), each added as it comes out into one 48-bit
+#: accumulator, which takes the two sign corrections while the first product is on its
+#: way (:func:`doubling_high_multiply`).  No path adds more than two numbers, and the
+#: multiply costs one DSP block and one adder.
+MULTIPLY_CYCLES = 7
 
 #: :func:`doubling_high_multiply`'s cycles with its product in logic: one bit of the
-#: second operand a cycle (32), then the same four stages as :data:`MULTIPLY_CYCLES`.
-LOGIC_MULTIPLY_CYCLES = 36
+#: second operand a cycle (32), then the accumulator's four additions of the products.
+LOGIC_MULTIPLY_CYCLES = 37
 
 
 def multiply_cycles(in_logic: bool = False) -> int:
@@ -81,33 +79,39 @@ def multiply_cycles(in_logic: bool = False) -> int:
 
 def doubling_high_multiply(m: Module, mul_a, mul_b, start, in_logic: bool = False):
     """gemmlowp's saturating rounding doubling high multiply of the int32 operands
-    ``mul_a`` and ``mul_b``, taken in a cycle where ``start`` is high, as a pipeline of
-    :func:`multiply_cycles` register stages in ``m``.  Returns ``high``, which holds
-    ``srdhm(mul_a, mul_b)`` from :func:`multiply_cycles` cycles after ``start`` until the
-    next ``start`` (one multiply at a time).
-
-    The unsigned product ``A * B`` (below) is four 16x16 products on one multiplier
-    (one DSP block), or with ``in_logic`` a shift-and-add of one bit of ``B`` a cycle
-    into a 32-bit adder (no DSP block, :data:`LOGIC_MULTIPLY_CYCLES`).
+    ``mul_a`` and ``mul_b``, taken in a cycle where ``start`` is high, in
+    :func:`multiply_cycles` steps in ``m``.  Returns ``high``, which holds
+    ``srdhm(mul_a, mul_b)`` from :func:`multiply_cycles` cycles after ``start`` until
+    the next ``start`` (one multiply at a time).
 
     With ``A`` and ``B`` the operands' 32 bits read as unsigned and ``sa``, ``sb`` their
     signs, the product is ``A * B - 2**32 * (sa * B + sb * A)`` modulo ``2**64``, and
-    ``A * B`` is the sum of four unsigned 16x16 products: ``hh * 2**32 + middle * 2**16
-    + ll``.  Split at bit 31 as ``upper * 2**31 + low`` (``0 <= low < 2**31``): gemmlowp
-    adds ``2**30`` (``1 - 2**30`` to a negative product) and divides by ``2**31``
-    truncating towards zero, which in both cases is ``upper + low[30]``; only its low 32
-    bits are kept (the one product beyond int32, ``INT32_MIN * INT32_MIN``,
-    saturates)."""
+    ``A * B = hh * 2**32 + (lh + hl) * 2**16 + ll`` for four unsigned 16x16 products, in
+    turn on one multiplier (one DSP block); with ``in_logic`` ``A * B`` comes from a
+    shift and add of one bit of ``B`` a cycle into a 32-bit adder (no DSP block), as
+    ``ll`` (its low half) and ``hh`` (its high half), ``lh = hl = 0``.
+
+    gemmlowp adds ``2**30`` (``1 - 2**30`` to a negative product) and divides by
+    ``2**31`` truncating towards zero, which in both cases is ``floor((a * b + 2**30) /
+    2**31)``.  A 48-bit accumulator holds ``floor((a * b + 2**30) / 2**16)`` modulo
+    ``2**48``: ``2**14`` for the rounding and each correction ``-v * 2**16`` as ``(~v <<
+    16) + 2**16`` (the ``2**16`` with the rounding), then ``ll >> 16``, ``lh``, ``hl`` and
+    ``hh << 16``.  Its bits 15 up are the result; the one product beyond int32,
+    ``INT32_MIN * INT32_MIN``, saturates."""
     op_a = Signal(unsigned(32))
     op_b = Signal(unsigned(32))
     with m.If(start):
         m.d.sync += [op_a.eq(mul_a), op_b.eq(mul_b)]
-    low_low, cross_0, cross_1, high_high = (Signal(32, name=n) for n in
-                                            ("low_low", "cross_0", "cross_1", "high_high"))
+    # adding[k]: the accumulator's step k: the rounding and the correction of a negative
+    # A, that of a negative B, + ll >> 16, + lh, + hl, + hh << 16.
+    adding = Signal(6)
+    m.d.sync += adding.eq(adding << 1)
+    with m.If(start):
+        m.d.sync += adding.eq(1)
     if in_logic:
         # {acc, low} = A * B by shift and add: low starts as B; each of 32 cycles adds A
         # to acc when low's bit 0 is set, and shifts {acc + ..., low} right by one.  The
-        # cross products stay 0: the whole product is high_high * 2**32 + low_low.
+        # accumulator's steps 2 to 5 pass while it runs, adding nothing, and again after.
         acc = Signal(32)
         low = Signal(32)
         step = Signal(range(33))  # the shift-and-add step (1 .. 32), 0 when idle
@@ -119,47 +123,39 @@ def doubling_high_multiply(m: Module, mul_a, mul_b, start, in_logic: bool = Fals
             m.d.sync += [acc.eq(shifted_acc), low.eq(shifted_low),
                          step.eq(Mux(step == 32, 0, step + 1))]
             with m.If(step == 32):
-                m.d.sync += [low_low.eq(shifted_low), high_high.eq(shifted_acc)]
+                m.d.sync += adding.eq(0b000100)
+        partial = Mux(step != 0, 0, Mux(adding[2], low, Mux(adding[5], acc, 0)))
     else:
-        # phase[k]: the partial product k is being selected (k = 0 .. 3), then taken
-        # from the multiplier's register into its own (k = 2 .. 5).
-        phase = Signal(6)
+        # phase[k]: operand pair k (ll, lh, hl, hh) enters the multiplier's registers;
+        # its product comes out of the product register two cycles later, in the
+        # accumulator's step k + 2.
+        phase = Signal(4)
         m.d.sync += phase.eq(phase << 1)
         with m.If(start):
             m.d.sync += phase.eq(1)
-        fields = [(op_a[:16], op_b[:16]), (op_a[:16], op_b[16:]), (op_a[16:], op_b[:16]),
-                  (op_a[16:], op_b[16:])]
         x = Signal(16)
         y = Signal(16)
-        for k, (a, b) in enumerate(fields):
-            with m.If(phase[k]):
-                m.d.sync += [x.eq(a), y.eq(b)]
+        with m.If(phase != 0):
+            m.d.sync += [x.eq(Mux(phase[2] | phase[3], op_a[16:], op_a[:16])),
+                         y.eq(Mux(phase[1] | phase[3], op_b[16:], op_b[:16]))]
         product = Signal(32)
         m.d.sync += product.eq(x * y)  # nothing but a register after the multiplier
-        for k, partial in enumerate((low_low, cross_0, cross_1, high_high)):
-            with m.If(phase[k + 2]):
-                m.d.sync += partial.eq(product)
-    correction = Signal(33)  # sa * B + sb * A
-    m.d.sync += correction.eq(Mux(op_a[31], op_b, 0) + Mux(op_b[31], op_a, 0))
-    # The cross products summed, the sign correction taken off the high product.
-    middle = Signal(33)
-    low_low_2 = Signal(32)
-    high_high_2 = Signal(32)
-    m.d.sync += [middle.eq(cross_0 + cross_1), low_low_2.eq(low_low),
-                 high_high_2.eq(high_high - correction)]
-    # Split at bit 31: the low 31 bits with their carry (0 to 2), and the high part
-    # modulo 2**32 before that carry.
-    low_sum = Signal(33)
-    upper = Signal(32)
-    m.d.sync += [
-        low_sum.eq(low_low_2[:31] + (middle[:15] << 16)),
-        upper.eq((high_high_2 << 1) + (middle >> 15) + low_low_2[31]),
-    ]
-    both_min = Signal()
-    m.d.sync += both_min.eq((op_a == 1 << 31) & (op_b == 1 << 31))
+        partial = product
+    sa, sb = op_a[31], op_b[31]
+    total = Signal(48)
+    first = Cat(Const(0, 14), Const(1, 1), Const(0, 1), (sa + sb)[:2])
+
+    def term(condition, value):
+        return Mux(condition, value, 0)
+
+    base = Mux(adding[0], first, total)
+    addend = (term(adding[0] & sa, ~op_b << 16) | term(adding[1] & sb, ~op_a << 16)
+              | term(adding[2], partial[16:]) | term(adding[3] | adding[4], partial)
+              | term(adding[5], partial << 16))
+    with m.If(adding != 0):
+        m.d.sync += total.eq((base + addend)[:48])
     high = Signal(signed(32))
-    rounded = (upper + low_sum[31:] + low_sum[30])[:32].as_signed()
-    m.d.sync += high.eq(Mux(both_min, INT32_MAX, rounded))
+    m.d.comb += high.eq(Mux(~total[47] & total[46], INT32_MAX, total[15:47].as_signed()))
     return high
 
 
@@ -201,10 +197,10 @@ class SoftmaxUnit(wiring.Component):
 
     Every difference from the row maximum is one of 256 values, so its exponential
     comes from a 256-entry ROM (:func:`exp_table`); the rest is TFLite's integer
-    arithmetic, sequenced by a state machine around one pipelined 32x32 multiplier
+    arithmetic, sequenced by a state machine around one multi-cycle 32x32 multiplier
     (``M`` = :func:`multiply_cycles` from operands to the rounded high half, no path
-    longer than one 16x16 product or one 64-bit addition; with ``products_in_logic`` no
-    DSP block, and ``M`` = :data:`LOGIC_MULTIPLY_CYCLES`):
+    longer than one 16x16 product or one 48-bit addition, :func:`doubling_high_multiply`;
+    with ``products_in_logic`` no DSP block, and ``M`` = :data:`LOGIC_MULTIPLY_CYCLES`):
 
     1. ``load``: take the row into a buffer, tracking its maximum (``row`` cycles).
     2. ``sum``: add up the exponentials rescaled to Q12.19 (``row + 3`` cycles).
@@ -226,7 +222,7 @@ class SoftmaxUnit(wiring.Component):
     Attributes
     ----------
     cycles_per_row : int
-        ``16 * row + 98``, with ``products_in_logic`` ``42 * row + 280``
+        ``13 * row + 77``, with ``products_in_logic`` ``43 * row + 287``
         (:meth:`cycles_for_row`): from the first element of a row taken to the first of
         the next when the input keeps up and the output is not stalled (nothing
         overlaps).
