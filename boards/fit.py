@@ -48,11 +48,8 @@ LOGIC_PRODUCT_LUTS = 203
 def stage_mac_dsps(stage, board: Board) -> int:
     """The DSP blocks of one planned stage that multiply activations by weights: one per
     MAC multiplier, none for a stage whose products are built in logic
-    (:attr:`tfl2rtl.hw.network.StagePlan.products_in_logic`) nor for depthwise layers
-    on boards that build those in logic (:attr:`Board.depthwise_in_logic`)."""
+    (:attr:`tfl2rtl.hw.network.StagePlan.products_in_logic`)."""
     if stage.products_in_logic:
-        return 0
-    if board.depthwise_in_logic and isinstance(stage.node, ir.DepthwiseConv2D):
         return 0
     return stage.multipliers
 
@@ -68,8 +65,8 @@ def mac_dsps(design, board: Board) -> int:
 
 def stage_dsp_estimate(stage, board: Board) -> int:
     """The DSP blocks one planned stage (a :class:`tfl2rtl.hw.network.StagePlan`) needs
-    on ``board``: one per MAC multiplier (none for depthwise layers on boards that build
-    those in logic, :attr:`Board.depthwise_in_logic`), and per requantized output lane
+    on ``board``: one per MAC multiplier (none for products in logic), and per
+    requantized output lane
     one (with serial products) or four (the 16x16 partial products of a q31 multiplier;
     four also for a legacy uint8 FULLY_CONNECTED's
     :class:`~tfl2rtl.hw.requant.RoundingRequantizer`, never serial: measured on the
@@ -83,7 +80,8 @@ def stage_dsp_estimate(stage, board: Board) -> int:
     ``tests/test_hw_synth.py``)."""
     node = stage.node
     macs = stage_mac_dsps(stage, board)
-    per_lane = 1 if board.serial_requantizer or stage.serial_requantizer else 4
+    per_lane = (1 if board.serial_requantizer or stage.serial_requantizer
+                or stage.compact_requantizer else 4)
     if getattr(node, "requantization", "integer") == "double":
         per_lane = 4  # a RoundingRequantizer: |acc| x 31 bits, never serial
     if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D | ir.Mean):
@@ -231,8 +229,9 @@ def sequential_design(graph, board: Board, *, lanes: int = 1,
 def _dsps_fitted(design, board: Board):
     """``design`` when its DSP estimate fits ``board`` (or the board's DSP use is not
     counted); else with the products of the fewest MAC multipliers moved to logic that
-    make it fit within :attr:`Board.logic_multipliers` (whole FULLY_CONNECTED and
-    CONV_2D layers; the first such set in node order among the smallest); else None."""
+    make it fit within :attr:`Board.logic_multipliers` (whole FULLY_CONNECTED, CONV_2D
+    and DEPTHWISE_CONV_2D layers; the first such set in node order among the smallest);
+    else None."""
     available = board.available.get("DSP", 0)
     excess = dsp_estimate(design, board) - available
     if not board.dsp_fit or excess <= 0:

@@ -51,7 +51,6 @@ class NetlistFamily:
     own_models: tuple[Path, ...] = ()
     blackboxes: tuple[str, ...] = ()
     serial_requantizer: bool = False
-    depthwise_in_logic: bool = False
     spram: bool = False
     ecp5_products: bool = False
     reset_tree: bool = True
@@ -59,7 +58,7 @@ class NetlistFamily:
 
 NETLIST_FAMILIES = {
     "ice40": NetlistFamily("synth_ice40 -dsp", "ice40/cells_sim.v", serial_requantizer=True,
-                           depthwise_in_logic=True, spram=True, reset_tree=False),
+                           spram=True, reset_tree=False),
     # Yosys 0.70 ships only blackboxes of MULT18X18D and DP16KD for ECP5 (DP16KD's in
     # cells_sim.v itself): the multipliers and block RAMs are simulated with tfl2rtl's
     # models, the rest (LUTs, flip-flops, carries, TRELLIS_DPR16X4 LUT RAM) with Yosys'.
@@ -77,7 +76,7 @@ def _hooks(family: NetlistFamily):
     """A stand-in platform with the hooks of a family's boards, for elaboration outside
     a platform."""
     hooks = platform_hooks(serial_requantizer=family.serial_requantizer,
-                           depthwise_in_logic=family.depthwise_in_logic, spram=family.spram,
+                           spram=family.spram,
                            ecp5_products=family.ecp5_products,
                            reset_tree=family.reset_tree)
     return type("FamilyHooks", (), hooks)()

@@ -112,6 +112,8 @@ class Design:
                 entry["requant_lanes"] = s.requant_lanes
             if s.serial_requantizer:
                 entry["serial_requantizer"] = True
+            if s.compact_requantizer:
+                entry["compact_requantizer"] = True
             if s.products_in_logic:
                 entry["products_in_logic"] = True
             if s.multipliers:
@@ -337,15 +339,22 @@ def share_requantizers(graph: ir.Graph, network_plan):
     a shorter latency) is kept.  A legacy uint8 FULLY_CONNECTED's
     :class:`~tfl2rtl.hw.requant.RoundingRequantizer` and a 16x8 layer's
     :class:`~tfl2rtl.hw.requant.Int64Requantizer` (a product per 16-bit chunk of its
-    accumulator) are never serial.  The interval does not grow."""
+    accumulator) are never serial.  On targets whose requantizers are all serial, a
+    layer whose outputs come at most every
+    :data:`~tfl2rtl.hw.stages.COMPACT_REQUANT_INTERVAL` cycles per lane gets compact
+    ones instead (``Requantizer(compact=True)``: one beat at a time, the same
+    multiplier, a third of the logic), the fewest lanes first.  The interval does not
+    grow."""
     from .fold import divisors
     from .hw.network import plan_network
     from .hw.requant import int64_chunks, partial_products
-    from .hw.stages import SERIAL_REQUANT_INTERVAL
+    from .hw.stages import COMPACT_REQUANT_INTERVAL, SERIAL_REQUANT_INTERVAL
 
     target = network_plan.cycles_per_vector
     interval = network_plan.requant_interval
-    folds, serial = {}, set()
+    folds, serial, compact = {}, set(), set()
+    # At the same cost: the parallel form, then the compact one, then serial products.
+    parallel_form, compact_form, serial_form = 0, 1, 2
     for s in network_plan.stages:
         if not s.stage.foldable:
             continue
@@ -354,35 +363,40 @@ def share_requantizers(graph: ir.Graph, network_plan):
         if not isinstance(s.node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D):
             continue
         wide = getattr(s.node, "accumulator", "int32") == "int64"  # an Int64Requantizer
-        may_serialize = (interval == 1 and not wide
-                         and getattr(s.node, "requantization", "integer") != "double")
+        integer = not wide and getattr(s.node, "requantization", "integer") != "double"
         if wide:
             per_lane = len(int64_chunks(s.node.acc_bits))
         else:
             per_lane = 1 if interval > 1 else partial_products(s.node.requant.multiplier)
-        forms = [(lanes * per_lane, 0, lanes, interval) for lanes in divisors(s.out_lanes)]
-        if may_serialize:
-            forms += [(lanes, 1, lanes, SERIAL_REQUANT_INTERVAL)
+        own = serial_form if interval > 1 and integer else parallel_form
+        forms = [(lanes * per_lane, own, lanes, interval) for lanes in divisors(s.out_lanes)]
+        if interval == 1 and integer:
+            forms += [(lanes, serial_form, lanes, SERIAL_REQUANT_INTERVAL)
                       for lanes in divisors(s.out_lanes)]
-        current = s.out_lanes * per_lane
-        for cost, serialized, lanes, cycles_per_beat in sorted(forms):
-            if cost >= current:
+        if interval > 1 and integer:
+            forms += [(lanes, compact_form, lanes, COMPACT_REQUANT_INTERVAL)
+                      for lanes in divisors(s.out_lanes)]
+        current = (s.out_lanes * per_lane, own)
+        for cost, form, lanes, cycles_per_beat in sorted(forms):
+            if (cost, form) >= current:
                 break
             if s.stage.cycles(s.fold, lanes, cycles_per_beat) <= target:
                 folds[s.index] = (s.fold.pe, s.fold.simd, lanes)
-                if serialized:
+                if form == serial_form and interval == 1:
                     serial.add(s.index)
+                if form == compact_form:
+                    compact.add(s.index)
                 break
     shared = plan_network(graph, folds, lanes=network_plan.lanes, requant_interval=interval,
-                          serial_requantizers=serial)
+                          serial_requantizers=serial, compact_requantizers=compact)
     shared = dataclasses.replace(shared, loadable=network_plan.loadable)
     return shared if shared.cycles_per_vector <= target else network_plan
 
 
 def products_in_logic(design: Design, nodes) -> Design:
     """``design`` with the MAC products of the layers of ``nodes`` (node indices of
-    FULLY_CONNECTED and CONV_2D stages) built in LUTs rather than DSP blocks
-    (:meth:`tfl2rtl.hw.network.NetworkPlan.with_products_in_logic`): the same folding,
+    FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D stages) built in LUTs rather than DSP
+    blocks (:meth:`tfl2rtl.hw.network.NetworkPlan.with_products_in_logic`): the same folding,
     cycles and results.  A board build chooses them when its DSP blocks run out
     (:func:`tfl2rtl.boards.fit.fitting_design`)."""
     return dataclasses.replace(

@@ -18,7 +18,6 @@ from tfl2rtl import golden, ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.depthwise import (
-    LOGIC_PRODUCTS_HOOK,
     DepthwiseConv2DLayer,
     DepthwiseUnit,
     logic_product,
@@ -375,25 +374,18 @@ def test_logic_product_is_exact_for_every_pair(weight_bits):
     assert wrong == []
 
 
-class LogicProducts:
-    """A stand-in platform with :data:`LOGIC_PRODUCTS_HOOK` set."""
-
-
-setattr(LogicProducts, LOGIC_PRODUCTS_HOOK, True)
-
-
 @pytest.mark.parametrize("mode", STALL_MODES)
 @pytest.mark.parametrize("case, requant_lanes", [("micro_speech", 2), ("micro_speech_pe1", 1)])
 def test_layer_with_products_in_logic(tmp_path, case, requant_lanes, mode):
-    """Elaborated for a platform with the hook, the unit has no ``*`` left (so no DSP
-    block), and the layer still equals the golden model."""
+    """With ``products_in_logic`` the unit has no ``*`` left (so no DSP block), and the
+    layer still equals the golden model."""
     node, value_range, shape, pe = case_node(case, tmp_path)
     xs = images(value_range, shape, np.random.default_rng(9))
-    dut = DepthwiseConv2DLayer(node, shape, pe=pe, requant_lanes=requant_lanes)
-    fragment = Fragment.get(dut, LogicProducts())
-    got = run_layer(dut, xs, mode, seed=3, top=fragment)
+    dut = DepthwiseConv2DLayer(node, shape, pe=pe, requant_lanes=requant_lanes,
+                               products_in_logic=True)
+    got = run_layer(dut, xs, mode, seed=3)
     np.testing.assert_array_equal(got, golden.depthwise_conv_2d(node, xs))
-    rtlil = convert(DepthwiseUnit(node, pe=pe), platform=LogicProducts())
+    rtlil = convert(DepthwiseUnit(node, pe=pe, products_in_logic=True))
     assert "$mul" not in rtlil and "$mul" in convert(DepthwiseUnit(node, pe=pe))
 
 
@@ -409,7 +401,7 @@ def uint8_depthwise(hw):
     return cropped(graph.nodes[index], hw), cropped(form.nodes[index], hw)
 
 
-@pytest.mark.parametrize("platform", [None, DSP_PLATFORM, LogicProducts()],
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM, "logic"],
                          ids=["fabric", "hook", "logic"])
 @pytest.mark.parametrize("mode", STALL_MODES)
 def test_layer_with_nine_bit_weights(platform, mode):
@@ -420,8 +412,10 @@ def test_layer_with_nine_bit_weights(platform, mode):
     assert hw_node.weight_bits == 9 and np.abs(hw_node.weights).max() > 128
     shape = (4, 5, 8)
     xs = images((-128, 127), shape, np.random.default_rng(5))
-    dut = DepthwiseConv2DLayer(hw_node, shape, pe=4, requant_lanes=2)
-    top = None if platform is None else Fragment.get(dut, platform)
+    in_logic = platform == "logic"
+    dut = DepthwiseConv2DLayer(hw_node, shape, pe=4, requant_lanes=2,
+                               products_in_logic=in_logic)
+    top = None if platform is None or in_logic else Fragment.get(dut, platform)
     got = run_layer(dut, xs, mode, seed=6, top=top)
     reference = golden.depthwise_conv_2d(node, (xs.astype(np.int16) + 128).astype(np.uint8))
     np.testing.assert_array_equal(got.astype(np.int16), reference.astype(np.int16) - 128)

@@ -83,7 +83,8 @@ class Conv2DLayer(wiring.Component):
 
     def __init__(self, node: ir.Conv2D, in_shape, *, pe: int = 1, simd: int = 1,
                  requant_lanes: int | None = None, memory_id: int | None = None,
-                 serial_requantizer: bool = False, products_in_logic: bool = False):
+                 serial_requantizer: bool = False, products_in_logic: bool = False,
+                 compact_requantizer: bool = False):
         h, w, c = (int(v) for v in in_shape)
         out_c, kh, kw, in_c = node.weights.shape
         requant_lanes = pe if requant_lanes is None else requant_lanes
@@ -121,7 +122,8 @@ class Conv2DLayer(wiring.Component):
         self.dense = FullyConnectedLayer(dense, pe=pe, simd=simd, requant_lanes=requant_lanes,
                                          memory_id=memory_id,
                                          serial_requantizer=serial_requantizer,
-                                         products_in_logic=products_in_logic)
+                                         products_in_logic=products_in_logic,
+                                         compact_requantizer=compact_requantizer)
         self.pe = pe
         self.simd = simd
         self.requant_lanes = self.dense.requant_lanes

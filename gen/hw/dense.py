@@ -36,7 +36,9 @@ class FullyConnectedLayer(wiring.Component):
     :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` then hands the ``pe`` accumulators
     of a neuron group to the requantizer in ``pe / requant_lanes`` beats.  With
     ``serial_requantizer`` each lane has one 16x16 multiplier and takes a beat every
-    :attr:`~tfl2rtl.hw.requant.Requantizer.interval` cycles (its serial products).
+    :attr:`~tfl2rtl.hw.requant.Requantizer.interval` cycles (its serial products);
+    with ``compact_requantizer`` it is the requantizer's compact form (one beat at a
+    time, on one 16x16 multiplier and few registers).
     With ``products_in_logic`` the matrix-vector unit's products are built in LUTs
     (:class:`~tfl2rtl.hw.mvu.MatrixVectorUnit`).
 
@@ -66,7 +68,8 @@ class FullyConnectedLayer(wiring.Component):
 
     def __init__(self, node: ir.FullyConnected, *, pe: int = 1, simd: int = 1,
                  requant_lanes: int | None = None, memory_id: int | None = None,
-                 serial_requantizer: bool = False, products_in_logic: bool = False):
+                 serial_requantizer: bool = False, products_in_logic: bool = False,
+                 compact_requantizer: bool = False):
         requant_lanes = pe if requant_lanes is None else requant_lanes
         if requant_lanes < 1 or pe % requant_lanes:
             raise Tfl2RtlError(
@@ -88,12 +91,15 @@ class FullyConnectedLayer(wiring.Component):
             self.splitter = AccumulatorSplitter(node.acc_bits, pe, requant_lanes,
                                                 self.mvu.neuron_folds)
         rounding = node.requantization == "double"
-        if wide and serial_requantizer:
-            raise Tfl2RtlError("a 16x8 layer's Int64Requantizer has no serial products")
-        if rounding and serial_requantizer:
+        if wide and (serial_requantizer or compact_requantizer):
+            raise Tfl2RtlError("a 16x8 layer's Int64Requantizer has no serial products "
+                               "and no compact form")
+        if rounding and (serial_requantizer or compact_requantizer):
             raise Tfl2RtlError("a legacy uint8 FULLY_CONNECTED rounds once in a "
-                               "RoundingRequantizer, which has no serial products")
-        serial = {} if rounding or wide else {"serial_products": serial_requantizer}
+                               "RoundingRequantizer, which has no serial products and no "
+                               "compact form")
+        serial = {} if rounding or wide else {"serial_products": serial_requantizer,
+                                              "compact": compact_requantizer}
         kind = Int64Requantizer if wide else RoundingRequantizer if rounding else Requantizer
         self.requant = kind(
                                    node.requant, channels=self.out_depth,

@@ -20,14 +20,7 @@ from .layouts import accumulator_layout, pack_lanes, signed_lanes
 from .requant import Int64Requantizer, Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
 
-__all__ = ["DepthwiseUnit", "DepthwiseConv2DLayer", "LOGIC_PRODUCTS_HOOK", "logic_product",
-           "pe_choices"]
-
-#: The platform attribute that, when true, makes :class:`DepthwiseUnit` build its
-#: products from shifted adds in logic (:func:`logic_product`) instead of ``*``, which
-#: Yosys maps to DSP blocks: a vendor hook for devices with few of them (the iCE40 UP5K
-#: has 8, which the requantizers and other layers need).
-LOGIC_PRODUCTS_HOOK = "depthwise_products_in_logic"
+__all__ = ["DepthwiseUnit", "DepthwiseConv2DLayer", "logic_product", "pe_choices"]
 
 
 def logic_product(a, b):
@@ -93,7 +86,10 @@ class DepthwiseUnit(wiring.Component):
 
     Pipeline (one enable, moving whenever the output register is empty or being emptied):
     step issued and memory read; multiplier operands registered; products registered;
-    accumulators, which are the output register.
+    accumulators, which are the output register.  With ``products_in_logic`` the
+    products are shifted adds in logic (:func:`logic_product`) instead of ``*``, which
+    Yosys maps to DSP blocks (a planner's choice when a board's DSP blocks run out,
+    :func:`tfl2rtl.design.products_in_logic`).
 
     Members
     -------
@@ -129,7 +125,8 @@ class DepthwiseUnit(wiring.Component):
 
     latency = 4
 
-    def __init__(self, node: ir.DepthwiseConv2D, *, pe: int = 1):
+    def __init__(self, node: ir.DepthwiseConv2D, *, pe: int = 1,
+                 products_in_logic: bool = False):
         weights = np.asarray(node.weights)
         kh, kw, out_channels = weights.shape
         bits = node.weight_bits
@@ -151,6 +148,7 @@ class DepthwiseUnit(wiring.Component):
 
         self.node = node
         self.pe = self.multipliers = pe
+        self.products_in_logic = products_in_logic
         self.depth_multiplier = multiplier
         self.in_channels = out_channels // multiplier
         self.lanes = self.in_lanes * multiplier
@@ -252,12 +250,12 @@ class DepthwiseUnit(wiring.Component):
         # j // M (with steps > 1 there is one input lane).  Stage 3: products (in logic
         # where the platform keeps its DSP blocks for others).  A platform with a DSP
         # block that has its own registers (pipeline.PRODUCT_HOOK) holds both stages.
+        in_logic = self.products_in_logic
         valid_2 = flag(valid_1, "valid_2")
         first_2 = register(first_1, "first_2")
         last_2 = register(last_1, "last_2")
         group_2 = register(group_1, "group_2")
         w_1 = weight_layout(weight_port.data)
-        in_logic = getattr(platform, LOGIC_PRODUCTS_HOOK, False)
         products = None
         if not in_logic:  # (the same operands everywhere: the hook takes all or none)
             first = pipeline.platform_product(m, platform, advances[0], x_1[0], w_1[0],
@@ -361,7 +359,10 @@ class DepthwiseConv2DLayer(wiring.Component):
     requant_lanes : int
         Requantizer lanes; they divide the unit's ``lanes``.  With
         ``serial_requantizer`` they share one multiplier between their partial products
-        (:class:`~tfl2rtl.hw.requant.Requantizer`'s ``serial_products``).
+        (:class:`~tfl2rtl.hw.requant.Requantizer`'s ``serial_products``); with
+        ``compact_requantizer`` they are compact (its ``compact``).
+    products_in_logic : bool
+        The unit's products in LUTs (:class:`DepthwiseUnit`).
     cycles_per_vector : int
         Initiation interval per image when the input keeps up and the output is not
         stalled: ``out_h * out_w * (C / in_lanes) * max(KH * KW * steps, lanes /
@@ -389,7 +390,8 @@ class DepthwiseConv2DLayer(wiring.Component):
     """
 
     def __init__(self, node: ir.DepthwiseConv2D, in_shape, *, pe: int = 1,
-                 requant_lanes: int | None = None, serial_requantizer: bool = False):
+                 requant_lanes: int | None = None, serial_requantizer: bool = False,
+                 compact_requantizer: bool = False, products_in_logic: bool = False):
         h, w, c = (int(d) for d in in_shape)
         in_lanes = _check_pe(node, pe)
         in_channels = node.weights.shape[2] // node.depth_multiplier
@@ -409,7 +411,7 @@ class DepthwiseConv2DLayer(wiring.Component):
         if requant_lanes < 1 or lanes % requant_lanes:
             raise Tfl2RtlError(f"{requant_lanes} requantizer lanes do not divide the "
                                f"{lanes} output lanes")
-        self.unit = DepthwiseUnit(node, pe=pe)
+        self.unit = DepthwiseUnit(node, pe=pe, products_in_logic=products_in_logic)
         self.node = node
         self.pe = self.multipliers = pe
         self.in_lanes = self.unit.in_lanes
@@ -426,8 +428,9 @@ class DepthwiseConv2DLayer(wiring.Component):
             self.splitter = AccumulatorSplitter(node.acc_bits, lanes, requant_lanes,
                                                 self.unit.blocks)
         if act_bits == 16:  # a 16x8 layer: TFLite's int64 requantization
-            if serial_requantizer:
-                raise Tfl2RtlError("a 16x8 layer's Int64Requantizer has no serial products")
+            if serial_requantizer or compact_requantizer:
+                raise Tfl2RtlError("a 16x8 layer's Int64Requantizer has no serial products "
+                                   "and no compact form")
             self.requant = Int64Requantizer(
                 node.requant, channels=self.out_shape[2], output_offset=node.output_offset,
                 act_min=node.act_min, act_max=node.act_max, acc_width=node.acc_bits,
@@ -436,7 +439,8 @@ class DepthwiseConv2DLayer(wiring.Component):
             self.requant = Requantizer(
                 node.requant, channels=self.out_shape[2], output_offset=node.output_offset,
                 act_min=node.act_min, act_max=node.act_max, acc_width=node.acc_bits,
-                lanes=requant_lanes, serial_products=serial_requantizer)
+                lanes=requant_lanes, serial_products=serial_requantizer,
+                compact=compact_requantizer)
         steps = self.unit.taps * self.unit.steps
         self.cycles_per_vector = max(
             self.window.cycles_per_vector,

@@ -19,7 +19,13 @@ from ..lower import LUT_OPS, hardware_form
 from .adapters import Broadcast, LaneConverter, SkidBuffer, StreamFIFO
 from .layouts import signed_lanes
 from .pipeline import RESET_TREE_HOOK, ResetTree
-from .stages import SERIAL_REQUANT_INTERVAL, STAGE_KINDS, Stage, stage_for
+from .stages import (
+    COMPACT_REQUANT_INTERVAL,
+    SERIAL_REQUANT_INTERVAL,
+    STAGE_KINDS,
+    Stage,
+    stage_for,
+)
 from .weights import LOAD_LAYOUT
 
 __all__ = ["StagePlan", "NetworkPlan", "plan_network", "branch_fifo_depths",
@@ -91,17 +97,28 @@ class StagePlan:
         return self.stage.multipliers(self.fold)
 
     @property
+    def compact_requantizer(self) -> bool:
+        """Whether the stage's requantizer lanes are compact (one beat at a time, a
+        requantizing stage whose :attr:`requant_interval` is
+        :data:`~tfl2rtl.hw.stages.COMPACT_REQUANT_INTERVAL`)."""
+        return (self.stage.serial_requantizer
+                and self.requant_interval == COMPACT_REQUANT_INTERVAL
+                and getattr(self.node, "requantization", "integer") != "double")
+
+    @property
     def serial_requantizer(self) -> bool:
         """Whether the stage's requantizer lanes share one multiplier between their
-        partial products (a requantizing stage whose :attr:`requant_interval` is more
-        than one cycle)."""
+        partial products in a pipeline (a requantizing stage whose
+        :attr:`requant_interval` is more than one cycle, and not compact)."""
         return (self.stage.serial_requantizer and self.requant_interval > 1
+                and not self.compact_requantizer
                 and getattr(self.node, "requantization", "integer") != "double")
 
     def build(self, memory_id: int | None = None):
         """The stage's component; with ``memory_id``, its weights in that loadable
         memory."""
-        options = {"serial_requantizer": True} if self.serial_requantizer else {}
+        options = ({"serial_requantizer": True} if self.serial_requantizer
+                   else {"compact_requantizer": True} if self.compact_requantizer else {})
         if self.products_in_logic:
             options["products_in_logic"] = True
         if memory_id is None:
@@ -229,7 +246,8 @@ def _as_fold(value) -> tuple[Fold, int | None]:
 
 
 def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
-                 requant_interval: int = 1, serial_requantizers=()) -> NetworkPlan:
+                 requant_interval: int = 1, serial_requantizers=(),
+                 compact_requantizers=()) -> NetworkPlan:
     """Check that every node of ``graph`` has hardware and ``fold`` (a folding per
     foldable stage, by node index: a :class:`~tfl2rtl.folding.Fold` or ``(pe, simd)`` or
     ``(pe, simd, requant_lanes)``; missing ones are ``(1, 1)``) is valid for it, and work
@@ -237,7 +255,9 @@ def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
     of the target (it changes the cycle counts, not the design: the platform hook
     :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK` does that); the requantizing stages
     of the nodes in ``serial_requantizers`` get serial products whatever the target
-    (:data:`~tfl2rtl.hw.stages.SERIAL_REQUANT_INTERVAL` cycles per beat).  A legacy uint8 graph is
+    (:data:`~tfl2rtl.hw.stages.SERIAL_REQUANT_INTERVAL` cycles per beat), and those of
+    ``compact_requantizers`` compact ones
+    (:data:`~tfl2rtl.hw.stages.COMPACT_REQUANT_INTERVAL`).  A legacy uint8 graph is
     planned in its int8 hardware form, its stages built from that form's nodes
     (:func:`_uint8_hardware_form`)."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
@@ -291,8 +311,10 @@ def plan_network(graph: ir.Graph, fold: dict | None = None, *, lanes: int = 1,
         chosen, requant_lanes = _as_fold(given)
         stage.check(chosen, requant_lanes)
         serial = index in serial_requantizers and stage.serial_requantizer
+        compact = index in compact_requantizers and stage.serial_requantizer
         plans.append(StagePlan(stage, chosen, requant_lanes,
-                               max(requant_interval, SERIAL_REQUANT_INTERVAL) if serial
+                               COMPACT_REQUANT_INTERVAL if compact
+                               else max(requant_interval, SERIAL_REQUANT_INTERVAL) if serial
                                else requant_interval))
         sources.append(tuple(alias[name] for name in node.inputs))
         alias[node.output] = node.output

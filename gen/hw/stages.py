@@ -39,13 +39,20 @@ import numpy as np
 from .. import ir
 from ..errors import Tfl2RtlError
 from ..fold import Fold, divisors, divisors_text
+from .requant import COMPACT_INTERVAL
 
-__all__ = ["Stage", "stage_for", "STAGE_KINDS", "SERIAL_REQUANT_INTERVAL"]
+__all__ = ["Stage", "stage_for", "STAGE_KINDS", "SERIAL_REQUANT_INTERVAL",
+           "COMPACT_REQUANT_INTERVAL"]
 
 #: Cycles per beat of a :class:`~tfl2rtl.hw.requant.Requantizer` with serial products
 #: (its ``interval``: four 16x16 partial products of a q31 multiplier, plus one), as the
 #: iCE40 boards build it.
 SERIAL_REQUANT_INTERVAL = 5
+
+#: Cycles per beat of a compact :class:`~tfl2rtl.hw.requant.Requantizer` (one beat at a
+#: time through :data:`~tfl2rtl.hw.requant.COMPACT_STEPS`): the requantizer of a layer
+#: whose outputs come at most this often (:func:`tfl2rtl.design.share_requantizers`).
+COMPACT_REQUANT_INTERVAL = COMPACT_INTERVAL
 
 
 def _no_batch(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -163,12 +170,14 @@ class Stage:
 
         return weight_rows(self.weight_matrix(), fold.pe, fold.simd), fold.pe * fold.simd
 
-    #: Whether :meth:`build` takes ``serial_requantizer`` (requantizer lanes that share
+    #: Whether :meth:`build` takes ``serial_requantizer`` and ``compact_requantizer``
+    #: (requantizer lanes that share
     #: one multiplier between their partial products: FULLY_CONNECTED, CONV_2D and
     #: DEPTHWISE_CONV_2D).
     serial_requantizer = False
     #: Whether :meth:`build` takes ``products_in_logic`` (a matrix-vector unit whose
-    #: products are built in LUTs: FULLY_CONNECTED and CONV_2D; SOFTMAX's multiplies).
+    #: products are built in LUTs: FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D;
+    #: SOFTMAX's multiplies).
     products_in_logic = False
 
     def build(self, fold: Fold, requant_lanes: int | None = None):
@@ -179,11 +188,12 @@ def _serial(requant: ir.Requant, requant_interval: int) -> int:
     """The cycles per beat of a serial requantizer for these multipliers: one per partial
     product plus one, and a q31 multiplier has four, but multipliers below ``2**16``
     (zero, for a weight scale of 0) only two (:attr:`tfl2rtl.hw.requant.Requantizer.
-    products`)."""
+    products`); a compact one's (``requant_interval`` :data:`COMPACT_REQUANT_INTERVAL`)
+    are always that many."""
     from .requant import partial_products
 
-    if requant_interval == 1:
-        return 1
+    if requant_interval in (1, COMPACT_REQUANT_INTERVAL):
+        return requant_interval
     return partial_products(requant.multiplier) + 1
 
 
@@ -255,14 +265,15 @@ class FullyConnectedStage(Stage):
         return self.node.weights
 
     def build(self, fold, requant_lanes=None, memory_id=None, serial_requantizer=False,
-              products_in_logic=False):
+              products_in_logic=False, compact_requantizer=False):
         from .dense import FullyConnectedLayer
 
         return FullyConnectedLayer(self.node, pe=fold.pe, simd=fold.simd,
                                    requant_lanes=requant_lanes or fold.pe,
                                    memory_id=memory_id,
                                    serial_requantizer=serial_requantizer,
-                                   products_in_logic=products_in_logic)
+                                   products_in_logic=products_in_logic,
+                                   compact_requantizer=compact_requantizer)
 
 
 def _check_matrix(stage, fold, requant_lanes):
@@ -358,17 +369,19 @@ class Conv2DStage(WindowStage):
         return self.node.weights.reshape(self.node.weights.shape[0], -1)
 
     def build(self, fold, requant_lanes=None, memory_id=None, serial_requantizer=False,
-              products_in_logic=False):
+              products_in_logic=False, compact_requantizer=False):
         from .conv import Conv2DLayer
 
         return Conv2DLayer(self.node, self.in_shape, pe=fold.pe, simd=fold.simd,
                            requant_lanes=requant_lanes or fold.pe, memory_id=memory_id,
                            serial_requantizer=serial_requantizer,
-                           products_in_logic=products_in_logic)
+                           products_in_logic=products_in_logic,
+                           compact_requantizer=compact_requantizer)
 
 
 class DepthwiseStage(WindowStage):
     serial_requantizer = True
+    products_in_logic = True
     int16 = True
 
     def options(self):
@@ -398,7 +411,8 @@ class DepthwiseStage(WindowStage):
     def out_lanes(self, fold, requant_lanes=None):
         return requant_lanes or fold.pe
 
-    def cycles(self, fold, requant_lanes=None, requant_interval=1):
+    def cycles(self, fold, requant_lanes=None, requant_interval=1, products_in_logic=False):
+        # (products in logic take the same cycles as in DSP blocks)
         (in_lanes,) = self.in_lanes(fold)
         lanes = self._unit_lanes(fold)
         steps = self.kernel_positions * (lanes // fold.pe)
@@ -407,12 +421,15 @@ class DepthwiseStage(WindowStage):
                             _serial(self.node.requant,
                                     _node_interval(self.node, requant_interval))))
 
-    def build(self, fold, requant_lanes=None, serial_requantizer=False):
+    def build(self, fold, requant_lanes=None, serial_requantizer=False,
+              compact_requantizer=False, products_in_logic=False):
         from .depthwise import DepthwiseConv2DLayer
 
         return DepthwiseConv2DLayer(self.node, self.in_shape, pe=fold.pe,
                                     requant_lanes=requant_lanes,
-                                    serial_requantizer=serial_requantizer)
+                                    serial_requantizer=serial_requantizer,
+                                    compact_requantizer=compact_requantizer,
+                                    products_in_logic=products_in_logic)
 
 
 class PoolStage(WindowStage):
