@@ -579,7 +579,7 @@ def test_the_default_design_builds_products_in_logic_when_the_dsp_blocks_run_out
         <= ulx3s.logic_multipliers
     assert dsp_estimate(chosen, ulx3s) <= available
     assert chosen.initiation_interval < in_dsps.initiation_interval
-    assert all(s.node.op in ("FULLY_CONNECTED", "CONV_2D") for s in logic)
+    assert all(s.node.op in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D") for s in logic)
     # The fewest: without any one of those layers in logic, the DSP blocks do not suffice.
     for s in logic:
         fewer = gen.products_in_logic(chosen, {t.index for t in logic} - {s.index})
@@ -602,12 +602,16 @@ def test_the_default_design_builds_products_in_logic_when_the_dsp_blocks_run_out
     assert icebreaker.logic_multipliers == 0
     assert fitting_design(load(MICRO_SPEECH), icebreaker, requant_interval=5) \
         .network_plan.logic_multipliers == 0
-    # A layer without a matrix-vector unit (kws's depthwise ones) is not moved.
-    kws = gen.plan(load(ZOO / "mlperf_tiny" / "kws_ref_model.tflite"), "auto", 64)
-    depthwise = next(s for s in kws.network_plan.stages if s.node.op == "DEPTHWISE_CONV_2D")
-    with pytest.raises(Tfl2RtlError, match=rf"^node {depthwise.index} has no products "
+    # A depthwise layer's products move as a matrix-vector unit's do (kws's on the
+    # ULX3S: the fewest multipliers that make the DSP estimate fit include them); a
+    # layer without products (its average pool) is not moved.
+    kws = fitting_design(load(ZOO / "mlperf_tiny" / "kws_ref_model.tflite"), ulx3s)
+    ops = {s.node.op for s in kws.network_plan.stages if s.products_in_logic}
+    assert ops == {"CONV_2D", "DEPTHWISE_CONV_2D"}
+    pool = next(s for s in kws.network_plan.stages if s.node.op == "AVERAGE_POOL_2D")
+    with pytest.raises(Tfl2RtlError, match=rf"^node {pool.index} has no products "
                                            "that can be built in logic$"):
-        gen.products_in_logic(kws, {depthwise.index})
+        gen.products_in_logic(kws, {pool.index})
 
 
 def test_dsp_shares_count_the_gowin_nine_bit_multipliers():
