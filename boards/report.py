@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.stages import COMPACT_REQUANT_INTERVAL
 
 from .board import Board, count
 from .fit import mac_dsps
@@ -248,9 +249,14 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
     plan = design.network_plan
     serial = (plan.schedule.requant_interval > 1 if design.architecture == "sequential"
               else any(stage.serial_requantizer for stage in plan.stages))
-    if board.serial_requantizer and serial:
-        notes.append("requantizers share one 16x16 multiplier per lane (one result per 3-5 "
-                     "cycles); the cycles per inference count 5")
+    compact = design.architecture != "sequential" and any(
+        stage.compact_requantizer for stage in plan.stages)
+    if board.serial_requantizer and (serial or compact):
+        forms = ((["one result per 3-5 cycles"] if serial else [])
+                 + ([f"compact where a layer has the time, one result per "
+                     f"{COMPACT_REQUANT_INTERVAL} cycles"] if compact else []))
+        notes.append(f"requantizers share one 16x16 multiplier per lane ({'; '.join(forms)});"
+                     " the cycles per inference count them")
     nextpnr_fmax = min(clocks) if clocks else 0.0
     bound = None
     netlist = json.loads((build / f"{name}.json").read_text())

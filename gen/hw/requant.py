@@ -713,11 +713,14 @@ class Requantizer(wiring.Component):
         # "round": the doubling high multiply, saturated (only INT32_MIN * INT32_MIN
         # reaches 2**31), and the nudges of the rounding right shift by ``right = least
         # + p["right"]``: 2**(right - 1) for a result >= 0, one less below 0, none for
-        # right = 0 (bit k of the nudge: right == k + 1, or right > k + 1 below 0).
-        overflow = ~total[47] & total[46]
+        # right = 0 (bit k of the nudge: right == k + 1, or right > k + 1 below 0).  The
+        # sign and the overflow are taken into registers as the last sum is written (on
+        # the iCE40 the sign bit's fan-out into the adder's operands was micro_speech's
+        # critical path, 38 ns).
+        negative = Signal(name=f"compact_negative_{lane}")
+        overflow = Signal(name=f"compact_overflow_{lane}")
         saturated = Mux(overflow, INT32_MAX, total[15:47].as_signed())
         extra = p["right"]
-        negative = total[47]
         nudge = Cat(*[
             Mux(negative, (extra > k + 1 - least) if k + 1 - least >= 0 else Const(1),
                 (extra == k + 1 - least) if k + 1 - least >= 0 else Const(0))
@@ -738,8 +741,11 @@ class Requantizer(wiring.Component):
                   | term(at["round"], nudge))
         adding = (at["load"] | at["add_lh"] | at["add_hl"] | at["add_hh"] | at["correct_x"]
                   | at["correct_m"] | at["round"])
+        written = (base + addend)[:48]
         with m.If(adding):
-            m.d.sync += total.eq((base + addend)[:48])
+            m.d.sync += total.eq(written)
+        with m.If(at["correct_m"]):
+            m.d.sync += [negative.eq(written[47]), overflow.eq(~written[47] & written[46])]
         with m.If(at["right_shift"]):  # arithmetic, so a floor
             m.d.sync += total.eq((total[:34].as_signed() >> least) >> extra)
 
