@@ -343,7 +343,7 @@ def share_requantizers(graph: ir.Graph, network_plan):
     layer whose outputs come at most every
     :data:`~tfl2rtl.hw.stages.COMPACT_REQUANT_INTERVAL` cycles per lane gets compact
     ones instead (``Requantizer(compact=True)``: one beat at a time, the same
-    multiplier, a third of the logic), the fewest lanes first.  The interval does not
+    multiplier, under half the logic), the fewest lanes first.  The interval does not
     grow."""
     from .fold import divisors
     from .hw.network import plan_network
