@@ -610,16 +610,22 @@ class Requantizer(wiring.Component):
             value = stage(in_range(e["offset"]), "in_range", signed(self.out_bits))
             clamped = Mux(wraps_low, low, Mux(above, high, Mux(below, low, value)))
             return stage(clamped, "out", signed(self.out_bits))
+        return stage(self._constant_clamp(q), "out", signed(self.out_bits))
+
+    def _constant_clamp(self, q):
+        """``clamp(q + output_offset)`` with one epilogue for all channels: ``q`` compared
+        with the bounds less the offset (constants, no adder before the comparisons),
+        and the int32 addition's wrap at either end (see :meth:`_lane`)."""
         offset, act_min, act_max = (int(self._epilogue[name][0, 0])
                                     for name in ("offset", "act_min", "act_max"))
-        low_bound = act_min - offset
-        high_bound = act_max - offset
-        clamped = Mux(q < low_bound, act_min, Mux(q > high_bound, act_max, in_range(offset)))
+        in_range = (q + offset)[:self.out_bits].as_signed()
+        clamped = Mux(q < act_min - offset, act_min,
+                      Mux(q > act_max - offset, act_max, in_range))
         if offset > 0:
             clamped = Mux(q > INT32_MAX - offset, act_min, clamped)
         elif offset < 0:
             clamped = Mux(q < INT32_MIN - offset, act_max, clamped)
-        return stage(clamped, "out", signed(self.out_bits))
+        return clamped
 
     def _elaborate_compact(self, platform):
         """The compact form: one beat at a time through :data:`COMPACT_STEPS`, one step a
@@ -759,15 +765,7 @@ class Requantizer(wiring.Component):
             above = (q > e["high_bound"]) | (q < e["wrap_low"])
             return Mux(wraps, e["act_min"], Mux(above, e["act_max"],
                                                 Mux(below, e["act_min"], in_range(e["offset"]))))
-        offset, act_min, act_max = (int(self._epilogue[name][0, 0])
-                                    for name in ("offset", "act_min", "act_max"))
-        clamped = Mux(q < act_min - offset, act_min,
-                      Mux(q > act_max - offset, act_max, in_range(offset)))
-        if offset > 0:
-            clamped = Mux(q > INT32_MAX - offset, act_min, clamped)
-        elif offset < 0:
-            clamped = Mux(q < INT32_MIN - offset, act_max, clamped)
-        return clamped
+        return self._constant_clamp(q)
 
     def _epilogue_bounds(self, m, advance, group, register):
         """Per lane, the channel's epilogue from a ROM read on ``advance`` at ``group``
