@@ -25,6 +25,7 @@ folding that would fit (or why none does).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -390,7 +391,9 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     again at that clock with another seed.  When a build meets its clock with an Fmax
     that clears a faster PLL clock than any met so far, the next build tries that clock
     (a bitstream at the slower clock stays written: a faster build that misses leaves it
-    in place).  Place and route keeps
+    in place); when that one misses, the next tries the clock in between, at most
+    :data:`CLOCK_MARGIN` times the Fmax it reached, if that is still faster than the
+    clock met (and never again a clock at or above one that missed).  Place and route keeps
     aiming at the first estimate (nextpnr works less hard for a lower target, and its
     Fmax follows the target down), and every build after the first runs nextpnr with its
     own ``--seed`` (the attempt's number, counted on from ``seed``), so a clock tried
@@ -411,6 +414,7 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     kind = (" with products in logic" if estimate != board.clock_estimate_mhz else "")
     reason = f"the first estimate for {board.family}{kind}, {estimate:g} MHz, was met"
     best: BuildReport | None = None
+    ceiling = math.inf  # the slowest clock that missed after one was met, in Hz
     missed_logs: dict[str, bytes] = {}
     for attempt in range(1, MAX_CLOCK_ATTEMPTS + 1):
         # the attempt's own seed after the first (counted on from the one given)
@@ -426,13 +430,19 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
             missed_logs.update({f"missed-{setting.output_mhz:.6g}MHz-{name}": contents
                                 for name, contents in missed.logs.items()})
             if best is not None:
-                say(f"timing missed at {setting.output_mhz:.6g} MHz "
-                    f"({FMAX_SOURCES[missed.limit]} {missed.fmax_mhz:.1f} MHz); keeping the "
-                    f"bitstream at {best.clock_mhz:.6g} MHz")
-                return best
-            if attempt == MAX_CLOCK_ATTEMPTS:
+                ceiling = min(ceiling, float(setting.output_hz))
+                between = board_clock(board, missed.fmax_mhz * CLOCK_MARGIN, baud)
+                if (attempt == MAX_CLOCK_ATTEMPTS
+                        or between.output_mhz <= best.clock_mhz
+                        or float(between.output_hz) >= ceiling):
+                    say(f"timing missed at {setting.output_mhz:.6g} MHz "
+                        f"({FMAX_SOURCES[missed.limit]} {missed.fmax_mhz:.1f} MHz); keeping "
+                        f"the bitstream at {best.clock_mhz:.6g} MHz")
+                    return best
+            elif attempt == MAX_CLOCK_ATTEMPTS:
                 raise
-            if attempt == 1 and missed.fmax_mhz >= NARROW_MISS * setting.output_mhz:
+            if (best is None and attempt == 1
+                    and missed.fmax_mhz >= NARROW_MISS * setting.output_mhz):
                 reason = (f"{FMAX_SOURCES[missed.limit]} reached {missed.fmax_mhz:.1f} MHz "
                           f"at {setting.output_mhz:.6g} MHz: built again with another "
                           "placement")
@@ -450,7 +460,8 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
             continue
         best = report
         faster = board_clock(board, report.fmax_mhz, baud)
-        if attempt == MAX_CLOCK_ATTEMPTS or faster.output_hz <= setting.output_hz:
+        if (attempt == MAX_CLOCK_ATTEMPTS or faster.output_hz <= setting.output_hz
+                or float(faster.output_hz) >= ceiling):
             return best
         say(f"timing met at {setting.output_mhz:.6g} MHz with {FMAX_SOURCES[report.fmax_limit]} "
             f"{report.fmax_mhz:.1f} MHz; building again for {faster.output_mhz:.6g} MHz")

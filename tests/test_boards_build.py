@@ -89,11 +89,15 @@ def test_the_build_finds_the_clock_the_routed_design_meets(tmp_path, capsys, mon
     60 MHz, far above what hello_world's design reaches on the UP5K, so that it misses
     whatever the placement), then builds again below the Fmax reached (nextpnr's, or the
     lower bound of the SB_MAC16 and block RAM timing) and steps up while a met build's
-    Fmax clears a faster clock; the bitstream runs at a PLL clock it meets."""
+    Fmax clears a faster clock; the bitstream runs at a PLL clock it meets.  (Three
+    builds at most here, for the suite's time: what a fourth does is the next test's.)"""
     import re
+
+    from tfl2rtl.boards import build as board_build
 
     icebreaker = dataclasses.replace(BOARDS["icebreaker"], clock_estimate_mhz=60.0)
     monkeypatch.setitem(BOARDS, "icebreaker", icebreaker)
+    monkeypatch.setattr(board_build, "MAX_CLOCK_ATTEMPTS", 3)
     out = tmp_path / "out"
     assert main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out)]) == 0
     err = capsys.readouterr().err.splitlines()
@@ -134,16 +138,17 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     """The search policy of build_board_clocked over a stand-in for one board build
     whose Fmax depends on the clock and the seed, as nextpnr's does (the real builds
     run in the test above): a miss lowers the clock, a met build whose Fmax clears a
-    faster PLL clock is built again there with a new seed, and a faster build that
-    misses leaves the slower bitstream as the result."""
+    faster PLL clock is built again there with a new seed, a faster build that misses
+    is followed by one in between while that is above the clock met, and the slower
+    bitstream stays the result when nothing faster is met."""
     from tfl2rtl.boards import build as board_build
     from tfl2rtl.boards.report import BuildReport
 
     board = BOARDS["ulx3s-85f"]
     first = board_clock(board, board.clock_estimate_mhz, DEFAULT_BAUD).output_mhz
     # seed None (the first build) reaches 57 MHz at any clock; seed 2 reaches 72.8 MHz;
-    # seed 3 reaches 60 MHz.
-    reached = {None: 57.1, 2: 72.8, 3: 60.0}
+    # seed 3 reaches 60 MHz, seed 4 56 MHz.
+    reached = {None: 57.1, 2: 72.8, 3: 60.0, 4: 56.0}
     calls, given_logs = [], []
 
     def one_build(design, board_name, out_dir, *, clock, seed, clock_reason,
@@ -167,15 +172,38 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
                                              progress=lines.append)
     lowered = board_clock(board, 57.1 * board_build.CLOCK_MARGIN, DEFAULT_BAUD).output_mhz
     faster = board_clock(board, 72.8, DEFAULT_BAUD).output_mhz
-    assert lowered < faster and faster == first
-    assert calls == [(first, None), (lowered, 2), (faster, 3)]
+    between = board_clock(board, 60.0 * board_build.CLOCK_MARGIN, DEFAULT_BAUD).output_mhz
+    assert lowered < between < faster == first
+    # The fourth build, in between, misses too (seed 4 reaches 56 MHz): the search
+    # keeps the bitstream met at the lowered clock.
+    assert between > 56.0
+    assert calls == [(first, None), (lowered, 2), (faster, 3), (between, 4)]
     # The builds after a miss keep its nextpnr log beside their own.
     missed_log = f"missed-{first:.6g}MHz-tfl2rtl_board.tim"
-    assert given_logs == [[], [missed_log], [missed_log]]
+    assert given_logs == [[], [missed_log], [missed_log], [missed_log]]
     assert report.clock_mhz == lowered and "(nextpnr --seed 2)" in report.clock
     assert lines[1] == (f"timing met at {lowered:.6g} MHz with nextpnr's Fmax 72.8 MHz; "
                         f"building again for {faster:.6g} MHz")
-    assert lines[2].endswith(f"keeping the bitstream at {lowered:.6g} MHz")
+    assert lines[2] == (f"timing missed at {faster:.6g} MHz (nextpnr's Fmax 60.0 MHz); "
+                        f"building again for {60.0 * board_build.CLOCK_MARGIN:.4g} MHz or "
+                        "below")
+    assert lines[3].endswith(f"keeping the bitstream at {lowered:.6g} MHz")
+
+    # The build in between meets its clock: it is the result.
+    reached[4] = 57.5
+    calls.clear()
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path)
+    assert calls[3] == (between, 4) and report.clock_mhz == between
+    assert report.clock == (f"nextpnr's Fmax reached 60.0 MHz at {faster:.6g} MHz: built "
+                            f"again at most {100 * board_build.CLOCK_MARGIN:g}% of that "
+                            "(nextpnr --seed 4)")
+    # With one build less, the miss at the faster clock ends the search.
+    attempts = board_build.MAX_CLOCK_ATTEMPTS
+    monkeypatch.setattr(board_build, "MAX_CLOCK_ATTEMPTS", 3)
+    calls.clear()
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path)
+    assert len(calls) == 3 and report.clock_mhz == lowered
+    monkeypatch.setattr(board_build, "MAX_CLOCK_ATTEMPTS", attempts)
 
     # When the faster build meets its clock, it is the result, and the search goes on
     # up while the Fmax clears a faster clock and builds remain.
@@ -188,10 +216,10 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
 
     # --placement-seed N: the first build's seed, the later builds' counted on from it;
     # with --clock-mhz the one build takes it, and its report's clock line says so.
-    reached.update({5: 57.1, 7: 72.8, 8: 60.0})
+    reached.update({5: 57.1, 7: 72.8, 8: 60.0, 9: 56.0})
     calls.clear()
     board_build.build_board_clocked(design, "ulx3s-85f", tmp_path, seed=5)
-    assert calls == [(first, 5), (lowered, 7), (faster, 8)]
+    assert calls == [(first, 5), (lowered, 7), (faster, 8), (between, 9)]
     calls.clear()
     report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path, seed=7,
                                              clock_mhz=70)
