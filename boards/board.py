@@ -75,6 +75,9 @@ class Board:
     cells: dict[str, tuple[str, ...]]
     placed: dict[str, tuple[str, ...]]
     bitstream: str
+    #: The mapped netlist the platform's Yosys script writes and nextpnr reads (``{name}``:
+    #: the design's name), from which the report counts the LUTs by part.
+    netlist: str = "{name}.json"
     reset: str | None = None
     serial_requantizer: bool = False
     led: str | None = "led"
@@ -199,7 +202,8 @@ BOARDS = {
                "BRAM": ("SDPB", "DPB", "SP", "pROM", "DPX9B", "SDPX9B", "SPX9", "pROMX9")},
         placed={"LUT": ("LUT4",), "FF": ("DFF",), "DSP": ("MULT18X18",),
                 "DSP9": ("MULT9X9",), "BRAM": ("BSRAM",)},
-        bitstream="fs", reset="button", default_multipliers=12, dsp_fit=False,
+        bitstream="fs", netlist="{name}.syn.json", reset="button", default_multipliers=12,
+        dsp_fit=False,
         clock_estimate_mhz=90.0),
 }
 

@@ -58,6 +58,7 @@ from .tools import himbaechel_arguments, run, tool
 from .uart import divisor_for
 
 __all__ = ["Board", "BOARDS", "BoardDesign", "BuildReport", "DoesNotFit", "build_board",
+           "build_plan",
            "build_graph", "build_board_clocked", "board_clock", "board_named",
            "check_memory", "place_weights", "dsp_estimate",
            "fitting_budget", "fitting_design", "toolchain_env", "DEFAULT_BAUD", "TimingMissed",
@@ -496,6 +497,23 @@ def _build_placed(design, board_name: str, out_dir, *, seed: int | None,
     raise AssertionError("unreachable")
 
 
+def build_plan(design, board: Board, identity: Identity, clock: PLLClock, baud: int,
+               aim_mhz: float):
+    """The Amaranth build plan (files and tool commands, ``build_<NAME>.json``) of
+    ``design`` (with its weights placed) behind the host link on ``board``, clocked by
+    ``clock`` and placed and routed aiming at ``aim_mhz``; the Yosys script also writes
+    the mapped cells' counts, ``<NAME>.cells.json``."""
+    top = BoardTop(design.network(), identity, divisor=divisor_for(float(clock.output_hz), baud))
+    overrides = {k: v.format(name=NAME, clock_mhz=f"{aim_mhz:.6g}")
+                 for k, v in board.overrides.items()}
+    overrides["script_after_synth"] = "\n".join(
+        [*(command.format(name=NAME) for command in board.synth_after),
+         f"tee -q -o {NAME}.cells.json stat -json"])
+    return board.make_platform().prepare(
+        BoardDesign(top, clock, board.led, board.reset, constraint_mhz=aim_mhz,
+                    flash=board.flash), name=NAME, **overrides)
+
+
 def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                 baud: int = DEFAULT_BAUD, clock: PLLSetting | None = None,
                 clock_reason: str = "", constraint_mhz: float | None = None,
@@ -528,7 +546,6 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     if not in_flash:
         check_memory(design.graph, board)
     design = place_weights(design, board)
-    platform = board.make_platform()
     if clock is None:
         clock = board_clock(board, board.clock_estimate_mhz, baud)
     clock_hz = float(clock.output_hz)
@@ -538,16 +555,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     began = time.perf_counter()
     say(f"elaborating {Path(design.graph.source).name} for {board.description} at "
         f"{clock.output_mhz:.6g} MHz")
-    top = BoardTop(design.network(), identity, divisor=divisor_for(clock_hz, baud))
-    aim = max(clock.output_mhz, constraint_mhz or 0.0)
-    overrides = {k: v.format(name=NAME, clock_mhz=f"{aim:.6g}")
-                 for k, v in board.overrides.items()}
-    overrides["script_after_synth"] = "\n".join(
-        [*(command.format(name=NAME) for command in board.synth_after),
-         f"tee -q -o {NAME}.cells.json stat -json"])
-    plan = platform.prepare(BoardDesign(top, clock, board.led, board.reset,
-                                        constraint_mhz=aim, flash=board.flash),
-                            name=NAME, **overrides)
+    plan = build_plan(design, board, identity, clock, baud,
+                      max(clock.output_mhz, constraint_mhz or 0.0))
     seconds["elaborate"] = time.perf_counter() - began
 
     with tempfile.TemporaryDirectory(prefix="tfl2rtl-board-") as scratch:
@@ -610,7 +619,7 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                                          **clock.parameters},
                                  "oscillator_mhz": float(clock.input_hz) / 1e6,
                                  "baud": baud,
-                                 "uart_divisor": float(top.divisor),
+                                 "uart_divisor": float(divisor_for(clock_hz, baud)),
                                  "identity": identity.pack().hex(),
                                  "loaded_weights": [m.node for m in identity.memories]}
             if in_flash:

@@ -232,8 +232,8 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
                  clock_hz: float, baud: int, seconds: dict, clock: str = "") -> BuildReport:
     """The report of ``design`` built for ``board`` in the folder ``build`` (as module
     ``name``) to run at ``clock_hz`` (described by ``clock``): Yosys' cells
-    (``<name>.cells.json``) and nextpnr's utilisation and Fmax
-    (``<name>.report.json``)."""
+    (``<name>.cells.json``) and mapped netlist (:attr:`Board.netlist`), and nextpnr's
+    utilisation and Fmax (``<name>.report.json``)."""
     cells = json.loads((build / f"{name}.cells.json").read_text())["design"]
     cells = cells["num_cells_by_type"]
     placed = json.loads((build / f"{name}.report.json").read_text())
@@ -259,7 +259,7 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
                      " the cycles per inference count them")
     nextpnr_fmax = min(clocks) if clocks else 0.0
     bound = None
-    netlist = json.loads((build / f"{name}.json").read_text())
+    netlist = json.loads((build / board.netlist.format(name=name)).read_text())
     if board.family == "ice40":
         try:
             bound = ice40_bound(placed, cells, clocked=clocked_mac_margin(netlist))

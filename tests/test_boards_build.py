@@ -525,6 +525,27 @@ def test_logic_by_part_reads_the_hierarchy_in_the_cell_names():
     assert logic_by_part(netlist, ("SB_LUT4",)) == {"accelerator": 2, "link": 3, "board": 2}
 
 
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_the_report_reads_the_netlist_the_platform_writes(board):
+    """The netlist the report counts LUTs in (:attr:`Board.netlist`) is the one the
+    platform's Yosys script writes and its nextpnr reads (the Gowin flow names it
+    ``.syn.json``, the Lattice ones ``.json``; a Tang Nano build once stopped with a
+    traceback for the difference)."""
+    from tfl2rtl.boards.build import build_plan
+    from tfl2rtl.boards.protocol import Identity
+
+    hello = generate(HELLO_WORLD, fold="full")
+    clock = board_clock(BOARDS[board], 24, DEFAULT_BAUD)
+    plan = build_plan(hello, BOARDS[board], Identity.of_design(hello), clock,
+                      DEFAULT_BAUD, clock.output_mhz)
+    commands = json.loads(plan.files[f"build_{NAME}.json"])["commands"]
+    nextpnr = next(command for command in commands if command[0].startswith("nextpnr"))
+    netlist = BOARDS[board].netlist.format(name=NAME)
+    assert nextpnr[nextpnr.index("--json") + 1] == netlist
+    script = plan.files[f"{NAME}.ys"]
+    assert netlist in script
+
+
 def test_boards_know_their_devices():
     assert BOARDS["icebreaker"].make_platform().default_clk_frequency == 12e6
     platform = BOARDS["ulx3s-85f"].make_platform()
