@@ -187,8 +187,12 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     device has, or nextpnr finds the logic (LUTs or flip-flops) too large
     (:data:`LOWERED_ON`), the next smaller design
     is built instead, down to one multiplier per layer (``progress`` and the report's
-    notes say so).  With ``max_multipliers`` (or a fold file) every product is a
-    multiplier.
+    notes say so).  Its compact requantizers (the iCE40's, where a layer has the time)
+    are serial ones until the logic overflows
+    (:func:`tfl2rtl.design.without_compact_requantizers`: a faster clock for more LUTs);
+    the first LUT overflow tries the compact ones at the same multipliers, and the
+    smaller designs keep them.  With ``max_multipliers`` (or a fold file) every product
+    is a multiplier.
 
     ``weights`` (``"auto"``, ``"chip"`` or ``"flash"``): where a sequential engine keeps
     its weights (:func:`~tfl2rtl.boards.fit.sequential_design`); ``"flash"`` with
@@ -266,6 +270,12 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
         budget = (fitting_budget(graph, target, lanes=lanes, requant_interval=interval)
                   if max_multipliers is None else max_multipliers)
         design = gen.plan(graph, fold, budget, lanes=lanes, requant_interval=interval)
+    # A default design's compact requantizers are serial ones (shorter paths, a faster
+    # clock) until the logic overflows; then compact ones, at the same multipliers first.
+    serial_first = chosen
+    compact_form = design
+    if serial_first:
+        design = gen.without_compact_requantizers(design)
     first = design
     notes = []
     while True:
@@ -276,11 +286,24 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
         except DoesNotFit as overflow:
             if not chosen or overflow.resource not in LOWERED_ON:
                 raise
+            if overflow.resource == "LUT" and serial_first:
+                serial_first = False
+                if any(s.compact_requantizer for s in compact_form.network_plan.stages):
+                    say(f"LUT overflows with {design.multipliers} multipliers and serial "
+                        "requantizers; trying compact ones")
+                    notes = [f"the design did not fit with {design.multipliers} multipliers "
+                             "and serial requantizers (LUT overflowed): built with compact "
+                             "ones where a layer has the time"]
+                    design = compact_form
+                    continue
             # the fastest design with fewer multipliers
             smaller = fitting_design(graph, target, lanes=lanes, requant_interval=interval,
                                      below=design.multipliers)
             if smaller is None:  # already one multiplier per layer
                 raise overflow from None
+            compact_form = smaller
+            if serial_first:
+                smaller = gen.without_compact_requantizers(smaller)
             in_logic = smaller.network_plan.logic_multipliers
             say(f"{overflow.resource} overflows with {design.multipliers} multipliers; "
                 f"trying {smaller.multipliers}"

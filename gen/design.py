@@ -21,8 +21,9 @@ from .errors import Tfl2RtlError
 from .folding import Fold, auto_fold, full_fold, load_fold
 from .output import staged_directory
 
-__all__ = ["Design", "plan", "products_in_logic", "write", "TOP", "DEFAULT_MAX_MULTIPLIERS",
-           "ARCHITECTURES", "FLASH_WEIGHTS", "check_sequential_fold"]
+__all__ = ["Design", "plan", "products_in_logic", "without_compact_requantizers", "write",
+           "TOP", "DEFAULT_MAX_MULTIPLIERS", "ARCHITECTURES", "FLASH_WEIGHTS",
+           "check_sequential_fold"]
 
 TOP = "tfl2rtl_top"
 DEFAULT_MAX_MULTIPLIERS = 64
@@ -401,6 +402,18 @@ def products_in_logic(design: Design, nodes) -> Design:
     (:func:`tfl2rtl.boards.fit.fitting_design`)."""
     return dataclasses.replace(
         design, network_plan=design.network_plan.with_products_in_logic(nodes))
+
+
+def without_compact_requantizers(design: Design) -> Design:
+    """``design`` with its compact requantizers serial instead
+    (:meth:`tfl2rtl.hw.network.NetworkPlan.without_compact_requantizers`): the same
+    folding, lanes and DSP blocks, no more cycles, more LUTs and a faster clock.  A
+    default iCE40 build tries it first and falls back on the compact form when the logic
+    overflows (:func:`tfl2rtl.boards.build.build_graph`)."""
+    if design.architecture == "sequential":
+        return design
+    return dataclasses.replace(
+        design, network_plan=design.network_plan.without_compact_requantizers())
 
 
 def _hex_lines(values: np.ndarray, bits: int) -> str:

@@ -364,6 +364,57 @@ def test_a_default_design_that_overflows_is_lowered(resource, overflow, monkeypa
         f"overflowed): built with {designs[2].multipliers}")
 
 
+@pytest.mark.parametrize("overflows", [1, 2])
+def test_an_ice40_build_tries_serial_requantizers_before_compact_ones(overflows, monkeypatch,
+                                                                      tmp_path):
+    """The lowering policy of build_graph for compact requantizers, over a stand-in for
+    the clocked build: micro_speech's default iCEBreaker design is first built with its
+    compact requantizers serial (a faster clock); a LUT overflow tries the compact ones
+    at the same multipliers, and the smaller designs after a second overflow keep them."""
+    from tfl2rtl import design as gen
+    from tfl2rtl.boards import build as board_build
+    from tfl2rtl.boards.board import DoesNotFit
+    from tfl2rtl.boards.fit import fitting_design
+
+    def compact(design):
+        return any(s.compact_requantizer for s in design.network_plan.stages)
+
+    graph = load(ZOO / "tflite_micro" / "micro_speech_quantized.tflite")
+    board = BOARDS["icebreaker"]
+    fitted = fitting_design(graph, board, requant_interval=board.requant_interval)
+    assert compact(fitted)
+    tried, lines = [], []
+
+    def clocked(design, board_name, out_dir, *, notes, **kwargs):
+        tried.append((design.multipliers, compact(design)))
+        if len(tried) <= overflows:
+            raise DoesNotFit("micro_speech does not fit icebreaker: LUT overflows "
+                             "(5876 ICESTORM_LC needed, 5280 available)", "LUT")
+        return stand_in_report(board_name, design, notes)
+
+    monkeypatch.setattr(board_build, "build_board_clocked", clocked)
+    report = board_build.build_graph(graph, "icebreaker", tmp_path, progress=lines.append)
+    assert tried[:2] == [(fitted.multipliers, False), (fitted.multipliers, True)]
+    assert lines[0] == (f"LUT overflows with {fitted.multipliers} multipliers and serial "
+                        "requantizers; trying compact ones")
+    if overflows == 1:
+        assert len(tried) == 2 and report.notes == [
+            f"the design did not fit with {fitted.multipliers} multipliers and serial "
+            "requantizers (LUT overflowed): built with compact ones where a layer has the "
+            "time"]
+    else:  # the next smaller design, compact
+        smaller = fitting_design(graph, board, requant_interval=board.requant_interval,
+                                 below=fitted.multipliers)
+        assert tried[2:] == [(smaller.multipliers, True)]
+        assert lines[1] == (f"LUT overflows with {fitted.multipliers} multipliers; trying "
+                            f"{smaller.multipliers}")
+    # Serial first only where compact ones were chosen: the same model's design on the
+    # ULX3S, whose requantizers are never compact, is left as it is.
+    ulx3s = fitting_design(graph, BOARDS["ulx3s-85f"])
+    assert not compact(ulx3s)
+    assert gen.without_compact_requantizers(ulx3s).network_plan == ulx3s.network_plan
+
+
 def test_weights_beyond_the_chip_go_to_flash(monkeypatch, tmp_path):
     """The seed's uint8 MNIST MLP (456 KB of weights) on the iCEBreaker: build_graph
     goes straight to the sequential engine with its weights in flash, saying why (over

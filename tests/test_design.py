@@ -114,3 +114,38 @@ def test_layers_with_time_to_spare_get_serial_requantizers():
     board = board_named("ulx3s-85f")
     assert mac_dsps(shared, board) == mac_dsps(unshared, board)
     assert dsp_estimate(unshared, board) - dsp_estimate(shared, board) == saved > 0
+
+
+def test_layers_with_time_on_the_ice40_get_compact_requantizers_or_serial_ones():
+    """On the iCE40 (requantizers with serial products) the layers of micro_speech whose
+    outputs come at most every COMPACT_REQUANT_INTERVAL cycles a lane get compact
+    requantizers; ``without_compact_requantizers`` makes them serial at the same lanes:
+    the same multipliers and DSP blocks, no more cycles, and the built requantizers
+    say which form they are."""
+    from amaranth.hdl import Fragment
+
+    from conftest import ZOO
+    from tfl2rtl import design
+    from tfl2rtl.api import load
+    from tfl2rtl.boards.board import board_named
+    from tfl2rtl.boards.fit import dsp_estimate
+
+    board = board_named("icebreaker")
+    graph = load(ZOO / "tflite_micro" / "micro_speech_quantized.tflite")
+    compact = design.plan(graph, "auto", 8, requant_interval=board.requant_interval)
+    serial = design.without_compact_requantizers(compact)
+    compacted = {s.index for s in compact.network_plan.stages if s.compact_requantizer}
+    assert compacted and not any(s.compact_requantizer for s in serial.network_plan.stages)
+    layers = {entry["node"]: entry for entry in compact.layers()}
+    assert {k for k, entry in layers.items() if entry.get("compact_requantizer")} == compacted
+    assert serial.multipliers == compact.multipliers
+    assert dsp_estimate(serial, board) == dsp_estimate(compact, board)
+    assert serial.initiation_interval <= compact.initiation_interval
+    for c, s in zip(compact.network_plan.stages, serial.network_plan.stages, strict=True):
+        assert (c.fold, c.requant_lanes) == (s.fold, s.requant_lanes)
+        assert s.serial_requantizer == (c.serial_requantizer or c.index in compacted)
+        if c.index in compacted:
+            for plan, form in ((c, "compact"), (s, "serial_products")):
+                built = plan.build()
+                Fragment.get(built, None)
+                assert getattr(built.requant, form)

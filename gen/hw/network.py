@@ -197,6 +197,17 @@ class NetworkPlan:
         return dataclasses.replace(self, stages=tuple(
             dataclasses.replace(s, products_in_logic=s.index in nodes) for s in self.stages))
 
+    def without_compact_requantizers(self) -> NetworkPlan:
+        """This plan with every compact requantizer (:attr:`StagePlan.compact_requantizer`)
+        made serial, at the same lanes: a serial lane takes a beat every
+        :data:`~tfl2rtl.hw.stages.SERIAL_REQUANT_INTERVAL` cycles, not every
+        :data:`~tfl2rtl.hw.stages.COMPACT_REQUANT_INTERVAL`, so no stage takes longer, and
+        its pipeline is shorter in its paths and larger in its logic."""
+        interval = max(self.requant_interval, SERIAL_REQUANT_INTERVAL)
+        return dataclasses.replace(self, stages=tuple(
+            dataclasses.replace(s, requant_interval=interval) if s.compact_requantizer else s
+            for s in self.stages))
+
     def readers(self, tensor: str) -> int:
         """How many stages (and ``m_axis``) read ``tensor``."""
         return sum(sources.count(tensor) for sources in self.sources) + (
