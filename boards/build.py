@@ -187,12 +187,12 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     device has, or nextpnr finds the logic (LUTs or flip-flops) too large
     (:data:`LOWERED_ON`), the next smaller design
     is built instead, down to one multiplier per layer (``progress`` and the report's
-    notes say so).  Its compact requantizers (the iCE40's, where a layer has the time)
-    are serial ones until the logic overflows
-    (:func:`tfl2rtl.design.without_compact_requantizers`: a faster clock for more LUTs);
-    the first LUT overflow tries the compact ones at the same multipliers, and the
-    smaller designs keep them.  With ``max_multipliers`` (or a fold file) every product
-    is a multiplier.
+    notes say so).  Each of these designs is built with its compact requantizers (the
+    iCE40's, where a layer has the time) serial first
+    (:func:`tfl2rtl.design.without_compact_requantizers`: the same cycles, a faster clock
+    for more LUTs); when its logic overflows, compact at the same multipliers before a
+    smaller design.  With ``max_multipliers`` (or a fold file) every product is a
+    multiplier.
 
     ``weights`` (``"auto"``, ``"chip"`` or ``"flash"``): where a sequential engine keeps
     its weights (:func:`~tfl2rtl.boards.fit.sequential_design`); ``"flash"`` with
@@ -271,14 +271,14 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                   if max_multipliers is None else max_multipliers)
         design = gen.plan(graph, fold, budget, lanes=lanes, requant_interval=interval)
     # A default design's compact requantizers are serial ones (shorter paths, a faster
-    # clock) until the logic overflows; then compact ones, at the same multipliers first.
-    serial_first = chosen
-    compact_form = design
-    if serial_first:
+    # clock); after a LUT overflow, the compact ones at the same multipliers.
+    compact_form = design if chosen and _has_compact(design) else None
+    if compact_form is not None:
         design = gen.without_compact_requantizers(design)
     first = design
-    notes = []
+    lowered_note = compact_note = None
     while True:
+        notes = [note for note in (lowered_note, compact_note) if note]
         try:
             return build_board_clocked(design, board_name, out_dir, baud=baud,
                                        clock_mhz=clock_mhz, progress=progress, notes=notes,
@@ -286,34 +286,37 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
         except DoesNotFit as overflow:
             if not chosen or overflow.resource not in LOWERED_ON:
                 raise
-            if overflow.resource == "LUT" and serial_first:
-                serial_first = False
-                if any(s.compact_requantizer for s in compact_form.network_plan.stages):
-                    say(f"LUT overflows with {design.multipliers} multipliers and serial "
-                        "requantizers; trying compact ones")
-                    notes = [f"the design did not fit with {design.multipliers} multipliers "
-                             "and serial requantizers (LUT overflowed): built with compact "
-                             "ones where a layer has the time"]
-                    design = compact_form
-                    continue
+            if overflow.resource == "LUT" and compact_form is not None:
+                say(f"LUT overflows with {design.multipliers} multipliers and serial "
+                    "requantizers; trying compact ones")
+                compact_note = (f"the design did not fit with {design.multipliers} "
+                                "multipliers and serial requantizers (LUT overflowed): built "
+                                "with compact ones where a layer has the time")
+                design, compact_form = compact_form, None
+                continue
             # the fastest design with fewer multipliers
             smaller = fitting_design(graph, target, lanes=lanes, requant_interval=interval,
                                      below=design.multipliers)
             if smaller is None:  # already one multiplier per layer
                 raise overflow from None
-            compact_form = smaller
-            if serial_first:
+            compact_form = smaller if _has_compact(smaller) else None
+            if compact_form is not None:
                 smaller = gen.without_compact_requantizers(smaller)
             in_logic = smaller.network_plan.logic_multipliers
             say(f"{overflow.resource} overflows with {design.multipliers} multipliers; "
                 f"trying {smaller.multipliers}"
                 + (f" ({in_logic} in logic)" if in_logic else ""))
-            design = smaller
-            notes = [f"the design did not fit with {first.multipliers} multipliers "
-                     f"({overflow.resource} overflowed): built "
-                     f"with {design.multipliers}, initiation interval "
-                     f"{design.initiation_interval} cycles instead of "
-                     f"{first.initiation_interval}"]
+            design, compact_note = smaller, None
+            lowered_note = (f"the design did not fit with {first.multipliers} multipliers "
+                            f"({overflow.resource} overflowed): built "
+                            f"with {design.multipliers}, initiation interval "
+                            f"{design.initiation_interval} cycles instead of "
+                            f"{first.initiation_interval}")
+
+
+def _has_compact(design) -> bool:
+    """Whether any stage of the dataflow ``design`` has compact requantizers."""
+    return any(s.compact_requantizer for s in design.network_plan.stages)
 
 
 def _without_advice(refusal: Exception) -> str:

@@ -364,13 +364,14 @@ def test_a_default_design_that_overflows_is_lowered(resource, overflow, monkeypa
         f"overflowed): built with {designs[2].multipliers}")
 
 
-@pytest.mark.parametrize("overflows", [1, 2])
+@pytest.mark.parametrize("overflows", [1, 2, 3])
 def test_an_ice40_build_tries_serial_requantizers_before_compact_ones(overflows, monkeypatch,
                                                                       tmp_path):
     """The lowering policy of build_graph for compact requantizers, over a stand-in for
-    the clocked build: micro_speech's default iCEBreaker design is first built with its
-    compact requantizers serial (a faster clock); a LUT overflow tries the compact ones
-    at the same multipliers, and the smaller designs after a second overflow keep them."""
+    the clocked build whose logic overflows ``overflows`` times: each of micro_speech's
+    default iCEBreaker designs is built with its compact requantizers serial first (a
+    faster clock), and after a LUT overflow with the compact ones at the same
+    multipliers, before the next smaller design; the report's notes say what was built."""
     from tfl2rtl import design as gen
     from tfl2rtl.boards import build as board_build
     from tfl2rtl.boards.board import DoesNotFit
@@ -382,7 +383,9 @@ def test_an_ice40_build_tries_serial_requantizers_before_compact_ones(overflows,
     graph = load(ZOO / "tflite_micro" / "micro_speech_quantized.tflite")
     board = BOARDS["icebreaker"]
     fitted = fitting_design(graph, board, requant_interval=board.requant_interval)
-    assert compact(fitted)
+    smaller = fitting_design(graph, board, requant_interval=board.requant_interval,
+                             below=fitted.multipliers)
+    assert compact(fitted) and compact(smaller)
     tried, lines = [], []
 
     def clocked(design, board_name, out_dir, *, notes, **kwargs):
@@ -394,20 +397,28 @@ def test_an_ice40_build_tries_serial_requantizers_before_compact_ones(overflows,
 
     monkeypatch.setattr(board_build, "build_board_clocked", clocked)
     report = board_build.build_graph(graph, "icebreaker", tmp_path, progress=lines.append)
-    assert tried[:2] == [(fitted.multipliers, False), (fitted.multipliers, True)]
-    assert lines[0] == (f"LUT overflows with {fitted.multipliers} multipliers and serial "
-                        "requantizers; trying compact ones")
-    if overflows == 1:
-        assert len(tried) == 2 and report.notes == [
-            f"the design did not fit with {fitted.multipliers} multipliers and serial "
-            "requantizers (LUT overflowed): built with compact ones where a layer has the "
-            "time"]
-    else:  # the next smaller design, compact
-        smaller = fitting_design(graph, board, requant_interval=board.requant_interval,
-                                 below=fitted.multipliers)
-        assert tried[2:] == [(smaller.multipliers, True)]
-        assert lines[1] == (f"LUT overflows with {fitted.multipliers} multipliers; trying "
-                            f"{smaller.multipliers}")
+    assert tried == [(fitted.multipliers, False), (fitted.multipliers, True),
+                     (smaller.multipliers, False), (smaller.multipliers, True)][:overflows + 1]
+
+    def serial_step(multipliers):
+        return (f"LUT overflows with {multipliers} multipliers and serial requantizers; "
+                "trying compact ones")
+
+    def compact_note(multipliers):
+        return (f"the design did not fit with {multipliers} multipliers and serial "
+                "requantizers (LUT overflowed): built with compact ones where a layer has "
+                "the time")
+
+    lowered = (f"the design did not fit with {fitted.multipliers} multipliers (LUT "
+               f"overflowed): built with {smaller.multipliers}, initiation interval "
+               f"{smaller.initiation_interval} cycles instead of "
+               f"{fitted.initiation_interval}")
+    assert lines == [serial_step(fitted.multipliers),
+                     f"LUT overflows with {fitted.multipliers} multipliers; trying "
+                     f"{smaller.multipliers}",
+                     serial_step(smaller.multipliers)][:overflows]
+    assert report.notes == {1: [compact_note(fitted.multipliers)], 2: [lowered],
+                            3: [lowered, compact_note(smaller.multipliers)]}[overflows]
     # Serial first only where compact ones were chosen: the same model's design on the
     # ULX3S, whose requantizers are never compact, is left as it is.
     ulx3s = fitting_design(graph, BOARDS["ulx3s-85f"])
