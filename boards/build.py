@@ -272,9 +272,10 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
         design = gen.plan(graph, fold, budget, lanes=lanes, requant_interval=interval)
     # A default design's compact requantizers are serial ones (shorter paths, a faster
     # clock); after a LUT overflow, the compact ones at the same multipliers.
-    compact_form = design if chosen and _has_compact(design) else None
-    if compact_form is not None:
-        design = gen.without_compact_requantizers(design)
+    if chosen:
+        design, compact_form = _serial_first(design)
+    else:
+        compact_form = None
     first = design
     lowered_note = compact_note = None
     while True:
@@ -299,9 +300,7 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                                      below=design.multipliers)
             if smaller is None:  # already one multiplier per layer
                 raise overflow from None
-            compact_form = smaller if _has_compact(smaller) else None
-            if compact_form is not None:
-                smaller = gen.without_compact_requantizers(smaller)
+            smaller, compact_form = _serial_first(smaller)
             in_logic = smaller.network_plan.logic_multipliers
             say(f"{overflow.resource} overflows with {design.multipliers} multipliers; "
                 f"trying {smaller.multipliers}"
@@ -314,9 +313,12 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
                             f"{first.initiation_interval}")
 
 
-def _has_compact(design) -> bool:
-    """Whether any stage of the dataflow ``design`` has compact requantizers."""
-    return any(s.compact_requantizer for s in design.network_plan.stages)
+def _serial_first(design):
+    """``design`` with its compact requantizers serial, and the compact ``design`` to
+    fall back on after a LUT overflow (None when it has no compact requantizers)."""
+    if not any(s.compact_requantizer for s in design.network_plan.stages):
+        return design, None
+    return gen.without_compact_requantizers(design), design
 
 
 def _without_advice(refusal: Exception) -> str:
