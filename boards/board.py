@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 
 from tfl2rtl.errors import Tfl2RtlError
+from tfl2rtl.hw.elementwise import ADD_PRODUCTS_HOOK
 from tfl2rtl.hw.pipeline import PRODUCT_HOOK, RESET_TREE_HOOK
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
@@ -34,7 +35,7 @@ __all__ = ["Board", "BOARDS", "DoesNotFit", "board_named", "toolchain_env", "cou
 
 
 def platform_hooks(*, serial_requantizer: bool, spram: bool, ecp5_products: bool = False,
-                   reset_tree: bool = True) -> dict:
+                   reset_tree: bool = True, add_products: bool = False) -> dict:
     """The tfl2rtl platform attributes, by name: ``serial_requantizer`` sets
     :data:`tfl2rtl.hw.requant.SERIAL_PRODUCTS_HOOK`, ``spram`` supplies the rows of
     loadable weight memories as SPRAM blocks (:data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`:
@@ -42,8 +43,11 @@ def platform_hooks(*, serial_requantizer: bool, spram: bool, ecp5_products: bool
     products in registered ``MULT18X18D`` blocks (:data:`tfl2rtl.hw.pipeline.PRODUCT_HOOK`:
     :func:`tfl2rtl.boards.ecp5.registered_product`); ``reset_tree`` false leaves out a
     dataflow network's reset tree (:data:`tfl2rtl.hw.pipeline.RESET_TREE_HOOK`: the
-    iCE40 boards)."""
-    hooks = {SERIAL_PRODUCTS_HOOK: serial_requantizer, RESET_TREE_HOOK: reset_tree}
+    iCE40 boards); ``add_products`` scales an int8 ADD's inputs by multipliers, not by
+    tables in block RAM (:data:`tfl2rtl.hw.elementwise.ADD_PRODUCTS_HOOK`: the iCE40
+    boards)."""
+    hooks = {SERIAL_PRODUCTS_HOOK: serial_requantizer, RESET_TREE_HOOK: reset_tree,
+             ADD_PRODUCTS_HOOK: add_products}
     if spram:
         hooks[ROW_MEMORY_HOOK] = SPRAMRows
     if ecp5_products:
@@ -124,6 +128,13 @@ class Board:
         return self.clock_estimate_mhz
 
     @property
+    def add_products(self) -> bool:
+        """Whether an int8 ADD scales its inputs by multipliers (DSP blocks) rather than
+        by tables in block RAM (:data:`tfl2rtl.hw.elementwise.ADD_PRODUCTS_HOOK`): on the
+        iCE40, whose block RAMs are 4 kbit."""
+        return self.family == "ice40"
+
+    @property
     def requant_interval(self) -> int:
         """Cycles per requantizer beat in the designs planned for this board
         (:data:`tfl2rtl.hw.stages.SERIAL_REQUANT_INTERVAL` with serial requantizers)."""
@@ -136,7 +147,8 @@ class Board:
         attributes = platform_hooks(serial_requantizer=self.serial_requantizer,
                                     spram="SPRAM" in self.available,
                                     ecp5_products=self.family == "ecp5",
-                                    reset_tree=self.family != "ice40")
+                                    reset_tree=self.family != "ice40",
+                                    add_products=self.add_products)
         if self.reset is not None:
             attributes["default_rst"] = self.reset
         return type(f"Tfl2Rtl{cls}", (base,), attributes)()

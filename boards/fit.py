@@ -14,7 +14,7 @@ from tfl2rtl import design as gen
 from tfl2rtl import ir
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.folding import full_fold
-from tfl2rtl.hw.elementwise import add_input_factors
+from tfl2rtl.hw.elementwise import add_input_factors, add_input_tables
 
 from .board import Board, DoesNotFit, count
 from .memory import BLOCK_BITS
@@ -24,11 +24,15 @@ __all__ = ["dsp_estimate", "stage_dsp_estimate", "mac_dsps", "stage_mac_dsps",
            "check_cells", "check_placement", "engine_size"]
 
 
-def _add_scaling_multipliers(node: ir.Add) -> int:
-    """The DSP multipliers of one lane of ADD's input scaling: one per constant factor
+def _add_scaling_multipliers(stage, board: Board) -> int:
+    """The DSP multipliers of one lane of an ADD stage's input scaling: none where it
+    reads tables (:func:`tfl2rtl.hw.elementwise.add_input_tables`: int8 inputs, on boards
+    other than the iCE40), else one per constant factor
     (:func:`tfl2rtl.hw.elementwise.add_input_factors`) but for powers of two, which Yosys
     turns into shifts."""
-    return sum(1 for f in add_input_factors(node) if f < 0 or f & (f - 1))
+    if add_input_tables(stage.stage.act_bits, board.add_products):
+        return 0
+    return sum(1 for f in add_input_factors(stage.node) if f < 0 or f & (f - 1))
 
 
 #: The DSP blocks of a SOFTMAX stage: its one 32x32 multiplier computes its four
@@ -71,13 +75,14 @@ def stage_dsp_estimate(stage, board: Board) -> int:
     four also for a legacy uint8 FULLY_CONNECTED's
     :class:`~tfl2rtl.hw.requant.RoundingRequantizer`, never serial: measured on the
     uint8 CNN's); ADD also scales its
-    two inputs in each lane (:func:`_add_scaling_multipliers`);
+    two inputs in each lane (:func:`_add_scaling_multipliers`: on the iCE40 only; other
+    boards read tables);
     SOFTMAX has :data:`SOFTMAX_DSPS` (none with its multiplies in logic).
 
-    Measured against Yosys on one ResNet ADD alone, per lane: 3 ``SB_MAC16`` (iCE40,
-    serial) and 6 ``MULT18X18D`` (ECP5) where one input multiplier is 2**30 (one
-    factor, a power of two), 5 and 8 with two general ones (and see
-    ``tests/test_hw_synth.py``)."""
+    Measured against Yosys (``tests/test_hw_synth.py``): cnn_int8's ADD alone at two
+    lanes, 3 ``SB_MAC16`` a lane on the iCE40 (two input factors and the serial
+    requantizer); ResNet-8's first ADD at two lanes, 4 ``MULT18X18D`` a lane on the
+    ECP5, 1 with serial products, and two ``DP16KD`` tables."""
     node = stage.node
     macs = stage_mac_dsps(stage, board)
     per_lane = (1 if board.serial_requantizer or stage.serial_requantizer
@@ -87,7 +92,7 @@ def stage_dsp_estimate(stage, board: Board) -> int:
     if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D | ir.Mean):
         return macs + stage.out_lanes * per_lane
     if isinstance(node, ir.Add):
-        return macs + stage.out_lanes * (per_lane + _add_scaling_multipliers(node))
+        return macs + stage.out_lanes * (per_lane + _add_scaling_multipliers(stage, board))
     if isinstance(node, ir.Softmax):
         return macs + (0 if stage.products_in_logic else SOFTMAX_DSPS)
     return macs

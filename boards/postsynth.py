@@ -54,11 +54,12 @@ class NetlistFamily:
     spram: bool = False
     ecp5_products: bool = False
     reset_tree: bool = True
+    add_products: bool = False
 
 
 NETLIST_FAMILIES = {
     "ice40": NetlistFamily("synth_ice40 -dsp", "ice40/cells_sim.v", serial_requantizer=True,
-                           spram=True, reset_tree=False),
+                           spram=True, reset_tree=False, add_products=True),
     # Yosys 0.70 ships only blackboxes of MULT18X18D and DP16KD for ECP5 (DP16KD's in
     # cells_sim.v itself): the multipliers and block RAMs are simulated with tfl2rtl's
     # models, the rest (LUTs, flip-flops, carries, TRELLIS_DPR16X4 LUT RAM) with Yosys'.
@@ -78,7 +79,8 @@ def _hooks(family: NetlistFamily):
     hooks = platform_hooks(serial_requantizer=family.serial_requantizer,
                            spram=family.spram,
                            ecp5_products=family.ecp5_products,
-                           reset_tree=family.reset_tree)
+                           reset_tree=family.reset_tree,
+                           add_products=family.add_products)
     return type("FamilyHooks", (), hooks)()
 
 

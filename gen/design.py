@@ -327,7 +327,8 @@ def plan(graph: ir.Graph, fold: str | os.PathLike | dict | None = "auto",
 
 def share_requantizers(graph: ir.Graph, network_plan):
     """``network_plan`` with each requantizing stage (FULLY_CONNECTED, CONV_2D,
-    DEPTHWISE_CONV_2D) given the requantizer that costs the fewest multipliers while
+    DEPTHWISE_CONV_2D; ADD's output requantizer, which keeps its lanes and may only get
+    serial products) given the requantizer that costs the fewest multipliers while
     keeping its cycles within the plan's initiation interval: a layer with time to spare
     shares fewer lanes (an :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` hands them
     the accumulators in turn), so that its requantizers are sized to the rate it
@@ -361,6 +362,11 @@ def share_requantizers(graph: ir.Graph, network_plan):
             continue
         folds[s.index] = (s.fold.pe, s.fold.simd, s.requant_lanes) \
             if s.requant_lanes is not None else s.fold
+        if isinstance(s.node, ir.Add) and s.stage.serial_requantizer and interval == 1:
+            # An ADD keeps its lanes: serial products when it has the time.
+            if s.stage.cycles(s.fold, None, SERIAL_REQUANT_INTERVAL) <= target:
+                serial.add(s.index)
+            continue
         if not isinstance(s.node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D):
             continue
         wide = getattr(s.node, "accumulator", "int32") == "int64"  # an Int64Requantizer

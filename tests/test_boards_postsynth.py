@@ -12,7 +12,7 @@ from conftest import TEST_MODELS, ZOO
 from tfl2rtl import design
 from tfl2rtl.api import load
 from tfl2rtl.boards.build import BOARDS
-from tfl2rtl.boards.fit import sequential_design
+from tfl2rtl.boards.fit import dsp_estimate, sequential_design
 from tfl2rtl.boards.postsynth import (
     ECP5_DP16KD,
     ECP5_MULT18X18D,
@@ -138,6 +138,45 @@ def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tm
                                        ECP5_DP16KD], lanes=1, in_size=1,
                              out_size=1, inputs=x, expected=expected,
                              build_dir=tmp_path / "wrong", interval=plan.initiation_interval)
+
+
+def test_an_ecp5_netlist_of_an_add_reads_its_tables(tmp_path, summary):
+    """A written ADD at two lanes (its second input the TANH of the first, a table: another
+    scale and zero point) as Yosys maps it to the ECP5: each input's scaling read from a
+    256-entry table in DP16KD block RAM (simulated with tfl2rtl's model), the output
+    requantizer's partial products in MULT18X18D; equal to the golden model on every
+    int8 input."""
+    from tflite_writer import GraphWriter
+
+    g = GraphWriter()
+    x = g.tensor((1, 2, 4, 16), "int8", 0.05, 3)
+    y = g.add(x, g.elementwise("TANH", x, (1 / 128, 0)), (0.07, 5))
+    path = tmp_path / "add.tflite"
+    path.write_bytes(g.finish([x], [y]))
+    graph = load(path)
+    add = next(i for i, node in enumerate(graph.nodes) if node.op == "ADD")
+    plan = design.plan(graph, {add: (2, 1)})
+    netlist = synthesize_netlist(plan.network(), "ecp5", tmp_path)
+    text = netlist.read_text()
+    log = (tmp_path / "yosys.log").read_text()
+    assert _cell_count(text, "DP16KD") == _yosys_stat(log, "DP16KD") == 2 * 2
+    # the output requantizer's four partial products a lane, as a board build estimates
+    mult18 = _cell_count(text, "MULT18X18D")
+    assert mult18 == dsp_estimate(plan, BOARDS["ulx3s-85f"]) == 2 * 4
+    # Every int8 value of the first input in both lanes (an even and an odd position).
+    x = np.stack([np.roll(np.arange(-128, 128, dtype=np.int8), shift)[:128]
+                  for shift in (0, 128, 1, 129)])
+    for lane in (0, 1):
+        assert set(x[:, lane::2].reshape(-1)) == set(range(-128, 128))
+    expected = golden_vectors(plan.graph, x)
+    runs = simulate_netlist(netlist, netlist_models("ecp5", tmp_path / "models"), lanes=1,
+                            in_size=x.shape[1], out_size=expected.shape[1], inputs=x,
+                            expected=expected, build_dir=tmp_path / "sim",
+                            interval=plan.initiation_interval)  # raises on a difference
+    for run in runs.values():
+        np.testing.assert_array_equal(run.outputs, expected)
+    summary(f"ecp5 netlist of a written ADD (4 DP16KD tables, {mult18} MULT18X18D): "
+            f"{len(x)} inputs in {len(runs)} runs equal to the golden model")
 
 
 def test_unknown_family():

@@ -15,6 +15,7 @@ from tfl2rtl import golden, ir
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.elementwise import (
+    ADD_PRODUCTS_HOOK,
     AddLayer,
     ConcatLayer,
     LeakyReluInt16Layer,
@@ -26,6 +27,24 @@ from tflite_writer import GraphWriter
 
 RESNET = ZOO / "mlperf_tiny" / "pretrainedResnet_quant.tflite"
 ACTIVATIONS = TEST_MODELS / "activations_int8.tflite"
+
+
+class _AddProducts:
+    """A stand-in platform with :data:`~tfl2rtl.hw.elementwise.ADD_PRODUCTS_HOOK` (the
+    iCE40's): ADD scales its inputs by multipliers, in the fabric or, with
+    ``registered``, through the DSP product hook too (as :data:`streams.DSP_PLATFORM`)."""
+
+    def __init__(self, registered: bool):
+        setattr(self, ADD_PRODUCTS_HOOK, True)
+        if registered:
+            self.get_registered_product = DSP_PLATFORM.get_registered_product
+
+
+#: The forms of an int8 ADD's input scaling: tables (no platform; with the DSP hook, which
+#: then reaches only the output requantizer), and multipliers in the fabric or through
+#: the DSP product hook.
+ADD_FORMS = {"tables": None, "tables_dsp_hook": DSP_PLATFORM,
+             "multipliers": _AddProducts(False), "multipliers_dsp_hook": _AddProducts(True)}
 
 
 def nodes_of(graph, kind):
@@ -87,7 +106,8 @@ def add_inputs(rng, shape, value_range, zero_point, count):
     return np.where(kind > 0.6, near, x).astype(np.int8)
 
 
-def check_add(graph, node, shape, lanes, mode, seed, count=2):
+def check_add(graph, node, shape, lanes, mode, seed, count=2, platform=None,
+              serial_requantizer=False):
     rng = np.random.default_rng(seed)
     xs = [add_inputs(rng, shape, graph.tensors[name].value_range,
                      graph.tensors[name].zero_point, count) for name in node.inputs]
@@ -95,23 +115,25 @@ def check_add(graph, node, shape, lanes, mode, seed, count=2):
     pairs = [(-128, -128), (-128, 127), (127, -128), (127, 127)]
     for k, (a, b) in enumerate(pairs):
         xs[0].reshape(-1)[k], xs[1].reshape(-1)[k] = a, b
-    dut = AddLayer(node, shape, lanes=lanes)
+    dut = AddLayer(node, shape, lanes=lanes, serial_requantizer=serial_requantizer)
     got = run(dut, [(dut.a, beats(xs[0], lanes)), (dut.b, beats(xs[1], lanes))],
-              xs[0].size, mode, seed)
+              xs[0].size, mode, seed, platform=platform)
     expected = golden.add(node, xs[0], xs[1])
     np.testing.assert_array_equal(got.reshape(expected.shape), expected)
     return expected
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
-@pytest.mark.parametrize("index, lanes", [(0, 1), (1, 4), (2, 16)])
-def test_resnet_adds(index, lanes, mode):
+@pytest.mark.parametrize("form", ["tables", "multipliers"])
+@pytest.mark.parametrize("index, lanes, serial", [(0, 1, False), (1, 4, True), (2, 16, False)])
+def test_resnet_adds(index, lanes, serial, form, mode):
     graph = load(RESNET)
     nodes = nodes_of(graph, ir.Add)
     assert len(nodes) == 3
     node = nodes[index]
     channels = graph.tensors[node.output].shape[-1]
-    expected = check_add(graph, node, (1, 2, 3, channels), lanes, mode, seed=index)
+    expected = check_add(graph, node, (1, 2, 3, channels), lanes, mode, seed=index,
+                         platform=ADD_FORMS[form], serial_requantizer=serial)
     assert len(np.unique(expected)) > 20  # not all clamped
 
 
@@ -139,8 +161,9 @@ WRITTEN_ADDS = {
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("form", ["tables", "multipliers"])
 @pytest.mark.parametrize("case", WRITTEN_ADDS)
-def test_written_adds(case, mode, tmp_path):
+def test_written_adds(case, form, mode, tmp_path):
     s1, z1, log2_ratio, z2, (relative, z_out), activation, shift = WRITTEN_ADDS[case]
     s2 = float(np.float32(s1 * 2.0**log2_ratio))
     out_scale = float(np.float32(max(s1, s2) * relative))
@@ -150,7 +173,8 @@ def test_written_adds(case, mode, tmp_path):
     smaller = node.input2_requant if s2 < s1 else node.input1_requant
     assert int(smaller.shift[0]) == shift
     assert (int(smaller.multiplier[0]) == 0) == (case == "zero multiplier")
-    expected = check_add(graph, node, (1, 2, 3, 4), 2, mode, seed=len(case), count=4)
+    expected = check_add(graph, node, (1, 2, 3, 4), 2, mode, seed=len(case), count=4,
+                         platform=ADD_FORMS[form])
     assert np.any((expected > node.act_min) & (expected < node.act_max))  # not all clamped
 
 
@@ -169,8 +193,8 @@ def test_written_adds(case, mode, tmp_path):
     (20, 1_400_000_000, -24),
     (20, 1_518_500_250, -27),
 ])
-@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
-def test_add_input_rescaling_seen_directly(left_shift, multiplier, shift, platform):
+@pytest.mark.parametrize("form", ["tables", "multipliers", "multipliers_dsp_hook"])
+def test_add_input_rescaling_seen_directly(left_shift, multiplier, shift, form):
     # With an identity output requantization (multiplier 2**30, shift 1: out = raw sum),
     # a zero second multiplier and a small left shift, the output is the first input's
     # rescaled value itself, so every rounding of it shows.  TFLite's ADD (left shift 20,
@@ -189,27 +213,53 @@ def test_add_input_rescaling_seen_directly(left_shift, multiplier, shift, platfo
           rng.integers(-128, 128, shape).astype(np.int8)]
     dut = AddLayer(node, shape, lanes=4)
     got = run(dut, [(dut.a, beats(xs[0], 4)), (dut.b, beats(xs[1], 4))], 256, "stalls",
-              seed=left_shift, platform=platform)
+              seed=left_shift, platform=ADD_FORMS[form])
     expected = golden.add(node, *xs)
     np.testing.assert_array_equal(got.reshape(shape), expected)
     assert len(np.unique(expected)) >= 3
 
 
-@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
-def test_add_latency_and_throughput(platform):
+@pytest.mark.parametrize("serial", [False, True], ids=["parallel", "serial"])
+@pytest.mark.parametrize("form", ADD_FORMS)
+def test_add_latency_and_throughput(form, serial):
     graph = load(RESNET)
     node = nodes_of(graph, ir.Add)[1]
     shape, lanes = (1, 1, 3, 32), 8
-    dut = AddLayer(node, shape, lanes=lanes)
+    dut = AddLayer(node, shape, lanes=lanes, serial_requantizer=serial)
+    interval = dut._requantizer.interval
+    assert interval == (5 if serial else 1)  # ResNet's output multiplier: 4 products
     rng = np.random.default_rng(0)
     xs = rng.integers(-128, 128, (2, 3, *shape)).astype(np.int8)
     cycles = []
     got = run(dut, [(dut.a, beats(xs[0], lanes)), (dut.b, beats(xs[1], lanes))],
-              xs[0].size, "streaming", cycles=cycles, platform=platform)
+              xs[0].size, "streaming", cycles=cycles, platform=ADD_FORMS[form])
     np.testing.assert_array_equal(got, golden.add(node, xs[0], xs[1]).reshape(-1))
-    assert cycles[0] == 1 + dut.latency
-    assert np.all(np.diff(cycles) == 1)
-    assert len(cycles) == 3 * dut.cycles_per_vector
+    # The first result leaves latency edges after its beats entered (a serial
+    # requantizer's first window may start up to an interval later); then one a beat.
+    assert 1 + dut.latency <= cycles[0] < 1 + dut.latency + interval
+    assert np.all(np.diff(cycles) == interval)
+    assert len(cycles) * interval == 3 * dut.cycles_per_vector
+
+
+def test_an_add_table_is_the_golden_scaling_of_every_int8():
+    """Each input's table (:class:`~tfl2rtl.hw.elementwise._TableScaler`) holds, for every
+    int8 ``q``, the golden model's scaled input: its ADD of ``q`` with an identity output
+    requantization (``2**30``, shift 1) and the other input's multiplier 0, before the
+    clamp."""
+    from tfl2rtl.hw.elementwise import _ScaledInput, _TableScaler
+
+    identity = ir.Requant(np.array([1 << 30]), np.array([1]), np.zeros(1))
+    nothing = ir.Requant(np.array([0]), np.array([0]), np.zeros(1))
+    q = np.arange(-128, 128).astype(np.int8)
+    for node in nodes_of(load(RESNET), ir.Add):
+        for which, other in ((1, 2), (2, 1)):
+            table = _TableScaler(_ScaledInput(node, which)).table()
+            probe = dataclasses.replace(node, output_requant=identity, output_offset=0,
+                                        **{f"input{other}_requant": nothing})
+            pair = (q, np.zeros_like(q))[::1 if which == 1 else -1]
+            expected = golden.PROFILES["tflm"].add(probe, *pair)
+            np.testing.assert_array_equal(np.roll(table, -128), expected)
+            assert len(np.unique(table)) == 256  # the left shift of 20 keeps them apart
 
 
 def test_add_rejects(tmp_path):

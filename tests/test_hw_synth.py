@@ -97,3 +97,33 @@ def test_the_dsp_estimate_of_a_legacy_uint8_fully_connected_is_what_yosys_maps(t
     netlist = synthesize_netlist(stage.build(), "ice40", tmp_path)
     used = netlist.read_text().count("SB_MAC16 ")
     assert used == stage_dsp_estimate(stage, BOARDS["icebreaker"]) == stage.multipliers + 4
+
+
+def test_an_add_on_the_ecp5_reads_tables_and_the_dsp_estimate_counts_its_requantizer(
+        tmp_path):
+    """ResNet-8's first ADD at two lanes, synthesized alone for the ECP5: each input of
+    each lane reads its scaling from a table in a DP16KD and multiplies nothing; the
+    output requantizer takes four MULT18X18D a lane, or one with serial products (which
+    :func:`tfl2rtl.design.share_requantizers` gives an ADD with the time), as
+    :func:`tfl2rtl.boards.fit.stage_dsp_estimate` counts."""
+    import dataclasses
+
+    from conftest import ZOO
+    from tfl2rtl import design, ir
+    from tfl2rtl.boards.board import BOARDS
+    from tfl2rtl.boards.fit import stage_dsp_estimate
+    from tfl2rtl.boards.postsynth import synthesize_netlist
+    from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
+
+    graph = load(ZOO / "mlperf_tiny" / "pretrainedResnet_quant.tflite")
+    first = next(i for i, node in enumerate(graph.nodes) if isinstance(node, ir.Add))
+    plan = design.plan(graph, {first: (2, 1)})
+    (stage,) = [s for s in plan.network_plan.stages if s.index == first]
+    for interval, requantizer in ((1, 4), (SERIAL_REQUANT_INTERVAL, 1)):
+        form = dataclasses.replace(stage, requant_interval=interval)
+        assert form.serial_requantizer == (interval > 1)
+        netlist = synthesize_netlist(form.build(), "ecp5", tmp_path / str(interval))
+        text = netlist.read_text()
+        assert text.count("DP16KD ") == 2 * 2
+        assert (text.count("MULT18X18D ") == stage_dsp_estimate(form, BOARDS["ulx3s-85f"])
+                == 2 * requantizer)

@@ -27,9 +27,9 @@ from .layouts import signed_lanes
 from .pipeline import register
 from .requant import Requantizer
 
-__all__ = ["ADD_INPUT_STAGES", "AddLayer", "LutLayer", "ConcatLayer", "PadLayer",
-           "RequantizeLayer", "LeakyReluInt16Layer", "leaky_relu_requant",
-           "add_input_factors"]
+__all__ = ["ADD_INPUT_STAGES", "ADD_PRODUCTS_HOOK", "AddLayer", "LutLayer", "ConcatLayer",
+           "PadLayer", "RequantizeLayer", "LeakyReluInt16Layer", "leaky_relu_requant",
+           "add_input_factors", "add_input_tables"]
 
 #: The register stages of each ADD input's ``MultiplyByQuantizedMultiplier`` (with a
 #: constant multiplier and shift), before the output :class:`~.requant.Requantizer`.
@@ -39,6 +39,12 @@ ADD_INPUT_STAGES = (
     "high",  # the doubling high multiply of v << left_shift, as (v * m + 2**(30-L)) >> (31-L)
     "round",  # the rounding right shift: + its nudge (by the sign), then a wired shift
 )
+
+#: The platform attribute that keeps an int8 ADD's input scaling on multipliers (DSP
+#: blocks, :class:`_InputScaler`) instead of one 256-entry table per input and lane in
+#: block RAM (:class:`_TableScaler`): true on the iCE40, whose block RAMs are 4 kbit
+#: and few (:func:`tfl2rtl.boards.board.platform_hooks`).
+ADD_PRODUCTS_HOOK = "add_input_products"
 
 
 def _lanes_stream(lanes, bits: int = 8):
@@ -75,6 +81,7 @@ class _ScaledInput:
             raise Tfl2RtlError(f"ADD left shift {node.left_shift} is outside 0 .. 30")
         self.offset = int(getattr(node, f"input{which}_offset"))
         self.multiplier, shift = _scalar(getattr(node, f"input{which}_requant"), what)
+        self.shift = shift
         # Every shift left comes before the high multiply, so they add up.
         self.left = int(node.left_shift) + max(shift, 0)
         self.right = max(-shift, 0)
@@ -156,9 +163,58 @@ class _InputScaler(wiring.Component):
         return m
 
 
+class _TableScaler(wiring.Component):
+    """:class:`_InputScaler`'s function of an int8 ``q`` read from a 256-entry table (a
+    ROM, in block RAM where the platform maps it): the same members and the same
+    :data:`ADD_INPUT_STAGES` register stages (the table's registered read, then
+    registers), so that an ADD's latency does not depend on the form.  The table is
+    :func:`tfl2rtl.fixedpoint.multiply_by_quantized_multiplier` of every ``(q + offset)
+    << left_shift``, the golden model's arithmetic itself."""
+
+    def __init__(self, scaling: _ScaledInput):
+        if scaling.act_bits != 8:
+            raise Tfl2RtlError(f"an ADD input table takes int8 inputs, not "
+                               f"int{scaling.act_bits}")
+        self.scaling = scaling
+        super().__init__({
+            "q": In(signed(8)),
+            "advance": In(1),
+            "scaled": Out(signed(signed_bits(*scaling.range))),
+        })
+
+    def table(self) -> list[int]:
+        """The ROM's words: row ``u`` holds the scaled value of the int8 ``q`` whose bits
+        read as unsigned are ``u`` (``u = q mod 256``)."""
+        x = self.scaling
+        q = np.roll(np.arange(-128, 128, dtype=np.int64), 128)
+        scaled = multiply_by_quantized_multiplier((q + x.offset) * (1 << x.left_shift),
+                                                  x.multiplier, x.shift)
+        return [int(v) for v in scaled]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.rom = rom = Memory(shape=self.scaled.shape(), depth=256,
+                                        init=self.table())
+        port = rom.read_port()
+        m.d.comb += [port.addr.eq(self.q.as_unsigned()), port.en.eq(self.advance)]
+        value = port.data
+        for stage in ADD_INPUT_STAGES[1:]:
+            value = register(m, self.advance, value, f"scaled_{stage}")
+        m.d.comb += self.scaled.eq(value)
+        return m
+
+
+def add_input_tables(act_bits: int, products: bool) -> bool:
+    """Whether :class:`AddLayer` with ``act_bits``-bit inputs scales them by tables
+    rather than by multipliers, on a platform whose :data:`ADD_PRODUCTS_HOOK` is
+    ``products``: for int8 inputs where the platform does not ask for multipliers."""
+    return act_bits == 8 and not products
+
+
 def add_input_factors(node: ir.Add) -> list[int]:
-    """The constants one lane of :class:`AddLayer` multiplies its inputs by: the nonzero
-    16-bit halves of each input's multiplier (a zero half needs no product)."""
+    """The constants one lane of :class:`AddLayer` multiplies its inputs by, when it scales
+    them by multipliers (:func:`add_input_tables` false): the nonzero 16-bit halves of each
+    input's multiplier (a zero half needs no product)."""
     return [h for which in (1, 2) for h in _ScaledInput(node, which).halves if h]
 
 
@@ -173,12 +229,18 @@ class AddLayer(wiring.Component):
         out = clamp(MultiplyByQuantizedMultiplier(scaled_1 + scaled_2, output_multiplier,
                                                   output_shift) + output_offset)
 
-    Each input's multiply has a constant multiplier and shift and an operand of
-    ``(q + offset) << left_shift``, so it is a multiply of the 9 to 10 bits of
-    ``q + offset`` by the multiplier's two 16-bit halves (:data:`ADD_INPUT_STAGES`); the
-    sum of the two goes into a :class:`~.requant.Requantizer` for the output's
-    multiplier, offset and clamp.  The two inputs advance together: a beat is taken when
-    both ``a`` and ``b`` offer one.
+    Each input's scaling is a function of its int8 ``q`` alone, so each input of each
+    lane reads it from a 256-entry table (:class:`_TableScaler`, a ROM the ECP5 and
+    Gowin flows put in one block RAM: no DSP block).  On a platform with
+    :data:`ADD_PRODUCTS_HOOK` (the iCE40), and for int16 inputs, it is computed: the
+    multiply has a constant multiplier and shift and an operand of ``(q + offset) <<
+    left_shift``, so it is a multiply of the 9 to 10 (17 to 18) bits of ``q + offset``
+    by the multiplier's two 16-bit halves (:class:`_InputScaler`).  Both forms take the
+    register stages of :data:`ADD_INPUT_STAGES`.  The sum of the two goes into a
+    :class:`~.requant.Requantizer` for the output's multiplier, offset and clamp (with
+    ``serial_requantizer``, one with serial products: a beat every
+    :attr:`~.requant.Requantizer.interval` cycles).  The two inputs advance together: a
+    beat is taken when both ``a`` and ``b`` offer one.
 
     Parameters
     ----------
@@ -193,6 +255,10 @@ class AddLayer(wiring.Component):
         which must be equal (the hardware does not broadcast).
     lanes : int
         Elements per beat; divides the last dimension.
+    serial_requantizer : bool
+        The output requantizer shares one multiplier per lane between its partial
+        products (:class:`~.requant.Requantizer`'s ``serial_products``), for ADDs whose
+        outputs come no faster than its interval.
 
     Members
     -------
@@ -210,17 +276,21 @@ class AddLayer(wiring.Component):
         one input FIFO's level to the other's read enable across the chip, was
         ResNet-8's critical path, 13.6 ns, 11.7 of them routing.)
     cycles_per_vector : int
-        ``size / lanes``: one beat per cycle.
+        ``size / lanes`` times the requantizer's interval: one beat per cycle, or one
+        every :attr:`~.requant.Requantizer.interval` cycles with ``serial_requantizer``.
 
     Tested on the three ADDs of the MLPerf Tiny ResNet, written ADDs (TFLite's left shift
     20) with input shifts 0, -6, -13, -20 and -31 and a zero multiplier, and ADD nodes
     with an identity output requantization (which shows each input's rescaled value as
     it is) for left shifts 0 to 20, input shifts -27 to 1 and multipliers over all of
     int32 (negative ones too); ``lanes`` 1, 2, 4, 8 and 16; int16 ADDs (left shift 15)
-    of cnn_int16x8 and random 16x8 graphs.
+    of cnn_int16x8 and random 16x8 graphs; int8 ones in both forms (tables, and
+    multipliers with and without the DSP product hook), with and without
+    ``serial_requantizer``.
     """
 
-    def __init__(self, node: ir.Add, shape, *, lanes: int = 1, act_bits: int = 8):
+    def __init__(self, node: ir.Add, shape, *, lanes: int = 1, act_bits: int = 8,
+                 serial_requantizer: bool = False):
         pair = len(shape) > 0 and isinstance(shape[0], (tuple, list, np.ndarray))
         shapes = [tuple(s) for s in shape] if pair else [tuple(shape)] * 2
         if len(shapes) != 2 or shapes[0] != shapes[1]:
@@ -243,9 +313,9 @@ class AddLayer(wiring.Component):
         self._requantizer = Requantizer(
             node.output_requant, channels=lanes, output_offset=node.output_offset,
             act_min=node.act_min, act_max=node.act_max, acc_width=signed_bits(lo, hi),
-            lanes=lanes, out_bits=act_bits)
+            lanes=lanes, out_bits=act_bits, serial_products=serial_requantizer)
         self.latency = SkidBuffer.latency + len(ADD_INPUT_STAGES) + self._requantizer.latency
-        self.cycles_per_vector = size // lanes
+        self.cycles_per_vector = size // lanes * self._requantizer.interval
         super().__init__({
             "a": In(_lanes_stream(lanes, act_bits)),
             "b": In(_lanes_stream(lanes, act_bits)),
@@ -280,10 +350,13 @@ class AddLayer(wiring.Component):
             advance.eq(~valid | requantizer.i.ready),
             requantizer.i.valid.eq(valid),
         ]
+        products = bool(getattr(platform, ADD_PRODUCTS_HOOK, False))
+        scaler_form = (_TableScaler if add_input_tables(self.act_bits, products)
+                       else _InputScaler)
         for lane in range(self.lanes):
             scaled = []
             for scaling, port, name in zip(self.inputs, (a, b), "ab", strict=True):
-                m.submodules[f"{name}{lane}"] = scaler = _InputScaler(scaling)
+                m.submodules[f"{name}{lane}"] = scaler = scaler_form(scaling)
                 m.d.comb += [scaler.q.eq(port.payload[lane]), scaler.advance.eq(advance)]
                 scaled.append(scaler.scaled)
             # The requantizer registers the sum in its first stage.

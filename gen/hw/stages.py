@@ -173,7 +173,7 @@ class Stage:
     #: Whether :meth:`build` takes ``serial_requantizer`` and ``compact_requantizer``
     #: (requantizer lanes that share
     #: one multiplier between their partial products: FULLY_CONNECTED, CONV_2D and
-    #: DEPTHWISE_CONV_2D).
+    #: DEPTHWISE_CONV_2D; ADD takes ``serial_requantizer`` only).
     serial_requantizer = False
     #: Whether :meth:`build` takes ``products_in_logic`` (a matrix-vector unit whose
     #: products are built in LUTs: FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D;
@@ -476,6 +476,9 @@ class MeanStage(Stage):
 
 class AddStage(Stage):
     int16 = True
+    #: Its output requantizer may have serial products (``compact_requantizer`` is not
+    #: taken: an ADD is never given one).
+    serial_requantizer = True
 
     def options(self):
         if self.in_shapes[0] != self.in_shapes[1]:
@@ -488,10 +491,11 @@ class AddStage(Stage):
     def cycles(self, fold, requant_lanes=None, requant_interval=1):
         return self.out_size // fold.pe * _serial(self.node.output_requant, requant_interval)
 
-    def build(self, fold, requant_lanes=None):
+    def build(self, fold, requant_lanes=None, serial_requantizer=False):
         from .elementwise import AddLayer
 
-        return AddLayer(self.node, self.out_shape, lanes=fold.pe, act_bits=self.act_bits)
+        return AddLayer(self.node, self.out_shape, lanes=fold.pe, act_bits=self.act_bits,
+                        serial_requantizer=serial_requantizer)
 
 
 class RequantizeStage(Stage):
