@@ -15,6 +15,8 @@ from tfl2rtl import ir
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.folding import full_fold
 from tfl2rtl.hw.elementwise import add_input_factors, add_input_tables
+from tfl2rtl.hw.pool import pool_multipliers
+from tfl2rtl.hw.requant import lane_multipliers
 
 from .board import Board, DoesNotFit, count
 from .memory import BLOCK_BITS
@@ -71,12 +73,17 @@ def stage_dsp_estimate(stage, board: Board) -> int:
     """The DSP blocks one planned stage (a :class:`tfl2rtl.hw.network.StagePlan`) needs
     on ``board``: one per MAC multiplier (none for products in logic), and per
     requantized output lane
-    one (with serial products) or four (the 16x16 partial products of a q31 multiplier;
+    one (with serial products) or four (the 16x16 partial products of a q31 multiplier,
+    of a FULLY_CONNECTED, CONV_2D or DEPTHWISE_CONV_2D layer as
+    :func:`~tfl2rtl.hw.requant.lane_multipliers` counts them: two where its
+    accumulators are narrow or its multipliers 16 bits;
     four also for a legacy uint8 FULLY_CONNECTED's
     :class:`~tfl2rtl.hw.requant.RoundingRequantizer`, never serial: measured on the
     uint8 CNN's); ADD also scales its
     two inputs in each lane (:func:`_add_scaling_multipliers`: on the iCE40 only; other
     boards read tables);
+    an AVERAGE_POOL_2D one a lane for its product by the reciprocal of the count
+    (:func:`tfl2rtl.hw.pool.pool_multipliers`);
     SOFTMAX has :data:`SOFTMAX_DSPS` (none with its multiplies in logic).
 
     Measured against Yosys (``tests/test_hw_synth.py``): cnn_int8's ADD alone at two
@@ -89,10 +96,18 @@ def stage_dsp_estimate(stage, board: Board) -> int:
                 or stage.compact_requantizer else 4)
     if getattr(node, "requantization", "integer") == "double":
         per_lane = 4  # a RoundingRequantizer: |acc| x 31 bits, never serial
+    elif (per_lane == 4 and getattr(node, "accumulator", "int32") == "int32"
+          and isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D)):
+        # parallel products: two for narrow accumulators and 16-bit multipliers
+        per_lane = lane_multipliers(node.requant.multiplier, node.requant.shift,
+                                    node.acc_bits)
     if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D | ir.Mean):
         return macs + stage.out_lanes * per_lane
     if isinstance(node, ir.Add):
         return macs + stage.out_lanes * (per_lane + _add_scaling_multipliers(stage, board))
+    if isinstance(node, ir.AveragePool2D):
+        return pool_multipliers(node, stage.stage.in_shape, stage.fold.pe,
+                                stage.stage.act_bits)
     if isinstance(node, ir.Softmax):
         return macs + (0 if stage.products_in_logic else SOFTMAX_DSPS)
     return macs

@@ -333,7 +333,8 @@ def share_requantizers(graph: ir.Graph, network_plan):
     shares fewer lanes (an :class:`~tfl2rtl.hw.adapters.AccumulatorSplitter` hands them
     the accumulators in turn), so that its requantizers are sized to the rate it
     produces outputs.  A lane is four 16x16 multipliers (DSP blocks) for its 32x32
-    product (two when every multiplier fits 16 unsigned bits), or one with serial
+    product (two when every multiplier fits 16 unsigned bits or the accumulators are
+    narrow: :func:`~tfl2rtl.hw.requant.lane_multipliers`), or one with serial
     products (:class:`~tfl2rtl.hw.requant.Requantizer`'s ``serial_products``: a beat every
     :data:`~tfl2rtl.hw.stages.SERIAL_REQUANT_INTERVAL` cycles), which targets whose
     requantizers are all serial (the iCE40's) have already, and which a layer on any other
@@ -349,7 +350,7 @@ def share_requantizers(graph: ir.Graph, network_plan):
     grow."""
     from .fold import divisors
     from .hw.network import plan_network
-    from .hw.requant import int64_chunks, partial_products
+    from .hw.requant import int64_chunks, lane_multipliers
     from .hw.stages import COMPACT_REQUANT_INTERVAL, SERIAL_REQUANT_INTERVAL
 
     target = network_plan.cycles_per_vector
@@ -374,7 +375,8 @@ def share_requantizers(graph: ir.Graph, network_plan):
         if wide:
             per_lane = len(int64_chunks(s.node.acc_bits))
         else:
-            per_lane = 1 if interval > 1 else partial_products(s.node.requant.multiplier)
+            per_lane = 1 if interval > 1 else lane_multipliers(
+                s.node.requant.multiplier, s.node.requant.shift, s.node.acc_bits)
         own = serial_form if interval > 1 and integer else parallel_form
         forms = [(lanes * per_lane, own, lanes, interval) for lanes in divisors(s.out_lanes)]
         if interval == 1 and integer:

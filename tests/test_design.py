@@ -80,7 +80,8 @@ def test_layers_with_time_to_spare_get_serial_requantizers():
     requantizer multipliers that keeps the interval: on ad01 (ten FULLY_CONNECTED
     layers) at the ULX3S's budget some layers take serial products, the interval is
     the unshared plan's, and the DSP estimate is lower by what the forms save (its
-    multipliers are all q31: four partial products a parallel lane)."""
+    multipliers are all q31: four partial products a parallel lane, two of them in LUTs
+    for its layers of narrow accumulators)."""
     from amaranth.hdl import Fragment
 
     from conftest import ZOO
@@ -88,7 +89,7 @@ def test_layers_with_time_to_spare_get_serial_requantizers():
     from tfl2rtl.api import load
     from tfl2rtl.boards.board import board_named
     from tfl2rtl.boards.fit import dsp_estimate, mac_dsps
-    from tfl2rtl.hw.requant import partial_products
+    from tfl2rtl.hw.requant import lane_multipliers
 
     graph = load(ZOO / "mlperf_tiny" / "ad01_int8.tflite")
     shared = design.plan(graph, "auto", 96)
@@ -108,7 +109,9 @@ def test_layers_with_time_to_spare_get_serial_requantizers():
         requant = getattr(built, "dense", built).requant
         assert requant.serial_products == s.serial_requantizer
         assert built.cycles_per_vector == s.cycles_per_vector <= shared.initiation_interval
-        products = partial_products(s.node.requant.multiplier)
+        node = s.node
+        products = lane_multipliers(node.requant.multiplier, node.requant.shift,
+                                    node.acc_bits)
         assert requant.multipliers == s.out_lanes * (1 if s.serial_requantizer else products)
         saved += u.out_lanes * products - requant.multipliers
     board = board_named("ulx3s-85f")

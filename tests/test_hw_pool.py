@@ -4,6 +4,8 @@
 """MAX_POOL_2D, AVERAGE_POOL_2D and MEAN of real and written models in hardware, against
 the golden model."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -425,3 +427,24 @@ def test_int16_layers(kind, in_hw, kernel, stride, padding, channels, pe, mode):
     got = run_stream(dut, beats, expected.size // pe, mode, seed=pe)
     np.testing.assert_array_equal(got.reshape(expected.shape), expected)
     assert expected.dtype == np.int16 and expected.min() == -30000
+
+
+def test_pool_multipliers_are_the_units():
+    """:func:`~tfl2rtl.hw.pool.pool_multipliers` (the DSP estimate's count) gives what the
+    layer's unit has: one a lane for kws's 25x5 average (a reciprocal of 125), none for
+    ResNet's 8x8 one (1/64, a shift) or a maximum, one a lane for a SAME average with
+    border counts (a ROM of reciprocals)."""
+    from tfl2rtl.hw.pool import pool_multipliers
+
+    kws, resnet = load(KWS), load(RESNET)
+    average = next(n for n in kws.nodes if isinstance(n, ir.AveragePool2D))
+    same = dataclasses.replace(average, filter=(3, 3), stride=(1, 1), padding=(1, 1, 1, 1))
+    maximum = ir.MaxPool2D(**{f.name: getattr(same, f.name)
+                              for f in dataclasses.fields(ir.MaxPool2D)})
+    cases = [(kws, average, 4, 4), (resnet, next(n for n in resnet.nodes
+                                                 if isinstance(n, ir.AveragePool2D)), 8, 0),
+             (kws, same, 2, 2), (kws, maximum, 2, 0)]
+    for graph, node, pe, expected in cases:
+        shape = graph.tensors[node.input].shape[1:]
+        layer = Pool2DLayer(node, shape, pe=pe)
+        assert pool_multipliers(node, shape, pe) == layer.unit.multipliers == expected

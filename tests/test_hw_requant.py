@@ -21,6 +21,7 @@ from tfl2rtl.hw.requant import (
     Int64Requantizer,
     Requantizer,
     RoundingRequantizer,
+    lane_multipliers,
     matches_double_rounding,
     reduced_multipliers,
 )
@@ -169,6 +170,40 @@ def test_per_channel_lanes(mode, acc_width, platform):
     got, expected = run_requantizer(dut, requant, beats, mode, seed=acc_width,
                                      platform=platform)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("acc_width, left", [(18, 0), (21, 0), (19, 2), (17, 4)])
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+def test_high_products_in_logic(mode, acc_width, left, platform):
+    """x of 18 to 21 bits (an accumulator shifted left by one shift for all channels):
+    its products by x's high half come from LUTs (:func:`high_products_in_logic`), for
+    multipliers of both signs and every width, accumulators over the whole range."""
+    from tfl2rtl.hw.requant import NARROW_X_BITS, x_bits
+
+    rng = np.random.default_rng(acc_width + 100 * left)
+    multipliers = [-(1 << 31), (1 << 31) - 1, 1 << 30, -(1 << 30) - 1, 65_535, -1, 0,
+                   1_518_500_250, *(int(v) for v in rng.integers(-(1 << 31), 1 << 31, 8))]
+    rights = [0, -1, -5, -12, -31, *(int(v) for v in rng.integers(-31, 0, 11))]
+    shifts = [left] * len(multipliers) if left else rights
+    requant = make_requant(multipliers, shifts)
+    channels, lanes = len(multipliers), 2
+    assert 17 < x_bits(acc_width, requant.shift) <= NARROW_X_BITS
+    dut = Requantizer(requant, channels=channels, output_offset=-7, act_min=-128,
+                      act_max=127, acc_width=acc_width, lanes=lanes)
+    assert dut.multipliers == lanes * 2
+    beats = []
+    for group in range(channels // lanes):
+        per_lane = [interesting_accumulators(multipliers[group * lanes + lane],
+                                             shifts[group * lanes + lane], acc_width, rng, 12)
+                    for lane in range(lanes)]
+        count = min(len(accs) for accs in per_lane)
+        beats += [(group, [accs[k] for accs in per_lane]) for k in range(count)]
+    random.Random(acc_width).shuffle(beats)
+    got, expected = run_requantizer(dut, requant, beats, mode, seed=acc_width,
+                                     platform=platform)
+    np.testing.assert_array_equal(got, expected)
+    assert np.count_nonzero((expected > -128) & (expected < 127)) > len(beats) // 4
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
@@ -392,8 +427,12 @@ def test_serial_products_interval_and_latency(platform):
     assert np.all(np.diff(cycles) == dut.interval)  # one result per window
     # The first beat waits for the end of the first window, then takes `latency`.
     assert cycles[0] == dut.interval + dut.latency
+    # The parallel form's four partial products, two of them (by x's high half, only
+    # its sign for 16-bit accumulators) a negation
     assert Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
-                       acc_width=16).multipliers == 4
+                       acc_width=16).multipliers == 2
+    assert Requantizer(requant, channels=2, output_offset=0, act_min=-128, act_max=127,
+                       acc_width=32).multipliers == 4
 
 
 @pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
@@ -463,6 +502,12 @@ class CountingProducts:
     ([1_300_000_000, -5, -7, 1_000_000_001], [-9, 2, 0, -3], 16, 4),
     ([40_000, 12_345, 3, 65_535], [-9, 1, 0, -3], 24, 2),  # unsigned 16 bits: no high half
     ([1 << 30], [-3], 24, 0),  # one constant: halves 0 and 2**14, wiring, no DSP blocks
+    # x of 18 to 21 bits with one left shift for all channels: the products by its few
+    # high bits in LUTs (NARROW_X_BITS)
+    ([1_300_000_000, -5, -7, 1_000_000_001], [-9, -1, 0, -3], 20, 2),
+    ([1_300_000_000, -5, -7, 1_000_000_001], [2, 2, 2, 2], 19, 2),
+    ([1_300_000_000, -5, -7, 1_000_000_001], [-9, 1, 0, -3], 20, 4),  # left shifts differ
+    ([1_300_000_000, -5, -7, 1_000_000_001], [-9, -1, 0, -3], 22, 4),  # x too wide
 ])
 def test_every_partial_product_comes_from_the_hook(multipliers, shifts, acc_width, per_lane):
     from amaranth.hdl import Fragment
@@ -473,6 +518,9 @@ def test_every_partial_product_comes_from_the_hook(multipliers, shifts, acc_widt
     platform = CountingProducts()
     Fragment.get(dut, platform)
     assert len(platform.products) == dut.lanes * per_lane
+    if multipliers != [1 << 30]:  # (a constant's products by wiring are not counted)
+        assert dut.multipliers == dut.lanes * per_lane
+        assert lane_multipliers(requant.multiplier, requant.shift, acc_width) == per_lane
     # Serial products share one multiplier per lane: the hook's, enabled on every edge.
     serial = Requantizer(requant, channels=4, output_offset=0, act_min=-128, act_max=127,
                          acc_width=acc_width, lanes=2, serial_products=True)

@@ -127,3 +127,33 @@ def test_an_add_on_the_ecp5_reads_tables_and_the_dsp_estimate_counts_its_requant
         assert text.count("DP16KD ") == 2 * 2
         assert (text.count("MULT18X18D ") == stage_dsp_estimate(form, BOARDS["ulx3s-85f"])
                 == 2 * requantizer)
+
+
+def test_the_dsp_estimate_of_kws_layers_is_what_yosys_maps(tmp_path):
+    """kws_ref_model's first DEPTHWISE_CONV_2D (8 MAC multipliers; 19-bit accumulators,
+    whose requantizer's products by their high bits are built in LUTs: two MULT18X18D
+    for its lane, not four) and its AVERAGE_POOL_2D (a 25x5 window: one product by the
+    reciprocal, not a power of two), as the ULX3S default design plans them, each
+    synthesized alone for the ECP5: :func:`tfl2rtl.boards.fit.stage_dsp_estimate` counts
+    what Yosys maps."""
+    from conftest import ZOO
+    from tfl2rtl import ir
+    from tfl2rtl.boards.board import BOARDS
+    from tfl2rtl.boards.fit import fitting_design, stage_dsp_estimate
+    from tfl2rtl.boards.postsynth import synthesize_netlist
+    from tfl2rtl.hw.requant import lane_multipliers
+
+    ulx3s = BOARDS["ulx3s-85f"]
+    graph = load(ZOO / "mlperf_tiny" / "kws_ref_model.tflite")
+    plan = fitting_design(graph, ulx3s).network_plan
+    depthwise = next(s for s in plan.stages if isinstance(s.node, ir.DepthwiseConv2D)
+                     and not s.products_in_logic)
+    pool = next(s for s in plan.stages if isinstance(s.node, ir.AveragePool2D))
+    node = depthwise.node
+    assert not depthwise.serial_requantizer and depthwise.out_lanes == 1
+    assert lane_multipliers(node.requant.multiplier, node.requant.shift, node.acc_bits) == 2
+    for name, stage, expected in (("depthwise", depthwise, depthwise.multipliers + 2),
+                                  ("pool", pool, 1)):
+        netlist = synthesize_netlist(stage.build(), "ecp5", tmp_path / name)
+        used = netlist.read_text().count("MULT18X18D ")
+        assert used == stage_dsp_estimate(stage, ulx3s) == expected, name

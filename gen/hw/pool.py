@@ -21,7 +21,7 @@ from .requant import Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
 
 __all__ = ["POOL_KINDS", "PoolUnit", "Pool2DLayer", "MeanLayer", "reciprocal_shift",
-           "window_counts"]
+           "window_counts", "pool_multipliers"]
 
 #: What a :class:`PoolUnit` computes over a window.
 POOL_KINDS = ("max", "average")
@@ -71,6 +71,27 @@ def reciprocal_shift(counts, act_bits: int = 8) -> int:
                for c in counts):
             return k
     raise AssertionError("unreachable")
+
+
+def _average_multipliers(counts, pe: int, act_bits: int) -> int:
+    """The multipliers of an average's :class:`PoolUnit` of ``pe`` lanes over windows of
+    ``counts`` positions: one a lane for the product by the count's reciprocal, none
+    when there is one reciprocal and it is a power of two (a shift)."""
+    shift = reciprocal_shift(sorted(set(counts)), act_bits)
+    factors = {reciprocal(c, shift) for c in counts}
+    by_shift = len(factors) == 1 and not (f := factors.pop()) & (f - 1)
+    return 0 if by_shift else pe
+
+
+def pool_multipliers(node, in_shape, pe: int, act_bits: int = 8) -> int:
+    """The multipliers (DSP blocks) of a :class:`Pool2DLayer` of ``node`` over an ``(H,
+    W, C)`` image, ``pe`` channels a beat (its unit's :attr:`PoolUnit.multipliers`),
+    without building it."""
+    if not isinstance(node, ir.AveragePool2D):
+        return 0
+    return _average_multipliers(
+        window_counts(tuple(in_shape)[:2], node.filter, node.stride, node.padding), pe,
+        act_bits)
 
 
 def window_counts(in_hw, kernel, stride, padding) -> list[int]:
@@ -143,6 +164,9 @@ class PoolUnit(wiring.Component):
         The reciprocal's fraction bits (average).
     reciprocals : dict
         ``count -> reciprocal(count, shift)`` for every supported count (average).
+    multipliers : int
+        DSP multipliers in all lanes: ``pe`` for an average, but none when its one
+        reciprocal is a power of two; none for a maximum.
 
     Tested with windows of 1 to 125 positions (1x1, 2x2, 2x3, 3x3, 5x5 SAME with border
     counts from 1 to 25, 8x8, 25x5), ``pe`` 1 to 64, inputs at -128 and 127 and random, random
@@ -176,6 +200,8 @@ class PoolUnit(wiring.Component):
         self.cycles_per_window = window
         self.shift = reciprocal_shift(counts, act_bits)
         self.reciprocals = {c: reciprocal(c, self.shift) for c in counts}
+        self.multipliers = (_average_multipliers(counts, pe, act_bits)
+                            if kind == "average" else 0)
         super().__init__({
             "i": In(stream.Signature(window_layout(pe, act_bits))),
             "o": Out(stream.Signature(signed_lanes(act_bits, pe))),

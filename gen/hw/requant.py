@@ -18,7 +18,8 @@ from . import pipeline
 from .layouts import accumulator_layout, int8_lanes, signed_lanes
 
 __all__ = ["Requantizer", "RoundingRequantizer", "Int64Requantizer", "int64_chunks",
-           "matches_double_rounding", "SERIAL_PRODUCTS_HOOK"]
+           "matches_double_rounding", "SERIAL_PRODUCTS_HOOK", "NARROW_X_BITS",
+           "x_bits", "high_products_in_logic", "lane_multipliers"]
 
 #: The platform attribute that, when true, makes every :class:`Requantizer` elaborated
 #: for that platform compute its partial products on one shared multiplier per lane (as
@@ -73,6 +74,36 @@ def _bits(value, start: int, stop: int, *, two_complement: bool):
         return Const(bits, signed(width) if two_complement else unsigned(width))
     part = value[start:stop]
     return part.as_signed() if two_complement else part
+
+
+#: The most bits an accumulator (after any left shift) may have for a requantizer lane
+#: with parallel products to build its products by x's high half (bits 16 up, at most
+#: five significant bits) in LUTs (:func:`tfl2rtl.hw.pipeline.logic_product`) instead of
+#: two multipliers; from 17 bits down those products are a negation.
+NARROW_X_BITS = 21
+
+
+def x_bits(acc_width: int, shift) -> int:
+    """The significant bits of a requantizer's ``x``: the accumulator after the largest
+    left shift among ``shift`` (one per channel or one for all), wrapped to int32."""
+    return min(32, min(acc_width, 32) + max(int(np.max(shift)), 0))
+
+
+def high_products_in_logic(acc_width: int, shift) -> bool:
+    """Whether a requantizer lane with parallel products builds its products by x's high
+    half without multipliers: a negation (``x`` of at most 17 bits) or in LUTs (at most
+    :data:`NARROW_X_BITS`, where every channel has the same left shift, so that the
+    operands come from wiring into the LUT product's first registers)."""
+    bits = x_bits(acc_width, shift)
+    left = np.maximum(np.asarray(shift).reshape(-1), 0)
+    return bits <= 17 or (bits <= NARROW_X_BITS and bool(np.all(left == left[0])))
+
+
+def lane_multipliers(multiplier, shift, acc_width: int) -> int:
+    """The multipliers (DSP blocks) of one requantizer lane with parallel products:
+    :func:`partial_products`, halved where :func:`high_products_in_logic`."""
+    products = partial_products(multiplier)
+    return products // 2 if high_products_in_logic(acc_width, shift) else products
 
 
 def partial_products(multiplier) -> int:
@@ -197,7 +228,9 @@ class Requantizer(wiring.Component):
         Partial products per lane: 4, or 2 when every multiplier fits 16 unsigned bits.
     multipliers : int
         16x16 multipliers in all lanes: ``lanes * products``, or ``lanes`` with serial
-        products or compact.
+        products or compact; half as many where the products by x's high half need no
+        multiplier (:func:`high_products_in_logic`: an accumulator of at most
+        :data:`NARROW_X_BITS` bits, whose few high bits multiply in LUTs).
 
     Tested for ``lanes`` 1, 2 and 4, ``acc_width`` 9 to 40, multipliers over all of int32
     (including 0, 2**30, 2**31 - 1 and ``INT32_MIN``), shifts -31 to 31; int16 results
@@ -300,9 +333,11 @@ class Requantizer(wiring.Component):
         #: them all from their registers), or :data:`COMPACT_INTERVAL` when compact.
         self.interval = (COMPACT_INTERVAL if self.compact
                          else self.products + 1 if self.serial_products else 1)
+        # The products by x's high half without multipliers (parallel products only).
+        self._high_in_logic = high_products_in_logic(acc_width, shift)
         #: 16x16 multipliers in all lanes.
         self.multipliers = lanes * (1 if self.serial_products or self.compact
-                                    else self.products)
+                                    else lane_multipliers(multiplier, shift, acc_width))
         # A beat taken at a step passes the other stages at the next steps and can leave
         # the cycle after its last (without waiting for a step).
         self.latency = (COMPACT_INTERVAL + 1 if self.compact
@@ -395,8 +430,12 @@ class Requantizer(wiring.Component):
                                                  interval, lane, platform)
             def dsp(a, b, name):
                 return pipeline.platform_product(m, platform, advance, a, b, name)
+
+            def logic(a, b, name):
+                return pipeline.logic_product(m, advance, a, b, name)
             out = self._lane(register, self.i.payload.acc[lane], params[lane], lane,
-                             products, None if serial else dsp, epilogues[lane])
+                             products, None if serial else dsp, epilogues[lane],
+                             None if serial else logic)
             m.d.comb += self.o.payload[lane].eq(out)
         return m
 
@@ -464,13 +503,17 @@ class Requantizer(wiring.Component):
             values.append(value)
         return values
 
-    def _lane(self, register, acc, p, lane, serial_products=None, dsp=None, epilogue=None):
+    def _lane(self, register, acc, p, lane, serial_products=None, dsp=None, epilogue=None,
+              logic=None):
         """One lane's pipeline, stage by stage (see :data:`STAGES`); with
         ``serial_products`` (see :meth:`_serial_products`) the partial products come from
         a shared multiplier, and with ``dsp`` (``dsp(a, b, name)``: the platform's
         :data:`tfl2rtl.hw.pipeline.PRODUCT_HOOK`) each partial product it takes comes
         from a DSP block holding both the operand registers ("left_shift") and the
-        product register ("partial_products"), from the operands entering them."""
+        product register ("partial_products"), from the operands entering them.  With
+        ``logic`` (``logic(a, b, name)``: :func:`tfl2rtl.hw.pipeline.logic_product`, the
+        same two edges) the products by x's high half come from LUTs where
+        :func:`high_products_in_logic` says so and they are not a negation."""
 
         def stage(value, name, shape=None):
             return register(value, f"{name}_{lane}", shape)
@@ -509,14 +552,14 @@ class Requantizer(wiring.Component):
         m_lo = mult[:16]
         if serial_products is not None:
             # The same four (or two) products, one at a time from unsigned bits.
-            x_bits = scaled[16:32]
-            operands = [(x_lo, False, m_lo, False), (x_bits, True, m_lo, False)]
+            x_top = scaled[16:32]
+            operands = [(x_lo, False, m_lo, False), (x_top, True, m_lo, False)]
             if len(mult) > 16:
                 m_bits = mult[16:32] if mult.shape().signed else mult[16:].as_unsigned()
                 if len(m_bits) < 16:
                     m_bits = m_bits.as_unsigned() | Const(0, 16)
                 operands += [(x_lo, False, m_bits, mult.shape().signed),
-                             (x_bits, True, m_bits, mult.shape().signed)]
+                             (x_top, True, m_bits, mult.shape().signed)]
             values = serial_products(operands, (entering[:16], m_entering))
             ll = stage(values[0], "ll", unsigned(32))
             hl = stage(values[1], "hl", signed(33))
@@ -529,13 +572,19 @@ class Requantizer(wiring.Component):
             # x's bits after the left shift: up to 17, bits 16 to 31 (x_hi) are all x's
             # sign, and a product by it is a negation, not a multiplier (Yosys finds
             # that too).
-            x_bits = min(32, min(self.acc_width, 32) + int(self._tables["left"].max()))
+            bits = x_bits(self.acc_width, self._tables["left"])
 
             def product(a, b, a_entering, b_entering, name):
+                if a is x_hi and bits > 17 and self._high_in_logic and logic is not None:
+                    # x's few high bits (wiring from the register "x": one left shift
+                    # for all channels) times the multiplier's half, read as signed.
+                    half = (b_entering if b_entering.shape().signed
+                            else Cat(b_entering, Const(0, 1)).as_signed())
+                    return logic(half, entering[16:bits].as_signed(), f"{name}_{lane}")
                 # From a DSP block with both registers when the platform has one, else
                 # from the registered operands.
                 value = None
-                if dsp is not None and not (a is x_hi and x_bits <= 17):
+                if dsp is not None and not (a is x_hi and bits <= 17):
                     value = dsp(a_entering, b_entering, f"{name}_{lane}")
                 return stage(a * b, name) if value is None else value
 
