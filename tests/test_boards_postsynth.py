@@ -50,12 +50,13 @@ def _yosys_stat(log: str, cell: str) -> int:
     # The serial requantizers on DSPs.
     ("ice40", HELLO_WORLD, "full", 32, {"SB_MAC16": 6, "SB_RAM40_4K": None, "SB_LUT4": None}),
     # One MULT18X18D per multiplier of the fully folded model, its requantizers
-    # unshared (four products each, in the DSP blocks' own registers: simulated with
-    # tfl2rtl's model), except the middle layer's MAC product, which is in logic (as a
-    # board build plans layers beyond the DSP blocks): 3 - 1 + 10 MULT18X18D.  Its
-    # memories are small enough for LUT RAM.
+    # unshared (two products each in the DSP blocks' own registers, simulated with
+    # tfl2rtl's model: its accumulators have 17 and 18 bits, so the products by their
+    # high bits are a negation and, for 18 bits, sums in LUTs), except the middle
+    # layer's MAC product, which is in logic (as a board build plans layers beyond the
+    # DSP blocks): 3 - 1 + 6 MULT18X18D.  Its memories are small enough for LUT RAM.
     ("ecp5", HELLO_WORLD, "full, unshared, products in logic", 32,
-     {"MULT18X18D": 12, "TRELLIS_DPR16X4": None, "LUT4": None, "CCU2C": None,
+     {"MULT18X18D": 8, "TRELLIS_DPR16X4": None, "LUT4": None, "CCU2C": None,
       "TRELLIS_FF": None}),
     # Its weights, line buffer, FIFOs and exponential ROM in DP16KD block RAM (1-, 4-,
     # 9-, 18- and 36-bit ports, ROMs among them, simulated with tfl2rtl's model); the
