@@ -189,15 +189,20 @@ def _balanced_sum(values: list) -> Value:
     return values[0]
 
 
-def logic_product(m: Module, enable: Value, a: Value, b: Value, name: str) -> Value:
+def logic_product(m: Module, enable: Value, a: Value, b: Value, name: str, *,
+                  stages: int = 2) -> Value:
     """``a * b`` in LUTs and carry chains (:func:`logic_terms`), two enabled edges after
     ``a`` and ``b``: each half of the terms summed in a balanced tree and registered,
     then the two halves added and registered, as a signed ``len(a) + len(b)``-bit value
     (every product of the operands fits).  ``a`` and ``b`` should come from registers:
     the first half-sum is the only logic before the first register.  ``b`` has at least
-    two bits."""
+    two bits.  With ``stages=1`` (for a ``b`` of a few bits) all the terms are summed in
+    one tree before one register, one enabled edge after ``a`` and ``b``."""
     terms = logic_terms(a, b)
     assert len(terms) >= 2, "logic_product needs a b of two bits or more"
+    if stages == 1:
+        return register(m, enable, _balanced_sum(terms), name, signed(len(a) + len(b)),
+                        reset_less=True)
     half = len(terms) // 2
     low = register(m, enable, _balanced_sum(terms[:half]), f"{name}_low", reset_less=True)
     high = register(m, enable, _balanced_sum(terms[half:]), f"{name}_high", reset_less=True)
