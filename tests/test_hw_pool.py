@@ -434,6 +434,8 @@ def test_pool_multipliers_are_the_units():
     layer's unit has: one a lane for kws's 25x5 average (a reciprocal of 125), none for
     ResNet's 8x8 one (1/64, a shift) or a maximum, one a lane for a SAME average with
     border counts (a ROM of reciprocals)."""
+    from amaranth.hdl import Fragment
+
     from tfl2rtl.hw.pool import pool_multipliers
 
     kws, resnet = load(KWS), load(RESNET)
@@ -447,4 +449,7 @@ def test_pool_multipliers_are_the_units():
     for graph, node, pe, expected in cases:
         shape = graph.tensors[node.input].shape[1:]
         layer = Pool2DLayer(node, shape, pe=pe)
+        # Elaborated, so that its parts do not warn as unused when garbage collected (in
+        # whichever test runs then).
+        Fragment.get(layer, None)
         assert pool_multipliers(node, shape, pe) == layer.unit.multipliers == expected
