@@ -92,8 +92,8 @@ def x_bits(acc_width: int, shift) -> int:
 def high_products_in_logic(acc_width: int, shift) -> bool:
     """Whether a requantizer lane with parallel products builds its products by x's high
     half without multipliers: a negation (``x`` of at most 17 bits) or in LUTs (at most
-    :data:`NARROW_X_BITS`, where every channel has the same left shift, so that the
-    operands come from wiring into the LUT product's first registers)."""
+    :data:`NARROW_X_BITS`, where every channel has the same left shift, so that every
+    lane of the layer has the same form and :func:`lane_multipliers` counts them all)."""
     bits = x_bits(acc_width, shift)
     left = np.maximum(np.asarray(shift).reshape(-1), 0)
     return bits <= 17 or (bits <= NARROW_X_BITS and bool(np.all(left == left[0])))
