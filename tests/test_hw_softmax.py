@@ -6,7 +6,7 @@ against TFLite Micro in test_kernels_softmax.py), in Amaranth's simulator."""
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Module, Signal, signed
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, signed
 
 from conftest import TEST_MODELS
 from streams import STALL_MODES, get, put, simulate
@@ -23,6 +23,7 @@ from tfl2rtl.hw.softmax import (
     doubling_high_multiply,
     exp_table,
     multiply_cycles,
+    saturating_shift_left,
 )
 from tfl2rtl.kernels.softmax import (
     softmax_int8,
@@ -291,3 +292,48 @@ def test_doubling_high_multiply_at_the_ends_and_around_every_rounding_step(in_lo
     expected = [int(fp.saturating_rounding_doubling_high_mul(a, b)) for a, b in pairs]
     assert got == expected
     assert fp.INT32_MAX in got  # the saturating case
+
+
+class _ShiftLeft(Elaboratable):
+    """:func:`saturating_shift_left` of one int32 signal by every exponent 1 .. 30."""
+
+    def __init__(self):
+        self.value = Signal(signed(32))
+        self.shifted = {exponent: Signal(signed(32)) for exponent in range(1, 31)}
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain()  # (for the test helper's clock; nothing is clocked)
+        m.d.comb += [out.eq(saturating_shift_left(self.value, exponent))
+                     for exponent, out in self.shifted.items()]
+        return m
+
+
+def test_saturating_shift_left_at_every_threshold():
+    """The bit-test form against :func:`tfl2rtl.fixedpoint.saturating_rounding_multiply_by_pot`
+    for every exponent: each power of two of either sign and its neighbours (so every
+    exponent's thresholds, ``+-2**(31 - exponent)`` and the values either side), the
+    int32 ends and random values."""
+    values = {fp.INT32_MIN, fp.INT32_MAX}
+    for k in range(31):
+        for v in ((1 << k) - 1, 1 << k, (1 << k) + 1):
+            values |= {v, -v}
+    rng = np.random.default_rng(0)
+    values |= {int(v) for v in rng.integers(fp.INT32_MIN, fp.INT32_MAX, 200, endpoint=True)}
+    values = sorted(v for v in values if fp.INT32_MIN <= v <= fp.INT32_MAX)
+    dut = _ShiftLeft()
+    got = {exponent: [] for exponent in dut.shifted}
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(dut.value, v)
+            for exponent, out in dut.shifted.items():
+                got[exponent].append(ctx.get(out))
+
+    simulate(dut, bench, deadline=10)
+    saturated = 0
+    for exponent, results in got.items():
+        expected = fp.saturating_rounding_multiply_by_pot(np.array(values), exponent)
+        np.testing.assert_array_equal(np.array(results), expected, err_msg=f"<< {exponent}")
+        saturated += int(np.sum(np.abs(expected) >= fp.INT32_MAX))
+    assert saturated > 0
