@@ -332,13 +332,16 @@ class SlidingWindow(wiring.Component):
         above = Mux(base > h - 1, h - 1, base) if out_h * sh - top > h - 1 else base
         next_write_limit = (Mux(base < 0, 0, above) if -top + sh < 0 else above) + rows
 
-        # Reader: the memory read is the output register.
+        # Reader: the memory read is the output register.  ``rows_ready`` is ``written >
+        # need``, kept in a register like the writer's ``room`` (below), so that the
+        # comparison's carry chain does not lie before the reader's step (on the iCE40
+        # that path, through the step into the writer's selection of ``written``, was
+        # micro_speech's critical path: 11 LUTs and carry chains, 37 ns).
         advance = Signal()
-        rows_ready = Signal()
+        rows_ready = Signal(init=int(0 > self._need0))
         step = Signal()
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
-            rows_ready.eq(written > need),
             step.eq(advance & rows_ready),
             read.addr.eq(signals["addr"]),
             read.en.eq(advance),
@@ -427,17 +430,23 @@ class SlidingWindow(wiring.Component):
         # reader's step (which waits for the next stage's ``ready``) only pick one, so no
         # adder or carry chain follows either (on the ECP5 the adder and comparisons
         # after them were kws's critical path with products in logic: 19 ns, then 15.7).
-        cases = []  # (row written, image done, row done) -> (written, room)
+        # The same for ``rows_ready``, against ``need`` after this cycle.
+        cases = []  # (row written, image done, row done) -> (written, room, rows_ready)
         for finished in (0, 1):
             after = written + finished
-            cases.append((finished, (after - h, after - h < self._lo0 + rows),
-                          (after, after < next_write_limit), (after, after < write_limit)))
+            cases.append((finished,
+                          (after - h, after - h < self._lo0 + rows, after - h > self._need0),
+                          (after, after < next_write_limit, after > next_need),
+                          (after, after < write_limit, after > need)))
+        def take_case(values):
+            m.d.sync += [written.eq(values[0]), room.eq(values[1]), rows_ready.eq(values[2])]
+
         for finished, image, row, neither in cases:
             with m.If(row_written == finished):
                 with m.If(image_done):
-                    m.d.sync += [written.eq(image[0]), room.eq(image[1])]
+                    take_case(image)
                 with m.Elif(row_done):
-                    m.d.sync += [written.eq(row[0]), room.eq(row[1])]
+                    take_case(row)
                 with m.Else():
-                    m.d.sync += [written.eq(neither[0]), room.eq(neither[1])]
+                    take_case(neither)
         return m
