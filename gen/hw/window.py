@@ -326,11 +326,24 @@ class SlidingWindow(wiring.Component):
         write_limit = Signal(range(rows + h), init=self._lo0 + rows)
         base = Signal(range(-top + sh, max(out_h * sh - top, 0) + 1), init=-top + sh)
         extent = self._extent
-        next_need = Mux(base + extent - 1 > h - 1, h - 1, base + extent - 1)
-        # (Each clamp only where ``base`` can cross it: Verilator's lint flags a
-        # comparison that is constant over the signal's range.)
-        above = Mux(base > h - 1, h - 1, base) if out_h * sh - top > h - 1 else base
-        next_write_limit = (Mux(base < 0, 0, above) if -top + sh < 0 else above) + rows
+
+        def need_from(first):
+            return Mux(first + extent - 1 > h - 1, h - 1, first + extent - 1)
+
+        def limit_from(first):
+            # (Each clamp only where ``base`` can cross it: Verilator's lint flags a
+            # comparison that is constant over the signal's range.)
+            above = Mux(first > h - 1, h - 1, first) if out_h * sh - top > h - 1 else first
+            return (Mux(first < 0, 0, above) if -top + sh < 0 else above) + rows
+
+        # The following row's ``need`` and ``write_limit`` are registers too, loaded
+        # whenever ``base`` moves (with its next value), so that the comparisons that
+        # choose ``room`` and ``rows_ready`` below start from registers, not from an
+        # adder, a clamp and a comparison after ``base``.
+        first0 = -top + sh
+        next_need = Signal.like(need, init=min(first0 + extent - 1, h - 1))
+        next_write_limit = Signal.like(write_limit,
+                                       init=max(min(first0, h - 1), 0) + rows)
 
         # Reader: the memory read is the output register.  ``rows_ready`` is ``written >
         # need``, kept in a register like the writer's ``room`` (below), so that the
@@ -390,10 +403,12 @@ class SlidingWindow(wiring.Component):
                     ]
         with m.If(row_done):
             m.d.sync += [need.eq(next_need), write_limit.eq(next_write_limit),
-                         base.eq(base + sh)]
+                         base.eq(base + sh), next_need.eq(need_from(base + sh)),
+                         next_write_limit.eq(limit_from(base + sh))]
         with m.If(image_done):
             m.d.sync += [need.eq(self._need0), write_limit.eq(self._lo0 + rows),
-                         base.eq(-top + sh)]
+                         base.eq(first0), next_need.eq(next_need.init),
+                         next_write_limit.eq(next_write_limit.init)]
 
         # Writer: rows go into the buffer in order, slot after slot, from the skid
         # buffer.
