@@ -1,0 +1,325 @@
+"""Activations in on-chip memory, read back as patches: the input side of a sequential
+engine whose layers are convolutions.
+
+A dataflow network streams a tensor through a :class:`~tfl2rtl.hw.window.SlidingWindow`
+that keeps a few rows.  A sequential engine computes one layer at a time, so the whole
+tensor a layer reads is there before the layer starts: :class:`ActivationMemory` holds
+it in a memory of two regions (ping-pong: a layer reads one while its outputs are
+written to the other) and walks it as the layer's patches, one beat of ``simd``
+channels a cycle, in the order of :func:`~tfl2rtl.hw.window.window_beats` ("conv"): for
+each output pixel (row-major), for each kernel row and column, each block of ``simd``
+channels.  A fully connected layer is a patch of one pixel: a 1x1 image of all its
+input beats (:meth:`PatchGeometry.vector`).
+
+:class:`PatchGeometry` is the plan of one layer's walk, plain data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..errors import Tfl2RtlError
+from .adapters import SkidBuffer
+from .layouts import signed_lanes
+from .window import window_beats, window_out_hw
+
+__all__ = ["PatchGeometry", "patch_beats", "ActivationMemory"]
+
+
+@dataclass(frozen=True)
+class PatchGeometry:
+    """How one layer reads its input tensor: ``height x width`` pixels of ``blocks``
+    beats of ``simd`` channels each (the tensor is held pixel by pixel, row-major), and
+    the patches of a ``kernel`` window at ``stride`` and ``dilation`` with ``padding``
+    ``(top, left, bottom, right)``; a position in the padding reads ``pad_value`` (the
+    input's zero point) in every lane."""
+
+    height: int
+    width: int
+    blocks: int
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    pad_value: int = 0
+
+    @classmethod
+    def vector(cls, beats: int) -> PatchGeometry:
+        """A fully connected layer's input: one patch of ``beats`` beats."""
+        return cls(height=1, width=1, blocks=beats)
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        """The output pixels, ``(rows, columns)``, as TFLite counts them."""
+        return window_out_hw((self.height, self.width), self.kernel, self.stride,
+                             self.dilation, self.padding)
+
+    @property
+    def tensor_beats(self) -> int:
+        """Beats of the input tensor: ``height * width * blocks``."""
+        return self.height * self.width * self.blocks
+
+    @property
+    def patch_beats(self) -> int:
+        """Beats of one patch (one output pixel): ``kh * kw * blocks``."""
+        return self.kernel[0] * self.kernel[1] * self.blocks
+
+    @property
+    def beats(self) -> int:
+        """Beats of every patch of the layer: output pixels times :attr:`patch_beats`."""
+        out_h, out_w = self.out_hw
+        return out_h * out_w * self.patch_beats
+
+
+def patch_beats(x, geometry: PatchGeometry, simd: int) -> np.ndarray:
+    """The beats :class:`ActivationMemory` gives for a tensor ``x`` (``(height, width,
+    blocks * simd)`` int8) read with ``geometry``: :func:`~tfl2rtl.hw.window.window_beats`
+    in its "conv" order, shape ``(beats, simd)``."""
+    g = geometry
+    data, _ = window_beats(np.asarray(x).reshape(g.height, g.width, g.blocks * simd),
+                           g.kernel, g.stride, g.dilation, g.padding, g.pad_value, simd,
+                           "conv")
+    return data
+
+
+def _bits(value: int) -> int:
+    """Bits of a signed register that holds every value of magnitude up to ``value``."""
+    return max(int(value), 1).bit_length() + 1
+
+
+class ActivationMemory(wiring.Component):
+    """The tensors of a sequential engine's layers in one memory, read as patches.
+
+    ``geometries`` gives, for each layer in turn, how it reads its input tensor (tensor
+    ``k``).  Tensors arrive on ``i``, in order (tensor 0, the input, then each layer's
+    output but the last's: the next layer's input), ``tensor_beats`` beats each, pixel by
+    pixel; after the last tensor the next pass's tensor 0 follows.  Tensor ``k`` goes into
+    region ``k % 2`` of the memory (each region :attr:`region_beats` beats: the largest
+    tensor), and layer ``k`` reads it back there as patches on ``o`` (see the module's
+    docstring), :attr:`PatchGeometry.beats` beats.
+
+    A region is written only once the layer that read it last is done with it, and read
+    only once its tensor is all there: each region has a flag, set by the tensor's last
+    write and cleared by the layer's last read.  So while layer ``k`` reads its tensor,
+    its outputs (tensor ``k + 1``) may be written into the other region, and tensor 0 of
+    the next pass waits for its region to be read.
+
+    Members
+    -------
+    i : ``In(stream.Signature(signed_lanes(8, simd)))``
+        The tensors' beats, in order, pass after pass.
+    o : ``Out(stream.Signature(signed_lanes(8, simd)))``
+        The layers' patches, in order, pass after pass.
+
+    Attributes
+    ----------
+    region_beats : int
+        Beats of one region (the memory holds two, or one with a single layer).
+    latency : int
+        ``2 + SkidBuffer.latency``: the first beat of a layer's patches leaves on ``o``
+        at the earliest this many edges after the edge on which the last beat of its
+        tensor is written (the region's flag, the read, the skid buffer).
+    throughput : int
+        One beat a cycle while the layer's tensor is there and ``o`` is not stalled.
+
+    Tested in Amaranth's simulator with one to four layers (1x1 to 5x5 kernels, strides
+    1 to 3, dilations 1 and 2, every padding from none to past the kernel, vectors of
+    one pixel), ``simd`` 1 to 4, two passes, with random stalls on ``i`` and
+    backpressure on ``o``.
+    """
+
+    latency = 2 + SkidBuffer.latency
+    throughput = 1
+
+    def __init__(self, geometries, simd: int):
+        geometries = tuple(geometries)
+        if not geometries:
+            raise Tfl2RtlError("an activation memory needs at least one layer")
+        if simd < 1:
+            raise Tfl2RtlError(f"SIMD={simd}: at least one lane")
+        for k, g in enumerate(geometries):
+            if min(g.height, g.width, g.blocks, *g.kernel, *g.stride, *g.dilation) < 1:
+                raise Tfl2RtlError(f"layer {k}: every size, kernel, stride and dilation "
+                                   f"must be at least 1 ({g})")
+            if min(g.padding) < 0:
+                raise Tfl2RtlError(f"layer {k}: negative padding {g.padding}")
+            if not -128 <= g.pad_value <= 127:
+                raise Tfl2RtlError(f"layer {k}: pad value {g.pad_value} is not int8")
+            window_out_hw((g.height, g.width), g.kernel, g.stride, g.dilation,
+                          g.padding)  # raises when the window does not fit
+        self.geometries = geometries
+        self.simd = simd
+        self.region_beats = max(g.tensor_beats for g in geometries)
+        self.regions = 1 if len(geometries) == 1 else 2
+        super().__init__({
+            "i": In(stream.Signature(signed_lanes(8, simd))),
+            "o": Out(stream.Signature(signed_lanes(8, simd))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        geometries, simd = self.geometries, self.simd
+        count = len(geometries)
+        depth = self.region_beats * self.regions
+        m.submodules.memory = memory = Memory(shape=signed_lanes(8, simd), depth=depth,
+                                              init=[])
+        write = memory.write_port()
+        read = memory.read_port()
+        full = Signal(2)  # a flag a region: its tensor is all there
+
+        def table(values, width):
+            return Array(Const(v, width) for v in values)
+
+        def region_of(k):
+            return k % self.regions
+
+        # --- The writer: tensor after tensor, each into its region.
+        tensor = Signal(range(count))
+        written = Signal(range(self.region_beats))
+        w_region = Signal(range(2))
+        last_write = table([g.tensor_beats - 1 for g in geometries], len(written))
+        following = [*range(1, count), 0]
+        next_w_region = table([region_of(n) for n in following], 1)[tensor]
+        m.d.comb += [
+            self.i.ready.eq(~full.bit_select(w_region, 1)),
+            write.addr.eq(Mux(w_region, self.region_beats, 0) + written),
+            write.data.eq(self.i.payload),
+            write.en.eq(self.i.valid & self.i.ready),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(written == last_write[tensor]):
+                m.d.sync += [written.eq(0), tensor.eq(Mux(tensor == count - 1, 0, tensor + 1)),
+                             w_region.eq(next_w_region)]
+                m.d.sync += full.bit_select(w_region, 1).eq(1)
+            with m.Else():
+                m.d.sync += written.eq(written + 1)
+
+        # --- The reader: layer after layer, the patches of each (row-major output
+        # pixels, then kernel row, kernel column, channel block), as addresses kept by
+        # increments (no multiplier): ``line`` is the address of output row ``oy``'s
+        # first window's top-left position, ``pixel`` the current window's, ``row`` its
+        # kernel row's first position, ``addr`` the current beat's.  ``iy``/``ix`` are the
+        # position's input row and column, for the padding.
+        layer = Signal(range(count))
+        r_region = Signal(range(2))
+        # Every address register holds a position the walk visits (its first channel
+        # block at most): from a region's base less the top and left padding to the
+        # far corner of the last window.
+        lows, highs, coords = [0], [depth], [1]
+        for k, g in enumerate(geometries):
+            base = region_of(k) * self.region_beats
+            (out_rows, out_cols), (top, left) = g.out_hw, g.padding[:2]
+            bottom = (out_rows - 1) * g.stride[0] - top + (g.kernel[0] - 1) * g.dilation[0]
+            right = (out_cols - 1) * g.stride[1] - left + (g.kernel[1] - 1) * g.dilation[1]
+            lows.append(base - (top * g.width + left) * g.blocks)
+            highs.append(base + (bottom * g.width + right + 1) * g.blocks)
+            coords += [top, left, bottom + 1, right + 1, g.height, g.width]
+        addr_shape = signed(_bits(max(max(highs), -min(lows))))
+        coord_shape = signed(_bits(max(coords)))
+
+        def start_of(g, base):
+            top, left = g.padding[0], g.padding[1]
+            return base + (-top * g.width - left) * g.blocks
+
+        out_h = [g.out_hw[0] for g in geometries]
+        out_w = [g.out_hw[1] for g in geometries]
+        oy, ox = Signal(range(max(out_h))), Signal(range(max(out_w)))
+        ky = Signal(range(max(g.kernel[0] for g in geometries)))
+        kx = Signal(range(max(g.kernel[1] for g in geometries)))
+        cb = Signal(range(max(g.blocks for g in geometries)))
+        g0 = geometries[0]
+        line = Signal(addr_shape, init=start_of(g0, 0))
+        pixel = Signal(addr_shape, init=start_of(g0, 0))
+        row = Signal(addr_shape, init=start_of(g0, 0))
+        col = Signal(addr_shape, init=start_of(g0, 0))
+        addr = Signal(addr_shape, init=start_of(g0, 0))
+        iy_line = Signal(coord_shape, init=-g0.padding[0])
+        iy = Signal(coord_shape, init=-g0.padding[0])
+        ix_pixel = Signal(coord_shape, init=-g0.padding[1])
+        ix = Signal(coord_shape, init=-g0.padding[1])
+
+        def field(values):
+            return table(values, _bits(max(abs(v) for v in values)) + 1)[layer]
+
+        step_kx = field([g.dilation[1] * g.blocks for g in geometries])
+        step_ky = field([g.dilation[0] * g.width * g.blocks for g in geometries])
+        step_ox = field([g.stride[1] * g.blocks for g in geometries])
+        step_oy = field([g.stride[0] * g.width * g.blocks for g in geometries])
+        last_cb = field([g.blocks - 1 for g in geometries])
+        last_kx = field([g.kernel[1] - 1 for g in geometries])
+        last_ky = field([g.kernel[0] - 1 for g in geometries])
+        last_ox = field([w - 1 for w in out_w])
+        last_oy = field([h - 1 for h in out_h])
+        height = field([g.height for g in geometries])
+        width = field([g.width for g in geometries])
+        dil_y = field([g.dilation[0] for g in geometries])
+        dil_x = field([g.dilation[1] for g in geometries])
+        str_y = field([g.stride[0] for g in geometries])
+        str_x = field([g.stride[1] for g in geometries])
+        pad_value = field([g.pad_value for g in geometries])
+        first_ix = field([-g.padding[1] for g in geometries])
+        # The next layer's first position: its region's base less its top and left
+        # padding.
+        next_start = table([start_of(geometries[n], region_of(n) * self.region_beats)
+                            for n in following], addr_shape)[layer]
+        next_iy = table([-geometries[n].padding[0] for n in following], coord_shape)[layer]
+        next_ix = table([-geometries[n].padding[1] for n in following], coord_shape)[layer]
+        next_region = table([region_of(n) for n in following], 1)[layer]
+
+        # The beat in the walker is read on the edges where the pipeline after it moves.
+        m.submodules.skid = skid = SkidBuffer(signed_lanes(8, simd))
+        beat_valid = Signal()  # the read port's beat
+        beat_pad = Signal()
+        beat_pad_value = Signal(signed(8))
+        advance = ~beat_valid | skid.i.ready
+        ready = full.bit_select(r_region, 1)  # the walker's beat can be read
+        inside = (iy >= 0) & (iy < height) & (ix >= 0) & (ix < width)
+        m.d.comb += [read.addr.eq(addr[:len(read.addr)]), read.en.eq(advance)]
+        with m.If(advance):
+            m.d.sync += [beat_valid.eq(ready), beat_pad.eq(~inside),
+                         beat_pad_value.eq(pad_value)]
+        lanes = Signal(signed_lanes(8, simd))
+        m.d.comb += [lanes.eq(read.data), skid.i.valid.eq(beat_valid)]
+        for s in range(simd):
+            m.d.comb += skid.i.payload[s].eq(Mux(beat_pad, beat_pad_value, lanes[s]))
+        wiring.connect(m, skid.o, wiring.flipped(self.o))
+
+        with m.If(advance & ready):
+            with m.If(cb != last_cb):
+                m.d.sync += [cb.eq(cb + 1), addr.eq(addr + 1)]
+            with m.Elif(kx != last_kx):
+                m.d.sync += [cb.eq(0), kx.eq(kx + 1), col.eq(col + step_kx),
+                             addr.eq(col + step_kx), ix.eq(ix + dil_x)]
+            with m.Elif(ky != last_ky):
+                m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(ky + 1), row.eq(row + step_ky),
+                             col.eq(row + step_ky), addr.eq(row + step_ky),
+                             iy.eq(iy + dil_y), ix.eq(ix_pixel)]
+            with m.Elif(ox != last_ox):
+                m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(0), ox.eq(ox + 1),
+                             pixel.eq(pixel + step_ox), row.eq(pixel + step_ox),
+                             col.eq(pixel + step_ox), addr.eq(pixel + step_ox),
+                             iy.eq(iy_line), ix_pixel.eq(ix_pixel + str_x),
+                             ix.eq(ix_pixel + str_x)]
+            with m.Elif(oy != last_oy):
+                m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(oy + 1),
+                             line.eq(line + step_oy), pixel.eq(line + step_oy),
+                             row.eq(line + step_oy), col.eq(line + step_oy),
+                             addr.eq(line + step_oy), iy_line.eq(iy_line + str_y),
+                             iy.eq(iy_line + str_y), ix_pixel.eq(first_ix),
+                             ix.eq(first_ix)]
+            with m.Else():  # the layer's last beat: its region is free again
+                m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0),
+                             layer.eq(Mux(layer == count - 1, 0, layer + 1)),
+                             r_region.eq(next_region),
+                             line.eq(next_start), pixel.eq(next_start),
+                             row.eq(next_start), col.eq(next_start), addr.eq(next_start),
+                             iy_line.eq(next_iy), iy.eq(next_iy),
+                             ix_pixel.eq(next_ix), ix.eq(next_ix)]
+                m.d.sync += full.bit_select(r_region, 1).eq(0)
+        return m
