@@ -128,6 +128,77 @@ def test_layer_sequences(shapes, pe, simd, mode, platform):
         assert np.all(np.diff(ends) == dut.cycles_per_vector)
 
 
+LAYER_REPEATS = [  # (out_depth, in_depth) per layer, vectors per layer, pe, simd
+    ([(4, 6), (2, 4), (6, 2)], (3, 1, 2), 2, 2),  # a conv's pixels, a vector, two pixels
+    ([(2, 2), (2, 4)], (5, 4), 2, 2),  # one row a vector: every row repeats
+    ([(3, 3), (1, 3), (3, 1)], (1, 2, 1), 1, 1),  # the last layer one row, its first too
+    ([(4, 8), (4, 4)], (1, 3), 4, 4),  # the repeating layer last
+]
+
+
+@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("shapes, repeats, pe, simd", LAYER_REPEATS)
+def test_layer_repeats(shapes, repeats, pe, simd, mode, platform):
+    # A sequential engine's convolutions: layer k takes repeats[k] vectors in a row (its
+    # output pixels' patches), each through the layer's rows and groups, ``group``
+    # counting the layer's own groups each time, at the documented interval.
+    rng = np.random.default_rng(len(shapes) + sum(repeats))
+    layers = [random_layer(o, i, rng) for o, i in shapes]
+    passes = 3
+    inputs = [[rng.integers(-128, 128, (r, i)) for (_, i), r in zip(shapes, repeats,
+                                                                   strict=True)]
+              for _ in range(passes)]
+    firsts = np.cumsum([0] + [o // pe for o, _ in shapes])
+    expected, groups = [], []
+    for vectors in inputs:
+        for k, (x, (w, b)) in enumerate(zip(vectors, layers, strict=True)):
+            expected.append((x @ w.T + b).reshape(-1))
+            groups += list(range(firsts[k], firsts[k + 1])) * len(x)
+    expected = np.concatenate(expected)
+    biases = np.concatenate([b for _, b in layers])
+    acc_width = signed_bits(int(min(expected.min(), biases.min())),
+                            int(max(expected.max(), biases.max())))
+    dut = MatrixVectorUnit([w for w, _ in layers], [b for _, b in layers],
+                           acc_width=acc_width, pe=pe, simd=simd, repeats=repeats)
+    assert dut.cycles_per_vector == sum(o // pe * (i // simd) * r
+                                        for (o, i), r in zip(shapes, repeats, strict=True))
+    in_timing, out_timing = STALL_MODES[mode](pe + simd)
+    beats = np.concatenate([x.reshape(-1, simd) for vectors in inputs for x in vectors])
+    results, cycles = [], []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, beats.tolist(), in_timing)
+
+    async def consumer(ctx):
+        for payload in await get(ctx, dut.o, len(groups), out_timing, cycles=cycles):
+            results.append((payload.group, [payload.acc[p] for p in range(pe)]))
+
+    simulate(dut, producer, consumer, platform=platform)
+    assert [g for g, _ in results] == groups
+    np.testing.assert_array_equal(np.concatenate([a for _, a in results]), expected)
+    if mode == "streaming":  # the input never waits: one weight row a cycle
+        per_pass = len(groups) // passes
+        ends = np.array(cycles[per_pass - 1::per_pass])
+        assert np.all(np.diff(ends) == dut.cycles_per_vector)
+
+
+@pytest.mark.parametrize("repeats, message", [
+    ((1,), r"^repeats \(1,\): one count of at least 1 for each of the 2 layers$"),
+    ((2, 0), r"^repeats \(2, 0\): one count"),
+])
+def test_rejects_repeats_that_do_not_match(repeats, message):
+    with pytest.raises(Tfl2RtlError, match=message):
+        MatrixVectorUnit([np.ones((2, 2))] * 2, [np.zeros(2)] * 2, acc_width=12,
+                         repeats=repeats)
+
+
+def test_rejects_repeats_with_streamed_weights():
+    with pytest.raises(Tfl2RtlError, match="^a layer's rows cannot repeat with streamed"):
+        MatrixVectorUnit([np.ones((2, 2))] * 2, [np.zeros(2)] * 2, acc_width=12,
+                         repeats=(2, 1), weight_stream=True)
+
+
 def test_rejects_a_sequence_with_a_depth_pe_does_not_divide():
     with pytest.raises(Tfl2RtlError, match="^PE=2 does not divide the output depth 3"):
         MatrixVectorUnit([np.ones((2, 2), int), np.ones((3, 2), int)], [[0, 0], [0, 0, 0]],

@@ -92,7 +92,11 @@ class MatrixVectorUnit(wiring.Component):
     layer ``k`` is ``in_depth_k / simd`` beats, and after it the unit takes the next
     layer's vector (layer 0 after the last).  Their weight rows follow each other in
     the one memory, their biases too, and ``group`` counts the neuron groups of all the
-    layers in order (so the requantizer reads each layer's parameters by it).
+    layers in order (so the requantizer reads each layer's parameters by it).  With
+    ``repeats`` (a count per layer) layer ``k`` takes ``repeats[k]`` vectors in a row
+    before the next layer's (a convolution's output pixels, each its patch), each
+    through all of the layer's rows and groups; ``group`` gives the layer's own groups
+    for each of them.  (Not with ``weight_stream``: the rows would have to come again.)
 
     The first neuron group computes straight from the input stream while the vector is
     written to an input buffer; the other groups replay it from there.  So the input is
@@ -138,7 +142,9 @@ class MatrixVectorUnit(wiring.Component):
         buffer's depth).
     cycles_per_vector : int
         Initiation interval of one pass, ``sum_k (out_depth_k / pe) * (in_depth_k /
-        simd)``, when the input keeps up and the output is not stalled.
+        simd) * repeats[k]``, when the input keeps up and the output is not stalled.
+    repeats : tuple of int
+        Vectors of each layer in a pass (all 1 unless given).
     latency : int
         ``7 + tree_stages(simd)``: when a vector's last input beat is taken at clock edge
         ``n``, its first group can leave on ``o`` at edge ``n + latency``.  The input's
@@ -152,7 +158,7 @@ class MatrixVectorUnit(wiring.Component):
         block's and the product's.
 
     Tested with ``pe`` and ``simd`` from 1 to the full depth, sequences of 1 to 10
-    layers of different shapes, random stalls on ``i`` and
+    layers of different shapes, 1 to 5 vectors a layer in a row, random stalls on ``i`` and
     backpressure on ``o``, int8 and 9-bit weights (at -256, 255 and random), in the
     fabric, through the platform's product hook and with products in logic; int16 inputs
     (at -32768, 32767 and random) in the fabric and through the hook.
@@ -161,7 +167,7 @@ class MatrixVectorUnit(wiring.Component):
     def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1,
                  memory_id: int | None = None, weight_bits: int = 8,
                  products_in_logic: bool = False, act_bits: int = 8,
-                 weight_stream: bool = False):
+                 weight_stream: bool = False, repeats=None):
         sequence = isinstance(weights, (list, tuple))
         matrices = [np.asarray(w) for w in (weights if sequence else [weights])]
         biases = [np.asarray(b, dtype=np.int64).reshape(-1)
@@ -204,7 +210,14 @@ class MatrixVectorUnit(wiring.Component):
         if bias.min() < lo or bias.max() > hi:
             raise Tfl2RtlError(f"a bias does not fit the {acc_width}-bit accumulator")
 
+        repeats = (1,) * len(matrices) if repeats is None else tuple(int(r) for r in repeats)
+        if len(repeats) != len(matrices) or min(repeats) < 1:
+            raise Tfl2RtlError(f"repeats {repeats}: one count of at least 1 for each of the "
+                               f"{len(matrices)} layers")
+        if max(repeats) > 1 and weight_stream:
+            raise Tfl2RtlError("a layer's rows cannot repeat with streamed weights")
         self.layers = [tuple(int(d) for d in w.shape) for w in matrices]
+        self.repeats = repeats
         self.out_depth = sum(o for o, _ in self.layers)
         self.in_depth = sum(i for _, i in self.layers)
         self.pe = pe
@@ -217,7 +230,8 @@ class MatrixVectorUnit(wiring.Component):
         self._folds = [(o // pe, i // simd) for o, i in self.layers]
         self.neuron_folds = sum(nf for nf, _ in self._folds)
         self.synapse_folds = max(sf for _, sf in self._folds)
-        self.cycles_per_vector = sum(nf * sf for nf, sf in self._folds)
+        self.cycles_per_vector = sum(nf * sf * r for (nf, sf), r in
+                                     zip(self._folds, repeats, strict=True))
         self.latency = self.latency_for(simd)
         self._matrices = [w.astype(np.int64) for w in matrices]
         self._bias = bias
@@ -257,7 +271,7 @@ class MatrixVectorUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        group_count, rows = self.neuron_folds, self.cycles_per_vector
+        group_count, rows = self.neuron_folds, sum(nf * sf for nf, sf in self._folds)
         sf_depth = self.synapse_folds  # the longest input vector, in beats
 
         # The input arrives through a skid buffer, so that its ready is a register: the
@@ -291,6 +305,7 @@ class MatrixVectorUnit(wiring.Component):
         # waits for input beats.  ``group`` counts the groups of all the layers (``nf``
         # itself when there is one layer) and ``row`` the weight rows.
         layered = len(self._folds) > 1
+        repeating = layered and max(self.repeats) > 1
         nf = Signal(range(max(f for f, _ in self._folds)))
         sf = Signal(range(sf_depth))
         row = Signal(range(rows))
@@ -324,9 +339,25 @@ class MatrixVectorUnit(wiring.Component):
             nf_end_next = Signal(len(nf), init=nf_ends[1])
             after_next = Signal(range(count), init=2 % count)  # the layer after the next
             group = Signal(range(group_count))
-            next_last_sf = Mux(last_sf, Mux(last_nf, sf_end_next == 0, sf_end == 0),
+            if repeating:
+                # A layer of several vectors in a row (a convolution's pixels): at the
+                # end of each but its last, the walk goes back to its first row and
+                # group.  ``left`` counts the vectors after this one, ``repeat`` is
+                # ``left != 0``; the next layer's count waits in ``left_next``.
+                ends = [r - 1 for r in self.repeats]
+                left = Signal(range(max(self.repeats)), init=ends[0])
+                repeat = Signal(init=ends[0] > 0)
+                left_next = Signal(range(max(self.repeats)), init=ends[1])
+                first_row = Signal(range(rows))
+                first_row_last = Signal(init=rows == 1)
+                first_group_of = Signal(range(group_count))
+                layer_end_sf = Mux(repeat, sf_end == 0, sf_end_next == 0)
+                layer_end_nf = Mux(repeat, nf_end == 0, nf_end_next == 0)
+            else:
+                layer_end_sf, layer_end_nf = sf_end_next == 0, nf_end_next == 0
+            next_last_sf = Mux(last_sf, Mux(last_nf, layer_end_sf, sf_end == 0),
                                sf + 1 == sf_end)
-            next_last_nf = Mux(last_sf, Mux(last_nf, nf_end_next == 0, nf + 1 == nf_end),
+            next_last_nf = Mux(last_sf, Mux(last_nf, layer_end_nf, nf + 1 == nf_end),
                                last_nf)
         else:
             group = nf
@@ -346,25 +377,45 @@ class MatrixVectorUnit(wiring.Component):
                 source.ready.eq(advance & first_group),
             ]
         with m.If(issue):
+            following_row = Mux(last_row, 0, row + 1)
+            following_last_row = Mux(last_row, rows == 1, row + 2 == rows)
             m.d.sync += [
                 sf.eq(next_sf),
-                row.eq(Mux(last_row, 0, row + 1)),
+                row.eq(following_row),
                 last_sf.eq(next_last_sf),
                 last_nf.eq(next_last_nf),
                 first_group.eq(Mux(last_sf, last_nf, first_group)),
-                last_row.eq(Mux(last_row, rows == 1, row + 2 == rows)),
+                last_row.eq(following_last_row),
             ]
             with m.If(last_sf):
                 m.d.sync += nf.eq(next_nf)
                 if layered:
-                    m.d.sync += group.eq(Mux(group == group_count - 1, 0, group + 1))
-                    with m.If(last_nf):
+                    following_group = Mux(group == group_count - 1, 0, group + 1)
+                    m.d.sync += group.eq(following_group)
+                    next_layer = last_nf
+                    if repeating:
+                        with m.If(last_nf & repeat):
+                            # Another vector of this layer: back to its first row and
+                            # group.
+                            m.d.sync += [row.eq(first_row), last_row.eq(first_row_last),
+                                         group.eq(first_group_of), left.eq(left - 1),
+                                         repeat.eq(left != 1)]
+                        next_layer = last_nf & ~repeat
+                    with m.If(next_layer):
                         m.d.sync += [
                             sf_end.eq(sf_end_next), nf_end.eq(nf_end_next),
                             sf_end_next.eq(table(sf_ends, len(sf_end))[after_next]),
                             nf_end_next.eq(table(nf_ends, len(nf_end))[after_next]),
                             after_next.eq(Mux(after_next == count - 1, 0, after_next + 1)),
                         ]
+                        if repeating:
+                            m.d.sync += [
+                                left.eq(left_next), repeat.eq(left_next != 0),
+                                left_next.eq(table(ends, len(left))[after_next]),
+                                first_row.eq(following_row),
+                                first_row_last.eq(following_last_row),
+                                first_group_of.eq(following_group),
+                            ]
 
         # Data registers have no reset (their valid bits do), so the reset reaches only
         # the control registers.
