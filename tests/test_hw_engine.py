@@ -192,8 +192,54 @@ def test_planner_takes_the_fewest_cycles_and_few_requantizer_lanes():
                     >= wide.schedule.cycles_per_vector)
 
 
+def conv_chain(path, relu=True, end="fc"):
+    """A model of convolutions read from an activation memory: a 3x3 SAME convolution
+    (zero point 5 at the input: the padding), a 2x2 stride-2 VALID one with dilation
+    1, a 1x3 SAME one with stride 1x2, then a fully connected layer over the flattened
+    tensor (``end`` "fc"), or nothing more ("conv")."""
+    from tflite_writer import GraphWriter
+
+    rng = np.random.default_rng(11)
+    g = GraphWriter()
+    act = "RELU" if relu else "NONE"
+    x = g.tensor((1, 6, 5, 2), "int8", 0.05, 5)
+    h = g.conv_2d(x, rng.integers(-127, 128, (6, 3, 3, 2)), rng.uniform(0.005, 0.02, 6),
+                  rng.integers(-300, 300, 6), (0.06, -3), activation=act)
+    h = g.conv_2d(h, rng.integers(-127, 128, (4, 2, 2, 6)), 0.01, None, (0.08, 2),
+                  stride=(2, 2), padding="VALID")
+    h = g.conv_2d(h, rng.integers(-127, 128, (5, 1, 3, 4)), rng.uniform(0.005, 0.02, 5),
+                  rng.integers(-300, 300, 5), (0.07, -1), stride=(1, 2), activation=act)
+    if end == "fc":
+        size = int(np.prod(g.shape(h)))
+        h = g.reshape(h, (1, size))
+        h = g.fully_connected(h, rng.integers(-127, 128, (7, size)), 0.01,
+                              rng.integers(-300, 300, 7), (0.1, 4))
+    path.write_bytes(g.finish([x], [h]))
+    return load(path)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("fold, requant_lanes, end", [
+    ((1, 1), 1, "fc"),
+    ((2, 2), 1, "fc"),  # channels padded: 6 as 6, 4 as 4, 5 as 6
+    ((3, 2), 3, "fc"),  # lcm 6: 4 channels as 6, 5 as 6
+    ((4, 1), 2, "conv"),  # the last layer a convolution: 5 channels as 8, trimmed
+])
+def test_convolutions(fold, requant_lanes, end, mode, tmp_path):
+    graph = conv_chain(tmp_path / "conv.tflite", end=end)
+    plan = plan_sequential(graph, fold=fold, fits=lambda s: s.requant_lanes == requant_lanes)
+    assert plan.schedule.tensors
+    assert [s.pixels for s in plan.schedule.steps][:3] == [30, 6, 3]
+    cycles = []
+    check_engine(graph, plan, mode, count=3, seed=sum(fold), cycles=cycles)
+    if mode == "streaming":
+        out_beats = plan.out_size // plan.lanes
+        interval = cycles[-1] - cycles[-1 - out_beats]
+        assert plan.schedule.issue_cycles <= interval <= plan.cycles_per_vector
+
+
 def test_refuses_what_it_does_not_build():
-    with pytest.raises(Tfl2RtlError, match=r"^node 0 \(CONV_2D\) is not in the sequential "
+    with pytest.raises(Tfl2RtlError, match=r"^node 1 \(MAX_POOL_2D\) is not in the sequential "
                                            r"engine yet .* use --arch dataflow$"):
         plan_sequential(load(TEST_MODELS / "conv_int8.tflite"))
     with pytest.raises(Tfl2RtlError, match="^a int16x8 model: the sequential engine builds "
@@ -264,5 +310,24 @@ def test_model_in_verilator(case, tmp_path):
     # Back to back, an inference takes at least the cycles the unit issues and at most
     # the documented bound.
     intervals = set(streaming.intervals[len(inputs) // 2:])
+    assert plan.schedule.issue_cycles <= min(intervals)
+    assert max(intervals) <= plan.cycles_per_vector
+
+
+@pytest.mark.parametrize("fold", [(2, 2), (6, 1)])
+def test_convolutions_in_verilator(fold, tmp_path):
+    from tfl2rtl.sim.runner import simulate_network
+
+    graph = conv_chain(tmp_path / "conv.tflite")
+    plan = plan_sequential(graph, fold=fold)
+    inputs = random_inputs(graph, 8, seed=fold[0])
+    expected = golden_vectors(graph, inputs)
+    assert len(np.unique(expected)) > 2  # the outputs are not all saturated
+    runs = simulate_network(SequentialEngine(plan), inputs, expected, tmp_path, seed=3,
+                            stall=0.3, backpressure=0.3)
+    for run in runs.values():
+        np.testing.assert_array_equal(run.outputs, expected)
+        assert run.tlast_errors == 0
+    intervals = set(runs["streaming"].intervals[len(inputs) // 2:])
     assert plan.schedule.issue_cycles <= min(intervals)
     assert max(intervals) <= plan.cycles_per_vector

@@ -55,6 +55,7 @@ from .network import (
     stream_lanes,
     through_fifo,
 )
+from .patches import ActivationMemory, PatchGeometry
 from .requant import Requantizer, RoundingRequantizer, partial_products
 from .stages import stage_for
 
@@ -107,7 +108,16 @@ class LayerStep:
     what the shared unit computes (extra inputs have zero weights, extra outputs are
     computed and never used).  ``first_row`` is its first row in the weight memory,
     ``first_group`` its first neuron group (its row in the bias memory and the
-    requantizer's ROMs)."""
+    requantizer's ROMs).
+
+    In an engine of tensors (:attr:`Schedule.tensors`: a model with convolutions) each
+    layer also has ``patches``, how it reads its input tensor from the
+    :class:`~tfl2rtl.hw.patches.ActivationMemory` (a convolution: a patch per output
+    pixel; a fully connected layer: the whole tensor as one vector), and ``pixels``
+    vectors a pass (its output pixels).  Its input vector is ``positions`` positions of
+    ``channels`` channels each, held as ``padded_channels`` (the tensor's channels as
+    the layer before computed them): ``in_depth = positions * channels`` and
+    ``padded_in = positions * padded_channels``."""
 
     node: int
     op: str
@@ -119,15 +129,26 @@ class LayerStep:
     first_group: int
     neuron_folds: int
     synapse_folds: int
+    pixels: int = 1
+    patches: PatchGeometry | None = None
+    positions: int = 1
+    channels: int = 0
+    padded_channels: int = 0
 
     @property
-    def cycles(self) -> int:
-        """Cycles the unit issues for this layer: one weight row per cycle."""
+    def rows(self) -> int:
+        """The layer's weight rows: ``neuron_folds * synapse_folds``."""
         return self.neuron_folds * self.synapse_folds
 
     @property
+    def cycles(self) -> int:
+        """Cycles the unit issues for this layer: one weight row per cycle, its rows
+        once a pixel."""
+        return self.rows * self.pixels
+
+    @property
     def macs(self) -> int:
-        return self.in_depth * self.out_depth
+        return self.in_depth * self.out_depth * self.pixels
 
 
 @dataclass(frozen=True)
@@ -162,7 +183,15 @@ class Schedule:
 
     @property
     def rows(self) -> int:
-        return sum(s.cycles for s in self.steps)
+        """The weight rows of every layer."""
+        return sum(s.rows for s in self.steps)
+
+    @property
+    def tensors(self) -> bool:
+        """Whether the layers read tensors from an
+        :class:`~tfl2rtl.hw.patches.ActivationMemory` (a model with convolutions), not
+        vectors from a FIFO."""
+        return self.steps[0].patches is not None
 
     @property
     def groups(self) -> int:
@@ -170,8 +199,8 @@ class Schedule:
 
     @property
     def issue_cycles(self) -> int:
-        """Cycles to issue every layer's rows once, when nothing waits."""
-        return sum(max(s.synapse_folds, self._requant_cycles) * s.neuron_folds
+        """Cycles to issue every layer's rows once a pixel, when nothing waits."""
+        return sum(max(s.synapse_folds, self._requant_cycles) * s.neuron_folds * s.pixels
                    for s in self.steps)
 
     @property
@@ -197,7 +226,13 @@ class Schedule:
         requantizer's time for it if longer) and its outputs are at the unit's input
         :attr:`boundary_cycles` later; the next layer's first group issues its beats in
         order, one a cycle, each once the groups its elements come from are there, and
-        not before layer ``k``'s last slice."""
+        not before layer ``k``'s last slice.
+
+        With :attr:`tensors` the next layer reads its tensor once all of it is written:
+        :attr:`boundary_cycles` and the activation memory's
+        :attr:`~tfl2rtl.hw.patches.ActivationMemory.latency`."""
+        if self.tensors:
+            return self.boundary_cycles + ActivationMemory.latency
         this, after = self.steps[k], self.steps[k + 1]
         per_group = max(this.synapse_folds, self._requant_cycles)
         ends = [(g + 1) * per_group - 1 for g in range(this.neuron_folds)]
@@ -213,7 +248,8 @@ class Schedule:
         :meth:`boundary_wait` after it (none after the last layer)."""
         step = self.steps[k]
         wait = self.boundary_wait(k) if k < len(self.steps) - 1 else 0
-        return max(step.synapse_folds, self._requant_cycles) * step.neuron_folds + wait
+        return (max(step.synapse_folds, self._requant_cycles) * step.neuron_folds
+                * step.pixels + wait)
 
     def flash_cycles(self, k: int) -> int:
         """Cycles the flash takes to give layer ``k``'s weights (0 with weights on
@@ -248,7 +284,11 @@ class Schedule:
     def buffer_beats(self) -> int:
         """Depth of the activation FIFO, in beats of ``simd`` elements: the largest
         vector one layer hands to the next (all of it may be waiting there while the
-        unit finishes the layer)."""
+        unit finishes the layer); with :attr:`tensors`, the activation memory's (two
+        regions of the largest tensor, one for a single layer)."""
+        if self.tensors:
+            largest = max(s.patches.tensor_beats for s in self.steps)
+            return largest * (2 if len(self.steps) > 1 else 1)
         return max([s.padded_in // self.simd for s in self.steps[1:]], default=1)
 
 
@@ -258,13 +298,21 @@ def _round_up(value: int, step: int) -> int:
 
 def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = None,
                      requant_interval: int = 1, *, weights: str = "chip",
-                     flash_width: int = 4) -> Schedule:
-    """The :class:`Schedule` of ``layers`` (``[(node index, FullyConnected node)]`` in
-    order, each reading the previous one's output) on a ``pe x simd`` unit: every
-    vector between two layers padded to a multiple of ``lcm(pe, simd)``, the last
+                     flash_width: int = 4, in_shapes=None) -> Schedule:
+    """The :class:`Schedule` of ``layers`` (``[(node index, FullyConnected or Conv2D
+    node)]`` in order, each reading the previous one's output) on a ``pe x simd`` unit:
+    every vector between two layers padded to a multiple of ``lcm(pe, simd)``, the last
     output to a multiple of ``pe``; the input is not padded (``simd`` must divide it).
     ``weights`` ``"flash"``: read by a :class:`~tfl2rtl.hw.flash.QspiReader` of
-    ``flash_width`` data lines."""
+    ``flash_width`` data lines.
+
+    With ``in_shapes`` (each layer's input tensor, ``(height, width, channels)``) the
+    layers read tensors (:attr:`Schedule.tensors`): each tensor's channels padded as
+    its layer computed them (the input's not: ``simd`` must divide them), a convolution
+    reading a patch per output pixel, a fully connected layer the whole tensor."""
+    if in_shapes is not None:
+        return _compile_tensors(layers, pe, simd, requant_lanes, requant_interval,
+                                in_shapes, weights)
     if weights not in WEIGHT_PLACES:
         raise Tfl2RtlError(f"weights in {weights!r}: choose one of {', '.join(WEIGHT_PLACES)}")
     requant_lanes = pe if requant_lanes is None else requant_lanes
@@ -285,7 +333,7 @@ def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = Non
                          first_group=group, neuron_folds=padded_out // pe,
                          synapse_folds=padded_in // simd)
         steps.append(step)
-        row += step.cycles
+        row += step.rows
         group += step.neuron_folds
         padded_in = padded_out
     flash = {}
@@ -297,6 +345,66 @@ def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = Non
                     requant_interval=requant_interval, steps=tuple(steps),
                     acc_bits=max(node.acc_bits for _, node in layers),
                     weight_bits=weight_bits(layers), weights=weights, **flash)
+
+
+def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shapes,
+                     weights) -> Schedule:
+    """:func:`compile_schedule` for layers that read tensors."""
+    if weights != "chip":
+        raise Tfl2RtlError("a model with convolutions keeps its weights on chip so far "
+                           "(each pixel reads its layer's rows again); use --weights chip")
+    requant_lanes = pe if requant_lanes is None else requant_lanes
+    if pe < 1 or simd < 1 or requant_lanes < 1 or pe % requant_lanes:
+        raise Tfl2RtlError(f"cannot schedule PE={pe}, SIMD={simd} with {requant_lanes} "
+                           "requantizer lanes (they must divide PE)")
+    height, width, channels = in_shapes[0]
+    if channels % simd:
+        raise Tfl2RtlError(f"SIMD={simd} does not divide the input's {channels} channels; "
+                           f"choose one of {', '.join(map(str, divisors(channels)))}")
+    block = math.lcm(pe, simd)
+    steps, row, group, padded = [], 0, 0, channels
+    for k, (index, node) in enumerate(layers):
+        shape = tuple(in_shapes[k])
+        if isinstance(node, ir.Conv2D) and shape != (height, width, channels):
+            # A reshape: only of a tensor held without padding, into whole blocks.
+            if padded != channels or shape[2] % simd or math.prod(shape) != (
+                    height * width * channels):
+                raise Tfl2RtlError(
+                    f"node {index} ({node.op}) reads its input as {shape[0]}x{shape[1]}x"
+                    f"{shape[2]}, reshaped from {height}x{width}x{channels}: the sequential "
+                    "engine reshapes only unpadded tensors into whole SIMD blocks; try "
+                    "another --max-multipliers or --arch dataflow")
+            (height, width, channels), padded = shape, shape[2]
+        blocks = padded // simd
+        if isinstance(node, ir.Conv2D):
+            out_depth, kh, kw, _ = node.weights.shape
+            patches = PatchGeometry(height, width, blocks, (kh, kw), tuple(node.stride),
+                                    tuple(node.dilation), tuple(node.padding),
+                                    pad_value=-node.input_offset)
+            positions, out_hw = kh * kw, tuple(node.out_hw)
+        else:
+            out_depth = node.weights.shape[0]
+            patches = PatchGeometry.vector(height * width * blocks)
+            positions, out_hw = height * width, (1, 1)
+        padded_out = _round_up(out_depth, pe if k == len(layers) - 1 else block)
+        step = LayerStep(node=index, op=node.op, in_depth=positions * channels,
+                         out_depth=out_depth, padded_in=positions * padded,
+                         padded_out=padded_out, first_row=row, first_group=group,
+                         neuron_folds=padded_out // pe,
+                         synapse_folds=positions * padded // simd,
+                         pixels=out_hw[0] * out_hw[1], patches=patches,
+                         positions=positions, channels=channels, padded_channels=padded)
+        if positions * channels != node.weights.size // out_depth:
+            raise Tfl2RtlError(f"node {index} ({node.op}): {node.weights.size // out_depth} "
+                               f"inputs a neuron where its input tensor gives "
+                               f"{positions * channels}")
+        steps.append(step)
+        row += step.rows
+        group += step.neuron_folds
+        (height, width), channels, padded = out_hw, out_depth, padded_out
+    return Schedule(pe=pe, simd=simd, requant_lanes=requant_lanes,
+                    requant_interval=requant_interval, steps=tuple(steps),
+                    acc_bits=max(node.acc_bits for _, node in layers))
 
 
 def weight_bits(layers) -> int:
@@ -354,13 +462,22 @@ class SequentialPlan:
     def rounding(self) -> bool:
         """Whether the layers requantize with one rounding (a legacy uint8 model's,
         LiteRT's double: a :class:`~tfl2rtl.hw.requant.RoundingRequantizer`)."""
-        return self.layers[0][1].requantization == "double"
+        return _requantization(self.layers[0][1]) == "double"
 
     def matrices(self) -> list[np.ndarray]:
         """Each layer's weights as the shared unit computes them: padded to
         ``padded_out x padded_in`` with zeros."""
         matrices = []
         for step, (_, node) in zip(self.schedule.steps, self.layers, strict=True):
+            if self.schedule.tensors:
+                # A weight per position and channel, the channels padded as the tensor
+                # holds them.
+                w = np.zeros((step.padded_out, step.positions, step.padded_channels),
+                             dtype=np.int64)
+                w[:step.out_depth, :, :step.channels] = np.asarray(node.weights).reshape(
+                    step.out_depth, step.positions, step.channels)
+                matrices.append(w.reshape(step.padded_out, step.padded_in))
+                continue
             w = np.zeros((step.padded_out, step.padded_in), dtype=np.int64)
             w[:step.out_depth, :step.in_depth] = node.weights
             matrices.append(w)
@@ -384,8 +501,26 @@ class SequentialPlan:
     def cycles_per_vector(self) -> int:
         """An upper bound of the cycles per inference (:attr:`Schedule.cycles_per_vector`,
         or the edges at ``lanes`` elements per cycle)."""
-        return max(self.schedule.cycles_per_vector, self.in_size // self.lanes,
-                   self.out_size // self.lanes, *(s.cycles_per_vector for s in self.tail))
+        return max(self.schedule.cycles_per_vector + self.input_wait,
+                   self.in_size // self.lanes, self.out_size // self.lanes,
+                   *(s.cycles_per_vector for s in self.tail))
+
+    @property
+    def input_wait(self) -> int:
+        """With :attr:`Schedule.tensors`, the most cycles a pass waits for the next
+        input beyond the layers' cycles: the input is written into its region of the
+        activation memory once the last layer reading that region is done with it (the
+        layers after that one compute meanwhile), ``in_size / lanes`` beats and
+        :data:`BOUNDARY_SLACK` cycles for the lane converter, then read after the
+        memory's latency.  0 for vectors (the input waits in a FIFO of its own)."""
+        schedule = self.schedule
+        if not schedule.tensors:
+            return 0
+        count = len(schedule.steps)
+        freeing = count - 1 if count % 2 else count - 2  # the last reader of region 0
+        overlap = sum(schedule.layer_cycles(k) for k in range(freeing + 1, count))
+        return max(0, self.in_size // self.lanes + BOUNDARY_SLACK
+                   + ActivationMemory.latency - overlap)
 
     @property
     def multipliers(self) -> int:
@@ -421,6 +556,12 @@ class SequentialPlan:
         return []
 
 
+def _requantization(node) -> str:
+    """How a layer requantizes (:attr:`tfl2rtl.ir.FullyConnected.requantization`; a
+    convolution as TFLite Micro does, ``"integer"``)."""
+    return getattr(node, "requantization", "integer")
+
+
 def _layers(graph: ir.Graph):
     """The FULLY_CONNECTED chain of ``graph`` (a legacy uint8 graph in its int8 hardware
     form), the stages after its last layer, its uint8 edges and that form; or the
@@ -449,8 +590,12 @@ def _layers(graph: ir.Graph):
             continue
         if isinstance(node, ir.Reshape):
             continue
-        if isinstance(node, ir.FullyConnected) and not tail and (
-                not layers or node.requantization == layers[0][1].requantization):
+        if isinstance(node, ir.Conv2D) and ports.quantization != "int8":
+            raise Tfl2RtlError(f"node {index} ({node.op}): the sequential engine takes "
+                               f"convolutions of int8 models only so far (this one is "
+                               f"{ports.quantization}); use --arch dataflow")
+        if isinstance(node, ir.FullyConnected | ir.Conv2D) and not tail and (
+                not layers or _requantization(node) == _requantization(layers[0][1])):
             layers.append((index, node))
             continue
         stage = None if isinstance(node, ir.FullyConnected | ir.Conv2D |
@@ -458,12 +603,26 @@ def _layers(graph: ir.Graph):
         if stage is None or not layers or stage.foldable:
             raise Tfl2RtlError(
                 f"node {index} ({node.op}) is not in the sequential engine yet (it takes "
-                "FULLY_CONNECTED layers, RESHAPE, uint8 edges, and after the last layer "
-                "SOFTMAX and the table ops); use --arch dataflow")
+                "FULLY_CONNECTED and CONV_2D layers, RESHAPE, uint8 edges, and after the "
+                "last layer SOFTMAX and the table ops); use --arch dataflow")
         tail.append(StagePlan(stage, Fold(1, 1)))
     if not layers:
         raise Tfl2RtlError("the model has no layer to build")
     return tuple(layers), tuple(tail), uint8_input, uint8_output, graph
+
+
+def _in_shapes(graph: ir.Graph, layers):
+    """Each layer's input tensor as ``(height, width, channels)`` when a layer is a
+    convolution (a fully connected layer's as ``(1, 1, size)``), else None: the layers
+    read vectors."""
+    if not any(isinstance(node, ir.Conv2D) for _, node in layers):
+        return None
+    shapes = []
+    for _, node in layers:
+        shape = tuple(graph.tensors[node.input].shape)
+        shapes.append(shape[1:4] if isinstance(node, ir.Conv2D)
+                      else (1, 1, math.prod(shape)))
+    return shapes
 
 
 def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 1,
@@ -488,8 +647,9 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
     unit's weights from the board's SPI flash (``flash_width`` data lines) instead of a
     ROM: :attr:`Schedule.weights`."""
     layers, tail, uint8_input, uint8_output, graph = _layers(graph)
-    place = {"weights": weights, "flash_width": flash_width}
-    if layers[0][1].requantization == "double":
+    in_shapes = _in_shapes(graph, layers)
+    place = {"weights": weights, "flash_width": flash_width, "in_shapes": in_shapes}
+    if _requantization(layers[0][1]) == "double":
         requant_interval = 1  # a RoundingRequantizer has no serial products
     if tail_in_logic:
         tail = tuple(dataclasses.replace(t, products_in_logic=True)
@@ -502,8 +662,9 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
     if fold is not None:
         candidates = [tuple(fold)]
     else:
-        first_in = layers[0][1].weights.shape[1]
-        widest = max(max(n.weights.shape) for _, n in layers)
+        first_in = layers[0][1].weights.shape[1] if in_shapes is None else in_shapes[0][2]
+        widest = max(max(n.weights.shape[0], n.weights.size // n.weights.shape[0])
+                     for _, n in layers)
         candidates = [(pe, simd) for simd in divisors(first_in)
                       for pe in range(1, widest + 1) if pe * simd <= max_multipliers]
         if not candidates:
@@ -604,7 +765,9 @@ class SequentialEngine(wiring.Component):
         flash = schedule.weights == "flash"
         self.mvu = MatrixVectorUnit(plan.matrices(), biases, acc_width=schedule.acc_bits,
                                     pe=schedule.pe, simd=schedule.simd,
-                                    weight_bits=schedule.weight_bits, weight_stream=flash)
+                                    weight_bits=schedule.weight_bits, weight_stream=flash,
+                                    repeats=([s.pixels for s in schedule.steps]
+                                             if schedule.tensors else None))
         self.flash = None
         if flash:
             image = plan.flash_image()
@@ -649,10 +812,14 @@ class SequentialEngine(wiring.Component):
 
         # The input, as the first layer's beats of simd elements.
         source = axis_source(m, self, plan)
-        # A FIFO of one input vector, so that the next one streams in while the unit
-        # replays the current one (it takes its input only for a layer's first group).
-        first_beats = schedule.steps[0].padded_in // simd
-        external = through_fifo(m, convert(source, simd, "lanes_in"), first_beats, "fifo_in")
+        if schedule.tensors:
+            external = convert(source, simd, "lanes_in")
+        else:
+            # A FIFO of one input vector, so that the next one streams in while the unit
+            # replays the current one (it takes its input only for a layer's first group).
+            first_beats = schedule.steps[0].padded_in // simd
+            external = through_fifo(m, convert(source, simd, "lanes_in"), first_beats,
+                                    "fifo_in")
 
         # The shared unit and requantizer.
         m.submodules.mvu = mvu = self.mvu
@@ -671,7 +838,9 @@ class SequentialEngine(wiring.Component):
         m.submodules.skid_out = skid_out = SkidBuffer(signed_lanes(8, r))
         wiring.connect(m, requant.o, skid_out.i)
         results = requantized = skid_out.o
-        if len(schedule.steps) > 1:
+        if schedule.tensors:
+            results = self._tensors(m, external, requantized)
+        elif len(schedule.steps) > 1:
             m.submodules.activations = activations = StreamFIFO(
                 signed_lanes(8, simd), depth=max(3, schedule.buffer_beats + 2))
             pass_beats = sum(s.padded_in for s in schedule.steps) // simd
@@ -733,6 +902,59 @@ class SequentialEngine(wiring.Component):
         axis_sink(m, self, plan, upstream)
         return m
 
+    def _tensors(self, m: Module, external, requantized):
+        """The layers' tensors in an :class:`~tfl2rtl.hw.patches.ActivationMemory`:
+        tensor 0 from the input, the others from the requantizer (every layer's outputs
+        but the last's, which are returned), counted over a pass of writes; the memory's
+        patches feed the unit."""
+        schedule = self.plan.schedule
+        steps, simd, r = schedule.steps, schedule.simd, schedule.requant_lanes
+        m.submodules.activations = memory = ActivationMemory(
+            [s.patches for s in steps], simd)
+        wiring.connect(m, memory.o, self.mvu.i)
+        if len(steps) == 1:
+            wiring.connect(m, external, memory.i)
+            return requantized
+
+        # The requantizer's beats of a pass: the last layer's leave, the others' are the
+        # next layers' tensors.  (``to_output`` is a register set with its counter, so
+        # that no comparison lies on the handshake.)
+        pass_out = sum(s.padded_out * s.pixels for s in steps) // r
+        last_out = steps[-1].padded_out * steps[-1].pixels // r
+        given = Signal(range(pass_out))
+        to_output = Signal()
+        with m.If(requantized.valid & requantized.ready):
+            wraps = given == pass_out - 1
+            m.d.sync += [given.eq(Mux(wraps, 0, given + 1)),
+                         to_output.eq(~wraps & (given + 1 >= pass_out - last_out))]
+        results = stream.Signature(signed_lanes(8, r)).create()
+        back = stream.Signature(signed_lanes(8, r)).create()
+        m.d.comb += [
+            results.payload.eq(requantized.payload),
+            back.payload.eq(requantized.payload),
+            results.valid.eq(requantized.valid & to_output),
+            back.valid.eq(requantized.valid & ~to_output),
+            requantized.ready.eq(Mux(to_output, results.ready, back.ready)),
+        ]
+        back = convert_lanes(m, back, simd, "lanes_back")
+
+        # The memory's writes of a pass: tensor 0 from the input, then the others.
+        pass_writes = sum(s.patches.tensor_beats for s in steps)
+        input_beats = steps[0].patches.tensor_beats
+        written = Signal(range(pass_writes))
+        from_input = Signal(init=1)
+        with m.If(memory.i.valid & memory.i.ready):
+            wraps = written == pass_writes - 1
+            m.d.sync += [written.eq(Mux(wraps, 0, written + 1)),
+                         from_input.eq(wraps | (written + 1 < input_beats))]
+        m.d.comb += [
+            memory.i.payload.eq(Mux(from_input, external.payload, back.payload)),
+            memory.i.valid.eq(Mux(from_input, external.valid, back.valid)),
+            external.ready.eq(from_input & memory.i.ready),
+            back.ready.eq(~from_input & memory.i.ready),
+        ]
+        return results
+
     def _weights_from_flash(self, m: Module) -> None:
         """The unit's weight rows from the flash: the reader's bytes gathered into rows
         of :attr:`Schedule.row_bytes`, each byte a weight (less its layer's
@@ -758,7 +980,7 @@ class SequentialEngine(wiring.Component):
             # Which layer the row is of: counted over the rows of a pass.
             row = Signal(range(schedule.rows))
             layer = Signal(range(len(schedule.steps)))
-            last_rows = Array(Const(s.first_row + s.cycles - 1, len(row))
+            last_rows = Array(Const(s.first_row + s.rows - 1, len(row))
                               for s in schedule.steps)
             offsets = Array(Const(z, 9) for z in schedule.flash_offsets)
             with m.If(rows.valid & rows.ready):
