@@ -155,7 +155,9 @@ class Design:
 
     def schedule_summary(self) -> dict:
         """A sequential design's schedule, plain data (the manifest's ``"schedule"``):
-        the unit's folding, requantizer lanes, cycles and weight bytes, a
+        the unit's folding, requantizer lanes, cycles and weight bytes, whether the
+        layers read tensors from an activation memory (``tensors``) and the most cycles
+        a pass then waits for the next input beyond the layers' (``input_wait``), a
         :meth:`_schedule_step` entry per layer, and under ``"tail"`` the stages after the
         last layer (each of its own, working on one inference while the unit computes
         the next: the design's interval is the slowest of them and the unit's cycles);
@@ -169,6 +171,8 @@ class Design:
                 "boundary_waits": [schedule.boundary_wait(k)
                                    for k in range(len(schedule.steps) - 1)],
                 "activation_buffer_beats": schedule.buffer_beats,
+                "tensors": schedule.tensors,
+                "input_wait": self.network_plan.input_wait,
                 "cycles_per_inference": schedule.cycles_per_vector,
                 "weight_bytes": sum(schedule.weight_bytes(k)
                                     for k in range(len(schedule.steps))),
@@ -185,7 +189,9 @@ class Design:
     def _schedule_step(self, k: int) -> dict:
         """Layer ``k`` of the schedule as ``inspect``, ``generate`` and ``bench`` show it:
         its cycles (:meth:`~tfl2rtl.hw.engine.Schedule.layer_cycles`), MACs per cycle,
-        the bytes of weights the unit reads, those it reads from flash (all of them or
+        its vectors a pass (``pixels``: a convolution's output pixels, each its patch
+        through the layer's rows), the bytes of weights the unit reads, those it reads
+        from flash (all of them or
         none: :attr:`~tfl2rtl.hw.engine.Schedule.weights`) and the bytes per cycle the
         layer needs to run at its compute speed
         (:meth:`~tfl2rtl.hw.engine.Schedule.compute_cycles`), to hold against what the
@@ -195,7 +201,8 @@ class Design:
         cycles, weight_bytes = schedule.layer_cycles(k), schedule.weight_bytes(k)
         flash = schedule.weights == "flash"
         return {"node": step.node, "op": step.op, "shape": [step.out_depth, step.in_depth],
-                "padded_shape": [step.padded_out, step.padded_in], "cycles": cycles,
+                "padded_shape": [step.padded_out, step.padded_in], "pixels": step.pixels,
+                "cycles": cycles,
                 "boundary_wait": (schedule.boundary_wait(k)
                                   if k < len(schedule.steps) - 1 else 0),
                 "macs": step.macs, "macs_per_cycle": round(step.macs / cycles, 3),

@@ -167,23 +167,26 @@ def format_text(info: dict) -> str:
 def format_schedule(schedule: dict) -> str:
     """A sequential engine's schedule (:meth:`tfl2rtl.design.Design.schedule_summary`)
     as a table: per layer, its shape (padded where the unit pads it), cycles, MACs, MACs
-    per cycle, bytes of weights the unit reads and how many from flash, and those bytes
+    per cycle (with activation tensors also the layer's pixels), bytes of weights the
+    unit reads and how many from flash, and those bytes
     per cycle at the layer's compute speed (the rate the weights must come at for the
     flash not to slow it down), against what the flash gives."""
     pe, simd, lanes = schedule["pe"], schedule["simd"], schedule["requant_lanes"]
-    rows = [("node", "op", "out x in", "padded", "cycles", "MACs", "MACs/cycle",
-             "weight B", "from flash", "B/cycle")]
+    tensors = schedule.get("tensors", False)
+    rows = [("node", "op", "out x in", "padded", *(("pixels",) if tensors else ()),
+             "cycles", "MACs", "MACs/cycle", "weight B", "from flash", "B/cycle")]
     for layer in schedule["layers"]:
         rows.append((str(layer["node"]), layer["op"], "x".join(map(str, layer["shape"])),
-                     "x".join(map(str, layer["padded_shape"])), f"{layer['cycles']:,}",
+                     "x".join(map(str, layer["padded_shape"])),
+                     *((f"{layer['pixels']:,}",) if tensors else ()), f"{layer['cycles']:,}",
                      f"{layer['macs']:,}", f"{layer['macs_per_cycle']:.2f}",
                      f"{layer['weight_bytes']:,}", f"{layer['flash_bytes']:,}",
                      f"{layer['weight_bytes_per_cycle']:.2f}"))
     cycles = schedule["cycles_per_inference"]
     macs = sum(layer["macs"] for layer in schedule["layers"])
-    rows.append(("total", "", "", "", f"{cycles:,}", f"{macs:,}", f"{macs / cycles:.2f}",
-                 f"{schedule['weight_bytes']:,}", f"{schedule['flash_bytes']:,}",
-                 f"{schedule['weight_bytes'] / cycles:.2f}"))
+    rows.append(("total", "", "", "", *(("",) if tensors else ()), f"{cycles:,}", f"{macs:,}",
+                 f"{macs / cycles:.2f}", f"{schedule['weight_bytes']:,}",
+                 f"{schedule['flash_bytes']:,}", f"{schedule['weight_bytes'] / cycles:.2f}"))
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
     interval = schedule["requant_interval"]
     lines = [f"schedule: one {pe} x {simd} unit ({pe * simd} multipliers), {lanes} "
@@ -193,6 +196,12 @@ def format_schedule(schedule: dict) -> str:
     lines += ["  " + "  ".join(cell.ljust(w) if k < 2 else cell.rjust(w)
                                for k, (cell, w) in enumerate(zip(row, widths, strict=True)))
               for row in rows]
+    if tensors:
+        lines.append("the layers read their tensors from an activation memory of "
+                     f"{schedule['activation_buffer_beats']:,} beats of {simd} (a convolution "
+                     "a patch per output pixel: the unit reads its weight rows once a pixel, "
+                     "so 'weight B' counts them each time); the next input waits at most "
+                     f"{schedule['input_wait']:,} cycles more for its region")
     for stage in schedule["tail"]:
         lines.append(f"then node {stage['node']} ({stage['op']}), a stage of its own: "
                      f"{stage['cycles']:,} cycles per inference, alongside the unit")
@@ -201,7 +210,7 @@ def format_schedule(schedule: dict) -> str:
                      f"{schedule['flash_bytes_per_cycle']:.2f} bytes per cycle (a layer "
                      "that needs more waits for its weights: its cycles count the wait)")
     else:
-        lines.append(f"weights: {schedule['weight_bytes']:,} bytes on chip (in the "
-                     "design's ROM), none from flash")
+        lines.append(f"weights: {schedule['weight_rows'] * pe * simd:,} bytes on chip (in "
+                     "the design's ROM), none from flash")
     return "\n".join(lines)
 
