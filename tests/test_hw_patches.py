@@ -28,6 +28,13 @@ CHAINS = {
                                       pad_value=9),
                                     G(3, 1, 2, (2, 1), (3, 1), padding=(0, 0, 2, 0))]),
     "conv into a vector": (1, [G(3, 3, 2, (2, 2), pad_value=1), G.vector(8)]),
+    "depthwise alone": (2, [G(5, 4, 3, (3, 3), (2, 1), padding=(1, 1, 1, 1), pad_value=-9,
+                              order="depthwise")]),
+    "conv, depthwise, conv, vector": (2, [
+        G(4, 4, 1, (3, 3), padding=(1, 1, 1, 1), pad_value=3),
+        G(4, 4, 2, (3, 2), (1, 2), (2, 1), (2, 1, 2, 0), pad_value=-2, order="depthwise"),
+        G(4, 2, 2, (1, 1)),
+        G.vector(16)]),
 }
 
 
@@ -94,6 +101,8 @@ def test_region_size():
     ([G(0, 3, 1)], r"^layer 0: every size, kernel, stride and dilation must be at least 1"),
     ([G.vector(2), G(3, 3, 1, padding=(0, -1, 0, 0))], r"^layer 1: negative padding"),
     ([G(3, 3, 1, pad_value=128)], r"^layer 0: pad value 128 is not int8$"),
+    ([G(3, 3, 1, order="nchw")], r"^layer 0: unknown order 'nchw'; choose one of conv, "
+                                 r"depthwise$"),
     ([G(3, 3, 1, (5, 1))], r"^a 5x1 window \(dilation 1x1\) does not fit the padded 3x3"),
 ])
 def test_rejects(geometries, message):

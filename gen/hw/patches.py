@@ -6,9 +6,10 @@ that keeps a few rows.  A sequential engine computes one layer at a time, so the
 tensor a layer reads is there before the layer starts: :class:`ActivationMemory` holds
 it in a memory of two regions (ping-pong: a layer reads one while its outputs are
 written to the other) and walks it as the layer's patches, one beat of ``simd``
-channels a cycle, in the order of :func:`~tfl2rtl.hw.window.window_beats` ("conv"): for
-each output pixel (row-major), for each kernel row and column, each block of ``simd``
-channels.  A fully connected layer is a patch of one pixel: a 1x1 image of all its
+channels a cycle, in an order of :func:`~tfl2rtl.hw.window.window_beats`: for each
+output pixel (row-major), for each kernel row and column, each block of ``simd``
+channels ("conv"), or for each block, each kernel row and column ("depthwise": a
+depthwise convolution's channel blocks one after the other).  A fully connected layer is a patch of one pixel: a 1x1 image of all its
 input beats (:meth:`PatchGeometry.vector`).
 
 :class:`PatchGeometry` is the plan of one layer's walk, plain data.
@@ -27,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from ..errors import Tfl2RtlError
 from .adapters import SkidBuffer
 from .layouts import signed_lanes
-from .window import window_beats, window_out_hw
+from .window import ORDERS, window_beats, window_out_hw
 
 __all__ = ["PatchGeometry", "patch_beats", "ActivationMemory"]
 
@@ -38,7 +39,9 @@ class PatchGeometry:
     beats of ``simd`` channels each (the tensor is held pixel by pixel, row-major), and
     the patches of a ``kernel`` window at ``stride`` and ``dilation`` with ``padding``
     ``(top, left, bottom, right)``; a position in the padding reads ``pad_value`` (the
-    input's zero point) in every lane."""
+    input's zero point) in every lane.  ``order`` is the beats' order in a patch (see
+    :func:`~tfl2rtl.hw.window.window_beats`): ``"conv"`` (each position's channel
+    blocks in turn) or ``"depthwise"`` (each channel block's positions in turn)."""
 
     height: int
     width: int
@@ -48,6 +51,7 @@ class PatchGeometry:
     dilation: tuple[int, int] = (1, 1)
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     pad_value: int = 0
+    order: str = "conv"
 
     @classmethod
     def vector(cls, beats: int) -> PatchGeometry:
@@ -80,11 +84,11 @@ class PatchGeometry:
 def patch_beats(x, geometry: PatchGeometry, simd: int) -> np.ndarray:
     """The beats :class:`ActivationMemory` gives for a tensor ``x`` (``(height, width,
     blocks * simd)`` int8) read with ``geometry``: :func:`~tfl2rtl.hw.window.window_beats`
-    in its "conv" order, shape ``(beats, simd)``."""
+    in the geometry's order, shape ``(beats, simd)``."""
     g = geometry
     data, _ = window_beats(np.asarray(x).reshape(g.height, g.width, g.blocks * simd),
                            g.kernel, g.stride, g.dilation, g.padding, g.pad_value, simd,
-                           "conv")
+                           g.order)
     return data
 
 
@@ -128,7 +132,8 @@ class ActivationMemory(wiring.Component):
     throughput : int
         One beat a cycle while the layer's tensor is there and ``o`` is not stalled.
 
-    Tested in Amaranth's simulator with one to four layers (1x1 to 5x5 kernels, strides
+    Tested in Amaranth's simulator with one to four layers (both orders, alone and
+    mixed) (1x1 to 5x5 kernels, strides
     1 to 3, dilations 1 and 2, every padding from none to past the kernel, vectors of
     one pixel), ``simd`` 1 to 4, two passes, with random stalls on ``i`` and
     backpressure on ``o``.
@@ -149,6 +154,9 @@ class ActivationMemory(wiring.Component):
                                    f"must be at least 1 ({g})")
             if min(g.padding) < 0:
                 raise Tfl2RtlError(f"layer {k}: negative padding {g.padding}")
+            if g.order not in ORDERS:
+                raise Tfl2RtlError(f"layer {k}: unknown order {g.order!r}; choose one of "
+                                   f"{', '.join(ORDERS)}")
             if not -128 <= g.pad_value <= 127:
                 raise Tfl2RtlError(f"layer {k}: pad value {g.pad_value} is not int8")
             window_out_hw((g.height, g.width), g.kernel, g.stride, g.dilation,
@@ -237,6 +245,7 @@ class ActivationMemory(wiring.Component):
         line = Signal(addr_shape, init=start_of(g0, 0))
         pixel = Signal(addr_shape, init=start_of(g0, 0))
         row = Signal(addr_shape, init=start_of(g0, 0))
+        base = Signal(addr_shape, init=start_of(g0, 0))
         col = Signal(addr_shape, init=start_of(g0, 0))
         addr = Signal(addr_shape, init=start_of(g0, 0))
         iy_line = Signal(coord_shape, init=-g0.padding[0])
@@ -290,36 +299,68 @@ class ActivationMemory(wiring.Component):
             m.d.comb += skid.i.payload[s].eq(Mux(beat_pad, beat_pad_value, lanes[s]))
         wiring.connect(m, skid.o, wiring.flipped(self.o))
 
-        with m.If(advance & ready):
-            with m.If(cb != last_cb):
-                m.d.sync += [cb.eq(cb + 1), addr.eq(addr + 1)]
-            with m.Elif(kx != last_kx):
-                m.d.sync += [cb.eq(0), kx.eq(kx + 1), col.eq(col + step_kx),
-                             addr.eq(col + step_kx), ix.eq(ix + dil_x)]
-            with m.Elif(ky != last_ky):
-                m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(ky + 1), row.eq(row + step_ky),
-                             col.eq(row + step_ky), addr.eq(row + step_ky),
-                             iy.eq(iy + dil_y), ix.eq(ix_pixel)]
+        # The kernel's steps, innermost first: "conv" walks the channel blocks inside
+        # each position, "depthwise" the positions inside each channel block (from
+        # ``base``, the pixel's first position of the block).
+        def conv_steps():
+            return [
+                (cb, last_cb, [cb.eq(cb + 1), addr.eq(addr + 1)]),
+                (kx, last_kx, [cb.eq(0), kx.eq(kx + 1), col.eq(col + step_kx),
+                               addr.eq(col + step_kx), ix.eq(ix + dil_x)]),
+                (ky, last_ky, [cb.eq(0), kx.eq(0), ky.eq(ky + 1), row.eq(row + step_ky),
+                               col.eq(row + step_ky), addr.eq(row + step_ky),
+                               iy.eq(iy + dil_y), ix.eq(ix_pixel)]),
+            ]
+
+        def depthwise_steps():
+            return [
+                (kx, last_kx, [kx.eq(kx + 1), col.eq(col + step_kx),
+                               addr.eq(col + step_kx), ix.eq(ix + dil_x)]),
+                (ky, last_ky, [kx.eq(0), ky.eq(ky + 1), row.eq(row + step_ky),
+                               col.eq(row + step_ky), addr.eq(row + step_ky),
+                               iy.eq(iy + dil_y), ix.eq(ix_pixel)]),
+                (cb, last_cb, [kx.eq(0), ky.eq(0), cb.eq(cb + 1), base.eq(base + 1),
+                               row.eq(base + 1), col.eq(base + 1), addr.eq(base + 1),
+                               iy.eq(iy_line), ix.eq(ix_pixel)]),
+            ]
+
+        def walk(steps):
+            for k, (counter, last, statements) in enumerate(steps):
+                with (m.If if k == 0 else m.Elif)(counter != last):
+                    m.d.sync += statements
             with m.Elif(ox != last_ox):
                 m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(0), ox.eq(ox + 1),
-                             pixel.eq(pixel + step_ox), row.eq(pixel + step_ox),
-                             col.eq(pixel + step_ox), addr.eq(pixel + step_ox),
-                             iy.eq(iy_line), ix_pixel.eq(ix_pixel + str_x),
-                             ix.eq(ix_pixel + str_x)]
+                             pixel.eq(pixel + step_ox), base.eq(pixel + step_ox),
+                             row.eq(pixel + step_ox), col.eq(pixel + step_ox),
+                             addr.eq(pixel + step_ox), iy.eq(iy_line),
+                             ix_pixel.eq(ix_pixel + str_x), ix.eq(ix_pixel + str_x)]
             with m.Elif(oy != last_oy):
                 m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(oy + 1),
                              line.eq(line + step_oy), pixel.eq(line + step_oy),
-                             row.eq(line + step_oy), col.eq(line + step_oy),
-                             addr.eq(line + step_oy), iy_line.eq(iy_line + str_y),
-                             iy.eq(iy_line + str_y), ix_pixel.eq(first_ix),
-                             ix.eq(first_ix)]
+                             base.eq(line + step_oy), row.eq(line + step_oy),
+                             col.eq(line + step_oy), addr.eq(line + step_oy),
+                             iy_line.eq(iy_line + str_y), iy.eq(iy_line + str_y),
+                             ix_pixel.eq(first_ix), ix.eq(first_ix)]
             with m.Else():  # the layer's last beat: its region is free again
                 m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0),
                              layer.eq(Mux(layer == count - 1, 0, layer + 1)),
                              r_region.eq(next_region),
                              line.eq(next_start), pixel.eq(next_start),
-                             row.eq(next_start), col.eq(next_start), addr.eq(next_start),
+                             base.eq(next_start), row.eq(next_start),
+                             col.eq(next_start), addr.eq(next_start),
                              iy_line.eq(next_iy), iy.eq(next_iy),
                              ix_pixel.eq(next_ix), ix.eq(next_ix)]
                 m.d.sync += full.bit_select(r_region, 1).eq(0)
+
+        orders = {g.order for g in geometries}
+        with m.If(advance & ready):
+            if orders == {"conv"}:
+                walk(conv_steps())
+            elif orders == {"depthwise"}:
+                walk(depthwise_steps())
+            else:
+                with m.If(field([g.order == "depthwise" for g in geometries])):
+                    walk(depthwise_steps())
+                with m.Else():
+                    walk(conv_steps())
         return m
