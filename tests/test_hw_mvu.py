@@ -183,6 +183,58 @@ def test_layer_repeats(shapes, repeats, pe, simd, mode, platform):
         assert np.all(np.diff(ends) == dut.cycles_per_vector)
 
 
+LAYER_FRESH = [  # (out_depth, in_depth) per layer, repeats, fresh, pe, simd
+    ([(4, 6), (4, 4), (2, 4)], (2, 3, 1), (False, True, False), 2, 2),  # a depthwise layer
+    ([(6, 3)], (1,), (True,), 3, 1),  # one layer, every group fresh
+    ([(4, 2), (2, 2)], (1, 2), (True, True), 2, 1),
+]
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("shapes, repeats, fresh, pe, simd", LAYER_FRESH)
+def test_fresh_groups(shapes, repeats, fresh, pe, simd, mode):
+    # A depthwise layer's channel blocks: each group of a fresh layer takes a vector of
+    # its own, the others share theirs.
+    rng = np.random.default_rng(len(shapes) * 7 + pe)
+    layers = [random_layer(o, i, rng) for o, i in shapes]
+    passes = 2
+    beats, expected, groups = [], [], []
+    firsts = np.cumsum([0] + [o // pe for o, _ in shapes])
+    for _ in range(passes):
+        for k, ((o, i), (w, b)) in enumerate(zip(shapes, layers, strict=True)):
+            for _ in range(repeats[k]):
+                if fresh[k]:
+                    x = rng.integers(-128, 128, (o // pe, i))
+                    acc = np.concatenate([w[g * pe:(g + 1) * pe] @ x[g] + b[g * pe:(g + 1) * pe]
+                                          for g in range(o // pe)])
+                else:
+                    x = rng.integers(-128, 128, (1, i))
+                    acc = (x @ w.T + b).reshape(-1)
+                beats.append(x.reshape(-1, simd))
+                expected.append(acc)
+                groups += list(range(firsts[k], firsts[k + 1]))
+    expected = np.concatenate(expected)
+    biases = np.concatenate([b for _, b in layers])
+    acc_width = signed_bits(int(min(expected.min(), biases.min())),
+                            int(max(expected.max(), biases.max())))
+    dut = MatrixVectorUnit([w for w, _ in layers], [b for _, b in layers],
+                           acc_width=acc_width, pe=pe, simd=simd, repeats=repeats,
+                           fresh=fresh)
+    in_timing, out_timing = STALL_MODES[mode](pe)
+    results = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, np.concatenate(beats).tolist(), in_timing)
+
+    async def consumer(ctx):
+        for payload in await get(ctx, dut.o, len(groups), out_timing):
+            results.append((payload.group, [payload.acc[p] for p in range(pe)]))
+
+    simulate(dut, producer, consumer)
+    assert [g for g, _ in results] == groups
+    np.testing.assert_array_equal(np.concatenate([a for _, a in results]), expected)
+
+
 @pytest.mark.parametrize("repeats, message", [
     ((1,), r"^repeats \(1,\): one count of at least 1 for each of the 2 layers$"),
     ((2, 0), r"^repeats \(2, 0\): one count"),

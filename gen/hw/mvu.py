@@ -97,6 +97,9 @@ class MatrixVectorUnit(wiring.Component):
     before the next layer's (a convolution's output pixels, each its patch), each
     through all of the layer's rows and groups; ``group`` gives the layer's own groups
     for each of them.  (Not with ``weight_stream``: the rows would have to come again.)
+    With ``fresh`` (a flag per layer) each group of a flagged layer takes a vector of
+    its own from the input, none is replayed: a depthwise convolution's channel blocks,
+    each its own patch (its rows' weights zero but where a lane meets its own channel).
 
     The first neuron group computes straight from the input stream while the vector is
     written to an input buffer; the other groups replay it from there.  So the input is
@@ -145,6 +148,8 @@ class MatrixVectorUnit(wiring.Component):
         simd) * repeats[k]``, when the input keeps up and the output is not stalled.
     repeats : tuple of int
         Vectors of each layer in a pass (all 1 unless given).
+    fresh : tuple of bool
+        Whether each group of a layer takes a vector of its own (all False unless given).
     latency : int
         ``7 + tree_stages(simd)``: when a vector's last input beat is taken at clock edge
         ``n``, its first group can leave on ``o`` at edge ``n + latency``.  The input's
@@ -167,7 +172,7 @@ class MatrixVectorUnit(wiring.Component):
     def __init__(self, weights, bias, *, acc_width: int, pe: int = 1, simd: int = 1,
                  memory_id: int | None = None, weight_bits: int = 8,
                  products_in_logic: bool = False, act_bits: int = 8,
-                 weight_stream: bool = False, repeats=None):
+                 weight_stream: bool = False, repeats=None, fresh=None):
         sequence = isinstance(weights, (list, tuple))
         matrices = [np.asarray(w) for w in (weights if sequence else [weights])]
         biases = [np.asarray(b, dtype=np.int64).reshape(-1)
@@ -216,8 +221,13 @@ class MatrixVectorUnit(wiring.Component):
                                f"{len(matrices)} layers")
         if max(repeats) > 1 and weight_stream:
             raise Tfl2RtlError("a layer's rows cannot repeat with streamed weights")
+        fresh = (False,) * len(matrices) if fresh is None else tuple(bool(f) for f in fresh)
+        if len(fresh) != len(matrices):
+            raise Tfl2RtlError(f"fresh {fresh}: one flag for each of the {len(matrices)} "
+                               "layers")
         self.layers = [tuple(int(d) for d in w.shape) for w in matrices]
         self.repeats = repeats
+        self.fresh = fresh
         self.out_depth = sum(o for o, _ in self.layers)
         self.in_depth = sum(i for _, i in self.layers)
         self.pe = pe
@@ -363,6 +373,16 @@ class MatrixVectorUnit(wiring.Component):
             group = nf
             next_last_sf = next_sf == sf_depth - 1
             next_last_nf = next_nf == group_count - 1
+        # A layer whose groups each take a vector of their own (``fresh``): every group
+        # is a first one.  ``fresh_now`` is the layer's flag, loaded at each layer's end
+        # from ``fresh_next``, the next layer's.
+        fresh_now = None
+        if any(self.fresh):
+            if layered:
+                fresh_now = Signal(init=self.fresh[0])
+                fresh_next = Signal(init=self.fresh[1])
+            else:
+                fresh_now = Const(1)
         issue = Signal()
         if self.weight_stream:
             # A row is issued only with its weights: the input waits for them too.
@@ -384,7 +404,8 @@ class MatrixVectorUnit(wiring.Component):
                 row.eq(following_row),
                 last_sf.eq(next_last_sf),
                 last_nf.eq(next_last_nf),
-                first_group.eq(Mux(last_sf, last_nf, first_group)),
+                first_group.eq(Mux(last_sf, (last_nf | fresh_now) if any(self.fresh)
+                                   else last_nf, first_group)),
                 last_row.eq(following_last_row),
             ]
             with m.If(last_sf):
@@ -408,6 +429,9 @@ class MatrixVectorUnit(wiring.Component):
                             nf_end_next.eq(table(nf_ends, len(nf_end))[after_next]),
                             after_next.eq(Mux(after_next == count - 1, 0, after_next + 1)),
                         ]
+                        if any(self.fresh):
+                            m.d.sync += [fresh_now.eq(fresh_next), fresh_next.eq(
+                                table(self.fresh, 1)[after_next])]
                         if repeating:
                             m.d.sync += [
                                 left.eq(left_next), repeat.eq(left_next != 0),
