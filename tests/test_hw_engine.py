@@ -192,11 +192,13 @@ def test_planner_takes_the_fewest_cycles_and_few_requantizer_lanes():
                     >= wide.schedule.cycles_per_vector)
 
 
-def conv_chain(path, relu=True, end="fc"):
+def conv_chain(path, relu=True, end="fc", depthwise=False):
     """A model of convolutions read from an activation memory: a 3x3 SAME convolution
     (zero point 5 at the input: the padding), a 2x2 stride-2 VALID one with dilation
     1, a 1x3 SAME one with stride 1x2, then a fully connected layer over the flattened
-    tensor (``end`` "fc"), or nothing more ("conv")."""
+    tensor (``end`` "fc"), or nothing more ("conv"); with ``depthwise``, a 3x3 SAME
+    depthwise convolution after the first and a 3x2 SAME one (more padding at the
+    bottom and right than at the top and left) after the second."""
     from tflite_writer import GraphWriter
 
     rng = np.random.default_rng(11)
@@ -205,8 +207,15 @@ def conv_chain(path, relu=True, end="fc"):
     x = g.tensor((1, 6, 5, 2), "int8", 0.05, 5)
     h = g.conv_2d(x, rng.integers(-127, 128, (6, 3, 3, 2)), rng.uniform(0.005, 0.02, 6),
                   rng.integers(-300, 300, 6), (0.06, -3), activation=act)
+    if depthwise:
+        h = g.depthwise_conv_2d(h, rng.integers(-127, 128, (1, 3, 3, 6)),
+                                rng.uniform(0.01, 0.05, 6), rng.integers(-300, 300, 6),
+                                (0.07, -6), activation=act)
     h = g.conv_2d(h, rng.integers(-127, 128, (4, 2, 2, 6)), 0.01, None, (0.08, 2),
                   stride=(2, 2), padding="VALID")
+    if depthwise:
+        h = g.depthwise_conv_2d(h, rng.integers(-127, 128, (1, 3, 2, 4)), 0.02,
+                                rng.integers(-300, 300, 4), (0.05, 3))
     h = g.conv_2d(h, rng.integers(-127, 128, (5, 1, 3, 4)), rng.uniform(0.005, 0.02, 5),
                   rng.integers(-300, 300, 5), (0.07, -1), stride=(1, 2), activation=act)
     if end == "fc":
@@ -236,6 +245,29 @@ def test_convolutions(fold, requant_lanes, end, mode, tmp_path):
         out_beats = plan.out_size // plan.lanes
         interval = cycles[-1] - cycles[-1 - out_beats]
         assert plan.schedule.issue_cycles <= interval <= plan.cycles_per_vector
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("fold, requant_lanes", [((1, 1), 1), ((2, 2), 2), ((2, 2), 1)])
+def test_depthwise_convolutions(fold, requant_lanes, mode, tmp_path):
+    graph = conv_chain(tmp_path / "dw.tflite", depthwise=True)
+    assert [n.op for n in graph.nodes].count("DEPTHWISE_CONV_2D") == 2
+    plan = plan_sequential(graph, fold=fold, fits=lambda s: s.requant_lanes == requant_lanes)
+    cycles = []
+    check_engine(graph, plan, mode, count=3, seed=fold[0], cycles=cycles)
+    if mode == "streaming":
+        out_beats = plan.out_size // plan.lanes
+        interval = cycles[-1] - cycles[-1 - out_beats]
+        assert plan.schedule.issue_cycles <= interval <= plan.cycles_per_vector
+
+
+def test_depthwise_needs_pe_equal_to_simd(tmp_path):
+    graph = conv_chain(tmp_path / "dw.tflite", depthwise=True)
+    with pytest.raises(Tfl2RtlError, match=r"^node 1 \(DEPTHWISE_CONV_2D\): a depthwise "
+                                           r"convolution needs PE = SIMD, not 2 x 1$"):
+        plan_sequential(graph, fold=(2, 1))
+    plan = plan_sequential(graph, max_multipliers=16)
+    assert plan.schedule.pe == plan.schedule.simd
 
 
 def test_refuses_what_it_does_not_build():

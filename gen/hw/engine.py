@@ -365,7 +365,8 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
     steps, row, group, padded = [], 0, 0, channels
     for k, (index, node) in enumerate(layers):
         shape = tuple(in_shapes[k])
-        if isinstance(node, ir.Conv2D) and shape != (height, width, channels):
+        if isinstance(node, ir.Conv2D | ir.DepthwiseConv2D) and shape != (
+                height, width, channels):
             # A reshape: only of a tensor held without padding, into whole blocks.
             if padded != channels or shape[2] % simd or math.prod(shape) != (
                     height * width * channels):
@@ -376,6 +377,29 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
                     "another --max-multipliers or --arch dataflow")
             (height, width, channels), padded = shape, shape[2]
         blocks = padded // simd
+        if isinstance(node, ir.DepthwiseConv2D):
+            # Each group of pe channels is a channel block (pe == simd), its patch the
+            # block's positions; a row's weights are zero but where lane p meets its
+            # own channel.
+            if pe != simd:
+                raise Tfl2RtlError(f"node {index} ({node.op}): a depthwise convolution "
+                                   f"needs PE = SIMD, not {pe} x {simd}")
+            kh, kw, out_depth = node.weights.shape
+            patches = PatchGeometry(height, width, blocks, (kh, kw), tuple(node.stride),
+                                    tuple(node.dilation), tuple(node.padding),
+                                    pad_value=-node.input_offset, order="depthwise")
+            out_hw = tuple(node.out_hw)
+            step = LayerStep(node=index, op=node.op, in_depth=kh * kw,
+                             out_depth=out_depth, padded_in=kh * kw * simd,
+                             padded_out=padded, first_row=row, first_group=group,
+                             neuron_folds=padded // pe, synapse_folds=kh * kw,
+                             pixels=out_hw[0] * out_hw[1], patches=patches,
+                             positions=kh * kw, channels=channels, padded_channels=padded)
+            steps.append(step)
+            row += step.rows
+            group += step.neuron_folds
+            (height, width) = out_hw
+            continue
         if isinstance(node, ir.Conv2D):
             out_depth, kh, kw, _ = node.weights.shape
             patches = PatchGeometry(height, width, blocks, (kh, kw), tuple(node.stride),
@@ -469,6 +493,16 @@ class SequentialPlan:
         ``padded_out x padded_in`` with zeros."""
         matrices = []
         for step, (_, node) in zip(self.schedule.steps, self.layers, strict=True):
+            if isinstance(node, ir.DepthwiseConv2D):
+                # Row (group g, position t): lane p of neuron p is channel g * pe + p's
+                # weight at t, every other lane zero.
+                simd = self.schedule.simd
+                taps = np.asarray(node.weights).reshape(step.positions, step.out_depth)
+                w = np.zeros((step.padded_out, step.positions, simd), dtype=np.int64)
+                channel = np.arange(step.out_depth)
+                w[channel, :, channel % simd] = taps.T
+                matrices.append(w.reshape(step.padded_out, step.padded_in))
+                continue
             if self.schedule.tensors:
                 # A weight per position and channel, the channels padded as the tensor
                 # holds them.
@@ -590,11 +624,17 @@ def _layers(graph: ir.Graph):
             continue
         if isinstance(node, ir.Reshape):
             continue
-        if isinstance(node, ir.Conv2D) and ports.quantization != "int8":
+        if isinstance(node, ir.DepthwiseConv2D) and node.depth_multiplier != 1:
+            raise Tfl2RtlError(f"node {index} ({node.op}): depth multiplier "
+                               f"{node.depth_multiplier}; the sequential engine takes 1 so "
+                               "far; use --arch dataflow")
+        if isinstance(node, ir.Conv2D | ir.DepthwiseConv2D) and (
+                ports.quantization != "int8"):
             raise Tfl2RtlError(f"node {index} ({node.op}): the sequential engine takes "
                                f"convolutions of int8 models only so far (this one is "
                                f"{ports.quantization}); use --arch dataflow")
-        if isinstance(node, ir.FullyConnected | ir.Conv2D) and not tail and (
+        if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D) and (
+                not tail) and (
                 not layers or _requantization(node) == _requantization(layers[0][1])):
             layers.append((index, node))
             continue
@@ -603,8 +643,9 @@ def _layers(graph: ir.Graph):
         if stage is None or not layers or stage.foldable:
             raise Tfl2RtlError(
                 f"node {index} ({node.op}) is not in the sequential engine yet (it takes "
-                "FULLY_CONNECTED and CONV_2D layers, RESHAPE, uint8 edges, and after the "
-                "last layer SOFTMAX and the table ops); use --arch dataflow")
+                "FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D layers, RESHAPE, uint8 "
+                "edges, and after the last layer SOFTMAX and the table ops); use --arch "
+                "dataflow")
         tail.append(StagePlan(stage, Fold(1, 1)))
     if not layers:
         raise Tfl2RtlError("the model has no layer to build")
@@ -615,12 +656,13 @@ def _in_shapes(graph: ir.Graph, layers):
     """Each layer's input tensor as ``(height, width, channels)`` when a layer is a
     convolution (a fully connected layer's as ``(1, 1, size)``), else None: the layers
     read vectors."""
-    if not any(isinstance(node, ir.Conv2D) for _, node in layers):
+    windows = ir.Conv2D | ir.DepthwiseConv2D
+    if not any(isinstance(node, windows) for _, node in layers):
         return None
     shapes = []
     for _, node in layers:
         shape = tuple(graph.tensors[node.input].shape)
-        shapes.append(shape[1:4] if isinstance(node, ir.Conv2D)
+        shapes.append(shape[1:4] if isinstance(node, windows)
                       else (1, 1, math.prod(shape)))
     return shapes
 
@@ -665,8 +707,11 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
         first_in = layers[0][1].weights.shape[1] if in_shapes is None else in_shapes[0][2]
         widest = max(max(n.weights.shape[0], n.weights.size // n.weights.shape[0])
                      for _, n in layers)
+        # (A depthwise layer's groups are its channel blocks: PE = SIMD.)
+        square = any(isinstance(node, ir.DepthwiseConv2D) for _, node in layers)
         candidates = [(pe, simd) for simd in divisors(first_in)
-                      for pe in range(1, widest + 1) if pe * simd <= max_multipliers]
+                      for pe in range(1, widest + 1) if pe * simd <= max_multipliers
+                      and (pe == simd or not square)]
         if not candidates:
             raise Tfl2RtlError(f"--max-multipliers {max_multipliers} leaves no multiplier")
     # No engine need be faster than the stream edges carry the vectors, nor than the
@@ -767,7 +812,9 @@ class SequentialEngine(wiring.Component):
                                     pe=schedule.pe, simd=schedule.simd,
                                     weight_bits=schedule.weight_bits, weight_stream=flash,
                                     repeats=([s.pixels for s in schedule.steps]
-                                             if schedule.tensors else None))
+                                             if schedule.tensors else None),
+                                    fresh=[isinstance(node, ir.DepthwiseConv2D)
+                                           for _, node in plan.layers])
         self.flash = None
         if flash:
             image = plan.flash_image()

@@ -9,8 +9,9 @@ written to the other) and walks it as the layer's patches, one beat of ``simd``
 channels a cycle, in an order of :func:`~tfl2rtl.hw.window.window_beats`: for each
 output pixel (row-major), for each kernel row and column, each block of ``simd``
 channels ("conv"), or for each block, each kernel row and column ("depthwise": a
-depthwise convolution's channel blocks one after the other).  A fully connected layer is a patch of one pixel: a 1x1 image of all its
-input beats (:meth:`PatchGeometry.vector`).
+depthwise convolution's channel blocks one after the other).  A fully connected
+layer is a patch of one pixel: a 1x1 image of all its input beats
+(:meth:`PatchGeometry.vector`).
 
 :class:`PatchGeometry` is the plan of one layer's walk, plain data.
 """
