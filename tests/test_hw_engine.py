@@ -192,13 +192,15 @@ def test_planner_takes_the_fewest_cycles_and_few_requantizer_lanes():
                     >= wide.schedule.cycles_per_vector)
 
 
-def conv_chain(path, relu=True, end="fc", depthwise=False):
+def conv_chain(path, relu=True, end="fc", depthwise=False, pools=False):
     """A model of convolutions read from an activation memory: a 3x3 SAME convolution
     (zero point 5 at the input: the padding), a 2x2 stride-2 VALID one with dilation
     1, a 1x3 SAME one with stride 1x2, then a fully connected layer over the flattened
     tensor (``end`` "fc"), or nothing more ("conv"); with ``depthwise``, a 3x3 SAME
     depthwise convolution after the first and a 3x2 SAME one (more padding at the
-    bottom and right than at the top and left) after the second."""
+    bottom and right than at the top and left) after the second; with ``pools``, a 2x2
+    SAME max pool of stride 1 after the first convolution and a global average pool
+    before the fully connected layer."""
     from tflite_writer import GraphWriter
 
     rng = np.random.default_rng(11)
@@ -207,6 +209,8 @@ def conv_chain(path, relu=True, end="fc", depthwise=False):
     x = g.tensor((1, 6, 5, 2), "int8", 0.05, 5)
     h = g.conv_2d(x, rng.integers(-127, 128, (6, 3, 3, 2)), rng.uniform(0.005, 0.02, 6),
                   rng.integers(-300, 300, 6), (0.06, -3), activation=act)
+    if pools:
+        h = g.pool_2d("MAX_POOL_2D", h, (2, 2), padding="SAME")
     if depthwise:
         h = g.depthwise_conv_2d(h, rng.integers(-127, 128, (1, 3, 3, 6)),
                                 rng.uniform(0.01, 0.05, 6), rng.integers(-300, 300, 6),
@@ -218,6 +222,8 @@ def conv_chain(path, relu=True, end="fc", depthwise=False):
                                 rng.integers(-300, 300, 4), (0.05, 3))
     h = g.conv_2d(h, rng.integers(-127, 128, (5, 1, 3, 4)), rng.uniform(0.005, 0.02, 5),
                   rng.integers(-300, 300, 5), (0.07, -1), stride=(1, 2), activation=act)
+    if pools:
+        h = g.pool_2d("AVERAGE_POOL_2D", h, g.shape(h)[1:3])
     if end == "fc":
         size = int(np.prod(g.shape(h)))
         h = g.reshape(h, (1, size))
@@ -253,6 +259,21 @@ def test_depthwise_convolutions(fold, requant_lanes, mode, tmp_path):
     graph = conv_chain(tmp_path / "dw.tflite", depthwise=True)
     assert [n.op for n in graph.nodes].count("DEPTHWISE_CONV_2D") == 2
     plan = plan_sequential(graph, fold=fold, fits=lambda s: s.requant_lanes == requant_lanes)
+    cycles = []
+    check_engine(graph, plan, mode, count=3, seed=fold[0], cycles=cycles)
+    if mode == "streaming":
+        out_beats = plan.out_size // plan.lanes
+        interval = cycles[-1] - cycles[-1 - out_beats]
+        assert plan.schedule.issue_cycles <= interval <= plan.cycles_per_vector
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("fold, depthwise", [((1, 1), False), ((2, 2), True), ((6, 1), False)])
+def test_pools_between_layers(fold, depthwise, mode, tmp_path):
+    graph = conv_chain(tmp_path / "pools.tflite", depthwise=depthwise, pools=True)
+    plan = plan_sequential(graph, fold=fold)
+    pooled = [s.pooling.op for s in plan.schedule.steps if s.pooling is not None]
+    assert pooled == ["MAX_POOL_2D", "AVERAGE_POOL_2D"]
     cycles = []
     check_engine(graph, plan, mode, count=3, seed=fold[0], cycles=cycles)
     if mode == "streaming":

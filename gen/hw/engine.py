@@ -56,8 +56,10 @@ from .network import (
     through_fifo,
 )
 from .patches import ActivationMemory, PatchGeometry
+from .pool import Pool2DLayer
 from .requant import Requantizer, RoundingRequantizer, partial_products
 from .stages import stage_for
+from .window import window_out_hw
 
 __all__ = ["LayerStep", "Schedule", "SequentialPlan", "compile_schedule", "plan_sequential",
            "flash_offsets", "weight_bits",
@@ -101,6 +103,22 @@ FLASH_PORTS = {"flash_sck": Out(1), "flash_cs_n": Out(1, init=1), "flash_io_o": 
 
 
 @dataclass(frozen=True)
+class Pooling:
+    """A MAX_POOL_2D or AVERAGE_POOL_2D between two layers of an engine of tensors: node
+    ``node`` over the layer's output tensor (``in_shape``, its channels as the layer
+    computed them, padding included), giving the next layer's (``out_hw`` pixels); a
+    :class:`~tfl2rtl.hw.pool.Pool2DLayer` of ``simd`` lanes on the way into the activation
+    memory.  ``latency`` is the pool's, ``window_beats`` the beats of its windows."""
+
+    node: int
+    op: str
+    in_shape: tuple[int, int, int]
+    out_hw: tuple[int, int]
+    latency: int
+    window_beats: int
+
+
+@dataclass(frozen=True)
 class LayerStep:
     """One layer of a :class:`Schedule`.
 
@@ -134,6 +152,8 @@ class LayerStep:
     positions: int = 1
     channels: int = 0
     padded_channels: int = 0
+    #: With tensors: the pool on the layer's outputs, if one follows it.
+    pooling: Pooling | None = None
 
     @property
     def rows(self) -> int:
@@ -230,9 +250,13 @@ class Schedule:
 
         With :attr:`tensors` the next layer reads its tensor once all of it is written:
         :attr:`boundary_cycles` and the activation memory's
-        :attr:`~tfl2rtl.hw.patches.ActivationMemory.latency`."""
+        :attr:`~tfl2rtl.hw.patches.ActivationMemory.latency`, and through a pool
+        (:class:`Pooling`) its latency and window beats."""
         if self.tensors:
-            return self.boundary_cycles + ActivationMemory.latency
+            pooling = self.steps[k].pooling
+            # A pool's windows: all of them, at worst, after the layer's last output.
+            pool = 0 if pooling is None else pooling.latency + pooling.window_beats
+            return self.boundary_cycles + ActivationMemory.latency + pool
         this, after = self.steps[k], self.steps[k + 1]
         per_group = max(this.synapse_folds, self._requant_cycles)
         ends = [(g + 1) * per_group - 1 for g in range(this.neuron_folds)]
@@ -298,7 +322,7 @@ def _round_up(value: int, step: int) -> int:
 
 def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = None,
                      requant_interval: int = 1, *, weights: str = "chip",
-                     flash_width: int = 4, in_shapes=None) -> Schedule:
+                     flash_width: int = 4, in_shapes=None, pools=None) -> Schedule:
     """The :class:`Schedule` of ``layers`` (``[(node index, FullyConnected or Conv2D
     node)]`` in order, each reading the previous one's output) on a ``pe x simd`` unit:
     every vector between two layers padded to a multiple of ``lcm(pe, simd)``, the last
@@ -309,10 +333,12 @@ def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = Non
     With ``in_shapes`` (each layer's input tensor, ``(height, width, channels)``) the
     layers read tensors (:attr:`Schedule.tensors`): each tensor's channels padded as
     its layer computed them (the input's not: ``simd`` must divide them), a convolution
-    reading a patch per output pixel, a fully connected layer the whole tensor."""
+    reading a patch per output pixel, a fully connected layer the whole tensor; ``pools``
+    (``{k: (node index, pool node)}``) pools layer ``k``'s outputs on their way to the
+    next layer (:class:`Pooling`)."""
     if in_shapes is not None:
         return _compile_tensors(layers, pe, simd, requant_lanes, requant_interval,
-                                in_shapes, weights)
+                                in_shapes, weights, pools or {})
     if weights not in WEIGHT_PLACES:
         raise Tfl2RtlError(f"weights in {weights!r}: choose one of {', '.join(WEIGHT_PLACES)}")
     requant_lanes = pe if requant_lanes is None else requant_lanes
@@ -348,7 +374,7 @@ def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = Non
 
 
 def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shapes,
-                     weights) -> Schedule:
+                     weights, pools) -> Schedule:
     """:func:`compile_schedule` for layers that read tensors."""
     if weights != "chip":
         raise Tfl2RtlError("a model with convolutions keeps its weights on chip so far "
@@ -395,10 +421,10 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
                              neuron_folds=padded // pe, synapse_folds=kh * kw,
                              pixels=out_hw[0] * out_hw[1], patches=patches,
                              positions=kh * kw, channels=channels, padded_channels=padded)
+            step, (height, width) = _pooled(step, pools.get(k), out_hw, simd)
             steps.append(step)
             row += step.rows
             group += step.neuron_folds
-            (height, width) = out_hw
             continue
         if isinstance(node, ir.Conv2D):
             out_depth, kh, kw, _ = node.weights.shape
@@ -422,13 +448,28 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
             raise Tfl2RtlError(f"node {index} ({node.op}): {node.weights.size // out_depth} "
                                f"inputs a neuron where its input tensor gives "
                                f"{positions * channels}")
+        step, (height, width) = _pooled(step, pools.get(k), out_hw, simd)
         steps.append(step)
         row += step.rows
         group += step.neuron_folds
-        (height, width), channels, padded = out_hw, out_depth, padded_out
+        channels, padded = out_depth, padded_out
     return Schedule(pe=pe, simd=simd, requant_lanes=requant_lanes,
                     requant_interval=requant_interval, steps=tuple(steps),
                     acc_bits=max(node.acc_bits for _, node in layers))
+
+
+def _pooled(step: LayerStep, pool, out_hw, simd: int):
+    """``step`` with the pool ``pool`` (``(node index, node)`` or None) on its outputs
+    (``out_hw`` pixels), and the pixels of the tensor the next layer reads."""
+    if pool is None:
+        return step, out_hw
+    index, node = pool
+    in_shape = (*out_hw, step.padded_out)
+    pooled = window_out_hw(out_hw, node.filter, node.stride, (1, 1), node.padding)
+    beats = pooled[0] * pooled[1] * node.filter[0] * node.filter[1] * step.padded_out // simd
+    pooling = Pooling(node=index, op=node.op, in_shape=in_shape, out_hw=pooled,
+                      latency=Pool2DLayer.latency_for(node), window_beats=beats)
+    return dataclasses.replace(step, pooling=pooling), pooled
 
 
 def weight_bits(layers) -> int:
@@ -597,9 +638,10 @@ def _requantization(node) -> str:
 
 
 def _layers(graph: ir.Graph):
-    """The FULLY_CONNECTED chain of ``graph`` (a legacy uint8 graph in its int8 hardware
-    form), the stages after its last layer, its uint8 edges and that form; or the
-    refusal naming the first node the engine does not take."""
+    """The chain of layers of ``graph`` (a legacy uint8 graph in its int8 hardware
+    form), the stages after its last layer, its uint8 edges, that form, and the pools
+    between layers (``{k: (index, node)}``: after layer ``k``); or the refusal naming
+    the first node the engine does not take."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise Tfl2RtlError(
             f"the model has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
@@ -612,7 +654,7 @@ def _layers(graph: ir.Graph):
     uint8_input = ports is not graph and ports.tensors[ports.inputs[0]].dtype == "uint8"
     uint8_output = ports is not graph and ports.tensors[ports.outputs[0]].dtype == "uint8"
     last = len(graph.nodes) - 1
-    layers, tail = [], []
+    layers, tail, pools = [], [], {}
     for index, node in enumerate(graph.nodes):
         if node.input != current or len(node.inputs) != 1:
             raise Tfl2RtlError(f"node {index} ({node.op}) does not read the layer before "
@@ -633,6 +675,10 @@ def _layers(graph: ir.Graph):
             raise Tfl2RtlError(f"node {index} ({node.op}): the sequential engine takes "
                                f"convolutions of int8 models only so far (this one is "
                                f"{ports.quantization}); use --arch dataflow")
+        if isinstance(node, ir.MaxPool2D | ir.AveragePool2D) and layers and not tail and (
+                ports.quantization == "int8") and len(layers) - 1 not in pools:
+            pools[len(layers) - 1] = (index, node)
+            continue
         if isinstance(node, ir.FullyConnected | ir.Conv2D | ir.DepthwiseConv2D) and (
                 not tail) and (
                 not layers or _requantization(node) == _requantization(layers[0][1])):
@@ -644,12 +690,17 @@ def _layers(graph: ir.Graph):
             raise Tfl2RtlError(
                 f"node {index} ({node.op}) is not in the sequential engine yet (it takes "
                 "FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D layers, RESHAPE, uint8 "
-                "edges, and after the last layer SOFTMAX and the table ops); use --arch "
-                "dataflow")
+                "edges, a MAX_POOL_2D or AVERAGE_POOL_2D between layers, and after the "
+                "last layer SOFTMAX and the table ops); use --arch dataflow")
         tail.append(StagePlan(stage, Fold(1, 1)))
     if not layers:
         raise Tfl2RtlError("the model has no layer to build")
-    return tuple(layers), tuple(tail), uint8_input, uint8_output, graph
+    if len(layers) - 1 in pools:
+        index, node = pools[len(layers) - 1]
+        raise Tfl2RtlError(f"node {index} ({node.op}) follows the last layer: the "
+                           "sequential engine pools only between layers so far; use "
+                           "--arch dataflow")
+    return tuple(layers), tuple(tail), uint8_input, uint8_output, graph, pools
 
 
 def _in_shapes(graph: ir.Graph, layers):
@@ -688,9 +739,16 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
     :func:`tfl2rtl.boards.fit.sequential_design`).  ``weights`` ``"flash"`` streams the
     unit's weights from the board's SPI flash (``flash_width`` data lines) instead of a
     ROM: :attr:`Schedule.weights`."""
-    layers, tail, uint8_input, uint8_output, graph = _layers(graph)
+    layers, tail, uint8_input, uint8_output, graph, pools = _layers(graph)
     in_shapes = _in_shapes(graph, layers)
     place = {"weights": weights, "flash_width": flash_width, "in_shapes": in_shapes}
+    if pools:
+        if in_shapes is None:
+            index, node = next(iter(pools.values()))
+            raise Tfl2RtlError(f"node {index} ({node.op}) pools the output of a fully "
+                               "connected layer: not in the sequential engine; use --arch "
+                               "dataflow")
+        place["pools"] = pools
     if _requantization(layers[0][1]) == "double":
         requant_interval = 1  # a RoundingRequantizer has no serial products
     if tail_in_logic:
@@ -984,6 +1042,8 @@ class SequentialEngine(wiring.Component):
             requantized.ready.eq(Mux(to_output, results.ready, back.ready)),
         ]
         back = convert_lanes(m, back, simd, "lanes_back")
+        if any(s.pooling is not None for s in steps):
+            back = self._through_pools(m, back)
 
         # The memory's writes of a pass: tensor 0 from the input, then the others.
         pass_writes = sum(s.patches.tensor_beats for s in steps)
@@ -1001,6 +1061,55 @@ class SequentialEngine(wiring.Component):
             back.ready.eq(~from_input & memory.i.ready),
         ]
         return results
+
+    def _through_pools(self, m: Module, back):
+        """The layers' outputs on their way into the activation memory (``simd``
+        lanes), each layer's with a :class:`Pooling` through its pool (a
+        :class:`~tfl2rtl.hw.pool.Pool2DLayer`), the others straight on: routed by
+        counting each layer's beats, and merged again (one source at a time has beats:
+        the next layer waits for all of the pool's)."""
+        schedule = self.plan.schedule
+        steps, simd = schedule.steps[:-1], schedule.simd
+        pooled = [k for k, s in enumerate(steps) if s.pooling is not None]
+        beats = [s.padded_out * s.pixels // simd for s in steps]
+        routes = [pooled.index(k) + 1 if k in pooled else 0 for k in range(len(steps))]
+        layer = Signal(range(len(steps)))
+        count = Signal(range(max(beats)))
+        route = Signal(range(len(pooled) + 1), init=routes[0])
+        ends = Array(Const(b - 1, len(count)) for b in beats)
+        following = Array(Const(routes[(k + 1) % len(steps)], len(route))
+                          for k in range(len(steps)))
+        with m.If(back.valid & back.ready):
+            with m.If(count == ends[layer]):
+                m.d.sync += [count.eq(0), route.eq(following[layer]),
+                             layer.eq(Mux(layer == len(steps) - 1, 0, layer + 1))]
+            with m.Else():
+                m.d.sync += count.eq(count + 1)
+        sources, readies = [], []
+        direct = stream.Signature(signed_lanes(8, simd)).create()
+        m.d.comb += [direct.payload.eq(back.payload),
+                     direct.valid.eq(back.valid & (route == 0))]
+        sources.append(direct)
+        readies.append(direct.ready)
+        for j, k in enumerate(pooled):
+            pooling = steps[k].pooling
+            pool = Pool2DLayer(self.plan.graph.nodes[pooling.node], pooling.in_shape,
+                               pe=simd)
+            m.submodules[f"pool_{j}"] = pool
+            m.d.comb += [pool.i.payload.eq(back.payload),
+                         pool.i.valid.eq(back.valid & (route == j + 1))]
+            readies.append(pool.i.ready)
+            sources.append(pool.o)
+        m.d.comb += back.ready.eq(Array(readies)[route])
+        merged = stream.Signature(signed_lanes(8, simd)).create()
+        taken = Const(0)
+        for source in sources:
+            with m.If(source.valid & ~taken):
+                m.d.comb += merged.payload.eq(source.payload)
+            m.d.comb += source.ready.eq(merged.ready & ~taken)
+            taken = taken | source.valid
+        m.d.comb += merged.valid.eq(taken)
+        return merged
 
     def _weights_from_flash(self, m: Module) -> None:
         """The unit's weight rows from the flash: the reader's bytes gathered into rows

@@ -372,11 +372,18 @@ class Pool2DLayer(wiring.Component):
                              act_max=node.act_max, counts=counts, act_bits=act_bits)
         self.out_shape = (*self.window.out_hw, c)
         self.cycles_per_vector = self.window.cycles_per_vector
-        self.latency = self.window.latency + kh * kw - 1 + self.unit.latency
+        self.latency = self.latency_for(node)
         super().__init__({
             "i": In(stream.Signature(signed_lanes(act_bits, pe))),
             "o": Out(stream.Signature(signed_lanes(act_bits, pe))),
         })
+
+    @staticmethod
+    def latency_for(node) -> int:
+        """:attr:`latency` of the layer for ``node``."""
+        kind = "max" if isinstance(node, ir.MaxPool2D) else "average"
+        kh, kw = node.filter
+        return SlidingWindow.latency + kh * kw - 1 + len(POOL_STAGES[kind])
 
     def elaborate(self, platform):
         m = Module()
