@@ -322,9 +322,10 @@ def _serial_first(design):
 
 
 def _without_advice(refusal: Exception) -> str:
-    """The engine's refusal without its advice to build the dataflow design (which is
-    what did not fit)."""
-    return str(refusal).removesuffix("; use --arch dataflow")
+    """The engine's refusal without its advice to build the dataflow design or to keep
+    the weights on chip (which is what did not fit)."""
+    return str(refusal).removesuffix("; use --arch dataflow").removesuffix(
+        "; use --weights chip")
 
 
 #: The resources whose overflow makes a default build try the next smaller design: the

@@ -350,9 +350,9 @@ def test_generate_and_sim_the_sequential_engine(tmp_path):
     report = json.loads(cli("sim", path, "--inputs", "20", "--arch", "sequential", "--json",
                             check_code=0).stdout)
     assert report["inputs"] == 20 and report["mismatches"] == 0
-    assert_one_line_error(cli("generate", TEST_MODELS / "conv_int8.tflite", "-o",
+    assert_one_line_error(cli("generate", TEST_MODELS / "cnn_int8.tflite", "-o",
                               tmp_path / "conv", "--arch", "sequential"),
-                          "node 1 (MAX_POOL_2D) is not in the sequential engine yet",
+                          "node 0 (PAD) is not in the sequential engine yet",
                           "--arch dataflow")
     assert not (tmp_path / "conv").exists()
 

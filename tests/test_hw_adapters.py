@@ -9,6 +9,7 @@ from amaranth.lib import data
 from streams import STALL_MODES, Timing, get, put, simulate
 from tfl2rtl.hw.adapters import (
     AccumulatorSplitter,
+    BeatPad,
     BeatTrim,
     Broadcast,
     LaneConverter,
@@ -112,6 +113,16 @@ def test_beat_trim_keeps_the_first_beats_of_every_period(keep, period, mode):
     values = [(k * 7) % 256 - 128 for k in range(6 * period)]
     kept = [v for k, v in enumerate(values) if k % period < keep]
     assert pass_through(dut, values, len(kept), STALL_MODES[mode](period)) == kept
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("keep, period", [(1, 8), (3, 4), (4, 4), (1, 1)])
+def test_beat_pad_follows_every_keep_beats_with_zeros(keep, period, mode):
+    dut = BeatPad(signed(8), keep, period)
+    values = [(k * 7) % 255 - 127 for k in range(6 * keep)]
+    padded = [v for k in range(0, len(values), keep)
+              for v in values[k:k + keep] + [0] * (period - keep)]
+    assert pass_through(dut, values, len(padded), STALL_MODES[mode](period)) == padded
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)

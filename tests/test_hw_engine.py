@@ -254,11 +254,15 @@ def test_convolutions(fold, requant_lanes, end, mode, tmp_path):
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
-@pytest.mark.parametrize("fold, requant_lanes", [((1, 1), 1), ((2, 2), 2), ((2, 2), 1)])
+@pytest.mark.parametrize("fold, requant_lanes", [((1, 1), 1), ((2, 2), 2), ((3, 3), 1),
+                                                  ((4, 4), 2)])
 def test_depthwise_convolutions(fold, requant_lanes, mode, tmp_path):
+    # (At 3 x 3 and 4 x 4 the input's two channels are padded to a block.)
     graph = conv_chain(tmp_path / "dw.tflite", depthwise=True)
     assert [n.op for n in graph.nodes].count("DEPTHWISE_CONV_2D") == 2
     plan = plan_sequential(graph, fold=fold, fits=lambda s: s.requant_lanes == requant_lanes)
+    first = plan.schedule.steps[0]
+    assert (first.channels, first.padded_channels) == (2, -(-2 // fold[1]) * fold[1])
     cycles = []
     check_engine(graph, plan, mode, count=3, seed=fold[0], cycles=cycles)
     if mode == "streaming":
@@ -292,9 +296,12 @@ def test_depthwise_needs_pe_equal_to_simd(tmp_path):
 
 
 def test_refuses_what_it_does_not_build():
-    with pytest.raises(Tfl2RtlError, match=r"^node 1 \(MAX_POOL_2D\) is not in the sequential "
+    with pytest.raises(Tfl2RtlError, match=r"^node 0 \(PAD\) is not in the sequential "
                                            r"engine yet .* use --arch dataflow$"):
-        plan_sequential(load(TEST_MODELS / "conv_int8.tflite"))
+        plan_sequential(load(TEST_MODELS / "cnn_int8.tflite"))
+    with pytest.raises(Tfl2RtlError, match=r"^node 3 \(ADD\) does not read the layer "
+                                           r"before it: the sequential engine takes a chain"):
+        plan_sequential(load(ZOO / "mlperf_tiny" / "pretrainedResnet_quant.tflite"))
     with pytest.raises(Tfl2RtlError, match="^a int16x8 model: the sequential engine builds "
                                            "int8 and legacy uint8 models so far"):
         plan_sequential(load(TEST_MODELS / "mlp_int16x8.tflite"))

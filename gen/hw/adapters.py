@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from .layouts import accumulator_layout
 
 __all__ = ["LaneConverter", "AccumulatorSplitter", "connect_splitting", "SkidBuffer",
-           "BeatTrim", "StreamFIFO", "Broadcast"]
+           "BeatTrim", "BeatPad", "StreamFIFO", "Broadcast"]
 
 
 class LaneConverter(wiring.Component):
@@ -249,6 +249,43 @@ class BeatTrim(wiring.Component):
             self.i.ready.eq(self.o.ready | ~kept),
         ]
         with m.If(self.i.valid & self.i.ready):
+            m.d.sync += position.eq(Mux(position == self.period - 1, 0, position + 1))
+        return m
+
+
+class BeatPad(wiring.Component):
+    """After every ``keep`` beats, ``period - keep`` beats of zero (a tensor's channels
+    padded to the folding: a sequential engine's input pixels, whose padding channels
+    meet zero weights).  Combinational: no register, no latency; a padding beat is given
+    without taking one.
+
+    Members
+    -------
+    i : ``In(stream.Signature(shape))``
+    o : ``Out(stream.Signature(shape))``
+    """
+
+    def __init__(self, shape, keep: int, period: int):
+        if not 1 <= keep <= period:
+            raise ValueError(f"cannot pad {keep} beats to {period}")
+        self.shape = shape
+        self.keep = keep
+        self.period = period
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        position = Signal(range(self.period))
+        kept = position < self.keep
+        m.d.comb += [
+            self.o.payload.eq(Mux(kept, self.i.payload, 0)),
+            self.o.valid.eq(self.i.valid | ~kept),
+            self.i.ready.eq(self.o.ready & kept),
+        ]
+        with m.If(self.o.valid & self.o.ready):
             m.d.sync += position.eq(Mux(position == self.period - 1, 0, position + 1))
         return m
 

@@ -38,6 +38,7 @@ from ..errors import Tfl2RtlError
 from ..fold import Fold, divisors
 from .adapters import (
     AccumulatorSplitter,
+    BeatPad,
     BeatTrim,
     SkidBuffer,
     StreamFIFO,
@@ -332,7 +333,7 @@ def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = Non
 
     With ``in_shapes`` (each layer's input tensor, ``(height, width, channels)``) the
     layers read tensors (:attr:`Schedule.tensors`): each tensor's channels padded as
-    its layer computed them (the input's not: ``simd`` must divide them), a convolution
+    its layer computed them (the input's to whole ``simd`` blocks), a convolution
     reading a patch per output pixel, a fully connected layer the whole tensor; ``pools``
     (``{k: (node index, pool node)}``) pools layer ``k``'s outputs on their way to the
     next layer (:class:`Pooling`)."""
@@ -377,18 +378,17 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
                      weights, pools) -> Schedule:
     """:func:`compile_schedule` for layers that read tensors."""
     if weights != "chip":
-        raise Tfl2RtlError("a model with convolutions keeps its weights on chip so far "
-                           "(each pixel reads its layer's rows again); use --weights chip")
+        raise Tfl2RtlError("the sequential engine reads the weights of a model with "
+                           "convolutions from flash not yet (each pixel reads its layer's "
+                           "rows again); use --weights chip")
     requant_lanes = pe if requant_lanes is None else requant_lanes
     if pe < 1 or simd < 1 or requant_lanes < 1 or pe % requant_lanes:
         raise Tfl2RtlError(f"cannot schedule PE={pe}, SIMD={simd} with {requant_lanes} "
                            "requantizer lanes (they must divide PE)")
     height, width, channels = in_shapes[0]
-    if channels % simd:
-        raise Tfl2RtlError(f"SIMD={simd} does not divide the input's {channels} channels; "
-                           f"choose one of {', '.join(map(str, divisors(channels)))}")
     block = math.lcm(pe, simd)
-    steps, row, group, padded = [], 0, 0, channels
+    # The input's channels padded to whole SIMD blocks (zeros, against zero weights).
+    steps, row, group, padded = [], 0, 0, _round_up(channels, simd)
     for k, (index, node) in enumerate(layers):
         shape = tuple(in_shapes[k])
         if isinstance(node, ir.Conv2D | ir.DepthwiseConv2D) and shape != (
@@ -587,15 +587,19 @@ class SequentialPlan:
         activation memory once the last layer reading that region is done with it (the
         layers after that one compute meanwhile), ``in_size / lanes`` beats and
         :data:`BOUNDARY_SLACK` cycles for the lane converter, then read after the
-        memory's latency.  0 for vectors (the input waits in a FIFO of its own)."""
+        memory's latency (with its channels padded, an element a cycle).  0 for vectors
+        (the input waits in a FIFO of its own)."""
         schedule = self.schedule
         if not schedule.tensors:
             return 0
         count = len(schedule.steps)
         freeing = count - 1 if count % 2 else count - 2  # the last reader of region 0
         overlap = sum(schedule.layer_cycles(k) for k in range(freeing + 1, count))
-        return max(0, self.in_size // self.lanes + BOUNDARY_SLACK
-                   + ActivationMemory.latency - overlap)
+        first = schedule.steps[0]
+        writes = max(self.in_size // self.lanes,  # (padded channels: an element a cycle)
+                     self.in_size // first.channels * first.padded_channels
+                     if first.padded_channels != first.channels else 0)
+        return max(0, writes + BOUNDARY_SLACK + ActivationMemory.latency - overlap)
 
     @property
     def multipliers(self) -> int:
@@ -762,12 +766,14 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
     if fold is not None:
         candidates = [tuple(fold)]
     else:
-        first_in = layers[0][1].weights.shape[1] if in_shapes is None else in_shapes[0][2]
         widest = max(max(n.weights.shape[0], n.weights.size // n.weights.shape[0])
                      for _, n in layers)
-        # (A depthwise layer's groups are its channel blocks: PE = SIMD.)
+        # (Vectors: SIMD divides the input; tensors pad the input's channels.  A
+        # depthwise layer's groups are its channel blocks: PE = SIMD.)
+        simds = (divisors(layers[0][1].weights.shape[1]) if in_shapes is None
+                 else range(1, widest + 1))
         square = any(isinstance(node, ir.DepthwiseConv2D) for _, node in layers)
-        candidates = [(pe, simd) for simd in divisors(first_in)
+        candidates = [(pe, simd) for simd in simds
                       for pe in range(1, widest + 1) if pe * simd <= max_multipliers
                       and (pe == simd or not square)]
         if not candidates:
@@ -918,6 +924,13 @@ class SequentialEngine(wiring.Component):
         # The input, as the first layer's beats of simd elements.
         source = axis_source(m, self, plan)
         if schedule.tensors:
+            first = schedule.steps[0]
+            if first.padded_channels != first.channels:
+                # Each pixel's channels padded to whole blocks.
+                m.submodules.pad_in = pad = BeatPad(signed_lanes(8, 1), first.channels,
+                                                    first.padded_channels)
+                wiring.connect(m, convert(source, 1, "lanes_pad"), pad.i)
+                source = pad.o
             external = convert(source, simd, "lanes_in")
         else:
             # A FIFO of one input vector, so that the next one streams in while the unit
