@@ -327,6 +327,8 @@ def test_interval_is_within_the_documented_bound():
 
 JET = TEST_MODELS / "jet_mlp_int8.tflite"
 AD01 = ZOO / "mlperf_tiny" / "ad01_int8.tflite"
+KWS = ZOO / "mlperf_tiny" / "kws_ref_model.tflite"
+VWW = ZOO / "mlperf_tiny" / "vww_96_int8.tflite"
 
 VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inputs, weights
     "hello_world-16": (HELLO_WORLD, 16, 1, 1, 256, "chip"),  # every input
@@ -342,6 +344,12 @@ VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inpu
     "jet-8-flash": (JET, 8, 1, 5, 12, "flash"),
     # The seed's legacy uint8 MNIST MLP (456 KB of weights) as the iCEBreaker builds it.
     "mlp_uint8_legacy-4-flash": (MLP_UINT8_LEGACY, 4, 1, 1, 3, "flash"),
+    # MLPerf Tiny's keyword spotter (convolutions, depthwise convolutions, a global
+    # average pool between layers, SOFTMAX) on a 2 x 2 unit from an activation memory.
+    "kws-4": (KWS, 4, 1, 1, 2, "chip"),
+    # The TFLite Micro visual wake words model (13 depthwise separable blocks) on a 4 x 4
+    # unit with four serial requantizer lanes.
+    "vww-16-serial_requantizer": (VWW, 16, 1, 5, 2, "chip"),
 }
 
 
@@ -369,7 +377,7 @@ def test_model_in_verilator(case, tmp_path):
     streaming = runs["streaming"]
     # Back to back, an inference takes at least the cycles the unit issues and at most
     # the documented bound.
-    intervals = set(streaming.intervals[len(inputs) // 2:])
+    intervals = set(streaming.intervals[len(streaming.intervals) // 2:])
     assert plan.schedule.issue_cycles <= min(intervals)
     assert max(intervals) <= plan.cycles_per_vector
 
