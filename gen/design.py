@@ -190,7 +190,8 @@ class Design:
         """Layer ``k`` of the schedule as ``inspect``, ``generate`` and ``bench`` show it:
         its cycles (:meth:`~tfl2rtl.hw.engine.Schedule.layer_cycles`), MACs per cycle,
         its vectors a pass (``pixels``: a convolution's output pixels, each its patch
-        through the layer's rows), the bytes of weights the unit reads, those it reads
+        through the layer's rows), the pool on its outputs (``pooling``: node and op, or
+        None), the bytes of weights the unit reads, those it reads
         from flash (all of them or
         none: :attr:`~tfl2rtl.hw.engine.Schedule.weights`) and the bytes per cycle the
         layer needs to run at its compute speed
@@ -202,6 +203,8 @@ class Design:
         flash = schedule.weights == "flash"
         return {"node": step.node, "op": step.op, "shape": [step.out_depth, step.in_depth],
                 "padded_shape": [step.padded_out, step.padded_in], "pixels": step.pixels,
+                "pooling": (None if step.pooling is None else
+                            {"node": step.pooling.node, "op": step.pooling.op}),
                 "cycles": cycles,
                 "boundary_wait": (schedule.boundary_wait(k)
                                   if k < len(schedule.steps) - 1 else 0),

@@ -196,6 +196,13 @@ def format_schedule(schedule: dict) -> str:
     lines += ["  " + "  ".join(cell.ljust(w) if k < 2 else cell.rjust(w)
                                for k, (cell, w) in enumerate(zip(row, widths, strict=True)))
               for row in rows]
+    for layer in schedule["layers"]:
+        if layer.get("pooling"):
+            pool = layer["pooling"]
+            lines.append(f"node {pool['node']} ({pool['op']}) pools node {layer['node']}'s "
+                         "outputs on their way into the activation memory (its cycles "
+                         f"count the pool's: {layer['boundary_wait']:,} cycles of wait after "
+                         "the layer)")
     if tensors:
         lines.append("the layers read their tensors from an activation memory of "
                      f"{schedule['activation_buffer_beats']:,} beats of {simd} (a convolution "

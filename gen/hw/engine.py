@@ -13,12 +13,18 @@ as the shared unit computes them (padded so that one ``pe x simd`` folding divid
 layer), the first weight row and neuron group, and its cycles.  :func:`plan_sequential`
 compiles it from a graph and chooses the folding; :class:`SequentialEngine` builds it.
 
-This first form takes chains of FULLY_CONNECTED layers (int8 or legacy uint8, and
-RESHAPE or the uint8 edge QUANTIZE around them) followed by SOFTMAX or a table op
-(LOGISTIC, TANH, ...) as stages of their own: MLPs.  Any other op is refused by name and
-position.  The unit's weights are a ROM, or (:attr:`Schedule.weights` ``"flash"``) read
-from the board's SPI flash in issue order by a :class:`~tfl2rtl.hw.flash.QspiReader`,
-pass after pass (:meth:`SequentialPlan.flash_image` is what the flash holds).
+It takes chains of FULLY_CONNECTED layers (int8 or legacy uint8, and RESHAPE or the
+uint8 edge QUANTIZE around them) followed by SOFTMAX or a table op (LOGISTIC, TANH, ...)
+as stages of their own: MLPs, whose layers hand vectors to each other through a FIFO.
+In an int8 model the chain may also hold CONV_2D and DEPTHWISE_CONV_2D layers (depth
+multiplier 1) with MAX_POOL_2D and AVERAGE_POOL_2D between layers: the layers then read
+tensors from a :class:`~tfl2rtl.hw.patches.ActivationMemory` (:attr:`Schedule.tensors`;
+a convolution a patch per output pixel, the unit's rows again for each, a depthwise
+convolution a patch per channel block, a pool on its layer's way into the memory).  Any
+other op is refused by name and position.  The unit's weights are a ROM, or (MLPs only,
+:attr:`Schedule.weights` ``"flash"``) read from the board's SPI flash in issue order by
+a :class:`~tfl2rtl.hw.flash.QspiReader`, pass after pass
+(:meth:`SequentialPlan.flash_image` is what the flash holds).
 """
 
 from __future__ import annotations
@@ -850,7 +856,13 @@ class SequentialEngine(wiring.Component):
     16 and ``simd`` from 1 to 56 with padded layers, one to ``pe`` requantizer lanes,
     parallel and serial, in Amaranth's simulator with random stalls and backpressure and
     in Verilator; with weights in flash (the jet MLP, both legacy uint8 MLPs) in
-    Verilator against the flash model, and as an iCE40 netlist.
+    Verilator against the flash model, and as an iCE40 netlist.  With tensors: written
+    chains of convolutions (3x3 SAME, 2x2 stride 2, 1x3 of stride 1x2, depthwise 3x3
+    and 3x2 SAME, a SAME max pool, a global average pool, a fully connected or a
+    convolution last) at ``pe x simd`` from 1 x 1 to 6 x 2 and 4 x 4 (the input's
+    channels padded), in Amaranth's simulator with stalls and in Verilator;
+    kws_ref_model at 2 x 2 and vww_96_int8 at 4 x 4 with serial requantizers in
+    Verilator.  (Not yet on a board or as a netlist.)
     """
 
     def __init__(self, plan: SequentialPlan):
