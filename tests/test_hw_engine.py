@@ -286,6 +286,41 @@ def test_pools_between_layers(fold, depthwise, mode, tmp_path):
         assert plan.schedule.issue_cycles <= interval <= plan.cycles_per_vector
 
 
+def depth_multiplied(path, channels):
+    """A depthwise convolution with a depth multiplier of 3 over ``channels`` input
+    channels, then a 1x1 convolution."""
+    from tflite_writer import GraphWriter
+
+    rng = np.random.default_rng(5)
+    g = GraphWriter()
+    x = g.tensor((1, 5, 4, channels), "int8", 0.05, -4)
+    h = g.depthwise_conv_2d(x, rng.integers(-127, 128, (1, 3, 3, 3 * channels)),
+                            rng.uniform(0.01, 0.03, 3 * channels),
+                            rng.integers(-300, 300, 3 * channels), (0.06, 2),
+                            depth_multiplier=3, stride=(2, 1))
+    h = g.conv_2d(h, rng.integers(-127, 128, (4, 1, 1, 3 * channels)), 0.01, None,
+                  (0.08, -5))
+    path.write_bytes(g.finish([x], [h]))
+    return load(path)
+
+
+@pytest.mark.parametrize("mode", STALL_MODES)
+@pytest.mark.parametrize("fold", [(1, 1), (3, 2), (2, 3)])
+def test_depth_multiplier_over_one_channel_is_a_convolution(fold, mode, tmp_path):
+    graph = depth_multiplied(tmp_path / "dm.tflite", channels=1)
+    plan = plan_sequential(graph, fold=fold)
+    assert plan.schedule.steps[0].patches.order == "conv"
+    check_engine(graph, plan, mode, count=3, seed=fold[1])
+
+
+def test_refuses_a_depth_multiplier_over_channels(tmp_path):
+    graph = depth_multiplied(tmp_path / "dm.tflite", channels=2)
+    with pytest.raises(Tfl2RtlError, match=r"^node 0 \(DEPTHWISE_CONV_2D\): depth "
+                                           r"multiplier 3 over more than one channel; the "
+                                           r"sequential engine takes 1 so far"):
+        plan_sequential(graph)
+
+
 def test_depthwise_needs_pe_equal_to_simd(tmp_path):
     graph = conv_chain(tmp_path / "dw.tflite", depthwise=True)
     with pytest.raises(Tfl2RtlError, match=r"^node 1 \(DEPTHWISE_CONV_2D\): a depthwise "
@@ -328,7 +363,7 @@ def test_interval_is_within_the_documented_bound():
 JET = TEST_MODELS / "jet_mlp_int8.tflite"
 AD01 = ZOO / "mlperf_tiny" / "ad01_int8.tflite"
 KWS = ZOO / "mlperf_tiny" / "kws_ref_model.tflite"
-VWW = ZOO / "mlperf_tiny" / "vww_96_int8.tflite"
+PERSON = ZOO / "tflite_micro" / "person_detect.tflite"
 
 VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inputs, weights
     "hello_world-16": (HELLO_WORLD, 16, 1, 1, 256, "chip"),  # every input
@@ -347,9 +382,10 @@ VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inpu
     # MLPerf Tiny's keyword spotter (convolutions, depthwise convolutions, a global
     # average pool between layers, SOFTMAX) on a 2 x 2 unit from an activation memory.
     "kws-4": (KWS, 4, 1, 1, 2, "chip"),
-    # The TFLite Micro visual wake words model (13 depthwise separable blocks) on a 4 x 4
-    # unit with four serial requantizer lanes.
-    "vww-16-serial_requantizer": (VWW, 16, 1, 5, 2, "chip"),
+    # TFLite Micro's person detection (13 depthwise separable blocks, the first a
+    # depthwise convolution of one channel with a depth multiplier of 8, a global average
+    # pool, a 1x1 convolution last) on a 4 x 4 unit with four serial requantizer lanes.
+    "person_detect-16-serial_requantizer": (PERSON, 16, 1, 5, 2, "chip"),
 }
 
 

@@ -17,11 +17,12 @@ It takes chains of FULLY_CONNECTED layers (int8 or legacy uint8, and RESHAPE or 
 uint8 edge QUANTIZE around them) followed by SOFTMAX or a table op (LOGISTIC, TANH, ...)
 as stages of their own: MLPs, whose layers hand vectors to each other through a FIFO.
 In an int8 model the chain may also hold CONV_2D and DEPTHWISE_CONV_2D layers (depth
-multiplier 1) with MAX_POOL_2D and AVERAGE_POOL_2D between layers: the layers then read
-tensors from a :class:`~tfl2rtl.hw.patches.ActivationMemory` (:attr:`Schedule.tensors`;
-a convolution a patch per output pixel, the unit's rows again for each, a depthwise
-convolution a patch per channel block, a pool on its layer's way into the memory).  Any
-other op is refused by name and position.  The unit's weights are a ROM, or (MLPs only,
+multiplier 1, or any over one input channel: a convolution) with MAX_POOL_2D and
+AVERAGE_POOL_2D between layers: the layers then read tensors from a
+:class:`~tfl2rtl.hw.patches.ActivationMemory` (:attr:`Schedule.tensors`; a convolution
+a patch per output pixel, the unit's rows again for each, a depthwise convolution a
+patch per channel block, a pool on its layer's way into the memory).  Any other op is
+refused by name and position.  The unit's weights are a ROM, or (MLPs only,
 :attr:`Schedule.weights` ``"flash"``) read from the board's SPI flash in issue order by
 a :class:`~tfl2rtl.hw.flash.QspiReader`, pass after pass
 (:meth:`SequentialPlan.flash_image` is what the flash holds).
@@ -409,7 +410,7 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
                     "another --max-multipliers or --arch dataflow")
             (height, width, channels), padded = shape, shape[2]
         blocks = padded // simd
-        if isinstance(node, ir.DepthwiseConv2D):
+        if isinstance(node, ir.DepthwiseConv2D) and channels > 1:
             # Each group of pe channels is a channel block (pe == simd), its patch the
             # block's positions; a row's weights are zero but where lane p meets its
             # own channel.
@@ -432,8 +433,10 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
             row += step.rows
             group += step.neuron_folds
             continue
-        if isinstance(node, ir.Conv2D):
-            out_depth, kh, kw, _ = node.weights.shape
+        if isinstance(node, ir.Conv2D | ir.DepthwiseConv2D):
+            # (A depthwise convolution of one input channel is a convolution: its depth
+            # multiplier is its output channels.)
+            out_depth, kh, kw = _conv_weights(node).shape[:3]
             patches = PatchGeometry(height, width, blocks, (kh, kw), tuple(node.stride),
                                     tuple(node.dilation), tuple(node.padding),
                                     pad_value=-node.input_offset)
@@ -462,6 +465,16 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
     return Schedule(pe=pe, simd=simd, requant_lanes=requant_lanes,
                     requant_interval=requant_interval, steps=tuple(steps),
                     acc_bits=max(node.acc_bits for _, node in layers))
+
+
+def _conv_weights(node) -> np.ndarray:
+    """A layer's weights as ``[out, ...]`` (a convolution's ``[out, kh, kw, in]``; a
+    depthwise convolution of one input channel's ``[kh, kw, out]`` as ``[out, kh, kw,
+    1]``)."""
+    weights = np.asarray(node.weights)
+    if isinstance(node, ir.DepthwiseConv2D):
+        return weights.transpose(2, 0, 1)[..., None]
+    return weights
 
 
 def _pooled(step: LayerStep, pool, out_hw, simd: int):
@@ -540,7 +553,7 @@ class SequentialPlan:
         ``padded_out x padded_in`` with zeros."""
         matrices = []
         for step, (_, node) in zip(self.schedule.steps, self.layers, strict=True):
-            if isinstance(node, ir.DepthwiseConv2D):
+            if isinstance(node, ir.DepthwiseConv2D) and step.channels > 1:
                 # Row (group g, position t): lane p of neuron p is channel g * pe + p's
                 # weight at t, every other lane zero.
                 simd = self.schedule.simd
@@ -555,7 +568,7 @@ class SequentialPlan:
                 # holds them.
                 w = np.zeros((step.padded_out, step.positions, step.padded_channels),
                              dtype=np.int64)
-                w[:step.out_depth, :, :step.channels] = np.asarray(node.weights).reshape(
+                w[:step.out_depth, :, :step.channels] = _conv_weights(node).reshape(
                     step.out_depth, step.positions, step.channels)
                 matrices.append(w.reshape(step.padded_out, step.padded_in))
                 continue
@@ -676,10 +689,11 @@ def _layers(graph: ir.Graph):
             continue
         if isinstance(node, ir.Reshape):
             continue
-        if isinstance(node, ir.DepthwiseConv2D) and node.depth_multiplier != 1:
+        if isinstance(node, ir.DepthwiseConv2D) and node.depth_multiplier != 1 and (
+                graph.tensors[node.input].shape[-1] != 1):
             raise Tfl2RtlError(f"node {index} ({node.op}): depth multiplier "
-                               f"{node.depth_multiplier}; the sequential engine takes 1 so "
-                               "far; use --arch dataflow")
+                               f"{node.depth_multiplier} over more than one channel; the "
+                               "sequential engine takes 1 so far; use --arch dataflow")
         if isinstance(node, ir.Conv2D | ir.DepthwiseConv2D) and (
                 ports.quantization != "int8"):
             raise Tfl2RtlError(f"node {index} ({node.op}): the sequential engine takes "
@@ -778,7 +792,9 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
         # depthwise layer's groups are its channel blocks: PE = SIMD.)
         simds = (divisors(layers[0][1].weights.shape[1]) if in_shapes is None
                  else range(1, widest + 1))
-        square = any(isinstance(node, ir.DepthwiseConv2D) for _, node in layers)
+        square = any(isinstance(node, ir.DepthwiseConv2D) and shape[2] > 1
+                     for (_, node), shape in zip(layers, in_shapes or [(1, 1, 1)] * len(
+                         layers), strict=True))
         candidates = [(pe, simd) for simd in simds
                       for pe in range(1, widest + 1) if pe * simd <= max_multipliers
                       and (pe == simd or not square)]
@@ -861,8 +877,9 @@ class SequentialEngine(wiring.Component):
     and 3x2 SAME, a SAME max pool, a global average pool, a fully connected or a
     convolution last) at ``pe x simd`` from 1 x 1 to 6 x 2 and 4 x 4 (the input's
     channels padded), in Amaranth's simulator with stalls and in Verilator;
-    kws_ref_model at 2 x 2 and vww_96_int8 at 4 x 4 with serial requantizers in
-    Verilator.  (Not yet on a board or as a netlist.)
+    kws_ref_model at 2 x 2 and person_detect at 4 x 4 with serial requantizers in
+    Verilator; a depthwise convolution of one channel with a depth multiplier of 3 (a
+    convolution).  (Not yet on a board or as a netlist.)
     """
 
     def __init__(self, plan: SequentialPlan):
@@ -889,8 +906,9 @@ class SequentialEngine(wiring.Component):
                                     weight_bits=schedule.weight_bits, weight_stream=flash,
                                     repeats=([s.pixels for s in schedule.steps]
                                              if schedule.tensors else None),
-                                    fresh=[isinstance(node, ir.DepthwiseConv2D)
-                                           for _, node in plan.layers])
+                                    fresh=[s.patches is not None
+                                           and s.patches.order == "depthwise"
+                                           for s in schedule.steps])
         self.flash = None
         if flash:
             image = plan.flash_image()
