@@ -118,11 +118,12 @@ def dsp_estimate(design, board: Board) -> int:
     :func:`stage_dsp_estimate` over its stages.  Measured against Yosys on ECP5 (the
     board top of kws): 133 estimated and 138 ``MULT18X18D`` used at 49 MAC multipliers,
     205 and 210 at 89.  A sequential engine: its shared unit's multipliers, its
-    requantizer's (:attr:`tfl2rtl.hw.engine.SequentialPlan.requant_multipliers`) and the
-    stages after its last layer."""
+    requantizer's (:attr:`tfl2rtl.hw.engine.SequentialPlan.requant_multipliers`), its
+    pools' (:attr:`~tfl2rtl.hw.engine.SequentialPlan.pool_multipliers`) and the stages
+    after its last layer."""
     plan = design.network_plan
     if design.architecture == "sequential":
-        return (plan.multipliers + plan.requant_multipliers
+        return (plan.multipliers + plan.requant_multipliers + plan.pool_multipliers
                 + sum(stage_dsp_estimate(s, board) for s in plan.tail))
     return sum(stage_dsp_estimate(s, board) for s in plan.stages)
 

@@ -64,7 +64,7 @@ from .network import (
     through_fifo,
 )
 from .patches import ActivationMemory, PatchGeometry
-from .pool import Pool2DLayer
+from .pool import Pool2DLayer, pool_multipliers
 from .requant import Requantizer, RoundingRequantizer, partial_products
 from .stages import stage_for
 from .window import window_out_hw
@@ -637,6 +637,15 @@ class SequentialPlan:
             np.concatenate([np.asarray(n.requant.multiplier).reshape(-1)
                             for _, n in self.layers]))
         return self.schedule.requant_lanes * per_lane
+
+    @property
+    def pool_multipliers(self) -> int:
+        """Multipliers of the pools between layers (an AVERAGE_POOL_2D's product by the
+        reciprocal of its count, ``simd`` lanes: :func:`~tfl2rtl.hw.pool.
+        pool_multipliers`)."""
+        return sum(pool_multipliers(self.graph.nodes[s.pooling.node], s.pooling.in_shape,
+                                    self.schedule.simd)
+                   for s in self.schedule.steps if s.pooling is not None)
 
     #: No MAC products in logic, no weights loaded at run time, no stage of a dataflow
     #: network: what the board flow reads of a :class:`~tfl2rtl.hw.network.NetworkPlan`.
