@@ -37,15 +37,21 @@ def random_inputs(graph, count, seed):
     return inputs.astype(tensor.dtype)
 
 
-def check_engine(graph, plan, mode, count=4, seed=0, cycles=None):
-    """``plan``'s engine against the golden model on ``count`` random inputs."""
+def check_engine(graph, plan, mode, count=4, seed=0, interval=False):
+    """``plan``'s engine against the golden model on ``count`` random inputs; with
+    ``interval``, streaming, also its last inference's interval against the plan's: at
+    least the cycles the unit issues, at most the documented bound."""
     engine = SequentialEngine(plan)
     inputs = random_inputs(graph, count, seed)
     expected = golden_vectors(graph, inputs)
+    cycles = []
     got, lasts = run_network(engine, graph, inputs, mode, seed, cycles)
     np.testing.assert_array_equal(got, expected.reshape(got.shape))
     out_beats = plan.out_size // plan.lanes
     assert lasts == ([0] * (out_beats - 1) + [1]) * count
+    if interval and mode == "streaming":
+        last = cycles[-1] - cycles[-1 - out_beats]
+        assert plan.schedule.issue_cycles <= last <= plan.cycles_per_vector
     return engine
 
 
@@ -245,12 +251,7 @@ def test_convolutions(fold, requant_lanes, end, mode, tmp_path):
     plan = plan_sequential(graph, fold=fold, fits=lambda s: s.requant_lanes == requant_lanes)
     assert plan.schedule.tensors
     assert [s.pixels for s in plan.schedule.steps][:3] == [30, 6, 3]
-    cycles = []
-    check_engine(graph, plan, mode, count=3, seed=sum(fold), cycles=cycles)
-    if mode == "streaming":
-        out_beats = plan.out_size // plan.lanes
-        interval = cycles[-1] - cycles[-1 - out_beats]
-        assert plan.schedule.issue_cycles <= interval <= plan.cycles_per_vector
+    check_engine(graph, plan, mode, count=3, seed=sum(fold), interval=True)
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
@@ -263,12 +264,7 @@ def test_depthwise_convolutions(fold, requant_lanes, mode, tmp_path):
     plan = plan_sequential(graph, fold=fold, fits=lambda s: s.requant_lanes == requant_lanes)
     first = plan.schedule.steps[0]
     assert (first.channels, first.padded_channels) == (2, -(-2 // fold[1]) * fold[1])
-    cycles = []
-    check_engine(graph, plan, mode, count=3, seed=fold[0], cycles=cycles)
-    if mode == "streaming":
-        out_beats = plan.out_size // plan.lanes
-        interval = cycles[-1] - cycles[-1 - out_beats]
-        assert plan.schedule.issue_cycles <= interval <= plan.cycles_per_vector
+    check_engine(graph, plan, mode, count=3, seed=fold[0], interval=True)
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
@@ -278,12 +274,7 @@ def test_pools_between_layers(fold, depthwise, mode, tmp_path):
     plan = plan_sequential(graph, fold=fold)
     pooled = [s.pooling.op for s in plan.schedule.steps if s.pooling is not None]
     assert pooled == ["MAX_POOL_2D", "AVERAGE_POOL_2D"]
-    cycles = []
-    check_engine(graph, plan, mode, count=3, seed=fold[0], cycles=cycles)
-    if mode == "streaming":
-        out_beats = plan.out_size // plan.lanes
-        interval = cycles[-1] - cycles[-1 - out_beats]
-        assert plan.schedule.issue_cycles <= interval <= plan.cycles_per_vector
+    check_engine(graph, plan, mode, count=3, seed=fold[0], interval=True)
 
 
 def depth_multiplied(path, channels):
@@ -349,10 +340,7 @@ def test_refuses_what_it_does_not_build():
 def test_interval_is_within_the_documented_bound():
     graph = load(DENSE10)
     plan = plan_sequential(graph, fold=(4, 4))
-    cycles = []
-    check_engine(graph, plan, "streaming", count=4, cycles=cycles)
-    interval = cycles[-1] - cycles[-1 - plan.out_size]
-    assert plan.schedule.issue_cycles <= interval <= plan.cycles_per_vector
+    check_engine(graph, plan, "streaming", count=4, interval=True)
     assert isinstance(plan.layers[0][1], ir.FullyConnected)
 
 

@@ -216,17 +216,9 @@ def connect_splitting(m: Module, source, splitter: AccumulatorSplitter | None, s
     wiring.connect(m, skid.o, sink)
 
 
-class BeatTrim(wiring.Component):
-    """Of every ``period`` beats, pass the first ``keep`` and drop the rest (a vector's
-    padding: a sequential engine's last layer computes ``period`` outputs of which the
-    model has ``keep``).  Combinational: no register, no latency; a dropped beat is
-    taken at once.
-
-    Members
-    -------
-    i : ``In(stream.Signature(shape))``
-    o : ``Out(stream.Signature(shape))``
-    """
+class _Periodic(wiring.Component):
+    """A stream of ``shape`` beats counted in periods of ``period``, of which the first
+    ``keep`` are the input's (the base of :class:`BeatTrim` and :class:`BeatPad`)."""
 
     def __init__(self, shape, keep: int, period: int):
         if not 1 <= keep <= period:
@@ -239,6 +231,25 @@ class BeatTrim(wiring.Component):
             "o": Out(stream.Signature(shape)),
         })
 
+    def _count(self, m: Module, position: Signal, counted) -> None:
+        """``position`` (the beat's place in its period) moves on every transfer on
+        ``counted``."""
+        with m.If(counted.valid & counted.ready):
+            m.d.sync += position.eq(Mux(position == self.period - 1, 0, position + 1))
+
+
+class BeatTrim(_Periodic):
+    """Of every ``period`` beats, pass the first ``keep`` and drop the rest (a vector's
+    padding: a sequential engine's last layer computes ``period`` outputs of which the
+    model has ``keep``).  Combinational: no register, no latency; a dropped beat is
+    taken at once.
+
+    Members
+    -------
+    i : ``In(stream.Signature(shape))``
+    o : ``Out(stream.Signature(shape))``
+    """
+
     def elaborate(self, platform):
         m = Module()
         position = Signal(range(self.period))
@@ -248,12 +259,11 @@ class BeatTrim(wiring.Component):
             self.o.valid.eq(self.i.valid & kept),
             self.i.ready.eq(self.o.ready | ~kept),
         ]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += position.eq(Mux(position == self.period - 1, 0, position + 1))
+        self._count(m, position, self.i)
         return m
 
 
-class BeatPad(wiring.Component):
+class BeatPad(_Periodic):
     """After every ``keep`` beats, ``period - keep`` beats of zero (a tensor's channels
     padded to the folding: a sequential engine's input pixels, whose padding channels
     meet zero weights).  Combinational: no register, no latency; a padding beat is given
@@ -265,17 +275,6 @@ class BeatPad(wiring.Component):
     o : ``Out(stream.Signature(shape))``
     """
 
-    def __init__(self, shape, keep: int, period: int):
-        if not 1 <= keep <= period:
-            raise ValueError(f"cannot pad {keep} beats to {period}")
-        self.shape = shape
-        self.keep = keep
-        self.period = period
-        super().__init__({
-            "i": In(stream.Signature(shape)),
-            "o": Out(stream.Signature(shape)),
-        })
-
     def elaborate(self, platform):
         m = Module()
         position = Signal(range(self.period))
@@ -285,8 +284,7 @@ class BeatPad(wiring.Component):
             self.o.valid.eq(self.i.valid | ~kept),
             self.i.ready.eq(self.o.ready & kept),
         ]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += position.eq(Mux(position == self.period - 1, 0, position + 1))
+        self._count(m, position, self.o)
         return m
 
 

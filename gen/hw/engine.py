@@ -841,6 +841,32 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
                           uint8_output=uint8_output, lanes=lanes)
 
 
+def _split_pass(m: Module, requantized, pass_out: int, last_out: int):
+    """``requantized`` (the requantizer's beats, ``pass_out`` a pass) as two streams:
+    ``results``, the last ``last_out`` beats of each pass (the last layer's outputs), and
+    ``back``, the others (the next layers' inputs), by counting.  (``to_output`` is a
+    register set with its counter, so that no comparison lies on the handshake: on the
+    iCE40 the comparison into the requantizer's ready was the jet MLP engine's critical
+    path.)"""
+    lanes = requantized.payload.shape()
+    given = Signal(range(pass_out))
+    to_output = Signal()
+    with m.If(requantized.valid & requantized.ready):
+        wraps = given == pass_out - 1
+        m.d.sync += [given.eq(Mux(wraps, 0, given + 1)),
+                     to_output.eq(~wraps & (given + 1 >= pass_out - last_out))]
+    results = stream.Signature(lanes).create()
+    back = stream.Signature(lanes).create()
+    m.d.comb += [
+        results.payload.eq(requantized.payload),
+        back.payload.eq(requantized.payload),
+        results.valid.eq(requantized.valid & to_output),
+        back.valid.eq(requantized.valid & ~to_output),
+        requantized.ready.eq(Mux(to_output, results.ready, back.ready)),
+    ]
+    return results, back
+
+
 class SequentialEngine(wiring.Component):
     """A :class:`SequentialPlan` between two AXI4-Stream ports of ``lanes`` int8
     elements per beat (the same ports as :class:`~tfl2rtl.hw.network.DataflowNetwork`:
@@ -1017,22 +1043,9 @@ class SequentialEngine(wiring.Component):
                 activations.o.ready.eq(~from_input & mvu.i.ready),
             ]
 
-            pass_out = sum(s.padded_out for s in schedule.steps) // r
-            given = Signal(range(pass_out))
-            to_output = Signal()
-            with m.If(requantized.valid & requantized.ready):
-                wraps = given == pass_out - 1
-                m.d.sync += [given.eq(Mux(wraps, 0, given + 1)),
-                             to_output.eq(~wraps & (given + 1 >= pass_out - last.padded_out // r))]
-            results = stream.Signature(signed_lanes(8, r)).create()
-            back = stream.Signature(signed_lanes(8, r)).create()
-            m.d.comb += [
-                results.payload.eq(requantized.payload),
-                back.payload.eq(requantized.payload),
-                results.valid.eq(requantized.valid & to_output),
-                back.valid.eq(requantized.valid & ~to_output),
-                requantized.ready.eq(Mux(to_output, results.ready, back.ready)),
-            ]
+            results, back = _split_pass(m, requantized,
+                                        sum(s.padded_out for s in schedule.steps) // r,
+                                        last.padded_out // r)
             wiring.connect(m, convert(back, simd, "lanes_back"), activations.i)
         else:
             wiring.connect(m, external, mvu.i)
@@ -1074,25 +1087,10 @@ class SequentialEngine(wiring.Component):
             return requantized
 
         # The requantizer's beats of a pass: the last layer's leave, the others' are the
-        # next layers' tensors.  (``to_output`` is a register set with its counter, so
-        # that no comparison lies on the handshake.)
-        pass_out = sum(s.padded_out * s.pixels for s in steps) // r
-        last_out = steps[-1].padded_out * steps[-1].pixels // r
-        given = Signal(range(pass_out))
-        to_output = Signal()
-        with m.If(requantized.valid & requantized.ready):
-            wraps = given == pass_out - 1
-            m.d.sync += [given.eq(Mux(wraps, 0, given + 1)),
-                         to_output.eq(~wraps & (given + 1 >= pass_out - last_out))]
-        results = stream.Signature(signed_lanes(8, r)).create()
-        back = stream.Signature(signed_lanes(8, r)).create()
-        m.d.comb += [
-            results.payload.eq(requantized.payload),
-            back.payload.eq(requantized.payload),
-            results.valid.eq(requantized.valid & to_output),
-            back.valid.eq(requantized.valid & ~to_output),
-            requantized.ready.eq(Mux(to_output, results.ready, back.ready)),
-        ]
+        # next layers' tensors.
+        results, back = _split_pass(m, requantized,
+                                    sum(s.padded_out * s.pixels for s in steps) // r,
+                                    steps[-1].padded_out * steps[-1].pixels // r)
         back = convert_lanes(m, back, simd, "lanes_back")
         if any(s.pooling is not None for s in steps):
             back = self._through_pools(m, back)
