@@ -379,7 +379,6 @@ VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inpu
 
 @pytest.mark.parametrize("case", VERILATOR_CASES)
 def test_model_in_verilator(case, tmp_path):
-    from tfl2rtl.sim.runner import simulate_network
 
     path, budget, lanes, interval, count, weights = VERILATOR_CASES[case]
     graph = load(path)
@@ -391,16 +390,23 @@ def test_model_in_verilator(case, tmp_path):
         inputs = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
     else:
         inputs = random_inputs(graph, count, seed=budget)
+    check_in_verilator(graph, plan, inputs, tmp_path, seed=5)
+
+
+def check_in_verilator(graph, plan, inputs, tmp_path, seed):
+    """``plan``'s engine in Verilator on ``inputs``, straight and with stalls and
+    backpressure, against the golden model; back to back, an inference takes at least
+    the cycles the unit issues and at most the documented bound."""
+    from tfl2rtl.sim.runner import simulate_network
+
     expected = golden_vectors(graph, inputs)
     assert len(np.unique(expected)) > 2  # the outputs are not all saturated
-    runs = simulate_network(SequentialEngine(plan), inputs, expected, tmp_path, seed=5,
+    runs = simulate_network(SequentialEngine(plan), inputs, expected, tmp_path, seed=seed,
                             stall=0.3, backpressure=0.3)
     for run in runs.values():
         np.testing.assert_array_equal(run.outputs, expected)
         assert run.tlast_errors == 0
     streaming = runs["streaming"]
-    # Back to back, an inference takes at least the cycles the unit issues and at most
-    # the documented bound.
     intervals = set(streaming.intervals[len(streaming.intervals) // 2:])
     assert plan.schedule.issue_cycles <= min(intervals)
     assert max(intervals) <= plan.cycles_per_vector
@@ -408,18 +414,6 @@ def test_model_in_verilator(case, tmp_path):
 
 @pytest.mark.parametrize("fold", [(2, 2), (6, 1)])
 def test_convolutions_in_verilator(fold, tmp_path):
-    from tfl2rtl.sim.runner import simulate_network
-
     graph = conv_chain(tmp_path / "conv.tflite")
     plan = plan_sequential(graph, fold=fold)
-    inputs = random_inputs(graph, 8, seed=fold[0])
-    expected = golden_vectors(graph, inputs)
-    assert len(np.unique(expected)) > 2  # the outputs are not all saturated
-    runs = simulate_network(SequentialEngine(plan), inputs, expected, tmp_path, seed=3,
-                            stall=0.3, backpressure=0.3)
-    for run in runs.values():
-        np.testing.assert_array_equal(run.outputs, expected)
-        assert run.tlast_errors == 0
-    intervals = set(runs["streaming"].intervals[len(inputs) // 2:])
-    assert plan.schedule.issue_cycles <= min(intervals)
-    assert max(intervals) <= plan.cycles_per_vector
+    check_in_verilator(graph, plan, random_inputs(graph, 8, seed=fold[0]), tmp_path, seed=3)

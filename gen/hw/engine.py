@@ -841,13 +841,26 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
                           uint8_output=uint8_output, lanes=lanes)
 
 
+def _from_input(m: Module, counted, pass_beats: int, first_beats: int, name: str):
+    """Whether the beat on ``counted`` is one of the first ``first_beats`` of its pass of
+    ``pass_beats`` (the input's), counted in the register ``name``.  (``from_input`` is
+    a register set with its counter, so that no comparison lies on a handshake: on the
+    iCE40 the comparison into the requantizer's ready was the jet MLP engine's critical
+    path.)"""
+    count = Signal(range(pass_beats), name=name)
+    from_input = Signal(init=1)
+    with m.If(counted.valid & counted.ready):
+        wraps = count == pass_beats - 1
+        m.d.sync += [count.eq(Mux(wraps, 0, count + 1)),
+                     from_input.eq(wraps | (count + 1 < first_beats))]
+    return from_input
+
+
 def _split_pass(m: Module, requantized, pass_out: int, last_out: int):
     """``requantized`` (the requantizer's beats, ``pass_out`` a pass) as two streams:
     ``results``, the last ``last_out`` beats of each pass (the last layer's outputs), and
     ``back``, the others (the next layers' inputs), by counting.  (``to_output`` is a
-    register set with its counter, so that no comparison lies on the handshake: on the
-    iCE40 the comparison into the requantizer's ready was the jet MLP engine's critical
-    path.)"""
+    register set with its counter, as :func:`_from_input`'s.)"""
     lanes = requantized.payload.shape()
     given = Signal(range(pass_out))
     to_output = Signal()
@@ -1027,15 +1040,7 @@ class SequentialEngine(wiring.Component):
             m.submodules.activations = activations = StreamFIFO(
                 signed_lanes(8, simd), depth=max(3, schedule.buffer_beats + 2))
             pass_beats = sum(s.padded_in for s in schedule.steps) // simd
-            # ``from_input`` and ``to_output`` are registers, set with their counters,
-            # so that no comparison lies on a handshake (on the iCE40 the comparison
-            # into the requantizer's ready was the jet MLP engine's critical path).
-            taken = Signal(range(pass_beats))
-            from_input = Signal(init=1)
-            with m.If(mvu.i.valid & mvu.i.ready):
-                wraps = taken == pass_beats - 1
-                m.d.sync += [taken.eq(Mux(wraps, 0, taken + 1)),
-                             from_input.eq(wraps | (taken + 1 < first_beats))]
+            from_input = _from_input(m, mvu.i, pass_beats, first_beats, "taken")
             m.d.comb += [
                 mvu.i.payload.eq(Mux(from_input, external.payload, activations.o.payload)),
                 mvu.i.valid.eq(Mux(from_input, external.valid, activations.o.valid)),
@@ -1098,12 +1103,7 @@ class SequentialEngine(wiring.Component):
         # The memory's writes of a pass: tensor 0 from the input, then the others.
         pass_writes = sum(s.patches.tensor_beats for s in steps)
         input_beats = steps[0].patches.tensor_beats
-        written = Signal(range(pass_writes))
-        from_input = Signal(init=1)
-        with m.If(memory.i.valid & memory.i.ready):
-            wraps = written == pass_writes - 1
-            m.d.sync += [written.eq(Mux(wraps, 0, written + 1)),
-                         from_input.eq(wraps | (written + 1 < input_beats))]
+        from_input = _from_input(m, memory.i, pass_writes, input_beats, "written")
         m.d.comb += [
             memory.i.payload.eq(Mux(from_input, external.payload, back.payload)),
             memory.i.valid.eq(Mux(from_input, external.valid, back.valid)),
