@@ -218,7 +218,13 @@ def connect_splitting(m: Module, source, splitter: AccumulatorSplitter | None, s
 
 class _Periodic(wiring.Component):
     """A stream of ``shape`` beats counted in periods of ``period``, of which the first
-    ``keep`` are the input's (the base of :class:`BeatTrim` and :class:`BeatPad`)."""
+    ``keep`` are the input's (the base of :class:`BeatTrim` and :class:`BeatPad`).
+
+    Members
+    -------
+    i : ``In(stream.Signature(shape))``
+    o : ``Out(stream.Signature(shape))``
+    """
 
     def __init__(self, shape, keep: int, period: int):
         if not 1 <= keep <= period:
@@ -231,61 +237,51 @@ class _Periodic(wiring.Component):
             "o": Out(stream.Signature(shape)),
         })
 
-    def _count(self, m: Module, position: Signal, counted) -> None:
-        """``position`` (the beat's place in its period) moves on every transfer on
-        ``counted``."""
+    #: The member whose transfers move the period on.
+    _counted = "i"
+
+    def elaborate(self, platform):
+        m = Module()
+        position = Signal(range(self.period))
+        self._connect(m, position < self.keep)
+        counted = getattr(self, self._counted)
         with m.If(counted.valid & counted.ready):
             m.d.sync += position.eq(Mux(position == self.period - 1, 0, position + 1))
+        return m
+
+    def _connect(self, m: Module, kept) -> None:
+        """``i`` to ``o``, ``kept`` high for the first ``keep`` beats of a period."""
+        raise NotImplementedError
 
 
 class BeatTrim(_Periodic):
     """Of every ``period`` beats, pass the first ``keep`` and drop the rest (a vector's
     padding: a sequential engine's last layer computes ``period`` outputs of which the
     model has ``keep``).  Combinational: no register, no latency; a dropped beat is
-    taken at once.
+    taken at once.  Members: as :class:`_Periodic`'s."""
 
-    Members
-    -------
-    i : ``In(stream.Signature(shape))``
-    o : ``Out(stream.Signature(shape))``
-    """
-
-    def elaborate(self, platform):
-        m = Module()
-        position = Signal(range(self.period))
-        kept = position < self.keep
+    def _connect(self, m, kept):
         m.d.comb += [
             self.o.payload.eq(self.i.payload),
             self.o.valid.eq(self.i.valid & kept),
             self.i.ready.eq(self.o.ready | ~kept),
         ]
-        self._count(m, position, self.i)
-        return m
 
 
 class BeatPad(_Periodic):
     """After every ``keep`` beats, ``period - keep`` beats of zero (a tensor's channels
     padded to the folding: a sequential engine's input pixels, whose padding channels
     meet zero weights).  Combinational: no register, no latency; a padding beat is given
-    without taking one.
+    without taking one.  Members: as :class:`_Periodic`'s."""
 
-    Members
-    -------
-    i : ``In(stream.Signature(shape))``
-    o : ``Out(stream.Signature(shape))``
-    """
+    _counted = "o"
 
-    def elaborate(self, platform):
-        m = Module()
-        position = Signal(range(self.period))
-        kept = position < self.keep
+    def _connect(self, m, kept):
         m.d.comb += [
             self.o.payload.eq(Mux(kept, self.i.payload, 0)),
             self.o.valid.eq(self.i.valid | ~kept),
             self.i.ready.eq(self.o.ready & kept),
         ]
-        self._count(m, position, self.o)
-        return m
 
 
 class StreamFIFO(wiring.Component):
