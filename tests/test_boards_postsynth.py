@@ -30,10 +30,21 @@ HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
 INT16X8 = TEST_MODELS / "int16x8.tflite"
 #: The netlists that take longest run only with TFL2RTL_LONG_NETLISTS=1 (README, "long
-#: runs"): the jet MLP's engine on the iCE40 and the 16x8 model on the ECP5.
+#: runs"): the jet MLP's and a chain of convolutions' engines on the iCE40 and the 16x8
+#: model on the ECP5.
 LONG = bool(os.environ.get("TFL2RTL_LONG_NETLISTS"))
 JET = TEST_MODELS / "jet_mlp_int8.tflite"
 UINT8_LEGACY = TEST_MODELS / "uint8_legacy.tflite"
+
+
+def _conv_chain(directory):
+    """:func:`tflite_writer.conv_chain_model` with depthwise convolutions and pools, in
+    ``directory``."""
+    from tflite_writer import conv_chain_model
+
+    path = directory / "conv_chain.tflite"
+    path.write_bytes(conv_chain_model(depthwise=True, pools=True))
+    return path
 
 
 def _cell_count(text: str, cell: str) -> int:
@@ -80,11 +91,19 @@ def _yosys_stat(log: str, cell: str) -> int:
     *([("ice40", JET, "sequential", 6, {"SB_MAC16": None, "SB_RAM40_4K": None,
                                         "SB_LUT4": None})]
       if LONG else []),
+    # The sequential engine of a written chain of convolutions, depthwise convolutions
+    # and pools (tflite_writer.conv_chain_model) as the iCEBreaker builds it: its
+    # activation memory, patch walks and pool in block RAM and logic.
+    *([("ice40", _conv_chain, "sequential", 4, {"SB_MAC16": None, "SB_RAM40_4K": None,
+                                                "SB_LUT4": None})]
+      if LONG else []),
 ], ids=["ice40-hello_world", "ecp5-hello_world-logic",
         "ecp5-micro_speech", "ice40-int16x8", *(["ecp5-int16x8"] if LONG else []),
-        "ice40-uint8-flash", *(["ice40-jet-sequential"] if LONG else [])])
+        "ice40-uint8-flash",
+        *(["ice40-jet-sequential", "ice40-conv-sequential"] if LONG else [])])
 def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tmp_path,
                                          summary):
+    model = model(tmp_path) if callable(model) else model
     graph = load(model)
     flash = None
     if fold == "sequential":

@@ -453,3 +453,41 @@ def single_op_model(op, shape, input_quant, output_quant, **options) -> bytes:
     y = g.tensor(shape, "int8", *output_quant, name="output")
     g.op(op, [x], [y], **options)
     return g.finish([x], [y])
+
+
+def conv_chain_model(relu=True, end="fc", depthwise=False, pools=False) -> bytes:
+    """A .tflite flatbuffer of convolutions (a sequential engine's, read from an
+    activation memory): a 3x3 SAME convolution (zero point 5 at the input: the
+    padding), a 2x2 stride-2 VALID one with dilation 1, a 1x3 SAME one with stride 1x2,
+    then a fully connected layer over the flattened tensor (``end`` "fc"), or nothing
+    more ("conv"); with ``depthwise``, a 3x3 SAME depthwise convolution after the first
+    and a 3x2 SAME one (more padding at the bottom and right than at the top and left)
+    after the second; with ``pools``, a 2x2 SAME max pool of stride 1 after the first
+    convolution and a global average pool before the fully connected layer."""
+    rng = np.random.default_rng(11)
+    g = GraphWriter()
+    act = "RELU" if relu else "NONE"
+    x = g.tensor((1, 6, 5, 2), "int8", 0.05, 5)
+    h = g.conv_2d(x, rng.integers(-127, 128, (6, 3, 3, 2)), rng.uniform(0.005, 0.02, 6),
+                  rng.integers(-300, 300, 6), (0.06, -3), activation=act)
+    if pools:
+        h = g.pool_2d("MAX_POOL_2D", h, (2, 2), padding="SAME")
+    if depthwise:
+        h = g.depthwise_conv_2d(h, rng.integers(-127, 128, (1, 3, 3, 6)),
+                                rng.uniform(0.01, 0.05, 6), rng.integers(-300, 300, 6),
+                                (0.07, -6), activation=act)
+    h = g.conv_2d(h, rng.integers(-127, 128, (4, 2, 2, 6)), 0.01, None, (0.08, 2),
+                  stride=(2, 2), padding="VALID")
+    if depthwise:
+        h = g.depthwise_conv_2d(h, rng.integers(-127, 128, (1, 3, 2, 4)), 0.02,
+                                rng.integers(-300, 300, 4), (0.05, 3))
+    h = g.conv_2d(h, rng.integers(-127, 128, (5, 1, 3, 4)), rng.uniform(0.005, 0.02, 5),
+                  rng.integers(-300, 300, 5), (0.07, -1), stride=(1, 2), activation=act)
+    if pools:
+        h = g.pool_2d("AVERAGE_POOL_2D", h, g.shape(h)[1:3])
+    if end == "fc":
+        size = int(np.prod(g.shape(h)))
+        h = g.reshape(h, (1, size))
+        h = g.fully_connected(h, rng.integers(-127, 128, (7, size)), 0.01,
+                              rng.integers(-300, 300, 7), (0.1, 4))
+    return g.finish([x], [h])

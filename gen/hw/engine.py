@@ -927,7 +927,8 @@ class SequentialEngine(wiring.Component):
     channels padded), in Amaranth's simulator with stalls and in Verilator;
     kws_ref_model at 2 x 2 and person_detect at 4 x 4 with serial requantizers in
     Verilator; a depthwise convolution of one channel with a depth multiplier of 3 (a
-    convolution).  (Not yet on a board or as a netlist.)
+    convolution); as an iCE40 netlist, the written chain with depthwise convolutions
+    and pools (outside the suite: ``TFL2RTL_LONG_NETLISTS=1``).
     """
 
     def __init__(self, plan: SequentialPlan):
