@@ -191,9 +191,9 @@ class Design:
         its cycles (:meth:`~tfl2rtl.hw.engine.Schedule.layer_cycles`), MACs per cycle,
         its vectors a pass (``pixels``: a convolution's output pixels, each its patch
         through the layer's rows), the pool on its outputs (``pooling``: node and op, or
-        None), the bytes of weights the unit reads, those it reads
-        from flash (all of them or
-        none: :attr:`~tfl2rtl.hw.engine.Schedule.weights`) and the bytes per cycle the
+        None), the bytes of weights the unit reads, those it reads from flash (all of
+        them or none: :attr:`~tfl2rtl.hw.engine.Schedule.weights`) and the bytes per
+        cycle the
         layer needs to run at its compute speed
         (:meth:`~tfl2rtl.hw.engine.Schedule.compute_cycles`), to hold against what the
         flash gives (the summary's ``flash_bytes_per_cycle``)."""

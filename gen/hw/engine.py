@@ -421,19 +421,10 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
             patches = PatchGeometry(height, width, blocks, (kh, kw), tuple(node.stride),
                                     tuple(node.dilation), tuple(node.padding),
                                     pad_value=-node.input_offset, order="depthwise")
-            out_hw = tuple(node.out_hw)
-            step = LayerStep(node=index, op=node.op, in_depth=kh * kw,
-                             out_depth=out_depth, padded_in=kh * kw * simd,
-                             padded_out=padded, first_row=row, first_group=group,
-                             neuron_folds=padded // pe, synapse_folds=kh * kw,
-                             pixels=out_hw[0] * out_hw[1], patches=patches,
-                             positions=kh * kw, channels=channels, padded_channels=padded)
-            step, (height, width) = _pooled(step, pools.get(k), out_hw, simd)
-            steps.append(step)
-            row += step.rows
-            group += step.neuron_folds
-            continue
-        if isinstance(node, ir.Conv2D | ir.DepthwiseConv2D):
+            positions, out_hw = kh * kw, tuple(node.out_hw)
+            # (its vector: one block at each position; its outputs: its input's channels)
+            in_depth, padded_in, padded_out = positions, positions * simd, padded
+        elif isinstance(node, ir.Conv2D | ir.DepthwiseConv2D):
             # (A depthwise convolution of one input channel is a convolution: its depth
             # multiplier is its output channels.)
             out_depth, kh, kw = _conv_weights(node).shape[:3]
@@ -445,18 +436,19 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
             out_depth = node.weights.shape[0]
             patches = PatchGeometry.vector(height * width * blocks)
             positions, out_hw = height * width, (1, 1)
-        padded_out = _round_up(out_depth, pe if k == len(layers) - 1 else block)
-        step = LayerStep(node=index, op=node.op, in_depth=positions * channels,
-                         out_depth=out_depth, padded_in=positions * padded,
-                         padded_out=padded_out, first_row=row, first_group=group,
-                         neuron_folds=padded_out // pe,
-                         synapse_folds=positions * padded // simd,
-                         pixels=out_hw[0] * out_hw[1], patches=patches,
-                         positions=positions, channels=channels, padded_channels=padded)
-        if positions * channels != node.weights.size // out_depth:
-            raise Tfl2RtlError(f"node {index} ({node.op}): {node.weights.size // out_depth} "
-                               f"inputs a neuron where its input tensor gives "
-                               f"{positions * channels}")
+        if patches.order != "depthwise":
+            in_depth, padded_in = positions * channels, positions * padded
+            padded_out = _round_up(out_depth, pe if k == len(layers) - 1 else block)
+            if in_depth != node.weights.size // out_depth:
+                raise Tfl2RtlError(f"node {index} ({node.op}): "
+                                   f"{node.weights.size // out_depth} inputs a neuron where "
+                                   f"its input tensor gives {in_depth}")
+        step = LayerStep(node=index, op=node.op, in_depth=in_depth, out_depth=out_depth,
+                         padded_in=padded_in, padded_out=padded_out, first_row=row,
+                         first_group=group, neuron_folds=padded_out // pe,
+                         synapse_folds=padded_in // simd, pixels=out_hw[0] * out_hw[1],
+                         patches=patches, positions=positions, channels=channels,
+                         padded_channels=padded)
         step, (height, width) = _pooled(step, pools.get(k), out_hw, simd)
         steps.append(step)
         row += step.rows
@@ -801,9 +793,9 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
         # depthwise layer's groups are its channel blocks: PE = SIMD.)
         simds = (divisors(layers[0][1].weights.shape[1]) if in_shapes is None
                  else range(1, widest + 1))
-        square = any(isinstance(node, ir.DepthwiseConv2D) and shape[2] > 1
-                     for (_, node), shape in zip(layers, in_shapes or [(1, 1, 1)] * len(
-                         layers), strict=True))
+        square = in_shapes is not None and any(
+            isinstance(node, ir.DepthwiseConv2D) and shape[2] > 1
+            for (_, node), shape in zip(layers, in_shapes, strict=True))
         candidates = [(pe, simd) for simd in simds
                       for pe in range(1, widest + 1) if pe * simd <= max_multipliers
                       and (pe == simd or not square)]

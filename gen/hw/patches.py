@@ -210,11 +210,13 @@ class ActivationMemory(wiring.Component):
                 m.d.sync += written.eq(written + 1)
 
         # --- The reader: layer after layer, the patches of each (row-major output
-        # pixels, then kernel row, kernel column, channel block), as addresses kept by
-        # increments (no multiplier): ``line`` is the address of output row ``oy``'s
-        # first window's top-left position, ``pixel`` the current window's, ``row`` its
-        # kernel row's first position, ``addr`` the current beat's.  ``iy``/``ix`` are the
-        # position's input row and column, for the padding.
+        # pixels, then in the layer's order kernel rows, columns and channel blocks), as
+        # addresses kept by increments (no multiplier): ``line`` is the address of output
+        # row ``oy``'s first window's top-left position, ``pixel`` the current window's,
+        # ``base`` its current channel block's (depthwise order; the pixel's otherwise),
+        # ``row`` and ``col`` the current kernel row's and position's first block,
+        # ``addr`` the current beat's.  ``iy``/``ix`` are the position's input row and
+        # column, for the padding.
         layer = Signal(range(count))
         r_region = Signal(range(2))
         # Every address register holds a position the walk visits (its first channel
