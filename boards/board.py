@@ -10,7 +10,9 @@ one 16x16 multiplier per lane; on the iCE40 UP5K
 :data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`, which puts loadable weight memories in
 SPRAM (:mod:`tfl2rtl.boards.spram`; which memories: :mod:`tfl2rtl.boards.memory`); on
 the ECP5 :data:`tfl2rtl.hw.pipeline.PRODUCT_HOOK`, which puts the registers of the
-pipelined products inside the ``MULT18X18D`` blocks (:mod:`tfl2rtl.boards.ecp5`).
+pipelined products inside the ``MULT18X18D`` blocks, and
+:data:`tfl2rtl.hw.weights.WEIGHT_BANKS_HOOK`, which reads deep weight memories in banks
+of one ``DP16KD``'s depth (:mod:`tfl2rtl.boards.ecp5`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from tfl2rtl.hw.elementwise import ADD_PRODUCTS_HOOK
 from tfl2rtl.hw.pipeline import PRODUCT_HOOK, RESET_TREE_HOOK
 from tfl2rtl.hw.requant import SERIAL_PRODUCTS_HOOK
 from tfl2rtl.hw.stages import SERIAL_REQUANT_INTERVAL
-from tfl2rtl.hw.weights import ROW_MEMORY_HOOK
+from tfl2rtl.hw.weights import ROW_MEMORY_HOOK, WEIGHT_BANKS_HOOK
 
-from .ecp5 import registered_product
+from .ecp5 import registered_product, weight_bank_rows
 from .spram import SPRAMRows
 from .tools import tool
 
@@ -41,7 +43,9 @@ def platform_hooks(*, serial_requantizer: bool, spram: bool, ecp5_products: bool
     loadable weight memories as SPRAM blocks (:data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`:
     :class:`tfl2rtl.boards.spram.SPRAMRows`), and ``ecp5_products`` builds pipelined
     products in registered ``MULT18X18D`` blocks (:data:`tfl2rtl.hw.pipeline.PRODUCT_HOOK`:
-    :func:`tfl2rtl.boards.ecp5.registered_product`); ``reset_tree`` false leaves out a
+    :func:`tfl2rtl.boards.ecp5.registered_product`) and reads deep weight memories in
+    banks of one ``DP16KD``'s depth (:data:`tfl2rtl.hw.weights.WEIGHT_BANKS_HOOK`:
+    :func:`tfl2rtl.boards.ecp5.weight_bank_rows`); ``reset_tree`` false leaves out a
     dataflow network's reset tree (:data:`tfl2rtl.hw.pipeline.RESET_TREE_HOOK`: the
     iCE40 boards); ``add_products`` scales an int8 ADD's inputs by multipliers, not by
     tables in block RAM (:data:`tfl2rtl.hw.elementwise.ADD_PRODUCTS_HOOK`: the iCE40
@@ -52,6 +56,7 @@ def platform_hooks(*, serial_requantizer: bool, spram: bool, ecp5_products: bool
         hooks[ROW_MEMORY_HOOK] = SPRAMRows
     if ecp5_products:
         hooks[PRODUCT_HOOK] = staticmethod(registered_product)
+        hooks[WEIGHT_BANKS_HOOK] = staticmethod(weight_bank_rows)
     return hooks
 
 

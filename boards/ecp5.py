@@ -15,10 +15,24 @@ from __future__ import annotations
 
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, Value
 
-__all__ = ["DSP_WIDTH", "registered_product"]
+__all__ = ["DSP_WIDTH", "DP16KD_CONFIGURATIONS", "registered_product", "weight_bank_rows"]
 
 #: The operand width of a ``MULT18X18D``.
 DSP_WIDTH = 18
+
+
+#: A ``DP16KD``'s shapes as (rows, bits a row), deepest first.
+DP16KD_CONFIGURATIONS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+def weight_bank_rows(width: int) -> int:
+    """The platform hook :data:`tfl2rtl.hw.weights.WEIGHT_BANKS_HOOK`: the rows of the
+    deepest ``DP16KD`` shape that holds ``width`` bits a row (or its widest, 36 bits,
+    side by side).  A deeper weight memory is the depth multiplexer of several blocks
+    behind their 5.8 ns clock-to-output (on the ULX3S ResNet-8's critical path at 70.8
+    MHz: a weight ``DP16KD``, 7.3 ns of routing, the multiplexer, 14.1 ns in all); banks
+    of this depth each read into a register of their own have none."""
+    return next(rows for rows, bits in DP16KD_CONFIGURATIONS if bits >= min(width, 36))
 
 
 def _operand(value: Value) -> Value | None:

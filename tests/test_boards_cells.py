@@ -554,6 +554,22 @@ def _run_rams(tmp_path, folder, rams, initvals, model=ECP5_DP16KD) -> str:
     return run_testbench([model, tb], "ram_tb", tmp_path)
 
 
+def test_weight_banks_are_one_dp16kd_deep():
+    """The ECP5's weight banks (boards.ecp5.weight_bank_rows): the shapes it picks from
+    are the DP16KD's, as this file tests the cell's model (every width, 16,384 bits of
+    array below 9 bits a word and 18,432 from 9), and a memory of any width gets the
+    deepest shape whose words hold it, or the widest's depth."""
+    from tfl2rtl.boards.ecp5 import DP16KD_CONFIGURATIONS, weight_bank_rows
+
+    assert {bits for _, bits in DP16KD_CONFIGURATIONS} == {*DP_WIDTHS, 36}
+    assert all(rows * bits == (18432 if bits >= 9 else 16384)
+               for rows, bits in DP16KD_CONFIGURATIONS)
+    for width in range(1, 130):
+        rows = weight_bank_rows(width)
+        holding = [r for r, bits in DP16KD_CONFIGURATIONS if bits >= min(width, 36)]
+        assert rows == max(holding) and rows & (rows - 1) == 0
+
+
 def test_ram_configurations():
     assert len(RAMS) == len(set(RAMS)) == 5 * 3 + len(MIXED_WIDTHS) + 6
     assert {r.width_a for r in RAMS} == {r.width_b for r in RAMS} == {*DP_WIDTHS, 36}

@@ -72,7 +72,8 @@ def _yosys_stat(log: str, cell: str) -> int:
     # Its weights, line buffer, FIFOs and exponential ROM in DP16KD block RAM (1-, 4-,
     # 9-, 18- and 36-bit ports, ROMs among them, simulated with tfl2rtl's model); the
     # planner gives both its layers serial requantizers (one MULT18X18D per lane, with
-    # its own registers).
+    # its own registers); its fully connected layer's 16,000 weight rows in banks of
+    # 2,048 (WEIGHT_BANKS_HOOK), each read into a register of its own.
     ("ecp5", MICRO_SPEECH, "auto", 2,
      {"MULT18X18D": None, "DP16KD": None, "TRELLIS_DPR16X4": None, "LUT4": None}),
     # A 16x8 model (int16 streams; its float32 edges stay on the host): int16 x int8

@@ -9,6 +9,7 @@ from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.fixedpoint import signed_bits
 from tfl2rtl.hw.mvu import LOGIC_PRODUCTS_PER_ENABLE, MatrixVectorUnit
+from tfl2rtl.hw.pipeline import fabric_product
 
 SHAPES = [  # out_depth, in_depth, pe, simd
     (6, 10, 1, 1),
@@ -294,6 +295,48 @@ def test_products_from_the_platform_hook(out_depth, in_depth, pe, simd):
     run_mvu(dut, vectors[:3], "streaming", cycles=cycles, platform=DSP_PLATFORM)
     sf = dut.synapse_folds
     assert cycles == [sf + dut.latency + k * sf for k in range(len(cycles))]
+
+
+class _Banked:
+    """A stand-in platform with :data:`tfl2rtl.hw.weights.WEIGHT_BANKS_HOOK`: banks of
+    four rows, so that the test layers' memories have from one to fifteen."""
+
+    weight_bank_rows = staticmethod(lambda width: 4)
+
+
+class _BankedProducts(_Banked):
+    get_registered_product = staticmethod(fabric_product)
+
+
+@pytest.mark.parametrize("platform, logic", [(_Banked(), False), (_BankedProducts(), False),
+                                             (_BankedProducts(), True)],
+                         ids=["fabric", "hook", "logic"])
+@pytest.mark.parametrize("out_depth, in_depth, pe, simd", SHAPES)
+def test_weights_in_banks(out_depth, in_depth, pe, simd, platform, logic):
+    """A weight memory deeper than the platform's bank (WEIGHT_BANKS_HOOK) read in banks,
+    each into a register: the same accumulators under stalls and backpressure, at the
+    same documented latency and interval, on each path (products in the fabric, from
+    the product hook, in logic); last banks shorter than the others among them."""
+    rng = np.random.default_rng(out_depth * 100 + in_depth + 2)
+    weights, bias = random_layer(out_depth, in_depth, rng)
+    vectors = rng.integers(-128, 128, (6, in_depth))
+    dut = MatrixVectorUnit(weights, bias, acc_width=24, pe=pe, simd=simd,
+                           products_in_logic=logic)
+    got = run_mvu(dut, vectors, "stalls", seed=pe * simd, platform=platform)
+    np.testing.assert_array_equal(got, vectors @ weights.T + bias)
+    cycles = []
+    run_mvu(dut, vectors[:3], "streaming", cycles=cycles, platform=platform)
+    sf = dut.synapse_folds
+    assert cycles == [sf + dut.latency + k * sf for k in range(len(cycles))]
+
+
+def test_banks_are_a_power_of_two_rows():
+    class Odd:
+        weight_bank_rows = staticmethod(lambda width: 3)
+
+    dut = MatrixVectorUnit(np.ones((4, 4), int), [0] * 4, acc_width=20)
+    with pytest.raises(ValueError, match="^weight banks of 3 rows: not a power of two$"):
+        run_mvu(dut, np.ones((1, 4), int), "streaming", platform=Odd())
 
 
 @pytest.mark.parametrize("out_depth, in_depth, pe, simd", SHAPES)

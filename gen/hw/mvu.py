@@ -16,7 +16,7 @@ from ..fold import divisors_text
 from . import pipeline
 from .adapters import SkidBuffer
 from .layouts import accumulator_layout, pack_lanes, signed_lanes
-from .weights import LoadableMemory, loading_members
+from .weights import WEIGHT_BANKS_HOOK, LoadableMemory, loading_members
 
 __all__ = ["MatrixVectorUnit", "issue_order", "weight_rows", "LOGIC_PRODUCTS_PER_ENABLE"]
 
@@ -76,7 +76,9 @@ class MatrixVectorUnit(wiring.Component):
     neuron group are complete.  The weights sit in one on-chip :class:`Memory` of
     ``neuron_folds * synapse_folds`` rows of ``pe * simd`` signed ``weight_bits``-bit
     weights (8: int8; 9: a legacy uint8 layer's ``w - zw``, see
-    :class:`tfl2rtl.lower.Uint8AsInt8`) with one read port (inferred as block RAM), the
+    :class:`tfl2rtl.lower.Uint8AsInt8`) with one read port (inferred as block RAM; on a
+    platform with :data:`~tfl2rtl.hw.weights.WEIGHT_BANKS_HOOK`, a memory deeper than its
+    bank is one memory a bank, each read into a register, at the same latency), the
     biases in another; each product, ``act_bits`` by ``weight_bits``, is exact
     (``act_bits + weight_bits`` bits: one DSP block either way).  With ``memory_id``, the
     int8 weights are a :class:`~tfl2rtl.hw.weights.LoadableMemory` of that number
@@ -272,6 +274,21 @@ class MatrixVectorUnit(wiring.Component):
         rows = [issue_order(w, self.pe, self.simd) for w in self._matrices]
         return pack_lanes(np.concatenate(rows), self.weight_bits)
 
+    def _weight_banks(self, platform, width: int, rows: int) -> int | None:
+        """The rows of one bank of the weight memory (``rows`` of ``width`` bits) on
+        ``platform`` (:data:`~tfl2rtl.hw.weights.WEIGHT_BANKS_HOOK`), or None for one
+        memory: the platform has no such hook, the memory is no deeper than a bank, or
+        its rows are loaded (a :class:`~tfl2rtl.hw.weights.LoadableMemory`)."""
+        hook = getattr(platform, WEIGHT_BANKS_HOOK, None)
+        if hook is None or self.memory_id is not None:
+            return None
+        bank_rows = hook(width)
+        if bank_rows is None or rows <= bank_rows:
+            return None
+        if bank_rows & (bank_rows - 1):
+            raise ValueError(f"weight banks of {bank_rows} rows: not a power of two")
+        return bank_rows
+
     def _bias_rows(self, width: int) -> list[int]:
         """Row ``g``: the biases of neurons ``g * pe .. g * pe + pe - 1`` (of all the
         layers in turn), ``width`` bits each, the first in the lowest bits."""
@@ -280,8 +297,9 @@ class MatrixVectorUnit(wiring.Component):
         return [sum((b & mask) << (width * p) for p, b in enumerate(row)) for row in rows]
 
     def elaborate(self, platform):
-        m = Module()
         group_count, rows = self.neuron_folds, sum(nf * sf for nf, sf in self._folds)
+        banks = None if self.weight_stream else self._weight_banks(platform, self.row_bits, rows)
+        m = Module()
         sf_depth = self.synapse_folds  # the longest input vector, in beats
 
         # The input arrives through a skid buffer, so that its ready is a register: the
@@ -464,6 +482,23 @@ class MatrixVectorUnit(wiring.Component):
             if not (hooked or in_logic):
                 row_data = register(register(row_data, "w_1b_row"), "w_1c")
             weight_data = weight_layout(row_data)
+        elif banks is not None:
+            # A deep memory in banks (WEIGHT_BANKS_HOOK), each read into a register of
+            # its own, the bank's register chosen a stage later: read a stage earlier
+            # than one memory would be, so the rows arrive at the same stage.
+            bank_rows, init = banks, self.weight_rows()
+            address = row if hooked or in_logic else register(row, "row_1")
+            offset_bits = bank_rows.bit_length() - 1
+            bank_data = []
+            for k, start in enumerate(range(0, rows, bank_rows)):
+                m.submodules[f"weights_{k}"] = bank = Memory(
+                    shape=unsigned(weight_layout.size), depth=min(bank_rows, rows - start),
+                    init=init[start:start + bank_rows])
+                port = bank.read_port()
+                m.d.comb += [port.addr.eq(address[:offset_bits]), port.en.eq(advance)]
+                bank_data.append(register(port.data, f"w_bank_{k}"))
+            chosen = register(register(address[offset_bits:], "bank_1"), "bank_1b")
+            weight_data = weight_layout(Array(bank_data)[chosen])
         else:
             if self.memory_id is None:
                 m.submodules.weights = weights = Memory(
@@ -515,7 +550,8 @@ class MatrixVectorUnit(wiring.Component):
         # ad01's critical path, 12.4 ns of routing), beside the weight row read now.
         x_1 = register(x_1, "x_1b", self._input_lanes)
         if hooked or in_logic:
-            weight_data = register(weight_data, "w_1b", weight_layout)
+            if banks is None:  # (else the banks' registers are this stage's)
+                weight_data = register(weight_data, "w_1b", weight_layout)
         else:
             # Stage 1c, in the fabric only: the input lanes wait a stage more for the
             # weight row, read a stage later, so that both paths have one latency (the

@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import Tfl2RtlError
 
-__all__ = ["LOAD_LAYOUT", "ROW_MEMORY_HOOK", "LoadableMemory", "RowMemory",
+__all__ = ["LOAD_LAYOUT", "ROW_MEMORY_HOOK", "WEIGHT_BANKS_HOOK", "LoadableMemory", "RowMemory",
            "row_memory_signature", "load_payloads", "loading_members"]
 
 #: One byte of weights on its way into a loadable memory.
@@ -33,6 +33,15 @@ LOAD_LAYOUT = data.StructLayout({"memory": 8, "row": 16, "first": 1, "data": 8})
 #: Platform method ``(width, depth) -> component`` with :func:`row_memory_signature`: the
 #: rows of a :class:`LoadableMemory` (without it, a :class:`RowMemory`).
 ROW_MEMORY_HOOK = "get_row_memory"
+
+#: The platform method that splits a deep weight memory into banks:
+#: ``platform.weight_bank_rows(width)`` is the rows of one bank of a memory of ``width``
+#: bits a row (a power of two: a block RAM's depth at that width), or None for one bank.
+#: A matrix-vector unit whose weight memory is deeper reads each bank into a register of
+#: its own and chooses among the registers (:class:`tfl2rtl.hw.mvu.MatrixVectorUnit`), so
+#: that no path runs from a block RAM's slow output through the multiplexer of its depth.
+#: ECP5 boards set it (:func:`tfl2rtl.boards.ecp5.weight_bank_rows`).
+WEIGHT_BANKS_HOOK = "weight_bank_rows"
 
 
 def loading_members(memory_id: int | None) -> dict:
