@@ -44,6 +44,7 @@ from .board import BOARDS, Board, DoesNotFit, board_named, toolchain_env
 from .clocks import PLLClock, PLLSetting, choose_pll
 from .fit import (
     check_cells,
+    check_dsp_estimate,
     check_placement,
     dsp_estimate,
     fitting_budget,
@@ -221,6 +222,11 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
         try:
             design = sequential_design(graph, target, lanes=lanes,
                                        max_multipliers=max_multipliers, weights="flash")
+        except DoesNotFit as too_large:
+            raise DoesNotFit(f"{overflow}; the sequential engine, which would read the "
+                             "weights from flash, does not fit either: "
+                             f"{_without_prefix(too_large, graph, target)}",
+                             too_large.resource) from None
         except Tfl2RtlError as refusal:
             raise DoesNotFit(f"{overflow}; the sequential engine, which would read the "
                              f"weights from flash, does not take it yet: "
@@ -263,6 +269,7 @@ def build_graph(graph, board_name: str, out_dir: str | os.PathLike, *, fold="aut
     chosen = max_multipliers is None and fold in (None, "auto")
     if chosen:
         design = fitting_design(graph, target, lanes=lanes, requant_interval=interval)
+        check_dsp_estimate(design, target)  # not even the smallest design fits
         if design.network_plan.logic_multipliers:
             say(f"{design.multipliers} multipliers, {design.network_plan.logic_multipliers}"
                 " of them in logic (the DSP blocks do the rest)")
@@ -319,6 +326,12 @@ def _serial_first(design):
     if not any(s.compact_requantizer for s in design.network_plan.stages):
         return design, None
     return gen.without_compact_requantizers(design), design
+
+
+def _without_prefix(overflow: DoesNotFit, graph, board: Board) -> str:
+    """An overflow's message without its ``<model> does not fit <board>: ``."""
+    return str(overflow).removeprefix(f"{Path(graph.source).name} does not fit "
+                                      f"{board.name}: ")
 
 
 def _without_advice(refusal: Exception) -> str:

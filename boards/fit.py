@@ -19,7 +19,7 @@ from tfl2rtl.hw.pool import pool_multipliers
 from tfl2rtl.hw.requant import lane_multipliers
 
 from .board import Board, DoesNotFit, count
-from .memory import BLOCK_BITS
+from .memory import BLOCK_BITS, check_engine_spram, engine_spram
 
 __all__ = ["dsp_estimate", "stage_dsp_estimate", "mac_dsps", "stage_mac_dsps",
            "fitting_budget", "fitting_design", "sequential_design", "LOGIC_PRODUCT_LUTS",
@@ -209,11 +209,15 @@ def sequential_design(graph, board: Board, *, lanes: int = 1,
     place = {"weights": weights, "flash_width": board.flash_width}
     if max_multipliers is not None or not board.dsp_fit:
         budget = board.default_multipliers if max_multipliers is None else max_multipliers
-        return gen.plan(graph, "auto", budget, lanes=lanes, requant_interval=interval,
-                        arch="sequential", weights=weights)
+        design = gen.plan(graph, "auto", budget, lanes=lanes, requant_interval=interval,
+                          arch="sequential", weights=weights)
+        check_engine_spram(design, board, smallest=False)
+        return design
     available = board.available.get("DSP", 0)
+    spram = board.available.get("SPRAM")
     smallest = gen.plan(graph, "auto", 1, lanes=lanes, requant_interval=interval,
                         arch="sequential", weights=weights)
+    check_engine_spram(smallest, board, smallest=True)
 
     def fastest(tail_in_logic: bool):
         """The fastest engine that fits, its tail's multiplies in logic or not; None
@@ -226,6 +230,8 @@ def sequential_design(graph, board: Board, *, lanes: int = 1,
             engine = dataclasses.replace(smallest, network_plan=dataclasses.replace(
                 least, schedule=schedule))
             return (dsp_estimate(engine, board) <= available
+                    and (spram is None
+                         or sum(engine_spram(engine.network_plan)) <= spram)
                     and (below is None or engine_size(engine) < engine_size(below)))
 
         if not fits(least.schedule):
@@ -352,6 +358,19 @@ def check_cells(design, board: Board, cells: dict[str, int]) -> None:
                 f"{Path(design.graph.source).name} does not fit {board.name}: {resource} "
                 f"overflows ({used} needed, {available} available); "
                 + _suggest(design, board, resource, used, available), resource)
+
+
+def check_dsp_estimate(design, board: Board) -> None:
+    """Raise :class:`DoesNotFit` before synthesis when, on a board whose DSP use is
+    counted (:attr:`Board.dsp_fit`), the :func:`dsp_estimate` of ``design`` exceeds its
+    DSP blocks: the estimate counts no more than Yosys maps (see there), so the design
+    would overflow in synthesis too."""
+    available = board.available.get("DSP", 0)
+    if board.dsp_fit and (needed := dsp_estimate(design, board)) > available:
+        raise DoesNotFit(
+            f"{Path(design.graph.source).name} does not fit {board.name}: DSP overflows "
+            f"({needed} needed, {available} available); "
+            + _suggest(design, board, "DSP", needed, available), "DSP")
 
 
 def check_placement(design, board: Board, *logs: Path) -> None:

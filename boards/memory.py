@@ -11,7 +11,8 @@ from pathlib import Path
 from .board import BOARDS, Board, DoesNotFit
 from .spram import SPRAM_DEPTH, SPRAM_WIDTH, spram_tiles
 
-__all__ = ["BLOCK_BITS", "SPRAM_BYTES", "check_memory", "place_weights"]
+__all__ = ["BLOCK_BITS", "SPRAM_BYTES", "check_memory", "place_weights", "engine_spram",
+           "check_engine_spram"]
 
 
 #: Block RAM bits per block, by family (iCE40 EBR 4 kbit; ECP5 DP16KD and Gowin BSRAM
@@ -83,3 +84,42 @@ def place_weights(design, board: Board):
             f"SPRAM is used; a smaller --max-multipliers makes weight rows narrower "
             f"(fewer SPRAM blocks per layer)")
     return dataclasses.replace(design, network_plan=plan.with_loadable(moved))
+
+
+def engine_spram(plan) -> tuple[int, int]:
+    """The SPRAM blocks a sequential engine (``plan``, a
+    :class:`~tfl2rtl.hw.engine.SequentialPlan`) takes on a board whose row memories are
+    SPRAM (:data:`tfl2rtl.hw.weights.ROW_MEMORY_HOOK`): for its weights when they are
+    :attr:`~tfl2rtl.hw.engine.Schedule.copied` from flash, and for the regions of its
+    activation memory (:class:`tfl2rtl.hw.patches.ActivationMemory`), each
+    :func:`~tfl2rtl.boards.spram.spram_tiles`."""
+    schedule = plan.schedule
+    weights = (spram_tiles(8 * schedule.row_bytes, schedule.rows) if schedule.copied
+               else 0)
+    activations = 0
+    if schedule.tensors:
+        region = max(s.patches.tensor_beats for s in schedule.steps)
+        regions = 2 if len(schedule.steps) > 1 else 1
+        activations = regions * spram_tiles(8 * schedule.simd, region)
+    return weights, activations
+
+
+def check_engine_spram(design, board: Board, *, smallest: bool) -> None:
+    """Raise :class:`DoesNotFit` (``SPRAM``) when a sequential engine's SPRAM
+    (:func:`engine_spram`) exceeds the board's: before synthesis.  ``smallest``: no
+    smaller engine would take less (the refusal says so)."""
+    available = board.available.get("SPRAM")
+    if available is None:
+        return
+    weights, activations = engine_spram(design.network_plan)
+    if weights + activations > available:
+        parts = [f"{what} {blocks}" for what, blocks in
+                 (("its weights copied from flash", weights),
+                  ("its activation memory", activations)) if blocks]
+        raise DoesNotFit(
+            f"{Path(design.graph.source).name} does not fit {board.name}: SPRAM "
+            f"overflows ({weights + activations} needed, {available} available: "
+            f"{' and '.join(parts)}); "
+            + ("even the smallest engine does not fit, and streaming a convolution's "
+               "weights from flash layer by layer is not built yet" if smallest else
+               "a smaller --max-multipliers takes less"), "SPRAM")

@@ -177,9 +177,11 @@ class Design:
                 "weight_bytes": sum(schedule.weight_bytes(k)
                                     for k in range(len(schedule.steps))),
                 "weights_in": schedule.weights,
+                "weights_copied": schedule.copied,
+                "copy_cycles": schedule.copy_cycles,
                 "flash_bytes": sum(schedule.weight_bytes(k)
                                    for k in range(len(schedule.steps)))
-                if schedule.weights == "flash" else 0,
+                if schedule.weights == "flash" and not schedule.copied else 0,
                 "flash_bytes_per_cycle": (round(1 / schedule.flash_cycles_per_byte, 3)
                                           if schedule.weights == "flash" else 0),
                 "layers": [self._schedule_step(k) for k in range(len(schedule.steps))],
@@ -192,7 +194,8 @@ class Design:
         its vectors a pass (``pixels``: a convolution's output pixels, each its patch
         through the layer's rows), the pool on its outputs (``pooling``: node and op, or
         None), the bytes of weights the unit reads, those it reads from flash (all of
-        them or none: :attr:`~tfl2rtl.hw.engine.Schedule.weights`) and the bytes per
+        them or none: :attr:`~tfl2rtl.hw.engine.Schedule.weights`; none when they are
+        :attr:`~tfl2rtl.hw.engine.Schedule.copied` at start-up) and the bytes per
         cycle the
         layer needs to run at its compute speed
         (:meth:`~tfl2rtl.hw.engine.Schedule.compute_cycles`), to hold against what the
@@ -200,7 +203,7 @@ class Design:
         schedule = self.network_plan.schedule
         step = schedule.steps[k]
         cycles, weight_bytes = schedule.layer_cycles(k), schedule.weight_bytes(k)
-        flash = schedule.weights == "flash"
+        flash = schedule.weights == "flash" and not schedule.copied
         return {"node": step.node, "op": step.op, "shape": [step.out_depth, step.in_depth],
                 "padded_shape": [step.padded_out, step.padded_in], "pixels": step.pixels,
                 "pooling": (None if step.pooling is None else

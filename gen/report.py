@@ -200,9 +200,9 @@ def format_schedule(schedule: dict) -> str:
         if layer.get("pooling"):
             pool = layer["pooling"]
             lines.append(f"node {pool['node']} ({pool['op']}) pools node {layer['node']}'s "
-                         "outputs on their way into the activation memory (its cycles "
-                         f"count the pool's: {layer['boundary_wait']:,} cycles of wait after "
-                         "the layer)")
+                         "outputs, read back from the activation memory as windows (its "
+                         f"cycles count the pool's: {layer['boundary_wait']:,} cycles of "
+                         "wait after the layer)")
     if tensors:
         lines.append("the layers read their tensors from an activation memory of "
                      f"{schedule['activation_buffer_beats']:,} beats of {simd} (a convolution "
@@ -212,7 +212,12 @@ def format_schedule(schedule: dict) -> str:
     for stage in schedule["tail"]:
         lines.append(f"then node {stage['node']} ({stage['op']}), a stage of its own: "
                      f"{stage['cycles']:,} cycles per inference, alongside the unit")
-    if schedule["weights_in"] == "flash":
+    if schedule.get("weights_copied"):
+        lines.append(f"weights: {schedule['weight_rows'] * pe * simd:,} bytes copied from "
+                     "flash into the unit's memory at start-up "
+                     f"({schedule['copy_cycles']:,} cycles, before the first inference), "
+                     "none from flash per inference")
+    elif schedule["weights_in"] == "flash":
         lines.append(f"weights: {schedule['flash_bytes']:,} bytes from flash, "
                      f"{schedule['flash_bytes_per_cycle']:.2f} bytes per cycle (a layer "
                      "that needs more waits for its weights: its cycles count the wait)")

@@ -15,8 +15,9 @@ from tfl2rtl.cli import main
 
 def test_auto_builds_the_sequential_engine_where_no_dataflow_design_fits(tmp_path, capsys):
     """The jet MLP's dataflow design needs more DSP blocks than the iCEBreaker has even
-    fully folded (Yosys says so); the default ``--arch auto`` then builds the sequential
-    engine, saying why, in its progress and in the report.  The fastest engine whose
+    fully folded (the DSP estimate says so, before any synthesis); the default ``--arch
+    auto`` then builds the sequential engine, saying why, in its progress and in the
+    report.  The fastest engine whose
     DSP blocks fit (two serial requantizer lanes) overflows the logic cells in nextpnr,
     and the build goes on with the next smaller one (one lane), saying so."""
     out = tmp_path / "out"
@@ -33,6 +34,8 @@ def test_auto_builds_the_sequential_engine_where_no_dataflow_design_fits(tmp_pat
                          r"multipliers and (\d+) requantizer lanes?; trying (\d+) x (\d+) "
                          r"multipliers and (\d+) requantizer lanes?$", err, re.M)
     assert len(lowered) == 1 and int(lowered[0][2]) > int(lowered[0][5]) == 1
+    # Yosys ran for the two engines only.
+    assert err.count("synthesis (Yosys) ...") == 2
     report = json.loads((out / "report.json").read_text())
     assert report["architecture"] == "sequential"
     assert re.fullmatch(f"sequential engine: {why}", report["notes"][-2])

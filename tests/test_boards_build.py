@@ -498,14 +498,20 @@ def test_weights_beyond_block_ram_are_refused_before_synthesis(tmp_path, capsys)
     out = tmp_path / "out"
     assert main(["build", str(VWW), "--board", "icebreaker", "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("tfl2rtl: error: vww_96_int8.tflite does not fit icebreaker: BRAM "
-                   "overflows: its 219,064 bytes of weights and biases need 428 blocks, the "
-                   "device has 30 (15,360 bytes) and 131,072 bytes of SPRAM; no folding "
-                   "reduces the weights: choose a board with more: ulx3s-85f; the "
-                   "sequential engine, which would read the weights from flash, does not "
-                   "take it yet: the sequential engine reads the weights of a model with "
-                   "convolutions from flash not yet (each pixel reads its layer's rows "
-                   "again)")
+    # The engine that would copy its weights from flash into SPRAM: even the smallest's
+    # weights and activations need more SPRAM blocks than the UP5K's four.
+    refusal = re.fullmatch(re.escape(
+        "tfl2rtl: error: vww_96_int8.tflite does not fit icebreaker: BRAM overflows: its "
+        "219,064 bytes of weights and biases need 428 blocks, the device has 30 (15,360 "
+        "bytes) and 131,072 bytes of SPRAM; no folding reduces the weights: choose a board "
+        "with more: ulx3s-85f; the sequential engine, which would read the weights from "
+        "flash, does not fit either: SPRAM overflows (") + r"(\d+) needed, 4 available: its "
+        r"weights copied from flash (\d+) and its activation memory (\d+)\); " + re.escape(
+        "even the smallest engine does not fit, and streaming a convolution's weights "
+        "from flash layer by layer is not built yet"), err)
+    assert refusal, err
+    needed, weights, activations = map(int, refusal.groups())
+    assert needed == weights + activations and weights > 4  # the weights alone
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -93,15 +93,16 @@ def _yosys_stat(log: str, cell: str) -> int:
                                         "SB_LUT4": None})]
       if LONG else []),
     # The sequential engine of a written chain of convolutions, depthwise convolutions
-    # and pools (tflite_writer.conv_chain_model) as the iCEBreaker builds it: its
-    # activation memory, patch walks and pool in block RAM and logic.
-    *([("ice40", _conv_chain, "sequential", 4, {"SB_MAC16": None, "SB_RAM40_4K": None,
-                                                "SB_LUT4": None})]
+    # and pools (tflite_writer.conv_chain_model) as the iCEBreaker builds it with its
+    # weights in flash: the rows copied from the flash model into SPRAM at start-up, the
+    # activation memory's two regions in SPRAM, the patch walks and pool in logic.
+    *([("ice40", _conv_chain, "sequential, flash", 4,
+        {"SB_MAC16": None, "SB_SPRAM256KA": None, "SB_LUT4": None})]
       if LONG else []),
 ], ids=["ice40-hello_world", "ecp5-hello_world-logic",
         "ecp5-micro_speech", *(["ice40-int16x8", "ecp5-int16x8"] if LONG else []),
         "ice40-uint8-flash",
-        *(["ice40-jet-sequential", "ice40-conv-sequential"] if LONG else [])])
+        *(["ice40-jet-sequential", "ice40-conv-sequential-flash"] if LONG else [])])
 def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tmp_path,
                                          summary):
     model = model(tmp_path) if callable(model) else model

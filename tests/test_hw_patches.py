@@ -2,12 +2,17 @@
 """The activation memory's patches against the window stream's definition
 (:func:`tfl2rtl.hw.window.window_beats`), with random stalls and backpressure."""
 
+import random
+
 import numpy as np
 import pytest
+from amaranth.hdl import Assert, Module, Signal
+from amaranth.lib.memory import Memory
 
-from streams import STALL_MODES, get, put, simulate
+from streams import STALL_MODES, Timing, get, put, simulate
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.patches import ActivationMemory, PatchGeometry, patch_beats
+from tfl2rtl.hw.weights import RowMemory
 
 G = PatchGeometry
 
@@ -38,7 +43,38 @@ CHAINS = {
 }
 
 
-def run(dut, tensors, mode, seed, cycles=None, write_cycles=None):
+class _SinglePortRows(RowMemory):
+    """Rows behind one port as strict as ``SB_SPRAM256KA``'s: a read and a write in one
+    cycle fail the simulation, and after a write ``read_data`` is garbage (the row
+    written, inverted) until the next read."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.memory = memory = Memory(shape=self.width, depth=self.depth, init=[])
+        read, write = memory.read_port(domain="comb"), memory.write_port()
+        m.d.comb += [read.addr.eq(self.addr), write.addr.eq(self.addr),
+                     write.data.eq(self.write_data), write.en.eq(self.write)]
+        data = Signal(self.width)
+        with m.If(self.read):
+            m.d.sync += data.eq(read.data)
+        with m.Elif(self.write):
+            m.d.sync += data.eq(~self.write_data)
+        m.d.comb += [self.read_data.eq(data),
+                     Assert(~(self.read & self.write), "a read and a write together")]
+        return m
+
+
+class _SinglePortPlatform:
+    """A stand-in platform whose row memories (ROW_MEMORY_HOOK) are
+    :class:`_SinglePortRows`."""
+
+    get_row_memory = _SinglePortRows
+
+
+PLATFORMS = {"memory": None, "single port": _SinglePortPlatform()}
+
+
+def run(dut, tensors, mode, seed, cycles=None, write_cycles=None, platform=None):
     """Write ``tensors`` (every layer's input, pass after pass) and read every patch."""
     in_timing, out_timing = STALL_MODES[mode](seed)
     beats = np.concatenate([t.reshape(-1, dut.simd) for t in tensors])
@@ -51,14 +87,18 @@ def run(dut, tensors, mode, seed, cycles=None, write_cycles=None):
     async def consumer(ctx):
         received.extend(await get(ctx, dut.o, count, out_timing, cycles=cycles))
 
-    simulate(dut, producer, consumer)
-    return np.array([[beat[s] for s in range(dut.simd)] for beat in received]).reshape(
-        -1, dut.simd)
+    simulate(dut, producer, consumer, platform=platform)
+    return (np.array([[beat.data[s] for s in range(dut.simd)] for beat in received]
+                     ).reshape(-1, dut.simd),
+            np.array([beat.pad for beat in received], dtype=bool))
 
 
+@pytest.mark.parametrize("platform", PLATFORMS)
 @pytest.mark.parametrize("mode", STALL_MODES)
 @pytest.mark.parametrize("name", CHAINS)
-def test_patches(name, mode):
+def test_patches(name, mode, platform):
+    """Each region in a row memory of its own: Amaranth's memory, or one as strict as
+    a single-port SPRAM (the iCE40's, through ROW_MEMORY_HOOK)."""
     simd, geometries = CHAINS[name]
     dut = ActivationMemory(geometries, simd)
     rng = np.random.default_rng(len(name))
@@ -66,10 +106,35 @@ def test_patches(name, mode):
     tensors = [rng.integers(-128, 128, (g.height, g.width, g.blocks * simd)).astype(np.int8)
                for _ in range(passes) for g in geometries]
     tensors[0].flat[:2] = [-128, 127]
-    data = run(dut, tensors, mode, seed=len(name))
-    expected = np.concatenate([patch_beats(x, g, simd) for x, g in
-                               zip(tensors, geometries * passes, strict=True)])
-    np.testing.assert_array_equal(data, expected)
+    data, pad = run(dut, tensors, mode, seed=len(name), platform=PLATFORMS[platform])
+    expected = [patch_beats(x, g, simd) for x, g in
+                zip(tensors, geometries * passes, strict=True)]
+    np.testing.assert_array_equal(data, np.concatenate([d for d, _ in expected]))
+    np.testing.assert_array_equal(pad, np.concatenate([p for _, p in expected]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_region_is_written_again_once_its_last_beat_has_moved_on(seed):
+    """The writer, always ready, waits while the region's last beat read still waits for
+    the skid buffer under heavy backpressure: a single-port row memory's data would be
+    garbage after the write."""
+    simd, geometries = CHAINS["one vector"]
+    dut = ActivationMemory(geometries, simd)
+    rng = np.random.default_rng(seed)
+    tensors = [rng.integers(-128, 128, (1, 1, 5 * simd)).astype(np.int8) for _ in range(12)]
+    beats = np.concatenate([t.reshape(-1, simd) for t in tensors])
+    received = []
+
+    async def producer(ctx):
+        await put(ctx, dut.i, beats.tolist(), Timing())
+
+    async def consumer(ctx):
+        timing = Timing(random.Random(seed), pause=0.7, longest=6)
+        received.extend(await get(ctx, dut.o, len(beats), timing))
+
+    simulate(dut, producer, consumer, platform=PLATFORMS["single port"])
+    np.testing.assert_array_equal(
+        [[beat.data[s] for s in range(simd)] for beat in received], beats)
 
 
 @pytest.mark.parametrize("name", ["3x3 same then 1x1", "kws-like chain of four"])

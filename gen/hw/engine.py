@@ -21,11 +21,13 @@ multiplier 1, or any over one input channel: a convolution) with MAX_POOL_2D and
 AVERAGE_POOL_2D between layers: the layers then read tensors from a
 :class:`~tfl2rtl.hw.patches.ActivationMemory` (:attr:`Schedule.tensors`; a convolution
 a patch per output pixel, the unit's rows again for each, a depthwise convolution a
-patch per channel block, a pool on its layer's way into the memory).  Any other op is
-refused by name and position.  The unit's weights are a ROM, or (MLPs only,
-:attr:`Schedule.weights` ``"flash"``) read from the board's SPI flash in issue order by
-a :class:`~tfl2rtl.hw.flash.QspiReader`, pass after pass
-(:meth:`SequentialPlan.flash_image` is what the flash holds).
+patch per channel block, a pool its layer's outputs read back as windows).  Any other op is
+refused by name and position.  The unit's weights are a ROM, or
+(:attr:`Schedule.weights` ``"flash"``) in the board's SPI flash, read by a
+:class:`~tfl2rtl.hw.flash.QspiReader` (:meth:`SequentialPlan.flash_image` is what the
+flash holds): an MLP's in issue order, pass after pass; a model with tensors' once, at
+start-up, into the unit's loadable memory (:attr:`Schedule.copied`: SPRAM on the iCE40
+UP5K, whose bitstream cannot fill it).
 """
 
 from __future__ import annotations
@@ -64,10 +66,9 @@ from .network import (
     through_fifo,
 )
 from .patches import ActivationMemory, PatchGeometry
-from .pool import Pool2DLayer, pool_multipliers
+from .pool import POOL_STAGES, PoolUnit, pool_multipliers, window_counts
 from .requant import Requantizer, RoundingRequantizer, partial_products
 from .stages import stage_for
-from .window import window_out_hw
 
 __all__ = ["LayerStep", "Schedule", "SequentialPlan", "compile_schedule", "plan_sequential",
            "flash_offsets", "weight_bits",
@@ -114,9 +115,12 @@ FLASH_PORTS = {"flash_sck": Out(1), "flash_cs_n": Out(1, init=1), "flash_io_o": 
 class Pooling:
     """A MAX_POOL_2D or AVERAGE_POOL_2D between two layers of an engine of tensors: node
     ``node`` over the layer's output tensor (``in_shape``, its channels as the layer
-    computed them, padding included), giving the next layer's (``out_hw`` pixels); a
-    :class:`~tfl2rtl.hw.pool.Pool2DLayer` of ``simd`` lanes on the way into the activation
-    memory.  ``latency`` is the pool's, ``window_beats`` the beats of its windows."""
+    computed them, padding included), giving the next layer's (``out_hw`` pixels).  The
+    layer's outputs go into the activation memory as they are; the pool reads them back
+    there as windows (``patches``, order ``"depthwise"``) into a
+    :class:`~tfl2rtl.hw.pool.PoolUnit` of ``simd`` lanes, whose results are the next
+    layer's tensor: no line buffer of its own.  ``latency`` is the unit's,
+    ``window_beats`` the beats of its windows."""
 
     node: int
     op: str
@@ -124,6 +128,7 @@ class Pooling:
     out_hw: tuple[int, int]
     latency: int
     window_beats: int
+    patches: PatchGeometry
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,11 @@ class Schedule:
     #: With 9-bit weights in flash, per layer: the offset ``z`` its weights are stored
     #: with, one unsigned byte ``w + z`` each (:func:`flash_offsets`); () otherwise.
     flash_offsets: tuple[int, ...] = ()
+    #: With weights in flash and :attr:`tensors` (each of a convolution's pixels reads
+    #: its layer's rows again): the rows are copied once, at start-up, into the unit's
+    #: memory (a :class:`~tfl2rtl.hw.weights.LoadableMemory`: the platform's row memory,
+    #: SPRAM on the iCE40 UP5K), and the layers read them there; not streamed.
+    copied: bool = False
 
     @property
     def row_bytes(self) -> int:
@@ -258,12 +268,15 @@ class Schedule:
 
         With :attr:`tensors` the next layer reads its tensor once all of it is written:
         :attr:`boundary_cycles` and the activation memory's
-        :attr:`~tfl2rtl.hw.patches.ActivationMemory.latency`, and through a pool
-        (:class:`Pooling`) its latency and window beats."""
+        :attr:`~tfl2rtl.hw.patches.ActivationMemory.latency`; with a pool
+        (:class:`Pooling`) between them, also the pool's window beats, its latency,
+        :data:`BOUNDARY_SLACK` and the memory's latency again."""
         if self.tensors:
             pooling = self.steps[k].pooling
-            # A pool's windows: all of them, at worst, after the layer's last output.
-            pool = 0 if pooling is None else pooling.latency + pooling.window_beats
+            # A pool's windows, read once the layer's outputs are all written, then its
+            # results written before the next layer reads them.
+            pool = 0 if pooling is None else (pooling.window_beats + pooling.latency
+                                              + BOUNDARY_SLACK + ActivationMemory.latency)
             return self.boundary_cycles + ActivationMemory.latency + pool
         this, after = self.steps[k], self.steps[k + 1]
         per_group = max(this.synapse_folds, self._requant_cycles)
@@ -285,12 +298,20 @@ class Schedule:
 
     def flash_cycles(self, k: int) -> int:
         """Cycles the flash takes to give layer ``k``'s weights (0 with weights on
-        chip), plus :data:`FLASH_SLACK`; the first layer's include the reader's
+        chip or :attr:`copied`), plus :data:`FLASH_SLACK`; the first layer's include the reader's
         :attr:`flash_pass_overhead`."""
-        if self.weights != "flash":
+        if self.weights != "flash" or self.copied:
             return 0
         return (self.weight_bytes(k) * self.flash_cycles_per_byte + FLASH_SLACK
                 + (self.flash_pass_overhead if k == 0 else 0))
+
+    @property
+    def copy_cycles(self) -> int:
+        """With :attr:`copied` weights, the cycles the flash takes to give every row once
+        at start-up (before the first inference; 0 otherwise)."""
+        if not self.copied:
+            return 0
+        return self.rows * self.row_bytes * self.flash_cycles_per_byte + self.flash_pass_overhead
 
     def layer_cycles(self, k: int) -> int:
         """The most cycles of layer ``k`` in :attr:`cycles_per_vector`: its
@@ -313,14 +334,23 @@ class Schedule:
         return sum(self.layer_cycles(k) for k in range(len(self.steps)))
 
     @property
+    def walks(self) -> list[PatchGeometry]:
+        """With :attr:`tensors`, the activation memory's walks in order: each layer's
+        patches, and after a pooled layer its pool's windows (tensor ``w`` is walk
+        ``w``'s input)."""
+        return [g for s in self.steps
+                for g in (s.patches, *(() if s.pooling is None else (s.pooling.patches,)))]
+
+    @property
     def buffer_beats(self) -> int:
         """Depth of the activation FIFO, in beats of ``simd`` elements: the largest
         vector one layer hands to the next (all of it may be waiting there while the
         unit finishes the layer); with :attr:`tensors`, the activation memory's (two
-        regions of the largest tensor, one for a single layer)."""
+        regions of the largest tensor, one for a single walk: :attr:`walks`)."""
         if self.tensors:
-            largest = max(s.patches.tensor_beats for s in self.steps)
-            return largest * (2 if len(self.steps) > 1 else 1)
+            walks = self.walks
+            largest = max(g.tensor_beats for g in walks)
+            return largest * (2 if len(walks) > 1 else 1)
         return max([s.padded_in // self.simd for s in self.steps[1:]], default=1)
 
 
@@ -336,7 +366,8 @@ def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = Non
     every vector between two layers padded to a multiple of ``lcm(pe, simd)``, the last
     output to a multiple of ``pe``; the input is not padded (``simd`` must divide it).
     ``weights`` ``"flash"``: read by a :class:`~tfl2rtl.hw.flash.QspiReader` of
-    ``flash_width`` data lines.
+    ``flash_width`` data lines, pass after pass (with tensors, once:
+    :attr:`Schedule.copied`).
 
     With ``in_shapes`` (each layer's input tensor, ``(height, width, channels)``) the
     layers read tensors (:attr:`Schedule.tensors`): each tensor's channels padded as
@@ -346,7 +377,7 @@ def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = Non
     next layer (:class:`Pooling`)."""
     if in_shapes is not None:
         return _compile_tensors(layers, pe, simd, requant_lanes, requant_interval,
-                                in_shapes, weights, pools or {})
+                                in_shapes, weights, flash_width, pools or {})
     if weights not in WEIGHT_PLACES:
         raise Tfl2RtlError(f"weights in {weights!r}: choose one of {', '.join(WEIGHT_PLACES)}")
     requant_lanes = pe if requant_lanes is None else requant_lanes
@@ -382,12 +413,9 @@ def compile_schedule(layers, pe: int, simd: int, requant_lanes: int | None = Non
 
 
 def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shapes,
-                     weights, pools) -> Schedule:
-    """:func:`compile_schedule` for layers that read tensors."""
-    if weights != "chip":
-        raise Tfl2RtlError("the sequential engine reads the weights of a model with "
-                           "convolutions from flash not yet (each pixel reads its layer's "
-                           "rows again); use --weights chip")
+                     weights, flash_width, pools) -> Schedule:
+    """:func:`compile_schedule` for layers that read tensors (weights in flash are
+    :attr:`Schedule.copied`)."""
     requant_lanes = pe if requant_lanes is None else requant_lanes
     if pe < 1 or simd < 1 or requant_lanes < 1 or pe % requant_lanes:
         raise Tfl2RtlError(f"cannot schedule PE={pe}, SIMD={simd} with {requant_lanes} "
@@ -454,9 +482,15 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
         row += step.rows
         group += step.neuron_folds
         channels, padded = out_depth, padded_out
+    flash = {}
+    if weights == "flash":
+        flash = {"flash_cycles_per_byte": QspiReader.cycles_per_byte_for(flash_width),
+                 "flash_pass_overhead": QspiReader.pass_cycles_for(0, flash_width),
+                 "copied": True}
     return Schedule(pe=pe, simd=simd, requant_lanes=requant_lanes,
                     requant_interval=requant_interval, steps=tuple(steps),
-                    acc_bits=max(node.acc_bits for _, node in layers))
+                    acc_bits=max(node.acc_bits for _, node in layers), weights=weights,
+                    **flash)
 
 
 def _conv_weights(node) -> np.ndarray:
@@ -476,11 +510,14 @@ def _pooled(step: LayerStep, pool, out_hw, simd: int):
         return step, out_hw
     index, node = pool
     in_shape = (*out_hw, step.padded_out)
-    pooled = window_out_hw(out_hw, node.filter, node.stride, (1, 1), node.padding)
-    beats = pooled[0] * pooled[1] * node.filter[0] * node.filter[1] * step.padded_out // simd
-    pooling = Pooling(node=index, op=node.op, in_shape=in_shape, out_hw=pooled,
-                      latency=Pool2DLayer.latency_for(node), window_beats=beats)
-    return dataclasses.replace(step, pooling=pooling), pooled
+    patches = PatchGeometry(out_hw[0], out_hw[1], step.padded_out // simd, tuple(node.filter),
+                            tuple(node.stride), padding=tuple(node.padding),
+                            order="depthwise")
+    kind = "max" if isinstance(node, ir.MaxPool2D) else "average"
+    pooling = Pooling(node=index, op=node.op, in_shape=in_shape, out_hw=patches.out_hw,
+                      latency=len(POOL_STAGES[kind]), window_beats=patches.beats,
+                      patches=patches)
+    return dataclasses.replace(step, pooling=pooling), patches.out_hw
 
 
 def weight_bits(layers) -> int:
@@ -603,9 +640,14 @@ class SequentialPlan:
         schedule = self.schedule
         if not schedule.tensors:
             return 0
-        count = len(schedule.steps)
-        freeing = count - 1 if count % 2 else count - 2  # the last reader of region 0
-        overlap = sum(schedule.layer_cycles(k) for k in range(freeing + 1, count))
+        # The last walk reading region 0 (tensor w is in region w % 2), and the layer
+        # it is of (a pool's: the layer before it); the layers after that one compute
+        # meanwhile.
+        layer_of = [k for k, s in enumerate(schedule.steps)
+                    for _ in range(1 if s.pooling is None else 2)]
+        freeing = layer_of[(len(layer_of) - 1) // 2 * 2]
+        overlap = sum(schedule.layer_cycles(k)
+                      for k in range(freeing + 1, len(schedule.steps)))
         first = schedule.steps[0]
         writes = max(self.in_size // self.lanes,  # (padded channels: an element a cycle)
                      self.in_size // first.channels * first.padded_channels
@@ -892,7 +934,10 @@ class SequentialEngine(wiring.Component):
     elements into the activation FIFO (:attr:`Schedule.buffer_beats` deep: a whole
     vector, so the unit never waits on its own output), which feeds the unit for the
     next layer.  The unit takes its first layer's beats from ``s_axis`` and the others'
-    from the activation FIFO, counting beats.
+    from the activation FIFO, counting beats.  With :attr:`Schedule.tensors` the FIFO is
+    an :class:`~tfl2rtl.hw.patches.ActivationMemory` (:meth:`_tensors`): the input and
+    the layers' outputs are written there, and its walks feed the unit (patches) or a
+    pool's :class:`~tfl2rtl.hw.pool.PoolUnit` (windows), whose results are written back.
 
     Attributes
     ----------
@@ -904,7 +949,9 @@ class SequentialEngine(wiring.Component):
         back to back and the output never stalled.
 
     With weights in flash it also has the :data:`FLASH_PORTS` (the reader's pins), and
-    the reader's bytes reach the unit's ``w`` as rows (:meth:`_weights_from_flash`).
+    the reader's bytes reach the unit's ``w`` as rows (:meth:`_weights_from_flash`), or,
+    :attr:`Schedule.copied`, its loadable memory once, the unit taking no patch before
+    its memory is full (:meth:`_weights_copied`).
 
     Tested on hello_world_int8 (every input), dense10_int8, ad01_int8 (ten layers),
     mlp_uint8 (uint8 edges, SOFTMAX, 2 lanes), the written jet MLP (4 layers, SOFTMAX)
@@ -917,10 +964,11 @@ class SequentialEngine(wiring.Component):
     and 3x2 SAME, a SAME max pool, a global average pool, a fully connected or a
     convolution last) at ``pe x simd`` from 1 x 1 to 6 x 2 and 4 x 4 (the input's
     channels padded), in Amaranth's simulator with stalls and in Verilator;
-    kws_ref_model at 2 x 2 and person_detect at 4 x 4 with serial requantizers in
-    Verilator; a depthwise convolution of one channel with a depth multiplier of 3 (a
-    convolution); as an iCE40 netlist, the written chain with depthwise convolutions
-    and pools (outside the suite: ``TFL2RTL_LONG_NETLISTS=1``).
+    kws_ref_model at 2 x 2 (its weights on chip, or copied from the flash model) and
+    person_detect at 4 x 4 with serial requantizers in Verilator; a depthwise
+    convolution of one channel with a depth multiplier of 3 (a convolution); as an
+    iCE40 netlist, the written chain with depthwise convolutions and pools (outside the
+    suite: ``TFL2RTL_LONG_NETLISTS=1``).
     """
 
     def __init__(self, plan: SequentialPlan):
@@ -944,7 +992,9 @@ class SequentialEngine(wiring.Component):
         flash = schedule.weights == "flash"
         self.mvu = MatrixVectorUnit(plan.matrices(), biases, acc_width=schedule.acc_bits,
                                     pe=schedule.pe, simd=schedule.simd,
-                                    weight_bits=schedule.weight_bits, weight_stream=flash,
+                                    weight_bits=schedule.weight_bits,
+                                    weight_stream=flash and not schedule.copied,
+                                    memory_id=0 if schedule.copied else None,
                                     repeats=([s.pixels for s in schedule.steps]
                                              if schedule.tensors else None),
                                     fresh=[s.patches is not None
@@ -1014,7 +1064,9 @@ class SequentialEngine(wiring.Component):
         m.submodules.mvu = mvu = self.mvu
         m.submodules.requant = requant = self.requant
         connect_splitting(m, mvu.o, self.splitter, requant.i)
-        if self.flash is not None:
+        if schedule.copied:
+            self._weights_copied(m)
+        elif self.flash is not None:
             self._weights_from_flash(m)
 
         # The unit's input: the first layer's beats from s_axis, the others' from the
@@ -1073,29 +1125,78 @@ class SequentialEngine(wiring.Component):
     def _tensors(self, m: Module, external, requantized):
         """The layers' tensors in an :class:`~tfl2rtl.hw.patches.ActivationMemory`:
         tensor 0 from the input, the others from the requantizer (every layer's outputs
-        but the last's, which are returned), counted over a pass of writes; the memory's
-        patches feed the unit."""
+        but the last's, which are returned) or from a pool's unit, counted over a pass of
+        writes; the memory's walks (:attr:`Schedule.walks`), routed by counting their
+        beats, feed the unit (a layer's patches) or a :class:`~tfl2rtl.hw.pool.PoolUnit`
+        (a pool's windows: :class:`Pooling`)."""
         schedule = self.plan.schedule
         steps, simd, r = schedule.steps, schedule.simd, schedule.requant_lanes
-        m.submodules.activations = memory = ActivationMemory(
-            [s.patches for s in steps], simd)
-        wiring.connect(m, memory.o, self.mvu.i)
-        if len(steps) == 1:
+        walks = schedule.walks
+        m.submodules.activations = memory = ActivationMemory(walks, simd)
+        pools = [s.pooling for s in steps if s.pooling is not None]
+        units = []
+        for j, pooling in enumerate(pools):
+            node = self.plan.graph.nodes[pooling.node]
+            kind = "max" if isinstance(node, ir.MaxPool2D) else "average"
+            counts = (window_counts(pooling.in_shape[:2], node.filter, node.stride,
+                                    node.padding) if kind == "average" else None)
+            m.submodules[f"pool_{j}"] = unit = PoolUnit(
+                kind, window=node.filter[0] * node.filter[1], pe=simd,
+                act_min=node.act_min, act_max=node.act_max, counts=counts)
+            units.append(unit)
+
+        # The walks' beats: route 0 to the unit, route j + 1 to pool j.
+        routes, j = [], 0
+        for g in walks:
+            pooled = any(g is p.patches for p in pools)
+            routes.append(j + 1 if pooled else 0)
+            j += pooled
+        beats = [g.beats for g in walks]
+        walk = Signal(range(len(walks)))
+        count = Signal(range(max(beats)))
+        route = Array(Const(v, range(len(pools) + 1)) for v in routes)[walk]
+        ends = Array(Const(b - 1, len(count)) for b in beats)
+        with m.If(memory.o.valid & memory.o.ready):
+            with m.If(count == ends[walk]):
+                m.d.sync += [count.eq(0),
+                             walk.eq(Mux(walk == len(walks) - 1, 0, walk + 1))]
+            with m.Else():
+                m.d.sync += count.eq(count + 1)
+        # (With copied weights the unit starts once its weights are all there.)
+        loaded = self.mvu.loaded if schedule.copied else Const(1)
+        readies = [self.mvu.i.ready & loaded]
+        m.d.comb += [self.mvu.i.payload.eq(memory.o.payload.data),
+                     self.mvu.i.valid.eq(memory.o.valid & (route == 0) & loaded)]
+        for j, unit in enumerate(units):
+            m.d.comb += [unit.i.payload.eq(memory.o.payload),
+                         unit.i.valid.eq(memory.o.valid & (route == j + 1))]
+            readies.append(unit.i.ready)
+        m.d.comb += memory.o.ready.eq(Array(readies)[route])
+        if len(walks) == 1:
             wiring.connect(m, external, memory.i)
             return requantized
 
         # The requantizer's beats of a pass: the last layer's leave, the others' are the
-        # next layers' tensors.
+        # next walks' tensors, as are the pools' results (one source at a time has beats:
+        # a walk reads its tensor only once all of it is written).
         results, back = _split_pass(m, requantized,
                                     sum(s.padded_out * s.pixels for s in steps) // r,
                                     steps[-1].padded_out * steps[-1].pixels // r)
         back = convert_lanes(m, back, simd, "lanes_back")
-        if any(s.pooling is not None for s in steps):
-            back = self._through_pools(m, back)
+        if units:
+            merged = stream.Signature(signed_lanes(8, simd)).create()
+            taken = Const(0)
+            for source in [back, *(unit.o for unit in units)]:
+                with m.If(source.valid & ~taken):
+                    m.d.comb += merged.payload.eq(source.payload)
+                m.d.comb += source.ready.eq(merged.ready & ~taken)
+                taken = taken | source.valid
+            m.d.comb += merged.valid.eq(taken)
+            back = merged
 
         # The memory's writes of a pass: tensor 0 from the input, then the others.
-        pass_writes = sum(s.patches.tensor_beats for s in steps)
-        input_beats = steps[0].patches.tensor_beats
+        pass_writes = sum(g.tensor_beats for g in walks)
+        input_beats = walks[0].tensor_beats
         from_input = _from_input(m, memory.i, pass_writes, input_beats, "written")
         m.d.comb += [
             memory.i.payload.eq(Mux(from_input, external.payload, back.payload)),
@@ -1105,54 +1206,31 @@ class SequentialEngine(wiring.Component):
         ]
         return results
 
-    def _through_pools(self, m: Module, back):
-        """The layers' outputs on their way into the activation memory (``simd``
-        lanes), each layer's with a :class:`Pooling` through its pool (a
-        :class:`~tfl2rtl.hw.pool.Pool2DLayer`), the others straight on: routed by
-        counting each layer's beats, and merged again (one source at a time has beats:
-        the next layer waits for all of the pool's)."""
-        schedule = self.plan.schedule
-        steps, simd = schedule.steps[:-1], schedule.simd
-        pooled = [k for k, s in enumerate(steps) if s.pooling is not None]
-        beats = [s.padded_out * s.pixels // simd for s in steps]
-        routes = [pooled.index(k) + 1 if k in pooled else 0 for k in range(len(steps))]
-        layer = Signal(range(len(steps)))
-        count = Signal(range(max(beats)))
-        route = Signal(range(len(pooled) + 1), init=routes[0])
-        ends = Array(Const(b - 1, len(count)) for b in beats)
-        following = Array(Const(routes[(k + 1) % len(steps)], len(route))
-                          for k in range(len(steps)))
-        with m.If(back.valid & back.ready):
-            with m.If(count == ends[layer]):
-                m.d.sync += [count.eq(0), route.eq(following[layer]),
-                             layer.eq(Mux(layer == len(steps) - 1, 0, layer + 1))]
-            with m.Else():
-                m.d.sync += count.eq(count + 1)
-        sources, readies = [], []
-        direct = stream.Signature(signed_lanes(8, simd)).create()
-        m.d.comb += [direct.payload.eq(back.payload),
-                     direct.valid.eq(back.valid & (route == 0))]
-        sources.append(direct)
-        readies.append(direct.ready)
-        for j, k in enumerate(pooled):
-            pooling = steps[k].pooling
-            pool = Pool2DLayer(self.plan.graph.nodes[pooling.node], pooling.in_shape,
-                               pe=simd)
-            m.submodules[f"pool_{j}"] = pool
-            m.d.comb += [pool.i.payload.eq(back.payload),
-                         pool.i.valid.eq(back.valid & (route == j + 1))]
-            readies.append(pool.i.ready)
-            sources.append(pool.o)
-        m.d.comb += back.ready.eq(Array(readies)[route])
-        merged = stream.Signature(signed_lanes(8, simd)).create()
-        taken = Const(0)
-        for source in sources:
-            with m.If(source.valid & ~taken):
-                m.d.comb += merged.payload.eq(source.payload)
-            m.d.comb += source.ready.eq(merged.ready & ~taken)
-            taken = taken | source.valid
-        m.d.comb += merged.valid.eq(taken)
-        return merged
+    def _flash_pins(self, m: Module):
+        """The flash reader, on the engine's :data:`FLASH_PORTS`."""
+        m.submodules.flash = reader = self.flash
+        m.d.comb += [
+            self.flash_sck.eq(reader.sck), self.flash_cs_n.eq(reader.cs_n),
+            self.flash_io_o.eq(reader.io_o), self.flash_io_oe.eq(reader.io_oe),
+            reader.io_i.eq(self.flash_io_i),
+        ]
+        return reader
+
+    def _weights_copied(self, m: Module) -> None:
+        """:attr:`Schedule.copied` weights: the reader's first pass, byte after byte,
+        into the unit's loadable memory from row 0 (its :data:`~tfl2rtl.hw.weights.
+        LOAD_LAYOUT` beats, memory 0); then the reader is held."""
+        reader = self._flash_pins(m)
+        load, total = self.mvu.load, len(self.plan.flash_image())
+        taken = Signal(range(total + 1))
+        done = taken == total
+        m.d.comb += [
+            load.payload.memory.eq(0), load.payload.row.eq(0),
+            load.payload.first.eq(taken == 0), load.payload.data.eq(reader.o.payload),
+            load.valid.eq(reader.o.valid & ~done), reader.o.ready.eq(~done),
+        ]
+        with m.If(reader.o.valid & ~done):
+            m.d.sync += taken.eq(taken + 1)
 
     def _weights_from_flash(self, m: Module) -> None:
         """The unit's weight rows from the flash: the reader's bytes gathered into rows
@@ -1161,12 +1239,7 @@ class SequentialEngine(wiring.Component):
         FIFO of at least :data:`FLASH_PREFETCH_ROWS` rows (the reader runs ahead while
         the unit waits at a layer boundary)."""
         schedule = self.plan.schedule
-        m.submodules.flash = reader = self.flash
-        m.d.comb += [
-            self.flash_sck.eq(reader.sck), self.flash_cs_n.eq(reader.cs_n),
-            self.flash_io_o.eq(reader.io_o), self.flash_io_oe.eq(reader.io_oe),
-            reader.io_i.eq(self.flash_io_i),
-        ]
+        reader = self._flash_pins(m)
         raw = stream.Signature(signed_lanes(8, 1)).create()
         m.d.comb += [raw.payload.eq(reader.o.payload), raw.valid.eq(reader.o.valid),
                      reader.o.ready.eq(raw.ready)]

@@ -185,8 +185,6 @@ class MatrixVectorUnit(wiring.Component):
             raise Tfl2RtlError("products in logic are built for int8 inputs only")
         if not matrices or len(matrices) != len(biases):
             raise Tfl2RtlError(f"{len(matrices)} weight matrices for {len(biases)} bias vectors")
-        if sequence and memory_id is not None:
-            raise Tfl2RtlError("a sequence of layers cannot be loaded at run time")
         if weight_stream and memory_id is not None:
             raise Tfl2RtlError("streamed weights cannot also be loaded at run time")
         for weights, bias in zip(matrices, biases, strict=True):

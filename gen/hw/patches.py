@@ -23,13 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..errors import Tfl2RtlError
 from .adapters import SkidBuffer
 from .layouts import signed_lanes
-from .window import ORDERS, window_beats, window_out_hw
+from .weights import row_memory
+from .window import ORDERS, window_beats, window_layout, window_out_hw
 
 __all__ = ["PatchGeometry", "patch_beats", "ActivationMemory"]
 
@@ -82,15 +82,15 @@ class PatchGeometry:
         return out_h * out_w * self.patch_beats
 
 
-def patch_beats(x, geometry: PatchGeometry, simd: int) -> np.ndarray:
+def patch_beats(x, geometry: PatchGeometry, simd: int) -> tuple[np.ndarray, np.ndarray]:
     """The beats :class:`ActivationMemory` gives for a tensor ``x`` (``(height, width,
     blocks * simd)`` int8) read with ``geometry``: :func:`~tfl2rtl.hw.window.window_beats`
-    in the geometry's order, shape ``(beats, simd)``."""
+    in the geometry's order, ``(data, pad)`` of shapes ``(beats, simd)`` and
+    ``(beats,)``."""
     g = geometry
-    data, _ = window_beats(np.asarray(x).reshape(g.height, g.width, g.blocks * simd),
-                           g.kernel, g.stride, g.dilation, g.padding, g.pad_value, simd,
-                           g.order)
-    return data
+    return window_beats(np.asarray(x).reshape(g.height, g.width, g.blocks * simd),
+                        g.kernel, g.stride, g.dilation, g.padding, g.pad_value, simd,
+                        g.order)
 
 
 def _bits(value: int) -> int:
@@ -99,33 +99,37 @@ def _bits(value: int) -> int:
 
 
 class ActivationMemory(wiring.Component):
-    """The tensors of a sequential engine's layers in one memory, read as patches.
+    """The tensors of a sequential engine's layers in two memories, read as patches.
 
     ``geometries`` gives, for each layer in turn, how it reads its input tensor (tensor
     ``k``).  Tensors arrive on ``i``, in order (tensor 0, the input, then each layer's
     output but the last's: the next layer's input), ``tensor_beats`` beats each, pixel by
     pixel; after the last tensor the next pass's tensor 0 follows.  Tensor ``k`` goes into
-    region ``k % 2`` of the memory (each region :attr:`region_beats` beats: the largest
-    tensor), and layer ``k`` reads it back there as patches on ``o`` (see the module's
-    docstring), :attr:`PatchGeometry.beats` beats.
+    region ``k % 2`` (each region a row memory of :attr:`region_beats` beats, the largest
+    tensor, behind one port: :func:`~tfl2rtl.hw.weights.row_memory`), and layer ``k``
+    reads it back there as patches on ``o`` (see the module's docstring),
+    :attr:`PatchGeometry.beats` beats.
 
-    A region is written only once the layer that read it last is done with it, and read
-    only once its tensor is all there: each region has a flag, set by the tensor's last
-    write and cleared by the layer's last read.  So while layer ``k`` reads its tensor,
-    its outputs (tensor ``k + 1``) may be written into the other region, and tensor 0 of
-    the next pass waits for its region to be read.
+    A region is written only once the layer that read it last is done with it (its last
+    beat gone on from the read port's register, since a single-port memory's output is
+    not kept through a write), and read only once its tensor is all there: each region
+    has a flag, set by the tensor's last write and cleared by the layer's last read.  So
+    while layer ``k`` reads its tensor, its outputs (tensor ``k + 1``) may be written into
+    the other region, and tensor 0 of the next pass waits for its region to be read.
 
     Members
     -------
     i : ``In(stream.Signature(signed_lanes(8, simd)))``
         The tensors' beats, in order, pass after pass.
-    o : ``Out(stream.Signature(signed_lanes(8, simd)))``
-        The layers' patches, in order, pass after pass.
+    o : ``Out(stream.Signature(window_layout(simd)))``
+        The layers' patches, in order, pass after pass: a window stream's beats
+        (:func:`~tfl2rtl.hw.window.window_layout`: ``pad`` set, and the layer's pad value
+        in every lane, at a position in the padding).
 
     Attributes
     ----------
     region_beats : int
-        Beats of one region (the memory holds two, or one with a single layer).
+        Beats of one region (two regions, or one with a single layer).
     latency : int
         ``2 + SkidBuffer.latency``: the first beat of a layer's patches leaves on ``o``
         at the earliest this many edges after the edge on which the last beat of its
@@ -137,7 +141,8 @@ class ActivationMemory(wiring.Component):
     mixed) (1x1 to 5x5 kernels, strides
     1 to 3, dilations 1 and 2, every padding from none to past the kernel, vectors of
     one pixel), ``simd`` 1 to 4, two passes, with random stalls on ``i`` and
-    backpressure on ``o``.
+    backpressure on ``o``, each region in Amaranth's memory or in a row memory as strict
+    as a single-port SPRAM.
     """
 
     latency = 2 + SkidBuffer.latency
@@ -168,18 +173,21 @@ class ActivationMemory(wiring.Component):
         self.regions = 1 if len(geometries) == 1 else 2
         super().__init__({
             "i": In(stream.Signature(signed_lanes(8, simd))),
-            "o": Out(stream.Signature(signed_lanes(8, simd))),
+            "o": Out(stream.Signature(window_layout(simd))),
         })
 
     def elaborate(self, platform):
         m = Module()
         geometries, simd = self.geometries, self.simd
         count = len(geometries)
-        depth = self.region_beats * self.regions
-        m.submodules.memory = memory = Memory(shape=signed_lanes(8, simd), depth=depth,
-                                              init=[])
-        write = memory.write_port()
-        read = memory.read_port()
+        # Region r's addresses start at r * stride (a power of two), so that an
+        # address's low bits are its row in the region's memory.
+        stride = 1 << (self.region_beats - 1).bit_length()
+        depth = stride * self.regions
+        memories = [row_memory(platform, 8 * simd, self.region_beats)
+                    for _ in range(self.regions)]
+        for r, memory in enumerate(memories):
+            m.submodules[f"region_{r}"] = memory
         full = Signal(2)  # a flag a region: its tensor is all there
 
         def table(values, width):
@@ -195,13 +203,14 @@ class ActivationMemory(wiring.Component):
         last_write = table([g.tensor_beats - 1 for g in geometries], len(written))
         following = [*range(1, count), 0]
         next_w_region = table([region_of(n) for n in following], 1)[tensor]
-        m.d.comb += [
-            self.i.ready.eq(~full.bit_select(w_region, 1)),
-            write.addr.eq(Mux(w_region, self.region_beats, 0) + written),
-            write.data.eq(self.i.payload),
-            write.en.eq(self.i.valid & self.i.ready),
-        ]
-        with m.If(self.i.valid & self.i.ready):
+        # The reader's beat waiting for the skid buffer (below) may be a region's last,
+        # its data still on the region's port: the writer waits until it has moved on.
+        beat_valid = Signal()  # the read port's beat
+        beat_region = Signal(range(2))  # the region it was read from
+        m.d.comb += self.i.ready.eq(~full.bit_select(w_region, 1)
+                                    & ~(beat_valid & (beat_region == w_region)))
+        writing = self.i.valid & self.i.ready
+        with m.If(writing):
             with m.If(written == last_write[tensor]):
                 m.d.sync += [written.eq(0), tensor.eq(Mux(tensor == count - 1, 0, tensor + 1)),
                              w_region.eq(next_w_region)]
@@ -224,7 +233,7 @@ class ActivationMemory(wiring.Component):
         # far corner of the last window.
         lows, highs, coords = [0], [depth], [1]
         for k, g in enumerate(geometries):
-            base = region_of(k) * self.region_beats
+            base = region_of(k) * stride
             (out_rows, out_cols), (top, left) = g.out_hw, g.padding[:2]
             bottom = (out_rows - 1) * g.stride[0] - top + (g.kernel[0] - 1) * g.dilation[0]
             right = (out_cols - 1) * g.stride[1] - left + (g.kernel[1] - 1) * g.dilation[1]
@@ -278,28 +287,39 @@ class ActivationMemory(wiring.Component):
         first_ix = field([-g.padding[1] for g in geometries])
         # The next layer's first position: its region's base less its top and left
         # padding.
-        next_start = table([start_of(geometries[n], region_of(n) * self.region_beats)
+        next_start = table([start_of(geometries[n], region_of(n) * stride)
                             for n in following], addr_shape)[layer]
         next_iy = table([-geometries[n].padding[0] for n in following], coord_shape)[layer]
         next_ix = table([-geometries[n].padding[1] for n in following], coord_shape)[layer]
         next_region = table([region_of(n) for n in following], 1)[layer]
 
         # The beat in the walker is read on the edges where the pipeline after it moves.
-        m.submodules.skid = skid = SkidBuffer(signed_lanes(8, simd))
-        beat_valid = Signal()  # the read port's beat
+        m.submodules.skid = skid = SkidBuffer(window_layout(simd))
         beat_pad = Signal()
         beat_pad_value = Signal(signed(8))
         advance = ~beat_valid | skid.i.ready
         ready = full.bit_select(r_region, 1)  # the walker's beat can be read
         inside = (iy >= 0) & (iy < height) & (ix >= 0) & (ix < width)
-        m.d.comb += [read.addr.eq(addr[:len(read.addr)]), read.en.eq(advance)]
+        # Each region's one port: written by the writer, else read by the walker (a
+        # region being written is not full, so the walker's beat from it is not valid).
+        offset = addr[:len(memories[0].addr)]
+        for r, memory in enumerate(memories):
+            write_here = writing & (w_region == r)
+            m.d.comb += [
+                memory.addr.eq(Mux(write_here, written, offset)),
+                memory.write.eq(write_here),
+                memory.write_data.eq(self.i.payload),
+                memory.read.eq(advance & (r_region == r) & ~write_here),
+            ]
         with m.If(advance):
-            m.d.sync += [beat_valid.eq(ready), beat_pad.eq(~inside),
-                         beat_pad_value.eq(pad_value)]
+            m.d.sync += [beat_valid.eq(ready), beat_region.eq(r_region),
+                         beat_pad.eq(~inside), beat_pad_value.eq(pad_value)]
         lanes = Signal(signed_lanes(8, simd))
-        m.d.comb += [lanes.eq(read.data), skid.i.valid.eq(beat_valid)]
+        m.d.comb += [lanes.eq(Array(memory.read_data for memory in memories)[beat_region]),
+                     skid.i.valid.eq(beat_valid)]
+        m.d.comb += skid.i.payload.pad.eq(beat_pad)
         for s in range(simd):
-            m.d.comb += skid.i.payload[s].eq(Mux(beat_pad, beat_pad_value, lanes[s]))
+            m.d.comb += skid.i.payload.data[s].eq(Mux(beat_pad, beat_pad_value, lanes[s]))
         wiring.connect(m, skid.o, wiring.flipped(self.o))
 
         # The kernel's steps, innermost first: "conv" walks the channel blocks inside

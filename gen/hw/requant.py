@@ -850,29 +850,39 @@ class Requantizer(wiring.Component):
         which no int32 exceeds), ``wrap_low = INT32_MIN - offset`` (``INT32_MIN`` for an
         offset of 0 or more)."""
         bits = self.out_bits
-        fields = {"offset": unsigned(bits), "act_min": signed(bits), "act_max": signed(bits),
-                  "low_bound": signed(34), "high_bound": signed(34),
-                  "wrap_high": signed(32), "wrap_low": signed(32)}
+        offset_shape = signed(signed_bits(*(int(f(self._epilogue["offset"]))
+                                             for f in (np.min, np.max))))
+        stored = {"offset": offset_shape, "act_min": signed(bits), "act_max": signed(bits)}
         row = data.StructLayout({f"{name}{lane}": shape for lane in range(self.lanes)
-                                 for name, shape in fields.items()})
-
-        def entry(group_index, lane):
-            offset, low, high = (int(self._epilogue[name][group_index, lane])
-                                 for name in ("offset", "act_min", "act_max"))
-            return {"offset": offset & ((1 << bits) - 1), "act_min": low, "act_max": high,
-                    "low_bound": low - offset, "high_bound": high - offset,
-                    "wrap_high": INT32_MAX - max(offset, 0),
-                    "wrap_low": INT32_MIN - min(offset, 0)}
-
+                                 for name, shape in stored.items()})
+        # The ROM holds the channel's offset and bounds only (block RAM is scarce on the
+        # iCE40); the rest is derived from its output on the way into the registers.
         m.submodules.epilogue = rom = Memory(shape=row, depth=self.groups, init=[
-            {f"{name}{lane}": value for lane in range(self.lanes)
-             for name, value in entry(g, lane).items()}
+            {f"{name}{lane}": int(self._epilogue[name][g, lane])
+             for lane in range(self.lanes) for name in stored}
             for g in range(self.groups)])
         port = rom.read_port()
         m.d.comb += [port.addr.eq(group), port.en.eq(advance)]
-        return [{name: register(port.data[f"{name}{lane}"], f"epilogue_{name}_{lane}")
-                 for name in fields}
-                for lane in range(self.lanes)]
+        lanes = []
+        for lane in range(self.lanes):
+            offset, low, high = (port.data[f"{name}{lane}"] for name in stored)
+            derived = {
+                "offset": offset,  # (its low ``bits`` bits)
+                "act_min": low, "act_max": high,
+                "low_bound": (low - offset), "high_bound": (high - offset),
+                "wrap_high": Mux(offset > 0, INT32_MAX - offset, INT32_MAX),
+                "wrap_low": Mux(offset < 0, INT32_MIN - offset, INT32_MIN)}
+            shapes = {"offset": unsigned(bits), "act_min": signed(bits),
+                      "act_max": signed(bits), "low_bound": signed(34),
+                      "high_bound": signed(34), "wrap_high": signed(32),
+                      "wrap_low": signed(32)}
+            values = {}
+            for name, shape in shapes.items():
+                values[name] = Signal(shape, name=f"epilogue_rom_{name}_{lane}")
+                m.d.comb += values[name].eq(derived[name])
+            lanes.append({name: register(value, f"epilogue_{name}_{lane}")
+                          for name, value in values.items()})
+        return lanes
 
 
 class RoundingRequantizer(wiring.Component):

@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from ..errors import Tfl2RtlError
 
 __all__ = ["LOAD_LAYOUT", "ROW_MEMORY_HOOK", "WEIGHT_BANKS_HOOK", "LoadableMemory", "RowMemory",
-           "row_memory_signature", "load_payloads", "loading_members"]
+           "row_memory", "row_memory_signature", "load_payloads", "loading_members"]
 
 #: One byte of weights on its way into a loadable memory.
 LOAD_LAYOUT = data.StructLayout({"memory": 8, "row": 16, "first": 1, "data": 8})
@@ -90,6 +90,13 @@ class RowMemory(wiring.Component):
             self.read_data.eq(read_port.data),
         ]
         return m
+
+
+def row_memory(platform, width: int, depth: int) -> wiring.Component:
+    """``depth`` rows of ``width`` bits behind one port (:func:`row_memory_signature`):
+    the platform's (its :data:`ROW_MEMORY_HOOK`) or a :class:`RowMemory`."""
+    hook = getattr(platform, ROW_MEMORY_HOOK, None)
+    return (RowMemory if hook is None else hook)(width, depth)
 
 
 def load_payloads(memory: int, rows: bytes, row_bytes: int, chunk: int = 1024):
@@ -183,9 +190,7 @@ class LoadableMemory(wiring.Component):
             m.d.sync += filled.eq(filled + 1)
         m.d.comb += self.loaded.eq(filled == self.depth)
 
-        hook = getattr(platform, ROW_MEMORY_HOOK, None)
-        rows = (RowMemory if hook is None else hook)(self.width, self.depth)
-        m.submodules.rows = rows
+        m.submodules.rows = rows = row_memory(platform, self.width, self.depth)
         m.d.comb += [
             rows.addr.eq(Mux(write, write_row, self.addr)),
             rows.read.eq(self.en & ~write),
