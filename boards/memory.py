@@ -98,8 +98,9 @@ def engine_spram(plan) -> tuple[int, int]:
                else 0)
     activations = 0
     if schedule.tensors:
-        region = max(s.patches.tensor_beats for s in schedule.steps)
-        regions = 2 if len(schedule.steps) > 1 else 1
+        walks = schedule.walks
+        region = max(g.tensor_beats for g in walks)
+        regions = 2 if len(walks) > 1 else 1
         activations = regions * spram_tiles(8 * schedule.simd, region)
     return weights, activations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ERROR_MODELS, TEST_MODELS
+from conftest import ERROR_MODELS, TEST_MODELS, ZOO
 from tfl2rtl.api import load
 
 TFL2RTL = str(Path(sys.executable).parent / "tfl2rtl")
@@ -388,6 +388,25 @@ def test_the_sequential_engine_with_its_weights_in_flash(tmp_path):
     assert_one_line_error(cli("generate", path, "-o", tmp_path / "dataflow", "--weights",
                               "flash"), "--weights flash is for the sequential engine")
     assert not (tmp_path / "dataflow").exists()
+
+
+def test_an_engine_of_convolutions_copies_its_flash_weights_at_start_up():
+    """``inspect --schedule --weights flash`` on a model with convolutions: the weights
+    are copied once into the unit's memory (each pixel reads its layer's rows again), so
+    no layer reads flash and the schedule says what the copy takes."""
+    path = ZOO / "mlperf_tiny" / "kws_ref_model.tflite"
+    args = ("inspect", path, "--schedule", "--weights", "flash", "--max-multipliers", "4")
+    schedule = json.loads(cli(*args, "--json", check_code=0).stdout)["schedule"]
+    assert schedule["weights_in"] == "flash" and schedule["weights_copied"]
+    assert schedule["flash_bytes"] == 0
+    assert all(layer["flash_bytes"] == layer["flash_cycles"] == 0
+               for layer in schedule["layers"])
+    rows = schedule["weight_rows"] * schedule["pe"] * schedule["simd"]
+    assert schedule["copy_cycles"] > rows  # (at most two bytes a cycle from quad SPI)
+    text = cli(*args, check_code=0).stdout
+    assert (f"weights: {rows:,} bytes copied from flash into the unit's memory at "
+            f"start-up ({schedule['copy_cycles']:,} cycles, before the first inference), "
+            "none from flash per inference") in text
 
 
 def test_generate_errors(tmp_path):
