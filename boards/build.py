@@ -432,8 +432,8 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     short, the next runs at most at :data:`CLOCK_MARGIN` times that Fmax (``progress``
     says so), except that a first miss within :data:`NARROW_MISS` of its clock is built
     again at that clock with another seed.  When a build meets its clock with an Fmax
-    that clears a faster PLL clock at :data:`CLOCK_MARGIN` times that Fmax than any met so
-    far, the next build tries that clock with the met build's ``--seed`` (a bitstream at
+    that clears a faster PLL clock than any met so far, the next build tries that clock
+    with the met build's ``--seed`` (a bitstream at
     the slower clock stays written: a faster build that misses leaves it in place); when
     that one misses, the next tries the clock in between, at most :data:`CLOCK_MARGIN`
     times the Fmax it reached, if that is still faster than the clock met (and never
@@ -507,7 +507,7 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
             setting = board_clock(board, limit, baud)
             continue
         best = report
-        faster = board_clock(board, report.fmax_mhz * CLOCK_MARGIN, baud)
+        faster = board_clock(board, report.fmax_mhz, baud)
         if (attempt == MAX_CLOCK_ATTEMPTS or faster.output_hz <= setting.output_hz
                 or float(faster.output_hz) >= ceiling):
             return best
@@ -515,8 +515,8 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
             f"{report.fmax_mhz:.1f} MHz; building again for {faster.output_mhz:.6g} MHz "
             "with the same placement seed")
         reason = (f"{FMAX_SOURCES[report.fmax_limit]} reached {report.fmax_mhz:.1f} MHz at "
-                  f"{setting.output_mhz:.6g} MHz: built again at most "
-                  f"{100 * CLOCK_MARGIN:g}% of that with its placement seed")
+                  f"{setting.output_mhz:.6g} MHz: built again at that Fmax with its "
+                  "placement seed")
         kept_seed = (this_seed,)
         setting = faster
     raise AssertionError("unreachable")
