@@ -433,16 +433,14 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     says so), except that a first miss within :data:`NARROW_MISS` of its clock is built
     again at that clock with another seed.  When a build meets its clock with an Fmax
     that clears a faster PLL clock than any met so far, the next build tries that clock
-    with the met build's ``--seed`` (a bitstream at
-    the slower clock stays written: a faster build that misses leaves it in place); when
-    that one misses, the next tries the clock in between, at most :data:`CLOCK_MARGIN`
-    times the Fmax it reached, if that is still faster than the clock met (and never
-    again a clock at or above one that missed).  Place and route keeps aiming at the
-    first estimate (nextpnr works less hard for a lower target, and its Fmax follows the
-    target down), so a step up with the met build's seed places nearly the same netlist
-    (only the PLL's parameters and the UART's divisor differ) as that build did; every
-    other build after the first runs nextpnr with its own ``--seed`` (the attempt's
-    number, counted on from ``seed``), so a clock tried again is placed afresh.  At
+    (a bitstream at the slower clock stays written: a faster build that misses leaves it
+    in place); when that one misses, the next tries the clock in between, at most
+    :data:`CLOCK_MARGIN` times the Fmax it reached, if that is still faster than the
+    clock met (and never again a clock at or above one that missed).  Place and route keeps
+    aiming at the first estimate (nextpnr works less hard for a lower target, and its
+    Fmax follows the target down), and every build after the first runs nextpnr with its
+    own ``--seed`` (the attempt's number, counted on from ``seed``), so a clock tried
+    again is placed afresh.  At
     most :data:`MAX_CLOCK_ATTEMPTS` builds in all; the result is the fastest met, and
     its ``logs/`` also hold nextpnr's log (critical paths included) of each build
     before it that missed, as ``missed-<clock>MHz-<file>``."""
@@ -461,12 +459,9 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     best: BuildReport | None = None
     ceiling = math.inf  # the slowest clock that missed after one was met, in Hz
     missed_logs: dict[str, bytes] = {}
-    kept_seed: tuple[int | None] | None = None  # a step up's: the met build's
     for attempt in range(1, MAX_CLOCK_ATTEMPTS + 1):
         # the attempt's own seed after the first (counted on from the one given)
-        this_seed = (seed if attempt == 1 else kept_seed[0] if kept_seed is not None
-                     else (seed or 0) + attempt)
-        kept_seed = None
+        this_seed = seed if attempt == 1 else (seed or 0) + attempt
         if this_seed is not None:
             reason += f" (nextpnr --seed {this_seed})"
         try:
@@ -512,12 +507,9 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
                 or float(faster.output_hz) >= ceiling):
             return best
         say(f"timing met at {setting.output_mhz:.6g} MHz with {FMAX_SOURCES[report.fmax_limit]} "
-            f"{report.fmax_mhz:.1f} MHz; building again for {faster.output_mhz:.6g} MHz "
-            "with the same placement seed")
+            f"{report.fmax_mhz:.1f} MHz; building again for {faster.output_mhz:.6g} MHz")
         reason = (f"{FMAX_SOURCES[report.fmax_limit]} reached {report.fmax_mhz:.1f} MHz at "
-                  f"{setting.output_mhz:.6g} MHz: built again at that Fmax with its "
-                  "placement seed")
-        kept_seed = (this_seed,)
+                  f"{setting.output_mhz:.6g} MHz: built again at that Fmax")
         setting = faster
     raise AssertionError("unreachable")
 

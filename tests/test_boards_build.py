@@ -105,8 +105,7 @@ def test_the_build_finds_the_clock_the_routed_design_meets(tmp_path, capsys, mon
     missed = re.compile(rf"tfl2rtl: timing missed at ([\d.]+) MHz \(({sources}) ([\d.]+) "
                         r"MHz\); building again for ([\d.]+) MHz or below")
     stepped = re.compile(rf"tfl2rtl: timing met at ([\d.]+) MHz with ({sources}) ([\d.]+) "
-                         r"MHz; building again for ([\d.]+) MHz with the same placement "
-                         r"seed")
+                         r"MHz; building again for ([\d.]+) MHz")
     # Follow the search build by build: the clock each one ran at, and what set it.
     clock, source, met, aimed = None, None, None, []
     for line in err:
@@ -119,7 +118,7 @@ def test_the_build_finds_the_clock_the_routed_design_meets(tmp_path, capsys, mon
             assert clock is not None and float(found[1]) == pytest.approx(clock.output_mhz,
                                                                            abs=1e-3)
             met = (clock, source)
-            clock, source = board_clock(icebreaker, float(found[4]), DEFAULT_BAUD), found[2]
+            clock, source = board_clock(icebreaker, float(found[3]), DEFAULT_BAUD), found[2]
     assert aimed, err  # the first build missed
     kept = any("keeping the bitstream at" in line for line in err)
     chosen, source = met if kept else (clock, source)
@@ -135,34 +134,28 @@ def test_the_build_finds_the_clock_the_routed_design_meets(tmp_path, capsys, mon
                                      < report["nextpnr_fmax_mhz"] else "nextpnr")
 
 
-def test_the_clock_search_steps_up_with_the_met_placement(monkeypatch, tmp_path):
+def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     """The search policy of build_board_clocked over a stand-in for one board build
-    whose Fmax depends on the seed (and, as nextpnr's does on a netlist that differs in
-    its PLL, a little on the clock; the real builds run in the test above): a miss
-    lowers the clock with a new seed, a met build whose Fmax clears a faster PLL clock
-    is built again there with its own seed, a faster build that
-    misses is followed by one in between (a new seed) while that is above the clock
-    met, and the slower bitstream stays the result when nothing faster is met."""
+    whose Fmax depends on the clock and the seed, as nextpnr's does (the real builds
+    run in the test above): a miss lowers the clock, a met build whose Fmax clears a
+    faster PLL clock is built again there with a new seed, a faster build that misses
+    is followed by one in between while that is above the clock met, and the slower
+    bitstream stays the result when nothing faster is met."""
     from tfl2rtl.boards import build as board_build
     from tfl2rtl.boards.report import BuildReport
 
     board = BOARDS["ulx3s-85f"]
-    margin = board_build.CLOCK_MARGIN
     first = board_clock(board, board.clock_estimate_mhz, DEFAULT_BAUD).output_mhz
-    lowered = board_clock(board, 57.1 * margin, DEFAULT_BAUD).output_mhz
-    faster = board_clock(board, 70.0, DEFAULT_BAUD).output_mhz
-    between = board_clock(board, 60.0 * margin, DEFAULT_BAUD).output_mhz
-    assert lowered < between < faster <= first
-    # seed None (the first build) reaches 57.1 MHz at any clock; seed 2 reaches 70.0 MHz
-    # but 60 MHz at the faster clock; seed 4 56 MHz.
-    reached = {None: 57.1, 2: 70.0, (2, faster): 60.0, 4: 56.0}
+    # seed None (the first build) reaches 57 MHz at any clock; seed 2 reaches 72.8 MHz;
+    # seed 3 reaches 60 MHz, seed 4 56 MHz.
+    reached = {None: 57.1, 2: 72.8, 3: 60.0, 4: 56.0}
     calls, given_logs = [], []
 
     def one_build(design, board_name, out_dir, *, clock, seed, clock_reason,
                   earlier_logs=None, **kwargs):
         calls.append((clock.output_mhz, seed))
         given_logs.append(sorted(earlier_logs or {}))
-        fmax = reached.get((seed, clock.output_mhz), reached[seed])
+        fmax = reached[seed]
         if fmax < clock.output_mhz:
             raise board_build.TimingMissed("missed", fmax, clock.output_mhz, "nextpnr",
                                            logs={"tfl2rtl_board.tim": b"paths"})
@@ -177,19 +170,23 @@ def test_the_clock_search_steps_up_with_the_met_placement(monkeypatch, tmp_path)
     design = types.SimpleNamespace(network_plan=types.SimpleNamespace(logic_multipliers=0))
     report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path,
                                              progress=lines.append)
+    lowered = board_clock(board, 57.1 * board_build.CLOCK_MARGIN, DEFAULT_BAUD).output_mhz
+    faster = board_clock(board, 72.8, DEFAULT_BAUD).output_mhz
+    between = board_clock(board, 60.0 * board_build.CLOCK_MARGIN, DEFAULT_BAUD).output_mhz
+    assert lowered < between < faster == first
     # The fourth build, in between, misses too (seed 4 reaches 56 MHz): the search
     # keeps the bitstream met at the lowered clock.
     assert between > 56.0
-    assert calls == [(first, None), (lowered, 2), (faster, 2), (between, 4)]
+    assert calls == [(first, None), (lowered, 2), (faster, 3), (between, 4)]
     # The builds after a miss keep its nextpnr log beside their own.
     missed_log = f"missed-{first:.6g}MHz-tfl2rtl_board.tim"
-    assert given_logs[:3] == [[], [missed_log], [missed_log]]
-    assert given_logs[3] == sorted([missed_log, f"missed-{faster:.6g}MHz-tfl2rtl_board.tim"])
+    assert given_logs == [[], [missed_log], [missed_log], [missed_log]]
     assert report.clock_mhz == lowered and "(nextpnr --seed 2)" in report.clock
-    assert lines[1] == (f"timing met at {lowered:.6g} MHz with nextpnr's Fmax 70.0 MHz; "
-                        f"building again for {faster:.6g} MHz with the same placement seed")
+    assert lines[1] == (f"timing met at {lowered:.6g} MHz with nextpnr's Fmax 72.8 MHz; "
+                        f"building again for {faster:.6g} MHz")
     assert lines[2] == (f"timing missed at {faster:.6g} MHz (nextpnr's Fmax 60.0 MHz); "
-                        f"building again for {60.0 * margin:.4g} MHz or below")
+                        f"building again for {60.0 * board_build.CLOCK_MARGIN:.4g} MHz or "
+                        "below")
     assert lines[3].endswith(f"keeping the bitstream at {lowered:.6g} MHz")
 
     # The build in between meets its clock: it is the result.
@@ -198,7 +195,8 @@ def test_the_clock_search_steps_up_with_the_met_placement(monkeypatch, tmp_path)
     report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path)
     assert calls[3] == (between, 4) and report.clock_mhz == between
     assert report.clock == (f"nextpnr's Fmax reached 60.0 MHz at {faster:.6g} MHz: built "
-                            f"again at most {100 * margin:g}% of that (nextpnr --seed 4)")
+                            f"again at most {100 * board_build.CLOCK_MARGIN:g}% of that "
+                            "(nextpnr --seed 4)")
     # With one build less, the miss at the faster clock ends the search.
     attempts = board_build.MAX_CLOCK_ATTEMPTS
     monkeypatch.setattr(board_build, "MAX_CLOCK_ATTEMPTS", 3)
@@ -207,28 +205,21 @@ def test_the_clock_search_steps_up_with_the_met_placement(monkeypatch, tmp_path)
     assert len(calls) == 3 and report.clock_mhz == lowered
     monkeypatch.setattr(board_build, "MAX_CLOCK_ATTEMPTS", attempts)
 
-    # When the step up meets its clock, it is the result, and the search goes on up
-    # (with that seed again) while the Fmax clears a faster clock and builds remain.
-    reached[(2, faster)] = 78.0
-    higher = board_clock(board, 78.0, DEFAULT_BAUD).output_mhz
-    reached[(2, higher)] = 70.0
+    # When the faster build meets its clock, it is the result, and the search goes on
+    # up while the Fmax clears a faster clock and builds remain.
+    reached.update({3: 75.0, 4: 74.0})
     calls.clear()
     report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path)
-    assert faster < higher and len(calls) == board_build.MAX_CLOCK_ATTEMPTS
-    assert calls[1:] == [(lowered, 2), (faster, 2), (higher, 2)]
-    assert report.clock_mhz == faster
-    assert report.clock == (f"nextpnr's Fmax reached 70.0 MHz at {lowered:.6g} MHz: built "
-                            "again at that Fmax with its placement seed (nextpnr --seed 2)")
-    del reached[(2, faster)], reached[(2, higher)]
-    reached.update({3: 60.0, 4: 56.0, (2, faster): 60.0})
+    higher = board_clock(board, 75.0, DEFAULT_BAUD).output_mhz
+    assert higher > faster and len(calls) == board_build.MAX_CLOCK_ATTEMPTS
+    assert calls[2:] == [(faster, 3), (higher, 4)] and report.clock_mhz == faster
 
     # --placement-seed N: the first build's seed, the later builds' counted on from it;
     # with --clock-mhz the one build takes it, and its report's clock line says so.
-    reached.update({5: 57.1, 7: 70.0, (7, faster): 60.0, 9: 56.0})
+    reached.update({5: 57.1, 7: 72.8, 8: 60.0, 9: 56.0})
     calls.clear()
     board_build.build_board_clocked(design, "ulx3s-85f", tmp_path, seed=5)
-    assert calls == [(first, 5), (lowered, 7), (faster, 7), (between, 9)]
-    del reached[(7, faster)]
+    assert calls == [(first, 5), (lowered, 7), (faster, 8), (between, 9)]
     calls.clear()
     report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path, seed=7,
                                              clock_mhz=70)
