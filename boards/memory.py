@@ -98,10 +98,8 @@ def engine_spram(plan) -> tuple[int, int]:
                else 0)
     activations = 0
     if schedule.tensors:
-        walks = schedule.walks
-        region = max(g.tensor_beats for g in walks)
-        regions = 2 if len(walks) > 1 else 1
-        activations = regions * spram_tiles(8 * schedule.simd, region)
+        regions = 2 if len(schedule.walks) > 1 else 1
+        activations = regions * spram_tiles(8 * schedule.simd, schedule.buffer_beats // regions)
     return weights, activations
 
 

@@ -66,7 +66,7 @@ from .network import (
     through_fifo,
 )
 from .patches import ActivationMemory, PatchGeometry
-from .pool import POOL_STAGES, PoolUnit, pool_multipliers, window_counts
+from .pool import POOL_STAGES, pool_kind, pool_multipliers, pool_unit
 from .requant import Requantizer, RoundingRequantizer, partial_products
 from .stages import stage_for
 
@@ -513,9 +513,8 @@ def _pooled(step: LayerStep, pool, out_hw, simd: int):
     patches = PatchGeometry(out_hw[0], out_hw[1], step.padded_out // simd, tuple(node.filter),
                             tuple(node.stride), padding=tuple(node.padding),
                             order="depthwise")
-    kind = "max" if isinstance(node, ir.MaxPool2D) else "average"
     pooling = Pooling(node=index, op=node.op, in_shape=in_shape, out_hw=patches.out_hw,
-                      latency=len(POOL_STAGES[kind]), window_beats=patches.beats,
+                      latency=len(POOL_STAGES[pool_kind(node)]), window_beats=patches.beats,
                       patches=patches)
     return dataclasses.replace(step, pooling=pooling), patches.out_hw
 
@@ -1133,28 +1132,19 @@ class SequentialEngine(wiring.Component):
         steps, simd, r = schedule.steps, schedule.simd, schedule.requant_lanes
         walks = schedule.walks
         m.submodules.activations = memory = ActivationMemory(walks, simd)
-        pools = [s.pooling for s in steps if s.pooling is not None]
-        units = []
-        for j, pooling in enumerate(pools):
-            node = self.plan.graph.nodes[pooling.node]
-            kind = "max" if isinstance(node, ir.MaxPool2D) else "average"
-            counts = (window_counts(pooling.in_shape[:2], node.filter, node.stride,
-                                    node.padding) if kind == "average" else None)
-            m.submodules[f"pool_{j}"] = unit = PoolUnit(
-                kind, window=node.filter[0] * node.filter[1], pe=simd,
-                act_min=node.act_min, act_max=node.act_max, counts=counts)
-            units.append(unit)
-
-        # The walks' beats: route 0 to the unit, route j + 1 to pool j.
-        routes, j = [], 0
-        for g in walks:
-            pooled = any(g is p.patches for p in pools)
-            routes.append(j + 1 if pooled else 0)
-            j += pooled
+        # The walks' beats: route 0 to the unit (a layer's), route j + 1 to pool j.
+        units, routes = [], []
+        for s in steps:
+            routes.append(0)
+            if s.pooling is not None:
+                m.submodules[f"pool_{len(units)}"] = unit = pool_unit(
+                    self.plan.graph.nodes[s.pooling.node], s.pooling.in_shape[:2], pe=simd)
+                units.append(unit)
+                routes.append(len(units))
         beats = [g.beats for g in walks]
         walk = Signal(range(len(walks)))
         count = Signal(range(max(beats)))
-        route = Array(Const(v, range(len(pools) + 1)) for v in routes)[walk]
+        route = Array(Const(v, range(len(units) + 1)) for v in routes)[walk]
         ends = Array(Const(b - 1, len(count)) for b in beats)
         with m.If(memory.o.valid & memory.o.ready):
             with m.If(count == ends[walk]):

@@ -296,7 +296,8 @@ class MatrixVectorUnit(wiring.Component):
 
     def elaborate(self, platform):
         group_count, rows = self.neuron_folds, sum(nf * sf for nf, sf in self._folds)
-        banks = None if self.weight_stream else self._weight_banks(platform, self.row_bits, rows)
+        bank_rows = (None if self.weight_stream
+                     else self._weight_banks(platform, self.row_bits, rows))
         m = Module()
         sf_depth = self.synapse_folds  # the longest input vector, in beats
 
@@ -480,11 +481,11 @@ class MatrixVectorUnit(wiring.Component):
             if not (hooked or in_logic):
                 row_data = register(register(row_data, "w_1b_row"), "w_1c")
             weight_data = weight_layout(row_data)
-        elif banks is not None:
+        elif bank_rows is not None:
             # A deep memory in banks (WEIGHT_BANKS_HOOK), each read into a register of
             # its own, the bank's register chosen a stage later: read a stage earlier
             # than one memory would be, so the rows arrive at the same stage.
-            bank_rows, init = banks, self.weight_rows()
+            init = self.weight_rows()
             address = row if hooked or in_logic else register(row, "row_1")
             offset_bits = bank_rows.bit_length() - 1
             bank_data = []
@@ -548,7 +549,7 @@ class MatrixVectorUnit(wiring.Component):
         # ad01's critical path, 12.4 ns of routing), beside the weight row read now.
         x_1 = register(x_1, "x_1b", self._input_lanes)
         if hooked or in_logic:
-            if banks is None:  # (else the banks' registers are this stage's)
+            if bank_rows is None:  # (else the banks' registers are this stage's)
                 weight_data = register(weight_data, "w_1b", weight_layout)
         else:
             # Stage 1c, in the fabric only: the input lanes wait a stage more for the

@@ -20,8 +20,8 @@ from .layouts import signed_lanes
 from .requant import Requantizer
 from .window import SlidingWindow, window_layout, window_out_hw
 
-__all__ = ["POOL_KINDS", "PoolUnit", "Pool2DLayer", "MeanLayer", "reciprocal_shift",
-           "window_counts", "pool_multipliers"]
+__all__ = ["POOL_KINDS", "PoolUnit", "Pool2DLayer", "pool_kind", "pool_unit", "MeanLayer",
+           "reciprocal_shift", "window_counts", "pool_multipliers"]
 
 #: What a :class:`PoolUnit` computes over a window.
 POOL_KINDS = ("max", "average")
@@ -311,6 +311,23 @@ class PoolUnit(wiring.Component):
         return results, valid
 
 
+def pool_kind(node) -> str:
+    """The :data:`POOL_KINDS` entry of a MAX_POOL_2D or AVERAGE_POOL_2D node."""
+    return "max" if isinstance(node, ir.MaxPool2D) else "average"
+
+
+def pool_unit(node, in_hw, *, pe: int = 1, act_bits: int = 8) -> PoolUnit:
+    """The :class:`PoolUnit` of ``node`` over an ``in_hw`` image, ``pe`` channels a beat:
+    its kind, window and clamp, and (average) the in-bounds counts its windows have
+    (:func:`window_counts`)."""
+    kind = pool_kind(node)
+    counts = (window_counts(tuple(in_hw), node.filter, node.stride, node.padding)
+              if kind == "average" else None)
+    return PoolUnit(kind, window=node.filter[0] * node.filter[1], pe=pe,
+                    act_min=node.act_min, act_max=node.act_max, counts=counts,
+                    act_bits=act_bits)
+
+
 class Pool2DLayer(wiring.Component):
     """One :class:`tfl2rtl.ir.MaxPool2D` or :class:`tfl2rtl.ir.AveragePool2D` node over an
     ``(H, W, C)`` image, ``pe`` channels per beat: a
@@ -357,19 +374,13 @@ class Pool2DLayer(wiring.Component):
             raise Tfl2RtlError(
                 f"PE={pe} does not divide the {c} channels; choose one of {divisors_text(c)}"
             )
-        kind = "max" if isinstance(node, ir.MaxPool2D) else "average"
-        kh, kw = node.filter
         self.node = node
         self.pe = pe
         self.act_bits = act_bits
         self.in_shape = (h, w, c)
         self.window = SlidingWindow(self.in_shape, node.filter, node.stride, (1, 1),
                                     node.padding, 0, pe, "depthwise", act_bits=act_bits)
-        counts = None
-        if kind == "average":
-            counts = window_counts((h, w), node.filter, node.stride, node.padding)
-        self.unit = PoolUnit(kind, window=kh * kw, pe=pe, act_min=node.act_min,
-                             act_max=node.act_max, counts=counts, act_bits=act_bits)
+        self.unit = pool_unit(node, (h, w), pe=pe, act_bits=act_bits)
         self.out_shape = (*self.window.out_hw, c)
         self.cycles_per_vector = self.window.cycles_per_vector
         self.latency = self.latency_for(node)
@@ -381,9 +392,8 @@ class Pool2DLayer(wiring.Component):
     @staticmethod
     def latency_for(node) -> int:
         """:attr:`latency` of the layer for ``node``."""
-        kind = "max" if isinstance(node, ir.MaxPool2D) else "average"
         kh, kw = node.filter
-        return SlidingWindow.latency + kh * kw - 1 + len(POOL_STAGES[kind])
+        return SlidingWindow.latency + kh * kw - 1 + len(POOL_STAGES[pool_kind(node)])
 
     def elaborate(self, platform):
         m = Module()

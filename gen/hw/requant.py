@@ -863,6 +863,9 @@ class Requantizer(wiring.Component):
             for g in range(self.groups)])
         port = rom.read_port()
         m.d.comb += [port.addr.eq(group), port.en.eq(advance)]
+        shapes = {"offset": unsigned(bits), "act_min": signed(bits), "act_max": signed(bits),
+                  "low_bound": signed(34), "high_bound": signed(34),
+                  "wrap_high": signed(32), "wrap_low": signed(32)}
         lanes = []
         for lane in range(self.lanes):
             offset, low, high = (port.data[f"{name}{lane}"] for name in stored)
@@ -872,10 +875,6 @@ class Requantizer(wiring.Component):
                 "low_bound": (low - offset), "high_bound": (high - offset),
                 "wrap_high": Mux(offset > 0, INT32_MAX - offset, INT32_MAX),
                 "wrap_low": Mux(offset < 0, INT32_MIN - offset, INT32_MIN)}
-            shapes = {"offset": unsigned(bits), "act_min": signed(bits),
-                      "act_max": signed(bits), "low_bound": signed(34),
-                      "high_bound": signed(34), "wrap_high": signed(32),
-                      "wrap_low": signed(32)}
             values = {}
             for name, shape in shapes.items():
                 values[name] = Signal(shape, name=f"epilogue_rom_{name}_{lane}")
