@@ -223,9 +223,10 @@ def test_convolutions(fold, requant_lanes, end, mode, tmp_path):
 
 @pytest.mark.parametrize("mode", STALL_MODES)
 @pytest.mark.parametrize("fold, requant_lanes", [((1, 1), 1), ((2, 2), 2), ((3, 3), 1),
-                                                  ((4, 4), 2)])
+                                                  ((4, 4), 2), ((2, 1), 1), ((4, 2), 2)])
 def test_depthwise_convolutions(fold, requant_lanes, mode, tmp_path):
-    # (At 3 x 3 and 4 x 4 the input's two channels are padded to a block.)
+    # (At 3 x 3 and 4 x 4 the input's two channels are padded to a block.  At 2 x 1 and
+    # 4 x 2 a depthwise group is two channel blocks, at 4 x 2 the 6 channels padded to 8.)
     graph = conv_chain(tmp_path / "dw.tflite", depthwise=True)
     assert [n.op for n in graph.nodes].count("DEPTHWISE_CONV_2D") == 2
     plan = plan_sequential(graph, fold=fold, fits=lambda s: s.requant_lanes == requant_lanes)
@@ -279,13 +280,16 @@ def test_refuses_a_depth_multiplier_over_channels(tmp_path):
         plan_sequential(graph)
 
 
-def test_depthwise_needs_pe_equal_to_simd(tmp_path):
+def test_depthwise_needs_pe_a_multiple_of_simd(tmp_path):
     graph = conv_chain(tmp_path / "dw.tflite", depthwise=True)
     with pytest.raises(Tfl2RtlError, match=r"^node 1 \(DEPTHWISE_CONV_2D\): a depthwise "
-                                           r"convolution needs PE = SIMD, not 2 x 1$"):
-        plan_sequential(graph, fold=(2, 1))
-    plan = plan_sequential(graph, max_multipliers=16)
-    assert plan.schedule.pe == plan.schedule.simd
+                                           r"convolution needs PE a multiple of SIMD "
+                                           r"dividing its 6 \(padded\) channels, not 1 x 2$"):
+        plan_sequential(graph, fold=(1, 2))
+    for max_multipliers in (2, 3, 16):
+        schedule = plan_sequential(graph, max_multipliers=max_multipliers).schedule
+        assert schedule.pe % schedule.simd == 0
+    assert plan_sequential(graph, max_multipliers=3).schedule.pe == 2  # 2 x 1, not 1 x 1
 
 
 def test_refuses_what_it_does_not_build():

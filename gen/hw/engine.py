@@ -439,19 +439,22 @@ def _compile_tensors(layers, pe, simd, requant_lanes, requant_interval, in_shape
             (height, width, channels), padded = shape, shape[2]
         blocks = padded // simd
         if isinstance(node, ir.DepthwiseConv2D) and channels > 1:
-            # Each group of pe channels is a channel block (pe == simd), its patch the
-            # block's positions; a row's weights are zero but where lane p meets its
-            # own channel.
-            if pe != simd:
-                raise Tfl2RtlError(f"node {index} ({node.op}): a depthwise convolution "
-                                   f"needs PE = SIMD, not {pe} x {simd}")
+            # Each group of pe channels is pe / simd channel blocks, its patch the
+            # blocks' positions in turn (the walk's depthwise order); a row's weights are
+            # zero but where its lane meets its own channel in its own block.
+            if pe % simd or padded % pe:
+                raise Tfl2RtlError(
+                    f"node {index} ({node.op}): a depthwise convolution needs PE a "
+                    f"multiple of SIMD dividing its {padded} (padded) channels, not "
+                    f"{pe} x {simd}")
             kh, kw, out_depth = node.weights.shape
             patches = PatchGeometry(height, width, blocks, (kh, kw), tuple(node.stride),
                                     tuple(node.dilation), tuple(node.padding),
                                     pad_value=-node.input_offset, order="depthwise")
             positions, out_hw = kh * kw, tuple(node.out_hw)
-            # (its vector: one block at each position; its outputs: its input's channels)
-            in_depth, padded_in, padded_out = positions, positions * simd, padded
+            # (its vector: pe / simd blocks at each position; its outputs: its input's
+            # channels)
+            in_depth, padded_in, padded_out = positions, positions * pe, padded
         elif isinstance(node, ir.Conv2D | ir.DepthwiseConv2D):
             # (A depthwise convolution of one input channel is a convolution: its depth
             # multiplier is its output channels.)
@@ -582,13 +585,15 @@ class SequentialPlan:
         matrices = []
         for step, (_, node) in zip(self.schedule.steps, self.layers, strict=True):
             if isinstance(node, ir.DepthwiseConv2D) and step.channels > 1:
-                # Row (group g, position t): lane p of neuron p is channel g * pe + p's
-                # weight at t, every other lane zero.
-                simd = self.schedule.simd
+                # Neuron c of group g reads the group's pe / simd blocks in turn, each at
+                # every position t: in block (c mod pe) // simd, lane c mod simd is
+                # channel c's weight at t, every other weight zero.
+                pe, simd = self.schedule.pe, self.schedule.simd
                 taps = np.asarray(node.weights).reshape(step.positions, step.out_depth)
-                w = np.zeros((step.padded_out, step.positions, simd), dtype=np.int64)
+                w = np.zeros((step.padded_out, pe // simd, step.positions, simd),
+                             dtype=np.int64)
                 channel = np.arange(step.out_depth)
-                w[channel, :, channel % simd] = taps.T
+                w[channel, (channel % pe) // simd, :, channel % simd] = taps.T
                 matrices.append(w.reshape(step.padded_out, step.padded_in))
                 continue
             if self.schedule.tensors:
@@ -831,15 +836,16 @@ def plan_sequential(graph: ir.Graph, max_multipliers: int = 64, *, lanes: int = 
         widest = max(max(n.weights.shape[0], n.weights.size // n.weights.shape[0])
                      for _, n in layers)
         # (Vectors: SIMD divides the input; tensors pad the input's channels.  A
-        # depthwise layer's groups are its channel blocks: PE = SIMD.)
+        # depthwise layer's groups are whole channel blocks: SIMD divides PE, and where
+        # PE is larger, PE divides its channels.)
         simds = (divisors(layers[0][1].weights.shape[1]) if in_shapes is None
                  else range(1, widest + 1))
-        square = in_shapes is not None and any(
-            isinstance(node, ir.DepthwiseConv2D) and shape[2] > 1
-            for (_, node), shape in zip(layers, in_shapes, strict=True))
+        depthwise = [shape[2] for (_, node), shape in zip(layers, in_shapes or (), strict=False)
+                     if isinstance(node, ir.DepthwiseConv2D) and shape[2] > 1]
         candidates = [(pe, simd) for simd in simds
                       for pe in range(1, widest + 1) if pe * simd <= max_multipliers
-                      and (pe == simd or not square)]
+                      and (not depthwise or pe == simd or (
+                          pe % simd == 0 and all(c % pe == 0 for c in depthwise)))]
         if not candidates:
             raise Tfl2RtlError(f"--max-multipliers {max_multipliers} leaves no multiplier")
     # No engine need be faster than the stream edges carry the vectors, nor than the
