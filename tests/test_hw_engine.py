@@ -341,9 +341,10 @@ VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inpu
     # MLPerf Tiny's keyword spotter (convolutions, depthwise convolutions, a global
     # average pool between layers, SOFTMAX) on a 2 x 2 unit from an activation memory.
     "kws-4": (KWS, 4, 1, 1, 2, "chip"),
-    # The same with its weights in flash: copied once into the unit's memory at start-up
-    # (as the iCEBreaker builds it, there in SPRAM).
-    "kws-4-flash": (KWS, 4, 1, 1, 2, "flash"),
+    # On a 2 x 1 unit (a depthwise group two channel blocks) with its weights in flash:
+    # copied once into the unit's memory at start-up (as the iCEBreaker builds it, there
+    # in SPRAM).
+    "kws-2-flash": (KWS, 2, 1, 1, 2, "flash"),
     # TFLite Micro's person detection (13 depthwise separable blocks, the first a
     # depthwise convolution of one channel with a depth multiplier of 8, a global average
     # pool, a 1x1 convolution last) on a 4 x 4 unit with four serial requantizer lanes.

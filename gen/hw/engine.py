@@ -21,8 +21,8 @@ multiplier 1, or any over one input channel: a convolution) with MAX_POOL_2D and
 AVERAGE_POOL_2D between layers: the layers then read tensors from a
 :class:`~tfl2rtl.hw.patches.ActivationMemory` (:attr:`Schedule.tensors`; a convolution
 a patch per output pixel, the unit's rows again for each, a depthwise convolution a
-patch per channel block, a pool its layer's outputs read back as windows).  Any other op is
-refused by name and position.  The unit's weights are a ROM, or
+patch per group of PE / SIMD channel blocks, a pool its layer's outputs read back as
+windows).  Any other op is refused by name and position.  The unit's weights are a ROM, or
 (:attr:`Schedule.weights` ``"flash"``) in the board's SPI flash, read by a
 :class:`~tfl2rtl.hw.flash.QspiReader` (:meth:`SequentialPlan.flash_image` is what the
 flash holds): an MLP's in issue order, pass after pass; a model with tensors' once, at

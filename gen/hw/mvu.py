@@ -100,8 +100,9 @@ class MatrixVectorUnit(wiring.Component):
     through all of the layer's rows and groups; ``group`` gives the layer's own groups
     for each of them.  (Not with ``weight_stream``: the rows would have to come again.)
     With ``fresh`` (a flag per layer) each group of a flagged layer takes a vector of
-    its own from the input, none is replayed: a depthwise convolution's channel blocks,
-    each its own patch (its rows' weights zero but where a lane meets its own channel).
+    its own from the input, none is replayed: a depthwise convolution's groups of
+    channel blocks, each its own patch (its rows' weights zero but where a lane meets its
+    own channel in its own block).
 
     The first neuron group computes straight from the input stream while the vector is
     written to an input buffer; the other groups replay it from there.  So the input is
