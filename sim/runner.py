@@ -105,29 +105,48 @@ def harness_source() -> Path:
     return template_source(HARNESS)
 
 
+#: Verilator options for :func:`run_testbench` (``--binary`` but for ``--build``: the
+#: ``make`` step starts from cached runtime objects, see :func:`_runtime_cache`).
+TESTBENCH_VERILATOR_ARGS = ["--cc", "--exe", "--main", "--timing", "-Wno-fatal", "-Wno-lint",
+                            "-Wno-style", "-Wno-ZERODLY"]
+#: The runtime objects a ``--main`` testbench links (no DPI or VPI).
+TESTBENCH_RUNTIME_OBJECTS = ("verilated.o", "verilated_threads.o", "verilated_timing.o")
+
+
 def run_testbench(sources: list[str | os.PathLike], top: str,
                   build_dir: str | os.PathLike, timeout: float = 300) -> str:
     """Build the self-checking SystemVerilog testbench ``top`` from ``sources`` with
-    Verilator (``--binary --timing``) in ``build_dir``, run it and return what it
-    printed.  Raises :class:`Tfl2RtlError` with the first error line (Verilator's, or
-    the simulation's ``$fatal``) when the build or the run fails."""
+    Verilator (``--main --timing``, what ``--binary`` does, its runtime objects compiled
+    once and reused) in ``build_dir``, run it and return what it printed.  Raises
+    :class:`Tfl2RtlError` with the first error line (Verilator's, the compiler's, or the
+    simulation's ``$fatal``) when the build or the run fails."""
     build_dir = Path(build_dir)
+    obj = build_dir / "obj"
     build_dir.mkdir(parents=True, exist_ok=True)
     env = tool_env()
-    command = ["verilator", "--binary", "--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-               "-Wno-ZERODLY", "--top-module", top, "-Mdir", str(build_dir / "obj"),
-               *map(str, sources)]
-    for step, argv in (("Verilator build", command),
-                       ("simulation", [str(build_dir / "obj" / f"V{top}")])):
+    cache = _runtime_cache(env, flags=TESTBENCH_VERILATOR_ARGS)
+
+    def run(step, argv):
         done = subprocess.run(argv, env=env, capture_output=True, text=True,
                               timeout=timeout, cwd=build_dir)
         if done.returncode:
             lines = (done.stderr + done.stdout).splitlines()
             first = next((line.strip() for line in lines
-                          if line.startswith(("%Error", "%Fatal", "[")) or "Fatal" in line),
+                          if line.startswith(("%Error", "%Fatal", "[")) or "Fatal" in line
+                          or "error:" in line),
                          lines[0].strip() if lines else "no output")
             raise Tfl2RtlError(f"{step} of {top} failed: {first}")
-    return done.stdout
+        return done.stdout
+
+    run("Verilator build", ["verilator", *TESTBENCH_VERILATOR_ARGS, "--top-module", top,
+                            "-Mdir", str(obj), *map(str, sources)])
+    # The runtime objects depend on the generated makefile (see :func:`_runner`): it gets
+    # the oldest time stamp, the cache key covers the flags instead.
+    os.utime(obj / f"V{top}.mk", (0, 0))
+    _restore_runtime(cache, obj, TESTBENCH_RUNTIME_OBJECTS)
+    run("Verilator build", ["make", "-C", str(obj), "-f", f"V{top}.mk"])
+    _save_runtime(cache, obj, TESTBENCH_RUNTIME_OBJECTS)
+    return run("simulation", [str(obj / f"V{top}")])
 
 
 def is_own_waveform(path: str | os.PathLike) -> bool:
@@ -209,9 +228,11 @@ def golden_vectors(graph: ir.Graph, inputs: np.ndarray) -> np.ndarray:
                      for x in inputs])
 
 
-def _runtime_cache(env: dict[str, str], waves: bool = False) -> Path:
-    """Where :data:`RUNTIME_OBJECTS` for this Verilator, compiler and cocotb (and with or
-    without tracing, which compiles them differently) are kept.
+def _runtime_cache(env: dict[str, str], waves: bool = False,
+                   flags: list[str] = VERILATOR_ARGS) -> Path:
+    """Where the runtime objects (:data:`RUNTIME_OBJECTS`, or a testbench's
+    :data:`TESTBENCH_RUNTIME_OBJECTS`) for this Verilator, compiler and cocotb, Verilator
+    ``flags`` (and with or without tracing, which compiles them differently) are kept.
 
     They take about 15 s to compile and never change between designs, so each build
     starts with copies (newer than their sources, so ``make`` keeps them)."""
@@ -222,7 +243,7 @@ def _runtime_cache(env: dict[str, str], waves: bool = False) -> Path:
                               text=True, env=env).stdout
     key = hashlib.sha256("\n".join([
         str(root), (root / "include" / "verilated.mk").read_text(), compiler,
-        cocotb.__version__, " ".join(VERILATOR_ARGS), env.get("MAKEFLAGS", ""),
+        cocotb.__version__, " ".join(flags), env.get("MAKEFLAGS", ""),
         f"trace={int(waves)}",
     ]).encode()).hexdigest()[:16]
     base = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -248,21 +269,21 @@ def _runner():
     return Runner()
 
 
-def _restore_runtime(cache: Path, build_dir: Path) -> None:
-    if all((cache / name).exists() for name in RUNTIME_OBJECTS):
-        for name in RUNTIME_OBJECTS:
+def _restore_runtime(cache: Path, build_dir: Path, names=RUNTIME_OBJECTS) -> None:
+    if all((cache / name).exists() for name in names):
+        for name in names:
             shutil.copyfile(cache / name, build_dir / name)
 
 
-def _save_runtime(cache: Path, build_dir: Path) -> None:
+def _save_runtime(cache: Path, build_dir: Path, names=RUNTIME_OBJECTS) -> None:
     """Keep this build's runtime objects for the next ones (best effort: without a
     writable cache every build compiles its own)."""
-    if all((cache / name).exists() for name in RUNTIME_OBJECTS):
+    if all((cache / name).exists() for name in names):
         return
     staging = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
         staging.mkdir(parents=True, exist_ok=True)
-        for name in RUNTIME_OBJECTS:
+        for name in names:
             shutil.copyfile(build_dir / name, staging / name)
         staging.rename(cache)
     except OSError:  # no cache, or another build saved them first
