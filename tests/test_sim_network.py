@@ -46,9 +46,9 @@ CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI e
                          256),
     "dense10-serial": (DENSE10, None, 1, 50),
     "dense10-wide": (DENSE10, auto(64), 2, 50),
-    "ad01-serial": (AD01, None, 1, 50),
+    "ad01-serial": (AD01, None, 1, 12),
     "ad01-wide": (AD01, auto(256), 8, 50),
-    "mlp_uint8-serial": (MLP_UINT8, None, 1, 20),  # ends in SOFTMAX
+    "mlp_uint8-serial": (MLP_UINT8, None, 1, 6),  # ends in SOFTMAX
     "mlp_uint8-wide": (MLP_UINT8, auto(256), 2, 50),
     # Legacy uint8 models (uint8 weights with a zero point): their int8 hardware form,
     # 9-bit weights, FULLY_CONNECTED requantized once as LiteRT does, against the golden
