@@ -30,8 +30,8 @@ HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
 INT16X8 = TEST_MODELS / "int16x8.tflite"
 #: The netlists that take longest run only with TFL2RTL_LONG_NETLISTS=1 (README, "long
-#: runs"): the jet MLP's and a chain of convolutions' engines on the iCE40 and the 16x8
-#: model on both families.
+#: runs"): the jet MLP's and a chain of convolutions' engines on the iCE40, the 16x8
+#: model on both families and hello_world with a product in logic on the ECP5.
 LONG = bool(os.environ.get("TFL2RTL_LONG_NETLISTS"))
 JET = TEST_MODELS / "jet_mlp_int8.tflite"
 UINT8_LEGACY = TEST_MODELS / "uint8_legacy.tflite"
@@ -66,9 +66,10 @@ def _yosys_stat(log: str, cell: str) -> int:
     # high bits are a negation and, for 18 bits, sums in LUTs), except the middle
     # layer's MAC product, which is in logic (as a board build plans layers beyond the
     # DSP blocks): 3 - 1 + 6 MULT18X18D.  Its memories are small enough for LUT RAM.
-    ("ecp5", HELLO_WORLD, "full, unshared, products in logic", 32,
-     {"MULT18X18D": 8, "TRELLIS_DPR16X4": None, "LUT4": None, "CCU2C": None,
-      "TRELLIS_FF": None}),
+    # (Outside the suite, with TFL2RTL_LONG_NETLISTS=1: 100 s.)
+    *([("ecp5", HELLO_WORLD, "full, unshared, products in logic", 32,
+        {"MULT18X18D": 8, "TRELLIS_DPR16X4": None, "LUT4": None, "CCU2C": None,
+         "TRELLIS_FF": None})] if LONG else []),
     # Its weights, line buffer, FIFOs and exponential ROM in DP16KD block RAM (1-, 4-,
     # 9-, 18- and 36-bit ports, ROMs among them, simulated with tfl2rtl's model); the
     # planner gives both its layers serial requantizers (one MULT18X18D per lane, with
@@ -99,7 +100,7 @@ def _yosys_stat(log: str, cell: str) -> int:
     *([("ice40", _conv_chain, "sequential, flash", 4,
         {"SB_MAC16": None, "SB_SPRAM256KA": None, "SB_LUT4": None})]
       if LONG else []),
-], ids=["ice40-hello_world", "ecp5-hello_world-logic",
+], ids=["ice40-hello_world", *(["ecp5-hello_world-logic"] if LONG else []),
         "ecp5-micro_speech", *(["ice40-int16x8", "ecp5-int16x8"] if LONG else []),
         "ice40-uint8-flash",
         *(["ice40-jet-sequential", "ice40-conv-sequential-flash"] if LONG else [])])

@@ -105,8 +105,8 @@ from tflite_writer import GraphWriter, conv_out_size
 #: Random graphs per run (times ``TFL2RTL_RANDOM_SCALE``): dense chains and
 #: convolutional graphs; and the seed of the set.  The convolutional graphs draw from
 #: their own streams (``[SEED, CONV_STREAM, number]``, the dense ones ``[SEED, number]``).
-GRAPHS = 6
-CONV_GRAPHS = 6
+GRAPHS = 5
+CONV_GRAPHS = 5
 CONV_STREAM = 2
 SEED = int(os.environ.get("TFL2RTL_RANDOM_SEED", "0"))
 #: Input vectors per graph: ``input_sets``'s kinds in turn, then all-minimum and
@@ -881,7 +881,7 @@ def test_random_conv_graph_in_verilator(number, tmp_path, build_dir):
 # --------------------------------------------------------------------------------------
 
 #: Random 16x8 graphs per run (times ``TFL2RTL_RANDOM_SCALE``), from their own streams.
-INT16_GRAPHS = 6
+INT16_GRAPHS = 5
 INT16_STREAM = 3
 
 
@@ -1014,7 +1014,7 @@ def test_random_16x8_graph_in_verilator(number, tmp_path, build_dir):
 
 #: Random legacy uint8 graphs per run (times ``TFL2RTL_RANDOM_SCALE``), from their own
 #: streams.
-UINT8_GRAPHS = 4
+UINT8_GRAPHS = 3
 UINT8_STREAM = 4
 
 
