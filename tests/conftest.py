@@ -46,21 +46,6 @@ def summary(request):
     return request.config.stash.setdefault(SUMMARIES, []).append
 
 
-#: The test files that take longest (measured on two cores), first: pytest-xdist's
-#: ``loadfile`` with ``--no-loadscope-reorder`` hands files to the workers in collection
-#: order, so the files that start last are short ones and no worker is left with a long
-#: one at the end.  The others follow in name order.
-LONGEST_FIRST = ("test_sim_network.py", "test_boards_build.py", "test_boards_postsynth.py",
-                 "test_boards_sim.py", "test_sim_random.py", "test_boards_arch.py",
-                 "test_hw_engine.py", "test_cli.py", "test_hw_depthwise.py",
-                 "test_golden_random.py", "test_sim_runner.py", "test_hw_requant.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 def pytest_sessionfinish(session):
     # An xdist worker sends ``workeroutput`` to the controller after this hook.
     workeroutput = getattr(session.config, "workeroutput", None)
