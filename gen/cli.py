@@ -119,7 +119,8 @@ def _arch_option(p) -> None:
 
     p.add_argument("--arch", choices=ARCHITECTURES, default="auto",
                    help="dataflow: a stage per layer; sequential: one shared MAC array and "
-                        "requantizer driven by a schedule (MLPs so far); auto (default): "
+                        "requantizer driven by a schedule (chains of dense, convolution, "
+                        "depthwise and pool layers; no residual ADD yet); auto (default): "
                         "the dataflow design, or on a board it does not fit the "
                         "sequential engine")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -265,8 +265,23 @@ class ActivationMemory(wiring.Component):
         ix_pixel = Signal(coord_shape, init=-g0.padding[1])
         ix = Signal(coord_shape, init=-g0.padding[1])
 
+        # A layer's own figures are registers, loaded with the next layer's as a layer
+        # ends (its last beat's edge), not looked up by ``layer`` on every beat: on the
+        # iCE40 that lookup before the walk's comparisons and adders was the start of
+        # kws's engine's critical path (37.3 ns).  A figure all layers share is a
+        # constant.
+        next_layer_loads = []
+
         def field(values):
-            return table(values, _bits(max(abs(v) for v in values)) + 1)[layer]
+            values = [int(v) for v in values]
+            shape = (signed(_bits(max(abs(v) for v in values)) + 1) if min(values) < 0
+                     else unsigned(max(max(values).bit_length(), 1)))
+            if len(set(values)) == 1:
+                return Const(values[0], shape)
+            reg = Signal(shape, init=values[0])
+            next_layer_loads.append(reg.eq(table([values[n] for n in following],
+                                                 len(reg))[layer]))
+            return reg
 
         step_kx = field([g.dilation[1] * g.blocks for g in geometries])
         step_ky = field([g.dilation[0] * g.width * g.blocks for g in geometries])
@@ -365,6 +380,7 @@ class ActivationMemory(wiring.Component):
                              iy_line.eq(iy_line + str_y), iy.eq(iy_line + str_y),
                              ix_pixel.eq(first_ix), ix.eq(first_ix)]
             with m.Else():  # the layer's last beat: its region is free again
+                m.d.sync += next_layer_loads
                 m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0),
                              layer.eq(Mux(layer == count - 1, 0, layer + 1)),
                              r_region.eq(next_region),
