@@ -802,19 +802,10 @@ class Requantizer(wiring.Component):
         overflow = Signal(name=f"compact_overflow_{lane}")
         saturated = Mux(overflow, INT32_MAX, total[15:47].as_signed())
         extra = p["right"]
-        below = Cat(*[(extra > k + 1 - least) if k + 1 - least >= 0 else Const(1)
-                      for k in range(31)])
-        above = Cat(*[(extra == k + 1 - least) if k + 1 - least >= 0 else Const(0)
-                      for k in range(31)])
-        if not isinstance(extra, Const):
-            # Both nudges into registers while the products are summed (the shift is
-            # held from the "left_shift" step), so that "round" only chooses one: the
-            # comparisons between the sign's register and the adder were micro_speech's
-            # critical path on the iCE40 (37.5 ns, four LUTs before a 48-bit carry).
-            below, above = (pipeline.register(m, at["add_lh"], value,
-                                              f"compact_nudge_{name}_{lane}")
-                            for name, value in (("below", below), ("above", above)))
-        nudge = Mux(negative, below, above)
+        nudge = Cat(*[
+            Mux(negative, (extra > k + 1 - least) if k + 1 - least >= 0 else Const(1),
+                (extra == k + 1 - least) if k + 1 - least >= 0 else Const(0))
+            for k in range(31)])
 
         def term(condition, value):
             return Mux(condition, value, 0)
