@@ -267,46 +267,47 @@ class ActivationMemory(wiring.Component):
 
         # A layer's own figures are registers, loaded with the next layer's as a layer
         # ends (its last beat's edge), not looked up by ``layer`` on every beat: on the
-        # iCE40 that lookup before the walk's comparisons and adders was the start of
-        # kws's engine's critical path (37.3 ns).  A figure all layers share is a
-        # constant.
+        # iCE40 those lookups before the walk's comparisons and adders were the start of
+        # kws's engine's critical path (37.3 ns, then 31.2 ns from the next layer's
+        # start).  A figure all layers share is a constant.
         next_layer_loads = []
 
-        def field(values):
+        def field(name, values):
             values = [int(v) for v in values]
             shape = (signed(_bits(max(abs(v) for v in values)) + 1) if min(values) < 0
                      else unsigned(max(max(values).bit_length(), 1)))
             if len(set(values)) == 1:
                 return Const(values[0], shape)
-            reg = Signal(shape, init=values[0])
+            reg = Signal(shape, init=values[0], name=f"layer_{name}")
             next_layer_loads.append(reg.eq(table([values[n] for n in following],
                                                  len(reg))[layer]))
             return reg
 
-        step_kx = field([g.dilation[1] * g.blocks for g in geometries])
-        step_ky = field([g.dilation[0] * g.width * g.blocks for g in geometries])
-        step_ox = field([g.stride[1] * g.blocks for g in geometries])
-        step_oy = field([g.stride[0] * g.width * g.blocks for g in geometries])
-        last_cb = field([g.blocks - 1 for g in geometries])
-        last_kx = field([g.kernel[1] - 1 for g in geometries])
-        last_ky = field([g.kernel[0] - 1 for g in geometries])
-        last_ox = field([w - 1 for w in out_w])
-        last_oy = field([h - 1 for h in out_h])
-        height = field([g.height for g in geometries])
-        width = field([g.width for g in geometries])
-        dil_y = field([g.dilation[0] for g in geometries])
-        dil_x = field([g.dilation[1] for g in geometries])
-        str_y = field([g.stride[0] for g in geometries])
-        str_x = field([g.stride[1] for g in geometries])
-        pad_value = field([g.pad_value for g in geometries])
-        first_ix = field([-g.padding[1] for g in geometries])
-        # The next layer's first position: its region's base less its top and left
-        # padding.
-        next_start = table([start_of(geometries[n], region_of(n) * stride)
-                            for n in following], addr_shape)[layer]
-        next_iy = table([-geometries[n].padding[0] for n in following], coord_shape)[layer]
-        next_ix = table([-geometries[n].padding[1] for n in following], coord_shape)[layer]
-        next_region = table([region_of(n) for n in following], 1)[layer]
+        step_kx = field("step_kx", [g.dilation[1] * g.blocks for g in geometries])
+        step_ky = field("step_ky", [g.dilation[0] * g.width * g.blocks for g in geometries])
+        step_ox = field("step_ox", [g.stride[1] * g.blocks for g in geometries])
+        step_oy = field("step_oy", [g.stride[0] * g.width * g.blocks for g in geometries])
+        last_cb = field("last_cb", [g.blocks - 1 for g in geometries])
+        last_kx = field("last_kx", [g.kernel[1] - 1 for g in geometries])
+        last_ky = field("last_ky", [g.kernel[0] - 1 for g in geometries])
+        last_ox = field("last_ox", [w - 1 for w in out_w])
+        last_oy = field("last_oy", [h - 1 for h in out_h])
+        height = field("height", [g.height for g in geometries])
+        width = field("width", [g.width for g in geometries])
+        dil_y = field("dil_y", [g.dilation[0] for g in geometries])
+        dil_x = field("dil_x", [g.dilation[1] for g in geometries])
+        str_y = field("str_y", [g.stride[0] for g in geometries])
+        str_x = field("str_x", [g.stride[1] for g in geometries])
+        pad_value = field("pad_value", [g.pad_value for g in geometries])
+        first_ix = field("first_ix", [-g.padding[1] for g in geometries])
+        # The next layer's first position (its region's base less its top and left
+        # padding), rows and columns, and region: figures of the layer too, taken as it
+        # ends.
+        next_start = field("next_start", [start_of(geometries[n], region_of(n) * stride)
+                                          for n in following])
+        next_iy = field("next_iy", [-geometries[n].padding[0] for n in following])
+        next_ix = field("next_ix", [-geometries[n].padding[1] for n in following])
+        next_region = field("next_region", [region_of(n) for n in following])
 
         # The beat in the walker is read on the edges where the pipeline after it moves.
         m.submodules.skid = skid = SkidBuffer(window_layout(simd))
@@ -398,7 +399,7 @@ class ActivationMemory(wiring.Component):
             elif orders == {"depthwise"}:
                 walk(depthwise_steps())
             else:
-                with m.If(field([g.order == "depthwise" for g in geometries])):
+                with m.If(field("depthwise", [g.order == "depthwise" for g in geometries])):
                     walk(depthwise_steps())
                 with m.Else():
                     walk(conv_steps())
