@@ -1,14 +1,18 @@
 """The ``tfl2rtl`` command line; every verb calls one function of ``tfl2rtl.api``.
 
 Exit status: 0 success, 1 a check found a difference, 2 bad input or usage.  Input
-problems print one ``tfl2rtl: error: ...`` line and no traceback.
+problems print one ``tfl2rtl: error: ...`` line and no traceback.  Interrupted (Ctrl-C,
+130) or terminated (SIGTERM, 143), a command stops its tools and removes what it had
+begun to write, as on an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -423,6 +427,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tfl2rtl: error: choose a command: {', '.join(parser.commands)}",
               file=sys.stderr)
         return EXIT_ERROR
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (``kill``, ``timeout``, a CI job's end) unwinds like Ctrl-C: the
+        # running tool is killed by ``subprocess.run`` and the temporary folders go.
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except Tfl2RtlError as exc:
@@ -431,6 +440,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tfl2rtl: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("tfl2rtl: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM (a ``BaseException``, as
+    ``KeyboardInterrupt`` is, so that no ``except Exception`` swallows it)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """The command line, run as a user runs it: a real process, real files."""
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -556,3 +559,51 @@ def test_diff_of_a_legacy_uint8_model_compares_the_litert_profiles(tmp_path):
     assert text.splitlines()[0] == f"diff litert-ref vs litert: {model}, 2 inputs"
     assert_one_line_error(cli("diff", model, "--input", x, "--profiles", "tflm,litert"),
                           "the tflm profile does not apply")
+
+
+def _processes_in(folder: Path) -> dict[int, str]:
+    """The processes of this machine whose working folder is inside ``folder`` (or was:
+    a removed one reads as "... (deleted)"): their command lines by process id."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if os.readlink(entry / "cwd").startswith(str(folder)):
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().decode()
+        except (OSError, ValueError):  # not a process, gone, or not ours to read
+            continue
+    return found
+
+
+def test_a_terminated_build_stops_its_tool_and_leaves_nothing(zoo, tmp_path):
+    """SIGTERM during synthesis: Yosys stopped, the temporary folder removed, no output
+    folder, one line and exit status 143 (128 + SIGTERM), as Ctrl-C gives 130."""
+    temporary, out = tmp_path / "tmp", tmp_path / "out"
+    temporary.mkdir()
+    proc = subprocess.Popen(
+        [TFL2RTL, "build", zoo / "tflite_micro" / "hello_world_int8.tflite", "--board",
+         "icebreaker", "-o", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "TMPDIR": str(temporary)})
+    try:
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if "synthesis (Yosys) ..." in line:
+                break
+        for _ in range(600):  # Yosys starts in there (the line comes just before)
+            if _processes_in(temporary):
+                break
+            time.sleep(0.1)
+        assert _processes_in(temporary), "".join(lines)
+        proc.send_signal(signal.SIGTERM)
+        stdout, rest = proc.communicate(timeout=60)
+        lines += rest.splitlines(keepends=True)
+        assert proc.returncode == 128 + signal.SIGTERM, "".join(lines)
+        assert lines[-1] == "tfl2rtl: terminated\n"
+        assert "Traceback" not in "".join(lines)
+        assert not out.exists()
+        assert list(temporary.iterdir()) == []
+        assert _processes_in(temporary) == {}
+    finally:  # nothing left running when the test fails
+        proc.kill()
+        for pid in _processes_in(temporary):
+            os.kill(pid, signal.SIGKILL)
