@@ -595,7 +595,7 @@ def test_a_terminated_build_stops_its_tool_and_leaves_nothing(zoo, tmp_path):
             time.sleep(0.1)
         assert _processes_in(temporary), "".join(lines)
         proc.send_signal(signal.SIGTERM)
-        stdout, rest = proc.communicate(timeout=60)
+        _, rest = proc.communicate(timeout=60)
         lines += rest.splitlines(keepends=True)
         assert proc.returncode == 128 + signal.SIGTERM, "".join(lines)
         assert lines[-1] == "tfl2rtl: terminated\n"
