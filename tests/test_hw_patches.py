@@ -140,7 +140,7 @@ def test_a_region_is_written_again_once_its_last_beat_has_moved_on(seed):
 @pytest.mark.parametrize("name", ["3x3 same then 1x1", "kws-like chain of four"])
 def test_throughput_and_latency(name):
     """Straight through, the first patch beat leaves ``latency`` edges after the input's
-    last write, and every layer's beats then follow one a cycle (its tensor was written
+    last beat is taken, and every layer's beats then follow one a cycle (its tensor was written
     while the layer before was read)."""
     simd, geometries = CHAINS[name]
     dut = ActivationMemory(geometries, simd)
@@ -149,7 +149,7 @@ def test_throughput_and_latency(name):
                for g in geometries]
     cycles = []
     run(dut, tensors, "streaming", seed=0, cycles=cycles)
-    # put gives a beat a cycle from edge 1: tensor 0's last is written at edge
+    # put gives a beat a cycle from edge 1: tensor 0's last is taken at edge
     # tensor_beats.
     assert cycles[0] == geometries[0].tensor_beats + dut.latency
     assert list(np.diff(cycles[:geometries[0].beats])) == [1] * (geometries[0].beats - 1)

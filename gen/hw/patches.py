@@ -98,6 +98,18 @@ def _bits(value: int) -> int:
     return max(int(value), 1).bit_length() + 1
 
 
+@dataclass(frozen=True, eq=False)
+class _Counter:
+    """A walk's counter (``value``), its flag ``end`` (a register: ``value`` is at the
+    layer's last), and the layer's figures that keep the flag: ``single`` (the count has
+    one value), ``next_single`` (the next layer's has one), ``before_last``."""
+    value: Signal
+    end: Signal
+    single: object
+    next_single: object
+    before_last: object
+
+
 class ActivationMemory(wiring.Component):
     """The tensors of a sequential engine's layers in two memories, read as patches.
 
@@ -131,9 +143,10 @@ class ActivationMemory(wiring.Component):
     region_beats : int
         Beats of one region (two regions, or one with a single layer).
     latency : int
-        ``2 + SkidBuffer.latency``: the first beat of a layer's patches leaves on ``o``
-        at the earliest this many edges after the edge on which the last beat of its
-        tensor is written (the region's flag, the read, the skid buffer).
+        ``2 + 2 * SkidBuffer.latency``: the first beat of a layer's patches leaves on
+        ``o`` at the earliest this many edges after the edge on which the last beat of
+        its tensor is taken on ``i`` (the skid buffer before the writer, the region's
+        flag, the read, the skid buffer after the reader).
     throughput : int
         One beat a cycle while the layer's tensor is there and ``o`` is not stalled.
 
@@ -145,7 +158,7 @@ class ActivationMemory(wiring.Component):
     as a single-port SPRAM.
     """
 
-    latency = 2 + SkidBuffer.latency
+    latency = 2 + 2 * SkidBuffer.latency
     throughput = 1
 
     def __init__(self, geometries, simd: int):
@@ -196,7 +209,13 @@ class ActivationMemory(wiring.Component):
         def region_of(k):
             return k % self.regions
 
-        # --- The writer: tensor after tensor, each into its region.
+        # --- The writer: tensor after tensor, each into its region.  The beats come
+        # through a skid buffer: ``i.ready`` is a register, and the writer's enable and
+        # the regions' addresses start at registers (on the iCE40 the engine's ready and
+        # valid chain through the writer into the walk was kws's critical path, 28.8 ns).
+        m.submodules.skid_in = skid_in = SkidBuffer(signed_lanes(8, simd))
+        wiring.connect(m, wiring.flipped(self.i), skid_in.i)
+        incoming = skid_in.o
         tensor = Signal(range(count))
         written = Signal(range(self.region_beats))
         w_region = Signal(range(2))
@@ -207,9 +226,9 @@ class ActivationMemory(wiring.Component):
         # its data still on the region's port: the writer waits until it has moved on.
         beat_valid = Signal()  # the read port's beat
         beat_region = Signal(range(2))  # the region it was read from
-        m.d.comb += self.i.ready.eq(~full.bit_select(w_region, 1)
-                                    & ~(beat_valid & (beat_region == w_region)))
-        writing = self.i.valid & self.i.ready
+        m.d.comb += incoming.ready.eq(~full.bit_select(w_region, 1)
+                                      & ~(beat_valid & (beat_region == w_region)))
+        writing = incoming.valid & incoming.ready
         with m.If(writing):
             with m.If(written == last_write[tensor]):
                 m.d.sync += [written.eq(0), tensor.eq(Mux(tensor == count - 1, 0, tensor + 1)),
@@ -249,10 +268,6 @@ class ActivationMemory(wiring.Component):
 
         out_h = [g.out_hw[0] for g in geometries]
         out_w = [g.out_hw[1] for g in geometries]
-        oy, ox = Signal(range(max(out_h))), Signal(range(max(out_w)))
-        ky = Signal(range(max(g.kernel[0] for g in geometries)))
-        kx = Signal(range(max(g.kernel[1] for g in geometries)))
-        cb = Signal(range(max(g.blocks for g in geometries)))
         g0 = geometries[0]
         line = Signal(addr_shape, init=start_of(g0, 0))
         pixel = Signal(addr_shape, init=start_of(g0, 0))
@@ -287,11 +302,36 @@ class ActivationMemory(wiring.Component):
         step_ky = field("step_ky", [g.dilation[0] * g.width * g.blocks for g in geometries])
         step_ox = field("step_ox", [g.stride[1] * g.blocks for g in geometries])
         step_oy = field("step_oy", [g.stride[0] * g.width * g.blocks for g in geometries])
-        last_cb = field("last_cb", [g.blocks - 1 for g in geometries])
-        last_kx = field("last_kx", [g.kernel[1] - 1 for g in geometries])
-        last_ky = field("last_ky", [g.kernel[0] - 1 for g in geometries])
-        last_ox = field("last_ox", [w - 1 for w in out_w])
-        last_oy = field("last_oy", [h - 1 for h in out_h])
+
+        # Each counter's flag "at its last value" is a register kept with it, so that
+        # the walk's choice of step (below) starts at registers, not at comparisons (on
+        # the iCE40 the comparison of ``ox`` through that choice into ``addr`` was kws's
+        # engine's critical path, 29.0 ns): a step sets it when the counter reaches its
+        # next to last value, a return to 0 when the layer's count has one value.
+        def counter(name, shape, lasts):
+            return _Counter(Signal(shape, name=name),
+                            Signal(name=f"{name}_end", init=lasts[0] == 0),
+                            field(f"{name}_single", [v == 0 for v in lasts]),
+                            field(f"next_{name}_single", [lasts[n] == 0 for n in following]),
+                            field(f"{name}_before_last", [max(v - 1, 0) for v in lasts]))
+
+        def step(c):
+            return [c.value.eq(c.value + 1), c.end.eq(c.value == c.before_last)]
+
+        def zero(c):
+            return [c.value.eq(0), c.end.eq(c.single)]
+
+        def next_layer(c):
+            return [c.value.eq(0), c.end.eq(c.next_single)]
+
+        oy = counter("oy", range(max(out_h)), [h - 1 for h in out_h])
+        ox = counter("ox", range(max(out_w)), [w - 1 for w in out_w])
+        ky = counter("ky", range(max(g.kernel[0] for g in geometries)),
+                     [g.kernel[0] - 1 for g in geometries])
+        kx = counter("kx", range(max(g.kernel[1] for g in geometries)),
+                     [g.kernel[1] - 1 for g in geometries])
+        cb = counter("cb", range(max(g.blocks for g in geometries)),
+                     [g.blocks - 1 for g in geometries])
         height = field("height", [g.height for g in geometries])
         width = field("width", [g.width for g in geometries])
         dil_y = field("dil_y", [g.dilation[0] for g in geometries])
@@ -324,7 +364,7 @@ class ActivationMemory(wiring.Component):
             m.d.comb += [
                 memory.addr.eq(Mux(write_here, written, offset)),
                 memory.write.eq(write_here),
-                memory.write_data.eq(self.i.payload),
+                memory.write_data.eq(incoming.payload),
                 memory.read.eq(advance & (r_region == r) & ~write_here),
             ]
         with m.If(advance):
@@ -343,38 +383,38 @@ class ActivationMemory(wiring.Component):
         # ``base``, the pixel's first position of the block).
         def conv_steps():
             return [
-                (cb, last_cb, [cb.eq(cb + 1), addr.eq(addr + 1)]),
-                (kx, last_kx, [cb.eq(0), kx.eq(kx + 1), col.eq(col + step_kx),
-                               addr.eq(col + step_kx), ix.eq(ix + dil_x)]),
-                (ky, last_ky, [cb.eq(0), kx.eq(0), ky.eq(ky + 1), row.eq(row + step_ky),
-                               col.eq(row + step_ky), addr.eq(row + step_ky),
-                               iy.eq(iy + dil_y), ix.eq(ix_pixel)]),
+                (cb, [*step(cb), addr.eq(addr + 1)]),
+                (kx, [*zero(cb), *step(kx), col.eq(col + step_kx),
+                      addr.eq(col + step_kx), ix.eq(ix + dil_x)]),
+                (ky, [*zero(cb), *zero(kx), *step(ky), row.eq(row + step_ky),
+                      col.eq(row + step_ky), addr.eq(row + step_ky),
+                      iy.eq(iy + dil_y), ix.eq(ix_pixel)]),
             ]
 
         def depthwise_steps():
             return [
-                (kx, last_kx, [kx.eq(kx + 1), col.eq(col + step_kx),
-                               addr.eq(col + step_kx), ix.eq(ix + dil_x)]),
-                (ky, last_ky, [kx.eq(0), ky.eq(ky + 1), row.eq(row + step_ky),
-                               col.eq(row + step_ky), addr.eq(row + step_ky),
-                               iy.eq(iy + dil_y), ix.eq(ix_pixel)]),
-                (cb, last_cb, [kx.eq(0), ky.eq(0), cb.eq(cb + 1), base.eq(base + 1),
-                               row.eq(base + 1), col.eq(base + 1), addr.eq(base + 1),
-                               iy.eq(iy_line), ix.eq(ix_pixel)]),
+                (kx, [*step(kx), col.eq(col + step_kx),
+                      addr.eq(col + step_kx), ix.eq(ix + dil_x)]),
+                (ky, [*zero(kx), *step(ky), row.eq(row + step_ky),
+                      col.eq(row + step_ky), addr.eq(row + step_ky),
+                      iy.eq(iy + dil_y), ix.eq(ix_pixel)]),
+                (cb, [*zero(kx), *zero(ky), *step(cb), base.eq(base + 1),
+                      row.eq(base + 1), col.eq(base + 1), addr.eq(base + 1),
+                      iy.eq(iy_line), ix.eq(ix_pixel)]),
             ]
 
         def walk(steps):
-            for k, (counter, last, statements) in enumerate(steps):
-                with (m.If if k == 0 else m.Elif)(counter != last):
+            for k, (c, statements) in enumerate(steps):
+                with (m.If if k == 0 else m.Elif)(~c.end):
                     m.d.sync += statements
-            with m.Elif(ox != last_ox):
-                m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(0), ox.eq(ox + 1),
+            with m.Elif(~ox.end):
+                m.d.sync += [*zero(cb), *zero(kx), *zero(ky), *step(ox),
                              pixel.eq(pixel + step_ox), base.eq(pixel + step_ox),
                              row.eq(pixel + step_ox), col.eq(pixel + step_ox),
                              addr.eq(pixel + step_ox), iy.eq(iy_line),
                              ix_pixel.eq(ix_pixel + str_x), ix.eq(ix_pixel + str_x)]
-            with m.Elif(oy != last_oy):
-                m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(oy + 1),
+            with m.Elif(~oy.end):
+                m.d.sync += [*zero(cb), *zero(kx), *zero(ky), *zero(ox), *step(oy),
                              line.eq(line + step_oy), pixel.eq(line + step_oy),
                              base.eq(line + step_oy), row.eq(line + step_oy),
                              col.eq(line + step_oy), addr.eq(line + step_oy),
@@ -382,7 +422,8 @@ class ActivationMemory(wiring.Component):
                              ix_pixel.eq(first_ix), ix.eq(first_ix)]
             with m.Else():  # the layer's last beat: its region is free again
                 m.d.sync += next_layer_loads
-                m.d.sync += [cb.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0),
+                m.d.sync += [*next_layer(cb), *next_layer(kx), *next_layer(ky),
+                             *next_layer(ox), *next_layer(oy),
                              layer.eq(Mux(layer == count - 1, 0, layer + 1)),
                              r_region.eq(next_region),
                              line.eq(next_start), pixel.eq(next_start),
