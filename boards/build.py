@@ -55,7 +55,7 @@ from .link import BoardTop
 from .memory import check_memory, place_weights
 from .protocol import Identity
 from .report import BuildReport, build_report
-from .tools import himbaechel_arguments, run, tool
+from .tools import RouterWatch, ToolStalled, himbaechel_arguments, run, tool
 from .uart import divisor_for
 
 __all__ = ["Board", "BOARDS", "BoardDesign", "BuildReport", "DoesNotFit", "build_board",
@@ -79,11 +79,12 @@ CLOCK_MARGIN = 0.97
 #: default seed, 40.60 with seed 2).
 NARROW_MISS = 0.97
 #: Placements :func:`build_board_clocked` tries for one build when nextpnr's placer gives
-#: up below 100% utilisation (:attr:`DoesNotFit.at_limit`) before the design counts as
-#: overflowing: so near the limit, room depends on the seed (the Conv2D test model's
-#: smallest design, 4,984 of the UP5K's 5,280 logic cells, is placed at 30.375 MHz with
-#: --seed 2 and not at 24 MHz with nextpnr's default seed).  Retry ``k`` runs nextpnr with
-#: ``--seed`` the build's own plus ``PLACEMENT_SEED_STEP * k``.
+#: up below 100% utilisation, or its router stops converging
+#: (:class:`~tfl2rtl.boards.tools.RouterWatch`; both :attr:`DoesNotFit.at_limit`) before
+#: the design counts as overflowing: so near the limit, room depends on the seed (the
+#: Conv2D test model's smallest design, 4,984 of the UP5K's 5,280 logic cells, is placed
+#: at 30.375 MHz with --seed 2 and not at 24 MHz with nextpnr's default seed).  Retry
+#: ``k`` runs nextpnr with ``--seed`` the build's own plus ``PLACEMENT_SEED_STEP * k``.
 PLACEMENT_ATTEMPTS = 3
 PLACEMENT_SEED_STEP = 100
 #: What a :attr:`BuildReport.fmax_limit <tfl2rtl.boards.report.BuildReport.fmax_limit>`
@@ -344,8 +345,9 @@ def _without_advice(refusal: Exception) -> str:
 #: The resources whose overflow makes a default build try the next smaller design: the
 #: DSP blocks and the logic, and the block RAM, whose weight memories are as wide as
 #: their layers' multipliers (a shallow memory of a wide row fills few of a block's
-#: words: vww_96_int8's default design needed 210 DP16KD of 208).
-LOWERED_ON = ("LUT", "FF", "DSP", "BRAM")
+#: words: vww_96_int8's default design needed 210 DP16KD of 208), and the routing, when
+#: nextpnr's router does not converge with any of the :data:`PLACEMENT_ATTEMPTS` seeds.
+LOWERED_ON = ("LUT", "FF", "DSP", "BRAM", "routing")
 
 
 def _engine_text(design) -> str:
@@ -371,7 +373,7 @@ def _build_engine(design, graph, board_name: str, out_dir, *, baud: int,
                                        clock_mhz=clock_mhz, progress=progress,
                                        notes=notes, seed=seed)
         except DoesNotFit as overflow:
-            if not lowered or overflow.resource not in ("LUT", "FF"):
+            if not lowered or overflow.resource not in ("LUT", "FF", "routing"):
                 raise
             smaller = sequential_design(graph, board_named(board_name),
                                         lanes=design.lanes, below=design,
@@ -519,8 +521,8 @@ def _build_placed(design, board_name: str, out_dir, *, seed: int | None,
                   **kwargs) -> BuildReport:
     """:func:`build_board`, placed again with another seed (up to
     :data:`PLACEMENT_ATTEMPTS` in all) while nextpnr's placer gives up at the utilisation
-    limit (:attr:`DoesNotFit.at_limit`); the report's clock line names the seed that
-    placed it."""
+    limit or its router stops converging (:attr:`DoesNotFit.at_limit`); the report's
+    clock line names the seed that placed it."""
     say = progress or (lambda message: None)
     this_seed, reason = seed, clock_reason
     for attempt in range(1, PLACEMENT_ATTEMPTS + 1):
@@ -532,10 +534,11 @@ def _build_placed(design, board_name: str, out_dir, *, seed: int | None,
                 raise
             tried = "nextpnr's default seed" if this_seed is None else f"--seed {this_seed}"
             this_seed = (seed or 0) + PLACEMENT_SEED_STEP * attempt
-            reason = (f"{clock_reason}; placed with nextpnr --seed {this_seed} (the placer "
-                      f"gave up at the utilisation limit with {tried})")
-            say(f"nextpnr's placer gave up at the utilisation limit with {tried}; placing "
-                f"again with --seed {this_seed}")
+            what = ("router did not converge" if overflow.resource == "routing"
+                    else "placer gave up at the utilisation limit")
+            reason = (f"{clock_reason}; placed with nextpnr --seed {this_seed} (the {what} "
+                      f"with {tried})")
+            say(f"nextpnr's {what} with {tried}; placing again with --seed {this_seed}")
     raise AssertionError("unreachable")
 
 
@@ -618,8 +621,15 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                 arguments = himbaechel_arguments(arguments)
             if program.startswith("nextpnr") and seed is not None:
                 arguments = [*arguments, "--seed", str(seed)]
+            routing = program.startswith("nextpnr")
             try:
-                elapsed = run([tools[program], *arguments], build, log)
+                elapsed = run([tools[program], *arguments], build, log,
+                              watch=RouterWatch() if routing else None,
+                              watched=build / f"{NAME}.tim" if routing else None)
+            except ToolStalled as stalled:
+                raise DoesNotFit(f"{Path(design.graph.source).name} does not fit "
+                                 f"{board.name}: routing does not converge ({stalled.reason})",
+                                 "routing", at_limit=True) from None
             except Tfl2RtlError:
                 if program.startswith("nextpnr"):
                     check_placement(design, board, log, build / f"{NAME}.tim")

@@ -4,6 +4,7 @@ post-synthesis netlists (:mod:`.postsynth`)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,52 @@ from pathlib import Path
 
 from tfl2rtl.errors import Tfl2RtlError
 
-__all__ = ["tool", "run", "himbaechel_arguments"]
+__all__ = ["tool", "run", "himbaechel_arguments", "ToolStalled", "RouterWatch",
+           "ROUTER_LEAST_ITERATIONS", "ROUTER_PLATEAU"]
+
+#: nextpnr's router2 routes again and again while wires are overused, with no limit of
+#: its own: a congested placement can keep it going for hours (vww_96_int8's 114-multiplier
+#: design on the ULX3S at 60.71 MHz: over 100 iterations and 70 minutes, its overused
+#: wires between 150 and 420 from iteration 31 on).  :class:`RouterWatch` calls it stalled
+#: once it has run ``ROUTER_LEAST_ITERATIONS`` iterations and the last
+#: ``ROUTER_PLATEAU`` of them brought no new low of overused wires.
+ROUTER_LEAST_ITERATIONS = 100
+ROUTER_PLATEAU = 50
+
+
+class ToolStalled(Tfl2RtlError):
+    """A tool stopped by :func:`run` because its ``watch`` found it stalled (``reason``)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class RouterWatch:
+    """Reads nextpnr's router2 iteration lines (``iter=N wires=W overused=O ...``) as its
+    log grows (:meth:`feed`) and says when the router has stalled (see
+    :data:`ROUTER_LEAST_ITERATIONS`)."""
+
+    LINE = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
+
+    def __init__(self, least: int = ROUTER_LEAST_ITERATIONS, plateau: int = ROUTER_PLATEAU):
+        self.least, self.plateau = least, plateau
+        self.overused: list[int] = []
+        self._rest = ""
+
+    def feed(self, text: str) -> str | None:
+        """Take the log's next ``text``; the reason the router has stalled, or None."""
+        lines = (self._rest + text).split("\n")
+        self._rest = lines.pop()  # a line not yet ended
+        self.overused += [int(m[2]) for m in map(self.LINE.search, lines) if m]
+        if len(self.overused) < self.least:
+            return None
+        low = min(self.overused)
+        since = self.overused.index(low) + 1
+        if len(self.overused) - since < self.plateau:
+            return None
+        return (f"router2 is not converging: {len(self.overused)} iterations, overused "
+                f"wires no lower than {low} since iteration {since}")
 
 
 def tool(name: str) -> str:
@@ -25,15 +71,29 @@ def tool(name: str) -> str:
     return path
 
 
-def run(command: list[str], cwd: Path, log: Path) -> float:
+def run(command: list[str], cwd: Path, log: Path, *, watch: RouterWatch | None = None,
+        watched: Path | None = None, poll: float = 2.0) -> float:
     """Run ``command`` in ``cwd`` with its output in ``log``; returns the seconds it
     took.  A failure raises :class:`Tfl2RtlError` with the tool's first ``ERROR`` line
     (from its output or from the log it names with ``-l``/``--log``), or its last line:
-    a build folder may go away with the failure, so the message carries the cause."""
+    a build folder may go away with the failure, so the message carries the cause.
+
+    With ``watch``, the file ``watched`` (the tool's own log) is read every ``poll``
+    seconds as it grows and given to ``watch.feed``; when that names a reason, the tool
+    is stopped and :class:`ToolStalled` raised."""
     began = time.perf_counter()
     with log.open("w") as output:
-        result = subprocess.run(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
-    if result.returncode:
+        process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            stalled = _watch(process, watch, watched, poll) if watch is not None else None
+            returncode = process.wait()
+        finally:
+            if process.poll() is None:  # interrupted: the tool goes too
+                process.kill()
+                process.wait()
+    if stalled is not None:
+        raise ToolStalled(f"{Path(command[0]).name} stopped: {stalled}", stalled)
+    if returncode:
         lines = log.read_text(errors="replace").splitlines()
         for flag, name in zip(command, command[1:], strict=False):
             if flag in ("-l", "--log") and (cwd / name).exists():  # the tool's own log
@@ -42,9 +102,34 @@ def run(command: list[str], cwd: Path, log: Path) -> float:
         errors = errors or [line.strip() for line in lines if "ERROR" in line.upper()]
         cause = (errors[:1] or [line.strip() for line in lines if line.strip()][-1:]
                  or ["no output"])
-        raise Tfl2RtlError(f"{Path(command[0]).name} failed (exit {result.returncode}): "
+        raise Tfl2RtlError(f"{Path(command[0]).name} failed (exit {returncode}): "
                            f"{cause[0]}")
     return time.perf_counter() - began
+
+
+def _watch(process: subprocess.Popen, watch: RouterWatch, watched: Path | None,
+           poll: float) -> str | None:
+    """Feed ``watch`` from ``watched`` until ``process`` ends (None) or ``watch`` names
+    a reason (the process is then stopped, and the reason returned)."""
+    offset = 0
+    while True:
+        ended = process.poll() is not None
+        if watched is not None and watched.exists():
+            with watched.open("rb") as stream:
+                stream.seek(offset)
+                chunk = stream.read()
+            offset += len(chunk)
+            reason = watch.feed(chunk.decode(errors="replace"))
+            if reason is not None and not ended:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                return reason
+        if ended:
+            return None
+        time.sleep(poll)
 
 
 def himbaechel_arguments(arguments: list[str]) -> list[str]:

@@ -242,13 +242,19 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     assert report.clock.endswith("built again with another placement (nextpnr --seed 2)")
 
 
-def test_a_placer_giving_up_at_the_limit_places_again_with_another_seed(monkeypatch,
+@pytest.mark.parametrize("resource, what", [
+    ("LUT", "placer gave up at the utilisation limit"),
+    ("routing", "router did not converge"),
+])
+def test_a_placer_giving_up_at_the_limit_places_again_with_another_seed(resource, what,
+                                                                       monkeypatch,
                                                                        tmp_path):
     """The placement policy over a stand-in for one board build (the real placer's
     give-up is read from nextpnr's log in test_the_placer_giving_up_at_the_utilisation_
-    limit_is_a_logic_overflow): a placer that gives up below 100% utilisation is run
-    again with other seeds, up to PLACEMENT_ATTEMPTS builds; a count that overflows is
-    not placed again."""
+    limit_is_a_logic_overflow, the router's stall in tests/test_boards_tools.py): a
+    placer that gives up below 100% utilisation, or a router that stops converging, is
+    run again with other seeds, up to PLACEMENT_ATTEMPTS builds; a count that overflows
+    is not placed again."""
     from tfl2rtl.boards import build as board_build
     from tfl2rtl.boards.board import DoesNotFit
     from tfl2rtl.boards.report import BuildReport
@@ -258,7 +264,7 @@ def test_a_placer_giving_up_at_the_limit_places_again_with_another_seed(monkeypa
     def one_build(design, board_name, out_dir, *, clock, seed, clock_reason, **kwargs):
         calls.append(seed)
         if seed not in placed_by:
-            raise DoesNotFit("LUT overflows (the utilisation limit)", "LUT",
+            raise DoesNotFit(f"{resource} overflows", resource,
                              at_limit=placed_by != {"never"})
         return BuildReport(board=board_name, model="m", bitstream="b", resources={},
                            fmax_mhz=30.0, clock_mhz=clock.output_mhz,
@@ -273,12 +279,10 @@ def test_a_placer_giving_up_at_the_limit_places_again_with_another_seed(monkeypa
                                              seed=3, progress=lines.append)
     assert calls == [3, 3 + step, 3 + 2 * step] and board_build.PLACEMENT_ATTEMPTS == 3
     assert report.clock == (f"--clock-mhz 24 (nextpnr --seed 3); placed with nextpnr "
-                            f"--seed {3 + 2 * step} (the placer gave up at the utilisation "
-                            f"limit with --seed {3 + step})")
-    assert lines == ["nextpnr's placer gave up at the utilisation limit with --seed 3; "
-                     f"placing again with --seed {3 + step}",
-                     "nextpnr's placer gave up at the utilisation limit with --seed "
-                     f"{3 + step}; placing again with --seed {3 + 2 * step}"]
+                            f"--seed {3 + 2 * step} (the {what} with --seed {3 + step})")
+    assert lines == [f"nextpnr's {what} with --seed 3; placing again with --seed {3 + step}",
+                     f"nextpnr's {what} with --seed {3 + step}; placing again with --seed "
+                     f"{3 + 2 * step}"]
     # None finds room: the last overflow is the build's; a count over the device's is
     # not placed again.
     for placed, tries in ((set(), 3), ({"never"}, 1)):
@@ -325,15 +329,18 @@ def test_a_design_that_does_not_fit_names_the_resource(tmp_path, capsys):
 @pytest.mark.parametrize("resource, overflow", [
     ("BRAM", "BRAM overflows (210 needed, 208 available)"),
     ("LUT", "LUT overflows (91020 TRELLIS_COMB needed, 83640 available)"),
+    ("routing", "routing does not converge (router2 is not converging: 100 iterations, "
+                "overused wires no lower than 158 since iteration 50)"),
 ])
 def test_a_default_design_that_overflows_is_lowered(resource, overflow, monkeypatch,
                                                     tmp_path):
     """The lowering policy of build_graph over a stand-in for the clocked build whose
     Yosys maps more DP16KD than the ULX3S has for ad01's two largest designs, as it did
-    for vww_96_int8's default design (210 of 208, measured), or whose nextpnr finds too
-    many logic cells (the real overflow and lowering, through nextpnr's own log, run in
-    tests/test_boards_arch.py for the sequential engine): each overflow is dropped for
-    the next smaller design, saying so, and the report's notes keep the first."""
+    for vww_96_int8's default design (210 of 208, measured), whose nextpnr router stops
+    converging with every seed, or whose nextpnr finds too many logic cells (the real
+    overflow and lowering, through nextpnr's own log, run in tests/test_boards_arch.py
+    for the sequential engine): each overflow is dropped for the next smaller design,
+    saying so, and the report's notes keep the first."""
     from tfl2rtl.boards import build as board_build
     from tfl2rtl.boards.board import DoesNotFit
     from tfl2rtl.boards.fit import fitting_design
