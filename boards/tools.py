@@ -14,16 +14,25 @@ from pathlib import Path
 from tfl2rtl.errors import Tfl2RtlError
 
 __all__ = ["tool", "run", "himbaechel_arguments", "ToolStalled", "RouterWatch",
-           "ROUTER_LEAST_ITERATIONS", "ROUTER_PLATEAU"]
+           "ROUTER_LEAST_ITERATIONS", "ROUTER_PLATEAU", "ROUTER_CONGESTED",
+           "ROUTER_MOST_ITERATIONS"]
 
 #: nextpnr's router2 routes again and again while wires are overused, with no limit of
 #: its own: a congested placement can keep it going for hours (vww_96_int8's 114-multiplier
 #: design on the ULX3S at 60.71 MHz: 111 iterations in some 70 minutes, its overused
-#: wires at best 158, at iteration 51, and 390 at the last).  :class:`RouterWatch` calls it stalled
-#: once it has run ``ROUTER_LEAST_ITERATIONS`` iterations and the last
-#: ``ROUTER_PLATEAU`` of them brought no new low of overused wires.
+#: wires at best 158, at iteration 51, and 390 at the last).  :class:`RouterWatch` calls it
+#: stalled once it has run ``ROUTER_LEAST_ITERATIONS`` iterations, the last
+#: ``ROUTER_PLATEAU`` of them brought no new low of overused wires, and that low is still
+#: ``ROUTER_CONGESTED`` wires or more; or, whatever the count, after
+#: ``ROUTER_MOST_ITERATIONS``.  Routes that converged went long without a new low only
+#: in their last few conflicts (measured on the ULX3S: person_detect's 55 MHz design 51
+#: iterations at 1 overused wire, then 0 at iteration 107; ad01_int8's 37 at 15 and 16,
+#: 0 at 158; person_detect's 71.875 MHz design 38 at 1 and 2, 0 at 136), never more than
+#: 12 while 100 wires or more were overused.
 ROUTER_LEAST_ITERATIONS = 100
 ROUTER_PLATEAU = 50
+ROUTER_CONGESTED = 100
+ROUTER_MOST_ITERATIONS = 500
 
 
 class ToolStalled(Tfl2RtlError):
@@ -41,8 +50,9 @@ class RouterWatch:
 
     LINE = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
 
-    def __init__(self, least: int = ROUTER_LEAST_ITERATIONS, plateau: int = ROUTER_PLATEAU):
-        self.least, self.plateau = least, plateau
+    def __init__(self, least: int = ROUTER_LEAST_ITERATIONS, plateau: int = ROUTER_PLATEAU,
+                 congested: int = ROUTER_CONGESTED, most: int = ROUTER_MOST_ITERATIONS):
+        self.least, self.plateau, self.congested, self.most = least, plateau, congested, most
         self.overused: list[int] = []
         self._rest = ""
 
@@ -51,13 +61,17 @@ class RouterWatch:
         lines = (self._rest + text).split("\n")
         self._rest = lines.pop()  # a line not yet ended
         self.overused += [int(m[2]) for m in map(self.LINE.search, lines) if m]
-        if len(self.overused) < self.least:
+        iterations = len(self.overused)
+        if iterations < self.least:
             return None
         low = min(self.overused)
         since = self.overused.index(low) + 1
-        if len(self.overused) - since < self.plateau:
+        if iterations >= self.most:
+            return (f"router2 is not converging: {iterations} iterations, overused wires "
+                    f"at best {low} (iteration {since})")
+        if iterations - since < self.plateau or low < self.congested:
             return None
-        return (f"router2 is not converging: {len(self.overused)} iterations, overused "
+        return (f"router2 is not converging: {iterations} iterations, overused "
                 f"wires no lower than {low} since iteration {since}")
 
 

@@ -7,7 +7,9 @@ import time
 import pytest
 
 from tfl2rtl.boards.tools import (
+    ROUTER_CONGESTED,
     ROUTER_LEAST_ITERATIONS,
+    ROUTER_MOST_ITERATIONS,
     ROUTER_PLATEAU,
     RouterWatch,
     ToolStalled,
@@ -47,12 +49,34 @@ def test_a_plateau_is_a_stall_after_the_least_iterations():
     assert RouterWatch().feed(_lines(overused[:-1])) is None
 
 
+def test_the_last_few_conflicts_are_not_a_stall():
+    """A plateau below ``ROUTER_CONGESTED`` overused wires (a converging route's last
+    conflicts, which may take dozens of iterations) is left alone until
+    ``ROUTER_MOST_ITERATIONS``; at ``ROUTER_CONGESTED`` it is a stall."""
+    decay = [10_000 // (k + 1) for k in range(ROUTER_LEAST_ITERATIONS)]
+    few = ROUTER_CONGESTED - 1
+    endgame = [k for k in decay if k > few] + [few] * ROUTER_MOST_ITERATIONS
+    watch = RouterWatch()
+    assert watch.feed(_lines(endgame[:ROUTER_MOST_ITERATIONS - 1])) is None
+    low_at = len(endgame) - ROUTER_MOST_ITERATIONS + 1
+    assert watch.feed(_lines([few], ROUTER_MOST_ITERATIONS)) == (
+        f"router2 is not converging: {ROUTER_MOST_ITERATIONS} iterations, overused wires "
+        f"at best {few} (iteration {low_at})")
+    congested = [k for k in decay if k > ROUTER_CONGESTED] + [ROUTER_CONGESTED] * (
+        ROUTER_LEAST_ITERATIONS)
+    stalled_at = len(congested) - ROUTER_LEAST_ITERATIONS + 1 + ROUTER_PLATEAU
+    assert RouterWatch().feed(_lines(congested[:stalled_at])).endswith(
+        f"no lower than {ROUTER_CONGESTED} since iteration {stalled_at - ROUTER_PLATEAU}")
+    assert RouterWatch().feed(_lines(congested[:stalled_at - 1])) is None
+
+
 def test_run_stops_a_stalled_tool(tmp_path):
     """A real process that writes a router log which stops converging, then would run
     for a minute: run() stops it within a few polls and raises ToolStalled; without a
     watch the same kind of process runs to its end."""
     log, tool_log = tmp_path / "out.log", tmp_path / "tool.tim"
-    script = (f"import sys, time\nopen({str(tool_log)!r}, 'w').write({_lines([5] * 200)!r})\n"
+    stalled_log = _lines([5 * ROUTER_CONGESTED] * 200)
+    script = (f"import sys, time\nopen({str(tool_log)!r}, 'w').write({stalled_log!r})\n"
               "time.sleep(60)\n")
     began = time.perf_counter()
     with pytest.raises(ToolStalled, match=r"^python\S* stopped: router2 is not converging: "
@@ -60,7 +84,8 @@ def test_run_stops_a_stalled_tool(tmp_path):
         run([sys.executable, "-c", script], tmp_path, log, watch=RouterWatch(),
             watched=tool_log, poll=0.1)
     assert time.perf_counter() - began < 30
-    assert "no lower than 5 since iteration 1" in stalled.value.reason
+    assert (f"no lower than {5 * ROUTER_CONGESTED} since iteration 1"
+            in stalled.value.reason)
     tool_log.unlink()
     quick = "import sys\nprint('done')\n"
     assert run([sys.executable, "-c", quick], tmp_path, log, watch=RouterWatch(),
