@@ -241,6 +241,36 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
                      "building again at the same clock with another placement seed"]
     assert report.clock.endswith("built again with another placement (nextpnr --seed 2)")
 
+    # A first build that meets its clock with an Fmax that clears no faster PLL clock is
+    # built again, with another seed, at the fastest clock within NARROW_MISS of that
+    # Fmax; when that one misses, the first bitstream stays the result.
+    above = board_clock(board, faster + 5, DEFAULT_BAUD).output_mhz  # (the next clock up)
+    just = round(above * board_build.NARROW_MISS + 0.05, 1)
+    reach = board_clock(board, just / board_build.NARROW_MISS, DEFAULT_BAUD).output_mhz
+    assert board_clock(board, just, DEFAULT_BAUD).output_mhz == first < reach
+    reached.update({None: just, 2: reach - 0.01})
+    calls.clear()
+    lines.clear()
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path,
+                                             progress=lines.append)
+    assert calls == [(first, None), (reach, 2)] and report.clock_mhz == first
+    assert lines[0] == (f"timing met at {first:.6g} MHz with nextpnr's Fmax {just:.1f} MHz; "
+                        f"building again for {reach:.6g} MHz with another placement seed")
+    assert lines[-1].endswith(f"keeping the bitstream at {first:.6g} MHz")
+    # When it meets, it is the result (and its Fmax clears no faster clock: the end).
+    reached[2] = reach + 0.01
+    calls.clear()
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path)
+    assert calls == [(first, None), (reach, 2)] and report.clock_mhz == reach
+    assert report.clock == (f"nextpnr's Fmax reached {just:.1f} MHz at {first:.6g} MHz: "
+                            "built again within 3% above it with another placement "
+                            "(nextpnr --seed 2)")
+    # Not after a first miss: a build met later with little to spare is the result.
+    reached.update({None: 57.1, 2: lowered + 0.01})
+    calls.clear()
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path)
+    assert calls == [(first, None), (lowered, 2)] and report.clock_mhz == lowered
+
 
 @pytest.mark.parametrize("resource, what", [
     ("LUT", "placer gave up at the utilisation limit"),
