@@ -98,6 +98,12 @@ class Board:
     #: Yosys commands run after the platform's synthesis command (its ``synth_opts`` may
     #: stop that command early, with ``-run``, for these to finish the job).
     synth_after: tuple[str, ...] = ()
+    #: Whether the platform's synthesis command stops once the memories and multipliers
+    #: are mapped (its ``synth_opts``; :attr:`synth_after` goes on from there), so that
+    #: the Yosys script counts the DSP and block RAM cells then and stops when they
+    #: exceed the device (:func:`tfl2rtl.boards.build.build_plan`): an overflow is known
+    #: before the logic is mapped.
+    early_cells: bool = False
     #: Whether :func:`fitting_budget` lowers the default budget to the DSP blocks (where
     #: Yosys maps every multiplier to them).
     dsp_fit: bool = True
@@ -191,11 +197,14 @@ BOARDS = {
         # GetSize(conn.second)` in ABC_OPS_REINTEGRATE) on some designs (kws; hello_world
         # with an LED), and synth_ecp5 has no switch to avoid it: synthesis stops before
         # its LUT mapping, and the classic abc maps to LUT4 and wide-LUT muxes instead.
-        overrides={"synth_opts": "-run :map_luts",
+        # (The memories and multipliers are mapped by map_ffram: the early cell count.)
+        overrides={"synth_opts": "-run :map_ffram",
                    "nextpnr_opts": "--timing-allow-fail --router router2 "
                                    "--report {name}.report.json"},
-        synth_after=("techmap -map +/lattice/latches_map.v", "abc -lut 4:7 -dress",
+        synth_after=("synth_ecp5 -top {name} -run map_ffram:map_luts",
+                     "techmap -map +/lattice/latches_map.v", "abc -lut 4:7 -dress",
                      "clean", "synth_ecp5 -top {name} -run map_cells:"),
+        early_cells=True,
         available={"LUT": 83640, "FF": 83640, "DSP": 156, "BRAM": 208},
         cells={"LUT": ("LUT4",), "FF": ("TRELLIS_FF",), "DSP": ("MULT18X18D",),
                "BRAM": ("DP16KD",)},

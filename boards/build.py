@@ -533,6 +533,20 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     raise AssertionError("unreachable")
 
 
+def _check_early_cells(design, board: Board, build: Path, say) -> None:
+    """After Yosys failed: raise :class:`DoesNotFit` when it stopped at
+    :func:`early_cell_check` (the cells it counted then overflow the device)."""
+    early = build / EARLY_CELLS
+    if not early.exists() or (build / f"{NAME}.cells.json").exists():
+        return
+    cells = json.loads(early.read_text())["design"]["num_cells_by_type"]
+    try:
+        check_cells(design, board, cells)
+    except DoesNotFit:
+        say("synthesis (Yosys) stopped once the memories and multipliers were mapped")
+        raise
+
+
 def _build_placed(design, board_name: str, out_dir, *, seed: int | None,
                   clock_reason: str, progress: Callable[[str], None] | None,
                   **kwargs) -> BuildReport:
@@ -559,17 +573,39 @@ def _build_placed(design, board_name: str, out_dir, *, seed: int | None,
     raise AssertionError("unreachable")
 
 
+#: The cells Yosys has mapped when :attr:`Board.early_cells` stops its synthesis
+#: command (the DSP and block RAM counts are final then).
+EARLY_CELLS = f"{NAME}.early_cells.json"
+
+
+def early_cell_check(board: Board) -> list[str]:
+    """The Yosys commands, for a board with :attr:`Board.early_cells`, that write the
+    cells mapped so far (:data:`EARLY_CELLS`) and stop the script when the DSP or block
+    RAM cells exceed the device (a failed ``select -assert-max``); none otherwise."""
+    if not board.early_cells:
+        return []
+    checks = [f"tee -q -o {EARLY_CELLS} stat -json"]
+    for resource in ("DSP", "BRAM"):
+        if resource in board.cells:
+            kinds = " ".join(f"t:{kind}" for kind in board.cells[resource])
+            checks.append(f"select -assert-max {board.available.get(resource, 0)} {kinds}")
+    return checks
+
+
 def build_plan(design, board: Board, identity: Identity, clock: PLLClock, baud: int,
                aim_mhz: float):
     """The Amaranth build plan (files and tool commands, ``build_<NAME>.json``) of
     ``design`` (with its weights placed) behind the host link on ``board``, clocked by
     ``clock`` and placed and routed aiming at ``aim_mhz``; the Yosys script also writes
-    the mapped cells' counts, ``<NAME>.cells.json``."""
+    the mapped cells' counts, ``<NAME>.cells.json`` (and on a board with
+    :attr:`Board.early_cells` the DSP and block RAM cells' before the logic is mapped,
+    stopping when they overflow: :func:`early_cell_check`)."""
     top = BoardTop(design.network(), identity, divisor=divisor_for(float(clock.output_hz), baud))
     overrides = {k: v.format(name=NAME, clock_mhz=f"{aim_mhz:.6g}")
                  for k, v in board.overrides.items()}
     overrides["script_after_synth"] = "\n".join(
-        [*(command.format(name=NAME) for command in board.synth_after),
+        [*early_cell_check(board),
+         *(command.format(name=NAME) for command in board.synth_after),
          f"tee -q -o {NAME}.cells.json stat -json"])
     return board.make_platform().prepare(
         BoardDesign(top, clock, board.led, board.reset, constraint_mhz=aim_mhz,
@@ -650,6 +686,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
             except Tfl2RtlError:
                 if program.startswith("nextpnr"):
                     check_placement(design, board, log, build / f"{NAME}.tim")
+                if program == "yosys":
+                    _check_early_cells(design, board, build, say)
                 raise
             seconds[program.split("-")[0]] = elapsed
             say(f"{label} done in {elapsed:.1f} s")

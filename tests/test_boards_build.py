@@ -632,6 +632,38 @@ def test_logic_by_part_reads_the_hierarchy_in_the_cell_names():
     assert logic_by_part(netlist, ("SB_LUT4",)) == {"accelerator": 2, "link": 3, "board": 2}
 
 
+def test_an_overflow_stops_synthesis_once_memories_and_multipliers_are_mapped(
+        monkeypatch, tmp_path):
+    """On the ULX3S, Yosys counts the DSP and block RAM cells as soon as the memories and
+    multipliers are mapped, before the logic, and stops there when they overflow (on a
+    ULX3S given one DSP block here): the build raises the overflow with the cells Yosys
+    counted then, says that synthesis stopped early, and writes nothing.  The iCE40's
+    script, whose Yosys runs are short, has no such check."""
+    from tfl2rtl.boards.board import DoesNotFit
+    from tfl2rtl.boards.build import build_board, build_plan
+    from tfl2rtl.boards.protocol import Identity
+
+    hello = generate(HELLO_WORLD, fold="full")
+    ulx3s = BOARDS["ulx3s-85f"]
+    one_dsp = dataclasses.replace(ulx3s, available={**ulx3s.available, "DSP": 1})
+    for board, checked in ((one_dsp, True), (BOARDS["icebreaker"], False)):
+        clock = board_clock(board, 24, DEFAULT_BAUD)
+        script = build_plan(hello, board, Identity.of_design(hello), clock, DEFAULT_BAUD,
+                            clock.output_mhz).files[f"{NAME}.ys"]
+        assert ("select -assert-max 1 t:MULT18X18D" in script) is checked
+        if checked:
+            assert "select -assert-max 208 t:DP16KD" in script
+            assert script.index("t:DP16KD") < script.index("abc -lut")
+    monkeypatch.setitem(BOARDS, "ulx3s-85f", one_dsp)
+    lines = []
+    with pytest.raises(DoesNotFit, match=r"DSP overflows \((\d+) needed, 1 available\)") as e:
+        build_board(hello, "ulx3s-85f", tmp_path / "out", progress=lines.append)
+    assert e.value.resource == "DSP"
+    assert lines[-1] == ("synthesis (Yosys) stopped once the memories and multipliers were "
+                         "mapped")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("board", sorted(BOARDS))
 def test_the_report_reads_the_netlist_the_platform_writes(board):
     """The netlist the report counts LUTs in (:attr:`Board.netlist`) is the one the
