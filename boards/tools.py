@@ -28,9 +28,10 @@ __all__ = ["tool", "run", "himbaechel_arguments", "ToolStalled", "RouterWatch",
 #: in their last few conflicts (measured on the ULX3S: person_detect's 55 MHz design 51
 #: iterations at 1 overused wire, then 0 at iteration 107; ad01_int8's 37 at 15 and 16,
 #: 0 at 158; person_detect's 71.875 MHz design 38 at 1 and 2, 0 at 136), never more than
-#: 7 while 100 wires or more were overused.
-ROUTER_LEAST_ITERATIONS = 100
-ROUTER_PLATEAU = 50
+#: 7 while 100 wires or more were overused (five routes of 40 to 158 iterations); vww's
+#: stalled route is stopped at iteration 76.
+ROUTER_LEAST_ITERATIONS = 50
+ROUTER_PLATEAU = 25
 ROUTER_CONGESTED = 100
 ROUTER_MOST_ITERATIONS = 500
 
