@@ -3,12 +3,13 @@
 #               prove its generated hardware bit-exact in Verilator, and build an
 #               iCEBreaker bitstream (at its PLL clock) for a model the UP5K holds
 #   make test   set up, then run the whole test suite
+#   make long   set up, then run the long proofs the suite leaves out (README, "Long runs")
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test long lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=25
+
+long: $(STAMP)
+	TFL2RTL_LONG=1 $(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder -m long --durations=25
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -25,6 +25,30 @@ ERROR_MODELS = {
 }
 
 
+#: ``TFL2RTL_LONG=1`` runs the long proofs too: the tests marked ``long`` (the larger
+#: real models in Verilator and in the engine, the slower netlists, the real builds whose
+#: policy a stand-in test also checks; README, "Long runs"; ``make long`` runs them
+#: alone).  Without it the suite leaves them out and says how many at its end.
+LONG = bool(os.environ.get("TFL2RTL_LONG"))
+#: How many long tests this process left out (:func:`pytest_collection_modifyitems`).
+LEFT_OUT = pytest.StashKey[int]()
+
+
+def long_case(*values, id=None):
+    """A parametrized case that runs only in the long runs (:data:`LONG`)."""
+    return pytest.param(*values, id=id, marks=pytest.mark.long)
+
+
+def pytest_collection_modifyitems(config, items):
+    if LONG:
+        return
+    left_out = [item for item in items if item.get_closest_marker("long")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("long")]
+    config.stash[LEFT_OUT] = len(left_out)
+
+
 def pytest_configure(config):
     # Without the zoo the parametrized zoo tests would silently vanish: refuse to run.
     if not ZOO_MODELS:
@@ -51,17 +75,25 @@ def pytest_sessionfinish(session):
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["tfl2rtl_summaries"] = session.config.stash.get(SUMMARIES, [])
+        workeroutput["tfl2rtl_left_out"] = session.config.stash.get(LEFT_OUT, 0)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
-    lines = getattr(node, "workeroutput", {}).get("tfl2rtl_summaries", [])
-    node.config.stash.setdefault(SUMMARIES, []).extend(lines)
+    output = getattr(node, "workeroutput", {})
+    node.config.stash.setdefault(SUMMARIES, []).extend(output.get("tfl2rtl_summaries", []))
+    # Every worker collects every test: each left out the same ones.
+    if "tfl2rtl_left_out" in output:
+        node.config.stash[LEFT_OUT] = output["tfl2rtl_left_out"]
 
 
 def pytest_terminal_summary(terminalreporter, config):
     for line in sorted(config.stash.get(SUMMARIES, [])):
         terminalreporter.write_line(line)
+    if left_out := config.stash.get(LEFT_OUT, 0):
+        terminalreporter.write_line(
+            f"{left_out} long tests left out (TFL2RTL_LONG=1 runs them too; `make long` "
+            "runs them alone)")
 
 
 def model_id(path: Path) -> str:
@@ -94,3 +126,16 @@ def ecp5_mapped(verilog_source: str, tmp_path: Path) -> tuple[dict, dict]:
         for bit in net["bits"]:
             names.setdefault(bit, set()).add(name)
     return module, names
+
+
+def stand_in_report(board_name, design, notes):
+    """What a stand-in for the clocked build (``build_board_clocked``) returns in the
+    tests of the build policies: a report of ``design`` on ``board_name`` with ``notes``,
+    its figures made up."""
+    from tfl2rtl.boards.build import DEFAULT_BAUD
+    from tfl2rtl.boards.report import BuildReport
+
+    return BuildReport(board=board_name, model="m", bitstream="b", resources={},
+                       fmax_mhz=60, clock_mhz=60, cycles_per_inference=1,
+                       multipliers=design.multipliers, baud=DEFAULT_BAUD, link_bytes=1,
+                       clock="c", notes=list(notes))

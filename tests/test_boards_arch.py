@@ -7,12 +7,15 @@ that the two files' real builds run on different workers."""
 import json
 import re
 
-from conftest import TEST_MODELS
+import pytest
+
+from conftest import TEST_MODELS, stand_in_report
 from tfl2rtl.api import load
 from tfl2rtl.boards.build import BOARDS
 from tfl2rtl.cli import main
 
 
+@pytest.mark.long  # two Yosys and two nextpnr runs: 230-280 s
 def test_auto_builds_the_sequential_engine_where_no_dataflow_design_fits(tmp_path, capsys):
     """The jet MLP's dataflow design needs more DSP blocks than the iCEBreaker has even
     fully folded (the DSP estimate says so, before any synthesis); the default ``--arch
@@ -45,6 +48,42 @@ def test_auto_builds_the_sequential_engine_where_no_dataflow_design_fits(tmp_pat
     assert manifest["architecture"] == "sequential"
     assert report["resources"]["DSP"]["used"] <= 8 and report["meets_timing"]
     assert "(sequential engine)" in (out / "report.txt").read_text().splitlines()[0]
+
+
+def test_auto_lowers_an_engine_whose_logic_overflows(monkeypatch, tmp_path):
+    """The policy of the test above over a stand-in for the clocked build (the suite's
+    form of it; the real tools run in the long runs): the jet MLP's dataflow design is
+    dropped by the DSP estimate before any build, the first engine's logic overflows, and
+    the next smaller engine is built, saying so in the progress and the report's notes."""
+    from tfl2rtl.boards import build as board_build
+    from tfl2rtl.boards.board import DoesNotFit
+    from tfl2rtl.boards.fit import engine_size, sequential_design
+
+    graph, board = load(TEST_MODELS / "jet_mlp_int8.tflite"), BOARDS["icebreaker"]
+    first = sequential_design(graph, board)
+    second = sequential_design(graph, board, below=first)
+    built, lines = [], []
+
+    def clocked(design, board_name, out_dir, *, notes, **kwargs):
+        built.append(design)
+        if len(built) == 1:
+            raise DoesNotFit("jet_mlp_int8.tflite does not fit icebreaker: LUT overflows "
+                             "(5686 ICESTORM_LC needed, 5280 available)", "LUT")
+        return stand_in_report(board_name, design, notes)
+
+    monkeypatch.setattr(board_build, "build_board_clocked", clocked)
+    report = board_build.build_graph(graph, "icebreaker", tmp_path, progress=lines.append)
+    assert [d.architecture for d in built] == ["sequential"] * 2
+    assert [engine_size(d) for d in built] == [engine_size(first), engine_size(second)]
+    why = re.escape("the dataflow design does not fit (jet_mlp_int8.tflite does not fit "
+                    "icebreaker: DSP overflows (") + r"\d+ needed, 8 available\)"
+    assert re.fullmatch(f"{why}.*: building the sequential engine", lines[0])
+    assert re.fullmatch(r"LUT overflows with the engine of (\d+) x (\d+) multipliers and "
+                        r"(\d+) requantizer lanes?; trying (\d+) x (\d+) multipliers and "
+                        r"1 requantizer lane", lines[1])
+    assert len(lines) == 2
+    assert re.fullmatch(f"sequential engine: {why}.*", report.notes[-2])
+    assert report.notes[-1].startswith("the engine did not fit with ")
 
 
 def test_an_engine_with_its_weights_in_flash_builds_with_its_flash_image(tmp_path, capsys):

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from conftest import TEST_MODELS, ZOO
+from conftest import TEST_MODELS, ZOO, stand_in_report
 from tfl2rtl.api import generate, load
 from tfl2rtl.boards.build import BOARDS, DEFAULT_BAUD, FMAX_SOURCES, NAME, board_clock
 from tfl2rtl.boards.report import PARTS, logic_by_part
@@ -21,17 +21,6 @@ HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 VWW = ZOO / "mlperf_tiny" / "vww_96_int8.tflite"
 AD01 = ZOO / "mlperf_tiny" / "ad01_int8.tflite"
 MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
-
-
-def stand_in_report(board_name, design, notes):
-    """What a stand-in for the clocked build returns: a report of ``design`` on
-    ``board_name`` with ``notes``, its figures made up."""
-    from tfl2rtl.boards.report import BuildReport
-
-    return BuildReport(board=board_name, model="m", bitstream="b", resources={},
-                       fmax_mhz=60, clock_mhz=60, cycles_per_inference=1,
-                       multipliers=design.multipliers, baud=DEFAULT_BAUD, link_bytes=1,
-                       clock="c", notes=list(notes))
 
 
 def test_icebreaker_bitstream_and_report(tmp_path, capsys):
@@ -84,6 +73,7 @@ def test_icebreaker_bitstream_and_report(tmp_path, capsys):
     assert (out / "logs" / "yosys.log").exists()
 
 
+@pytest.mark.long  # two builds, 100-115 s; the stand-in tests below check the policy
 def test_the_build_finds_the_clock_the_routed_design_meets(tmp_path, capsys, monkeypatch):
     """Without --clock-mhz the first build aims at the board's estimate (here raised to
     60 MHz, far above what hello_world's design reaches on the UP5K, so that it misses
@@ -324,6 +314,7 @@ def test_a_placer_giving_up_at_the_limit_places_again_with_another_seed(resource
         assert len(calls) == tries and calls[0] is None
 
 
+@pytest.mark.long  # a whole build, 50 s; TimingMissed's line is the clock search's too
 def test_a_clock_the_design_cannot_meet_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["build", str(HELLO_WORLD), "--board", "icebreaker", "-o", str(out),
@@ -369,7 +360,7 @@ def test_a_default_design_that_overflows_is_lowered(resource, overflow, monkeypa
     for vww_96_int8's default design (210 of 208, measured), whose nextpnr router stops
     converging with every seed, or whose nextpnr finds too many logic cells (the real
     overflow and lowering, through nextpnr's own log, run in tests/test_boards_arch.py
-    for the sequential engine): each overflow is dropped for the next smaller design,
+    for the sequential engine, a long run): each overflow is dropped for the next smaller design,
     saying so, and the report's notes keep the first."""
     from tfl2rtl.boards import build as board_build
     from tfl2rtl.boards.board import DoesNotFit

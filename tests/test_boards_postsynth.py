@@ -2,13 +2,12 @@
 simulated with the cell models that ship with Yosys (and, for the ECP5 MULT18X18D and
 DP16KD, tfl2rtl's own), equals the golden model."""
 
-import os
 import re
 
 import numpy as np
 import pytest
 
-from conftest import TEST_MODELS, ZOO
+from conftest import TEST_MODELS, ZOO, long_case
 from tfl2rtl import design
 from tfl2rtl.api import load
 from tfl2rtl.boards.build import BOARDS
@@ -29,10 +28,6 @@ from tfl2rtl.verify import random_inputs
 HELLO_WORLD = ZOO / "tflite_micro" / "hello_world_int8.tflite"
 MICRO_SPEECH = ZOO / "tflite_micro" / "micro_speech_quantized.tflite"
 INT16X8 = TEST_MODELS / "int16x8.tflite"
-#: The netlists that take longest run only with TFL2RTL_LONG_NETLISTS=1 (README, "long
-#: runs"): the jet MLP's and a chain of convolutions' engines on the iCE40, the 16x8
-#: model on both families and hello_world with a product in logic on the ECP5.
-LONG = bool(os.environ.get("TFL2RTL_LONG_NETLISTS"))
 JET = TEST_MODELS / "jet_mlp_int8.tflite"
 UINT8_LEGACY = TEST_MODELS / "uint8_legacy.tflite"
 
@@ -59,51 +54,55 @@ def _yosys_stat(log: str, cell: str) -> int:
 
 @pytest.mark.parametrize("family, model, fold, vectors, cells", [
     # The serial requantizers on DSPs.
-    ("ice40", HELLO_WORLD, "full", 32, {"SB_MAC16": 6, "SB_RAM40_4K": None, "SB_LUT4": None}),
+    pytest.param("ice40", HELLO_WORLD, "full", 32,
+                 {"SB_MAC16": 6, "SB_RAM40_4K": None, "SB_LUT4": None}, id="ice40-hello_world"),
     # One MULT18X18D per multiplier of the fully folded model, its requantizers
     # unshared (two products each in the DSP blocks' own registers, simulated with
     # tfl2rtl's model: its accumulators have 17 and 18 bits, so the products by their
     # high bits are a negation and, for 18 bits, sums in LUTs), except the middle
     # layer's MAC product, which is in logic (as a board build plans layers beyond the
     # DSP blocks): 3 - 1 + 6 MULT18X18D.  Its memories are small enough for LUT RAM.
-    # (Outside the suite, with TFL2RTL_LONG_NETLISTS=1: 100 s.)
-    *([("ecp5", HELLO_WORLD, "full, unshared, products in logic", 32,
-        {"MULT18X18D": 8, "TRELLIS_DPR16X4": None, "LUT4": None, "CCU2C": None,
-         "TRELLIS_FF": None})] if LONG else []),
+    # (A long run: 100 s.)
+    long_case("ecp5", HELLO_WORLD, "full, unshared, products in logic", 32,
+              {"MULT18X18D": 8, "TRELLIS_DPR16X4": None, "LUT4": None, "CCU2C": None,
+               "TRELLIS_FF": None}, id="ecp5-hello_world-logic"),
     # Its weights, line buffer, FIFOs and exponential ROM in DP16KD block RAM (1-, 4-,
     # 9-, 18- and 36-bit ports, ROMs among them, simulated with tfl2rtl's model); the
     # planner gives both its layers serial requantizers (one MULT18X18D per lane, with
     # its own registers); its fully connected layer's 16,000 weight rows in banks of
-    # 2,048 (WEIGHT_BANKS_HOOK), each read into a register of its own.
-    ("ecp5", MICRO_SPEECH, "auto", 2,
-     {"MULT18X18D": None, "DP16KD": None, "TRELLIS_DPR16X4": None, "LUT4": None}),
+    # 2,048 (WEIGHT_BANKS_HOOK), each read into a register of its own.  (A long run:
+    # 140-160 s; the suite's ECP5 netlist is test_an_ecp5_netlist_of_an_add_reads_its_tables.)
+    long_case("ecp5", MICRO_SPEECH, "auto", 2,
+              {"MULT18X18D": None, "DP16KD": None, "TRELLIS_DPR16X4": None, "LUT4": None},
+              id="ecp5-micro_speech"),
     # A 16x8 model (int16 streams; its float32 edges stay on the host): int16 x int8
     # products and the Int64Requantizer's chunk products (unsigned 16-bit chunks by the
-    # signed reduced multiplier, a signed top chunk) in the DSP blocks.  Outside the
-    # suite, with TFL2RTL_LONG_NETLISTS=1 (125 s on the iCE40, 108 s on the ECP5).
-    *([("ice40", INT16X8, "auto", 4, {"SB_MAC16": None, "SB_LUT4": None}),
-       ("ecp5", INT16X8, "auto", 4, {"MULT18X18D": None, "LUT4": None})] if LONG else []),
+    # signed reduced multiplier, a signed top chunk) in the DSP blocks.  Long runs (125 s
+    # on the iCE40, 108 s on the ECP5).
+    long_case("ice40", INT16X8, "auto", 4, {"SB_MAC16": None, "SB_LUT4": None},
+              id="ice40-int16x8"),
+    long_case("ecp5", INT16X8, "auto", 4, {"MULT18X18D": None, "LUT4": None},
+              id="ecp5-int16x8"),
     # The sequential engine as the iCEBreaker builds it for a model whose weights are in
     # flash (the small legacy uint8 MLP): the flash reader's pins on the flash model,
     # the 9-bit weights' offsets, the rounding requantizer's 16x16 partial products on
-    # SB_MAC16s, its SOFTMAX a stage of its own.  The jet MLP's engine as the iCEBreaker
-    # builds it (one serial requantizer lane, its weights in block RAM; 100 s) runs
-    # outside the suite, with TFL2RTL_LONG_NETLISTS=1.
-    ("ice40", UINT8_LEGACY, "sequential, flash", 4, {"SB_MAC16": None, "SB_LUT4": None}),
-    *([("ice40", JET, "sequential", 6, {"SB_MAC16": None, "SB_RAM40_4K": None,
-                                        "SB_LUT4": None})]
-      if LONG else []),
+    # SB_MAC16s, its SOFTMAX a stage of its own (a long run: 110-120 s).  The jet MLP's
+    # engine as the iCEBreaker builds it (one serial requantizer lane, its weights in
+    # block RAM; 100 s), a long run too.
+    long_case("ice40", UINT8_LEGACY, "sequential, flash", 4,
+              {"SB_MAC16": None, "SB_LUT4": None}, id="ice40-uint8-flash"),
+    long_case("ice40", JET, "sequential", 6,
+              {"SB_MAC16": None, "SB_RAM40_4K": None, "SB_LUT4": None},
+              id="ice40-jet-sequential"),
     # The sequential engine of a written chain of convolutions, depthwise convolutions
     # and pools (tflite_writer.conv_chain_model) as the iCEBreaker builds it with its
     # weights in flash: the rows copied from the flash model into SPRAM at start-up, the
-    # activation memory's two regions in SPRAM, the patch walks and pool in logic.
-    *([("ice40", _conv_chain, "sequential, flash", 4,
-        {"SB_MAC16": None, "SB_SPRAM256KA": None, "SB_LUT4": None})]
-      if LONG else []),
-], ids=["ice40-hello_world", *(["ecp5-hello_world-logic"] if LONG else []),
-        "ecp5-micro_speech", *(["ice40-int16x8", "ecp5-int16x8"] if LONG else []),
-        "ice40-uint8-flash",
-        *(["ice40-jet-sequential", "ice40-conv-sequential-flash"] if LONG else [])])
+    # activation memory's two regions in SPRAM, the patch walks and pool in logic (a
+    # long run).
+    long_case("ice40", _conv_chain, "sequential, flash", 4,
+              {"SB_MAC16": None, "SB_SPRAM256KA": None, "SB_LUT4": None},
+              id="ice40-conv-sequential-flash"),
+])
 def test_netlist_equals_the_golden_model(family, model, fold, vectors, cells, tmp_path,
                                          summary):
     model = model(tmp_path) if callable(model) else model

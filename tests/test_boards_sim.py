@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conftest import TEST_MODELS, ZOO
+from conftest import TEST_MODELS, ZOO, long_case
 from tfl2rtl import design
 from tfl2rtl.api import load
 from tfl2rtl.boards.link import BoardTop
@@ -35,8 +35,9 @@ def vectors(graph, count):
 
 
 @pytest.mark.parametrize("path, lanes, count", [
-    (HELLO_WORLD, 1, 6), (MLP, 2, 2), (TEST_MODELS / "mlp_int16x8.tflite", 2, 2)],
-    ids=["hello_world", "mlp_uint8_2_lanes", "mlp_int16x8_2_lanes"])
+    pytest.param(HELLO_WORLD, 1, 6, id="hello_world"),
+    long_case(MLP, 2, 2, id="mlp_uint8_2_lanes"),
+    long_case(TEST_MODELS / "mlp_int16x8.tflite", 2, 2, id="mlp_int16x8_2_lanes")])
 def test_host_driver_talks_to_the_simulated_board(path, lanes, count, tmp_path):
     graph, top = board_top(path, lanes=lanes)
     x = vectors(graph, count)
@@ -123,8 +124,9 @@ def run_with_loading(plan, model, tmp_path, *, count, divisor, family):
     return run
 
 
-@pytest.mark.parametrize("family", [None, "ice40", "ecp5"],
-                         ids=["rtl", "ice40_spram", "ecp5_registered_dsp"])
+@pytest.mark.parametrize("family", [
+    pytest.param(None, id="rtl"), pytest.param("ice40", id="ice40_spram"),
+    long_case("ecp5", id="ecp5_registered_dsp")])
 def test_the_driver_loads_the_weights_of_a_design_that_asks_for_them(family, tmp_path):
     """hello_world with every weight memory loadable: the first inference is refused,
     ``Client.load_weights`` fills the memories over the UART, and then every output
@@ -148,6 +150,7 @@ def test_the_driver_loads_the_weights_of_a_design_that_asks_for_them(family, tmp
     assert run.weights_loaded == sum(m.rows * m.row_bytes for m in identity.memories) == 288
 
 
+@pytest.mark.long  # 50 s; the one-bank SPRAM case runs in the suite
 def test_weights_in_two_spram_banks(tmp_path):
     """conv_int8 folded to one multiplier per layer, as on the iCEBreaker: its
     FULLY_CONNECTED weights are 20,280 one-byte rows, more than one SPRAM block holds, so
@@ -199,7 +202,8 @@ PLL_BOARDS = {"ice40": (12e6, 3_000_000, 31.5e6), "ecp5": (25e6, 3_125_000, 50e6
               "gowin": (27e6, 3_000_000, 60e6)}
 
 
-@pytest.mark.parametrize("family", sorted(PLL_BOARDS))
+@pytest.mark.parametrize("family", [family if family == "ice40" else long_case(family, id=family)
+                                    for family in sorted(PLL_BOARDS)])
 def test_the_board_design_on_its_pll_model(family, tmp_path):
     """The board design as a build makes it (PLL on the oscillator, lock-gated reset, the
     UART divisor at the PLL's clock) with our model of the family's PLL primitive, and
@@ -224,7 +228,7 @@ def test_the_board_design_on_its_pll_model(family, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite",
-                                  "nchw_float_io.tflite"])
+                                  long_case("nchw_float_io.tflite", id="nchw_float_io.tflite")])
 def test_float_edges_through_the_host_driver(name, tmp_path):
     """A model with float32 edges: the board streams int8 (its identity says so), and
     the host driver path `tfl2rtl infer` takes (tfl2rtl.edges.HostEdges.infer: the

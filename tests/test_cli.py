@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ERROR_MODELS, TEST_MODELS, ZOO
+from conftest import ERROR_MODELS, TEST_MODELS, ZOO, long_case
 from tfl2rtl.api import load
 
 TFL2RTL = str(Path(sys.executable).parent / "tfl2rtl")
@@ -166,7 +166,8 @@ def test_a_16x8_op_without_int16_hardware_is_refused_in_one_line(tmp_path, monke
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("name", ["int16x8.tflite", "cnn_int16x8.tflite",
+@pytest.mark.parametrize("name", [long_case("int16x8.tflite", id="int16x8.tflite"),
+                                  long_case("cnn_int16x8.tflite", id="cnn_int16x8.tflite"),
                                   "ops_int16x8.tflite"])
 def test_16x8_models_through_generate_and_sim(name, tmp_path):
     """int16x8: QUANTIZE (float32 -> int16, on the host), CONV_2D, MAX_POOL_2D, RESHAPE,
@@ -174,7 +175,7 @@ def test_16x8_models_through_generate_and_sim(name, tmp_path):
     QUANTIZE, CONCATENATION, AVERAGE_POOL_2D, FULLY_CONNECTED, SOFTMAX; ops_int16x8: every
     16x8 op, LEAKY_RELU and PAD among them, float32 edges.  int16 streams,
     16x8 products, the int64 requantization and the int16 softmax, bit-exact in Verilator
-    under stalls."""
+    under stalls.  (The suite runs ops_int16x8, the long runs all three: 35-50 s each.)"""
     model = TEST_MODELS / name
     cli("generate", model, "-o", tmp_path / "out", check_code=0)
     top = (tmp_path / "out" / "tfl2rtl_top.v").read_text()

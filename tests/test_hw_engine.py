@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
-from conftest import TEST_MODELS, ZOO
+from conftest import TEST_MODELS, ZOO, long_case
 from streams import STALL_MODES, run_network
 from tfl2rtl import ir
 from tfl2rtl.api import load
@@ -352,7 +352,15 @@ VERILATOR_CASES = {  # model, max multipliers, lanes, requantizer interval, inpu
 }
 
 
-@pytest.mark.parametrize("case", VERILATOR_CASES)
+#: The cases that run only in the long runs (conftest.LONG; 17-40 s each): the wider
+#: units and the larger models.  The suite keeps a convolutional model (kws on a 2 x 1
+#: unit, its weights from flash), the flash reader with an MLP, and the small MLPs.
+LONG_VERILATOR_CASES = {"jet-128", "ad01-64", "mlp_uint8-128", "mlp_uint8_legacy-4-flash",
+                        "kws-4", "person_detect-16-serial_requantizer"}
+
+
+@pytest.mark.parametrize("case", [long_case(case, id=case) if case in LONG_VERILATOR_CASES
+                                  else case for case in VERILATOR_CASES])
 def test_model_in_verilator(case, tmp_path):
 
     path, budget, lanes, interval, count, weights = VERILATOR_CASES[case]

@@ -74,6 +74,7 @@ def test_reshape_and_per_channel_layer(mode):
     assert lasts == ([0] * 9 + [1]) * 2
 
 
+@pytest.mark.long  # the 400 KB MLP in Amaranth's simulator, 33 s
 def test_softmax_uint8_edges_and_lanes():
     # mlp_uint8: QUANTIZE (uint8 -> int8), RESHAPE, three layers, SOFTMAX, QUANTIZE back;
     # two elements per beat on both edges.  (One input, under random stalls and

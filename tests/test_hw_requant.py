@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from conftest import TEST_MODELS
+from conftest import TEST_MODELS, long_case
 from streams import DSP_PLATFORM, STALL_MODES, Timing, get, put, simulate
 from tfl2rtl import fixedpoint as fp
 from tfl2rtl import golden
@@ -770,7 +770,8 @@ def test_int64_per_channel_lanes(mode, acc_width, platform):
     assert len(np.unique(expected)) > 20
 
 
-@pytest.mark.parametrize("platform", [None, DSP_PLATFORM], ids=["fabric", "dsp_hook"])
+@pytest.mark.parametrize("platform", [long_case(None, id="fabric"),
+                                      pytest.param(DSP_PLATFORM, id="dsp_hook")])
 def test_int64_every_accumulator_of_a_narrow_layer(platform):
     # Every 16-bit accumulator, through two channels at the ends of the multiplier range.
     requant = make_requant([0x7FFF8000, 1_100_000_000], [-2, 0])

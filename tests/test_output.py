@@ -331,8 +331,8 @@ def test_sim_writes_its_build_folder_and_waves_where_the_rule_allows(tmp_path, c
     build = tmp_path / "build"
     build.mkdir()
     waves = tmp_path / "w.vcd"
-    assert main(["sim", HELLO, "--inputs", "2", "--build-dir", str(build),
-                 "--waves", str(waves)]) == 0
+    assert main(["sim", HELLO, "--inputs", "2", "--fold", "full", "--build-dir", str(build),
+                 "--waves", str(waves)]) == 0  # fully folded: the smallest traced build
     assert capsys.readouterr().out.startswith("OK:")
     assert (build / "sim.log").exists() and (build / MARKER).exists()
     check_folder(build)  # tfl2rtl's: may be replaced

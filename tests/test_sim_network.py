@@ -10,12 +10,11 @@ times, simulated cycles per second, cycles per inference, initiation interval an
 latency.
 """
 
-import os
 
 import numpy as np
 import pytest
 
-from conftest import TEST_MODELS, ZOO
+from conftest import TEST_MODELS, ZOO, long_case
 from tfl2rtl import ir
 from tfl2rtl.api import load
 from tfl2rtl.folding import auto_fold
@@ -41,10 +40,14 @@ def auto(max_multipliers):
     return folding
 
 
-#: Cases that run only with TFL2RTL_LONG_MODELS=1 (README, "long runs"): vww_96_int8
-#: (person_detect's network behind another first layer, 95 s) and the uint8 MLP at 256
-#: multipliers (the demo's design).
-LONG_MODELS = bool(os.environ.get("TFL2RTL_LONG_MODELS"))
+#: Cases that run only in the long runs (conftest.LONG): the larger real models
+#: (person_detect, vww_96_int8, kws_ref_model, ad01_int8, the MLPs of 400 KB of weights:
+#: 40-100 s each) and conv_int8, whose layers cnn_int8 has too.  The suite keeps
+#: ResNet-8 and micro_speech among the real networks, the written convolutional ones and
+#: the small MLPs (random 16x8 graphs: tests/test_sim_random.py).
+LONG_CASES = {"mlp_uint8-serial", "mlp_uint8-wide", "ad01-serial", "ad01-wide",
+              "mlp_uint8_legacy-auto", "mlp_int16x8-auto", "conv_int8-auto", "kws-auto",
+              "vww-auto", "person_detect-auto"}
 
 CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI edges, inputs
     "hello_world-serial": (HELLO_WORLD, None, 1, 256),
@@ -56,7 +59,7 @@ CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI e
     "ad01-serial": (AD01, None, 1, 12),
     "ad01-wide": (AD01, auto(256), 8, 50),
     "mlp_uint8-serial": (MLP_UINT8, None, 1, 6),  # ends in SOFTMAX
-    **({"mlp_uint8-wide": (MLP_UINT8, auto(256), 2, 50)} if LONG_MODELS else {}),
+    "mlp_uint8-wide": (MLP_UINT8, auto(256), 2, 50),
     # Legacy uint8 models (uint8 weights with a zero point): their int8 hardware form,
     # 9-bit weights, FULLY_CONNECTED requantized once as LiteRT does, against the golden
     # model's litert-ref.
@@ -74,7 +77,7 @@ CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI e
     "micro_speech-auto": (MICRO_SPEECH, auto(64), 1, 4),
     "kws-auto": (KWS, auto(64), 1, 3),
     "resnet8-auto": (RESNET8, auto(64), 1, 3),
-    **({"vww-auto": (VWW, auto(64), 1, 3)} if LONG_MODELS else {}),
+    "vww-auto": (VWW, auto(64), 1, 3),
     "person_detect-auto": (PERSON, auto(128), 1, 3),
 }
 
@@ -94,7 +97,8 @@ def model_inputs(graph: ir.Graph, count: int, seed: int = 0) -> np.ndarray:
     return np.array(rows).astype(tensor.dtype)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [long_case(case, id=case) if case in LONG_CASES else case
+                                  for case in CASES])
 def test_model_in_verilator(case, tmp_path, request):
     path, folding, lanes, count = CASES[case]
     graph = load(path)

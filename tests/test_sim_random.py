@@ -50,7 +50,7 @@ and ``CONV_GRAPHS`` convolutional ones (about a minute and a half of CPU time ea
 mostly builds); ``TFL2RTL_RANDOM_SCALE=10``
 multiplies that, as for :mod:`test_golden_random`, and ``TFL2RTL_RANDOM_SEED`` draws
 another set.  A long run of convolutional graphs alone, on other seeds (about 9 s of
-CPU time a graph; or ``TFL2RTL_RANDOM_SEED=1, 2, 3 ...`` at the default scale, 8
+CPU time a graph; or ``TFL2RTL_RANDOM_SEED=1, 2, 3 ...`` at the default scale, 4
 graphs a seed, in two processes)::
 
     TFL2RTL_RANDOM_SEED=1 TFL2RTL_RANDOM_SCALE=17 \
@@ -105,8 +105,8 @@ from tflite_writer import GraphWriter, conv_out_size
 #: Random graphs per run (times ``TFL2RTL_RANDOM_SCALE``): dense chains and
 #: convolutional graphs; and the seed of the set.  The convolutional graphs draw from
 #: their own streams (``[SEED, CONV_STREAM, number]``, the dense ones ``[SEED, number]``).
-GRAPHS = 5
-CONV_GRAPHS = 5
+GRAPHS = 4
+CONV_GRAPHS = 4
 CONV_STREAM = 2
 SEED = int(os.environ.get("TFL2RTL_RANDOM_SEED", "0"))
 #: Input vectors per graph: ``input_sets``'s kinds in turn, then all-minimum and
@@ -881,7 +881,7 @@ def test_random_conv_graph_in_verilator(number, tmp_path, build_dir):
 # --------------------------------------------------------------------------------------
 
 #: Random 16x8 graphs per run (times ``TFL2RTL_RANDOM_SCALE``), from their own streams.
-INT16_GRAPHS = 5
+INT16_GRAPHS = 3
 INT16_STREAM = 3
 
 
@@ -1014,7 +1014,7 @@ def test_random_16x8_graph_in_verilator(number, tmp_path, build_dir):
 
 #: Random legacy uint8 graphs per run (times ``TFL2RTL_RANDOM_SCALE``), from their own
 #: streams.
-UINT8_GRAPHS = 3
+UINT8_GRAPHS = 2
 UINT8_STREAM = 4
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
-from conftest import TEST_MODELS, ZOO
+from conftest import TEST_MODELS, ZOO, long_case
 from tfl2rtl.api import load
 from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.hw.network import DataflowNetwork, plan_network
@@ -140,9 +140,10 @@ def _vcd_transfers(path, scope: str, data: str, valid: str, ready: str, clock: s
 
 def test_waves_record_the_designs_output_stream(tmp_path):
     # The waveform holds the design's own m_axis: the beats taken at rising clock edges
-    # are the outputs, first of the streaming run and then of the stalled one.
+    # are the outputs, first of the streaming run and then of the stalled one.  (One
+    # multiplier a layer: the traced build of a wider folding took 70 s.)
     graph = load(HELLO_WORLD)
-    network = DataflowNetwork(plan_network(graph, {0: (16, 1), 1: (4, 4), 2: (1, 16)}))
+    network = DataflowNetwork(plan_network(graph))
     inputs = np.array([[-128], [0], [77], [127]], dtype=np.int8)
     expected = golden_vectors(graph, inputs)
     waves = tmp_path / "waves" / "run.vcd"
@@ -164,7 +165,7 @@ def test_waves_need_a_vcd_file_name(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite",
-                                  "nchw_float_io.tflite"])
+                                  long_case("nchw_float_io.tflite", id="nchw_float_io.tflite")])
 def test_simulate_a_model_with_float_edges(name, tmp_path):
     """simulate() on float32 inputs: the RTL streams int8 (NHWC: the NCHW model's
     QUANTIZE and TRANSPOSE run on the host), the host's DEQUANTIZE of its outputs equals

@@ -972,8 +972,10 @@ class SequentialEngine(wiring.Component):
     kws_ref_model at 2 x 2 (its weights on chip, or copied from the flash model) and
     person_detect at 4 x 4 with serial requantizers in Verilator; a depthwise
     convolution of one channel with a depth multiplier of 3 (a convolution); as an
-    iCE40 netlist, the written chain with depthwise convolutions and pools (outside the
-    suite: ``TFL2RTL_LONG_NETLISTS=1``).
+    iCE40 netlist, the written chain with depthwise convolutions and pools.  The larger
+    models in Verilator (ad01, mlp_uint8, the jet MLP on 128 multipliers, kws with its
+    weights on chip, person_detect) and the netlists run in the long runs only
+    (``TFL2RTL_LONG=1``, tests/conftest.py).
     """
 
     def __init__(self, plan: SequentialPlan):
