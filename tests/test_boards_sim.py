@@ -125,7 +125,7 @@ def run_with_loading(plan, model, tmp_path, *, count, divisor, family):
 
 
 @pytest.mark.parametrize("family", [
-    pytest.param(None, id="rtl"), pytest.param("ice40", id="ice40_spram"),
+    long_case(None, id="rtl"), pytest.param("ice40", id="ice40_spram"),
     long_case("ecp5", id="ecp5_registered_dsp")])
 def test_the_driver_loads_the_weights_of_a_design_that_asks_for_them(family, tmp_path):
     """hello_world with every weight memory loadable: the first inference is refused,
