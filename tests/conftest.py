@@ -35,8 +35,15 @@ LEFT_OUT = pytest.StashKey[int]()
 
 
 def long_case(*values, id=None):
-    """A parametrized case that runs only in the long runs (:data:`LONG`)."""
+    """A parametrized case that runs only in the long runs (:data:`LONG`); without
+    ``id``, pytest's own id for ``values``."""
     return pytest.param(*values, id=id, marks=pytest.mark.long)
+
+
+def long_cases(cases, long):
+    """``cases`` for ``parametrize``, those in ``long`` marked as long runs
+    (:func:`long_case`)."""
+    return [long_case(case) if case in long else case for case in cases]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conftest import TEST_MODELS, ZOO, long_case
+from conftest import TEST_MODELS, ZOO, long_case, long_cases
 from tfl2rtl import design
 from tfl2rtl.api import load
 from tfl2rtl.boards.link import BoardTop
@@ -202,8 +202,7 @@ PLL_BOARDS = {"ice40": (12e6, 3_000_000, 31.5e6), "ecp5": (25e6, 3_125_000, 50e6
               "gowin": (27e6, 3_000_000, 60e6)}
 
 
-@pytest.mark.parametrize("family", [family if family == "ice40" else long_case(family, id=family)
-                                    for family in sorted(PLL_BOARDS)])
+@pytest.mark.parametrize("family", long_cases(sorted(PLL_BOARDS), {"ecp5", "gowin"}))
 def test_the_board_design_on_its_pll_model(family, tmp_path):
     """The board design as a build makes it (PLL on the oscillator, lock-gated reset, the
     UART divisor at the PLL's clock) with our model of the family's PLL primitive, and
@@ -228,7 +227,7 @@ def test_the_board_design_on_its_pll_model(family, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite",
-                                  long_case("nchw_float_io.tflite", id="nchw_float_io.tflite")])
+                                  long_case("nchw_float_io.tflite")])
 def test_float_edges_through_the_host_driver(name, tmp_path):
     """A model with float32 edges: the board streams int8 (its identity says so), and
     the host driver path `tfl2rtl infer` takes (tfl2rtl.edges.HostEdges.infer: the

@@ -166,8 +166,7 @@ def test_a_16x8_op_without_int16_hardware_is_refused_in_one_line(tmp_path, monke
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("name", [long_case("int16x8.tflite", id="int16x8.tflite"),
-                                  long_case("cnn_int16x8.tflite", id="cnn_int16x8.tflite"),
+@pytest.mark.parametrize("name", [long_case("int16x8.tflite"), long_case("cnn_int16x8.tflite"),
                                   "ops_int16x8.tflite"])
 def test_16x8_models_through_generate_and_sim(name, tmp_path):
     """int16x8: QUANTIZE (float32 -> int16, on the host), CONV_2D, MAX_POOL_2D, RESHAPE,

@@ -12,7 +12,7 @@ from amaranth.back.rtlil import convert
 from amaranth.hdl import Fragment, Module, Signal, signed
 from amaranth.sim import Simulator
 
-from conftest import TEST_MODELS, ZOO, long_case
+from conftest import TEST_MODELS, ZOO, long_cases
 from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl import golden, ir
 from tfl2rtl.api import load
@@ -160,8 +160,7 @@ CASES = {
 }
 #: CASES with micro_speech on one multiplier a long run (conftest.LONG): 8-10 s a run
 #: in Amaranth's simulator; two multipliers (each window beat held 4 cycles) stay.
-SUITE_CASES = [long_case(case, id=case) if case == "micro_speech_pe1" else case
-               for case in CASES]
+SUITE_CASES = long_cases(CASES, {"micro_speech_pe1"})
 
 
 def case_node(case, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
-from conftest import TEST_MODELS, ZOO, long_case
+from conftest import TEST_MODELS, ZOO, long_cases
 from streams import STALL_MODES, run_network
 from tfl2rtl import ir
 from tfl2rtl.api import load
@@ -359,8 +359,7 @@ LONG_VERILATOR_CASES = {"jet-128", "ad01-64", "mlp_uint8-128", "mlp_uint8_legacy
                         "kws-4", "person_detect-16-serial_requantizer"}
 
 
-@pytest.mark.parametrize("case", [long_case(case, id=case) if case in LONG_VERILATOR_CASES
-                                  else case for case in VERILATOR_CASES])
+@pytest.mark.parametrize("case", long_cases(VERILATOR_CASES, LONG_VERILATOR_CASES))
 def test_model_in_verilator(case, tmp_path):
 
     path, budget, lanes, interval, count, weights = VERILATOR_CASES[case]

@@ -14,7 +14,7 @@ latency.
 import numpy as np
 import pytest
 
-from conftest import TEST_MODELS, ZOO, long_case
+from conftest import TEST_MODELS, ZOO, long_cases
 from tfl2rtl import ir
 from tfl2rtl.api import load
 from tfl2rtl.folding import auto_fold
@@ -97,8 +97,7 @@ def model_inputs(graph: ir.Graph, count: int, seed: int = 0) -> np.ndarray:
     return np.array(rows).astype(tensor.dtype)
 
 
-@pytest.mark.parametrize("case", [long_case(case, id=case) if case in LONG_CASES else case
-                                  for case in CASES])
+@pytest.mark.parametrize("case", long_cases(CASES, LONG_CASES))
 def test_model_in_verilator(case, tmp_path, request):
     path, folding, lanes, count = CASES[case]
     graph = load(path)

@@ -165,7 +165,7 @@ def test_waves_need_a_vcd_file_name(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite",
-                                  long_case("nchw_float_io.tflite", id="nchw_float_io.tflite")])
+                                  long_case("nchw_float_io.tflite")])
 def test_simulate_a_model_with_float_edges(name, tmp_path):
     """simulate() on float32 inputs: the RTL streams int8 (NHWC: the NCHW model's
     QUANTIZE and TRANSPOSE run on the host), the host's DEQUANTIZE of its outputs equals
