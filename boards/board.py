@@ -128,6 +128,13 @@ class Board:
     #: carry chains place differently from the DSP blocks'); None: as
     #: :attr:`clock_estimate_mhz`.
     logic_clock_estimate_mhz: float | None = None
+    #: Whether a routed design is re-clocked rather than placed and routed again: the
+    #: board design's UART runs on the oscillator's clock (with the link's frame timeout
+    #: counted in its bit times), so the netlist depends on the PLL's clock only through
+    #: the PLL's parameters, and after place and route the PLL is set to the fastest
+    #: clock nextpnr's Fmax clears (:func:`tfl2rtl.boards.clocks.reclock_config`, the
+    #: ECP5's; :func:`tfl2rtl.boards.build.build_board_clocked`).
+    reclock: bool = False
 
     def first_clock_mhz(self, design) -> float:
         """The clock the first build of ``design`` (a :class:`tfl2rtl.design.Design`)
@@ -214,7 +221,8 @@ BOARDS = {
         # With products in logic: the routed default designs of kws_ref_model and
         # ResNet-8 reached 71.5-78.1 MHz (nextpnr, aiming at 54 MHz), so the first build
         # tries the PLL's 75 MHz, ResNet-8's 1,000 inferences a second.
-        logic_multipliers=160, clock_estimate_mhz=72.0, logic_clock_estimate_mhz=75.0),
+        logic_multipliers=160, clock_estimate_mhz=72.0, logic_clock_estimate_mhz=75.0,
+        reclock=True),
     # Amaranth's Apicula flow calls the legacy nextpnr-gowin; the yowasp wheel is the
     # himbaechel one, whose arguments :func:`tfl2rtl.boards.tools.himbaechel_arguments`
     # translates.  No clock constraint reaches it through the .cst file: --freq gives

@@ -41,7 +41,7 @@ from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.output import staged_directory
 
 from .board import BOARDS, Board, DoesNotFit, board_named, toolchain_env
-from .clocks import PLLClock, PLLSetting, choose_pll
+from .clocks import UART_TOLERANCE, PLLClock, PLLSetting, choose_pll, reclock_config, uart_error
 from .fit import (
     check_cells,
     check_dsp_estimate,
@@ -115,7 +115,9 @@ class BoardDesign(wiring.Component):
     ``led`` (none when None), clocked by the board's PLL at ``clock``
     (:class:`~tfl2rtl.boards.clocks.PLLClock` on the platform's oscillator) and held in
     reset until the PLL locks and while the button ``reset`` (a platform resource, or
-    None) is pressed; place and route aims at ``constraint_mhz`` when given (above the
+    None) is pressed; a top whose UART has a domain of its own
+    (:attr:`~tfl2rtl.boards.link.BoardTop.uart_domain`) gets the oscillator's clock
+    there; place and route aims at ``constraint_mhz`` when given (above the
     clock: :func:`build_board_clocked`).  An accelerator whose weights are in flash (a
     sequential engine's ``flash_*`` ports) gets the platform resource ``flash`` (chip
     select, clock and IO0..IO3).  Its ports are the platform's pins, requested in
@@ -135,10 +137,13 @@ class BoardDesign(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.domains.sync = ClockDomain("sync")
+        if self.top.uart_domain is not None:  # the UART on the oscillator's clock
+            m.domains += ClockDomain(self.top.uart_domain)
         oscillator = platform.request(platform.default_clk, dir="-")
         m.submodules.clock = clock = PLLClock(
             self.clock, oscillator,
-            constraint_hz=None if self.constraint_mhz is None else self.constraint_mhz * 1e6)
+            constraint_hz=None if self.constraint_mhz is None else self.constraint_mhz * 1e6,
+            reference_domain=self.top.uart_domain)
         m.d.comb += ClockSignal("sync").eq(clock.clk)
         if self.reset is not None:
             m.submodules.button = button = io.Buffer(
@@ -416,9 +421,27 @@ def write_flash_image(plan, bitstream: bytes, board: Board, out_dir: Path) -> st
 
 def board_clock(board: Board, limit_mhz: float, baud: int) -> PLLSetting:
     """The fastest clock ``board``'s PLL makes from its oscillator at or below
-    ``limit_mhz`` that carries ``baud`` (:func:`tfl2rtl.boards.clocks.choose_pll`)."""
+    ``limit_mhz`` that carries ``baud`` (:func:`tfl2rtl.boards.clocks.choose_pll`; any
+    clock on a board whose UART runs on the oscillator, :attr:`Board.reclock`)."""
     oscillator = board.make_platform().default_clk_frequency
-    return choose_pll(board.family, oscillator, limit_mhz * 1e6, baud)
+    return choose_pll(board.family, oscillator, limit_mhz * 1e6,
+                      None if board.reclock else baud)
+
+
+def uart_divisor(board: Board, clock: PLLSetting, baud: int):
+    """The UART's cycles per bit on ``board`` with its PLL at ``clock``: of the PLL's
+    clock, or of the oscillator's where the UART runs on it (:attr:`Board.reclock`,
+    which must then carry ``baud`` within :data:`~tfl2rtl.boards.clocks.UART_TOLERANCE`)."""
+    if not board.reclock:
+        return divisor_for(float(clock.output_hz), baud)
+    oscillator = float(clock.input_hz)
+    divisor = divisor_for(oscillator, baud)
+    if uart_error(oscillator, baud) > UART_TOLERANCE:
+        raise Tfl2RtlError(f"{baud} baud is {100 * uart_error(oscillator, baud):.1f}% off at "
+                           f"the {oscillator / 1e6:g} MHz oscillator {board.name}'s UART "
+                           f"runs on (at most {100 * UART_TOLERANCE:g}%): choose another "
+                           "--baud")
+    return divisor
 
 
 def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
@@ -431,8 +454,11 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
 
     With ``clock_mhz``: at the fastest PLL clock at or below it (:func:`board_clock`);
     a design that misses it raises :class:`TimingMissed` naming the Fmax reached.
-    Without: the first build runs at the board's estimate for the design
-    (:meth:`~tfl2rtl.boards.board.Board.first_clock_mhz`); when nextpnr's Fmax falls
+    Without, on a board with :attr:`Board.reclock`: one build, aimed at the board's
+    estimate for the design (:meth:`~tfl2rtl.boards.board.Board.first_clock_mhz`), its
+    routed design re-clocked to the fastest PLL clock its Fmax clears (``progress``
+    says so).  Without, on the other boards: the first build runs at that estimate;
+    when nextpnr's Fmax falls
     short, the next runs at most at :data:`CLOCK_MARGIN` times that Fmax (``progress``
     says so), except that a first miss within :data:`NARROW_MISS` of its clock is built
     again at that clock with another seed, and a first build that meets its clock with an
@@ -462,6 +488,13 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     estimate = board.first_clock_mhz(design)
     setting = board_clock(board, estimate, baud)
     kind = (" with products in logic" if estimate != board.clock_estimate_mhz else "")
+    if board.reclock:
+        return _build_placed(design, board_name, out_dir, baud=baud, clock=setting,
+                             clock_reason=(f"placed and routed aiming at the first estimate "
+                                           f"for {board.family}{kind}, {estimate:g} MHz"
+                                           f"{seeded}"),
+                             constraint_mhz=estimate, progress=progress, notes=notes,
+                             seed=seed, reclock=True)
     reason = f"the first estimate for {board.family}{kind}, {estimate:g} MHz, was met"
     best: BuildReport | None = None
     ceiling = math.inf  # the slowest clock that missed after one was met, in Hz
@@ -533,6 +566,28 @@ def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
     raise AssertionError("unreachable")
 
 
+def reclock_design(board: Board, build: Path, clock: PLLSetting, baud: int
+                   ) -> tuple[PLLSetting, str]:
+    """After place and route in ``build`` on a board with :attr:`Board.reclock`: the
+    fastest PLL clock at or below nextpnr's Fmax (the slowest of the design's clocks;
+    its timing does not depend on the clock it aimed at), written into the routed
+    configuration (``<NAME>.config``, which the packer reads next) when it is not
+    ``clock``; returns the clock and a line saying what changed (empty when nothing)."""
+    placed = json.loads((build / f"{NAME}.report.json").read_text())
+    fmax = min((entry["achieved"] for entry in placed.get("fmax", {}).values()), default=0.0)
+    if fmax <= 0:
+        raise Tfl2RtlError("nextpnr reported no Fmax for the routed design: it cannot be "
+                           "re-clocked (a tfl2rtl bug: please report it)")
+    fastest = board_clock(board, fmax, baud)
+    if fastest.output_hz == clock.output_hz:
+        return clock, ""
+    config = build / f"{NAME}.config"
+    config.write_text(reclock_config(config.read_text(), clock, fastest))
+    return fastest, (f"nextpnr's Fmax {fmax:.1f} MHz aiming at {clock.output_mhz:.6g} MHz: "
+                     f"the routed design re-clocked to {fastest.output_mhz:.6g} MHz (its "
+                     "PLL set again, no second place and route)")
+
+
 def _check_early_cells(design, board: Board, build: Path, say) -> None:
     """After Yosys failed: raise :class:`DoesNotFit` when it stopped at
     :func:`early_cell_check` (the cells it counted then overflow the device)."""
@@ -600,7 +655,8 @@ def build_plan(design, board: Board, identity: Identity, clock: PLLClock, baud: 
     the mapped cells' counts, ``<NAME>.cells.json`` (and on a board with
     :attr:`Board.early_cells` the DSP and block RAM cells' before the logic is mapped,
     stopping when they overflow: :func:`early_cell_check`)."""
-    top = BoardTop(design.network(), identity, divisor=divisor_for(float(clock.output_hz), baud))
+    top = BoardTop(design.network(), identity, divisor=uart_divisor(board, clock, baud),
+                   uart_domain="uart" if board.reclock else None)
     overrides = {k: v.format(name=NAME, clock_mhz=f"{aim_mhz:.6g}")
                  for k, v in board.overrides.items()}
     overrides["script_after_synth"] = "\n".join(
@@ -617,8 +673,8 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                 clock_reason: str = "", constraint_mhz: float | None = None,
                 progress: Callable[[str], None] | None = None,
                 keep_build: bool = False, notes: list[str] | tuple[str, ...] = (),
-                seed: int | None = None, earlier_logs: dict[str, bytes] | None = None
-                ) -> BuildReport:
+                seed: int | None = None, earlier_logs: dict[str, bytes] | None = None,
+                reclock: bool = False) -> BuildReport:
     """Build ``design`` (a :class:`tfl2rtl.design.Design`) for the board ``board_name``
     (a key of :data:`BOARDS`) to run at ``clock`` (a PLL setting; default: the fastest at
     or below the board's :attr:`~tfl2rtl.boards.board.Board.clock_estimate_mhz`, see
@@ -634,10 +690,15 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
     is the frequency place and route aims at; ``seed`` (when given) is nextpnr's
     ``--seed``; ``earlier_logs`` (file name -> contents: the logs of builds that missed
     their clock, :attr:`TimingMissed.logs`) go into ``logs/`` beside this build's.
+    With ``reclock`` (on a board with :attr:`Board.reclock`), the routed design's PLL is
+    then set to the fastest clock at or below nextpnr's Fmax (:func:`reclock_design`),
+    faster or slower than ``clock``, and the bitstream packed at that clock.
     Raises :class:`DoesNotFit` when the design needs more of a resource than the device
     has, and :class:`TimingMissed` (writing nothing) when the routed design's Fmax is
     below the clock."""
     board = board_named(board_name)
+    if reclock and not board.reclock:
+        raise Tfl2RtlError(f"a routed design for {board.name} cannot be re-clocked")
     say = progress or (lambda message: None)
     earlier_logs = earlier_logs or {}
     in_flash = design.weights_in_flash
@@ -691,6 +752,12 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                 raise
             seconds[program.split("-")[0]] = elapsed
             say(f"{label} done in {elapsed:.1f} s")
+            if routing and reclock:
+                clock, change = reclock_design(board, build, clock, baud)
+                if change:
+                    say(change)
+                    clock_reason += f"; {change}"
+                    clock_hz = float(clock.output_hz)
             if program == "yosys":
                 stat = json.loads((build / f"{NAME}.cells.json").read_text())
                 check_cells(design, board, stat["design"]["num_cells_by_type"])
@@ -726,7 +793,9 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                                          **clock.parameters},
                                  "oscillator_mhz": float(clock.input_hz) / 1e6,
                                  "baud": baud,
-                                 "uart_divisor": float(divisor_for(clock_hz, baud)),
+                                 "uart_divisor": float(uart_divisor(board, clock, baud)),
+                                 "uart_clock_mhz": (float(clock.input_hz if board.reclock
+                                                          else clock.output_hz) / 1e6),
                                  "identity": identity.pack().hex(),
                                  "loaded_weights": [m.node for m in identity.memories]}
             if in_flash:

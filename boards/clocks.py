@@ -13,6 +13,12 @@ that domain in reset until the PLL has locked (and while the reset button is pre
 then releases it synchronously.  It is the only place that knows the primitives: the board's
 platform (its ``family``) selects the entry of :data:`PLL_FAMILIES`.
 
+:func:`reclock_config` sets the ECP5 PLL of a routed design (nextpnr's textual
+configuration, before ``ecppack``) to another setting: where nothing else in the design
+depends on the clock's frequency (the board's UART on the oscillator's clock, see
+:attr:`tfl2rtl.boards.board.Board.reclock`), the routed design then runs at the fastest
+clock its Fmax clears without a second place and route.
+
 The primitives have no simulation models in Yosys' cell libraries (only blackboxes);
 ``rtl_templates/pll_models.v`` has ours, written from the vendors' documentation: each one
 accepts exactly the parameter sets :func:`pll_settings` makes (and stops the simulation on
@@ -25,14 +31,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from amaranth.hdl import Instance, Module, Signal
+from amaranth.hdl import ClockSignal, Instance, Module, Signal
 from amaranth.lib import cdc, io, wiring
 from amaranth.lib.wiring import In, Out
 
 from tfl2rtl.errors import Tfl2RtlError
 
 __all__ = ["PLLFamily", "PLLSetting", "PLL_FAMILIES", "pll_settings", "choose_pll",
-           "uart_error", "UART_TOLERANCE", "PLLClock", "pll_models"]
+           "uart_error", "UART_TOLERANCE", "PLLClock", "pll_models", "reclock_config"]
 
 #: The largest relative difference between the baud rate a UART divisor gives at a PLL
 #: frequency and the one asked for, for :func:`choose_pll`.  A 10-bit frame sampled in
@@ -194,22 +200,87 @@ def uart_error(clock_hz: float, baud: int) -> float:
     return abs(float(clock_hz) / divisor / baud - 1)
 
 
-def choose_pll(family: str, input_hz: float, limit_hz: float, baud: int,
+def choose_pll(family: str, input_hz: float, limit_hz: float, baud: int | None,
                minimum_divisor: int = 4) -> PLLSetting:
     """The fastest setting of ``family``'s PLL at or below ``limit_hz`` at which ``baud``
     has at least ``minimum_divisor`` clock cycles per bit, within
-    :data:`UART_TOLERANCE`.  Raises :class:`Tfl2RtlError` when none is."""
+    :data:`UART_TOLERANCE` (any, with ``baud`` None: the UART runs on another clock).
+    Raises :class:`Tfl2RtlError` when none is."""
     for setting in pll_settings(family, input_hz):
         if setting.output_hz > limit_hz:
             continue
+        if baud is None:
+            return setting
         if (setting.output_hz >= minimum_divisor * baud
                 and uart_error(setting.output_hz, baud) <= UART_TOLERANCE):
             return setting
+    if baud is None:
+        raise Tfl2RtlError(
+            f"the {PLL_FAMILIES[family].primitive} PLL makes no clock at or below "
+            f"{limit_hz / MHZ:g} MHz from {input_hz / MHZ:g} MHz: choose another "
+            "--clock-mhz")
     raise Tfl2RtlError(
         f"the {PLL_FAMILIES[family].primitive} PLL makes no clock at or below "
         f"{limit_hz / MHZ:g} MHz from {input_hz / MHZ:g} MHz that carries {baud} baud "
         f"(at least {minimum_divisor} cycles a bit, within {100 * UART_TOLERANCE:g}%): "
         f"choose another --clock-mhz or --baud")
+
+
+#: The words of an ECP5 ``EHXPLLL`` in nextpnr's textual configuration that
+#: :func:`reclock_config` rewrites: name -> (width in bits, the value written for a
+#: parameter value: nextpnr writes each divider less one, each phase as it is; the
+#: words run from the most significant bit).  Checked against nextpnr's own output for
+#: other settings by tests/test_boards_clocks.py.
+ECP5_PLL_WORDS = {
+    "CLKI_DIV": (7, lambda v: v - 1), "CLKFB_DIV": (7, lambda v: v - 1),
+    "CLKOP_DIV": (7, lambda v: v - 1), "CLKOP_CPHASE": (7, lambda v: v),
+    "CLKOP_FPHASE": (3, lambda v: v),
+}
+
+
+def _ecp5_words(setting: PLLSetting) -> dict[str, str]:
+    words = {}
+    for name, (width, encode) in ECP5_PLL_WORDS.items():
+        value = encode(setting.parameters[name])
+        if not 0 <= value < 1 << width:
+            raise Tfl2RtlError(f"{name}={setting.parameters[name]} does not fit the "
+                               f"EHXPLLL's {width}-bit word")
+        words[name] = format(value, f"0{width}b")
+    return words
+
+
+def reclock_config(text: str, old: PLLSetting, new: PLLSetting) -> str:
+    """nextpnr's textual ECP5 configuration ``text`` (``--textcfg``, the input of
+    ``ecppack``) with its one ``EHXPLLL`` set from ``old`` to ``new``: the words of
+    :data:`ECP5_PLL_WORDS` in the PLL's tile group, each of which must hold ``old``'s
+    value (anything else is refused: another PLL, a configuration from another
+    design).  Both settings are the ECP5's, from the same oscillator."""
+    if old.family != "ecp5" or new.family != "ecp5" or old.input_hz != new.input_hz:
+        raise Tfl2RtlError("only an ECP5 PLL is re-clocked, from the same oscillator")
+    lines = text.split("\n")
+    groups = [k for k, line in enumerate(lines) if line.startswith(".tile_group ")
+              and any(lines[j] == "enum: MODE EHXPLLL"
+                      for j in range(k + 1, _section_end(lines, k)))]
+    if len(groups) != 1:
+        raise Tfl2RtlError(f"the routed configuration has {len(groups)} EHXPLLL "
+                           "primitives, not one: it cannot be re-clocked")
+    start = groups[0]
+    section = range(start + 1, _section_end(lines, start))
+    before, after = _ecp5_words(old), _ecp5_words(new)
+    for name in ECP5_PLL_WORDS:
+        found = [j for j in section if lines[j].startswith(f"word: {name} ")]
+        if len(found) != 1 or lines[found[0]] != f"word: {name} {before[name]}":
+            raise Tfl2RtlError(f"the routed configuration's EHXPLLL {name} is not the "
+                               f"one it was built with ({old.describe()})")
+        lines[found[0]] = f"word: {name} {after[name]}"
+    return "\n".join(lines)
+
+
+def _section_end(lines: list[str], start: int) -> int:
+    """The line after the section that begins at ``lines[start]`` (up to the next line
+    that begins with a dot)."""
+    return next((j for j in range(start + 1, len(lines)) if lines[j].startswith(".")),
+                len(lines))
 
 
 def pll_models() -> Path:
@@ -234,6 +305,10 @@ class PLLClock(wiring.Component):
     gets a clock constraint at ``constraint_hz`` (default: the setting's frequency; a
     higher one makes place and route aim above the clock the design will run at).
 
+    With ``reference_domain`` (a domain the parent defines), the oscillator also clocks
+    that domain (through its input buffer, on the ECP5 and Gowin; the iCE40's pad feeds
+    only its PLL), reset while ``reset`` is high and released synchronously.
+
     Members
     -------
     clk : ``Out(1)``
@@ -246,7 +321,11 @@ class PLLClock(wiring.Component):
     locked: Out(1)
 
     def __init__(self, setting: PLLSetting, oscillator, domain: str = "sync",
-                 constraint_hz: float | None = None):
+                 constraint_hz: float | None = None, reference_domain: str | None = None):
+        if reference_domain is not None and setting.family == "ice40":
+            raise Tfl2RtlError("the iCE40's oscillator pad feeds only its PLL: no domain "
+                               "runs on the oscillator's clock")
+        self.reference_domain = reference_domain
         self.setting = setting
         self.oscillator = oscillator
         self.domain = domain
@@ -273,6 +352,10 @@ class PLLClock(wiring.Component):
                 o_PLLOUTGLOBAL=clock, o_LOCK=lock)
         else:
             m.submodules.osc = osc = io.Buffer("i", self.oscillator)
+            if self.reference_domain is not None:
+                m.d.comb += ClockSignal(self.reference_domain).eq(osc.i)
+                m.submodules.reference_reset = cdc.ResetSynchronizer(
+                    self.reset, domain=self.reference_domain)
             if setting.family == "ecp5":
                 m.submodules.pll = Instance(
                     "EHXPLLL",

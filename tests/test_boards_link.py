@@ -356,3 +356,70 @@ def test_a_reply_checks_only_against_its_own_request():
         decode(reply, seed=reply_seed(second))
     with pytest.raises(LinkError, match="bad checksum"):
         decode(reply)  # nor from 0xFFFF
+
+
+def uart_on_its_clock(fast_ns: float, frames, pause_bits: int = 0, timing=None):
+    """A board top whose UART runs on a clock of its own (``uart_domain``: here the
+    testbench's ``sync``, 10 ns, as the oscillator on a board) and whose link and
+    accelerator run on ``fast``, of period ``fast_ns``; the host's UART on the
+    oscillator's clock too.  Each frame's second byte follows its first after a pause
+    of ``pause_bits`` bit times, the other bytes with ``timing``'s stalls; returns the
+    replies (taken with ``timing``'s backpressure)."""
+    from amaranth.hdl import ClockDomain, DomainRenamer
+
+    from streams import get, put
+    from tfl2rtl.boards.uart import UARTReceiver, UARTTransmitter
+
+    identity = make_identity(4, 1)
+    top = BoardTop(AddOne(4, 1), identity, divisor=4, timeout_bytes=2, uart_domain="osc")
+    m = Module()
+    m.domains.fast = ClockDomain("fast")
+    m.submodules.top = DomainRenamer({"sync": "fast", "osc": "sync"})(top)
+    m.submodules.host_tx = host_tx = UARTTransmitter(4)
+    m.submodules.host_rx = host_rx = UARTReceiver(4)
+    m.d.comb += [top.rx.eq(host_tx.tx), host_rx.rx.eq(top.tx)]
+    replies = []
+    decoder = FrameDecoder()
+
+    async def host(ctx):
+        for frame in frames:
+            decoder.seed = device_seed(frame if pause_bits < 10 else frame[:1])
+            wanted = len(replies) + 1
+            await put(ctx, host_tx.i, frame[:1])
+            await ctx.tick().repeat(4 * (10 + pause_bits))  # the byte, then the pause
+            await put(ctx, host_tx.i, frame[1:2])
+            await put(ctx, host_tx.i, frame[2:], timing)
+            await ctx.tick().until(host_tx.i.ready)  # (the last byte sent)
+            while len(replies) < wanted:
+                await ctx.tick()
+
+    async def receiver(ctx):
+        while True:
+            replies.extend(decoder.feed(bytes(await get(ctx, host_rx.o, 1, timing))))
+
+    sim = Simulator(m)
+    sim.add_clock(10e-9)
+    sim.add_clock(fast_ns * 1e-9, domain="fast")
+    sim.add_testbench(host)
+    sim.add_testbench(receiver, background=True)
+    sim.run()
+    return replies
+
+
+@pytest.mark.parametrize("fast_ns", [3.7, 27.0])
+def test_board_top_with_its_uart_on_its_own_clock(fast_ns):
+    """The UART on the oscillator's clock, the link on a faster or a slower one: the
+    bytes cross both ways (with random stalls on the host's side), and the frame timeout
+    counts the UART's bit times whatever the link's clock (2 bytes: 20 bit times, give
+    or take the crossing's cycle): a second byte 16 bit times after the first (a pause
+    of 6) keeps a frame, one 24 after it (a pause of 14) ends it."""
+    from streams import Timing
+
+    frames = [encode(protocol.INFER, bytes([9, 8, 7, 6])), encode(protocol.IDENTIFY)]
+    replies = uart_on_its_clock(fast_ns, frames, 6, Timing(random.Random(fast_ns)))
+    assert replies[0].payload == bytes([10, 9, 8, 7])
+    assert Identity.unpack(replies[1].payload) == make_identity(4, 1)
+    kept = uart_on_its_clock(fast_ns, frames[:1], pause_bits=6)
+    assert kept[0].payload == bytes([10, 9, 8, 7])
+    cut = uart_on_its_clock(fast_ns, frames[:1], pause_bits=14)
+    assert cut[0].error is ErrorCode.TRUNCATED
