@@ -9,7 +9,8 @@ board's UART, its ``busy`` on an LED) for the board's platform
 board's oscillator (:mod:`tfl2rtl.boards.clocks`) and held in reset until the PLL locks
 and while the button :attr:`~tfl2rtl.boards.board.Board.reset` names is pressed.
 :func:`build_board_clocked` finds the clock: the fastest the routed design meets,
-building again below nextpnr's Fmax when a build misses its clock.  Then Yosys, nextpnr and the
+re-clocking the routed design on the ULX3S (:func:`reclock_design`), building again
+below nextpnr's Fmax when a build misses its clock on the other boards.  Then Yosys, nextpnr and the
 packer run one after the other (:func:`tfl2rtl.boards.tools.run`), each step reported
 through ``progress``, and :func:`build_board` writes the bitstream and a report
 (:mod:`tfl2rtl.boards.report`) into the output folder, atomically.
@@ -41,7 +42,7 @@ from tfl2rtl.errors import Tfl2RtlError
 from tfl2rtl.output import staged_directory
 
 from .board import BOARDS, Board, DoesNotFit, board_named, toolchain_env
-from .clocks import UART_TOLERANCE, PLLClock, PLLSetting, choose_pll, reclock_config, uart_error
+from .clocks import PLLClock, PLLSetting, choose_pll, reclock_config
 from .fit import (
     check_cells,
     check_dsp_estimate,
@@ -430,18 +431,8 @@ def board_clock(board: Board, limit_mhz: float, baud: int) -> PLLSetting:
 
 def uart_divisor(board: Board, clock: PLLSetting, baud: int):
     """The UART's cycles per bit on ``board`` with its PLL at ``clock``: of the PLL's
-    clock, or of the oscillator's where the UART runs on it (:attr:`Board.reclock`,
-    which must then carry ``baud`` within :data:`~tfl2rtl.boards.clocks.UART_TOLERANCE`)."""
-    if not board.reclock:
-        return divisor_for(float(clock.output_hz), baud)
-    oscillator = float(clock.input_hz)
-    divisor = divisor_for(oscillator, baud)
-    if uart_error(oscillator, baud) > UART_TOLERANCE:
-        raise Tfl2RtlError(f"{baud} baud is {100 * uart_error(oscillator, baud):.1f}% off at "
-                           f"the {oscillator / 1e6:g} MHz oscillator {board.name}'s UART "
-                           f"runs on (at most {100 * UART_TOLERANCE:g}%): choose another "
-                           "--baud")
-    return divisor
+    clock, or of the oscillator's where the UART runs on it (:attr:`Board.reclock`)."""
+    return divisor_for(float(clock.input_hz if board.reclock else clock.output_hz), baud)
 
 
 def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,

@@ -234,13 +234,13 @@ def simulate_board(top: BoardTop, inputs: np.ndarray, expected: np.ndarray,
     # after a request timeout at worst, plus the accelerator's time (generously).
     byte_cycles = 10 * int(divisor)
     reply_bytes = max(len(ident.pack()), ident.output.nbytes) + 8
-    timeout = (2 * top.link.timeout_cycles + 4 * byte_cycles * reply_bytes
+    timeout = (2 * top.timeout_cycles + 4 * byte_cycles * reply_bytes
                + 50 * (ident.input.nbytes + ident.output.nbytes) + 200_000)
     # The fault rounds wait less, since many of them wait for a reply that never comes:
     # a request timeout, the reply, and the accelerator's time from its plan.
     plan = getattr(top.accelerator, "plan", None)
     fault_timeout = timeout if plan is None else (
-        2 * top.link.timeout_cycles + 4 * byte_cycles * reply_bytes
+        2 * top.timeout_cycles + 4 * byte_cycles * reply_bytes
         + 8 * plan.cycles_per_vector + 2000)
     config = build_dir / "config.json"
     config.write_text(json.dumps({

@@ -229,3 +229,12 @@ def test_reclocking_a_routed_design_gives_what_nextpnr_writes_for_that_pll(tmp_p
         reclock_config(built_fast, slow, fast)
     with pytest.raises(Tfl2RtlError, match="0 EHXPLLL primitives"):
         reclock_config(".device LFE5U-85F\n", fast, slow)
+
+
+def test_only_an_oscillator_with_an_input_buffer_clocks_a_domain():
+    """The iCE40's oscillator pad feeds only its PLL: a domain on the oscillator's clock
+    (what a re-clocked board design needs for its UART) is refused there."""
+    from tfl2rtl.boards.clocks import PLLClock
+
+    with pytest.raises(Tfl2RtlError, match="the iCE40's oscillator pad feeds only its PLL"):
+        PLLClock(choose_pll("ice40", 12e6, 30e6, 3_000_000), None, reference_domain="osc")
