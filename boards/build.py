@@ -10,10 +10,10 @@ board's oscillator (:mod:`tfl2rtl.boards.clocks`) and held in reset until the PL
 and while the button :attr:`~tfl2rtl.boards.board.Board.reset` names is pressed.
 :func:`build_board_clocked` finds the clock: the fastest the routed design meets,
 re-clocking the routed design on the ULX3S (:func:`reclock_design`), building again
-below nextpnr's Fmax when a build misses its clock on the other boards.  Then Yosys, nextpnr and the
-packer run one after the other (:func:`tfl2rtl.boards.tools.run`), each step reported
-through ``progress``, and :func:`build_board` writes the bitstream and a report
-(:mod:`tfl2rtl.boards.report`) into the output folder, atomically.
+below nextpnr's Fmax when a build misses its clock on the other boards.  Then Yosys,
+nextpnr and the packer run one after the other (:func:`tfl2rtl.boards.tools.run`), each
+step reported through ``progress``, and :func:`build_board` writes the bitstream and a
+report (:mod:`tfl2rtl.boards.report`) into the output folder, atomically.
 
 The pieces live beside this module: the board table and its platform hooks in
 :mod:`.board`, weight placement (SPRAM on the iCE40 UP5K, which the host loads over the

@@ -68,6 +68,7 @@ def test_icebreaker_bitstream_and_report(tmp_path, capsys):
         out / "report.txt").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["board"]["uart_divisor"] == 8.125  # 24.375 MHz / 3 Mbaud
+    assert manifest["board"]["uart_clock_mhz"] == 24.375  # the UART on the PLL's clock
     assert manifest["board"]["pll"]["DIVF"] == 64
     assert manifest["board"]["clock_mhz"] == 24.375
     assert (out / "logs" / "yosys.log").exists()

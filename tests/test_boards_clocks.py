@@ -1,6 +1,9 @@
+# amaranth: UnusedElaboratable=no
+# (a PLL component refused in its constructor is never elaborated)
 """The PLL settings against the vendors' formulas and limits, the choice of a clock for a
-baud rate, and our simulation models of the three PLL primitives (run in Verilator):
-the frequency each one makes, and the parameter sets each refuses."""
+baud rate, our simulation models of the three PLL primitives (run in Verilator): the
+frequency each one makes, and the parameter sets each refuses; and the re-clocking of a
+routed ECP5 design against nextpnr's own configuration."""
 
 from fractions import Fraction
 
