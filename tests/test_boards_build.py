@@ -268,31 +268,92 @@ def test_the_clock_search_steps_back_up_with_a_new_seed(monkeypatch, tmp_path):
 
 def test_a_board_that_reclocks_places_and_routes_once(monkeypatch, tmp_path):
     """On the ULX3S (:attr:`Board.reclock`) the default build is one place and route,
-    aimed at the board's estimate, with the routed design re-clocked (build_board with
-    ``reclock``); --clock-mhz builds at that clock and is not re-clocked."""
+    aimed at the board's estimate, its routed design re-clocked (build_board with
+    ``reclock``); only when that clock falls short of the aim by more than NARROW_MISS
+    is it placed and routed again with another seed, that bitstream kept only when it
+    runs faster (build_board raises TimingMissed otherwise, writing nothing).
+    --clock-mhz builds at that clock and is not re-clocked."""
     from tfl2rtl.boards import build as board_build
 
     board = BOARDS["ulx3s-85f"]
     assert board.reclock and not BOARDS["icebreaker"].reclock
-    calls = []
+    first = board_clock(board, board.clock_estimate_mhz, DEFAULT_BAUD).output_mhz
+    calls, lines = [], []
+    # the clock each seed's routed design is re-clocked to
+    reached = {None: first, 2: 70.0, 5: 60.0, 7: 59.0}
 
     def one_build(design, board_name, out_dir, *, clock, seed, clock_reason,
-                  constraint_mhz=None, reclock=False, **kwargs):
-        calls.append((clock.output_mhz, seed, constraint_mhz, reclock, clock_reason))
-        return "report"
+                  constraint_mhz=None, reclock=False, faster_than=None, **kwargs):
+        calls.append((clock.output_mhz, seed, constraint_mhz, reclock, faster_than))
+        runs = reached[seed] if reclock else clock.output_mhz
+        if faster_than is not None and runs <= faster_than:
+            raise board_build.TimingMissed("no faster", runs + 0.2, clock.output_mhz)
+        return types.SimpleNamespace(clock_mhz=runs, clock=clock_reason)
 
     monkeypatch.setattr(board_build, "build_board", one_build)
     design = types.SimpleNamespace(network_plan=types.SimpleNamespace(logic_multipliers=0))
-    assert board_build.build_board_clocked(design, "ulx3s-85f", tmp_path) == "report"
-    first = board_clock(board, board.clock_estimate_mhz, DEFAULT_BAUD).output_mhz
-    assert calls == [(first, None, board.clock_estimate_mhz, True,
-                      "placed and routed aiming at the first estimate for ecp5, 72 MHz")]
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path,
+                                             progress=lines.append)
+    aim = "placed and routed aiming at the first estimate for ecp5, 72 MHz"
+    assert calls == [(first, None, board.clock_estimate_mhz, True, None)]
+    assert report.clock == aim and lines == []
+    # Short of the aim: placed again with seed 2, which runs faster and is the result.
+    reached[None] = 60.0
+    calls.clear()
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path,
+                                             progress=lines.append)
+    assert calls == [(first, None, 72.0, True, None), (first, 2, 72.0, True, 60.0)]
+    assert report.clock_mhz == 70.0
+    assert report.clock == f"{aim} (nextpnr --seed 2; the first placement ran at 60 MHz)"
+    assert lines == [f"the routed design runs at 60 MHz, short of the {first:.6g} MHz "
+                     "aimed at: placing again with nextpnr --seed 2, kept if faster"]
+    # The second placement no faster: the first bitstream stays (seeds counted from 5).
+    calls.clear()
+    lines.clear()
+    report = board_build.build_board_clocked(design, "ulx3s-85f", tmp_path, seed=5,
+                                             progress=lines.append)
+    assert calls == [(first, 5, 72.0, True, None), (first, 7, 72.0, True, 60.0)]
+    assert report.clock_mhz == 60.0 and report.clock == f"{aim} (nextpnr --seed 5)"
+    assert lines[-1] == ("the second placement reached 59.2 MHz; keeping the bitstream at "
+                         "60 MHz")
     calls.clear()
     board_build.build_board_clocked(design, "ulx3s-85f", tmp_path, clock_mhz=60, seed=3)
-    assert calls == [(60.0, 3, None, False, "--clock-mhz 60 (nextpnr --seed 3)")]
+    assert calls == [(60.0, 3, None, False, None)]
     monkeypatch.undo()
     with pytest.raises(Tfl2RtlError, match="for icebreaker cannot be re-clocked"):
         board_build.build_board(design, "icebreaker", tmp_path, reclock=True)
+
+
+@pytest.mark.long  # two ULX3S builds of a small design, about 2 minutes
+def test_a_ulx3s_build_is_reclocked_to_its_fmax(tmp_path):
+    """A real ULX3S build with ``reclock``: the bitstream runs at the fastest PLL clock at
+    or below nextpnr's Fmax (here above the clock aimed at), and the report, its reason
+    and the manifest's PLL say so; the same build again with ``faster_than`` that clock
+    raises TimingMissed and leaves the first output as it was."""
+    from tfl2rtl.boards.build import TimingMissed, build_board
+
+    board = BOARDS["ulx3s-85f"]
+    dense = generate(TEST_MODELS / "dense10_int8.tflite", fold="auto", max_multipliers=4)
+    aimed = board_clock(board, 50, DEFAULT_BAUD)
+    out = tmp_path / "out"
+    lines = []
+    report = build_board(dense, "ulx3s-85f", out, clock=aimed, reclock=True,
+                         progress=lines.append)
+    runs = board_clock(board, report.nextpnr_fmax_mhz, DEFAULT_BAUD)
+    assert report.clock_mhz == runs.output_mhz > aimed.output_mhz and report.meets_timing
+    change = (f"nextpnr's Fmax {report.nextpnr_fmax_mhz:.1f} MHz aiming at 50 MHz: the "
+              f"routed design re-clocked to {runs.output_mhz:.6g} MHz (its PLL set again, "
+              "no second place and route)")
+    assert change in lines and report.clock == f"{runs.describe()}; {change}"
+    manifest = json.loads((out / "manifest.json").read_text())["board"]
+    assert manifest["clock_mhz"] == pytest.approx(runs.output_mhz)
+    assert {k: manifest["pll"][k] for k in runs.parameters} == runs.parameters
+    assert manifest["uart_clock_mhz"] == 25.0
+    written = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    with pytest.raises(TimingMissed, match="no faster than the"):
+        build_board(dense, "ulx3s-85f", out, clock=aimed, reclock=True,
+                    faster_than=report.clock_mhz)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == written
 
 
 def test_reclock_design_sets_the_pll_to_the_fastest_clock_the_fmax_clears(tmp_path):
