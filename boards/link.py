@@ -108,7 +108,8 @@ class HostLink(wiring.Component):
         High from a frame's sync byte to the end of its reply.
     tick : ``In(1)``, high unless driven
         The cycles the frame timeout counts (:class:`BoardTop` with its UART on a clock
-        of its own drives it with a pulse per bit time of that clock).
+        of its own drives it with a pulse every :attr:`BoardTop.tick_cycles` cycles of
+        that clock: a bit time, rounded up).
     load : ``Out(stream.Signature(LOAD_LAYOUT))``, with loadable memories
         Weight bytes for the accelerator's loadable memories (its ``ready`` is ignored:
         they take a byte every cycle).
