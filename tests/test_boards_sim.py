@@ -202,7 +202,7 @@ PLL_BOARDS = {"ice40": (12e6, 3_000_000, 31.5e6), "ecp5": (25e6, 3_125_000, 50e6
               "gowin": (27e6, 3_000_000, 60e6)}
 
 
-@pytest.mark.parametrize("family", long_cases(sorted(PLL_BOARDS), {"gowin"}))
+@pytest.mark.parametrize("family", long_cases(sorted(PLL_BOARDS), {"ice40", "gowin"}))
 def test_the_board_design_on_its_pll_model(family, tmp_path):
     """The board design as a build makes it (PLL on the oscillator, lock-gated reset, the
     UART divisor at the PLL's clock, or on the ECP5 the UART on the oscillator's clock
