@@ -55,7 +55,7 @@ from .fit import (
 from .link import BoardTop
 from .memory import check_memory, place_weights
 from .protocol import Identity
-from .report import BuildReport, build_report
+from .report import BuildReport, build_report, slowest_fmax
 from .tools import RouterWatch, ToolStalled, himbaechel_arguments, run, tool
 from .uart import divisor_for
 
@@ -429,10 +429,16 @@ def board_clock(board: Board, limit_mhz: float, baud: int) -> PLLSetting:
                       None if board.reclock else baud)
 
 
+def uart_clock_hz(board: Board, clock: PLLSetting) -> float:
+    """The clock of ``board``'s UART with its PLL at ``clock``: the PLL's, or the
+    oscillator's where the UART runs on it (:attr:`Board.reclock`)."""
+    return float(clock.input_hz if board.reclock else clock.output_hz)
+
+
 def uart_divisor(board: Board, clock: PLLSetting, baud: int):
-    """The UART's cycles per bit on ``board`` with its PLL at ``clock``: of the PLL's
-    clock, or of the oscillator's where the UART runs on it (:attr:`Board.reclock`)."""
-    return divisor_for(float(clock.input_hz if board.reclock else clock.output_hz), baud)
+    """The UART's cycles per bit on ``board`` with its PLL at ``clock``
+    (:func:`uart_clock_hz`)."""
+    return divisor_for(uart_clock_hz(board, clock), baud)
 
 
 def build_board_clocked(design, board_name: str, out_dir: str | os.PathLike, *,
@@ -586,7 +592,7 @@ def reclock_design(board: Board, build: Path, clock: PLLSetting, baud: int
     configuration (``<NAME>.config``, which the packer reads next) when it is not
     ``clock``; returns the clock and a line saying what changed (empty when nothing)."""
     placed = json.loads((build / f"{NAME}.report.json").read_text())
-    fmax = min((entry["achieved"] for entry in placed.get("fmax", {}).values()), default=0.0)
+    fmax = slowest_fmax(placed)
     if fmax <= 0:
         raise Tfl2RtlError("nextpnr reported no Fmax for the routed design: it cannot be "
                            "re-clocked (a tfl2rtl bug: please report it)")
@@ -813,8 +819,7 @@ def build_board(design, board_name: str, out_dir: str | os.PathLike, *,
                                  "oscillator_mhz": float(clock.input_hz) / 1e6,
                                  "baud": baud,
                                  "uart_divisor": float(uart_divisor(board, clock, baud)),
-                                 "uart_clock_mhz": (float(clock.input_hz if board.reclock
-                                                          else clock.output_hz) / 1e6),
+                                 "uart_clock_mhz": uart_clock_hz(board, clock) / 1e6,
                                  "identity": identity.pack().hex(),
                                  "loaded_weights": [m.node for m in identity.memories]}
             if in_flash:

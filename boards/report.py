@@ -228,6 +228,13 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
+def slowest_fmax(placed: dict) -> float:
+    """nextpnr's Fmax of the slowest clock domain in its ``--report`` JSON ``placed``
+    (MHz; 0 when it gives none)."""
+    return min((entry["achieved"] for entry in placed.get("fmax", {}).values()),
+               default=0.0)
+
+
 def build_report(design, board: Board, build: Path, name: str, identity: Identity,
                  clock_hz: float, baud: int, seconds: dict, clock: str = "") -> BuildReport:
     """The report of ``design`` built for ``board`` in the folder ``build`` (as module
@@ -244,7 +251,6 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
         used = (count(utilization, kinds) if kinds is not None
                 else count(cells, board.cells[resource]))
         resources[resource] = (used, available)
-    clocks = [entry["achieved"] for entry in placed.get("fmax", {}).values()]
     notes = []
     plan = design.network_plan
     serial = (plan.schedule.requant_interval > 1 if design.architecture == "sequential"
@@ -257,7 +263,7 @@ def build_report(design, board: Board, build: Path, name: str, identity: Identit
                      f"{COMPACT_REQUANT_INTERVAL} cycles"] if compact else []))
         notes.append(f"requantizers share one 16x16 multiplier per lane ({'; '.join(forms)});"
                      " the cycles per inference count them")
-    nextpnr_fmax = min(clocks) if clocks else 0.0
+    nextpnr_fmax = slowest_fmax(placed)
     bound = None
     netlist = json.loads((build / board.netlist.format(name=name)).read_text())
     if board.family == "ice40":
