@@ -86,6 +86,7 @@ def test_auto_lowers_an_engine_whose_logic_overflows(monkeypatch, tmp_path):
     assert report.notes[-1].startswith("the engine did not fit with ")
 
 
+@pytest.mark.long
 def test_an_engine_with_its_weights_in_flash_builds_with_its_flash_image(tmp_path, capsys):
     """``--weights flash`` on the iCEBreaker (the small legacy uint8 MLP): the engine's
     flash pins on the board's SPI flash; beside the bitstream the flash image, which is

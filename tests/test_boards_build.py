@@ -452,6 +452,7 @@ def test_a_clock_the_design_cannot_meet_is_refused(tmp_path, capsys):
     assert "Traceback" not in "".join(lines) and not out.exists()
 
 
+@pytest.mark.long
 def test_a_design_that_does_not_fit_names_the_resource(tmp_path, capsys):
     # 16 multipliers and their requantizers cannot fit 8 DSP blocks; the previous
     # contents stay untouched (a folder with other files is written into only with

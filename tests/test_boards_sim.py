@@ -230,7 +230,7 @@ def test_the_board_design_on_its_pll_model(family, tmp_path):
     assert run.errors == {name: name for name in BAD_FRAMES} and run.mismatches == 0
 
 
-@pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite",
+@pytest.mark.parametrize("name", ["mlp_float_io.tflite", long_case("cnn_float_io.tflite"),
                                   long_case("nchw_float_io.tflite")])
 def test_float_edges_through_the_host_driver(name, tmp_path):
     """A model with float32 edges: the board streams int8 (its identity says so), and

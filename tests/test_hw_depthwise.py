@@ -12,7 +12,7 @@ from amaranth.back.rtlil import convert
 from amaranth.hdl import Fragment, Module, Signal, signed
 from amaranth.sim import Simulator
 
-from conftest import TEST_MODELS, ZOO, long_cases
+from conftest import TEST_MODELS, ZOO, long_case, long_cases
 from streams import DSP_PLATFORM, STALL_MODES, get, put, simulate
 from tfl2rtl import golden, ir
 from tfl2rtl.api import load
@@ -378,7 +378,8 @@ def test_logic_product_is_exact_for_every_pair(weight_bits):
 
 
 @pytest.mark.parametrize("mode", STALL_MODES)
-@pytest.mark.parametrize("case, requant_lanes", [("micro_speech", 2), ("micro_speech_pe1", 1)])
+@pytest.mark.parametrize("case, requant_lanes", [("micro_speech", 2),
+                                                  long_case("micro_speech_pe1", 1)])
 def test_layer_with_products_in_logic(tmp_path, case, requant_lanes, mode):
     """With ``products_in_logic`` the unit has no ``*`` left (so no DSP block), and the
     layer still equals the golden model."""

@@ -771,7 +771,7 @@ def test_int64_per_channel_lanes(mode, acc_width, platform):
 
 
 @pytest.mark.parametrize("platform", [long_case(None, id="fabric"),
-                                      pytest.param(DSP_PLATFORM, id="dsp_hook")])
+                                      long_case(DSP_PLATFORM, id="dsp_hook")])
 def test_int64_every_accumulator_of_a_narrow_layer(platform):
     # Every 16-bit accumulator, through two channels at the ends of the multiplier range.
     requant = make_requant([0x7FFF8000, 1_100_000_000], [-2, 0])

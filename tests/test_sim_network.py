@@ -47,7 +47,8 @@ def auto(max_multipliers):
 #: the small MLPs (random 16x8 graphs: tests/test_sim_random.py).
 LONG_CASES = {"mlp_uint8-serial", "mlp_uint8-wide", "ad01-serial", "ad01-wide",
               "mlp_uint8_legacy-auto", "mlp_int16x8-auto", "conv_int8-auto", "kws-auto",
-              "vww-auto", "person_detect-auto"}
+              "vww-auto", "person_detect-auto", "resnet8-auto", "cnn_int8-auto",
+              "cnn_uint8_legacy-auto"}
 
 CASES = {  # model, folding (None: one multiplier per layer), lanes on the AXI edges, inputs
     "hello_world-serial": (HELLO_WORLD, None, 1, 256),

@@ -164,7 +164,7 @@ def test_waves_need_a_vcd_file_name(tmp_path):
     Fragment.get(network, None)
 
 
-@pytest.mark.parametrize("name", ["mlp_float_io.tflite", "cnn_float_io.tflite",
+@pytest.mark.parametrize("name", ["mlp_float_io.tflite", long_case("cnn_float_io.tflite"),
                                   long_case("nchw_float_io.tflite")])
 def test_simulate_a_model_with_float_edges(name, tmp_path):
     """simulate() on float32 inputs: the RTL streams int8 (NHWC: the NCHW model's
