@@ -767,14 +767,15 @@ class Requantizer(wiring.Component):
 
         # The operand pairs (x_lo, m_lo), (x_lo, m_hi), (x_hi, m_lo), (x_hi, m_hi) enter
         # the multiplier's registers in steps 1 to 4; each product comes out two steps
-        # later.  Nothing but a register follows the multiplier.
-        # The operand registers move in steps 1 to 5 only; they and the product register
-        # have a reset: on the iCE40 Yosys then leaves all three in the fabric and the
-        # SB_MAC16 in bypass, whose delay the datasheet bound adds to the paths into and
-        # out of it.  (Left to pack registers into the cell, Yosys packed one operand's
-        # and not the other's, or the product's into the middle of the multiplier:
-        # forms the bound can only take as a whole multiplier's delay added to the
-        # design's slowest path.)
+        # later (from the hook's product register, or in the fabric from the addend
+        # register of :meth:`_compact_registered_sum`, which takes it moved to its place).
+        # The operand registers move in steps 1 to 5 only; they and the register after
+        # the multiplier have a reset: on the iCE40 Yosys then leaves them in the fabric
+        # and the SB_MAC16 in bypass, whose delay the datasheet bound adds to the paths
+        # into and out of it.  (Left to pack registers into the cell, Yosys packed one
+        # operand's and not the other's, or the product's into the middle of the
+        # multiplier: forms the bound can only take as a whole multiplier's delay added
+        # to the design's slowest path.)
         low_x = at["operands_ll"] | at["operands_lh"]
         low_m = at["operands_ll"] | at["load"]
         a_next = Mux(low_x, xu[:16], xu[16:])
@@ -782,51 +783,55 @@ class Requantizer(wiring.Component):
         multiplying = Signal(name=f"compact_multiplying_{lane}")
         m.d.comb += multiplying.eq(at["operands_ll"] | at["operands_lh"] | at["load"]
                                    | at["add_lh"] | at["add_hl"])
-        product = pipeline.platform_product(m, platform, multiplying, a_next, b_next,
-                                            f"compact_product_{lane}")
-        if product is None:
-            a_reg = pipeline.register(m, multiplying, a_next, f"compact_a_{lane}")
-            b_reg = pipeline.register(m, multiplying, b_next, f"compact_b_{lane}")
-            product = pipeline.register(m, Const(1), a_reg * b_reg,
-                                        f"compact_product_{lane}", unsigned(32))
-
         total = Signal(48, name=f"compact_acc_{lane}")
         # "round": the doubling high multiply, saturated (only INT32_MIN * INT32_MIN
-        # reaches 2**31), and the nudges of the rounding right shift by ``right = least
+        # reaches 2**31), and the nudge of the rounding right shift by ``right = least
         # + p["right"]``: 2**(right - 1) for a result >= 0, one less below 0, none for
-        # right = 0 (bit k of the nudge: right == k + 1, or right > k + 1 below 0).  The
-        # sign and the overflow are taken into registers as the last sum is written (on
-        # the iCE40 the sign bit's fan-out into the adder's operands was micro_speech's
+        # right = 0 (bit k: right == k + 1, or right > k + 1 below 0).  The overflow is
+        # taken into a register as the last sum is written, and so is the sign (on the
+        # iCE40 the sign bit's fan-out into the adder's operands was micro_speech's
         # critical path, 38 ns).
-        negative = Signal(name=f"compact_negative_{lane}")
         overflow = Signal(name=f"compact_overflow_{lane}")
-        saturated = Mux(overflow, INT32_MAX, total[15:47].as_signed())
         extra = p["right"]
-        nudge = Cat(*[
-            Mux(negative, (extra > k + 1 - least) if k + 1 - least >= 0 else Const(1),
-                (extra == k + 1 - least) if k + 1 - least >= 0 else Const(0))
-            for k in range(31)])
+        nudges = {sign: Cat(*[
+            ((extra > k + 1 - least) if k + 1 - least >= 0 else Const(1)) if sign else
+            ((extra == k + 1 - least) if k + 1 - least >= 0 else Const(0))
+            for k in range(31)]) for sign in (True, False)}
+        saturated = Mux(overflow, INT32_MAX, total[15:47].as_signed())
+        first = Cat(Const(0, 14), Const(1, 1), Const(0, 1), (sx + sm)[:2])
 
         def term(condition, value):
             return Mux(condition, value, 0)
 
-        # One adder for every step that adds: its first operand the accumulator, the
-        # first step's constant or the saturated high part, its second one of the terms.
-        first = Cat(Const(0, 14), Const(1, 1), Const(0, 1), (sx + sm)[:2])
-        base = Mux(at["load"], first, Mux(at["round"], saturated, total))
-        addend = (term(at["load"], product[16:])
-                  | term(at["add_lh"] | at["add_hl"], product)
-                  | term(at["add_hh"], product << 16)
-                  | term(at["correct_x"] & sx, ~mu << 16)
-                  | term(at["correct_m"] & sm, ~xu << 16)
-                  | term(at["round"], nudge))
+        product = pipeline.platform_product(m, platform, multiplying, a_next, b_next,
+                                            f"compact_product_{lane}")
+        if product is None:
+            written = self._compact_registered_sum(m, at, lane, multiplying, a_next, b_next,
+                                                   total, saturated, nudges, xu, mu,
+                                                   sx, sm)
+            with m.If(at["operands_lh"]):
+                m.d.sync += total.eq(first)
+        else:
+            # The product from the hook's register: one adder for every step that adds,
+            # its first operand the accumulator, the first step's constant or the
+            # saturated high part, its second one of the terms.
+            negative = Signal(name=f"compact_negative_{lane}")
+            base = Mux(at["load"], first, Mux(at["round"], saturated, total))
+            addend = (term(at["load"], product[16:])
+                      | term(at["add_lh"] | at["add_hl"], product)
+                      | term(at["add_hh"], product << 16)
+                      | term(at["correct_x"] & sx, ~mu << 16)
+                      | term(at["correct_m"] & sm, ~xu << 16)
+                      | term(at["round"], Mux(negative, nudges[True], nudges[False])))
+            written = (base + addend)[:48]
+            with m.If(at["correct_m"]):
+                m.d.sync += negative.eq(written[47])
         adding = (at["load"] | at["add_lh"] | at["add_hl"] | at["add_hh"] | at["correct_x"]
                   | at["correct_m"] | at["round"])
-        written = (base + addend)[:48]
         with m.If(adding):
             m.d.sync += total.eq(written)
         with m.If(at["correct_m"]):
-            m.d.sync += [negative.eq(written[47]), overflow.eq(~written[47] & written[46])]
+            m.d.sync += overflow.eq(~written[47] & written[46])
         with m.If(at["right_shift"]):  # arithmetic, so a floor
             m.d.sync += total.eq((total[:34].as_signed() >> least) >> extra)
 
@@ -840,6 +845,40 @@ class Requantizer(wiring.Component):
             return Mux(wraps, e["act_min"], Mux(above, e["act_max"],
                                                 Mux(below, e["act_min"], in_range(e["offset"]))))
         return self._constant_clamp(q)
+
+    @staticmethod
+    def _compact_registered_sum(m, at, lane, multiplying, a_next, b_next, total, saturated,
+                                nudges, xu, mu, sx, sm):
+        """The compact lane's sum with its product in the fabric (no platform hook):
+        ``total + B``, each operand one LUT from registers, so that nothing but the carry
+        chain lies between the accumulator's register and itself (micro_speech's iCE40
+        critical path was 34.9 ns: the step register's fan-out through four LUTs into
+        the 48-bit carry).  ``B`` is a register loaded a step ahead with the term of the
+        step that adds it: the multiplier's output (two edges after its operands, as a
+        product register would give it) moved to its place, a sign correction, or the
+        nudge for a result >= 0; the nudge below 0 (one less) is a register of its own,
+        chosen by the sign taken as the last sum is written.  The first step's constant
+        is loaded into ``total`` a step before it adds (:meth:`_compact_lane` does so)."""
+        def term(condition, value):
+            return Mux(condition, value, 0)
+
+        a_reg = pipeline.register(m, multiplying, a_next, f"compact_a_{lane}")
+        b_reg = pipeline.register(m, multiplying, b_next, f"compact_b_{lane}")
+        product = a_reg * b_reg
+        addend = Signal(48, name=f"compact_addend_{lane}")
+        m.d.sync += addend.eq(term(at["operands_lh"], product[16:])  # for "load"
+                              | term(at["load"] | at["add_lh"], product)
+                              | term(at["add_hl"], product << 16)  # for "add_hh"
+                              | term(at["add_hh"] & sx, ~mu << 16)  # for "correct_x"
+                              | term(at["correct_x"] & sm, ~xu << 16)  # for "correct_m"
+                              | term(at["correct_m"], nudges[False]))  # for "round"
+        below = Signal(31, name=f"compact_nudge_below_{lane}")
+        m.d.sync += below.eq(nudges[True])
+        rounds_below = Signal(name=f"compact_rounds_below_{lane}")
+        written = (Mux(at["round"], saturated, total)
+                   + Mux(rounds_below, below, addend))[:48]
+        m.d.sync += rounds_below.eq(at["correct_m"] & written[47])
+        return written
 
     def _epilogue_bounds(self, m, advance, group, register):
         """Per lane, the channel's epilogue from a ROM read on ``advance`` at ``group``
