@@ -268,11 +268,13 @@ class Requantizer(wiring.Component):
     (:meth:`_compact_lane`).  A beat is taken when the lane is idle or as its result is
     written; a result not yet taken holds the lane in its last step.  So a beat enters
     every :data:`COMPACT_INTERVAL` cycles when ``o`` keeps up, and its result can leave
-    ``COMPACT_INTERVAL + 1`` edges after it entered.  Under half the logic cells and
-    under a third of the flip-flops of a lane with serial products (measured on the
-    iCE40 in micro_speech's layers, Yosys' LUTs, carries and flip-flops: 601 and 456
-    cells against 1,315 and 933, of them 197 and 132 flip-flops against 626 and 496),
-    for layers whose outputs come no faster (:func:`tfl2rtl.design.share_requantizers`
+    ``COMPACT_INTERVAL + 1`` edges after it entered.  About half the logic cells and
+    a third of the flip-flops of a lane with serial products (measured on the iCE40 in
+    micro_speech's layers, Yosys' LUTs, carries and flip-flops: 601 and 456 cells
+    against 1,315 and 933, of them 197 and 132 flip-flops against 626 and 496, before
+    the fabric product's addend register: 48 + 31 flip-flops in place of the product
+    register's 32, see :meth:`_compact_registered_sum`), for layers whose outputs come
+    no faster (:func:`tfl2rtl.design.share_requantizers`
     chooses it).  The hook for serial products does not change it.  Tested as the
     serial form is, and over random multipliers of both signs, every shift from -31 to
     31 and 40-bit accumulators, on the fabric multiplier and through the product hook.
