@@ -62,6 +62,12 @@ COMPACT_STEPS = (
 COMPACT_INTERVAL = len(COMPACT_STEPS)
 
 
+def _term(condition, value):
+    """``value`` where ``condition`` holds, else 0: one of the terms a compact lane ORs
+    into its adder's operand."""
+    return Mux(condition, value, 0)
+
+
 def _bits(value, start: int, stop: int, *, two_complement: bool):
     """Bits ``start`` to ``stop`` of ``value``, read as two's complement or unsigned: a
     :class:`Const` when ``value`` is one (so that a product by it is seen to be
@@ -802,9 +808,6 @@ class Requantizer(wiring.Component):
         saturated = Mux(overflow, INT32_MAX, total[15:47].as_signed())
         first = Cat(Const(0, 14), Const(1, 1), Const(0, 1), (sx + sm)[:2])
 
-        def term(condition, value):
-            return Mux(condition, value, 0)
-
         product = pipeline.platform_product(m, platform, multiplying, a_next, b_next,
                                             f"compact_product_{lane}")
         if product is None:
@@ -819,12 +822,12 @@ class Requantizer(wiring.Component):
             # saturated high part, its second one of the terms.
             negative = Signal(name=f"compact_negative_{lane}")
             base = Mux(at["load"], first, Mux(at["round"], saturated, total))
-            addend = (term(at["load"], product[16:])
-                      | term(at["add_lh"] | at["add_hl"], product)
-                      | term(at["add_hh"], product << 16)
-                      | term(at["correct_x"] & sx, ~mu << 16)
-                      | term(at["correct_m"] & sm, ~xu << 16)
-                      | term(at["round"], Mux(negative, nudges[True], nudges[False])))
+            addend = (_term(at["load"], product[16:])
+                      | _term(at["add_lh"] | at["add_hl"], product)
+                      | _term(at["add_hh"], product << 16)
+                      | _term(at["correct_x"] & sx, ~mu << 16)
+                      | _term(at["correct_m"] & sm, ~xu << 16)
+                      | _term(at["round"], Mux(negative, nudges[True], nudges[False])))
             written = (base + addend)[:48]
             with m.If(at["correct_m"]):
                 m.d.sync += negative.eq(written[47])
@@ -861,19 +864,16 @@ class Requantizer(wiring.Component):
         nudge for a result >= 0; the nudge below 0 (one less) is a register of its own,
         chosen by the sign taken as the last sum is written.  The first step's constant
         is loaded into ``total`` a step before it adds (:meth:`_compact_lane` does so)."""
-        def term(condition, value):
-            return Mux(condition, value, 0)
-
         a_reg = pipeline.register(m, multiplying, a_next, f"compact_a_{lane}")
         b_reg = pipeline.register(m, multiplying, b_next, f"compact_b_{lane}")
         product = a_reg * b_reg
         addend = Signal(48, name=f"compact_addend_{lane}")
-        m.d.sync += addend.eq(term(at["operands_lh"], product[16:])  # for "load"
-                              | term(at["load"] | at["add_lh"], product)
-                              | term(at["add_hl"], product << 16)  # for "add_hh"
-                              | term(at["add_hh"] & sx, ~mu << 16)  # for "correct_x"
-                              | term(at["correct_x"] & sm, ~xu << 16)  # for "correct_m"
-                              | term(at["correct_m"], nudges[False]))  # for "round"
+        m.d.sync += addend.eq(_term(at["operands_lh"], product[16:])  # for "load"
+                              | _term(at["load"] | at["add_lh"], product)
+                              | _term(at["add_hl"], product << 16)  # for "add_hh"
+                              | _term(at["add_hh"] & sx, ~mu << 16)  # for "correct_x"
+                              | _term(at["correct_x"] & sm, ~xu << 16)  # for "correct_m"
+                              | _term(at["correct_m"], nudges[False]))  # for "round"
         below = Signal(31, name=f"compact_nudge_below_{lane}")
         m.d.sync += below.eq(nudges[True])
         rounds_below = Signal(name=f"compact_rounds_below_{lane}")
